@@ -1,0 +1,225 @@
+/* nflow.h — normalizing flows in C11 (NICE, RealNVP, Glow).
+ *
+ * Overview
+ * --------
+ * A flow is a composition of invertible layers f = f_K ∘ … ∘ f_1 that maps data x to a latent z with a
+ * simple prior π(z). The log-likelihood is exact (change of variables):
+ *
+ *     log p(x) = log π(f(x)) + Σ_k log |det ∂f_k/∂h_{k-1}|        (h_0 = x, h_k = f_k(h_{k-1}))
+ *
+ * DIRECTION CONVENTION (one for the whole library):
+ *   forward  = data → latent  (x → z). It ADDS log|det ∂z/∂x| to a per-sample log-det accumulator.
+ *   inverse  = latent → data  (z → x). It ADDS −log|det ∂z/∂x| (= log|det ∂x/∂z|).
+ *   The generator of the lecture, G, is the inverse; G⁻¹ is the forward.
+ *   backward = gradients of a scalar loss L(z, logdet) with respect to the layer input x and the layer
+ *   parameters, given ∂L/∂z and ∂L/∂logdet; parameter gradients are ADDED (+=) into the gradient buffer.
+ *
+ * Tensors are row-major float32, batch first: a batch of n vectors of dimension D is n·D floats (n, D).
+ * All parameters of a model live in ONE flat buffer, gradients in a second buffer of the same layout.
+ *
+ * Errors: every function that can fail returns an nf_status; nf_last_error() gives a readable one-line
+ * reason (per thread). The library never prints and never exits.
+ *
+ * Worked example (error checks trimmed):
+ *
+ *     nf_config cfg; nf_config_default(&cfg, NF_MODEL_REALNVP, 2);
+ *     nf_flow *flow; nf_flow_create(&cfg, &flow);
+ *     nf_dataset *ds;  nf_dataset_toy("moons", 10000, 1, &ds);
+ *     nf_trainer *tr;  nf_train_opts o; nf_train_opts_default(&o); nf_trainer_create(flow, ds, &o, &tr);
+ *     for (int s = 0; s < 2000; s++) { double loss, gnorm; nf_trainer_step(tr, &loss, &gnorm); }
+ *     nf_flow_save(flow, "moons.ckpt");
+ *     ... nf_trainer_free(tr); nf_dataset_free(ds); nf_flow_free(flow);
+ */
+#ifndef NFLOW_H
+#define NFLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NFLOW_VERSION "0.1.0"
+#define NFLOW_CKPT_VERSION 1
+
+/* nf_real is float. The test suite also compiles the library with NFLOW_DOUBLE so that the conformance
+ * suite can check log-determinants and gradients against double-precision finite differences. */
+#ifdef NFLOW_DOUBLE
+typedef double nf_real;
+#else
+typedef float nf_real;
+#endif
+
+typedef enum {
+    NF_OK = 0,
+    NF_ERR_INVALID,  /* bad argument, option or configuration */
+    NF_ERR_NOMEM,    /* allocation failed */
+    NF_ERR_IO,       /* file could not be opened, read or written */
+    NF_ERR_FORMAT,   /* malformed file contents */
+    NF_ERR_NUMERIC   /* non-finite value or singular matrix */
+} nf_status;
+
+/* The reason for the last failure on this thread ("" if none). */
+const char *nf_last_error(void);
+/* Threads used by OpenMP regions. Results are bit-identical for every thread count. */
+void nf_set_threads(int n);
+int nf_get_threads(void);
+
+/* ---------------------------------------------------------------- random numbers (xoshiro256**) */
+typedef struct { uint64_t s[4]; } nf_rng;
+void nf_rng_seed(nf_rng *r, uint64_t seed);
+uint64_t nf_rng_u64(nf_rng *r);
+double nf_rng_uniform(nf_rng *r);   /* in (0, 1), never 0 or 1 */
+double nf_rng_normal(nf_rng *r);    /* N(0, 1), Box–Muller, no cached state */
+double nf_rng_logistic(nf_rng *r);  /* standard logistic: log(u / (1 − u)) */
+
+/* ---------------------------------------------------------------- model configuration */
+typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW } nf_model_type;
+typedef enum { NF_ACT_RELU = 0, NF_ACT_TANH, NF_ACT_LEAKY_RELU } nf_activation;
+typedef enum { NF_COUPLING_AFFINE = 0, NF_COUPLING_ADDITIVE } nf_coupling_type;
+/* Bounded scale of the affine coupling:
+ *   TANH:    z_b = x_b · exp(tanh(h_s)) + h_t            (net output order: s then t; RealNVP)
+ *   SIGMOID: z_b = (x_b + h_t) · sigmoid(h_s + 2)        (net output order: t then s; Glow) */
+typedef enum { NF_SCALE_TANH = 0, NF_SCALE_SIGMOID } nf_scale_type;
+/* Which coordinates condition (a) and which are transformed (b); coupling k swaps a and b when k is odd.
+ *   HALVES:  a = first ⌊D/2⌋ coordinates, b = the rest.   ODDEVEN: a = even indices, b = odd indices. */
+typedef enum { NF_PART_HALVES = 0, NF_PART_ODDEVEN } nf_partition;
+typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN } nf_prior_type;
+typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM } nf_perm_type;
+
+typedef struct {
+    nf_model_type model;
+    int32_t dim;            /* D, data dimension (≥ 2) */
+    int32_t depth;          /* couplings (nice, realnvp) or steps (glow) */
+    int32_t hidden;         /* width of coupling MLPs */
+    int32_t layers;         /* hidden layers of coupling MLPs (≥ 1) */
+    nf_activation act;
+    nf_coupling_type coupling; /* glow: affine or additive; nice is always additive, realnvp affine */
+    nf_scale_type scale;
+    nf_partition partition;
+    nf_perm_type perm;      /* fixed permutation after each coupling (nice/realnvp); glow uses 1×1 "conv" */
+    int32_t lu;             /* glow: 1 = LU-parameterised invertible linear, 0 = plain W (log|det| by LU) */
+    int32_t batchnorm;      /* realnvp: batch-norm flow layer after each coupling but the last */
+    int32_t actnorm;        /* realnvp/nice: ActNorm before each coupling (glow always has it) */
+    nf_prior_type prior;
+    int32_t standardize;    /* per-column standardisation layer in front (statistics set from data) */
+    uint64_t seed;          /* parameter initialisation and random permutations */
+} nf_config;
+
+/* Fill cfg with the defaults of a model type for data of dimension dim. */
+void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);
+nf_status nf_config_validate(const nf_config *cfg);
+/* Names <-> enums ("nice", "realnvp", "glow"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
+int nf_model_from_name(const char *name);
+const char *nf_model_name(nf_model_type m);
+/* Any enum of nf_config by kind: "model", "activation", "coupling", "scale", "partition", "prior",
+ * "perm". nf_enum_from_name returns -1 for an unknown name; nf_enum_name returns "?" for a bad value. */
+int nf_enum_from_name(const char *kind, const char *name);
+const char *nf_enum_name(const char *kind, int value);
+
+/* ---------------------------------------------------------------- flows */
+typedef struct nf_flow nf_flow;
+
+nf_status nf_flow_create(const nf_config *cfg, nf_flow **out);
+void nf_flow_free(nf_flow *f);
+const nf_config *nf_flow_config(const nf_flow *f);
+int32_t nf_flow_dim(const nf_flow *f);
+int32_t nf_flow_num_layers(const nf_flow *f);
+const char *nf_flow_layer_name(const nf_flow *f, int32_t k);
+/* The flat parameter and gradient buffers (same layout), and their length. */
+nf_real *nf_flow_params(nf_flow *f);
+nf_real *nf_flow_grads(nf_flow *f);
+int64_t nf_flow_num_params(const nf_flow *f);
+/* Set the standardisation layer (if the config has one) from data statistics. */
+nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_real *std);
+/* Training mode: ActNorm initialises from the first batch it sees, batch norm uses batch statistics. */
+void nf_flow_set_training(nf_flow *f, int training);
+
+/* z = f(x) (n, D); logdet[i] = Σ_k log|det J_k| for sample i (overwritten). Either output may be NULL. */
+nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n);
+/* x = f⁻¹(z); logdet[i] = log|det ∂x/∂z| = −(forward log-det) (overwritten; may be NULL). */
+nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n);
+/* log p(x) per sample, in nats. */
+nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n);
+/* Draw n samples x = G(z), z ~ prior scaled by temperature T (T = 1: the model's distribution). */
+nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n);
+/* Mean negative log-likelihood (nats) of the batch, and its gradient ADDED into nf_flow_grads()
+ * (the caller zeroes the gradient buffer). dx (may be NULL) receives ∂loss/∂x. */
+nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx);
+void nf_flow_zero_grad(nf_flow *f);
+
+/* Checkpoints: safetensors; the config, layer list and format version are in "__metadata__", every
+ * parameter and state tensor is stored under its own name ("layers.3.net.0.weight" …). Written to a
+ * temporary file and renamed. */
+nf_status nf_flow_save(const nf_flow *f, const char *path);
+nf_status nf_flow_load(const char *path, nf_flow **out);
+
+/* ---------------------------------------------------------------- optimiser */
+typedef struct {
+    double lr, beta1, beta2, eps;
+    int64_t warmup;         /* linear learning-rate warm-up over this many steps (0: none) */
+    double clip;            /* clip the global gradient norm to this (≤ 0: no clipping) */
+} nf_adam_opts;
+void nf_adam_opts_default(nf_adam_opts *o);
+typedef struct nf_adam nf_adam;
+nf_status nf_adam_create(int64_t nparams, const nf_adam_opts *o, nf_adam **out);
+void nf_adam_free(nf_adam *a);
+/* One Adam step on params using grads (clipping and warm-up applied); returns the pre-clip grad norm. */
+double nf_adam_step(nf_adam *a, nf_real *params, const nf_real *grads);
+int64_t nf_adam_steps(const nf_adam *a);
+
+/* ---------------------------------------------------------------- data */
+typedef struct {
+    int64_t n;      /* rows */
+    int32_t dim;    /* columns */
+    nf_real *x;     /* (n, dim), owned */
+} nf_dataset;
+
+/* Built-in 2-D generators (FFJORD's toy data): "moons", "circles", "rings", "8gaussians",
+ * "checkerboard", "pinwheel", "2spirals". */
+nf_status nf_dataset_toy(const char *name, int64_t n, uint64_t seed, nf_dataset **out);
+int nf_toy_known(const char *name);
+const char *const *nf_toy_names(void);
+/* CSV of numbers, one row per sample; an optional header line of non-numeric names is skipped.
+ * Errors name the file, the line and the field. */
+nf_status nf_dataset_csv(const char *path, nf_dataset **out);
+nf_status nf_dataset_write_csv(const nf_dataset *ds, const char *path, const char *colprefix);
+void nf_dataset_free(nf_dataset *ds);
+/* Split rows (shuffled with seed) into train and test; test gets round(frac·n) rows (at least 1). */
+nf_status nf_dataset_split(const nf_dataset *ds, double test_frac, uint64_t seed,
+                           nf_dataset **train, nf_dataset **test);
+/* Per-column mean and standard deviation (std of a constant column is reported as 1). */
+void nf_dataset_moments(const nf_dataset *ds, nf_real *mean, nf_real *std);
+
+/* ---------------------------------------------------------------- training */
+typedef struct {
+    int64_t batch;
+    nf_adam_opts adam;
+    uint64_t seed;          /* batch sampling */
+} nf_train_opts;
+void nf_train_opts_default(nf_train_opts *o);
+typedef struct nf_trainer nf_trainer;
+/* The trainer borrows f and ds (both must outlive it) and puts f in training mode. */
+nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out);
+void nf_trainer_free(nf_trainer *t);
+/* One step: the next batch of a shuffled epoch of ds, loss = mean NLL (nats), Adam update. A non-finite
+ * loss or gradient skips the update and returns NF_ERR_NUMERIC (the parameters are unchanged). */
+nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm);
+int64_t nf_trainer_steps(const nf_trainer *t);
+/* Mean test log-likelihood (nats/sample) and its standard error over all rows of ds. */
+nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *stderr_ll);
+
+/* ---------------------------------------------------------------- pictures */
+/* A three-panel PNG for a 2-D flow: learned density heatmap; samples over data; the warped grid
+ * (a regular grid in latent space mapped to data space by G). data may be NULL. */
+nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t panel_px,
+                     uint64_t seed);
+/* Write an 8-bit RGB image (h, w, 3) as PNG via a temporary file + rename. */
+nf_status nf_png_write(const char *path, const uint8_t *rgb, int32_t w, int32_t h);
+
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NFLOW_H */

@@ -1,0 +1,60 @@
+/* adam.c — Adam (Kingma & Ba) with linear learning-rate warm-up and global gradient-norm clipping.
+ * Step t (from 1):  g ← g · min(1, clip/‖g‖);  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
+ *                   lr_t = lr · min(1, t/warmup);  p ← p − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε) */
+#include "internal.h"
+
+struct nf_adam {
+    nf_adam_opts o;
+    int64_t n, t;
+    nf_real *m, *v;
+};
+
+void nf_adam_opts_default(nf_adam_opts *o) {
+    o->lr = 1e-3, o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8, o->warmup = 0, o->clip = 0;
+}
+
+nf_status nf_adam_create(int64_t n, const nf_adam_opts *o, nf_adam **out) {
+    *out = NULL;
+    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0)
+        return nf_fail(NF_ERR_INVALID, "Adam options: need lr > 0, 0 ≤ β < 1, ε > 0, warm-up ≥ 0");
+    nf_adam *a = nf_xcalloc(1, sizeof *a);
+    if (!a) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    a->o = *o, a->n = n;
+    a->m = nf_xcalloc((size_t)n, sizeof(nf_real));
+    a->v = nf_xcalloc((size_t)n, sizeof(nf_real));
+    if (!a->m || !a->v) {
+        nf_adam_free(a);
+        return nf_fail(NF_ERR_NOMEM, "out of memory for Adam moments");
+    }
+    *out = a;
+    return NF_OK;
+}
+
+void nf_adam_free(nf_adam *a) {
+    if (!a) return;
+    free(a->m), free(a->v), free(a);
+}
+
+int64_t nf_adam_steps(const nf_adam *a) { return a->t; }
+
+double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
+    double ss = 0;
+    for (int64_t i = 0; i < a->n; i++) ss += (double)g[i] * g[i];
+    double norm = sqrt(ss), gs = 1.0;
+    if (a->o.clip > 0 && norm > a->o.clip) gs = a->o.clip / norm;
+    a->t++;
+    double lr = a->o.lr;
+    if (a->o.warmup > 0 && a->t < a->o.warmup) lr *= (double)a->t / (double)a->o.warmup;
+    double b1 = a->o.beta1, b2 = a->o.beta2;
+    double c1 = 1.0 - pow(b1, (double)a->t), c2 = 1.0 - pow(b2, (double)a->t);
+    nf_real *m = a->m, *v = a->v;
+    int64_t n = a->n;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        double gi = g[i] * gs;
+        double mi = b1 * m[i] + (1 - b1) * gi, vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = (nf_real)mi, v[i] = (nf_real)vi;
+        p[i] -= (nf_real)(lr * (mi / c1) / (sqrt(vi / c2) + a->o.eps));
+    }
+    return norm;
+}

@@ -1,0 +1,273 @@
+/* ckpt.c — checkpoints in the safetensors format:
+ *   u64 (little-endian) N | N bytes of JSON header (space-padded to a multiple of 8) | tensor data
+ * The header maps every tensor name to {"dtype", "shape", "data_offsets"} and carries "__metadata__"
+ * (string → string): format "nflow", format_version, the model config as JSON, the layer kinds, and
+ * the CRC-32 of the data section. Any safetensors reader (Python's safetensors, for one) can open it. */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <zlib.h>
+
+#define DTYPE_NAME (sizeof(nf_real) == 4 ? "F32" : "F64")
+
+static cJSON *config_json(const nf_config *c) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "model", nf_enum_name("model", (int)c->model));
+    cJSON_AddNumberToObject(j, "dim", c->dim);
+    cJSON_AddNumberToObject(j, "depth", c->depth);
+    cJSON_AddNumberToObject(j, "hidden", c->hidden);
+    cJSON_AddNumberToObject(j, "layers", c->layers);
+    cJSON_AddStringToObject(j, "activation", nf_enum_name("activation", (int)c->act));
+    cJSON_AddStringToObject(j, "coupling", nf_enum_name("coupling", (int)c->coupling));
+    cJSON_AddStringToObject(j, "scale", nf_enum_name("scale", (int)c->scale));
+    cJSON_AddStringToObject(j, "partition", nf_enum_name("partition", (int)c->partition));
+    cJSON_AddStringToObject(j, "perm", nf_enum_name("perm", (int)c->perm));
+    cJSON_AddNumberToObject(j, "lu", c->lu);
+    cJSON_AddNumberToObject(j, "batchnorm", c->batchnorm);
+    cJSON_AddNumberToObject(j, "actnorm", c->actnorm);
+    cJSON_AddStringToObject(j, "prior", nf_enum_name("prior", (int)c->prior));
+    cJSON_AddNumberToObject(j, "standardize", c->standardize);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    return j;
+}
+
+/* Read config fields back; every field is required. */
+static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path) {
+    memset(c, 0, sizeof *c);
+    static const char *ints[] = {"dim", "depth", "hidden", "layers", "lu", "batchnorm", "actnorm", "standardize"};
+    int32_t *dst[] = {&c->dim, &c->depth, &c->hidden, &c->layers, &c->lu, &c->batchnorm, &c->actnorm, &c->standardize};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i]);
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
+            return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or not an integer", path, ints[i]);
+        *dst[i] = (int32_t)v->valuedouble;
+    }
+    static const char *enums[][2] = {{"model", "model"}, {"activation", "activation"}, {"coupling", "coupling"},
+                                     {"scale", "scale"}, {"partition", "partition"}, {"perm", "perm"}, {"prior", "prior"}};
+    int *edst[] = {(int *)&c->model, (int *)&c->act, (int *)&c->coupling, (int *)&c->scale, (int *)&c->partition,
+                   (int *)&c->perm, (int *)&c->prior};
+    for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, enums[i][0]);
+        int e = cJSON_IsString(v) ? nf_enum_from_name(enums[i][1], v->valuestring) : -1;
+        if (e < 0) return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or unknown", path, enums[i][0]);
+        *edst[i] = e;
+    }
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (!cJSON_IsString(s)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'seed' is missing", path);
+    c->seed = strtoull(s->valuestring, NULL, 10);
+    return NF_OK;
+}
+
+static const nf_real *tensor_src(const nf_flow *f, const nf_tensor_info *t) {
+    return (t->kind == NF_TENSOR_PARAM ? f->ctx.params : f->ctx.buffers) + t->offset;
+}
+
+nf_status nf_flow_save(const nf_flow *f, const char *path) {
+    const nf_flow_ctx *c = &f->ctx;
+    cJSON *h = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *cfg = config_json(&f->cfg);
+    cJSON *kinds = cJSON_CreateArray();
+    nf_status st = NF_OK;
+    char *hs = NULL, *cfgs = NULL, *kinds_s = NULL;
+    if (!h || !meta || !cfg || !kinds) {
+        st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* CRC of the data section, in tensor order */
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (int32_t i = 0; i < c->ntensors; i++)
+        crc = crc32(crc, (const Bytef *)tensor_src(f, &c->tensors[i]), (uInt)(sizeof(nf_real) * (size_t)c->tensors[i].count));
+    for (int32_t k = 0; k < f->nlayers; k++) cJSON_AddItemToArray(kinds, cJSON_CreateString(f->layers[k]->ops->kind));
+    cfgs = cJSON_PrintUnformatted(cfg);
+    kinds_s = cJSON_PrintUnformatted(kinds);
+    char crcs[16], ver[16];
+    snprintf(crcs, sizeof crcs, "%08lx", (unsigned long)crc);
+    snprintf(ver, sizeof ver, "%d", NFLOW_CKPT_VERSION);
+    cJSON_AddStringToObject(meta, "format", "nflow");
+    cJSON_AddStringToObject(meta, "format_version", ver);
+    cJSON_AddStringToObject(meta, "nflow_version", NFLOW_VERSION);
+    cJSON_AddStringToObject(meta, "config", cfgs ? cfgs : "");
+    cJSON_AddStringToObject(meta, "layers", kinds_s ? kinds_s : "");
+    cJSON_AddStringToObject(meta, "data_crc32", crcs);
+    cJSON_AddItemToObject(h, "__metadata__", meta);
+    meta = NULL;
+    uint64_t off = 0;
+    for (int32_t i = 0; i < c->ntensors; i++) {
+        const nf_tensor_info *t = &c->tensors[i];
+        cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray();
+        cJSON_AddStringToObject(e, "dtype", DTYPE_NAME);
+        for (int32_t d = 0; d < t->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        uint64_t bytes = sizeof(nf_real) * (uint64_t)t->count;
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
+        cJSON_AddItemToObject(e, "shape", shape);
+        cJSON_AddItemToObject(e, "data_offsets", offs);
+        cJSON_AddItemToObject(h, t->name, e);
+        off += bytes;
+    }
+    hs = cJSON_PrintUnformatted(h);
+    if (!hs || !cfgs || !kinds_s) {
+        st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t hl = strlen(hs), padded = (hl + 7) / 8 * 8;
+    char tmp[4096];
+    FILE *fp = nf_open_temp(path, tmp, sizeof tmp);
+    if (!fp) {
+        st = NF_ERR_IO;
+        goto done;
+    }
+    unsigned char len8[8];
+    for (int b = 0; b < 8; b++) len8[b] = (unsigned char)(((uint64_t)padded >> (8 * b)) & 0xff);
+    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hs, 1, hl, fp) == hl;
+    for (size_t p = hl; p < padded && ok; p++) ok = fputc(' ', fp) != EOF;
+    for (int32_t i = 0; i < c->ntensors && ok; i++) {
+        size_t cnt = (size_t)c->tensors[i].count;
+        ok = fwrite(tensor_src(f, &c->tensors[i]), sizeof(nf_real), cnt, fp) == cnt;
+    }
+    st = nf_commit_temp(fp, tmp, path, ok);
+done:
+    cJSON_Delete(h), cJSON_Delete(meta), cJSON_Delete(cfg), cJSON_Delete(kinds);
+    free(hs), free(cfgs), free(kinds_s);
+    return st;
+}
+
+static nf_status read_file(const char *path, unsigned char **buf, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(fp, 0, SEEK_END) != 0) {
+        fclose(fp);
+        return nf_fail(NF_ERR_IO, "%s: cannot seek (not a regular file?)", path);
+    }
+    long sz = ftell(fp);
+    rewind(fp);
+    if (sz < 0) {
+        fclose(fp);
+        return nf_fail(NF_ERR_IO, "%s: cannot tell the file size", path);
+    }
+    unsigned char *b = malloc((size_t)sz + 1);
+    if (!b) {
+        fclose(fp);
+        return nf_fail(NF_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(b, 1, (size_t)sz, fp);
+    fclose(fp);
+    if (got != (size_t)sz) {
+        free(b);
+        return nf_fail(NF_ERR_IO, "%s: read error", path);
+    }
+    *buf = b, *len = (size_t)sz;
+    return NF_OK;
+}
+
+nf_status nf_flow_load(const char *path, nf_flow **out) {
+    *out = NULL;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    nf_status st = read_file(path, &buf, &len);
+    if (st) return st;
+    cJSON *h = NULL;
+    nf_flow *f = NULL;
+    uint64_t hl = 0;
+    if (len < 8) {
+        st = nf_fail(NF_ERR_FORMAT, "%s: not an nflow checkpoint (%zu bytes, too short)", path, len);
+        goto done;
+    }
+    for (int b = 0; b < 8; b++) hl |= (uint64_t)buf[b] << (8 * b);
+    if (hl > len - 8) {
+        st = nf_fail(NF_ERR_FORMAT, "%s: truncated or not a checkpoint (header of %llu bytes, file has %zu)", path, (unsigned long long)hl, len);
+        goto done;
+    }
+    h = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hl);
+    const cJSON *meta = h ? cJSON_GetObjectItemCaseSensitive(h, "__metadata__") : NULL;
+    const cJSON *fmt = meta ? cJSON_GetObjectItemCaseSensitive(meta, "format") : NULL;
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "nflow") != 0) {
+        st = nf_fail(NF_ERR_FORMAT, "%s: not an nflow checkpoint (no safetensors header with format \"nflow\")", path);
+        goto done;
+    }
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(meta, "format_version");
+    if (!cJSON_IsString(ver) || atoi(ver->valuestring) != NFLOW_CKPT_VERSION) {
+        st = nf_fail(NF_ERR_FORMAT, "%s: checkpoint format version %s, this nflow reads version %d", path,
+                     cJSON_IsString(ver) ? ver->valuestring : "?", NFLOW_CKPT_VERSION);
+        goto done;
+    }
+    const cJSON *cfgs = cJSON_GetObjectItemCaseSensitive(meta, "config");
+    cJSON *cj = cJSON_IsString(cfgs) ? cJSON_Parse(cfgs->valuestring) : NULL;
+    nf_config cfg;
+    st = cj ? config_from_json(cj, &cfg, path) : nf_fail(NF_ERR_FORMAT, "%s: the config metadata is missing or not JSON", path);
+    cJSON_Delete(cj);
+    if (st) goto done;
+    if ((st = nf_flow_create(&cfg, &f))) {
+        st = nf_fail(st, "%s: bad model config: %s", path, nf_last_error());
+        goto done;
+    }
+    const unsigned char *data = buf + 8 + hl;
+    uint64_t dlen = len - 8 - hl;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    int ntens = 0;
+    for (const cJSON *e = h->child; e; e = e->next) ntens += strcmp(e->string, "__metadata__") != 0;
+    if (ntens != f->ctx.ntensors) {
+        st = nf_fail(NF_ERR_FORMAT, "%s: %d tensors, the model of its config has %d", path, ntens, (int)f->ctx.ntensors);
+        goto done;
+    }
+    for (int32_t i = 0; i < f->ctx.ntensors; i++) {
+        const nf_tensor_info *t = &f->ctx.tensors[i];
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(h, t->name);
+        const cJSON *dt = e ? cJSON_GetObjectItemCaseSensitive(e, "dtype") : NULL;
+        const cJSON *sh = e ? cJSON_GetObjectItemCaseSensitive(e, "shape") : NULL;
+        const cJSON *of = e ? cJSON_GetObjectItemCaseSensitive(e, "data_offsets") : NULL;
+        if (!e || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2) {
+            st = nf_fail(NF_ERR_FORMAT, "%s: tensor '%s' is missing or malformed", path, t->name);
+            goto done;
+        }
+        size_t esz = strcmp(dt->valuestring, "F32") == 0 ? 4 : strcmp(dt->valuestring, "F64") == 0 ? 8 : 0;
+        int shape_ok = esz && cJSON_GetArraySize(sh) == t->ndim;
+        for (int32_t d = 0; d < t->ndim && shape_ok; d++)
+            shape_ok = cJSON_GetArrayItem(sh, d)->valuedouble == (double)t->shape[d];
+        double b0 = cJSON_GetArrayItem(of, 0)->valuedouble, b1 = cJSON_GetArrayItem(of, 1)->valuedouble;
+        if (!shape_ok) {
+            st = nf_fail(NF_ERR_FORMAT, "%s: tensor '%s' has the wrong dtype or shape for this model", path, t->name);
+            goto done;
+        }
+        if (!(b0 >= 0 && b1 >= b0 && b1 <= (double)dlen && b1 - b0 == (double)(esz * (size_t)t->count))) {
+            st = nf_fail(NF_ERR_FORMAT, "%s: tensor '%s' lies outside the file (truncated?)", path, t->name);
+            goto done;
+        }
+        const unsigned char *src = data + (size_t)b0;
+        crc = crc32(crc, src, (uInt)(b1 - b0));
+        nf_real *dst = (t->kind == NF_TENSOR_PARAM ? f->ctx.params : f->ctx.buffers) + t->offset;
+        for (int64_t k = 0; k < t->count; k++) {
+            if (esz == 4) {
+                float v;
+                memcpy(&v, src + 4 * k, 4);
+                dst[k] = (nf_real)v;
+            } else {
+                double v;
+                memcpy(&v, src + 8 * k, 8);
+                dst[k] = (nf_real)v;
+            }
+            if (!isfinite(dst[k])) {
+                st = nf_fail(NF_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
+                goto done;
+            }
+        }
+    }
+    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(meta, "data_crc32");
+    if (cJSON_IsString(cs)) {
+        char mine[16];
+        snprintf(mine, sizeof mine, "%08lx", (unsigned long)crc);
+        if (strcmp(mine, cs->valuestring) != 0) {
+            st = nf_fail(NF_ERR_FORMAT, "%s: checksum mismatch (data corrupted)", path);
+            goto done;
+        }
+    }
+done:
+    cJSON_Delete(h);
+    free(buf);
+    if (st) nf_flow_free(f);
+    else *out = f;
+    return st;
+}

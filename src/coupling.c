@@ -1,0 +1,227 @@
+/* coupling.c — coupling layers (NICE additive, RealNVP/Glow affine) on (n, D) vectors.
+ *
+ * The coordinates are split into a conditioning part a (indices ia) and a transformed part b (ib):
+ *   additive (NICE):           z_a = x_a,  z_b = x_b + m(x_a)                          log|det| = 0
+ *   affine, tanh (RealNVP):    (h_s, h_t) = m(x_a), s = tanh(h_s), z_b = x_b·exp(s) + h_t   log|det| = Σ s
+ *   affine, sigmoid (Glow):    (h_t, h_s) = m(x_a), σ = sigmoid(h_s + 2), z_b = (x_b + h_t)·σ
+ *                                                                                 log|det| = Σ log σ
+ * m is an MLP whose last layer starts at zero, so every coupling starts as the identity.
+ * Cache layout (n rows): x_a (n, na) | net output h (n, nout) | MLP cache. */
+#include "internal.h"
+
+typedef struct {
+    nf_layer base;
+    int additive;
+    nf_scale_type scale;
+    int32_t na, nb;
+    int32_t *ia, *ib;
+    nf_mlp net;
+} coupling;
+
+static int64_t cp_cache_size(const nf_layer *L, int64_t n) {
+    const coupling *c = (const coupling *)L;
+    return n * c->na + n * c->net.out + nf_mlp_cache_size(&c->net, n);
+}
+
+static int64_t cp_work_size(const nf_layer *L, int64_t n) {
+    const coupling *c = (const coupling *)L;
+    int64_t bw = n * c->net.out + 2 * n * c->net.hidden + n * c->na; /* backward */
+    int64_t iw = cp_cache_size(L, n);                                 /* inverse */
+    return bw > iw ? bw : iw;
+}
+
+static void cp_init(nf_layer *L, nf_rng *rng) {
+    coupling *c = (coupling *)L;
+    nf_mlp_init(&c->net, NF_P(L, c->net.off), rng);
+}
+
+static void cp_destroy(nf_layer *L) {
+    coupling *c = (coupling *)L;
+    free(c->ia);
+    free(c->ib);
+}
+
+/* numerically stable log(sigmoid(v)) = −softplus(−v) */
+static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
+static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
+
+/* Run the net on the conditioning half of x: fills xa and h (both in buf) and the MLP cache. */
+static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf) {
+    int32_t D = c->base.dim;
+    nf_real *xa = buf, *h = buf + n * c->na, *mc = h + n * c->net.out;
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < c->na; j++) xa[i * c->na + j] = x[i * D + c->ia[j]];
+    nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, h, n, mc);
+}
+
+static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, int training) {
+    NF_UNUSED(training);
+    coupling *c = (coupling *)L;
+    int32_t D = L->dim, nb = c->nb, no = c->net.out;
+    cp_net(c, x, n, cache);
+    const nf_real *h = cache + n * c->na;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * D, *hi = h + i * no;
+        nf_real *zi = z + i * D, ld = 0;
+        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            if (c->additive) {
+                zi[k] = xi[k] + hi[j];
+            } else if (c->scale == NF_SCALE_TANH) {
+                nf_real s = tanh(hi[j]);
+                zi[k] = xi[k] * exp(s) + hi[nb + j];
+                ld += s;
+            } else {
+                nf_real v = hi[nb + j] + 2;
+                zi[k] = (xi[k] + hi[j]) * sigmoid(v);
+                ld += log_sigmoid(v);
+            }
+        }
+        if (logdet) logdet[i] += ld;
+    }
+    return NF_OK;
+}
+
+static nf_status cp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    coupling *c = (coupling *)L;
+    int32_t D = L->dim, nb = c->nb, no = c->net.out;
+    cp_net(c, z, n, work); /* z_a = x_a, so the net sees the same input */
+    const nf_real *h = work + n * c->na;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *zi = z + i * D, *hi = h + i * no;
+        nf_real *xi = x + i * D, ld = 0;
+        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            if (c->additive) {
+                xi[k] = zi[k] - hi[j];
+            } else if (c->scale == NF_SCALE_TANH) {
+                nf_real s = tanh(hi[j]);
+                xi[k] = (zi[k] - hi[nb + j]) * exp(-s);
+                ld += s;
+            } else {
+                nf_real v = hi[nb + j] + 2;
+                xi[k] = zi[k] / sigmoid(v) - hi[j];
+                ld += log_sigmoid(v);
+            }
+        }
+        if (logdet) logdet[i] -= ld;
+    }
+    return NF_OK;
+}
+
+static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(training);
+    coupling *c = (coupling *)L;
+    int32_t D = L->dim, nb = c->nb, na = c->na, no = c->net.out;
+    const nf_real *xa = cache, *h = cache + n * na, *mc = h + n * no;
+    nf_real *dh = work, *mwork = dh + n * no, *dxa = mwork + 2 * n * c->net.hidden;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * D, *hi = h + i * no, *dzi = dz + i * D;
+        nf_real *dxi = dx + i * D, *dhi = dh + i * no;
+        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            if (c->additive) {
+                dhi[j] = dzi[k];
+            } else if (c->scale == NF_SCALE_TANH) {
+                nf_real s = tanh(hi[j]), e = exp(s);
+                dxi[k] = dzi[k] * e;
+                nf_real ds = dzi[k] * xi[k] * e + dld[i];
+                dhi[j] = ds * (1 - s * s);
+                dhi[nb + j] = dzi[k];
+            } else {
+                nf_real v = hi[nb + j] + 2, sg = sigmoid(v);
+                dxi[k] = dzi[k] * sg;
+                dhi[j] = dzi[k] * sg;
+                nf_real dsg = dzi[k] * (xi[k] + hi[j]);
+                dhi[nb + j] = dsg * sg * (1 - sg) + dld[i] * (1 - sg);
+            }
+        }
+    }
+    nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, mc, dh, dxa, n, mwork);
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < na; j++) dx[i * D + c->ia[j]] += dxa[i * na + j];
+}
+
+static const nf_layer_ops additive_ops = {"additive_coupling", cp_forward, cp_inverse, cp_backward,
+                                          cp_cache_size,       cp_work_size, cp_init,  cp_destroy};
+static const nf_layer_ops affine_ops = {"affine_coupling", cp_forward,   cp_inverse, cp_backward,
+                                        cp_cache_size,     cp_work_size, cp_init,    cp_destroy};
+
+/* Partition of 0..D-1 into a (conditioning) and b (transformed); parity 1 swaps the roles. */
+static int make_partition(coupling *c, int32_t D, nf_partition part, int32_t parity) {
+    int32_t nfirst = part == NF_PART_HALVES ? D / 2 : (D + 1) / 2; /* |first set| */
+    int32_t *first = malloc(sizeof(int32_t) * (size_t)D), *second = malloc(sizeof(int32_t) * (size_t)D);
+    if (!first || !second) {
+        free(first), free(second);
+        return 0;
+    }
+    int32_t n1 = 0, n2 = 0;
+    for (int32_t j = 0; j < D; j++) {
+        int in_first = part == NF_PART_HALVES ? j < nfirst : j % 2 == 0;
+        if (in_first) first[n1++] = j;
+        else second[n2++] = j;
+    }
+    if (parity % 2 == 0) c->ia = first, c->na = n1, c->ib = second, c->nb = n2;
+    else c->ia = second, c->na = n2, c->ib = first, c->nb = n1;
+    return 1;
+}
+
+static nf_layer *coupling_create(nf_flow_ctx *ctx, const char *name, int32_t dim, nf_partition part,
+                                 int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
+                                 int additive, nf_scale_type scale) {
+    coupling *c = nf_xcalloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->base.ops = additive ? &additive_ops : &affine_ops;
+    snprintf(c->base.name, sizeof c->base.name, "%s", name);
+    c->base.dim = dim;
+    c->base.ctx = ctx;
+    c->additive = additive;
+    c->scale = scale;
+    if (!make_partition(c, dim, part, parity)) {
+        free(c);
+        return NULL;
+    }
+    c->net.in = c->na;
+    c->net.out = additive ? c->nb : 2 * c->nb;
+    c->net.hidden = hidden;
+    c->net.layers = layers;
+    c->net.act = act;
+    /* register every linear map of the net as named tensors "net.<l>.weight" / "net.<l>.bias" */
+    c->net.off = -1;
+    for (int32_t l = 0; l <= layers; l++) {
+        int64_t in = l == 0 ? c->net.in : hidden, out = l == layers ? c->net.out : hidden;
+        char tw[32], tb[32];
+        snprintf(tw, sizeof tw, "net.%d.weight", (int)l);
+        snprintf(tb, sizeof tb, "net.%d.bias", (int)l);
+        int64_t sw[2] = {out, in}, sb[1] = {out};
+        int64_t ow = nf_ctx_reserve(ctx, name, tw, NF_TENSOR_PARAM, 2, sw);
+        int64_t ob = nf_ctx_reserve(ctx, name, tb, NF_TENSOR_PARAM, 1, sb);
+        if (ow < 0 || ob < 0) {
+            cp_destroy(&c->base);
+            free(c);
+            return NULL;
+        }
+        if (l == 0) c->net.off = ow;
+    }
+    return &c->base;
+}
+
+nf_layer *nf_additive_coupling_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_partition part,
+                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act) {
+    return coupling_create(c, name, dim, part, parity, hidden, layers, act, 1, NF_SCALE_TANH);
+}
+
+nf_layer *nf_affine_coupling_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_partition part,
+                                    int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
+                                    nf_scale_type scale) {
+    return coupling_create(c, name, dim, part, parity, hidden, layers, act, 0, scale);
+}

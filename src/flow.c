@@ -1,0 +1,405 @@
+/* flow.c — models built from a config, the composition f = f_K ∘ … ∘ f_1 and its log-likelihood:
+ *     log p(x) = log π(f(x)) + Σ_k log|det J_{f_k}|          (lecture: change of variables)
+ * Sizes first (every layer reserves its named tensors), then ONE parameter buffer, ONE gradient buffer
+ * and ONE state buffer are allocated and the layers initialised. The workspace (layer inputs, caches,
+ * scratch) is sized for a batch once and reused: a training step allocates nothing. */
+#include "internal.h"
+
+#define EVAL_CHUNK 4096 /* rows per pass for evaluation-only calls: bounded memory */
+
+/* ------------------------------------------------------------------ config */
+/* Names of every enum of nf_config, in enum order; used by the CLI and the checkpoint metadata. */
+static const struct {
+    const char *kind;
+    const char *names[4];
+} enum_names[] = {
+    {"model", {"nice", "realnvp", "glow", NULL}},
+    {"activation", {"relu", "tanh", "leaky_relu", NULL}},
+    {"coupling", {"affine", "additive", NULL, NULL}},
+    {"scale", {"tanh", "sigmoid", NULL, NULL}},
+    {"partition", {"halves", "oddeven", NULL, NULL}},
+    {"prior", {"normal", "logistic", "diag_gaussian", NULL}},
+    {"perm", {"none", "reverse", "random", NULL}},
+};
+
+int nf_enum_from_name(const char *kind, const char *name) {
+    for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
+        if (strcmp(kind, enum_names[k].kind) == 0)
+            for (int i = 0; i < 4 && enum_names[k].names[i]; i++)
+                if (name && strcmp(name, enum_names[k].names[i]) == 0) return i;
+    return -1;
+}
+
+const char *nf_enum_name(const char *kind, int value) {
+    for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
+        if (strcmp(kind, enum_names[k].kind) == 0 && value >= 0 && value < 4 && enum_names[k].names[value])
+            return enum_names[k].names[value];
+    return "?";
+}
+
+int nf_model_from_name(const char *name) { return nf_enum_from_name("model", name); }
+const char *nf_model_name(nf_model_type m) { return nf_enum_name("model", (int)m); }
+
+void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
+    memset(c, 0, sizeof *c);
+    c->model = model;
+    c->dim = dim;
+    c->layers = 2;
+    c->act = NF_ACT_RELU;
+    c->scale = NF_SCALE_TANH;
+    c->partition = NF_PART_HALVES;
+    c->lu = 1;
+    c->seed = 1;
+    switch (model) {
+    case NF_MODEL_NICE: /* NICE: additive couplings, odd/even partition, diagonal scaling, logistic prior */
+        c->depth = 4;
+        c->hidden = 128;
+        c->layers = 4;
+        c->coupling = NF_COUPLING_ADDITIVE;
+        c->partition = NF_PART_ODDEVEN;
+        c->prior = NF_PRIOR_LOGISTIC;
+        break;
+    case NF_MODEL_REALNVP: /* RealNVP: affine couplings with exp(tanh) scales, alternating halves */
+        c->depth = 8;
+        c->hidden = 64;
+        c->prior = NF_PRIOR_NORMAL;
+        break;
+    default: /* Glow: K × (ActNorm → invertible linear (LU) → affine coupling with sigmoid(h + 2)) */
+        c->model = NF_MODEL_GLOW;
+        c->depth = 8;
+        c->hidden = 64;
+        c->scale = NF_SCALE_SIGMOID;
+        c->prior = NF_PRIOR_NORMAL;
+        break;
+    }
+}
+
+nf_status nf_config_validate(const nf_config *c) {
+    if ((unsigned)c->model > NF_MODEL_GLOW) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
+    if (c->dim < 2 || c->dim > 1 << 20)
+        return nf_fail(NF_ERR_INVALID, "data dimension %d: a coupling flow needs 2 to 1048576 dimensions", (int)c->dim);
+    if (c->depth < 1 || c->depth > 1024) return nf_fail(NF_ERR_INVALID, "depth %d: must be 1..1024", (int)c->depth);
+    if (c->hidden < 1 || c->hidden > 1 << 16) return nf_fail(NF_ERR_INVALID, "hidden width %d: must be 1..65536", (int)c->hidden);
+    if (c->layers < 1 || c->layers > 32) return nf_fail(NF_ERR_INVALID, "MLP hidden layers %d: must be 1..32", (int)c->layers);
+    if ((unsigned)c->act > NF_ACT_LEAKY_RELU) return nf_fail(NF_ERR_INVALID, "unknown activation %d", (int)c->act);
+    if ((unsigned)c->coupling > NF_COUPLING_ADDITIVE) return nf_fail(NF_ERR_INVALID, "unknown coupling %d", (int)c->coupling);
+    if ((unsigned)c->scale > NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "unknown scale %d", (int)c->scale);
+    if ((unsigned)c->partition > NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "unknown partition %d", (int)c->partition);
+    if ((unsigned)c->perm > NF_PERM_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
+    if ((unsigned)c->prior > NF_PRIOR_DIAG_GAUSSIAN) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
+    if (c->model == NF_MODEL_GLOW && c->dim > 4096) return nf_fail(NF_ERR_INVALID, "glow on vectors: dimension %d too large for a dense invertible linear layer (max 4096)", (int)c->dim);
+    return NF_OK;
+}
+
+/* ------------------------------------------------------------------ tensor registry */
+int64_t nf_ctx_reserve(nf_flow_ctx *c, const char *layer, const char *tname, nf_tensor_kind kind,
+                       int32_t ndim, const int64_t *shape) {
+    if (c->ntensors == c->cap_tensors) {
+        int32_t cap = c->cap_tensors ? 2 * c->cap_tensors : 64;
+        nf_tensor_info *t = realloc(c->tensors, sizeof *t * (size_t)cap);
+        if (!t) return -1;
+        c->tensors = t;
+        c->cap_tensors = cap;
+    }
+    nf_tensor_info *t = &c->tensors[c->ntensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s.%s", layer, tname);
+    t->kind = kind;
+    t->ndim = ndim;
+    t->count = 1;
+    for (int32_t i = 0; i < ndim; i++) t->shape[i] = shape[i], t->count *= shape[i];
+    int64_t *total = kind == NF_TENSOR_PARAM ? &c->nparams : &c->nbuffers;
+    t->offset = *total;
+    *total += t->count;
+    return t->offset;
+}
+
+nf_status nf_ctx_allocate(nf_flow_ctx *c) {
+    c->params = nf_xcalloc((size_t)c->nparams, sizeof(nf_real));
+    c->grads = nf_xcalloc((size_t)c->nparams, sizeof(nf_real));
+    c->buffers = nf_xcalloc((size_t)c->nbuffers, sizeof(nf_real));
+    if (!c->params || !c->grads || !c->buffers) return nf_fail(NF_ERR_NOMEM, "out of memory for %lld parameters", (long long)c->nparams);
+    return NF_OK;
+}
+
+void nf_ctx_free(nf_flow_ctx *c) {
+    free(c->params), free(c->grads), free(c->buffers), free(c->tensors);
+    memset(c, 0, sizeof *c);
+}
+
+/* ------------------------------------------------------------------ construction */
+static nf_status push_layer(nf_flow *f, nf_layer *L, int32_t *cap) {
+    if (!L) return nf_fail(NF_ERR_NOMEM, "out of memory building the model");
+    if (f->nlayers == *cap) {
+        int32_t nc = *cap ? 2 * *cap : 16;
+        nf_layer **t = realloc(f->layers, sizeof *t * (size_t)nc);
+        if (!t) {
+            nf_layer_free(L);
+            return nf_fail(NF_ERR_NOMEM, "out of memory building the model");
+        }
+        f->layers = t;
+        *cap = nc;
+    }
+    f->layers[f->nlayers++] = L;
+    return NF_OK;
+}
+
+static nf_status build_layers(nf_flow *f) {
+    const nf_config *c = &f->cfg;
+    nf_flow_ctx *x = &f->ctx;
+    int32_t D = c->dim, cap = 0, idx = 0;
+    nf_status st = NF_OK;
+    char nm[48];
+#define NAME() (snprintf(nm, sizeof nm, "layers.%d", (int)idx++), nm)
+#define PUSH(expr) do { if ((st = push_layer(f, (expr), &cap)) != NF_OK) return st; } while (0)
+    if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D));
+    for (int32_t k = 0; k < c->depth; k++) {
+        switch (c->model) {
+        case NF_MODEL_NICE:
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
+            PUSH(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act));
+            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
+            break;
+        case NF_MODEL_REALNVP:
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
+            PUSH(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale));
+            if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D));
+            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
+            break;
+        case NF_MODEL_GLOW:
+            PUSH(nf_actnorm_create(x, NAME(), D));
+            PUSH(nf_linear_create(x, NAME(), D, c->lu));
+            if (c->coupling == NF_COUPLING_ADDITIVE)
+                PUSH(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act));
+            else
+                PUSH(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale));
+            break;
+        }
+    }
+    if (c->model == NF_MODEL_NICE) PUSH(nf_diag_scale_create(x, NAME(), D));
+#undef PUSH
+#undef NAME
+    return st;
+}
+
+static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t seed) {
+    nf_prior_init(&f->prior, &f->ctx, prior, dim);
+    nf_status st = nf_ctx_allocate(&f->ctx);
+    if (st) return st;
+    nf_rng rng;
+    nf_rng_seed(&rng, seed);
+    for (int32_t k = 0; k < f->nlayers; k++) f->layers[k]->ops->init(f->layers[k], &rng);
+    return NF_OK;
+}
+
+nf_status nf_flow_create(const nf_config *cfg, nf_flow **out) {
+    *out = NULL;
+    nf_status st = nf_config_validate(cfg);
+    if (st) return st;
+    nf_flow *f = nf_xcalloc(1, sizeof *f);
+    if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    f->cfg = *cfg;
+    if ((st = build_layers(f)) || (st = finish(f, cfg->dim, cfg->prior, cfg->seed))) {
+        nf_flow_free(f);
+        return st;
+    }
+    *out = f;
+    return NF_OK;
+}
+
+nf_status nf_flow_from_layers(nf_flow_ctx *ctx, nf_layer **layers, int32_t n, nf_prior_type prior,
+                              int32_t dim, nf_flow **out) {
+    *out = NULL;
+    nf_flow *f = nf_xcalloc(1, sizeof *f);
+    nf_layer **ls = nf_xcalloc((size_t)n, sizeof *ls);
+    if (!f || !ls) {
+        free(f), free(ls);
+        return nf_fail(NF_ERR_NOMEM, "out of memory");
+    }
+    nf_config_default(&f->cfg, NF_MODEL_REALNVP, dim);
+    f->cfg.prior = prior;
+    f->ctx = *ctx;
+    memset(ctx, 0, sizeof *ctx);
+    for (int32_t k = 0; k < n; k++) ls[k] = layers[k], ls[k]->ctx = &f->ctx;
+    f->layers = ls;
+    f->nlayers = n;
+    nf_status st = finish(f, dim, prior, 7);
+    if (st) {
+        nf_flow_free(f);
+        return st;
+    }
+    *out = f;
+    return NF_OK;
+}
+
+void nf_flow_free(nf_flow *f) {
+    if (!f) return;
+    for (int32_t k = 0; k < f->nlayers; k++) nf_layer_free(f->layers[k]);
+    free(f->layers);
+    nf_ctx_free(&f->ctx);
+    free(f->ws), free(f->act_off), free(f->cache_off);
+    free(f);
+}
+
+const nf_config *nf_flow_config(const nf_flow *f) { return &f->cfg; }
+int32_t nf_flow_dim(const nf_flow *f) { return f->cfg.dim; }
+int32_t nf_flow_num_layers(const nf_flow *f) { return f->nlayers; }
+const char *nf_flow_layer_name(const nf_flow *f, int32_t k) { return f->layers[k]->ops->kind; }
+nf_real *nf_flow_params(nf_flow *f) { return f->ctx.params; }
+nf_real *nf_flow_grads(nf_flow *f) { return f->ctx.grads; }
+int64_t nf_flow_num_params(const nf_flow *f) { return f->ctx.nparams; }
+void nf_flow_set_training(nf_flow *f, int training) { f->training = training; }
+void nf_flow_zero_grad(nf_flow *f) { memset(f->ctx.grads, 0, sizeof(nf_real) * (size_t)f->ctx.nparams); }
+
+nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_real *std) {
+    if (f->nlayers == 0 || strcmp(f->layers[0]->ops->kind, "standardize") != 0)
+        return nf_fail(NF_ERR_INVALID, "this model has no standardisation layer");
+    for (int32_t j = 0; j < f->cfg.dim; j++)
+        if (!(std[j] > 0) || !isfinite(std[j]) || !isfinite(mean[j]))
+            return nf_fail(NF_ERR_INVALID, "standardisation statistics of column %d are not finite and positive", (int)j + 1);
+    nf_standardize_set(f->layers[0], mean, std);
+    return NF_OK;
+}
+
+/* ------------------------------------------------------------------ workspace
+ * ws = [act_1 … act_K (n,D) each] [cache_1 … cache_K] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch] */
+nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
+    if (n <= f->nmax && f->ws) return NF_OK;
+    int32_t K = f->nlayers, D = f->cfg.dim;
+    int64_t *ao = nf_xcalloc((size_t)K + 1, sizeof(int64_t)), *co = nf_xcalloc((size_t)K + 1, sizeof(int64_t));
+    if (!ao || !co) {
+        free(ao), free(co);
+        return nf_fail(NF_ERR_NOMEM, "out of memory");
+    }
+    int64_t off = 0, scratch = 0;
+    for (int32_t k = 0; k < K; k++) ao[k] = off, off += n * D;
+    for (int32_t k = 0; k < K; k++) {
+        co[k] = off;
+        off += f->layers[k]->ops->cache_size(f->layers[k], n);
+        int64_t w = f->layers[k]->ops->work_size(f->layers[k], n);
+        int64_t c = f->layers[k]->ops->cache_size(f->layers[k], n);
+        if (w > scratch) scratch = w;
+        if (c > scratch) scratch = c;
+    }
+    ao[K] = off; /* dz_a, dz_b */
+    off += 2 * n * D + 3 * n;
+    int64_t so = off;
+    off += scratch;
+    nf_real *ws = nf_xcalloc((size_t)off, sizeof(nf_real));
+    if (!ws) {
+        free(ao), free(co);
+        return nf_fail(NF_ERR_NOMEM, "out of memory for a workspace of %lld floats (batch %lld)", (long long)off, (long long)n);
+    }
+    free(f->ws), free(f->act_off), free(f->cache_off);
+    f->ws = ws, f->act_off = ao, f->cache_off = co, f->scratch_off = so, f->ws_size = off, f->nmax = n;
+    return NF_OK;
+}
+
+#define ACT(f, k) ((f)->ws + (f)->act_off[k])     /* output of layer k */
+#define CACHE(f, k) ((f)->ws + (f)->cache_off[k])
+#define DZA(f) ((f)->ws + (f)->act_off[(f)->nlayers])
+#define DZB(f) (DZA(f) + (f)->nmax * (f)->cfg.dim)
+#define LOGDET(f) (DZB(f) + (f)->nmax * (f)->cfg.dim)
+#define LP(f) (LOGDET(f) + (f)->nmax)
+#define DLD(f) (LP(f) + (f)->nmax)
+#define SCRATCH(f) ((f)->ws + (f)->scratch_off)
+
+/* Forward through every layer for n ≤ nmax rows; leaves layer outputs in ACT, the latent in
+ * ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET. */
+static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout) {
+    nf_real *ld = LOGDET(f);
+    memset(ld, 0, sizeof(nf_real) * (size_t)n);
+    const nf_real *in = x;
+    for (int32_t k = 0; k < f->nlayers; k++) {
+        nf_layer *L = f->layers[k];
+        nf_status st = L->ops->forward(L, in, ACT(f, k), ld, n, CACHE(f, k), f->training);
+        if (st) return st;
+        in = ACT(f, k);
+    }
+    *zout = in;
+    return NF_OK;
+}
+
+nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
+    int32_t D = f->cfg.dim;
+    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
+        const nf_real *zz;
+        nf_status st = nf_flow_reserve(f, m);
+        if (!st) st = run_forward(f, x + i0 * D, m, &zz);
+        if (st) return st;
+        if (z) memcpy(z + i0 * D, zz, sizeof(nf_real) * (size_t)(m * D));
+        if (logdet) memcpy(logdet + i0, LOGDET(f), sizeof(nf_real) * (size_t)m);
+    }
+    return NF_OK;
+}
+
+nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = f->cfg.dim;
+    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
+        nf_status st = nf_flow_reserve(f, m);
+        if (st) return st;
+        nf_real *a = DZA(f), *b = DZB(f), *ld = LOGDET(f);
+        memset(ld, 0, sizeof(nf_real) * (size_t)m);
+        memcpy(a, z + i0 * D, sizeof(nf_real) * (size_t)(m * D));
+        for (int32_t k = f->nlayers - 1; k >= 0; k--) {
+            nf_layer *L = f->layers[k];
+            if ((st = L->ops->inverse(L, a, b, ld, m, SCRATCH(f)))) return st;
+            nf_real *t = a;
+            a = b, b = t;
+        }
+        if (x) memcpy(x + i0 * D, a, sizeof(nf_real) * (size_t)(m * D));
+        if (logdet) memcpy(logdet + i0, ld, sizeof(nf_real) * (size_t)m);
+    }
+    return NF_OK;
+}
+
+nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n) {
+    int32_t D = f->cfg.dim;
+    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
+        const nf_real *zz;
+        nf_status st = nf_flow_reserve(f, m);
+        if (!st) st = run_forward(f, x + i0 * D, m, &zz);
+        if (st) return st;
+        nf_prior_log_prob(&f->prior, zz, logp + i0, m);
+        for (int64_t i = 0; i < m; i++) logp[i0 + i] += LOGDET(f)[i];
+    }
+    return NF_OK;
+}
+
+nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n) {
+    if (!(temperature >= 0) || !isfinite(temperature))
+        return nf_fail(NF_ERR_INVALID, "temperature %g: must be a finite number ≥ 0", temperature);
+    nf_prior_sample(&f->prior, rng, temperature, x, n);
+    return nf_flow_inverse(f, x, x, NULL, n);
+}
+
+nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
+    if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
+    int32_t D = f->cfg.dim;
+    const nf_real *z;
+    nf_status st = nf_flow_reserve(f, n);
+    if (!st) st = run_forward(f, x, n, &z);
+    if (st) return st;
+    nf_real *lp = LP(f), *ld = LOGDET(f), *dld = DLD(f);
+    nf_prior_log_prob(&f->prior, z, lp, n);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s -= (double)lp[i] + ld[i];
+    *loss = s / (double)n;
+    if (!isfinite(*loss)) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
+    /* loss = −(1/n) Σ_i [lp_i + ld_i]:  ∂loss/∂lp_i = ∂loss/∂ld_i = −1/n */
+    for (int64_t i = 0; i < n; i++) dld[i] = R(-1.0) / (nf_real)n;
+    nf_real *dz = DZA(f), *dxb = DZB(f);
+    nf_prior_backward(&f->prior, z, dld, dz, n);
+    for (int32_t k = f->nlayers - 1; k >= 0; k--) {
+        nf_layer *L = f->layers[k];
+        const nf_real *in = k == 0 ? x : ACT(f, k - 1);
+        nf_real *out = (k == 0 && dx) ? dx : dxb;
+        L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
+        dxb = dz, dz = out;
+    }
+    if (dx && f->nlayers == 0) memcpy(dx, dz, sizeof(nf_real) * (size_t)(n * D));
+    return NF_OK;
+}

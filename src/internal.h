@@ -1,0 +1,183 @@
+/* internal.h — what the library's source files share; not installed. */
+#ifndef NF_INTERNAL_H
+#define NF_INTERNAL_H
+
+#include "nflow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h> /* exp/log/tanh pick the float or double version from nf_real */
+
+#define R(x) ((nf_real)(x))
+#define NF_UNUSED(x) (void)(x)
+
+/* Set the thread's error reason (printf-style) and return status. */
+nf_status nf_fail(nf_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void nf_clear_error(void);
+void *nf_xcalloc(size_t n, size_t size); /* calloc; NULL on overflow or failure */
+
+/* ---------------------------------------------------------------- dense kernels (linalg.c) */
+/* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
+ * BLAS single-threaded per fixed-size tile of rows of C, tiles spread over OpenMP threads, so that the
+ * result is bit-identical for every thread count. nf_gemm_ref is the naive triple loop (test oracle). */
+void nf_gemm(int transA, int transB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
+             int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc);
+void nf_gemm_ref(int transA, int transB, int64_t m, int64_t n, int64_t k, nf_real alpha,
+                 const nf_real *A, int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C,
+                 int64_t ldc);
+/* LU with partial pivoting of a (d,d) double matrix in place; perm[i] = row of the original in row i.
+ * Returns the sign of the permutation (±1), or 0 if singular. */
+int nf_lu_decompose(double *a, int32_t *perm, int32_t d);
+/* log|det A| of a (d,d) nf_real matrix (via LU in double). NF_ERR_NUMERIC if singular. */
+nf_status nf_logabsdet(const nf_real *A, int32_t d, double *out);
+/* inv = A⁻¹ for (d,d) nf_real A (via LU in double). */
+nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv);
+/* A random (d,d) orthogonal matrix (Gram–Schmidt on Gaussian columns, in double). */
+void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q);
+
+/* ---------------------------------------------------------------- parameter registry */
+typedef enum { NF_TENSOR_PARAM = 0, NF_TENSOR_BUFFER } nf_tensor_kind;
+typedef struct {
+    char name[64];
+    nf_tensor_kind kind;
+    int32_t ndim;
+    int64_t shape[4];
+    int64_t offset; /* into params or buffers */
+    int64_t count;
+} nf_tensor_info;
+
+/* ---------------------------------------------------------------- MLP (mlp.c) */
+typedef struct {
+    int32_t in, out, hidden, layers; /* layers = number of hidden layers */
+    nf_activation act;
+    int64_t off; /* offset of the first weight in the flat parameter buffer */
+} nf_mlp;
+
+/* Parameters: for each linear l (layers + 1 of them): W_l (out_l, in_l) then b_l (out_l). */
+int64_t nf_mlp_num_params(const nf_mlp *m);
+/* Floats of cache for n rows: pre- and post-activation of every hidden layer. */
+int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n);
+/* Weights ~ U(±1/√in) (PyTorch's default), biases 0; the LAST layer is all zero (identity coupling). */
+void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng);
+/* y (n,out) = mlp(x (n,in)); cache filled for backward. */
+void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                    nf_real *cache);
+/* Given dy (n,out): dx (n,in) = ∂L/∂x (overwritten; may be NULL); dP += ∂L/∂P. dy is not modified;
+ * work must hold 2·n·hidden floats. */
+void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                     const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+
+/* ---------------------------------------------------------------- layers */
+typedef struct nf_layer nf_layer;
+typedef struct nf_flow_ctx nf_flow_ctx;
+
+/* One interface for every invertible layer. Shapes: x, z (n, D). cache holds what backward needs from
+ * forward (cache_size floats); forward always fills it (the flow gives each layer its own). */
+typedef struct {
+    const char *kind;
+    /* z = f(x); logdet[i] += log|det ∂z/∂x|. training: batch statistics / data-dependent init allowed. */
+    nf_status (*forward)(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                         nf_real *cache, int training);
+    /* x = f⁻¹(z); logdet[i] −= log|det ∂z/∂x|. work: cache_size floats of scratch. */
+    nf_status (*inverse)(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                         nf_real *work);
+    /* Given dz = ∂L/∂z and dld[i] = ∂L/∂logdet[i]: dx = ∂L/∂x (overwritten), grads += ∂L/∂params.
+     * x and cache are what forward saw and filled. work: work_size floats. */
+    void (*backward)(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                     const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training);
+    int64_t (*cache_size)(const nf_layer *L, int64_t n);
+    int64_t (*work_size)(const nf_layer *L, int64_t n);
+    void (*init)(nf_layer *L, nf_rng *rng);   /* after parameters are bound */
+    void (*destroy)(nf_layer *L);
+} nf_layer_ops;
+
+/* Common header of every layer; each layer type embeds it as its first member. */
+struct nf_layer {
+    const nf_layer_ops *ops;
+    char name[48];
+    int32_t dim;
+    nf_flow_ctx *ctx;   /* gives access to the flow's flat buffers */
+};
+
+/* Flat buffers owned by the flow; layers keep offsets and resolve them through the context so that a
+ * parameter buffer can be swapped (e.g. by a test perturbing parameters). */
+struct nf_flow_ctx {
+    nf_real *params, *grads, *buffers;
+    int64_t nparams, nbuffers;
+    nf_tensor_info *tensors;
+    int32_t ntensors, cap_tensors;
+};
+#define NF_P(L, off) ((L)->ctx->params + (off))
+#define NF_G(L, off) ((L)->ctx->grads + (off))
+#define NF_B(L, off) ((L)->ctx->buffers + (off))
+
+/* Reserve a named tensor; returns its offset (or -1 on allocation failure). */
+int64_t nf_ctx_reserve(nf_flow_ctx *c, const char *layer_name, const char *tname, nf_tensor_kind kind,
+                       int32_t ndim, const int64_t *shape);
+
+/* Layer constructors (layers.c); each returns NULL on allocation failure. */
+nf_layer *nf_additive_coupling_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_partition part,
+                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act);
+nf_layer *nf_affine_coupling_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_partition part,
+                                    int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
+                                    nf_scale_type scale);
+nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim);
+nf_layer *nf_standardize_create(nf_flow_ctx *c, const char *name, int32_t dim);
+nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);
+nf_layer *nf_permute_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_perm_type type);
+nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu);
+nf_layer *nf_batchnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);
+void nf_layer_free(nf_layer *L);
+/* Standardisation statistics (buffers of a standardize layer). */
+void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std);
+
+/* ---------------------------------------------------------------- priors (prior.c) */
+typedef struct {
+    nf_prior_type type;
+    int32_t dim;
+    int64_t off; /* diag Gaussian: mean (D) then log_std (D) */
+    nf_flow_ctx *ctx;
+} nf_prior;
+void nf_prior_init(nf_prior *p, nf_flow_ctx *c, nf_prior_type type, int32_t dim);
+/* lp[i] = log π(z_i). */
+void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t n);
+/* Given dlp[i] = ∂L/∂lp_i: dz = ∂L/∂z (overwritten); grads += ∂L/∂prior-params. */
+void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t n);
+void nf_prior_sample(const nf_prior *p, nf_rng *rng, double temperature, nf_real *z, int64_t n);
+
+/* ---------------------------------------------------------------- flow internals (flow.c) */
+struct nf_flow {
+    nf_config cfg;
+    nf_flow_ctx ctx;
+    nf_layer **layers;
+    int32_t nlayers;
+    nf_prior prior;
+    int training;
+    /* Workspace sized for nmax rows: per layer its input and cache, plus scratch. */
+    int64_t nmax;
+    nf_real *ws;
+    int64_t *act_off, *cache_off; /* per layer, into ws */
+    int64_t scratch_off, ws_size;
+};
+/* Make sure the workspace holds n rows (allocates only when n grows). */
+nf_status nf_flow_reserve(nf_flow *f, int64_t n);
+/* Build a flow from an explicit list of layers (tests); takes ownership of the layers. */
+nf_status nf_flow_from_layers(nf_flow_ctx *ctx, nf_layer **layers, int32_t n, nf_prior_type prior,
+                              int32_t dim, nf_flow **out);
+/* Allocate the flat buffers of ctx after all tensors are reserved. */
+nf_status nf_ctx_allocate(nf_flow_ctx *c);
+void nf_ctx_free(nf_flow_ctx *c);
+
+/* ---------------------------------------------------------------- misc */
+/* Write a whole buffer to path atomically (temporary file + rename). */
+nf_status nf_write_file_atomic(const char *path, const void *data, size_t len);
+/* Open "<path>.tmp.<pid>" for writing; nf_commit_file closes and renames (or removes on failure). */
+FILE *nf_open_temp(const char *path, char *tmp, size_t tmpsz);
+nf_status nf_commit_temp(FILE *fp, const char *tmp, const char *path, int ok);
+
+#endif

@@ -1,0 +1,592 @@
+/* layers.c — the element-wise and linear invertible layers on (n, D) vectors:
+ *   diag_scale   (NICE)     z = x·exp(S)                           log|det| = Σ S
+ *   standardize  (fixed)    z = (x − μ)/σ                          log|det| = −Σ log σ
+ *   actnorm      (Glow)     z = (x + b)·exp(logs)                  log|det| = Σ logs
+ *   permute      (fixed)    z_j = x_perm[j]                        log|det| = 0
+ *   linear       (Glow 1×1) z = W x                                log|det| = log|det W| (LU)
+ *   linear_lu    (Glow)     W = P·(L + I)·(U + diag(sign·exp(log_s)))  log|det| = Σ log_s
+ *   batchnorm    (RealNVP)  z = (x − μ)/√(v + ε)·exp(log_gamma) + beta
+ *                                              log|det| = Σ [log_gamma − ½ log(v + ε)]
+ * Each follows the interface of nf_layer_ops (internal.h). */
+#include "internal.h"
+
+#define PAR_IF(n, D) if ((n) * (D) > 16384)
+
+static int64_t zero_size(const nf_layer *L, int64_t n) {
+    NF_UNUSED(L), NF_UNUSED(n);
+    return 0;
+}
+static void no_init(nf_layer *L, nf_rng *rng) { NF_UNUSED(L), NF_UNUSED(rng); }
+static void no_destroy(nf_layer *L) { NF_UNUSED(L); }
+
+/* Allocate a layer struct of `size` bytes with its common header filled in. */
+static void *layer_alloc(size_t size, const nf_layer_ops *ops, nf_flow_ctx *ctx, const char *name,
+                         int32_t dim) {
+    nf_layer *L = nf_xcalloc(1, size);
+    if (!L) return NULL;
+    L->ops = ops;
+    L->ctx = ctx;
+    L->dim = dim;
+    snprintf(L->name, sizeof L->name, "%s", name);
+    return L;
+}
+
+/* Reserve a (D,) tensor; -1 on failure. */
+static int64_t vec(nf_flow_ctx *c, const char *layer, const char *t, nf_tensor_kind k, int64_t D) {
+    int64_t s[1] = {D};
+    return nf_ctx_reserve(c, layer, t, k, 1, s);
+}
+
+/* z = (x + shift)·exp(logscale) per column, and its backward. Shared by diag_scale, actnorm, standardize. */
+static void affine_cols_forward(const nf_real *x, nf_real *z, int64_t n, int32_t D, const nf_real *shift,
+                                const nf_real *logscale, nf_real ld, nf_real *logdet, int sign) {
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++) {
+            nf_real b = shift ? shift[j] : 0;
+            z[i * D + j] = sign > 0 ? (x[i * D + j] + b) * exp(logscale[j]) : x[i * D + j] * exp(-logscale[j]) - b;
+        }
+        if (logdet) logdet[i] += sign > 0 ? ld : -ld;
+    }
+}
+
+static nf_real sum_vec(const nf_real *v, int32_t D) {
+    double s = 0;
+    for (int32_t j = 0; j < D; j++) s += v[j];
+    return (nf_real)s;
+}
+
+/* ------------------------------------------------------------------ diag_scale and actnorm
+ * Both are z = (x + b)·exp(logs); diag_scale has no b. Parameters: [b (D)] logs (D). */
+typedef struct {
+    nf_layer base;
+    int has_bias;
+    int64_t off_b, off_logs, off_init; /* off_init: actnorm's "initialized" flag buffer, else -1 */
+} scale_layer;
+
+static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, int training) {
+    NF_UNUSED(cache);
+    scale_layer *s = (scale_layer *)L;
+    int32_t D = L->dim;
+    nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    if (s->off_init >= 0 && training && *NF_B(L, s->off_init) == 0 && n > 0) {
+        /* ActNorm data-dependent initialisation: zero mean, unit variance per feature on this batch.
+         * A zero-variance feature keeps scale 1 (logs = 0) instead of exploding. */
+        for (int32_t j = 0; j < D; j++) {
+            double m = 0, v = 0;
+            for (int64_t i = 0; i < n; i++) m += x[i * D + j];
+            m /= (double)n;
+            for (int64_t i = 0; i < n; i++) v += (x[i * D + j] - m) * (x[i * D + j] - m);
+            double sd = sqrt(v / (double)n);
+            b[j] = (nf_real)-m;
+            logs[j] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
+        }
+        *NF_B(L, s->off_init) = 1;
+    }
+    affine_cols_forward(x, z, n, D, b, logs, sum_vec(logs, D), logdet, 1);
+    return NF_OK;
+}
+
+static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(work);
+    scale_layer *s = (scale_layer *)L;
+    nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    affine_cols_forward(z, x, n, L->dim, b, logs, sum_vec(logs, L->dim), logdet, -1);
+    return NF_OK;
+}
+
+static void sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    scale_layer *s = (scale_layer *)L;
+    int32_t D = L->dim;
+    const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    nf_real *glogs = NF_G(L, s->off_logs), *gb = s->has_bias ? NF_G(L, s->off_b) : NULL;
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < D; j++) dx[i * D + j] = dz[i * D + j] * exp(logs[j]);
+    double sld = 0;
+    for (int64_t i = 0; i < n; i++) sld += dld[i];
+    for (int32_t j = 0; j < D; j++) {
+        double e = exp((double)logs[j]), bj = b ? b[j] : 0, gl = 0, gbj = 0;
+        for (int64_t i = 0; i < n; i++) {
+            gl += (double)dz[i * D + j] * (x[i * D + j] + bj) * e;
+            gbj += (double)dz[i * D + j] * e;
+        }
+        glogs[j] += (nf_real)(gl + sld);
+        if (gb) gb[j] += (nf_real)gbj;
+    }
+}
+
+static void actnorm_init(nf_layer *L, nf_rng *rng) {
+    NF_UNUSED(rng);
+    scale_layer *s = (scale_layer *)L;
+    *NF_B(L, s->off_init) = 0; /* params start at zero: the identity until the first training batch */
+}
+
+static const nf_layer_ops diag_scale_ops = {"diag_scale", sc_forward, sc_inverse, sc_backward,
+                                            zero_size,    zero_size,  no_init,    no_destroy};
+static const nf_layer_ops actnorm_ops = {"actnorm", sc_forward, sc_inverse,   sc_backward,
+                                         zero_size, zero_size,  actnorm_init, no_destroy};
+
+nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim) {
+    scale_layer *s = layer_alloc(sizeof *s, &diag_scale_ops, c, name, dim);
+    if (!s) return NULL;
+    s->off_b = s->off_init = -1;
+    s->off_logs = vec(c, name, "log_scale", NF_TENSOR_PARAM, dim);
+    if (s->off_logs < 0) return free(s), NULL;
+    return &s->base;
+}
+
+nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim) {
+    scale_layer *s = layer_alloc(sizeof *s, &actnorm_ops, c, name, dim);
+    if (!s) return NULL;
+    s->has_bias = 1;
+    s->off_b = vec(c, name, "bias", NF_TENSOR_PARAM, dim);
+    s->off_logs = vec(c, name, "log_scale", NF_TENSOR_PARAM, dim);
+    s->off_init = vec(c, name, "initialized", NF_TENSOR_BUFFER, 1);
+    if (s->off_b < 0 || s->off_logs < 0 || s->off_init < 0) return free(s), NULL;
+    return &s->base;
+}
+
+/* ------------------------------------------------------------------ standardize (fixed buffers) */
+typedef struct {
+    nf_layer base;
+    int64_t off_mean, off_std;
+} std_layer;
+
+static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, int training) {
+    NF_UNUSED(cache), NF_UNUSED(training);
+    std_layer *s = (std_layer *)L;
+    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim;
+    double ld = 0;
+    for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++) z[i * D + j] = (x[i * D + j] - mu[j]) / sd[j];
+        if (logdet) logdet[i] += (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(work);
+    std_layer *s = (std_layer *)L;
+    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim;
+    double ld = 0;
+    for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++) x[i * D + j] = z[i * D + j] * sd[j] + mu[j];
+        if (logdet) logdet[i] -= (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static void st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
+    std_layer *s = (std_layer *)L;
+    const nf_real *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim;
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < D; j++) dx[i * D + j] = dz[i * D + j] / sd[j];
+}
+
+static void st_init(nf_layer *L, nf_rng *rng) {
+    NF_UNUSED(rng);
+    std_layer *s = (std_layer *)L;
+    for (int32_t j = 0; j < L->dim; j++) *NF_B(L, s->off_mean + j) = 0, *NF_B(L, s->off_std + j) = 1;
+}
+
+static const nf_layer_ops standardize_ops = {"standardize", st_forward, st_inverse, st_backward,
+                                             zero_size,     zero_size,  st_init,    no_destroy};
+
+nf_layer *nf_standardize_create(nf_flow_ctx *c, const char *name, int32_t dim) {
+    std_layer *s = layer_alloc(sizeof *s, &standardize_ops, c, name, dim);
+    if (!s) return NULL;
+    s->off_mean = vec(c, name, "mean", NF_TENSOR_BUFFER, dim);
+    s->off_std = vec(c, name, "std", NF_TENSOR_BUFFER, dim);
+    if (s->off_mean < 0 || s->off_std < 0) return free(s), NULL;
+    return &s->base;
+}
+
+void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std) {
+    std_layer *s = (std_layer *)L;
+    memcpy(NF_B(L, s->off_mean), mean, sizeof(nf_real) * (size_t)L->dim);
+    memcpy(NF_B(L, s->off_std), std, sizeof(nf_real) * (size_t)L->dim);
+}
+
+/* ------------------------------------------------------------------ permute (fixed buffer) */
+typedef struct {
+    nf_layer base;
+    nf_perm_type type;
+    int64_t off_perm; /* perm[j] as floats (exact for D < 2^24) */
+} perm_layer;
+
+static int32_t perm_at(const nf_layer *L, int64_t off, int32_t j) { return (int32_t)L->ctx->buffers[off + j]; }
+
+static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
+    int32_t D = L->dim;
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < D; j++) {
+            int32_t p = perm_at(L, off, j);
+            if (inv) z[i * D + p] = x[i * D + j];
+            else z[i * D + j] = x[i * D + p];
+        }
+}
+
+static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, int training) {
+    NF_UNUSED(logdet), NF_UNUSED(cache), NF_UNUSED(training);
+    gather_cols(L, ((perm_layer *)L)->off_perm, x, z, n, 0);
+    return NF_OK;
+}
+static nf_status pm_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(logdet), NF_UNUSED(work);
+    gather_cols(L, ((perm_layer *)L)->off_perm, z, x, n, 1);
+    return NF_OK;
+}
+static void pm_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
+    gather_cols(L, ((perm_layer *)L)->off_perm, dz, dx, n, 1);
+}
+static void pm_init(nf_layer *L, nf_rng *rng) {
+    perm_layer *p = (perm_layer *)L;
+    int32_t D = L->dim;
+    nf_real *perm = NF_B(L, p->off_perm);
+    for (int32_t j = 0; j < D; j++) perm[j] = (nf_real)(p->type == NF_PERM_REVERSE ? D - 1 - j : j);
+    if (p->type == NF_PERM_RANDOM) /* Fisher–Yates */
+        for (int32_t j = D - 1; j > 0; j--) {
+            int32_t k = (int32_t)(nf_rng_u64(rng) % (uint64_t)(j + 1));
+            nf_real t = perm[j];
+            perm[j] = perm[k], perm[k] = t;
+        }
+}
+
+static const nf_layer_ops permute_ops = {"permute", pm_forward, pm_inverse, pm_backward,
+                                         zero_size, zero_size,  pm_init,    no_destroy};
+
+nf_layer *nf_permute_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_perm_type type) {
+    perm_layer *p = layer_alloc(sizeof *p, &permute_ops, c, name, dim);
+    if (!p) return NULL;
+    p->type = type;
+    p->off_perm = vec(c, name, "perm", NF_TENSOR_BUFFER, dim);
+    if (p->off_perm < 0) return free(p), NULL;
+    return &p->base;
+}
+
+/* ------------------------------------------------------------------ invertible linear (plain / LU)
+ * z = x·Wᵀ for rows x. Plain: W is the parameter, log|det W| by LU in double every call.
+ * LU: W = P·A·B with A = L + I (L strictly lower), B = U + diag(sign·exp(log_s)) (U strictly upper);
+ * P is the fixed row permutation W[r] = (A·B)[perm[r]]. Cache (n-independent): W (D, D). */
+typedef struct {
+    nf_layer base;
+    int lu;
+    int64_t off_W;                          /* plain */
+    int64_t off_L, off_U, off_logs;         /* LU params */
+    int64_t off_perm, off_sign;             /* LU buffers */
+} linear_layer;
+
+static void lu_build_W(const linear_layer *l, nf_real *W, nf_real *A, nf_real *B) {
+    const nf_layer *L = &l->base;
+    int32_t D = L->dim;
+    const nf_real *Lm = NF_P(L, l->off_L), *Um = NF_P(L, l->off_U), *ls = NF_P(L, l->off_logs);
+    const nf_real *perm = NF_B(L, l->off_perm), *sg = NF_B(L, l->off_sign);
+    for (int32_t i = 0; i < D; i++)
+        for (int32_t j = 0; j < D; j++) {
+            A[i * D + j] = i > j ? Lm[i * D + j] : (i == j ? 1 : 0);
+            B[i * D + j] = i < j ? Um[i * D + j] : (i == j ? sg[i] * exp(ls[i]) : 0);
+        }
+    for (int32_t r = 0; r < D; r++) {
+        int32_t pr = (int32_t)perm[r];
+        for (int32_t j = 0; j < D; j++) {
+            double s = 0;
+            for (int32_t k = 0; k < D; k++) s += (double)A[pr * D + k] * B[k * D + j];
+            W[r * D + j] = (nf_real)s;
+        }
+    }
+}
+
+/* W and log|det W| of the current parameters. work: 2·D·D floats (LU only). */
+static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, double *ld) {
+    const nf_layer *L = &l->base;
+    int32_t D = L->dim;
+    if (!l->lu) {
+        memcpy(W, NF_P(L, l->off_W), sizeof(nf_real) * (size_t)D * (size_t)D);
+        return nf_logabsdet(W, D, ld);
+    }
+    lu_build_W(l, W, work, work + (int64_t)D * D);
+    const nf_real *ls = NF_P(L, l->off_logs);
+    double s = 0;
+    for (int32_t j = 0; j < D; j++) s += ls[j];
+    *ld = s;
+    return NF_OK;
+}
+
+static int64_t lin_cache_size(const nf_layer *L, int64_t n) {
+    NF_UNUSED(n);
+    return (int64_t)L->dim * L->dim;
+}
+static int64_t lin_work_size(const nf_layer *L, int64_t n) {
+    NF_UNUSED(n);
+    return 5 * (int64_t)L->dim * L->dim;
+}
+
+static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                             nf_real *cache, int training) {
+    NF_UNUSED(training);
+    linear_layer *l = (linear_layer *)L;
+    int32_t D = L->dim;
+    double ld;
+    nf_real tmp[2 * 64 * 64], *work = D <= 64 ? tmp : NULL;
+    if (!work && l->lu) work = malloc(sizeof(nf_real) * 2 * (size_t)D * (size_t)D);
+    nf_status st = lin_weight(l, cache, work, &ld);
+    if (work != tmp) free(work);
+    if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
+    nf_gemm(0, 1, n, D, D, 1, x, D, cache, D, 0, z, D);
+    if (logdet)
+        for (int64_t i = 0; i < n; i++) logdet[i] += (nf_real)ld;
+    return NF_OK;
+}
+
+static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                             nf_real *work) {
+    linear_layer *l = (linear_layer *)L;
+    int32_t D = L->dim;
+    int64_t DD = (int64_t)D * D;
+    double ld;
+    nf_real *W = work, *Winv = work + DD;
+    nf_status st = lin_weight(l, W, work + 2 * DD, &ld);
+    if (!st) st = nf_invert(W, D, Winv);
+    if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
+    nf_gemm(0, 1, n, D, D, 1, z, D, Winv, D, 0, x, D);
+    if (logdet)
+        for (int64_t i = 0; i < n; i++) logdet[i] -= (nf_real)ld;
+    return NF_OK;
+}
+
+static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(training);
+    linear_layer *l = (linear_layer *)L;
+    int32_t D = L->dim;
+    int64_t DD = (int64_t)D * D;
+    const nf_real *W = cache;
+    double sld = 0;
+    for (int64_t i = 0; i < n; i++) sld += dld[i];
+    nf_gemm(0, 0, n, D, D, 1, dz, D, W, D, 0, dx, D); /* dx = dz·W */
+    nf_real *dW = work;
+    nf_gemm(1, 0, D, D, n, 1, dz, D, x, D, 0, dW, D); /* dW = dzᵀ·x */
+    if (!l->lu) {
+        /* ∂ log|det W| / ∂W = W⁻ᵀ */
+        nf_real *Winv = work + DD, *g = NF_G(L, l->off_W);
+        if (nf_invert(W, D, Winv) != NF_OK) return; /* forward already succeeded with this W */
+        for (int32_t i = 0; i < D; i++)
+            for (int32_t j = 0; j < D; j++) g[i * D + j] += dW[i * D + j] + (nf_real)sld * Winv[j * D + i];
+        return;
+    }
+    nf_real *A = work + DD, *B = work + 2 * DD, *Wt = work + 3 * DD, *dM = work + 4 * DD;
+    lu_build_W(l, Wt, A, B);
+    const nf_real *perm = NF_B(L, l->off_perm), *sg = NF_B(L, l->off_sign), *ls = NF_P(L, l->off_logs);
+    for (int32_t r = 0; r < D; r++) memcpy(dM + (int64_t)perm[r] * D, dW + (int64_t)r * D, sizeof(nf_real) * (size_t)D);
+    nf_real *gL = NF_G(L, l->off_L), *gU = NF_G(L, l->off_U), *gls = NF_G(L, l->off_logs);
+    for (int32_t i = 0; i < D; i++)
+        for (int32_t j = 0; j < D; j++) {
+            if (i > j) { /* dA = dM·Bᵀ, strictly lower part */
+                double s = 0;
+                for (int32_t k = 0; k < D; k++) s += (double)dM[i * D + k] * B[j * D + k];
+                gL[i * D + j] += (nf_real)s;
+            } else { /* dB = Aᵀ·dM, upper part and diagonal */
+                double s = 0;
+                for (int32_t k = 0; k < D; k++) s += (double)A[k * D + i] * dM[k * D + j];
+                if (i < j) gU[i * D + j] += (nf_real)s;
+                else gls[i] += (nf_real)(s * sg[i] * exp((double)ls[i]) + sld);
+            }
+        }
+}
+
+static void lin_init(nf_layer *L, nf_rng *rng) {
+    linear_layer *l = (linear_layer *)L;
+    int32_t D = L->dim;
+    double *Q = malloc(sizeof(double) * (size_t)D * (size_t)D);
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)D);
+    if (!Q || !perm) { /* leave zero parameters; nf_flow_create checks allocation before init */
+        free(Q), free(perm);
+        return;
+    }
+    nf_random_orthogonal(rng, D, Q);
+    if (!l->lu) {
+        for (int64_t i = 0; i < (int64_t)D * D; i++) NF_P(L, l->off_W)[i] = (nf_real)Q[i];
+    } else {
+        nf_lu_decompose(Q, perm, D); /* rows: (LU)[i] = Q[perm[i]], so W[perm[i]] = (A·B)[i] */
+        nf_real *Lm = NF_P(L, l->off_L), *Um = NF_P(L, l->off_U), *ls = NF_P(L, l->off_logs);
+        nf_real *pb = NF_B(L, l->off_perm), *sg = NF_B(L, l->off_sign);
+        for (int32_t i = 0; i < D; i++) {
+            pb[perm[i]] = (nf_real)i;
+            for (int32_t j = 0; j < D; j++) {
+                Lm[i * D + j] = i > j ? (nf_real)Q[i * D + j] : 0;
+                Um[i * D + j] = i < j ? (nf_real)Q[i * D + j] : 0;
+            }
+            sg[i] = Q[i * D + i] < 0 ? -1 : 1;
+            ls[i] = (nf_real)log(fabs(Q[i * D + i]));
+        }
+    }
+    free(Q), free(perm);
+}
+
+static const nf_layer_ops linear_ops = {"linear",       lin_forward,   lin_inverse, lin_backward,
+                                        lin_cache_size, lin_work_size, lin_init,    no_destroy};
+static const nf_layer_ops linear_lu_ops = {"linear_lu",    lin_forward,   lin_inverse, lin_backward,
+                                           lin_cache_size, lin_work_size, lin_init,    no_destroy};
+
+nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu) {
+    linear_layer *l = layer_alloc(sizeof *l, lu ? &linear_lu_ops : &linear_ops, c, name, dim);
+    if (!l) return NULL;
+    l->lu = lu;
+    int64_t sq[2] = {dim, dim};
+    int ok;
+    if (!lu) {
+        l->off_W = nf_ctx_reserve(c, name, "weight", NF_TENSOR_PARAM, 2, sq);
+        ok = l->off_W >= 0;
+    } else {
+        l->off_L = nf_ctx_reserve(c, name, "lower", NF_TENSOR_PARAM, 2, sq);
+        l->off_U = nf_ctx_reserve(c, name, "upper", NF_TENSOR_PARAM, 2, sq);
+        l->off_logs = vec(c, name, "log_s", NF_TENSOR_PARAM, dim);
+        l->off_perm = vec(c, name, "perm", NF_TENSOR_BUFFER, dim);
+        l->off_sign = vec(c, name, "sign", NF_TENSOR_BUFFER, dim);
+        ok = l->off_L >= 0 && l->off_U >= 0 && l->off_logs >= 0 && l->off_perm >= 0 && l->off_sign >= 0;
+    }
+    if (!ok) return free(l), NULL;
+    return &l->base;
+}
+
+/* ------------------------------------------------------------------ batch norm (RealNVP)
+ * Training: batch mean μ and biased variance v; running averages updated with momentum 0.1.
+ * Evaluation and inverse: running averages. Cache: μ (D) | 1/√(v+ε) (D). */
+#define BN_EPS 1e-5
+#define BN_MOMENTUM 0.1
+typedef struct {
+    nf_layer base;
+    int64_t off_lg, off_beta, off_rmean, off_rvar;
+} bn_layer;
+
+static int64_t bn_cache_size(const nf_layer *L, int64_t n) {
+    NF_UNUSED(n);
+    return 2 * (int64_t)L->dim;
+}
+
+static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, int training) {
+    bn_layer *b = (bn_layer *)L;
+    int32_t D = L->dim;
+    nf_real *mu = cache, *inv = cache + D, *rm = NF_B(L, b->off_rmean), *rv = NF_B(L, b->off_rvar);
+    const nf_real *lg = NF_P(L, b->off_lg), *beta = NF_P(L, b->off_beta);
+    double ld = 0;
+    for (int32_t j = 0; j < D; j++) {
+        double m = rm[j], v = rv[j];
+        if (training && n > 0) {
+            m = 0, v = 0;
+            for (int64_t i = 0; i < n; i++) m += x[i * D + j];
+            m /= (double)n;
+            for (int64_t i = 0; i < n; i++) v += (x[i * D + j] - m) * (x[i * D + j] - m);
+            v /= (double)n;
+            rm[j] = (nf_real)((1 - BN_MOMENTUM) * rm[j] + BN_MOMENTUM * m);
+            rv[j] = (nf_real)((1 - BN_MOMENTUM) * rv[j] + BN_MOMENTUM * v);
+        }
+        mu[j] = (nf_real)m;
+        inv[j] = (nf_real)(1.0 / sqrt(v + BN_EPS));
+        ld += lg[j] - 0.5 * log(v + BN_EPS);
+    }
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++) z[i * D + j] = (x[i * D + j] - mu[j]) * inv[j] * exp(lg[j]) + beta[j];
+        if (logdet) logdet[i] += (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(work);
+    bn_layer *b = (bn_layer *)L;
+    int32_t D = L->dim;
+    const nf_real *rm = NF_B(L, b->off_rmean), *rv = NF_B(L, b->off_rvar);
+    const nf_real *lg = NF_P(L, b->off_lg), *beta = NF_P(L, b->off_beta);
+    double ld = 0;
+    for (int32_t j = 0; j < D; j++) ld += lg[j] - 0.5 * log(rv[j] + BN_EPS);
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++)
+            x[i * D + j] = (z[i * D + j] - beta[j]) * exp(-lg[j]) * sqrt(rv[j] + R(BN_EPS)) + rm[j];
+        if (logdet) logdet[i] -= (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static void bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(work);
+    bn_layer *b = (bn_layer *)L;
+    int32_t D = L->dim;
+    const nf_real *mu = cache, *inv = cache + D, *lg = NF_P(L, b->off_lg);
+    nf_real *glg = NF_G(L, b->off_lg), *gbeta = NF_G(L, b->off_beta);
+    double sld = 0;
+    for (int64_t i = 0; i < n; i++) sld += dld[i];
+    for (int32_t j = 0; j < D; j++) {
+        double g = exp((double)lg[j]), iv = inv[j];
+        double sum_dxh = 0, sum_dxh_xh = 0, sum_dz = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double xh = (x[i * D + j] - mu[j]) * iv, dxh = dz[i * D + j] * g;
+            sum_dxh += dxh, sum_dxh_xh += dxh * xh, sum_dz += dz[i * D + j];
+        }
+        glg[j] += (nf_real)(sum_dxh_xh + sld);
+        gbeta[j] += (nf_real)sum_dz;
+        for (int64_t i = 0; i < n; i++) {
+            double xh = (x[i * D + j] - mu[j]) * iv, dxh = dz[i * D + j] * g;
+            if (!training) {
+                dx[i * D + j] = (nf_real)(dxh * iv);
+            } else {
+                /* batch statistics: the usual batch-norm backward, plus the log-det's dependence on v:
+                 * ∂(−½ log(v+ε))/∂x_ij = −(x_ij − μ_j)/(n (v+ε)) = −xh·iv/n */
+                double d = iv / (double)n * ((double)n * dxh - sum_dxh - xh * sum_dxh_xh);
+                dx[i * D + j] = (nf_real)(d - sld * xh * iv / (double)n);
+            }
+        }
+    }
+}
+
+static void bn_init(nf_layer *L, nf_rng *rng) {
+    NF_UNUSED(rng);
+    bn_layer *b = (bn_layer *)L;
+    for (int32_t j = 0; j < L->dim; j++) *NF_B(L, b->off_rmean + j) = 0, *NF_B(L, b->off_rvar + j) = 1;
+}
+
+static const nf_layer_ops batchnorm_ops = {"batchnorm",   bn_forward, bn_inverse, bn_backward,
+                                           bn_cache_size, zero_size,  bn_init,    no_destroy};
+
+nf_layer *nf_batchnorm_create(nf_flow_ctx *c, const char *name, int32_t dim) {
+    bn_layer *b = layer_alloc(sizeof *b, &batchnorm_ops, c, name, dim);
+    if (!b) return NULL;
+    b->off_lg = vec(c, name, "log_gamma", NF_TENSOR_PARAM, dim);
+    b->off_beta = vec(c, name, "beta", NF_TENSOR_PARAM, dim);
+    b->off_rmean = vec(c, name, "running_mean", NF_TENSOR_BUFFER, dim);
+    b->off_rvar = vec(c, name, "running_var", NF_TENSOR_BUFFER, dim);
+    if (b->off_lg < 0 || b->off_beta < 0 || b->off_rmean < 0 || b->off_rvar < 0) return free(b), NULL;
+    return &b->base;
+}
+
+void nf_layer_free(nf_layer *L) {
+    if (!L) return;
+    L->ops->destroy(L);
+    free(L);
+}
