@@ -1,0 +1,373 @@
+/* conformance.c — ONE conformance loop over every invertible layer and every model.
+ *
+ * For each case (a flow of one layer, or a whole model) it checks:
+ *   (a) round trip: inverse(forward(x)) = x, at initialisation and after a random perturbation of the
+ *       parameters;
+ *   (b) the forward log-det equals log|det J| of the Jacobian built by central finite differences
+ *       (differences and LU in double precision);
+ *   (c) the inverse log-det equals minus the forward log-det;
+ *   (d) the gradient of the full negative log-likelihood with respect to the inputs and to EVERY
+ *       parameter equals central finite differences (in evaluation mode, and in training mode where
+ *       the layer behaves differently: batch norm's batch statistics);
+ *   (e) outputs, log-dets and gradients are finite.
+ * The file is compiled twice: against the library built with NFLOW_DOUBLE (tight tolerances: the real
+ * proof) and against the float library (float-sized tolerances). A deliberately faulty layer (an affine
+ * coupling that drops its log-det term) must be caught, showing the suite has teeth. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+
+#define DBL (sizeof(nf_real) == 8)
+/* tolerances: [double build, float build] */
+#define TOL_RT (DBL ? 1e-10 : 2e-5)
+#define TOL_LD (DBL ? 1e-6 : 2e-3)
+#define TOL_INV (DBL ? 1e-9 : 1e-5)
+#define FD_H (DBL ? 1e-6 : 1e-2)
+#define GRAD_ATOL (DBL ? 1e-6 : 2e-3)
+#define GRAD_RTOL (DBL ? 1e-5 : 2e-2)
+#define JAC_H (DBL ? 1e-6 : 1e-2)
+
+enum { N = 5 }; /* rows per test batch */
+
+typedef struct {
+    double rt, ld, inv, grad; /* worst errors found (grad: in units of the tolerance) */
+    double grad_abs;          /* worst absolute gradient difference */
+    int finite;
+    char where[160];          /* what the worst gradient error was */
+} report;
+
+typedef nf_layer *(*layer_factory)(nf_flow_ctx *c, int32_t D);
+
+typedef struct {
+    const char *name;
+    int32_t dim;
+    layer_factory make;   /* a single layer … */
+    const nf_config *cfg; /* … or a whole model */
+    nf_prior_type prior;
+    int train_mode_grad;  /* also check gradients in training mode */
+} conf_case;
+
+/* ------------------------------------------------------------------ helpers */
+static void fill_normal(nf_rng *r, nf_real *x, int64_t n, double scale, double shift) {
+    for (int64_t i = 0; i < n; i++) x[i] = (nf_real)(shift + scale * nf_rng_normal(r));
+}
+
+static double loss_of(nf_flow *f, const nf_real *x, int64_t n) {
+    nf_real lp[N];
+    assert_int_equal(nf_flow_log_prob(f, x, lp, n), NF_OK);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s -= lp[i];
+    return s / (double)n;
+}
+
+static double rel_err(double a, double b) {
+    double d = fabs(a - b);
+    return d <= GRAD_ATOL ? 0 : d / (GRAD_ATOL + GRAD_RTOL * fmax(fabs(a), fabs(b)));
+}
+
+/* (a)–(c), (e) on the batch x; errors folded into r */
+static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
+    int32_t D = nf_flow_dim(f);
+    nf_real z[N * 16], xr[N * 16], ld[N], ldi[N];
+    assert_int_equal(nf_flow_forward(f, x, z, ld, N), NF_OK);
+    assert_int_equal(nf_flow_inverse(f, z, xr, ldi, N), NF_OK);
+    for (int64_t i = 0; i < N; i++) {
+        r->finite &= isfinite(ld[i]) && isfinite(ldi[i]);
+        r->inv = fmax(r->inv, fabs((double)ld[i] + (double)ldi[i]));
+        for (int32_t j = 0; j < D; j++) {
+            r->finite &= isfinite(z[i * D + j]);
+            r->rt = fmax(r->rt, fabs((double)x[i * D + j] - (double)xr[i * D + j]));
+        }
+    }
+    /* (b) brute-force Jacobian of each sample, one row at a time (the layers act row-wise in eval mode) */
+    for (int64_t i = 0; i < N; i++) {
+        double J[16 * 16];
+        int32_t perm[16];
+        for (int32_t k = 0; k < D; k++) {
+            nf_real xp[16], xm[16], zp[16], zm[16];
+            memcpy(xp, x + i * D, sizeof(nf_real) * (size_t)D);
+            memcpy(xm, x + i * D, sizeof(nf_real) * (size_t)D);
+            xp[k] += (nf_real)JAC_H, xm[k] -= (nf_real)JAC_H;
+            double h2 = (double)xp[k] - (double)xm[k]; /* the step actually taken */
+            assert_int_equal(nf_flow_forward(f, xp, zp, NULL, 1), NF_OK);
+            assert_int_equal(nf_flow_forward(f, xm, zm, NULL, 1), NF_OK);
+            for (int32_t j = 0; j < D; j++) J[j * D + k] = ((double)zp[j] - (double)zm[j]) / h2;
+        }
+        int sign = nf_lu_decompose(J, perm, D);
+        assert_true(sign != 0);
+        double lad = 0;
+        for (int32_t j = 0; j < D; j++) lad += log(fabs(J[j * D + j]));
+        r->ld = fmax(r->ld, fabs(lad - (double)ld[i]));
+    }
+}
+
+/* (d): analytic gradient of the mean NLL vs central differences, for every input and parameter */
+static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char *mode) {
+    int32_t D = nf_flow_dim(f);
+    int64_t P = nf_flow_num_params(f);
+    nf_real x[N * 16], dx[N * 16];
+    memcpy(x, x0, sizeof(nf_real) * (size_t)(N * D));
+    nf_flow_zero_grad(f);
+    double loss;
+    assert_int_equal(nf_flow_nll_grad(f, x, N, &loss, dx), NF_OK);
+    r->finite &= isfinite(loss);
+    nf_real *g = malloc(sizeof(nf_real) * (size_t)(P > 0 ? P : 1));
+    memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
+    for (int64_t k = 0; k < N * D; k++) {
+        nf_real keep = x[k];
+        x[k] = keep + (nf_real)FD_H;
+        double lp = loss_of(f, x, N);
+        x[k] = keep - (nf_real)FD_H;
+        double lm = loss_of(f, x, N);
+        x[k] = keep;
+        double num = (lp - lm) / (2 * FD_H), e = rel_err(dx[k], num);
+        r->finite &= isfinite(dx[k]);
+        r->grad_abs = fmax(r->grad_abs, fabs(dx[k] - num));
+        if (e > r->grad) r->grad = e, snprintf(r->where, sizeof r->where, "%s: input %lld: analytic %.8g, numeric %.8g", mode, (long long)k, (double)dx[k], num);
+    }
+    nf_real *p = nf_flow_params(f);
+    for (int64_t k = 0; k < P; k++) {
+        nf_real keep = p[k];
+        p[k] = keep + (nf_real)FD_H;
+        double lp = loss_of(f, x, N);
+        p[k] = keep - (nf_real)FD_H;
+        double lm = loss_of(f, x, N);
+        p[k] = keep;
+        double num = (lp - lm) / (2 * FD_H), e = rel_err(g[k], num);
+        r->finite &= isfinite(g[k]);
+        r->grad_abs = fmax(r->grad_abs, fabs(g[k] - num));
+        if (e > r->grad) {
+            const char *tn = "?";
+            for (int32_t t = 0; t < f->ctx.ntensors; t++)
+                if (f->ctx.tensors[t].kind == NF_TENSOR_PARAM && k >= f->ctx.tensors[t].offset && k < f->ctx.tensors[t].offset + f->ctx.tensors[t].count) tn = f->ctx.tensors[t].name;
+            r->grad = e, snprintf(r->where, sizeof r->where, "%s: param %lld (%s): analytic %.8g, numeric %.8g", mode, (long long)k, tn, (double)g[k], num);
+        }
+    }
+    free(g);
+}
+
+static nf_flow *build(const conf_case *c) {
+    nf_flow *f = NULL;
+    if (c->cfg) {
+        assert_int_equal(nf_flow_create(c->cfg, &f), NF_OK);
+        return f;
+    }
+    nf_flow_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = c->make(&ctx, c->dim);
+    assert_non_null(L);
+    assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, c->prior, c->dim, &f), NF_OK);
+    return f;
+}
+
+/* Run the whole suite on one case; returns the report (the caller asserts on it). */
+static report run_conformance(const conf_case *c) {
+    report r = {0, 0, 0, 0, 0, 1, ""};
+    nf_flow *f = build(c);
+    int32_t D = nf_flow_dim(f);
+    nf_rng rng;
+    nf_rng_seed(&rng, 42);
+    nf_real x[N * 16], big[64 * 16];
+    fill_normal(&rng, x, N * D, 1.0, 0.0);
+    /* at initialisation */
+    check_invertibility(f, x, &r);
+    /* data-dependent state: ActNorm initialises and batch norm gathers running statistics from
+     * training batches drawn from a shifted, scaled distribution, then parameters are perturbed */
+    nf_flow_set_training(f, 1);
+    for (int rep = 0; rep < 3; rep++) {
+        fill_normal(&rng, big, 64 * D, 2.0, 0.5);
+        nf_real lp[64];
+        assert_int_equal(nf_flow_log_prob(f, big, lp, 64), NF_OK);
+    }
+    nf_flow_set_training(f, 0);
+    if (c->make && strcmp(f->layers[0]->ops->kind, "standardize") == 0) {
+        nf_real mu[16], sd[16];
+        for (int32_t j = 0; j < D; j++) mu[j] = (nf_real)(0.3 * j - 0.5), sd[j] = (nf_real)(0.5 + 0.25 * j);
+        nf_standardize_set(f->layers[0], mu, sd);
+    }
+    nf_real *p = nf_flow_params(f);
+    for (int64_t k = 0; k < nf_flow_num_params(f); k++) p[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
+    check_invertibility(f, x, &r);
+    check_gradients(f, x, &r, "eval");
+    if (c->train_mode_grad) {
+        nf_flow_set_training(f, 1);
+        check_gradients(f, x, &r, "training");
+        nf_flow_set_training(f, 0);
+    }
+    nf_flow_free(f);
+    return r;
+}
+
+/* ------------------------------------------------------------------ the layer cases */
+static nf_layer *mk_add_halves(nf_flow_ctx *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH); }
+static nf_layer *mk_add_oddeven(nf_flow_ctx *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH); }
+static nf_layer *mk_aff_tanh(nf_flow_ctx *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH); }
+static nf_layer *mk_aff_sigmoid(nf_flow_ctx *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID); }
+static nf_layer *mk_aff_relu(nf_flow_ctx *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH); }
+static nf_layer *mk_diag(nf_flow_ctx *c, int32_t D) { return nf_diag_scale_create(c, "l", D); }
+static nf_layer *mk_std(nf_flow_ctx *c, int32_t D) { return nf_standardize_create(c, "l", D); }
+static nf_layer *mk_actnorm(nf_flow_ctx *c, int32_t D) { return nf_actnorm_create(c, "l", D); }
+static nf_layer *mk_perm_rev(nf_flow_ctx *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_REVERSE); }
+static nf_layer *mk_perm_rand(nf_flow_ctx *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_RANDOM); }
+static nf_layer *mk_linear(nf_flow_ctx *c, int32_t D) { return nf_linear_create(c, "l", D, 0); }
+static nf_layer *mk_linear_lu(nf_flow_ctx *c, int32_t D) { return nf_linear_create(c, "l", D, 1); }
+static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
+
+/* The planted fault: an affine coupling whose forward drops its log-det term. */
+static nf_layer_ops faulty_ops;
+static nf_status (*real_forward)(nf_layer *, const nf_real *, nf_real *, nf_real *, int64_t, nf_real *, int);
+static nf_status faulty_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                                nf_real *cache, int training) {
+    NF_UNUSED(logdet);
+    return real_forward(L, x, z, NULL, n, cache, training);
+}
+static nf_layer *mk_faulty(nf_flow_ctx *c, int32_t D) {
+    nf_layer *L = mk_aff_tanh(c, D);
+    faulty_ops = *L->ops;
+    real_forward = L->ops->forward;
+    faulty_ops.forward = faulty_forward;
+    faulty_ops.kind = "faulty_affine_coupling";
+    L->ops = &faulty_ops;
+    return L;
+}
+
+/* A second planted fault: correct forward, but backward ignores the log-det's dependence on the
+ * input and parameters (passes ∂L/∂logdet = 0). Only the gradient check can see this one. */
+static nf_layer_ops faulty_bw_ops;
+static void (*real_backward)(nf_layer *, const nf_real *, const nf_real *, const nf_real *, const nf_real *, nf_real *, int64_t, nf_real *, int);
+static void faulty_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                            const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(dld);
+    nf_real zero[64] = {0};
+    real_backward(L, x, cache, dz, zero, dx, n, work, training);
+}
+static nf_layer *mk_faulty_bw(nf_flow_ctx *c, int32_t D) {
+    nf_layer *L = mk_aff_tanh(c, D);
+    faulty_bw_ops = *L->ops;
+    real_backward = L->ops->backward;
+    faulty_bw_ops.backward = faulty_backward;
+    faulty_bw_ops.kind = "faulty_backward_coupling";
+    L->ops = &faulty_bw_ops;
+    return L;
+}
+
+/* ------------------------------------------------------------------ the model cases */
+static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add;
+
+static void setup_models(void) {
+    nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
+    nf_model_type types[] = {NF_MODEL_NICE, NF_MODEL_NICE, NF_MODEL_REALNVP, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_GLOW, NF_MODEL_GLOW};
+    for (int i = 0; i < 7; i++) {
+        nf_config_default(all[i], types[i], 5);
+        all[i]->depth = 3, all[i]->hidden = 6, all[i]->layers = 2, all[i]->act = NF_ACT_TANH;
+    }
+    cfg_nice_perm.perm = NF_PERM_RANDOM, cfg_nice_perm.actnorm = 1, cfg_nice_perm.standardize = 1;
+    cfg_nice_perm.partition = NF_PART_HALVES, cfg_nice_perm.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    cfg_realnvp_bn.batchnorm = 1, cfg_realnvp_bn.actnorm = 1, cfg_realnvp_bn.perm = NF_PERM_REVERSE;
+    cfg_realnvp_bn.scale = NF_SCALE_SIGMOID, cfg_realnvp_bn.partition = NF_PART_ODDEVEN;
+    cfg_glow_plain.lu = 0, cfg_glow_plain.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    cfg_glow_add.coupling = NF_COUPLING_ADDITIVE, cfg_glow_add.prior = NF_PRIOR_LOGISTIC;
+}
+
+static const conf_case cases[] = {
+    {"additive coupling (halves)", 6, mk_add_halves, NULL, NF_PRIOR_NORMAL, 0},
+    {"additive coupling (odd/even, D odd)", 5, mk_add_oddeven, NULL, NF_PRIOR_LOGISTIC, 0},
+    {"affine coupling, tanh scale", 5, mk_aff_tanh, NULL, NF_PRIOR_NORMAL, 0},
+    {"affine coupling, sigmoid scale", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0},
+    {"affine coupling, leaky-relu MLP", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0},
+    {"diagonal scaling", 4, mk_diag, NULL, NF_PRIOR_LOGISTIC, 0},
+    {"standardize", 4, mk_std, NULL, NF_PRIOR_NORMAL, 0},
+    {"actnorm", 4, mk_actnorm, NULL, NF_PRIOR_NORMAL, 1},
+    {"permute (reverse)", 5, mk_perm_rev, NULL, NF_PRIOR_NORMAL, 0},
+    {"permute (random)", 6, mk_perm_rand, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0},
+    {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0},
+    {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0},
+    {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1},
+    {"model nice", 5, NULL, &cfg_nice, 0, 1},
+    {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1},
+    {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1},
+    {"model realnvp (batch norm, actnorm, sigmoid, odd/even)", 5, NULL, &cfg_realnvp_bn, 0, 1},
+    {"model glow (LU)", 5, NULL, &cfg_glow, 0, 1},
+    {"model glow (plain linear, diag prior)", 5, NULL, &cfg_glow_plain, 0, 1},
+    {"model glow (additive, logistic prior)", 5, NULL, &cfg_glow_add, 0, 1},
+};
+#define NCASES (sizeof cases / sizeof cases[0])
+
+static void test_case(void **state) {
+    const conf_case *c = *state;
+    report r = run_conformance(c);
+    print_message("  %-55s round trip %.1e  logdet %.1e  inv %.1e  grad %.1e\n", c->name, r.rt, r.ld, r.inv, r.grad_abs);
+    assert_true(r.finite);
+    assert_true(r.rt < TOL_RT);
+    assert_true(r.ld < TOL_LD);
+    assert_true(r.inv < TOL_INV);
+    if (r.grad >= 1) print_message("  worst gradient: %s\n", r.where);
+    assert_true(r.grad < 1);
+}
+
+/* The suite must catch the planted fault: its log-det disagrees with the Jacobian, and its gradient
+ * disagrees with finite differences of the (correctly computed) likelihood of the faulty forward. */
+static void test_catches_faulty_layer(void **state) {
+    NF_UNUSED(state);
+    conf_case c = {"faulty", 5, mk_faulty, NULL, NF_PRIOR_NORMAL, 0};
+    report r = run_conformance(&c);
+    print_message("  planted fault: logdet error %.3g (tolerance %.1e), inverse mismatch %.3g\n", r.ld, TOL_LD, r.inv);
+    assert_true(r.ld > 10 * TOL_LD);
+    assert_true(r.inv > 10 * TOL_INV);
+    c.make = mk_faulty_bw;
+    r = run_conformance(&c);
+    print_message("  planted backward fault: logdet error %.1e, gradient error %.3g (tolerance ~%.1e)\n", r.ld, r.grad_abs, GRAD_ATOL);
+    assert_true(r.ld < TOL_LD);
+    assert_true(r.grad > 10);
+}
+
+/* Every coupling starts as the identity: the zero-initialised last layer makes the net output 0. */
+static void test_couplings_start_as_identity(void **state) {
+    NF_UNUSED(state);
+    layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu};
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
+        conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0};
+        nf_flow *f = build(&c);
+        nf_rng rng;
+        nf_rng_seed(&rng, 3);
+        nf_real x[N * 6], z[N * 6], ld[N];
+        fill_normal(&rng, x, N * 6, 1.0, 0.0);
+        assert_int_equal(nf_flow_forward(f, x, z, ld, N), NF_OK);
+        for (int k = 0; k < N * 6; k++) assert_true(z[k] == x[k]);
+        for (int k = 0; k < N; k++) assert_true(ld[k] == 0);
+        nf_flow_free(f);
+    }
+    /* Glow's sigmoid(h + 2) coupling starts at the fixed scale sigmoid(2) with zero shift */
+    conf_case c = {"id", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0};
+    nf_flow *f = build(&c);
+    nf_real x[6] = {1, 2, 3, 4, 5, 6}, z[6], ld[1];
+    assert_int_equal(nf_flow_forward(f, x, z, ld, 1), NF_OK);
+    double s2 = 1.0 / (1.0 + exp(-2.0));
+    for (int j = 0; j < 6; j++) assert_true(fabs(z[j] - (j % 2 ? x[j] * s2 : x[j])) < 1e-6);
+    assert_true(fabs(ld[0] - 3 * log(s2)) < 1e-5);
+    nf_flow_free(f);
+}
+
+int main(void) {
+    setup_models();
+    struct CMUnitTest tests[NCASES + 2];
+    for (size_t i = 0; i < NCASES; i++) {
+        tests[i].name = cases[i].name;
+        tests[i].test_func = test_case;
+        tests[i].setup_func = NULL;
+        tests[i].teardown_func = NULL;
+        tests[i].initial_state = (void *)&cases[i];
+    }
+    tests[NCASES] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_layer);
+    tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_couplings_start_as_identity);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 2, NULL, NULL);
+}
