@@ -54,7 +54,10 @@ typedef struct {
     const nf_config *cfg; /* … or a whole model */
     nf_prior_type prior;
     int train_mode_grad;  /* also check gradients in training mode */
+    int kinked;           /* piecewise-linear activation: smaller finite-difference steps */
 } conf_case;
+
+static double g_h = 1; /* finite-difference step multiplier of the current case */
 
 /* ------------------------------------------------------------------ helpers */
 static void fill_normal(nf_rng *r, nf_real *x, int64_t n, double scale, double shift) {
@@ -124,12 +127,12 @@ static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char
     memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
     for (int64_t k = 0; k < N * D; k++) {
         nf_real keep = x[k];
-        x[k] = keep + (nf_real)FD_H;
+        x[k] = keep + (nf_real)(g_h * FD_H);
         double lp = loss_of(f, x, N);
-        x[k] = keep - (nf_real)FD_H;
+        x[k] = keep - (nf_real)(g_h * FD_H);
         double lm = loss_of(f, x, N);
         x[k] = keep;
-        double num = (lp - lm) / (2 * FD_H), e = rel_err(dx[k], num);
+        double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(dx[k], num);
         r->finite &= isfinite(dx[k]);
         r->grad_abs = fmax(r->grad_abs, fabs(dx[k] - num));
         if (e > r->grad) r->grad = e, snprintf(r->where, sizeof r->where, "%s: input %lld: analytic %.8g, numeric %.8g", mode, (long long)k, (double)dx[k], num);
@@ -137,12 +140,12 @@ static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char
     nf_real *p = nf_flow_params(f);
     for (int64_t k = 0; k < P; k++) {
         nf_real keep = p[k];
-        p[k] = keep + (nf_real)FD_H;
+        p[k] = keep + (nf_real)(g_h * FD_H);
         double lp = loss_of(f, x, N);
-        p[k] = keep - (nf_real)FD_H;
+        p[k] = keep - (nf_real)(g_h * FD_H);
         double lm = loss_of(f, x, N);
         p[k] = keep;
-        double num = (lp - lm) / (2 * FD_H), e = rel_err(g[k], num);
+        double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(g[k], num);
         r->finite &= isfinite(g[k]);
         r->grad_abs = fmax(r->grad_abs, fabs(g[k] - num));
         if (e > r->grad) {
@@ -172,6 +175,7 @@ static nf_flow *build(const conf_case *c) {
 /* Run the whole suite on one case; returns the report (the caller asserts on it). */
 static report run_conformance(const conf_case *c) {
     report r = {0, 0, 0, 0, 0, 1, ""};
+    g_h = c->kinked ? 0.1 : 1.0;
     nf_flow *f = build(c);
     int32_t D = nf_flow_dim(f);
     nf_rng rng;
@@ -279,26 +283,26 @@ static void setup_models(void) {
 }
 
 static const conf_case cases[] = {
-    {"additive coupling (halves)", 6, mk_add_halves, NULL, NF_PRIOR_NORMAL, 0},
-    {"additive coupling (odd/even, D odd)", 5, mk_add_oddeven, NULL, NF_PRIOR_LOGISTIC, 0},
-    {"affine coupling, tanh scale", 5, mk_aff_tanh, NULL, NF_PRIOR_NORMAL, 0},
-    {"affine coupling, sigmoid scale", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0},
-    {"affine coupling, leaky-relu MLP", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0},
-    {"diagonal scaling", 4, mk_diag, NULL, NF_PRIOR_LOGISTIC, 0},
-    {"standardize", 4, mk_std, NULL, NF_PRIOR_NORMAL, 0},
-    {"actnorm", 4, mk_actnorm, NULL, NF_PRIOR_NORMAL, 1},
-    {"permute (reverse)", 5, mk_perm_rev, NULL, NF_PRIOR_NORMAL, 0},
-    {"permute (random)", 6, mk_perm_rand, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0},
-    {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0},
-    {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0},
-    {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1},
-    {"model nice", 5, NULL, &cfg_nice, 0, 1},
-    {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1},
-    {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1},
-    {"model realnvp (batch norm, actnorm, sigmoid, odd/even)", 5, NULL, &cfg_realnvp_bn, 0, 1},
-    {"model glow (LU)", 5, NULL, &cfg_glow, 0, 1},
-    {"model glow (plain linear, diag prior)", 5, NULL, &cfg_glow_plain, 0, 1},
-    {"model glow (additive, logistic prior)", 5, NULL, &cfg_glow_add, 0, 1},
+    {"additive coupling (halves)", 6, mk_add_halves, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"additive coupling (odd/even, D odd)", 5, mk_add_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 0},
+    {"affine coupling, tanh scale", 5, mk_aff_tanh, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"affine coupling, sigmoid scale", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"affine coupling, leaky-relu MLP", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0, 1},
+    {"diagonal scaling", 4, mk_diag, NULL, NF_PRIOR_LOGISTIC, 0, 0},
+    {"standardize", 4, mk_std, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"actnorm", 4, mk_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"permute (reverse)", 5, mk_perm_rev, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"permute (random)", 6, mk_perm_rand, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0},
+    {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"model nice", 5, NULL, &cfg_nice, 0, 1, 0},
+    {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0},
+    {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0},
+    {"model realnvp (batch norm, actnorm, sigmoid, odd/even)", 5, NULL, &cfg_realnvp_bn, 0, 1, 0},
+    {"model glow (LU)", 5, NULL, &cfg_glow, 0, 1, 0},
+    {"model glow (plain linear, diag prior)", 5, NULL, &cfg_glow_plain, 0, 1, 0},
+    {"model glow (additive, logistic prior)", 5, NULL, &cfg_glow_add, 0, 1, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -318,7 +322,7 @@ static void test_case(void **state) {
  * disagrees with finite differences of the (correctly computed) likelihood of the faulty forward. */
 static void test_catches_faulty_layer(void **state) {
     NF_UNUSED(state);
-    conf_case c = {"faulty", 5, mk_faulty, NULL, NF_PRIOR_NORMAL, 0};
+    conf_case c = {"faulty", 5, mk_faulty, NULL, NF_PRIOR_NORMAL, 0, 0};
     report r = run_conformance(&c);
     print_message("  planted fault: logdet error %.3g (tolerance %.1e), inverse mismatch %.3g\n", r.ld, TOL_LD, r.inv);
     assert_true(r.ld > 10 * TOL_LD);
@@ -335,7 +339,7 @@ static void test_couplings_start_as_identity(void **state) {
     NF_UNUSED(state);
     layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu};
     for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
-        conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0};
+        conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0, 0};
         nf_flow *f = build(&c);
         nf_rng rng;
         nf_rng_seed(&rng, 3);
@@ -347,7 +351,7 @@ static void test_couplings_start_as_identity(void **state) {
         nf_flow_free(f);
     }
     /* Glow's sigmoid(h + 2) coupling starts at the fixed scale sigmoid(2) with zero shift */
-    conf_case c = {"id", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0};
+    conf_case c = {"id", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0, 0};
     nf_flow *f = build(&c);
     nf_real x[6] = {1, 2, 3, 4, 5, 6}, z[6], ld[1];
     assert_int_equal(nf_flow_forward(f, x, z, ld, 1), NF_OK);
