@@ -222,8 +222,9 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
                 }
                 if (why) {
                     int flen = (int)(be - bs);
+                    nf_fail(NF_ERR_FORMAT, "%s:%lld: field %d: '%.*s' %s", path, (long long)line, bad, flen > 40 ? 40 : flen, bs, why);
                     free(buf), nf_dataset_free(d);
-                    return nf_fail(NF_ERR_FORMAT, "%s:%lld: field %d: '%.*s' %s", path, (long long)line, bad, flen > 40 ? 40 : flen, bs, why);
+                    return NF_ERR_FORMAT;
                 }
                 dim = nf;
                 r++;

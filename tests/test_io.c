@@ -1,0 +1,309 @@
+/* test_io.c — CSV reading (and its errors), checkpoints (round trip, truncation, corruption, foreign
+ * files), the toy generators, and PNG output. Files live in a fresh temporary directory. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+
+static char g_dir[256];
+
+static const char *path_of(const char *name) {
+    static char p[4][512];
+    static int k = 0;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
+    return p[k];
+}
+
+static const char *write_text(const char *name, const char *text) {
+    const char *p = path_of(name);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return p;
+}
+
+static void test_csv_valid(void **state) {
+    (void)state;
+    nf_dataset *d;
+    /* header, CRLF line ends, spaces, a blank line, exponents, no final newline */
+    const char *p = write_text("ok.csv", "a,b,c\r\n1, 2.5 ,-3\r\n\r\n4e-1,5,6E2");
+    assert_int_equal(nf_dataset_csv(p, &d), NF_OK);
+    assert_int_equal(d->n, 2);
+    assert_int_equal(d->dim, 3);
+    nf_real want[6] = {1, 2.5f, -3, 0.4f, 5, 600};
+    for (int i = 0; i < 6; i++) assert_true(d->x[i] == want[i]);
+    nf_dataset_free(d);
+    /* no header */
+    p = write_text("nohdr.csv", "1,2\n3,4\n");
+    assert_int_equal(nf_dataset_csv(p, &d), NF_OK);
+    assert_int_equal(d->n, 2);
+    /* write and read back exactly */
+    const char *q = path_of("out.csv");
+    assert_int_equal(nf_dataset_write_csv(d, q, "x"), NF_OK);
+    nf_dataset *e;
+    assert_int_equal(nf_dataset_csv(q, &e), NF_OK);
+    assert_int_equal(e->n, 2);
+    assert_memory_equal(d->x, e->x, sizeof(nf_real) * 4);
+    nf_dataset_free(d), nf_dataset_free(e);
+}
+
+/* Each malformed file fails with NF_ERR_FORMAT/IO and a message naming the file and the place. */
+static void test_csv_errors(void **state) {
+    (void)state;
+    struct {
+        const char *name, *text, *expect;
+    } bad[] = {
+        {"nonnum.csv", "1,2\n3,x\n", "nonnum.csv:2: field 2: 'x' is not a number"},
+        {"ragged.csv", "1,2\n3,4,5\n", "ragged.csv:2: 3 fields, expected 2"},
+        {"nan.csv", "1,2\nnan,4\n", "nan.csv:2: field 1: 'nan' is not finite"},
+        {"inf.csv", "x,y\n1,2\n3,-inf\n", "inf.csv:3: field 2: '-inf' is not finite"},
+        {"empty.csv", "", "empty.csv: no data rows"},
+        {"header_only.csv", "a,b\n", "header_only.csv: no data rows"},
+        {"emptyfield.csv", "1,,3\n", "emptyfield.csv:1: field 2: '' is not a number"},
+        {"mixedhdr.csv", "a,2\n1,2\n", "mixedhdr.csv:1: field 1: 'a' is not a number"},
+        {"huge.csv", "1e999,1\n", "huge.csv:1: field 1: '1e999' is not finite"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nf_dataset *d = (nf_dataset *)1;
+        const char *p = write_text(bad[i].name, bad[i].text);
+        nf_status st = nf_dataset_csv(p, &d);
+        assert_int_equal(st, NF_ERR_FORMAT);
+        assert_null(d);
+        if (!strstr(nf_last_error(), bad[i].expect)) fail_msg("%s: got '%s'", bad[i].name, nf_last_error());
+        assert_null(strchr(nf_last_error(), '\n'));
+    }
+    nf_dataset *d;
+    assert_int_equal(nf_dataset_csv(path_of("missing.csv"), &d), NF_ERR_IO);
+    assert_non_null(strstr(nf_last_error(), "missing.csv"));
+}
+
+static nf_flow *small_model(nf_model_type m, int standardize) {
+    nf_config c;
+    nf_config_default(&c, m, 3);
+    c.depth = 3, c.hidden = 16, c.standardize = standardize, c.batchnorm = m == NF_MODEL_REALNVP;
+    c.prior = m == NF_MODEL_GLOW ? NF_PRIOR_DIAG_GAUSSIAN : c.prior;
+    nf_flow *f;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    /* move every parameter and state away from its initial value */
+    nf_rng r;
+    nf_rng_seed(&r, 11);
+    for (int64_t i = 0; i < nf_flow_num_params(f); i++) nf_flow_params(f)[i] += (nf_real)(0.1 * nf_rng_normal(&r));
+    if (standardize) {
+        nf_real mu[3] = {1, -2, 3}, sd[3] = {0.5f, 2, 4};
+        assert_int_equal(nf_flow_set_standardization(f, mu, sd), NF_OK);
+    }
+    nf_real x[64 * 3], lp[64];
+    for (int i = 0; i < 64 * 3; i++) x[i] = (nf_real)nf_rng_normal(&r);
+    nf_flow_set_training(f, 1); /* ActNorm initialisation, batch-norm running statistics */
+    assert_int_equal(nf_flow_log_prob(f, x, lp, 64), NF_OK);
+    nf_flow_set_training(f, 0);
+    return f;
+}
+
+/* save → load → bit-identical log-likelihoods, parameters and state; for every model type */
+static void test_checkpoint_round_trip(void **state) {
+    (void)state;
+    for (int m = 0; m < 3; m++) {
+        nf_flow *f = small_model((nf_model_type)m, m != 1);
+        const char *p = path_of("model.ckpt");
+        assert_int_equal(nf_flow_save(f, p), NF_OK);
+        assert_int_equal(access(path_of("model.ckpt.tmp"), F_OK), -1);
+        nf_flow *g;
+        assert_int_equal(nf_flow_load(p, &g), NF_OK);
+        assert_int_equal(nf_flow_num_params(f), nf_flow_num_params(g));
+        assert_memory_equal(nf_flow_params(f), nf_flow_params(g), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+        assert_memory_equal(f->ctx.buffers, g->ctx.buffers, sizeof(nf_real) * (size_t)f->ctx.nbuffers);
+        nf_rng r;
+        nf_rng_seed(&r, 2);
+        nf_real x[100 * 3], l1[100], l2[100];
+        for (int i = 0; i < 300; i++) x[i] = (nf_real)(2 * nf_rng_normal(&r));
+        assert_int_equal(nf_flow_log_prob(f, x, l1, 100), NF_OK);
+        assert_int_equal(nf_flow_log_prob(g, x, l2, 100), NF_OK);
+        assert_memory_equal(l1, l2, sizeof l1);
+        assert_memory_equal(nf_flow_config(f), nf_flow_config(g), sizeof(nf_config));
+        nf_flow_free(f), nf_flow_free(g);
+    }
+}
+
+static long file_size(const char *p) {
+    FILE *fp = fopen(p, "rb");
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fclose(fp);
+    return n;
+}
+
+static void expect_load_error(const char *p, const char *msg) {
+    nf_flow *g = (nf_flow *)1;
+    nf_status st = nf_flow_load(p, &g);
+    assert_true(st == NF_ERR_FORMAT || st == NF_ERR_IO);
+    assert_null(g);
+    if (!strstr(nf_last_error(), msg)) fail_msg("expected '%s' in '%s'", msg, nf_last_error());
+    assert_non_null(strstr(nf_last_error(), p));
+}
+
+static void test_checkpoint_bad_files(void **state) {
+    (void)state;
+    nf_flow *f = small_model(NF_MODEL_GLOW, 1);
+    const char *p = path_of("good.ckpt");
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    long n = file_size(p);
+    unsigned char *buf = malloc((size_t)n);
+    FILE *fp = fopen(p, "rb");
+    assert_true(fread(buf, 1, (size_t)n, fp) == (size_t)n);
+    fclose(fp);
+    /* truncated: in the data, in the header, to 3 bytes */
+    long cuts[] = {n - 5, 40, 3};
+    for (int i = 0; i < 3; i++) {
+        const char *q = path_of("trunc.ckpt");
+        fp = fopen(q, "wb");
+        fwrite(buf, 1, (size_t)cuts[i], fp);
+        fclose(fp);
+        expect_load_error(q, i == 0 ? "truncated" : i == 1 ? "truncated" : "too short");
+    }
+    /* one flipped bit in the last parameter: checksum */
+    const char *q = path_of("flip.ckpt");
+    buf[n - 2] ^= 0x10;
+    fp = fopen(q, "wb");
+    fwrite(buf, 1, (size_t)n, fp);
+    fclose(fp);
+    expect_load_error(q, "checksum");
+    free(buf);
+    /* a foreign file, and a safetensors file of another program */
+    expect_load_error(write_text("foreign.ckpt", "hello, this is not a checkpoint at all"), "not");
+    const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    q = path_of("other.safetensors");
+    fp = fopen(q, "wb");
+    uint64_t hl = sizeof hdr - 1;
+    fwrite(&hl, 8, 1, fp);
+    fwrite(hdr, 1, hl, fp);
+    fwrite("\0\0\0\0", 1, 4, fp);
+    fclose(fp);
+    expect_load_error(q, "not an nflow checkpoint");
+    expect_load_error(path_of("does-not-exist.ckpt"), "cannot open");
+    nf_flow_free(f);
+}
+
+/* Each generator: finite points, and a property of its shape. */
+static void test_toy_generators(void **state) {
+    (void)state;
+    for (const char *const *nm = nf_toy_names(); *nm; nm++) {
+        nf_dataset *d;
+        assert_int_equal(nf_dataset_toy(*nm, 5000, 1, &d), NF_OK);
+        assert_int_equal(d->dim, 2);
+        for (int64_t i = 0; i < d->n * 2; i++) assert_true(isfinite(d->x[i]) && fabs(d->x[i]) < 10);
+        nf_dataset_free(d);
+    }
+    nf_dataset *d;
+    /* 8 gaussians: every point within 4 std of one of the 8 centres of radius 4/1.414 */
+    assert_int_equal(nf_dataset_toy("8gaussians", 5000, 2, &d), NF_OK);
+    for (int64_t i = 0; i < d->n; i++) {
+        double best = 1e9;
+        for (int k = 0; k < 8; k++) {
+            double cx = 4 * cos(k * M_PI / 4) / 1.414, cy = 4 * sin(k * M_PI / 4) / 1.414;
+            best = fmin(best, hypot(d->x[2 * i] - cx, d->x[2 * i + 1] - cy));
+        }
+        assert_true(best < 4 * 0.5 / 1.414 * 1.5);
+    }
+    nf_dataset_free(d);
+    /* checkerboard: points lie in the squares where ⌊x/2⌋ + ⌊y/2⌋ is odd… or even: one parity only */
+    assert_int_equal(nf_dataset_toy("checkerboard", 5000, 3, &d), NF_OK);
+    int par = -1;
+    for (int64_t i = 0; i < d->n; i++) {
+        int p = (int)(((long)floor(d->x[2 * i] / 2) + (long)floor(d->x[2 * i + 1] / 2)) & 1);
+        if (par < 0) par = p;
+        assert_int_equal(p, par);
+    }
+    nf_dataset_free(d);
+    /* same seed, same data; unknown names fail */
+    nf_dataset *a, *b;
+    assert_int_equal(nf_dataset_toy("pinwheel", 100, 5, &a), NF_OK);
+    assert_int_equal(nf_dataset_toy("pinwheel", 100, 5, &b), NF_OK);
+    assert_memory_equal(a->x, b->x, sizeof(nf_real) * 200);
+    nf_dataset_free(a), nf_dataset_free(b);
+    assert_int_equal(nf_dataset_toy("swirl", 100, 5, &a), NF_ERR_INVALID);
+    assert_non_null(strstr(nf_last_error(), "swirl"));
+}
+
+static void test_split_and_moments(void **state) {
+    (void)state;
+    nf_dataset *d, *tr, *te;
+    assert_int_equal(nf_dataset_toy("moons", 1000, 1, &d), NF_OK);
+    assert_int_equal(nf_dataset_split(d, 0.2, 7, &tr, &te), NF_OK);
+    assert_int_equal(tr->n, 800);
+    assert_int_equal(te->n, 200);
+    /* a split is a permutation: the column sums are preserved */
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < d->n * 2; i++) s += d->x[i];
+    for (int64_t i = 0; i < tr->n * 2; i++) s2 += tr->x[i];
+    for (int64_t i = 0; i < te->n * 2; i++) s2 += te->x[i];
+    assert_true(fabs(s - s2) < 1e-3);
+    nf_real mu[2], sd[2];
+    nf_dataset_moments(d, mu, sd);
+    assert_true(sd[0] > 0.5 && sd[1] > 0.2);
+    nf_dataset_free(d), nf_dataset_free(tr), nf_dataset_free(te);
+    /* a constant column gets std 1, not 0 */
+    const char *p = write_text("const.csv", "1,5\n2,5\n3,5\n");
+    assert_int_equal(nf_dataset_csv(p, &d), NF_OK);
+    nf_dataset_moments(d, mu, sd);
+    assert_true(sd[1] == 1 && mu[1] == 5);
+    nf_dataset_free(d);
+}
+
+static void test_png_and_plot(void **state) {
+    (void)state;
+    nf_config c;
+    nf_config_default(&c, NF_MODEL_REALNVP, 2);
+    c.depth = 2;
+    nf_flow *f;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    const char *p = path_of("plot.png");
+    assert_int_equal(nf_plot_2d(f, NULL, p, 64, 1), NF_OK);
+    FILE *fp = fopen(p, "rb");
+    unsigned char sig[8];
+    assert_true(fread(sig, 1, 8, fp) == 8);
+    fclose(fp);
+    assert_memory_equal(sig, "\x89PNG\r\n\x1a\n", 8);
+    nf_flow_free(f);
+    c.dim = 3;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    assert_int_equal(nf_plot_2d(f, NULL, p, 64, 1), NF_ERR_INVALID);
+    nf_flow_free(f);
+    /* writing into a missing directory fails cleanly */
+    uint8_t px[3] = {1, 2, 3};
+    assert_int_equal(nf_png_write("/nonexistent-dir/x.png", px, 1, 1), NF_ERR_IO);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/nflow-test-io-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_csv_valid),          cmocka_unit_test(test_csv_errors),
+        cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad_files),
+        cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
+        cmocka_unit_test(test_png_and_plot),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
