@@ -104,6 +104,10 @@ typedef struct {
     int32_t actnorm;        /* realnvp/nice: ActNorm before each coupling (glow always has it) */
     nf_prior_type prior;
     int32_t standardize;    /* per-column standardisation layer in front (statistics set from data) */
+    double init_std;        /* std of the coupling nets' last-layer weights at initialisation. 0 (default):
+                             * every coupling starts as the identity. (Additive couplings on data whose
+                             * conditionals are symmetric, e.g. 8 gaussians, then sit at a stationary
+                             * point; a small value such as 0.01 breaks the symmetry.) */
     uint64_t seed;          /* parameter initialisation and random permutations */
 } nf_config;
 

@@ -29,6 +29,7 @@ static cJSON *config_json(const nf_config *c) {
     cJSON_AddNumberToObject(j, "actnorm", c->actnorm);
     cJSON_AddStringToObject(j, "prior", nf_enum_name("prior", (int)c->prior));
     cJSON_AddNumberToObject(j, "standardize", c->standardize);
+    cJSON_AddNumberToObject(j, "init_std", c->init_std);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(j, "seed", seed);
@@ -56,6 +57,9 @@ static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path
         if (e < 0) return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or unknown", path, enums[i][0]);
         *edst[i] = e;
     }
+    const cJSON *is = cJSON_GetObjectItemCaseSensitive(j, "init_std");
+    if (!cJSON_IsNumber(is)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'init_std' is missing", path);
+    c->init_std = is->valuedouble;
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (!cJSON_IsString(s)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'seed' is missing", path);
     c->seed = strtoull(s->valuestring, NULL, 10);

@@ -225,3 +225,5 @@ nf_layer *nf_affine_coupling_create(nf_flow_ctx *c, const char *name, int32_t di
                                     nf_scale_type scale) {
     return coupling_create(c, name, dim, part, parity, hidden, layers, act, 0, scale);
 }
+
+void nf_coupling_set_init_std(nf_layer *L, double std) { ((coupling *)L)->net.init_std = std; }

@@ -86,6 +86,7 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->scale > NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "unknown scale %d", (int)c->scale);
     if ((unsigned)c->partition > NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "unknown partition %d", (int)c->partition);
     if ((unsigned)c->perm > NF_PERM_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
+    if (!(c->init_std >= 0 && c->init_std <= 1)) return nf_fail(NF_ERR_INVALID, "init_std %g: must be in [0, 1]", c->init_std);
     if ((unsigned)c->prior > NF_PRIOR_DIAG_GAUSSIAN) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
     if (c->model == NF_MODEL_GLOW && c->dim > 4096) return nf_fail(NF_ERR_INVALID, "glow on vectors: dimension %d too large for a dense invertible linear layer (max 4096)", (int)c->dim);
     return NF_OK;
@@ -152,17 +153,18 @@ static nf_status build_layers(nf_flow *f) {
     char nm[48];
 #define NAME() (snprintf(nm, sizeof nm, "layers.%d", (int)idx++), nm)
 #define PUSH(expr) do { if ((st = push_layer(f, (expr), &cap)) != NF_OK) return st; } while (0)
+#define PUSH_COUPLING(expr) do { PUSH(expr); nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
     if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D));
     for (int32_t k = 0; k < c->depth; k++) {
         switch (c->model) {
         case NF_MODEL_NICE:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
-            PUSH(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act));
+            PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act));
             if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
             break;
         case NF_MODEL_REALNVP:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
-            PUSH(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale));
+            PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale));
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D));
             if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
             break;
@@ -170,14 +172,15 @@ static nf_status build_layers(nf_flow *f) {
             PUSH(nf_actnorm_create(x, NAME(), D));
             PUSH(nf_linear_create(x, NAME(), D, c->lu));
             if (c->coupling == NF_COUPLING_ADDITIVE)
-                PUSH(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act));
+                PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act));
             else
-                PUSH(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale));
+                PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale));
             break;
         }
     }
     if (c->model == NF_MODEL_NICE) PUSH(nf_diag_scale_create(x, NAME(), D));
 #undef PUSH
+#undef PUSH_COUPLING
 #undef NAME
     return st;
 }

@@ -55,6 +55,7 @@ typedef struct {
 typedef struct {
     int32_t in, out, hidden, layers; /* layers = number of hidden layers */
     nf_activation act;
+    double init_std; /* std of the last layer's initial weights (0: the net starts as exactly 0) */
     int64_t off; /* offset of the first weight in the flat parameter buffer */
 } nf_mlp;
 
@@ -62,7 +63,8 @@ typedef struct {
 int64_t nf_mlp_num_params(const nf_mlp *m);
 /* Floats of cache for n rows: pre- and post-activation of every hidden layer. */
 int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n);
-/* Weights ~ U(±1/√in) (PyTorch's default), biases 0; the LAST layer is all zero (identity coupling). */
+/* Weights He-/LeCun-uniform (by activation), biases 0; the LAST layer is zero (identity coupling) or,
+ * if m->init_std > 0, N(0, init_std²) weights with zero bias. */
 void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng);
 /* y (n,out) = mlp(x (n,in)); cache filled for backward. */
 void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
@@ -126,6 +128,8 @@ nf_layer *nf_additive_coupling_create(nf_flow_ctx *c, const char *name, int32_t 
 nf_layer *nf_affine_coupling_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_partition part,
                                     int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
                                     nf_scale_type scale);
+/* Set the last-layer init std of a coupling's net (before the flow initialises its parameters). */
+void nf_coupling_set_init_std(nf_layer *L, double std);
 nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim);
 nf_layer *nf_standardize_create(nf_flow_ctx *c, const char *name, int32_t dim);
 nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);

@@ -17,8 +17,15 @@ int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n) { return 2 * (int64_t)m->l
 void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
     for (int32_t l = 0; l <= m->layers; l++) {
         int64_t in = lin_in(m, l), out = lin_out(m, l);
-        double bound = l == m->layers ? 0.0 : 1.0 / sqrt((double)(in > 0 ? in : 1));
-        for (int64_t i = 0; i < out * in; i++) *P++ = (nf_real)(bound * (2.0 * nf_rng_uniform(rng) - 1.0));
+        /* He-uniform for (leaky) ReLU, LeCun-uniform for tanh: keeps activations at unit scale through
+         * deep nets (PyTorch's U(±1/√in) shrinks them ~√6× per ReLU layer and stalls deep NICE nets) */
+        double gain = m->act == NF_ACT_TANH ? 3.0 : 6.0;
+        double bound = sqrt(gain / (double)(in > 0 ? in : 1));
+        if (l == m->layers) { /* last layer: zero (identity coupling) unless init_std asks for noise */
+            for (int64_t i = 0; i < out * in; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
+        } else {
+            for (int64_t i = 0; i < out * in; i++) *P++ = (nf_real)(bound * (2.0 * nf_rng_uniform(rng) - 1.0));
+        }
         for (int64_t i = 0; i < out; i++) *P++ = 0;
     }
 }
