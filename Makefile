@@ -1,0 +1,27 @@
+# Convenience wrapper around CMake. `make` builds into build/, `make test` builds and runs every test,
+# `make demo` runs the built-in demo, `make install PREFIX=/usr/local` installs.
+BUILD ?= build
+PREFIX ?= /usr/local
+NFLOW_CMAKE_FLAGS ?=
+
+.PHONY: all test demo install clean deps
+all: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$$(nproc)
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(NFLOW_CMAKE_FLAGS)
+
+deps:
+	bash scripts/install-deps.sh
+
+test: all
+	ctest --test-dir $(BUILD) --output-on-failure
+
+demo: all
+	./$(BUILD)/nflow demo
+
+install: all
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-asan demo-out

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install nflow's build and test dependencies from Debian packages (Debian 12, as root or with sudo).
+set -euo pipefail
+PKGS=(build-essential cmake pkgconf libopenblas-dev libpng-dev zlib1g-dev libcjson-dev libcmocka-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all dependencies present"
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: installed ${missing[*]}"

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# cli_test.sh NFLOW — the command-line tool end to end: a short train/eval/sample/encode/decode/plot
+# cycle, and bad input: each must exit non-zero with ONE line on stderr naming the problem, and leave
+# no output file behind.
+set -u
+NFLOW=${1:?usage: cli_test.sh path/to/nflow}
+T=$(mktemp -d /tmp/nflow-cli-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_error "pattern" cmd...   (non-zero exit, exactly one stderr line matching pattern, no crash)
+expect_error() {
+    local pat=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    local lines; lines=$(wc -l <"$T/err")
+    if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "exit $rc: $*"; return; fi
+    if [ "$lines" -ne 1 ]; then bad "$lines stderr lines: $*: $(cat "$T/err")"; return; fi
+    if ! grep -qE -- "$pat" "$T/err"; then bad "message '$(cat "$T/err")' lacks '$pat': $*"; return; fi
+    ok
+}
+
+# --- a good cycle
+"$NFLOW" train --model realnvp --data moons --steps 200 --batch 128 --train-size 4000 --test-size 1000 \
+    --out "$T/m.ckpt" --quiet >"$T/train.out" 2>&1 && ok || bad "train: $(cat "$T/train.out")"
+grep -q "test log-likelihood" "$T/train.out" && ok || bad "train prints no test log-likelihood"
+[ -s "$T/m.ckpt.metrics.csv" ] && [ "$(wc -l <"$T/m.ckpt.metrics.csv")" -eq 201 ] && ok || bad "metrics log"
+"$NFLOW" eval --model "$T/m.ckpt" --data moons --test-size 1000 >"$T/eval.out" && grep -q "±" "$T/eval.out" && ok || bad "eval"
+"$NFLOW" sample --model "$T/m.ckpt" -n 50 --temperature 0.7 --out "$T/s.csv" && [ "$(wc -l <"$T/s.csv")" -eq 51 ] && ok || bad "sample"
+"$NFLOW" encode --model "$T/m.ckpt" --in "$T/s.csv" --out "$T/z.csv" && ok || bad "encode"
+"$NFLOW" decode --model "$T/m.ckpt" --in "$T/z.csv" --out "$T/x.csv" && ok || bad "decode"
+# exact round trip up to float printing: compare numerically
+awk -F, 'NR==FNR { if (FNR > 1) for (i = 1; i <= NF; i++) a[FNR, i] = $i; next }
+         FNR > 1 { for (i = 1; i <= NF; i++) { d = a[FNR, i] - $i; if (d < 0) d = -d; if (d > 1e-4) bad = 1 } }
+         END { exit bad }' "$T/s.csv" "$T/x.csv" && ok || bad "decode(encode(x)) != x"
+"$NFLOW" plot --model "$T/m.ckpt" --data moons --size 64 --out "$T/p.png" >/dev/null && \
+    [ "$(head -c 4 "$T/p.png" | tail -c 3)" = "PNG" ] && ok || bad "plot"
+"$NFLOW" train --help | grep -q -- "--steps" && ok || bad "train --help"
+# a CSV model with standardisation, and eval of a CSV
+printf 'a,b,c\n' >"$T/d.csv"
+awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); printf "%f,%f,%f\n", 100*u, u + v, 5 - 3*v } }' >>"$T/d.csv"
+"$NFLOW" train --model glow --data "$T/d.csv" --steps 30 --batch 64 --out "$T/g.ckpt" --quiet --test-out "$T/test.csv" >/dev/null && ok || bad "train on CSV"
+"$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" >/dev/null && ok || bad "eval on CSV"
+
+# --- bad input
+printf '1,2\n3,oops\n' >"$T/nonnum.csv"
+printf '1,2\n3,4,5\n' >"$T/ragged.csv"
+printf '1,2\nNaN,4\n' >"$T/nan.csv"
+: >"$T/empty.csv"
+head -c 100 "$T/m.ckpt" >"$T/trunc.ckpt"
+printf 'definitely not a checkpoint' >"$T/foreign.ckpt"
+expect_error "unknown model 'foo'" "$NFLOW" train --model foo --data moons --out "$T/x.ckpt"
+expect_error "not a built-in dataset" "$NFLOW" train --model nice --data nosuchdata --out "$T/x.ckpt"
+expect_error "nonnum.csv:2: field 2: 'oops' is not a number" "$NFLOW" train --model nice --data "$T/nonnum.csv" --out "$T/x.ckpt"
+expect_error "ragged.csv:2: 3 fields, expected 2" "$NFLOW" train --model nice --data "$T/ragged.csv" --out "$T/x.ckpt"
+expect_error "nan.csv:2: field 1: 'NaN' is not finite" "$NFLOW" train --model nice --data "$T/nan.csv" --out "$T/x.ckpt"
+expect_error "empty.csv: no data rows" "$NFLOW" train --model nice --data "$T/empty.csv" --out "$T/x.ckpt"
+expect_error "option --steps: 'many'" "$NFLOW" train --model nice --data moons --steps many --out "$T/x.ckpt"
+expect_error "option --batch: '0'" "$NFLOW" train --model nice --data moons --batch 0 --out "$T/x.ckpt"
+expect_error "option --lr" "$NFLOW" train --model nice --data moons --lr -1 --out "$T/x.ckpt"
+expect_error "larger than the 100 training rows" "$NFLOW" train --model nice --data moons --train-size 100 --batch 500 --out "$T/x.ckpt"
+expect_error "unknown option '--bogus'" "$NFLOW" train --bogus
+expect_error "missing --out" "$NFLOW" train --model nice --data moons
+expect_error "unknown activation 'swish'" "$NFLOW" train --model nice --data moons --activation swish --out "$T/x.ckpt"
+expect_error "data dimension 1" "$NFLOW" train --model nice --data <(printf '1\n2\n3\n') --out "$T/x.ckpt"
+expect_error "trunc.ckpt: truncated" "$NFLOW" eval --model "$T/trunc.ckpt" --data moons
+expect_error "foreign.ckpt: .*not" "$NFLOW" sample --model "$T/foreign.ckpt"
+expect_error "nope.ckpt: cannot open" "$NFLOW" sample --model "$T/nope.ckpt"
+expect_error "3 columns, the model .* expects 2" "$NFLOW" encode --model "$T/m.ckpt" --in "$T/d.csv"
+expect_error "plot needs a 2-D model" "$NFLOW" plot --model "$T/g.ckpt" --out "$T/no.png"
+expect_error "temperature" "$NFLOW" sample --model "$T/m.ckpt" --temperature -1
+expect_error "unknown command 'fly'" "$NFLOW" fly
+expect_error "cannot open for writing" "$NFLOW" sample --model "$T/m.ckpt" --out /nonexistent-dir/s.csv
+[ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
+ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
