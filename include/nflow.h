@@ -163,6 +163,7 @@ nf_status nf_flow_load(const char *path, nf_flow **out);
 typedef struct {
     double lr, beta1, beta2, eps;
     int64_t warmup;         /* linear learning-rate warm-up over this many steps (0: none) */
+    int64_t cosine_steps;   /* > 0: after warm-up, cosine decay of the rate to 0 at this step; 0: constant */
     double clip;            /* clip the global gradient norm to this (≤ 0: no clipping) */
 } nf_adam_opts;
 void nf_adam_opts_default(nf_adam_opts *o);

@@ -1,6 +1,7 @@
 /* adam.c — Adam (Kingma & Ba) with linear learning-rate warm-up and global gradient-norm clipping.
  * Step t (from 1):  g ← g · min(1, clip/‖g‖);  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
- *                   lr_t = lr · min(1, t/warmup);  p ← p − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε) */
+ *                   lr_t = lr · min(1, t/warmup) [· ½(1 + cos(π·min(1, t/cosine_steps))) if cosine]
+ *                   p ← p − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε) */
 #include "internal.h"
 
 struct nf_adam {
@@ -10,13 +11,13 @@ struct nf_adam {
 };
 
 void nf_adam_opts_default(nf_adam_opts *o) {
-    o->lr = 1e-3, o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8, o->warmup = 0, o->clip = 0;
+    o->lr = 1e-3, o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8, o->warmup = 0, o->clip = 0, o->cosine_steps = 0;
 }
 
 nf_status nf_adam_create(int64_t n, const nf_adam_opts *o, nf_adam **out) {
     *out = NULL;
-    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0)
-        return nf_fail(NF_ERR_INVALID, "Adam options: need lr > 0, 0 ≤ β < 1, ε > 0, warm-up ≥ 0");
+    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0 || o->cosine_steps < 0)
+        return nf_fail(NF_ERR_INVALID, "Adam options: need lr > 0, 0 ≤ β < 1, ε > 0, warm-up ≥ 0, cosine steps ≥ 0");
     nf_adam *a = nf_xcalloc(1, sizeof *a);
     if (!a) return nf_fail(NF_ERR_NOMEM, "out of memory");
     a->o = *o, a->n = n;
@@ -45,6 +46,10 @@ double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
     a->t++;
     double lr = a->o.lr;
     if (a->o.warmup > 0 && a->t < a->o.warmup) lr *= (double)a->t / (double)a->o.warmup;
+    if (a->o.cosine_steps > 0) {
+        double fr = fmin(1.0, (double)a->t / (double)a->o.cosine_steps);
+        lr *= 0.5 * (1.0 + cos(3.141592653589793 * fr));
+    }
     double b1 = a->o.beta1, b2 = a->o.beta2;
     double c1 = 1.0 - pow(b1, (double)a->t), c2 = 1.0 - pow(b2, (double)a->t);
     nf_real *m = a->m, *v = a->v;

@@ -38,7 +38,7 @@ static double now(void) {
 
 /* ------------------------------------------------------------------ options */
 typedef struct {
-    const char *model, *data, *out, *in, *log, *standardize, *test_out;
+    const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule;
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
     double lr, clip, temperature, test_frac;
     uint64_t seed;
@@ -51,7 +51,7 @@ typedef struct {
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_QUIET, O_TESTOUT, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -70,7 +70,7 @@ static const struct option all_options[] = {
     {"standardize", required_argument, 0, O_STD},   {"init-std", required_argument, 0, O_INITSTD},   {"train-size", required_argument, 0, O_NTRAIN},
     {"test-size", required_argument, 0, O_NTEST},   {"test-frac", required_argument, 0, O_TESTFRAC},
     {"size", required_argument, 0, O_SIZE},         {"warmup", required_argument, 0, O_WARMUP},
-    {"clip", required_argument, 0, O_CLIP},         {"quiet", no_argument, 0, O_QUIET},
+    {"clip", required_argument, 0, O_CLIP},         {"lr-schedule", required_argument, 0, O_SCHED},         {"quiet", no_argument, 0, O_QUIET},
     {"test-out", required_argument, 0, O_TESTOUT},  {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -114,7 +114,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
     memset(o, 0, sizeof *o);
     o->steps = 5000, o->batch = 512, o->lr = 1e-3, o->seed = 1, o->threads = 0, o->n = 1000, o->temperature = 1;
     o->ntrain = 100000, o->ntest = 20000, o->test_frac = 0.1, o->size = 256, o->warmup = 100, o->clip = 100;
-    o->standardize = "auto";
+    o->standardize = "auto", o->schedule = "constant";
     opterr = 0;
     optind = 1;
     int c;
@@ -171,6 +171,11 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_WARMUP: o->warmup = parse_int(n, optarg, 0, 100000000); break;
         case O_CLIP: o->clip = parse_real(n, optarg, 0, 1e30); break;
         case O_QUIET: o->quiet = 1; break;
+        case O_SCHED:
+            if (strcmp(optarg, "constant") && strcmp(optarg, "cosine"))
+                die("option --lr-schedule: '%s' is not one of constant, cosine", optarg);
+            o->schedule = optarg;
+            break;
         }
     }
     if (optind < argc) die("unexpected argument '%s' (see %s --help)", argv[optind], g_cmd);
@@ -222,6 +227,7 @@ static const char *train_help =
     "  --steps N            optimisation steps (5000)        --batch B   batch size (512)\n"
     "  --lr LR              Adam learning rate (1e-3)        --warmup N  linear warm-up steps (100)\n"
     "  --clip C             gradient-norm clipping (100; 0 = off)\n"
+    "  --lr-schedule constant|cosine   learning rate after warm-up: constant (default) or cosine to 0\n"
     "  --seed S             initialisation, data and batches (1)\n"
     "  --threads T          OpenMP threads (default: all); results do not depend on T\n"
     "  --train-size N       toy data: training points (100000)   --test-size N  test points (20000)\n"
@@ -270,7 +276,7 @@ static int cmd_train(int argc, char **argv) {
     static const int allowed[] = {O_MODEL, O_DATA, O_OUT, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS,
                                   O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR,
                                   O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC,
-                                  O_WARMUP, O_CLIP, O_QUIET, O_TESTOUT, 0};
+                                  O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, 0};
     opts o;
     parse(argc, argv, allowed, train_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
@@ -294,6 +300,7 @@ static int cmd_train(int argc, char **argv) {
     nf_train_opts to;
     nf_train_opts_default(&to);
     to.batch = o.batch, to.seed = o.seed + 17, to.adam.lr = o.lr, to.adam.warmup = o.warmup, to.adam.clip = o.clip;
+    to.adam.cosine_steps = strcmp(o.schedule, "cosine") == 0 ? o.steps : 0;
     nf_trainer *tr;
     check(nf_trainer_create(f, train, &to, &tr));
     char logpath[4096];
