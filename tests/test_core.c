@@ -34,7 +34,8 @@ static void test_adam_hand_computed(void **state) {
 }
 
 /* Warm-up scales the first step's learning rate by 1/warmup; clipping rescales g = (3, 4) (norm 5) to
- * norm 1; with bias correction the first step is lr_1·g/|g| per coordinate: 0.1/4 each. */
+ * norm 1; with bias correction the first step is lr_1·g/|g| per coordinate: 0.1/4 each.
+ * Cosine decay: lr·½(1 + cos(π t/T)). */
 static void test_adam_warmup_and_clip(void **state) {
     (void)state;
     nf_adam_opts o;
@@ -46,6 +47,16 @@ static void test_adam_warmup_and_clip(void **state) {
     double norm = nf_adam_step(a, p, g);
     assert_true(fabs(norm - 5) < 1e-6);
     assert_true(fabs(p[0] + 0.025) < 1e-7 && fabs(p[1] + 0.025) < 1e-7);
+    nf_adam_free(a);
+    /* cosine over 2 steps: step 1 at half the rate, step 2 at rate 0 (no change) */
+    nf_adam_opts_default(&o);
+    o.lr = 0.1, o.cosine_steps = 2;
+    assert_int_equal(nf_adam_create(2, &o, &a), NF_OK);
+    p[0] = p[1] = 0;
+    nf_adam_step(a, p, g);
+    assert_true(fabs(p[0] + 0.05) < 1e-7 && fabs(p[1] + 0.05) < 1e-7);
+    nf_adam_step(a, p, g);
+    assert_true(fabs(p[0] + 0.05) < 1e-7);
     nf_adam_free(a);
     o.lr = -1;
     assert_int_equal(nf_adam_create(2, &o, &a), NF_ERR_INVALID);
