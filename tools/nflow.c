@@ -42,7 +42,7 @@ typedef struct {
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
     double lr, clip, temperature, test_frac;
     uint64_t seed;
-    int threads, quiet;
+    int threads, quiet, set_steps;
     nf_config cfg;         /* architecture overrides, applied over the model defaults */
     int set_depth, set_hidden, set_layers, set_act, set_scale, set_part, set_perm, set_prior, set_coupling,
         set_lu, set_bn, set_an, set_init;
@@ -139,7 +139,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_IN: o->in = optarg; break;
         case O_LOG: o->log = optarg; break;
         case O_TESTOUT: o->test_out = optarg; break;
-        case O_STEPS: o->steps = parse_int(n, optarg, 0, 100000000); break;
+        case O_STEPS: o->steps = parse_int(n, optarg, 0, 100000000), o->set_steps = 1; break;
         case O_BATCH: o->batch = parse_int(n, optarg, 1, 1 << 20); break;
         case O_LR: o->lr = parse_real(n, optarg, 1e-12, 10); break;
         case O_SEED: o->seed = (uint64_t)parse_int(n, optarg, 0, INT64_MAX); break;
@@ -470,7 +470,7 @@ static int cmd_demo(int argc, char **argv) {
     char ck[4096], png[4096], steps[32], thr[16];
     snprintf(ck, sizeof ck, "%s/8gaussians-realnvp.ckpt", dir);
     snprintf(png, sizeof png, "%s/demo.png", dir);
-    snprintf(steps, sizeof steps, "%lld", (long long)(argc > 1 && o.steps != 5000 ? o.steps : 3000));
+    snprintf(steps, sizeof steps, "%lld", (long long)(o.set_steps ? o.steps : 3000));
     snprintf(thr, sizeof thr, "%d", nf_get_threads());
     char *targv[] = {"train", "--model", "realnvp", "--data", "8gaussians", "--steps", steps, "--batch", "512",
                      "--out", ck, "--threads", thr, NULL};
