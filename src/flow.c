@@ -323,7 +323,9 @@ static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_r
     return NF_OK;
 }
 
-nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
+/* Forward in chunks of EVAL_CHUNK rows; any of z, logdet, logp may be NULL. */
+static nf_status forward_chunked(nf_flow *f, const nf_real *x, int64_t n, nf_real *z, nf_real *logdet,
+                                 nf_real *logp) {
     int32_t D = f->cfg.dim;
     for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
         int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
@@ -333,8 +335,16 @@ nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *log
         if (st) return st;
         if (z) memcpy(z + i0 * D, zz, sizeof(nf_real) * (size_t)(m * D));
         if (logdet) memcpy(logdet + i0, LOGDET(f), sizeof(nf_real) * (size_t)m);
+        if (logp) {
+            nf_prior_log_prob(&f->prior, zz, logp + i0, m);
+            for (int64_t i = 0; i < m; i++) logp[i0 + i] += LOGDET(f)[i];
+        }
     }
     return NF_OK;
+}
+
+nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
+    return forward_chunked(f, x, n, z, logdet, NULL);
 }
 
 nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
@@ -359,17 +369,7 @@ nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *log
 }
 
 nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n) {
-    int32_t D = f->cfg.dim;
-    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
-        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
-        const nf_real *zz;
-        nf_status st = nf_flow_reserve(f, m);
-        if (!st) st = run_forward(f, x + i0 * D, m, &zz);
-        if (st) return st;
-        nf_prior_log_prob(&f->prior, zz, logp + i0, m);
-        for (int64_t i = 0; i < m; i++) logp[i0 + i] += LOGDET(f)[i];
-    }
-    return NF_OK;
+    return forward_chunked(f, x, n, NULL, NULL, logp);
 }
 
 nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n) {
