@@ -47,10 +47,10 @@ static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) /
 
 /* Run the net on the conditioning half of x: fills xa and h (both in buf) and the MLP cache. */
 static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf) {
-    int32_t D = c->base.dim;
+    int32_t S = c->base.ld;
     nf_real *xa = buf, *h = buf + n * c->na, *mc = h + n * c->net.out;
     for (int64_t i = 0; i < n; i++)
-        for (int32_t j = 0; j < c->na; j++) xa[i * c->na + j] = x[i * D + c->ia[j]];
+        for (int32_t j = 0; j < c->na; j++) xa[i * c->na + j] = x[i * S + c->ia[j]];
     nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, h, n, mc);
 }
 
@@ -58,13 +58,13 @@ static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
                             nf_real *cache, int training) {
     NF_UNUSED(training);
     coupling *c = (coupling *)L;
-    int32_t D = L->dim, nb = c->nb, no = c->net.out;
+    int32_t D = L->dim, S = L->ld, nb = c->nb, no = c->net.out;
     cp_net(c, x, n, cache);
     const nf_real *h = cache + n * c->na;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * D, *hi = h + i * no;
-        nf_real *zi = z + i * D, ld = 0;
+        const nf_real *xi = x + i * S, *hi = h + i * no;
+        nf_real *zi = z + i * S, ld = 0;
         memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
@@ -88,13 +88,13 @@ static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
 static nf_status cp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     coupling *c = (coupling *)L;
-    int32_t D = L->dim, nb = c->nb, no = c->net.out;
+    int32_t D = L->dim, S = L->ld, nb = c->nb, no = c->net.out;
     cp_net(c, z, n, work); /* z_a = x_a, so the net sees the same input */
     const nf_real *h = work + n * c->na;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * D, *hi = h + i * no;
-        nf_real *xi = x + i * D, ld = 0;
+        const nf_real *zi = z + i * S, *hi = h + i * no;
+        nf_real *xi = x + i * S, ld = 0;
         memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
@@ -119,13 +119,13 @@ static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
     coupling *c = (coupling *)L;
-    int32_t D = L->dim, nb = c->nb, na = c->na, no = c->net.out;
+    int32_t D = L->dim, S = L->ld, nb = c->nb, na = c->na, no = c->net.out;
     const nf_real *xa = cache, *h = cache + n * na, *mc = h + n * no;
     nf_real *dh = work, *mwork = dh + n * no, *dxa = mwork + 2 * n * c->net.hidden;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * D, *hi = h + i * no, *dzi = dz + i * D;
-        nf_real *dxi = dx + i * D, *dhi = dh + i * no;
+        const nf_real *xi = x + i * S, *hi = h + i * no, *dzi = dz + i * S;
+        nf_real *dxi = dx + i * S, *dhi = dh + i * no;
         memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
@@ -148,7 +148,7 @@ static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
     }
     nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, mc, dh, dxa, n, mwork);
     for (int64_t i = 0; i < n; i++)
-        for (int32_t j = 0; j < na; j++) dx[i * D + c->ia[j]] += dxa[i * na + j];
+        for (int32_t j = 0; j < na; j++) dx[i * S + c->ia[j]] += dxa[i * na + j];
 }
 
 static const nf_layer_ops additive_ops = {"additive_coupling", cp_forward, cp_inverse, cp_backward,
@@ -183,6 +183,7 @@ static nf_layer *coupling_create(nf_flow_ctx *ctx, const char *name, int32_t dim
     c->base.ops = additive ? &additive_ops : &affine_ops;
     snprintf(c->base.name, sizeof c->base.name, "%s", name);
     c->base.dim = dim;
+    c->base.ld = dim;
     c->base.ctx = ctx;
     c->additive = additive;
     c->scale = scale;

@@ -307,6 +307,12 @@ nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
 #define DLD(f) (LP(f) + (f)->nmax)
 #define SCRATCH(f) ((f)->ws + (f)->scratch_off)
 
+/* Columns [from, D) of every row pass through a layer that acts on the first `from` only. */
+static void copy_tail(const nf_real *src, nf_real *dst, int64_t n, int32_t from, int32_t D) {
+    if (from >= D) return;
+    for (int64_t i = 0; i < n; i++) memcpy(dst + i * D + from, src + i * D + from, sizeof(nf_real) * (size_t)(D - from));
+}
+
 /* Forward through every layer for n ≤ nmax rows; leaves layer outputs in ACT, the latent in
  * ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET. */
 static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout) {
@@ -317,6 +323,7 @@ static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_r
         nf_layer *L = f->layers[k];
         nf_status st = L->ops->forward(L, in, ACT(f, k), ld, n, CACHE(f, k), f->training);
         if (st) return st;
+        copy_tail(in, ACT(f, k), n, L->dim, f->cfg.dim);
         in = ACT(f, k);
     }
     *zout = in;
@@ -359,6 +366,7 @@ nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *log
         for (int32_t k = f->nlayers - 1; k >= 0; k--) {
             nf_layer *L = f->layers[k];
             if ((st = L->ops->inverse(L, a, b, ld, m, SCRATCH(f)))) return st;
+            copy_tail(a, b, m, L->dim, D);
             nf_real *t = a;
             a = b, b = t;
         }
@@ -401,6 +409,7 @@ nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss
         const nf_real *in = k == 0 ? x : ACT(f, k - 1);
         nf_real *out = (k == 0 && dx) ? dx : dxb;
         L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
+        copy_tail(dz, out, n, L->dim, D);
         dxb = dz, dz = out;
     }
     if (dx && f->nlayers == 0) memcpy(dx, dz, sizeof(nf_real) * (size_t)(n * D));

@@ -78,7 +78,8 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
 typedef struct nf_layer nf_layer;
 typedef struct nf_flow_ctx nf_flow_ctx;
 
-/* One interface for every invertible layer. Shapes: x, z (n, D). cache holds what backward needs from
+/* One interface for every invertible layer. Shapes: x, z (n, ld), of which the layer reads and writes
+ * only the first D columns. cache holds what backward needs from
  * forward (cache_size floats); forward always fills it (the flow gives each layer its own). */
 typedef struct {
     const char *kind;
@@ -102,7 +103,9 @@ typedef struct {
 struct nf_layer {
     const nf_layer_ops *ops;
     char name[48];
-    int32_t dim;
+    int32_t dim;        /* D: the layer acts on the first D values of each row … */
+    int32_t ld;         /* … of rows ld ≥ D apart (multi-scale flows factor out the rest; the flow
+                         * carries columns D..ld−1 through unchanged) */
     nf_flow_ctx *ctx;   /* gives access to the flow's flat buffers */
 };
 

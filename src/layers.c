@@ -27,6 +27,7 @@ static void *layer_alloc(size_t size, const nf_layer_ops *ops, nf_flow_ctx *ctx,
     L->ops = ops;
     L->ctx = ctx;
     L->dim = dim;
+    L->ld = dim;
     snprintf(L->name, sizeof L->name, "%s", name);
     return L;
 }
@@ -38,13 +39,13 @@ static int64_t vec(nf_flow_ctx *c, const char *layer, const char *t, nf_tensor_k
 }
 
 /* z = (x + shift)·exp(logscale) per column, and its backward. Shared by diag_scale, actnorm, standardize. */
-static void affine_cols_forward(const nf_real *x, nf_real *z, int64_t n, int32_t D, const nf_real *shift,
+static void affine_cols_forward(const nf_real *x, nf_real *z, int64_t n, int32_t D, int32_t S, const nf_real *shift,
                                 const nf_real *logscale, nf_real ld, nf_real *logdet, int sign) {
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
         for (int32_t j = 0; j < D; j++) {
             nf_real b = shift ? shift[j] : 0;
-            z[i * D + j] = sign > 0 ? (x[i * D + j] + b) * exp(logscale[j]) : x[i * D + j] * exp(-logscale[j]) - b;
+            z[i * S + j] = sign > 0 ? (x[i * S + j] + b) * exp(logscale[j]) : x[i * S + j] * exp(-logscale[j]) - b;
         }
         if (logdet) logdet[i] += sign > 0 ? ld : -ld;
     }
@@ -68,23 +69,23 @@ static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
                             nf_real *cache, int training) {
     NF_UNUSED(cache);
     scale_layer *s = (scale_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
     if (s->off_init >= 0 && training && *NF_B(L, s->off_init) == 0 && n > 0) {
         /* ActNorm data-dependent initialisation: zero mean, unit variance per feature on this batch.
          * A zero-variance feature keeps scale 1 (logs = 0) instead of exploding. */
         for (int32_t j = 0; j < D; j++) {
             double m = 0, v = 0;
-            for (int64_t i = 0; i < n; i++) m += x[i * D + j];
+            for (int64_t i = 0; i < n; i++) m += x[i * S + j];
             m /= (double)n;
-            for (int64_t i = 0; i < n; i++) v += (x[i * D + j] - m) * (x[i * D + j] - m);
+            for (int64_t i = 0; i < n; i++) v += (x[i * S + j] - m) * (x[i * S + j] - m);
             double sd = sqrt(v / (double)n);
             b[j] = (nf_real)-m;
             logs[j] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
         }
         *NF_B(L, s->off_init) = 1;
     }
-    affine_cols_forward(x, z, n, D, b, logs, sum_vec(logs, D), logdet, 1);
+    affine_cols_forward(x, z, n, D, S, b, logs, sum_vec(logs, D), logdet, 1);
     return NF_OK;
 }
 
@@ -93,7 +94,7 @@ static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     NF_UNUSED(work);
     scale_layer *s = (scale_layer *)L;
     nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
-    affine_cols_forward(z, x, n, L->dim, b, logs, sum_vec(logs, L->dim), logdet, -1);
+    affine_cols_forward(z, x, n, L->dim, L->ld, b, logs, sum_vec(logs, L->dim), logdet, -1);
     return NF_OK;
 }
 
@@ -101,19 +102,19 @@ static void sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
     scale_layer *s = (scale_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
     nf_real *glogs = NF_G(L, s->off_logs), *gb = s->has_bias ? NF_G(L, s->off_b) : NULL;
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++)
-        for (int32_t j = 0; j < D; j++) dx[i * D + j] = dz[i * D + j] * exp(logs[j]);
+        for (int32_t j = 0; j < D; j++) dx[i * S + j] = dz[i * S + j] * exp(logs[j]);
     double sld = 0;
     for (int64_t i = 0; i < n; i++) sld += dld[i];
     for (int32_t j = 0; j < D; j++) {
         double e = exp((double)logs[j]), bj = b ? b[j] : 0, gl = 0, gbj = 0;
         for (int64_t i = 0; i < n; i++) {
-            gl += (double)dz[i * D + j] * (x[i * D + j] + bj) * e;
-            gbj += (double)dz[i * D + j] * e;
+            gl += (double)dz[i * S + j] * (x[i * S + j] + bj) * e;
+            gbj += (double)dz[i * S + j] * e;
         }
         glogs[j] += (nf_real)(gl + sld);
         if (gb) gb[j] += (nf_real)gbj;
@@ -162,12 +163,12 @@ static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     NF_UNUSED(cache), NF_UNUSED(training);
     std_layer *s = (std_layer *)L;
     const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     double ld = 0;
     for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) z[i * D + j] = (x[i * D + j] - mu[j]) / sd[j];
+        for (int32_t j = 0; j < D; j++) z[i * S + j] = (x[i * S + j] - mu[j]) / sd[j];
         if (logdet) logdet[i] += (nf_real)ld;
     }
     return NF_OK;
@@ -178,12 +179,12 @@ static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     NF_UNUSED(work);
     std_layer *s = (std_layer *)L;
     const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     double ld = 0;
     for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) x[i * D + j] = z[i * D + j] * sd[j] + mu[j];
+        for (int32_t j = 0; j < D; j++) x[i * S + j] = z[i * S + j] * sd[j] + mu[j];
         if (logdet) logdet[i] -= (nf_real)ld;
     }
     return NF_OK;
@@ -194,9 +195,9 @@ static void st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
     NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
     std_layer *s = (std_layer *)L;
     const nf_real *sd = NF_B(L, s->off_std);
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     for (int64_t i = 0; i < n; i++)
-        for (int32_t j = 0; j < D; j++) dx[i * D + j] = dz[i * D + j] / sd[j];
+        for (int32_t j = 0; j < D; j++) dx[i * S + j] = dz[i * S + j] / sd[j];
 }
 
 static void st_init(nf_layer *L, nf_rng *rng) {
@@ -233,13 +234,13 @@ typedef struct {
 static int32_t perm_at(const nf_layer *L, int64_t off, int32_t j) { return (int32_t)L->ctx->buffers[off + j]; }
 
 static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < D; j++) {
             int32_t p = perm_at(L, off, j);
-            if (inv) z[i * D + p] = x[i * D + j];
-            else z[i * D + j] = x[i * D + p];
+            if (inv) z[i * S + p] = x[i * S + j];
+            else z[i * S + j] = x[i * S + p];
         }
 }
 
@@ -346,14 +347,14 @@ static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real 
                              nf_real *cache, int training) {
     NF_UNUSED(training);
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     double ld;
     nf_real tmp[2 * 64 * 64], *work = D <= 64 ? tmp : NULL;
     if (!work && l->lu) work = malloc(sizeof(nf_real) * 2 * (size_t)D * (size_t)D);
     nf_status st = lin_weight(l, cache, work, &ld);
     if (work != tmp) free(work);
     if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
-    nf_gemm(0, 1, n, D, D, 1, x, D, cache, D, 0, z, D);
+    nf_gemm(0, 1, n, D, D, 1, x, S, cache, D, 0, z, S);
     if (logdet)
         for (int64_t i = 0; i < n; i++) logdet[i] += (nf_real)ld;
     return NF_OK;
@@ -362,14 +363,14 @@ static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real 
 static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                              nf_real *work) {
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     int64_t DD = (int64_t)D * D;
     double ld;
     nf_real *W = work, *Winv = work + DD;
     nf_status st = lin_weight(l, W, work + 2 * DD, &ld);
     if (!st) st = nf_invert(W, D, Winv);
     if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
-    nf_gemm(0, 1, n, D, D, 1, z, D, Winv, D, 0, x, D);
+    nf_gemm(0, 1, n, D, D, 1, z, S, Winv, D, 0, x, S);
     if (logdet)
         for (int64_t i = 0; i < n; i++) logdet[i] -= (nf_real)ld;
     return NF_OK;
@@ -379,14 +380,14 @@ static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, co
                          const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     int64_t DD = (int64_t)D * D;
     const nf_real *W = cache;
     double sld = 0;
     for (int64_t i = 0; i < n; i++) sld += dld[i];
-    nf_gemm(0, 0, n, D, D, 1, dz, D, W, D, 0, dx, D); /* dx = dz·W */
+    nf_gemm(0, 0, n, D, D, 1, dz, S, W, D, 0, dx, S); /* dx = dz·W */
     nf_real *dW = work;
-    nf_gemm(1, 0, D, D, n, 1, dz, D, x, D, 0, dW, D); /* dW = dzᵀ·x */
+    nf_gemm(1, 0, D, D, n, 1, dz, S, x, S, 0, dW, D); /* dW = dzᵀ·x */
     if (!l->lu) {
         /* ∂ log|det W| / ∂W = W⁻ᵀ */
         nf_real *Winv = work + DD, *g = NF_G(L, l->off_W);
@@ -488,7 +489,7 @@ static int64_t bn_cache_size(const nf_layer *L, int64_t n) {
 static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, int training) {
     bn_layer *b = (bn_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     nf_real *mu = cache, *inv = cache + D, *rm = NF_B(L, b->off_rmean), *rv = NF_B(L, b->off_rvar);
     const nf_real *lg = NF_P(L, b->off_lg), *beta = NF_P(L, b->off_beta);
     double ld = 0;
@@ -496,9 +497,9 @@ static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
         double m = rm[j], v = rv[j];
         if (training && n > 0) {
             m = 0, v = 0;
-            for (int64_t i = 0; i < n; i++) m += x[i * D + j];
+            for (int64_t i = 0; i < n; i++) m += x[i * S + j];
             m /= (double)n;
-            for (int64_t i = 0; i < n; i++) v += (x[i * D + j] - m) * (x[i * D + j] - m);
+            for (int64_t i = 0; i < n; i++) v += (x[i * S + j] - m) * (x[i * S + j] - m);
             v /= (double)n;
             rm[j] = (nf_real)((1 - BN_MOMENTUM) * rm[j] + BN_MOMENTUM * m);
             rv[j] = (nf_real)((1 - BN_MOMENTUM) * rv[j] + BN_MOMENTUM * v);
@@ -509,7 +510,7 @@ static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     }
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) z[i * D + j] = (x[i * D + j] - mu[j]) * inv[j] * exp(lg[j]) + beta[j];
+        for (int32_t j = 0; j < D; j++) z[i * S + j] = (x[i * S + j] - mu[j]) * inv[j] * exp(lg[j]) + beta[j];
         if (logdet) logdet[i] += (nf_real)ld;
     }
     return NF_OK;
@@ -519,7 +520,7 @@ static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
                             nf_real *work) {
     NF_UNUSED(work);
     bn_layer *b = (bn_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     const nf_real *rm = NF_B(L, b->off_rmean), *rv = NF_B(L, b->off_rvar);
     const nf_real *lg = NF_P(L, b->off_lg), *beta = NF_P(L, b->off_beta);
     double ld = 0;
@@ -527,7 +528,7 @@ static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
 #pragma omp parallel for schedule(static) PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
         for (int32_t j = 0; j < D; j++)
-            x[i * D + j] = (z[i * D + j] - beta[j]) * exp(-lg[j]) * sqrt(rv[j] + R(BN_EPS)) + rm[j];
+            x[i * S + j] = (z[i * S + j] - beta[j]) * exp(-lg[j]) * sqrt(rv[j] + R(BN_EPS)) + rm[j];
         if (logdet) logdet[i] -= (nf_real)ld;
     }
     return NF_OK;
@@ -537,7 +538,7 @@ static void bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(work);
     bn_layer *b = (bn_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = L->dim, S = L->ld;
     const nf_real *mu = cache, *inv = cache + D, *lg = NF_P(L, b->off_lg);
     nf_real *glg = NF_G(L, b->off_lg), *gbeta = NF_G(L, b->off_beta);
     double sld = 0;
@@ -546,20 +547,20 @@ static void bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
         double g = exp((double)lg[j]), iv = inv[j];
         double sum_dxh = 0, sum_dxh_xh = 0, sum_dz = 0;
         for (int64_t i = 0; i < n; i++) {
-            double xh = (x[i * D + j] - mu[j]) * iv, dxh = dz[i * D + j] * g;
-            sum_dxh += dxh, sum_dxh_xh += dxh * xh, sum_dz += dz[i * D + j];
+            double xh = (x[i * S + j] - mu[j]) * iv, dxh = dz[i * S + j] * g;
+            sum_dxh += dxh, sum_dxh_xh += dxh * xh, sum_dz += dz[i * S + j];
         }
         glg[j] += (nf_real)(sum_dxh_xh + sld);
         gbeta[j] += (nf_real)sum_dz;
         for (int64_t i = 0; i < n; i++) {
-            double xh = (x[i * D + j] - mu[j]) * iv, dxh = dz[i * D + j] * g;
+            double xh = (x[i * S + j] - mu[j]) * iv, dxh = dz[i * S + j] * g;
             if (!training) {
-                dx[i * D + j] = (nf_real)(dxh * iv);
+                dx[i * S + j] = (nf_real)(dxh * iv);
             } else {
                 /* batch statistics: the usual batch-norm backward, plus the log-det's dependence on v:
                  * ∂(−½ log(v+ε))/∂x_ij = −(x_ij − μ_j)/(n (v+ε)) = −xh·iv/n */
                 double d = iv / (double)n * ((double)n * dxh - sum_dxh - xh * sum_dxh_xh);
-                dx[i * D + j] = (nf_real)(d - sld * xh * iv / (double)n);
+                dx[i * S + j] = (nf_real)(d - sld * xh * iv / (double)n);
             }
         }
     }

@@ -224,6 +224,13 @@ static nf_layer *mk_perm_rev(nf_flow_ctx *c, int32_t D) { return nf_permute_crea
 static nf_layer *mk_perm_rand(nf_flow_ctx *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_RANDOM); }
 static nf_layer *mk_linear(nf_flow_ctx *c, int32_t D) { return nf_linear_create(c, "l", D, 0); }
 static nf_layer *mk_linear_lu(nf_flow_ctx *c, int32_t D) { return nf_linear_create(c, "l", D, 1); }
+/* layers acting on a prefix of each row (multi-scale flows): dim 4 of rows 6 apart */
+static nf_layer *with_ld(nf_layer *L, int32_t ld) { L->ld = ld; return L; }
+static nf_layer *mk_prefix_coupling(nf_flow_ctx *c, int32_t D) { return with_ld(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID), D); }
+static nf_layer *mk_prefix_linear(nf_flow_ctx *c, int32_t D) { return with_ld(nf_linear_create(c, "l", D - 2, 1), D); }
+static nf_layer *mk_prefix_actnorm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_actnorm_create(c, "l", D - 3), D); }
+static nf_layer *mk_prefix_batchnorm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_batchnorm_create(c, "l", D - 1), D); }
+static nf_layer *mk_prefix_perm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_permute_create(c, "l", D - 2, NF_PERM_RANDOM), D); }
 static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
 
 /* The planted fault: an affine coupling whose forward drops its log-det term. */
@@ -296,6 +303,11 @@ static const conf_case cases[] = {
     {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"prefix: affine coupling on 4 of 6 columns", 6, mk_prefix_coupling, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"prefix: LU linear on 4 of 6 columns", 6, mk_prefix_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"prefix: batch norm on 4 of 5 columns", 5, mk_prefix_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"prefix: permutation of 4 of 6 columns", 6, mk_prefix_perm, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"model nice", 5, NULL, &cfg_nice, 0, 1, 0},
     {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0},
     {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0},
