@@ -40,6 +40,21 @@ nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv);
 /* A random (d,d) orthogonal matrix (Gram–Schmidt on Gaussian columns, in double). */
 void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q);
 
+/* ---------------------------------------------------------------- convolutions (conv.c) */
+/* y (n, Cout, H, W) = conv_k(x (n, Cin, H, W)) + b, stride 1, "same" zero padding, k odd; sample rows
+ * ldx / ldy floats apart. work: nf_conv2d_work_size floats. */
+int64_t nf_conv2d_work_size(int32_t Cin, int32_t H, int32_t W, int32_t k);
+void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                       int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                       nf_real *work);
+/* dw += ∂L/∂w, db += ∂L/∂b (db may be NULL), dx = ∂L/∂x (overwritten; may be NULL) from dy = ∂L/∂y. */
+void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
+                        nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                        int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work);
+/* The naive reference (test oracle). */
+void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
+                   int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);
+
 /* ---------------------------------------------------------------- parameter registry */
 typedef enum { NF_TENSOR_PARAM = 0, NF_TENSOR_BUFFER } nf_tensor_kind;
 typedef struct {

@@ -1,0 +1,143 @@
+/* conv.c — 2-D convolutions for image coupling networks: stride 1, zero padding k/2 ("same"),
+ * NCHW tensors, weights (Cout, Cin, k, k), bias (Cout). Rows (samples) of x and y may be further apart
+ * than C·H·W (ldx, ldy), so a convolution can read the kept prefix of a multi-scale row.
+ *
+ * Fast path: im2col + matrix product (BLAS). Per sample s, with K = Cin·k·k and P = H·W:
+ *   col_s (K, P) = im2col(x_s);   y_s (Cout, P) = w (Cout, K) · col_s + b
+ *   dcol (K, P) = wᵀ · dy_s → col2im → dx_s;   dw += dy_s · col_sᵀ;   db += Σ_p dy_s
+ * Forward and dx run samples in parallel (each thread its own col buffer); dw and db accumulate over
+ * samples in order, so every result is independent of the thread count. nf_conv2d_ref is the naive
+ * seven-loop reference the tests compare against. */
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int64_t nf_conv2d_work_size(int32_t Cin, int32_t H, int32_t W, int32_t k) {
+    return (int64_t)max_threads() * Cin * k * k * H * W;
+}
+
+/* col (Cin·k·k, H·W): col[(c·k + dy)·k + dx][i·W + j] = x[c][i + dy − k/2][j + dx − k/2] (0 outside) */
+static void im2col(const nf_real *x, int32_t C, int32_t H, int32_t W, int32_t k, nf_real *col) {
+    int32_t r = k / 2;
+    for (int32_t c = 0; c < C; c++)
+        for (int32_t dy = 0; dy < k; dy++)
+            for (int32_t dx = 0; dx < k; dx++) {
+                nf_real *o = col + ((int64_t)(c * k + dy) * k + dx) * H * W;
+                const nf_real *xc = x + (int64_t)c * H * W;
+                for (int32_t i = 0; i < H; i++) {
+                    int32_t ii = i + dy - r;
+                    for (int32_t j = 0; j < W; j++) {
+                        int32_t jj = j + dx - r;
+                        o[i * W + j] = (ii >= 0 && ii < H && jj >= 0 && jj < W) ? xc[ii * W + jj] : 0;
+                    }
+                }
+            }
+}
+
+/* x += col2im(col): the adjoint of im2col */
+static void col2im_add(const nf_real *col, int32_t C, int32_t H, int32_t W, int32_t k, nf_real *x) {
+    int32_t r = k / 2;
+    for (int32_t c = 0; c < C; c++)
+        for (int32_t dy = 0; dy < k; dy++)
+            for (int32_t dx = 0; dx < k; dx++) {
+                const nf_real *o = col + ((int64_t)(c * k + dy) * k + dx) * H * W;
+                nf_real *xc = x + (int64_t)c * H * W;
+                for (int32_t i = 0; i < H; i++) {
+                    int32_t ii = i + dy - r;
+                    if (ii < 0 || ii >= H) continue;
+                    for (int32_t j = 0; j < W; j++) {
+                        int32_t jj = j + dx - r;
+                        if (jj >= 0 && jj < W) xc[ii * W + jj] += o[i * W + j];
+                    }
+                }
+            }
+}
+
+void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                       int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                       nf_real *work) {
+    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < n; s++) {
+        nf_real *ys = y + s * ldy;
+        const nf_real *col = x + s * ldx;
+        if (k > 1) {
+            nf_real *c = work + (int64_t)thread_id() * K * P;
+            im2col(x + s * ldx, Cin, H, W, k, c);
+            col = c;
+        }
+        for (int32_t o = 0; o < Cout; o++)
+            for (int64_t p = 0; p < P; p++) ys[o * P + p] = b ? b[o] : 0;
+        nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
+    }
+}
+
+void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
+                        nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                        int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work) {
+    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
+    /* parameter gradients: samples in order */
+    for (int64_t s = 0; s < n; s++) {
+        const nf_real *dys = dy + s * ldy, *col = x + s * ldx;
+        if (k > 1) {
+            im2col(x + s * ldx, Cin, H, W, k, work);
+            col = work;
+        }
+        nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, dw, K);
+        if (db)
+            for (int32_t o = 0; o < Cout; o++) {
+                double t = 0;
+                for (int64_t p = 0; p < P; p++) t += dys[o * P + p];
+                db[o] += (nf_real)t;
+            }
+    }
+    if (!dx) return;
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < n; s++) {
+        nf_real *dxs = dx + s * lddx;
+        if (k == 1) { /* dx_s = wᵀ · dy_s directly */
+            nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dxs, P);
+            continue;
+        }
+        nf_real *dcol = work + (int64_t)thread_id() * K * P;
+        nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dcol, P);
+        memset(dxs, 0, sizeof(nf_real) * (size_t)(Cin * P));
+        col2im_add(dcol, Cin, H, W, k, dxs);
+    }
+}
+
+void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
+                   int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
+    int32_t r = k / 2;
+    for (int64_t s = 0; s < n; s++)
+        for (int32_t o = 0; o < Cout; o++)
+            for (int32_t i = 0; i < H; i++)
+                for (int32_t j = 0; j < W; j++) {
+                    double acc = b ? b[o] : 0;
+                    for (int32_t c = 0; c < Cin; c++)
+                        for (int32_t dy = 0; dy < k; dy++)
+                            for (int32_t dx = 0; dx < k; dx++) {
+                                int32_t ii = i + dy - r, jj = j + dx - r;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                acc += (double)w[((o * Cin + c) * k + dy) * k + dx] * x[s * ldx + ((int64_t)c * H + ii) * W + jj];
+                            }
+                    y[s * ldy + ((int64_t)o * H + i) * W + j] = (nf_real)acc;
+                }
+}

@@ -1,0 +1,113 @@
+/* test_conv.c — the im2col + BLAS convolution against the naive reference (forward), its backward
+ * against finite differences of the reference (every input, weight and bias), with rows further apart
+ * than C·H·W (a multi-scale prefix), and bit-identical results for 1 and 2 threads. Compiled against
+ * the double and the float library. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+
+#define DBL (sizeof(nf_real) == 8)
+#define TOL (DBL ? 1e-10 : 2e-4)
+
+typedef struct {
+    int32_t n, Cin, Cout, H, W, k, pad; /* pad: extra floats per row beyond Cin·H·W */
+} shape;
+
+static nf_real *randv(nf_rng *r, int64_t n) {
+    nf_real *v = malloc(sizeof(nf_real) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) v[i] = (nf_real)nf_rng_normal(r);
+    return v;
+}
+
+/* L = Σ r ⊙ conv_ref(x) */
+static double loss_ref(const shape *s, const nf_real *x, const nf_real *w, const nf_real *b, const nf_real *r) {
+    int64_t P = (int64_t)s->H * s->W, ldx = s->Cin * P + s->pad, ldy = s->Cout * P;
+    nf_real *y = malloc(sizeof(nf_real) * (size_t)(s->n * ldy));
+    nf_conv2d_ref(x, ldx, w, b, y, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k);
+    double L = 0;
+    for (int64_t i = 0; i < s->n * ldy; i++) L += (double)r[i] * y[i];
+    free(y);
+    return L;
+}
+
+static void check_shape(const shape *s) {
+    nf_rng rng;
+    nf_rng_seed(&rng, 77);
+    int64_t P = (int64_t)s->H * s->W, ldx = s->Cin * P + s->pad, ldy = s->Cout * P;
+    int64_t nw = (int64_t)s->Cout * s->Cin * s->k * s->k;
+    nf_real *x = randv(&rng, s->n * ldx), *w = randv(&rng, nw), *b = randv(&rng, s->Cout), *r = randv(&rng, s->n * ldy);
+    nf_real *y1 = malloc(sizeof(nf_real) * (size_t)(s->n * ldy)), *y2 = malloc(sizeof(nf_real) * (size_t)(s->n * ldy));
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(s->Cin, s->H, s->W, s->k));
+    nf_conv2d_forward(x, ldx, w, b, y1, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work);
+    nf_conv2d_ref(x, ldx, w, b, y2, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k);
+    for (int64_t i = 0; i < s->n * ldy; i++) assert_true(fabs(y1[i] - y2[i]) < TOL * (1 + fabs(y2[i])) * sqrt((double)(s->Cin * s->k * s->k)));
+    /* backward of L = Σ r ⊙ y */
+    nf_real *dx = calloc((size_t)(s->n * ldx), sizeof(nf_real)), *dw = calloc((size_t)nw, sizeof(nf_real)), *db = calloc((size_t)s->Cout, sizeof(nf_real));
+    nf_conv2d_backward(x, ldx, w, r, ldy, dx, ldx, dw, db, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work);
+    /* L is linear in each argument: central differences are exact up to rounding */
+    double h = DBL ? 1e-3 : 1e-1, worst = 0;
+    nf_real *args[3] = {x, w, b}, *grads[3] = {dx, dw, db};
+    int64_t counts[3] = {s->n * ldx, nw, s->Cout};
+    for (int a = 0; a < 3; a++)
+        for (int64_t i = 0; i < counts[a]; i++) {
+            if (a == 0 && i % ldx >= s->Cin * P) continue; /* the row's tail is not read */
+            nf_real keep = args[a][i];
+            args[a][i] = keep + (nf_real)h;
+            double lp = loss_ref(s, x, w, b, r);
+            args[a][i] = keep - (nf_real)h;
+            double lm = loss_ref(s, x, w, b, r);
+            args[a][i] = keep;
+            double num = (lp - lm) / ((double)(keep + (nf_real)h) - (double)(keep - (nf_real)h));
+            worst = fmax(worst, fabs(num - grads[a][i]) / (1 + fabs(num)));
+        }
+    print_message("  n=%d Cin=%d Cout=%d %dx%d k=%d pad=%d: worst gradient error %.2e\n", s->n, s->Cin, s->Cout, s->H, s->W, s->k, s->pad, worst);
+    assert_true(worst < (DBL ? 1e-8 : 1e-3));
+    free(x), free(w), free(b), free(r), free(y1), free(y2), free(work), free(dx), free(dw), free(db);
+}
+
+static void test_conv_shapes(void **state) {
+    (void)state;
+    shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+}
+
+static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
+    nf_set_threads(threads);
+    nf_rng rng;
+    nf_rng_seed(&rng, 5);
+    int32_t n = 16, C = 8, O = 70, H = 9, W = 9, k = 3;
+    int64_t P = H * W;
+    nf_real *x = randv(&rng, n * C * P), *w = randv(&rng, (int64_t)O * C * 9), *r = randv(&rng, n * O * P);
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(C, H, W, k));
+    nf_conv2d_forward(x, C * P, w, NULL, y, O * P, n, C, O, H, W, k, work);
+    memset(dw, 0, sizeof(nf_real) * (size_t)(O * C * 9));
+    nf_conv2d_backward(x, C * P, w, r, O * P, dx, C * P, dw, NULL, n, C, O, H, W, k, work);
+    free(x), free(w), free(r), free(work);
+}
+
+static void test_conv_threads_identical(void **state) {
+    (void)state;
+    size_t ny = 16 * 70 * 81, nx = 16 * 8 * 81, nw = 70 * 8 * 9;
+    nf_real *y1 = malloc(ny * sizeof(nf_real)), *y2 = malloc(ny * sizeof(nf_real));
+    nf_real *x1 = malloc(nx * sizeof(nf_real)), *x2 = malloc(nx * sizeof(nf_real));
+    nf_real *w1 = malloc(nw * sizeof(nf_real)), *w2 = malloc(nw * sizeof(nf_real));
+    run_both(1, y1, x1, w1);
+    run_both(2, y2, x2, w2);
+    assert_memory_equal(y1, y2, ny * sizeof(nf_real));
+    assert_memory_equal(x1, x2, nx * sizeof(nf_real));
+    assert_memory_equal(w1, w2, nw * sizeof(nf_real));
+    free(y1), free(y2), free(x1), free(x2), free(w1), free(w2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_threads_identical)};
+    return cmocka_run_group_tests_name(DBL ? "conv (double)" : "conv (float)", tests, NULL, NULL);
+}
