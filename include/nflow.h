@@ -197,6 +197,28 @@ nf_status nf_dataset_split(const nf_dataset *ds, double test_frac, uint64_t seed
 /* Per-column mean and standard deviation (std of a constant column is reported as 1). */
 void nf_dataset_moments(const nf_dataset *ds, nf_real *mean, nf_real *std);
 
+/* ---------------------------------------------------------------- image data */
+typedef struct {
+    int64_t n;                /* images */
+    int32_t C, H, W;          /* channels, height, width */
+    uint8_t *pix;             /* (n, C, H, W) 8-bit pixels, owned */
+    int32_t *labels;          /* (n) class labels, or NULL; owned */
+} nf_images;
+
+/* IDX images (magic 0x00000803, n × H × W unsigned bytes), gzip-compressed or raw, and optionally their
+ * IDX label file (magic 0x00000801; as many labels as images). Fashion-MNIST from Debian's
+ * dataset-fashion-mnist lives in /usr/share/datasets/fashion-mnist/. */
+nf_status nf_images_load_idx(const char *images, const char *labels, nf_images **out);
+/* CIFAR-10 binary batches (data_batch_1.bin …): 1 label byte + 3072 pixel bytes per record. */
+nf_status nf_images_load_cifar(const char *const *paths, int32_t npaths, nf_images **out);
+void nf_images_free(nf_images *im);
+/* x (n, C·H·W) = (⌊pix / 2^(8−bits)⌋ + u) / 2^bits − 0.5 with u ~ U(0, 1) (rng NULL: u = ½), for the
+ * images idx[0..n) (idx NULL: the first n). Glow's n-bit reduction and uniform dequantisation. */
+void nf_images_dequantize(const nf_images *im, const int64_t *idx, int64_t n, int32_t bits, nf_rng *rng, nf_real *x);
+/* Bits per dimension of n-bit data from a continuous NLL (nats per image over D dimensions):
+ * (NLL + D·ln 2ⁿ) / (D·ln 2) — the figure papers report. */
+double nf_bits_per_dim(double nll_nats, int64_t D, int32_t bits);
+
 /* ---------------------------------------------------------------- training */
 typedef struct {
     int64_t batch;
