@@ -151,8 +151,12 @@ void nf_coupling_set_init_std(nf_layer *L, double std);
 nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim);
 nf_layer *nf_standardize_create(nf_flow_ctx *c, const char *name, int32_t dim);
 nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);
+/* ActNorm per channel of C channels × P pixels (NCHW images: P = H·W). */
+nf_layer *nf_actnorm2d_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P);
 nf_layer *nf_permute_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_perm_type type);
 nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu);
+/* Glow's invertible 1×1 convolution: a linear map of the C channels at each of P pixels. */
+nf_layer *nf_conv1x1_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P, int lu);
 nf_layer *nf_batchnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);
 void nf_layer_free(nf_layer *L);
 /* Standardisation statistics (buffers of a standardize layer). */

@@ -38,19 +38,6 @@ static int64_t vec(nf_flow_ctx *c, const char *layer, const char *t, nf_tensor_k
     return nf_ctx_reserve(c, layer, t, k, 1, s);
 }
 
-/* z = (x + shift)·exp(logscale) per column, and its backward. Shared by diag_scale, actnorm, standardize. */
-static void affine_cols_forward(const nf_real *x, nf_real *z, int64_t n, int32_t D, int32_t S, const nf_real *shift,
-                                const nf_real *logscale, nf_real ld, nf_real *logdet, int sign) {
-#pragma omp parallel for schedule(static) PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) {
-            nf_real b = shift ? shift[j] : 0;
-            z[i * S + j] = sign > 0 ? (x[i * S + j] + b) * exp(logscale[j]) : x[i * S + j] * exp(-logscale[j]) - b;
-        }
-        if (logdet) logdet[i] += sign > 0 ? ld : -ld;
-    }
-}
-
 static nf_real sum_vec(const nf_real *v, int32_t D) {
     double s = 0;
     for (int32_t j = 0; j < D; j++) s += v[j];
@@ -58,43 +45,67 @@ static nf_real sum_vec(const nf_real *v, int32_t D) {
 }
 
 /* ------------------------------------------------------------------ diag_scale and actnorm
- * Both are z = (x + b)·exp(logs); diag_scale has no b. Parameters: [b (D)] logs (D). */
+ * Both are z = (x + b)·exp(logs) per channel; diag_scale has no b. A row holds C channels of P values
+ * each (P = 1 for vectors, P = H·W for images, NCHW), so log|det| = P·Σ_c logs_c.
+ * Parameters: [b (C)] logs (C). */
 typedef struct {
     nf_layer base;
     int has_bias;
+    int32_t C, P;
     int64_t off_b, off_logs, off_init; /* off_init: actnorm's "initialized" flag buffer, else -1 */
 } scale_layer;
+
+/* z = (x + b)·exp(logs) (dir > 0) or x·exp(−logs) − b (dir < 0), per channel; logdet ± P·Σ logs */
+static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n, int dir) {
+    const nf_layer *L = &s->base;
+    int32_t C = s->C, P = s->P, S = L->ld;
+    const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    nf_real ld = (nf_real)P * sum_vec(logs, C);
+#pragma omp parallel for schedule(static) PAR_IF(n, L->dim)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t c = 0; c < C; c++) {
+            nf_real bc = b ? b[c] : 0, e = exp(dir > 0 ? logs[c] : -logs[c]);
+            const nf_real *xi = x + i * S + (int64_t)c * P;
+            nf_real *zi = z + i * S + (int64_t)c * P;
+            for (int32_t p = 0; p < P; p++) zi[p] = dir > 0 ? (xi[p] + bc) * e : xi[p] * e - bc;
+        }
+        if (logdet) logdet[i] += dir > 0 ? ld : -ld;
+    }
+}
 
 static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, int training) {
     NF_UNUSED(cache);
     scale_layer *s = (scale_layer *)L;
-    int32_t D = L->dim, S = L->ld;
-    nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    int32_t C = s->C, P = s->P, S = L->ld;
     if (s->off_init >= 0 && training && *NF_B(L, s->off_init) == 0 && n > 0) {
-        /* ActNorm data-dependent initialisation: zero mean, unit variance per feature on this batch.
-         * A zero-variance feature keeps scale 1 (logs = 0) instead of exploding. */
-        for (int32_t j = 0; j < D; j++) {
-            double m = 0, v = 0;
-            for (int64_t i = 0; i < n; i++) m += x[i * S + j];
-            m /= (double)n;
-            for (int64_t i = 0; i < n; i++) v += (x[i * S + j] - m) * (x[i * S + j] - m);
-            double sd = sqrt(v / (double)n);
-            b[j] = (nf_real)-m;
-            logs[j] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
+        /* ActNorm data-dependent initialisation: zero mean, unit variance per channel over the batch
+         * and the pixels. A zero-variance channel keeps scale 1 (logs = 0) instead of exploding. */
+        nf_real *logs = NF_P(L, s->off_logs), *b = NF_P(L, s->off_b);
+        for (int32_t c = 0; c < C; c++) {
+            double m = 0, v = 0, cnt = (double)n * P;
+            for (int64_t i = 0; i < n; i++)
+                for (int32_t p = 0; p < P; p++) m += x[i * S + (int64_t)c * P + p];
+            m /= cnt;
+            for (int64_t i = 0; i < n; i++)
+                for (int32_t p = 0; p < P; p++) {
+                    double d = x[i * S + (int64_t)c * P + p] - m;
+                    v += d * d;
+                }
+            double sd = sqrt(v / cnt);
+            b[c] = (nf_real)-m;
+            logs[c] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
         }
         *NF_B(L, s->off_init) = 1;
     }
-    affine_cols_forward(x, z, n, D, S, b, logs, sum_vec(logs, D), logdet, 1);
+    scale_apply(s, x, z, logdet, n, 1);
     return NF_OK;
 }
 
 static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
-    scale_layer *s = (scale_layer *)L;
-    nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
-    affine_cols_forward(z, x, n, L->dim, L->ld, b, logs, sum_vec(logs, L->dim), logdet, -1);
+    scale_apply((scale_layer *)L, z, x, logdet, n, -1);
     return NF_OK;
 }
 
@@ -102,22 +113,27 @@ static void sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
     scale_layer *s = (scale_layer *)L;
-    int32_t D = L->dim, S = L->ld;
+    int32_t C = s->C, P = s->P, S = L->ld;
     const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
     nf_real *glogs = NF_G(L, s->off_logs), *gb = s->has_bias ? NF_G(L, s->off_b) : NULL;
-#pragma omp parallel for schedule(static) PAR_IF(n, D)
+#pragma omp parallel for schedule(static) PAR_IF(n, L->dim)
     for (int64_t i = 0; i < n; i++)
-        for (int32_t j = 0; j < D; j++) dx[i * S + j] = dz[i * S + j] * exp(logs[j]);
+        for (int32_t c = 0; c < C; c++) {
+            nf_real e = exp(logs[c]);
+            for (int32_t p = 0; p < P; p++) dx[i * S + (int64_t)c * P + p] = dz[i * S + (int64_t)c * P + p] * e;
+        }
     double sld = 0;
     for (int64_t i = 0; i < n; i++) sld += dld[i];
-    for (int32_t j = 0; j < D; j++) {
-        double e = exp((double)logs[j]), bj = b ? b[j] : 0, gl = 0, gbj = 0;
-        for (int64_t i = 0; i < n; i++) {
-            gl += (double)dz[i * S + j] * (x[i * S + j] + bj) * e;
-            gbj += (double)dz[i * S + j] * e;
-        }
-        glogs[j] += (nf_real)(gl + sld);
-        if (gb) gb[j] += (nf_real)gbj;
+    for (int32_t c = 0; c < C; c++) {
+        double e = exp((double)logs[c]), bc = b ? b[c] : 0, gl = 0, gbc = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int32_t p = 0; p < P; p++) {
+                int64_t k = i * S + (int64_t)c * P + p;
+                gl += (double)dz[k] * (x[k] + bc) * e;
+                gbc += (double)dz[k] * e;
+            }
+        glogs[c] += (nf_real)(gl + sld * P);
+        if (gb) gb[c] += (nf_real)gbc;
     }
 }
 
@@ -135,18 +151,21 @@ static const nf_layer_ops actnorm_ops = {"actnorm", sc_forward, sc_inverse,   sc
 nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim) {
     scale_layer *s = layer_alloc(sizeof *s, &diag_scale_ops, c, name, dim);
     if (!s) return NULL;
+    s->C = dim, s->P = 1;
     s->off_b = s->off_init = -1;
     s->off_logs = vec(c, name, "log_scale", NF_TENSOR_PARAM, dim);
     if (s->off_logs < 0) return free(s), NULL;
     return &s->base;
 }
 
-nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim) {
-    scale_layer *s = layer_alloc(sizeof *s, &actnorm_ops, c, name, dim);
+nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim) { return nf_actnorm2d_create(c, name, dim, 1); }
+
+nf_layer *nf_actnorm2d_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P) {
+    scale_layer *s = layer_alloc(sizeof *s, &actnorm_ops, c, name, C * P);
     if (!s) return NULL;
-    s->has_bias = 1;
-    s->off_b = vec(c, name, "bias", NF_TENSOR_PARAM, dim);
-    s->off_logs = vec(c, name, "log_scale", NF_TENSOR_PARAM, dim);
+    s->has_bias = 1, s->C = C, s->P = P;
+    s->off_b = vec(c, name, "bias", NF_TENSOR_PARAM, C);
+    s->off_logs = vec(c, name, "log_scale", NF_TENSOR_PARAM, C);
     s->off_init = vec(c, name, "initialized", NF_TENSOR_BUFFER, 1);
     if (s->off_b < 0 || s->off_logs < 0 || s->off_init < 0) return free(s), NULL;
     return &s->base;
@@ -287,12 +306,15 @@ nf_layer *nf_permute_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_pe
 }
 
 /* ------------------------------------------------------------------ invertible linear (plain / LU)
- * z = x·Wᵀ for rows x. Plain: W is the parameter, log|det W| by LU in double every call.
+ * Mixes the C channels of every one of the P pixels: z_s (C, P) = W · x_s (C, P) (P = 1: vectors,
+ * z = x·Wᵀ for rows; P = H·W: Glow's invertible 1×1 convolution), log|det| = P·log|det W|.
+ * Plain: W is the parameter, log|det W| by LU in double every call.
  * LU: W = P·A·B with A = L + I (L strictly lower), B = U + diag(sign·exp(log_s)) (U strictly upper);
- * P is the fixed row permutation W[r] = (A·B)[perm[r]]. Cache (n-independent): W (D, D). */
+ * P is the fixed row permutation W[r] = (A·B)[perm[r]]. Cache (n-independent): W (C, C). */
 typedef struct {
     nf_layer base;
     int lu;
+    int32_t C, P;                           /* channels, pixels per channel */
     int64_t off_W;                          /* plain */
     int64_t off_L, off_U, off_logs;         /* LU params */
     int64_t off_perm, off_sign;             /* LU buffers */
@@ -300,7 +322,7 @@ typedef struct {
 
 static void lu_build_W(const linear_layer *l, nf_real *W, nf_real *A, nf_real *B) {
     const nf_layer *L = &l->base;
-    int32_t D = L->dim;
+    int32_t D = l->C;
     const nf_real *Lm = NF_P(L, l->off_L), *Um = NF_P(L, l->off_U), *ls = NF_P(L, l->off_logs);
     const nf_real *perm = NF_B(L, l->off_perm), *sg = NF_B(L, l->off_sign);
     for (int32_t i = 0; i < D; i++)
@@ -321,7 +343,7 @@ static void lu_build_W(const linear_layer *l, nf_real *W, nf_real *A, nf_real *B
 /* W and log|det W| of the current parameters. work: 2·D·D floats (LU only). */
 static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, double *ld) {
     const nf_layer *L = &l->base;
-    int32_t D = L->dim;
+    int32_t D = l->C;
     if (!l->lu) {
         memcpy(W, NF_P(L, l->off_W), sizeof(nf_real) * (size_t)D * (size_t)D);
         return nf_logabsdet(W, D, ld);
@@ -336,43 +358,56 @@ static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, do
 
 static int64_t lin_cache_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
-    return (int64_t)L->dim * L->dim;
+    const linear_layer *l = (const linear_layer *)L;
+    return (int64_t)l->C * l->C;
 }
 static int64_t lin_work_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
-    return 5 * (int64_t)L->dim * L->dim;
+    const linear_layer *l = (const linear_layer *)L;
+    return 5 * (int64_t)l->C * l->C;
+}
+
+/* z_s = M · x_s for every sample (M: (C, C)); trans: Mᵀ instead */
+static void mix_channels(const linear_layer *l, const nf_real *M, int trans, const nf_real *x, nf_real *z, int64_t n) {
+    int32_t C = l->C, P = l->P, S = l->base.ld;
+    if (P == 1) { /* rows: z = x·Mᵀ (or x·M) as one product */
+        nf_gemm(0, !trans, n, C, C, 1, x, S, M, C, 0, z, S);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) nf_gemm(trans, 0, C, P, C, 1, M, C, x + i * S, P, 0, z + i * S, P);
 }
 
 static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                              nf_real *cache, int training) {
     NF_UNUSED(training);
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim, S = L->ld;
+    int32_t D = l->C;
     double ld;
     nf_real tmp[2 * 64 * 64], *work = D <= 64 ? tmp : NULL;
     if (!work && l->lu) work = malloc(sizeof(nf_real) * 2 * (size_t)D * (size_t)D);
     nf_status st = lin_weight(l, cache, work, &ld);
     if (work != tmp) free(work);
     if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
-    nf_gemm(0, 1, n, D, D, 1, x, S, cache, D, 0, z, S);
+    mix_channels(l, cache, 0, x, z, n);
     if (logdet)
-        for (int64_t i = 0; i < n; i++) logdet[i] += (nf_real)ld;
+        for (int64_t i = 0; i < n; i++) logdet[i] += (nf_real)(ld * l->P);
     return NF_OK;
 }
 
 static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                              nf_real *work) {
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim, S = L->ld;
+    int32_t D = l->C;
     int64_t DD = (int64_t)D * D;
     double ld;
     nf_real *W = work, *Winv = work + DD;
     nf_status st = lin_weight(l, W, work + 2 * DD, &ld);
     if (!st) st = nf_invert(W, D, Winv);
     if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
-    nf_gemm(0, 1, n, D, D, 1, z, S, Winv, D, 0, x, S);
+    mix_channels(l, Winv, 0, z, x, n);
     if (logdet)
-        for (int64_t i = 0; i < n; i++) logdet[i] -= (nf_real)ld;
+        for (int64_t i = 0; i < n; i++) logdet[i] -= (nf_real)(ld * l->P);
     return NF_OK;
 }
 
@@ -380,14 +415,17 @@ static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, co
                          const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim, S = L->ld;
+    int32_t D = l->C, P = l->P, S = L->ld;
     int64_t DD = (int64_t)D * D;
     const nf_real *W = cache;
     double sld = 0;
     for (int64_t i = 0; i < n; i++) sld += dld[i];
-    nf_gemm(0, 0, n, D, D, 1, dz, S, W, D, 0, dx, S); /* dx = dz·W */
-    nf_real *dW = work;
-    nf_gemm(1, 0, D, D, n, 1, dz, S, x, S, 0, dW, D); /* dW = dzᵀ·x */
+    sld *= P; /* log|det| = P·log|det W| */
+    mix_channels(l, W, 1, dz, dx, n); /* dx_s = Wᵀ·dz_s */
+    nf_real *dW = work;               /* dW = Σ_s dz_s·x_sᵀ, samples in order */
+    if (P == 1) nf_gemm(1, 0, D, D, n, 1, dz, S, x, S, 0, dW, D);
+    else
+        for (int64_t i = 0; i < n; i++) nf_gemm(0, 1, D, D, P, 1, dz + i * S, P, x + i * S, P, i ? 1 : 0, dW, D);
     if (!l->lu) {
         /* ∂ log|det W| / ∂W = W⁻ᵀ */
         nf_real *Winv = work + DD, *g = NF_G(L, l->off_W);
@@ -418,7 +456,7 @@ static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, co
 
 static void lin_init(nf_layer *L, nf_rng *rng) {
     linear_layer *l = (linear_layer *)L;
-    int32_t D = L->dim;
+    int32_t D = l->C;
     double *Q = malloc(sizeof(double) * (size_t)D * (size_t)D);
     int32_t *perm = malloc(sizeof(int32_t) * (size_t)D);
     if (!Q || !perm) { /* leave zero parameters; nf_flow_create checks allocation before init */
@@ -450,10 +488,13 @@ static const nf_layer_ops linear_ops = {"linear",       lin_forward,   lin_inver
 static const nf_layer_ops linear_lu_ops = {"linear_lu",    lin_forward,   lin_inverse, lin_backward,
                                            lin_cache_size, lin_work_size, lin_init,    no_destroy};
 
-nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu) {
-    linear_layer *l = layer_alloc(sizeof *l, lu ? &linear_lu_ops : &linear_ops, c, name, dim);
+nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu) { return nf_conv1x1_create(c, name, dim, 1, lu); }
+
+nf_layer *nf_conv1x1_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P, int lu) {
+    int32_t dim = C;
+    linear_layer *l = layer_alloc(sizeof *l, lu ? &linear_lu_ops : &linear_ops, c, name, C * P);
     if (!l) return NULL;
-    l->lu = lu;
+    l->lu = lu, l->C = C, l->P = P;
     int64_t sq[2] = {dim, dim};
     int ok;
     if (!lu) {

@@ -231,6 +231,10 @@ static nf_layer *mk_prefix_linear(nf_flow_ctx *c, int32_t D) { return with_ld(nf
 static nf_layer *mk_prefix_actnorm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_actnorm_create(c, "l", D - 3), D); }
 static nf_layer *mk_prefix_batchnorm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_batchnorm_create(c, "l", D - 1), D); }
 static nf_layer *mk_prefix_perm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_permute_create(c, "l", D - 2, NF_PERM_RANDOM), D); }
+/* image layers: C = 3 channels × P = 4 pixels (NCHW rows of 12) */
+static nf_layer *mk_actnorm2d(nf_flow_ctx *c, int32_t D) { return nf_actnorm2d_create(c, "l", 3, D / 3); }
+static nf_layer *mk_conv1x1(nf_flow_ctx *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 0); }
+static nf_layer *mk_conv1x1_lu(nf_flow_ctx *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 1); }
 static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
 
 /* The planted fault: an affine coupling whose forward drops its log-det term. */
@@ -303,6 +307,9 @@ static const conf_case cases[] = {
     {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"image: actnorm per channel (3 × 4)", 12, mk_actnorm2d, NULL, NF_PRIOR_NORMAL, 1, 0},
+    {"image: invertible 1x1 conv, plain (3 × 4)", 12, mk_conv1x1, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"image: invertible 1x1 conv, LU (3 × 4)", 12, mk_conv1x1_lu, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"prefix: affine coupling on 4 of 6 columns", 6, mk_prefix_coupling, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"prefix: LU linear on 4 of 6 columns", 6, mk_prefix_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
