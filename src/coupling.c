@@ -55,7 +55,8 @@ static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf)
 }
 
 static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, int training) {
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
     NF_UNUSED(training);
     coupling *c = (coupling *)L;
     int32_t D = L->dim, S = L->ld, nb = c->nb, no = c->net.out;

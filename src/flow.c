@@ -321,7 +321,7 @@ static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_r
     const nf_real *in = x;
     for (int32_t k = 0; k < f->nlayers; k++) {
         nf_layer *L = f->layers[k];
-        nf_status st = L->ops->forward(L, in, ACT(f, k), ld, n, CACHE(f, k), f->training);
+        nf_status st = L->ops->forward(L, in, ACT(f, k), ld, n, CACHE(f, k), SCRATCH(f), f->training);
         if (st) return st;
         copy_tail(in, ACT(f, k), n, L->dim, f->cfg.dim);
         in = ACT(f, k);

@@ -89,6 +89,24 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real
 void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
                      const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
 
+/* ---------------------------------------------------------------- Glow's conv net (convnet.c) */
+typedef struct {
+    int32_t cin, cout, hidden, layers; /* layers: hidden convs (3×3 then 1×1s); 0: the zero-conv only */
+    int32_t H, W;
+    double init_std;                   /* std of the zero-conv's initial weights (0: exactly zero) */
+    int64_t off;                       /* first parameter in the flat buffer */
+} nf_convnet;
+int64_t nf_convnet_num_params(const nf_convnet *m);
+int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n);
+int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n);
+void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng);
+/* y (n, cout, H, W) from x (n, cin, H, W); cache filled for backward; work: nf_convnet_work_size. */
+void nf_convnet_forward(const nf_convnet *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                        nf_real *cache, nf_real *work);
+/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy. */
+void nf_convnet_backward(const nf_convnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+
 /* ---------------------------------------------------------------- layers */
 typedef struct nf_layer nf_layer;
 typedef struct nf_flow_ctx nf_flow_ctx;
@@ -98,9 +116,10 @@ typedef struct nf_flow_ctx nf_flow_ctx;
  * forward (cache_size floats); forward always fills it (the flow gives each layer its own). */
 typedef struct {
     const char *kind;
-    /* z = f(x); logdet[i] += log|det ∂z/∂x|. training: batch statistics / data-dependent init allowed. */
+    /* z = f(x); logdet[i] += log|det ∂z/∂x|. training: batch statistics / data-dependent init allowed.
+     * work: work_size floats of scratch. */
     nf_status (*forward)(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                         nf_real *cache, int training);
+                         nf_real *cache, nf_real *work, int training);
     /* x = f⁻¹(z); logdet[i] −= log|det ∂z/∂x|. work: cache_size floats of scratch. */
     nf_status (*inverse)(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                          nf_real *work);
@@ -109,7 +128,7 @@ typedef struct {
     void (*backward)(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                      const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training);
     int64_t (*cache_size)(const nf_layer *L, int64_t n);
-    int64_t (*work_size)(const nf_layer *L, int64_t n);
+    int64_t (*work_size)(const nf_layer *L, int64_t n); /* scratch for forward, inverse and backward */
     void (*init)(nf_layer *L, nf_rng *rng);   /* after parameters are bound */
     void (*destroy)(nf_layer *L);
 } nf_layer_ops;

@@ -74,7 +74,8 @@ static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_r
 }
 
 static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, int training) {
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
     NF_UNUSED(cache);
     scale_layer *s = (scale_layer *)L;
     int32_t C = s->C, P = s->P, S = L->ld;
@@ -178,7 +179,8 @@ typedef struct {
 } std_layer;
 
 static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, int training) {
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
     NF_UNUSED(cache), NF_UNUSED(training);
     std_layer *s = (std_layer *)L;
     const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
@@ -264,7 +266,8 @@ static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_rea
 }
 
 static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, int training) {
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
     NF_UNUSED(logdet), NF_UNUSED(cache), NF_UNUSED(training);
     gather_cols(L, ((perm_layer *)L)->off_perm, x, z, n, 0);
     return NF_OK;
@@ -379,15 +382,11 @@ static void mix_channels(const linear_layer *l, const nf_real *M, int trans, con
 }
 
 static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                             nf_real *cache, int training) {
+                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(training);
     linear_layer *l = (linear_layer *)L;
-    int32_t D = l->C;
     double ld;
-    nf_real tmp[2 * 64 * 64], *work = D <= 64 ? tmp : NULL;
-    if (!work && l->lu) work = malloc(sizeof(nf_real) * 2 * (size_t)D * (size_t)D);
-    nf_status st = lin_weight(l, cache, work, &ld);
-    if (work != tmp) free(work);
+    nf_status st = lin_weight(l, cache, work, &ld); /* work: 2·C·C of the 5·C·C reserved */
     if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
     mix_channels(l, cache, 0, x, z, n);
     if (logdet)
@@ -528,7 +527,8 @@ static int64_t bn_cache_size(const nf_layer *L, int64_t n) {
 }
 
 static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, int training) {
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
     bn_layer *b = (bn_layer *)L;
     int32_t D = L->dim, S = L->ld;
     nf_real *mu = cache, *inv = cache + D, *rm = NF_B(L, b->off_rmean), *rv = NF_B(L, b->off_rvar);

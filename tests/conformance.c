@@ -239,11 +239,11 @@ static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_c
 
 /* The planted fault: an affine coupling whose forward drops its log-det term. */
 static nf_layer_ops faulty_ops;
-static nf_status (*real_forward)(nf_layer *, const nf_real *, nf_real *, nf_real *, int64_t, nf_real *, int);
+static nf_status (*real_forward)(nf_layer *, const nf_real *, nf_real *, nf_real *, int64_t, nf_real *, nf_real *, int);
 static nf_status faulty_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                                nf_real *cache, int training) {
+                                nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(logdet);
-    return real_forward(L, x, z, NULL, n, cache, training);
+    return real_forward(L, x, z, NULL, n, cache, work, training);
 }
 static nf_layer *mk_faulty(nf_flow_ctx *c, int32_t D) {
     nf_layer *L = mk_aff_tanh(c, D);
