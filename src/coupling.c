@@ -5,34 +5,48 @@
  *   affine, tanh (RealNVP):    (h_s, h_t) = m(x_a), s = tanh(h_s), z_b = x_b·exp(s) + h_t   log|det| = Σ s
  *   affine, sigmoid (Glow):    (h_t, h_s) = m(x_a), σ = sigmoid(h_s + 2), z_b = (x_b + h_t)·σ
  *                                                                                 log|det| = Σ log σ
- * m is an MLP whose last layer starts at zero, so every coupling starts as the identity.
- * Cache layout (n rows): x_a (n, na) | net output h (n, nout) | MLP cache. */
+ *   gaussian (Glow's split):   (μ, ls) = m(x_a), z_b = (x_b − μ)·exp(−ls)           log|det| = −Σ ls
+ *     (so log N(x_b; μ, e^ls) = log N(z_b; 0, 1) + log|det|: the factored-out half is scored by a
+ *     learned conditional Gaussian and the flow keeps a standard normal prior over everything)
+ * m is an MLP (vectors) or Glow's conv net (images, channel split: a = the first C/2 channels); its last
+ * layer starts at zero, so every coupling starts as the identity.
+ * Cache layout (n rows): x_a (n, na) | net output h (n, nout) | net cache. */
 #include "internal.h"
+
+#define SCALE_GAUSS 2 /* internal scale mode of the split layer */
 
 typedef struct {
     nf_layer base;
     int additive;
-    nf_scale_type scale;
+    int scale;      /* nf_scale_type or SCALE_GAUSS */
     int32_t na, nb;
     int32_t *ia, *ib;
+    int conv;       /* 1: cnet, 0: net */
     nf_mlp net;
+    nf_convnet cnet;
 } coupling;
+
+static int64_t net_out(const coupling *c) { return c->conv ? (int64_t)c->cnet.cout * c->cnet.H * c->cnet.W : c->net.out; }
+static int64_t net_cache(const coupling *c, int64_t n) { return c->conv ? nf_convnet_cache_size(&c->cnet, n) : nf_mlp_cache_size(&c->net, n); }
+/* scratch the net needs for forward (conv) and backward */
+static int64_t net_work(const coupling *c, int64_t n) { return c->conv ? nf_convnet_work_size(&c->cnet, n) : 2 * n * c->net.hidden; }
 
 static int64_t cp_cache_size(const nf_layer *L, int64_t n) {
     const coupling *c = (const coupling *)L;
-    return n * c->na + n * c->net.out + nf_mlp_cache_size(&c->net, n);
+    return n * c->na + n * net_out(c) + net_cache(c, n);
 }
 
 static int64_t cp_work_size(const nf_layer *L, int64_t n) {
     const coupling *c = (const coupling *)L;
-    int64_t bw = n * c->net.out + 2 * n * c->net.hidden + n * c->na; /* backward */
-    int64_t iw = cp_cache_size(L, n);                                 /* inverse */
+    int64_t bw = n * net_out(c) + n * c->na + net_work(c, n); /* backward */
+    int64_t iw = cp_cache_size(L, n) + net_work(c, n);         /* inverse (the forward needs net_work) */
     return bw > iw ? bw : iw;
 }
 
 static void cp_init(nf_layer *L, nf_rng *rng) {
     coupling *c = (coupling *)L;
-    nf_mlp_init(&c->net, NF_P(L, c->net.off), rng);
+    if (c->conv) nf_convnet_init(&c->cnet, NF_P(L, c->cnet.off), rng);
+    else nf_mlp_init(&c->net, NF_P(L, c->net.off), rng);
 }
 
 static void cp_destroy(nf_layer *L) {
@@ -45,22 +59,23 @@ static void cp_destroy(nf_layer *L) {
 static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
 static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 
-/* Run the net on the conditioning half of x: fills xa and h (both in buf) and the MLP cache. */
-static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf) {
+/* Run the net on the conditioning half of x: fills xa and h (both in buf) and the net's cache. */
+static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf, nf_real *work) {
     int32_t S = c->base.ld;
-    nf_real *xa = buf, *h = buf + n * c->na, *mc = h + n * c->net.out;
+    nf_real *xa = buf, *h = buf + n * c->na, *mc = h + n * net_out(c);
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < c->na; j++) xa[i * c->na + j] = x[i * S + c->ia[j]];
-    nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, h, n, mc);
+    if (c->conv) nf_convnet_forward(&c->cnet, NF_P(&c->base, c->cnet.off), xa, h, n, mc, work);
+    else nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, h, n, mc);
 }
 
 static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
-    NF_UNUSED(work);
     NF_UNUSED(training);
     coupling *c = (coupling *)L;
-    int32_t D = L->dim, S = L->ld, nb = c->nb, no = c->net.out;
-    cp_net(c, x, n, cache);
+    int32_t D = L->dim, S = L->ld, nb = c->nb;
+    int64_t no = net_out(c);
+    cp_net(c, x, n, cache, work);
     const nf_real *h = cache + n * c->na;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
@@ -75,6 +90,9 @@ static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
                 nf_real s = tanh(hi[j]);
                 zi[k] = xi[k] * exp(s) + hi[nb + j];
                 ld += s;
+            } else if (c->scale == SCALE_GAUSS) {
+                zi[k] = (xi[k] - hi[j]) * exp(-hi[nb + j]);
+                ld -= hi[nb + j];
             } else {
                 nf_real v = hi[nb + j] + 2;
                 zi[k] = (xi[k] + hi[j]) * sigmoid(v);
@@ -89,8 +107,9 @@ static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
 static nf_status cp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     coupling *c = (coupling *)L;
-    int32_t D = L->dim, S = L->ld, nb = c->nb, no = c->net.out;
-    cp_net(c, z, n, work); /* z_a = x_a, so the net sees the same input */
+    int32_t D = L->dim, S = L->ld, nb = c->nb;
+    int64_t no = net_out(c);
+    cp_net(c, z, n, work, work + cp_cache_size(L, n)); /* z_a = x_a, so the net sees the same input */
     const nf_real *h = work + n * c->na;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
@@ -105,6 +124,9 @@ static nf_status cp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
                 nf_real s = tanh(hi[j]);
                 xi[k] = (zi[k] - hi[nb + j]) * exp(-s);
                 ld += s;
+            } else if (c->scale == SCALE_GAUSS) {
+                xi[k] = zi[k] * exp(hi[nb + j]) + hi[j];
+                ld -= hi[nb + j];
             } else {
                 nf_real v = hi[nb + j] + 2;
                 xi[k] = zi[k] / sigmoid(v) - hi[j];
@@ -120,9 +142,10 @@ static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
     coupling *c = (coupling *)L;
-    int32_t D = L->dim, S = L->ld, nb = c->nb, na = c->na, no = c->net.out;
+    int32_t D = L->dim, S = L->ld, nb = c->nb, na = c->na;
+    int64_t no = net_out(c);
     const nf_real *xa = cache, *h = cache + n * na, *mc = h + n * no;
-    nf_real *dh = work, *mwork = dh + n * no, *dxa = mwork + 2 * n * c->net.hidden;
+    nf_real *dh = work, *dxa = dh + n * no, *mwork = dxa + n * na;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
         const nf_real *xi = x + i * S, *hi = h + i * no, *dzi = dz + i * S;
@@ -138,6 +161,11 @@ static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
                 nf_real ds = dzi[k] * xi[k] * e + dld[i];
                 dhi[j] = ds * (1 - s * s);
                 dhi[nb + j] = dzi[k];
+            } else if (c->scale == SCALE_GAUSS) {
+                nf_real e = exp(-hi[nb + j]), zk = (xi[k] - hi[j]) * e;
+                dxi[k] = dzi[k] * e;
+                dhi[j] = -dzi[k] * e;
+                dhi[nb + j] = -dzi[k] * zk - dld[i];
             } else {
                 nf_real v = hi[nb + j] + 2, sg = sigmoid(v);
                 dxi[k] = dzi[k] * sg;
@@ -147,7 +175,8 @@ static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
             }
         }
     }
-    nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, mc, dh, dxa, n, mwork);
+    if (c->conv) nf_convnet_backward(&c->cnet, NF_P(L, c->cnet.off), NF_G(L, c->cnet.off), xa, mc, dh, dxa, n, mwork);
+    else nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, mc, dh, dxa, n, mwork);
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < na; j++) dx[i * S + c->ia[j]] += dxa[i * na + j];
 }
@@ -228,4 +257,65 @@ nf_layer *nf_affine_coupling_create(nf_flow_ctx *c, const char *name, int32_t di
     return coupling_create(c, name, dim, part, parity, hidden, layers, act, 0, scale);
 }
 
-void nf_coupling_set_init_std(nf_layer *L, double std) { ((coupling *)L)->net.init_std = std; }
+void nf_coupling_set_init_std(nf_layer *L, double std) {
+    coupling *c = (coupling *)L;
+    c->net.init_std = std, c->cnet.init_std = std;
+}
+
+/* Register Glow's conv net tensors: "net.<l>.weight/bias" for hidden convs, "net.out.weight/bias/logs". */
+static int reserve_convnet(nf_flow_ctx *ctx, const char *name, nf_convnet *m) {
+    int64_t in = m->cin;
+    for (int32_t l = 0; l < m->layers; l++) {
+        int64_t k = l == 0 ? 3 : 1, sw[4] = {m->hidden, in, k, k}, sb[1] = {m->hidden};
+        char tw[32], tb[32];
+        snprintf(tw, sizeof tw, "net.%d.weight", (int)l);
+        snprintf(tb, sizeof tb, "net.%d.bias", (int)l);
+        int64_t ow = nf_ctx_reserve(ctx, name, tw, NF_TENSOR_PARAM, 4, sw);
+        if (ow < 0 || nf_ctx_reserve(ctx, name, tb, NF_TENSOR_PARAM, 1, sb) < 0) return 0;
+        if (l == 0) m->off = ow;
+        in = m->hidden;
+    }
+    int64_t sw[4] = {m->cout, in, 3, 3}, sb[1] = {m->cout};
+    int64_t ow = nf_ctx_reserve(ctx, name, "net.out.weight", NF_TENSOR_PARAM, 4, sw);
+    if (ow < 0 || nf_ctx_reserve(ctx, name, "net.out.bias", NF_TENSOR_PARAM, 1, sb) < 0 ||
+        nf_ctx_reserve(ctx, name, "net.out.logs", NF_TENSOR_PARAM, 1, sb) < 0)
+        return 0;
+    if (m->layers == 0) m->off = ow;
+    return 1;
+}
+
+static const nf_layer_ops conv_additive_ops = {"conv_additive_coupling", cp_forward, cp_inverse, cp_backward,
+                                               cp_cache_size, cp_work_size, cp_init, cp_destroy};
+static const nf_layer_ops conv_affine_ops = {"conv_affine_coupling", cp_forward, cp_inverse, cp_backward,
+                                             cp_cache_size, cp_work_size, cp_init, cp_destroy};
+static const nf_layer_ops split_ops = {"split", cp_forward, cp_inverse, cp_backward,
+                                       cp_cache_size, cp_work_size, cp_init, cp_destroy};
+
+/* Channel-split coupling or split prior on (C, H, W) images: a = the first C/2 channels. */
+static nf_layer *conv_coupling(nf_flow_ctx *ctx, const char *name, int32_t C, int32_t H, int32_t W, int32_t hidden,
+                               int32_t layers, int additive, int scale, const nf_layer_ops *ops) {
+    coupling *c = nf_xcalloc(1, sizeof *c);
+    if (!c) return NULL;
+    int32_t P = H * W, D = C * P;
+    c->base.ops = ops;
+    snprintf(c->base.name, sizeof c->base.name, "%s", name);
+    c->base.dim = D, c->base.ld = D, c->base.ctx = ctx;
+    c->additive = additive, c->scale = scale, c->conv = 1;
+    if (!make_partition(c, D, NF_PART_HALVES, 0)) return free(c), NULL; /* first C/2 channels: the first half */
+    c->cnet.cin = C / 2, c->cnet.H = H, c->cnet.W = W, c->cnet.hidden = hidden, c->cnet.layers = layers;
+    c->cnet.cout = (additive ? 1 : 2) * (C - C / 2);
+    if (!reserve_convnet(ctx, name, &c->cnet)) {
+        cp_destroy(&c->base);
+        return free(c), NULL;
+    }
+    return &c->base;
+}
+
+nf_layer *nf_conv_coupling_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W,
+                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale) {
+    return conv_coupling(c, name, C, H, W, hidden, layers, additive, (int)scale, additive ? &conv_additive_ops : &conv_affine_ops);
+}
+
+nf_layer *nf_split_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W) {
+    return conv_coupling(c, name, C, H, W, 1, 0, 0, SCALE_GAUSS, &split_ops);
+}

@@ -165,6 +165,13 @@ nf_layer *nf_additive_coupling_create(nf_flow_ctx *c, const char *name, int32_t 
 nf_layer *nf_affine_coupling_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_partition part,
                                     int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
                                     nf_scale_type scale);
+/* Glow's channel-split coupling on (C, H, W) images (C even): a = the first C/2 channels, net =
+ * conv3×3 → ReLU → (conv1×1 → ReLU)×(layers−1) → zero-conv3×3 (nf_convnet). */
+nf_layer *nf_conv_coupling_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W,
+                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale);
+/* Glow's split: the last C/2 channels leave the flow, scored by N(μ, e^ls) with (μ, ls) = zero-conv3×3
+ * of the first C/2 — implemented as z_b = (x_b − μ)·e^−ls, log|det| = −Σ ls, under a standard normal. */
+nf_layer *nf_split_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W);
 /* Set the last-layer init std of a coupling's net (before the flow initialises its parameters). */
 void nf_coupling_set_init_std(nf_layer *L, double std);
 nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim);
