@@ -180,6 +180,8 @@ nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);
 /* ActNorm per channel of C channels × P pixels (NCHW images: P = H·W). */
 nf_layer *nf_actnorm2d_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P);
 nf_layer *nf_permute_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_perm_type type);
+/* Squeeze 2×2: (C, H, W) → (4C, H/2, W/2), output channel c·4 + dy·2 + dx (H, W even; else NULL). */
+nf_layer *nf_squeeze_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W);
 nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu);
 /* Glow's invertible 1×1 convolution: a linear map of the C channels at each of P pixels. */
 nf_layer *nf_conv1x1_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P, int lu);

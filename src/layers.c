@@ -249,6 +249,7 @@ void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std) {
 typedef struct {
     nf_layer base;
     nf_perm_type type;
+    int32_t C, H, W; /* squeeze: the input image shape (C = 0: a plain permutation) */
     int64_t off_perm; /* perm[j] as floats (exact for D < 2^24) */
 } perm_layer;
 
@@ -287,6 +288,16 @@ static void pm_init(nf_layer *L, nf_rng *rng) {
     perm_layer *p = (perm_layer *)L;
     int32_t D = L->dim;
     nf_real *perm = NF_B(L, p->off_perm);
+    if (p->C) { /* squeeze 2×2: out channel c·4 + dy·2 + dx, pixel (i, j) ← in channel c, pixel (2i+dy, 2j+dx) */
+        int32_t C = p->C, H = p->H, W = p->W, h = H / 2, w = W / 2;
+        for (int32_t c = 0; c < C; c++)
+            for (int32_t dy = 0; dy < 2; dy++)
+                for (int32_t dx = 0; dx < 2; dx++)
+                    for (int32_t i = 0; i < h; i++)
+                        for (int32_t j = 0; j < w; j++)
+                            perm[((c * 4 + dy * 2 + dx) * h + i) * w + j] = (nf_real)((c * H + 2 * i + dy) * W + 2 * j + dx);
+        return;
+    }
     for (int32_t j = 0; j < D; j++) perm[j] = (nf_real)(p->type == NF_PERM_REVERSE ? D - 1 - j : j);
     if (p->type == NF_PERM_RANDOM) /* Fisher–Yates */
         for (int32_t j = D - 1; j > 0; j--) {
@@ -298,6 +309,19 @@ static void pm_init(nf_layer *L, nf_rng *rng) {
 
 static const nf_layer_ops permute_ops = {"permute", pm_forward, pm_inverse, pm_backward,
                                          zero_size, zero_size,  pm_init,    no_destroy};
+
+static const nf_layer_ops squeeze_ops = {"squeeze", pm_forward, pm_inverse, pm_backward,
+                                         zero_size, zero_size,  pm_init,    no_destroy};
+
+nf_layer *nf_squeeze_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W) {
+    if (H % 2 || W % 2) return NULL;
+    perm_layer *p = layer_alloc(sizeof *p, &squeeze_ops, c, name, C * H * W);
+    if (!p) return NULL;
+    p->C = C, p->H = H, p->W = W;
+    p->off_perm = vec(c, name, "perm", NF_TENSOR_BUFFER, C * H * W);
+    if (p->off_perm < 0) return free(p), NULL;
+    return &p->base;
+}
 
 nf_layer *nf_permute_create(nf_flow_ctx *c, const char *name, int32_t dim, nf_perm_type type) {
     perm_layer *p = layer_alloc(sizeof *p, &permute_ops, c, name, dim);

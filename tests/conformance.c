@@ -239,6 +239,7 @@ static nf_layer *mk_conv_affine(nf_flow_ctx *c, int32_t D) { return nf_conv_coup
 static nf_layer *mk_conv_tanh(nf_flow_ctx *c, int32_t D) { return nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH); }
 static nf_layer *mk_conv_additive(nf_flow_ctx *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH); }
 static nf_layer *mk_split(nf_flow_ctx *c, int32_t D) { return nf_split_create(c, "l", 4, 2, D / 8); }
+static nf_layer *mk_squeeze(nf_flow_ctx *c, int32_t D) { return nf_squeeze_create(c, "l", D / 16, 4, 4); }
 static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
 
 /* The planted fault: an affine coupling whose forward drops its log-det term. */
@@ -318,6 +319,7 @@ static const conf_case cases[] = {
     {"image: conv affine coupling, tanh (4 × 2 × 2)", 16, mk_conv_tanh, NULL, NF_PRIOR_NORMAL, 0, 1},
     {"image: conv additive coupling (2 × 2 × 3)", 12, mk_conv_additive, NULL, NF_PRIOR_LOGISTIC, 0, 1},
     {"image: split with conditional Gaussian (4 × 2 × 2)", 16, mk_split, NULL, NF_PRIOR_NORMAL, 0, 0},
+    {"image: squeeze 2x2 (1 × 4 × 4)", 16, mk_squeeze, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0},
     {"prefix: affine coupling on 4 of 6 columns", 6, mk_prefix_coupling, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"prefix: LU linear on 4 of 6 columns", 6, mk_prefix_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
     {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
@@ -362,6 +364,25 @@ static void test_catches_faulty_layer(void **state) {
 }
 
 /* Every coupling starts as the identity: the zero-initialised last layer makes the net output 0. */
+/* squeeze moves pixel (c, 2i+dy, 2j+dx) to channel c·4 + dy·2 + dx at (i, j), as the workloads define */
+static void test_squeeze_layout(void **state) {
+    NF_UNUSED(state);
+    conf_case c = {"sq", 32, NULL, NULL, NF_PRIOR_NORMAL, 0, 0};
+    nf_flow_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = nf_squeeze_create(&ctx, "l", 2, 4, 4);
+    nf_flow *f;
+    assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, c.prior, 32, &f), NF_OK);
+    nf_real x[32], z[32];
+    for (int k = 0; k < 32; k++) x[k] = (nf_real)k;
+    assert_int_equal(nf_flow_forward(f, x, z, NULL, 1), NF_OK);
+    /* channel 1, pixel (3, 2): dy = 1, dx = 0 → out channel 1·4 + 2 = 6 at (1, 1) */
+    assert_true(z[(6 * 2 + 1) * 2 + 1] == x[(1 * 4 + 3) * 4 + 2]);
+    assert_true(z[0] == x[0] && z[4] == x[1] && z[8] == x[4] && z[12] == x[5]);
+    nf_flow_free(f);
+    assert_null(nf_squeeze_create(&ctx, "odd", 1, 3, 4));
+}
+
 static void test_couplings_start_as_identity(void **state) {
     NF_UNUSED(state);
     layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu};
@@ -390,7 +411,7 @@ static void test_couplings_start_as_identity(void **state) {
 
 int main(void) {
     setup_models();
-    struct CMUnitTest tests[NCASES + 2];
+    struct CMUnitTest tests[NCASES + 3];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -400,5 +421,6 @@ int main(void) {
     }
     tests[NCASES] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_layer);
     tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_couplings_start_as_identity);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 2, NULL, NULL);
+    tests[NCASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_squeeze_layout);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 3, NULL, NULL);
 }
