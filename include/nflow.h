@@ -104,6 +104,11 @@ typedef struct {
     int32_t actnorm;        /* realnvp/nice: ActNorm before each coupling (glow always has it) */
     nf_prior_type prior;
     int32_t standardize;    /* per-column standardisation layer in front (statistics set from data) */
+    /* Images (NCHW): channels, height, width > 0 make the model an image model with dim = C·H·W.
+     * glow: `levels` levels of squeeze → `depth` steps (ActNorm → 1×1 conv → conv coupling) → split
+     * (not after the last level); coupling nets conv3×3 → ReLU → conv1×1 → ReLU → zero-conv3×3 of width
+     * `hidden`. nice flattens images to vectors. */
+    int32_t channels, height, width, levels;
     double init_std;        /* std of the coupling nets' last-layer weights at initialisation. 0 (default):
                              * every coupling starts as the identity. (Additive couplings on data whose
                              * conditionals are symmetric, e.g. 8 gaussians, then sit at a stationary
@@ -113,6 +118,9 @@ typedef struct {
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
 void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);
+/* Defaults for C × H × W images (glow: the glow-small workload, L = 2, K = 8, width 128;
+ * nice: 4 couplings of 5 × 1000 MLPs on the flattened image, logistic prior). */
+void nf_config_default_image(nf_config *cfg, nf_model_type model, int32_t C, int32_t H, int32_t W);
 nf_status nf_config_validate(const nf_config *cfg);
 /* Names <-> enums ("nice", "realnvp", "glow"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
 int nf_model_from_name(const char *name);

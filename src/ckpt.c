@@ -30,6 +30,10 @@ static cJSON *config_json(const nf_config *c) {
     cJSON_AddStringToObject(j, "prior", nf_enum_name("prior", (int)c->prior));
     cJSON_AddNumberToObject(j, "standardize", c->standardize);
     cJSON_AddNumberToObject(j, "init_std", c->init_std);
+    cJSON_AddNumberToObject(j, "channels", c->channels);
+    cJSON_AddNumberToObject(j, "height", c->height);
+    cJSON_AddNumberToObject(j, "width", c->width);
+    cJSON_AddNumberToObject(j, "levels", c->levels);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(j, "seed", seed);
@@ -56,6 +60,14 @@ static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path
         int e = cJSON_IsString(v) ? nf_enum_from_name(enums[i][1], v->valuestring) : -1;
         if (e < 0) return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or unknown", path, enums[i][0]);
         *edst[i] = e;
+    }
+    static const char *img[] = {"channels", "height", "width", "levels"};
+    int32_t *idst[] = {&c->channels, &c->height, &c->width, &c->levels};
+    for (size_t i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, img[i]);
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
+            return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or not an integer", path, img[i]);
+        *idst[i] = (int32_t)v->valuedouble;
     }
     const cJSON *is = cJSON_GetObjectItemCaseSensitive(j, "init_std");
     if (!cJSON_IsNumber(is)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'init_std' is missing", path);

@@ -74,6 +74,16 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
     }
 }
 
+void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32_t H, int32_t W) {
+    nf_config_default(c, model, C * H * W);
+    if (model == NF_MODEL_GLOW) {
+        c->channels = C, c->height = H, c->width = W, c->levels = 2;
+        c->depth = 8, c->hidden = 128, c->layers = 2;
+    } else if (model == NF_MODEL_NICE) {
+        c->depth = 4, c->hidden = 1000, c->layers = 5;
+    }
+}
+
 nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->model > NF_MODEL_GLOW) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
     if (c->dim < 2 || c->dim > 1 << 20)
@@ -88,6 +98,19 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->perm > NF_PERM_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
     if (!(c->init_std >= 0 && c->init_std <= 1)) return nf_fail(NF_ERR_INVALID, "init_std %g: must be in [0, 1]", c->init_std);
     if ((unsigned)c->prior > NF_PRIOR_DIAG_GAUSSIAN) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
+    if (c->channels || c->height || c->width) {
+        if (c->channels < 1 || c->height < 1 || c->width < 1 || (int64_t)c->channels * c->height * c->width != c->dim)
+            return nf_fail(NF_ERR_INVALID, "image shape %d × %d × %d does not match dimension %d", (int)c->channels, (int)c->height, (int)c->width, (int)c->dim);
+        if (c->model == NF_MODEL_REALNVP)
+            return nf_fail(NF_ERR_INVALID, "realnvp image models (checkerboard and channel masks with ResNet couplings) are not available in this version; use glow or nice");
+        if (c->model == NF_MODEL_GLOW) {
+            if (c->levels < 1 || c->levels > 8) return nf_fail(NF_ERR_INVALID, "levels %d: must be 1..8", (int)c->levels);
+            int32_t m = 1 << c->levels;
+            if (c->height % m || c->width % m)
+                return nf_fail(NF_ERR_INVALID, "image %d × %d: height and width must be divisible by 2^levels = %d", (int)c->height, (int)c->width, (int)m);
+        }
+        return NF_OK;
+    }
     if (c->model == NF_MODEL_GLOW && c->dim > 4096) return nf_fail(NF_ERR_INVALID, "glow on vectors: dimension %d too large for a dense invertible linear layer (max 4096)", (int)c->dim);
     return NF_OK;
 }
@@ -155,6 +178,27 @@ static nf_status build_layers(nf_flow *f) {
 #define PUSH(expr) do { if ((st = push_layer(f, (expr), &cap)) != NF_OK) return st; } while (0)
 #define PUSH_COUPLING(expr) do { PUSH(expr); nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
     if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D));
+    if (c->model == NF_MODEL_GLOW && c->height > 0) {
+        /* multi-scale Glow: every layer acts on the kept prefix of rows D apart */
+#define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)
+        int32_t C = c->channels, H = c->height, W = c->width;
+        for (int32_t l = 0; l < c->levels; l++) {
+            PUSH_IMG(nf_squeeze_create(x, NAME(), C, H, W));
+            C *= 4, H /= 2, W /= 2;
+            for (int32_t k = 0; k < c->depth; k++) {
+                PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W));
+                PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu));
+                PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale));
+                nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
+            }
+            if (l + 1 < c->levels) {
+                PUSH_IMG(nf_split_create(x, NAME(), C, H, W));
+                C /= 2;
+            }
+        }
+#undef PUSH_IMG
+        return st;
+    }
     for (int32_t k = 0; k < c->depth; k++) {
         switch (c->model) {
         case NF_MODEL_NICE:
