@@ -231,17 +231,24 @@ double nf_bits_per_dim(double nll_nats, int64_t D, int32_t bits);
 typedef struct {
     int64_t batch;
     nf_adam_opts adam;
-    uint64_t seed;          /* batch sampling */
+    uint64_t seed;          /* batch sampling and dequantisation noise */
+    int32_t bits;           /* images: bit depth the pixels are reduced to (8: none; Glow uses 5) */
 } nf_train_opts;
 void nf_train_opts_default(nf_train_opts *o);
 typedef struct nf_trainer nf_trainer;
 /* The trainer borrows f and ds (both must outlive it) and puts f in training mode. */
 nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out);
+/* The same for 8-bit images: every batch is dequantised afresh (nf_images_dequantize, o->bits). */
+nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out);
 void nf_trainer_free(nf_trainer *t);
 /* One step: the next batch of a shuffled epoch of ds, loss = mean NLL (nats), Adam update. A non-finite
  * loss or gradient skips the update and returns NF_ERR_NUMERIC (the parameters are unchanged). */
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm);
 int64_t nf_trainer_steps(const nf_trainer *t);
+/* Test bits/dim of images (uniform dequantisation with seed) with its standard error, and (if
+ * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
+nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
+                                  double *se, double *max_recon);
 /* Mean test log-likelihood (nats/sample) and its standard error over all rows of ds. */
 nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *stderr_ll);
 

@@ -29,11 +29,15 @@ static int thread_id(void) {
 #endif
 }
 
-int64_t nf_conv2d_work_size(int32_t Cin, int32_t H, int32_t W, int32_t k) {
-    return (int64_t)max_threads() * Cin * k * k * H * W;
+#define DW_CHUNK 8 /* samples per partial weight gradient: fixed, so sums never depend on the threads */
+
+int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
+    int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
+    return (int64_t)max_threads() * K * H * W + chunks * Cout * (K + 1);
 }
 
-/* col (Cin·k·k, H·W): col[(c·k + dy)·k + dx][i·W + j] = x[c][i + dy − k/2][j + dx − k/2] (0 outside) */
+/* col (Cin·k·k, H·W): col[(c·k + dy)·k + dx][i·W + j] = x[c][i + dy − k/2][j + dx − k/2] (0 outside).
+ * Each output row is a zero margin, a contiguous copy, and a zero margin: no per-pixel branches. */
 static void im2col(const nf_real *x, int32_t C, int32_t H, int32_t W, int32_t k, nf_real *col) {
     int32_t r = k / 2;
     for (int32_t c = 0; c < C; c++)
@@ -41,12 +45,17 @@ static void im2col(const nf_real *x, int32_t C, int32_t H, int32_t W, int32_t k,
             for (int32_t dx = 0; dx < k; dx++) {
                 nf_real *o = col + ((int64_t)(c * k + dy) * k + dx) * H * W;
                 const nf_real *xc = x + (int64_t)c * H * W;
+                int32_t j0 = r - dx > 0 ? r - dx : 0, j1 = W + r - dx < W ? W + r - dx : W; /* valid j */
                 for (int32_t i = 0; i < H; i++) {
                     int32_t ii = i + dy - r;
-                    for (int32_t j = 0; j < W; j++) {
-                        int32_t jj = j + dx - r;
-                        o[i * W + j] = (ii >= 0 && ii < H && jj >= 0 && jj < W) ? xc[ii * W + jj] : 0;
+                    nf_real *orow = o + (int64_t)i * W;
+                    if (ii < 0 || ii >= H || j1 <= j0) {
+                        memset(orow, 0, sizeof(nf_real) * (size_t)W);
+                        continue;
                     }
+                    for (int32_t j = 0; j < j0; j++) orow[j] = 0;
+                    memcpy(orow + j0, xc + (int64_t)ii * W + j0 + dx - r, sizeof(nf_real) * (size_t)(j1 - j0));
+                    for (int32_t j = j1; j < W; j++) orow[j] = 0;
                 }
             }
 }
@@ -59,13 +68,13 @@ static void col2im_add(const nf_real *col, int32_t C, int32_t H, int32_t W, int3
             for (int32_t dx = 0; dx < k; dx++) {
                 const nf_real *o = col + ((int64_t)(c * k + dy) * k + dx) * H * W;
                 nf_real *xc = x + (int64_t)c * H * W;
+                int32_t j0 = r - dx > 0 ? r - dx : 0, j1 = W + r - dx < W ? W + r - dx : W;
                 for (int32_t i = 0; i < H; i++) {
                     int32_t ii = i + dy - r;
                     if (ii < 0 || ii >= H) continue;
-                    for (int32_t j = 0; j < W; j++) {
-                        int32_t jj = j + dx - r;
-                        if (jj >= 0 && jj < W) xc[ii * W + jj] += o[i * W + j];
-                    }
+                    const nf_real *orow = o + (int64_t)i * W + j0;
+                    nf_real *xrow = xc + (int64_t)ii * W + j0 + dx - r;
+                    for (int32_t j = 0; j < j1 - j0; j++) xrow[j] += orow[j];
                 }
             }
 }
@@ -93,20 +102,36 @@ void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const n
                         nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                         int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
-    /* parameter gradients: samples in order */
-    for (int64_t s = 0; s < n; s++) {
-        const nf_real *dys = dy + s * ldy, *col = x + s * ldx;
-        if (k > 1) {
-            im2col(x + s * ldx, Cin, H, W, k, work);
-            col = work;
-        }
-        nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, dw, K);
-        if (db)
-            for (int32_t o = 0; o < Cout; o++) {
-                double t = 0;
-                for (int64_t p = 0; p < P; p++) t += dys[o * P + p];
-                db[o] += (nf_real)t;
+    /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
+     * (samples in order within a chunk), then the partials added in chunk order */
+    int64_t chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
+    nf_real *part = work + (int64_t)max_threads() * K * P; /* (chunks, Cout, K + 1) */
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        nf_real *pw = part + ch * Cout * (K + 1), *pb = pw + Cout * K;
+        memset(pw, 0, sizeof(nf_real) * (size_t)(Cout * (K + 1)));
+        for (int64_t s = ch * DW_CHUNK; s < n && s < (ch + 1) * DW_CHUNK; s++) {
+            const nf_real *dys = dy + s * ldy, *col = x + s * ldx;
+            if (k > 1) {
+                nf_real *c = work + (int64_t)thread_id() * K * P;
+                im2col(x + s * ldx, Cin, H, W, k, c);
+                col = c;
             }
+            nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, pw, K);
+            for (int32_t o = 0; o < Cout; o++) {
+                nf_real t = 0;
+                for (int64_t p = 0; p < P; p++) t += dys[o * P + p];
+                pb[o] += t;
+            }
+        }
+    }
+    int64_t nw = Cout * (K + 1);
+#pragma omp parallel for schedule(static) if (nw > 4096)
+    for (int64_t e = 0; e < nw; e++) {
+        nf_real t = 0;
+        for (int64_t ch = 0; ch < chunks; ch++) t += part[ch * nw + e];
+        if (e < Cout * K) dw[e] += t;
+        else if (db) db[e - Cout * K] += t;
     }
     if (!dx) return;
 #pragma omp parallel for schedule(static)

@@ -23,12 +23,13 @@ int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n) {
     return 2 * (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
 }
 
-/* the largest im2col buffer any of the convolutions needs */
-static int64_t conv_work(const nf_convnet *m) {
+/* the largest scratch any of the convolutions needs for n samples */
+static int64_t conv_work(const nf_convnet *m, int64_t n) {
     int64_t w = 0;
     for (int32_t l = 0; l <= m->layers; l++) {
         int32_t cin = l < m->layers ? (int32_t)cn_in(m, l) : (m->layers ? m->hidden : m->cin);
-        int64_t c = nf_conv2d_work_size(cin, m->H, m->W, l < m->layers ? cn_k(l) : 3);
+        int32_t cout = l < m->layers ? m->hidden : m->cout;
+        int64_t c = nf_conv2d_work_size(cin, cout, m->H, m->W, l < m->layers ? cn_k(l) : 3, n);
         if (c > w) w = c;
     }
     return w;
@@ -37,7 +38,7 @@ static int64_t conv_work(const nf_convnet *m) {
 /* work: conv buffer | two (n, hidden, P) gradient buffers | (n, cout, P) */
 int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n) {
     int64_t P = (int64_t)m->H * m->W;
-    return conv_work(m) + 2 * n * m->hidden * P + n * m->cout * P;
+    return conv_work(m, n) + 2 * n * m->hidden * P + n * m->cout * P;
 }
 
 void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng) {
@@ -84,7 +85,7 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
     int64_t off[40], o = 0, hc = m->cin;
     for (int32_t l = 0; l < m->layers; l++) off[l] = o, o += m->hidden * (hc * cn_k(l) * cn_k(l) + 1), hc = m->hidden;
     off[m->layers] = o;
-    nf_real *cw = work, *bufA = work + conv_work(m);
+    nf_real *cw = work, *bufA = work + conv_work(m, n);
     nf_real *bufB = bufA + hs, *draw = bufB + hs;
     /* zero-conv with its exp(3·logs) scale */
     int32_t co = m->cout;

@@ -42,8 +42,8 @@ void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q);
 
 /* ---------------------------------------------------------------- convolutions (conv.c) */
 /* y (n, Cout, H, W) = conv_k(x (n, Cin, H, W)) + b, stride 1, "same" zero padding, k odd; sample rows
- * ldx / ldy floats apart. work: nf_conv2d_work_size floats. */
-int64_t nf_conv2d_work_size(int32_t Cin, int32_t H, int32_t W, int32_t k);
+ * ldx / ldy floats apart. work: nf_conv2d_work_size floats (forward and backward, up to n samples). */
+int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n);
 void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
                        int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                        nf_real *work);

@@ -3,7 +3,10 @@
 
 struct nf_trainer {
     nf_flow *f;
-    const nf_dataset *ds;
+    const nf_dataset *ds;     /* rows of floats … */
+    const nf_images *im;      /* … or 8-bit images, dequantised afresh for every batch */
+    int64_t nrows;
+    int64_t *idx;             /* (batch) image indices of the current batch */
     nf_train_opts o;
     nf_adam *adam;
     nf_rng rng;
@@ -15,30 +18,35 @@ void nf_train_opts_default(nf_train_opts *o) {
     o->batch = 256;
     nf_adam_opts_default(&o->adam);
     o->seed = 1;
+    o->bits = 8;
 }
 
 static void shuffle(nf_trainer *t) {
-    for (int64_t i = t->ds->n - 1; i > 0; i--) {
+    for (int64_t i = t->nrows - 1; i > 0; i--) {
         int64_t k = (int64_t)(nf_rng_u64(&t->rng) % (uint64_t)(i + 1)), x = t->perm[i];
         t->perm[i] = t->perm[k], t->perm[k] = x;
     }
     t->pos = 0;
 }
 
-nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out) {
+static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *im, const nf_train_opts *o,
+                             nf_trainer **out) {
     *out = NULL;
-    if (ds->dim != f->cfg.dim)
-        return nf_fail(NF_ERR_INVALID, "data has %d columns, the model expects %d", (int)ds->dim, (int)f->cfg.dim);
-    if (o->batch < 1 || o->batch > ds->n)
-        return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)ds->n);
+    int64_t rows = ds ? ds->n : im->n, dim = ds ? ds->dim : (int64_t)im->C * im->H * im->W;
+    if (dim != f->cfg.dim)
+        return nf_fail(NF_ERR_INVALID, "data has %lld values per sample, the model expects %d", (long long)dim, (int)f->cfg.dim);
+    if (o->batch < 1 || o->batch > rows)
+        return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)rows);
+    if (im && (o->bits < 1 || o->bits > 8)) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)o->bits);
     nf_trainer *t = nf_xcalloc(1, sizeof *t);
     if (!t) return nf_fail(NF_ERR_NOMEM, "out of memory");
-    t->f = f, t->ds = ds, t->o = *o;
+    t->f = f, t->ds = ds, t->im = im, t->nrows = rows, t->o = *o;
     nf_status st = nf_adam_create(f->ctx.nparams, &o->adam, &t->adam);
     if (!st) {
-        t->perm = nf_xcalloc((size_t)ds->n, sizeof(int64_t));
-        t->batch = nf_xcalloc((size_t)o->batch * (size_t)ds->dim, sizeof(nf_real));
-        if (!t->perm || !t->batch) st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        t->perm = nf_xcalloc((size_t)rows, sizeof(int64_t));
+        t->idx = nf_xcalloc((size_t)o->batch, sizeof(int64_t));
+        t->batch = nf_xcalloc((size_t)o->batch * (size_t)dim, sizeof(nf_real));
+        if (!t->perm || !t->batch || !t->idx) st = nf_fail(NF_ERR_NOMEM, "out of memory");
     }
     if (!st) st = nf_flow_reserve(f, o->batch);
     if (st) {
@@ -46,27 +54,37 @@ nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opt
         return st;
     }
     nf_rng_seed(&t->rng, o->seed);
-    for (int64_t i = 0; i < ds->n; i++) t->perm[i] = i;
+    for (int64_t i = 0; i < rows; i++) t->perm[i] = i;
     shuffle(t);
     nf_flow_set_training(f, 1);
     *out = t;
     return NF_OK;
 }
 
+nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out) {
+    return trainer_new(f, ds, NULL, o, out);
+}
+
+nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out) {
+    return trainer_new(f, NULL, im, o, out);
+}
+
 void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
-    free(t->perm), free(t->batch), free(t);
+    free(t->perm), free(t->batch), free(t->idx), free(t);
 }
 
 int64_t nf_trainer_steps(const nf_trainer *t) { return t->steps; }
 
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
-    int64_t B = t->o.batch, D = t->ds->dim;
+    int64_t B = t->o.batch, D = t->f->cfg.dim;
     for (int64_t i = 0; i < B; i++) {
-        if (t->pos == t->ds->n) shuffle(t);
-        memcpy(t->batch + i * D, t->ds->x + t->perm[t->pos++] * D, sizeof(nf_real) * (size_t)D);
+        if (t->pos == t->nrows) shuffle(t);
+        t->idx[i] = t->perm[t->pos++];
+        if (t->ds) memcpy(t->batch + i * D, t->ds->x + t->idx[i] * D, sizeof(nf_real) * (size_t)D);
     }
+    if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, &t->rng, t->batch);
     nf_flow *f = t->f;
     nf_flow_zero_grad(f);
     nf_status st = nf_flow_nll_grad(f, t->batch, B, loss, NULL);
@@ -101,5 +119,46 @@ nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, do
     *mean_ll = m;
     *se = ds->n > 1 ? sqrt(s2 / (double)(ds->n - 1) / (double)ds->n) : 0;
     if (!isfinite(m)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
+    return NF_OK;
+}
+
+nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
+                                  double *se, double *max_recon) {
+    int64_t D = (int64_t)im->C * im->H * im->W, chunk = 256;
+    if (D != f->cfg.dim) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)f->cfg.dim);
+    if (bits < 1 || bits > 8) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)bits);
+    nf_real *x = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), *z = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
+    nf_real *lp = nf_xcalloc((size_t)chunk, sizeof(nf_real));
+    int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
+    nf_status st = x && z && lp && idx ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    int training = f->training;
+    f->training = 0;
+    nf_rng r;
+    nf_rng_seed(&r, seed);
+    double s = 0, s2 = 0, worst = 0;
+    for (int64_t i0 = 0; i0 < im->n && !st; i0 += chunk) {
+        int64_t m = im->n - i0 < chunk ? im->n - i0 : chunk;
+        for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
+        nf_images_dequantize(im, idx, m, bits, &r, x);
+        nf_real ld[256];
+        if ((st = nf_flow_forward(f, x, z, ld, m))) break;
+        nf_prior_log_prob(&f->prior, z, lp, m);
+        for (int64_t i = 0; i < m; i++) {
+            double b = nf_bits_per_dim(-((double)lp[i] + ld[i]), D, bits);
+            s += b, s2 += b * b;
+        }
+        if (max_recon) { /* |x − G(G⁻¹(x))| */
+            if ((st = nf_flow_inverse(f, z, z, NULL, m))) break;
+            for (int64_t k = 0; k < m * D; k++) worst = fmax(worst, fabs((double)z[k] - (double)x[k]));
+        }
+    }
+    f->training = training;
+    free(x), free(z), free(lp), free(idx);
+    if (st) return st;
+    double mean = s / (double)im->n;
+    *bpd = mean;
+    *se = im->n > 1 ? sqrt(fmax(0.0, s2 / (double)im->n - mean * mean) / (double)(im->n - 1)) : 0;
+    if (max_recon) *max_recon = worst;
+    if (!isfinite(mean)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
     return NF_OK;
 }

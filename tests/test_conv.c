@@ -45,7 +45,7 @@ static void check_shape(const shape *s) {
     int64_t nw = (int64_t)s->Cout * s->Cin * s->k * s->k;
     nf_real *x = randv(&rng, s->n * ldx), *w = randv(&rng, nw), *b = randv(&rng, s->Cout), *r = randv(&rng, s->n * ldy);
     nf_real *y1 = malloc(sizeof(nf_real) * (size_t)(s->n * ldy)), *y2 = malloc(sizeof(nf_real) * (size_t)(s->n * ldy));
-    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(s->Cin, s->H, s->W, s->k));
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(s->Cin, s->Cout, s->H, s->W, s->k, s->n));
     nf_conv2d_forward(x, ldx, w, b, y1, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work);
     nf_conv2d_ref(x, ldx, w, b, y2, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k);
     for (int64_t i = 0; i < s->n * ldy; i++) assert_true(fabs(y1[i] - y2[i]) < TOL * (1 + fabs(y2[i])) * sqrt((double)(s->Cin * s->k * s->k)));
@@ -86,7 +86,7 @@ static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
     int32_t n = 16, C = 8, O = 70, H = 9, W = 9, k = 3;
     int64_t P = H * W;
     nf_real *x = randv(&rng, n * C * P), *w = randv(&rng, (int64_t)O * C * 9), *r = randv(&rng, n * O * P);
-    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(C, H, W, k));
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(C, O, H, W, k, n));
     nf_conv2d_forward(x, C * P, w, NULL, y, O * P, n, C, O, H, W, k, work);
     memset(dw, 0, sizeof(nf_real) * (size_t)(O * C * 9));
     nf_conv2d_backward(x, C * P, w, r, O * P, dx, C * P, dw, NULL, n, C, O, H, W, k, work);
