@@ -257,6 +257,10 @@ nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, do
  * (a regular grid in latent space mapped to data space by G). data may be NULL. */
 nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t panel_px,
                      uint64_t seed);
+/* A grid of n images x (n, C, H, W) (C = 1 or 3, values in [−0.5, 0.5) as nf_images_dequantize makes
+ * them), `cols` per row, each pixel drawn scale × scale, 1-pixel gaps; PNG via temporary file + rename. */
+nf_status nf_images_grid_png(const nf_real *x, int64_t n, int32_t C, int32_t H, int32_t W, int32_t cols,
+                             int32_t scale, const char *path);
 /* Write an 8-bit RGB image (h, w, 3) as PNG via a temporary file + rename. */
 nf_status nf_png_write(const char *path, const uint8_t *rgb, int32_t w, int32_t h);
 

@@ -76,8 +76,9 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
 
 void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32_t H, int32_t W) {
     nf_config_default(c, model, C * H * W);
+    c->channels = C, c->height = H, c->width = W;
     if (model == NF_MODEL_GLOW) {
-        c->channels = C, c->height = H, c->width = W, c->levels = 2;
+        c->levels = 2;
         c->depth = 8, c->hidden = 128, c->layers = 2;
     } else if (model == NF_MODEL_NICE) {
         c->depth = 4, c->hidden = 1000, c->layers = 5;

@@ -182,3 +182,29 @@ done:
     return st;
 }
 
+
+nf_status nf_images_grid_png(const nf_real *x, int64_t n, int32_t C, int32_t H, int32_t W, int32_t cols,
+                             int32_t scale, const char *path) {
+    if (n < 1 || cols < 1 || scale < 1 || (C != 1 && C != 3))
+        return nf_fail(NF_ERR_INVALID, "%s: an image grid needs n ≥ 1, cols ≥ 1, scale ≥ 1 and 1 or 3 channels", path);
+    int64_t rows = (n + cols - 1) / cols, cw = (int64_t)W * scale + 1, chh = (int64_t)H * scale + 1;
+    int64_t iw = cols * cw + 1, ih = rows * chh + 1;
+    if (iw > 16384 || ih > 16384) return nf_fail(NF_ERR_INVALID, "%s: grid of %lld × %lld pixels is too large", path, (long long)iw, (long long)ih);
+    uint8_t *rgb = malloc((size_t)(iw * ih * 3));
+    if (!rgb) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    memset(rgb, 40, (size_t)(iw * ih * 3)); /* dark grey gaps */
+    int64_t P = (int64_t)H * W;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t r0 = (k / cols) * chh + 1, c0 = (k % cols) * cw + 1;
+        for (int32_t i = 0; i < H * scale; i++)
+            for (int32_t j = 0; j < W * scale; j++)
+                for (int ch = 0; ch < 3; ch++) {
+                    double v = x[k * C * P + (int64_t)(C == 3 ? ch : 0) * P + (i / scale) * W + j / scale];
+                    double b = floor((v + 0.5) * 256.0);
+                    rgb[((r0 + i) * iw + c0 + j) * 3 + ch] = (uint8_t)(b < 0 ? 0 : b > 255 ? 255 : b);
+                }
+    }
+    nf_status st = nf_png_write(path, rgb, (int32_t)iw, (int32_t)ih);
+    free(rgb);
+    return st;
+}

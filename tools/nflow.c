@@ -38,11 +38,13 @@ static double now(void) {
 
 /* ------------------------------------------------------------------ options */
 typedef struct {
-    const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule;
+    const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule, *test_data;
+    int32_t levels, bits;
+    int64_t ck_every, smp_every;
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
     double lr, clip, temperature, test_frac;
     uint64_t seed;
-    int threads, quiet, set_steps;
+    int threads, quiet, set_steps, set_batch, set_levels, set_warmup, set_n;
     nf_config cfg;         /* architecture overrides, applied over the model defaults */
     int set_depth, set_hidden, set_layers, set_act, set_scale, set_part, set_perm, set_prior, set_coupling,
         set_lu, set_bn, set_an, set_init;
@@ -51,7 +53,7 @@ typedef struct {
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -72,6 +74,9 @@ static const struct option all_options[] = {
     {"size", required_argument, 0, O_SIZE},         {"warmup", required_argument, 0, O_WARMUP},
     {"clip", required_argument, 0, O_CLIP},         {"lr-schedule", required_argument, 0, O_SCHED},         {"quiet", no_argument, 0, O_QUIET},
     {"test-out", required_argument, 0, O_TESTOUT},  {"help", no_argument, 0, O_HELP},
+    {"levels", required_argument, 0, O_LEVELS},     {"bits", required_argument, 0, O_BITS},
+    {"checkpoint-every", required_argument, 0, O_CKEVERY}, {"sample-every", required_argument, 0, O_SMPEVERY},
+    {"test-data", required_argument, 0, O_TESTDATA},
     {0, 0, 0, 0}};
 
 static int64_t parse_int(const char *opt, const char *s, int64_t lo, int64_t hi) {
@@ -115,6 +120,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
     o->steps = 5000, o->batch = 512, o->lr = 1e-3, o->seed = 1, o->threads = 0, o->n = 1000, o->temperature = 1;
     o->ntrain = 100000, o->ntest = 20000, o->test_frac = 0.1, o->size = 256, o->warmup = 100, o->clip = 100;
     o->standardize = "auto", o->schedule = "constant";
+    o->bits = 8, o->ck_every = 1000, o->smp_every = 1000;
     opterr = 0;
     optind = 1;
     int c;
@@ -140,11 +146,16 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_LOG: o->log = optarg; break;
         case O_TESTOUT: o->test_out = optarg; break;
         case O_STEPS: o->steps = parse_int(n, optarg, 0, 100000000), o->set_steps = 1; break;
-        case O_BATCH: o->batch = parse_int(n, optarg, 1, 1 << 20); break;
+        case O_BATCH: o->batch = parse_int(n, optarg, 1, 1 << 20), o->set_batch = 1; break;
+        case O_LEVELS: o->levels = (int32_t)parse_int(n, optarg, 1, 8), o->set_levels = 1; break;
+        case O_BITS: o->bits = (int32_t)parse_int(n, optarg, 1, 8); break;
+        case O_CKEVERY: o->ck_every = parse_int(n, optarg, 1, 100000000); break;
+        case O_SMPEVERY: o->smp_every = parse_int(n, optarg, 1, 100000000); break;
+        case O_TESTDATA: o->test_data = optarg; break;
         case O_LR: o->lr = parse_real(n, optarg, 1e-12, 10); break;
         case O_SEED: o->seed = (uint64_t)parse_int(n, optarg, 0, INT64_MAX); break;
         case O_THREADS: o->threads = (int)parse_int(n, optarg, 1, 256); break;
-        case O_N: o->n = parse_int("num", optarg, 1, 100000000); break;
+        case O_N: o->n = parse_int("num", optarg, 1, 100000000), o->set_n = 1; break;
         case O_TEMP: o->temperature = parse_real(n, optarg, 0, 100); break;
         case O_DEPTH: o->cfg.depth = (int32_t)parse_int(n, optarg, 1, 1024), o->set_depth = 1; break;
         case O_HIDDEN: o->cfg.hidden = (int32_t)parse_int(n, optarg, 1, 65536), o->set_hidden = 1; break;
@@ -168,7 +179,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_NTEST: o->ntest = parse_int(n, optarg, 1, 100000000); break;
         case O_TESTFRAC: o->test_frac = parse_real(n, optarg, 1e-6, 0.999); break;
         case O_SIZE: o->size = parse_int(n, optarg, 32, 4096); break;
-        case O_WARMUP: o->warmup = parse_int(n, optarg, 0, 100000000); break;
+        case O_WARMUP: o->warmup = parse_int(n, optarg, 0, 100000000), o->set_warmup = 1; break;
         case O_CLIP: o->clip = parse_real(n, optarg, 0, 1e30); break;
         case O_QUIET: o->quiet = 1; break;
         case O_SCHED:
@@ -272,14 +283,141 @@ static void fmt_time(double s, char *buf, size_t n) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
 }
 
+/* ------------------------------------------------------------------ images */
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist/"
+
+static int is_image_data(const char *name) {
+    size_t n = strlen(name);
+    return strcmp(name, "fashion-mnist") == 0 || (n > 10 && strstr(name, "idx3-ubyte") != NULL);
+}
+
+/* fashion-mnist (Debian's dataset-fashion-mnist), or IDX files: --data TRAIN [--test-data TEST] */
+static void load_images(const opts *o, nf_images **train, nf_images **test) {
+    if (strcmp(o->data, "fashion-mnist") == 0) {
+        if (train) check(nf_images_load_idx(FMNIST_DIR "train-images-idx3-ubyte.gz", FMNIST_DIR "train-labels-idx1-ubyte.gz", train));
+        if (test) check(nf_images_load_idx(FMNIST_DIR "t10k-images-idx3-ubyte.gz", FMNIST_DIR "t10k-labels-idx1-ubyte.gz", test));
+        return;
+    }
+    if (train) check(nf_images_load_idx(o->data, NULL, train));
+    if (test) {
+        if (!o->test_data) die("--data %s: image training needs --test-data TEST-images-idx3-ubyte[.gz]", o->data);
+        check(nf_images_load_idx(o->test_data, NULL, test));
+    }
+}
+
+static int image_model(const nf_flow *f) { return nf_flow_config(f)->height > 0; }
+
+/* n samples x = G(z), z from the prior at temperature T drawn with `seed` (the same seed gives the
+ * same latents: a grid that shows the model learning), as a PNG grid */
+static void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path) {
+    const nf_config *c = nf_flow_config(f);
+    nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * nf_flow_dim(f)));
+    if (!x) die("out of memory");
+    nf_rng r;
+    nf_rng_seed(&r, seed);
+    check(nf_flow_sample(f, &r, T, x, n));
+    int32_t cols = 1;
+    while ((int64_t)cols * cols < n) cols++;
+    check(nf_images_grid_png(x, n, c->channels, c->height, c->width, cols, 2, path));
+    free(x);
+}
+
+static int train_images(opts *o) {
+    nf_images *train, *test;
+    load_images(o, &train, &test);
+    int m = nf_model_from_name(o->model);
+    if (m < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow)", o->model);
+    nf_config cfg;
+    nf_config_default_image(&cfg, (nf_model_type)m, train->C, train->H, train->W);
+    if (o->set_depth) cfg.depth = o->cfg.depth;
+    if (o->set_hidden) cfg.hidden = o->cfg.hidden;
+    if (o->set_layers) cfg.layers = o->cfg.layers;
+    if (o->set_levels) cfg.levels = o->levels;
+    if (o->set_coupling) cfg.coupling = o->cfg.coupling;
+    if (o->set_lu) cfg.lu = o->cfg.lu;
+    if (o->set_scale) cfg.scale = o->cfg.scale;
+    if (o->set_init) cfg.init_std = o->cfg.init_std;
+    if (o->set_prior) cfg.prior = o->cfg.prior;
+    cfg.seed = o->seed;
+    if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
+    nf_flow *f;
+    check(nf_flow_create(&cfg, &f));
+    nf_train_opts to;
+    nf_train_opts_default(&to);
+    to.batch = o->set_batch ? o->batch : 64, to.seed = o->seed + 17, to.bits = o->bits;
+    to.adam.lr = o->lr, to.adam.warmup = o->set_warmup ? o->warmup : 500, to.adam.clip = o->clip;
+    to.adam.cosine_steps = strcmp(o->schedule, "cosine") == 0 ? o->steps : 0;
+    nf_trainer *tr;
+    check(nf_trainer_create_images(f, train, &to, &tr));
+    int64_t D = nf_flow_dim(f);
+    char logpath[4096], smppath[4096];
+    snprintf(logpath, sizeof logpath, "%s%s", o->log ? o->log : o->out, o->log ? "" : ".metrics.csv");
+    snprintf(smppath, sizeof smppath, "%s.samples.png", o->out);
+    FILE *lg = fopen(logpath, "w");
+    if (!lg) die("%s: cannot open for writing: %s", logpath, strerror(errno));
+    fprintf(lg, "step,epoch,loss_bpd,grad_norm,images_per_s,elapsed_s\n");
+    const int64_t NS = 64; /* sample grids: the same 64 latents at temperature 0.7 every time */
+    if (!o->quiet)
+        fprintf(stderr, "nflow train: %s on %s (%lld parameters, %d layers): %lld train / %lld test images of %d×%d×%d, batch %lld, %d threads\n",
+                nf_model_name(cfg.model), o->data, (long long)nf_flow_num_params(f), (int)nf_flow_num_layers(f), (long long)train->n,
+                (long long)test->n, (int)train->C, (int)train->H, (int)train->W, (long long)to.batch, nf_get_threads());
+    int tty = isatty(2);
+    double t0 = now(), last = t0, ema = NAN;
+    int64_t consecutive = 0;
+    for (int64_t s = 1; s <= o->steps; s++) {
+        double loss = NAN, gn = NAN;
+        nf_status st = nf_trainer_step(tr, &loss, &gn);
+        if (st == NF_ERR_NUMERIC) {
+            if (!o->quiet) fprintf(stderr, "%swarning: step %lld: %s\n", tty ? "\n" : "", (long long)s, nf_last_error());
+            if (++consecutive >= 50) die("50 consecutive non-finite steps; stopping (try a lower --lr)");
+            continue;
+        }
+        check(st);
+        consecutive = 0;
+        double bpd = nf_bits_per_dim(loss, D, o->bits);
+        ema = isnan(ema) ? bpd : 0.98 * ema + 0.02 * bpd;
+        double t = now(), el = t - t0, ips = (double)s * (double)to.batch / el, epoch = (double)s * (double)to.batch / (double)train->n;
+        fprintf(lg, "%lld,%.4f,%.5f,%.5g,%.1f,%.2f\n", (long long)s, epoch, bpd, gn, ips, el);
+        if (s % o->ck_every == 0 || s == o->steps) {
+            nf_flow_set_training(f, 0);
+            check(nf_flow_save(f, o->out));
+            nf_flow_set_training(f, 1);
+            fflush(lg);
+        }
+        if (s % o->smp_every == 0 || s == o->steps) {
+            nf_flow_set_training(f, 0);
+            write_sample_grid(f, 12345, 0.7, NS, smppath);
+            nf_flow_set_training(f, 1);
+        }
+        if (!o->quiet && (s == o->steps || (tty ? t - last > 0.5 : s % (o->steps / 20 ? o->steps / 20 : 1) == 0))) {
+            char eta[32];
+            fmt_time(el / (double)s * (double)(o->steps - s), eta, sizeof eta);
+            fprintf(stderr, "%sepoch %.2f  step %lld/%lld  %.3f bits/dim  %.1f images/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
+                    (long long)o->steps, ema, ips, eta, tty ? "   " : "\n");
+            last = t;
+        }
+    }
+    if (!o->quiet && tty) fputc('\n', stderr);
+    fclose(lg);
+    nf_flow_set_training(f, 0);
+    double bpd, se, rec;
+    check(nf_flow_evaluate_images(f, test, o->bits, 7, &bpd, &se, &rec));
+    printf("test %.4f ± %.4f bits/dim over %lld images (%d-bit), max reconstruction error %.2g; saved %s, samples %s\n", bpd, se,
+           (long long)test->n, (int)o->bits, rec, o->out, smppath);
+    nf_trainer_free(tr), nf_flow_free(f), nf_images_free(train), nf_images_free(test);
+    return 0;
+}
+
 static int cmd_train(int argc, char **argv) {
     static const int allowed[] = {O_MODEL, O_DATA, O_OUT, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS,
                                   O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR,
                                   O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC,
-                                  O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, 0};
+                                  O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY,
+                                  O_SMPEVERY, O_TESTDATA, 0};
     opts o;
     parse(argc, argv, allowed, train_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
+    if (is_image_data(o.data)) return train_images(&o);
     int is_csv = nf_toy_known(o.data) < 0;
     nf_config cfg;
     if (nf_model_from_name(o.model) < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow)", o.model);
@@ -359,11 +497,22 @@ static const char *eval_help =
     "dataset (seed as at training gives the same test set), of every row for a CSV.\n";
 
 static int cmd_eval(int argc, char **argv) {
-    static const int allowed[] = {O_MODEL, O_DATA, O_NTEST, O_SEED, O_THREADS, 0};
+    static const int allowed[] = {O_MODEL, O_DATA, O_NTEST, O_SEED, O_THREADS, O_BITS, O_TESTDATA, 0};
     opts o;
     parse(argc, argv, allowed, eval_help, &o);
     need(o.model, "model"), need(o.data, "data");
     nf_flow *f = load_model(o.model);
+    if (is_image_data(o.data)) { /* the test set of fashion-mnist, or the IDX file itself */
+        nf_images *im;
+        if (strcmp(o.data, "fashion-mnist") == 0) load_images(&o, NULL, &im);
+        else check(nf_images_load_idx(o.data, NULL, &im));
+        double bpd, se, rec;
+        check(nf_flow_evaluate_images(f, im, o.bits, o.seed, &bpd, &se, &rec));
+        printf("%.4f ± %.4f bits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g\n", bpd, se,
+               (long long)im->n, o.data, (int)o.bits, rec);
+        nf_images_free(im), nf_flow_free(f);
+        return 0;
+    }
     nf_dataset *d;
     if (nf_toy_known(o.data) >= 0) check(nf_dataset_toy(o.data, o.ntest, o.seed * 2 + 2, &d));
     else load_data(&o, &d, NULL);
@@ -399,6 +548,15 @@ static int cmd_sample(int argc, char **argv) {
     parse(argc, argv, allowed, sample_help, &o);
     need(o.model, "model");
     nf_flow *f = load_model(o.model);
+    if (image_model(f)) { /* an image grid */
+        need(o.out, "out");
+        int64_t n = o.set_n ? o.n : 64;
+        if (n > 4096) die("option -n: at most 4096 images in one grid");
+        write_sample_grid(f, o.seed, o.temperature, n, o.out);
+        printf("wrote %s (%lld samples at temperature %g)\n", o.out, (long long)n, o.temperature);
+        nf_flow_free(f);
+        return 0;
+    }
     nf_dataset d = {o.n, nf_flow_dim(f), malloc(sizeof(nf_real) * (size_t)o.n * (size_t)nf_flow_dim(f))};
     if (!d.x) die("out of memory for %lld samples", (long long)o.n);
     nf_rng r;
