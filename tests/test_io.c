@@ -136,6 +136,37 @@ static void test_checkpoint_round_trip(void **state) {
     }
 }
 
+/* an image Glow (squeeze, split, conv couplings) survives the round trip too, ActNorm's flag included */
+static void test_checkpoint_image_model(void **state) {
+    (void)state;
+    nf_config c;
+    nf_config_default_image(&c, NF_MODEL_GLOW, 1, 8, 8);
+    c.depth = 2, c.hidden = 8;
+    nf_flow *f, *g;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    nf_rng r;
+    nf_rng_seed(&r, 5);
+    nf_real x[16 * 64], l1[16], l2[16];
+    for (int i = 0; i < 16 * 64; i++) x[i] = (nf_real)(0.3 * nf_rng_normal(&r));
+    nf_flow_set_training(f, 1);
+    assert_int_equal(nf_flow_log_prob(f, x, l1, 16), NF_OK); /* ActNorm initialises */
+    nf_flow_set_training(f, 0);
+    for (int64_t i = 0; i < nf_flow_num_params(f); i++) nf_flow_params(f)[i] += (nf_real)(0.01 * nf_rng_normal(&r));
+    const char *p = path_of("img.ckpt");
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    assert_int_equal(nf_flow_load(p, &g), NF_OK);
+    assert_int_equal(nf_flow_config(g)->height, 8);
+    assert_int_equal(nf_flow_num_layers(f), nf_flow_num_layers(g));
+    assert_int_equal(nf_flow_log_prob(f, x, l1, 16), NF_OK);
+    assert_int_equal(nf_flow_log_prob(g, x, l2, 16), NF_OK);
+    assert_memory_equal(l1, l2, sizeof l1);
+    /* a training step on g must not re-initialise ActNorm: the flag was saved */
+    nf_flow_set_training(g, 1);
+    assert_int_equal(nf_flow_log_prob(g, x, l2, 16), NF_OK);
+    assert_memory_equal(l1, l2, sizeof l1);
+    nf_flow_free(f), nf_flow_free(g);
+}
+
 static long file_size(const char *p) {
     FILE *fp = fopen(p, "rb");
     fseek(fp, 0, SEEK_END);
@@ -302,6 +333,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_valid),          cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad_files),
+        cmocka_unit_test(test_checkpoint_image_model),
         cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
         cmocka_unit_test(test_png_and_plot),
     };
