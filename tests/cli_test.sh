@@ -44,6 +44,15 @@ awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); print
 "$NFLOW" train --model glow --data "$T/d.csv" --steps 30 --batch 64 --out "$T/g.ckpt" --quiet --test-out "$T/test.csv" >/dev/null && ok || bad "train on CSV"
 "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" >/dev/null && ok || bad "eval on CSV"
 
+# images: a small random IDX file (100 images of 8 × 8), a tiny Glow, eval and a sample grid
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x08\x00\x00\x00\x08'; head -c 6400 /dev/urandom; } >"$T/small-idx3-ubyte"
+"$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --levels 2 --depth 1 --hidden 4 \
+    --steps 5 --batch 10 --out "$T/img.ckpt" --quiet >"$T/img.out" 2>&1 && grep -q "bits/dim" "$T/img.out" && ok || bad "image train: $(cat "$T/img.out")"
+[ "$(head -c 4 "$T/img.ckpt.samples.png" | tail -c 3)" = "PNG" ] && ok || bad "image training wrote no sample grid"
+"$NFLOW" eval --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" | grep -q "reconstruction error" && ok || bad "image eval"
+"$NFLOW" sample --model "$T/img.ckpt" -n 9 --temperature 0.5 --out "$T/grid.png" >/dev/null && \
+    [ "$(head -c 4 "$T/grid.png" | tail -c 3)" = "PNG" ] && ok || bad "image sample grid"
+
 # --- bad input
 printf '1,2\n3,oops\n' >"$T/nonnum.csv"
 printf '1,2\n3,4,5\n' >"$T/ragged.csv"
@@ -73,6 +82,11 @@ expect_error "plot needs a 2-D model" "$NFLOW" plot --model "$T/g.ckpt" --out "$
 expect_error "temperature" "$NFLOW" sample --model "$T/m.ckpt" --temperature -1
 expect_error "unknown command 'fly'" "$NFLOW" fly
 expect_error "cannot open for writing" "$NFLOW" sample --model "$T/m.ckpt" --out /nonexistent-dir/s.csv
+printf 'not an idx file at all' >"$T/bad-idx3-ubyte"
+expect_error "bad-idx3-ubyte: not an IDX file" "$NFLOW" train --model glow --data "$T/bad-idx3-ubyte" --out "$T/x.ckpt"
+expect_error "images have 784 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data fashion-mnist
+expect_error "needs --test-data" "$NFLOW" train --model glow --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
+expect_error "realnvp image models" "$NFLOW" train --model realnvp --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --test-data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 

@@ -253,7 +253,12 @@ static const char *train_help =
     "  --prior normal|logistic|diag_gaussian --coupling affine|additive (glow)\n"
     "  --lu 0|1 (glow: LU-parameterised linear)  --batchnorm 0|1 (realnvp)  --actnorm 0|1 (nice, realnvp)\n"
     "  --init-std S         std of the coupling nets' last-layer init (0: every coupling starts as the\n"
-    "                       identity; NICE on mirror-symmetric data like 8gaussians needs e.g. 0.01)\n";
+    "                       identity; NICE on mirror-symmetric data like 8gaussians needs e.g. 0.01)\n"
+    "Images (--data fashion-mnist, or --data TRAIN-images-idx3-ubyte[.gz] --test-data TEST-...):\n"
+    "  glow: --levels L (2) × --depth K (8) steps of width --hidden (128); nice: flattened, 4 × 5×1000 MLPs\n"
+    "  --bits N             reduce pixels to N bits (8)       --batch B (64)   --warmup N (500)\n"
+    "  --checkpoint-every N save MODEL.ckpt every N steps (1000)\n"
+    "  --sample-every N     write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)\n";
 
 static void build_config(const opts *o, int32_t dim, int is_csv, nf_config *c) {
     int m = nf_model_from_name(o->model);
@@ -494,7 +499,9 @@ static int cmd_train(int argc, char **argv) {
 static const char *eval_help =
     "usage: nflow eval --model MODEL.ckpt --data NAME|FILE.csv [--test-size N] [--seed S] [--threads T]\n"
     "Mean log-likelihood (nats per sample) with its standard error: of fresh test points for a built-in\n"
-    "dataset (seed as at training gives the same test set), of every row for a CSV.\n";
+    "dataset (seed as at training gives the same test set), of every row for a CSV.\n"
+    "Image models: --data fashion-mnist (its test set) or an IDX file, [--bits N]: bits/dim ± standard\n"
+    "error and the largest reconstruction error |x − G(G⁻¹(x))|.\n";
 
 static int cmd_eval(int argc, char **argv) {
     static const int allowed[] = {O_MODEL, O_DATA, O_NTEST, O_SEED, O_THREADS, O_BITS, O_TESTDATA, 0};
@@ -527,7 +534,8 @@ static int cmd_eval(int argc, char **argv) {
 /* ------------------------------------------------------------------ sample / encode / decode */
 static const char *sample_help =
     "usage: nflow sample --model MODEL.ckpt [-n N] [--temperature T] [--seed S] [--out FILE.csv]\n"
-    "Draw x = G(z), z ~ prior with its scale multiplied by T (default 1). CSV to FILE or standard output.\n";
+    "Draw x = G(z), z ~ prior with its scale multiplied by T (default 1). CSV to FILE or standard output;\n"
+    "for an image model a PNG grid (--out required, -n default 64).\n";
 
 static void write_rows(const nf_dataset *d, const char *out, const char *prefix) {
     if (out) {
