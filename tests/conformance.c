@@ -115,6 +115,24 @@ static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
     }
 }
 
+/* Central difference of the mean NLL of batch x in vals[k] (an input or a parameter) against the
+ * analytic derivative; the error, in units of the tolerance, is folded into r. */
+static void fd_compare(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, nf_real analytic, report *r,
+                       const char *mode, const char *what, const char *tensor) {
+    nf_real keep = vals[k];
+    vals[k] = keep + (nf_real)(g_h * FD_H);
+    double lp = loss_of(f, x, N);
+    vals[k] = keep - (nf_real)(g_h * FD_H);
+    double lm = loss_of(f, x, N);
+    vals[k] = keep;
+    double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(analytic, num);
+    r->finite &= isfinite(analytic);
+    r->grad_abs = fmax(r->grad_abs, fabs(analytic - num));
+    r->nbad += e >= 1, r->ntotal++;
+    if (e > r->grad)
+        r->grad = e, snprintf(r->where, sizeof r->where, "%s: %s %lld %s: analytic %.8g, numeric %.8g", mode, what, (long long)k, tensor, (double)analytic, num);
+}
+
 /* (d): analytic gradient of the mean NLL vs central differences, for every input and parameter */
 static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char *mode) {
     int32_t D = nf_flow_dim(f);
@@ -127,37 +145,13 @@ static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char
     r->finite &= isfinite(loss);
     nf_real *g = malloc(sizeof(nf_real) * (size_t)(P > 0 ? P : 1));
     memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
-    for (int64_t k = 0; k < N * D; k++) {
-        nf_real keep = x[k];
-        x[k] = keep + (nf_real)(g_h * FD_H);
-        double lp = loss_of(f, x, N);
-        x[k] = keep - (nf_real)(g_h * FD_H);
-        double lm = loss_of(f, x, N);
-        x[k] = keep;
-        double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(dx[k], num);
-        r->finite &= isfinite(dx[k]);
-        r->grad_abs = fmax(r->grad_abs, fabs(dx[k] - num));
-        r->nbad += e >= 1, r->ntotal++;
-        if (e > r->grad) r->grad = e, snprintf(r->where, sizeof r->where, "%s: input %lld: analytic %.8g, numeric %.8g", mode, (long long)k, (double)dx[k], num);
-    }
+    for (int64_t k = 0; k < N * D; k++) fd_compare(f, x, x, k, dx[k], r, mode, "input", "");
     nf_real *p = nf_flow_params(f);
     for (int64_t k = 0; k < P; k++) {
-        nf_real keep = p[k];
-        p[k] = keep + (nf_real)(g_h * FD_H);
-        double lp = loss_of(f, x, N);
-        p[k] = keep - (nf_real)(g_h * FD_H);
-        double lm = loss_of(f, x, N);
-        p[k] = keep;
-        double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(g[k], num);
-        r->finite &= isfinite(g[k]);
-        r->grad_abs = fmax(r->grad_abs, fabs(g[k] - num));
-        r->nbad += e >= 1, r->ntotal++;
-        if (e > r->grad) {
-            const char *tn = "?";
-            for (int32_t t = 0; t < f->ctx.ntensors; t++)
-                if (f->ctx.tensors[t].kind == NF_TENSOR_PARAM && k >= f->ctx.tensors[t].offset && k < f->ctx.tensors[t].offset + f->ctx.tensors[t].count) tn = f->ctx.tensors[t].name;
-            r->grad = e, snprintf(r->where, sizeof r->where, "%s: param %lld (%s): analytic %.8g, numeric %.8g", mode, (long long)k, tn, (double)g[k], num);
-        }
+        const char *tn = "?";
+        for (int32_t t = 0; t < f->ctx.ntensors; t++)
+            if (f->ctx.tensors[t].kind == NF_TENSOR_PARAM && k >= f->ctx.tensors[t].offset && k < f->ctx.tensors[t].offset + f->ctx.tensors[t].count) tn = f->ctx.tensors[t].name;
+        fd_compare(f, x, p, k, g[k], r, mode, "param", tn);
     }
     free(g);
 }
