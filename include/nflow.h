@@ -249,6 +249,13 @@ int64_t nf_trainer_steps(const nf_trainer *t);
  * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon);
+/* z = G⁻¹(x) of the images idx[0..n) (pixels at the centre of their bins, reduced to `bits`): the
+ * latents used for interpolation and attribute vectors. z: (n, D). */
+nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,
+                                nf_real *z);
+/* Mean latent of (at most max_n) images with the given label; count receives how many were used. */
+nf_status nf_flow_mean_latent(nf_flow *f, const nf_images *im, int32_t label, int64_t max_n, int32_t bits,
+                              nf_real *zmean, int64_t *count);
 /* Mean test log-likelihood (nats/sample) and its standard error over all rows of ds. */
 nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *stderr_ll);
 

@@ -162,3 +162,41 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
     if (!isfinite(mean)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
     return NF_OK;
 }
+
+nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,
+                                nf_real *z) {
+    int64_t D = (int64_t)im->C * im->H * im->W;
+    if (D != f->cfg.dim) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)f->cfg.dim);
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= im->n) return nf_fail(NF_ERR_INVALID, "image index %lld: the data has images 0..%lld", (long long)idx[i], (long long)im->n - 1);
+    nf_images_dequantize(im, idx, n, bits, NULL, z); /* u = ½: the centre of each pixel's bin */
+    int training = f->training;
+    f->training = 0;
+    nf_status st = nf_flow_forward(f, z, z, NULL, n);
+    f->training = training;
+    return st;
+}
+
+nf_status nf_flow_mean_latent(nf_flow *f, const nf_images *im, int32_t label, int64_t max_n, int32_t bits,
+                              nf_real *zmean, int64_t *count) {
+    if (!im->labels) return nf_fail(NF_ERR_INVALID, "the images have no labels");
+    int64_t D = f->cfg.dim, chunk = 64, used = 0, idx[64];
+    nf_real *z = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
+    double *acc = nf_xcalloc((size_t)D, sizeof(double));
+    nf_status st = z && acc ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < im->n && used < max_n && !st;) {
+        int64_t m = 0;
+        for (; i < im->n && m < chunk && used + m < max_n; i++)
+            if (im->labels[i] == label) idx[m++] = i;
+        if (m == 0) break;
+        if ((st = nf_flow_encode_images(f, im, idx, m, bits, z))) break;
+        for (int64_t k = 0; k < m * D; k++) acc[k % D] += z[k];
+        used += m;
+    }
+    if (!st && used == 0) st = nf_fail(NF_ERR_INVALID, "no image has label %d", (int)label);
+    if (!st)
+        for (int64_t j = 0; j < D; j++) zmean[j] = (nf_real)(acc[j] / (double)used);
+    if (count) *count = used;
+    free(z), free(acc);
+    return st;
+}

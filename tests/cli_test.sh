@@ -53,6 +53,13 @@ awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); print
 "$NFLOW" sample --model "$T/img.ckpt" -n 9 --temperature 0.5 --out "$T/grid.png" >/dev/null && \
     [ "$(head -c 4 "$T/grid.png" | tail -c 3)" = "PNG" ] && ok || bad "image sample grid"
 
+{ printf '\x00\x00\x08\x01\x00\x00\x00\x64'; head -c 50 /dev/zero; head -c 50 /dev/zero | tr '\0' '\1'; } >"$T/small-labels-idx1-ubyte"
+"$NFLOW" interpolate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 5 --frames 4 --out "$T/interp.png" >/dev/null && \
+    [ "$(head -c 4 "$T/interp.png" | tail -c 3)" = "PNG" ] && ok || bad "interpolate"
+"$NFLOW" manipulate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --labels "$T/small-labels-idx1-ubyte" --class-a 0 --class-b 1 \
+    --images 0,60 --strengths -1,0,1 --out "$T/manip.png" >/dev/null && \
+    [ "$(head -c 4 "$T/manip.png" | tail -c 3)" = "PNG" ] && ok || bad "manipulate"
+
 # --- bad input
 printf '1,2\n3,oops\n' >"$T/nonnum.csv"
 printf '1,2\n3,4,5\n' >"$T/ragged.csv"
@@ -87,6 +94,10 @@ expect_error "bad-idx3-ubyte: not an IDX file" "$NFLOW" train --model glow --dat
 expect_error "images have 784 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data fashion-mnist
 expect_error "needs --test-data" "$NFLOW" train --model glow --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
 expect_error "realnvp image models" "$NFLOW" train --model realnvp --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --test-data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
+expect_error "image index 1000: the data has images 0..99" "$NFLOW" interpolate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 1000 --out "$T/no.png"
+expect_error "no image has label 7" "$NFLOW" manipulate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --labels "$T/small-labels-idx1-ubyte" --class-a 7 --class-b 1 --images 0 --out "$T/no.png"
+expect_error "no labels" "$NFLOW" manipulate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --class-a 0 --class-b 1 --images 0 --out "$T/no.png"
+expect_error "not an image model" "$NFLOW" interpolate --model "$T/m.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 1 --out "$T/no.png"
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 

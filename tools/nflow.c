@@ -41,6 +41,10 @@ typedef struct {
     const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule, *test_data;
     int32_t levels, bits;
     int64_t ck_every, smp_every;
+    int64_t from, to, frames, class_a, class_b, per_class, nimages, nstrengths;
+    int64_t images[64];
+    double strengths[64];
+    const char *labels;
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
     double lr, clip, temperature, test_frac;
     uint64_t seed;
@@ -53,7 +57,7 @@ typedef struct {
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -77,6 +81,11 @@ static const struct option all_options[] = {
     {"levels", required_argument, 0, O_LEVELS},     {"bits", required_argument, 0, O_BITS},
     {"checkpoint-every", required_argument, 0, O_CKEVERY}, {"sample-every", required_argument, 0, O_SMPEVERY},
     {"test-data", required_argument, 0, O_TESTDATA},
+    {"from", required_argument, 0, O_FROM},         {"to", required_argument, 0, O_TO},
+    {"frames", required_argument, 0, O_FRAMES},     {"class-a", required_argument, 0, O_CLASSA},
+    {"class-b", required_argument, 0, O_CLASSB},    {"images", required_argument, 0, O_IMAGES},
+    {"strengths", required_argument, 0, O_STRENGTHS}, {"per-class", required_argument, 0, O_PERCLASS},
+    {"labels", required_argument, 0, O_LABELS},
     {0, 0, 0, 0}};
 
 static int64_t parse_int(const char *opt, const char *s, int64_t lo, int64_t hi) {
@@ -121,6 +130,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
     o->ntrain = 100000, o->ntest = 20000, o->test_frac = 0.1, o->size = 256, o->warmup = 100, o->clip = 100;
     o->standardize = "auto", o->schedule = "constant";
     o->bits = 8, o->ck_every = 1000, o->smp_every = 1000;
+    o->from = o->to = o->class_a = o->class_b = -1, o->frames = 8, o->per_class = 1000;
     opterr = 0;
     optind = 1;
     int c;
@@ -152,6 +162,28 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_CKEVERY: o->ck_every = parse_int(n, optarg, 1, 100000000); break;
         case O_SMPEVERY: o->smp_every = parse_int(n, optarg, 1, 100000000); break;
         case O_TESTDATA: o->test_data = optarg; break;
+        case O_FROM: o->from = parse_int(n, optarg, 0, INT64_MAX); break;
+        case O_TO: o->to = parse_int(n, optarg, 0, INT64_MAX); break;
+        case O_FRAMES: o->frames = parse_int(n, optarg, 2, 64); break;
+        case O_CLASSA: o->class_a = parse_int(n, optarg, 0, 255); break;
+        case O_CLASSB: o->class_b = parse_int(n, optarg, 0, 255); break;
+        case O_PERCLASS: o->per_class = parse_int(n, optarg, 1, 100000000); break;
+        case O_LABELS: o->labels = optarg; break;
+        case O_IMAGES:
+        case O_STRENGTHS: { /* comma-separated lists */
+            char buf[1024], *save = NULL;
+            snprintf(buf, sizeof buf, "%s", optarg);
+            int64_t k = 0;
+            for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (k == 64) die("option --%s: at most 64 values", n);
+                if (c == O_IMAGES) o->images[k++] = parse_int(n, t, 0, INT64_MAX);
+                else o->strengths[k++] = parse_real(n, t, -100, 100);
+            }
+            if (k == 0) die("option --%s: needs a comma-separated list", n);
+            if (c == O_IMAGES) o->nimages = k;
+            else o->nstrengths = k;
+            break;
+        }
         case O_LR: o->lr = parse_real(n, optarg, 1e-12, 10); break;
         case O_SEED: o->seed = (uint64_t)parse_int(n, optarg, 0, INT64_MAX); break;
         case O_THREADS: o->threads = (int)parse_int(n, optarg, 1, 256); break;
@@ -598,6 +630,94 @@ static int cmd_code(int argc, char **argv, int encode) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ interpolate / manipulate */
+/* the images to draw from: fashion-mnist's test set (with labels) or an IDX file (labels: --labels) */
+static nf_images *load_image_source(const opts *o) {
+    nf_images *im;
+    if (strcmp(o->data, "fashion-mnist") == 0) load_images(o, NULL, &im);
+    else check(nf_images_load_idx(o->data, o->labels, &im));
+    return im;
+}
+
+static void decode_grid(nf_flow *f, nf_real *z, int64_t n, int32_t cols, const char *path) {
+    const nf_config *c = nf_flow_config(f);
+    check(nf_flow_inverse(f, z, z, NULL, n));
+    check(nf_images_grid_png(z, n, c->channels, c->height, c->width, cols, 3, path));
+}
+
+static const char *interp_help =
+    "usage: nflow interpolate --model MODEL.ckpt --data fashion-mnist|IMAGES-idx3-ubyte[.gz] --from I --to J\n"
+    "                         [--frames N] --out STRIP.png\n"
+    "Linear interpolation in latent space between two real images: z = (1 − t)·G⁻¹(x_I) + t·G⁻¹(x_J) for\n"
+    "N (8) values of t from 0 to 1, decoded by G. The strip shows x_I, the N decodings, x_J.\n";
+
+static int cmd_interpolate(int argc, char **argv) {
+    static const int allowed[] = {O_MODEL, O_DATA, O_FROM, O_TO, O_FRAMES, O_OUT, O_BITS, O_THREADS, O_LABELS, 0};
+    opts o;
+    parse(argc, argv, allowed, interp_help, &o);
+    need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
+    if (o.from < 0 || o.to < 0) die("missing --from or --to (image indices)");
+    nf_flow *f = load_model(o.model);
+    if (!image_model(f)) die("%s is not an image model", o.model);
+    nf_images *im = load_image_source(&o);
+    int64_t D = nf_flow_dim(f), N = o.frames, idx[2] = {o.from, o.to};
+    nf_real *z = malloc(sizeof(nf_real) * (size_t)((N + 2) * D)), ends[2 * 4096];
+    nf_real *ze = D <= 4096 ? ends : malloc(sizeof(nf_real) * (size_t)(2 * D));
+    if (!z || !ze) die("out of memory");
+    check(nf_flow_encode_images(f, im, idx, 2, o.bits, ze));
+    for (int64_t k = 0; k < N; k++) {
+        double t = (double)k / (double)(N - 1);
+        for (int64_t j = 0; j < D; j++) z[(k + 1) * D + j] = (nf_real)((1 - t) * ze[j] + t * ze[D + j]);
+    }
+    memcpy(z, ze, sizeof(nf_real) * (size_t)D); /* decode(encode(x)) = x: the end images themselves */
+    memcpy(z + (N + 1) * D, ze + D, sizeof(nf_real) * (size_t)D);
+    decode_grid(f, z, N + 2, (int32_t)(N + 2), o.out);
+    printf("wrote %s: image %lld → image %lld in %lld steps\n", o.out, (long long)o.from, (long long)o.to, (long long)N);
+    if (ze != ends) free(ze);
+    free(z), nf_images_free(im), nf_flow_free(f);
+    return 0;
+}
+
+static const char *manip_help =
+    "usage: nflow manipulate --model MODEL.ckpt --data fashion-mnist|IMAGES-idx3-ubyte[.gz] [--labels FILE]\n"
+    "                        --class-a A --class-b B --images I,J,… [--strengths s1,s2,…] [--per-class N]\n"
+    "                        --out GRID.png\n"
+    "Attribute manipulation: v = mean G⁻¹(x) over class B − mean over class A (up to N (1000) images each);\n"
+    "row i of the grid decodes G⁻¹(x_i) + s·v for each strength s (default −1,−0.5,0,0.5,1,1.5).\n";
+
+static int cmd_manipulate(int argc, char **argv) {
+    static const int allowed[] = {O_MODEL, O_DATA, O_LABELS, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_OUT, O_BITS, O_THREADS, 0};
+    opts o;
+    parse(argc, argv, allowed, manip_help, &o);
+    need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
+    if (o.class_a < 0 || o.class_b < 0) die("missing --class-a or --class-b");
+    if (o.nimages == 0) die("missing --images (indices of the images to change)");
+    if (o.nstrengths == 0) {
+        double def[6] = {-1, -0.5, 0, 0.5, 1, 1.5};
+        memcpy(o.strengths, def, sizeof def);
+        o.nstrengths = 6;
+    }
+    nf_flow *f = load_model(o.model);
+    if (!image_model(f)) die("%s is not an image model", o.model);
+    nf_images *im = load_image_source(&o);
+    if (!im->labels) die("%s: no labels (give --labels LABELS-idx1-ubyte[.gz])", o.data);
+    int64_t D = nf_flow_dim(f), na, nb, rows = o.nimages, cols = o.nstrengths;
+    nf_real *ma = malloc(sizeof(nf_real) * (size_t)D), *mb = malloc(sizeof(nf_real) * (size_t)D);
+    nf_real *zi = malloc(sizeof(nf_real) * (size_t)(rows * D)), *z = malloc(sizeof(nf_real) * (size_t)(rows * cols * D));
+    if (!ma || !mb || !zi || !z) die("out of memory");
+    check(nf_flow_mean_latent(f, im, (int32_t)o.class_a, o.per_class, o.bits, ma, &na));
+    check(nf_flow_mean_latent(f, im, (int32_t)o.class_b, o.per_class, o.bits, mb, &nb));
+    check(nf_flow_encode_images(f, im, o.images, rows, o.bits, zi));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < cols; k++)
+            for (int64_t j = 0; j < D; j++) z[(r * cols + k) * D + j] = zi[r * D + j] + (nf_real)o.strengths[k] * (mb[j] - ma[j]);
+    decode_grid(f, z, rows * cols, (int32_t)cols, o.out);
+    printf("wrote %s: attribute = mean latent of class %lld (%lld images) − class %lld (%lld images)\n", o.out,
+           (long long)o.class_b, (long long)nb, (long long)o.class_a, (long long)na);
+    free(ma), free(mb), free(zi), free(z), nf_images_free(im), nf_flow_free(f);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ plot */
 static const char *plot_help =
     "usage: nflow plot --model MODEL.ckpt --out FIG.png [--data NAME|FILE.csv] [--size PX] [--seed S]\n"
@@ -657,7 +777,9 @@ static const char *main_help =
     "  sample   draw samples x = G(z) (with temperature) as CSV\n"
     "  encode   z = G⁻¹(x) for the rows of a CSV\n"
     "  decode   x = G(z) for the rows of a latent CSV\n"
-    "  plot     density, samples and warped-grid picture of a 2-D model (PNG)\n";
+    "  plot     density, samples and warped-grid picture of a 2-D model (PNG)\n"
+    "  interpolate  linear interpolation in latent space between two real images (PNG strip)\n"
+    "  manipulate   add a class-difference attribute vector to images at several strengths (PNG grid)\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -680,7 +802,9 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "decode")) return cmd_code(argc, argv, 0);
     if (!strcmp(c, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(c, "demo")) return cmd_demo(argc, argv);
+    if (!strcmp(c, "interpolate")) return cmd_interpolate(argc, argv);
+    if (!strcmp(c, "manipulate")) return cmd_manipulate(argc, argv);
     g_cmd = "nflow";
-    die("unknown command '%s' (one of: demo, train, eval, sample, encode, decode, plot)", c);
+    die("unknown command '%s' (one of: demo, train, eval, sample, encode, decode, plot, interpolate, manipulate)", c);
     return 1;
 }
