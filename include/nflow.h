@@ -245,6 +245,13 @@ void nf_trainer_free(nf_trainer *t);
  * loss or gradient skips the update and returns NF_ERR_NUMERIC (the parameters are unchanged). */
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm);
 int64_t nf_trainer_steps(const nf_trainer *t);
+/* A checkpoint that can be resumed: the model (loadable by nf_flow_load as usual) plus Adam's moments
+ * and step, the random-number state and the position in the shuffled epoch. */
+nf_status nf_trainer_save(nf_trainer *t, const char *path);
+/* Continue exactly where nf_trainer_save left off: t must be a fresh trainer for the flow loaded from
+ * the same file (nf_flow_load) and the same data and options. N steps, save, resume, M steps gives
+ * bit-for-bit the parameters of N + M uninterrupted steps. */
+nf_status nf_trainer_resume(nf_trainer *t, const char *path);
 /* Test bits/dim of images (uniform dequantisation with seed) with its standard error, and (if
  * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,

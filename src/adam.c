@@ -63,3 +63,5 @@ double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
     }
     return norm;
 }
+
+void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t) { *m = a->m, *v = a->v, *t = &a->t; }

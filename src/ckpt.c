@@ -82,7 +82,9 @@ static const nf_real *tensor_src(const nf_flow *f, const nf_tensor_info *t) {
     return (t->kind == NF_TENSOR_PARAM ? f->ctx.params : f->ctx.buffers) + t->offset;
 }
 
-nf_status nf_flow_save(const nf_flow *f, const char *path) {
+nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save(f, path, NULL, NULL, NULL); }
+
+nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const char *trainer_json) {
     const nf_flow_ctx *c = &f->ctx;
     cJSON *h = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *cfg = config_json(&f->cfg);
     cJSON *kinds = cJSON_CreateArray();
@@ -92,10 +94,14 @@ nf_status nf_flow_save(const nf_flow *f, const char *path) {
         st = nf_fail(NF_ERR_NOMEM, "out of memory");
         goto done;
     }
-    /* CRC of the data section, in tensor order */
+    /* CRC of the whole data section: the tensors in file order, then the optimiser moments */
     uLong crc = crc32(0L, Z_NULL, 0);
     for (int32_t i = 0; i < c->ntensors; i++)
         crc = crc32(crc, (const Bytef *)tensor_src(f, &c->tensors[i]), (uInt)(sizeof(nf_real) * (size_t)c->tensors[i].count));
+    if (om && ov) {
+        crc = crc32(crc, (const Bytef *)om, (uInt)(sizeof(nf_real) * (size_t)c->nparams));
+        crc = crc32(crc, (const Bytef *)ov, (uInt)(sizeof(nf_real) * (size_t)c->nparams));
+    }
     for (int32_t k = 0; k < f->nlayers; k++) cJSON_AddItemToArray(kinds, cJSON_CreateString(f->layers[k]->ops->kind));
     cfgs = cJSON_PrintUnformatted(cfg);
     kinds_s = cJSON_PrintUnformatted(kinds);
@@ -108,6 +114,7 @@ nf_status nf_flow_save(const nf_flow *f, const char *path) {
     cJSON_AddStringToObject(meta, "config", cfgs ? cfgs : "");
     cJSON_AddStringToObject(meta, "layers", kinds_s ? kinds_s : "");
     cJSON_AddStringToObject(meta, "data_crc32", crcs);
+    if (trainer_json) cJSON_AddStringToObject(meta, "trainer", trainer_json);
     cJSON_AddItemToObject(h, "__metadata__", meta);
     meta = NULL;
     uint64_t off = 0;
@@ -122,6 +129,18 @@ nf_status nf_flow_save(const nf_flow *f, const char *path) {
         cJSON_AddItemToObject(e, "shape", shape);
         cJSON_AddItemToObject(e, "data_offsets", offs);
         cJSON_AddItemToObject(h, t->name, e);
+        off += bytes;
+    }
+    for (int k = 0; om && ov && k < 2; k++) {
+        cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray();
+        uint64_t bytes = sizeof(nf_real) * (uint64_t)c->nparams;
+        cJSON_AddStringToObject(e, "dtype", DTYPE_NAME);
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)c->nparams));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
+        cJSON_AddItemToObject(e, "shape", shape);
+        cJSON_AddItemToObject(e, "data_offsets", offs);
+        cJSON_AddItemToObject(h, k ? "optimizer.adam_v" : "optimizer.adam_m", e);
         off += bytes;
     }
     hs = cJSON_PrintUnformatted(h);
@@ -144,6 +163,9 @@ nf_status nf_flow_save(const nf_flow *f, const char *path) {
         size_t cnt = (size_t)c->tensors[i].count;
         ok = fwrite(tensor_src(f, &c->tensors[i]), sizeof(nf_real), cnt, fp) == cnt;
     }
+    if (om && ov && ok)
+        ok = fwrite(om, sizeof(nf_real), (size_t)c->nparams, fp) == (size_t)c->nparams &&
+             fwrite(ov, sizeof(nf_real), (size_t)c->nparams, fp) == (size_t)c->nparams;
     st = nf_commit_temp(fp, tmp, path, ok);
 done:
     cJSON_Delete(h), cJSON_Delete(meta), cJSON_Delete(cfg), cJSON_Delete(kinds);
@@ -224,7 +246,8 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
     uint64_t dlen = len - 8 - hl;
     uLong crc = crc32(0L, Z_NULL, 0);
     int ntens = 0;
-    for (const cJSON *e = h->child; e; e = e->next) ntens += strcmp(e->string, "__metadata__") != 0;
+    for (const cJSON *e = h->child; e; e = e->next)
+        ntens += strcmp(e->string, "__metadata__") != 0 && strncmp(e->string, "optimizer.", 10) != 0;
     if (ntens != f->ctx.ntensors) {
         st = nf_fail(NF_ERR_FORMAT, "%s: %d tensors, the model of its config has %d", path, ntens, (int)f->ctx.ntensors);
         goto done;
@@ -253,7 +276,6 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
             goto done;
         }
         const unsigned char *src = data + (size_t)b0;
-        crc = crc32(crc, src, (uInt)(b1 - b0));
         nf_real *dst = (t->kind == NF_TENSOR_PARAM ? f->ctx.params : f->ctx.buffers) + t->offset;
         for (int64_t k = 0; k < t->count; k++) {
             if (esz == 4) {
@@ -271,6 +293,7 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
             }
         }
     }
+    crc = crc32(crc, data, (uInt)dlen);
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(meta, "data_crc32");
     if (cJSON_IsString(cs)) {
         char mine[16];
@@ -285,5 +308,40 @@ done:
     free(buf);
     if (st) nf_flow_free(f);
     else *out = f;
+    return st;
+}
+
+nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t nparams, char **trainer_json) {
+    *trainer_json = NULL;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    nf_status st = read_file(path, &buf, &len);
+    if (st) return st;
+    uint64_t hl = 0;
+    for (int b = 0; b < 8 && len >= 8; b++) hl |= (uint64_t)buf[b] << (8 * b);
+    cJSON *h = len >= 8 && hl <= len - 8 ? cJSON_ParseWithLength((const char *)buf + 8, (size_t)hl) : NULL;
+    const cJSON *meta = h ? cJSON_GetObjectItemCaseSensitive(h, "__metadata__") : NULL;
+    const cJSON *tr = meta ? cJSON_GetObjectItemCaseSensitive(meta, "trainer") : NULL;
+    if (!cJSON_IsString(tr)) st = nf_fail(NF_ERR_FORMAT, "%s: no training state (not saved by nflow train, or a plain model checkpoint)", path);
+    const unsigned char *data = buf + 8 + hl;
+    for (int k = 0; k < 2 && !st; k++) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(h, k ? "optimizer.adam_v" : "optimizer.adam_m");
+        const cJSON *of = e ? cJSON_GetObjectItemCaseSensitive(e, "data_offsets") : NULL;
+        const cJSON *dt = e ? cJSON_GetObjectItemCaseSensitive(e, "dtype") : NULL;
+        double b0 = cJSON_GetArraySize(of) == 2 ? cJSON_GetArrayItem(of, 0)->valuedouble : -1;
+        double b1 = cJSON_GetArraySize(of) == 2 ? cJSON_GetArrayItem(of, 1)->valuedouble : -1;
+        if (!cJSON_IsString(dt) || strcmp(dt->valuestring, DTYPE_NAME) != 0 || b0 < 0 ||
+            b1 - b0 != (double)(sizeof(nf_real) * (size_t)nparams) || b1 > (double)(len - 8 - hl))
+            st = nf_fail(NF_ERR_FORMAT, "%s: optimiser state missing or of the wrong size for this model", path);
+        else
+            memcpy(k ? v : m, data + (size_t)b0, sizeof(nf_real) * (size_t)nparams);
+    }
+    if (!st) {
+        *trainer_json = malloc(strlen(tr->valuestring) + 1);
+        if (!*trainer_json) st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        else strcpy(*trainer_json, tr->valuestring);
+    }
+    cJSON_Delete(h);
+    free(buf);
     return st;
 }

@@ -227,6 +227,16 @@ nf_status nf_flow_from_layers(nf_flow_ctx *ctx, nf_layer **layers, int32_t n, nf
 nf_status nf_ctx_allocate(nf_flow_ctx *c);
 void nf_ctx_free(nf_flow_ctx *c);
 
+/* ---------------------------------------------------------------- optimiser and checkpoint internals */
+/* Adam's moments (nparams each) and step counter, for checkpoints. */
+void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t);
+/* Save a flow; with m and v (nparams each) the file also holds "optimizer.adam_m"/"optimizer.adam_v",
+ * and trainer_json (may be NULL) goes into the metadata under "trainer". */
+nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *m, const nf_real *v, const char *trainer_json);
+/* Read the optimiser tensors and the "trainer" metadata of a checkpoint saved with them. *trainer_json
+ * is malloc'ed (caller frees). */
+nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t nparams, char **trainer_json);
+
 /* ---------------------------------------------------------------- misc */
 /* Write a whole buffer to path atomically (temporary file + rename). */
 nf_status nf_write_file_atomic(const char *path, const void *data, size_t len);

@@ -9,7 +9,8 @@ struct nf_trainer {
     int64_t *idx;             /* (batch) image indices of the current batch */
     nf_train_opts o;
     nf_adam *adam;
-    nf_rng rng;
+    nf_rng rng;               /* batches and dequantisation noise */
+    nf_rng shuffle_rng;       /* rng as it was when the current epoch was shuffled */
     int64_t *perm, pos, steps;
     nf_real *batch; /* (batch, D) */
 };
@@ -21,7 +22,11 @@ void nf_train_opts_default(nf_train_opts *o) {
     o->bits = 8;
 }
 
+/* A new epoch: the permutation is a function of the rng state alone (it starts from the identity),
+ * so a checkpoint can rebuild it from shuffle_rng. */
 static void shuffle(nf_trainer *t) {
+    t->shuffle_rng = t->rng;
+    for (int64_t i = 0; i < t->nrows; i++) t->perm[i] = i;
     for (int64_t i = t->nrows - 1; i > 0; i--) {
         int64_t k = (int64_t)(nf_rng_u64(&t->rng) % (uint64_t)(i + 1)), x = t->perm[i];
         t->perm[i] = t->perm[k], t->perm[k] = x;
@@ -54,7 +59,6 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *
         return st;
     }
     nf_rng_seed(&t->rng, o->seed);
-    for (int64_t i = 0; i < rows; i++) t->perm[i] = i;
     shuffle(t);
     nf_flow_set_training(f, 1);
     *out = t;
@@ -76,6 +80,90 @@ void nf_trainer_free(nf_trainer *t) {
 }
 
 int64_t nf_trainer_steps(const nf_trainer *t) { return t->steps; }
+
+static void rng_hex(const nf_rng *r, char *out) {
+    sprintf(out, "%016llx%016llx%016llx%016llx", (unsigned long long)r->s[0], (unsigned long long)r->s[1],
+            (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
+}
+
+static int rng_unhex(const char *s, nf_rng *r) {
+    if (!s || strlen(s) != 64) return 0;
+    for (int k = 0; k < 4; k++) {
+        char part[17];
+        memcpy(part, s + 16 * k, 16);
+        part[16] = 0;
+        char *end;
+        r->s[k] = strtoull(part, &end, 16);
+        if (*end) return 0;
+    }
+    return 1;
+}
+
+nf_status nf_trainer_save(nf_trainer *t, const char *path) {
+    nf_real *m, *v;
+    int64_t *at;
+    nf_adam_state(t->adam, &m, &v, &at);
+    char json[400], r1[65], r2[65];
+    rng_hex(&t->rng, r1);
+    rng_hex(&t->shuffle_rng, r2);
+    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"}",
+             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2);
+    int training = t->f->training;
+    nf_status st = nf_ckpt_save(t->f, path, m, v, json);
+    t->f->training = training;
+    return st;
+}
+
+/* read "key":integer from a small flat JSON object */
+static int json_int(const char *js, const char *key, long long *out) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(js, pat);
+    if (!p) return 0;
+    char *end;
+    *out = strtoll(p + strlen(pat), &end, 10);
+    return end != p + strlen(pat);
+}
+
+static int json_str(const char *js, const char *key, char *out, size_t n) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    const char *p = strstr(js, pat);
+    if (!p) return 0;
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    if (!e || (size_t)(e - p) >= n) return 0;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return 1;
+}
+
+nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
+    nf_real *m, *v;
+    int64_t *at;
+    nf_adam_state(t->adam, &m, &v, &at);
+    char *js = NULL;
+    nf_status st = nf_ckpt_read_trainer(path, m, v, t->f->ctx.nparams, &js);
+    if (st) return st;
+    long long steps, adam_t, pos, rows;
+    char r1[80], r2[80];
+    nf_rng rng, srng;
+    if (!json_int(js, "steps", &steps) || !json_int(js, "adam_t", &adam_t) || !json_int(js, "pos", &pos) ||
+        !json_int(js, "rows", &rows) || !json_str(js, "rng", r1, sizeof r1) || !json_str(js, "shuffle_rng", r2, sizeof r2) ||
+        !rng_unhex(r1, &rng) || !rng_unhex(r2, &srng))
+        st = nf_fail(NF_ERR_FORMAT, "%s: malformed training state", path);
+    else if (rows != t->nrows)
+        st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
+    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0)
+        st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
+    free(js);
+    if (st) return st;
+    t->rng = srng;
+    shuffle(t); /* rebuild the epoch's permutation; it leaves rng where the original run left it */
+    t->rng = rng, t->pos = pos, t->steps = steps;
+    *at = adam_t;
+    return NF_OK;
+}
 
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     int64_t B = t->o.batch, D = t->f->cfg.dim;

@@ -53,6 +53,12 @@ awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); print
 "$NFLOW" sample --model "$T/img.ckpt" -n 9 --temperature 0.5 --out "$T/grid.png" >/dev/null && \
     [ "$(head -c 4 "$T/grid.png" | tail -c 3)" = "PNG" ] && ok || bad "image sample grid"
 
+# --resume: 6 steps in one run, or 3 + 3 with a resume, give byte-identical checkpoints
+IMG=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --levels 2 --depth 1 --hidden 4 --batch 8 --quiet)
+"$NFLOW" train "${IMG[@]}" --steps 6 --out "$T/a.ckpt" >/dev/null 2>&1 && \
+"$NFLOW" train "${IMG[@]}" --steps 3 --out "$T/b.ckpt" >/dev/null 2>&1 && \
+"$NFLOW" train "${IMG[@]}" --steps 6 --resume "$T/b.ckpt" --out "$T/b.ckpt" >/dev/null 2>&1 && \
+    cmp -s "$T/a.ckpt" "$T/b.ckpt" && ok || bad "resumed training differs from an uninterrupted run"
 { printf '\x00\x00\x08\x01\x00\x00\x00\x64'; head -c 50 /dev/zero; head -c 50 /dev/zero | tr '\0' '\1'; } >"$T/small-labels-idx1-ubyte"
 "$NFLOW" interpolate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 5 --frames 4 --out "$T/interp.png" >/dev/null && \
     [ "$(head -c 4 "$T/interp.png" | tail -c 3)" = "PNG" ] && ok || bad "interpolate"

@@ -44,7 +44,7 @@ typedef struct {
     int64_t from, to, frames, class_a, class_b, per_class, nimages, nstrengths;
     int64_t images[64];
     double strengths[64];
-    const char *labels;
+    const char *labels, *resume;
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
     double lr, clip, temperature, test_frac;
     uint64_t seed;
@@ -57,7 +57,7 @@ typedef struct {
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -85,7 +85,7 @@ static const struct option all_options[] = {
     {"frames", required_argument, 0, O_FRAMES},     {"class-a", required_argument, 0, O_CLASSA},
     {"class-b", required_argument, 0, O_CLASSB},    {"images", required_argument, 0, O_IMAGES},
     {"strengths", required_argument, 0, O_STRENGTHS}, {"per-class", required_argument, 0, O_PERCLASS},
-    {"labels", required_argument, 0, O_LABELS},
+    {"labels", required_argument, 0, O_LABELS},     {"resume", required_argument, 0, O_RESUME},
     {0, 0, 0, 0}};
 
 static int64_t parse_int(const char *opt, const char *s, int64_t lo, int64_t hi) {
@@ -169,6 +169,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_CLASSB: o->class_b = parse_int(n, optarg, 0, 255); break;
         case O_PERCLASS: o->per_class = parse_int(n, optarg, 1, 100000000); break;
         case O_LABELS: o->labels = optarg; break;
+        case O_RESUME: o->resume = optarg; break;
         case O_IMAGES:
         case O_STRENGTHS: { /* comma-separated lists */
             char buf[1024], *save = NULL;
@@ -289,7 +290,7 @@ static const char *train_help =
     "Images (--data fashion-mnist, or --data TRAIN-images-idx3-ubyte[.gz] --test-data TEST-...):\n"
     "  glow: --levels L (2) × --depth K (8) steps of width --hidden (128); nice: flattened, 4 × 5×1000 MLPs\n"
     "  --bits N             reduce pixels to N bits (8)       --batch B (64)   --warmup N (500)\n"
-    "  --checkpoint-every N save MODEL.ckpt every N steps (1000)\n"
+    "  --checkpoint-every N save MODEL.ckpt every N steps (1000); --resume CKPT continues a run exactly\n"
     "  --sample-every N     write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)\n";
 
 static void build_config(const opts *o, int32_t dim, int is_csv, nf_config *c) {
@@ -366,6 +367,12 @@ static int train_images(opts *o) {
     if (m < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow)", o->model);
     nf_config cfg;
     nf_config_default_image(&cfg, (nf_model_type)m, train->C, train->H, train->W);
+    nf_flow *f;
+    if (o->resume) { /* the architecture comes from the checkpoint */
+        check(nf_flow_load(o->resume, &f));
+        cfg = *nf_flow_config(f);
+        if (cfg.dim != (int32_t)train->C * train->H * train->W) die("%s: a model of %d values, the images have %d", o->resume, (int)cfg.dim, (int)(train->C * train->H * train->W));
+    } else {
     if (o->set_depth) cfg.depth = o->cfg.depth;
     if (o->set_hidden) cfg.hidden = o->cfg.hidden;
     if (o->set_layers) cfg.layers = o->cfg.layers;
@@ -377,8 +384,8 @@ static int train_images(opts *o) {
     if (o->set_prior) cfg.prior = o->cfg.prior;
     cfg.seed = o->seed;
     if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
-    nf_flow *f;
     check(nf_flow_create(&cfg, &f));
+    }
     nf_train_opts to;
     nf_train_opts_default(&to);
     to.batch = o->set_batch ? o->batch : 64, to.seed = o->seed + 17, to.bits = o->bits;
@@ -386,13 +393,19 @@ static int train_images(opts *o) {
     to.adam.cosine_steps = strcmp(o->schedule, "cosine") == 0 ? o->steps : 0;
     nf_trainer *tr;
     check(nf_trainer_create_images(f, train, &to, &tr));
+    int64_t first = 1;
+    if (o->resume) {
+        check(nf_trainer_resume(tr, o->resume));
+        first = nf_trainer_steps(tr) + 1;
+        if (!o->quiet) fprintf(stderr, "nflow train: resuming %s at step %lld\n", o->resume, (long long)first);
+    }
     int64_t D = nf_flow_dim(f);
     char logpath[4096], smppath[4096];
     snprintf(logpath, sizeof logpath, "%s%s", o->log ? o->log : o->out, o->log ? "" : ".metrics.csv");
     snprintf(smppath, sizeof smppath, "%s.samples.png", o->out);
-    FILE *lg = fopen(logpath, "w");
+    FILE *lg = fopen(logpath, o->resume ? "a" : "w");
     if (!lg) die("%s: cannot open for writing: %s", logpath, strerror(errno));
-    fprintf(lg, "step,epoch,loss_bpd,grad_norm,images_per_s,elapsed_s\n");
+    if (!o->resume) fprintf(lg, "step,epoch,loss_bpd,grad_norm,images_per_s,elapsed_s\n");
     const int64_t NS = 64; /* sample grids: the same 64 latents at temperature 0.7 every time */
     if (!o->quiet)
         fprintf(stderr, "nflow train: %s on %s (%lld parameters, %d layers): %lld train / %lld test images of %d×%d×%d, batch %lld, %d threads\n",
@@ -401,7 +414,7 @@ static int train_images(opts *o) {
     int tty = isatty(2);
     double t0 = now(), last = t0, ema = NAN;
     int64_t consecutive = 0;
-    for (int64_t s = 1; s <= o->steps; s++) {
+    for (int64_t s = first; s <= o->steps; s++) {
         double loss = NAN, gn = NAN;
         nf_status st = nf_trainer_step(tr, &loss, &gn);
         if (st == NF_ERR_NUMERIC) {
@@ -413,12 +426,10 @@ static int train_images(opts *o) {
         consecutive = 0;
         double bpd = nf_bits_per_dim(loss, D, o->bits);
         ema = isnan(ema) ? bpd : 0.98 * ema + 0.02 * bpd;
-        double t = now(), el = t - t0, ips = (double)s * (double)to.batch / el, epoch = (double)s * (double)to.batch / (double)train->n;
+        double t = now(), el = t - t0, ips = (double)(s - first + 1) * (double)to.batch / el, epoch = (double)s * (double)to.batch / (double)train->n;
         fprintf(lg, "%lld,%.4f,%.5f,%.5g,%.1f,%.2f\n", (long long)s, epoch, bpd, gn, ips, el);
         if (s % o->ck_every == 0 || s == o->steps) {
-            nf_flow_set_training(f, 0);
-            check(nf_flow_save(f, o->out));
-            nf_flow_set_training(f, 1);
+            check(nf_trainer_save(tr, o->out)); /* resumable with --resume */
             fflush(lg);
         }
         if (s % o->smp_every == 0 || s == o->steps) {
@@ -428,7 +439,7 @@ static int train_images(opts *o) {
         }
         if (!o->quiet && (s == o->steps || (tty ? t - last > 0.5 : s % (o->steps / 20 ? o->steps / 20 : 1) == 0))) {
             char eta[32];
-            fmt_time(el / (double)s * (double)(o->steps - s), eta, sizeof eta);
+            fmt_time(el / (double)(s - first + 1) * (double)(o->steps - s), eta, sizeof eta);
             fprintf(stderr, "%sepoch %.2f  step %lld/%lld  %.3f bits/dim  %.1f images/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
                     (long long)o->steps, ema, ips, eta, tty ? "   " : "\n");
             last = t;
@@ -450,7 +461,7 @@ static int cmd_train(int argc, char **argv) {
                                   O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR,
                                   O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC,
                                   O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY,
-                                  O_SMPEVERY, O_TESTDATA, 0};
+                                  O_SMPEVERY, O_TESTDATA, O_RESUME, 0};
     opts o;
     parse(argc, argv, allowed, train_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
