@@ -37,6 +37,9 @@ int nf_lu_decompose(double *a, int32_t *perm, int32_t d);
 nf_status nf_logabsdet(const nf_real *A, int32_t d, double *out);
 /* inv = A⁻¹ for (d,d) nf_real A (via LU in double). */
 nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv);
+/* The same without allocating: a (d·d doubles), perm (d), col (d doubles) are the caller's scratch. */
+nf_status nf_logabsdet_ws(const nf_real *A, int32_t d, double *a, int32_t *perm, double *out);
+nf_status nf_invert_ws(const nf_real *A, int32_t d, nf_real *inv, double *a, int32_t *perm, double *col);
 /* A random (d,d) orthogonal matrix (Gram–Schmidt on Gaussian columns, in double). */
 void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q);
 

@@ -345,6 +345,8 @@ typedef struct {
     int64_t off_W;                          /* plain */
     int64_t off_L, off_U, off_logs;         /* LU params */
     int64_t off_perm, off_sign;             /* LU buffers */
+    double *lu_a, *lu_col;                  /* scratch for log|det| and inverses, (C, C) and (C) … */
+    int32_t *lu_perm;                       /* … allocated once with the layer */
 } linear_layer;
 
 static void lu_build_W(const linear_layer *l, nf_real *W, nf_real *A, nf_real *B) {
@@ -373,7 +375,7 @@ static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, do
     int32_t D = l->C;
     if (!l->lu) {
         memcpy(W, NF_P(L, l->off_W), sizeof(nf_real) * (size_t)D * (size_t)D);
-        return nf_logabsdet(W, D, ld);
+        return nf_logabsdet_ws(W, D, l->lu_a, l->lu_perm, ld);
     }
     lu_build_W(l, W, work, work + (int64_t)D * D);
     const nf_real *ls = NF_P(L, l->off_logs);
@@ -426,7 +428,7 @@ static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real 
     double ld;
     nf_real *W = work, *Winv = work + DD;
     nf_status st = lin_weight(l, W, work + 2 * DD, &ld);
-    if (!st) st = nf_invert(W, D, Winv);
+    if (!st) st = nf_invert_ws(W, D, Winv, l->lu_a, l->lu_perm, l->lu_col);
     if (st) return nf_fail(st, "%s: the weight matrix is singular", L->name);
     mix_channels(l, Winv, 0, z, x, n);
     if (logdet)
@@ -452,7 +454,7 @@ static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, co
     if (!l->lu) {
         /* ∂ log|det W| / ∂W = W⁻ᵀ */
         nf_real *Winv = work + DD, *g = NF_G(L, l->off_W);
-        if (nf_invert(W, D, Winv) != NF_OK) return; /* forward already succeeded with this W */
+        if (nf_invert_ws(W, D, Winv, l->lu_a, l->lu_perm, l->lu_col) != NF_OK) return; /* forward succeeded with this W */
         for (int32_t i = 0; i < D; i++)
             for (int32_t j = 0; j < D; j++) g[i * D + j] += dW[i * D + j] + (nf_real)sld * Winv[j * D + i];
         return;
@@ -506,10 +508,15 @@ static void lin_init(nf_layer *L, nf_rng *rng) {
     free(Q), free(perm);
 }
 
+static void lin_destroy(nf_layer *L) {
+    linear_layer *l = (linear_layer *)L;
+    free(l->lu_a), free(l->lu_col), free(l->lu_perm);
+}
+
 static const nf_layer_ops linear_ops = {"linear",       lin_forward,   lin_inverse, lin_backward,
-                                        lin_cache_size, lin_work_size, lin_init,    no_destroy};
+                                        lin_cache_size, lin_work_size, lin_init,    lin_destroy};
 static const nf_layer_ops linear_lu_ops = {"linear_lu",    lin_forward,   lin_inverse, lin_backward,
-                                           lin_cache_size, lin_work_size, lin_init,    no_destroy};
+                                           lin_cache_size, lin_work_size, lin_init,    lin_destroy};
 
 nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu) { return nf_conv1x1_create(c, name, dim, 1, lu); }
 
@@ -518,6 +525,13 @@ nf_layer *nf_conv1x1_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t
     linear_layer *l = layer_alloc(sizeof *l, lu ? &linear_lu_ops : &linear_ops, c, name, C * P);
     if (!l) return NULL;
     l->lu = lu, l->C = C, l->P = P;
+    l->lu_a = malloc(sizeof(double) * (size_t)C * (size_t)C);
+    l->lu_col = malloc(sizeof(double) * (size_t)C);
+    l->lu_perm = malloc(sizeof(int32_t) * (size_t)C);
+    if (!l->lu_a || !l->lu_col || !l->lu_perm) {
+        lin_destroy(&l->base);
+        return free(l), NULL;
+    }
     int64_t sq[2] = {dim, dim};
     int ok;
     if (!lu) {
@@ -531,7 +545,10 @@ nf_layer *nf_conv1x1_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t
         l->off_sign = vec(c, name, "sign", NF_TENSOR_BUFFER, dim);
         ok = l->off_L >= 0 && l->off_U >= 0 && l->off_logs >= 0 && l->off_perm >= 0 && l->off_sign >= 0;
     }
-    if (!ok) return free(l), NULL;
+    if (!ok) {
+        lin_destroy(&l->base);
+        return free(l), NULL;
+    }
     return &l->base;
 }
 

@@ -98,49 +98,48 @@ int nf_lu_decompose(double *a, int32_t *perm, int32_t d) {
     return sign;
 }
 
-nf_status nf_logabsdet(const nf_real *A, int32_t d, double *out) {
-    double *a = malloc(sizeof(double) * (size_t)d * (size_t)d);
-    int32_t *perm = malloc(sizeof(int32_t) * (size_t)d);
-    if (!a || !perm) {
-        free(a), free(perm);
-        return nf_fail(NF_ERR_NOMEM, "out of memory");
-    }
+nf_status nf_logabsdet_ws(const nf_real *A, int32_t d, double *a, int32_t *perm, double *out) {
     for (int64_t i = 0; i < (int64_t)d * d; i++) a[i] = A[i];
     int sign = nf_lu_decompose(a, perm, d);
-    double s = 0;
-    for (int32_t i = 0; i < d && sign; i++) s += log(fabs(a[i * d + i]));
-    free(a), free(perm);
     if (!sign) return nf_fail(NF_ERR_NUMERIC, "singular matrix");
+    double s = 0;
+    for (int32_t i = 0; i < d; i++) s += log(fabs(a[i * d + i]));
     *out = s;
     return NF_OK;
 }
 
-nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv) {
-    double *a = malloc(sizeof(double) * (size_t)d * (size_t)d);
-    double *col = malloc(sizeof(double) * (size_t)d);
-    int32_t *perm = malloc(sizeof(int32_t) * (size_t)d);
-    if (!a || !perm || !col) {
-        free(a), free(perm), free(col);
-        return nf_fail(NF_ERR_NOMEM, "out of memory");
-    }
+nf_status nf_invert_ws(const nf_real *A, int32_t d, nf_real *inv, double *a, int32_t *perm, double *col) {
     for (int64_t i = 0; i < (int64_t)d * d; i++) a[i] = A[i];
-    int sign = nf_lu_decompose(a, perm, d);
-    if (sign) {
-        /* Solve A x = e_j for each column j: P A = L U, so L U x = P e_j. */
-        for (int32_t j = 0; j < d; j++) {
-            for (int32_t i = 0; i < d; i++) col[i] = perm[i] == j ? 1.0 : 0.0;
-            for (int32_t i = 0; i < d; i++)
-                for (int32_t k = 0; k < i; k++) col[i] -= a[i * d + k] * col[k];
-            for (int32_t i = d - 1; i >= 0; i--) {
-                for (int32_t k = i + 1; k < d; k++) col[i] -= a[i * d + k] * col[k];
-                col[i] /= a[i * d + i];
-            }
-            for (int32_t i = 0; i < d; i++) inv[i * d + j] = (nf_real)col[i];
+    if (!nf_lu_decompose(a, perm, d)) return nf_fail(NF_ERR_NUMERIC, "singular matrix");
+    /* Solve A x = e_j for each column j: P A = L U, so L U x = P e_j. */
+    for (int32_t j = 0; j < d; j++) {
+        for (int32_t i = 0; i < d; i++) col[i] = perm[i] == j ? 1.0 : 0.0;
+        for (int32_t i = 0; i < d; i++)
+            for (int32_t k = 0; k < i; k++) col[i] -= a[i * d + k] * col[k];
+        for (int32_t i = d - 1; i >= 0; i--) {
+            for (int32_t k = i + 1; k < d; k++) col[i] -= a[i * d + k] * col[k];
+            col[i] /= a[i * d + i];
         }
+        for (int32_t i = 0; i < d; i++) inv[i * d + j] = (nf_real)col[i];
     }
-    free(a), free(perm), free(col);
-    if (!sign) return nf_fail(NF_ERR_NUMERIC, "singular matrix");
     return NF_OK;
+}
+
+/* Allocating wrappers (tests, one-off use); the layers pass their own preallocated buffers. */
+nf_status nf_logabsdet(const nf_real *A, int32_t d, double *out) {
+    double *a = malloc(sizeof(double) * (size_t)d * (size_t)d);
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)d);
+    nf_status st = a && perm ? nf_logabsdet_ws(A, d, a, perm, out) : nf_fail(NF_ERR_NOMEM, "out of memory");
+    free(a), free(perm);
+    return st;
+}
+
+nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv) {
+    double *a = malloc(sizeof(double) * (size_t)d * (size_t)d), *col = malloc(sizeof(double) * (size_t)d);
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)d);
+    nf_status st = a && perm && col ? nf_invert_ws(A, d, inv, a, perm, col) : nf_fail(NF_ERR_NOMEM, "out of memory");
+    free(a), free(perm), free(col);
+    return st;
 }
 
 void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q) {
