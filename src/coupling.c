@@ -205,22 +205,24 @@ static int make_partition(coupling *c, int32_t D, nf_partition part, int32_t par
     return 1;
 }
 
+/* The part every coupling shares: header, mode and partition. NULL on allocation failure. */
+static coupling *coupling_new(nf_flow_ctx *ctx, const char *name, const nf_layer_ops *ops, int32_t dim,
+                              nf_partition part, int32_t parity, int additive, int scale) {
+    coupling *c = nf_xcalloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->base.ops = ops;
+    snprintf(c->base.name, sizeof c->base.name, "%s", name);
+    c->base.dim = dim, c->base.ld = dim, c->base.ctx = ctx;
+    c->additive = additive, c->scale = scale;
+    if (!make_partition(c, dim, part, parity)) return free(c), NULL;
+    return c;
+}
+
 static nf_layer *coupling_create(nf_flow_ctx *ctx, const char *name, int32_t dim, nf_partition part,
                                  int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
                                  int additive, nf_scale_type scale) {
-    coupling *c = nf_xcalloc(1, sizeof *c);
+    coupling *c = coupling_new(ctx, name, additive ? &additive_ops : &affine_ops, dim, part, parity, additive, (int)scale);
     if (!c) return NULL;
-    c->base.ops = additive ? &additive_ops : &affine_ops;
-    snprintf(c->base.name, sizeof c->base.name, "%s", name);
-    c->base.dim = dim;
-    c->base.ld = dim;
-    c->base.ctx = ctx;
-    c->additive = additive;
-    c->scale = scale;
-    if (!make_partition(c, dim, part, parity)) {
-        free(c);
-        return NULL;
-    }
     c->net.in = c->na;
     c->net.out = additive ? c->nb : 2 * c->nb;
     c->net.hidden = hidden;
@@ -294,14 +296,10 @@ static const nf_layer_ops split_ops = {"split", cp_forward, cp_inverse, cp_backw
 /* Channel-split coupling or split prior on (C, H, W) images: a = the first C/2 channels. */
 static nf_layer *conv_coupling(nf_flow_ctx *ctx, const char *name, int32_t C, int32_t H, int32_t W, int32_t hidden,
                                int32_t layers, int additive, int scale, const nf_layer_ops *ops) {
-    coupling *c = nf_xcalloc(1, sizeof *c);
+    /* halves of the NCHW row: the first C/2 channels condition */
+    coupling *c = coupling_new(ctx, name, ops, C * H * W, NF_PART_HALVES, 0, additive, scale);
     if (!c) return NULL;
-    int32_t P = H * W, D = C * P;
-    c->base.ops = ops;
-    snprintf(c->base.name, sizeof c->base.name, "%s", name);
-    c->base.dim = D, c->base.ld = D, c->base.ctx = ctx;
-    c->additive = additive, c->scale = scale, c->conv = 1;
-    if (!make_partition(c, D, NF_PART_HALVES, 0)) return free(c), NULL; /* first C/2 channels: the first half */
+    c->conv = 1;
     c->cnet.cin = C / 2, c->cnet.H = H, c->cnet.W = W, c->cnet.hidden = hidden, c->cnet.layers = layers;
     c->cnet.cout = (additive ? 1 : 2) * (C - C / 2);
     if (!reserve_convnet(ctx, name, &c->cnet)) {

@@ -244,41 +244,43 @@ static nf_layer *mk_split(nf_flow_ctx *c, int32_t D) { return nf_split_create(c,
 static nf_layer *mk_squeeze(nf_flow_ctx *c, int32_t D) { return nf_squeeze_create(c, "l", D / 16, 4, 4); }
 static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
 
-/* The planted fault: an affine coupling whose forward drops its log-det term. */
-static nf_layer_ops faulty_ops;
-static nf_status (*real_forward)(nf_layer *, const nf_real *, nf_real *, nf_real *, int64_t, nf_real *, nf_real *, int);
-static nf_status faulty_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                                nf_real *cache, nf_real *work, int training) {
-    NF_UNUSED(logdet);
-    return real_forward(L, x, z, NULL, n, cache, work, training);
-}
-static nf_layer *mk_faulty(nf_flow_ctx *c, int32_t D) {
+/* Planted faults: an affine coupling whose ops are copied and one entry replaced. */
+static nf_layer *plant(nf_flow_ctx *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
     nf_layer *L = mk_aff_tanh(c, D);
-    faulty_ops = *L->ops;
-    real_forward = L->ops->forward;
-    faulty_ops.forward = faulty_forward;
-    faulty_ops.kind = "faulty_affine_coupling";
-    L->ops = &faulty_ops;
+    *orig = L->ops;
+    *ops = *L->ops;
+    ops->kind = kind;
+    L->ops = ops;
     return L;
 }
 
-/* A second planted fault: correct forward, but backward ignores the log-det's dependence on the
- * input and parameters (passes ∂L/∂logdet = 0). Only the gradient check can see this one. */
+/* Fault 1: the forward drops its log-det term. */
+static nf_layer_ops faulty_ops;
+static const nf_layer_ops *faulty_orig;
+static nf_status faulty_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                                nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(logdet);
+    return faulty_orig->forward(L, x, z, NULL, n, cache, work, training);
+}
+static nf_layer *mk_faulty(nf_flow_ctx *c, int32_t D) {
+    nf_layer *L = plant(c, D, &faulty_ops, "faulty_affine_coupling", &faulty_orig);
+    faulty_ops.forward = faulty_forward;
+    return L;
+}
+
+/* Fault 2: correct forward, but backward ignores the log-det's dependence on the input and parameters
+ * (passes ∂L/∂logdet = 0). Only the gradient check can see this one. */
 static nf_layer_ops faulty_bw_ops;
-static void (*real_backward)(nf_layer *, const nf_real *, const nf_real *, const nf_real *, const nf_real *, nf_real *, int64_t, nf_real *, int);
+static const nf_layer_ops *faulty_bw_orig;
 static void faulty_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                             const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(dld);
     nf_real zero[64] = {0};
-    real_backward(L, x, cache, dz, zero, dx, n, work, training);
+    faulty_bw_orig->backward(L, x, cache, dz, zero, dx, n, work, training);
 }
 static nf_layer *mk_faulty_bw(nf_flow_ctx *c, int32_t D) {
-    nf_layer *L = mk_aff_tanh(c, D);
-    faulty_bw_ops = *L->ops;
-    real_backward = L->ops->backward;
+    nf_layer *L = plant(c, D, &faulty_bw_ops, "faulty_backward_coupling", &faulty_bw_orig);
     faulty_bw_ops.backward = faulty_backward;
-    faulty_bw_ops.kind = "faulty_backward_coupling";
-    L->ops = &faulty_bw_ops;
     return L;
 }
 
