@@ -107,8 +107,13 @@ typedef struct {
     /* Images (NCHW): channels, height, width > 0 make the model an image model with dim = C·H·W.
      * glow: `levels` levels of squeeze → `depth` steps (ActNorm → 1×1 conv → conv coupling) → split
      * (not after the last level); coupling nets conv3×3 → ReLU → conv1×1 → ReLU → zero-conv3×3 of width
-     * `hidden`. nice flattens images to vectors. */
+     * `hidden`. realnvp: `levels` scales; each but the last: 3 checkerboard couplings, squeeze, 3 channel
+     * couplings, factor out half the channels; the last: 4 checkerboard couplings; every coupling net a
+     * ResNet of width `hidden` with `blocks` residual blocks. nice flattens images to vectors. */
     int32_t channels, height, width, levels;
+    int32_t blocks;         /* realnvp images: residual blocks per coupling ResNet */
+    double logit_alpha;     /* images: > 0 puts RealNVP's logit layer z = logit(α + (1 − 2α)·pixel) in front
+                             * (its log-det counted, so bits/dim stay those of the pixels); 0: none */
     double init_std;        /* std of the coupling nets' last-layer weights at initialisation. 0 (default):
                              * every coupling starts as the identity. (Additive couplings on data whose
                              * conditionals are symmetric, e.g. 8 gaussians, then sit at a stationary
@@ -119,6 +124,7 @@ typedef struct {
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
 void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);
 /* Defaults for C × H × W images (glow: the glow-small workload, L = 2, K = 8, width 128;
+ * realnvp: the realnvp-small workload, 2 scales, ResNets of width 64 with 4 blocks, logit α = 0.05;
  * nice: 4 couplings of 5 × 1000 MLPs on the flattened image, logistic prior). */
 void nf_config_default_image(nf_config *cfg, nf_model_type model, int32_t C, int32_t H, int32_t W);
 nf_status nf_config_validate(const nf_config *cfg);
@@ -219,6 +225,12 @@ typedef struct {
 nf_status nf_images_load_idx(const char *images, const char *labels, nf_images **out);
 /* CIFAR-10 binary batches (data_batch_1.bin …): 1 label byte + 3072 pixel bytes per record. */
 nf_status nf_images_load_cifar(const char *const *paths, int32_t npaths, nf_images **out);
+/* A folder of PNG/JPEG images, each scaled (shorter side to `size`, area averaging) and centre-cropped
+ * to size × size; channels 1 (grey), 3 (RGB) or 0 (1 if every image is greyscale, else 3). A folder of
+ * sub-folders is labelled: each sub-folder, in name order, is a class. */
+nf_status nf_images_load_folder(const char *dir, int32_t size, int32_t channels, nf_images **out);
+/* Shuffle (with seed) and split into train and test; test gets round(frac·n) images (at least 1). */
+nf_status nf_images_split(const nf_images *im, double frac, uint64_t seed, nf_images **train, nf_images **test);
 void nf_images_free(nf_images *im);
 /* x (n, C·H·W) = (⌊pix / 2^(8−bits)⌋ + u) / 2^bits − 0.5 with u ~ U(0, 1) (rng NULL: u = ½), for the
  * images idx[0..n) (idx NULL: the first n). Glow's n-bit reduction and uniform dequantisation. */

@@ -34,13 +34,15 @@ static cJSON *config_json(const nf_config *c) {
     cJSON_AddNumberToObject(j, "height", c->height);
     cJSON_AddNumberToObject(j, "width", c->width);
     cJSON_AddNumberToObject(j, "levels", c->levels);
+    cJSON_AddNumberToObject(j, "blocks", c->blocks);
+    cJSON_AddNumberToObject(j, "logit_alpha", c->logit_alpha);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(j, "seed", seed);
     return j;
 }
 
-/* Read config fields back; every field is required. */
+/* Read config fields back; every field is required but blocks and logit_alpha. */
 static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path) {
     memset(c, 0, sizeof *c);
     static const char *ints[] = {"dim", "depth", "hidden", "layers", "lu", "batchnorm", "actnorm", "standardize"};
@@ -69,6 +71,13 @@ static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path
             return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or not an integer", path, img[i]);
         *idst[i] = (int32_t)v->valuedouble;
     }
+    /* added after the first image models: absent in older checkpoints, where they were 0 */
+    const cJSON *bl = cJSON_GetObjectItemCaseSensitive(j, "blocks"), *la = cJSON_GetObjectItemCaseSensitive(j, "logit_alpha");
+    if (bl && (!cJSON_IsNumber(bl) || bl->valuedouble != (double)(int32_t)bl->valuedouble))
+        return nf_fail(NF_ERR_FORMAT, "%s: config field 'blocks' is not an integer", path);
+    if (la && !cJSON_IsNumber(la)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'logit_alpha' is not a number", path);
+    c->blocks = bl ? (int32_t)bl->valuedouble : 0;
+    c->logit_alpha = la ? la->valuedouble : 0;
     const cJSON *is = cJSON_GetObjectItemCaseSensitive(j, "init_std");
     if (!cJSON_IsNumber(is)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'init_std' is missing", path);
     c->init_std = is->valuedouble;

@@ -80,6 +80,8 @@ void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32
     if (model == NF_MODEL_GLOW) {
         c->levels = 2;
         c->depth = 8, c->hidden = 128, c->layers = 2;
+    } else if (model == NF_MODEL_REALNVP) {
+        c->levels = 2, c->hidden = 64, c->blocks = 4, c->logit_alpha = 0.05;
     } else if (model == NF_MODEL_NICE) {
         c->depth = 4, c->hidden = 1000, c->layers = 5;
     }
@@ -102,14 +104,15 @@ nf_status nf_config_validate(const nf_config *c) {
     if (c->channels || c->height || c->width) {
         if (c->channels < 1 || c->height < 1 || c->width < 1 || (int64_t)c->channels * c->height * c->width != c->dim)
             return nf_fail(NF_ERR_INVALID, "image shape %d × %d × %d does not match dimension %d", (int)c->channels, (int)c->height, (int)c->width, (int)c->dim);
-        if (c->model == NF_MODEL_REALNVP)
-            return nf_fail(NF_ERR_INVALID, "realnvp image models (checkerboard and channel masks with ResNet couplings) are not available in this version; use glow or nice");
-        if (c->model == NF_MODEL_GLOW) {
+        if (!(c->logit_alpha >= 0 && c->logit_alpha < 0.5)) return nf_fail(NF_ERR_INVALID, "logit alpha %g: must be in [0, 0.5)", c->logit_alpha);
+        if (c->model != NF_MODEL_NICE) {
             if (c->levels < 1 || c->levels > 8) return nf_fail(NF_ERR_INVALID, "levels %d: must be 1..8", (int)c->levels);
-            int32_t m = 1 << c->levels;
+            /* glow squeezes at every level; realnvp at every scale but the last */
+            int32_t sq = c->model == NF_MODEL_GLOW ? c->levels : c->levels - 1, m = 1 << sq;
             if (c->height % m || c->width % m)
-                return nf_fail(NF_ERR_INVALID, "image %d × %d: height and width must be divisible by 2^levels = %d", (int)c->height, (int)c->width, (int)m);
+                return nf_fail(NF_ERR_INVALID, "image %d × %d: height and width must be divisible by 2^%d = %d for %d levels", (int)c->height, (int)c->width, (int)sq, (int)m, (int)c->levels);
         }
+        if (c->model == NF_MODEL_REALNVP && (c->blocks < 0 || c->blocks > 64)) return nf_fail(NF_ERR_INVALID, "ResNet blocks %d: must be 0..64", (int)c->blocks);
         return NF_OK;
     }
     if (c->model == NF_MODEL_GLOW && c->dim > 4096) return nf_fail(NF_ERR_INVALID, "glow on vectors: dimension %d too large for a dense invertible linear layer (max 4096)", (int)c->dim);
@@ -179,6 +182,27 @@ static nf_status build_layers(nf_flow *f) {
 #define PUSH(expr) do { if ((st = push_layer(f, (expr), &cap)) != NF_OK) return st; } while (0)
 #define PUSH_COUPLING(expr) do { PUSH(expr); nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
     if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D));
+    if (c->height > 0 && c->logit_alpha > 0) PUSH(nf_logit_create(x, NAME(), D, c->logit_alpha));
+    if (c->model == NF_MODEL_REALNVP && c->height > 0) {
+        /* multi-scale RealNVP: layers act on the kept prefix of rows D apart */
+        int32_t C = c->channels, H = c->height, W = c->width;
+#define PUSH_MASKED(type, parity) do { PUSH(nf_masked_coupling_create(x, NAME(), C, H, W, type, parity, c->hidden, c->blocks)); \
+        f->layers[f->nlayers - 1]->ld = D; nf_masked_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
+        for (int32_t l = 0; l < c->levels; l++) {
+            if (l + 1 == c->levels) { /* last scale: 4 checkerboard couplings */
+                for (int32_t k = 0; k < 4; k++) PUSH_MASKED(NF_MASK_CHECKERBOARD, k % 2);
+                break;
+            }
+            for (int32_t k = 0; k < 3; k++) PUSH_MASKED(NF_MASK_CHECKERBOARD, k % 2);
+            PUSH(nf_squeeze_create(x, NAME(), C, H, W));
+            f->layers[f->nlayers - 1]->ld = D;
+            C *= 4, H /= 2, W /= 2;
+            for (int32_t k = 0; k < 3; k++) PUSH_MASKED(NF_MASK_CHANNEL, k % 2);
+            C /= 2; /* factor out the last half of the channels: the prefix keeps the first */
+        }
+#undef PUSH_MASKED
+        return st;
+    }
     if (c->model == NF_MODEL_GLOW && c->height > 0) {
         /* multi-scale Glow: every layer acts on the kept prefix of rows D apart */
 #define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)

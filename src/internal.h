@@ -110,6 +110,23 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *P, const nf_real *x,
 void nf_convnet_backward(const nf_convnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
                          const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
 
+/* ---------------------------------------------------------------- RealNVP's ResNet (convnet.c) */
+typedef struct {
+    int32_t cin, cout, width, blocks; /* conv3×3(cin → width) → ReLU → blocks × residual block → conv3×3(→ cout) */
+    int32_t H, W;
+    double init_std;                  /* std of the output conv's initial weights (0: exactly zero) */
+    int64_t off;                      /* first parameter in the flat buffer */
+} nf_resnet;
+int64_t nf_resnet_num_params(const nf_resnet *m);
+int64_t nf_resnet_cache_size(const nf_resnet *m, int64_t n);
+int64_t nf_resnet_work_size(const nf_resnet *m, int64_t n);
+void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng);
+void nf_resnet_forward(const nf_resnet *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                       nf_real *cache, nf_real *work);
+/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy. */
+void nf_resnet_backward(const nf_resnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                        const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+
 /* ---------------------------------------------------------------- layers */
 typedef struct nf_layer nf_layer;
 typedef struct nf_flow_ctx nf_flow_ctx;
@@ -177,6 +194,15 @@ nf_layer *nf_conv_coupling_create(nf_flow_ctx *c, const char *name, int32_t C, i
 nf_layer *nf_split_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W);
 /* Set the last-layer init std of a coupling's net (before the flow initialises its parameters). */
 void nf_coupling_set_init_std(nf_layer *L, double std);
+/* RealNVP's masked affine coupling with a ResNet (masked.c): checkerboard ((i + j) mod 2 = parity is
+ * conditioning) or channel mask (parity 0: the first C/2 channels condition; 1: the last). NULL on
+ * allocation failure or a channel mask on odd C. */
+typedef enum { NF_MASK_CHECKERBOARD = 0, NF_MASK_CHANNEL } nf_mask_type;
+nf_layer *nf_masked_coupling_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W,
+                                    nf_mask_type type, int32_t parity, int32_t width, int32_t blocks);
+void nf_masked_coupling_set_init_std(nf_layer *L, double std);
+/* RealNVP's logit preprocessing on x ∈ [−½, ½): z = logit(α + (1 − 2α)(x + ½)) (layers.c). */
+nf_layer *nf_logit_create(nf_flow_ctx *c, const char *name, int32_t dim, double alpha);
 nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim);
 nf_layer *nf_standardize_create(nf_flow_ctx *c, const char *name, int32_t dim);
 nf_layer *nf_actnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);

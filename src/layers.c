@@ -1,6 +1,7 @@
 /* layers.c — the element-wise and linear invertible layers on (n, D) vectors:
  *   diag_scale   (NICE)     z = x·exp(S)                           log|det| = Σ S
  *   standardize  (fixed)    z = (x − μ)/σ                          log|det| = −Σ log σ
+ *   logit        (RealNVP)  z = logit(α + (1 − 2α)(x + ½))         log|det| = Σ [log(1 − 2α) − log p(1 − p)]
  *   actnorm      (Glow)     z = (x + b)·exp(logs)                  log|det| = Σ logs
  *   permute      (fixed)    z_j = x_perm[j]                        log|det| = 0
  *   linear       (Glow 1×1) z = W x                                log|det| = log|det W| (LU)
@@ -170,6 +171,83 @@ nf_layer *nf_actnorm2d_create(nf_flow_ctx *c, const char *name, int32_t C, int32
     s->off_init = vec(c, name, "initialized", NF_TENSOR_BUFFER, 1);
     if (s->off_b < 0 || s->off_logs < 0 || s->off_init < 0) return free(s), NULL;
     return &s->base;
+}
+
+/* ------------------------------------------------------------------ logit (RealNVP's preprocessing)
+ * On dequantised pixels x ∈ [−½, ½) (nf_images_dequantize): p = α + (1 − 2α)(x + ½), z = log p − log(1 − p),
+ *   log|det ∂z/∂x| = Σ [log(1 − 2α) − log p − log(1 − p)]
+ * so the likelihood of z, plus this log-det, is the likelihood of the pixels (bits/dim stay comparable).
+ * α keeps p away from 0 and 1. No parameters. */
+typedef struct {
+    nf_layer base;
+    double alpha;
+} logit_layer;
+
+static nf_status lg_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    double a = ((logit_layer *)L)->alpha, l12a = log(1 - 2 * a);
+    int32_t D = L->dim, S = L->ld;
+    int bad = 0;
+#pragma omp parallel for schedule(static) PAR_IF(n, D) reduction(| : bad)
+    for (int64_t i = 0; i < n; i++) {
+        double ld = 0;
+        for (int32_t j = 0; j < D; j++) {
+            nf_real p = (nf_real)(a + (1 - 2 * a) * ((double)x[i * S + j] + 0.5));
+            if (!(p > 0 && p < 1)) bad = 1;
+            nf_real lp = log(p), l1p = log1p(-p);
+            z[i * S + j] = lp - l1p;
+            ld += l12a - lp - l1p;
+        }
+        if (logdet) logdet[i] += (nf_real)ld;
+    }
+    if (bad) return nf_fail(NF_ERR_NUMERIC, "logit layer: an input lies outside [-0.5, 0.5] (the layer expects dequantised pixels)");
+    return NF_OK;
+}
+
+static nf_status lg_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(work);
+    double a = ((logit_layer *)L)->alpha, l12a = log(1 - 2 * a);
+    int32_t D = L->dim, S = L->ld;
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        double ld = 0;
+        for (int32_t j = 0; j < D; j++) {
+            double v = z[i * S + j], p = v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v));
+            /* log p = −softplus(−v), log(1 − p) = −softplus(v) */
+            double lp = v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)), l1p = lp - v;
+            x[i * S + j] = (nf_real)((p - a) / (1 - 2 * a) - 0.5);
+            ld += l12a - lp - l1p;
+        }
+        if (logdet) logdet[i] -= (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static void lg_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    double a = ((logit_layer *)L)->alpha;
+    int32_t D = L->dim, S = L->ld;
+#pragma omp parallel for schedule(static) PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < D; j++) {
+            /* ∂z/∂x = (1 − 2α)/(p(1 − p)),  ∂logdet/∂x = (1 − 2α)(2p − 1)/(p(1 − p)) */
+            nf_real p = (nf_real)(a + (1 - 2 * a) * ((double)x[i * S + j] + 0.5));
+            nf_real g = (nf_real)(1 - 2 * a) / (p * (1 - p));
+            dx[i * S + j] = g * (dz[i * S + j] + dld[i] * (2 * p - 1));
+        }
+}
+
+static const nf_layer_ops logit_ops = {"logit",   lg_forward, lg_inverse, lg_backward,
+                                       zero_size, zero_size,  no_init,    no_destroy};
+
+nf_layer *nf_logit_create(nf_flow_ctx *c, const char *name, int32_t dim, double alpha) {
+    if (!(alpha >= 0 && alpha < 0.5)) return NULL;
+    logit_layer *s = layer_alloc(sizeof *s, &logit_ops, c, name, dim);
+    if (s) s->alpha = alpha;
+    return s ? &s->base : NULL;
 }
 
 /* ------------------------------------------------------------------ standardize (fixed buffers) */

@@ -66,6 +66,22 @@ IMG=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte"
     --images 0,60 --strengths -1,0,1 --out "$T/manip.png" >/dev/null && \
     [ "$(head -c 4 "$T/manip.png" | tail -c 3)" = "PNG" ] && ok || bad "manipulate"
 
+# realnvp on images (tiny ResNets), then a folder of PNGs in two class folders (made by sampling the
+# Glow above): train with a held-out fraction, eval, manipulate by class folder
+"$NFLOW" train --model realnvp --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --hidden 4 --blocks 1 \
+    --steps 3 --batch 10 --out "$T/rnvp.ckpt" --quiet >"$T/rnvp.out" 2>&1 && grep -q "bits/dim" "$T/rnvp.out" && ok || bad "realnvp image train: $(cat "$T/rnvp.out")"
+"$NFLOW" eval --model "$T/rnvp.ckpt" --data "$T/small-idx3-ubyte" | grep -q "reconstruction error" && ok || bad "realnvp image eval"
+mkdir -p "$T/pics/coats" "$T/pics/shoes"
+for k in 1 2 3 4 5 6; do
+    "$NFLOW" sample --model "$T/img.ckpt" -n 1 --seed $k --out "$T/pics/coats/$k.png" >/dev/null
+    "$NFLOW" sample --model "$T/img.ckpt" -n 1 --seed $((k + 10)) --temperature 0.3 --out "$T/pics/shoes/$k.png" >/dev/null
+done
+"$NFLOW" train --model glow --data "$T/pics" --image-size 8 --channels 1 --levels 1 --depth 1 --hidden 4 --steps 3 --batch 4 \
+    --out "$T/pics.ckpt" --quiet >"$T/pics.out" 2>&1 && grep -q "over 1 images" "$T/pics.out" && ok || bad "train on a folder: $(cat "$T/pics.out")"
+"$NFLOW" eval --model "$T/pics.ckpt" --data "$T/pics" --channels 1 | grep -q "over 12 images" && ok || bad "eval on a folder"
+"$NFLOW" manipulate --model "$T/pics.ckpt" --data "$T/pics" --channels 1 --class-a 0 --class-b 1 --images 0,7 --strengths 0,1 \
+    --out "$T/pics-manip.png" >/dev/null && [ "$(head -c 4 "$T/pics-manip.png" | tail -c 3)" = "PNG" ] && ok || bad "manipulate by class folders"
+
 # --- bad input
 printf '1,2\n3,oops\n' >"$T/nonnum.csv"
 printf '1,2\n3,4,5\n' >"$T/ragged.csv"
@@ -99,11 +115,14 @@ printf 'not an idx file at all' >"$T/bad-idx3-ubyte"
 expect_error "bad-idx3-ubyte: not an IDX file" "$NFLOW" train --model glow --data "$T/bad-idx3-ubyte" --out "$T/x.ckpt"
 expect_error "images have 784 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data fashion-mnist
 expect_error "needs --test-data" "$NFLOW" train --model glow --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
-expect_error "realnvp image models" "$NFLOW" train --model realnvp --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --test-data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
+expect_error "divisible by 2\^3 = 8 for 4 levels" "$NFLOW" train --model realnvp --levels 4 --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --test-data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --out "$T/x.ckpt"
 expect_error "image index 1000: the data has images 0..99" "$NFLOW" interpolate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 1000 --out "$T/no.png"
 expect_error "no image has label 7" "$NFLOW" manipulate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --labels "$T/small-labels-idx1-ubyte" --class-a 7 --class-b 1 --images 0 --out "$T/no.png"
 expect_error "no labels" "$NFLOW" manipulate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --class-a 0 --class-b 1 --images 0 --out "$T/no.png"
 expect_error "not an image model" "$NFLOW" interpolate --model "$T/m.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 1 --out "$T/no.png"
+mkdir -p "$T/badpics" && printf 'garbage' >"$T/badpics/x.png"
+expect_error "badpics/x.png: not a readable PNG" "$NFLOW" train --model glow --data "$T/badpics" --out "$T/x.ckpt"
+expect_error "images have 3072 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data "$T/pics"
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 

@@ -56,14 +56,20 @@ typedef struct {
     nf_prior_type prior;
     int train_mode_grad;  /* also check gradients in training mode */
     int kinked;           /* piecewise-linear activation: smaller finite-difference steps */
+    int bounded;          /* inputs must lie in (−½, ½) (logit layer): samples are squashed by 0.45·tanh */
 } conf_case;
 
 static double g_h = 1;       /* finite-difference step multiplier of the current case */
 static double g_perturb = 1; /* parameter perturbation multiplier of the current case */
+static double g_jac = 1;     /* Jacobian finite-difference step multiplier of the current case */
 
 /* ------------------------------------------------------------------ helpers */
 static void fill_normal(nf_rng *r, nf_real *x, int64_t n, double scale, double shift) {
     for (int64_t i = 0; i < n; i++) x[i] = (nf_real)(shift + scale * nf_rng_normal(r));
+}
+
+static void squash(nf_real *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = (nf_real)(0.45 * tanh((double)x[i]));
 }
 
 static double loss_of(nf_flow *f, const nf_real *x, int64_t n) {
@@ -101,7 +107,7 @@ static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
             nf_real xp[16], xm[16], zp[16], zm[16];
             memcpy(xp, x + i * D, sizeof(nf_real) * (size_t)D);
             memcpy(xm, x + i * D, sizeof(nf_real) * (size_t)D);
-            xp[k] += (nf_real)JAC_H, xm[k] -= (nf_real)JAC_H;
+            xp[k] += (nf_real)(g_jac * JAC_H), xm[k] -= (nf_real)(g_jac * JAC_H);
             double h2 = (double)xp[k] - (double)xm[k]; /* the step actually taken */
             assert_int_equal(nf_flow_forward(f, xp, zp, NULL, 1), NF_OK);
             assert_int_equal(nf_flow_forward(f, xm, zm, NULL, 1), NF_OK);
@@ -174,6 +180,8 @@ static nf_flow *build(const conf_case *c) {
 static report run_conformance(const conf_case *c) {
     report r = {0, 0, 0, 0, 0, 0, 0, 1, ""};
     g_h = c->kinked ? 0.1 : 1.0;
+    /* the logit's curvature near the ends of (−½, ½) needs smaller steps than float's default 1e-2 */
+    g_jac = c->bounded && !DBL ? 0.2 : 1.0;
     /* Whole multi-scale image models compose ~20 random layers whose conv weights start at std 0.05: a
      * perturbation of std 0.3 blows activations up through the stack until central differences lose
      * their accuracy (truncation, not a gradient error: at std 0.06 the double errors are 1e-8). */
@@ -184,6 +192,7 @@ static report run_conformance(const conf_case *c) {
     nf_rng_seed(&rng, 42);
     nf_real x[N * 16], big[64 * 16];
     fill_normal(&rng, x, N * D, 1.0, 0.0);
+    if (c->bounded) squash(x, N * D);
     /* at initialisation */
     check_invertibility(f, x, &r);
     /* data-dependent state: ActNorm initialises and batch norm gathers running statistics from
@@ -191,6 +200,7 @@ static report run_conformance(const conf_case *c) {
     nf_flow_set_training(f, 1);
     for (int rep = 0; rep < 3; rep++) {
         fill_normal(&rng, big, 64 * D, 2.0, 0.5);
+        if (c->bounded) squash(big, 64 * D);
         nf_real lp[64];
         assert_int_equal(nf_flow_log_prob(f, big, lp, 64), NF_OK);
     }
@@ -243,6 +253,10 @@ static nf_layer *mk_conv_additive(nf_flow_ctx *c, int32_t D) { return nf_conv_co
 static nf_layer *mk_split(nf_flow_ctx *c, int32_t D) { return nf_split_create(c, "l", 4, 2, D / 8); }
 static nf_layer *mk_squeeze(nf_flow_ctx *c, int32_t D) { return nf_squeeze_create(c, "l", D / 16, 4, 4); }
 static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
+static nf_layer *mk_masked_checker(nf_flow_ctx *c, int32_t D) { return nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1); }
+static nf_layer *mk_masked_channel(nf_flow_ctx *c, int32_t D) { return nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2); }
+static nf_layer *mk_masked_prefix(nf_flow_ctx *c, int32_t D) { return with_ld(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1), D); }
+static nf_layer *mk_logit(nf_flow_ctx *c, int32_t D) { return nf_logit_create(c, "l", D, 0.05); }
 
 /* Planted faults: an affine coupling whose ops are copied and one entry replaced. */
 static nf_layer *plant(nf_flow_ctx *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
@@ -286,7 +300,7 @@ static nf_layer *mk_faulty_bw(nf_flow_ctx *c, int32_t D) {
 
 /* ------------------------------------------------------------------ the model cases */
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
-    cfg_glow_img, cfg_glow_img_add;
+    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1;
 
 static void setup_models(void) {
     nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
@@ -308,44 +322,57 @@ static void setup_models(void) {
     cfg_glow_img_add = cfg_glow_img;
     cfg_glow_img_add.coupling = NF_COUPLING_ADDITIVE, cfg_glow_img_add.lu = 0, cfg_glow_img_add.layers = 1;
     cfg_glow_img_add.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    /* RealNVP: 3 checkerboard couplings at 1×4×4, squeeze, 3 channel couplings at 4×2×2, factor out
+     * half, 4 checkerboard couplings at 2×2×2; logit preprocessing in front */
+    nf_config_default_image(&cfg_realnvp_img, NF_MODEL_REALNVP, 1, 4, 4);
+    cfg_realnvp_img.hidden = 3, cfg_realnvp_img.blocks = 1;
+    /* one scale of 4 checkerboard couplings on 2 × 2 × 2, ResNets without blocks, no logit */
+    nf_config_default_image(&cfg_realnvp_img1, NF_MODEL_REALNVP, 2, 2, 2);
+    cfg_realnvp_img1.levels = 1, cfg_realnvp_img1.hidden = 2, cfg_realnvp_img1.blocks = 0, cfg_realnvp_img1.logit_alpha = 0;
 }
 
 static const conf_case cases[] = {
-    {"additive coupling (halves)", 6, mk_add_halves, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"additive coupling (odd/even, D odd)", 5, mk_add_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 0},
-    {"affine coupling, tanh scale", 5, mk_aff_tanh, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"affine coupling, sigmoid scale", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"affine coupling, leaky-relu MLP", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0, 1},
-    {"diagonal scaling", 4, mk_diag, NULL, NF_PRIOR_LOGISTIC, 0, 0},
-    {"standardize", 4, mk_std, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"actnorm", 4, mk_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
-    {"permute (reverse)", 5, mk_perm_rev, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"permute (random)", 6, mk_perm_rand, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0},
-    {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
-    {"image: actnorm per channel (3 × 4)", 12, mk_actnorm2d, NULL, NF_PRIOR_NORMAL, 1, 0},
-    {"image: invertible 1x1 conv, plain (3 × 4)", 12, mk_conv1x1, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"image: invertible 1x1 conv, LU (3 × 4)", 12, mk_conv1x1_lu, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"image: conv affine coupling, sigmoid (2 × 3 × 2)", 12, mk_conv_affine, NULL, NF_PRIOR_NORMAL, 0, 1},
-    {"image: conv affine coupling, tanh (4 × 2 × 2)", 16, mk_conv_tanh, NULL, NF_PRIOR_NORMAL, 0, 1},
-    {"image: conv additive coupling (2 × 2 × 3)", 12, mk_conv_additive, NULL, NF_PRIOR_LOGISTIC, 0, 1},
-    {"image: split with conditional Gaussian (4 × 2 × 2)", 16, mk_split, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"image: squeeze 2x2 (1 × 4 × 4)", 16, mk_squeeze, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0},
-    {"prefix: affine coupling on 4 of 6 columns", 6, mk_prefix_coupling, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"prefix: LU linear on 4 of 6 columns", 6, mk_prefix_linear, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
-    {"prefix: batch norm on 4 of 5 columns", 5, mk_prefix_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0},
-    {"prefix: permutation of 4 of 6 columns", 6, mk_prefix_perm, NULL, NF_PRIOR_NORMAL, 0, 0},
-    {"model nice", 5, NULL, &cfg_nice, 0, 1, 0},
-    {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0},
-    {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0},
-    {"model realnvp (batch norm, actnorm, sigmoid, odd/even)", 5, NULL, &cfg_realnvp_bn, 0, 1, 0},
-    {"model glow (LU)", 5, NULL, &cfg_glow, 0, 1, 0},
-    {"model glow (plain linear, diag prior)", 5, NULL, &cfg_glow_plain, 0, 1, 0},
-    {"model glow (additive, logistic prior)", 5, NULL, &cfg_glow_add, 0, 1, 0},
-    {"model glow on 1×4×4 images (2 levels, LU, affine)", 16, NULL, &cfg_glow_img, 0, 1, 1},
-    {"model glow on 1×4×4 images (additive, plain 1x1, learned prior)", 16, NULL, &cfg_glow_img_add, 0, 1, 1},
+    {"additive coupling (halves)", 6, mk_add_halves, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"additive coupling (odd/even, D odd)", 5, mk_add_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 0, 0},
+    {"affine coupling, tanh scale", 5, mk_aff_tanh, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"affine coupling, sigmoid scale", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"affine coupling, leaky-relu MLP", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"diagonal scaling", 4, mk_diag, NULL, NF_PRIOR_LOGISTIC, 0, 0, 0},
+    {"standardize", 4, mk_std, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"actnorm", 4, mk_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
+    {"permute (reverse)", 5, mk_perm_rev, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"permute (random)", 6, mk_perm_rand, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0, 0},
+    {"invertible linear (plain)", 5, mk_linear, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"invertible linear (LU)", 6, mk_linear_lu, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"batch norm", 4, mk_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
+    {"image: actnorm per channel (3 × 4)", 12, mk_actnorm2d, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
+    {"image: invertible 1x1 conv, plain (3 × 4)", 12, mk_conv1x1, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"image: invertible 1x1 conv, LU (3 × 4)", 12, mk_conv1x1_lu, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"image: conv affine coupling, sigmoid (2 × 3 × 2)", 12, mk_conv_affine, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conv affine coupling, tanh (4 × 2 × 2)", 16, mk_conv_tanh, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conv additive coupling (2 × 2 × 3)", 12, mk_conv_additive, NULL, NF_PRIOR_LOGISTIC, 0, 1, 0},
+    {"image: split with conditional Gaussian (4 × 2 × 2)", 16, mk_split, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"image: squeeze 2x2 (1 × 4 × 4)", 16, mk_squeeze, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0, 0},
+    {"image: masked coupling, checkerboard (2 × 2 × 3)", 12, mk_masked_checker, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: masked coupling, channel mask (4 × 2 × 2)", 16, mk_masked_channel, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: logit preprocessing (alpha 0.05)", 6, mk_logit, NULL, NF_PRIOR_NORMAL, 0, 0, 1},
+    {"prefix: masked coupling on 8 of 12 columns", 12, mk_masked_prefix, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"prefix: affine coupling on 4 of 6 columns", 6, mk_prefix_coupling, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"prefix: LU linear on 4 of 6 columns", 6, mk_prefix_linear, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
+    {"prefix: batch norm on 4 of 5 columns", 5, mk_prefix_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
+    {"prefix: permutation of 4 of 6 columns", 6, mk_prefix_perm, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"model nice", 5, NULL, &cfg_nice, 0, 1, 0, 0},
+    {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0, 0},
+    {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0, 0},
+    {"model realnvp (batch norm, actnorm, sigmoid, odd/even)", 5, NULL, &cfg_realnvp_bn, 0, 1, 0, 0},
+    {"model glow (LU)", 5, NULL, &cfg_glow, 0, 1, 0, 0},
+    {"model glow (plain linear, diag prior)", 5, NULL, &cfg_glow_plain, 0, 1, 0, 0},
+    {"model glow (additive, logistic prior)", 5, NULL, &cfg_glow_add, 0, 1, 0, 0},
+    {"model glow on 1×4×4 images (2 levels, LU, affine)", 16, NULL, &cfg_glow_img, 0, 1, 1, 0},
+    {"model glow on 1×4×4 images (additive, plain 1x1, learned prior)", 16, NULL, &cfg_glow_img_add, 0, 1, 1, 0},
+    {"model realnvp on 1×4×4 images (2 scales, logit, ResNet)", 16, NULL, &cfg_realnvp_img, 0, 1, 1, 1},
+    {"model realnvp on 2×2×2 images (1 scale, no blocks)", 8, NULL, &cfg_realnvp_img1, 0, 1, 1, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -368,7 +395,7 @@ static void test_case(void **state) {
  * disagrees with finite differences of the (correctly computed) likelihood of the faulty forward. */
 static void test_catches_faulty_layer(void **state) {
     NF_UNUSED(state);
-    conf_case c = {"faulty", 5, mk_faulty, NULL, NF_PRIOR_NORMAL, 0, 0};
+    conf_case c = {"faulty", 5, mk_faulty, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
     report r = run_conformance(&c);
     print_message("  planted fault: logdet error %.3g (tolerance %.1e), inverse mismatch %.3g\n", r.ld, TOL_LD, r.inv);
     assert_true(r.ld > 10 * TOL_LD);
@@ -384,7 +411,7 @@ static void test_catches_faulty_layer(void **state) {
 /* squeeze moves pixel (c, 2i+dy, 2j+dx) to channel c·4 + dy·2 + dx at (i, j), as the workloads define */
 static void test_squeeze_layout(void **state) {
     NF_UNUSED(state);
-    conf_case c = {"sq", 32, NULL, NULL, NF_PRIOR_NORMAL, 0, 0};
+    conf_case c = {"sq", 32, NULL, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
     nf_flow_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     nf_layer *L = nf_squeeze_create(&ctx, "l", 2, 4, 4);
@@ -404,7 +431,7 @@ static void test_couplings_start_as_identity(void **state) {
     NF_UNUSED(state);
     layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu};
     for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
-        conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0, 0};
+        conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0, 0, 0};
         nf_flow *f = build(&c);
         nf_rng rng;
         nf_rng_seed(&rng, 3);
@@ -416,7 +443,7 @@ static void test_couplings_start_as_identity(void **state) {
         nf_flow_free(f);
     }
     /* Glow's sigmoid(h + 2) coupling starts at the fixed scale sigmoid(2) with zero shift */
-    conf_case c = {"id", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0, 0};
+    conf_case c = {"id", 6, mk_aff_sigmoid, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
     nf_flow *f = build(&c);
     nf_real x[6] = {1, 2, 3, 4, 5, 6}, z[6], ld[1];
     assert_int_equal(nf_flow_forward(f, x, z, ld, 1), NF_OK);

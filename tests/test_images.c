@@ -1,6 +1,7 @@
 /* test_images.c — IDX (gzip and raw) and CIFAR-10 loaders on small files made here (an asymmetric "F"
  * so flips and transposes show), every malformed-file error, dequantisation and bits/dim, and the real
- * Fashion-MNIST test set from Debian's dataset-fashion-mnist. */
+ * Fashion-MNIST test set from Debian's dataset-fashion-mnist; folders of PNG/JPEG images written here
+ * (centre crop, area resize, grey detection, class folders, bad files) and the shuffled split. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,9 @@
 #include <zlib.h>
 
 #include <cmocka.h>
+#include <jpeglib.h>
+#include <png.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -182,6 +186,137 @@ static void test_fashion_mnist(void **state) {
     nf_images_free(im);
 }
 
+/* ------------------------------------------------------------------ folders of PNG / JPEG */
+/* w × h PNG; gray: 1 channel. pix(x, y, c) gives the value. */
+static void write_png(const char *path, int w, int h, int gray, uint8_t (*pix)(int, int, int)) {
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION, im.width = (png_uint_32)w, im.height = (png_uint_32)h;
+    im.format = gray ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    int C = gray ? 1 : 3;
+    uint8_t *buf = malloc((size_t)(w * h * C));
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < C; c++) buf[(y * w + x) * C + c] = pix(x, y, c);
+    assert_true(png_image_write_to_file(&im, path, 0, buf, 0, NULL));
+    free(buf);
+}
+
+static void write_jpeg_gray(const char *path, int w, int h, uint8_t v) {
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr err;
+    ci.err = jpeg_std_error(&err);
+    jpeg_create_compress(&ci);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    jpeg_stdio_dest(&ci, fp);
+    ci.image_width = (JDIMENSION)w, ci.image_height = (JDIMENSION)h, ci.input_components = 1, ci.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, 100, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    uint8_t row[64];
+    memset(row, v, sizeof row);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&ci, &r, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    fclose(fp);
+}
+
+/* 6 × 4: the outer columns are pure red (cropped away), the inner 4 × 4 a constant colour (10, 20, 30) */
+static uint8_t px_framed(int x, int y, int c) { (void)y; return x == 0 || x == 5 ? (c == 0 ? 255 : 0) : (uint8_t)(10 * (c + 1)); }
+/* 4 × 4: the left half 0, the right half 200 — resized to 2 × 2: columns 0 and 200 */
+static uint8_t px_halves(int x, int y, int c) { (void)y, (void)c; return x < 2 ? 0 : 200; }
+static uint8_t px_gray(int x, int y, int c) { (void)c; return (uint8_t)(16 * y + x); }
+
+static void test_folder(void **state) {
+    (void)state;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/flat", g_dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char p[320];
+    snprintf(p, sizeof p, "%s/a.png", dir), write_png(p, 6, 4, 0, px_framed);
+    snprintf(p, sizeof p, "%s/b.PNG", dir), write_png(p, 4, 4, 0, px_halves);
+    snprintf(p, sizeof p, "%s/c.jpg", dir), write_jpeg_gray(p, 8, 8, 128);
+    snprintf(p, sizeof p, "%s/notes.txt", dir);
+    FILE *fp = fopen(p, "w");
+    fputs("not an image", fp), fclose(fp);
+    nf_images *im;
+    assert_int_equal(nf_images_load_folder(dir, 2, 0, &im), NF_OK);
+    assert_int_equal(im->n, 3); /* the .txt is ignored; order by name */
+    assert_int_equal(im->C, 3), assert_int_equal(im->H, 2), assert_int_equal(im->W, 2);
+    assert_null(im->labels);
+    for (int c = 0; c < 3; c++)
+        for (int k = 0; k < 4; k++) assert_int_equal(im->pix[c * 4 + k], 10 * (c + 1)); /* the red frame is cropped */
+    const uint8_t *b = im->pix + 12;
+    for (int c = 0; c < 3; c++) assert_int_equal(b[c * 4 + 0], 0), assert_int_equal(b[c * 4 + 1], 200), assert_int_equal(b[c * 4 + 3], 200);
+    for (int k = 0; k < 12; k++) assert_true(abs(im->pix[24 + k] - 128) <= 1); /* JPEG at quality 100 */
+    nf_images_free(im);
+    /* forced grey: BT.601 luma of (10, 20, 30) = 17.6 → 18 */
+    assert_int_equal(nf_images_load_folder(dir, 2, 1, &im), NF_OK);
+    assert_int_equal(im->C, 1), assert_int_equal(im->pix[0], 18);
+    nf_images_free(im);
+    /* upscaling 4 × 4 to 8 × 8 repeats pixels */
+    assert_int_equal(nf_images_load_folder(dir, 8, 0, &im), NF_OK);
+    assert_int_equal(im->pix[64 * 3 + 1], 0), assert_int_equal(im->pix[64 * 3 + 4], 200);
+    nf_images_free(im);
+
+    /* class folders: labels by folder name order; all-grey images give one channel */
+    snprintf(dir, sizeof dir, "%s/classes", g_dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    const char *cls[2] = {"boots", "shirts"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", dir, cls[k]);
+        assert_int_equal(mkdir(p, 0755), 0);
+        for (int i = 0; i <= k; i++) {
+            snprintf(p, sizeof p, "%s/%s/%d.png", dir, cls[k], i);
+            write_png(p, 4, 4, 1, px_gray);
+        }
+    }
+    assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_OK);
+    assert_int_equal(im->n, 3), assert_int_equal(im->C, 1);
+    assert_non_null(im->labels);
+    assert_int_equal(im->labels[0], 0), assert_int_equal(im->labels[1], 1), assert_int_equal(im->labels[2], 1);
+    for (int k = 0; k < 16; k++) assert_int_equal(im->pix[k], px_gray(k % 4, k / 4, 0));
+    /* the shuffled split keeps every image once, with its label */
+    nf_images *tr, *te;
+    assert_int_equal(nf_images_split(im, 0.34, 5, &tr, &te), NF_OK);
+    assert_int_equal(tr->n, 2), assert_int_equal(te->n, 1);
+    assert_int_equal(tr->labels[0] + tr->labels[1] + te->labels[0], 2);
+    nf_images_free(tr), nf_images_free(te), nf_images_free(im);
+
+    /* errors name the file or folder */
+    snprintf(p, sizeof p, "%s/stray.png", dir), write_png(p, 4, 4, 1, px_gray);
+    assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_ERR_FORMAT);
+    assert_non_null(strstr(nf_last_error(), "stray.png: images next to class folders"));
+    snprintf(dir, sizeof dir, "%s/bad", g_dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/broken.png", dir);
+    fp = fopen(p, "w");
+    fputs("\x89PNG garbage", fp), fclose(fp);
+    assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_ERR_FORMAT);
+    assert_non_null(strstr(nf_last_error(), "broken.png: "));
+    remove(p);
+    snprintf(p, sizeof p, "%s/cut.jpg", dir);
+    write_jpeg_gray(p, 8, 8, 50);
+    assert_int_equal(truncate(p, 20), 0);
+    assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_ERR_FORMAT);
+    assert_non_null(strstr(nf_last_error(), "cut.jpg: not a readable JPEG"));
+    write_jpeg_gray(p, 64, 64, 50); /* cut inside the scan data: libjpeg only warns; we refuse */
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(truncate(p, sb.st_size - 20), 0);
+    assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_ERR_FORMAT);
+    assert_non_null(strstr(nf_last_error(), "cut.jpg: not a readable JPEG"));
+    remove(p);
+    assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_ERR_FORMAT);
+    assert_non_null(strstr(nf_last_error(), "no PNG or JPEG images"));
+    assert_int_equal(nf_images_load_folder("/nonexistent-nflow", 4, 0, &im), NF_ERR_IO);
+    assert_non_null(strstr(nf_last_error(), "/nonexistent-nflow: cannot open folder"));
+}
+
 static int setup(void **s) {
     (void)s;
     snprintf(g_dir, sizeof g_dir, "/tmp/nflow-test-img-XXXXXX");
@@ -196,6 +331,6 @@ static int teardown(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_idx_ok), cmocka_unit_test(test_idx_errors), cmocka_unit_test(test_cifar),
-                                       cmocka_unit_test(test_dequantize_and_bpd), cmocka_unit_test(test_fashion_mnist)};
+                                       cmocka_unit_test(test_dequantize_and_bpd), cmocka_unit_test(test_fashion_mnist), cmocka_unit_test(test_folder)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

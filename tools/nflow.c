@@ -39,7 +39,7 @@ static double now(void) {
 /* ------------------------------------------------------------------ options */
 typedef struct {
     const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule, *test_data;
-    int32_t levels, bits;
+    int32_t levels, bits, image_size, channels;
     int64_t ck_every, smp_every;
     int64_t from, to, frames, class_a, class_b, per_class, nimages, nstrengths;
     int64_t images[64];
@@ -51,13 +51,13 @@ typedef struct {
     int threads, quiet, set_steps, set_batch, set_levels, set_warmup, set_n;
     nf_config cfg;         /* architecture overrides, applied over the model defaults */
     int set_depth, set_hidden, set_layers, set_act, set_scale, set_part, set_perm, set_prior, set_coupling,
-        set_lu, set_bn, set_an, set_init;
+        set_lu, set_bn, set_an, set_init, set_blocks, set_logit;
 } opts;
 
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -86,6 +86,8 @@ static const struct option all_options[] = {
     {"class-b", required_argument, 0, O_CLASSB},    {"images", required_argument, 0, O_IMAGES},
     {"strengths", required_argument, 0, O_STRENGTHS}, {"per-class", required_argument, 0, O_PERCLASS},
     {"labels", required_argument, 0, O_LABELS},     {"resume", required_argument, 0, O_RESUME},
+    {"image-size", required_argument, 0, O_IMGSIZE}, {"channels", required_argument, 0, O_CHANNELS},
+    {"blocks", required_argument, 0, O_BLOCKS},     {"logit-alpha", required_argument, 0, O_LOGIT},
     {0, 0, 0, 0}};
 
 static int64_t parse_int(const char *opt, const char *s, int64_t lo, int64_t hi) {
@@ -157,6 +159,13 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_TESTOUT: o->test_out = optarg; break;
         case O_STEPS: o->steps = parse_int(n, optarg, 0, 100000000), o->set_steps = 1; break;
         case O_BATCH: o->batch = parse_int(n, optarg, 1, 1 << 20), o->set_batch = 1; break;
+        case O_IMGSIZE: o->image_size = (int32_t)parse_int(n, optarg, 1, 4096); break;
+        case O_CHANNELS:
+            o->channels = (int32_t)parse_int(n, optarg, 1, 3);
+            if (o->channels == 2) die("option --channels: 1 (grey) or 3 (RGB)");
+            break;
+        case O_BLOCKS: o->cfg.blocks = (int32_t)parse_int(n, optarg, 0, 64), o->set_blocks = 1; break;
+        case O_LOGIT: o->cfg.logit_alpha = parse_real(n, optarg, 0, 0.4999), o->set_logit = 1; break;
         case O_LEVELS: o->levels = (int32_t)parse_int(n, optarg, 1, 8), o->set_levels = 1; break;
         case O_BITS: o->bits = (int32_t)parse_int(n, optarg, 1, 8); break;
         case O_CKEVERY: o->ck_every = parse_int(n, optarg, 1, 100000000); break;
@@ -289,6 +298,8 @@ static const char *train_help =
     "                       identity; NICE on mirror-symmetric data like 8gaussians needs e.g. 0.01)\n"
     "Images (--data fashion-mnist, or --data TRAIN-images-idx3-ubyte[.gz] --test-data TEST-...):\n"
     "  glow: --levels L (2) × --depth K (8) steps of width --hidden (128); nice: flattened, 4 × 5×1000 MLPs\n"
+    "  realnvp: --levels L (2) scales of masked couplings, ResNets of width --hidden (64) with --blocks B (4)\n"
+    "  --logit-alpha A      logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)\n"
     "  --bits N             reduce pixels to N bits (8)       --batch B (64)   --warmup N (500)\n"
     "  --checkpoint-every N save MODEL.ckpt every N steps (1000); --resume CKPT continues a run exactly\n"
     "  --sample-every N     write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)\n";
@@ -324,23 +335,78 @@ static void fmt_time(double s, char *buf, size_t n) {
 /* ------------------------------------------------------------------ images */
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist/"
 
-static int is_image_data(const char *name) {
-    size_t n = strlen(name);
-    return strcmp(name, "fashion-mnist") == 0 || (n > 10 && strstr(name, "idx3-ubyte") != NULL);
+static int is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-/* fashion-mnist (Debian's dataset-fashion-mnist), or IDX files: --data TRAIN [--test-data TEST] */
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* fashion-mnist, an IDX file, a CIFAR-10 folder or batch file (.bin), or a folder of PNG/JPEG images */
+static int is_image_data(const char *name) {
+    return strcmp(name, "fashion-mnist") == 0 || strstr(name, "idx3-ubyte") != NULL || ends_with(name, ".bin") || is_dir(name);
+}
+
+static int is_cifar_dir(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/data_batch_1.bin", dir);
+    return access(p, F_OK) == 0;
+}
+
+/* One image set. test: the test part of a dataset that has one (fashion-mnist, a CIFAR-10 folder);
+ * size: side for a folder of images (0: --image-size, default 32). */
+static nf_images *open_images(const opts *o, const char *spec, const char *labels, int test, int32_t size) {
+    nf_images *im = NULL;
+    if (strcmp(spec, "fashion-mnist") == 0) {
+        if (test) check(nf_images_load_idx(FMNIST_DIR "t10k-images-idx3-ubyte.gz", FMNIST_DIR "t10k-labels-idx1-ubyte.gz", &im));
+        else check(nf_images_load_idx(FMNIST_DIR "train-images-idx3-ubyte.gz", FMNIST_DIR "train-labels-idx1-ubyte.gz", &im));
+    } else if (is_dir(spec) && is_cifar_dir(spec)) { /* CIFAR-10: data_batch_1..5.bin, test_batch.bin */
+        char names[5][4096];
+        const char *paths[5];
+        int32_t np = 0;
+        for (int b = 1; b <= 5 && !test; b++) {
+            snprintf(names[np], sizeof names[np], "%s/data_batch_%d.bin", spec, b);
+            if (access(names[np], F_OK) == 0) paths[np] = names[np], np++;
+        }
+        if (test) snprintf(names[0], sizeof names[0], "%s/test_batch.bin", spec), paths[0] = names[0], np = 1;
+        check(nf_images_load_cifar(paths, np, &im));
+    } else if (is_dir(spec)) {
+        check(nf_images_load_folder(spec, size ? size : o->image_size ? o->image_size : 32, o->channels, &im));
+    } else if (ends_with(spec, ".bin")) {
+        check(nf_images_load_cifar(&spec, 1, &im));
+    } else {
+        check(nf_images_load_idx(spec, labels, &im));
+    }
+    return im;
+}
+
+/* Training data: fashion-mnist and CIFAR-10 folders bring their test sets; otherwise --test-data, or
+ * (folders of images) a held-out --test-frac. */
 static void load_images(const opts *o, nf_images **train, nf_images **test) {
-    if (strcmp(o->data, "fashion-mnist") == 0) {
-        if (train) check(nf_images_load_idx(FMNIST_DIR "train-images-idx3-ubyte.gz", FMNIST_DIR "train-labels-idx1-ubyte.gz", train));
-        if (test) check(nf_images_load_idx(FMNIST_DIR "t10k-images-idx3-ubyte.gz", FMNIST_DIR "t10k-labels-idx1-ubyte.gz", test));
-        return;
-    }
-    if (train) check(nf_images_load_idx(o->data, NULL, train));
-    if (test) {
-        if (!o->test_data) die("--data %s: image training needs --test-data TEST-images-idx3-ubyte[.gz]", o->data);
-        check(nf_images_load_idx(o->test_data, NULL, test));
-    }
+    int has_test = strcmp(o->data, "fashion-mnist") == 0 || (is_dir(o->data) && is_cifar_dir(o->data));
+    nf_images *all = open_images(o, o->data, NULL, 0, 0);
+    if (has_test) *train = all, *test = open_images(o, o->data, NULL, 1, 0);
+    else if (o->test_data) *train = all, *test = open_images(o, o->test_data, NULL, 0, all->H);
+    else if (is_dir(o->data)) {
+        check(nf_images_split(all, o->test_frac, o->seed, train, test));
+        nf_images_free(all);
+    } else die("--data %s: image training needs --test-data TEST-FILE", o->data);
+    if ((*test)->C != (*train)->C || (*test)->H != (*train)->H || (*test)->W != (*train)->W)
+        die("%s: test images are %d×%d×%d, training images %d×%d×%d", o->test_data ? o->test_data : o->data, (int)(*test)->C,
+            (int)(*test)->H, (int)(*test)->W, (int)(*train)->C, (int)(*train)->H, (int)(*train)->W);
+}
+
+/* Images for eval, interpolate, manipulate: the test set of a dataset that has one, else the whole
+ * file or folder (folders at the model's size). */
+static nf_images *load_eval_images(const opts *o, const nf_flow *f) {
+    nf_images *im = open_images(o, o->data, o->labels, 1, nf_flow_config(f)->height);
+    const nf_config *c = nf_flow_config(f);
+    if ((int64_t)im->C * im->H * im->W != c->dim)
+        die("%s: images have %lld values, the model expects %d (%s)", o->data, (long long)im->C * im->H * im->W, (int)c->dim, o->model);
+    return im;
 }
 
 static int image_model(const nf_flow *f) { return nf_flow_config(f)->height > 0; }
@@ -377,6 +443,11 @@ static int train_images(opts *o) {
     if (o->set_hidden) cfg.hidden = o->cfg.hidden;
     if (o->set_layers) cfg.layers = o->cfg.layers;
     if (o->set_levels) cfg.levels = o->levels;
+    if (o->set_blocks) cfg.blocks = o->cfg.blocks;
+    if (o->set_an) cfg.actnorm = o->cfg.actnorm;
+    if (o->set_act) cfg.act = o->cfg.act;
+    if (o->set_part) cfg.partition = o->cfg.partition;
+    if (o->set_logit) cfg.logit_alpha = o->cfg.logit_alpha;
     if (o->set_coupling) cfg.coupling = o->cfg.coupling;
     if (o->set_lu) cfg.lu = o->cfg.lu;
     if (o->set_scale) cfg.scale = o->cfg.scale;
@@ -460,8 +531,8 @@ static int cmd_train(int argc, char **argv) {
     static const int allowed[] = {O_MODEL, O_DATA, O_OUT, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS,
                                   O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR,
                                   O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC,
-                                  O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY,
-                                  O_SMPEVERY, O_TESTDATA, O_RESUME, 0};
+                                  O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_BLOCKS, O_LOGIT, O_CKEVERY,
+                                  O_SMPEVERY, O_TESTDATA, O_RESUME, O_IMGSIZE, O_CHANNELS, 0};
     opts o;
     parse(argc, argv, allowed, train_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
@@ -547,15 +618,13 @@ static const char *eval_help =
     "error and the largest reconstruction error |x − G(G⁻¹(x))|.\n";
 
 static int cmd_eval(int argc, char **argv) {
-    static const int allowed[] = {O_MODEL, O_DATA, O_NTEST, O_SEED, O_THREADS, O_BITS, O_TESTDATA, 0};
+    static const int allowed[] = {O_MODEL, O_DATA, O_NTEST, O_SEED, O_THREADS, O_BITS, O_TESTDATA, O_CHANNELS, 0};
     opts o;
     parse(argc, argv, allowed, eval_help, &o);
     need(o.model, "model"), need(o.data, "data");
     nf_flow *f = load_model(o.model);
-    if (is_image_data(o.data)) { /* the test set of fashion-mnist, or the IDX file itself */
-        nf_images *im;
-        if (strcmp(o.data, "fashion-mnist") == 0) load_images(&o, NULL, &im);
-        else check(nf_images_load_idx(o.data, NULL, &im));
+    if (is_image_data(o.data)) { /* the test set of fashion-mnist or CIFAR-10, or the file or folder itself */
+        nf_images *im = load_eval_images(&o, f);
         double bpd, se, rec;
         check(nf_flow_evaluate_images(f, im, o.bits, o.seed, &bpd, &se, &rec));
         printf("%.4f ± %.4f bits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g\n", bpd, se,
@@ -643,12 +712,7 @@ static int cmd_code(int argc, char **argv, int encode) {
 
 /* ------------------------------------------------------------------ interpolate / manipulate */
 /* the images to draw from: fashion-mnist's test set (with labels) or an IDX file (labels: --labels) */
-static nf_images *load_image_source(const opts *o) {
-    nf_images *im;
-    if (strcmp(o->data, "fashion-mnist") == 0) load_images(o, NULL, &im);
-    else check(nf_images_load_idx(o->data, o->labels, &im));
-    return im;
-}
+static nf_images *load_image_source(const opts *o, const nf_flow *f) { return load_eval_images(o, f); }
 
 static void decode_grid(nf_flow *f, nf_real *z, int64_t n, int32_t cols, const char *path) {
     const nf_config *c = nf_flow_config(f);
@@ -663,14 +727,14 @@ static const char *interp_help =
     "N (8) values of t from 0 to 1, decoded by G. The strip shows x_I, the N decodings, x_J.\n";
 
 static int cmd_interpolate(int argc, char **argv) {
-    static const int allowed[] = {O_MODEL, O_DATA, O_FROM, O_TO, O_FRAMES, O_OUT, O_BITS, O_THREADS, O_LABELS, 0};
+    static const int allowed[] = {O_MODEL, O_DATA, O_FROM, O_TO, O_FRAMES, O_OUT, O_BITS, O_THREADS, O_LABELS, O_CHANNELS, 0};
     opts o;
     parse(argc, argv, allowed, interp_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
     if (o.from < 0 || o.to < 0) die("missing --from or --to (image indices)");
     nf_flow *f = load_model(o.model);
     if (!image_model(f)) die("%s is not an image model", o.model);
-    nf_images *im = load_image_source(&o);
+    nf_images *im = load_image_source(&o, f);
     int64_t D = nf_flow_dim(f), N = o.frames, idx[2] = {o.from, o.to};
     nf_real *z = malloc(sizeof(nf_real) * (size_t)((N + 2) * D)), ends[2 * 4096];
     nf_real *ze = D <= 4096 ? ends : malloc(sizeof(nf_real) * (size_t)(2 * D));
@@ -697,7 +761,7 @@ static const char *manip_help =
     "row i of the grid decodes G⁻¹(x_i) + s·v for each strength s (default −1,−0.5,0,0.5,1,1.5).\n";
 
 static int cmd_manipulate(int argc, char **argv) {
-    static const int allowed[] = {O_MODEL, O_DATA, O_LABELS, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_OUT, O_BITS, O_THREADS, 0};
+    static const int allowed[] = {O_MODEL, O_DATA, O_LABELS, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_OUT, O_BITS, O_THREADS, O_CHANNELS, 0};
     opts o;
     parse(argc, argv, allowed, manip_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
@@ -710,8 +774,8 @@ static int cmd_manipulate(int argc, char **argv) {
     }
     nf_flow *f = load_model(o.model);
     if (!image_model(f)) die("%s is not an image model", o.model);
-    nf_images *im = load_image_source(&o);
-    if (!im->labels) die("%s: no labels (give --labels LABELS-idx1-ubyte[.gz])", o.data);
+    nf_images *im = load_image_source(&o, f);
+    if (!im->labels) die("%s: no labels (give --labels LABELS-idx1-ubyte[.gz], or a folder of class folders)", o.data);
     int64_t D = nf_flow_dim(f), na, nb, rows = o.nimages, cols = o.nstrengths;
     nf_real *ma = malloc(sizeof(nf_real) * (size_t)D), *mb = malloc(sizeof(nf_real) * (size_t)D);
     nf_real *zi = malloc(sizeof(nf_real) * (size_t)(rows * D)), *z = malloc(sizeof(nf_real) * (size_t)(rows * cols * D));
