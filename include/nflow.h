@@ -149,6 +149,10 @@ const char *nf_flow_layer_name(const nf_flow *f, int32_t k);
 nf_real *nf_flow_params(nf_flow *f);
 nf_real *nf_flow_grads(nf_flow *f);
 int64_t nf_flow_num_params(const nf_flow *f);
+/* FLOPs (multiply-adds × 2) of one sample's forward pass through the matrix products and convolutions
+ * (element-wise work not counted); the inverse costs the same, a training step about 3× (forward,
+ * input gradients, weight gradients). */
+double nf_flow_flops(const nf_flow *f);
 /* Set the standardisation layer (if the config has one) from data statistics. */
 nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_real *std);
 /* Training mode: ActNorm initialises from the first batch it sees, batch norm uses batch statistics. */

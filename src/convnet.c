@@ -18,6 +18,12 @@ int64_t nf_convnet_num_params(const nf_convnet *m) {
     return s + m->cout * (last_in * 9 + 2);
 }
 
+int64_t nf_convnet_flops(const nf_convnet *m) {
+    int64_t f = 0, P = (int64_t)m->H * m->W;
+    for (int32_t l = 0; l < m->layers; l++) f += 2 * m->hidden * cn_in(m, l) * cn_k(l) * cn_k(l) * P;
+    return f + 2 * (int64_t)m->cout * (m->layers ? m->hidden : m->cin) * 9 * P;
+}
+
 int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n) {
     int64_t P = (int64_t)m->H * m->W;
     return 2 * (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
@@ -131,6 +137,11 @@ static int64_t rn_wsize(const nf_resnet *m, int32_t cin, int32_t cout) { NF_UNUS
 int64_t nf_resnet_num_params(const nf_resnet *m) {
     return rn_wsize(m, m->cin, m->width) + 2 * (int64_t)m->blocks * rn_wsize(m, m->width, m->width) +
            rn_wsize(m, m->width, m->cout);
+}
+
+int64_t nf_resnet_flops(const nf_resnet *m) {
+    int64_t P = (int64_t)m->H * m->W;
+    return 2 * 9 * P * ((int64_t)m->cin * m->width + 2 * (int64_t)m->blocks * m->width * m->width + (int64_t)m->width * m->cout);
 }
 
 int64_t nf_resnet_cache_size(const nf_resnet *m, int64_t n) {

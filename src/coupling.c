@@ -43,6 +43,11 @@ static int64_t cp_work_size(const nf_layer *L, int64_t n) {
     return bw > iw ? bw : iw;
 }
 
+static int64_t cp_flops(const nf_layer *L) {
+    const coupling *c = (const coupling *)L;
+    return c->conv ? nf_convnet_flops(&c->cnet) : nf_mlp_flops(&c->net);
+}
+
 static void cp_init(nf_layer *L, nf_rng *rng) {
     coupling *c = (coupling *)L;
     if (c->conv) nf_convnet_init(&c->cnet, NF_P(L, c->cnet.off), rng);
@@ -182,9 +187,9 @@ static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
 }
 
 static const nf_layer_ops additive_ops = {"additive_coupling", cp_forward, cp_inverse, cp_backward,
-                                          cp_cache_size,       cp_work_size, cp_init,  cp_destroy};
+                                          cp_cache_size,       cp_work_size, cp_init,  cp_destroy, cp_flops};
 static const nf_layer_ops affine_ops = {"affine_coupling", cp_forward,   cp_inverse, cp_backward,
-                                        cp_cache_size,     cp_work_size, cp_init,    cp_destroy};
+                                        cp_cache_size,     cp_work_size, cp_init,    cp_destroy, cp_flops};
 
 /* Partition of 0..D-1 into a (conditioning) and b (transformed); parity 1 swaps the roles. */
 static int make_partition(coupling *c, int32_t D, nf_partition part, int32_t parity) {
@@ -287,11 +292,11 @@ static int reserve_convnet(nf_flow_ctx *ctx, const char *name, nf_convnet *m) {
 }
 
 static const nf_layer_ops conv_additive_ops = {"conv_additive_coupling", cp_forward, cp_inverse, cp_backward,
-                                               cp_cache_size, cp_work_size, cp_init, cp_destroy};
+                                               cp_cache_size, cp_work_size, cp_init, cp_destroy, cp_flops};
 static const nf_layer_ops conv_affine_ops = {"conv_affine_coupling", cp_forward, cp_inverse, cp_backward,
-                                             cp_cache_size, cp_work_size, cp_init, cp_destroy};
+                                             cp_cache_size, cp_work_size, cp_init, cp_destroy, cp_flops};
 static const nf_layer_ops split_ops = {"split", cp_forward, cp_inverse, cp_backward,
-                                       cp_cache_size, cp_work_size, cp_init, cp_destroy};
+                                       cp_cache_size, cp_work_size, cp_init, cp_destroy, cp_flops};
 
 /* Channel-split coupling or split prior on (C, H, W) images: a = the first C/2 channels. */
 static nf_layer *conv_coupling(nf_flow_ctx *ctx, const char *name, int32_t C, int32_t H, int32_t W, int32_t hidden,

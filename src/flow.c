@@ -317,6 +317,11 @@ const nf_config *nf_flow_config(const nf_flow *f) { return &f->cfg; }
 int32_t nf_flow_dim(const nf_flow *f) { return f->cfg.dim; }
 int32_t nf_flow_num_layers(const nf_flow *f) { return f->nlayers; }
 const char *nf_flow_layer_name(const nf_flow *f, int32_t k) { return f->layers[k]->ops->kind; }
+double nf_flow_flops(const nf_flow *f) {
+    double s = 0;
+    for (int32_t k = 0; k < f->nlayers; k++) s += (double)f->layers[k]->ops->flops(f->layers[k]);
+    return s;
+}
 nf_real *nf_flow_params(nf_flow *f) { return f->ctx.params; }
 nf_real *nf_flow_grads(nf_flow *f) { return f->ctx.grads; }
 int64_t nf_flow_num_params(const nf_flow *f) { return f->ctx.nparams; }

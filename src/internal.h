@@ -79,6 +79,7 @@ typedef struct {
 
 /* Parameters: for each linear l (layers + 1 of them): W_l (out_l, in_l) then b_l (out_l). */
 int64_t nf_mlp_num_params(const nf_mlp *m);
+int64_t nf_mlp_flops(const nf_mlp *m); /* per sample, forward */
 /* Floats of cache for n rows: pre- and post-activation of every hidden layer. */
 int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n);
 /* Weights He-/LeCun-uniform (by activation), biases 0; the LAST layer is zero (identity coupling) or,
@@ -100,6 +101,7 @@ typedef struct {
     int64_t off;                       /* first parameter in the flat buffer */
 } nf_convnet;
 int64_t nf_convnet_num_params(const nf_convnet *m);
+int64_t nf_convnet_flops(const nf_convnet *m);
 int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n);
 int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n);
 void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng);
@@ -118,6 +120,7 @@ typedef struct {
     int64_t off;                      /* first parameter in the flat buffer */
 } nf_resnet;
 int64_t nf_resnet_num_params(const nf_resnet *m);
+int64_t nf_resnet_flops(const nf_resnet *m);
 int64_t nf_resnet_cache_size(const nf_resnet *m, int64_t n);
 int64_t nf_resnet_work_size(const nf_resnet *m, int64_t n);
 void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng);
@@ -151,6 +154,9 @@ typedef struct {
     int64_t (*work_size)(const nf_layer *L, int64_t n); /* scratch for forward, inverse and backward */
     void (*init)(nf_layer *L, nf_rng *rng);   /* after parameters are bound */
     void (*destroy)(nf_layer *L);
+    /* FLOPs (multiply-adds × 2) of one sample's forward pass through the layer's matrix products and
+     * convolutions; element-wise work is not counted. Inverse costs the same; training about 3×. */
+    int64_t (*flops)(const nf_layer *L);
 } nf_layer_ops;
 
 /* Common header of every layer; each layer type embeds it as its first member. */
@@ -216,6 +222,7 @@ nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu
 nf_layer *nf_conv1x1_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t P, int lu);
 nf_layer *nf_batchnorm_create(nf_flow_ctx *c, const char *name, int32_t dim);
 void nf_layer_free(nf_layer *L);
+int64_t nf_no_flops(const nf_layer *L); /* layers without matrix products */
 /* Standardisation statistics (buffers of a standardize layer). */
 void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std);
 

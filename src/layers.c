@@ -19,6 +19,10 @@ static int64_t zero_size(const nf_layer *L, int64_t n) {
 }
 static void no_init(nf_layer *L, nf_rng *rng) { NF_UNUSED(L), NF_UNUSED(rng); }
 static void no_destroy(nf_layer *L) { NF_UNUSED(L); }
+int64_t nf_no_flops(const nf_layer *L) {
+    NF_UNUSED(L);
+    return 0;
+}
 
 /* Allocate a layer struct of `size` bytes with its common header filled in. */
 static void *layer_alloc(size_t size, const nf_layer_ops *ops, nf_flow_ctx *ctx, const char *name,
@@ -146,9 +150,9 @@ static void actnorm_init(nf_layer *L, nf_rng *rng) {
 }
 
 static const nf_layer_ops diag_scale_ops = {"diag_scale", sc_forward, sc_inverse, sc_backward,
-                                            zero_size,    zero_size,  no_init,    no_destroy};
+                                            zero_size,    zero_size,  no_init,    no_destroy, nf_no_flops};
 static const nf_layer_ops actnorm_ops = {"actnorm", sc_forward, sc_inverse,   sc_backward,
-                                         zero_size, zero_size,  actnorm_init, no_destroy};
+                                         zero_size, zero_size,  actnorm_init, no_destroy, nf_no_flops};
 
 nf_layer *nf_diag_scale_create(nf_flow_ctx *c, const char *name, int32_t dim) {
     scale_layer *s = layer_alloc(sizeof *s, &diag_scale_ops, c, name, dim);
@@ -241,7 +245,7 @@ static void lg_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
 }
 
 static const nf_layer_ops logit_ops = {"logit",   lg_forward, lg_inverse, lg_backward,
-                                       zero_size, zero_size,  no_init,    no_destroy};
+                                       zero_size, zero_size,  no_init,    no_destroy, nf_no_flops};
 
 nf_layer *nf_logit_create(nf_flow_ctx *c, const char *name, int32_t dim, double alpha) {
     if (!(alpha >= 0 && alpha < 0.5)) return NULL;
@@ -306,7 +310,7 @@ static void st_init(nf_layer *L, nf_rng *rng) {
 }
 
 static const nf_layer_ops standardize_ops = {"standardize", st_forward, st_inverse, st_backward,
-                                             zero_size,     zero_size,  st_init,    no_destroy};
+                                             zero_size,     zero_size,  st_init,    no_destroy, nf_no_flops};
 
 nf_layer *nf_standardize_create(nf_flow_ctx *c, const char *name, int32_t dim) {
     std_layer *s = layer_alloc(sizeof *s, &standardize_ops, c, name, dim);
@@ -386,10 +390,10 @@ static void pm_init(nf_layer *L, nf_rng *rng) {
 }
 
 static const nf_layer_ops permute_ops = {"permute", pm_forward, pm_inverse, pm_backward,
-                                         zero_size, zero_size,  pm_init,    no_destroy};
+                                         zero_size, zero_size,  pm_init,    no_destroy, nf_no_flops};
 
 static const nf_layer_ops squeeze_ops = {"squeeze", pm_forward, pm_inverse, pm_backward,
-                                         zero_size, zero_size,  pm_init,    no_destroy};
+                                         zero_size, zero_size,  pm_init,    no_destroy, nf_no_flops};
 
 nf_layer *nf_squeeze_create(nf_flow_ctx *c, const char *name, int32_t C, int32_t H, int32_t W) {
     if (H % 2 || W % 2) return NULL;
@@ -461,6 +465,11 @@ static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, do
     for (int32_t j = 0; j < D; j++) s += ls[j];
     *ld = s;
     return NF_OK;
+}
+
+static int64_t lin_flops(const nf_layer *L) {
+    const linear_layer *l = (const linear_layer *)L;
+    return 2 * (int64_t)l->C * l->C * l->P;
 }
 
 static int64_t lin_cache_size(const nf_layer *L, int64_t n) {
@@ -592,9 +601,9 @@ static void lin_destroy(nf_layer *L) {
 }
 
 static const nf_layer_ops linear_ops = {"linear",       lin_forward,   lin_inverse, lin_backward,
-                                        lin_cache_size, lin_work_size, lin_init,    lin_destroy};
+                                        lin_cache_size, lin_work_size, lin_init,    lin_destroy, lin_flops};
 static const nf_layer_ops linear_lu_ops = {"linear_lu",    lin_forward,   lin_inverse, lin_backward,
-                                           lin_cache_size, lin_work_size, lin_init,    lin_destroy};
+                                           lin_cache_size, lin_work_size, lin_init,    lin_destroy, lin_flops};
 
 nf_layer *nf_linear_create(nf_flow_ctx *c, const char *name, int32_t dim, int lu) { return nf_conv1x1_create(c, name, dim, 1, lu); }
 
@@ -733,7 +742,7 @@ static void bn_init(nf_layer *L, nf_rng *rng) {
 }
 
 static const nf_layer_ops batchnorm_ops = {"batchnorm",   bn_forward, bn_inverse, bn_backward,
-                                           bn_cache_size, zero_size,  bn_init,    no_destroy};
+                                           bn_cache_size, zero_size,  bn_init,    no_destroy, nf_no_flops};
 
 nf_layer *nf_batchnorm_create(nf_flow_ctx *c, const char *name, int32_t dim) {
     bn_layer *b = layer_alloc(sizeof *b, &batchnorm_ops, c, name, dim);

@@ -35,6 +35,8 @@ static void mk_init(nf_layer *L, nf_rng *rng) {
     for (int32_t k = 0; k < c->C; k++) sc[k] = 1;
 }
 
+static int64_t mk_flops(const nf_layer *L) { return nf_resnet_flops(&((const masked *)L)->net); }
+
 static void mk_destroy(nf_layer *L) { free(((masked *)L)->mask); }
 
 /* xm = x ⊙ m, h = net(xm): both in buf, the net's cache after them */
@@ -123,7 +125,7 @@ static void mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
 }
 
 static const nf_layer_ops masked_ops = {"masked_coupling", mk_forward, mk_inverse, mk_backward,
-                                        mk_cache_size,     mk_work_size, mk_init,  mk_destroy};
+                                        mk_cache_size,     mk_work_size, mk_init,  mk_destroy, mk_flops};
 
 nf_layer *nf_masked_coupling_create(nf_flow_ctx *ctx, const char *name, int32_t C, int32_t H, int32_t W,
                                     nf_mask_type type, int32_t parity, int32_t width, int32_t blocks) {

@@ -6,6 +6,15 @@
 static int64_t lin_in(const nf_mlp *m, int32_t l) { return l == 0 ? m->in : m->hidden; }
 static int64_t lin_out(const nf_mlp *m, int32_t l) { return l == m->layers ? m->out : m->hidden; }
 
+int64_t nf_mlp_flops(const nf_mlp *m) {
+    int64_t f = 0;
+    for (int32_t l = 0; l <= m->layers; l++) {
+        int64_t in = l == 0 ? m->in : m->hidden, out = l == m->layers ? m->out : m->hidden;
+        f += 2 * in * out;
+    }
+    return f;
+}
+
 int64_t nf_mlp_num_params(const nf_mlp *m) {
     int64_t s = 0;
     for (int32_t l = 0; l <= m->layers; l++) s += lin_out(m, l) * (lin_in(m, l) + 1);

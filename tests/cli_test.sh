@@ -82,6 +82,10 @@ done
 "$NFLOW" manipulate --model "$T/pics.ckpt" --data "$T/pics" --channels 1 --class-a 0 --class-b 1 --images 0,7 --strengths 0,1 \
     --out "$T/pics-manip.png" >/dev/null && [ "$(head -c 4 "$T/pics-manip.png" | tail -c 3)" = "PNG" ] && ok || bad "manipulate by class folders"
 
+# bench: one short measurement, table and JSON
+"$NFLOW" bench realnvp-moons --threads 1 --seconds 0.2 --json "$T/bench.json" >"$T/bench.out" && \
+    grep -q "^realnvp-moons  *1 " "$T/bench.out" && grep -q '"train_samples_per_s"' "$T/bench.json" && ok || bad "bench"
+
 # --- bad input
 printf '1,2\n3,oops\n' >"$T/nonnum.csv"
 printf '1,2\n3,4,5\n' >"$T/ragged.csv"
@@ -123,6 +127,7 @@ expect_error "not an image model" "$NFLOW" interpolate --model "$T/m.ckpt" --dat
 mkdir -p "$T/badpics" && printf 'garbage' >"$T/badpics/x.png"
 expect_error "badpics/x.png: not a readable PNG" "$NFLOW" train --model glow --data "$T/badpics" --out "$T/x.ckpt"
 expect_error "images have 3072 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data "$T/pics"
+expect_error "unknown workload 'fast'" "$NFLOW" bench fast
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 

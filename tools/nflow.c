@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 static const char *g_cmd = "nflow";
 
 static void die(const char *fmt, ...) {
@@ -854,7 +856,8 @@ static const char *main_help =
     "  decode   x = G(z) for the rows of a latent CSV\n"
     "  plot     density, samples and warped-grid picture of a 2-D model (PNG)\n"
     "  interpolate  linear interpolation in latent space between two real images (PNG strip)\n"
-    "  manipulate   add a class-difference attribute vector to images at several strengths (PNG grid)\n";
+    "  manipulate   add a class-difference attribute vector to images at several strengths (PNG grid)\n"
+    "  bench    speed and memory of the benchmark workloads (glow-small, realnvp-small, nice-mnist, realnvp-moons)\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -879,7 +882,8 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "demo")) return cmd_demo(argc, argv);
     if (!strcmp(c, "interpolate")) return cmd_interpolate(argc, argv);
     if (!strcmp(c, "manipulate")) return cmd_manipulate(argc, argv);
+    if (!strcmp(c, "bench")) return nflow_bench(argc, argv, die);
     g_cmd = "nflow";
-    die("unknown command '%s' (one of: demo, train, eval, sample, encode, decode, plot, interpolate, manipulate)", c);
+    die("unknown command '%s' (one of: demo, train, eval, sample, encode, decode, plot, interpolate, manipulate, bench)", c);
     return 1;
 }
