@@ -1,10 +1,11 @@
 # Convenience wrapper around CMake. `make` builds into build/, `make test` builds and runs every test,
-# `make demo` runs the built-in demo, `make install PREFIX=/usr/local` installs.
+# `make demo` runs the built-in demo, `make demo-images` the Fashion-MNIST one (Glow, ~12 min),
+# `make bench` the benchmark workloads, `make install PREFIX=/usr/local` installs.
 BUILD ?= build
 PREFIX ?= /usr/local
 NFLOW_CMAKE_FLAGS ?=
 
-.PHONY: all test demo install clean deps
+.PHONY: all test demo demo-images bench install clean deps
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j$$(nproc)
 
@@ -19,6 +20,12 @@ test: all
 
 demo: all
 	./$(BUILD)/nflow demo
+
+demo-images: all
+	./$(BUILD)/nflow demo --data fashion-mnist
+
+bench: all
+	./$(BUILD)/nflow bench all --json bench.json
 
 install: all
 	cmake --install $(BUILD)
