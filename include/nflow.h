@@ -157,6 +157,15 @@ double nf_flow_flops(const nf_flow *f);
 nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_real *std);
 /* Training mode: ActNorm initialises from the first batch it sees, batch norm uses batch statistics. */
 void nf_flow_set_training(nf_flow *f, int training);
+/* Backward mode. store (0, default): every layer's input and cache are kept from the forward pass,
+ * memory grows with depth. recompute (1): only two activations and one layer cache are kept; backward
+ * rebuilds each layer's input from its output with the layer's inverse and re-runs its forward, so
+ * memory does not grow with depth, at the cost of an inverse and a forward per layer. Gradients agree
+ * with store mode up to the rounding of the reconstructed inputs. Not available with batch norm. */
+nf_status nf_flow_set_recompute(nf_flow *f, int on);
+int nf_flow_recompute(const nf_flow *f);
+/* Bytes of the flow's workspace (activations, caches, scratch) as currently sized. */
+int64_t nf_flow_workspace_bytes(const nf_flow *f);
 
 /* z = f(x) (n, D); logdet[i] = Σ_k log|det J_k| for sample i (overwritten). Either output may be NULL. */
 nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n);

@@ -339,24 +339,39 @@ nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_
 }
 
 /* ------------------------------------------------------------------ workspace
- * ws = [act_1 … act_K (n,D) each] [cache_1 … cache_K] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch] */
+ * store mode (default):
+ *   ws = [act_1 … act_K (n,D) each] [cache_1 … cache_K] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch]
+ * recompute mode (memory independent of depth): two activation buffers used alternately, one spare, and
+ * ONE cache (the largest any layer needs); backward rebuilds each layer's input from its output with the
+ * layer's inverse and re-runs that layer's forward to refill the cache:
+ *   ws = [act_even, act_odd, spare (n,D)] [cache] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch] */
 nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
     if (n <= f->nmax && f->ws) return NF_OK;
     int32_t K = f->nlayers, D = f->cfg.dim;
-    int64_t *ao = nf_xcalloc((size_t)K + 1, sizeof(int64_t)), *co = nf_xcalloc((size_t)K + 1, sizeof(int64_t));
+    int64_t *ao = nf_xcalloc((size_t)K + 2, sizeof(int64_t)), *co = nf_xcalloc((size_t)K + 1, sizeof(int64_t));
     if (!ao || !co) {
         free(ao), free(co);
         return nf_fail(NF_ERR_NOMEM, "out of memory");
     }
-    int64_t off = 0, scratch = 0;
-    for (int32_t k = 0; k < K; k++) ao[k] = off, off += n * D;
+    int64_t off = 0, scratch = 0, cmax = 0;
+    if (f->recompute) {
+        for (int32_t k = 0; k < K; k++) ao[k] = (k % 2) * n * D;
+        ao[K + 1] = 2 * n * D; /* spare */
+        off = 3 * n * D;
+    } else {
+        for (int32_t k = 0; k < K; k++) ao[k] = off, off += n * D;
+    }
     for (int32_t k = 0; k < K; k++) {
-        co[k] = off;
-        off += f->layers[k]->ops->cache_size(f->layers[k], n);
         int64_t w = f->layers[k]->ops->work_size(f->layers[k], n);
         int64_t c = f->layers[k]->ops->cache_size(f->layers[k], n);
         if (w > scratch) scratch = w;
         if (c > scratch) scratch = c;
+        if (c > cmax) cmax = c;
+        if (!f->recompute) co[k] = off, off += c;
+    }
+    if (f->recompute) {
+        for (int32_t k = 0; k < K; k++) co[k] = off;
+        off += cmax;
     }
     ao[K] = off; /* dz_a, dz_b */
     off += 2 * n * D + 3 * n;
@@ -372,8 +387,26 @@ nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
     return NF_OK;
 }
 
+nf_status nf_flow_set_recompute(nf_flow *f, int on) {
+    for (int32_t k = 0; on && k < f->nlayers; k++)
+        if (strcmp(f->layers[k]->ops->kind, "batchnorm") == 0)
+            return nf_fail(NF_ERR_INVALID, "recompute mode needs layers whose inverse undoes the training forward; batch norm (batch statistics) does not");
+    if (!!on != f->recompute) { /* the workspace layout changes: reallocate on next use */
+        int64_t n = f->nmax;
+        free(f->ws), free(f->act_off), free(f->cache_off);
+        f->ws = NULL, f->act_off = f->cache_off = NULL, f->nmax = 0, f->ws_size = 0;
+        f->recompute = !!on;
+        if (n > 0) return nf_flow_reserve(f, n);
+    }
+    return NF_OK;
+}
+
+int nf_flow_recompute(const nf_flow *f) { return f->recompute; }
+int64_t nf_flow_workspace_bytes(const nf_flow *f) { return f->ws_size * (int64_t)sizeof(nf_real); }
+
 #define ACT(f, k) ((f)->ws + (f)->act_off[k])     /* output of layer k */
 #define CACHE(f, k) ((f)->ws + (f)->cache_off[k])
+#define SPARE(f) ((f)->ws + (f)->act_off[(f)->nlayers + 1])
 #define DZA(f) ((f)->ws + (f)->act_off[(f)->nlayers])
 #define DZB(f) (DZA(f) + (f)->nmax * (f)->cfg.dim)
 #define LOGDET(f) (DZB(f) + (f)->nmax * (f)->cfg.dim)
@@ -481,6 +514,16 @@ nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss
     for (int32_t k = f->nlayers - 1; k >= 0; k--) {
         nf_layer *L = f->layers[k];
         const nf_real *in = k == 0 ? x : ACT(f, k - 1);
+        if (f->recompute) {
+            /* rebuild this layer's input from its output (ACT(k), intact: the buffers alternate), then
+             * refill its cache; the first layer's input is the data itself */
+            if (k > 0) {
+                nf_real *xin = ACT(f, k - 1);
+                if ((st = L->ops->inverse(L, ACT(f, k), xin, NULL, n, SCRATCH(f)))) return st;
+                copy_tail(ACT(f, k), xin, n, L->dim, D);
+            }
+            if ((st = L->ops->forward(L, in, SPARE(f), NULL, n, CACHE(f, k), SCRATCH(f), f->training))) return st;
+        }
         nf_real *out = (k == 0 && dx) ? dx : dxb;
         L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
         copy_tail(dz, out, n, L->dim, D);

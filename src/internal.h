@@ -248,7 +248,9 @@ struct nf_flow {
     int32_t nlayers;
     nf_prior prior;
     int training;
-    /* Workspace sized for nmax rows: per layer its input and cache, plus scratch. */
+    int recompute; /* backward rebuilds layer inputs by inversion instead of storing them */
+    /* Workspace sized for nmax rows: per layer its input and cache (store mode) or two alternating
+     * activations and one cache (recompute mode), plus scratch. */
     int64_t nmax;
     nf_real *ws;
     int64_t *act_off, *cache_off; /* per layer, into ws */

@@ -56,6 +56,8 @@ static nf_dataset *moons(int64_t n) {
 #define TRY(expr) do { if ((st = (expr)) != NF_OK) goto fail; } while (0)
 
 /* Run one workload at the current thread count; fills r (r->ok = 0 and r->err on failure). */
+static int g_recompute, g_depth; /* --backward recompute, --depth K */
+
 static void run_one(const char *w, double secs, bench_result *r) {
     memset(r, 0, sizeof *r);
     int image = strcmp(w, "realnvp-moons") != 0;
@@ -77,7 +79,9 @@ static void run_one(const char *w, double secs, bench_result *r) {
         }
         nf_config_default(&cfg, NF_MODEL_REALNVP, 2);
     }
+    if (g_depth) cfg.depth = g_depth;
     TRY(nf_flow_create(&cfg, &f));
+    TRY(nf_flow_set_recompute(f, g_recompute));
     nf_train_opts to;
     nf_train_opts_default(&to);
     to.batch = image ? 64 : 512, to.bits = 8;
@@ -172,12 +176,15 @@ static int run_child(const char *w, int threads, double secs, bench_result *r) {
 }
 
 static const char *bench_help =
-    "usage: nflow bench WORKLOAD|all [--threads 1,2] [--seconds S] [--json FILE]\n"
+    "usage: nflow bench WORKLOAD|all [--threads 1,2] [--seconds S] [--json FILE] [--backward store|recompute]\n"
+    "                   [--depth K]\n"
     "Measure a workload of ../shared/design/workloads.md: glow-small, realnvp-small, nice-mnist,\n"
     "realnvp-moons (or all): steady-state train / eval / sample samples per second, peak resident memory\n"
     "and achieved GFLOP/s (training = 3 × forward FLOPs), for each thread count (default 1 and 2).\n"
     "  --seconds S   timed training per configuration (10; evaluation and sampling S/2 each)\n"
-    "  --json FILE   also write the results as JSON (temporary file + rename)\n";
+    "  --json FILE   also write the results as JSON (temporary file + rename)\n"
+    "  --backward M  store (default): keep every layer's activations; recompute: rebuild them by inversion\n"
+    "  --depth K     override the workload's depth (Glow steps per level, couplings of NICE / 2-D RealNVP)\n";
 
 int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     const char *which = NULL, *json = NULL;
@@ -188,11 +195,20 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(bench_help, stdout);
             return 0;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "--seconds") || !strcmp(a, "--json")) {
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "--seconds") || !strcmp(a, "--json") || !strcmp(a, "--backward") ||
+                   !strcmp(a, "--depth")) {
             if (i + 1 >= argc) die("option '%s' needs a value", a);
             const char *v = argv[++i];
             char *end;
             if (!strcmp(a, "--json")) json = v;
+            else if (!strcmp(a, "--backward")) {
+                if (strcmp(v, "store") && strcmp(v, "recompute")) die("option --backward: 'store' or 'recompute', not '%s'", v);
+                g_recompute = !strcmp(v, "recompute");
+            } else if (!strcmp(a, "--depth")) {
+                long d = strtol(v, &end, 10);
+                if (*end || d < 1 || d > 1024) die("option --depth: '%s' is not an integer in 1..1024", v);
+                g_depth = (int)d;
+            }
             else if (!strcmp(a, "--seconds")) {
                 secs = strtod(v, &end);
                 if (*end || !(secs > 0 && secs <= 3600)) die("option --seconds: '%s' is not a number in (0, 3600]", v);
@@ -222,7 +238,8 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     if (json) {
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", json, (long)getpid());
         if (!(js = fopen(tmp, "w"))) die("%s: cannot open for writing: %s", json, strerror(errno));
-        fprintf(js, "{\"tool\": \"nflow %s\", \"seconds\": %g, \"results\": [", NFLOW_VERSION, secs);
+        fprintf(js, "{\"tool\": \"nflow %s\", \"seconds\": %g, \"backward\": \"%s\", \"depth\": %d, \"results\": [", NFLOW_VERSION, secs,
+                g_recompute ? "recompute" : "store", g_depth);
     }
     printf("%-14s %7s %12s %12s %12s %10s %9s %10s\n", "workload", "threads", "train/s", "eval/s", "sample/s",
            "train GF/s", "eval GF/s", "peak MiB");

@@ -41,7 +41,7 @@ static double now(void) {
 /* ------------------------------------------------------------------ options */
 typedef struct {
     const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule, *test_data;
-    int32_t levels, bits, image_size, channels;
+    int32_t levels, bits, image_size, channels, recompute;
     int64_t ck_every, smp_every;
     int64_t from, to, frames, class_a, class_b, per_class, nimages, nstrengths;
     int64_t images[64];
@@ -59,7 +59,7 @@ typedef struct {
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -88,7 +88,7 @@ static const struct option all_options[] = {
     {"class-b", required_argument, 0, O_CLASSB},    {"images", required_argument, 0, O_IMAGES},
     {"strengths", required_argument, 0, O_STRENGTHS}, {"per-class", required_argument, 0, O_PERCLASS},
     {"labels", required_argument, 0, O_LABELS},     {"resume", required_argument, 0, O_RESUME},
-    {"image-size", required_argument, 0, O_IMGSIZE}, {"channels", required_argument, 0, O_CHANNELS},
+    {"backward", required_argument, 0, O_BACKWARD}, {"image-size", required_argument, 0, O_IMGSIZE}, {"channels", required_argument, 0, O_CHANNELS},
     {"blocks", required_argument, 0, O_BLOCKS},     {"logit-alpha", required_argument, 0, O_LOGIT},
     {0, 0, 0, 0}};
 
@@ -161,6 +161,10 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_TESTOUT: o->test_out = optarg; break;
         case O_STEPS: o->steps = parse_int(n, optarg, 0, 100000000), o->set_steps = 1; break;
         case O_BATCH: o->batch = parse_int(n, optarg, 1, 1 << 20), o->set_batch = 1; break;
+        case O_BACKWARD:
+            if (strcmp(optarg, "store") && strcmp(optarg, "recompute")) die("option --backward: 'store' or 'recompute', not '%s'", optarg);
+            o->recompute = !strcmp(optarg, "recompute");
+            break;
         case O_IMGSIZE: o->image_size = (int32_t)parse_int(n, optarg, 1, 4096); break;
         case O_CHANNELS:
             o->channels = (int32_t)parse_int(n, optarg, 1, 3);
@@ -289,6 +293,8 @@ static const char *train_help =
     "  --test-frac F        CSV: held-out fraction (0.1)         --test-out F   write the held-out rows\n"
     "  --standardize auto|on|off   per-column standardisation layer (auto: on for CSV, off for toys)\n"
     "  --log FILE           metrics CSV (default MODEL.ckpt.metrics.csv)   --quiet  no progress line\n"
+    "  --backward store|recompute   keep every layer's activations (store, default) or rebuild them by\n"
+    "                       inversion in backward (recompute: memory flat in depth, slower)\n"
     "Architecture (defaults depend on --model):\n"
     "  --depth K            couplings (nice 4, realnvp 8) or steps (glow 8)\n"
     "  --hidden W           MLP width (nice 128, others 64)  --mlp-layers L  hidden layers (nice 4, others 2)\n"
@@ -465,6 +471,7 @@ static int train_images(opts *o) {
     to.adam.lr = o->lr, to.adam.warmup = o->set_warmup ? o->warmup : 500, to.adam.clip = o->clip;
     to.adam.cosine_steps = strcmp(o->schedule, "cosine") == 0 ? o->steps : 0;
     nf_trainer *tr;
+    check(nf_flow_set_recompute(f, o->recompute));
     check(nf_trainer_create_images(f, train, &to, &tr));
     int64_t first = 1;
     if (o->resume) {
@@ -534,7 +541,7 @@ static int cmd_train(int argc, char **argv) {
                                   O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR,
                                   O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC,
                                   O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_BLOCKS, O_LOGIT, O_CKEVERY,
-                                  O_SMPEVERY, O_TESTDATA, O_RESUME, O_IMGSIZE, O_CHANNELS, 0};
+                                  O_SMPEVERY, O_TESTDATA, O_RESUME, O_IMGSIZE, O_CHANNELS, O_BACKWARD, 0};
     opts o;
     parse(argc, argv, allowed, train_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
@@ -561,6 +568,7 @@ static int cmd_train(int argc, char **argv) {
     to.batch = o.batch, to.seed = o.seed + 17, to.adam.lr = o.lr, to.adam.warmup = o.warmup, to.adam.clip = o.clip;
     to.adam.cosine_steps = strcmp(o.schedule, "cosine") == 0 ? o.steps : 0;
     nf_trainer *tr;
+    check(nf_flow_set_recompute(f, o.recompute));
     check(nf_trainer_create(f, train, &to, &tr));
     char logpath[4096];
     snprintf(logpath, sizeof logpath, "%s", o.log ? o.log : o.out);

@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""nflow and the PyTorch reference on the same workloads, in one run, with ratios.
+
+  bench/side_by_side.py [WORKLOAD ...] [--threads 1,2] [--seconds 10] [--nflow build/nflow] [--markdown FILE]
+
+For every workload and thread count, `nflow bench` and `torch_reference.py bench` run back to back
+(each in its own process, so peak memory is measured separately); the table shows both and the ratio
+nflow / PyTorch. Runs on a shared machine vary by 5-15 %, so only ratios measured in one run count.
+--markdown writes the table (plus the machine and the command) for BENCHMARKS.md.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOADS = ["glow-small", "realnvp-small", "nice-mnist", "realnvp-moons"]
+
+
+def run_json(cmd, path):
+    r = subprocess.run(cmd + ["--json", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+        raise SystemExit("side_by_side: failed: %s" % " ".join(cmd))
+    with open(path) as fp:
+        return json.load(fp)["results"][0]
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fp:
+            for line in fp:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workloads", nargs="*", default=WORKLOADS)
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--seconds", default="10")
+    p.add_argument("--nflow", default=os.path.join(HERE, "..", "build", "nflow"))
+    p.add_argument("--markdown")
+    a = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="nflow-sbs-")
+    rows = []
+    hdr = "| workload | threads | metric | nflow | PyTorch | nflow / PyTorch |"
+    print(hdr)
+    print("|---|---:|---|---:|---:|---:|")
+    for w in a.workloads:
+        for t in a.threads.split(","):
+            n = run_json([a.nflow, "bench", w, "--threads", t, "--seconds", a.seconds], os.path.join(tmp, "n.json"))
+            r = run_json([sys.executable, os.path.join(HERE, "torch_reference.py"), "bench", w, "--threads", t, "--seconds",
+                          a.seconds], os.path.join(tmp, "t.json"))
+            for key, label, fmt in [("train_samples_per_s", "train samples/s", "%.1f"), ("eval_samples_per_s", "eval samples/s", "%.1f"),
+                                    ("sample_samples_per_s", "sample samples/s", "%.1f"), ("peak_rss_mib", "peak RSS MiB (train)", "%.0f")]:
+                ratio = n[key] / r[key] if r[key] else float("nan")
+                row = "| %s | %s | %s | %s | %s | %.2f× |" % (w, t, label, fmt % n[key], fmt % r[key], ratio)
+                rows.append(row)
+                print(row, flush=True)
+            row = "| %s | %s | train GFLOP/s (nflow's count) | %.1f | %.1f | |" % (
+                w, t, n["train_gflops"], 3 * n["forward_flops_per_sample"] * r["train_samples_per_s"] / 1e9)
+            rows.append(row)
+            print(row, flush=True)
+    if a.markdown:
+        torch_ver = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                                   text=True).stdout.strip()
+        with open(a.markdown + ".tmp", "w") as fp:
+            fp.write("Measured %s on %s (%d logical CPUs), %s, PyTorch %s (Debian python3-torch).\n\n" % (
+                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpu_name(), os.cpu_count(), platform.platform(), torch_ver))
+            fp.write("Command: `bench/side_by_side.py %s --threads %s --seconds %s`\n\n" % (" ".join(a.workloads), a.threads, a.seconds))
+            fp.write(hdr + "\n|---|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
+        os.replace(a.markdown + ".tmp", a.markdown)
+
+
+if __name__ == "__main__":
+    main()
