@@ -82,6 +82,12 @@ static void col2im_add(const nf_real *col, int32_t C, int32_t H, int32_t W, int3
 void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
                        int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                        nf_real *work) {
+    nf_conv2d_forward_ex(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, 0);
+}
+
+void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                          int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                          nf_real *work, int relu) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
@@ -95,12 +101,20 @@ void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf
         for (int32_t o = 0; o < Cout; o++)
             for (int64_t p = 0; p < P; p++) ys[o * P + p] = b ? b[o] : 0;
         nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
+        if (relu) /* fused while the sample's output is still in cache */
+            for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
     }
 }
 
 void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
                         nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                         int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work) {
+    nf_conv2d_backward_ex(x, ldx, w, (nf_real *)dy /* not written: no relu_out */, ldy, dx, lddx, dw, db, n, Cin, Cout, H, W, k, work, NULL);
+}
+
+void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
+                           nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                           int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
     /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
      * (samples in order within a chunk), then the partials added in chunk order */
@@ -111,7 +125,10 @@ void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const n
         nf_real *pw = part + ch * Cout * (K + 1), *pb = pw + Cout * K;
         memset(pw, 0, sizeof(nf_real) * (size_t)(Cout * (K + 1)));
         for (int64_t s = ch * DW_CHUNK; s < n && s < (ch + 1) * DW_CHUNK; s++) {
-            const nf_real *dys = dy + s * ldy, *col = x + s * ldx;
+            nf_real *dys = dy + s * ldy;
+            const nf_real *col = x + s * ldx;
+            if (relu_out) /* dy ← dy ⊙ [out > 0], once per sample (chunks partition the samples) */
+                for (int64_t e = 0; e < Cout * P; e++) dys[e] = relu_out[s * ldy + e] > 0 ? dys[e] : 0;
             if (k > 1) {
                 nf_real *c = work + (int64_t)thread_id() * K * P;
                 im2col(x + s * ldx, Cin, H, W, k, c);

@@ -4,8 +4,8 @@
  * bias and logs start at 0 (the coupling starts as the identity). layers = 0 leaves only the zero-conv
  * (Glow's split prior). Tensors (n, C, H, W), P = H·W.
  * Parameters in order: for each hidden conv l: w_l (out, in, k, k), b_l (out); then w, b, logs of the
- * zero-conv. Cache: per hidden layer pre- and post-activation (n, hidden, P); the zero-conv's unscaled
- * output (n, cout, P). */
+ * zero-conv. Cache: per hidden layer its ReLU output (n, hidden, P) (the ReLU is fused into the
+ * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P). */
 #include "internal.h"
 
 static int32_t cn_k(int32_t l) { return l == 0 ? 3 : 1; }
@@ -26,7 +26,7 @@ int64_t nf_convnet_flops(const nf_convnet *m) {
 
 int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n) {
     int64_t P = (int64_t)m->H * m->W;
-    return 2 * (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
+    return (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
 }
 
 /* the largest scratch any of the convolutions needs for n samples */
@@ -67,14 +67,12 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x
         int32_t k = cn_k(l);
         const nf_real *w = Pm, *b = Pm + m->hidden * hc * k * k;
         Pm = b + m->hidden;
-        nf_real *pre = cache + 2 * l * hs, *post = pre + hs;
-        nf_conv2d_forward(h, hc * P, w, b, pre, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work);
-#pragma omp parallel for schedule(static) if (hs > 16384)
-        for (int64_t i = 0; i < hs; i++) post[i] = pre[i] > 0 ? pre[i] : 0;
+        nf_real *post = cache + l * hs;
+        nf_conv2d_forward_ex(h, hc * P, w, b, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work, 1);
         h = post, hc = m->hidden;
     }
     const nf_real *w = Pm, *b = Pm + m->cout * hc * 9, *logs = b + m->cout;
-    nf_real *raw = cache + 2 * (int64_t)m->layers * hs;
+    nf_real *raw = cache + (int64_t)m->layers * hs;
     nf_conv2d_forward(h, hc * P, w, b, raw, m->cout * P, n, (int32_t)hc, m->cout, m->H, m->W, 3, work);
     int32_t co = m->cout;
 #pragma omp parallel for schedule(static) if (n * co * P > 16384)
@@ -97,7 +95,7 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
     int32_t co = m->cout;
     const nf_real *w = Pm + off[m->layers], *logs = w + co * hc * 9 + co;
     nf_real *dw = dPm + off[m->layers], *db = dw + co * hc * 9, *dlogs = db + co;
-    const nf_real *raw = cache + 2 * (int64_t)m->layers * hs;
+    const nf_real *raw = cache + (int64_t)m->layers * hs;
     for (int32_t c = 0; c < co; c++) {
         double e = exp(3.0 * logs[c]), g = 0;
         for (int64_t i = 0; i < n; i++)
@@ -108,20 +106,18 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
             }
         dlogs[c] += (nf_real)g;
     }
-    const nf_real *h = m->layers ? cache + (2 * (int64_t)(m->layers - 1) + 1) * hs : x;
+    const nf_real *h = m->layers ? cache + (int64_t)(m->layers - 1) * hs : x;
     nf_real *dh = m->layers ? bufA : dx;
     nf_conv2d_backward(h, hc * P, w, draw, co * P, dh, hc * P, dw, db, n, (int32_t)hc, co, m->H, m->W, 3, cw);
     for (int32_t l = m->layers - 1; l >= 0; l--) {
-        const nf_real *pre = cache + 2 * (int64_t)l * hs;
-#pragma omp parallel for schedule(static) if (hs > 16384)
-        for (int64_t i = 0; i < hs; i++) dh[i] = pre[i] > 0 ? dh[i] : 0;
+        const nf_real *post = cache + (int64_t)l * hs; /* the ReLU's output masks dh inside the conv */
         int32_t k = cn_k(l);
         int64_t cin = cn_in(m, l);
         const nf_real *wl = Pm + off[l];
         nf_real *dwl = dPm + off[l], *dbl = dwl + m->hidden * cin * k * k;
-        const nf_real *hin = l ? cache + (2 * (int64_t)(l - 1) + 1) * hs : x;
+        const nf_real *hin = l ? cache + (int64_t)(l - 1) * hs : x;
         nf_real *dnext = l ? (dh == bufA ? bufB : bufA) : dx;
-        nf_conv2d_backward(hin, cin * P, wl, dh, m->hidden * P, dnext, cin * P, dwl, dbl, n, (int32_t)cin, m->hidden, m->H, m->W, k, cw);
+        nf_conv2d_backward_ex(hin, cin * P, wl, dh, m->hidden * P, dnext, cin * P, dwl, dbl, n, (int32_t)cin, m->hidden, m->H, m->W, k, cw, post);
         dh = dnext;
     }
 }
@@ -173,23 +169,16 @@ void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng) {
     for (int32_t i = 0; i < m->cout; i++) *P++ = 0;
 }
 
-static void relu_inplace(nf_real *v, int64_t len) {
-#pragma omp parallel for schedule(static) if (len > 16384)
-    for (int64_t i = 0; i < len; i++) v[i] = v[i] > 0 ? v[i] : 0;
-}
-
 void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n,
                        nf_real *cache, nf_real *work) {
     int32_t Wd = m->width, H = m->H, W = m->W;
     int64_t P = (int64_t)H * W, hs = n * Wd * P, ww = rn_wsize(m, Wd, Wd);
     const nf_real *w = Pm;
-    nf_conv2d_forward(x, m->cin * P, w, w + (int64_t)Wd * m->cin * 9, cache, Wd * P, n, m->cin, Wd, H, W, 3, work);
-    relu_inplace(cache, hs);
+    nf_conv2d_forward_ex(x, m->cin * P, w, w + (int64_t)Wd * m->cin * 9, cache, Wd * P, n, m->cin, Wd, H, W, 3, work, 1);
     w += rn_wsize(m, m->cin, Wd);
     for (int32_t b = 0; b < m->blocks; b++) {
         nf_real *hprev = cache + 2 * (int64_t)b * hs, *t = hprev + hs, *h = t + hs;
-        nf_conv2d_forward(hprev, Wd * P, w, w + ww - Wd, t, Wd * P, n, Wd, Wd, H, W, 3, work);
-        relu_inplace(t, hs);
+        nf_conv2d_forward_ex(hprev, Wd * P, w, w + ww - Wd, t, Wd * P, n, Wd, Wd, H, W, 3, work, 1);
         w += ww;
         nf_conv2d_forward(t, Wd * P, w, w + ww - Wd, h, Wd * P, n, Wd, Wd, H, W, 3, work);
         w += ww;
@@ -201,12 +190,6 @@ void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, 
     }
     const nf_real *hB = cache + 2 * (int64_t)m->blocks * hs;
     nf_conv2d_forward(hB, Wd * P, w, w + (int64_t)m->cout * Wd * 9, y, m->cout * P, n, Wd, m->cout, H, W, 3, work);
-}
-
-/* g[i] = 0 where the ReLU output a[i] was not positive */
-static void relu_mask(nf_real *g, const nf_real *a, int64_t len) {
-#pragma omp parallel for schedule(static) if (len > 16384)
-    for (int64_t i = 0; i < len; i++) g[i] = a[i] > 0 ? g[i] : 0;
 }
 
 void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x,
@@ -221,14 +204,12 @@ void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, con
     for (int32_t b = m->blocks - 1; b >= 0; b--) {
         const nf_real *hprev = cache + 2 * (int64_t)b * hs, *t = hprev + hs, *h = t + hs;
         int64_t o1 = rn_wsize(m, m->cin, Wd) + 2 * (int64_t)b * ww, o2 = o1 + ww;
-        relu_mask(dh, h, hs); /* dh = ∂L/∂(h_{b−1} + u) */
-        nf_conv2d_backward(t, Wd * P, Pm + o2, dh, Wd * P, dt, Wd * P, dPm + o2, dPm + o2 + ww - Wd, n, Wd, Wd, H, W, 3, cw);
-        relu_mask(dt, t, hs);
-        nf_conv2d_backward(hprev, Wd * P, Pm + o1, dt, Wd * P, tmp, Wd * P, dPm + o1, dPm + o1 + ww - Wd, n, Wd, Wd, H, W, 3, cw);
+        /* the conv masks dh in place by h_b > 0: dh becomes ∂L/∂(h_{b−1} + u), used by the skip path too */
+        nf_conv2d_backward_ex(t, Wd * P, Pm + o2, dh, Wd * P, dt, Wd * P, dPm + o2, dPm + o2 + ww - Wd, n, Wd, Wd, H, W, 3, cw, h);
+        nf_conv2d_backward_ex(hprev, Wd * P, Pm + o1, dt, Wd * P, tmp, Wd * P, dPm + o1, dPm + o1 + ww - Wd, n, Wd, Wd, H, W, 3, cw, t);
 #pragma omp parallel for schedule(static) if (hs > 16384)
         for (int64_t i = 0; i < hs; i++) dh[i] += tmp[i]; /* skip path + residual branch */
     }
-    relu_mask(dh, cache, hs);
-    nf_conv2d_backward(x, m->cin * P, Pm, dh, Wd * P, dx, m->cin * P, dPm, dPm + (int64_t)Wd * m->cin * 9, n,
-                       m->cin, Wd, H, W, 3, cw);
+    nf_conv2d_backward_ex(x, m->cin * P, Pm, dh, Wd * P, dx, m->cin * P, dPm, dPm + (int64_t)Wd * m->cin * 9, n,
+                          m->cin, Wd, H, W, 3, cw, cache);
 }

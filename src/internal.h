@@ -54,6 +54,15 @@ void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf
 void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
                         nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                         int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work);
+/* The same with a fused ReLU: forward_ex with relu writes max(conv, 0); backward_ex with relu_out (the
+ * ReLU's output, laid out like dy) first sets dy ← dy ⊙ [relu_out > 0] IN PLACE, then proceeds as
+ * nf_conv2d_backward — no separate passes over the activations, and no pre-activation to keep. */
+void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                          int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                          nf_real *work, int relu);
+void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
+                           nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                           int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out);
 /* The naive reference (test oracle). */
 void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
                    int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);

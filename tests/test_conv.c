@@ -70,6 +70,27 @@ static void check_shape(const shape *s) {
         }
     print_message("  n=%d Cin=%d Cout=%d %dx%d k=%d pad=%d: worst gradient error %.2e\n", s->n, s->Cin, s->Cout, s->H, s->W, s->k, s->pad, worst);
     assert_true(worst < (DBL ? 1e-8 : 1e-3));
+    /* fused ReLU: forward_ex = max(forward, 0); backward_ex with the ReLU output as mask = backward of
+     * the masked gradient, and the gradient is masked in place */
+    nf_real *y3 = malloc(sizeof(nf_real) * (size_t)(s->n * ldy)), *rm = malloc(sizeof(nf_real) * (size_t)(s->n * ldy));
+    nf_conv2d_forward_ex(x, ldx, w, b, y3, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work, 1);
+    int64_t npos = 0;
+    for (int64_t i = 0; i < s->n * ldy; i++) {
+        assert_true(y3[i] == (y1[i] > 0 ? y1[i] : 0));
+        npos += y3[i] > 0;
+        rm[i] = y3[i] > 0 ? r[i] : 0;
+    }
+    if (s->n * ldy > 4) assert_true(npos > 0 && npos < s->n * ldy); /* the mask does something */
+    nf_real *dx2 = calloc((size_t)(s->n * ldx), sizeof(nf_real)), *dw2 = calloc((size_t)nw, sizeof(nf_real)), *db2 = calloc((size_t)s->Cout, sizeof(nf_real));
+    memset(dw, 0, sizeof(nf_real) * (size_t)nw), memset(db, 0, sizeof(nf_real) * (size_t)s->Cout);
+    nf_conv2d_backward(x, ldx, w, rm, ldy, dx, ldx, dw, db, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work);
+    nf_conv2d_backward_ex(x, ldx, w, r, ldy, dx2, ldx, dw2, db2, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work, y3);
+    assert_memory_equal(r, rm, sizeof(nf_real) * (size_t)(s->n * ldy));
+    for (int64_t i = 0; i < s->n * ldx; i++)
+        if (i % ldx < s->Cin * P) assert_true(dx2[i] == dx[i]);
+    assert_memory_equal(dw2, dw, sizeof(nf_real) * (size_t)nw);
+    assert_memory_equal(db2, db, sizeof(nf_real) * (size_t)s->Cout);
+    free(y3), free(rm), free(dx2), free(dw2), free(db2);
     free(x), free(w), free(b), free(r), free(y1), free(y2), free(work), free(dx), free(dw), free(db);
 }
 
