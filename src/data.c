@@ -278,13 +278,7 @@ nf_status nf_dataset_split(const nf_dataset *ds, double frac, uint64_t seed, nf_
         *train = *test = NULL;
         return st;
     }
-    nf_rng r;
-    nf_rng_seed(&r, seed);
-    for (int64_t i = 0; i < ds->n; i++) idx[i] = i;
-    for (int64_t i = ds->n - 1; i > 0; i--) {
-        int64_t k = (int64_t)(nf_rng_u64(&r) % (uint64_t)(i + 1)), t = idx[i];
-        idx[i] = idx[k], idx[k] = t;
-    }
+    nf_shuffled_indices(idx, ds->n, seed);
     size_t row = sizeof(nf_real) * (size_t)ds->dim;
     for (int64_t i = 0; i < ds->n; i++) {
         nf_real *dst = i < nt ? (*test)->x + i * ds->dim : (*train)->x + (i - nt) * ds->dim;

@@ -300,13 +300,7 @@ nf_status nf_images_split(const nf_images *im, double frac, uint64_t seed, nf_im
         free(idx), nf_images_free(part[0]), nf_images_free(part[1]);
         return nf_fail(NF_ERR_NOMEM, "out of memory splitting %lld images", (long long)im->n);
     }
-    nf_rng r;
-    nf_rng_seed(&r, seed);
-    for (int64_t i = 0; i < im->n; i++) idx[i] = i;
-    for (int64_t i = im->n - 1; i > 0; i--) {
-        int64_t k = (int64_t)(nf_rng_u64(&r) % (uint64_t)(i + 1)), t = idx[i];
-        idx[i] = idx[k], idx[k] = t;
-    }
+    nf_shuffled_indices(idx, im->n, seed);
     for (int64_t i = 0; i < im->n; i++) {
         int k = i < nt; /* the first nt shuffled images are the test set */
         int64_t j = k ? i : i - nt;

@@ -20,6 +20,8 @@ nf_status nf_fail(nf_status st, const char *fmt, ...)
     ;
 void nf_clear_error(void);
 void *nf_xcalloc(size_t n, size_t size); /* calloc; NULL on overflow or failure */
+/* idx = a random permutation of 0..n−1 (Fisher–Yates with seed): the train/test splits */
+void nf_shuffled_indices(int64_t *idx, int64_t n, uint64_t seed);
 
 /* ---------------------------------------------------------------- dense kernels (linalg.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses

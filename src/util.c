@@ -76,3 +76,13 @@ nf_status nf_write_file_atomic(const char *path, const void *data, size_t len) {
     int ok = fwrite(data, 1, len, fp) == len;
     return nf_commit_temp(fp, tmp, path, ok);
 }
+
+void nf_shuffled_indices(int64_t *idx, int64_t n, uint64_t seed) {
+    nf_rng r;
+    nf_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher–Yates */
+        int64_t k = (int64_t)(nf_rng_u64(&r) % (uint64_t)(i + 1)), t = idx[i];
+        idx[i] = idx[k], idx[k] = t;
+    }
+}

@@ -53,6 +53,13 @@ awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); print
 "$NFLOW" sample --model "$T/img.ckpt" -n 9 --temperature 0.5 --out "$T/grid.png" >/dev/null && \
     [ "$(head -c 4 "$T/grid.png" | tail -c 3)" = "PNG" ] && ok || bad "image sample grid"
 
+# images ↔ latents: decode(encode(x)) = x for rows of pixels in [-0.5, 0.5), factored-out parts included
+awk 'BEGIN { srand(5); for (j = 1; j <= 64; j++) printf "%sx%d", (j > 1 ? "," : ""), j; print ""
+             for (i = 0; i < 3; i++) { for (j = 1; j <= 64; j++) printf "%s%.6f", (j > 1 ? "," : ""), rand() - 0.5; print "" } }' >"$T/px.csv"
+"$NFLOW" encode --model "$T/img.ckpt" --in "$T/px.csv" --out "$T/pz.csv" && "$NFLOW" decode --model "$T/img.ckpt" --in "$T/pz.csv" --out "$T/px2.csv" && \
+    paste -d, "$T/px.csv" "$T/px2.csv" | awk -F, 'NR > 1 { for (j = 1; j <= 64; j++) { d = $j - $(j + 64); if (d < 0) d = -d; if (d > m) m = d } }
+        END { exit !(NR == 4 && m < 1e-4) }' && ok || bad "image encode/decode round trip"
+
 # --resume: 6 steps in one run, or 3 + 3 with a resume, give byte-identical checkpoints
 IMG=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --levels 2 --depth 1 --hidden 4 --batch 8 --quiet)
 "$NFLOW" train "${IMG[@]}" --steps 6 --out "$T/a.ckpt" >/dev/null 2>&1 && \
