@@ -49,12 +49,16 @@ static void im2col(const nf_real *x, int32_t C, int32_t H, int32_t W, int32_t k,
                 for (int32_t i = 0; i < H; i++) {
                     int32_t ii = i + dy - r;
                     nf_real *orow = o + (int64_t)i * W;
+                    /* rows are short (7, 14, 28 values): plain loops, not memcpy/memset calls */
                     if (ii < 0 || ii >= H || j1 <= j0) {
-                        memset(orow, 0, sizeof(nf_real) * (size_t)W);
+#pragma omp simd
+                        for (int32_t j = 0; j < W; j++) orow[j] = 0;
                         continue;
                     }
+                    const nf_real *xrow = xc + (int64_t)ii * W + dx - r;
                     for (int32_t j = 0; j < j0; j++) orow[j] = 0;
-                    memcpy(orow + j0, xc + (int64_t)ii * W + j0 + dx - r, sizeof(nf_real) * (size_t)(j1 - j0));
+#pragma omp simd
+                    for (int32_t j = j0; j < j1; j++) orow[j] = xrow[j];
                     for (int32_t j = j1; j < W; j++) orow[j] = 0;
                 }
             }
@@ -74,6 +78,7 @@ static void col2im_add(const nf_real *col, int32_t C, int32_t H, int32_t W, int3
                     if (ii < 0 || ii >= H) continue;
                     const nf_real *orow = o + (int64_t)i * W + j0;
                     nf_real *xrow = xc + (int64_t)ii * W + j0 + dx - r;
+#pragma omp simd
                     for (int32_t j = 0; j < j1 - j0; j++) xrow[j] += orow[j];
                 }
             }
@@ -98,10 +103,14 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
             im2col(x + s * ldx, Cin, H, W, k, c);
             col = c;
         }
-        for (int32_t o = 0; o < Cout; o++)
-            for (int64_t p = 0; p < P; p++) ys[o * P + p] = b ? b[o] : 0;
+        for (int32_t o = 0; o < Cout; o++) {
+            nf_real bo = b ? b[o] : 0;
+#pragma omp simd
+            for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
+        }
         nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
-        if (relu) /* fused while the sample's output is still in cache */
+        if (relu) /* fused while the sample's output is still in cache; simd: a select, not a branch */
+#pragma omp simd
             for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
     }
 }
@@ -127,8 +136,11 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
         for (int64_t s = ch * DW_CHUNK; s < n && s < (ch + 1) * DW_CHUNK; s++) {
             nf_real *dys = dy + s * ldy;
             const nf_real *col = x + s * ldx;
-            if (relu_out) /* dy ← dy ⊙ [out > 0], once per sample (chunks partition the samples) */
-                for (int64_t e = 0; e < Cout * P; e++) dys[e] = relu_out[s * ldy + e] > 0 ? dys[e] : 0;
+            if (relu_out) { /* dy ← dy ⊙ [out > 0], once per sample (chunks partition the samples) */
+                const nf_real *ro = relu_out + s * ldy;
+#pragma omp simd
+                for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
+            }
             if (k > 1) {
                 nf_real *c = work + (int64_t)thread_id() * K * P;
                 im2col(x + s * ldx, Cin, H, W, k, c);
