@@ -16,6 +16,7 @@ void openblas_set_num_threads(int num_threads);
 
 /* Rows of C per BLAS call. Fixed (not derived from the thread count) so that every thread count makes
  * exactly the same BLAS calls and the result is bit-identical. */
+#define GEMM_COLS 256 /* column tile when there are few row tiles */
 #define GEMM_TILE 64
 
 static void blas_single_threaded(void) {
@@ -41,16 +42,21 @@ void nf_gemm(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, con
         return;
     }
     blas_single_threaded();
-    int64_t ntiles = (m + GEMM_TILE - 1) / GEMM_TILE;
-    if (ntiles == 1) {
+    /* Tiles of C: GEMM_TILE rows; when there are few row tiles (a batch of 64 through a wide MLP layer),
+     * also GEMM_COLS columns, so that both cores have work. The tiling depends only on the shape. */
+    int64_t rt = (m + GEMM_TILE - 1) / GEMM_TILE, ct = rt >= 4 ? 1 : (n + GEMM_COLS - 1) / GEMM_COLS;
+    if (rt * ct == 1) {
         gemm_tile(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    int64_t cw = ct == 1 ? n : GEMM_COLS;
 #pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < ntiles; t++) {
-        int64_t i0 = t * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
+    for (int64_t t = 0; t < rt * ct; t++) {
+        int64_t i0 = (t / ct) * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
+        int64_t j0 = (t % ct) * cw, nj = n - j0 < cw ? n - j0 : cw;
         const nf_real *At = tA ? A + i0 : A + i0 * lda;
-        gemm_tile(tA, tB, mi, n, k, alpha, At, lda, B, ldb, beta, C + i0 * ldc, ldc);
+        const nf_real *Bt = tB ? B + j0 * ldb : B + j0;
+        gemm_tile(tA, tB, mi, nj, k, alpha, At, lda, Bt, ldb, beta, C + i0 * ldc + j0, ldc);
     }
 }
 
