@@ -2,7 +2,9 @@
  * NCHW tensors, weights (Cout, Cin, k, k), bias (Cout). Rows (samples) of x and y may be further apart
  * than C·H·W (ldx, ldy), so a convolution can read the kept prefix of a multi-scale row.
  *
- * Fast path: im2col + matrix product (BLAS). Per sample s, with K = Cin·k·k and P = H·W:
+ * Fast path: im2col + matrix product (BLAS), or — when Cout < Cin — the output-side form below, which
+ * multiplies first and shifts the few output channels instead of copying the many input channels.
+ * im2col form, per sample s, with K = Cin·k·k and P = H·W:
  *   col_s (K, P) = im2col(x_s);   y_s (Cout, P) = w (Cout, K) · col_s + b
  *   dcol (K, P) = wᵀ · dy_s → col2im → dx_s;   dw += dy_s · col_sᵀ;   db += Σ_p dy_s
  * Forward and dx run samples in parallel (each thread its own col buffer); dw and db accumulate over
@@ -33,7 +35,67 @@ static int thread_id(void) {
 
 int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
     int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
-    return (int64_t)max_threads() * K * H * W + chunks * Cout * (K + 1);
+    /* per thread a column buffer (K, P); per chunk a partial weight gradient; the re-laid weights */
+    return (int64_t)max_threads() * K * H * W + chunks * Cout * (K + 1) + Cout * K;
+}
+
+/* ---------------------------------------------------------------- output-side form (Cout < Cin)
+ * For a k×k convolution with few output channels, im2col would copy k²·Cin·P values per sample to feed a
+ * skinny product. Instead, per tap t = (dy, dx): Z_t (Cout, P) = W_t (Cout, Cin) · x (Cin, P), all taps in
+ * ONE product with Wr (k²·Cout, Cin), Wr[t·Cout + o][c] = w[o][c][dy][dx]; then y[o](i, j) = Σ_t
+ * Z_t[o](i + dy − r, j + dx − r) — a shift-add over k²·Cout·P values. Backward: dZ_t[o](i', j') =
+ * dy[o](i' − dy + r, j' − dx + r); dx = Wrᵀ · dZ; dWr += dZ · xᵀ. */
+static int output_side(int32_t Cin, int32_t Cout, int32_t k) { return k > 1 && Cout < Cin; }
+
+static void relayout_weights(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, nf_real *Wr) {
+    for (int32_t o = 0; o < Cout; o++)
+        for (int32_t c = 0; c < Cin; c++)
+            for (int32_t t = 0; t < k * k; t++) Wr[((int64_t)t * Cout + o) * Cin + c] = w[((int64_t)o * Cin + c) * k * k + t];
+}
+
+/* y (Cout, P) += shift-add of Z (k²·Cout, P) */
+static void shift_add(const nf_real *Z, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *y) {
+    int32_t r = k / 2;
+    for (int32_t t = 0; t < k * k; t++) {
+        int32_t dy = t / k, dx = t % k, j0 = r - dx > 0 ? r - dx : 0, j1 = W + r - dx < W ? W + r - dx : W;
+        for (int32_t o = 0; o < Cout; o++) {
+            const nf_real *zt = Z + ((int64_t)t * Cout + o) * H * W;
+            nf_real *yo = y + (int64_t)o * H * W;
+            for (int32_t i = 0; i < H; i++) {
+                int32_t ii = i + dy - r;
+                if (ii < 0 || ii >= H) continue;
+                const nf_real *zr = zt + (int64_t)ii * W + dx - r;
+                nf_real *yr = yo + (int64_t)i * W;
+#pragma omp simd
+                for (int32_t j = j0; j < j1; j++) yr[j] += zr[j];
+            }
+        }
+    }
+}
+
+/* dZ (k²·Cout, P) = the shifted copies of dy (Cout, P), zero where a shift leaves the image */
+static void shift_gather(const nf_real *dy, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *dZ) {
+    int32_t r = k / 2;
+    for (int32_t t = 0; t < k * k; t++) {
+        int32_t dy_ = t / k, dx = t % k;
+        for (int32_t o = 0; o < Cout; o++) {
+            nf_real *zt = dZ + ((int64_t)t * Cout + o) * H * W;
+            const nf_real *g = dy + (int64_t)o * H * W;
+            for (int32_t i = 0; i < H; i++) {
+                int32_t ii = i - dy_ + r; /* dZ_t(i, j) = dy(i − dy + r, j − dx + r) */
+                nf_real *zr = zt + (int64_t)i * W;
+                if (ii < 0 || ii >= H) {
+#pragma omp simd
+                    for (int32_t j = 0; j < W; j++) zr[j] = 0;
+                    continue;
+                }
+                for (int32_t j = 0; j < W; j++) {
+                    int32_t jj = j - dx + r;
+                    zr[j] = jj >= 0 && jj < W ? g[(int64_t)ii * W + jj] : 0;
+                }
+            }
+        }
+    }
 }
 
 /* col (Cin·k·k, H·W): col[(c·k + dy)·k + dx][i·W + j] = x[c][i + dy − k/2][j + dx − k/2] (0 outside).
@@ -94,10 +156,27 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                           nf_real *work, int relu) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
+    int osd = output_side(Cin, Cout, k);
+    nf_real *Wr = work + (int64_t)max_threads() * K * P; /* output-side form: the re-laid weights */
+    if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *ys = y + s * ldy;
         const nf_real *col = x + s * ldx;
+        if (osd) {
+            nf_real *Z = work + (int64_t)thread_id() * K * P; /* k²·Cout·P ≤ K·P values */
+            nf_gemm(0, 0, (int64_t)k * k * Cout, P, Cin, 1, Wr, Cin, x + s * ldx, P, 0, Z, P);
+            for (int32_t o = 0; o < Cout; o++) {
+                nf_real bo = b ? b[o] : 0;
+#pragma omp simd
+                for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
+            }
+            shift_add(Z, Cout, H, W, k, ys);
+            if (relu)
+#pragma omp simd
+                for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
+            continue;
+        }
         if (k > 1) {
             nf_real *c = work + (int64_t)thread_id() * K * P;
             im2col(x + s * ldx, Cin, H, W, k, c);
@@ -128,7 +207,10 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
      * (samples in order within a chunk), then the partials added in chunk order */
     int64_t chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
+    int osd = output_side(Cin, Cout, k);
     nf_real *part = work + (int64_t)max_threads() * K * P; /* (chunks, Cout, K + 1) */
+    nf_real *Wr = part + chunks * Cout * (K + 1);          /* output-side form: the re-laid weights */
+    if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         nf_real *pw = part + ch * Cout * (K + 1), *pb = pw + Cout * K;
@@ -141,12 +223,18 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp simd
                 for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
             }
-            if (k > 1) {
-                nf_real *c = work + (int64_t)thread_id() * K * P;
-                im2col(x + s * ldx, Cin, H, W, k, c);
-                col = c;
+            if (osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
+                nf_real *dZ = work + (int64_t)thread_id() * K * P;
+                shift_gather(dys, Cout, H, W, k, dZ);
+                nf_gemm(0, 1, (int64_t)k * k * Cout, Cin, P, 1, dZ, P, col, P, 1, pw, Cin);
+            } else {
+                if (k > 1) {
+                    nf_real *c = work + (int64_t)thread_id() * K * P;
+                    im2col(x + s * ldx, Cin, H, W, k, c);
+                    col = c;
+                }
+                nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, pw, K);
             }
-            nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, pw, K);
             for (int32_t o = 0; o < Cout; o++) {
                 nf_real t = 0;
                 for (int64_t p = 0; p < P; p++) t += dys[o * P + p];
@@ -159,13 +247,25 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     for (int64_t e = 0; e < nw; e++) {
         nf_real t = 0;
         for (int64_t ch = 0; ch < chunks; ch++) t += part[ch * nw + e];
-        if (e < Cout * K) dw[e] += t;
-        else if (db) db[e - Cout * K] += t;
+        if (e >= Cout * K) {
+            if (db) db[e - Cout * K] += t;
+        } else if (osd) { /* e = (tap·Cout + o)·Cin + c  →  w[o][c][tap] */
+            int64_t c = e % Cin, to = e / Cin, o = to % Cout, tap = to / Cout;
+            dw[(o * Cin + c) * k * k + tap] += t;
+        } else {
+            dw[e] += t;
+        }
     }
     if (!dx) return;
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *dxs = dx + s * lddx;
+        if (osd) { /* dx_s = Wrᵀ · dZ_s */
+            nf_real *dZ = work + (int64_t)thread_id() * K * P;
+            shift_gather(dy + s * ldy, Cout, H, W, k, dZ);
+            nf_gemm(1, 0, Cin, P, (int64_t)k * k * Cout, 1, Wr, Cin, dZ, P, 0, dxs, P);
+            continue;
+        }
         if (k == 1) { /* dx_s = wᵀ · dy_s directly */
             nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dxs, P);
             continue;

@@ -96,7 +96,9 @@ static void check_shape(const shape *s) {
 
 static void test_conv_shapes(void **state) {
     (void)state;
-    shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5}};
+    /* Cout < Cin with k = 3 takes the output-side path: {2,4,3,…}, {10,16,3,…} (several gradient chunks), {1,5,1,…} */
+    shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
+                      {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
 }
 
