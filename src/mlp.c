@@ -78,8 +78,13 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real
         nf_real *pre = cache + 2 * (int64_t)l * n * m->hidden, *post = pre + n * m->hidden;
         linear_forward(W, b, h, pre, n, in, out);
         int64_t cnt = n * out;
+        if (m->act == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
+#pragma omp parallel for simd schedule(static) if (cnt > 16384)
+            for (int64_t i = 0; i < cnt; i++) post[i] = pre[i] > 0 ? pre[i] : 0;
+        } else {
 #pragma omp parallel for schedule(static) if (cnt > 16384)
-        for (int64_t i = 0; i < cnt; i++) post[i] = act_f(m->act, pre[i]);
+            for (int64_t i = 0; i < cnt; i++) post[i] = act_f(m->act, pre[i]);
+        }
         h = post;
     }
 }
@@ -108,8 +113,13 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
         nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dh, in);
         const nf_real *pre = cache + 2 * (int64_t)(l - 1) * n * m->hidden, *post = pre + n * m->hidden;
         int64_t cnt = n * in;
+        if (m->act == NF_ACT_RELU) {
+#pragma omp parallel for simd schedule(static) if (cnt > 16384)
+            for (int64_t i = 0; i < cnt; i++) dh[i] = pre[i] > 0 ? dh[i] : 0;
+        } else {
 #pragma omp parallel for schedule(static) if (cnt > 16384)
-        for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, pre[i], post[i]);
+            for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, pre[i], post[i]);
+        }
         dZ = dh;
     }
 }
