@@ -60,6 +60,10 @@ awk 'BEGIN { srand(5); for (j = 1; j <= 64; j++) printf "%sx%d", (j > 1 ? "," : 
     paste -d, "$T/px.csv" "$T/px2.csv" | awk -F, 'NR > 1 { for (j = 1; j <= 64; j++) { d = $j - $(j + 64); if (d < 0) d = -d; if (d > m) m = d } }
         END { exit !(NR == 4 && m < 1e-4) }' && ok || bad "image encode/decode round trip"
 
+# --time-limit ends a long run early, saving and evaluating as at the end
+timeout 60 "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --levels 1 --depth 1 --hidden 4 \
+    --batch 10 --steps 100000000 --time-limit 0.01 --out "$T/tl.ckpt" --quiet | grep -q "bits/dim" && [ -s "$T/tl.ckpt" ] && ok || bad "--time-limit"
+
 # --resume: 6 steps in one run, or 3 + 3 with a resume, give byte-identical checkpoints
 IMG=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --levels 2 --depth 1 --hidden 4 --batch 8 --quiet)
 "$NFLOW" train "${IMG[@]}" --steps 6 --out "$T/a.ckpt" >/dev/null 2>&1 && \

@@ -48,7 +48,7 @@ typedef struct {
     double strengths[64];
     const char *labels, *resume;
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
-    double lr, clip, temperature, test_frac;
+    double lr, clip, temperature, test_frac, time_limit;
     uint64_t seed;
     int threads, quiet, set_steps, set_batch, set_levels, set_warmup, set_n;
     nf_config cfg;         /* architecture overrides, applied over the model defaults */
@@ -59,7 +59,7 @@ typedef struct {
 enum {
     O_MODEL = 256, O_DATA, O_OUT, O_IN, O_LOG, O_STEPS, O_BATCH, O_LR, O_SEED, O_THREADS, O_N, O_TEMP,
     O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN,
-    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_HELP
+    O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY, O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS, O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_TIMELIMIT, O_HELP
 };
 
 static const struct option all_options[] = {
@@ -88,7 +88,7 @@ static const struct option all_options[] = {
     {"class-b", required_argument, 0, O_CLASSB},    {"images", required_argument, 0, O_IMAGES},
     {"strengths", required_argument, 0, O_STRENGTHS}, {"per-class", required_argument, 0, O_PERCLASS},
     {"labels", required_argument, 0, O_LABELS},     {"resume", required_argument, 0, O_RESUME},
-    {"backward", required_argument, 0, O_BACKWARD}, {"image-size", required_argument, 0, O_IMGSIZE}, {"channels", required_argument, 0, O_CHANNELS},
+    {"time-limit", required_argument, 0, O_TIMELIMIT}, {"backward", required_argument, 0, O_BACKWARD}, {"image-size", required_argument, 0, O_IMGSIZE}, {"channels", required_argument, 0, O_CHANNELS},
     {"blocks", required_argument, 0, O_BLOCKS},     {"logit-alpha", required_argument, 0, O_LOGIT},
     {0, 0, 0, 0}};
 
@@ -161,6 +161,7 @@ static void parse(int argc, char **argv, const int *allowed, const char *help, o
         case O_TESTOUT: o->test_out = optarg; break;
         case O_STEPS: o->steps = parse_int(n, optarg, 0, 100000000), o->set_steps = 1; break;
         case O_BATCH: o->batch = parse_int(n, optarg, 1, 1 << 20), o->set_batch = 1; break;
+        case O_TIMELIMIT: o->time_limit = parse_real(n, optarg, 0.001, 1e6); break;
         case O_BACKWARD:
             if (strcmp(optarg, "store") && strcmp(optarg, "recompute")) die("option --backward: 'store' or 'recompute', not '%s'", optarg);
             o->recompute = !strcmp(optarg, "recompute");
@@ -310,6 +311,7 @@ static const char *train_help =
     "  --logit-alpha A      logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)\n"
     "  --bits N             reduce pixels to N bits (8)       --batch B (64)   --warmup N (500)\n"
     "  --checkpoint-every N save MODEL.ckpt every N steps (1000); --resume CKPT continues a run exactly\n"
+    "  --time-limit MIN     stop after MIN minutes of training (then save, sample and evaluate as at the end)\n"
     "  --sample-every N     write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)\n";
 
 static void build_config(const opts *o, int32_t dim, int is_csv, nf_config *c) {
@@ -508,22 +510,24 @@ static int train_images(opts *o) {
         ema = isnan(ema) ? bpd : 0.98 * ema + 0.02 * bpd;
         double t = now(), el = t - t0, ips = (double)(s - first + 1) * (double)to.batch / el, epoch = (double)s * (double)to.batch / (double)train->n;
         fprintf(lg, "%lld,%.4f,%.5f,%.5g,%.1f,%.2f\n", (long long)s, epoch, bpd, gn, ips, el);
-        if (s % o->ck_every == 0 || s == o->steps) {
+        int final = s == o->steps || (o->time_limit > 0 && el >= 60 * o->time_limit); /* --time-limit ends the run here */
+        if (s % o->ck_every == 0 || final) {
             check(nf_trainer_save(tr, o->out)); /* resumable with --resume */
             fflush(lg);
         }
-        if (s % o->smp_every == 0 || s == o->steps) {
+        if (s % o->smp_every == 0 || final) {
             nf_flow_set_training(f, 0);
             write_sample_grid(f, 12345, 0.7, NS, smppath);
             nf_flow_set_training(f, 1);
         }
-        if (!o->quiet && (s == o->steps || (tty ? t - last > 0.5 : s % (o->steps / 20 ? o->steps / 20 : 1) == 0))) {
+        if (!o->quiet && (final || (tty ? t - last > 0.5 : s % (o->steps / 20 ? o->steps / 20 : 1) == 0))) {
             char eta[32];
             fmt_time(el / (double)(s - first + 1) * (double)(o->steps - s), eta, sizeof eta);
             fprintf(stderr, "%sepoch %.2f  step %lld/%lld  %.3f bits/dim  %.1f images/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
                     (long long)o->steps, ema, ips, eta, tty ? "   " : "\n");
             last = t;
         }
+        if (final) break;
     }
     if (!o->quiet && tty) fputc('\n', stderr);
     fclose(lg);
@@ -541,7 +545,7 @@ static int cmd_train(int argc, char **argv) {
                                   O_DEPTH, O_HIDDEN, O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR,
                                   O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN, O_NTEST, O_TESTFRAC,
                                   O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_BLOCKS, O_LOGIT, O_CKEVERY,
-                                  O_SMPEVERY, O_TESTDATA, O_RESUME, O_IMGSIZE, O_CHANNELS, O_BACKWARD, 0};
+                                  O_SMPEVERY, O_TESTDATA, O_RESUME, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_TIMELIMIT, 0};
     opts o;
     parse(argc, argv, allowed, train_help, &o);
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
