@@ -514,9 +514,10 @@ nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss
     for (int32_t k = f->nlayers - 1; k >= 0; k--) {
         nf_layer *L = f->layers[k];
         const nf_real *in = k == 0 ? x : ACT(f, k - 1);
-        if (f->recompute) {
+        if (f->recompute && k < f->nlayers - 1) {
             /* rebuild this layer's input from its output (ACT(k), intact: the buffers alternate), then
-             * refill its cache; the first layer's input is the data itself */
+             * refill its cache; the first layer's input is the data itself. The last layer needs
+             * neither: its input and its cache are still those of the forward pass. */
             if (k > 0) {
                 nf_real *xin = ACT(f, k - 1);
                 if ((st = L->ops->inverse(L, ACT(f, k), xin, NULL, n, SCRATCH(f)))) return st;
