@@ -1,7 +1,9 @@
-/* conv_bench.c — the convolutions of glow-small in isolation: forward, and backward (input gradient +
- * weight/bias gradient), batch 64, at the shapes the workload runs, in GFLOP/s (multiply-adds × 2) and
- * as a fraction of a given peak. Also the naive reference once, as a sanity check of the fast kernel.
- *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] */
+/* conv_bench.c — the convolutions of glow-small and realnvp-small in isolation: forward, and backward
+ * (input gradient + weight/bias gradient), batch 64, at the shapes the workloads run, in GFLOP/s
+ * (multiply-adds × 2) and as a fraction of a given peak; for 3×3 shapes both paths (im2col + BLAS, and
+ * the direct kernel where the CPU has it), measured in the same run. Also the naive reference once, as
+ * a sanity check of the fast kernels.
+ *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +21,14 @@ static double now(void) {
 int main(int argc, char **argv) {
     int threads = 2;
     double peak = 0, secs = 1.0;
+    const char *wl = "all";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) secs = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--workload")) wl = argv[i + 1];
         else {
-            fprintf(stderr, "usage: nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S]\n");
+            fprintf(stderr, "usage: nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all]\n");
             return 1;
         }
     }
@@ -36,13 +40,23 @@ int main(int argc, char **argv) {
         {"L1 coupling zero-conv3x3 128->4", 128, 4, 14, 3}, {"L1 split zero-conv3x3 2->4", 2, 4, 14, 3},
         {"L2 coupling conv3x3 4->128", 4, 128, 7, 3}, {"L2 coupling conv1x1 128->128", 128, 128, 7, 1},
         {"L2 coupling zero-conv3x3 128->8", 128, 8, 7, 3},
+        /* realnvp-small: ResNets of width 64 at 1×28×28, 4×14×14 (after the squeeze) and 2×14×14 */
+        {"RN 28x28 conv3x3 1->64", 1, 64, 28, 3}, {"RN 28x28 conv3x3 64->64", 64, 64, 28, 3},
+        {"RN 28x28 conv3x3 64->2", 64, 2, 28, 3}, {"RN 14x14 conv3x3 4->64", 4, 64, 14, 3},
+        {"RN 14x14 conv3x3 64->64", 64, 64, 14, 3}, {"RN 14x14 conv3x3 64->8", 64, 8, 14, 3},
     };
+    int direct_cpu = nf_conv3x3_direct_available();
     const int64_t n = 64;
-    printf("glow-small convolutions, batch %lld, %d threads, peak taken as %.0f GFLOP/s\n", (long long)n, threads, peak);
-    printf("%-34s %10s %9s %10s %9s %12s\n", "shape", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
+    printf("convolutions of the workloads, batch %lld, %d threads, peak taken as %.0f GFLOP/s\n", (long long)n, threads, peak);
+    printf("%-34s %-7s %10s %9s %10s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
     nf_rng rng;
     nf_rng_seed(&rng, 1);
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      for (int path = 0; path < 2; path++) {
+        int rn = shapes[s].what[0] == 'R';
+        if ((rn && !strcmp(wl, "glow")) || (!rn && !strcmp(wl, "realnvp"))) continue;
+        if (path == 1 && (shapes[s].k != 3 || !direct_cpu)) continue; /* path 0: im2col, 1: direct */
+        nf_conv3x3_set_direct(path);
         int32_t ci = shapes[s].cin, co = shapes[s].cout, H = shapes[s].hw, k = shapes[s].k;
         int64_t P = (int64_t)H * H, nw = (int64_t)co * ci * k * k;
         nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * ci * P)), *y = malloc(sizeof(nf_real) * (size_t)(n * co * P));
@@ -72,7 +86,7 @@ int main(int argc, char **argv) {
             reps++;
         } while ((t = now() - t0) < secs);
         double gb = 2 * flops * (double)reps / t / 1e9;
-        printf("%-34s %10.1f %8.0f%% %10.1f %8.0f%% %12.1e\n", shapes[s].what, gf, 100 * gf / peak, gb, 100 * gb / peak, err);
+        printf("%-34s %-7s %10.1f %8.0f%% %10.1f %8.0f%% %12.1e\n", shapes[s].what, path ? "direct" : "im2col", gf, 100 * gf / peak, gb, 100 * gb / peak, err);
         free(x), free(y), free(yr), free(dy), free(dx), free(w), free(dw), free(b), free(db), free(work);
     }
     return 0;

@@ -33,10 +33,37 @@ static int thread_id(void) {
 
 #define DW_CHUNK 8 /* samples per partial weight gradient: fixed, so sums never depend on the threads */
 
+/* Floats of work per thread: an im2col column buffer (K, P), or the direct 3×3 kernel's padded input and
+ * output for forward (Cin → Cout) and for the input gradient (Cout → Cin). */
+static int64_t thread_stride(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
+    int64_t s = (int64_t)Cin * k * k * H * W;
+    if (k == 3) {
+        int64_t f = nf_conv3x3_work_size(Cin, Cout, H, W), b = nf_conv3x3_work_size(Cout, Cin, H, W);
+        s = s > f ? s : f;
+        s = s > b ? s : b;
+    }
+    return s;
+}
+
+/* Floats for the re-laid weights: output-side (k²·Cout, Cin) or the direct kernel's packed blocks */
+static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
+    int64_t s = (int64_t)Cout * Cin * k * k;
+    if (k == 3) {
+        int64_t f = nf_conv3x3_packed_size(Cin, Cout), b = nf_conv3x3_packed_size(Cout, Cin);
+        s = s > f ? s : f;
+        s = s > b ? s : b;
+    }
+    return s;
+}
+
+/* The direct kernel computes output channels in blocks of 4: with fewer than 8 outputs the padding of the
+ * block wastes too much, and the output-side / im2col forms measured faster (bench/conv_bench.c). */
+static int direct(int32_t k, int32_t outputs) { return k == 3 && outputs >= 8 && nf_conv3x3_direct_available(); }
+
 int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
     int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
-    /* per thread a column buffer (K, P); per chunk a partial weight gradient; the re-laid weights */
-    return (int64_t)max_threads() * K * H * W + chunks * Cout * (K + 1) + Cout * K;
+    /* per thread a column buffer; per chunk a partial weight gradient; the re-laid weights */
+    return (int64_t)max_threads() * thread_stride(Cin, Cout, H, W, k) + chunks * Cout * (K + 1) + weights_size(Cin, Cout, k);
 }
 
 /* ---------------------------------------------------------------- output-side form (Cout < Cin)
@@ -155,16 +182,21 @@ void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf
 void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                           nf_real *work, int relu) {
-    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
-    int osd = output_side(Cin, Cout, k);
-    nf_real *Wr = work + (int64_t)max_threads() * K * P; /* output-side form: the re-laid weights */
+    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
+    int dir = direct(k, Cout), osd = !dir && output_side(Cin, Cout, k);
+    nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side) or packed (direct) weights */
+    if (dir) nf_conv3x3_pack(w, Cin, Cout, 0, Wr);
     if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *ys = y + s * ldy;
         const nf_real *col = x + s * ldx;
+        if (dir) {
+            nf_conv3x3_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, relu, work + (int64_t)thread_id() * T);
+            continue;
+        }
         if (osd) {
-            nf_real *Z = work + (int64_t)thread_id() * K * P; /* k²·Cout·P ≤ K·P values */
+            nf_real *Z = work + (int64_t)thread_id() * T; /* k²·Cout·P ≤ K·P values */
             nf_gemm(0, 0, (int64_t)k * k * Cout, P, Cin, 1, Wr, Cin, x + s * ldx, P, 0, Z, P);
             for (int32_t o = 0; o < Cout; o++) {
                 nf_real bo = b ? b[o] : 0;
@@ -178,7 +210,7 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
             continue;
         }
         if (k > 1) {
-            nf_real *c = work + (int64_t)thread_id() * K * P;
+            nf_real *c = work + (int64_t)thread_id() * T;
             im2col(x + s * ldx, Cin, H, W, k, c);
             col = c;
         }
@@ -203,14 +235,16 @@ void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const n
 void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
                            nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                            int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out) {
-    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k;
+    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
     /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
      * (samples in order within a chunk), then the partials added in chunk order */
     int64_t chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
     int osd = output_side(Cin, Cout, k);
-    nf_real *part = work + (int64_t)max_threads() * K * P; /* (chunks, Cout, K + 1) */
-    nf_real *Wr = part + chunks * Cout * (K + 1);          /* output-side form: the re-laid weights */
-    if (osd) relayout_weights(w, Cin, Cout, k, Wr);
+    nf_real *part = work + (int64_t)max_threads() * T; /* (chunks, Cout, K + 1) */
+    nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
+    int dir = direct(k, Cin); /* the input gradient is a convolution with Cin outputs */
+    if (dx && dir) nf_conv3x3_pack(w, Cin, Cout, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
+    else if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         nf_real *pw = part + ch * Cout * (K + 1), *pb = pw + Cout * K;
@@ -224,12 +258,12 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
                 for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
             }
             if (osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
-                nf_real *dZ = work + (int64_t)thread_id() * K * P;
+                nf_real *dZ = work + (int64_t)thread_id() * T;
                 shift_gather(dys, Cout, H, W, k, dZ);
                 nf_gemm(0, 1, (int64_t)k * k * Cout, Cin, P, 1, dZ, P, col, P, 1, pw, Cin);
             } else {
                 if (k > 1) {
-                    nf_real *c = work + (int64_t)thread_id() * K * P;
+                    nf_real *c = work + (int64_t)thread_id() * T;
                     im2col(x + s * ldx, Cin, H, W, k, c);
                     col = c;
                 }
@@ -260,8 +294,12 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *dxs = dx + s * lddx;
+        if (dir) {
+            nf_conv3x3_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, 0, work + (int64_t)thread_id() * T);
+            continue;
+        }
         if (osd) { /* dx_s = Wrᵀ · dZ_s */
-            nf_real *dZ = work + (int64_t)thread_id() * K * P;
+            nf_real *dZ = work + (int64_t)thread_id() * T;
             shift_gather(dy + s * ldy, Cout, H, W, k, dZ);
             nf_gemm(1, 0, Cin, P, (int64_t)k * k * Cout, 1, Wr, Cin, dZ, P, 0, dxs, P);
             continue;
@@ -270,7 +308,7 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
             nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dxs, P);
             continue;
         }
-        nf_real *dcol = work + (int64_t)thread_id() * K * P;
+        nf_real *dcol = work + (int64_t)thread_id() * T;
         nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dcol, P);
         memset(dxs, 0, sizeof(nf_real) * (size_t)(Cin * P));
         col2im_add(dcol, Cin, H, W, k, dxs);

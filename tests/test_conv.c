@@ -1,4 +1,5 @@
-/* test_conv.c — the im2col + BLAS convolution against the naive reference (forward), its backward
+/* test_conv.c — the fast convolutions (im2col + BLAS, output-side, and the direct 3×3 kernel where the
+ * CPU has it — every shape runs through each path) against the naive reference (forward), their backward
  * against finite differences of the reference (every input, weight and bias), with rows further apart
  * than C·H·W (a multi-scale prefix), and bit-identical results for 1 and 2 threads. Compiled against
  * the double and the float library. */
@@ -96,10 +97,19 @@ static void check_shape(const shape *s) {
 
 static void test_conv_shapes(void **state) {
     (void)state;
-    /* Cout < Cin with k = 3 takes the output-side path: {2,4,3,…}, {10,16,3,…} (several gradient chunks), {1,5,1,…} */
+    /* Cout < Cin with k = 3 takes the output-side path: {2,4,3,…}, {10,16,3,…} (several gradient chunks), {1,5,1,…};
+     * ≥ 8 output channels the direct kernel: {2,3,9,…} forward (a partly filled channel block), {2,9,12,…} and
+     * {10,16,8,…} forward and input gradient, {1,12,2,…} input gradient only, 1×2 and 7×7 images */
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
-                      {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+                      {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3},
+                      {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1}};
+    for (int path = 0; path < 2; path++) {
+        if (path == 1 && !nf_conv3x3_direct_available()) break;
+        int was = nf_conv3x3_set_direct(path);
+        print_message(" %s\n", path ? "direct 3x3 kernel" : "im2col / output-side");
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+        nf_conv3x3_set_direct(was);
+    }
 }
 
 static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
