@@ -243,6 +243,10 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     nf_real *part = work + (int64_t)max_threads() * T; /* (chunks, Cout, K + 1) */
     nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
     int dir = direct(k, Cin); /* the input gradient is a convolution with Cin outputs */
+    /* weight gradient: blocks of 4 outputs, each a sum over the image — on small images (glow's 7×7) the
+     * per-block reductions cost more than the sums, and BLAS measured faster */
+    int dirw = k == 3 && Cout >= 8 && P >= 144 && nf_conv3x3_direct_available();
+    osd = osd && !dirw;
     if (dx && dir) nf_conv3x3_pack(w, Cin, Cout, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
     else if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
@@ -257,7 +261,9 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp simd
                 for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
             }
-            if (osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
+            if (dirw) {
+                nf_conv3x3_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, pw, work + (int64_t)thread_id() * T);
+            } else if (osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
                 nf_real *dZ = work + (int64_t)thread_id() * T;
                 shift_gather(dys, Cout, H, W, k, dZ);
                 nf_gemm(0, 1, (int64_t)k * k * Cout, Cin, P, 1, dZ, P, col, P, 1, pw, Cin);

@@ -116,6 +116,65 @@ __attribute__((target("avx2,fma"))) static void block_4x24(const float *xp, int6
     out += Qp;
     _mm256_storeu_ps(out, a30), _mm256_storeu_ps(out + 8, a31), _mm256_storeu_ps(out + 16, a32);
 }
+
+/* rows × W floats from src (row stride ss) to dst (row stride ds), plus add, then max(·, 0) if relu:
+ * full vectors and one masked tail per row, never touching a float outside the rows */
+__attribute__((target("avx2,fma"))) static void copy_rows(const float *src, int64_t ss, float *dst, int64_t ds,
+                                                          int32_t rows, int32_t W, float add, int relu) {
+    static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    __m256i tail = _mm256_loadu_si256((const __m256i *)(lanes + 8 - W % 8));
+    __m256 a = _mm256_set1_ps(add), z = _mm256_setzero_ps();
+    int32_t full = W - W % 8;
+    for (int32_t i = 0; i < rows; i++, src += ss, dst += ds) {
+        for (int32_t j = 0; j < full; j += 8) {
+            __m256 v = _mm256_add_ps(_mm256_loadu_ps(src + j), a);
+            _mm256_storeu_ps(dst + j, relu ? _mm256_max_ps(v, z) : v);
+        }
+        if (full < W) {
+            __m256 v = _mm256_add_ps(_mm256_maskload_ps(src + full, tail), a);
+            _mm256_maskstore_ps(dst + full, tail, relu ? _mm256_max_ps(v, z) : v);
+        }
+    }
+}
+
+/* xp (Cin, cs) = x (Cin, H, W) on the padded grid: each row one row down and one column right; only the
+ * border is zeroed (the row above, the two columns between rows, everything after the last row) */
+static void pad_input(const float *x, int32_t Cin, int32_t H, int32_t W, geometry g, float *xp) {
+    for (int32_t c = 0; c < Cin; c++) {
+        float *xc = xp + c * g.cs;
+        memset(xc, 0, sizeof(float) * (size_t)(g.Wp + 1));
+        for (int32_t i = 0; i < H; i++) xc[(int64_t)(i + 1) * g.Wp + W + 1] = xc[(int64_t)(i + 2) * g.Wp] = 0;
+        int64_t end = (int64_t)(H + 1) * g.Wp + 1;
+        memset(xc + end, 0, sizeof(float) * (size_t)(g.cs - end));
+        copy_rows(x + (int64_t)c * H * W, W, xc + g.Wp + 1, g.Wp, H, W, 0, 0);
+    }
+}
+
+/* Weight gradient of one (4-channel block, input channel, kernel row dy): r[o][dx] = Σ_q dyp[o][q] ·
+ * xr[q + dx] over the padded grid (dyp is zero on the padding columns), 4 × 3 accumulators */
+__attribute__((target("avx2,fma"))) static void dw_block(const float *dyp, int64_t Qp, const float *xr, float r[CB][3]) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
+    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
+    for (int64_t q = 0; q < Qp; q += 8) {
+        __m256 x0 = _mm256_loadu_ps(xr + q), x1 = _mm256_loadu_ps(xr + q + 1), x2 = _mm256_loadu_ps(xr + q + 2);
+        __m256 d = _mm256_loadu_ps(dyp + q);
+        a00 = _mm256_fmadd_ps(d, x0, a00), a01 = _mm256_fmadd_ps(d, x1, a01), a02 = _mm256_fmadd_ps(d, x2, a02);
+        d = _mm256_loadu_ps(dyp + Qp + q);
+        a10 = _mm256_fmadd_ps(d, x0, a10), a11 = _mm256_fmadd_ps(d, x1, a11), a12 = _mm256_fmadd_ps(d, x2, a12);
+        d = _mm256_loadu_ps(dyp + 2 * Qp + q);
+        a20 = _mm256_fmadd_ps(d, x0, a20), a21 = _mm256_fmadd_ps(d, x1, a21), a22 = _mm256_fmadd_ps(d, x2, a22);
+        d = _mm256_loadu_ps(dyp + 3 * Qp + q);
+        a30 = _mm256_fmadd_ps(d, x0, a30), a31 = _mm256_fmadd_ps(d, x1, a31), a32 = _mm256_fmadd_ps(d, x2, a32);
+    }
+    __m256 acc[CB][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22}, {a30, a31, a32}};
+    for (int o = 0; o < CB; o++)
+        for (int t = 0; t < 3; t++) { /* fixed-order horizontal sum */
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[o][t]), _mm256_extractf128_ps(acc[o][t], 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            r[o][t] = _mm_cvtss_f32(h);
+        }
+}
 #endif
 
 void nf_conv3x3_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
@@ -123,39 +182,40 @@ void nf_conv3x3_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf
 #if HAVE_AVX2_KERNEL
     geometry g = geom(H, W);
     float *xp = work, *out = work + (int64_t)Cin * g.cs;
-    /* pad: zero everything, then copy each row of each channel one row down and one column right */
-    memset(xp, 0, sizeof(float) * (size_t)(Cin * g.cs));
-    for (int32_t c = 0; c < Cin; c++)
-        for (int32_t i = 0; i < H; i++) {
-            const float *src = x + ((int64_t)c * H + i) * W;
-            float *dst = xp + c * g.cs + (int64_t)(i + 1) * g.Wp + 1;
-            for (int32_t j = 0; j < W; j++) dst[j] = src[j];
-        }
+    pad_input(x, Cin, H, W, g, xp);
     int64_t off[9];
     for (int t = 0; t < 9; t++) off[t] = (int64_t)(t / 3) * g.Wp + t % 3;
     int64_t blocks = round_up(Cout, CB) / CB;
     for (int64_t q = 0; q < g.Qp; q += QB)
         for (int64_t ob = 0; ob < blocks; ob++)
             block_4x24(xp + q, g.cs, Cin, off, wp + ob * Cin * 9 * CB, out + ob * CB * g.Qp + q, g.Qp);
-    /* back to (Cout, H, W): drop the two padding columns, add the bias, fuse the ReLU (a select) */
-    for (int32_t o = 0; o < Cout; o++) {
-        nf_real bo = b ? b[o] : 0;
-        for (int32_t i = 0; i < H; i++) {
-            const float *src = out + (int64_t)o * g.Qp + (int64_t)i * g.Wp;
-            float *dst = y + ((int64_t)o * H + i) * W;
-            if (relu) {
-#pragma omp simd
-                for (int32_t j = 0; j < W; j++) {
-                    float v = src[j] + bo;
-                    dst[j] = v > 0 ? v : 0;
-                }
-            } else {
-#pragma omp simd
-                for (int32_t j = 0; j < W; j++) dst[j] = src[j] + bo;
-            }
-        }
-    }
+    /* back to (Cout, H, W): drop the two padding columns, add the bias, fuse the ReLU (max with 0) */
+    for (int32_t o = 0; o < Cout; o++)
+        copy_rows(out + (int64_t)o * g.Qp, g.Wp, y + (int64_t)o * H * W, W, H, W, b ? b[o] : 0, relu);
 #else
     (void)x, (void)wp, (void)b, (void)y, (void)Cin, (void)Cout, (void)H, (void)W, (void)relu, (void)work;
+#endif
+}
+
+void nf_conv3x3_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+                          nf_real *dw, nf_real *work) {
+#if HAVE_AVX2_KERNEL
+    geometry g = geom(H, W);
+    int64_t COP = round_up(Cout, CB);
+    float *xp = work, *dyp = work + (int64_t)Cin * g.cs;
+    pad_input(x, Cin, H, W, g, xp);
+    /* dy onto the padded output grid, zero on the two padding columns, the tail and the block's extra rows */
+    memset(dyp, 0, sizeof(float) * (size_t)(COP * g.Qp));
+    for (int32_t o = 0; o < Cout; o++) copy_rows(dy + (int64_t)o * H * W, W, dyp + o * g.Qp, g.Wp, H, W, 0, 0);
+    float r[CB][3];
+    for (int64_t ob = 0; ob < COP / CB; ob++)
+        for (int32_t c = 0; c < Cin; c++)
+            for (int32_t ky = 0; ky < 3; ky++) {
+                dw_block(dyp + ob * CB * g.Qp, g.Qp, xp + c * g.cs + (int64_t)ky * g.Wp, r);
+                for (int32_t o = 0; o < CB && ob * CB + o < Cout; o++)
+                    for (int32_t kx = 0; kx < 3; kx++) dw[((ob * CB + o) * Cin + c) * 9 + ky * 3 + kx] += r[o][kx];
+            }
+#else
+    (void)x, (void)dy, (void)Cin, (void)Cout, (void)H, (void)W, (void)dw, (void)work;
 #endif
 }

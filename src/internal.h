@@ -113,6 +113,9 @@ int64_t nf_conv3x3_packed_size(int32_t Cin, int32_t Cout);
 void nf_conv3x3_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_real *wp);
 void nf_conv3x3_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
                        int32_t H, int32_t W, int relu, nf_real *work);
+/* dw (Cout, Cin, 3, 3) += the weight gradient of one sample: Σ over pixels of dy ⊗ shifted x */
+void nf_conv3x3_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+                          nf_real *dw, nf_real *work);
 
 /* ---------------------------------------------------------------- Glow's conv net (convnet.c) */
 typedef struct {

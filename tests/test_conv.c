@@ -99,10 +99,12 @@ static void test_conv_shapes(void **state) {
     (void)state;
     /* Cout < Cin with k = 3 takes the output-side path: {2,4,3,…}, {10,16,3,…} (several gradient chunks), {1,5,1,…};
      * ≥ 8 output channels the direct kernel: {2,3,9,…} forward (a partly filled channel block), {2,9,12,…} and
-     * {10,16,8,…} forward and input gradient, {1,12,2,…} input gradient only, 1×2 and 7×7 images */
+     * {10,16,8,…} forward and input gradient, {1,12,2,…} input gradient only, 1×2 and 7×7 images; the
+     * last also the direct weight gradient */
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
                       {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3},
-                      {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1}};
+                      {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1},
+                      {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient */};
     for (int path = 0; path < 2; path++) {
         if (path == 1 && !nf_conv3x3_direct_available()) break;
         int was = nf_conv3x3_set_direct(path);
@@ -116,7 +118,7 @@ static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
     nf_set_threads(threads);
     nf_rng rng;
     nf_rng_seed(&rng, 5);
-    int32_t n = 16, C = 8, O = 70, H = 9, W = 9, k = 3;
+    int32_t n = 16, C = 8, O = 70, H = 12, W = 12, k = 3; /* every direct kernel where the CPU has them */
     int64_t P = H * W;
     nf_real *x = randv(&rng, n * C * P), *w = randv(&rng, (int64_t)O * C * 9), *r = randv(&rng, n * O * P);
     nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(C, O, H, W, k, n));
@@ -128,7 +130,7 @@ static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
 
 static void test_conv_threads_identical(void **state) {
     (void)state;
-    size_t ny = 16 * 70 * 81, nx = 16 * 8 * 81, nw = 70 * 8 * 9;
+    size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
     nf_real *y1 = malloc(ny * sizeof(nf_real)), *y2 = malloc(ny * sizeof(nf_real));
     nf_real *x1 = malloc(nx * sizeof(nf_real)), *x2 = malloc(nx * sizeof(nf_real));
     nf_real *w1 = malloc(nw * sizeof(nf_real)), *w2 = malloc(nw * sizeof(nf_real));
