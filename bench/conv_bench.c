@@ -1,6 +1,6 @@
 /* conv_bench.c — the convolutions of glow-small and realnvp-small in isolation: forward, and backward
  * (input gradient + weight/bias gradient), batch 64, at the shapes the workloads run, in GFLOP/s
- * (multiply-adds × 2) and as a fraction of a given peak; for 3×3 shapes both paths (im2col + BLAS, and
+ * (multiply-adds × 2) and as a fraction of a given peak; both paths (im2col + BLAS, and
  * the direct kernel where the CPU has it), measured in the same run. Also the naive reference once, as
  * a sanity check of the fast kernels.
  *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all] */
@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
         {"RN 28x28 conv3x3 64->2", 64, 2, 28, 3}, {"RN 14x14 conv3x3 4->64", 4, 64, 14, 3},
         {"RN 14x14 conv3x3 64->64", 64, 64, 14, 3}, {"RN 14x14 conv3x3 64->8", 64, 8, 14, 3},
     };
-    int direct_cpu = nf_conv3x3_direct_available();
+    int direct_cpu = nf_convd_available();
     const int64_t n = 64;
     printf("convolutions of the workloads, batch %lld, %d threads, peak taken as %.0f GFLOP/s\n", (long long)n, threads, peak);
     printf("%-34s %-7s %10s %9s %10s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
@@ -55,8 +55,8 @@ int main(int argc, char **argv) {
       for (int path = 0; path < 2; path++) {
         int rn = shapes[s].what[0] == 'R';
         if ((rn && !strcmp(wl, "glow")) || (!rn && !strcmp(wl, "realnvp"))) continue;
-        if (path == 1 && (shapes[s].k != 3 || !direct_cpu)) continue; /* path 0: im2col, 1: direct */
-        nf_conv3x3_set_direct(path);
+        if (path == 1 && !direct_cpu) continue; /* path 0: im2col, 1: direct */
+        nf_convd_set(path);
         int32_t ci = shapes[s].cin, co = shapes[s].cout, H = shapes[s].hw, k = shapes[s].k;
         int64_t P = (int64_t)H * H, nw = (int64_t)co * ci * k * k;
         nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * ci * P)), *y = malloc(sizeof(nf_real) * (size_t)(n * co * P));

@@ -2,8 +2,11 @@
  * NCHW tensors, weights (Cout, Cin, k, k), bias (Cout). Rows (samples) of x and y may be further apart
  * than C·H·W (ldx, ldy), so a convolution can read the kept prefix of a multi-scale row.
  *
- * Fast path: im2col + matrix product (BLAS), or — when Cout < Cin — the output-side form below, which
- * multiplies first and shifts the few output channels instead of copying the many input channels.
+ * Fastest path, where the CPU has AVX2 + FMA: the direct kernels of conv_direct.c (k = 3 and 1) for the
+ * forward pass and the input gradient of convolutions with ≥ 8 outputs, and for 3×3 weight gradients on
+ * images of ≥ 144 pixels. Otherwise: im2col + matrix product (BLAS), or — when Cout < Cin — the
+ * output-side form below, which multiplies first and shifts the few output channels instead of copying
+ * the many input channels.
  * im2col form, per sample s, with K = Cin·k·k and P = H·W:
  *   col_s (K, P) = im2col(x_s);   y_s (Cout, P) = w (Cout, K) · col_s + b
  *   dcol (K, P) = wᵀ · dy_s → col2im → dx_s;   dw += dy_s · col_sᵀ;   db += Σ_p dy_s
@@ -37,8 +40,8 @@ static int thread_id(void) {
  * output for forward (Cin → Cout) and for the input gradient (Cout → Cin). */
 static int64_t thread_stride(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
     int64_t s = (int64_t)Cin * k * k * H * W;
-    if (k == 3) {
-        int64_t f = nf_conv3x3_work_size(Cin, Cout, H, W), b = nf_conv3x3_work_size(Cout, Cin, H, W);
+    if (k == 3 || k == 1) {
+        int64_t f = nf_convd_work_size(Cin, Cout, H, W, k), b = nf_convd_work_size(Cout, Cin, H, W, k);
         s = s > f ? s : f;
         s = s > b ? s : b;
     }
@@ -48,8 +51,8 @@ static int64_t thread_stride(int32_t Cin, int32_t Cout, int32_t H, int32_t W, in
 /* Floats for the re-laid weights: output-side (k²·Cout, Cin) or the direct kernel's packed blocks */
 static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
     int64_t s = (int64_t)Cout * Cin * k * k;
-    if (k == 3) {
-        int64_t f = nf_conv3x3_packed_size(Cin, Cout), b = nf_conv3x3_packed_size(Cout, Cin);
+    if (k == 3 || k == 1) {
+        int64_t f = nf_convd_packed_size(Cin, Cout, k), b = nf_convd_packed_size(Cout, Cin, k);
         s = s > f ? s : f;
         s = s > b ? s : b;
     }
@@ -58,7 +61,7 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
 
 /* The direct kernel computes output channels in blocks of 4: with fewer than 8 outputs the padding of the
  * block wastes too much, and the output-side / im2col forms measured faster (bench/conv_bench.c). */
-static int direct(int32_t k, int32_t outputs) { return k == 3 && outputs >= 8 && nf_conv3x3_direct_available(); }
+static int direct(int32_t k, int32_t outputs) { return (k == 3 || k == 1) && outputs >= 8 && nf_convd_available(); }
 
 int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
     int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
@@ -185,14 +188,14 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
     int dir = direct(k, Cout), osd = !dir && output_side(Cin, Cout, k);
     nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side) or packed (direct) weights */
-    if (dir) nf_conv3x3_pack(w, Cin, Cout, 0, Wr);
+    if (dir) nf_convd_pack(w, Cin, Cout, k, 0, Wr);
     if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *ys = y + s * ldy;
         const nf_real *col = x + s * ldx;
         if (dir) {
-            nf_conv3x3_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, relu, work + (int64_t)thread_id() * T);
+            nf_convd_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, k, relu, work + (int64_t)thread_id() * T);
             continue;
         }
         if (osd) {
@@ -245,9 +248,9 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     int dir = direct(k, Cin); /* the input gradient is a convolution with Cin outputs */
     /* weight gradient: blocks of 4 outputs, each a sum over the image — on small images (glow's 7×7) the
      * per-block reductions cost more than the sums, and BLAS measured faster */
-    int dirw = k == 3 && Cout >= 8 && P >= 144 && nf_conv3x3_direct_available();
+    int dirw = k == 3 && Cout >= 8 && P >= 144 && nf_convd_available();
     osd = osd && !dirw;
-    if (dx && dir) nf_conv3x3_pack(w, Cin, Cout, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
+    if (dx && dir) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
     else if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
@@ -262,7 +265,7 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
                 for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
             }
             if (dirw) {
-                nf_conv3x3_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, pw, work + (int64_t)thread_id() * T);
+                nf_convd_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, pw, work + (int64_t)thread_id() * T);
             } else if (osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
                 nf_real *dZ = work + (int64_t)thread_id() * T;
                 shift_gather(dys, Cout, H, W, k, dZ);
@@ -301,7 +304,7 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     for (int64_t s = 0; s < n; s++) {
         nf_real *dxs = dx + s * lddx;
         if (dir) {
-            nf_conv3x3_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, 0, work + (int64_t)thread_id() * T);
+            nf_convd_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, k, 0, work + (int64_t)thread_id() * T);
             continue;
         }
         if (osd) { /* dx_s = Wrᵀ · dZ_s */

@@ -104,17 +104,18 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real
 void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
                      const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
 
-/* Direct 3×3 convolution of one sample (conv3x3.c; AVX2 + FMA, float builds, chosen at run time; the
- * environment variable NFLOW_CONV=im2col turns it off). conv.c uses it for forward and input gradient. */
-int nf_conv3x3_direct_available(void);
-int nf_conv3x3_set_direct(int on); /* tests and benchmarks: force a path; returns the previous setting */
-int64_t nf_conv3x3_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W);
-int64_t nf_conv3x3_packed_size(int32_t Cin, int32_t Cout);
-void nf_conv3x3_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_real *wp);
-void nf_conv3x3_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
-                       int32_t H, int32_t W, int relu, nf_real *work);
+/* Direct convolutions of one sample, k = 3 or 1 (conv_direct.c; AVX2 + FMA, float builds, chosen at run
+ * time; the environment variable NFLOW_CONV=im2col turns them off). conv.c uses them for forward and
+ * input gradient (weights packed with flip = 1), and for the weight gradient of 3×3 convolutions. */
+int nf_convd_available(void);
+int nf_convd_set(int on); /* tests and benchmarks: force a path; returns the previous setting */
+int64_t nf_convd_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);
+int64_t nf_convd_packed_size(int32_t Cin, int32_t Cout, int32_t k);
+void nf_convd_pack(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, int flip, nf_real *wp);
+void nf_convd_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
+                     int32_t H, int32_t W, int32_t k, int relu, nf_real *work);
 /* dw (Cout, Cin, 3, 3) += the weight gradient of one sample: Σ over pixels of dy ⊗ shifted x */
-void nf_conv3x3_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+void nf_convd_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
                           nf_real *dw, nf_real *work);
 
 /* ---------------------------------------------------------------- Glow's conv net (convnet.c) */

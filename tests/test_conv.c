@@ -104,13 +104,15 @@ static void test_conv_shapes(void **state) {
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
                       {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3},
                       {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1},
-                      {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient */};
+                      {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient */,
+                      {3, 9, 12, 5, 6, 1, 2} /* 1×1: 30 pixels = a full block and a partial one */,
+                      {2, 12, 10, 7, 7, 1, 0} /* 1×1: a partial channel block forward, dx direct */};
     for (int path = 0; path < 2; path++) {
-        if (path == 1 && !nf_conv3x3_direct_available()) break;
-        int was = nf_conv3x3_set_direct(path);
+        if (path == 1 && !nf_convd_available()) break;
+        int was = nf_convd_set(path);
         print_message(" %s\n", path ? "direct 3x3 kernel" : "im2col / output-side");
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
-        nf_conv3x3_set_direct(was);
+        nf_convd_set(was);
     }
 }
 

@@ -1,20 +1,23 @@
-/* conv3x3.c — direct 3×3 convolution of one sample (stride 1, zero padding 1), hand-vectorised for
- * AVX2 + FMA and chosen at run time; everywhere else conv.c keeps its im2col + BLAS path.
+/* conv_direct.c — direct convolutions of one sample, stride 1, "same" zero padding, k = 3 and k = 1,
+ * hand-vectorised for AVX2 + FMA and chosen at run time; elsewhere conv.c keeps im2col + BLAS.
  *
- * Why: im2col copies each input value nine times into a (9·Cin, H·W) matrix that BLAS then packs again;
- * for RealNVP's 64 → 64 convolutions on 28×28 images that traffic and the per-sample packing of the
- * weights cost about a third of the time. The direct form reads the input in place:
+ * Why: im2col copies each input value nine times into a (9·Cin, H·W) matrix that BLAS then packs again,
+ * and BLAS re-packs the weights for every sample; for RealNVP's 64 → 64 convolutions and Glow's
+ * 128 → 128 1×1 convolutions that traffic costs a large part of the time. The direct form reads the
+ * input in place:
  *
- *   Pad each channel into rows of Wp = W + 2 values with a zero row above and below (xp), and compute the
- *   output on the same padded grid, q = i·Wp + j (the two columns j ≥ W are discarded). Then tap
- *   (dy, dx) of output q reads xp[q + dy·Wp + dx] — a contiguous, shifted vector — so
- *     out[o][q] = Σ_c Σ_t w[o][c][t] · xp[c][q + off_t],   off_t = dy·Wp + dx
+ *   k = 3: pad each channel into rows of Wp = W + 2 values with a zero row above and below (xp), and
+ *   compute the output on the same padded grid, q = i·Wp + j (the two columns j ≥ W are discarded).
+ *   Then tap (dy, dx) of output q reads xp[q + dy·Wp + dx] — a contiguous, shifted vector — so
+ *     out[o][q] = b[o] + Σ_c Σ_t w[o][c][t] · xp[c][q + off_t],   off_t = dy·Wp + dx
  *   is a sum of broadcast-weight × shifted-vector FMAs with no gathers and no branches.
+ *   k = 1: the same with one tap on the unpadded grid, written straight into y.
  *
- * The micro-kernel keeps a block of 4 output channels × 24 positions (12 AVX2 registers) and runs
- * over all Cin·9 (channel, tap) pairs; weights are packed as (⌈Cout/4⌉, Cin, 9, 4). The input gradient
- * of a 3×3 convolution is itself a 3×3 convolution of dy with the kernel flipped and its channels
- * transposed, so conv.c uses this kernel for forward and for dx (pack with flip = 1).
+ * The micro-kernel keeps a block of 4 output channels × 24 positions (12 AVX2 registers) and runs over
+ * all (input channel, tap) pairs; weights are packed as (⌈Cout/4⌉, Cin, k², 4). The input gradient of
+ * such a convolution is itself one, of dy with the kernel flipped and its channels transposed, so conv.c
+ * uses the same kernel for forward and dx (pack with flip = 1). The weight gradient of a 3×3
+ * convolution is a sum over the padded grid of dy times shifted input rows (nf_convd_dw_sample).
  * Each output value is one fixed sequence of FMAs: results do not depend on the thread count. */
 #include "internal.h"
 
@@ -47,7 +50,7 @@ static geometry geom(int32_t H, int32_t W) {
 
 static int direct_enabled = -1; /* -1: not decided yet */
 
-int nf_conv3x3_direct_available(void) {
+int nf_convd_available(void) {
     if (direct_enabled < 0) {
         int ok = 0;
 #if HAVE_AVX2_KERNEL
@@ -61,59 +64,69 @@ int nf_conv3x3_direct_available(void) {
     return direct_enabled;
 }
 
-int nf_conv3x3_set_direct(int on) {
-    int was = nf_conv3x3_direct_available();
+int nf_convd_set(int on) {
+    int was = nf_convd_available();
     direct_enabled = HAVE_AVX2_KERNEL && on;
     return was;
 }
 
-int64_t nf_conv3x3_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W) {
+int64_t nf_convd_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
+    if (k == 1) return ((int64_t)Cin + CB) * QB; /* the last, partial block's input and output */
     geometry g = geom(H, W);
     return (int64_t)Cin * g.cs + round_up(Cout, CB) * g.Qp;
 }
 
-int64_t nf_conv3x3_packed_size(int32_t Cin, int32_t Cout) { return round_up(Cout, CB) * Cin * 9; }
+int64_t nf_convd_packed_size(int32_t Cin, int32_t Cout, int32_t k) { return round_up(Cout, CB) * Cin * k * k; }
 
-void nf_conv3x3_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_real *wp) {
-    /* flip = 0: wp packs w (Cout, Cin, 3, 3) for y = conv(x).
-     * flip = 1: wp packs w' (Cin, Cout, 3, 3), w'[c][o][t] = w[o][c][8 − t], for dx = conv(dy, w'). */
-    int32_t no = flip ? Cin : Cout, ni = flip ? Cout : Cin;
+void nf_convd_pack(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, int flip, nf_real *wp) {
+    /* flip = 0: wp packs w (Cout, Cin, k, k) for y = conv(x).
+     * flip = 1: wp packs w' (Cin, Cout, k, k), w'[c][o][t] = w[o][c][k² − 1 − t], for dx = conv(dy, w'). */
+    int32_t no = flip ? Cin : Cout, ni = flip ? Cout : Cin, kk = k * k;
     int64_t nop = round_up(no, CB);
     for (int64_t o = 0; o < nop; o++)
         for (int32_t c = 0; c < ni; c++)
-            for (int32_t t = 0; t < 9; t++) {
+            for (int32_t t = 0; t < kk; t++) {
                 nf_real v = 0;
-                if (o < no) v = flip ? w[((int64_t)c * Cin + o) * 9 + 8 - t] : w[(o * Cin + c) * 9 + t];
-                wp[(((o / CB) * ni + c) * 9 + t) * CB + o % CB] = v;
+                if (o < no) v = flip ? w[((int64_t)c * Cin + o) * kk + kk - 1 - t] : w[(o * Cin + c) * kk + t];
+                wp[(((o / CB) * ni + c) * kk + t) * CB + o % CB] = v;
             }
 }
 
 #if HAVE_AVX2_KERNEL
-/* out[o][q0 .. q0 + 24) for the 4 channels of one block: Σ over Cin channels and 9 taps */
-__attribute__((target("avx2,fma"))) static void block_4x24(const float *xp, int64_t cs, int32_t Cin, const int64_t *off,
-                                                           const float *wb, float *out, int64_t Qp) {
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
-    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-    for (int32_t c = 0; c < Cin; c++, xp += cs, wb += 9 * CB) {
-        for (int t = 0; t < 9; t++) {
-            const float *xt = xp + off[t], *wt = wb + t * CB;
+/* out[o][q0 .. q0 + 24) for the 4 channels of one block: bias + Σ over Cin channels (cs floats apart) and
+ * taps (at off[t]), then max(·, 0) if relu; rows of out ldo floats apart */
+__attribute__((target("avx2,fma"))) static void block_4x24(const float *xp, int64_t cs, int32_t Cin, int taps,
+                                                           const int64_t *off, const float *wb, const float *bias,
+                                                           int relu, float *out, int64_t ldo) {
+    __m256 a00 = _mm256_broadcast_ss(bias), a01 = a00, a02 = a00, a10 = _mm256_broadcast_ss(bias + 1), a11 = a10, a12 = a10;
+    __m256 a20 = _mm256_broadcast_ss(bias + 2), a21 = a20, a22 = a20, a30 = _mm256_broadcast_ss(bias + 3), a31 = a30, a32 = a30;
+    for (int32_t c = 0; c < Cin; c++, xp += cs) {
+        for (int t = 0; t < taps; t++, wb += CB) {
+            const float *xt = xp + off[t];
             __m256 x0 = _mm256_loadu_ps(xt), x1 = _mm256_loadu_ps(xt + 8), x2 = _mm256_loadu_ps(xt + 16);
-            __m256 w = _mm256_broadcast_ss(wt);
+            __m256 w = _mm256_broadcast_ss(wb);
             a00 = _mm256_fmadd_ps(w, x0, a00), a01 = _mm256_fmadd_ps(w, x1, a01), a02 = _mm256_fmadd_ps(w, x2, a02);
-            w = _mm256_broadcast_ss(wt + 1);
+            w = _mm256_broadcast_ss(wb + 1);
             a10 = _mm256_fmadd_ps(w, x0, a10), a11 = _mm256_fmadd_ps(w, x1, a11), a12 = _mm256_fmadd_ps(w, x2, a12);
-            w = _mm256_broadcast_ss(wt + 2);
+            w = _mm256_broadcast_ss(wb + 2);
             a20 = _mm256_fmadd_ps(w, x0, a20), a21 = _mm256_fmadd_ps(w, x1, a21), a22 = _mm256_fmadd_ps(w, x2, a22);
-            w = _mm256_broadcast_ss(wt + 3);
+            w = _mm256_broadcast_ss(wb + 3);
             a30 = _mm256_fmadd_ps(w, x0, a30), a31 = _mm256_fmadd_ps(w, x1, a31), a32 = _mm256_fmadd_ps(w, x2, a32);
         }
     }
+    if (relu) {
+        __m256 z = _mm256_setzero_ps();
+        a00 = _mm256_max_ps(a00, z), a01 = _mm256_max_ps(a01, z), a02 = _mm256_max_ps(a02, z);
+        a10 = _mm256_max_ps(a10, z), a11 = _mm256_max_ps(a11, z), a12 = _mm256_max_ps(a12, z);
+        a20 = _mm256_max_ps(a20, z), a21 = _mm256_max_ps(a21, z), a22 = _mm256_max_ps(a22, z);
+        a30 = _mm256_max_ps(a30, z), a31 = _mm256_max_ps(a31, z), a32 = _mm256_max_ps(a32, z);
+    }
     _mm256_storeu_ps(out, a00), _mm256_storeu_ps(out + 8, a01), _mm256_storeu_ps(out + 16, a02);
-    out += Qp;
+    out += ldo;
     _mm256_storeu_ps(out, a10), _mm256_storeu_ps(out + 8, a11), _mm256_storeu_ps(out + 16, a12);
-    out += Qp;
+    out += ldo;
     _mm256_storeu_ps(out, a20), _mm256_storeu_ps(out + 8, a21), _mm256_storeu_ps(out + 16, a22);
-    out += Qp;
+    out += ldo;
     _mm256_storeu_ps(out, a30), _mm256_storeu_ps(out + 8, a31), _mm256_storeu_ps(out + 16, a32);
 }
 
@@ -177,27 +190,67 @@ __attribute__((target("avx2,fma"))) static void dw_block(const float *dyp, int64
 }
 #endif
 
-void nf_conv3x3_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
-                       int32_t H, int32_t W, int relu, nf_real *work) {
 #if HAVE_AVX2_KERNEL
+/* the bias of output block ob, zero beyond Cout */
+static void block_bias(const nf_real *b, int32_t Cout, int64_t ob, float bb[CB]) {
+    for (int i = 0; i < CB; i++) bb[i] = b && ob * CB + i < Cout ? b[ob * CB + i] : 0;
+}
+
+static void sample_3x3(const float *x, const float *wp, const float *b, float *y, int32_t Cin, int32_t Cout,
+                       int32_t H, int32_t W, int relu, float *work) {
     geometry g = geom(H, W);
-    float *xp = work, *out = work + (int64_t)Cin * g.cs;
+    float *xp = work, *out = work + (int64_t)Cin * g.cs, bb[CB];
     pad_input(x, Cin, H, W, g, xp);
     int64_t off[9];
     for (int t = 0; t < 9; t++) off[t] = (int64_t)(t / 3) * g.Wp + t % 3;
     int64_t blocks = round_up(Cout, CB) / CB;
-    for (int64_t q = 0; q < g.Qp; q += QB)
-        for (int64_t ob = 0; ob < blocks; ob++)
-            block_4x24(xp + q, g.cs, Cin, off, wp + ob * Cin * 9 * CB, out + ob * CB * g.Qp + q, g.Qp);
-    /* back to (Cout, H, W): drop the two padding columns, add the bias, fuse the ReLU (max with 0) */
-    for (int32_t o = 0; o < Cout; o++)
-        copy_rows(out + (int64_t)o * g.Qp, g.Wp, y + (int64_t)o * H * W, W, H, W, b ? b[o] : 0, relu);
+    for (int64_t ob = 0; ob < blocks; ob++) {
+        block_bias(b, Cout, ob, bb);
+        for (int64_t q = 0; q < g.Qp; q += QB)
+            block_4x24(xp + q, g.cs, Cin, 9, off, wp + ob * Cin * 9 * CB, bb, relu, out + ob * CB * g.Qp + q, g.Qp);
+    }
+    /* back to (Cout, H, W): drop the two padding columns */
+    for (int32_t o = 0; o < Cout; o++) copy_rows(out + (int64_t)o * g.Qp, g.Wp, y + (int64_t)o * H * W, W, H, W, 0, 0);
+}
+
+static void sample_1x1(const float *x, const float *wp, const float *b, float *y, int32_t Cin, int32_t Cout, int64_t P,
+                       int relu, float *work) {
+    static const int64_t off0[1] = {0};
+    float *tin = work, *tout = work + (int64_t)Cin * QB, bb[CB];
+    int64_t blocks = round_up(Cout, CB) / CB, full = P - P % QB;
+    if (full < P) /* the last, partial block of positions: its input copied into a zero-padded (Cin, 24) */
+        for (int32_t c = 0; c < Cin; c++)
+            for (int64_t j = 0; j < QB; j++) tin[c * QB + j] = full + j < P ? x[c * P + full + j] : 0;
+    /* positions outer, channel blocks inner: the (Cin, 24) input slice stays in L1 while the packed
+     * weights stream past it */
+    for (int64_t q = 0; q < P; q += QB) {
+        int tail = q == full; /* the last, partial block of positions: from tin, through tout */
+        for (int64_t ob = 0; ob < blocks; ob++) {
+            block_bias(b, Cout, ob, bb);
+            const float *wb = wp + ob * Cin * CB;
+            if (!tail && (ob + 1) * CB <= Cout) {
+                block_4x24(x + q, P, Cin, 1, off0, wb, bb, relu, y + ob * CB * P + q, P);
+                continue;
+            }
+            block_4x24(tail ? tin : x + q, tail ? QB : P, Cin, 1, off0, wb, bb, relu, tout, QB);
+            for (int64_t o = ob * CB; o < Cout && o < (ob + 1) * CB; o++)
+                memcpy(y + o * P + q, tout + (o - ob * CB) * QB, sizeof(float) * (size_t)(tail ? P - full : QB));
+        }
+    }
+}
+#endif
+
+void nf_convd_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
+                     int32_t H, int32_t W, int32_t k, int relu, nf_real *work) {
+#if HAVE_AVX2_KERNEL
+    if (k == 1) sample_1x1(x, wp, b, y, Cin, Cout, (int64_t)H * W, relu, work);
+    else sample_3x3(x, wp, b, y, Cin, Cout, H, W, relu, work);
 #else
-    (void)x, (void)wp, (void)b, (void)y, (void)Cin, (void)Cout, (void)H, (void)W, (void)relu, (void)work;
+    (void)x, (void)wp, (void)b, (void)y, (void)Cin, (void)Cout, (void)H, (void)W, (void)k, (void)relu, (void)work;
 #endif
 }
 
-void nf_conv3x3_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+void nf_convd_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
                           nf_real *dw, nf_real *work) {
 #if HAVE_AVX2_KERNEL
     geometry g = geom(H, W);
