@@ -5,7 +5,9 @@
 
 For every workload and thread count, `nflow bench` and `torch_reference.py bench` run back to back
 (each in its own process, so peak memory is measured separately); the table shows both and the ratio
-nflow / PyTorch. Runs on a shared machine vary by 5-15 %, so only ratios measured in one run count.
+nflow / PyTorch. PyTorch's figure at T threads is its best T-thread setting (torch_reference.py: intra-op
+and OpenBLAS threads tried in three combinations at T > 1, both 1 at T = 1). Runs on a shared machine
+vary by 5-15 %, so only ratios measured in one run count.
 --markdown writes the table (plus the machine and the command) for BENCHMARKS.md.
 """
 import argparse
@@ -62,7 +64,9 @@ def main():
             for key, label, fmt in [("train_samples_per_s", "train samples/s", "%.1f"), ("eval_samples_per_s", "eval samples/s", "%.1f"),
                                     ("sample_samples_per_s", "sample samples/s", "%.1f"), ("peak_rss_mib", "peak RSS MiB (train)", "%.0f")]:
                 ratio = n[key] / r[key] if r[key] else float("nan")
-                row = "| %s | %s | %s | %s | %s | %.2f× |" % (w, t, label, fmt % n[key], fmt % r[key], ratio)
+                best = r.get("settings", {}).get(key, "")
+                row = "| %s | %s | %s | %s | %s%s | %.2f× |" % (w, t, label, fmt % n[key], fmt % r[key],
+                                                            " (%s)" % best if best and t != "1" else "", ratio)
                 rows.append(row)
                 print(row, flush=True)
             row = "| %s | %s | train GFLOP/s (nflow's count) | %.1f | %.1f | |" % (
