@@ -293,6 +293,10 @@ void nf_ctx_free(nf_flow_ctx *c);
 /* ---------------------------------------------------------------- optimiser and checkpoint internals */
 /* Adam's moments (nparams each) and step counter, for checkpoints. */
 void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t);
+/* nf_adam_step in two halves, so a caller can look at the norm first (the trainer refuses non-finite
+ * gradients): ‖g‖ (parallel, fixed-order sum), then the update with that norm. */
+double nf_adam_grad_norm(nf_adam *a, const nf_real *g);
+void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm);
 /* Save a flow; with m and v (nparams each) the file also holds "optimizer.adam_m"/"optimizer.adam_v",
  * and trainer_json (may be NULL) goes into the metadata under "trainer". */
 nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *m, const nf_real *v, const char *trainer_json);

@@ -177,11 +177,11 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     nf_flow_zero_grad(f);
     nf_status st = nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
-    double ss = 0;
     const nf_real *g = f->ctx.grads;
-    for (int64_t i = 0; i < f->ctx.nparams; i++) ss += (double)g[i] * g[i];
-    if (!isfinite(ss)) return nf_fail(NF_ERR_NUMERIC, "step %lld: the gradient is not finite; update skipped", (long long)t->steps + 1);
-    *grad_norm = nf_adam_step(t->adam, f->ctx.params, g);
+    double norm = nf_adam_grad_norm(t->adam, g);
+    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "step %lld: the gradient is not finite; update skipped", (long long)t->steps + 1);
+    nf_adam_apply(t->adam, f->ctx.params, g, norm);
+    *grad_norm = norm;
     t->steps++;
     return NF_OK;
 }
