@@ -144,15 +144,18 @@ static void test_lu(void **state) {
 }
 
 /* Training for a few steps gives bit-identical parameters with 1 and with 2 threads (batch 512 spans
- * several BLAS tiles, so both the tiled products and the element-wise loops run in parallel). */
+ * several BLAS tiles, so both the tiled products and the element-wise loops run in parallel; 256 wide,
+ * so that the model is above the size below which a flow runs on one thread anyway). */
 static void train_params(int threads, nf_model_type m, nf_real **out, int64_t *np) {
     nf_set_threads(threads);
     nf_config c;
     nf_config_default(&c, m, 2);
     c.depth = 4;
+    c.hidden = 256;
     c.batchnorm = m == NF_MODEL_REALNVP;
     nf_flow *f;
     assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    assert_true(nf_flow_flops(f) * 512 > 1e8); /* big enough to run in parallel (flow.c) */
     nf_dataset *ds;
     assert_int_equal(nf_dataset_toy("moons", 4096, 3, &ds), NF_OK);
     nf_train_opts o;
