@@ -48,25 +48,29 @@ static geometry geom(int32_t H, int32_t W) {
 #define HAVE_AVX2_KERNEL 0
 #endif
 
+static int cpu_has_avx2_fma(void) {
+#if HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 static int direct_enabled = -1; /* -1: not decided yet */
 
 int nf_convd_available(void) {
     if (direct_enabled < 0) {
-        int ok = 0;
-#if HAVE_AVX2_KERNEL
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
         const char *env = getenv("NFLOW_CONV");
-        if (env && strcmp(env, "im2col") == 0) ok = 0;
-        direct_enabled = ok; /* benign race: every caller stores the same value */
+        /* benign race: every caller stores the same value */
+        direct_enabled = cpu_has_avx2_fma() && !(env && strcmp(env, "im2col") == 0);
     }
     return direct_enabled;
 }
 
 int nf_convd_set(int on) {
     int was = nf_convd_available();
-    direct_enabled = HAVE_AVX2_KERNEL && on;
+    direct_enabled = on && cpu_has_avx2_fma(); /* never on a CPU without the instructions */
     return was;
 }
 
