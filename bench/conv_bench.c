@@ -51,9 +51,9 @@ int main(int argc, char **argv) {
     printf("%-34s %-7s %10s %9s %10s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
     nf_rng rng;
     nf_rng_seed(&rng, 1);
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-      for (int path = 0; path < 2; path++) {
-        int rn = shapes[s].what[0] == 'R';
+    for (size_t row = 0; row < 2 * (sizeof shapes / sizeof shapes[0]); row++) {
+        size_t s = row / 2;
+        int path = (int)(row % 2), rn = shapes[s].what[0] == 'R';
         if ((rn && !strcmp(wl, "glow")) || (!rn && !strcmp(wl, "realnvp"))) continue;
         if (path == 1 && !direct_cpu) continue; /* path 0: im2col, 1: direct */
         nf_convd_set(path);

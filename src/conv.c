@@ -36,32 +36,29 @@ static int thread_id(void) {
 
 #define DW_CHUNK 8 /* samples per partial weight gradient: fixed, so sums never depend on the threads */
 
-/* Floats of work per thread: an im2col column buffer (K, P), or the direct 3×3 kernel's padded input and
+static int64_t max3(int64_t a, int64_t b, int64_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+/* Floats of work per thread: an im2col column buffer (K, P), or the direct kernels' padded input and
  * output for forward (Cin → Cout) and for the input gradient (Cout → Cin). */
 static int64_t thread_stride(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
     int64_t s = (int64_t)Cin * k * k * H * W;
-    if (k == 3 || k == 1) {
-        int64_t f = nf_convd_work_size(Cin, Cout, H, W, k), b = nf_convd_work_size(Cout, Cin, H, W, k);
-        s = s > f ? s : f;
-        s = s > b ? s : b;
-    }
-    return s;
+    if (k != 3 && k != 1) return s;
+    return max3(s, nf_convd_work_size(Cin, Cout, H, W, k), nf_convd_work_size(Cout, Cin, H, W, k));
 }
 
-/* Floats for the re-laid weights: output-side (k²·Cout, Cin) or the direct kernel's packed blocks */
+/* Floats for the re-laid weights: output-side (k²·Cout, Cin) or the direct kernels' packed blocks */
 static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
     int64_t s = (int64_t)Cout * Cin * k * k;
-    if (k == 3 || k == 1) {
-        int64_t f = nf_convd_packed_size(Cin, Cout, k), b = nf_convd_packed_size(Cout, Cin, k);
-        s = s > f ? s : f;
-        s = s > b ? s : b;
-    }
-    return s;
+    if (k != 3 && k != 1) return s;
+    return max3(s, nf_convd_packed_size(Cin, Cout, k), nf_convd_packed_size(Cout, Cin, k));
 }
 
-/* The direct kernel computes output channels in blocks of 4: with fewer than 8 outputs the padding of the
- * block wastes too much, and the output-side / im2col forms measured faster (bench/conv_bench.c). */
+/* Where the direct kernels are used (measured with bench/conv_bench.c). They compute output channels in
+ * blocks of 4: with fewer than 8 outputs the block's padding wastes too much, and the output-side /
+ * im2col forms were faster. The 3×3 weight gradient reduces each block over the whole image: on small
+ * images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
 static int direct(int32_t k, int32_t outputs) { return (k == 3 || k == 1) && outputs >= 8 && nf_convd_available(); }
+static int direct_dw(int32_t k, int32_t Cout, int64_t P) { return k == 3 && Cout >= 8 && P >= 144 && nf_convd_available(); }
 
 int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
     int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
@@ -242,16 +239,14 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
      * (samples in order within a chunk), then the partials added in chunk order */
     int64_t chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
-    int osd = output_side(Cin, Cout, k);
     nf_real *part = work + (int64_t)max_threads() * T; /* (chunks, Cout, K + 1) */
     nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
-    int dir = direct(k, Cin); /* the input gradient is a convolution with Cin outputs */
-    /* weight gradient: blocks of 4 outputs, each a sum over the image — on small images (glow's 7×7) the
-     * per-block reductions cost more than the sums, and BLAS measured faster */
-    int dirw = k == 3 && Cout >= 8 && P >= 144 && nf_convd_available();
-    osd = osd && !dirw;
-    if (dx && dir) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
-    else if (osd) relayout_weights(w, Cin, Cout, k, Wr);
+    /* weight gradient: direct, output-side (partials in the re-laid layout) or im2col; input gradient (a
+     * convolution with Cin outputs): direct, output-side or im2col — chosen separately */
+    int dw_direct = direct_dw(k, Cout, P), dw_osd = !dw_direct && output_side(Cin, Cout, k);
+    int dx_direct = direct(k, Cin), dx_osd = !dx_direct && output_side(Cin, Cout, k);
+    if (dx && dx_direct) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
+    if (dx && dx_osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         nf_real *pw = part + ch * Cout * (K + 1), *pb = pw + Cout * K;
@@ -264,9 +259,9 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp simd
                 for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
             }
-            if (dirw) {
+            if (dw_direct) {
                 nf_convd_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, pw, work + (int64_t)thread_id() * T);
-            } else if (osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
+            } else if (dw_osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
                 nf_real *dZ = work + (int64_t)thread_id() * T;
                 shift_gather(dys, Cout, H, W, k, dZ);
                 nf_gemm(0, 1, (int64_t)k * k * Cout, Cin, P, 1, dZ, P, col, P, 1, pw, Cin);
@@ -292,7 +287,7 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
         for (int64_t ch = 0; ch < chunks; ch++) t += part[ch * nw + e];
         if (e >= Cout * K) {
             if (db) db[e - Cout * K] += t;
-        } else if (osd) { /* e = (tap·Cout + o)·Cin + c  →  w[o][c][tap] */
+        } else if (dw_osd) { /* e = (tap·Cout + o)·Cin + c  →  w[o][c][tap] */
             int64_t c = e % Cin, to = e / Cin, o = to % Cout, tap = to / Cout;
             dw[(o * Cin + c) * k * k + tap] += t;
         } else {
@@ -303,11 +298,11 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *dxs = dx + s * lddx;
-        if (dir) {
+        if (dx_direct) {
             nf_convd_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, k, 0, work + (int64_t)thread_id() * T);
             continue;
         }
-        if (osd) { /* dx_s = Wrᵀ · dZ_s */
+        if (dx_osd) { /* dx_s = Wrᵀ · dZ_s */
             nf_real *dZ = work + (int64_t)thread_id() * T;
             shift_gather(dy + s * ldy, Cout, H, W, k, dZ);
             nf_gemm(1, 0, Cin, P, (int64_t)k * k * Cout, 1, Wr, Cin, dZ, P, 0, dxs, P);
