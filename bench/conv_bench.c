@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "kernels/kernels.h"
 
 static double now(void) {
     struct timespec ts;

@@ -24,7 +24,12 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/files.h"
+#include "data/data.h"
+#include "io/io.h"
+#include "kernels/kernels.h"
+#include "models/models.h"
+#include "train/train.h"
 
 #define DBL (sizeof(nf_real) == 8)
 /* tolerances: [double build, float build] */
@@ -46,7 +51,7 @@ typedef struct {
     char where[160];          /* what the worst gradient error was */
 } report;
 
-typedef nf_layer *(*layer_factory)(nf_flow_ctx *c, int32_t D);
+typedef nf_layer *(*layer_factory)(nf_registry *c, int32_t D);
 
 typedef struct {
     const char *name;
@@ -155,8 +160,10 @@ static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char
     nf_real *p = nf_flow_params(f);
     for (int64_t k = 0; k < P; k++) {
         const char *tn = "?";
-        for (int32_t t = 0; t < f->ctx.ntensors; t++)
-            if (f->ctx.tensors[t].kind == NF_TENSOR_PARAM && k >= f->ctx.tensors[t].offset && k < f->ctx.tensors[t].offset + f->ctx.tensors[t].count) tn = f->ctx.tensors[t].name;
+        for (int32_t t = 0; t < nf_flow_num_tensors(f); t++) {
+            const nf_tensor_info *ti = nf_flow_tensor(f, t);
+            if (ti->kind == NF_TENSOR_PARAM && k >= ti->offset && k < ti->offset + ti->count) tn = ti->name;
+        }
         fd_compare(f, x, p, k, g[k], r, mode, "param", tn);
     }
     free(g);
@@ -168,7 +175,7 @@ static nf_flow *build(const conf_case *c) {
         assert_int_equal(nf_flow_create(c->cfg, &f), NF_OK);
         return f;
     }
-    nf_flow_ctx ctx;
+    nf_registry ctx;
     memset(&ctx, 0, sizeof ctx);
     nf_layer *L = c->make(&ctx, c->dim);
     assert_non_null(L);
@@ -205,10 +212,10 @@ static report run_conformance(const conf_case *c) {
         assert_int_equal(nf_flow_log_prob(f, big, lp, 64), NF_OK);
     }
     nf_flow_set_training(f, 0);
-    if (c->make && strcmp(f->layers[0]->ops->kind, "standardize") == 0) {
+    if (c->make && strcmp(nf_flow_layer_name(f, 0), "standardize") == 0) {
         nf_real mu[16], sd[16];
         for (int32_t j = 0; j < D; j++) mu[j] = (nf_real)(0.3 * j - 0.5), sd[j] = (nf_real)(0.5 + 0.25 * j);
-        nf_standardize_set(f->layers[0], mu, sd);
+        nf_standardize_set(nf_flow_layer(f, 0), mu, sd);
     }
     nf_real *p = nf_flow_params(f);
     for (int64_t k = 0; k < nf_flow_num_params(f); k++) p[k] += (nf_real)((DBL ? 0.3 : 0.15) * g_perturb * nf_rng_normal(&rng)); /* float: milder, so float finite differences stay accurate */
@@ -224,42 +231,42 @@ static report run_conformance(const conf_case *c) {
 }
 
 /* ------------------------------------------------------------------ the layer cases */
-static nf_layer *mk_add_halves(nf_flow_ctx *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH); }
-static nf_layer *mk_add_oddeven(nf_flow_ctx *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH); }
-static nf_layer *mk_aff_tanh(nf_flow_ctx *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH); }
-static nf_layer *mk_aff_sigmoid(nf_flow_ctx *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID); }
-static nf_layer *mk_aff_relu(nf_flow_ctx *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH); }
-static nf_layer *mk_diag(nf_flow_ctx *c, int32_t D) { return nf_diag_scale_create(c, "l", D); }
-static nf_layer *mk_std(nf_flow_ctx *c, int32_t D) { return nf_standardize_create(c, "l", D); }
-static nf_layer *mk_actnorm(nf_flow_ctx *c, int32_t D) { return nf_actnorm_create(c, "l", D); }
-static nf_layer *mk_perm_rev(nf_flow_ctx *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_REVERSE); }
-static nf_layer *mk_perm_rand(nf_flow_ctx *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_RANDOM); }
-static nf_layer *mk_linear(nf_flow_ctx *c, int32_t D) { return nf_linear_create(c, "l", D, 0); }
-static nf_layer *mk_linear_lu(nf_flow_ctx *c, int32_t D) { return nf_linear_create(c, "l", D, 1); }
+static nf_layer *mk_add_halves(nf_registry *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH); }
+static nf_layer *mk_add_oddeven(nf_registry *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH); }
+static nf_layer *mk_aff_tanh(nf_registry *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH); }
+static nf_layer *mk_aff_sigmoid(nf_registry *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID); }
+static nf_layer *mk_aff_relu(nf_registry *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH); }
+static nf_layer *mk_diag(nf_registry *c, int32_t D) { return nf_diag_scale_create(c, "l", D); }
+static nf_layer *mk_std(nf_registry *c, int32_t D) { return nf_standardize_create(c, "l", D); }
+static nf_layer *mk_actnorm(nf_registry *c, int32_t D) { return nf_actnorm_create(c, "l", D); }
+static nf_layer *mk_perm_rev(nf_registry *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_REVERSE); }
+static nf_layer *mk_perm_rand(nf_registry *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_RANDOM); }
+static nf_layer *mk_linear(nf_registry *c, int32_t D) { return nf_linear_create(c, "l", D, 0); }
+static nf_layer *mk_linear_lu(nf_registry *c, int32_t D) { return nf_linear_create(c, "l", D, 1); }
 /* layers acting on a prefix of each row (multi-scale flows): dim 4 of rows 6 apart */
 static nf_layer *with_ld(nf_layer *L, int32_t ld) { L->ld = ld; return L; }
-static nf_layer *mk_prefix_coupling(nf_flow_ctx *c, int32_t D) { return with_ld(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID), D); }
-static nf_layer *mk_prefix_linear(nf_flow_ctx *c, int32_t D) { return with_ld(nf_linear_create(c, "l", D - 2, 1), D); }
-static nf_layer *mk_prefix_actnorm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_actnorm_create(c, "l", D - 3), D); }
-static nf_layer *mk_prefix_batchnorm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_batchnorm_create(c, "l", D - 1), D); }
-static nf_layer *mk_prefix_perm(nf_flow_ctx *c, int32_t D) { return with_ld(nf_permute_create(c, "l", D - 2, NF_PERM_RANDOM), D); }
+static nf_layer *mk_prefix_coupling(nf_registry *c, int32_t D) { return with_ld(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID), D); }
+static nf_layer *mk_prefix_linear(nf_registry *c, int32_t D) { return with_ld(nf_linear_create(c, "l", D - 2, 1), D); }
+static nf_layer *mk_prefix_actnorm(nf_registry *c, int32_t D) { return with_ld(nf_actnorm_create(c, "l", D - 3), D); }
+static nf_layer *mk_prefix_batchnorm(nf_registry *c, int32_t D) { return with_ld(nf_batchnorm_create(c, "l", D - 1), D); }
+static nf_layer *mk_prefix_perm(nf_registry *c, int32_t D) { return with_ld(nf_permute_create(c, "l", D - 2, NF_PERM_RANDOM), D); }
 /* image layers: C = 3 channels × P = 4 pixels (NCHW rows of 12) */
-static nf_layer *mk_actnorm2d(nf_flow_ctx *c, int32_t D) { return nf_actnorm2d_create(c, "l", 3, D / 3); }
-static nf_layer *mk_conv1x1(nf_flow_ctx *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 0); }
-static nf_layer *mk_conv1x1_lu(nf_flow_ctx *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 1); }
-static nf_layer *mk_conv_affine(nf_flow_ctx *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID); }
-static nf_layer *mk_conv_tanh(nf_flow_ctx *c, int32_t D) { return nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH); }
-static nf_layer *mk_conv_additive(nf_flow_ctx *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH); }
-static nf_layer *mk_split(nf_flow_ctx *c, int32_t D) { return nf_split_create(c, "l", 4, 2, D / 8); }
-static nf_layer *mk_squeeze(nf_flow_ctx *c, int32_t D) { return nf_squeeze_create(c, "l", D / 16, 4, 4); }
-static nf_layer *mk_batchnorm(nf_flow_ctx *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
-static nf_layer *mk_masked_checker(nf_flow_ctx *c, int32_t D) { return nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1); }
-static nf_layer *mk_masked_channel(nf_flow_ctx *c, int32_t D) { return nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2); }
-static nf_layer *mk_masked_prefix(nf_flow_ctx *c, int32_t D) { return with_ld(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1), D); }
-static nf_layer *mk_logit(nf_flow_ctx *c, int32_t D) { return nf_logit_create(c, "l", D, 0.05); }
+static nf_layer *mk_actnorm2d(nf_registry *c, int32_t D) { return nf_actnorm2d_create(c, "l", 3, D / 3); }
+static nf_layer *mk_conv1x1(nf_registry *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 0); }
+static nf_layer *mk_conv1x1_lu(nf_registry *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 1); }
+static nf_layer *mk_conv_affine(nf_registry *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID); }
+static nf_layer *mk_conv_tanh(nf_registry *c, int32_t D) { return nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH); }
+static nf_layer *mk_conv_additive(nf_registry *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH); }
+static nf_layer *mk_split(nf_registry *c, int32_t D) { return nf_split_create(c, "l", 4, 2, D / 8); }
+static nf_layer *mk_squeeze(nf_registry *c, int32_t D) { return nf_squeeze_create(c, "l", D / 16, 4, 4); }
+static nf_layer *mk_batchnorm(nf_registry *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
+static nf_layer *mk_masked_checker(nf_registry *c, int32_t D) { return nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1); }
+static nf_layer *mk_masked_channel(nf_registry *c, int32_t D) { return nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2); }
+static nf_layer *mk_masked_prefix(nf_registry *c, int32_t D) { return with_ld(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1), D); }
+static nf_layer *mk_logit(nf_registry *c, int32_t D) { return nf_logit_create(c, "l", D, 0.05); }
 
 /* Planted faults: an affine coupling whose ops are copied and one entry replaced. */
-static nf_layer *plant(nf_flow_ctx *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
+static nf_layer *plant(nf_registry *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
     nf_layer *L = mk_aff_tanh(c, D);
     *orig = L->ops;
     *ops = *L->ops;
@@ -276,7 +283,7 @@ static nf_status faulty_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_re
     NF_UNUSED(logdet);
     return faulty_orig->forward(L, x, z, NULL, n, cache, work, training);
 }
-static nf_layer *mk_faulty(nf_flow_ctx *c, int32_t D) {
+static nf_layer *mk_faulty(nf_registry *c, int32_t D) {
     nf_layer *L = plant(c, D, &faulty_ops, "faulty_affine_coupling", &faulty_orig);
     faulty_ops.forward = faulty_forward;
     return L;
@@ -292,7 +299,7 @@ static void faulty_backward(nf_layer *L, const nf_real *x, const nf_real *cache,
     nf_real zero[64] = {0};
     faulty_bw_orig->backward(L, x, cache, dz, zero, dx, n, work, training);
 }
-static nf_layer *mk_faulty_bw(nf_flow_ctx *c, int32_t D) {
+static nf_layer *mk_faulty_bw(nf_registry *c, int32_t D) {
     nf_layer *L = plant(c, D, &faulty_bw_ops, "faulty_backward_coupling", &faulty_bw_orig);
     faulty_bw_ops.backward = faulty_backward;
     return L;
@@ -412,7 +419,7 @@ static void test_catches_faulty_layer(void **state) {
 static void test_squeeze_layout(void **state) {
     NF_UNUSED(state);
     conf_case c = {"sq", 32, NULL, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
-    nf_flow_ctx ctx;
+    nf_registry ctx;
     memset(&ctx, 0, sizeof ctx);
     nf_layer *L = nf_squeeze_create(&ctx, "l", 2, 4, 4);
     nf_flow *f;

@@ -13,7 +13,12 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/files.h"
+#include "data/data.h"
+#include "io/io.h"
+#include "kernels/kernels.h"
+#include "models/models.h"
+#include "train/train.h"
 
 #define DBL (sizeof(nf_real) == 8)
 #define TOL (DBL ? 1e-10 : 2e-4)

@@ -11,7 +11,12 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "core/files.h"
+#include "data/data.h"
+#include "io/io.h"
+#include "kernels/kernels.h"
+#include "models/models.h"
+#include "train/train.h"
 
 /* Two Adam steps against values worked out by hand (lr 0.1, β 0.9/0.999, ε 1e-8):
  * step 1, g = (0.5, −0.1): m̂ = g, v̂ = g², so p −= 0.1·g/(|g| + ε) → (0.900000002, −1.90000001);

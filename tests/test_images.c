@@ -18,7 +18,12 @@
 #include <png.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "core/files.h"
+#include "data/data.h"
+#include "io/io.h"
+#include "kernels/kernels.h"
+#include "models/models.h"
+#include "train/train.h"
 
 static char g_dir[64];
 

@@ -1,0 +1,46 @@
+/* core/core.h — what every source file of the library shares: the reason string, allocation, threads,
+ * shuffles. The bottom of the design: it includes nothing of nflow's but the public header.
+ *
+ * Layers of the library, each a folder of src/, each allowed to include only the folders listed
+ * (scripts/check_includes.sh enforces it in CI):
+ *   core     ← (nothing)                      status, rng, shuffles, files, the parameter registry
+ *   kernels  ← core                           gemm, LU, convolutions (naive reference + fast paths)
+ *   nets     ← core, kernels                  MLP, Glow's conv net, RealNVP's ResNet
+ *   layers   ← core, kernels, nets            every invertible layer, the priors
+ *   models   ← core, layers                   configs, recipes (NICE/RealNVP/Glow), the flow
+ *   data     ← core                           toy generators, CSV, IDX/CIFAR, image folders
+ *   io       ← core, data, models             checkpoints, PNG, plots
+ *   train    ← core, data, io, models         Adam, the trainer, evaluation
+ *   tools/   ← the public header only         the command-line tool */
+#ifndef NF_CORE_H
+#define NF_CORE_H
+
+#include "nflow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h> /* exp/log/tanh pick the float or double version from nf_real */
+
+#define R(x) ((nf_real)(x))
+#define NF_UNUSED(x) (void)(x)
+
+/* Set this thread's error reason (printf-style, one line) and return st unchanged, so that a failing
+ * function can `return nf_fail(NF_ERR_..., "...")`. nf_last_error() reads the reason back. */
+nf_status nf_fail(nf_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Clear this thread's error reason. */
+void nf_clear_error(void);
+/* calloc(n, size), zeroed; NULL when n·size overflows or memory runs out. n or size 0 gives a valid
+ * 1-byte block (so NULL always means failure). The caller frees. */
+void *nf_xcalloc(size_t n, size_t size);
+/* idx[0..n) = a random permutation of 0..n−1: the identity, then Fisher–Yates driven by rng (advanced).
+ * The permutation is a function of the rng state alone. */
+void nf_shuffle(int64_t *idx, int64_t n, nf_rng *rng);
+/* The same from a fresh generator seeded with seed (train/test splits). */
+void nf_shuffled_indices(int64_t *idx, int64_t n, uint64_t seed);
+
+#endif

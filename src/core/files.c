@@ -1,0 +1,108 @@
+/* core/files.c — atomic writes (temporary file + rename), whole-file reads, stale temp clean-up. */
+#define _POSIX_C_SOURCE 200809L /* kill, fsync, fileno */
+#include "core/files.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#define TMP_TAG ".tmp."
+
+/* See files.h. */
+FILE *nf_open_temp(const char *path, char *tmp, size_t tmpsz) {
+    int k = snprintf(tmp, tmpsz, "%s" TMP_TAG "%ld", path, (long)getpid());
+    if (k < 0 || (size_t)k >= tmpsz) {
+        nf_fail(NF_ERR_INVALID, "%s: path too long", path);
+        return NULL;
+    }
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) nf_fail(NF_ERR_IO, "%s: cannot open for writing: %s", tmp, strerror(errno));
+    return fp;
+}
+
+/* See files.h. fflush + fsync before the rename, so a crash never leaves a renamed but empty file. */
+nf_status nf_commit_temp(FILE *fp, const char *tmp, const char *path, int ok) {
+    if (ok && fflush(fp) != 0) ok = 0;
+    int e = ok ? 0 : errno;
+    if (ok && fsync(fileno(fp)) != 0 && errno != EINVAL && errno != EROFS) ok = 0, e = errno;
+    if (ferror(fp)) ok = 0;
+    if (fclose(fp) != 0) ok = 0, e = e ? e : errno;
+    if (!ok) {
+        remove(tmp);
+        return nf_fail(NF_ERR_IO, "%s: write failed%s%s", path, e ? ": " : "", e ? strerror(e) : "");
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        remove(tmp);
+        return nf_fail(NF_ERR_IO, "%s: cannot rename temporary file: %s", path, strerror(e));
+    }
+    return NF_OK;
+}
+
+/* See files.h. */
+nf_status nf_write_file_atomic(const char *path, const void *data, size_t len) {
+    char tmp[4096];
+    FILE *fp = nf_open_temp(path, tmp, sizeof tmp);
+    if (!fp) return NF_ERR_IO;
+    int ok = fwrite(data, 1, len, fp) == len;
+    return nf_commit_temp(fp, tmp, path, ok);
+}
+
+/* See files.h. */
+nf_status nf_read_file(const char *path, unsigned char **buf, size_t *len) {
+    *buf = NULL, *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(fp, 0, SEEK_END) != 0) {
+        fclose(fp);
+        return nf_fail(NF_ERR_IO, "%s: cannot seek (not a regular file?)", path);
+    }
+    long sz = ftell(fp);
+    rewind(fp);
+    if (sz < 0) {
+        fclose(fp);
+        return nf_fail(NF_ERR_IO, "%s: cannot tell the file size (not a regular file?)", path);
+    }
+    unsigned char *b = malloc((size_t)sz + 1);
+    if (!b) {
+        fclose(fp);
+        return nf_fail(NF_ERR_NOMEM, "%s: out of memory for %ld bytes", path, sz);
+    }
+    size_t got = fread(b, 1, (size_t)sz, fp);
+    int err = ferror(fp);
+    fclose(fp);
+    if (got != (size_t)sz || err) {
+        free(b);
+        return nf_fail(NF_ERR_IO, "%s: read error", path);
+    }
+    b[sz] = 0;
+    *buf = b, *len = (size_t)sz;
+    return NF_OK;
+}
+
+/* See files.h. A pid that is ours or alive (kill(pid, 0) succeeds or says EPERM) is left alone. */
+int nf_remove_stale_temps(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= (int)sizeof dir) return 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    size_t bl = strlen(base), tl = strlen(TMP_TAG);
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) != 0 || strncmp(n + bl, TMP_TAG, tl) != 0) continue;
+        char *end;
+        long pid = strtol(n + bl + tl, &end, 10);
+        if (*end || end == n + bl + tl || pid <= 0) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno == EPERM) continue;
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", dir, n);
+        if (remove(full) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
+}

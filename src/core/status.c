@@ -1,0 +1,49 @@
+/* core/status.c — error reasons, allocation, threads. */
+#include "core/core.h"
+
+#include <stdarg.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static _Thread_local char g_err[512];
+
+/* Format the reason into this thread's buffer; returns st (see core.h). */
+nf_status nf_fail(nf_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Empty this thread's reason. */
+void nf_clear_error(void) { g_err[0] = 0; }
+
+/* This thread's reason; "" if none. The string stays owned by the library. */
+const char *nf_last_error(void) { return g_err; }
+
+/* Zeroed n·size bytes or NULL (overflow, out of memory); see core.h. */
+void *nf_xcalloc(size_t n, size_t size) {
+    if (n == 0 || size == 0) return calloc(1, 1);
+    if (n > SIZE_MAX / size) return NULL;
+    return calloc(n, size);
+}
+
+/* Set the OpenMP threads of later parallel regions (n ≥ 1; other values are ignored). */
+void nf_set_threads(int n) {
+#ifdef _OPENMP
+    if (n >= 1) omp_set_num_threads(n);
+#else
+    NF_UNUSED(n);
+#endif
+}
+
+/* The OpenMP threads a parallel region would use now (1 without OpenMP). */
+int nf_get_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

@@ -1,0 +1,162 @@
+/* data/csv.c — CSV tables of numbers: reading (errors name the file, line and field) and writing. */
+#include "core/files.h"
+#include "data/data.h"
+
+#include <ctype.h>
+#include <errno.h>
+
+static int parse_field(const char *s, const char *e, double *v) {
+    while (s < e && isspace((unsigned char)*s)) s++;
+    while (e > s && isspace((unsigned char)e[-1])) e--;
+    if (s == e) return 0;
+    char buf[128];
+    size_t len = (size_t)(e - s);
+    if (len >= sizeof buf) return 0;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *end;
+    errno = 0;
+    *v = strtod(buf, &end);
+    if (*end != 0) return 0;
+    if (!isfinite(*v) || errno == ERANGE) return isfinite(*v) && *v == 0 ? 1 : -1;
+    return 1;
+}
+
+static nf_status read_all(const char *path, char **buf, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            char *t = realloc(b, cap *= 2);
+            if (!t) { free(b); b = NULL; break; }
+            b = t;
+        }
+        size_t k = fread(b + n, 1, cap - n - 1, fp);
+        n += k;
+        if (k == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (!b) return nf_fail(NF_ERR_NOMEM, "%s: out of memory reading the file", path);
+    if (err) {
+        free(b);
+        return nf_fail(NF_ERR_IO, "%s: read error", path);
+    }
+    b[n] = 0;
+    *buf = b, *len = n;
+    return NF_OK;
+}
+
+/* Parse one line [s, le): fields into vals (if not NULL, up to cap), returns the field count; *numeric
+ * counts numeric fields; *bad is the first non-numeric field (1-based, 0 if none), *bad_kind its kind
+ * (0 not a number, -1 not finite), [*bs, *be) its text. */
+static int parse_line(const char *s, const char *le, nf_real *vals, int cap, int *numeric, int *bad,
+                      int *bad_kind, const char **bs, const char **be) {
+    int fidx = 0;
+    *numeric = 0, *bad = 0;
+    const char *f = s;
+    for (const char *q = s;; q++) {
+        if (q == le || *q == ',') {
+            double v;
+            int k = parse_field(f, q, &v);
+            fidx++;
+            if (k == 1) {
+                (*numeric)++;
+                if (vals && fidx <= cap) vals[fidx - 1] = (nf_real)v;
+            } else if (!*bad || (k == -1 && *bad_kind == 0)) {
+                *bad = fidx, *bad_kind = k, *bs = f, *be = q;
+            }
+            f = q + 1;
+            if (q == le) break;
+        }
+    }
+    return fidx;
+}
+
+nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
+    *out = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    nf_status st = read_all(path, &buf, &len);
+    if (st) return st;
+    if (memchr(buf, 0, len)) {
+        free(buf);
+        return nf_fail(NF_ERR_FORMAT, "%s: binary data (NUL byte), not a CSV text file", path);
+    }
+    /* pass 0 validates and counts rows; pass 1 fills the values */
+    int32_t dim = 0;
+    int64_t rows = 0;
+    nf_dataset *d = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t line = 0, r = 0;
+        int seen = 0;
+        for (char *s = buf; *s;) {
+            char *e = strchr(s, '\n');
+            if (!e) e = s + strlen(s);
+            char *next = *e ? e + 1 : e, *le = e;
+            if (le > s && le[-1] == '\r') le--;
+            line++;
+            const char *p = s;
+            while (p < le && isspace((unsigned char)*p)) p++;
+            if (p == le) { /* blank line */
+                s = next;
+                continue;
+            }
+            int numeric, bad, bad_kind = 0;
+            const char *bs = NULL, *be = NULL;
+            nf_real *row = pass == 1 ? d->x + r * dim : NULL;
+            int nf = parse_line(s, le, row, dim, &numeric, &bad, &bad_kind, &bs, &be);
+            int header = !seen && numeric == 0 && bad_kind == 0;
+            seen = 1;
+            if (header) {
+                dim = nf;
+            } else {
+                const char *why = NULL;
+                if (bad) why = bad_kind == -1 ? "is not finite" : "is not a number";
+                if (!why && dim && nf != dim) {
+                    free(buf), nf_dataset_free(d);
+                    return nf_fail(NF_ERR_FORMAT, "%s:%lld: %d fields, expected %d (ragged rows)", path, (long long)line, nf, (int)dim);
+                }
+                if (why) {
+                    int flen = (int)(be - bs);
+                    nf_fail(NF_ERR_FORMAT, "%s:%lld: field %d: '%.*s' %s", path, (long long)line, bad, flen > 40 ? 40 : flen, bs, why);
+                    free(buf), nf_dataset_free(d);
+                    return NF_ERR_FORMAT;
+                }
+                dim = nf;
+                r++;
+            }
+            s = next;
+        }
+        if (pass == 0) {
+            if (r == 0) {
+                free(buf);
+                return nf_fail(NF_ERR_FORMAT, "%s: no data rows (empty file)", path);
+            }
+            rows = r;
+            if ((st = nf_dataset_alloc(rows, dim, &d))) {
+                free(buf);
+                return st;
+            }
+        }
+    }
+    free(buf);
+    *out = d;
+    return NF_OK;
+}
+
+nf_status nf_dataset_write_csv(const nf_dataset *ds, const char *path, const char *colprefix) {
+    char tmp[4096];
+    FILE *fp = nf_open_temp(path, tmp, sizeof tmp);
+    if (!fp) return NF_ERR_IO;
+    for (int32_t j = 0; j < ds->dim; j++) fprintf(fp, "%s%s%d", j ? "," : "", colprefix, (int)j + 1);
+    fputc('\n', fp);
+    for (int64_t i = 0; i < ds->n; i++) {
+        for (int32_t j = 0; j < ds->dim; j++) fprintf(fp, "%s%.9g", j ? "," : "", (double)ds->x[i * ds->dim + j]);
+        fputc('\n', fp);
+    }
+    return nf_commit_temp(fp, tmp, path, 1);
+}
+

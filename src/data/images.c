@@ -1,0 +1,58 @@
+/* data/images.c — image sets whatever their source: freeing, splits, Glow's n-bit reduction and
+ * dequantisation, bits per dimension. */
+#include "data/data.h"
+
+void nf_images_free(nf_images *im) {
+    if (!im) return;
+    free(im->pix), free(im->labels), free(im);
+}
+
+/* Read exactly len bytes; gzread reads gzip and plain files alike. */
+nf_status nf_images_split(const nf_images *im, double frac, uint64_t seed, nf_images **train, nf_images **test) {
+    *train = *test = NULL;
+    if (im->n < 2) return nf_fail(NF_ERR_INVALID, "need at least 2 images to split, have %lld", (long long)im->n);
+    if (!(frac > 0 && frac < 1)) return nf_fail(NF_ERR_INVALID, "test fraction %g: must be in (0, 1)", frac);
+    int64_t nt = (int64_t)llround(frac * (double)im->n), D = (int64_t)im->C * im->H * im->W;
+    if (nt < 1) nt = 1;
+    if (nt > im->n - 1) nt = im->n - 1;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)im->n);
+    nf_images *part[2] = {nf_xcalloc(1, sizeof(nf_images)), nf_xcalloc(1, sizeof(nf_images))};
+    int64_t cnt[2] = {im->n - nt, nt};
+    int ok = idx && part[0] && part[1];
+    for (int k = 0; k < 2 && ok; k++) {
+        *part[k] = (nf_images){cnt[k], im->C, im->H, im->W, malloc((size_t)(cnt[k] * D)), NULL};
+        if (im->labels) part[k]->labels = malloc(sizeof(int32_t) * (size_t)cnt[k]);
+        ok = part[k]->pix && (!im->labels || part[k]->labels);
+    }
+    if (!ok) {
+        free(idx), nf_images_free(part[0]), nf_images_free(part[1]);
+        return nf_fail(NF_ERR_NOMEM, "out of memory splitting %lld images", (long long)im->n);
+    }
+    nf_shuffled_indices(idx, im->n, seed);
+    for (int64_t i = 0; i < im->n; i++) {
+        int k = i < nt; /* the first nt shuffled images are the test set */
+        int64_t j = k ? i : i - nt;
+        memcpy(part[k]->pix + j * D, im->pix + idx[i] * D, (size_t)D);
+        if (im->labels) part[k]->labels[j] = im->labels[idx[i]];
+    }
+    free(idx);
+    *train = part[0], *test = part[1];
+    return NF_OK;
+}
+void nf_images_dequantize(const nf_images *im, const int64_t *idx, int64_t n, int32_t bits, nf_rng *rng,
+                          nf_real *x) {
+    int64_t D = (int64_t)im->C * im->H * im->W;
+    double levels = (double)(1 << bits);
+    int shift = 8 - bits;
+    for (int64_t s = 0; s < n; s++) {
+        const uint8_t *p = im->pix + (idx ? idx[s] : s) * D;
+        for (int64_t j = 0; j < D; j++) {
+            double u = rng ? nf_rng_uniform(rng) : 0.5;
+            x[s * D + j] = (nf_real)(((double)(p[j] >> shift) + u) / levels - 0.5);
+        }
+    }
+}
+
+double nf_bits_per_dim(double nll_nats, int64_t D, int32_t bits) {
+    return (nll_nats + (double)D * bits * log(2.0)) / ((double)D * log(2.0));
+}

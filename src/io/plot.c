@@ -1,0 +1,157 @@
+/* plot.c — pictures of 2-D flows, written as PNG with libpng:
+ *   panel 1: the learned density p(x) = π(f(x))·|det J_f(x)| on a grid (viridis colour map);
+ *   panel 2: model samples x = G(z), z ~ π (orange) over the data (blue);
+ *   panel 3: the warped grid — a regular grid of latent lines z mapped to data space by G, the
+ *            change-of-variables picture of the lecture. */
+#include "models/models.h"
+
+
+typedef struct {
+    uint8_t *rgb;
+    int32_t W, H;      /* whole image */
+    int32_t x0, size;  /* current panel: columns x0 .. x0+size */
+    double lo[2], hi[2];
+} canvas;
+
+static void viridis(double t, uint8_t *c) {
+    static const double k[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
+                                   {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
+    if (!(t > 0)) t = 0;
+    if (t > 1) t = 1;
+    double p = t * 8;
+    int i = (int)p;
+    if (i > 7) i = 7;
+    double a = p - i;
+    for (int j = 0; j < 3; j++) c[j] = (uint8_t)(k[i][j] * (1 - a) + k[i + 1][j] * a + 0.5);
+}
+
+/* blend colour into the pixel at data coordinates (x, y) of the current panel */
+static void dot(canvas *cv, double x, double y, const uint8_t *col, double alpha, int radius) {
+    if (!isfinite(x) || !isfinite(y)) return;
+    int px = (int)floor((x - cv->lo[0]) / (cv->hi[0] - cv->lo[0]) * cv->size);
+    int py = (int)floor((cv->hi[1] - y) / (cv->hi[1] - cv->lo[1]) * cv->size);
+    for (int dy = -radius; dy <= radius; dy++)
+        for (int dx = -radius; dx <= radius; dx++) {
+            int u = px + dx, v = py + dy;
+            if (u < 0 || v < 0 || u >= cv->size || v >= cv->size) continue;
+            uint8_t *p = cv->rgb + ((size_t)v * (size_t)cv->W + (size_t)(cv->x0 + u)) * 3;
+            for (int j = 0; j < 3; j++) p[j] = (uint8_t)(p[j] * (1 - alpha) + col[j] * alpha + 0.5);
+        }
+}
+
+/* a line segment in data coordinates, drawn as dots one pixel apart */
+static void segment(canvas *cv, double x0, double y0, double x1, double y1, const uint8_t *col) {
+    if (!isfinite(x0) || !isfinite(y0) || !isfinite(x1) || !isfinite(y1)) return;
+    double sx = cv->size / (cv->hi[0] - cv->lo[0]), sy = cv->size / (cv->hi[1] - cv->lo[1]);
+    double len = hypot((x1 - x0) * sx, (y1 - y0) * sy);
+    /* Neighbouring latent points 0.03 prior-std apart that land a quarter panel apart sit across a fold of
+     * the map where the density is ~0: leave the gap open rather than draw a long false chord. */
+    if (len > cv->size / 4.0) return;
+    int steps = (int)ceil(len);
+    for (int s = 0; s <= steps; s++) {
+        double t = steps ? (double)s / steps : 0;
+        dot(cv, x0 + t * (x1 - x0), y0 + t * (y1 - y0), col, 0.9, 0);
+    }
+}
+
+static int cmp_double(const void *p, const void *q) {
+    double a = *(const double *)p, b = *(const double *)q;
+    return (a > b) - (a < b);
+}
+
+nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t S, uint64_t seed) {
+    if (nf_flow_dim(f) != 2) return nf_fail(NF_ERR_INVALID, "plot needs a 2-D model, this one has %d dimensions", (int)nf_flow_dim(f));
+    if (S < 32 || S > 4096) return nf_fail(NF_ERR_INVALID, "panel size %d: must be 32..4096 pixels", (int)S);
+    if (data && data->dim != 2) return nf_fail(NF_ERR_INVALID, "plot data has %d columns, need 2", (int)data->dim);
+    const int64_t NS = 4000, GL = 21, GP = 200; /* samples; grid lines per direction; points per line */
+    canvas cv = {0};
+    cv.W = 3 * S, cv.H = S, cv.size = S;
+    cv.rgb = nf_xcalloc((size_t)cv.W * (size_t)cv.H, 3);
+    nf_real *grid = nf_xcalloc((size_t)S * (size_t)S * 2, sizeof(nf_real));
+    nf_real *lp = nf_xcalloc((size_t)S * (size_t)S, sizeof(nf_real));
+    nf_real *smp = nf_xcalloc((size_t)NS * 2, sizeof(nf_real));
+    nf_real *lines = nf_xcalloc((size_t)(2 * GL * GP) * 2, sizeof(nf_real));
+    nf_status st = (cv.rgb && grid && lp && smp && lines) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory for the plot");
+    int training = nf_flow_is_training(f);
+    nf_flow_set_training(f, 0);
+    nf_rng rng;
+    nf_rng_seed(&rng, seed);
+    if (!st) st = nf_flow_sample(f, &rng, 1.0, smp, NS);
+    if (st) goto done;
+    /* view: data (or samples) range, robust to outliers: 0.5 % .. 99.5 % quantiles per axis, + 10 % */
+    {
+        const nf_real *pts = data ? data->x : smp;
+        int64_t n = data ? data->n : NS;
+        double *col = malloc(sizeof(double) * (size_t)n);
+        if (!col) { st = nf_fail(NF_ERR_NOMEM, "out of memory"); goto done; }
+        double half = 0, mid[2];
+        for (int a = 0; a < 2; a++) {
+            for (int64_t i = 0; i < n; i++) col[i] = pts[2 * i + a];
+            qsort(col, (size_t)n, sizeof(double), cmp_double);
+            double q0 = col[(int64_t)(0.005 * (double)(n - 1))], q1 = col[(int64_t)(0.995 * (double)(n - 1))];
+            mid[a] = 0.5 * (q0 + q1);
+            if (0.5 * (q1 - q0) > half) half = 0.5 * (q1 - q0);
+        }
+        free(col);
+        if (!(half > 0) || !isfinite(half)) half = 1;
+        half *= 1.15;
+        for (int a = 0; a < 2; a++) cv.lo[a] = mid[a] - half, cv.hi[a] = mid[a] + half;
+    }
+    /* panel 1: density */
+    for (int32_t v = 0; v < S; v++)
+        for (int32_t u = 0; u < S; u++) {
+            grid[2 * ((int64_t)v * S + u)] = (nf_real)(cv.lo[0] + (u + 0.5) / S * (cv.hi[0] - cv.lo[0]));
+            grid[2 * ((int64_t)v * S + u) + 1] = (nf_real)(cv.hi[1] - (v + 0.5) / S * (cv.hi[1] - cv.lo[1]));
+        }
+    if ((st = nf_flow_log_prob(f, grid, lp, (int64_t)S * S))) goto done;
+    double mx = -INFINITY;
+    for (int64_t i = 0; i < (int64_t)S * S; i++)
+        if (isfinite(lp[i]) && lp[i] > mx) mx = lp[i];
+    for (int32_t v = 0; v < S; v++)
+        for (int32_t u = 0; u < S; u++) {
+            double p = exp((double)lp[(int64_t)v * S + u] - mx);
+            viridis(p, cv.rgb + ((size_t)v * (size_t)cv.W + (size_t)u) * 3);
+        }
+    /* panel 2: samples over data on white */
+    cv.x0 = S;
+    for (int32_t v = 0; v < S; v++) memset(cv.rgb + ((size_t)v * (size_t)cv.W + (size_t)S) * 3, 255, (size_t)S * 3);
+    static const uint8_t blue[3] = {31, 119, 180}, orange[3] = {255, 127, 14}, grey[3] = {170, 170, 170};
+    if (data)
+        for (int64_t i = 0; i < data->n && i < 20000; i++) dot(&cv, data->x[2 * i], data->x[2 * i + 1], blue, 0.35, 1);
+    for (int64_t i = 0; i < NS; i++) dot(&cv, smp[2 * i], smp[2 * i + 1], orange, 0.5, 1);
+    /* panel 3: warped grid: latent lines z1 = const and z2 = const over ±3 prior standard deviations */
+    cv.x0 = 2 * S;
+    for (int32_t v = 0; v < S; v++) memset(cv.rgb + ((size_t)v * (size_t)cv.W + (size_t)(2 * S)) * 3, 255, (size_t)S * 3);
+    if (data)
+        for (int64_t i = 0; i < data->n && i < 20000; i++) dot(&cv, data->x[2 * i], data->x[2 * i + 1], grey, 0.25, 0);
+    double R = nf_flow_config(f)->prior == NF_PRIOR_LOGISTIC ? 3 * 1.8138 : 3.0;
+    for (int64_t l = 0; l < GL; l++)
+        for (int64_t p = 0; p < GP; p++) {
+            double a = -R + 2 * R * (double)l / (double)(GL - 1), b = -R + 2 * R * (double)p / (double)(GP - 1);
+            nf_real *h = lines + 2 * (l * GP + p), *vv = lines + 2 * ((GL + l) * GP + p);
+            h[0] = (nf_real)b, h[1] = (nf_real)a;  /* horizontal line z2 = a */
+            vv[0] = (nf_real)a, vv[1] = (nf_real)b; /* vertical line z1 = a */
+        }
+    if (nf_flow_config(f)->prior == NF_PRIOR_DIAG_GAUSSIAN) { /* centre the grid on the learned prior */
+        const nf_real *mu = nf_flow_prior_params(f), *ls = mu + 2;
+        for (int64_t i = 0; i < 2 * GL * GP; i++)
+            for (int a = 0; a < 2; a++) lines[2 * i + a] = mu[a] + exp(ls[a]) * lines[2 * i + a];
+    }
+    if ((st = nf_flow_inverse(f, lines, lines, NULL, 2 * GL * GP))) goto done;
+    static const uint8_t red[3] = {214, 39, 40}, navy[3] = {23, 48, 110};
+    for (int64_t l = 0; l < 2 * GL; l++)
+        for (int64_t p = 0; p + 1 < GP; p++) {
+            const nf_real *a = lines + 2 * (l * GP + p);
+            segment(&cv, a[0], a[1], a[2], a[3], l < GL ? navy : red);
+        }
+    /* 1-pixel separators between panels */
+    for (int32_t v = 0; v < S; v++)
+        for (int k = 1; k < 3; k++) memset(cv.rgb + ((size_t)v * (size_t)cv.W + (size_t)(k * S)) * 3, 0, 3);
+    st = nf_png_write(path, cv.rgb, cv.W, cv.H);
+done:
+    nf_flow_set_training(f, training);
+    free(cv.rgb), free(grid), free(lp), free(smp), free(lines);
+    return st;
+}
+
+

@@ -1,0 +1,339 @@
+/* conv.c — 2-D convolutions for image coupling networks: stride 1, zero padding k/2 ("same"),
+ * NCHW tensors, weights (Cout, Cin, k, k), bias (Cout). Rows (samples) of x and y may be further apart
+ * than C·H·W (ldx, ldy), so a convolution can read the kept prefix of a multi-scale row.
+ *
+ * Fastest path, where the CPU has AVX2 + FMA: the direct kernels of conv_direct.c (k = 3 and 1) for the
+ * forward pass and the input gradient of convolutions with ≥ 8 outputs, and for 3×3 weight gradients on
+ * images of ≥ 144 pixels. Otherwise: im2col + matrix product (BLAS), or — when Cout < Cin — the
+ * output-side form below, which multiplies first and shifts the few output channels instead of copying
+ * the many input channels.
+ * im2col form, per sample s, with K = Cin·k·k and P = H·W:
+ *   col_s (K, P) = im2col(x_s);   y_s (Cout, P) = w (Cout, K) · col_s + b
+ *   dcol (K, P) = wᵀ · dy_s → col2im → dx_s;   dw += dy_s · col_sᵀ;   db += Σ_p dy_s
+ * Forward and dx run samples in parallel (each thread its own col buffer); dw and db accumulate over
+ * samples in order, so every result is independent of the thread count. nf_conv2d_ref is the naive
+ * seven-loop reference the tests compare against. */
+#include "kernels/kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+#define DW_CHUNK 8 /* samples per partial weight gradient: fixed, so sums never depend on the threads */
+
+static int64_t max3(int64_t a, int64_t b, int64_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+/* Floats of work per thread: an im2col column buffer (K, P), or the direct kernels' padded input and
+ * output for forward (Cin → Cout) and for the input gradient (Cout → Cin). */
+static int64_t thread_stride(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
+    int64_t s = (int64_t)Cin * k * k * H * W;
+    if (k != 3 && k != 1) return s;
+    return max3(s, nf_convd_work_size(Cin, Cout, H, W, k), nf_convd_work_size(Cout, Cin, H, W, k));
+}
+
+/* Floats for the re-laid weights: output-side (k²·Cout, Cin) or the direct kernels' packed blocks */
+static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
+    int64_t s = (int64_t)Cout * Cin * k * k;
+    if (k != 3 && k != 1) return s;
+    return max3(s, nf_convd_packed_size(Cin, Cout, k), nf_convd_packed_size(Cout, Cin, k));
+}
+
+/* Where the direct kernels are used (measured with bench/conv_bench.c). They compute output channels in
+ * blocks of 4: with fewer than 8 outputs the block's padding wastes too much, and the output-side /
+ * im2col forms were faster. The 3×3 weight gradient reduces each block over the whole image: on small
+ * images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
+static int direct(int32_t k, int32_t outputs) { return (k == 3 || k == 1) && outputs >= 8 && nf_convd_available(); }
+static int direct_dw(int32_t k, int32_t Cout, int64_t P) { return k == 3 && Cout >= 8 && P >= 144 && nf_convd_available(); }
+
+int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
+    int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
+    /* per thread a column buffer; per chunk a partial weight gradient; the re-laid weights */
+    return (int64_t)max_threads() * thread_stride(Cin, Cout, H, W, k) + chunks * Cout * (K + 1) + weights_size(Cin, Cout, k);
+}
+
+/* ---------------------------------------------------------------- output-side form (Cout < Cin)
+ * For a k×k convolution with few output channels, im2col would copy k²·Cin·P values per sample to feed a
+ * skinny product. Instead, per tap t = (dy, dx): Z_t (Cout, P) = W_t (Cout, Cin) · x (Cin, P), all taps in
+ * ONE product with Wr (k²·Cout, Cin), Wr[t·Cout + o][c] = w[o][c][dy][dx]; then y[o](i, j) = Σ_t
+ * Z_t[o](i + dy − r, j + dx − r) — a shift-add over k²·Cout·P values. Backward: dZ_t[o](i', j') =
+ * dy[o](i' − dy + r, j' − dx + r); dx = Wrᵀ · dZ; dWr += dZ · xᵀ. */
+static int output_side(int32_t Cin, int32_t Cout, int32_t k) { return k > 1 && Cout < Cin; }
+
+static void relayout_weights(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, nf_real *Wr) {
+    for (int32_t o = 0; o < Cout; o++)
+        for (int32_t c = 0; c < Cin; c++)
+            for (int32_t t = 0; t < k * k; t++) Wr[((int64_t)t * Cout + o) * Cin + c] = w[((int64_t)o * Cin + c) * k * k + t];
+}
+
+/* y (Cout, P) += shift-add of Z (k²·Cout, P) */
+static void shift_add(const nf_real *Z, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *y) {
+    int32_t r = k / 2;
+    for (int32_t t = 0; t < k * k; t++) {
+        int32_t dy = t / k, dx = t % k, j0 = r - dx > 0 ? r - dx : 0, j1 = W + r - dx < W ? W + r - dx : W;
+        for (int32_t o = 0; o < Cout; o++) {
+            const nf_real *zt = Z + ((int64_t)t * Cout + o) * H * W;
+            nf_real *yo = y + (int64_t)o * H * W;
+            for (int32_t i = 0; i < H; i++) {
+                int32_t ii = i + dy - r;
+                if (ii < 0 || ii >= H) continue;
+                const nf_real *zr = zt + (int64_t)ii * W + dx - r;
+                nf_real *yr = yo + (int64_t)i * W;
+#pragma omp simd
+                for (int32_t j = j0; j < j1; j++) yr[j] += zr[j];
+            }
+        }
+    }
+}
+
+/* dZ (k²·Cout, P) = the shifted copies of dy (Cout, P), zero where a shift leaves the image */
+static void shift_gather(const nf_real *dy, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *dZ) {
+    int32_t r = k / 2;
+    for (int32_t t = 0; t < k * k; t++) {
+        int32_t dy_ = t / k, dx = t % k;
+        for (int32_t o = 0; o < Cout; o++) {
+            nf_real *zt = dZ + ((int64_t)t * Cout + o) * H * W;
+            const nf_real *g = dy + (int64_t)o * H * W;
+            for (int32_t i = 0; i < H; i++) {
+                int32_t ii = i - dy_ + r; /* dZ_t(i, j) = dy(i − dy + r, j − dx + r) */
+                nf_real *zr = zt + (int64_t)i * W;
+                if (ii < 0 || ii >= H) {
+#pragma omp simd
+                    for (int32_t j = 0; j < W; j++) zr[j] = 0;
+                    continue;
+                }
+                for (int32_t j = 0; j < W; j++) {
+                    int32_t jj = j - dx + r;
+                    zr[j] = jj >= 0 && jj < W ? g[(int64_t)ii * W + jj] : 0;
+                }
+            }
+        }
+    }
+}
+
+/* col (Cin·k·k, H·W): col[(c·k + dy)·k + dx][i·W + j] = x[c][i + dy − k/2][j + dx − k/2] (0 outside).
+ * Each output row is a zero margin, a contiguous copy, and a zero margin: no per-pixel branches. */
+static void im2col(const nf_real *x, int32_t C, int32_t H, int32_t W, int32_t k, nf_real *col) {
+    int32_t r = k / 2;
+    for (int32_t c = 0; c < C; c++)
+        for (int32_t dy = 0; dy < k; dy++)
+            for (int32_t dx = 0; dx < k; dx++) {
+                nf_real *o = col + ((int64_t)(c * k + dy) * k + dx) * H * W;
+                const nf_real *xc = x + (int64_t)c * H * W;
+                int32_t j0 = r - dx > 0 ? r - dx : 0, j1 = W + r - dx < W ? W + r - dx : W; /* valid j */
+                for (int32_t i = 0; i < H; i++) {
+                    int32_t ii = i + dy - r;
+                    nf_real *orow = o + (int64_t)i * W;
+                    /* rows are short (7, 14, 28 values): plain loops, not memcpy/memset calls */
+                    if (ii < 0 || ii >= H || j1 <= j0) {
+#pragma omp simd
+                        for (int32_t j = 0; j < W; j++) orow[j] = 0;
+                        continue;
+                    }
+                    const nf_real *xrow = xc + (int64_t)ii * W + dx - r;
+                    for (int32_t j = 0; j < j0; j++) orow[j] = 0;
+#pragma omp simd
+                    for (int32_t j = j0; j < j1; j++) orow[j] = xrow[j];
+                    for (int32_t j = j1; j < W; j++) orow[j] = 0;
+                }
+            }
+}
+
+/* x += col2im(col): the adjoint of im2col */
+static void col2im_add(const nf_real *col, int32_t C, int32_t H, int32_t W, int32_t k, nf_real *x) {
+    int32_t r = k / 2;
+    for (int32_t c = 0; c < C; c++)
+        for (int32_t dy = 0; dy < k; dy++)
+            for (int32_t dx = 0; dx < k; dx++) {
+                const nf_real *o = col + ((int64_t)(c * k + dy) * k + dx) * H * W;
+                nf_real *xc = x + (int64_t)c * H * W;
+                int32_t j0 = r - dx > 0 ? r - dx : 0, j1 = W + r - dx < W ? W + r - dx : W;
+                for (int32_t i = 0; i < H; i++) {
+                    int32_t ii = i + dy - r;
+                    if (ii < 0 || ii >= H) continue;
+                    const nf_real *orow = o + (int64_t)i * W + j0;
+                    nf_real *xrow = xc + (int64_t)ii * W + j0 + dx - r;
+#pragma omp simd
+                    for (int32_t j = 0; j < j1 - j0; j++) xrow[j] += orow[j];
+                }
+            }
+}
+
+void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                       int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                       nf_real *work) {
+    nf_conv2d_forward_ex(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, 0);
+}
+
+void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                          int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                          nf_real *work, int relu) {
+    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
+    int dir = direct(k, Cout), osd = !dir && output_side(Cin, Cout, k);
+    nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side) or packed (direct) weights */
+    if (dir) nf_convd_pack(w, Cin, Cout, k, 0, Wr);
+    if (osd) relayout_weights(w, Cin, Cout, k, Wr);
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < n; s++) {
+        nf_real *ys = y + s * ldy;
+        const nf_real *col = x + s * ldx;
+        if (dir) {
+            nf_convd_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, k, relu, work + (int64_t)thread_id() * T);
+            continue;
+        }
+        if (osd) {
+            nf_real *Z = work + (int64_t)thread_id() * T; /* k²·Cout·P ≤ K·P values */
+            nf_gemm(0, 0, (int64_t)k * k * Cout, P, Cin, 1, Wr, Cin, x + s * ldx, P, 0, Z, P);
+            for (int32_t o = 0; o < Cout; o++) {
+                nf_real bo = b ? b[o] : 0;
+#pragma omp simd
+                for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
+            }
+            shift_add(Z, Cout, H, W, k, ys);
+            if (relu)
+#pragma omp simd
+                for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
+            continue;
+        }
+        if (k > 1) {
+            nf_real *c = work + (int64_t)thread_id() * T;
+            im2col(x + s * ldx, Cin, H, W, k, c);
+            col = c;
+        }
+        for (int32_t o = 0; o < Cout; o++) {
+            nf_real bo = b ? b[o] : 0;
+#pragma omp simd
+            for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
+        }
+        nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
+        if (relu) /* fused while the sample's output is still in cache; simd: a select, not a branch */
+#pragma omp simd
+            for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
+    }
+}
+
+void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
+                        nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                        int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work) {
+    nf_conv2d_backward_ex(x, ldx, w, (nf_real *)dy /* not written: no relu_out */, ldy, dx, lddx, dw, db, n, Cin, Cout, H, W, k, work, NULL);
+}
+
+void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
+                           nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                           int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out) {
+    int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
+    /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
+     * (samples in order within a chunk), then the partials added in chunk order */
+    int64_t chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
+    nf_real *part = work + (int64_t)max_threads() * T; /* (chunks, Cout, K + 1) */
+    nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
+    /* weight gradient: direct, output-side (partials in the re-laid layout) or im2col; input gradient (a
+     * convolution with Cin outputs): direct, output-side or im2col — chosen separately */
+    int dw_direct = direct_dw(k, Cout, P), dw_osd = !dw_direct && output_side(Cin, Cout, k);
+    int dx_direct = direct(k, Cin), dx_osd = !dx_direct && output_side(Cin, Cout, k);
+    if (dx && dx_direct) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
+    if (dx && dx_osd) relayout_weights(w, Cin, Cout, k, Wr);
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        nf_real *pw = part + ch * Cout * (K + 1), *pb = pw + Cout * K;
+        memset(pw, 0, sizeof(nf_real) * (size_t)(Cout * (K + 1)));
+        for (int64_t s = ch * DW_CHUNK; s < n && s < (ch + 1) * DW_CHUNK; s++) {
+            nf_real *dys = dy + s * ldy;
+            const nf_real *col = x + s * ldx;
+            if (relu_out) { /* dy ← dy ⊙ [out > 0], once per sample (chunks partition the samples) */
+                const nf_real *ro = relu_out + s * ldy;
+#pragma omp simd
+                for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
+            }
+            if (dw_direct) {
+                nf_convd_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, pw, work + (int64_t)thread_id() * T);
+            } else if (dw_osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
+                nf_real *dZ = work + (int64_t)thread_id() * T;
+                shift_gather(dys, Cout, H, W, k, dZ);
+                nf_gemm(0, 1, (int64_t)k * k * Cout, Cin, P, 1, dZ, P, col, P, 1, pw, Cin);
+            } else {
+                if (k > 1) {
+                    nf_real *c = work + (int64_t)thread_id() * T;
+                    im2col(x + s * ldx, Cin, H, W, k, c);
+                    col = c;
+                }
+                nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, pw, K);
+            }
+            for (int32_t o = 0; o < Cout; o++) {
+                nf_real t = 0;
+                for (int64_t p = 0; p < P; p++) t += dys[o * P + p];
+                pb[o] += t;
+            }
+        }
+    }
+    int64_t nw = Cout * (K + 1);
+#pragma omp parallel for schedule(static) if (nw > 4096)
+    for (int64_t e = 0; e < nw; e++) {
+        nf_real t = 0;
+        for (int64_t ch = 0; ch < chunks; ch++) t += part[ch * nw + e];
+        if (e >= Cout * K) {
+            if (db) db[e - Cout * K] += t;
+        } else if (dw_osd) { /* e = (tap·Cout + o)·Cin + c  →  w[o][c][tap] */
+            int64_t c = e % Cin, to = e / Cin, o = to % Cout, tap = to / Cout;
+            dw[(o * Cin + c) * k * k + tap] += t;
+        } else {
+            dw[e] += t;
+        }
+    }
+    if (!dx) return;
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < n; s++) {
+        nf_real *dxs = dx + s * lddx;
+        if (dx_direct) {
+            nf_convd_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, k, 0, work + (int64_t)thread_id() * T);
+            continue;
+        }
+        if (dx_osd) { /* dx_s = Wrᵀ · dZ_s */
+            nf_real *dZ = work + (int64_t)thread_id() * T;
+            shift_gather(dy + s * ldy, Cout, H, W, k, dZ);
+            nf_gemm(1, 0, Cin, P, (int64_t)k * k * Cout, 1, Wr, Cin, dZ, P, 0, dxs, P);
+            continue;
+        }
+        if (k == 1) { /* dx_s = wᵀ · dy_s directly */
+            nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dxs, P);
+            continue;
+        }
+        nf_real *dcol = work + (int64_t)thread_id() * T;
+        nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dcol, P);
+        memset(dxs, 0, sizeof(nf_real) * (size_t)(Cin * P));
+        col2im_add(dcol, Cin, H, W, k, dxs);
+    }
+}
+
+void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
+                   int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
+    int32_t r = k / 2;
+    for (int64_t s = 0; s < n; s++)
+        for (int32_t o = 0; o < Cout; o++)
+            for (int32_t i = 0; i < H; i++)
+                for (int32_t j = 0; j < W; j++) {
+                    double acc = b ? b[o] : 0;
+                    for (int32_t c = 0; c < Cin; c++)
+                        for (int32_t dy = 0; dy < k; dy++)
+                            for (int32_t dx = 0; dx < k; dx++) {
+                                int32_t ii = i + dy - r, jj = j + dx - r;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                acc += (double)w[((o * Cin + c) * k + dy) * k + dx] * x[s * ldx + ((int64_t)c * H + ii) * W + jj];
+                            }
+                    y[s * ldy + ((int64_t)o * H + i) * W + j] = (nf_real)acc;
+                }
+}

@@ -1,0 +1,69 @@
+/* kernels/kernels.h — the numerical kernels: dense products, LU, convolutions. Each fast kernel has a
+ * naive reference beside it (nf_gemm_ref, nf_conv2d_ref) that the tests compare against. Kernels know
+ * nothing of layers, nets or models: raw nf_real arrays in, raw arrays out. */
+#ifndef NF_KERNELS_H
+#define NF_KERNELS_H
+
+#include "core/core.h"
+
+/* ---------------------------------------------------------------- dense kernels (linalg.c) */
+/* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
+ * BLAS single-threaded per fixed-size tile of rows of C, tiles spread over OpenMP threads, so that the
+ * result is bit-identical for every thread count. nf_gemm_ref is the naive triple loop (test oracle). */
+void nf_gemm(int transA, int transB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
+             int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc);
+void nf_gemm_ref(int transA, int transB, int64_t m, int64_t n, int64_t k, nf_real alpha,
+                 const nf_real *A, int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C,
+                 int64_t ldc);
+/* LU with partial pivoting of a (d,d) double matrix in place; perm[i] = row of the original in row i.
+ * Returns the sign of the permutation (±1), or 0 if singular. */
+int nf_lu_decompose(double *a, int32_t *perm, int32_t d);
+/* log|det A| of a (d,d) nf_real matrix (via LU in double). NF_ERR_NUMERIC if singular. */
+nf_status nf_logabsdet(const nf_real *A, int32_t d, double *out);
+/* inv = A⁻¹ for (d,d) nf_real A (via LU in double). */
+nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv);
+/* The same without allocating: a (d·d doubles), perm (d), col (d doubles) are the caller's scratch. */
+nf_status nf_logabsdet_ws(const nf_real *A, int32_t d, double *a, int32_t *perm, double *out);
+nf_status nf_invert_ws(const nf_real *A, int32_t d, nf_real *inv, double *a, int32_t *perm, double *col);
+/* A random (d,d) orthogonal matrix (Gram–Schmidt on Gaussian columns, in double). */
+void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q);
+
+/* ---------------------------------------------------------------- convolutions (conv.c) */
+/* y (n, Cout, H, W) = conv_k(x (n, Cin, H, W)) + b, stride 1, "same" zero padding, k odd; sample rows
+ * ldx / ldy floats apart. work: nf_conv2d_work_size floats (forward and backward, up to n samples). */
+int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n);
+void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                       int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                       nf_real *work);
+/* dw += ∂L/∂w, db += ∂L/∂b (db may be NULL), dx = ∂L/∂x (overwritten; may be NULL) from dy = ∂L/∂y. */
+void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
+                        nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                        int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work);
+/* The same with a fused ReLU: forward_ex with relu writes max(conv, 0); backward_ex with relu_out (the
+ * ReLU's output, laid out like dy) first sets dy ← dy ⊙ [relu_out > 0] IN PLACE, then proceeds as
+ * nf_conv2d_backward — no separate passes over the activations, and no pre-activation to keep. */
+void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                          int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                          nf_real *work, int relu);
+void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
+                           nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
+                           int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out);
+/* The naive reference (test oracle). */
+void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
+                   int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);
+
+/* Direct convolutions of one sample, k = 3 or 1 (conv_direct.c; AVX2 + FMA, float builds, chosen at run
+ * time; the environment variable NFLOW_CONV=im2col turns them off). conv.c uses them for forward and
+ * input gradient (weights packed with flip = 1), and for the weight gradient of 3×3 convolutions. */
+int nf_convd_available(void);
+int nf_convd_set(int on); /* tests and benchmarks: force a path; returns the previous setting */
+int64_t nf_convd_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);
+int64_t nf_convd_packed_size(int32_t Cin, int32_t Cout, int32_t k);
+void nf_convd_pack(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, int flip, nf_real *wp);
+void nf_convd_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
+                     int32_t H, int32_t W, int32_t k, int relu, nf_real *work);
+/* dw (Cout, Cin, 3, 3) += the weight gradient of one sample: Σ over pixels of dy ⊗ shifted x */
+void nf_convd_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+                          nf_real *dw, nf_real *work);
+
+#endif

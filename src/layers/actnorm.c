@@ -1,0 +1,137 @@
+/* layers/actnorm.c — ActNorm (Glow) and NICE's diagonal scaling (interface: layer.h). */
+#include "layers/layer.h"
+
+static nf_real sum_vec(const nf_real *v, int32_t D) {
+    double s = 0;
+    for (int32_t j = 0; j < D; j++) s += v[j];
+    return (nf_real)s;
+}
+
+/* ------------------------------------------------------------------ diag_scale and actnorm
+ * Both are z = (x + b)·exp(logs) per channel; diag_scale has no b. A row holds C channels of P values
+ * each (P = 1 for vectors, P = H·W for images, NCHW), so log|det| = P·Σ_c logs_c.
+ * Parameters: [b (C)] logs (C). */
+typedef struct {
+    nf_layer base;
+    int has_bias;
+    int32_t C, P;
+    int64_t off_b, off_logs, off_init; /* off_init: actnorm's "initialized" flag buffer, else -1 */
+} scale_layer;
+
+/* z = (x + b)·exp(logs) (dir > 0) or x·exp(−logs) − b (dir < 0), per channel; logdet ± P·Σ logs */
+static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n, int dir) {
+    const nf_layer *L = &s->base;
+    int32_t C = s->C, P = s->P, S = L->ld;
+    const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    nf_real ld = (nf_real)P * sum_vec(logs, C);
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, L->dim)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t c = 0; c < C; c++) {
+            nf_real bc = b ? b[c] : 0, e = exp(dir > 0 ? logs[c] : -logs[c]);
+            const nf_real *xi = x + i * S + (int64_t)c * P;
+            nf_real *zi = z + i * S + (int64_t)c * P;
+            for (int32_t p = 0; p < P; p++) zi[p] = dir > 0 ? (xi[p] + bc) * e : xi[p] * e - bc;
+        }
+        if (logdet) logdet[i] += dir > 0 ? ld : -ld;
+    }
+}
+
+static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
+    NF_UNUSED(cache);
+    scale_layer *s = (scale_layer *)L;
+    int32_t C = s->C, P = s->P, S = L->ld;
+    if (s->off_init >= 0 && training && *NF_B(L, s->off_init) == 0 && n > 0) {
+        /* ActNorm data-dependent initialisation: zero mean, unit variance per channel over the batch
+         * and the pixels. A zero-variance channel keeps scale 1 (logs = 0) instead of exploding. */
+        nf_real *logs = NF_P(L, s->off_logs), *b = NF_P(L, s->off_b);
+        for (int32_t c = 0; c < C; c++) {
+            double m = 0, v = 0, cnt = (double)n * P;
+            for (int64_t i = 0; i < n; i++)
+                for (int32_t p = 0; p < P; p++) m += x[i * S + (int64_t)c * P + p];
+            m /= cnt;
+            for (int64_t i = 0; i < n; i++)
+                for (int32_t p = 0; p < P; p++) {
+                    double d = x[i * S + (int64_t)c * P + p] - m;
+                    v += d * d;
+                }
+            double sd = sqrt(v / cnt);
+            b[c] = (nf_real)-m;
+            logs[c] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
+        }
+        *NF_B(L, s->off_init) = 1;
+    }
+    scale_apply(s, x, z, logdet, n, 1);
+    return NF_OK;
+}
+
+static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(work);
+    scale_apply((scale_layer *)L, z, x, logdet, n, -1);
+    return NF_OK;
+}
+
+static void sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    scale_layer *s = (scale_layer *)L;
+    int32_t C = s->C, P = s->P, S = L->ld;
+    const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    nf_real *glogs = NF_G(L, s->off_logs), *gb = s->has_bias ? NF_G(L, s->off_b) : NULL;
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, L->dim)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t c = 0; c < C; c++) {
+            nf_real e = exp(logs[c]);
+            for (int32_t p = 0; p < P; p++) dx[i * S + (int64_t)c * P + p] = dz[i * S + (int64_t)c * P + p] * e;
+        }
+    double sld = 0;
+    for (int64_t i = 0; i < n; i++) sld += dld[i];
+    for (int32_t c = 0; c < C; c++) {
+        double e = exp((double)logs[c]), bc = b ? b[c] : 0, gl = 0, gbc = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int32_t p = 0; p < P; p++) {
+                int64_t k = i * S + (int64_t)c * P + p;
+                gl += (double)dz[k] * (x[k] + bc) * e;
+                gbc += (double)dz[k] * e;
+            }
+        glogs[c] += (nf_real)(gl + sld * P);
+        if (gb) gb[c] += (nf_real)gbc;
+    }
+}
+
+static void actnorm_init(nf_layer *L, nf_rng *rng) {
+    NF_UNUSED(rng);
+    scale_layer *s = (scale_layer *)L;
+    *NF_B(L, s->off_init) = 0; /* params start at zero: the identity until the first training batch */
+}
+
+static const nf_layer_ops diag_scale_ops = {"diag_scale", sc_forward, sc_inverse, sc_backward,
+                                            nf_layer_no_size,    nf_layer_no_size,  nf_layer_no_init,    nf_layer_no_destroy, nf_no_flops};
+static const nf_layer_ops actnorm_ops = {"actnorm", sc_forward, sc_inverse,   sc_backward,
+                                         nf_layer_no_size, nf_layer_no_size,  actnorm_init, nf_layer_no_destroy, nf_no_flops};
+
+nf_layer *nf_diag_scale_create(nf_registry *c, const char *name, int32_t dim) {
+    scale_layer *s = nf_layer_alloc(sizeof *s, &diag_scale_ops, c, name, dim);
+    if (!s) return NULL;
+    s->C = dim, s->P = 1;
+    s->off_b = s->off_init = -1;
+    s->off_logs = nf_registry_reserve_vec(c, name, "log_scale", NF_TENSOR_PARAM, dim);
+    if (s->off_logs < 0) return free(s), NULL;
+    return &s->base;
+}
+
+nf_layer *nf_actnorm_create(nf_registry *c, const char *name, int32_t dim) { return nf_actnorm2d_create(c, name, dim, 1); }
+
+nf_layer *nf_actnorm2d_create(nf_registry *c, const char *name, int32_t C, int32_t P) {
+    scale_layer *s = nf_layer_alloc(sizeof *s, &actnorm_ops, c, name, C * P);
+    if (!s) return NULL;
+    s->has_bias = 1, s->C = C, s->P = P;
+    s->off_b = nf_registry_reserve_vec(c, name, "bias", NF_TENSOR_PARAM, C);
+    s->off_logs = nf_registry_reserve_vec(c, name, "log_scale", NF_TENSOR_PARAM, C);
+    s->off_init = nf_registry_reserve_vec(c, name, "initialized", NF_TENSOR_BUFFER, 1);
+    if (s->off_b < 0 || s->off_logs < 0 || s->off_init < 0) return free(s), NULL;
+    return &s->base;
+}
+

@@ -1,0 +1,42 @@
+/* layers/layer.c — what every layer shares: allocation of the header, the no-op ops, freeing. */
+#include "layers/layer.h"
+
+/* See layer.h. */
+void *nf_layer_alloc(size_t size, const nf_layer_ops *ops, nf_registry *reg, const char *name, int32_t dim) {
+    nf_layer *L = nf_xcalloc(1, size);
+    if (!L) {
+        nf_fail(NF_ERR_NOMEM, "out of memory for layer %s", name);
+        return NULL;
+    }
+    L->ops = ops;
+    L->reg = reg;
+    L->dim = dim;
+    L->ld = dim;
+    snprintf(L->name, sizeof L->name, "%s", name);
+    return L;
+}
+
+/* No cache or scratch: 0 floats. */
+int64_t nf_layer_no_size(const nf_layer *L, int64_t n) {
+    NF_UNUSED(L), NF_UNUSED(n);
+    return 0;
+}
+
+/* Nothing to initialise beyond the zeroed buffers. */
+void nf_layer_no_init(nf_layer *L, nf_rng *rng) { NF_UNUSED(L), NF_UNUSED(rng); }
+
+/* Nothing owned beyond the struct itself. */
+void nf_layer_no_destroy(nf_layer *L) { NF_UNUSED(L); }
+
+/* No matrix products: 0 FLOPs. */
+int64_t nf_no_flops(const nf_layer *L) {
+    NF_UNUSED(L);
+    return 0;
+}
+
+/* Release what the layer owns (ops->destroy) and the layer; NULL is a no-op. */
+void nf_layer_free(nf_layer *L) {
+    if (!L) return;
+    L->ops->destroy(L);
+    free(L);
+}

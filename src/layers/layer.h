@@ -1,0 +1,135 @@
+/* layers/layer.h — ONE interface for every invertible layer, the layer constructors and the priors.
+ *
+ * Direction (the whole library's): forward = data → latent, x → z, ADDS log|det ∂z/∂x| to logdet;
+ * inverse = latent → data, ADDS −log|det ∂z/∂x|; backward ADDS parameter gradients (+=) into the
+ * registry's gradient buffer and OVERWRITES dx. Layers know kernels and nets, never models, data or io. */
+#ifndef NF_LAYER_H
+#define NF_LAYER_H
+
+#include "core/registry.h"
+
+/* The element-wise and linear layers, one file each (the couplings are in coupling.c and masked.c):
+ *   diag_scale   (NICE)     z = x·exp(S)                           log|det| = Σ S            actnorm.c
+ *   actnorm      (Glow)     z = (x + b)·exp(logs)                  log|det| = Σ logs         actnorm.c
+ *   standardize  (fixed)    z = (x − μ)/σ                          log|det| = −Σ log σ       standardize.c
+ *   logit        (RealNVP)  z = logit(α + (1 − 2α)(x + ½))         log|det| = Σ [log(1 − 2α) − log p(1 − p)]
+ *   permute      (fixed)    z_j = x_perm[j]                        log|det| = 0              permute.c
+ *   squeeze      (images)   (C, H, W) → (4C, H/2, W/2)             log|det| = 0              permute.c
+ *   linear       (Glow 1×1) z = W x                                log|det| = log|det W| (LU)  linear.c
+ *   linear_lu    (Glow)     W = P·(L + I)·(U + diag(sign·exp(log_s)))  log|det| = Σ log_s   linear.c
+ *   batchnorm    (RealNVP)  z = (x − μ)/√(v + ε)·exp(log_gamma) + beta
+ *                                              log|det| = Σ [log_gamma − ½ log(v + ε)]   batchnorm.c */
+
+/* Element-wise loops run on several threads only above this much work (rows × columns). */
+#define NF_PAR_IF(n, D) if ((n) * (D) > 16384)
+
+typedef struct nf_layer nf_layer;
+
+typedef struct nf_layer nf_layer;
+
+/* One interface for every invertible layer. Shapes: x, z (n, ld), of which the layer reads and writes
+ * only the first D columns. cache holds what backward needs from
+ * forward (cache_size floats); forward always fills it (the flow gives each layer its own). */
+typedef struct {
+    const char *kind;
+    /* z = f(x); logdet[i] += log|det ∂z/∂x|. training: batch statistics / data-dependent init allowed.
+     * work: work_size floats of scratch. */
+    nf_status (*forward)(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                         nf_real *cache, nf_real *work, int training);
+    /* x = f⁻¹(z); logdet[i] −= log|det ∂z/∂x|. work: cache_size floats of scratch. */
+    nf_status (*inverse)(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                         nf_real *work);
+    /* Given dz = ∂L/∂z and dld[i] = ∂L/∂logdet[i]: dx = ∂L/∂x (overwritten), grads += ∂L/∂params.
+     * x and cache are what forward saw and filled. work: work_size floats. */
+    void (*backward)(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                     const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training);
+    int64_t (*cache_size)(const nf_layer *L, int64_t n);
+    int64_t (*work_size)(const nf_layer *L, int64_t n); /* scratch for forward, inverse and backward */
+    void (*init)(nf_layer *L, nf_rng *rng);   /* after parameters are bound */
+    void (*destroy)(nf_layer *L);
+    /* FLOPs (multiply-adds × 2) of one sample's forward pass through the layer's matrix products and
+     * convolutions; element-wise work is not counted. Inverse costs the same; training about 3×. */
+    int64_t (*flops)(const nf_layer *L);
+} nf_layer_ops;
+
+/* Common header of every layer; each layer type embeds it as its first member. */
+struct nf_layer {
+    const nf_layer_ops *ops;
+    char name[48];
+    int32_t dim;        /* D: the layer acts on the first D values of each row … */
+    int32_t ld;         /* … of rows ld ≥ D apart (multi-scale flows factor out the rest; the flow
+                         * carries columns D..ld−1 through unchanged) */
+    nf_registry *reg;   /* the model's tensors: parameters, gradients, buffers by offset */
+};
+
+#define NF_P(L, off) ((L)->reg->params + (off))
+#define NF_G(L, off) ((L)->reg->grads + (off))
+#define NF_B(L, off) ((L)->reg->buffers + (off))
+
+/* Layer constructors: each reserves its tensors in c under `name` and returns the layer, or NULL on
+ * allocation failure (or arguments the layer cannot take). The caller frees with nf_layer_free. */
+nf_layer *nf_additive_coupling_create(nf_registry *c, const char *name, int32_t dim, nf_partition part,
+                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act);
+nf_layer *nf_affine_coupling_create(nf_registry *c, const char *name, int32_t dim, nf_partition part,
+                                    int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
+                                    nf_scale_type scale);
+/* Glow's channel-split coupling on (C, H, W) images (C even): a = the first C/2 channels, net =
+ * conv3×3 → ReLU → (conv1×1 → ReLU)×(layers−1) → zero-conv3×3 (nf_convnet). */
+nf_layer *nf_conv_coupling_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W,
+                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale);
+/* Glow's split: the last C/2 channels leave the flow, scored by N(μ, e^ls) with (μ, ls) = zero-conv3×3
+ * of the first C/2 — implemented as z_b = (x_b − μ)·e^−ls, log|det| = −Σ ls, under a standard normal. */
+nf_layer *nf_split_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W);
+/* Set the last-layer init std of a coupling's net (before the flow initialises its parameters). */
+void nf_coupling_set_init_std(nf_layer *L, double std);
+/* RealNVP's masked affine coupling with a ResNet (masked.c): checkerboard ((i + j) mod 2 = parity is
+ * conditioning) or channel mask (parity 0: the first C/2 channels condition; 1: the last). NULL on
+ * allocation failure or a channel mask on odd C. */
+typedef enum { NF_MASK_CHECKERBOARD = 0, NF_MASK_CHANNEL } nf_mask_type;
+nf_layer *nf_masked_coupling_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W,
+                                    nf_mask_type type, int32_t parity, int32_t width, int32_t blocks);
+void nf_masked_coupling_set_init_std(nf_layer *L, double std);
+/* RealNVP's logit preprocessing on x ∈ [−½, ½): z = logit(α + (1 − 2α)(x + ½)) (layers.c). */
+nf_layer *nf_logit_create(nf_registry *c, const char *name, int32_t dim, double alpha);
+nf_layer *nf_diag_scale_create(nf_registry *c, const char *name, int32_t dim);
+nf_layer *nf_standardize_create(nf_registry *c, const char *name, int32_t dim);
+nf_layer *nf_actnorm_create(nf_registry *c, const char *name, int32_t dim);
+/* ActNorm per channel of C channels × P pixels (NCHW images: P = H·W). */
+nf_layer *nf_actnorm2d_create(nf_registry *c, const char *name, int32_t C, int32_t P);
+nf_layer *nf_permute_create(nf_registry *c, const char *name, int32_t dim, nf_perm_type type);
+/* Squeeze 2×2: (C, H, W) → (4C, H/2, W/2), output channel c·4 + dy·2 + dx (H, W even; else NULL). */
+nf_layer *nf_squeeze_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W);
+nf_layer *nf_linear_create(nf_registry *c, const char *name, int32_t dim, int lu);
+/* Glow's invertible 1×1 convolution: a linear map of the C channels at each of P pixels. */
+nf_layer *nf_conv1x1_create(nf_registry *c, const char *name, int32_t C, int32_t P, int lu);
+nf_layer *nf_batchnorm_create(nf_registry *c, const char *name, int32_t dim);
+void nf_layer_free(nf_layer *L);
+int64_t nf_no_flops(const nf_layer *L); /* layers without matrix products: 0 */
+/* Standardisation statistics (buffers of a standardize layer). */
+void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std);
+
+/* ---------------------------------------------------------------- priors (prior.c) */
+typedef struct {
+    nf_prior_type type;
+    int32_t dim;
+    int64_t off; /* diag Gaussian: mean (D) then log_std (D) */
+    nf_registry *reg;
+} nf_prior;
+void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim);
+/* lp[i] = log π(z_i). */
+void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t n);
+/* Given dlp[i] = ∂L/∂lp_i: dz = ∂L/∂z (overwritten); grads += ∂L/∂prior-params. */
+void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t n);
+void nf_prior_sample(const nf_prior *p, nf_rng *rng, double temperature, nf_real *z, int64_t n);
+
+
+/* ---------------------------------------------------------------- for layer implementations (layer.c) */
+/* Allocate a zeroed layer struct of `size` bytes (≥ sizeof(nf_layer)) with its header filled in:
+ * ops, registry, name, dim = ld = dim. NULL (reason set, NF_ERR_NOMEM) on failure. */
+void *nf_layer_alloc(size_t size, const nf_layer_ops *ops, nf_registry *reg, const char *name, int32_t dim);
+/* ops helpers for layers without cache, scratch, initialisation, owned memory or matrix products. */
+int64_t nf_layer_no_size(const nf_layer *L, int64_t n);
+void nf_layer_no_init(nf_layer *L, nf_rng *rng);
+void nf_layer_no_destroy(nf_layer *L);
+
+#endif

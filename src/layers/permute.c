@@ -1,0 +1,90 @@
+/* layers/permute.c — fixed permutations and the 2×2 squeeze (interface: layer.h). */
+#include "layers/layer.h"
+
+/* ------------------------------------------------------------------ permute (fixed buffer) */
+typedef struct {
+    nf_layer base;
+    nf_perm_type type;
+    int32_t C, H, W; /* squeeze: the input image shape (C = 0: a plain permutation) */
+    int64_t off_perm; /* perm[j] as floats (exact for D < 2^24) */
+} perm_layer;
+
+static int32_t perm_at(const nf_layer *L, int64_t off, int32_t j) { return (int32_t)L->reg->buffers[off + j]; }
+
+static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
+    int32_t D = L->dim, S = L->ld;
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < D; j++) {
+            int32_t p = perm_at(L, off, j);
+            if (inv) z[i * S + p] = x[i * S + j];
+            else z[i * S + j] = x[i * S + p];
+        }
+}
+
+static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
+    NF_UNUSED(logdet), NF_UNUSED(cache), NF_UNUSED(training);
+    gather_cols(L, ((perm_layer *)L)->off_perm, x, z, n, 0);
+    return NF_OK;
+}
+static nf_status pm_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(logdet), NF_UNUSED(work);
+    gather_cols(L, ((perm_layer *)L)->off_perm, z, x, n, 1);
+    return NF_OK;
+}
+static void pm_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
+    gather_cols(L, ((perm_layer *)L)->off_perm, dz, dx, n, 1);
+}
+static void pm_init(nf_layer *L, nf_rng *rng) {
+    perm_layer *p = (perm_layer *)L;
+    int32_t D = L->dim;
+    nf_real *perm = NF_B(L, p->off_perm);
+    if (p->C) { /* squeeze 2×2: out channel c·4 + dy·2 + dx, pixel (i, j) ← in channel c, pixel (2i+dy, 2j+dx) */
+        int32_t C = p->C, H = p->H, W = p->W, h = H / 2, w = W / 2;
+        for (int32_t c = 0; c < C; c++)
+            for (int32_t dy = 0; dy < 2; dy++)
+                for (int32_t dx = 0; dx < 2; dx++)
+                    for (int32_t i = 0; i < h; i++)
+                        for (int32_t j = 0; j < w; j++)
+                            perm[((c * 4 + dy * 2 + dx) * h + i) * w + j] = (nf_real)((c * H + 2 * i + dy) * W + 2 * j + dx);
+        return;
+    }
+    for (int32_t j = 0; j < D; j++) perm[j] = (nf_real)(p->type == NF_PERM_REVERSE ? D - 1 - j : j);
+    if (p->type == NF_PERM_RANDOM) /* Fisher–Yates */
+        for (int32_t j = D - 1; j > 0; j--) {
+            int32_t k = (int32_t)(nf_rng_u64(rng) % (uint64_t)(j + 1));
+            nf_real t = perm[j];
+            perm[j] = perm[k], perm[k] = t;
+        }
+}
+
+static const nf_layer_ops permute_ops = {"permute", pm_forward, pm_inverse, pm_backward,
+                                         nf_layer_no_size, nf_layer_no_size,  pm_init,    nf_layer_no_destroy, nf_no_flops};
+
+static const nf_layer_ops squeeze_ops = {"squeeze", pm_forward, pm_inverse, pm_backward,
+                                         nf_layer_no_size, nf_layer_no_size,  pm_init,    nf_layer_no_destroy, nf_no_flops};
+
+nf_layer *nf_squeeze_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W) {
+    if (H % 2 || W % 2) return NULL;
+    perm_layer *p = nf_layer_alloc(sizeof *p, &squeeze_ops, c, name, C * H * W);
+    if (!p) return NULL;
+    p->C = C, p->H = H, p->W = W;
+    p->off_perm = nf_registry_reserve_vec(c, name, "perm", NF_TENSOR_BUFFER, C * H * W);
+    if (p->off_perm < 0) return free(p), NULL;
+    return &p->base;
+}
+
+nf_layer *nf_permute_create(nf_registry *c, const char *name, int32_t dim, nf_perm_type type) {
+    perm_layer *p = nf_layer_alloc(sizeof *p, &permute_ops, c, name, dim);
+    if (!p) return NULL;
+    p->type = type;
+    p->off_perm = nf_registry_reserve_vec(c, name, "perm", NF_TENSOR_BUFFER, dim);
+    if (p->off_perm < 0) return free(p), NULL;
+    return &p->base;
+}
+

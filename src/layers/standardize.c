@@ -1,0 +1,76 @@
+/* layers/standardize.c — fixed per-column standardisation (interface: layer.h). */
+#include "layers/layer.h"
+
+/* ------------------------------------------------------------------ standardize (fixed buffers) */
+typedef struct {
+    nf_layer base;
+    int64_t off_mean, off_std;
+} std_layer;
+
+static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work);
+    NF_UNUSED(cache), NF_UNUSED(training);
+    std_layer *s = (std_layer *)L;
+    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim, S = L->ld;
+    double ld = 0;
+    for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++) z[i * S + j] = (x[i * S + j] - mu[j]) / sd[j];
+        if (logdet) logdet[i] += (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                            nf_real *work) {
+    NF_UNUSED(work);
+    std_layer *s = (std_layer *)L;
+    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim, S = L->ld;
+    double ld = 0;
+    for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < D; j++) x[i * S + j] = z[i * S + j] * sd[j] + mu[j];
+        if (logdet) logdet[i] -= (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+static void st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
+    std_layer *s = (std_layer *)L;
+    const nf_real *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim, S = L->ld;
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < D; j++) dx[i * S + j] = dz[i * S + j] / sd[j];
+}
+
+static void st_init(nf_layer *L, nf_rng *rng) {
+    NF_UNUSED(rng);
+    std_layer *s = (std_layer *)L;
+    for (int32_t j = 0; j < L->dim; j++) *NF_B(L, s->off_mean + j) = 0, *NF_B(L, s->off_std + j) = 1;
+}
+
+static const nf_layer_ops standardize_ops = {"standardize", st_forward, st_inverse, st_backward,
+                                             nf_layer_no_size,     nf_layer_no_size,  st_init,    nf_layer_no_destroy, nf_no_flops};
+
+nf_layer *nf_standardize_create(nf_registry *c, const char *name, int32_t dim) {
+    std_layer *s = nf_layer_alloc(sizeof *s, &standardize_ops, c, name, dim);
+    if (!s) return NULL;
+    s->off_mean = nf_registry_reserve_vec(c, name, "mean", NF_TENSOR_BUFFER, dim);
+    s->off_std = nf_registry_reserve_vec(c, name, "std", NF_TENSOR_BUFFER, dim);
+    if (s->off_mean < 0 || s->off_std < 0) return free(s), NULL;
+    return &s->base;
+}
+
+void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std) {
+    std_layer *s = (std_layer *)L;
+    memcpy(NF_B(L, s->off_mean), mean, sizeof(nf_real) * (size_t)L->dim);
+    memcpy(NF_B(L, s->off_std), std, sizeof(nf_real) * (size_t)L->dim);
+}
+

@@ -1,0 +1,374 @@
+/* flow.c — models built from a config, the composition f = f_K ∘ … ∘ f_1 and its log-likelihood:
+ *     log p(x) = log π(f(x)) + Σ_k log|det J_{f_k}|          (lecture: change of variables)
+ * Sizes first (every layer reserves its named tensors), then ONE parameter buffer, ONE gradient buffer
+ * and ONE state buffer are allocated and the layers initialised. The workspace (layer inputs, caches,
+ * scratch) is sized for a batch once and reused: a training step allocates nothing. */
+#include "models/flow_impl.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define EVAL_CHUNK 4096 /* rows per pass for evaluation-only calls: bounded memory */
+
+static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t seed) {
+    nf_prior_init(&f->prior, &f->reg, prior, dim);
+    nf_status st = nf_registry_allocate(&f->reg);
+    if (st) return st;
+    nf_rng rng;
+    nf_rng_seed(&rng, seed);
+    for (int32_t k = 0; k < f->nlayers; k++) f->layers[k]->ops->init(f->layers[k], &rng);
+    return NF_OK;
+}
+
+nf_status nf_flow_create(const nf_config *cfg, nf_flow **out) {
+    *out = NULL;
+    nf_status st = nf_config_validate(cfg);
+    if (st) return st;
+    nf_flow *f = nf_xcalloc(1, sizeof *f);
+    if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    f->cfg = *cfg;
+    if ((st = nf_model_build(f)) || (st = finish(f, cfg->dim, cfg->prior, cfg->seed))) {
+        nf_flow_free(f);
+        return st;
+    }
+    *out = f;
+    return NF_OK;
+}
+
+nf_status nf_flow_from_layers(nf_registry *ctx, nf_layer **layers, int32_t n, nf_prior_type prior,
+                              int32_t dim, nf_flow **out) {
+    *out = NULL;
+    nf_flow *f = nf_xcalloc(1, sizeof *f);
+    nf_layer **ls = nf_xcalloc((size_t)n, sizeof *ls);
+    if (!f || !ls) {
+        free(f), free(ls);
+        return nf_fail(NF_ERR_NOMEM, "out of memory");
+    }
+    nf_config_default(&f->cfg, NF_MODEL_REALNVP, dim);
+    f->cfg.prior = prior;
+    f->reg = *ctx;
+    memset(ctx, 0, sizeof *ctx);
+    for (int32_t k = 0; k < n; k++) ls[k] = layers[k], ls[k]->reg = &f->reg;
+    f->layers = ls;
+    f->nlayers = n;
+    nf_status st = finish(f, dim, prior, 7);
+    if (st) {
+        nf_flow_free(f);
+        return st;
+    }
+    *out = f;
+    return NF_OK;
+}
+
+void nf_flow_free(nf_flow *f) {
+    if (!f) return;
+    for (int32_t k = 0; k < f->nlayers; k++) nf_layer_free(f->layers[k]);
+    free(f->layers);
+    nf_registry_free(&f->reg);
+    free(f->ws), free(f->act_off), free(f->cache_off);
+    free(f);
+}
+
+const nf_config *nf_flow_config(const nf_flow *f) { return &f->cfg; }
+int32_t nf_flow_dim(const nf_flow *f) { return f->cfg.dim; }
+int32_t nf_flow_num_layers(const nf_flow *f) { return f->nlayers; }
+const char *nf_flow_layer_name(const nf_flow *f, int32_t k) { return f->layers[k]->ops->kind; }
+double nf_flow_flops(const nf_flow *f) {
+    double s = 0;
+    for (int32_t k = 0; k < f->nlayers; k++) s += (double)f->layers[k]->ops->flops(f->layers[k]);
+    return s;
+}
+nf_real *nf_flow_params(nf_flow *f) { return f->reg.params; }
+nf_real *nf_flow_grads(nf_flow *f) { return f->reg.grads; }
+int64_t nf_flow_num_params(const nf_flow *f) { return f->reg.nparams; }
+void nf_flow_set_training(nf_flow *f, int training) { f->training = training; }
+void nf_flow_zero_grad(nf_flow *f) { memset(f->reg.grads, 0, sizeof(nf_real) * (size_t)f->reg.nparams); }
+
+nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_real *std) {
+    if (f->nlayers == 0 || strcmp(f->layers[0]->ops->kind, "standardize") != 0)
+        return nf_fail(NF_ERR_INVALID, "this model has no standardisation layer");
+    for (int32_t j = 0; j < f->cfg.dim; j++)
+        if (!(std[j] > 0) || !isfinite(std[j]) || !isfinite(mean[j]))
+            return nf_fail(NF_ERR_INVALID, "standardisation statistics of column %d are not finite and positive", (int)j + 1);
+    nf_standardize_set(f->layers[0], mean, std);
+    return NF_OK;
+}
+
+/* ------------------------------------------------------------------ workspace
+ * store mode (default):
+ *   ws = [act_1 … act_K (n,D) each] [cache_1 … cache_K] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch]
+ * recompute mode (memory independent of depth): two activation buffers used alternately, one spare, and
+ * ONE cache (the largest any layer needs); backward rebuilds each layer's input from its output with the
+ * layer's inverse and re-runs that layer's forward to refill the cache:
+ *   ws = [act_even, act_odd, spare (n,D)] [cache] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch] */
+nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
+    if (n <= f->nmax && f->ws) return NF_OK;
+    int32_t K = f->nlayers, D = f->cfg.dim;
+    int64_t *ao = nf_xcalloc((size_t)K + 2, sizeof(int64_t)), *co = nf_xcalloc((size_t)K + 1, sizeof(int64_t));
+    if (!ao || !co) {
+        free(ao), free(co);
+        return nf_fail(NF_ERR_NOMEM, "out of memory");
+    }
+    int64_t off = 0, scratch = 0, cmax = 0;
+    if (f->recompute) {
+        for (int32_t k = 0; k < K; k++) ao[k] = (k % 2) * n * D;
+        ao[K + 1] = 2 * n * D; /* spare */
+        off = 3 * n * D;
+    } else {
+        for (int32_t k = 0; k < K; k++) ao[k] = off, off += n * D;
+    }
+    for (int32_t k = 0; k < K; k++) {
+        int64_t w = f->layers[k]->ops->work_size(f->layers[k], n);
+        int64_t c = f->layers[k]->ops->cache_size(f->layers[k], n);
+        if (w > scratch) scratch = w;
+        if (c > scratch) scratch = c;
+        if (c > cmax) cmax = c;
+        if (!f->recompute) co[k] = off, off += c;
+    }
+    if (f->recompute) {
+        for (int32_t k = 0; k < K; k++) co[k] = off;
+        off += cmax;
+    }
+    ao[K] = off; /* dz_a, dz_b */
+    off += 2 * n * D + 3 * n;
+    int64_t so = off;
+    off += scratch;
+    nf_real *ws = nf_xcalloc((size_t)off, sizeof(nf_real));
+    if (!ws) {
+        free(ao), free(co);
+        return nf_fail(NF_ERR_NOMEM, "out of memory for a workspace of %lld floats (batch %lld)", (long long)off, (long long)n);
+    }
+    free(f->ws), free(f->act_off), free(f->cache_off);
+    f->ws = ws, f->act_off = ao, f->cache_off = co, f->scratch_off = so, f->ws_size = off, f->nmax = n;
+    return NF_OK;
+}
+
+nf_status nf_flow_set_recompute(nf_flow *f, int on) {
+    for (int32_t k = 0; on && k < f->nlayers; k++)
+        if (strcmp(f->layers[k]->ops->kind, "batchnorm") == 0)
+            return nf_fail(NF_ERR_INVALID, "recompute mode needs layers whose inverse undoes the training forward; batch norm (batch statistics) does not");
+    if (!!on != f->recompute) { /* the workspace layout changes: reallocate on next use */
+        int64_t n = f->nmax;
+        free(f->ws), free(f->act_off), free(f->cache_off);
+        f->ws = NULL, f->act_off = f->cache_off = NULL, f->nmax = 0, f->ws_size = 0;
+        f->recompute = !!on;
+        if (n > 0) return nf_flow_reserve(f, n);
+    }
+    return NF_OK;
+}
+
+int nf_flow_recompute(const nf_flow *f) { return f->recompute; }
+int64_t nf_flow_workspace_bytes(const nf_flow *f) { return f->ws_size * (int64_t)sizeof(nf_real); }
+
+#define ACT(f, k) ((f)->ws + (f)->act_off[k])     /* output of layer k */
+#define CACHE(f, k) ((f)->ws + (f)->cache_off[k])
+#define SPARE(f) ((f)->ws + (f)->act_off[(f)->nlayers + 1])
+#define DZA(f) ((f)->ws + (f)->act_off[(f)->nlayers])
+#define DZB(f) (DZA(f) + (f)->nmax * (f)->cfg.dim)
+#define LOGDET(f) (DZB(f) + (f)->nmax * (f)->cfg.dim)
+#define LP(f) (LOGDET(f) + (f)->nmax)
+#define DLD(f) (LP(f) + (f)->nmax)
+#define SCRATCH(f) ((f)->ws + (f)->scratch_off)
+
+/* Columns [from, D) of every row pass through a layer that acts on the first `from` only. */
+static void copy_tail(const nf_real *src, nf_real *dst, int64_t n, int32_t from, int32_t D) {
+    if (from >= D) return;
+    for (int64_t i = 0; i < n; i++) memcpy(dst + i * D + from, src + i * D + from, sizeof(nf_real) * (size_t)(D - from));
+}
+
+/* Forward through every layer for n ≤ nmax rows; leaves layer outputs in ACT, the latent in
+ * ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET. */
+static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout) {
+    nf_real *ld = LOGDET(f);
+    memset(ld, 0, sizeof(nf_real) * (size_t)n);
+    const nf_real *in = x;
+    for (int32_t k = 0; k < f->nlayers; k++) {
+        nf_layer *L = f->layers[k];
+        nf_status st = L->ops->forward(L, in, ACT(f, k), ld, n, CACHE(f, k), SCRATCH(f), f->training);
+        if (st) return st;
+        copy_tail(in, ACT(f, k), n, L->dim, f->cfg.dim);
+        in = ACT(f, k);
+    }
+    *zout = in;
+    return NF_OK;
+}
+
+/* Forward in chunks of EVAL_CHUNK rows; any of z, logdet, logp may be NULL. */
+static nf_status forward_chunked(nf_flow *f, const nf_real *x, int64_t n, nf_real *z, nf_real *logdet,
+                                 nf_real *logp) {
+    int32_t D = f->cfg.dim;
+    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
+        const nf_real *zz;
+        nf_status st = nf_flow_reserve(f, m);
+        if (!st) st = run_forward(f, x + i0 * D, m, &zz);
+        if (st) return st;
+        if (z) memcpy(z + i0 * D, zz, sizeof(nf_real) * (size_t)(m * D));
+        if (logdet) memcpy(logdet + i0, LOGDET(f), sizeof(nf_real) * (size_t)m);
+        if (logp) {
+            nf_prior_log_prob(&f->prior, zz, logp + i0, m);
+            for (int64_t i = 0; i < m; i++) logp[i0 + i] += LOGDET(f)[i];
+        }
+    }
+    return NF_OK;
+}
+
+/* Small batches through small models (the 2-D flows): forking threads for every layer costs more than
+ * it saves — realnvp-moons trained 20 % slower on 2 threads than on 1. Below this many FLOPs per call,
+ * a flow runs on one thread (results never depend on the thread count, so only the speed changes). */
+#define PARALLEL_MIN_FLOPS 1e8
+
+static int serial_begin(const nf_flow *f, int64_t n) {
+#ifdef _OPENMP
+    int t = omp_get_max_threads();
+    if (t > 1 && nf_flow_flops(f) * (double)n < PARALLEL_MIN_FLOPS) {
+        omp_set_num_threads(1);
+        return t;
+    }
+#else
+    NF_UNUSED(f), NF_UNUSED(n);
+#endif
+    return 0;
+}
+
+static void serial_end(int threads) {
+#ifdef _OPENMP
+    if (threads) omp_set_num_threads(threads);
+#else
+    NF_UNUSED(threads);
+#endif
+}
+
+nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
+    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+    nf_status st = forward_chunked(f, x, n, z, logdet, NULL);
+    serial_end(t);
+    return st;
+}
+
+static nf_status inverse_chunked(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = f->cfg.dim;
+    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
+        nf_status st = nf_flow_reserve(f, m);
+        if (st) return st;
+        nf_real *a = DZA(f), *b = DZB(f), *ld = LOGDET(f);
+        memset(ld, 0, sizeof(nf_real) * (size_t)m);
+        memcpy(a, z + i0 * D, sizeof(nf_real) * (size_t)(m * D));
+        for (int32_t k = f->nlayers - 1; k >= 0; k--) {
+            nf_layer *L = f->layers[k];
+            if ((st = L->ops->inverse(L, a, b, ld, m, SCRATCH(f)))) return st;
+            copy_tail(a, b, m, L->dim, D);
+            nf_real *t = a;
+            a = b, b = t;
+        }
+        if (x) memcpy(x + i0 * D, a, sizeof(nf_real) * (size_t)(m * D));
+        if (logdet) memcpy(logdet + i0, ld, sizeof(nf_real) * (size_t)m);
+    }
+    return NF_OK;
+}
+
+nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
+    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+    nf_status st = inverse_chunked(f, z, x, logdet, n);
+    serial_end(t);
+    return st;
+}
+
+nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n) {
+    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+    nf_status st = forward_chunked(f, x, n, NULL, NULL, logp);
+    serial_end(t);
+    return st;
+}
+
+nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n) {
+    if (!(temperature >= 0) || !isfinite(temperature))
+        return nf_fail(NF_ERR_INVALID, "temperature %g: must be a finite number ≥ 0", temperature);
+    nf_prior_sample(&f->prior, rng, temperature, x, n);
+    return nf_flow_inverse(f, x, x, NULL, n);
+}
+
+static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
+    if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
+    int32_t D = f->cfg.dim;
+    const nf_real *z;
+    nf_status st = nf_flow_reserve(f, n);
+    if (!st) st = run_forward(f, x, n, &z);
+    if (st) return st;
+    nf_real *lp = LP(f), *ld = LOGDET(f), *dld = DLD(f);
+    nf_prior_log_prob(&f->prior, z, lp, n);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s -= (double)lp[i] + ld[i];
+    *loss = s / (double)n;
+    if (!isfinite(*loss)) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
+    /* loss = −(1/n) Σ_i [lp_i + ld_i]:  ∂loss/∂lp_i = ∂loss/∂ld_i = −1/n */
+    for (int64_t i = 0; i < n; i++) dld[i] = R(-1.0) / (nf_real)n;
+    nf_real *dz = DZA(f), *dxb = DZB(f);
+    nf_prior_backward(&f->prior, z, dld, dz, n);
+    for (int32_t k = f->nlayers - 1; k >= 0; k--) {
+        nf_layer *L = f->layers[k];
+        const nf_real *in = k == 0 ? x : ACT(f, k - 1);
+        if (f->recompute && k < f->nlayers - 1) {
+            /* rebuild this layer's input from its output (ACT(k), intact: the buffers alternate), then
+             * refill its cache; the first layer's input is the data itself. The last layer needs
+             * neither: its input and its cache are still those of the forward pass. */
+            if (k > 0) {
+                nf_real *xin = ACT(f, k - 1);
+                if ((st = L->ops->inverse(L, ACT(f, k), xin, NULL, n, SCRATCH(f)))) return st;
+                copy_tail(ACT(f, k), xin, n, L->dim, D);
+            }
+            if ((st = L->ops->forward(L, in, SPARE(f), NULL, n, CACHE(f, k), SCRATCH(f), f->training))) return st;
+        }
+        nf_real *out = (k == 0 && dx) ? dx : dxb;
+        L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
+        copy_tail(dz, out, n, L->dim, D);
+        dxb = dz, dz = out;
+    }
+    if (dx && f->nlayers == 0) memcpy(dx, dz, sizeof(nf_real) * (size_t)(n * D));
+    return NF_OK;
+}
+
+nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
+    int t = serial_begin(f, n);
+    nf_status st = nll_grad(f, x, n, loss, dx);
+    serial_end(t);
+    return st;
+}
+
+/* ------------------------------------------------------------------ for train, io and the tests (models.h) */
+/* Forward with any of z, logdet, logp (see models.h); one thread for small flows as elsewhere. */
+nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n) {
+    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+    nf_status st = forward_chunked(f, x, n, z, logdet, logp);
+    serial_end(t);
+    return st;
+}
+
+/* Entries of the tensor table. */
+int32_t nf_flow_num_tensors(const nf_flow *f) { return f->reg.ntensors; }
+
+/* Tensor i's description (owned by the flow). */
+const nf_tensor_info *nf_flow_tensor(const nf_flow *f, int32_t i) { return &f->reg.tensors[i]; }
+
+/* Tensor i's values, writable. */
+nf_real *nf_flow_tensor_data(nf_flow *f, int32_t i) {
+    const nf_tensor_info *t = &f->reg.tensors[i];
+    return (t->kind == NF_TENSOR_PARAM ? f->reg.params : f->reg.buffers) + t->offset;
+}
+
+/* Tensor i's values, read-only. */
+const nf_real *nf_flow_tensor_cdata(const nf_flow *f, int32_t i) {
+    const nf_tensor_info *t = &f->reg.tensors[i];
+    return (t->kind == NF_TENSOR_PARAM ? f->reg.params : f->reg.buffers) + t->offset;
+}
+
+/* The training flag. */
+int nf_flow_is_training(const nf_flow *f) { return f->training; }
+
+/* The learned prior's parameters, or NULL. */
+const nf_real *nf_flow_prior_params(const nf_flow *f) { return f->prior.off >= 0 ? f->reg.params + f->prior.off : NULL; }
+
+/* Layer k. */
+nf_layer *nf_flow_layer(nf_flow *f, int32_t k) { return f->layers[k]; }

@@ -1,0 +1,27 @@
+/* models/flow_impl.h — struct nf_flow. PRIVATE to src/models: no other folder may include it
+ * (scripts/check_includes.sh); everything else uses the functions of nflow.h and models.h. */
+#ifndef NF_FLOW_IMPL_H
+#define NF_FLOW_IMPL_H
+
+#include "models/models.h"
+
+struct nf_flow {
+    nf_config cfg;
+    nf_registry reg;
+    nf_layer **layers;
+    int32_t nlayers;
+    nf_prior prior;
+    int training;
+    int recompute; /* backward rebuilds layer inputs by inversion instead of storing them */
+    /* Workspace sized for nmax rows: per layer its input and cache (store mode) or two alternating
+     * activations and one cache (recompute mode), plus scratch. */
+    int64_t nmax;
+    nf_real *ws;
+    int64_t *act_off, *cache_off; /* per layer, into ws */
+    int64_t scratch_off, ws_size;
+};
+
+/* Append the layers of f->cfg's model to f (recipes.c). */
+nf_status nf_model_build(nf_flow *f);
+
+#endif

@@ -1,0 +1,33 @@
+/* models/models.h — what the library's upper modules (train, io) and the tests may ask of a flow
+ * beyond the public header: its tensor table, its training flag, the prior's parameters, a combined
+ * forward pass. struct nf_flow itself stays private to src/models (flow_impl.h). */
+#ifndef NF_MODELS_H
+#define NF_MODELS_H
+
+#include "core/registry.h"
+#include "layers/layer.h"
+
+/* The tensor table: every parameter and state tensor by name, shape and offset, in registration order
+ * (the checkpoint's order). The table is owned by the flow. */
+int32_t nf_flow_num_tensors(const nf_flow *f);
+const nf_tensor_info *nf_flow_tensor(const nf_flow *f, int32_t i);
+/* The values of tensor i (params or buffers, by its kind): count floats owned by the flow. */
+nf_real *nf_flow_tensor_data(nf_flow *f, int32_t i);
+const nf_real *nf_flow_tensor_cdata(const nf_flow *f, int32_t i);
+/* 1 while the flow is in training mode (nf_flow_set_training). */
+int nf_flow_is_training(const nf_flow *f);
+/* The diag-Gaussian prior's mean (D) followed by its log std (D), or NULL for a fixed prior. */
+const nf_real *nf_flow_prior_params(const nf_flow *f);
+/* Forward pass of n rows in bounded chunks: any of z (n, D), logdet (n), logp (n) may be NULL;
+ * logp = log π(z) + logdet, the log-likelihood in nats. */
+nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n);
+/* Make sure the workspace holds n rows (allocates only when n grows). */
+nf_status nf_flow_reserve(nf_flow *f, int64_t n);
+/* Layer k (0 ≤ k < nf_flow_num_layers), owned by the flow: for the tests. */
+nf_layer *nf_flow_layer(nf_flow *f, int32_t k);
+/* Build a flow from an explicit list of layers whose tensors are reserved in *reg (tests). Takes
+ * ownership of the layers and of reg's contents (reg is left empty), also on failure. */
+nf_status nf_flow_from_layers(nf_registry *reg, nf_layer **layers, int32_t n, nf_prior_type prior,
+                              int32_t dim, nf_flow **out);
+
+#endif

@@ -1,0 +1,107 @@
+/* models/recipes.c — the architectures of the lecture, built from a config:
+ *   NICE:    K × (additive coupling [→ permutation]) → diagonal scaling, logistic prior
+ *   RealNVP: K × (affine coupling [→ batch norm] [→ permutation]); images: multi-scale masked couplings
+ *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split */
+#include "models/flow_impl.h"
+
+/* Append L to f's layer list (growing it); L NULL means its constructor failed. */
+static nf_status push_layer(nf_flow *f, nf_layer *L, int32_t *cap) {
+    if (!L) return nf_fail(NF_ERR_NOMEM, "out of memory building the model");
+    if (f->nlayers == *cap) {
+        int32_t nc = *cap ? 2 * *cap : 16;
+        nf_layer **t = realloc(f->layers, sizeof *t * (size_t)nc);
+        if (!t) {
+            nf_layer_free(L);
+            return nf_fail(NF_ERR_NOMEM, "out of memory building the model");
+        }
+        f->layers = t;
+        *cap = nc;
+    }
+    f->layers[f->nlayers++] = L;
+    return NF_OK;
+}
+
+/* Append the layers of f->cfg's model (NICE, RealNVP or Glow; vectors or images) to f, reserving every
+ * tensor in f->reg. On failure the layers pushed so far stay owned by f (nf_flow_free releases them). */
+nf_status nf_model_build(nf_flow *f) {
+    const nf_config *c = &f->cfg;
+    nf_registry *x = &f->reg;
+    int32_t D = c->dim, cap = 0, idx = 0;
+    nf_status st = NF_OK;
+    char nm[48];
+#define NAME() (snprintf(nm, sizeof nm, "layers.%d", (int)idx++), nm)
+#define PUSH(expr) do { if ((st = push_layer(f, (expr), &cap)) != NF_OK) return st; } while (0)
+#define PUSH_COUPLING(expr) do { PUSH(expr); nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
+    if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D));
+    if (c->height > 0 && c->logit_alpha > 0) PUSH(nf_logit_create(x, NAME(), D, c->logit_alpha));
+    if (c->model == NF_MODEL_REALNVP && c->height > 0) {
+        /* multi-scale RealNVP: layers act on the kept prefix of rows D apart */
+        int32_t C = c->channels, H = c->height, W = c->width;
+#define PUSH_MASKED(type, parity) do { PUSH(nf_masked_coupling_create(x, NAME(), C, H, W, type, parity, c->hidden, c->blocks)); \
+        f->layers[f->nlayers - 1]->ld = D; nf_masked_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
+        for (int32_t l = 0; l < c->levels; l++) {
+            if (l + 1 == c->levels) { /* last scale: 4 checkerboard couplings */
+                for (int32_t k = 0; k < 4; k++) PUSH_MASKED(NF_MASK_CHECKERBOARD, k % 2);
+                break;
+            }
+            for (int32_t k = 0; k < 3; k++) PUSH_MASKED(NF_MASK_CHECKERBOARD, k % 2);
+            PUSH(nf_squeeze_create(x, NAME(), C, H, W));
+            f->layers[f->nlayers - 1]->ld = D;
+            C *= 4, H /= 2, W /= 2;
+            for (int32_t k = 0; k < 3; k++) PUSH_MASKED(NF_MASK_CHANNEL, k % 2);
+            C /= 2; /* factor out the last half of the channels: the prefix keeps the first */
+        }
+#undef PUSH_MASKED
+        return st;
+    }
+    if (c->model == NF_MODEL_GLOW && c->height > 0) {
+        /* multi-scale Glow: every layer acts on the kept prefix of rows D apart */
+#define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)
+        int32_t C = c->channels, H = c->height, W = c->width;
+        for (int32_t l = 0; l < c->levels; l++) {
+            PUSH_IMG(nf_squeeze_create(x, NAME(), C, H, W));
+            C *= 4, H /= 2, W /= 2;
+            for (int32_t k = 0; k < c->depth; k++) {
+                PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W));
+                PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu));
+                PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale));
+                nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
+            }
+            if (l + 1 < c->levels) {
+                PUSH_IMG(nf_split_create(x, NAME(), C, H, W));
+                C /= 2;
+            }
+        }
+#undef PUSH_IMG
+        return st;
+    }
+    for (int32_t k = 0; k < c->depth; k++) {
+        switch (c->model) {
+        case NF_MODEL_NICE:
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
+            PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act));
+            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
+            break;
+        case NF_MODEL_REALNVP:
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
+            PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale));
+            if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D));
+            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
+            break;
+        case NF_MODEL_GLOW:
+            PUSH(nf_actnorm_create(x, NAME(), D));
+            PUSH(nf_linear_create(x, NAME(), D, c->lu));
+            if (c->coupling == NF_COUPLING_ADDITIVE)
+                PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act));
+            else
+                PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale));
+            break;
+        }
+    }
+    if (c->model == NF_MODEL_NICE) PUSH(nf_diag_scale_create(x, NAME(), D));
+#undef PUSH
+#undef PUSH_COUPLING
+#undef NAME
+    return st;
+}
+

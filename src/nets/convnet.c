@@ -1,0 +1,147 @@
+/* convnet.c — the convolutional coupling network of Glow:
+ *   conv3×3(cin → hidden) → ReLU → [conv1×1(hidden → hidden) → ReLU] × (layers − 1) → zero-conv3×3(→ cout)
+ * where the zero-conv's output is scaled per channel: y = (conv(h) + b)·exp(3·logs_c), and its weight,
+ * bias and logs start at 0 (the coupling starts as the identity). layers = 0 leaves only the zero-conv
+ * (Glow's split prior). Tensors (n, C, H, W), P = H·W.
+ * Parameters in order: for each hidden conv l: w_l (out, in, k, k), b_l (out); then w, b, logs of the
+ * zero-conv. Cache: per hidden layer its ReLU output (n, hidden, P) (the ReLU is fused into the
+ * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P). */
+#include "nets/nets.h"
+
+static int32_t cn_k(int32_t l) { return l == 0 ? 3 : 1; }
+static int64_t cn_in(const nf_convnet *m, int32_t l) { return l == 0 ? m->cin : m->hidden; }
+
+int64_t nf_convnet_num_params(const nf_convnet *m) {
+    int64_t s = 0;
+    for (int32_t l = 0; l < m->layers; l++) s += m->hidden * (cn_in(m, l) * cn_k(l) * cn_k(l) + 1);
+    int64_t last_in = m->layers ? m->hidden : m->cin;
+    return s + m->cout * (last_in * 9 + 2);
+}
+
+int64_t nf_convnet_flops(const nf_convnet *m) {
+    int64_t f = 0, P = (int64_t)m->H * m->W;
+    for (int32_t l = 0; l < m->layers; l++) f += 2 * m->hidden * cn_in(m, l) * cn_k(l) * cn_k(l) * P;
+    return f + 2 * (int64_t)m->cout * (m->layers ? m->hidden : m->cin) * 9 * P;
+}
+
+int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W;
+    return (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
+}
+
+/* the largest scratch any of the convolutions needs for n samples */
+static int64_t conv_work(const nf_convnet *m, int64_t n) {
+    int64_t w = 0;
+    for (int32_t l = 0; l <= m->layers; l++) {
+        int32_t cin = l < m->layers ? (int32_t)cn_in(m, l) : (m->layers ? m->hidden : m->cin);
+        int32_t cout = l < m->layers ? m->hidden : m->cout;
+        int64_t c = nf_conv2d_work_size(cin, cout, m->H, m->W, l < m->layers ? cn_k(l) : 3, n);
+        if (c > w) w = c;
+    }
+    return w;
+}
+
+/* work: conv buffer | two (n, hidden, P) gradient buffers | (n, cout, P) */
+int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W;
+    return conv_work(m, n) + 2 * n * m->hidden * P + n * m->cout * P;
+}
+
+void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng) {
+    for (int32_t l = 0; l < m->layers; l++) {
+        int64_t nw = m->hidden * cn_in(m, l) * cn_k(l) * cn_k(l);
+        for (int64_t i = 0; i < nw; i++) *P++ = (nf_real)(0.05 * nf_rng_normal(rng));
+        for (int64_t i = 0; i < m->hidden; i++) *P++ = 0;
+    }
+    int64_t last_in = m->layers ? m->hidden : m->cin, nw = m->cout * last_in * 9;
+    for (int64_t i = 0; i < nw; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
+    for (int64_t i = 0; i < 2 * m->cout; i++) *P++ = 0; /* bias, logs */
+}
+
+void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n,
+                        nf_real *cache, nf_real *work) {
+    int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
+    const nf_real *h = x;
+    int64_t hc = m->cin;
+    for (int32_t l = 0; l < m->layers; l++) {
+        int32_t k = cn_k(l);
+        const nf_real *w = Pm, *b = Pm + m->hidden * hc * k * k;
+        Pm = b + m->hidden;
+        nf_real *post = cache + l * hs;
+        nf_conv2d_forward_ex(h, hc * P, w, b, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work, 1);
+        h = post, hc = m->hidden;
+    }
+    const nf_real *w = Pm, *b = Pm + m->cout * hc * 9, *logs = b + m->cout;
+    nf_real *raw = cache + (int64_t)m->layers * hs;
+    nf_conv2d_forward(h, hc * P, w, b, raw, m->cout * P, n, (int32_t)hc, m->cout, m->H, m->W, 3, work);
+    int32_t co = m->cout;
+#pragma omp parallel for schedule(static) if (n * co * P > 16384)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t c = 0; c < co; c++) {
+            nf_real e = exp(3 * logs[c]);
+            for (int64_t p = 0; p < P; p++) y[(i * co + c) * P + p] = raw[(i * co + c) * P + p] * e;
+        }
+}
+
+void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x,
+                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
+    int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
+    int64_t off[40], o = 0, hc = m->cin;
+    for (int32_t l = 0; l < m->layers; l++) off[l] = o, o += m->hidden * (hc * cn_k(l) * cn_k(l) + 1), hc = m->hidden;
+    off[m->layers] = o;
+    nf_real *cw = work, *bufA = work + conv_work(m, n);
+    nf_real *bufB = bufA + hs, *draw = bufB + hs;
+    /* zero-conv with its exp(3·logs) scale */
+    int32_t co = m->cout;
+    const nf_real *w = Pm + off[m->layers], *logs = w + co * hc * 9 + co;
+    nf_real *dw = dPm + off[m->layers], *db = dw + co * hc * 9, *dlogs = db + co;
+    const nf_real *raw = cache + (int64_t)m->layers * hs;
+    for (int32_t c = 0; c < co; c++) {
+        double e = exp(3.0 * logs[c]), g = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t p = 0; p < P; p++) {
+                int64_t k = (i * co + c) * P + p;
+                draw[k] = (nf_real)(dy[k] * e);
+                g += (double)dy[k] * raw[k] * e * 3.0;
+            }
+        dlogs[c] += (nf_real)g;
+    }
+    const nf_real *h = m->layers ? cache + (int64_t)(m->layers - 1) * hs : x;
+    nf_real *dh = m->layers ? bufA : dx;
+    nf_conv2d_backward(h, hc * P, w, draw, co * P, dh, hc * P, dw, db, n, (int32_t)hc, co, m->H, m->W, 3, cw);
+    for (int32_t l = m->layers - 1; l >= 0; l--) {
+        const nf_real *post = cache + (int64_t)l * hs; /* the ReLU's output masks dh inside the conv */
+        int32_t k = cn_k(l);
+        int64_t cin = cn_in(m, l);
+        const nf_real *wl = Pm + off[l];
+        nf_real *dwl = dPm + off[l], *dbl = dwl + m->hidden * cin * k * k;
+        const nf_real *hin = l ? cache + (int64_t)(l - 1) * hs : x;
+        nf_real *dnext = l ? (dh == bufA ? bufB : bufA) : dx;
+        nf_conv2d_backward_ex(hin, cin * P, wl, dh, m->hidden * P, dnext, cin * P, dwl, dbl, n, (int32_t)cin, m->hidden, m->H, m->W, k, cw, post);
+        dh = dnext;
+    }
+}
+
+/* Register the conv net's tensors under owner: "net.<l>.weight/bias" for the hidden convs, then
+ * "net.out.weight/bias/logs"; sets m->off to the first. NF_ERR_NOMEM (reason set) on failure. */
+nf_status nf_convnet_reserve(nf_registry *r, const char *owner, nf_convnet *m) {
+    int64_t in = m->cin;
+    m->off = -1;
+    for (int32_t l = 0; l < m->layers; l++) {
+        int64_t k = cn_k(l), sw[4] = {m->hidden, in, k, k};
+        char tw[32], tb[32];
+        snprintf(tw, sizeof tw, "net.%d.weight", (int)l);
+        snprintf(tb, sizeof tb, "net.%d.bias", (int)l);
+        int64_t ow = nf_registry_reserve(r, owner, tw, NF_TENSOR_PARAM, 4, sw);
+        if (ow < 0 || nf_registry_reserve_vec(r, owner, tb, NF_TENSOR_PARAM, m->hidden) < 0) return NF_ERR_NOMEM;
+        if (l == 0) m->off = ow;
+        in = m->hidden;
+    }
+    int64_t sw[4] = {m->cout, in, 3, 3};
+    int64_t ow = nf_registry_reserve(r, owner, "net.out.weight", NF_TENSOR_PARAM, 4, sw);
+    if (ow < 0 || nf_registry_reserve_vec(r, owner, "net.out.bias", NF_TENSOR_PARAM, m->cout) < 0 ||
+        nf_registry_reserve_vec(r, owner, "net.out.logs", NF_TENSOR_PARAM, m->cout) < 0)
+        return NF_ERR_NOMEM;
+    if (m->layers == 0) m->off = ow;
+    return NF_OK;
+}

@@ -1,0 +1,141 @@
+/* mlp.c — the coupling networks: a multilayer perceptron in -> hidden (×layers) -> out.
+ * Parameters, in order, for each linear map l = 0..layers: W_l (out_l, in_l) row-major, then b_l (out_l).
+ * Cache, for each hidden layer l: pre-activation (n, hidden) then post-activation (n, hidden). */
+#include "nets/nets.h"
+
+static int64_t lin_in(const nf_mlp *m, int32_t l) { return l == 0 ? m->in : m->hidden; }
+static int64_t lin_out(const nf_mlp *m, int32_t l) { return l == m->layers ? m->out : m->hidden; }
+
+int64_t nf_mlp_flops(const nf_mlp *m) {
+    int64_t f = 0;
+    for (int32_t l = 0; l <= m->layers; l++) {
+        int64_t in = l == 0 ? m->in : m->hidden, out = l == m->layers ? m->out : m->hidden;
+        f += 2 * in * out;
+    }
+    return f;
+}
+
+int64_t nf_mlp_num_params(const nf_mlp *m) {
+    int64_t s = 0;
+    for (int32_t l = 0; l <= m->layers; l++) s += lin_out(m, l) * (lin_in(m, l) + 1);
+    return s;
+}
+
+int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n) { return 2 * (int64_t)m->layers * n * m->hidden; }
+
+void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
+    for (int32_t l = 0; l <= m->layers; l++) {
+        int64_t in = lin_in(m, l), out = lin_out(m, l);
+        /* He-uniform for (leaky) ReLU, LeCun-uniform for tanh: keeps activations at unit scale through
+         * deep nets (PyTorch's U(±1/√in) shrinks them ~√6× per ReLU layer and stalls deep NICE nets) */
+        double gain = m->act == NF_ACT_TANH ? 3.0 : 6.0;
+        double bound = sqrt(gain / (double)(in > 0 ? in : 1));
+        if (l == m->layers) { /* last layer: zero (identity coupling) unless init_std asks for noise */
+            for (int64_t i = 0; i < out * in; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
+        } else {
+            for (int64_t i = 0; i < out * in; i++) *P++ = (nf_real)(bound * (2.0 * nf_rng_uniform(rng) - 1.0));
+        }
+        for (int64_t i = 0; i < out; i++) *P++ = 0;
+    }
+}
+
+static nf_real act_f(nf_activation a, nf_real v) {
+    switch (a) {
+    case NF_ACT_TANH: return tanh(v);
+    case NF_ACT_LEAKY_RELU: return v > 0 ? v : R(0.01) * v;
+    default: return v > 0 ? v : 0;
+    }
+}
+
+/* derivative from the pre-activation v and post-activation y */
+static nf_real act_df(nf_activation a, nf_real v, nf_real y) {
+    switch (a) {
+    case NF_ACT_TANH: return 1 - y * y;
+    case NF_ACT_LEAKY_RELU: return v > 0 ? 1 : R(0.01);
+    default: return v > 0 ? 1 : 0;
+    }
+}
+
+/* Y (n,out) = X (n,in) · Wᵀ + b */
+static void linear_forward(const nf_real *W, const nf_real *b, const nf_real *X, nf_real *Y, int64_t n,
+                           int64_t in, int64_t out) {
+#pragma omp parallel for schedule(static) if (n * out > 16384)
+    for (int64_t i = 0; i < n; i++) memcpy(Y + i * out, b, sizeof(nf_real) * (size_t)out);
+    nf_gemm(0, 1, n, out, in, 1, X, in, W, in, 1, Y, out);
+}
+
+void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                    nf_real *cache) {
+    const nf_real *h = x;
+    for (int32_t l = 0; l <= m->layers; l++) {
+        int64_t in = lin_in(m, l), out = lin_out(m, l);
+        const nf_real *W = P, *b = P + out * in;
+        P += out * (in + 1);
+        if (l == m->layers) {
+            linear_forward(W, b, h, y, n, in, out);
+            break;
+        }
+        nf_real *pre = cache + 2 * (int64_t)l * n * m->hidden, *post = pre + n * m->hidden;
+        linear_forward(W, b, h, pre, n, in, out);
+        int64_t cnt = n * out;
+        if (m->act == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
+#pragma omp parallel for simd schedule(static) if (cnt > 16384)
+            for (int64_t i = 0; i < cnt; i++) post[i] = pre[i] > 0 ? pre[i] : 0;
+        } else {
+#pragma omp parallel for schedule(static) if (cnt > 16384)
+            for (int64_t i = 0; i < cnt; i++) post[i] = act_f(m->act, pre[i]);
+        }
+        h = post;
+    }
+}
+
+void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                     const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
+    /* offsets of every linear map */
+    int64_t off[64];
+    int64_t o = 0;
+    for (int32_t l = 0; l <= m->layers; l++) off[l] = o, o += lin_out(m, l) * (lin_in(m, l) + 1);
+    nf_real *bufA = work, *bufB = work + n * m->hidden;
+    const nf_real *dZ = dy;
+    for (int32_t l = m->layers; l >= 0; l--) {
+        int64_t in = lin_in(m, l), out = lin_out(m, l);
+        const nf_real *W = P + off[l];
+        nf_real *dW = dP + off[l], *db = dW + out * in;
+        const nf_real *h = l == 0 ? x : cache + (2 * (int64_t)(l - 1) + 1) * n * m->hidden;
+        nf_gemm(1, 0, out, in, n, 1, dZ, out, h, in, 1, dW, in);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < out; j++) db[j] += dZ[i * out + j];
+        if (l == 0) {
+            if (dx) nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dx, in);
+            break;
+        }
+        nf_real *dh = (dZ == bufA) ? bufB : bufA;
+        nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dh, in);
+        const nf_real *pre = cache + 2 * (int64_t)(l - 1) * n * m->hidden, *post = pre + n * m->hidden;
+        int64_t cnt = n * in;
+        if (m->act == NF_ACT_RELU) {
+#pragma omp parallel for simd schedule(static) if (cnt > 16384)
+            for (int64_t i = 0; i < cnt; i++) dh[i] = pre[i] > 0 ? dh[i] : 0;
+        } else {
+#pragma omp parallel for schedule(static) if (cnt > 16384)
+            for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, pre[i], post[i]);
+        }
+        dZ = dh;
+    }
+}
+
+/* Register the MLP's tensors under owner: "net.<l>.weight" (out_l, in_l) and "net.<l>.bias" (out_l) for
+ * l = 0..layers; sets m->off to the first. NF_ERR_NOMEM (reason set) on failure. */
+nf_status nf_mlp_reserve(nf_registry *r, const char *owner, nf_mlp *m) {
+    m->off = -1;
+    for (int32_t l = 0; l <= m->layers; l++) {
+        char tw[32], tb[32];
+        snprintf(tw, sizeof tw, "net.%d.weight", (int)l);
+        snprintf(tb, sizeof tb, "net.%d.bias", (int)l);
+        int64_t sw[2] = {lin_out(m, l), lin_in(m, l)};
+        int64_t ow = nf_registry_reserve(r, owner, tw, NF_TENSOR_PARAM, 2, sw);
+        if (ow < 0 || nf_registry_reserve_vec(r, owner, tb, NF_TENSOR_PARAM, lin_out(m, l)) < 0) return NF_ERR_NOMEM;
+        if (l == 0) m->off = ow;
+    }
+    return NF_OK;
+}

@@ -1,0 +1,78 @@
+/* nets/nets.h — the conditioner networks of the couplings: an MLP (vectors), Glow's conv net and
+ * RealNVP's ResNet (images). Each net describes its own parameters (nf_*_reserve registers them as named
+ * tensors), reads them from the flat buffer at its offset, and ADDS its parameter gradients (+=).
+ * Shapes: batch first, (n, features) or (n, C, H, W). */
+#ifndef NF_NETS_H
+#define NF_NETS_H
+
+#include "core/registry.h"
+#include "kernels/kernels.h"
+
+/* ---------------------------------------------------------------- MLP (mlp.c) */
+typedef struct {
+    int32_t in, out, hidden, layers; /* layers = number of hidden layers */
+    nf_activation act;
+    double init_std; /* std of the last layer's initial weights (0: the net starts as exactly 0) */
+    int64_t off; /* offset of the first weight in the flat parameter buffer */
+} nf_mlp;
+
+/* Parameters: for each linear l (layers + 1 of them): W_l (out_l, in_l) then b_l (out_l). */
+int64_t nf_mlp_num_params(const nf_mlp *m);
+/* Register the parameters as named tensors "<owner>.net.<l>.weight/bias"; sets m->off. */
+nf_status nf_mlp_reserve(nf_registry *r, const char *owner, nf_mlp *m);
+int64_t nf_mlp_flops(const nf_mlp *m); /* per sample, forward */
+/* Floats of cache for n rows: pre- and post-activation of every hidden layer. */
+int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n);
+/* Weights He-/LeCun-uniform (by activation), biases 0; the LAST layer is zero (identity coupling) or,
+ * if m->init_std > 0, N(0, init_std²) weights with zero bias. */
+void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng);
+/* y (n,out) = mlp(x (n,in)); cache filled for backward. */
+void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                    nf_real *cache);
+/* Given dy (n,out): dx (n,in) = ∂L/∂x (overwritten; may be NULL); dP += ∂L/∂P. dy is not modified;
+ * work must hold 2·n·hidden floats. */
+void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                     const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+
+/* ---------------------------------------------------------------- Glow's conv net (convnet.c) */
+typedef struct {
+    int32_t cin, cout, hidden, layers; /* layers: hidden convs (3×3 then 1×1s); 0: the zero-conv only */
+    int32_t H, W;
+    double init_std;                   /* std of the zero-conv's initial weights (0: exactly zero) */
+    int64_t off;                       /* first parameter in the flat buffer */
+} nf_convnet;
+int64_t nf_convnet_num_params(const nf_convnet *m);
+/* Register the parameters as named tensors "<owner>.net.<l>.*", "<owner>.net.out.*"; sets m->off. */
+nf_status nf_convnet_reserve(nf_registry *r, const char *owner, nf_convnet *m);
+int64_t nf_convnet_flops(const nf_convnet *m);
+int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n);
+int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n);
+void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng);
+/* y (n, cout, H, W) from x (n, cin, H, W); cache filled for backward; work: nf_convnet_work_size. */
+void nf_convnet_forward(const nf_convnet *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                        nf_real *cache, nf_real *work);
+/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy. */
+void nf_convnet_backward(const nf_convnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+
+/* ---------------------------------------------------------------- RealNVP's ResNet (convnet.c) */
+typedef struct {
+    int32_t cin, cout, width, blocks; /* conv3×3(cin → width) → ReLU → blocks × residual block → conv3×3(→ cout) */
+    int32_t H, W;
+    double init_std;                  /* std of the output conv's initial weights (0: exactly zero) */
+    int64_t off;                      /* first parameter in the flat buffer */
+} nf_resnet;
+int64_t nf_resnet_num_params(const nf_resnet *m);
+/* Register the parameters as named tensors "<owner>.net.in.*", "<owner>.net.<b>.conv<k>.*", "<owner>.net.out.*". */
+nf_status nf_resnet_reserve(nf_registry *r, const char *owner, nf_resnet *m);
+int64_t nf_resnet_flops(const nf_resnet *m);
+int64_t nf_resnet_cache_size(const nf_resnet *m, int64_t n);
+int64_t nf_resnet_work_size(const nf_resnet *m, int64_t n);
+void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng);
+void nf_resnet_forward(const nf_resnet *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+                       nf_real *cache, nf_real *work);
+/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy. */
+void nf_resnet_backward(const nf_resnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
+                        const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+
+#endif

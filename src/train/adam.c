@@ -1,0 +1,92 @@
+/* adam.c — Adam (Kingma & Ba) with linear learning-rate warm-up and global gradient-norm clipping.
+ * Step t (from 1):  g ← g · min(1, clip/‖g‖);  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
+ *                   lr_t = lr · min(1, t/warmup) [· ½(1 + cos(π·min(1, t/cosine_steps))) if cosine]
+ *                   p ← p − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε) */
+#include "train/train.h"
+
+/* The gradient norm is summed in fixed chunks (partial sums added in chunk order), so it never depends
+ * on the thread count; both passes run in parallel and vectorised (memory-bound on large models). */
+#define NORM_CHUNK 16384
+
+struct nf_adam {
+    nf_adam_opts o;
+    int64_t n, t;
+    nf_real *m, *v;
+    double *part; /* one partial sum of squares per chunk */
+};
+
+void nf_adam_opts_default(nf_adam_opts *o) {
+    o->lr = 1e-3, o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8, o->warmup = 0, o->clip = 0, o->cosine_steps = 0;
+}
+
+nf_status nf_adam_create(int64_t n, const nf_adam_opts *o, nf_adam **out) {
+    *out = NULL;
+    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0 || o->cosine_steps < 0)
+        return nf_fail(NF_ERR_INVALID, "Adam options: need lr > 0, 0 ≤ β < 1, ε > 0, warm-up ≥ 0, cosine steps ≥ 0");
+    nf_adam *a = nf_xcalloc(1, sizeof *a);
+    if (!a) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    a->o = *o, a->n = n;
+    a->m = nf_xcalloc((size_t)n, sizeof(nf_real));
+    a->part = nf_xcalloc((size_t)((n + NORM_CHUNK - 1) / NORM_CHUNK + 1), sizeof(double));
+    a->v = nf_xcalloc((size_t)n, sizeof(nf_real));
+    if (!a->m || !a->v || !a->part) {
+        nf_adam_free(a);
+        return nf_fail(NF_ERR_NOMEM, "out of memory for Adam moments");
+    }
+    *out = a;
+    return NF_OK;
+}
+
+void nf_adam_free(nf_adam *a) {
+    if (!a) return;
+    free(a->m), free(a->v), free(a->part), free(a);
+}
+
+int64_t nf_adam_steps(const nf_adam *a) { return a->t; }
+
+double nf_adam_grad_norm(nf_adam *a, const nf_real *g) {
+    int64_t n = a->n, chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double *part = a->part, ss = 0;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t i1 = (ch + 1) * NORM_CHUNK < n ? (ch + 1) * NORM_CHUNK : n;
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = ch * NORM_CHUNK; i < i1; i++) s += (double)g[i] * g[i];
+        part[ch] = s;
+    }
+    for (int64_t ch = 0; ch < chunks; ch++) ss += part[ch];
+    return sqrt(ss);
+}
+
+double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
+    double norm = nf_adam_grad_norm(a, g);
+    nf_adam_apply(a, p, g, norm);
+    return norm;
+}
+
+void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
+    int64_t n = a->n;
+    double gs = 1.0;
+    if (a->o.clip > 0 && norm > a->o.clip) gs = a->o.clip / norm;
+    a->t++;
+    double lr = a->o.lr;
+    if (a->o.warmup > 0 && a->t < a->o.warmup) lr *= (double)a->t / (double)a->o.warmup;
+    if (a->o.cosine_steps > 0) {
+        double fr = fmin(1.0, (double)a->t / (double)a->o.cosine_steps);
+        lr *= 0.5 * (1.0 + cos(3.141592653589793 * fr));
+    }
+    double b1 = a->o.beta1, b2 = a->o.beta2;
+    double c1 = 1.0 - pow(b1, (double)a->t), c2 = 1.0 - pow(b2, (double)a->t);
+    nf_real *m = a->m, *v = a->v;
+    double eps = a->o.eps;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        double gi = g[i] * gs;
+        double mi = b1 * m[i] + (1 - b1) * gi, vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = (nf_real)mi, v[i] = (nf_real)vi;
+        p[i] -= (nf_real)(lr * (mi / c1) / (sqrt(vi / c2) + eps));
+    }
+}
+
+void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t) { *m = a->m, *v = a->v, *t = &a->t; }

@@ -1,0 +1,104 @@
+/* train/evaluate.c — test log-likelihoods and bits/dim, latents of images for interpolation and
+ * attribute vectors. */
+#include "models/models.h"
+
+nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *se) {
+    if (ds->dim != nf_flow_dim(f))
+        return nf_fail(NF_ERR_INVALID, "data has %d columns, the model expects %d", (int)ds->dim, (int)nf_flow_dim(f));
+    if (ds->n < 1) return nf_fail(NF_ERR_INVALID, "no rows to evaluate");
+    int training = nf_flow_is_training(f);
+    nf_flow_set_training(f, 0);
+    nf_real *lp = nf_xcalloc((size_t)ds->n, sizeof(nf_real));
+    nf_status st = lp ? nf_flow_log_prob(f, ds->x, lp, ds->n) : nf_fail(NF_ERR_NOMEM, "out of memory");
+    nf_flow_set_training(f, training);
+    if (st) {
+        free(lp);
+        return st;
+    }
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < ds->n; i++) s += lp[i];
+    double m = s / (double)ds->n;
+    for (int64_t i = 0; i < ds->n; i++) s2 += (lp[i] - m) * (lp[i] - m);
+    free(lp);
+    *mean_ll = m;
+    *se = ds->n > 1 ? sqrt(s2 / (double)(ds->n - 1) / (double)ds->n) : 0;
+    if (!isfinite(m)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
+    return NF_OK;
+}
+
+nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
+                                  double *se, double *max_recon) {
+    int64_t D = (int64_t)im->C * im->H * im->W, chunk = 256;
+    if (D != nf_flow_dim(f)) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)nf_flow_dim(f));
+    if (bits < 1 || bits > 8) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)bits);
+    nf_real *x = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), *z = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
+    nf_real *lp = nf_xcalloc((size_t)chunk, sizeof(nf_real));
+    int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
+    nf_status st = x && z && lp && idx ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    int training = nf_flow_is_training(f);
+    nf_flow_set_training(f, 0);
+    nf_rng r;
+    nf_rng_seed(&r, seed);
+    double s = 0, s2 = 0, worst = 0;
+    for (int64_t i0 = 0; i0 < im->n && !st; i0 += chunk) {
+        int64_t m = im->n - i0 < chunk ? im->n - i0 : chunk;
+        for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
+        nf_images_dequantize(im, idx, m, bits, &r, x);
+        if ((st = nf_flow_forward_ex(f, x, z, NULL, lp, m))) break;
+        for (int64_t i = 0; i < m; i++) {
+            double b = nf_bits_per_dim(-(double)lp[i], D, bits);
+            s += b, s2 += b * b;
+        }
+        if (max_recon) { /* |x − G(G⁻¹(x))| */
+            if ((st = nf_flow_inverse(f, z, z, NULL, m))) break;
+            for (int64_t k = 0; k < m * D; k++) worst = fmax(worst, fabs((double)z[k] - (double)x[k]));
+        }
+    }
+    nf_flow_set_training(f, training);
+    free(x), free(z), free(lp), free(idx);
+    if (st) return st;
+    double mean = s / (double)im->n;
+    *bpd = mean;
+    *se = im->n > 1 ? sqrt(fmax(0.0, s2 / (double)im->n - mean * mean) / (double)(im->n - 1)) : 0;
+    if (max_recon) *max_recon = worst;
+    if (!isfinite(mean)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
+    return NF_OK;
+}
+
+nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,
+                                nf_real *z) {
+    int64_t D = (int64_t)im->C * im->H * im->W;
+    if (D != nf_flow_dim(f)) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)nf_flow_dim(f));
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= im->n) return nf_fail(NF_ERR_INVALID, "image index %lld: the data has images 0..%lld", (long long)idx[i], (long long)im->n - 1);
+    nf_images_dequantize(im, idx, n, bits, NULL, z); /* u = ½: the centre of each pixel's bin */
+    int training = nf_flow_is_training(f);
+    nf_flow_set_training(f, 0);
+    nf_status st = nf_flow_forward(f, z, z, NULL, n);
+    nf_flow_set_training(f, training);
+    return st;
+}
+
+nf_status nf_flow_mean_latent(nf_flow *f, const nf_images *im, int32_t label, int64_t max_n, int32_t bits,
+                              nf_real *zmean, int64_t *count) {
+    if (!im->labels) return nf_fail(NF_ERR_INVALID, "the images have no labels");
+    int64_t D = nf_flow_dim(f), chunk = 64, used = 0, idx[64];
+    nf_real *z = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
+    double *acc = nf_xcalloc((size_t)D, sizeof(double));
+    nf_status st = z && acc ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < im->n && used < max_n && !st;) {
+        int64_t m = 0;
+        for (; i < im->n && m < chunk && used + m < max_n; i++)
+            if (im->labels[i] == label) idx[m++] = i;
+        if (m == 0) break;
+        if ((st = nf_flow_encode_images(f, im, idx, m, bits, z))) break;
+        for (int64_t k = 0; k < m * D; k++) acc[k % D] += z[k];
+        used += m;
+    }
+    if (!st && used == 0) st = nf_fail(NF_ERR_INVALID, "no image has label %d", (int)label);
+    if (!st)
+        for (int64_t j = 0; j < D; j++) zmean[j] = (nf_real)(acc[j] / (double)used);
+    if (count) *count = used;
+    free(z), free(acc);
+    return st;
+}

@@ -1,0 +1,186 @@
+/* train.c — maximum-likelihood training (shuffled epochs, Adam) and evaluation. */
+#include "io/io.h"
+#include "models/models.h"
+#include "train/train.h"
+
+struct nf_trainer {
+    nf_flow *f;
+    const nf_dataset *ds;     /* rows of floats … */
+    const nf_images *im;      /* … or 8-bit images, dequantised afresh for every batch */
+    int64_t nrows;
+    int64_t *idx;             /* (batch) image indices of the current batch */
+    nf_train_opts o;
+    nf_adam *adam;
+    nf_rng rng;               /* batches and dequantisation noise */
+    nf_rng shuffle_rng;       /* rng as it was when the current epoch was shuffled */
+    int64_t *perm, pos, steps;
+    nf_real *batch; /* (batch, D) */
+};
+
+void nf_train_opts_default(nf_train_opts *o) {
+    o->batch = 256;
+    nf_adam_opts_default(&o->adam);
+    o->seed = 1;
+    o->bits = 8;
+}
+
+/* A new epoch: the permutation is a function of the rng state alone (it starts from the identity),
+ * so a checkpoint can rebuild it from shuffle_rng. */
+static void shuffle(nf_trainer *t) {
+    t->shuffle_rng = t->rng;
+    nf_shuffle(t->perm, t->nrows, &t->rng);
+    t->pos = 0;
+}
+
+static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *im, const nf_train_opts *o,
+                             nf_trainer **out) {
+    *out = NULL;
+    int64_t rows = ds ? ds->n : im->n, dim = ds ? ds->dim : (int64_t)im->C * im->H * im->W;
+    if (dim != nf_flow_dim(f))
+        return nf_fail(NF_ERR_INVALID, "data has %lld values per sample, the model expects %d", (long long)dim, (int)nf_flow_dim(f));
+    if (o->batch < 1 || o->batch > rows)
+        return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)rows);
+    if (im && (o->bits < 1 || o->bits > 8)) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)o->bits);
+    nf_trainer *t = nf_xcalloc(1, sizeof *t);
+    if (!t) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    t->f = f, t->ds = ds, t->im = im, t->nrows = rows, t->o = *o;
+    nf_status st = nf_adam_create(nf_flow_num_params(f), &o->adam, &t->adam);
+    if (!st) {
+        t->perm = nf_xcalloc((size_t)rows, sizeof(int64_t));
+        t->idx = nf_xcalloc((size_t)o->batch, sizeof(int64_t));
+        t->batch = nf_xcalloc((size_t)o->batch * (size_t)dim, sizeof(nf_real));
+        if (!t->perm || !t->batch || !t->idx) st = nf_fail(NF_ERR_NOMEM, "out of memory");
+    }
+    if (!st) st = nf_flow_reserve(f, o->batch);
+    if (st) {
+        nf_trainer_free(t);
+        return st;
+    }
+    nf_rng_seed(&t->rng, o->seed);
+    shuffle(t);
+    nf_flow_set_training(f, 1);
+    *out = t;
+    return NF_OK;
+}
+
+nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out) {
+    return trainer_new(f, ds, NULL, o, out);
+}
+
+nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out) {
+    return trainer_new(f, NULL, im, o, out);
+}
+
+void nf_trainer_free(nf_trainer *t) {
+    if (!t) return;
+    nf_adam_free(t->adam);
+    free(t->perm), free(t->batch), free(t->idx), free(t);
+}
+
+int64_t nf_trainer_steps(const nf_trainer *t) { return t->steps; }
+
+static void rng_hex(const nf_rng *r, char *out) {
+    sprintf(out, "%016llx%016llx%016llx%016llx", (unsigned long long)r->s[0], (unsigned long long)r->s[1],
+            (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
+}
+
+static int rng_unhex(const char *s, nf_rng *r) {
+    if (!s || strlen(s) != 64) return 0;
+    for (int k = 0; k < 4; k++) {
+        char part[17];
+        memcpy(part, s + 16 * k, 16);
+        part[16] = 0;
+        char *end;
+        r->s[k] = strtoull(part, &end, 16);
+        if (*end) return 0;
+    }
+    return 1;
+}
+
+nf_status nf_trainer_save(nf_trainer *t, const char *path) {
+    nf_real *m, *v;
+    int64_t *at;
+    nf_adam_state(t->adam, &m, &v, &at);
+    char json[400], r1[65], r2[65];
+    rng_hex(&t->rng, r1);
+    rng_hex(&t->shuffle_rng, r2);
+    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"}",
+             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2);
+    int training = nf_flow_is_training(t->f);
+    nf_status st = nf_ckpt_save(t->f, path, m, v, json);
+    nf_flow_set_training(t->f, training);
+    return st;
+}
+
+/* read "key":integer from a small flat JSON object */
+static int json_int(const char *js, const char *key, long long *out) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(js, pat);
+    if (!p) return 0;
+    char *end;
+    *out = strtoll(p + strlen(pat), &end, 10);
+    return end != p + strlen(pat);
+}
+
+static int json_str(const char *js, const char *key, char *out, size_t n) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    const char *p = strstr(js, pat);
+    if (!p) return 0;
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    if (!e || (size_t)(e - p) >= n) return 0;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return 1;
+}
+
+nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
+    nf_real *m, *v;
+    int64_t *at;
+    nf_adam_state(t->adam, &m, &v, &at);
+    char *js = NULL;
+    nf_status st = nf_ckpt_read_trainer(path, m, v, nf_flow_num_params(t->f), &js);
+    if (st) return st;
+    long long steps, adam_t, pos, rows;
+    char r1[80], r2[80];
+    nf_rng rng, srng;
+    if (!json_int(js, "steps", &steps) || !json_int(js, "adam_t", &adam_t) || !json_int(js, "pos", &pos) ||
+        !json_int(js, "rows", &rows) || !json_str(js, "rng", r1, sizeof r1) || !json_str(js, "shuffle_rng", r2, sizeof r2) ||
+        !rng_unhex(r1, &rng) || !rng_unhex(r2, &srng))
+        st = nf_fail(NF_ERR_FORMAT, "%s: malformed training state", path);
+    else if (rows != t->nrows)
+        st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
+    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0)
+        st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
+    free(js);
+    if (st) return st;
+    t->rng = srng;
+    shuffle(t); /* rebuild the epoch's permutation; it leaves rng where the original run left it */
+    t->rng = rng, t->pos = pos, t->steps = steps;
+    *at = adam_t;
+    return NF_OK;
+}
+
+nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
+    int64_t B = t->o.batch, D = nf_flow_dim(t->f);
+    for (int64_t i = 0; i < B; i++) {
+        if (t->pos == t->nrows) shuffle(t);
+        t->idx[i] = t->perm[t->pos++];
+        if (t->ds) memcpy(t->batch + i * D, t->ds->x + t->idx[i] * D, sizeof(nf_real) * (size_t)D);
+    }
+    if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, &t->rng, t->batch);
+    nf_flow *f = t->f;
+    nf_flow_zero_grad(f);
+    nf_status st = nf_flow_nll_grad(f, t->batch, B, loss, NULL);
+    if (st) return st;
+    const nf_real *g = nf_flow_grads(f);
+    double norm = nf_adam_grad_norm(t->adam, g);
+    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "step %lld: the gradient is not finite; update skipped", (long long)t->steps + 1);
+    nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
+    *grad_norm = norm;
+    t->steps++;
+    return NF_OK;
+}
+
