@@ -1,8 +1,9 @@
 /* conv_bench.c — the convolutions of glow-small and realnvp-small in isolation: forward, and backward
  * (input gradient + weight/bias gradient), batch 64, at the shapes the workloads run, in GFLOP/s
- * (multiply-adds × 2) and as a fraction of a given peak; both paths (im2col + BLAS, and
- * the direct kernel where the CPU has it), measured in the same run. Also the naive reference once, as
- * a sanity check of the fast kernels.
+ * (multiply-adds × 2) and as a fraction of the FMA peak of the CPU's widest path, measured here with a
+ * register-only FMA loop per instruction set (12 independent accumulators, all threads); every path
+ * (im2col + BLAS, and the direct kernels on each ISA the CPU has) measured in the same run. Also the
+ * naive reference once, as a sanity check of the fast kernels.
  *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all] */
 #include <math.h>
 #include <stdio.h>
@@ -12,10 +13,47 @@
 
 #include "kernels/kernels.h"
 
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define PEAK_ITERS 20000000
+/* FLOPs of a register-only FMA loop on 256-bit vectors (12 independent chains: enough to fill two FMA
+ * pipes of latency 4–6) */
+__attribute__((target("avx2,fma"))) static double fma_loop_256(void) {
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+    float sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm256_cvtss_f32(a[i]);
+    return sink == 12345.f ? 0 : 2.0 * 8 * 12 * (double)PEAK_ITERS;
+}
+
+/* the same on 512-bit vectors */
+__attribute__((target("avx512f"))) static double fma_loop_512(void) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < PEAK_ITERS; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    float sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
+    return sink == 12345.f ? 0 : 2.0 * 16 * 12 * (double)PEAK_ITERS;
+}
+
+/* GFLOP/s of the FMA loop of isa on every thread at once */
+static double fma_peak(nf_isa isa) {
+    double t0 = now(), flops = 0;
+#pragma omp parallel reduction(+ : flops)
+    flops += isa == NF_ISA_AVX512 ? fma_loop_512() : fma_loop_256();
+    return flops / (now() - t0) / 1e9;
 }
 
 int main(int argc, char **argv) {
@@ -33,7 +71,10 @@ int main(int argc, char **argv) {
         }
     }
     nf_set_threads(threads);
-    if (peak <= 0) peak = 117.0 * threads; /* Zen 4 at ≈ 3.66 GHz: 32 FP32 FLOP/cycle per core */
+    nf_isa cpu = nf_isa_cpu();
+    double peak256 = cpu >= NF_ISA_AVX2 ? fma_peak(NF_ISA_AVX2) : 0, peak512 = cpu >= NF_ISA_AVX512 ? fma_peak(NF_ISA_AVX512) : 0;
+    printf("%s\nFMA peak measured on %d threads: AVX2 %.1f GFLOP/s, AVX-512 %.1f GFLOP/s\n", nf_runtime_info(), threads, peak256, peak512);
+    if (peak <= 0) peak = peak512 > peak256 ? peak512 : peak256;
     /* glow-small: level 1 works on 4×14×14 (coupling nets see 2 channels), level 2 on 8×7×7 */
     struct { const char *what; int32_t cin, cout, hw, k; } shapes[] = {
         {"L1 coupling conv3x3 2->128", 2, 128, 14, 3}, {"L1 coupling conv1x1 128->128", 128, 128, 14, 1},
@@ -46,17 +87,20 @@ int main(int argc, char **argv) {
         {"RN 14x14 conv3x3 64->64", 64, 64, 14, 3}, {"RN 14x14 conv3x3 64->8", 64, 8, 14, 3},
     };
     int direct_cpu = nf_convd_available();
+    int npaths = 1 + (cpu >= NF_ISA_AVX2) + (cpu >= NF_ISA_AVX512); /* im2col, direct avx2, direct avx512 */
+    static const char *path_names[3] = {"im2col", "d-avx2", "d-avx512"};
     const int64_t n = 64;
     printf("convolutions of the workloads, batch %lld, %d threads, peak taken as %.0f GFLOP/s\n", (long long)n, threads, peak);
     printf("%-34s %-7s %10s %9s %10s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
     nf_rng rng;
     nf_rng_seed(&rng, 1);
-    for (size_t row = 0; row < 2 * (sizeof shapes / sizeof shapes[0]); row++) {
-        size_t s = row / 2;
-        int path = (int)(row % 2), rn = shapes[s].what[0] == 'R';
+    for (size_t row = 0; row < 3 * (sizeof shapes / sizeof shapes[0]); row++) {
+        size_t s = row / 3;
+        int path = (int)(row % 3), rn = shapes[s].what[0] == 'R';
         if ((rn && !strcmp(wl, "glow")) || (!rn && !strcmp(wl, "realnvp"))) continue;
-        if (path == 1 && !direct_cpu) continue; /* path 0: im2col, 1: direct */
-        nf_convd_set(path);
+        if (path >= npaths || (path > 0 && !direct_cpu)) continue;
+        nf_isa_set(path == 2 ? NF_ISA_AVX512 : path == 1 ? NF_ISA_AVX2 : cpu);
+        nf_convd_set(path > 0);
         int32_t ci = shapes[s].cin, co = shapes[s].cout, H = shapes[s].hw, k = shapes[s].k;
         int64_t P = (int64_t)H * H, nw = (int64_t)co * ci * k * k;
         nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * ci * P)), *y = malloc(sizeof(nf_real) * (size_t)(n * co * P));
@@ -86,7 +130,7 @@ int main(int argc, char **argv) {
             reps++;
         } while ((t = now() - t0) < secs);
         double gb = 2 * flops * (double)reps / t / 1e9;
-        printf("%-34s %-7s %10.1f %8.0f%% %10.1f %8.0f%% %12.1e\n", shapes[s].what, path ? "direct" : "im2col", gf, 100 * gf / peak, gb, 100 * gb / peak, err);
+        printf("%-34s %-7s %10.1f %8.0f%% %10.1f %8.0f%% %12.1e\n", shapes[s].what, path_names[path], gf, 100 * gf / peak, gb, 100 * gb / peak, err);
         free(x), free(y), free(yr), free(dy), free(dx), free(w), free(dw), free(b), free(db), free(work);
     }
     return 0;

@@ -65,6 +65,14 @@ const char *nf_last_error(void);
 /* Threads used by OpenMP regions. Results are bit-identical for every thread count. */
 void nf_set_threads(int n);
 int nf_get_threads(void);
+/* What runs on this machine, one line: the kernels' instruction-set path (from the CPU's feature bits,
+ * capped by the environment variable NFLOW_ISA=generic|avx2|avx512), the BLAS build and the core it
+ * uses (nflow corrects OpenBLAS's choice at load time when it fell back below the CPU; the text says
+ * so). The string is owned by the library (per thread). */
+const char *nf_runtime_info(void);
+/* NF_ERR_INVALID with a reason when NFLOW_ISA names no path or one this CPU lacks (the library then
+ * uses the CPU's widest path); NF_OK otherwise. For programs that want to refuse a bad setting. */
+nf_status nf_runtime_check(void);
 
 /* ---------------------------------------------------------------- random numbers (xoshiro256**) */
 typedef struct { uint64_t s[4]; } nf_rng;

@@ -112,13 +112,20 @@ static void test_conv_shapes(void **state) {
                       {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient */,
                       {3, 9, 12, 5, 6, 1, 2} /* 1×1: 30 pixels = a full block and a partial one */,
                       {2, 12, 10, 7, 7, 1, 0} /* 1×1: a partial channel block forward, dx direct */};
-    for (int path = 0; path < 2; path++) {
-        if (path == 1 && !nf_convd_available()) break;
-        int was = nf_convd_set(path);
-        print_message(" %s\n", path ? "direct 3x3 kernel" : "im2col / output-side");
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
-        nf_convd_set(was);
+    /* every instruction-set path this CPU supports, and on each the im2col and the direct kernels */
+    nf_isa old = nf_isa_active();
+    for (int isa = NF_ISA_GENERIC; isa <= (int)nf_isa_cpu(); isa++) {
+        nf_isa_set((nf_isa)isa);
+        for (int path = 0; path < 2; path++) {
+            if (path == 1 && (isa == NF_ISA_GENERIC || DBL)) break; /* the direct kernels need AVX2 and float */
+            int was = nf_convd_set(path);
+            assert_int_equal(nf_convd_available(), path);
+            print_message(" isa %s: %s\n", nf_isa_name((nf_isa)isa), path ? "direct kernels" : "im2col / output-side");
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+            nf_convd_set(was);
+        }
     }
+    nf_isa_set(old);
 }
 
 static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
@@ -133,6 +140,28 @@ static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
     memset(dw, 0, sizeof(nf_real) * (size_t)(O * C * 9));
     nf_conv2d_backward(x, C * P, w, r, O * P, dx, C * P, dw, NULL, n, C, O, H, W, k, work);
     free(x), free(w), free(r), free(work);
+}
+
+/* The AVX-512 direct kernels do each output's FMAs in the same order as the AVX2 ones: identical results. */
+static void test_conv_isa_paths_identical(void **state) {
+    (void)state;
+    if (DBL || nf_isa_cpu() < NF_ISA_AVX512) {
+        print_message(" (this CPU has no AVX-512 path: nothing to compare)\n");
+        return;
+    }
+    size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
+    nf_real *y[2], *x[2], *w[2];
+    nf_isa old = nf_isa_active();
+    for (int k = 0; k < 2; k++) {
+        y[k] = malloc(ny * sizeof(nf_real)), x[k] = malloc(nx * sizeof(nf_real)), w[k] = malloc(nw * sizeof(nf_real));
+        nf_isa_set(k ? NF_ISA_AVX512 : NF_ISA_AVX2);
+        run_both(2, y[k], x[k], w[k]);
+    }
+    nf_isa_set(old);
+    assert_memory_equal(y[0], y[1], ny * sizeof(nf_real));
+    assert_memory_equal(x[0], x[1], nx * sizeof(nf_real));
+    assert_memory_equal(w[0], w[1], nw * sizeof(nf_real));
+    for (int k = 0; k < 2; k++) free(y[k]), free(x[k]), free(w[k]);
 }
 
 static void test_conv_threads_identical(void **state) {
@@ -150,6 +179,6 @@ static void test_conv_threads_identical(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_threads_identical)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_threads_identical), cmocka_unit_test(test_conv_isa_paths_identical)};
     return cmocka_run_group_tests_name(DBL ? "conv (double)" : "conv (float)", tests, NULL, NULL);
 }

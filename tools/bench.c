@@ -238,9 +238,10 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     if (json) {
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", json, (long)getpid());
         if (!(js = fopen(tmp, "w"))) die("%s: cannot open for writing: %s", json, strerror(errno));
-        fprintf(js, "{\"tool\": \"nflow %s\", \"seconds\": %g, \"backward\": \"%s\", \"depth\": %d, \"results\": [", NFLOW_VERSION, secs,
+        fprintf(js, "{\"tool\": \"nflow %s\", \"runtime\": \"%s\", \"seconds\": %g, \"backward\": \"%s\", \"depth\": %d, \"results\": [", NFLOW_VERSION, nf_runtime_info(), secs,
                 g_recompute ? "recompute" : "store", g_depth);
     }
+    printf("# %s\n", nf_runtime_info());
     printf("%-14s %7s %12s %12s %12s %10s %9s %10s\n", "workload", "threads", "train/s", "eval/s", "sample/s",
            "train GF/s", "eval GF/s", "peak MiB");
     int first = 1, failed = 0;

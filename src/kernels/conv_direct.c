@@ -21,8 +21,10 @@
  * Each output value is one fixed sequence of FMAs: results do not depend on the thread count. */
 #include "kernels/kernels.h"
 
-#define CB 4  /* output channels per block */
-#define QB 24 /* padded-grid positions per block: 3 vectors of 8 floats */
+#define CB 4         /* output channels per block */
+#define QB_AVX2 24   /* padded-grid positions per block: 3 vectors of 8 floats (AVX2) … */
+#define QB_AVX512 48 /* … or 3 vectors of 16 floats (AVX-512) */
+#define QB_MAX 48    /* work sizes are computed for the widest block, so any path fits */
 
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
@@ -32,11 +34,12 @@ typedef struct {
     int64_t cs;      /* floats per padded input channel (room for the last block's over-read) */
 } geometry;
 
-static geometry geom(int32_t H, int32_t W) {
+/* The padded grid of an H × W image for position blocks of qb. */
+static geometry geom(int32_t H, int32_t W, int64_t qb) {
     geometry g;
     g.Wp = W + 2;
     g.Q = (int64_t)H * g.Wp;
-    g.Qp = round_up(g.Q, QB);
+    g.Qp = round_up(g.Q, qb);
     g.cs = round_up(g.Qp + 2 * (int64_t)g.Wp + 2, 8); /* ≥ (H + 2)·Wp: the whole padded image */
     return g;
 }
@@ -48,14 +51,8 @@ static geometry geom(int32_t H, int32_t W) {
 #define HAVE_AVX2_KERNEL 0
 #endif
 
-static int cpu_has_avx2_fma(void) {
-#if HAVE_AVX2_KERNEL
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
+/* The direct kernels need AVX2 + FMA at least (the AVX-512 path widens the position block). */
+static int cpu_has_avx2_fma(void) { return HAVE_AVX2_KERNEL && nf_isa_active() >= NF_ISA_AVX2; }
 
 static int direct_enabled = -1; /* -1: not decided yet */
 
@@ -75,8 +72,8 @@ int nf_convd_set(int on) {
 }
 
 int64_t nf_convd_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
-    if (k == 1) return ((int64_t)Cin + CB) * QB; /* the last, partial block's input and output */
-    geometry g = geom(H, W);
+    if (k == 1) return ((int64_t)Cin + CB) * QB_MAX; /* the last, partial block's input and output */
+    geometry g = geom(H, W, QB_MAX);
     return (int64_t)Cin * g.cs + round_up(Cout, CB) * g.Qp;
 }
 
@@ -132,6 +129,52 @@ __attribute__((target("avx2,fma"))) static void block_4x24(const float *xp, int6
     _mm256_storeu_ps(out, a20), _mm256_storeu_ps(out + 8, a21), _mm256_storeu_ps(out + 16, a22);
     out += ldo;
     _mm256_storeu_ps(out, a30), _mm256_storeu_ps(out + 8, a31), _mm256_storeu_ps(out + 16, a32);
+}
+
+/* block_4x24 with 16-float vectors: out[o][q0 .. q0 + 48) for the 4 channels of one block. Each output
+ * lane sees the same FMAs in the same order as in block_4x24, so both paths give identical results. */
+__attribute__((target("avx512f,fma"))) static void block_4x48(const float *xp, int64_t cs, int32_t Cin, int taps,
+                                                              const int64_t *off, const float *wb, const float *bias,
+                                                              int relu, float *out, int64_t ldo) {
+    __m512 a00 = _mm512_set1_ps(bias[0]), a01 = a00, a02 = a00, a10 = _mm512_set1_ps(bias[1]), a11 = a10, a12 = a10;
+    __m512 a20 = _mm512_set1_ps(bias[2]), a21 = a20, a22 = a20, a30 = _mm512_set1_ps(bias[3]), a31 = a30, a32 = a30;
+    for (int32_t c = 0; c < Cin; c++, xp += cs) {
+        for (int t = 0; t < taps; t++, wb += CB) {
+            const float *xt = xp + off[t];
+            __m512 x0 = _mm512_loadu_ps(xt), x1 = _mm512_loadu_ps(xt + 16), x2 = _mm512_loadu_ps(xt + 32);
+            __m512 w = _mm512_set1_ps(wb[0]);
+            a00 = _mm512_fmadd_ps(w, x0, a00), a01 = _mm512_fmadd_ps(w, x1, a01), a02 = _mm512_fmadd_ps(w, x2, a02);
+            w = _mm512_set1_ps(wb[1]);
+            a10 = _mm512_fmadd_ps(w, x0, a10), a11 = _mm512_fmadd_ps(w, x1, a11), a12 = _mm512_fmadd_ps(w, x2, a12);
+            w = _mm512_set1_ps(wb[2]);
+            a20 = _mm512_fmadd_ps(w, x0, a20), a21 = _mm512_fmadd_ps(w, x1, a21), a22 = _mm512_fmadd_ps(w, x2, a22);
+            w = _mm512_set1_ps(wb[3]);
+            a30 = _mm512_fmadd_ps(w, x0, a30), a31 = _mm512_fmadd_ps(w, x1, a31), a32 = _mm512_fmadd_ps(w, x2, a32);
+        }
+    }
+    if (relu) {
+        __m512 z = _mm512_setzero_ps();
+        a00 = _mm512_max_ps(a00, z), a01 = _mm512_max_ps(a01, z), a02 = _mm512_max_ps(a02, z);
+        a10 = _mm512_max_ps(a10, z), a11 = _mm512_max_ps(a11, z), a12 = _mm512_max_ps(a12, z);
+        a20 = _mm512_max_ps(a20, z), a21 = _mm512_max_ps(a21, z), a22 = _mm512_max_ps(a22, z);
+        a30 = _mm512_max_ps(a30, z), a31 = _mm512_max_ps(a31, z), a32 = _mm512_max_ps(a32, z);
+    }
+    _mm512_storeu_ps(out, a00), _mm512_storeu_ps(out + 16, a01), _mm512_storeu_ps(out + 32, a02);
+    out += ldo;
+    _mm512_storeu_ps(out, a10), _mm512_storeu_ps(out + 16, a11), _mm512_storeu_ps(out + 32, a12);
+    out += ldo;
+    _mm512_storeu_ps(out, a20), _mm512_storeu_ps(out + 16, a21), _mm512_storeu_ps(out + 32, a22);
+    out += ldo;
+    _mm512_storeu_ps(out, a30), _mm512_storeu_ps(out + 16, a31), _mm512_storeu_ps(out + 32, a32);
+}
+
+typedef void (*block_fn)(const float *, int64_t, int32_t, int, const int64_t *, const float *, const float *, int, float *, int64_t);
+
+/* The block kernel of the active path and its width in positions. */
+static block_fn block_kernel(int64_t *qb) {
+    int wide = nf_isa_active() >= NF_ISA_AVX512;
+    *qb = wide ? QB_AVX512 : QB_AVX2;
+    return wide ? block_4x48 : block_4x24;
 }
 
 /* rows × W floats from src (row stride ss) to dst (row stride ds), plus add, then max(·, 0) if relu:
@@ -202,7 +245,9 @@ static void block_bias(const nf_real *b, int32_t Cout, int64_t ob, float bb[CB])
 
 static void sample_3x3(const float *x, const float *wp, const float *b, float *y, int32_t Cin, int32_t Cout,
                        int32_t H, int32_t W, int relu, float *work) {
-    geometry g = geom(H, W);
+    int64_t QB;
+    block_fn block = block_kernel(&QB);
+    geometry g = geom(H, W, QB);
     float *xp = work, *out = work + (int64_t)Cin * g.cs, bb[CB];
     pad_input(x, Cin, H, W, g, xp);
     int64_t off[9];
@@ -211,7 +256,7 @@ static void sample_3x3(const float *x, const float *wp, const float *b, float *y
     for (int64_t ob = 0; ob < blocks; ob++) {
         block_bias(b, Cout, ob, bb);
         for (int64_t q = 0; q < g.Qp; q += QB)
-            block_4x24(xp + q, g.cs, Cin, 9, off, wp + ob * Cin * 9 * CB, bb, relu, out + ob * CB * g.Qp + q, g.Qp);
+            block(xp + q, g.cs, Cin, 9, off, wp + ob * Cin * 9 * CB, bb, relu, out + ob * CB * g.Qp + q, g.Qp);
     }
     /* back to (Cout, H, W): drop the two padding columns */
     for (int32_t o = 0; o < Cout; o++) copy_rows(out + (int64_t)o * g.Qp, g.Wp, y + (int64_t)o * H * W, W, H, W, 0, 0);
@@ -220,6 +265,8 @@ static void sample_3x3(const float *x, const float *wp, const float *b, float *y
 static void sample_1x1(const float *x, const float *wp, const float *b, float *y, int32_t Cin, int32_t Cout, int64_t P,
                        int relu, float *work) {
     static const int64_t off0[1] = {0};
+    int64_t QB;
+    block_fn block = block_kernel(&QB);
     float *tin = work, *tout = work + (int64_t)Cin * QB, bb[CB];
     int64_t blocks = round_up(Cout, CB) / CB, full = P - P % QB;
     if (full < P) /* the last, partial block of positions: its input copied into a zero-padded (Cin, 24) */
@@ -233,10 +280,10 @@ static void sample_1x1(const float *x, const float *wp, const float *b, float *y
             block_bias(b, Cout, ob, bb);
             const float *wb = wp + ob * Cin * CB;
             if (!tail && (ob + 1) * CB <= Cout) {
-                block_4x24(x + q, P, Cin, 1, off0, wb, bb, relu, y + ob * CB * P + q, P);
+                block(x + q, P, Cin, 1, off0, wb, bb, relu, y + ob * CB * P + q, P);
                 continue;
             }
-            block_4x24(tail ? tin : x + q, tail ? QB : P, Cin, 1, off0, wb, bb, relu, tout, QB);
+            block(tail ? tin : x + q, tail ? QB : P, Cin, 1, off0, wb, bb, relu, tout, QB);
             for (int64_t o = ob * CB; o < Cout && o < (ob + 1) * CB; o++)
                 memcpy(y + o * P + q, tout + (o - ob * CB) * QB, sizeof(float) * (size_t)(tail ? P - full : QB));
         }
@@ -257,7 +304,7 @@ void nf_convd_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_r
 void nf_convd_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
                           nf_real *dw, nf_real *work) {
 #if HAVE_AVX2_KERNEL
-    geometry g = geom(H, W);
+    geometry g = geom(H, W, QB_AVX2); /* dw_block steps through the grid 8 floats at a time */
     int64_t COP = round_up(Cout, CB);
     float *xp = work, *dyp = work + (int64_t)Cin * g.cs;
     pad_input(x, Cin, H, W, g, xp);

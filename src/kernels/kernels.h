@@ -6,6 +6,15 @@
 
 #include "core/core.h"
 
+/* ---------------------------------------------------------------- code paths (cpu.c) */
+/* The instruction-set paths of the fast kernels, narrowest first. */
+typedef enum { NF_ISA_GENERIC = 0, NF_ISA_AVX2, NF_ISA_AVX512 } nf_isa;
+nf_isa nf_isa_cpu(void);           /* the widest path this CPU and OS support (feature bits) */
+nf_isa nf_isa_active(void);        /* the path in use: nf_isa_cpu() capped by NFLOW_ISA */
+nf_isa nf_isa_set(nf_isa isa);     /* tests, benchmarks: force a path (capped at the CPU's); returns the old */
+const char *nf_isa_name(nf_isa isa);
+const char *nf_blas_core(void);    /* the BLAS core in use ("SkylakeX", …, "unknown") */
+
 /* ---------------------------------------------------------------- dense kernels (linalg.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
  * BLAS single-threaded per fixed-size tile of rows of C, tiles spread over OpenMP threads, so that the
