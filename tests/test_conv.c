@@ -178,7 +178,22 @@ static void test_conv_threads_identical(void **state) {
     free(y1), free(y2), free(x1), free(x2), free(w1), free(w2);
 }
 
+/* OpenBLAS runs kernels as wide as the CPU's: nflow corrects its fallback at load time. */
+static void test_blas_core_matches_cpu(void **state) {
+    (void)state;
+    print_message(" %s\n", nf_runtime_info());
+    if (!strcmp(nf_blas_core(), "unknown") || getenv("OPENBLAS_CORETYPE") || getenv("NFLOW_BLAS_CORE")) {
+        print_message(" (a BLAS that names no core, or a core set by the environment: nothing to check)\n");
+        return;
+    }
+    if (DBL) { /* nf_isa_cpu() is generic in the double build; the float build checks the hardware */
+        print_message(" (double build: checked by the float build)\n");
+        return;
+    }
+    assert_true(nf_blas_isa() >= nf_isa_cpu());
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_threads_identical), cmocka_unit_test(test_conv_isa_paths_identical)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_threads_identical), cmocka_unit_test(test_conv_isa_paths_identical), cmocka_unit_test(test_blas_core_matches_cpu)};
     return cmocka_run_group_tests_name(DBL ? "conv (double)" : "conv (float)", tests, NULL, NULL);
 }

@@ -37,10 +37,9 @@ static int isa_from_name(const char *s) {
     return -1;
 }
 
-/* The widest path the CPU and OS support (x86-64 feature bits; generic elsewhere and in double builds,
- * whose kernels are the portable ones). */
-nf_isa nf_isa_cpu(void) {
-#if defined(__x86_64__) && !defined(NFLOW_DOUBLE) && (defined(__GNUC__) || defined(__clang__))
+/* The widest ISA the CPU and OS support, from the feature bits (x86-64; generic elsewhere). */
+static int hw_level(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
@@ -48,6 +47,16 @@ nf_isa nf_isa_cpu(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return NF_ISA_AVX2;
 #endif
     return NF_ISA_GENERIC;
+}
+
+/* The widest path of nflow's kernels here: the hardware's, generic in double builds (whose kernels are
+ * the portable ones). */
+nf_isa nf_isa_cpu(void) {
+#ifdef NFLOW_DOUBLE
+    return NF_ISA_GENERIC;
+#else
+    return (nf_isa)hw_level();
+#endif
 }
 
 /* The path in use: the CPU's, capped by NFLOW_ISA (an unknown value is ignored here and reported by
@@ -85,7 +94,7 @@ __attribute__((constructor)) static void blas_fix_core(void) {
     const char *keep = getenv("NFLOW_BLAS_CORE");
     if (getenv("OPENBLAS_CORETYPE") || (keep && strcmp(keep, "keep") == 0)) return;
     const char *core = openblas_get_corename();
-    int cpu = (int)nf_isa_cpu();
+    int cpu = hw_level(); /* the hardware's, also for double builds (dgemm) */
     if (core_level(core) >= cpu) return;
     const char *want = cpu == NF_ISA_AVX512 ? "SkylakeX" : "Haswell";
     snprintf(g_blas_from, sizeof g_blas_from, "%s", core ? core : "?");
@@ -100,6 +109,9 @@ const char *nf_blas_core(void) {
     const char *c = openblas_get_corename ? openblas_get_corename() : NULL;
     return c ? c : "unknown";
 }
+
+/* The ISA level of the BLAS core in use (generic for a BLAS that does not name its core). */
+nf_isa nf_blas_isa(void) { return (nf_isa)core_level(openblas_get_corename ? openblas_get_corename() : NULL); }
 
 /* See nflow.h: "isa avx512 (cpu avx512), blas OpenBLAS 0.3.21 … core SkylakeX (corrected from Prescott)". */
 const char *nf_runtime_info(void) {

@@ -14,6 +14,7 @@ nf_isa nf_isa_active(void);        /* the path in use: nf_isa_cpu() capped by NF
 nf_isa nf_isa_set(nf_isa isa);     /* tests, benchmarks: force a path (capped at the CPU's); returns the old */
 const char *nf_isa_name(nf_isa isa);
 const char *nf_blas_core(void);    /* the BLAS core in use ("SkylakeX", …, "unknown") */
+nf_isa nf_blas_isa(void);          /* the ISA level of that core (generic if unknown) */
 
 /* ---------------------------------------------------------------- dense kernels (linalg.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
