@@ -8,6 +8,9 @@ For every workload and thread count, `nflow bench` and `torch_reference.py bench
 nflow / PyTorch. PyTorch's figure at T threads is its best T-thread setting (torch_reference.py: intra-op
 and OpenBLAS threads tried in three combinations at T > 1, both 1 at T = 1). Runs on a shared machine
 vary by 5-15 %, so only ratios measured in one run count.
+A fair reference: where nflow reports that it corrected OpenBLAS's core (Debian's OpenBLAS 0.3.21 falls
+back to SSE3 kernels on Intel models it does not know), the PyTorch process gets OPENBLAS_CORETYPE set to
+the same core, as a careful user would set it; the table header names the core both ran.
 --markdown writes the table (plus the machine and the command) for BENCHMARKS.md.
 """
 import argparse
@@ -23,13 +26,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOADS = ["glow-small", "realnvp-small", "nice-mnist", "realnvp-moons"]
 
 
-def run_json(cmd, path):
-    r = subprocess.run(cmd + ["--json", path], capture_output=True, text=True)
+def run_json(cmd, path, env=None, whole=False):
+    r = subprocess.run(cmd + ["--json", path], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         raise SystemExit("side_by_side: failed: %s" % " ".join(cmd))
     with open(path) as fp:
-        return json.load(fp)["results"][0]
+        js = json.load(fp)
+    return js if whole else js["results"][0]
+
+
+def torch_env(runtime):
+    """The environment of the PyTorch process: OPENBLAS_CORETYPE = the core nflow runs, if nflow had to
+    correct OpenBLAS's choice (its runtime line says '... core X (corrected from Y)')."""
+    env = dict(os.environ)
+    if "corrected from" in runtime and "OPENBLAS_CORETYPE" not in env:
+        env["OPENBLAS_CORETYPE"] = runtime.split(", core ", 1)[1].split(" ", 1)[0]
+    return env
 
 
 def cpu_name():
@@ -56,11 +69,14 @@ def main():
     hdr = "| workload | threads | metric | nflow | PyTorch | nflow / PyTorch |"
     print(hdr)
     print("|---|---:|---|---:|---:|---:|")
+    runtime = ""
     for w in a.workloads:
         for t in a.threads.split(","):
-            n = run_json([a.nflow, "bench", w, "--threads", t, "--seconds", a.seconds], os.path.join(tmp, "n.json"))
+            js = run_json([a.nflow, "bench", w, "--threads", t, "--seconds", a.seconds], os.path.join(tmp, "n.json"), whole=True)
+            n, runtime = js["results"][0], js.get("runtime", "")
+            env = torch_env(runtime)
             r = run_json([sys.executable, os.path.join(HERE, "torch_reference.py"), "bench", w, "--threads", t, "--seconds",
-                          a.seconds], os.path.join(tmp, "t.json"))
+                          a.seconds], os.path.join(tmp, "t.json"), env=env)
             for key, label, fmt in [("train_samples_per_s", "train samples/s", "%.1f"), ("eval_samples_per_s", "eval samples/s", "%.1f"),
                                     ("sample_samples_per_s", "sample samples/s", "%.1f"), ("peak_rss_mib", "peak RSS MiB (train)", "%.0f")]:
                 ratio = n[key] / r[key] if r[key] else float("nan")
@@ -79,6 +95,8 @@ def main():
         with open(a.markdown + ".tmp", "w") as fp:
             fp.write("Measured %s on %s (%d logical CPUs), %s, PyTorch %s (Debian python3-torch).\n\n" % (
                 time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpu_name(), os.cpu_count(), platform.platform(), torch_ver))
+            fp.write("nflow: %s. PyTorch's OpenBLAS: %s.\n\n" % (runtime, "OPENBLAS_CORETYPE=" + torch_env(runtime)["OPENBLAS_CORETYPE"]
+                     if "OPENBLAS_CORETYPE" in torch_env(runtime) else "its own choice"))
             fp.write("Command: `bench/side_by_side.py %s --threads %s --seconds %s`\n\n" % (" ".join(a.workloads), a.threads, a.seconds))
             fp.write(hdr + "\n|---|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
         os.replace(a.markdown + ".tmp", a.markdown)
