@@ -35,7 +35,7 @@ const opt_def nf_cli_options[] = {
     {"lr", 0, O_LR, K_REAL, 1e-12, 10, 0, "LR", "Adam learning rate (1e-3)", C_TRAIN, DA, MA, 0, "2e-3"},
     {"warmup", 0, O_WARMUP, K_INT, 0, 1e8, 0, "N", "linear learning-rate warm-up steps (vectors 100, images 500)", C_TRAIN, DA, MA, 0, "5"},
     {"clip", 0, O_CLIP, K_REAL, 0, 1e30, 0, "C",
-     "bound on the gradient norm of the loss the progress line shows: nats/example for vectors (default 100), "
+     "bound on the gradient norm of the loss the progress line shows: nats/example for vectors (default 500), "
      "bits/dim for images (default 0 = off); 0 = off", C_TRAIN, DA, MA, 0, "50"},
     {"lr-schedule", 0, O_SCHED, K_CHOICE, 0, 0, "constant|cosine", "S", "after warm-up: constant, or cosine decay to 0 at the last step", C_TRAIN, DA, MA, 0, "cosine"},
     {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "initialisation, data and batches; eval/plot: the toy test set (1)",
