@@ -154,6 +154,13 @@ expect_error "option --levels applies to image data only" "$NFLOW" train --model
 expect_error "option --lu: the nice model does not use it" "$NFLOW" train --model nice --data moons --lu 1 --out "$T/x.ckpt"
 expect_error "option --perm: the glow model does not use it on image data" "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --perm reverse --out "$T/x.ckpt"
 expect_error "option --standardize applies to vector data only" "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --standardize on --out "$T/x.ckpt"
+expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
+expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
+expect_error "50 consecutive non-finite steps .*no checkpoint written" "$NFLOW" train --model realnvp --data moons --lr 10 --warmup 0 --clip 0 \
+    --train-size 4000 --test-size 100 --steps 300 --quiet --out "$T/nan.ckpt"
+expect_error "50 consecutive non-finite steps .*nan1.ckpt keeps step 1 " "$NFLOW" train --model realnvp --data moons --lr 10 --warmup 0 --clip 0 \
+    --train-size 4000 --test-size 100 --steps 300 --checkpoint-every 1 --quiet --out "$T/nan1.ckpt"
+[ -s "$T/nan1.ckpt" ] && ok || bad "no checkpoint kept after non-finite steps"
 expect_error "unknown workload 'fast'" "$NFLOW" bench fast
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok

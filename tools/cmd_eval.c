@@ -16,6 +16,7 @@ int cmd_eval(int argc, char **argv) {
     parse_options(argc, argv, C_EVAL, eval_help, &o);
     need(o.model, "model"), need(o.data, "data");
     nf_flow *f = load_model(o.model);
+    check_applicable(&o, C_EVAL, data_source_of(o.data), (int)nf_flow_config(f)->model);
     if ((data_source_of(o.data) & SRC_IMG)) { /* the test set of fashion-mnist or CIFAR-10, or the file or folder itself */
         nf_images *im = load_eval_images(&o, f);
         double bpd, se, rec;

@@ -59,7 +59,7 @@ int cmd_train(int argc, char **argv) {
         if (image_model(f) != img) die("option --resume: %s is a model of %s data, --data %s is %s data", o.resume, img ? "vector" : "image", o.data, img ? "image" : "vector");
         model = m;
     }
-    check_applicable(&o, src, model);
+    check_applicable(&o, C_TRAIN, src, model);
     if (!GIVEN(&o, O_CLIP)) o.clip = img ? CLIP_DEFAULT_IMG : CLIP_DEFAULT_VEC;
     if (img && !GIVEN(&o, O_BATCH)) o.batch = 64;
     if (img && !GIVEN(&o, O_WARMUP)) o.warmup = 500;

@@ -23,7 +23,7 @@ const opt_def nf_cli_options[] = {
     {"data", 0, O_DATA, K_STR, 0, 0, 0, "IMAGES", "fashion-mnist (its test set), an IDX file, CIFAR-10 or a folder of images", CI, 0, MA, 0, 0},
     {"data", 0, O_DATA, K_STR, 0, 0, 0, "fashion-mnist", "the image demo instead of the 2-D one", C_DEMO, 0, MA, 0, 0},
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "MODEL.ckpt", "the checkpoint (resumable; written every --checkpoint-every steps and at the end)", C_TRAIN, DA, MA, 0, 0},
-    {"out", 'o', O_OUT, K_STR, 0, 0, 0, "FILE.csv", "also write log p (nats) of every row", C_EVAL, 0, MA, 0, 0},
+    {"out", 'o', O_OUT, K_STR, 0, 0, 0, "FILE.csv", "also write log p (nats) of every row", C_EVAL, SRC_VEC, MA, 0, 0},
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "FILE", "CSV (default: standard output); a PNG grid for an image model", C_SAMPLE, 0, MA, 0, 0},
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "FILE.csv", "output CSV (default: standard output)", C_ENCODE | C_DECODE, 0, MA, 0, 0},
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "FIG.png", "the picture", C_PLOT | CI, 0, MA, 0, 0},
@@ -325,11 +325,11 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
     if (o->threads) nf_set_threads(o->threads);
 }
 
-void check_applicable(const opts *o, unsigned src, int model) {
+void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
     int img = (src & SRC_IMG) != 0;
     for (const opt_def *d = nf_cli_options; d->name; d++) {
-        if (!(d->cmds & C_TRAIN) || !GIVEN(o, d->code)) continue;
-        if (!(d->data & src)) die("option --%s applies to %s only", d->name, src_words(d->data));
+        if (!(d->cmds & cmd) || !GIVEN(o, d->code)) continue;
+        if (d->data && !(d->data & src)) die("option --%s applies to %s only", d->name, src_words(d->data));
         unsigned m = img ? d->mimg : d->mvec;
         if (d->arch && !(m & (1u << model))) {
             char w[64];

@@ -45,7 +45,7 @@ typedef struct {
     const char *meta;     /* the value in --help */
     const char *help;
     unsigned cmds;        /* C_* accepting it */
-    unsigned data;        /* train: SRC_* (cli.h) of the data it applies to */
+    unsigned data;        /* SRC_* (cli.h) of the data it applies to (train, eval; 0: any) */
     unsigned mvec, mimg;  /* train architecture options: models that use it on vector / image data */
     int arch;             /* an architecture option (with --resume it must match the checkpoint) */
     const char *example;  /* a valid value (the option-walk test); "@FILE" a path, "@CKPT" a checkpoint */
@@ -73,9 +73,9 @@ typedef struct {
 void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts *o);
 /* The table entry of an option code for a command. */
 const opt_def *opt_find(opt_code code, unsigned cmd);
-/* train: refuse (one line, exit 1) the first given option that cannot apply to data from source
- * `src` (SRC_*) and model `model` (nf_model_type). */
-void check_applicable(const opts *o, unsigned src, int model);
+/* Refuse (one line, exit 1) the first option given to command cmd that cannot apply to data from
+ * source `src` (SRC_*) and (train) to model `model` (nf_model_type). */
+void check_applicable(const opts *o, unsigned cmd, unsigned src, int model);
 /* die("missing --NAME") unless v */
 void need(const char *v, const char *name);
 

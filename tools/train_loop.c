@@ -44,7 +44,7 @@ int64_t train_loop(const train_run *r) {
         double rate = (double)done * (double)o->batch / el, epoch = (double)s * (double)o->batch / (double)r->nrows;
         if (!numeric) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el);
         int final = s == o->steps || (o->time_limit > 0 && el >= 60 * o->time_limit); /* --time-limit ends the run here */
-        if (s % o->ck_every == 0 || final) {
+        if ((s % o->ck_every == 0 && !numeric) || final) { /* a skipped step changed nothing to save */
             check(nf_trainer_save(r->tr, o->out)); /* resumable with --resume */
             fflush(lg);
             saved = s;
