@@ -30,7 +30,7 @@ const opt_def nf_cli_options[] = {
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "DIR", "output folder (demo-out)", C_DEMO, 0, MA, 0, 0},
     {"in", 0, O_IN, K_STR, 0, 0, 0, "FILE.csv", "input rows", C_ENCODE | C_DECODE, 0, MA, 0, 0},
     {"log", 0, O_LOG, K_STR, 0, 0, 0, "FILE", "metrics CSV (MODEL.ckpt.metrics.csv; appended on --resume); grad_norm in the loss's unit", C_TRAIN, DA, MA, 0, "@FILE"},
-    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; demo 3000, images 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
+    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; demo: 3000, image demo 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
     {"batch", 0, O_BATCH, K_INT, 1, 1 << 20, 0, "B", "batch size (vectors 512, images 64)", C_TRAIN, DA, MA, 0, "8"},
     {"lr", 0, O_LR, K_REAL, 1e-12, 10, 0, "LR", "Adam learning rate (1e-3)", C_TRAIN, DA, MA, 0, "2e-3"},
     {"warmup", 0, O_WARMUP, K_INT, 0, 1e8, 0, "N", "linear learning-rate warm-up steps (vectors 100, images 500)", C_TRAIN, DA, MA, 0, "5"},
@@ -143,7 +143,17 @@ static void print_help(unsigned cmd, const char *usage) {
         if (d->short_name) snprintf(sh, sizeof sh, "-%c, ", d->short_name);
         snprintf(head, sizeof head, "%s--%s%s%s", sh, d->name, d->meta ? " " : "", d->meta ? d->meta : "");
         if (cmd == C_TRAIN) note(d, nt, sizeof nt);
-        printf("  %-30s %s%s\n", head, d->help, nt);
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", d->help, nt);
+        printf("  %-30s ", head);
+        int col = 33;
+        for (char *w = strtok(text, " "); w; w = strtok(NULL, " ")) { /* wrap at 100 columns */
+            int len = (int)strlen(w);
+            if (col > 33 && col + 1 + len > 100) printf("\n%33s", ""), col = 33;
+            printf("%s%s", col > 33 ? " " : "", w);
+            col += len + (col > 33);
+        }
+        putchar('\n');
     }
 }
 
