@@ -25,6 +25,6 @@ plant src/layers/actnorm.c '#include "models/models.h"' fail     # layers → mo
 plant src/io/plot.c '#include "models/flow_impl.h"' fail         # struct nf_flow outside models
 plant src/layers/logit.c '#include <png.h>' fail                 # a data format from layers
 plant src/data/csv.c '#include "train/train.h"' fail             # data → train
-plant tools/nflow.c '#include "models/models.h"' fail            # library internals from the CLI
+plant tools/cmd_train.c '#include "models/models.h"' fail            # library internals from the CLI
 echo "$((6 - fails)) passed, $fails failed"
 [ $fails -eq 0 ]

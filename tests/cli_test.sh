@@ -70,6 +70,18 @@ IMG=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte"
 "$NFLOW" train "${IMG[@]}" --steps 3 --out "$T/b.ckpt" >/dev/null 2>&1 && \
 "$NFLOW" train "${IMG[@]}" --steps 6 --resume "$T/b.ckpt" --out "$T/b.ckpt" >/dev/null 2>&1 && \
     cmp -s "$T/a.ckpt" "$T/b.ckpt" && ok || bad "resumed training differs from an uninterrupted run"
+# vector --resume: 20 steps in one run, or 10 + 10 with a resume, give the same model (samples with one
+# seed agree to the last digit) — realnvp with standardisation on a CSV, and nice on a toy set
+for V in "--model realnvp --data $T/d.csv --standardize on" "--model nice --data moons --train-size 2000 --test-size 100"; do
+    "$NFLOW" train $V --steps 20 --batch 32 --quiet --out "$T/va.ckpt" >/dev/null 2>&1 && \
+    "$NFLOW" train $V --steps 10 --batch 32 --quiet --out "$T/vb.ckpt" >/dev/null 2>&1 && \
+    "$NFLOW" train $V --steps 20 --batch 32 --quiet --resume "$T/vb.ckpt" --out "$T/vb.ckpt" >/dev/null 2>&1 && \
+    "$NFLOW" sample --model "$T/va.ckpt" --seed 1 -n 20 --out "$T/va.csv" && "$NFLOW" sample --model "$T/vb.ckpt" --seed 1 -n 20 --out "$T/vb.csv" && \
+        cmp -s "$T/va.csv" "$T/vb.csv" && [ "$(wc -l <"$T/vb.ckpt.metrics.csv")" -eq 21 ] && ok || bad "vector resume differs ($V)"
+done
+# --time-limit on vectors
+timeout 60 "$NFLOW" train --model realnvp --data moons --train-size 1000 --test-size 100 --batch 32 --steps 100000000 --time-limit 0.01 \
+    --out "$T/vtl.ckpt" --quiet | grep -q "log-likelihood" && [ -s "$T/vtl.ckpt" ] && ok || bad "--time-limit on vectors"
 { printf '\x00\x00\x08\x01\x00\x00\x00\x64'; head -c 50 /dev/zero; head -c 50 /dev/zero | tr '\0' '\1'; } >"$T/small-labels-idx1-ubyte"
 "$NFLOW" interpolate --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --from 0 --to 5 --frames 4 --out "$T/interp.png" >/dev/null && \
     [ "$(head -c 4 "$T/interp.png" | tail -c 3)" = "PNG" ] && ok || bad "interpolate"
@@ -138,6 +150,17 @@ expect_error "not an image model" "$NFLOW" interpolate --model "$T/m.ckpt" --dat
 mkdir -p "$T/badpics" && printf 'garbage' >"$T/badpics/x.png"
 expect_error "badpics/x.png: not a readable PNG" "$NFLOW" train --model glow --data "$T/badpics" --out "$T/x.ckpt"
 expect_error "images have 3072 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data "$T/pics"
+expect_error "option --levels applies to image data only" "$NFLOW" train --model glow --data moons --levels 2 --out "$T/x.ckpt"
+expect_error "option --lu: the nice model does not use it" "$NFLOW" train --model nice --data moons --lu 1 --out "$T/x.ckpt"
+expect_error "option --perm: the glow model does not use it on image data" "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --perm reverse --out "$T/x.ckpt"
+expect_error "option --standardize applies to vector data only" "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --standardize on --out "$T/x.ckpt"
+expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
+expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
+expect_error "50 consecutive non-finite steps .*no checkpoint written" "$NFLOW" train --model realnvp --data moons --lr 10 --warmup 0 --clip 0 \
+    --train-size 4000 --test-size 100 --steps 300 --quiet --out "$T/nan.ckpt"
+expect_error "50 consecutive non-finite steps .*nan1.ckpt keeps step 1 " "$NFLOW" train --model realnvp --data moons --lr 10 --warmup 0 --clip 0 \
+    --train-size 4000 --test-size 100 --steps 300 --checkpoint-every 1 --quiet --out "$T/nan1.ckpt"
+[ -s "$T/nan1.ckpt" ] && ok || bad "no checkpoint kept after non-finite steps"
 expect_error "unknown workload 'fast'" "$NFLOW" bench fast
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# cli_options_test.sh NFLOW — walk the option table of `nflow train` (the hidden `nflow options`
+# lists it: name, kind, a valid value, the data it applies to, the models using it on vector and on
+# image data). For every option, every kind of data (a toy set, a CSV, an IDX image file, a folder of
+# PNGs) and every model, train with the option and its value: where the table says it applies the run
+# must succeed and write the checkpoint; elsewhere it must fail with exactly one stderr line naming the
+# option. Then the effects of the key options: --time-limit, --checkpoint-every, --resume, --clip.
+set -u
+NFLOW=${1:?usage: cli_options_test.sh path/to/nflow}
+T=$(mktemp -d /tmp/nflow-opt-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# --- data: CSV (3 columns), 40 random 8 × 8 IDX images, a folder of 16 PNGs (sampled from a tiny Glow)
+awk 'BEGIN { srand(3); print "a,b,c"; for (i = 0; i < 200; i++) { u = rand(); v = rand(); printf "%f,%f,%f\n", u, u + v, 1 - v } }' >"$T/d.csv"
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x28\x00\x00\x00\x08\x00\x00\x00\x08'; head -c 2560 /dev/urandom; } >"$T/i-idx3-ubyte"
+"$NFLOW" train --model glow --data "$T/i-idx3-ubyte" --test-data "$T/i-idx3-ubyte" --levels 1 --depth 1 --hidden 4 --steps 2 --batch 8 \
+    --out "$T/pic.ckpt" --quiet >/dev/null 2>&1 || bad "setup: tiny image model"
+mkdir -p "$T/pics"
+for k in $(seq 1 16); do "$NFLOW" sample --model "$T/pic.ckpt" -n 1 --seed "$k" --out "$T/pics/$k.png" >/dev/null || bad "setup: png $k"; done
+
+base_data() { # KIND: the data options
+    case $1 in
+    toy) echo "--data moons --train-size 64 --test-size 32" ;;
+    csv) echo "--data $T/d.csv" ;;
+    idx) echo "--data $T/i-idx3-ubyte --test-data $T/i-idx3-ubyte" ;;
+    dir) echo "--data $T/pics --image-size 8 --channels 1" ;;
+    esac
+}
+base_arch() { # KIND MODEL: a tiny architecture of options that model uses
+    case $1:$2 in
+    toy:*|csv:*) echo "--depth 2 --hidden 8" ;;
+    *:nice) echo "--depth 1 --hidden 8 --mlp-layers 1" ;;
+    *:realnvp) echo "--hidden 4 --blocks 1 --levels 1" ;;
+    *:glow) echo "--levels 1 --depth 1 --hidden 4" ;;
+    esac
+}
+has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
+
+"$NFLOW" options >"$T/table" || bad "nflow options"
+# every option of train --help is in the table (and so walked)
+for o in $("$NFLOW" train --help | grep -oE '^ +(-[a-z], )?--[a-z-]+' | grep -oE -- '--[a-z-]+' | sed 's/^--//'); do
+    [ "$o" = help ] && continue
+    grep -q "^$o	" "$T/table" || bad "--$o is in train --help but not in the option table"
+done
+[ "$(wc -l <"$T/table")" -ge 40 ] && ok || bad "option table has only $(wc -l <"$T/table") train options"
+
+for kind in toy csv idx dir; do
+    for model in nice realnvp glow; do
+        B=(--model "$model" $(base_data $kind) $(base_arch $kind $model) --steps 3 --batch 8 --quiet)
+        "$NFLOW" train "${B[@]}" --steps 2 --out "$T/ck-$kind-$model" >"$T/out" 2>"$T/err" || bad "base run $kind $model: $(cat "$T/err")"
+        while IFS=$'\t' read -r name okind example data vm im; do
+            case $name in model|data|out) continue ;; esac
+            case $example in
+            -) V=() ;;
+            @FILE) V=("$T/file-$name") ;;
+            @CKPT) V=("$T/ck-$kind-$model") ;;
+            @IDX) V=("$T/i-idx3-ubyte") ;;
+            *) V=("$example") ;;
+            esac
+            case $kind in toy|csv) models=$vm ;; *) models=$im ;; esac
+            applies=0
+            has "$data" "$kind" && has "$models" "$model" && applies=1
+            rm -f "$T/x.ckpt"
+            "$NFLOW" train "${B[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
+            rc=$?
+            what="train --$name ${V[*]} ($kind, $model)"
+            if [ $applies -eq 1 ]; then
+                [ $rc -eq 0 ] && [ -s "$T/x.ckpt" ] && ok || bad "$what: the table says it applies, but exit $rc: $(head -2 "$T/err")"
+            else
+                lines=$(wc -l <"$T/err")
+                if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$what: should be refused, exit $rc"
+                elif [ "$lines" -ne 1 ]; then bad "$what: $lines stderr lines: $(cat "$T/err")"
+                elif ! grep -q -- "--$name" "$T/err"; then bad "$what: message does not name the option: $(cat "$T/err")"
+                elif [ -e "$T/x.ckpt" ]; then bad "$what: refused but wrote the checkpoint"
+                else ok; fi
+            fi
+        done <"$T/table"
+    done
+done
+
+# --- effects
+V=(--model realnvp --data moons --train-size 256 --test-size 32 --depth 2 --hidden 8 --batch 16 --quiet)
+# --time-limit ends a vector run of 10^8 steps early, saving and evaluating
+timeout 60 "$NFLOW" train "${V[@]}" --steps 100000000 --time-limit 0.01 --out "$T/tl.ckpt" >"$T/out" 2>&1 && grep -q "log-likelihood" "$T/out" && \
+    [ -s "$T/tl.ckpt" ] && [ "$(wc -l <"$T/tl.ckpt.metrics.csv")" -lt 100000000 ] && ok || bad "--time-limit on vectors: $(cat "$T/out")"
+# --checkpoint-every: a run killed mid-way leaves a checkpoint that loads and resumes
+timeout -s KILL 3 "$NFLOW" train "${V[@]}" --steps 100000000 --checkpoint-every 20 --out "$T/ce.ckpt" >/dev/null 2>&1
+[ -s "$T/ce.ckpt" ] && "$NFLOW" eval --model "$T/ce.ckpt" --data moons --test-size 32 >/dev/null && \
+    "$NFLOW" train "${V[@]}" --steps 100000000 --time-limit 0.005 --resume "$T/ce.ckpt" --out "$T/ce2.ckpt" >/dev/null 2>&1 && ok || bad "--checkpoint-every: no usable checkpoint from a killed run"
+# --resume refuses an architecture that differs from the checkpoint's, and a model of other data
+"$NFLOW" train "${V[@]}" --steps 4 --out "$T/r.ckpt" >/dev/null 2>&1
+"$NFLOW" train "${V[@]}" --depth 3 --steps 8 --resume "$T/r.ckpt" --out "$T/r2.ckpt" >/dev/null 2>"$T/err"
+[ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--depth" "$T/err" && [ ! -e "$T/r2.ckpt" ] && ok || bad "--resume with another --depth: $(cat "$T/err")"
+"$NFLOW" train --data "$T/i-idx3-ubyte" --test-data "$T/i-idx3-ubyte" --steps 8 --resume "$T/r.ckpt" --out "$T/r2.ckpt" >/dev/null 2>"$T/err"
+[ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--resume" "$T/err" && ok || bad "--resume of a vector model on images: $(cat "$T/err")"
+# --clip acts: a tiny bound changes the trained model
+"$NFLOW" train "${V[@]}" --steps 20 --clip 0 --out "$T/c0.ckpt" >/dev/null 2>&1
+"$NFLOW" train "${V[@]}" --steps 20 --clip 0.001 --out "$T/c1.ckpt" >/dev/null 2>&1
+"$NFLOW" sample --model "$T/c0.ckpt" -n 5 >"$T/s0" && "$NFLOW" sample --model "$T/c1.ckpt" -n 5 >"$T/s1" && ! cmp -s "$T/s0" "$T/s1" && ok || bad "--clip has no effect"
+# the image metrics log its grad_norm in bits/dim, the unit --clip bounds: a bound far below it
+# changes the model, one far above does not
+I=(--model glow --data "$T/i-idx3-ubyte" --test-data "$T/i-idx3-ubyte" --levels 1 --depth 1 --hidden 4 --batch 8 --warmup 0 --quiet)
+"$NFLOW" train "${I[@]}" --steps 4 --clip 0 --out "$T/ic0.ckpt" >/dev/null 2>&1
+g=$(awk -F, 'NR > 1 && $4 > m { m = $4 } END { print m }' "$T/ic0.ckpt.metrics.csv")
+"$NFLOW" train "${I[@]}" --steps 4 --clip "$(awk -v g="$g" 'BEGIN { print g * 1.01 }')" --out "$T/ic1.ckpt" >/dev/null 2>&1
+"$NFLOW" train "${I[@]}" --steps 4 --clip "$(awk -v g="$g" 'BEGIN { print g * 0.2 }')" --out "$T/ic2.ckpt" >/dev/null 2>&1
+cmp -s "$T/ic0.ckpt" "$T/ic1.ckpt" && ! cmp -s "$T/ic0.ckpt" "$T/ic2.ckpt" && ok || bad "image --clip is not in the unit of the logged grad_norm (max $g)"
+
+echo "cli_options: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

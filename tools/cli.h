@@ -1,0 +1,71 @@
+/* cli.h — what the files of the command-line tool share: one-line errors, the parsed options, data
+ * loading and the commands. Only the CLI prints and exits; the library (nflow.h) never does. */
+#ifndef NFLOW_CLI_H
+#define NFLOW_CLI_H
+
+#include "nflow.h"
+
+#include <stdint.h>
+
+extern const char *g_cmd; /* "nflow train" …: the prefix of every message */
+
+/* One line "nflow CMD: message" on stderr, exit status 1. */
+void die(const char *fmt, ...);
+/* A library failure: die with the library's one-line reason. */
+void check(nf_status st);
+double now(void);
+void fmt_time(double s, char *buf, unsigned long n);
+
+#include "options.h"
+
+/* ---------------------------------------------------------------- data (cli_data.c) */
+/* What --data names: a built-in toy generator, a CSV file, image files (fashion-mnist, IDX, CIFAR-10
+ * batches or folder), or a folder of PNG/JPEG images. */
+typedef enum { SRC_TOY = 1, SRC_CSV = 2, SRC_IDX = 4, SRC_DIR = 8 } data_source;
+#define SRC_VEC (SRC_TOY | SRC_CSV)
+#define SRC_IMG (SRC_IDX | SRC_DIR)
+data_source data_source_of(const char *name);
+/* Vector data: toy train and test sets from different seeds; CSV: a seeded --test-frac split (test NULL:
+ * the whole file). */
+void load_data(const opts *o, nf_dataset **train, nf_dataset **test);
+/* Image training data with its test part: the dataset's own, --test-data, or a --test-frac split. */
+void load_images(const opts *o, nf_images **train, nf_images **test);
+/* Images for eval, interpolate, manipulate, checked against the model's dimension. */
+nf_images *load_eval_images(const opts *o, const nf_flow *f);
+nf_flow *load_model(const char *path);
+int image_model(const nf_flow *f);
+/* n samples x = G(z), z at temperature T drawn with `seed`, as a PNG grid. */
+void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path);
+
+/* ---------------------------------------------------------------- the training loop (train_loop.c) */
+/* One loop for vectors and images; the unit of the loss is a parameter: the loss shown (progress
+ * line, metrics CSV) is scale · (mean NLL in nats) + offset, gradient norms are shown × scale. */
+typedef struct {
+    nf_flow *f;
+    nf_trainer *tr;
+    const opts *o;
+    int64_t nrows;           /* training rows or images (for the epoch) */
+    double scale, offset;    /* vectors 1, 0 (nats/example); images 1/(D ln 2), bits (bits/dim) */
+    const char *unit;        /* "nats", "bits/dim" */
+    const char *csv_unit;    /* "nats", "bpd": the metrics column loss_<csv_unit> */
+    const char *items;       /* "samples", "images" */
+    const char *samples_png; /* images: the sample grid written every --sample-every steps; NULL: none */
+    int64_t first;           /* the first step: 1, or the one after a --resume checkpoint */
+} train_run;
+/* Steps first..--steps (or until --time-limit) with progress line, moving average, ETA, metrics CSV,
+ * periodic resumable checkpoints (and a last one at the end), NaN/Inf steps skipped with a warning (50
+ * in a row stop the run with one line, the last checkpoint kept). Returns the number of skipped steps. */
+int64_t train_loop(const train_run *r);
+
+/* ---------------------------------------------------------------- commands */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_code(int argc, char **argv, int encode);
+int cmd_interpolate(int argc, char **argv);
+int cmd_manipulate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_options(int argc, char **argv);
+
+#endif

@@ -1,0 +1,144 @@
+/* cmd_train.c — nflow train: the model from the options (or a --resume checkpoint), the data, then
+ * the one training loop (train_loop.c) and the test figure in the data's unit. */
+#include "cli.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *train_help =
+    "usage: nflow train --model nice|realnvp|glow --data NAME|FILE --out MODEL.ckpt [options]\n"
+    "Fit a flow by maximum likelihood (Adam) and report the test log-likelihood (vectors: nats/example)\n"
+    "or bits/dim (images: fashion-mnist, IDX + --test-data, CIFAR-10, a folder of PNG/JPEG). An option\n"
+    "that does not apply to the data or model (see [...] below) is refused.\n";
+
+/* The given architecture options over the defaults in c (check_applicable has refused the others). */
+static void apply_arch(const opts *o, nf_config *c) {
+    const nf_config *g = &o->cfg;
+#define SET(code, field) if (GIVEN(o, code)) c->field = g->field
+    SET(O_DEPTH, depth); SET(O_HIDDEN, hidden); SET(O_LAYERS, layers); SET(O_ACT, act); SET(O_SCALE, scale);
+    SET(O_PART, partition); SET(O_PERM, perm); SET(O_PRIOR, prior); SET(O_COUPLING, coupling); SET(O_LU, lu);
+    SET(O_BN, batchnorm); SET(O_AN, actnorm); SET(O_INITSTD, init_std); SET(O_LEVELS, levels); SET(O_BLOCKS, blocks);
+    SET(O_LOGIT, logit_alpha);
+#undef SET
+}
+
+/* With --resume the architecture is the checkpoint's: a given architecture option must agree. */
+static void check_resume_arch(const opts *o, const nf_config *want, const nf_config *have) {
+    static const struct { opt_code code; size_t off; int real; } f[] = {
+#define F(code, field, real) {code, offsetof(nf_config, field), real}
+        F(O_DEPTH, depth, 0), F(O_HIDDEN, hidden, 0), F(O_LAYERS, layers, 0), F(O_ACT, act, 0), F(O_SCALE, scale, 0),
+        F(O_PART, partition, 0), F(O_PERM, perm, 0), F(O_PRIOR, prior, 0), F(O_COUPLING, coupling, 0), F(O_LU, lu, 0),
+        F(O_BN, batchnorm, 0), F(O_AN, actnorm, 0), F(O_INITSTD, init_std, 1), F(O_LEVELS, levels, 0), F(O_BLOCKS, blocks, 0),
+        F(O_LOGIT, logit_alpha, 1), F(O_STD, standardize, 0)};
+#undef F
+    for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
+        if (!GIVEN(o, f[k].code)) continue;
+        const char *a = (const char *)want + f[k].off, *b = (const char *)have + f[k].off;
+        int same = f[k].real ? *(const double *)a == *(const double *)b : *(const int32_t *)a == *(const int32_t *)b;
+        if (!same) die("option --%s: differs from the --resume checkpoint %s (the architecture comes from it)", opt_find(f[k].code, C_TRAIN)->name, o->resume);
+    }
+}
+
+int cmd_train(int argc, char **argv) {
+    opts o;
+    parse_options(argc, argv, C_TRAIN, train_help, &o);
+    need(o.data, "data"), need(o.out, "out");
+    if (!o.resume) need(o.model, "model");
+    int model = -1;
+    if (o.model && (model = nf_model_from_name(o.model)) < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow)", o.model);
+    data_source src = data_source_of(o.data);
+    int img = (src & SRC_IMG) != 0;
+    nf_flow *f = NULL;
+    if (o.resume) { /* the architecture comes from the checkpoint */
+        check(nf_flow_load(o.resume, &f));
+        int m = (int)nf_flow_config(f)->model;
+        if (model >= 0 && model != m) die("option --model %s: the --resume checkpoint %s is a %s model", o.model, o.resume, nf_model_name((nf_model_type)m));
+        if (image_model(f) != img) die("option --resume: %s is a model of %s data, --data %s is %s data", o.resume, img ? "vector" : "image", o.data, img ? "image" : "vector");
+        model = m;
+    }
+    check_applicable(&o, C_TRAIN, src, model);
+    if (!GIVEN(&o, O_CLIP)) o.clip = img ? CLIP_DEFAULT_IMG : CLIP_DEFAULT_VEC;
+    if (img && !GIVEN(&o, O_BATCH)) o.batch = 64;
+    if (img && !GIVEN(&o, O_WARMUP)) o.warmup = 500;
+
+    nf_dataset *vtrain = NULL, *vtest = NULL;
+    nf_images *itrain = NULL, *itest = NULL;
+    nf_config cfg;
+    int64_t nrows;
+    if (img) {
+        load_images(&o, &itrain, &itest);
+        nf_config_default_image(&cfg, (nf_model_type)model, itrain->C, itrain->H, itrain->W);
+        nrows = itrain->n;
+    } else {
+        load_data(&o, &vtrain, &vtest);
+        nf_config_default(&cfg, (nf_model_type)model, vtrain->dim);
+        cfg.standardize = strcmp(o.standardize, "on") == 0 || (strcmp(o.standardize, "auto") == 0 && src == SRC_CSV);
+        nrows = vtrain->n;
+    }
+    apply_arch(&o, &cfg);
+    cfg.seed = o.seed;
+    if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
+    if (vtrain && o.batch > vtrain->n) die("option --batch: %lld is larger than the %lld training rows", (long long)o.batch, (long long)vtrain->n);
+    if (f) {
+        check_resume_arch(&o, &cfg, nf_flow_config(f));
+        if (nf_flow_config(f)->dim != cfg.dim) die("option --resume: %s is a model of %d values, the data has %d", o.resume, (int)nf_flow_config(f)->dim, (int)cfg.dim);
+        cfg = *nf_flow_config(f);
+    } else check(nf_flow_create(&cfg, &f));
+    check(nf_flow_set_recompute(f, o.recompute));
+    if (cfg.standardize && !o.resume) { /* a resumed model has its statistics */
+        nf_real *mean = malloc(sizeof(nf_real) * (size_t)vtrain->dim), *sd = malloc(sizeof(nf_real) * (size_t)vtrain->dim);
+        if (!mean || !sd) die("out of memory");
+        nf_dataset_moments(vtrain, mean, sd);
+        check(nf_flow_set_standardization(f, mean, sd));
+        free(mean), free(sd);
+    }
+    int64_t D = cfg.dim;
+    /* the loss the user reads: nats/example, or bits/dim = nats/(D ln 2) + bits; --clip bounds its gradient */
+    double scale = img ? 1.0 / ((double)D * log(2.0)) : 1.0, offset = img ? (double)o.bits : 0.0;
+    nf_train_opts to;
+    nf_train_opts_default(&to);
+    to.batch = o.batch, to.seed = o.seed + 17, to.bits = o.bits;
+    to.adam.lr = o.lr, to.adam.warmup = o.warmup, to.adam.clip = o.clip / scale;
+    to.adam.cosine_steps = strcmp(o.schedule, "cosine") == 0 ? o.steps : 0;
+    nf_trainer *tr;
+    if (img) check(nf_trainer_create_images(f, itrain, &to, &tr));
+    else check(nf_trainer_create(f, vtrain, &to, &tr));
+    int64_t first = 1;
+    if (o.resume) {
+        check(nf_trainer_resume(tr, o.resume));
+        first = nf_trainer_steps(tr) + 1;
+        if (!o.quiet) fprintf(stderr, "nflow train: resuming %s at step %lld\n", o.resume, (long long)first);
+    }
+    if (o.test_out) check(nf_dataset_write_csv(vtest, o.test_out, "x"));
+    char smppath[4096];
+    snprintf(smppath, sizeof smppath, "%s.samples.png", o.out);
+    if (!o.quiet) {
+        char what[160];
+        if (img) snprintf(what, sizeof what, "%lld train / %lld test images of %d×%d×%d", (long long)itrain->n, (long long)itest->n, (int)itrain->C, (int)itrain->H, (int)itrain->W);
+        else snprintf(what, sizeof what, "%lld train / %lld test rows of %d columns", (long long)vtrain->n, (long long)vtest->n, (int)vtrain->dim);
+        fprintf(stderr, "nflow train: %s on %s (%lld parameters, %d layers): %s, batch %lld, %d threads\n", nf_model_name(cfg.model), o.data,
+                (long long)nf_flow_num_params(f), (int)nf_flow_num_layers(f), what, (long long)o.batch, nf_get_threads());
+    }
+    train_run run = {f, tr, &o, nrows, scale, offset, img ? "bits/dim" : "nats", img ? "bpd" : "nats", img ? "images" : "samples",
+                     img ? smppath : NULL, first};
+    int64_t skipped = train_loop(&run);
+    nf_flow_set_training(f, 0);
+    char note[64] = "";
+    if (skipped) snprintf(note, sizeof note, " (%lld non-finite steps skipped)", (long long)skipped);
+    if (img) {
+        double bpd, se, rec;
+        check(nf_flow_evaluate_images(f, itest, o.bits, 7, &bpd, &se, &rec));
+        printf("test %.4f ± %.4f bits/dim over %lld images (%d-bit), max reconstruction error %.2g; saved %s, samples %s%s\n", bpd, se,
+               (long long)itest->n, (int)o.bits, rec, o.out, smppath, note);
+    } else {
+        double ll, se;
+        check(nf_flow_evaluate(f, vtest, &ll, &se));
+        printf("test log-likelihood %.4f ± %.4f nats (NLL %.4f) on %lld rows; saved %s%s\n", ll, se, -ll, (long long)vtest->n, o.out, note);
+    }
+    nf_trainer_free(tr), nf_flow_free(f);
+    nf_dataset_free(vtrain), nf_dataset_free(vtest), nf_images_free(itrain), nf_images_free(itest);
+    return 0;
+}
