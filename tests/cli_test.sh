@@ -165,5 +165,10 @@ expect_error "unknown workload 'fast'" "$NFLOW" bench fast
 [ ! -e "$T/x.ckpt" ] && [ ! -e "$T/no.png" ] && ok || bad "a failed command left an output file"
 ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 
+# --- the ISA path and BLAS core are reported; a path the environment asks for but the CPU lacks is refused
+"$NFLOW" --version | grep -q "^isa .*, core " && ok || bad "--version names the ISA path and BLAS core"
+NFLOW_ISA=generic "$NFLOW" --version | grep -q "^isa generic" && ok || bad "NFLOW_ISA=generic not honoured"
+expect_error "NFLOW_ISA=sse9" env NFLOW_ISA=sse9 "$NFLOW" --version
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -58,8 +58,12 @@ int main(int argc, char **argv) {
         fputs(main_help, argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
+    if (nf_runtime_check() != NF_OK) { /* an NFLOW_ISA this CPU cannot run is refused, not ignored */
+        fprintf(stderr, "nflow: %s\n", nf_last_error());
+        return 1;
+    }
     if (!strcmp(argv[1], "--version")) {
-        printf("nflow %s\n", NFLOW_VERSION);
+        printf("nflow %s\n%s\n", NFLOW_VERSION, nf_runtime_info());
         return 0;
     }
     static char name[64];
