@@ -322,7 +322,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss,
             if ((st = L->ops->forward(L, in, SPARE(f), NULL, n, CACHE(f, k), SCRATCH(f), f->training))) return st;
         }
         nf_real *out = (k == 0 && dx) ? dx : dxb;
-        L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
+        if ((st = L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training))) return st;
         copy_tail(dz, out, n, L->dim, D);
         dxb = dz, dz = out;
     }
