@@ -40,18 +40,24 @@
 #define GRAD_ATOL (DBL ? 1e-6 : 2e-3)
 #define GRAD_RTOL (DBL ? 1e-5 : 2e-2)
 #define JAC_H (DBL ? 1e-6 : 1e-2)
+#define KINK_FORCE 3000
+
 
 enum { N = 5 }; /* rows per test batch */
 
 typedef struct {
     double rt, ld, inv, grad; /* worst errors found (grad: in units of the tolerance) */
     double grad_abs;          /* worst absolute gradient difference */
-    int64_t nbad, ntotal;     /* gradient entries outside the tolerance, and checked */
+    int64_t nbad, ntotal;     /* gradient entries outside the tolerance (not explained by a kink), and checked */
+    int64_t nkink;            /* entries outside the tolerance whose stencil straddles a kink (ReLU cases) */
     int finite;
     char where[160];          /* what the worst gradient error was */
 } report;
 
 typedef nf_layer *(*layer_factory)(nf_registry *c, int32_t D);
+
+static double g_h_force = 0; /* > 0: use this step multiplier instead of the case's (the kink test) */
+static int g_kinked = 0; /* the current case has piecewise-linear activations: look for kinks */
 
 typedef struct {
     const char *name;
@@ -126,6 +132,42 @@ static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
     }
 }
 
+/* The analytic gradient of the mean NLL of batch x: ∂/∂x (N·D values) then ∂/∂params, into g. */
+static void full_gradient(nf_flow *f, const nf_real *x, nf_real *g) {
+    double loss;
+    nf_flow_zero_grad(f);
+    assert_int_equal(nf_flow_nll_grad(f, x, N, &loss, g), NF_OK);
+    memcpy(g + N * nf_flow_dim(f), nf_flow_grads(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+}
+
+/* Does the stencil vals[k] ± step straddle a kink of the loss? Between the stencil's ends the loss is
+ * smooth exactly when no ReLU pre-activation changes sign. A pre-activation that flips sign makes the
+ * analytic gradient (every input and parameter entry) jump, and the centre sits on one side of the jump:
+ * the mean of the gradients at the ends misses the centre's by half the jump, at ±step and — when the
+ * kink lies within ±step/2 — equally at ±step/2, else not at all there. Smooth curvature instead gives a
+ * miss that shrinks 4× from ±step to ±step/2; a wrong backward is as smooth as the right one. So: a
+ * kink when the gradient's largest miss at ±step exceeds the tolerance and at ±step/2 is ≤ 1/8 or ≥ 1/2
+ * of it (smooth: 1/4). */
+static int straddles_kink(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, double step) {
+    int64_t G = N * nf_flow_dim(f) + nf_flow_num_params(f);
+    nf_real *g0 = malloc(sizeof(nf_real) * (size_t)G * 5), *g[4] = {g0 + G, g0 + 2 * G, g0 + 3 * G, g0 + 4 * G};
+    nf_real keep = vals[k];
+    double steps[4] = {step, -step, step / 2, -step / 2};
+    full_gradient(f, x, g0);
+    for (int s = 0; s < 4; s++) {
+        vals[k] = (nf_real)(keep + steps[s]);
+        full_gradient(f, x, g[s]);
+    }
+    vals[k] = keep;
+    double worst = 0, full = 0, half = 0;
+    for (int64_t j = 0; j < G; j++) {
+        double mf = 0.5 * ((double)g[0][j] + (double)g[1][j]), e = rel_err((double)g0[j], mf);
+        if (e > worst) worst = e, full = fabs((double)g0[j] - mf), half = fabs((double)g0[j] - 0.5 * ((double)g[2][j] + (double)g[3][j]));
+    }
+    free(g0);
+    return worst >= 1 && (half <= full / 8 || half >= full / 2);
+}
+
 /* Central difference of the mean NLL of batch x in vals[k] (an input or a parameter) against the
  * analytic derivative; the error, in units of the tolerance, is folded into r. */
 static void fd_compare(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, nf_real analytic, report *r,
@@ -139,7 +181,12 @@ static void fd_compare(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, n
     double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(analytic, num);
     r->finite &= isfinite(analytic);
     r->grad_abs = fmax(r->grad_abs, fabs(analytic - num));
-    r->nbad += e >= 1, r->ntotal++;
+    r->ntotal++;
+    if (e >= 1 && g_kinked && straddles_kink(f, x, vals, k, g_h * FD_H)) {
+        r->nkink++; /* the finite difference is wrong here, not the gradient */
+        return;
+    }
+    r->nbad += e >= 1;
     if (e > r->grad)
         r->grad = e, snprintf(r->where, sizeof r->where, "%s: %s %lld %s: analytic %.8g, numeric %.8g", mode, what, (long long)k, tensor, (double)analytic, num);
 }
@@ -185,8 +232,10 @@ static nf_flow *build(const conf_case *c) {
 
 /* Run the whole suite on one case; returns the report (the caller asserts on it). */
 static report run_conformance(const conf_case *c) {
-    report r = {0, 0, 0, 0, 0, 0, 0, 1, ""};
+    report r = {0, 0, 0, 0, 0, 0, 0, 0, 1, ""};
     g_h = c->kinked ? 0.1 : 1.0;
+    if (g_h_force > 0) g_h = g_h_force;
+    g_kinked = c->kinked;
     /* the logit's curvature near the ends of (−½, ½) needs smaller steps than float's default 1e-2 */
     g_jac = c->bounded && !DBL ? 0.2 : 1.0;
     /* Whole multi-scale image models compose ~20 random layers whose conv weights start at std 0.05: a
@@ -312,6 +361,16 @@ static nf_layer *mk_faulty_bw(nf_registry *c, int32_t D) {
     faulty_bw_ops.backward = faulty_backward;
     return L;
 }
+/* The same fault in a leaky-ReLU coupling (a "kinked" case). */
+static nf_layer *mk_faulty_bw_relu(nf_registry *c, int32_t D) {
+    nf_layer *L = mk_aff_relu(c, D);
+    faulty_bw_orig = L->ops;
+    faulty_bw_ops = *L->ops;
+    faulty_bw_ops.kind = "faulty_backward_relu_coupling";
+    faulty_bw_ops.backward = faulty_backward;
+    L->ops = &faulty_bw_ops;
+    return L;
+}
 
 /* ------------------------------------------------------------------ the model cases */
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
@@ -400,10 +459,12 @@ static void test_case(void **state) {
     assert_true(r.ld < TOL_LD);
     assert_true(r.inv < TOL_INV);
     if (r.grad >= 1) print_message("  worst gradient: %s (%lld of %lld entries outside tolerance)\n", r.where, (long long)r.nbad, (long long)r.ntotal);
-    /* ReLU nets ("kinked"): a finite difference that straddles a kink is wrong, not the gradient;
-     * allow at most 1 % of the entries to be hit that way */
-    if (c->kinked) assert_true(r.nbad * 100 <= r.ntotal);
-    else assert_true(r.grad < 1);
+    if (r.nkink) print_message("  %lld of %lld entries excused: their finite-difference stencil straddles a ReLU kink\n", (long long)r.nkink, (long long)r.ntotal);
+    /* every entry outside the tolerance is a failure unless its stencil straddles a kink (ReLU nets,
+     * "kinked" cases: the finite difference is wrong there, not the gradient); at most 1 % may */
+    assert_true(r.grad < 1);
+    assert_true(r.nbad == 0);
+    assert_true(r.nkink * 100 <= r.ntotal);
 }
 
 /* The suite must catch the planted fault: its log-det disagrees with the Jacobian, and its gradient
@@ -419,6 +480,30 @@ static void test_catches_faulty_layer(void **state) {
     r = run_conformance(&c);
     print_message("  planted backward fault: logdet error %.1e, gradient error %.3g (tolerance ~%.1e)\n", r.ld, r.grad_abs, GRAD_ATOL);
     assert_true(r.ld < TOL_LD);
+    assert_true(r.grad > 10);
+}
+
+/* The kink allowance has teeth: (1) with a much larger step than usual (float 30×, double 30000×), finite differences of the ReLU cases
+ * straddle kinks and are recognised (the large step's smooth truncation errors are reported as the
+ * failures they are, not excused: only printed here); (2) a backward that drops the
+ * log-det term, planted in a ReLU coupling, is counted as real failures, not excused as kinks. */
+static void test_kink_allowance(void **state) {
+    NF_UNUSED(state);
+    conf_case c = {"relu", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0, 1, 0};
+    int64_t kinks = 0;
+    g_h_force = DBL ? KINK_FORCE : 3.0;
+    for (size_t i = 0; i < NCASES; i++) {
+        if (!cases[i].kinked || cases[i].cfg) continue;
+        report r = run_conformance(&cases[i]);
+        print_message("  %-55s step %.0e: %lld kinks straddled, %lld other failures of %lld\n", cases[i].name, g_h_force * FD_H, (long long)r.nkink, (long long)r.nbad, (long long)r.ntotal);
+        kinks += r.nkink;
+    }
+    g_h_force = 0;
+    assert_true(kinks > 0);
+    c.make = mk_faulty_bw_relu;
+    report r = run_conformance(&c);
+    print_message("  planted backward fault in a ReLU coupling: %lld failures, %lld excused as kinks, of %lld\n", (long long)r.nbad, (long long)r.nkink, (long long)r.ntotal);
+    assert_true(r.nbad > 0);
     assert_true(r.grad > 10);
 }
 
@@ -470,7 +555,7 @@ static void test_couplings_start_as_identity(void **state) {
 
 int main(void) {
     setup_models();
-    struct CMUnitTest tests[NCASES + 3];
+    struct CMUnitTest tests[NCASES + 4];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -481,5 +566,6 @@ int main(void) {
     tests[NCASES] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_layer);
     tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_couplings_start_as_identity);
     tests[NCASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_squeeze_layout);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 3, NULL, NULL);
+    tests[NCASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_kink_allowance);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 4, NULL, NULL);
 }
