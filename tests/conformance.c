@@ -553,9 +553,143 @@ static void test_couplings_start_as_identity(void **state) {
     nf_flow_free(f);
 }
 
+/* Conv couplings, masked couplings and the split start as the identity with init_std 0: z == x exactly,
+ * log-det 0 (the split: μ = 0, ls = 0, so z_b = x_b). Glow's sigmoid coupling starts at scale sigmoid(2). */
+static void test_image_couplings_start_as_identity(void **state) {
+    NF_UNUSED(state);
+    struct { layer_factory mk; int32_t D; int masked; } mk[] = {
+        {mk_conv_tanh, 16, 0}, {mk_conv_additive, 12, 0}, {mk_split, 16, 0},
+        {mk_masked_checker, 12, 1}, {mk_masked_channel, 16, 1}};
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
+        nf_registry ctx;
+        memset(&ctx, 0, sizeof ctx);
+        nf_layer *L = mk[i].mk(&ctx, mk[i].D);
+        if (mk[i].masked) nf_masked_coupling_set_init_std(L, 0);
+        else nf_coupling_set_init_std(L, 0);
+        nf_flow *f;
+        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, mk[i].D, &f), NF_OK);
+        nf_rng rng;
+        nf_rng_seed(&rng, 5);
+        nf_real x[N * 16], z[N * 16], ld[N];
+        fill_normal(&rng, x, N * mk[i].D, 1.0, 0.3);
+        assert_int_equal(nf_flow_forward(f, x, z, ld, N), NF_OK);
+        for (int k = 0; k < N * mk[i].D; k++) assert_true(z[k] == x[k]);
+        for (int k = 0; k < N; k++) assert_true(ld[k] == 0);
+        nf_flow_free(f);
+    }
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = mk_conv_affine(&ctx, 12); /* 2 × 3 × 2: the second channel is transformed */
+    nf_coupling_set_init_std(L, 0);
+    nf_flow *f;
+    assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, 12, &f), NF_OK);
+    nf_real x[12], z[12], ld[1];
+    for (int k = 0; k < 12; k++) x[k] = (nf_real)(k - 5);
+    assert_int_equal(nf_flow_forward(f, x, z, ld, 1), NF_OK);
+    double s2 = 1.0 / (1.0 + exp(-2.0));
+    for (int k = 0; k < 12; k++) assert_true(fabs(z[k] - (k >= 6 ? x[k] * s2 : x[k])) < 1e-6 * (1 + fabs(x[k])));
+    assert_true(fabs(ld[0] - 6 * log(s2)) < 1e-5);
+    nf_flow_free(f);
+}
+
+/* ActNorm's data-dependent initialisation: on its first training batch the layer's OUTPUT has zero mean
+ * and unit variance per channel (vector actnorm: each column; actnorm2d: over the batch and pixels). */
+static void test_actnorm_data_init(void **state) {
+    NF_UNUSED(state);
+    const double tol = DBL ? 1e-10 : 1e-5;
+    struct { int32_t C, P; } shapes[] = {{4, 1}, {3, 4}};
+    for (int t = 0; t < 2; t++) {
+        int32_t C = shapes[t].C, P = shapes[t].P, D = C * P;
+        nf_registry ctx;
+        memset(&ctx, 0, sizeof ctx);
+        nf_layer *L = NULL;
+        assert_int_equal(P == 1 ? nf_actnorm_create(&ctx, "an", C, &L) : nf_actnorm2d_create(&ctx, "an", C, P, &L), NF_OK);
+        nf_flow *f;
+        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, D, &f), NF_OK);
+        nf_rng rng;
+        nf_rng_seed(&rng, 11);
+        enum { B = 64 };
+        nf_real x[B * 12], z[B * 12];
+        for (int64_t i = 0; i < B; i++)
+            for (int32_t c = 0; c < C; c++)
+                for (int32_t p = 0; p < P; p++) x[i * D + c * P + p] = (nf_real)(0.5 * c - 1 + (0.5 + c) * nf_rng_normal(&rng));
+        nf_flow_set_training(f, 1);
+        assert_int_equal(nf_flow_forward(f, x, z, NULL, B), NF_OK);
+        for (int32_t c = 0; c < C; c++) {
+            double m = 0, v = 0;
+            for (int64_t i = 0; i < B; i++)
+                for (int32_t p = 0; p < P; p++) m += z[i * D + c * P + p];
+            m /= B * P;
+            for (int64_t i = 0; i < B; i++)
+                for (int32_t p = 0; p < P; p++) v += ((double)z[i * D + c * P + p] - m) * ((double)z[i * D + c * P + p] - m);
+            v /= B * P;
+            print_message("  actnorm %d × %d, channel %d: mean %.2e, variance − 1 %.2e\n", (int)C, (int)P, (int)c, m, v - 1);
+            assert_true(fabs(m) < tol);
+            assert_true(fabs(v - 1) < tol);
+        }
+        nf_flow_free(f);
+    }
+}
+
+/* Bad arguments come back as NF_ERR_INVALID with a reason (not NF_ERR_NOMEM, not a NULL layer). */
+static void test_constructors_report_invalid(void **state) {
+    NF_UNUSED(state);
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = (nf_layer *)&ctx; /* must be reset to NULL */
+    nf_status st[6];
+    st[0] = nf_squeeze_create(&ctx, "sq", 1, 3, 4, &L);
+    st[1] = nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L);
+    st[2] = nf_logit_create(&ctx, "lg", 4, 0.5, &L);
+    st[3] = nf_conv_coupling_create(&ctx, "cc", 3, 2, 2, 4, 1, 0, NF_SCALE_SIGMOID, &L);
+    st[4] = nf_split_create(&ctx, "sp", 5, 2, 2, &L);
+    st[5] = nf_affine_coupling_create(&ctx, "ac", 1, NF_PART_HALVES, 0, 4, 1, NF_ACT_TANH, NF_SCALE_TANH, &L);
+    for (int i = 0; i < 6; i++) {
+        nf_clear_error();
+        assert_int_equal(st[i], NF_ERR_INVALID);
+    }
+    assert_null(L);
+    nf_clear_error();
+    assert_int_equal(nf_squeeze_create(&ctx, "sq", 1, 3, 4, &L), NF_ERR_INVALID);
+    print_message("  reason: %s\n", nf_last_error());
+    assert_true(strstr(nf_last_error(), "squeeze") != NULL);
+    assert_int_equal(nf_logit_create(&ctx, "lg", 4, -0.1, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "alpha") != NULL);
+    assert_int_equal(nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "even") != NULL);
+    assert_int_equal(ctx.ntensors, 0); /* nothing was reserved for the rejected layers */
+    nf_registry_free(&ctx);
+}
+
+/* A weight that cannot be inverted in backward is reported (NF_ERR_NUMERIC with a reason), not skipped:
+ * the plain linear layer's forward fills its cache with W, then W is made singular in the cache. */
+static void test_singular_weight_in_backward(void **state) {
+    NF_UNUSED(state);
+    enum { D = 3, B = 2 };
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L;
+    assert_int_equal(nf_linear_create(&ctx, "lin", D, 0, &L), NF_OK);
+    nf_flow *f;
+    assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, D, &f), NF_OK);
+    L = nf_flow_layer(f, 0);
+    nf_real x[B * D] = {1, 2, 3, -1, 0.5, 2}, z[B * D], ld[B] = {0, 0}, dld[B] = {-0.5, -0.5}, dx[B * D];
+    nf_real *cache = malloc(sizeof(nf_real) * (size_t)L->ops->cache_size(L, B));
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)L->ops->work_size(L, B));
+    assert_int_equal(L->ops->forward(L, x, z, ld, B, cache, work, 0), NF_OK);
+    assert_int_equal(L->ops->backward(L, x, cache, z, dld, dx, B, work, 0), NF_OK);
+    for (int j = 0; j < D; j++) cache[j * D + 1] = 0; /* a zero column */
+    nf_clear_error();
+    assert_int_equal(L->ops->backward(L, x, cache, z, dld, dx, B, work, 0), NF_ERR_NUMERIC);
+    print_message("  reason: %s\n", nf_last_error());
+    assert_true(strstr(nf_last_error(), "singular") != NULL);
+    free(cache), free(work);
+    nf_flow_free(f);
+}
+
 int main(void) {
     setup_models();
-    struct CMUnitTest tests[NCASES + 4];
+    struct CMUnitTest tests[NCASES + 8];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -567,5 +701,9 @@ int main(void) {
     tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_couplings_start_as_identity);
     tests[NCASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_squeeze_layout);
     tests[NCASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_kink_allowance);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 4, NULL, NULL);
+    tests[NCASES + 4] = (struct CMUnitTest)cmocka_unit_test(test_image_couplings_start_as_identity);
+    tests[NCASES + 5] = (struct CMUnitTest)cmocka_unit_test(test_actnorm_data_init);
+    tests[NCASES + 6] = (struct CMUnitTest)cmocka_unit_test(test_constructors_report_invalid);
+    tests[NCASES + 7] = (struct CMUnitTest)cmocka_unit_test(test_singular_weight_in_backward);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 8, NULL, NULL);
 }

@@ -58,7 +58,8 @@ static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
                 }
             double sd = sqrt(v / cnt);
             b[c] = (nf_real)-m;
-            logs[c] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
+            /* exactly 1/sd (Glow's 1/(sd + 1e-6) left the variance 1 − 2e-6/sd, off by ~1e-6) */
+            logs[c] = sd > 1e-6 ? (nf_real)-log(sd) : 0;
         }
         *NF_B(L, s->off_init) = 1;
     }
