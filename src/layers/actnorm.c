@@ -1,6 +1,7 @@
 /* layers/actnorm.c — ActNorm (Glow) and NICE's diagonal scaling (interface: layer.h). */
 #include "layers/layer.h"
 
+/* Σ v[0..D) accumulated in double, returned as nf_real. */
 static nf_real sum_vec(const nf_real *v, int32_t D) {
     double s = 0;
     for (int32_t j = 0; j < D; j++) s += v[j];
@@ -36,6 +37,8 @@ static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_r
     }
 }
 
+/* ops->forward: z = (x + b)·exp(logs); in training, ActNorm first sets b, logs from this batch once
+ * (data-dependent init, writes the parameters). No cache or scratch. NF_OK. */
 static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -67,6 +70,7 @@ static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: x = z·exp(−logs) − b; logdet −= P·Σ logs. NF_OK. */
 static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -74,6 +78,7 @@ static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
+/* ops->backward: dx = dz·exp(logs) (overwritten); grads of logs (and b) += their ∂L. NF_OK. */
 static nf_status sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
@@ -103,6 +108,7 @@ static nf_status sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     return NF_OK;
 }
 
+/* ops->init: clear the "initialized" flag, so the first training batch initialises b and logs. */
 static void actnorm_init(nf_layer *L, nf_rng *rng) {
     NF_UNUSED(rng);
     scale_layer *s = (scale_layer *)L;

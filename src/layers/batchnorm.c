@@ -11,11 +11,14 @@ typedef struct {
     int64_t off_lg, off_beta, off_rmean, off_rvar;
 } bn_layer;
 
+/* Cache floats: μ (D) | 1/√(v+ε) (D), independent of n. */
 static int64_t bn_cache_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
     return 2 * (int64_t)L->dim;
 }
 
+/* ops->forward: batch statistics (training; also updates the running averages) or running ones;
+ * fills the cache with μ and 1/√(v+ε). NF_OK. */
 static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -47,6 +50,7 @@ static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse with the running statistics (the training forward is not inverted). NF_OK. */
 static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -65,6 +69,8 @@ static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
+/* ops->backward: dx overwritten (with the batch-statistics terms in training); grads of log_gamma
+ * and beta +=. NF_OK. */
 static nf_status bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -98,6 +104,7 @@ static nf_status bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     return NF_OK;
 }
 
+/* ops->init: running mean 0, running variance 1. */
 static void bn_init(nf_layer *L, nf_rng *rng) {
     NF_UNUSED(rng);
     bn_layer *b = (bn_layer *)L;

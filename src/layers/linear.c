@@ -19,6 +19,7 @@ typedef struct {
     int32_t *lu_perm;                       /* … allocated once with the layer */
 } linear_layer;
 
+/* W = P·A·B from the LU parameters; A, B: (C, C) scratch filled with L + I and U + diag(sign·e^log_s). */
 static void lu_build_W(const linear_layer *l, nf_real *W, nf_real *A, nf_real *B) {
     const nf_layer *L = &l->base;
     int32_t D = l->C;
@@ -55,16 +56,19 @@ static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, do
     return NF_OK;
 }
 
+/* FLOPs per sample: C×C products at each of P pixels. */
 static int64_t lin_flops(const nf_layer *L) {
     const linear_layer *l = (const linear_layer *)L;
     return 2 * (int64_t)l->C * l->C * l->P;
 }
 
+/* Cache floats: W (C, C), independent of n. */
 static int64_t lin_cache_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
     const linear_layer *l = (const linear_layer *)L;
     return (int64_t)l->C * l->C;
 }
+/* Scratch floats: 5·C·C (W, W⁻¹ or LU factors, dW, dM), independent of n. */
 static int64_t lin_work_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
     const linear_layer *l = (const linear_layer *)L;
@@ -82,6 +86,8 @@ static void mix_channels(const linear_layer *l, const nf_real *M, int trans, con
     for (int64_t i = 0; i < n; i++) nf_gemm(trans, 0, C, P, C, 1, M, C, x + i * S, P, 0, z + i * S, P);
 }
 
+/* ops->forward: z = W·x per pixel, logdet += P·log|det W|; W into the cache.
+ * NF_ERR_NUMERIC (reason set) if W is singular. */
 static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                              nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -95,6 +101,7 @@ static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real 
     return NF_OK;
 }
 
+/* ops->inverse: x = W⁻¹·z; logdet −= P·log|det W|. NF_ERR_NUMERIC if W cannot be inverted. */
 static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                              nf_real *work) {
     linear_layer *l = (linear_layer *)L;
@@ -111,6 +118,8 @@ static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real 
     return NF_OK;
 }
 
+/* ops->backward: dx = Wᵀ·dz (overwritten); grads += ∂L/∂W (plain: dW + Σdld·P·W⁻ᵀ) or ∂L/∂(L, U,
+ * log_s). NF_ERR_NUMERIC (reason set, gradient incomplete) when the plain W cannot be inverted. */
 static nf_status lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                          const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -158,6 +167,7 @@ static nf_status lin_backward(nf_layer *L, const nf_real *x, const nf_real *cach
     return NF_OK;
 }
 
+/* ops->init: a random orthogonal W (plain) or its LU factors, permutation and signs (LU). */
 static void lin_init(nf_layer *L, nf_rng *rng) {
     linear_layer *l = (linear_layer *)L;
     int32_t D = l->C;
@@ -187,6 +197,7 @@ static void lin_init(nf_layer *L, nf_rng *rng) {
     free(Q), free(perm);
 }
 
+/* ops->destroy: free the LU scratch the layer owns. */
 static void lin_destroy(nf_layer *L) {
     linear_layer *l = (linear_layer *)L;
     free(l->lu_a), free(l->lu_col), free(l->lu_perm);

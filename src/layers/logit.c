@@ -11,6 +11,7 @@ typedef struct {
     double alpha;
 } logit_layer;
 
+/* ops->forward: z = logit(α + (1 − 2α)(x + ½)). NF_ERR_NUMERIC (reason set) for an input outside [−½, ½]. */
 static nf_status lg_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
@@ -33,6 +34,7 @@ static nf_status lg_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: x = (sigmoid(z) − α)/(1 − 2α) − ½; logdet −= the forward log-det. NF_OK. */
 static nf_status lg_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -53,6 +55,7 @@ static nf_status lg_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
+/* ops->backward: dx = ∂z/∂x·(dz + dld·(2p − 1)) (overwritten); no parameters. NF_OK. */
 static nf_status lg_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);

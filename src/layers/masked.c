@@ -17,11 +17,13 @@ typedef struct {
     int64_t off_scale;
 } masked;
 
+/* Cache floats for n rows: x ⊙ m (n, D) | h (n, 2D) | the ResNet's cache. */
 static int64_t mk_cache_size(const nf_layer *L, int64_t n) {
     const masked *c = (const masked *)L;
     return 3 * n * L->dim + nf_resnet_cache_size(&c->net, n);
 }
 
+/* Scratch floats for n rows: the larger of backward's (dh, dxm | net) and inverse's (cache | net). */
 static int64_t mk_work_size(const nf_layer *L, int64_t n) {
     const masked *c = (const masked *)L;
     int64_t bw = 3 * n * L->dim + nf_resnet_work_size(&c->net, n);                   /* dh, dxm | net */
@@ -29,6 +31,7 @@ static int64_t mk_work_size(const nf_layer *L, int64_t n) {
     return bw > iw ? bw : iw;
 }
 
+/* ops->init: the ResNet's parameters (output conv zero) and scale_c = 1. */
 static void mk_init(nf_layer *L, nf_rng *rng) {
     masked *c = (masked *)L;
     nf_resnet_init(&c->net, NF_P(L, c->net.off), rng);
@@ -36,8 +39,10 @@ static void mk_init(nf_layer *L, nf_rng *rng) {
     for (int32_t k = 0; k < c->C; k++) sc[k] = 1;
 }
 
+/* FLOPs per sample: the ResNet's. */
 static int64_t mk_flops(const nf_layer *L) { return nf_resnet_flops(&((const masked *)L)->net); }
 
+/* ops->destroy: free the mask the layer owns. */
 static void mk_destroy(nf_layer *L) { free(((masked *)L)->mask); }
 
 /* xm = x ⊙ m, h = net(xm): both in buf, the net's cache after them */
@@ -72,6 +77,7 @@ static void mk_apply(const masked *c, const nf_real *in, nf_real *out, nf_real *
     }
 }
 
+/* ops->forward: h = resnet(x ⊙ m) into the cache, then the coupling. NF_OK. */
 static nf_status mk_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -81,6 +87,7 @@ static nf_status mk_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: the same net on z ⊙ m = x ⊙ m (in work), then the inverse coupling. NF_OK. */
 static nf_status mk_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     const masked *c = (const masked *)L;
@@ -89,6 +96,7 @@ static nf_status mk_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
+/* ops->backward: dx overwritten, grads of the ResNet and scale_c +=. NF_OK. */
 static nf_status mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -161,4 +169,5 @@ nf_status nf_masked_coupling_create(nf_registry *ctx, const char *name, int32_t 
     return NF_OK;
 }
 
+/* See layer.h: the init std of the ResNet's output conv. */
 void nf_masked_coupling_set_init_std(nf_layer *L, double std) { ((masked *)L)->net.init_std = std; }

@@ -9,8 +9,10 @@ typedef struct {
     int64_t off_perm; /* perm[j] as floats (exact for D < 2^24) */
 } perm_layer;
 
+/* perm[j] of the permutation stored as floats at buffer offset off. */
 static int32_t perm_at(const nf_layer *L, int64_t off, int32_t j) { return (int32_t)L->reg->buffers[off + j]; }
 
+/* z[:, j] = x[:, perm[j]] (inv 0) or z[:, perm[j]] = x[:, j] (inv 1), rows ld apart. */
 static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
     int32_t D = L->dim, S = L->ld;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
@@ -22,6 +24,7 @@ static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_rea
         }
 }
 
+/* ops->forward: z = x permuted; log-det 0. NF_OK. */
 static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -29,18 +32,21 @@ static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     gather_cols(L, ((perm_layer *)L)->off_perm, x, z, n, 0);
     return NF_OK;
 }
+/* ops->inverse: the inverse permutation. NF_OK. */
 static nf_status pm_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(logdet), NF_UNUSED(work);
     gather_cols(L, ((perm_layer *)L)->off_perm, z, x, n, 1);
     return NF_OK;
 }
+/* ops->backward: dx = dz under the inverse permutation (overwritten); no parameters. NF_OK. */
 static nf_status pm_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
     gather_cols(L, ((perm_layer *)L)->off_perm, dz, dx, n, 1);
     return NF_OK;
 }
+/* ops->init: the squeeze layout, or the reverse / identity / random (Fisher–Yates, from rng) permutation. */
 static void pm_init(nf_layer *L, nf_rng *rng) {
     perm_layer *p = (perm_layer *)L;
     int32_t D = L->dim;

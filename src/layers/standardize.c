@@ -7,6 +7,7 @@ typedef struct {
     int64_t off_mean, off_std;
 } std_layer;
 
+/* ops->forward: z = (x − μ)/σ with the fixed buffers; logdet −= Σ log σ. NF_OK. */
 static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -24,6 +25,7 @@ static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: x = z·σ + μ. NF_OK. */
 static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -40,6 +42,7 @@ static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
+/* ops->backward: dx = dz/σ (overwritten); no parameters. NF_OK. */
 static nf_status st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
@@ -51,6 +54,7 @@ static nf_status st_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     return NF_OK;
 }
 
+/* ops->init: μ = 0, σ = 1 until nf_standardize_set. */
 static void st_init(nf_layer *L, nf_rng *rng) {
     NF_UNUSED(rng);
     std_layer *s = (std_layer *)L;
@@ -73,6 +77,7 @@ nf_status nf_standardize_create(nf_registry *c, const char *name, int32_t dim, n
     return NF_OK;
 }
 
+/* See layer.h: copy D means and stds (owned by the caller) into the layer's buffers. */
 void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std) {
     std_layer *s = (std_layer *)L;
     memcpy(NF_B(L, s->off_mean), mean, sizeof(nf_real) * (size_t)L->dim);
