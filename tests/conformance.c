@@ -40,18 +40,24 @@
 #define GRAD_ATOL (DBL ? 1e-6 : 2e-3)
 #define GRAD_RTOL (DBL ? 1e-5 : 2e-2)
 #define JAC_H (DBL ? 1e-6 : 1e-2)
+#define KINK_FORCE 3000
+
 
 enum { N = 5 }; /* rows per test batch */
 
 typedef struct {
     double rt, ld, inv, grad; /* worst errors found (grad: in units of the tolerance) */
     double grad_abs;          /* worst absolute gradient difference */
-    int64_t nbad, ntotal;     /* gradient entries outside the tolerance, and checked */
+    int64_t nbad, ntotal;     /* gradient entries outside the tolerance (not explained by a kink), and checked */
+    int64_t nkink;            /* entries outside the tolerance whose stencil straddles a kink (ReLU cases) */
     int finite;
     char where[160];          /* what the worst gradient error was */
 } report;
 
 typedef nf_layer *(*layer_factory)(nf_registry *c, int32_t D);
+
+static double g_h_force = 0; /* > 0: use this step multiplier instead of the case's (the kink test) */
+static int g_kinked = 0; /* the current case has piecewise-linear activations: look for kinks */
 
 typedef struct {
     const char *name;
@@ -126,6 +132,42 @@ static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
     }
 }
 
+/* The analytic gradient of the mean NLL of batch x: ∂/∂x (N·D values) then ∂/∂params, into g. */
+static void full_gradient(nf_flow *f, const nf_real *x, nf_real *g) {
+    double loss;
+    nf_flow_zero_grad(f);
+    assert_int_equal(nf_flow_nll_grad(f, x, N, &loss, g), NF_OK);
+    memcpy(g + N * nf_flow_dim(f), nf_flow_grads(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+}
+
+/* Does the stencil vals[k] ± step straddle a kink of the loss? Between the stencil's ends the loss is
+ * smooth exactly when no ReLU pre-activation changes sign. A pre-activation that flips sign makes the
+ * analytic gradient (every input and parameter entry) jump, and the centre sits on one side of the jump:
+ * the mean of the gradients at the ends misses the centre's by half the jump, at ±step and — when the
+ * kink lies within ±step/2 — equally at ±step/2, else not at all there. Smooth curvature instead gives a
+ * miss that shrinks 4× from ±step to ±step/2; a wrong backward is as smooth as the right one. So: a
+ * kink when the gradient's largest miss at ±step exceeds the tolerance and at ±step/2 is ≤ 1/8 or ≥ 1/2
+ * of it (smooth: 1/4). */
+static int straddles_kink(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, double step) {
+    int64_t G = N * nf_flow_dim(f) + nf_flow_num_params(f);
+    nf_real *g0 = malloc(sizeof(nf_real) * (size_t)G * 5), *g[4] = {g0 + G, g0 + 2 * G, g0 + 3 * G, g0 + 4 * G};
+    nf_real keep = vals[k];
+    double steps[4] = {step, -step, step / 2, -step / 2};
+    full_gradient(f, x, g0);
+    for (int s = 0; s < 4; s++) {
+        vals[k] = (nf_real)(keep + steps[s]);
+        full_gradient(f, x, g[s]);
+    }
+    vals[k] = keep;
+    double worst = 0, full = 0, half = 0;
+    for (int64_t j = 0; j < G; j++) {
+        double mf = 0.5 * ((double)g[0][j] + (double)g[1][j]), e = rel_err((double)g0[j], mf);
+        if (e > worst) worst = e, full = fabs((double)g0[j] - mf), half = fabs((double)g0[j] - 0.5 * ((double)g[2][j] + (double)g[3][j]));
+    }
+    free(g0);
+    return worst >= 1 && (half <= full / 8 || half >= full / 2);
+}
+
 /* Central difference of the mean NLL of batch x in vals[k] (an input or a parameter) against the
  * analytic derivative; the error, in units of the tolerance, is folded into r. */
 static void fd_compare(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, nf_real analytic, report *r,
@@ -139,7 +181,12 @@ static void fd_compare(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, n
     double num = (lp - lm) / (2 * g_h * FD_H), e = rel_err(analytic, num);
     r->finite &= isfinite(analytic);
     r->grad_abs = fmax(r->grad_abs, fabs(analytic - num));
-    r->nbad += e >= 1, r->ntotal++;
+    r->ntotal++;
+    if (e >= 1 && g_kinked && straddles_kink(f, x, vals, k, g_h * FD_H)) {
+        r->nkink++; /* the finite difference is wrong here, not the gradient */
+        return;
+    }
+    r->nbad += e >= 1;
     if (e > r->grad)
         r->grad = e, snprintf(r->where, sizeof r->where, "%s: %s %lld %s: analytic %.8g, numeric %.8g", mode, what, (long long)k, tensor, (double)analytic, num);
 }
@@ -185,8 +232,10 @@ static nf_flow *build(const conf_case *c) {
 
 /* Run the whole suite on one case; returns the report (the caller asserts on it). */
 static report run_conformance(const conf_case *c) {
-    report r = {0, 0, 0, 0, 0, 0, 0, 1, ""};
+    report r = {0, 0, 0, 0, 0, 0, 0, 0, 1, ""};
     g_h = c->kinked ? 0.1 : 1.0;
+    if (g_h_force > 0) g_h = g_h_force;
+    g_kinked = c->kinked;
     /* the logit's curvature near the ends of (−½, ½) needs smaller steps than float's default 1e-2 */
     g_jac = c->bounded && !DBL ? 0.2 : 1.0;
     /* Whole multi-scale image models compose ~20 random layers whose conv weights start at std 0.05: a
@@ -231,39 +280,47 @@ static report run_conformance(const conf_case *c) {
 }
 
 /* ------------------------------------------------------------------ the layer cases */
-static nf_layer *mk_add_halves(nf_registry *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH); }
-static nf_layer *mk_add_oddeven(nf_registry *c, int32_t D) { return nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH); }
-static nf_layer *mk_aff_tanh(nf_registry *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH); }
-static nf_layer *mk_aff_sigmoid(nf_registry *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID); }
-static nf_layer *mk_aff_relu(nf_registry *c, int32_t D) { return nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH); }
-static nf_layer *mk_diag(nf_registry *c, int32_t D) { return nf_diag_scale_create(c, "l", D); }
-static nf_layer *mk_std(nf_registry *c, int32_t D) { return nf_standardize_create(c, "l", D); }
-static nf_layer *mk_actnorm(nf_registry *c, int32_t D) { return nf_actnorm_create(c, "l", D); }
-static nf_layer *mk_perm_rev(nf_registry *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_REVERSE); }
-static nf_layer *mk_perm_rand(nf_registry *c, int32_t D) { return nf_permute_create(c, "l", D, NF_PERM_RANDOM); }
-static nf_layer *mk_linear(nf_registry *c, int32_t D) { return nf_linear_create(c, "l", D, 0); }
-static nf_layer *mk_linear_lu(nf_registry *c, int32_t D) { return nf_linear_create(c, "l", D, 1); }
+/* The factories construct into g_made and hand it on once the constructor reported NF_OK. */
+static nf_layer *g_made;
+static nf_layer *ok_layer(nf_status st) {
+    if (st) print_message("  constructor failed: %s\n", nf_last_error());
+    assert_int_equal(st, NF_OK);
+    assert_non_null(g_made);
+    return g_made;
+}
+static nf_layer *mk_add_halves(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, &g_made)); }
+static nf_layer *mk_add_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, &g_made)); }
+static nf_layer *mk_aff_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, &g_made)); }
+static nf_layer *mk_aff_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, &g_made)); }
+static nf_layer *mk_aff_relu(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH, &g_made)); }
+static nf_layer *mk_diag(nf_registry *c, int32_t D) { return ok_layer(nf_diag_scale_create(c, "l", D, &g_made)); }
+static nf_layer *mk_std(nf_registry *c, int32_t D) { return ok_layer(nf_standardize_create(c, "l", D, &g_made)); }
+static nf_layer *mk_actnorm(nf_registry *c, int32_t D) { return ok_layer(nf_actnorm_create(c, "l", D, &g_made)); }
+static nf_layer *mk_perm_rev(nf_registry *c, int32_t D) { return ok_layer(nf_permute_create(c, "l", D, NF_PERM_REVERSE, &g_made)); }
+static nf_layer *mk_perm_rand(nf_registry *c, int32_t D) { return ok_layer(nf_permute_create(c, "l", D, NF_PERM_RANDOM, &g_made)); }
+static nf_layer *mk_linear(nf_registry *c, int32_t D) { return ok_layer(nf_linear_create(c, "l", D, 0, &g_made)); }
+static nf_layer *mk_linear_lu(nf_registry *c, int32_t D) { return ok_layer(nf_linear_create(c, "l", D, 1, &g_made)); }
 /* layers acting on a prefix of each row (multi-scale flows): dim 4 of rows 6 apart */
 static nf_layer *with_ld(nf_layer *L, int32_t ld) { L->ld = ld; return L; }
-static nf_layer *mk_prefix_coupling(nf_registry *c, int32_t D) { return with_ld(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID), D); }
-static nf_layer *mk_prefix_linear(nf_registry *c, int32_t D) { return with_ld(nf_linear_create(c, "l", D - 2, 1), D); }
-static nf_layer *mk_prefix_actnorm(nf_registry *c, int32_t D) { return with_ld(nf_actnorm_create(c, "l", D - 3), D); }
-static nf_layer *mk_prefix_batchnorm(nf_registry *c, int32_t D) { return with_ld(nf_batchnorm_create(c, "l", D - 1), D); }
-static nf_layer *mk_prefix_perm(nf_registry *c, int32_t D) { return with_ld(nf_permute_create(c, "l", D - 2, NF_PERM_RANDOM), D); }
+static nf_layer *mk_prefix_coupling(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, &g_made)), D); }
+static nf_layer *mk_prefix_linear(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_linear_create(c, "l", D - 2, 1, &g_made)), D); }
+static nf_layer *mk_prefix_actnorm(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_actnorm_create(c, "l", D - 3, &g_made)), D); }
+static nf_layer *mk_prefix_batchnorm(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_batchnorm_create(c, "l", D - 1, &g_made)), D); }
+static nf_layer *mk_prefix_perm(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_permute_create(c, "l", D - 2, NF_PERM_RANDOM, &g_made)), D); }
 /* image layers: C = 3 channels × P = 4 pixels (NCHW rows of 12) */
-static nf_layer *mk_actnorm2d(nf_registry *c, int32_t D) { return nf_actnorm2d_create(c, "l", 3, D / 3); }
-static nf_layer *mk_conv1x1(nf_registry *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 0); }
-static nf_layer *mk_conv1x1_lu(nf_registry *c, int32_t D) { return nf_conv1x1_create(c, "l", 3, D / 3, 1); }
-static nf_layer *mk_conv_affine(nf_registry *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID); }
-static nf_layer *mk_conv_tanh(nf_registry *c, int32_t D) { return nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH); }
-static nf_layer *mk_conv_additive(nf_registry *c, int32_t D) { return nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH); }
-static nf_layer *mk_split(nf_registry *c, int32_t D) { return nf_split_create(c, "l", 4, 2, D / 8); }
-static nf_layer *mk_squeeze(nf_registry *c, int32_t D) { return nf_squeeze_create(c, "l", D / 16, 4, 4); }
-static nf_layer *mk_batchnorm(nf_registry *c, int32_t D) { return nf_batchnorm_create(c, "l", D); }
-static nf_layer *mk_masked_checker(nf_registry *c, int32_t D) { return nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1); }
-static nf_layer *mk_masked_channel(nf_registry *c, int32_t D) { return nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2); }
-static nf_layer *mk_masked_prefix(nf_registry *c, int32_t D) { return with_ld(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1), D); }
-static nf_layer *mk_logit(nf_registry *c, int32_t D) { return nf_logit_create(c, "l", D, 0.05); }
+static nf_layer *mk_actnorm2d(nf_registry *c, int32_t D) { return ok_layer(nf_actnorm2d_create(c, "l", 3, D / 3, &g_made)); }
+static nf_layer *mk_conv1x1(nf_registry *c, int32_t D) { return ok_layer(nf_conv1x1_create(c, "l", 3, D / 3, 0, &g_made)); }
+static nf_layer *mk_conv1x1_lu(nf_registry *c, int32_t D) { return ok_layer(nf_conv1x1_create(c, "l", 3, D / 3, 1, &g_made)); }
+static nf_layer *mk_conv_affine(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID, &g_made)); }
+static nf_layer *mk_conv_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH, &g_made)); }
+static nf_layer *mk_conv_additive(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH, &g_made)); }
+static nf_layer *mk_split(nf_registry *c, int32_t D) { return ok_layer(nf_split_create(c, "l", 4, 2, D / 8, &g_made)); }
+static nf_layer *mk_squeeze(nf_registry *c, int32_t D) { return ok_layer(nf_squeeze_create(c, "l", D / 16, 4, 4, &g_made)); }
+static nf_layer *mk_batchnorm(nf_registry *c, int32_t D) { return ok_layer(nf_batchnorm_create(c, "l", D, &g_made)); }
+static nf_layer *mk_masked_checker(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1, &g_made)); }
+static nf_layer *mk_masked_channel(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2, &g_made)); }
+static nf_layer *mk_masked_prefix(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1, &g_made)), D); }
+static nf_layer *mk_logit(nf_registry *c, int32_t D) { return ok_layer(nf_logit_create(c, "l", D, 0.05, &g_made)); }
 
 /* Planted faults: an affine coupling whose ops are copied and one entry replaced. */
 static nf_layer *plant(nf_registry *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
@@ -293,15 +350,25 @@ static nf_layer *mk_faulty(nf_registry *c, int32_t D) {
  * (passes ∂L/∂logdet = 0). Only the gradient check can see this one. */
 static nf_layer_ops faulty_bw_ops;
 static const nf_layer_ops *faulty_bw_orig;
-static void faulty_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
-                            const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+static nf_status faulty_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                                 const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(dld);
     nf_real zero[64] = {0};
-    faulty_bw_orig->backward(L, x, cache, dz, zero, dx, n, work, training);
+    return faulty_bw_orig->backward(L, x, cache, dz, zero, dx, n, work, training);
 }
 static nf_layer *mk_faulty_bw(nf_registry *c, int32_t D) {
     nf_layer *L = plant(c, D, &faulty_bw_ops, "faulty_backward_coupling", &faulty_bw_orig);
     faulty_bw_ops.backward = faulty_backward;
+    return L;
+}
+/* The same fault in a leaky-ReLU coupling (a "kinked" case). */
+static nf_layer *mk_faulty_bw_relu(nf_registry *c, int32_t D) {
+    nf_layer *L = mk_aff_relu(c, D);
+    faulty_bw_orig = L->ops;
+    faulty_bw_ops = *L->ops;
+    faulty_bw_ops.kind = "faulty_backward_relu_coupling";
+    faulty_bw_ops.backward = faulty_backward;
+    L->ops = &faulty_bw_ops;
     return L;
 }
 
@@ -392,10 +459,12 @@ static void test_case(void **state) {
     assert_true(r.ld < TOL_LD);
     assert_true(r.inv < TOL_INV);
     if (r.grad >= 1) print_message("  worst gradient: %s (%lld of %lld entries outside tolerance)\n", r.where, (long long)r.nbad, (long long)r.ntotal);
-    /* ReLU nets ("kinked"): a finite difference that straddles a kink is wrong, not the gradient;
-     * allow at most 1 % of the entries to be hit that way */
-    if (c->kinked) assert_true(r.nbad * 100 <= r.ntotal);
-    else assert_true(r.grad < 1);
+    if (r.nkink) print_message("  %lld of %lld entries excused: their finite-difference stencil straddles a ReLU kink\n", (long long)r.nkink, (long long)r.ntotal);
+    /* every entry outside the tolerance is a failure unless its stencil straddles a kink (ReLU nets,
+     * "kinked" cases: the finite difference is wrong there, not the gradient); at most 1 % may */
+    assert_true(r.grad < 1);
+    assert_true(r.nbad == 0);
+    assert_true(r.nkink * 100 <= r.ntotal);
 }
 
 /* The suite must catch the planted fault: its log-det disagrees with the Jacobian, and its gradient
@@ -414,6 +483,30 @@ static void test_catches_faulty_layer(void **state) {
     assert_true(r.grad > 10);
 }
 
+/* The kink allowance has teeth: (1) with a much larger step than usual (float 30×, double 30000×), finite differences of the ReLU cases
+ * straddle kinks and are recognised (the large step's smooth truncation errors are reported as the
+ * failures they are, not excused: only printed here); (2) a backward that drops the
+ * log-det term, planted in a ReLU coupling, is counted as real failures, not excused as kinks. */
+static void test_kink_allowance(void **state) {
+    NF_UNUSED(state);
+    conf_case c = {"relu", 4, mk_aff_relu, NULL, NF_PRIOR_NORMAL, 0, 1, 0};
+    int64_t kinks = 0;
+    g_h_force = DBL ? KINK_FORCE : 3.0;
+    for (size_t i = 0; i < NCASES; i++) {
+        if (!cases[i].kinked || cases[i].cfg) continue;
+        report r = run_conformance(&cases[i]);
+        print_message("  %-55s step %.0e: %lld kinks straddled, %lld other failures of %lld\n", cases[i].name, g_h_force * FD_H, (long long)r.nkink, (long long)r.nbad, (long long)r.ntotal);
+        kinks += r.nkink;
+    }
+    g_h_force = 0;
+    assert_true(kinks > 0);
+    c.make = mk_faulty_bw_relu;
+    report r = run_conformance(&c);
+    print_message("  planted backward fault in a ReLU coupling: %lld failures, %lld excused as kinks, of %lld\n", (long long)r.nbad, (long long)r.nkink, (long long)r.ntotal);
+    assert_true(r.nbad > 0);
+    assert_true(r.grad > 10);
+}
+
 /* Every coupling starts as the identity: the zero-initialised last layer makes the net output 0. */
 /* squeeze moves pixel (c, 2i+dy, 2j+dx) to channel c·4 + dy·2 + dx at (i, j), as the workloads define */
 static void test_squeeze_layout(void **state) {
@@ -421,7 +514,8 @@ static void test_squeeze_layout(void **state) {
     conf_case c = {"sq", 32, NULL, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
     nf_registry ctx;
     memset(&ctx, 0, sizeof ctx);
-    nf_layer *L = nf_squeeze_create(&ctx, "l", 2, 4, 4);
+    nf_layer *L;
+    assert_int_equal(nf_squeeze_create(&ctx, "l", 2, 4, 4, &L), NF_OK);
     nf_flow *f;
     assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, c.prior, 32, &f), NF_OK);
     nf_real x[32], z[32];
@@ -431,7 +525,6 @@ static void test_squeeze_layout(void **state) {
     assert_true(z[(6 * 2 + 1) * 2 + 1] == x[(1 * 4 + 3) * 4 + 2]);
     assert_true(z[0] == x[0] && z[4] == x[1] && z[8] == x[4] && z[12] == x[5]);
     nf_flow_free(f);
-    assert_null(nf_squeeze_create(&ctx, "odd", 1, 3, 4));
 }
 
 static void test_couplings_start_as_identity(void **state) {
@@ -460,9 +553,140 @@ static void test_couplings_start_as_identity(void **state) {
     nf_flow_free(f);
 }
 
+/* Conv couplings, masked couplings and the split start as the identity with init_std 0: z == x exactly,
+ * log-det 0 (the split: μ = 0, ls = 0, so z_b = x_b). Glow's sigmoid coupling starts at scale sigmoid(2). */
+static void test_image_couplings_start_as_identity(void **state) {
+    NF_UNUSED(state);
+    struct { layer_factory mk; int32_t D; int masked; } mk[] = {
+        {mk_conv_tanh, 16, 0}, {mk_conv_additive, 12, 0}, {mk_split, 16, 0},
+        {mk_masked_checker, 12, 1}, {mk_masked_channel, 16, 1}};
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
+        nf_registry ctx;
+        memset(&ctx, 0, sizeof ctx);
+        nf_layer *L = mk[i].mk(&ctx, mk[i].D);
+        if (mk[i].masked) nf_masked_coupling_set_init_std(L, 0);
+        else nf_coupling_set_init_std(L, 0);
+        nf_flow *f;
+        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, mk[i].D, &f), NF_OK);
+        nf_rng rng;
+        nf_rng_seed(&rng, 5);
+        nf_real x[N * 16], z[N * 16], ld[N];
+        fill_normal(&rng, x, N * mk[i].D, 1.0, 0.3);
+        assert_int_equal(nf_flow_forward(f, x, z, ld, N), NF_OK);
+        for (int k = 0; k < N * mk[i].D; k++) assert_true(z[k] == x[k]);
+        for (int k = 0; k < N; k++) assert_true(ld[k] == 0);
+        nf_flow_free(f);
+    }
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = mk_conv_affine(&ctx, 12); /* 2 × 3 × 2: the second channel is transformed */
+    nf_coupling_set_init_std(L, 0);
+    nf_flow *f;
+    assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, 12, &f), NF_OK);
+    nf_real x[12], z[12], ld[1];
+    for (int k = 0; k < 12; k++) x[k] = (nf_real)(k - 5);
+    assert_int_equal(nf_flow_forward(f, x, z, ld, 1), NF_OK);
+    double s2 = 1.0 / (1.0 + exp(-2.0));
+    for (int k = 0; k < 12; k++) assert_true(fabs(z[k] - (k >= 6 ? x[k] * s2 : x[k])) < 1e-6 * (1 + fabs(x[k])));
+    assert_true(fabs(ld[0] - 6 * log(s2)) < 1e-5);
+    nf_flow_free(f);
+}
+
+/* ActNorm's data-dependent initialisation: on its first training batch the layer's OUTPUT has zero mean
+ * and unit variance per channel (vector actnorm: each column; actnorm2d: over the batch and pixels). */
+static void test_actnorm_data_init(void **state) {
+    NF_UNUSED(state);
+    const double tol = DBL ? 1e-10 : 1e-5;
+    struct { int32_t C, P; } shapes[] = {{4, 1}, {3, 4}};
+    for (int t = 0; t < 2; t++) {
+        int32_t C = shapes[t].C, P = shapes[t].P, D = C * P;
+        nf_registry ctx;
+        memset(&ctx, 0, sizeof ctx);
+        nf_layer *L = NULL;
+        assert_int_equal(P == 1 ? nf_actnorm_create(&ctx, "an", C, &L) : nf_actnorm2d_create(&ctx, "an", C, P, &L), NF_OK);
+        nf_flow *f;
+        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, D, &f), NF_OK);
+        nf_rng rng;
+        nf_rng_seed(&rng, 11);
+        enum { B = 64 };
+        nf_real x[B * 12], z[B * 12];
+        for (int64_t i = 0; i < B; i++)
+            for (int32_t c = 0; c < C; c++)
+                for (int32_t p = 0; p < P; p++) x[i * D + c * P + p] = (nf_real)(0.5 * c - 1 + (0.5 + c) * nf_rng_normal(&rng));
+        nf_flow_set_training(f, 1);
+        assert_int_equal(nf_flow_forward(f, x, z, NULL, B), NF_OK);
+        for (int32_t c = 0; c < C; c++) {
+            double m = 0, v = 0;
+            for (int64_t i = 0; i < B; i++)
+                for (int32_t p = 0; p < P; p++) m += z[i * D + c * P + p];
+            m /= B * P;
+            for (int64_t i = 0; i < B; i++)
+                for (int32_t p = 0; p < P; p++) v += ((double)z[i * D + c * P + p] - m) * ((double)z[i * D + c * P + p] - m);
+            v /= B * P;
+            print_message("  actnorm %d × %d, channel %d: mean %.2e, variance − 1 %.2e\n", (int)C, (int)P, (int)c, m, v - 1);
+            assert_true(fabs(m) < tol);
+            assert_true(fabs(v - 1) < tol);
+        }
+        nf_flow_free(f);
+    }
+}
+
+/* Bad arguments come back as NF_ERR_INVALID with a reason (not NF_ERR_NOMEM, not a NULL layer). */
+static void test_constructors_report_invalid(void **state) {
+    NF_UNUSED(state);
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = (nf_layer *)&ctx; /* must be reset to NULL */
+    nf_status st[6];
+    st[0] = nf_squeeze_create(&ctx, "sq", 1, 3, 4, &L);
+    st[1] = nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L);
+    st[2] = nf_logit_create(&ctx, "lg", 4, 0.5, &L);
+    st[3] = nf_conv_coupling_create(&ctx, "cc", 3, 2, 2, 4, 1, 0, NF_SCALE_SIGMOID, &L);
+    st[4] = nf_split_create(&ctx, "sp", 5, 2, 2, &L);
+    st[5] = nf_affine_coupling_create(&ctx, "ac", 1, NF_PART_HALVES, 0, 4, 1, NF_ACT_TANH, NF_SCALE_TANH, &L);
+    for (int i = 0; i < 6; i++) assert_int_equal(st[i], NF_ERR_INVALID);
+    assert_null(L);
+    nf_clear_error();
+    assert_int_equal(nf_squeeze_create(&ctx, "sq", 1, 3, 4, &L), NF_ERR_INVALID);
+    print_message("  reason: %s\n", nf_last_error());
+    assert_true(strstr(nf_last_error(), "squeeze") != NULL);
+    assert_int_equal(nf_logit_create(&ctx, "lg", 4, -0.1, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "alpha") != NULL);
+    assert_int_equal(nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "even") != NULL);
+    assert_int_equal(ctx.ntensors, 0); /* nothing was reserved for the rejected layers */
+    nf_registry_free(&ctx);
+}
+
+/* A weight that cannot be inverted in backward is reported (NF_ERR_NUMERIC with a reason), not skipped:
+ * the plain linear layer's forward fills its cache with W, then W is made singular in the cache. */
+static void test_singular_weight_in_backward(void **state) {
+    NF_UNUSED(state);
+    enum { D = 3, B = 2 };
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L;
+    assert_int_equal(nf_linear_create(&ctx, "lin", D, 0, &L), NF_OK);
+    nf_flow *f;
+    assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, D, &f), NF_OK);
+    L = nf_flow_layer(f, 0);
+    nf_real x[B * D] = {1, 2, 3, -1, 0.5, 2}, z[B * D], ld[B] = {0, 0}, dld[B] = {-0.5, -0.5}, dx[B * D];
+    nf_real *cache = malloc(sizeof(nf_real) * (size_t)L->ops->cache_size(L, B));
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)L->ops->work_size(L, B));
+    assert_int_equal(L->ops->forward(L, x, z, ld, B, cache, work, 0), NF_OK);
+    assert_int_equal(L->ops->backward(L, x, cache, z, dld, dx, B, work, 0), NF_OK);
+    for (int j = 0; j < D; j++) cache[j * D + 1] = 0; /* a zero column */
+    nf_clear_error();
+    assert_int_equal(L->ops->backward(L, x, cache, z, dld, dx, B, work, 0), NF_ERR_NUMERIC);
+    print_message("  reason: %s\n", nf_last_error());
+    assert_true(strstr(nf_last_error(), "singular") != NULL);
+    free(cache), free(work);
+    nf_flow_free(f);
+}
+
 int main(void) {
     setup_models();
-    struct CMUnitTest tests[NCASES + 3];
+    struct CMUnitTest tests[NCASES + 8];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -473,5 +697,10 @@ int main(void) {
     tests[NCASES] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_layer);
     tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(test_couplings_start_as_identity);
     tests[NCASES + 2] = (struct CMUnitTest)cmocka_unit_test(test_squeeze_layout);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 3, NULL, NULL);
+    tests[NCASES + 3] = (struct CMUnitTest)cmocka_unit_test(test_kink_allowance);
+    tests[NCASES + 4] = (struct CMUnitTest)cmocka_unit_test(test_image_couplings_start_as_identity);
+    tests[NCASES + 5] = (struct CMUnitTest)cmocka_unit_test(test_actnorm_data_init);
+    tests[NCASES + 6] = (struct CMUnitTest)cmocka_unit_test(test_constructors_report_invalid);
+    tests[NCASES + 7] = (struct CMUnitTest)cmocka_unit_test(test_singular_weight_in_backward);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 8, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* layers/actnorm.c — ActNorm (Glow) and NICE's diagonal scaling (interface: layer.h). */
 #include "layers/layer.h"
 
+/* Σ v[0..D) accumulated in double, returned as nf_real. */
 static nf_real sum_vec(const nf_real *v, int32_t D) {
     double s = 0;
     for (int32_t j = 0; j < D; j++) s += v[j];
@@ -36,6 +37,8 @@ static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_r
     }
 }
 
+/* ops->forward: z = (x + b)·exp(logs); in training, ActNorm first sets b, logs from this batch once
+ * (data-dependent init, writes the parameters). No cache or scratch. NF_OK. */
 static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -58,7 +61,8 @@ static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
                 }
             double sd = sqrt(v / cnt);
             b[c] = (nf_real)-m;
-            logs[c] = sd > 1e-6 ? (nf_real)-log(sd + 1e-6) : 0;
+            /* exactly 1/sd (Glow's 1/(sd + 1e-6) left the variance 1 − 2e-6/sd, off by ~1e-6) */
+            logs[c] = sd > 1e-6 ? (nf_real)-log(sd) : 0;
         }
         *NF_B(L, s->off_init) = 1;
     }
@@ -66,6 +70,7 @@ static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: x = z·exp(−logs) − b; logdet −= P·Σ logs. NF_OK. */
 static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -73,7 +78,8 @@ static nf_status sc_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-static void sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx = dz·exp(logs) (overwritten); grads of logs (and b) += their ∂L. NF_OK. */
+static nf_status sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
     scale_layer *s = (scale_layer *)L;
@@ -99,8 +105,10 @@ static void sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
         glogs[c] += (nf_real)(gl + sld * P);
         if (gb) gb[c] += (nf_real)gbc;
     }
+    return NF_OK;
 }
 
+/* ops->init: clear the "initialized" flag, so the first training batch initialises b and logs. */
 static void actnorm_init(nf_layer *L, nf_rng *rng) {
     NF_UNUSED(rng);
     scale_layer *s = (scale_layer *)L;
@@ -112,26 +120,35 @@ static const nf_layer_ops diag_scale_ops = {"diag_scale", sc_forward, sc_inverse
 static const nf_layer_ops actnorm_ops = {"actnorm", sc_forward, sc_inverse,   sc_backward,
                                          nf_layer_no_size, nf_layer_no_size,  actnorm_init, nf_layer_no_destroy, nf_no_flops};
 
-nf_layer *nf_diag_scale_create(nf_registry *c, const char *name, int32_t dim) {
+/* See layer.h: NICE's z = x·exp(S), dim ≥ 1. */
+nf_status nf_diag_scale_create(nf_registry *c, const char *name, int32_t dim, nf_layer **out) {
+    *out = NULL;
+    if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: diagonal scaling needs dim ≥ 1 (got %d)", name, (int)dim);
     scale_layer *s = nf_layer_alloc(sizeof *s, &diag_scale_ops, c, name, dim);
-    if (!s) return NULL;
+    if (!s) return NF_ERR_NOMEM;
     s->C = dim, s->P = 1;
     s->off_b = s->off_init = -1;
     s->off_logs = nf_registry_reserve_vec(c, name, "log_scale", NF_TENSOR_PARAM, dim);
-    if (s->off_logs < 0) return free(s), NULL;
-    return &s->base;
+    if (s->off_logs < 0) return free(s), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &s->base;
+    return NF_OK;
 }
 
-nf_layer *nf_actnorm_create(nf_registry *c, const char *name, int32_t dim) { return nf_actnorm2d_create(c, name, dim, 1); }
+/* See layer.h: ActNorm on dim-vectors (dim channels of one pixel). */
+nf_status nf_actnorm_create(nf_registry *c, const char *name, int32_t dim, nf_layer **out) { return nf_actnorm2d_create(c, name, dim, 1, out); }
 
-nf_layer *nf_actnorm2d_create(nf_registry *c, const char *name, int32_t C, int32_t P) {
+/* See layer.h: ActNorm per channel, C ≥ 1 channels of P ≥ 1 pixels. */
+nf_status nf_actnorm2d_create(nf_registry *c, const char *name, int32_t C, int32_t P, nf_layer **out) {
+    *out = NULL;
+    if (C < 1 || P < 1) return nf_fail(NF_ERR_INVALID, "%s: ActNorm needs C, P ≥ 1 (got %d, %d)", name, (int)C, (int)P);
     scale_layer *s = nf_layer_alloc(sizeof *s, &actnorm_ops, c, name, C * P);
-    if (!s) return NULL;
+    if (!s) return NF_ERR_NOMEM;
     s->has_bias = 1, s->C = C, s->P = P;
     s->off_b = nf_registry_reserve_vec(c, name, "bias", NF_TENSOR_PARAM, C);
     s->off_logs = nf_registry_reserve_vec(c, name, "log_scale", NF_TENSOR_PARAM, C);
     s->off_init = nf_registry_reserve_vec(c, name, "initialized", NF_TENSOR_BUFFER, 1);
-    if (s->off_b < 0 || s->off_logs < 0 || s->off_init < 0) return free(s), NULL;
-    return &s->base;
+    if (s->off_b < 0 || s->off_logs < 0 || s->off_init < 0) return free(s), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &s->base;
+    return NF_OK;
 }
 

@@ -11,11 +11,14 @@ typedef struct {
     int64_t off_lg, off_beta, off_rmean, off_rvar;
 } bn_layer;
 
+/* Cache floats: μ (D) | 1/√(v+ε) (D), independent of n. */
 static int64_t bn_cache_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
     return 2 * (int64_t)L->dim;
 }
 
+/* ops->forward: batch statistics (training; also updates the running averages) or running ones;
+ * fills the cache with μ and 1/√(v+ε). NF_OK. */
 static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -47,6 +50,7 @@ static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse with the running statistics (the training forward is not inverted). NF_OK. */
 static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -65,7 +69,9 @@ static nf_status bn_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-static void bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx overwritten (with the batch-statistics terms in training); grads of log_gamma
+ * and beta +=. NF_OK. */
+static nf_status bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(work);
     bn_layer *b = (bn_layer *)L;
@@ -95,8 +101,10 @@ static void bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
             }
         }
     }
+    return NF_OK;
 }
 
+/* ops->init: running mean 0, running variance 1. */
 static void bn_init(nf_layer *L, nf_rng *rng) {
     NF_UNUSED(rng);
     bn_layer *b = (bn_layer *)L;
@@ -106,14 +114,18 @@ static void bn_init(nf_layer *L, nf_rng *rng) {
 static const nf_layer_ops batchnorm_ops = {"batchnorm",   bn_forward, bn_inverse, bn_backward,
                                            bn_cache_size, nf_layer_no_size,  bn_init,    nf_layer_no_destroy, nf_no_flops};
 
-nf_layer *nf_batchnorm_create(nf_registry *c, const char *name, int32_t dim) {
+/* See layer.h: batch norm of dim ≥ 1 columns. */
+nf_status nf_batchnorm_create(nf_registry *c, const char *name, int32_t dim, nf_layer **out) {
+    *out = NULL;
+    if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: batch norm needs dim ≥ 1 (got %d)", name, (int)dim);
     bn_layer *b = nf_layer_alloc(sizeof *b, &batchnorm_ops, c, name, dim);
-    if (!b) return NULL;
+    if (!b) return NF_ERR_NOMEM;
     b->off_lg = nf_registry_reserve_vec(c, name, "log_gamma", NF_TENSOR_PARAM, dim);
     b->off_beta = nf_registry_reserve_vec(c, name, "beta", NF_TENSOR_PARAM, dim);
     b->off_rmean = nf_registry_reserve_vec(c, name, "running_mean", NF_TENSOR_BUFFER, dim);
     b->off_rvar = nf_registry_reserve_vec(c, name, "running_var", NF_TENSOR_BUFFER, dim);
-    if (b->off_lg < 0 || b->off_beta < 0 || b->off_rmean < 0 || b->off_rvar < 0) return free(b), NULL;
-    return &b->base;
+    if (b->off_lg < 0 || b->off_beta < 0 || b->off_rmean < 0 || b->off_rvar < 0) return free(b), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &b->base;
+    return NF_OK;
 }
 

@@ -1,71 +1,60 @@
-/* coupling.c — coupling layers (NICE additive, RealNVP/Glow affine) on (n, D) vectors.
+/* coupling.c — coupling layers on (n, D) vectors (NICE additive, RealNVP/Glow affine) and the part every
+ * coupling shares (the image couplings and the split are in conv_coupling.c; private header
+ * coupling_impl.h).
  *
  * The coordinates are split into a conditioning part a (indices ia) and a transformed part b (ib):
  *   additive (NICE):           z_a = x_a,  z_b = x_b + m(x_a)                          log|det| = 0
  *   affine, tanh (RealNVP):    (h_s, h_t) = m(x_a), s = tanh(h_s), z_b = x_b·exp(s) + h_t   log|det| = Σ s
  *   affine, sigmoid (Glow):    (h_t, h_s) = m(x_a), σ = sigmoid(h_s + 2), z_b = (x_b + h_t)·σ
  *                                                                                 log|det| = Σ log σ
- *   gaussian (Glow's split):   (μ, ls) = m(x_a), z_b = (x_b − μ)·exp(−ls)           log|det| = −Σ ls
- *     (so log N(x_b; μ, e^ls) = log N(z_b; 0, 1) + log|det|: the factored-out half is scored by a
- *     learned conditional Gaussian and the flow keeps a standard normal prior over everything)
- * m is an MLP (vectors) or Glow's conv net (images, channel split: a = the first C/2 channels); its last
- * layer starts at zero, so every coupling starts as the identity.
- * Cache layout (n rows): x_a (n, na) | net output h (n, nout) | net cache. */
-#include "layers/layer.h"
-#include "nets/nets.h"
+ * m is an MLP (vectors) or Glow's conv net (images); its last layer starts at zero, so every coupling
+ * starts as the identity. Each formula is one function below (forward, inverse, backward). */
+#include "layers/coupling_impl.h"
 
-#define SCALE_GAUSS 2 /* internal scale mode of the split layer */
-
-typedef struct {
-    nf_layer base;
-    int additive;
-    int scale;      /* nf_scale_type or SCALE_GAUSS */
-    int32_t na, nb;
-    int32_t *ia, *ib;
-    int conv;       /* 1: cnet, 0: net */
-    nf_mlp net;
-    nf_convnet cnet;
-} coupling;
-
+/* ------------------------------------------------------------------ shared bookkeeping */
+/* Floats of net output per row. */
 static int64_t net_out(const coupling *c) { return c->conv ? (int64_t)c->cnet.cout * c->cnet.H * c->cnet.W : c->net.out; }
+/* Floats of the net's cache for n rows. */
 static int64_t net_cache(const coupling *c, int64_t n) { return c->conv ? nf_convnet_cache_size(&c->cnet, n) : nf_mlp_cache_size(&c->net, n); }
-/* scratch the net needs for forward (conv) and backward */
+/* Scratch floats the net needs for forward (conv) and backward, n rows. */
 static int64_t net_work(const coupling *c, int64_t n) { return c->conv ? nf_convnet_work_size(&c->cnet, n) : 2 * n * c->net.hidden; }
 
-static int64_t cp_cache_size(const nf_layer *L, int64_t n) {
+/* Cache floats for n rows: x_a | h | net cache (see coupling_impl.h). */
+int64_t nf_coupling_cache_size(const nf_layer *L, int64_t n) {
     const coupling *c = (const coupling *)L;
     return n * c->na + n * net_out(c) + net_cache(c, n);
 }
 
-static int64_t cp_work_size(const nf_layer *L, int64_t n) {
+/* Scratch floats for n rows: the larger of backward's (dh | dx_a | net) and inverse's (cache | net). */
+int64_t nf_coupling_work_size(const nf_layer *L, int64_t n) {
     const coupling *c = (const coupling *)L;
     int64_t bw = n * net_out(c) + n * c->na + net_work(c, n); /* backward */
-    int64_t iw = cp_cache_size(L, n) + net_work(c, n);         /* inverse (the forward needs net_work) */
+    int64_t iw = nf_coupling_cache_size(L, n) + net_work(c, n); /* inverse (the forward needs net_work) */
     return bw > iw ? bw : iw;
 }
 
-static int64_t cp_flops(const nf_layer *L) {
+/* FLOPs of one sample through the net. */
+int64_t nf_coupling_flops(const nf_layer *L) {
     const coupling *c = (const coupling *)L;
     return c->conv ? nf_convnet_flops(&c->cnet) : nf_mlp_flops(&c->net);
 }
 
-static void cp_init(nf_layer *L, nf_rng *rng) {
+/* Initialise the net's parameters (last layer zero unless init_std > 0). */
+void nf_coupling_init(nf_layer *L, nf_rng *rng) {
     coupling *c = (coupling *)L;
     if (c->conv) nf_convnet_init(&c->cnet, NF_P(L, c->cnet.off), rng);
     else nf_mlp_init(&c->net, NF_P(L, c->net.off), rng);
 }
 
-static void cp_destroy(nf_layer *L) {
+/* Free the partition arrays the coupling owns (not the struct). */
+void nf_coupling_destroy(nf_layer *L) {
     coupling *c = (coupling *)L;
     free(c->ia);
     free(c->ib);
 }
 
-/* numerically stable log(sigmoid(v)) = −softplus(−v) */
-static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
-static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
-
-/* Run the net on the conditioning half of x: fills xa and h (both in buf) and the net's cache. */
+/* Run the net on the conditioning half of x (rows ld apart): fills x_a and h (both in buf) and the net's
+ * cache after them; work: net_work floats. */
 static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf, nf_real *work) {
     int32_t S = c->base.ld;
     nf_real *xa = buf, *h = buf + n * c->na, *mc = h + n * net_out(c);
@@ -75,130 +64,218 @@ static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf,
     else nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, h, n, mc);
 }
 
-static nf_status cp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, nf_real *work, int training) {
+/* ops->forward of every coupling: the net on x_a, then the variant's forward loop. Always NF_OK. */
+nf_status nf_coupling_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                              nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(training);
-    coupling *c = (coupling *)L;
-    int32_t D = L->dim, S = L->ld, nb = c->nb;
-    int64_t no = net_out(c);
+    const coupling *c = (const coupling *)L;
     cp_net(c, x, n, cache, work);
-    const nf_real *h = cache + n * c->na;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * no;
-        nf_real *zi = z + i * S, ld = 0;
-        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            if (c->additive) {
-                zi[k] = xi[k] + hi[j];
-            } else if (c->scale == NF_SCALE_TANH) {
-                nf_real s = tanh(hi[j]);
-                zi[k] = xi[k] * exp(s) + hi[nb + j];
-                ld += s;
-            } else if (c->scale == SCALE_GAUSS) {
-                zi[k] = (xi[k] - hi[j]) * exp(-hi[nb + j]);
-                ld -= hi[nb + j];
-            } else {
-                nf_real v = hi[nb + j] + 2;
-                zi[k] = (xi[k] + hi[j]) * sigmoid(v);
-                ld += log_sigmoid(v);
-            }
-        }
-        if (logdet) logdet[i] += ld;
-    }
+    c->math->forward(c, x, cache + n * c->na, z, logdet, n);
     return NF_OK;
 }
 
-static nf_status cp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
-                            nf_real *work) {
-    coupling *c = (coupling *)L;
-    int32_t D = L->dim, S = L->ld, nb = c->nb;
-    int64_t no = net_out(c);
-    cp_net(c, z, n, work, work + cp_cache_size(L, n)); /* z_a = x_a, so the net sees the same input */
-    const nf_real *h = work + n * c->na;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * S, *hi = h + i * no;
-        nf_real *xi = x + i * S, ld = 0;
-        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            if (c->additive) {
-                xi[k] = zi[k] - hi[j];
-            } else if (c->scale == NF_SCALE_TANH) {
-                nf_real s = tanh(hi[j]);
-                xi[k] = (zi[k] - hi[nb + j]) * exp(-s);
-                ld += s;
-            } else if (c->scale == SCALE_GAUSS) {
-                xi[k] = zi[k] * exp(hi[nb + j]) + hi[j];
-                ld -= hi[nb + j];
-            } else {
-                nf_real v = hi[nb + j] + 2;
-                xi[k] = zi[k] / sigmoid(v) - hi[j];
-                ld += log_sigmoid(v);
-            }
-        }
-        if (logdet) logdet[i] -= ld;
-    }
+/* ops->inverse of every coupling: z_a = x_a, so the net sees the same input; then the variant's inverse. */
+nf_status nf_coupling_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
+                              nf_real *work) {
+    const coupling *c = (const coupling *)L;
+    cp_net(c, z, n, work, work + nf_coupling_cache_size(L, n));
+    c->math->inverse(c, z, work + n * c->na, x, logdet, n);
     return NF_OK;
 }
 
-static void cp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
-                        const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+/* ops->backward of every coupling: the variant's loop gives dx_b and dh; the net's backward adds its
+ * parameter gradients and gives dx_a, which is added into dx. Always NF_OK. */
+nf_status nf_coupling_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                               const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
-    coupling *c = (coupling *)L;
-    int32_t D = L->dim, S = L->ld, nb = c->nb, na = c->na;
+    const coupling *c = (const coupling *)L;
+    int32_t S = L->ld, na = c->na;
     int64_t no = net_out(c);
     const nf_real *xa = cache, *h = cache + n * na, *mc = h + n * no;
     nf_real *dh = work, *dxa = dh + n * no, *mwork = dxa + n * na;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * no, *dzi = dz + i * S;
-        nf_real *dxi = dx + i * S, *dhi = dh + i * no;
-        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            if (c->additive) {
-                dhi[j] = dzi[k];
-            } else if (c->scale == NF_SCALE_TANH) {
-                nf_real s = tanh(hi[j]), e = exp(s);
-                dxi[k] = dzi[k] * e;
-                nf_real ds = dzi[k] * xi[k] * e + dld[i];
-                dhi[j] = ds * (1 - s * s);
-                dhi[nb + j] = dzi[k];
-            } else if (c->scale == SCALE_GAUSS) {
-                nf_real e = exp(-hi[nb + j]), zk = (xi[k] - hi[j]) * e;
-                dxi[k] = dzi[k] * e;
-                dhi[j] = -dzi[k] * e;
-                dhi[nb + j] = -dzi[k] * zk - dld[i];
-            } else {
-                nf_real v = hi[nb + j] + 2, sg = sigmoid(v);
-                dxi[k] = dzi[k] * sg;
-                dhi[j] = dzi[k] * sg;
-                nf_real dsg = dzi[k] * (xi[k] + hi[j]);
-                dhi[nb + j] = dsg * sg * (1 - sg) + dld[i] * (1 - sg);
-            }
-        }
-    }
+    c->math->backward(c, x, h, dz, dld, dx, dh, n);
     if (c->conv) nf_convnet_backward(&c->cnet, NF_P(L, c->cnet.off), NF_G(L, c->cnet.off), xa, mc, dh, dxa, n, mwork);
     else nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, mc, dh, dxa, n, mwork);
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < na; j++) dx[i * S + c->ia[j]] += dxa[i * na + j];
+    return NF_OK;
 }
 
-static const nf_layer_ops additive_ops = {"additive_coupling", cp_forward, cp_inverse, cp_backward,
-                                          cp_cache_size,       cp_work_size, cp_init,  cp_destroy, cp_flops};
-static const nf_layer_ops affine_ops = {"affine_coupling", cp_forward,   cp_inverse, cp_backward,
-                                        cp_cache_size,     cp_work_size, cp_init,    cp_destroy, cp_flops};
+/* ------------------------------------------------------------------ additive (NICE): z_b = x_b + h */
+/* z_b = x_b + h, z_a = x_a; log|det| = 0 (logdet += 0). */
+static void additive_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * nb;
+        nf_real *zi = z + i * S, ld = 0;
+        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) zi[c->ib[j]] = xi[c->ib[j]] + hi[j];
+        if (logdet) logdet[i] += ld;
+    }
+}
 
-/* Partition of 0..D-1 into a (conditioning) and b (transformed); parity 1 swaps the roles. */
-static int make_partition(coupling *c, int32_t D, nf_partition part, int32_t parity) {
+/* x_b = z_b − h; logdet −= 0. */
+static void additive_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *zi = z + i * S, *hi = h + i * nb;
+        nf_real *xi = x + i * S, ld = 0;
+        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) xi[c->ib[j]] = zi[c->ib[j]] - hi[j];
+        if (logdet) logdet[i] -= ld;
+    }
+}
+
+/* dx = dz (∂z_b/∂x_b = 1), dh = dz_b. */
+static void additive_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
+                              const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    NF_UNUSED(x), NF_UNUSED(h), NF_UNUSED(dld);
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *dzi = dz + i * S;
+        nf_real *dxi = dx + i * S, *dhi = dh + i * nb;
+        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) dhi[j] = dzi[c->ib[j]];
+    }
+}
+
+const nf_coupling_math nf_coupling_additive = {1, additive_forward, additive_inverse, additive_backward};
+
+/* ------------------------------------------------------------------ affine, tanh scale (RealNVP) */
+/* (h_s, h_t) = h: z_b = x_b·exp(tanh(h_s)) + h_t; log|det| = Σ tanh(h_s). */
+static void affine_tanh_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb;
+        nf_real *zi = z + i * S, ld = 0;
+        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            nf_real s = tanh(hi[j]);
+            zi[k] = xi[k] * exp(s) + hi[nb + j];
+            ld += s;
+        }
+        if (logdet) logdet[i] += ld;
+    }
+}
+
+/* x_b = (z_b − h_t)·exp(−tanh(h_s)); logdet −= Σ tanh(h_s). */
+static void affine_tanh_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *zi = z + i * S, *hi = h + i * 2 * nb;
+        nf_real *xi = x + i * S, ld = 0;
+        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            nf_real s = tanh(hi[j]);
+            xi[k] = (zi[k] - hi[nb + j]) * exp(-s);
+            ld += s;
+        }
+        if (logdet) logdet[i] -= ld;
+    }
+}
+
+/* dx_b = dz_b·e^s; dh_s = (dz_b·x_b·e^s + dld)·(1 − s²); dh_t = dz_b. */
+static void affine_tanh_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
+                                 const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb, *dzi = dz + i * S;
+        nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb;
+        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            nf_real s = tanh(hi[j]), e = exp(s);
+            dxi[k] = dzi[k] * e;
+            nf_real ds = dzi[k] * xi[k] * e + dld[i];
+            dhi[j] = ds * (1 - s * s);
+            dhi[nb + j] = dzi[k];
+        }
+    }
+}
+
+const nf_coupling_math nf_coupling_affine_tanh = {2, affine_tanh_forward, affine_tanh_inverse, affine_tanh_backward};
+
+/* ------------------------------------------------------------------ affine, sigmoid scale (Glow) */
+/* Numerically stable log(sigmoid(v)) = −softplus(−v). */
+static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
+/* Numerically stable sigmoid(v). */
+static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
+
+/* (h_t, h_s) = h, σ = sigmoid(h_s + 2): z_b = (x_b + h_t)·σ; log|det| = Σ log σ. */
+static void affine_sigmoid_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb;
+        nf_real *zi = z + i * S, ld = 0;
+        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            nf_real v = hi[nb + j] + 2;
+            zi[k] = (xi[k] + hi[j]) * sigmoid(v);
+            ld += log_sigmoid(v);
+        }
+        if (logdet) logdet[i] += ld;
+    }
+}
+
+/* x_b = z_b/σ − h_t; logdet −= Σ log σ. */
+static void affine_sigmoid_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *zi = z + i * S, *hi = h + i * 2 * nb;
+        nf_real *xi = x + i * S, ld = 0;
+        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            nf_real v = hi[nb + j] + 2;
+            xi[k] = zi[k] / sigmoid(v) - hi[j];
+            ld += log_sigmoid(v);
+        }
+        if (logdet) logdet[i] -= ld;
+    }
+}
+
+/* dx_b = dz_b·σ; dh_t = dz_b·σ; dh_s = dz_b·(x_b + h_t)·σ(1 − σ) + dld·(1 − σ). */
+static void affine_sigmoid_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
+                                    const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb, *dzi = dz + i * S;
+        nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb;
+        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            nf_real v = hi[nb + j] + 2, sg = sigmoid(v);
+            dxi[k] = dzi[k] * sg;
+            dhi[j] = dzi[k] * sg;
+            nf_real dsg = dzi[k] * (xi[k] + hi[j]);
+            dhi[nb + j] = dsg * sg * (1 - sg) + dld[i] * (1 - sg);
+        }
+    }
+}
+
+const nf_coupling_math nf_coupling_affine_sigmoid = {2, affine_sigmoid_forward, affine_sigmoid_inverse, affine_sigmoid_backward};
+
+/* ------------------------------------------------------------------ construction */
+/* Partition of 0..D−1 into a (conditioning) and b (transformed) into c->ia/ib (owned); parity 1 swaps
+ * the roles. NF_ERR_NOMEM (reason set) on allocation failure. */
+static nf_status make_partition(coupling *c, int32_t D, nf_partition part, int32_t parity) {
     int32_t nfirst = part == NF_PART_HALVES ? D / 2 : (D + 1) / 2; /* |first set| */
     int32_t *first = malloc(sizeof(int32_t) * (size_t)D), *second = malloc(sizeof(int32_t) * (size_t)D);
     if (!first || !second) {
         free(first), free(second);
-        return 0;
+        return nf_fail(NF_ERR_NOMEM, "out of memory for the partition of coupling %s", c->base.name);
     }
     int32_t n1 = 0, n2 = 0;
     for (int32_t j = 0; j < D; j++) {
@@ -208,84 +285,72 @@ static int make_partition(coupling *c, int32_t D, nf_partition part, int32_t par
     }
     if (parity % 2 == 0) c->ia = first, c->na = n1, c->ib = second, c->nb = n2;
     else c->ia = second, c->na = n2, c->ib = first, c->nb = n1;
-    return 1;
+    return NF_OK;
 }
 
-/* The part every coupling shares: header, mode and partition. NULL on allocation failure. */
-static coupling *coupling_new(nf_registry *ctx, const char *name, const nf_layer_ops *ops, int32_t dim,
-                              nf_partition part, int32_t parity, int additive, int scale) {
-    coupling *c = nf_xcalloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->base.ops = ops;
-    snprintf(c->base.name, sizeof c->base.name, "%s", name);
-    c->base.dim = dim, c->base.ld = dim, c->base.reg = ctx;
-    c->additive = additive, c->scale = scale;
-    if (!make_partition(c, dim, part, parity)) return free(c), NULL;
-    return c;
+/* See coupling_impl.h. */
+nf_status nf_coupling_new(nf_registry *r, const char *name, const nf_layer_ops *ops, const nf_coupling_math *math,
+                          int32_t dim, nf_partition part, int32_t parity, coupling **out) {
+    *out = NULL;
+    coupling *c = nf_layer_alloc(sizeof *c, ops, r, name, dim);
+    if (!c) return NF_ERR_NOMEM;
+    c->math = math;
+    nf_status st = make_partition(c, dim, part, parity);
+    if (st) return free(c), st;
+    *out = c;
+    return NF_OK;
 }
 
-static nf_layer *coupling_create(nf_registry *ctx, const char *name, int32_t dim, nf_partition part,
-                                 int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                 int additive, nf_scale_type scale) {
-    coupling *c = coupling_new(ctx, name, additive ? &additive_ops : &affine_ops, dim, part, parity, additive, (int)scale);
-    if (!c) return NULL;
+static const nf_layer_ops additive_ops = {"additive_coupling", nf_coupling_forward, nf_coupling_inverse, nf_coupling_backward,
+                                          nf_coupling_cache_size, nf_coupling_work_size, nf_coupling_init, nf_coupling_destroy, nf_coupling_flops};
+static const nf_layer_ops affine_ops = {"affine_coupling", nf_coupling_forward, nf_coupling_inverse, nf_coupling_backward,
+                                        nf_coupling_cache_size, nf_coupling_work_size, nf_coupling_init, nf_coupling_destroy, nf_coupling_flops};
+
+/* A vector coupling with an MLP m: x_a (na) → h (per_b·nb). Checks the arguments (NF_ERR_INVALID),
+ * reserves the MLP's tensors; *out = the layer (caller frees with nf_layer_free) or NULL. */
+static nf_status vector_coupling(nf_registry *r, const char *name, int32_t dim, nf_partition part, int32_t parity,
+                                 int32_t hidden, int32_t layers, nf_activation act, const nf_layer_ops *ops,
+                                 const nf_coupling_math *math, nf_layer **out) {
+    *out = NULL;
+    if (dim < 2) return nf_fail(NF_ERR_INVALID, "%s: a coupling needs dim ≥ 2 (got %d)", name, (int)dim);
+    if (part != NF_PART_HALVES && part != NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "%s: unknown partition %d", name, (int)part);
+    if (layers < 0 || (layers > 0 && hidden < 1))
+        return nf_fail(NF_ERR_INVALID, "%s: hidden %d, layers %d: need layers ≥ 0 and hidden ≥ 1", name, (int)hidden, (int)layers);
+    coupling *c;
+    nf_status st = nf_coupling_new(r, name, ops, math, dim, part, parity, &c);
+    if (st) return st;
     c->net.in = c->na;
-    c->net.out = additive ? c->nb : 2 * c->nb;
+    c->net.out = math->per_b * c->nb;
     c->net.hidden = hidden;
     c->net.layers = layers;
     c->net.act = act;
-    if (nf_mlp_reserve(ctx, name, &c->net)) {
-        cp_destroy(&c->base);
-        free(c);
-        return NULL;
+    if ((st = nf_mlp_reserve(r, name, &c->net))) {
+        nf_layer_free(&c->base);
+        return st;
     }
-    return &c->base;
+    *out = &c->base;
+    return NF_OK;
 }
 
-nf_layer *nf_additive_coupling_create(nf_registry *c, const char *name, int32_t dim, nf_partition part,
-                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act) {
-    return coupling_create(c, name, dim, part, parity, hidden, layers, act, 1, NF_SCALE_TANH);
+/* See layer.h: NICE's additive coupling. */
+nf_status nf_additive_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
+                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
+                                      nf_layer **out) {
+    return vector_coupling(r, name, dim, part, parity, hidden, layers, act, &additive_ops, &nf_coupling_additive, out);
 }
 
-nf_layer *nf_affine_coupling_create(nf_registry *c, const char *name, int32_t dim, nf_partition part,
+/* See layer.h: the affine coupling with a tanh (RealNVP) or sigmoid (Glow) scale. */
+nf_status nf_affine_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
                                     int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                    nf_scale_type scale) {
-    return coupling_create(c, name, dim, part, parity, hidden, layers, act, 0, scale);
+                                    nf_scale_type scale, nf_layer **out) {
+    *out = NULL;
+    if (scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
+    return vector_coupling(r, name, dim, part, parity, hidden, layers, act, &affine_ops,
+                           scale == NF_SCALE_TANH ? &nf_coupling_affine_tanh : &nf_coupling_affine_sigmoid, out);
 }
 
+/* See layer.h: sets the init std of the last layer of the coupling's net (MLP or conv net). */
 void nf_coupling_set_init_std(nf_layer *L, double std) {
     coupling *c = (coupling *)L;
     c->net.init_std = std, c->cnet.init_std = std;
-}
-
-static const nf_layer_ops conv_additive_ops = {"conv_additive_coupling", cp_forward, cp_inverse, cp_backward,
-                                               cp_cache_size, cp_work_size, cp_init, cp_destroy, cp_flops};
-static const nf_layer_ops conv_affine_ops = {"conv_affine_coupling", cp_forward, cp_inverse, cp_backward,
-                                             cp_cache_size, cp_work_size, cp_init, cp_destroy, cp_flops};
-static const nf_layer_ops split_ops = {"split", cp_forward, cp_inverse, cp_backward,
-                                       cp_cache_size, cp_work_size, cp_init, cp_destroy, cp_flops};
-
-/* Channel-split coupling or split prior on (C, H, W) images: a = the first C/2 channels. */
-static nf_layer *conv_coupling(nf_registry *ctx, const char *name, int32_t C, int32_t H, int32_t W, int32_t hidden,
-                               int32_t layers, int additive, int scale, const nf_layer_ops *ops) {
-    /* halves of the NCHW row: the first C/2 channels condition */
-    coupling *c = coupling_new(ctx, name, ops, C * H * W, NF_PART_HALVES, 0, additive, scale);
-    if (!c) return NULL;
-    c->conv = 1;
-    c->cnet.cin = C / 2, c->cnet.H = H, c->cnet.W = W, c->cnet.hidden = hidden, c->cnet.layers = layers;
-    c->cnet.cout = (additive ? 1 : 2) * (C - C / 2);
-    if (nf_convnet_reserve(ctx, name, &c->cnet)) {
-        cp_destroy(&c->base);
-        return free(c), NULL;
-    }
-    return &c->base;
-}
-
-nf_layer *nf_conv_coupling_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W,
-                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale) {
-    return conv_coupling(c, name, C, H, W, hidden, layers, additive, (int)scale, additive ? &conv_additive_ops : &conv_affine_ops);
-}
-
-nf_layer *nf_split_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W) {
-    return conv_coupling(c, name, C, H, W, 1, 0, 0, SCALE_GAUSS, &split_ops);
 }

@@ -8,7 +8,7 @@
 
 #include "core/registry.h"
 
-/* The element-wise and linear layers, one file each (the couplings are in coupling.c and masked.c):
+/* The element-wise and linear layers, one file each (the couplings are in coupling.c, conv_coupling.c and masked.c):
  *   diag_scale   (NICE)     z = x·exp(S)                           log|det| = Σ S            actnorm.c
  *   actnorm      (Glow)     z = (x + b)·exp(logs)                  log|det| = Σ logs         actnorm.c
  *   standardize  (fixed)    z = (x − μ)/σ                          log|det| = −Σ log σ       standardize.c
@@ -25,8 +25,6 @@
 
 typedef struct nf_layer nf_layer;
 
-typedef struct nf_layer nf_layer;
-
 /* One interface for every invertible layer. Shapes: x, z (n, ld), of which the layer reads and writes
  * only the first D columns. cache holds what backward needs from
  * forward (cache_size floats); forward always fills it (the flow gives each layer its own). */
@@ -40,8 +38,9 @@ typedef struct {
     nf_status (*inverse)(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                          nf_real *work);
     /* Given dz = ∂L/∂z and dld[i] = ∂L/∂logdet[i]: dx = ∂L/∂x (overwritten), grads += ∂L/∂params.
-     * x and cache are what forward saw and filled. work: work_size floats. */
-    void (*backward)(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+     * x and cache are what forward saw and filled. work: work_size floats. NF_OK, or an error with a
+     * reason (e.g. NF_ERR_NUMERIC: a weight that cannot be inverted), gradients then incomplete. */
+    nf_status (*backward)(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                      const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training);
     int64_t (*cache_size)(const nf_layer *L, int64_t n);
     int64_t (*work_size)(const nf_layer *L, int64_t n); /* scratch for forward, inverse and backward */
@@ -66,43 +65,47 @@ struct nf_layer {
 #define NF_G(L, off) ((L)->reg->grads + (off))
 #define NF_B(L, off) ((L)->reg->buffers + (off))
 
-/* Layer constructors: each reserves its tensors in c under `name` and returns the layer, or NULL on
- * allocation failure (or arguments the layer cannot take). The caller frees with nf_layer_free. */
-nf_layer *nf_additive_coupling_create(nf_registry *c, const char *name, int32_t dim, nf_partition part,
-                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act);
-nf_layer *nf_affine_coupling_create(nf_registry *c, const char *name, int32_t dim, nf_partition part,
+/* Layer constructors: each checks its arguments, reserves its tensors in r under `name` and sets *out to
+ * the layer (the caller frees it with nf_layer_free). NF_ERR_INVALID (reason set) for arguments the
+ * layer cannot take, NF_ERR_NOMEM (reason set) on allocation failure; *out is NULL on failure. */
+nf_status nf_additive_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
+                                      int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
+                                      nf_layer **out);
+nf_status nf_affine_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
                                     int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                    nf_scale_type scale);
+                                    nf_scale_type scale, nf_layer **out);
 /* Glow's channel-split coupling on (C, H, W) images (C even): a = the first C/2 channels, net =
- * conv3×3 → ReLU → (conv1×1 → ReLU)×(layers−1) → zero-conv3×3 (nf_convnet). */
-nf_layer *nf_conv_coupling_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W,
-                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale);
-/* Glow's split: the last C/2 channels leave the flow, scored by N(μ, e^ls) with (μ, ls) = zero-conv3×3
- * of the first C/2 — implemented as z_b = (x_b − μ)·e^−ls, log|det| = −Σ ls, under a standard normal. */
-nf_layer *nf_split_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W);
+ * conv3×3 → ReLU → (conv1×1 → ReLU)×(layers−1) → zero-conv3×3 (nf_convnet) (conv_coupling.c). */
+nf_status nf_conv_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
+                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale,
+                                  nf_layer **out);
+/* Glow's split (C even): the last C/2 channels leave the flow, scored by N(μ, e^ls) with (μ, ls) =
+ * zero-conv3×3 of the first C/2 — implemented as z_b = (x_b − μ)·e^−ls, log|det| = −Σ ls, under a
+ * standard normal (conv_coupling.c). */
+nf_status nf_split_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W, nf_layer **out);
 /* Set the last-layer init std of a coupling's net (before the flow initialises its parameters). */
 void nf_coupling_set_init_std(nf_layer *L, double std);
 /* RealNVP's masked affine coupling with a ResNet (masked.c): checkerboard ((i + j) mod 2 = parity is
- * conditioning) or channel mask (parity 0: the first C/2 channels condition; 1: the last). NULL on
- * allocation failure or a channel mask on odd C. */
+ * conditioning) or channel mask (parity 0: the first C/2 channels condition; 1: the last; C even). */
 typedef enum { NF_MASK_CHECKERBOARD = 0, NF_MASK_CHANNEL } nf_mask_type;
-nf_layer *nf_masked_coupling_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W,
-                                    nf_mask_type type, int32_t parity, int32_t width, int32_t blocks);
+nf_status nf_masked_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
+                                    nf_mask_type type, int32_t parity, int32_t width, int32_t blocks,
+                                    nf_layer **out);
 void nf_masked_coupling_set_init_std(nf_layer *L, double std);
-/* RealNVP's logit preprocessing on x ∈ [−½, ½): z = logit(α + (1 − 2α)(x + ½)) (layers.c). */
-nf_layer *nf_logit_create(nf_registry *c, const char *name, int32_t dim, double alpha);
-nf_layer *nf_diag_scale_create(nf_registry *c, const char *name, int32_t dim);
-nf_layer *nf_standardize_create(nf_registry *c, const char *name, int32_t dim);
-nf_layer *nf_actnorm_create(nf_registry *c, const char *name, int32_t dim);
+/* RealNVP's logit preprocessing on x ∈ [−½, ½): z = logit(α + (1 − 2α)(x + ½)), 0 ≤ α < ½ (logit.c). */
+nf_status nf_logit_create(nf_registry *r, const char *name, int32_t dim, double alpha, nf_layer **out);
+nf_status nf_diag_scale_create(nf_registry *r, const char *name, int32_t dim, nf_layer **out);
+nf_status nf_standardize_create(nf_registry *r, const char *name, int32_t dim, nf_layer **out);
+nf_status nf_actnorm_create(nf_registry *r, const char *name, int32_t dim, nf_layer **out);
 /* ActNorm per channel of C channels × P pixels (NCHW images: P = H·W). */
-nf_layer *nf_actnorm2d_create(nf_registry *c, const char *name, int32_t C, int32_t P);
-nf_layer *nf_permute_create(nf_registry *c, const char *name, int32_t dim, nf_perm_type type);
-/* Squeeze 2×2: (C, H, W) → (4C, H/2, W/2), output channel c·4 + dy·2 + dx (H, W even; else NULL). */
-nf_layer *nf_squeeze_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W);
-nf_layer *nf_linear_create(nf_registry *c, const char *name, int32_t dim, int lu);
+nf_status nf_actnorm2d_create(nf_registry *r, const char *name, int32_t C, int32_t P, nf_layer **out);
+nf_status nf_permute_create(nf_registry *r, const char *name, int32_t dim, nf_perm_type type, nf_layer **out);
+/* Squeeze 2×2: (C, H, W) → (4C, H/2, W/2), output channel c·4 + dy·2 + dx (H, W even). */
+nf_status nf_squeeze_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W, nf_layer **out);
+nf_status nf_linear_create(nf_registry *r, const char *name, int32_t dim, int lu, nf_layer **out);
 /* Glow's invertible 1×1 convolution: a linear map of the C channels at each of P pixels. */
-nf_layer *nf_conv1x1_create(nf_registry *c, const char *name, int32_t C, int32_t P, int lu);
-nf_layer *nf_batchnorm_create(nf_registry *c, const char *name, int32_t dim);
+nf_status nf_conv1x1_create(nf_registry *r, const char *name, int32_t C, int32_t P, int lu, nf_layer **out);
+nf_status nf_batchnorm_create(nf_registry *r, const char *name, int32_t dim, nf_layer **out);
 void nf_layer_free(nf_layer *L);
 int64_t nf_no_flops(const nf_layer *L); /* layers without matrix products: 0 */
 /* Standardisation statistics (buffers of a standardize layer). */

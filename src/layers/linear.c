@@ -19,6 +19,7 @@ typedef struct {
     int32_t *lu_perm;                       /* … allocated once with the layer */
 } linear_layer;
 
+/* W = P·A·B from the LU parameters; A, B: (C, C) scratch filled with L + I and U + diag(sign·e^log_s). */
 static void lu_build_W(const linear_layer *l, nf_real *W, nf_real *A, nf_real *B) {
     const nf_layer *L = &l->base;
     int32_t D = l->C;
@@ -55,16 +56,19 @@ static nf_status lin_weight(const linear_layer *l, nf_real *W, nf_real *work, do
     return NF_OK;
 }
 
+/* FLOPs per sample: C×C products at each of P pixels. */
 static int64_t lin_flops(const nf_layer *L) {
     const linear_layer *l = (const linear_layer *)L;
     return 2 * (int64_t)l->C * l->C * l->P;
 }
 
+/* Cache floats: W (C, C), independent of n. */
 static int64_t lin_cache_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
     const linear_layer *l = (const linear_layer *)L;
     return (int64_t)l->C * l->C;
 }
+/* Scratch floats: 5·C·C (W, W⁻¹ or LU factors, dW, dM), independent of n. */
 static int64_t lin_work_size(const nf_layer *L, int64_t n) {
     NF_UNUSED(n);
     const linear_layer *l = (const linear_layer *)L;
@@ -82,6 +86,8 @@ static void mix_channels(const linear_layer *l, const nf_real *M, int trans, con
     for (int64_t i = 0; i < n; i++) nf_gemm(trans, 0, C, P, C, 1, M, C, x + i * S, P, 0, z + i * S, P);
 }
 
+/* ops->forward: z = W·x per pixel, logdet += P·log|det W|; W into the cache.
+ * NF_ERR_NUMERIC (reason set) if W is singular. */
 static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                              nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -95,6 +101,7 @@ static nf_status lin_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real 
     return NF_OK;
 }
 
+/* ops->inverse: x = W⁻¹·z; logdet −= P·log|det W|. NF_ERR_NUMERIC if W cannot be inverted. */
 static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                              nf_real *work) {
     linear_layer *l = (linear_layer *)L;
@@ -111,7 +118,9 @@ static nf_status lin_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real 
     return NF_OK;
 }
 
-static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx = Wᵀ·dz (overwritten); grads += ∂L/∂W (plain: dW + Σdld·P·W⁻ᵀ) or ∂L/∂(L, U,
+ * log_s). NF_ERR_NUMERIC (reason set, gradient incomplete) when the plain W cannot be inverted. */
+static nf_status lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                          const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
     linear_layer *l = (linear_layer *)L;
@@ -129,10 +138,13 @@ static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, co
     if (!l->lu) {
         /* ∂ log|det W| / ∂W = W⁻ᵀ */
         nf_real *Winv = work + DD, *g = NF_G(L, l->off_W);
-        if (nf_invert_ws(W, D, Winv, l->lu_a, l->lu_perm, l->lu_col) != NF_OK) return; /* forward succeeded with this W */
+        /* forward's LU accepted this W, but the inverse may still fail (or W changed since): say so
+         * rather than leave the gradient out */
+        if (nf_invert_ws(W, D, Winv, l->lu_a, l->lu_perm, l->lu_col) != NF_OK)
+            return nf_fail(NF_ERR_NUMERIC, "%s: the weight matrix is singular: no gradient of log|det W|", L->name);
         for (int32_t i = 0; i < D; i++)
             for (int32_t j = 0; j < D; j++) g[i * D + j] += dW[i * D + j] + (nf_real)sld * Winv[j * D + i];
-        return;
+        return NF_OK;
     }
     nf_real *A = work + DD, *B = work + 2 * DD, *Wt = work + 3 * DD, *dM = work + 4 * DD;
     lu_build_W(l, Wt, A, B);
@@ -152,8 +164,10 @@ static void lin_backward(nf_layer *L, const nf_real *x, const nf_real *cache, co
                 else gls[i] += (nf_real)(s * sg[i] * exp((double)ls[i]) + sld);
             }
         }
+    return NF_OK;
 }
 
+/* ops->init: a random orthogonal W (plain) or its LU factors, permutation and signs (LU). */
 static void lin_init(nf_layer *L, nf_rng *rng) {
     linear_layer *l = (linear_layer *)L;
     int32_t D = l->C;
@@ -183,6 +197,7 @@ static void lin_init(nf_layer *L, nf_rng *rng) {
     free(Q), free(perm);
 }
 
+/* ops->destroy: free the LU scratch the layer owns. */
 static void lin_destroy(nf_layer *L) {
     linear_layer *l = (linear_layer *)L;
     free(l->lu_a), free(l->lu_col), free(l->lu_perm);
@@ -193,19 +208,23 @@ static const nf_layer_ops linear_ops = {"linear",       lin_forward,   lin_inver
 static const nf_layer_ops linear_lu_ops = {"linear_lu",    lin_forward,   lin_inverse, lin_backward,
                                            lin_cache_size, lin_work_size, lin_init,    lin_destroy, lin_flops};
 
-nf_layer *nf_linear_create(nf_registry *c, const char *name, int32_t dim, int lu) { return nf_conv1x1_create(c, name, dim, 1, lu); }
+/* See layer.h: an invertible linear map of dim-vectors (a 1×1 convolution of one pixel). */
+nf_status nf_linear_create(nf_registry *c, const char *name, int32_t dim, int lu, nf_layer **out) { return nf_conv1x1_create(c, name, dim, 1, lu, out); }
 
-nf_layer *nf_conv1x1_create(nf_registry *c, const char *name, int32_t C, int32_t P, int lu) {
+/* See layer.h: C ≥ 1 channels, P ≥ 1 pixels; plain W or its LU parametrisation. */
+nf_status nf_conv1x1_create(nf_registry *c, const char *name, int32_t C, int32_t P, int lu, nf_layer **out) {
+    *out = NULL;
+    if (C < 1 || P < 1) return nf_fail(NF_ERR_INVALID, "%s: an invertible linear map needs C, P ≥ 1 (got %d, %d)", name, (int)C, (int)P);
     int32_t dim = C;
     linear_layer *l = nf_layer_alloc(sizeof *l, lu ? &linear_lu_ops : &linear_ops, c, name, C * P);
-    if (!l) return NULL;
+    if (!l) return NF_ERR_NOMEM;
     l->lu = lu, l->C = C, l->P = P;
     l->lu_a = malloc(sizeof(double) * (size_t)C * (size_t)C);
     l->lu_col = malloc(sizeof(double) * (size_t)C);
     l->lu_perm = malloc(sizeof(int32_t) * (size_t)C);
     if (!l->lu_a || !l->lu_col || !l->lu_perm) {
-        lin_destroy(&l->base);
-        return free(l), NULL;
+        nf_layer_free(&l->base);
+        return nf_fail(NF_ERR_NOMEM, "out of memory for the LU scratch of %s", name);
     }
     int64_t sq[2] = {dim, dim};
     int ok;
@@ -221,9 +240,10 @@ nf_layer *nf_conv1x1_create(nf_registry *c, const char *name, int32_t C, int32_t
         ok = l->off_L >= 0 && l->off_U >= 0 && l->off_logs >= 0 && l->off_perm >= 0 && l->off_sign >= 0;
     }
     if (!ok) {
-        lin_destroy(&l->base);
-        return free(l), NULL;
+        nf_layer_free(&l->base);
+        return NF_ERR_NOMEM; /* reason set by the registry */
     }
-    return &l->base;
+    *out = &l->base;
+    return NF_OK;
 }
 

@@ -11,6 +11,7 @@ typedef struct {
     double alpha;
 } logit_layer;
 
+/* ops->forward: z = logit(α + (1 − 2α)(x + ½)). NF_ERR_NUMERIC (reason set) for an input outside [−½, ½]. */
 static nf_status lg_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
@@ -33,6 +34,7 @@ static nf_status lg_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: x = (sigmoid(z) − α)/(1 − 2α) − ½; logdet −= the forward log-det. NF_OK. */
 static nf_status lg_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -53,7 +55,8 @@ static nf_status lg_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-static void lg_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx = ∂z/∂x·(dz + dld·(2p − 1)) (overwritten); no parameters. NF_OK. */
+static nf_status lg_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
     double a = ((logit_layer *)L)->alpha;
@@ -66,15 +69,21 @@ static void lg_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
             nf_real g = (nf_real)(1 - 2 * a) / (p * (1 - p));
             dx[i * S + j] = g * (dz[i * S + j] + dld[i] * (2 * p - 1));
         }
+    return NF_OK;
 }
 
 static const nf_layer_ops logit_ops = {"logit",   lg_forward, lg_inverse, lg_backward,
                                        nf_layer_no_size, nf_layer_no_size,  nf_layer_no_init,    nf_layer_no_destroy, nf_no_flops};
 
-nf_layer *nf_logit_create(nf_registry *c, const char *name, int32_t dim, double alpha) {
-    if (!(alpha >= 0 && alpha < 0.5)) return NULL;
+/* See layer.h: 0 ≤ alpha < ½ (else NF_ERR_INVALID), dim ≥ 1. */
+nf_status nf_logit_create(nf_registry *c, const char *name, int32_t dim, double alpha, nf_layer **out) {
+    *out = NULL;
+    if (!(alpha >= 0 && alpha < 0.5)) return nf_fail(NF_ERR_INVALID, "%s: logit alpha %g: must lie in [0, 0.5)", name, alpha);
+    if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: logit needs dim ≥ 1 (got %d)", name, (int)dim);
     logit_layer *s = nf_layer_alloc(sizeof *s, &logit_ops, c, name, dim);
-    if (s) s->alpha = alpha;
-    return s ? &s->base : NULL;
+    if (!s) return NF_ERR_NOMEM;
+    s->alpha = alpha;
+    *out = &s->base;
+    return NF_OK;
 }
 

@@ -17,11 +17,13 @@ typedef struct {
     int64_t off_scale;
 } masked;
 
+/* Cache floats for n rows: x ⊙ m (n, D) | h (n, 2D) | the ResNet's cache. */
 static int64_t mk_cache_size(const nf_layer *L, int64_t n) {
     const masked *c = (const masked *)L;
     return 3 * n * L->dim + nf_resnet_cache_size(&c->net, n);
 }
 
+/* Scratch floats for n rows: the larger of backward's (dh, dxm | net) and inverse's (cache | net). */
 static int64_t mk_work_size(const nf_layer *L, int64_t n) {
     const masked *c = (const masked *)L;
     int64_t bw = 3 * n * L->dim + nf_resnet_work_size(&c->net, n);                   /* dh, dxm | net */
@@ -29,6 +31,7 @@ static int64_t mk_work_size(const nf_layer *L, int64_t n) {
     return bw > iw ? bw : iw;
 }
 
+/* ops->init: the ResNet's parameters (output conv zero) and scale_c = 1. */
 static void mk_init(nf_layer *L, nf_rng *rng) {
     masked *c = (masked *)L;
     nf_resnet_init(&c->net, NF_P(L, c->net.off), rng);
@@ -36,8 +39,10 @@ static void mk_init(nf_layer *L, nf_rng *rng) {
     for (int32_t k = 0; k < c->C; k++) sc[k] = 1;
 }
 
+/* FLOPs per sample: the ResNet's. */
 static int64_t mk_flops(const nf_layer *L) { return nf_resnet_flops(&((const masked *)L)->net); }
 
+/* ops->destroy: free the mask the layer owns. */
 static void mk_destroy(nf_layer *L) { free(((masked *)L)->mask); }
 
 /* xm = x ⊙ m, h = net(xm): both in buf, the net's cache after them */
@@ -72,6 +77,7 @@ static void mk_apply(const masked *c, const nf_real *in, nf_real *out, nf_real *
     }
 }
 
+/* ops->forward: h = resnet(x ⊙ m) into the cache, then the coupling. NF_OK. */
 static nf_status mk_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -81,6 +87,7 @@ static nf_status mk_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: the same net on z ⊙ m = x ⊙ m (in work), then the inverse coupling. NF_OK. */
 static nf_status mk_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     const masked *c = (const masked *)L;
@@ -89,7 +96,8 @@ static nf_status mk_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-static void mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx overwritten, grads of the ResNet and scale_c +=. NF_OK. */
+static nf_status mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
     const masked *c = (const masked *)L;
@@ -123,20 +131,29 @@ static void mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < D; j++)
             if (c->mask[j]) dx[i * S + j] += dxm[i * D + j];
+    return NF_OK;
 }
 
 static const nf_layer_ops masked_ops = {"masked_coupling", mk_forward, mk_inverse, mk_backward,
                                         mk_cache_size,     mk_work_size, mk_init,  mk_destroy, mk_flops};
 
-nf_layer *nf_masked_coupling_create(nf_registry *ctx, const char *name, int32_t C, int32_t H, int32_t W,
-                                    nf_mask_type type, int32_t parity, int32_t width, int32_t blocks) {
-    if (type == NF_MASK_CHANNEL && C % 2) return NULL;
-    masked *c = nf_xcalloc(1, sizeof *c);
+/* See layer.h: C, H, W ≥ 1 (C even for a channel mask), width ≥ 1,
+ * blocks ≥ 0; NF_ERR_INVALID otherwise, NF_ERR_NOMEM on allocation failure. */
+nf_status nf_masked_coupling_create(nf_registry *ctx, const char *name, int32_t C, int32_t H, int32_t W,
+                                    nf_mask_type type, int32_t parity, int32_t width, int32_t blocks,
+                                    nf_layer **out) {
+    *out = NULL;
+    if (C < 1 || H < 1 || W < 1) return nf_fail(NF_ERR_INVALID, "%s: masked coupling on %d × %d × %d: need C, H, W ≥ 1", name, (int)C, (int)H, (int)W);
+    if (type != NF_MASK_CHECKERBOARD && type != NF_MASK_CHANNEL) return nf_fail(NF_ERR_INVALID, "%s: unknown mask type %d", name, (int)type);
+    if (type == NF_MASK_CHANNEL && C % 2) return nf_fail(NF_ERR_INVALID, "%s: a channel mask needs an even number of channels (got %d)", name, (int)C);
+    if (width < 1 || blocks < 0) return nf_fail(NF_ERR_INVALID, "%s: ResNet width %d, blocks %d: need width ≥ 1, blocks ≥ 0", name, (int)width, (int)blocks);
     int32_t D = C * H * W, P = H * W;
-    if (!c || !(c->mask = malloc((size_t)D))) return free(c), NULL;
-    c->base.ops = &masked_ops;
-    snprintf(c->base.name, sizeof c->base.name, "%s", name);
-    c->base.dim = D, c->base.ld = D, c->base.reg = ctx;
+    masked *c = nf_layer_alloc(sizeof *c, &masked_ops, ctx, name, D);
+    if (!c) return NF_ERR_NOMEM;
+    if (!(c->mask = malloc((size_t)D))) {
+        free(c);
+        return nf_fail(NF_ERR_NOMEM, "out of memory for the mask of %s", name);
+    }
     c->C = C, c->H = H, c->W = W;
     for (int32_t j = 0; j < D; j++) {
         int32_t ch = j / P, y = (j % P) / W, x = j % W;
@@ -145,10 +162,12 @@ nf_layer *nf_masked_coupling_create(nf_registry *ctx, const char *name, int32_t 
     c->net = (nf_resnet){.cin = C, .cout = 2 * C, .width = width, .blocks = blocks, .H = H, .W = W};
     c->off_scale = nf_resnet_reserve(ctx, name, &c->net) ? -1 : nf_registry_reserve_vec(ctx, name, "scale", NF_TENSOR_PARAM, C);
     if (c->off_scale < 0) {
-        mk_destroy(&c->base);
-        return free(c), NULL;
+        nf_layer_free(&c->base);
+        return NF_ERR_NOMEM; /* reason set by the registry */
     }
-    return &c->base;
+    *out = &c->base;
+    return NF_OK;
 }
 
+/* See layer.h: the init std of the ResNet's output conv. */
 void nf_masked_coupling_set_init_std(nf_layer *L, double std) { ((masked *)L)->net.init_std = std; }

@@ -9,8 +9,10 @@ typedef struct {
     int64_t off_perm; /* perm[j] as floats (exact for D < 2^24) */
 } perm_layer;
 
+/* perm[j] of the permutation stored as floats at buffer offset off. */
 static int32_t perm_at(const nf_layer *L, int64_t off, int32_t j) { return (int32_t)L->reg->buffers[off + j]; }
 
+/* z[:, j] = x[:, perm[j]] (inv 0) or z[:, perm[j]] = x[:, j] (inv 1), rows ld apart. */
 static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
     int32_t D = L->dim, S = L->ld;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
@@ -22,6 +24,7 @@ static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_rea
         }
 }
 
+/* ops->forward: z = x permuted; log-det 0. NF_OK. */
 static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -29,17 +32,21 @@ static nf_status pm_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     gather_cols(L, ((perm_layer *)L)->off_perm, x, z, n, 0);
     return NF_OK;
 }
+/* ops->inverse: the inverse permutation. NF_OK. */
 static nf_status pm_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(logdet), NF_UNUSED(work);
     gather_cols(L, ((perm_layer *)L)->off_perm, z, x, n, 1);
     return NF_OK;
 }
-static void pm_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx = dz under the inverse permutation (overwritten); no parameters. NF_OK. */
+static nf_status pm_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
     gather_cols(L, ((perm_layer *)L)->off_perm, dz, dx, n, 1);
+    return NF_OK;
 }
+/* ops->init: the squeeze layout, or the reverse / identity / random (Fisher–Yates, from rng) permutation. */
 static void pm_init(nf_layer *L, nf_rng *rng) {
     perm_layer *p = (perm_layer *)L;
     int32_t D = L->dim;
@@ -69,22 +76,30 @@ static const nf_layer_ops permute_ops = {"permute", pm_forward, pm_inverse, pm_b
 static const nf_layer_ops squeeze_ops = {"squeeze", pm_forward, pm_inverse, pm_backward,
                                          nf_layer_no_size, nf_layer_no_size,  pm_init,    nf_layer_no_destroy, nf_no_flops};
 
-nf_layer *nf_squeeze_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W) {
-    if (H % 2 || W % 2) return NULL;
+/* See layer.h: C ≥ 1, H and W even and ≥ 2 (else NF_ERR_INVALID). */
+nf_status nf_squeeze_create(nf_registry *c, const char *name, int32_t C, int32_t H, int32_t W, nf_layer **out) {
+    *out = NULL;
+    if (C < 1 || H < 2 || W < 2 || H % 2 || W % 2)
+        return nf_fail(NF_ERR_INVALID, "%s: squeeze needs C ≥ 1 and even H, W ≥ 2 (got %d × %d × %d)", name, (int)C, (int)H, (int)W);
     perm_layer *p = nf_layer_alloc(sizeof *p, &squeeze_ops, c, name, C * H * W);
-    if (!p) return NULL;
+    if (!p) return NF_ERR_NOMEM;
     p->C = C, p->H = H, p->W = W;
     p->off_perm = nf_registry_reserve_vec(c, name, "perm", NF_TENSOR_BUFFER, C * H * W);
-    if (p->off_perm < 0) return free(p), NULL;
-    return &p->base;
+    if (p->off_perm < 0) return free(p), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &p->base;
+    return NF_OK;
 }
 
-nf_layer *nf_permute_create(nf_registry *c, const char *name, int32_t dim, nf_perm_type type) {
+/* See layer.h: a fixed permutation of dim ≥ 1 columns (reverse or random). */
+nf_status nf_permute_create(nf_registry *c, const char *name, int32_t dim, nf_perm_type type, nf_layer **out) {
+    *out = NULL;
+    if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: a permutation needs dim ≥ 1 (got %d)", name, (int)dim);
     perm_layer *p = nf_layer_alloc(sizeof *p, &permute_ops, c, name, dim);
-    if (!p) return NULL;
+    if (!p) return NF_ERR_NOMEM;
     p->type = type;
     p->off_perm = nf_registry_reserve_vec(c, name, "perm", NF_TENSOR_BUFFER, dim);
-    if (p->off_perm < 0) return free(p), NULL;
-    return &p->base;
+    if (p->off_perm < 0) return free(p), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &p->base;
+    return NF_OK;
 }
 

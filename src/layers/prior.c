@@ -6,8 +6,10 @@
 
 #define LOG_2PI 1.8378770664093453
 
+/* Numerically stable log(1 + e^v). */
 static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
 
+/* See layer.h: set the prior up; the diag Gaussian reserves mean and log_std in c. */
 void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim) {
     p->type = type;
     p->dim = dim;
@@ -20,6 +22,7 @@ void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim)
     }
 }
 
+/* See layer.h: lp[i] = log π(z_i) for n rows of dim values. */
 void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t n) {
     int32_t D = p->dim;
     const nf_real *mu = p->off >= 0 ? p->reg->params + p->off : NULL, *ls = mu ? mu + D : NULL;
@@ -43,6 +46,7 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t
     }
 }
 
+/* See layer.h: dz = dlp·∂log π/∂z (overwritten); diag Gaussian: grads of mean, log_std +=. */
 void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t n) {
     int32_t D = p->dim;
     const nf_real *mu = p->off >= 0 ? p->reg->params + p->off : NULL, *ls = mu ? mu + D : NULL;
@@ -65,6 +69,7 @@ void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *dlp, 
         }
 }
 
+/* See layer.h: n samples of π at temperature T (std scaled by T) into z, from rng. */
 void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, nf_real *z, int64_t n) {
     int32_t D = p->dim;
     const nf_real *mu = p->off >= 0 ? p->reg->params + p->off : NULL, *ls = mu ? mu + D : NULL;

@@ -7,6 +7,7 @@ typedef struct {
     int64_t off_mean, off_std;
 } std_layer;
 
+/* ops->forward: z = (x − μ)/σ with the fixed buffers; logdet −= Σ log σ. NF_OK. */
 static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
                             nf_real *cache, nf_real *work, int training) {
     NF_UNUSED(work);
@@ -24,6 +25,7 @@ static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     return NF_OK;
 }
 
+/* ops->inverse: x = z·σ + μ. NF_OK. */
 static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
@@ -40,7 +42,8 @@ static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-static void st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+/* ops->backward: dx = dz/σ (overwritten); no parameters. NF_OK. */
+static nf_status st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                         const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(x), NF_UNUSED(cache), NF_UNUSED(dld), NF_UNUSED(work), NF_UNUSED(training);
     std_layer *s = (std_layer *)L;
@@ -48,8 +51,10 @@ static void st_backward(nf_layer *L, const nf_real *x, const nf_real *cache, con
     int32_t D = L->dim, S = L->ld;
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < D; j++) dx[i * S + j] = dz[i * S + j] / sd[j];
+    return NF_OK;
 }
 
+/* ops->init: μ = 0, σ = 1 until nf_standardize_set. */
 static void st_init(nf_layer *L, nf_rng *rng) {
     NF_UNUSED(rng);
     std_layer *s = (std_layer *)L;
@@ -59,15 +64,20 @@ static void st_init(nf_layer *L, nf_rng *rng) {
 static const nf_layer_ops standardize_ops = {"standardize", st_forward, st_inverse, st_backward,
                                              nf_layer_no_size,     nf_layer_no_size,  st_init,    nf_layer_no_destroy, nf_no_flops};
 
-nf_layer *nf_standardize_create(nf_registry *c, const char *name, int32_t dim) {
+/* See layer.h: fixed standardisation of dim ≥ 1 columns (mean 0, std 1 until nf_standardize_set). */
+nf_status nf_standardize_create(nf_registry *c, const char *name, int32_t dim, nf_layer **out) {
+    *out = NULL;
+    if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: standardisation needs dim ≥ 1 (got %d)", name, (int)dim);
     std_layer *s = nf_layer_alloc(sizeof *s, &standardize_ops, c, name, dim);
-    if (!s) return NULL;
+    if (!s) return NF_ERR_NOMEM;
     s->off_mean = nf_registry_reserve_vec(c, name, "mean", NF_TENSOR_BUFFER, dim);
     s->off_std = nf_registry_reserve_vec(c, name, "std", NF_TENSOR_BUFFER, dim);
-    if (s->off_mean < 0 || s->off_std < 0) return free(s), NULL;
-    return &s->base;
+    if (s->off_mean < 0 || s->off_std < 0) return free(s), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &s->base;
+    return NF_OK;
 }
 
+/* See layer.h: copy D means and stds (owned by the caller) into the layer's buffers. */
 void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std) {
     std_layer *s = (std_layer *)L;
     memcpy(NF_B(L, s->off_mean), mean, sizeof(nf_real) * (size_t)L->dim);

@@ -11,6 +11,8 @@
 
 #define EVAL_CHUNK 4096 /* rows per pass for evaluation-only calls: bounded memory */
 
+/* Reserve the prior, allocate the registry's buffers once and initialise every layer from seed.
+ * NF_ERR_NOMEM on allocation failure (f keeps what was allocated; nf_flow_free releases it). */
 static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t seed) {
     nf_prior_init(&f->prior, &f->reg, prior, dim);
     nf_status st = nf_registry_allocate(&f->reg);
@@ -21,6 +23,7 @@ static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t s
     return NF_OK;
 }
 
+/* See nflow.h: validate cfg, build its layers (recipes.c), allocate and initialise; *out owned by the caller. */
 nf_status nf_flow_create(const nf_config *cfg, nf_flow **out) {
     *out = NULL;
     nf_status st = nf_config_validate(cfg);
@@ -36,6 +39,7 @@ nf_status nf_flow_create(const nf_config *cfg, nf_flow **out) {
     return NF_OK;
 }
 
+/* See models.h: a flow over the given layers (taken over, also on failure) and reg's tensors. */
 nf_status nf_flow_from_layers(nf_registry *ctx, nf_layer **layers, int32_t n, nf_prior_type prior,
                               int32_t dim, nf_flow **out) {
     *out = NULL;
@@ -61,6 +65,7 @@ nf_status nf_flow_from_layers(nf_registry *ctx, nf_layer **layers, int32_t n, nf
     return NF_OK;
 }
 
+/* See nflow.h: free the layers, tensors and workspace; NULL is a no-op. */
 void nf_flow_free(nf_flow *f) {
     if (!f) return;
     for (int32_t k = 0; k < f->nlayers; k++) nf_layer_free(f->layers[k]);
@@ -70,21 +75,32 @@ void nf_flow_free(nf_flow *f) {
     free(f);
 }
 
+/* See nflow.h: the flow's configuration (owned by the flow). */
 const nf_config *nf_flow_config(const nf_flow *f) { return &f->cfg; }
+/* See nflow.h: D. */
 int32_t nf_flow_dim(const nf_flow *f) { return f->cfg.dim; }
+/* See nflow.h: K. */
 int32_t nf_flow_num_layers(const nf_flow *f) { return f->nlayers; }
+/* See nflow.h: the kind of layer k (a static string). */
 const char *nf_flow_layer_name(const nf_flow *f, int32_t k) { return f->layers[k]->ops->kind; }
+/* See nflow.h: FLOPs per sample of a forward pass, summed over the layers. */
 double nf_flow_flops(const nf_flow *f) {
     double s = 0;
     for (int32_t k = 0; k < f->nlayers; k++) s += (double)f->layers[k]->ops->flops(f->layers[k]);
     return s;
 }
+/* See nflow.h: the flat parameter buffer (owned by the flow). */
 nf_real *nf_flow_params(nf_flow *f) { return f->reg.params; }
+/* See nflow.h: the flat gradient buffer (owned by the flow). */
 nf_real *nf_flow_grads(nf_flow *f) { return f->reg.grads; }
+/* See nflow.h: the number of parameters. */
 int64_t nf_flow_num_params(const nf_flow *f) { return f->reg.nparams; }
+/* See nflow.h: training mode (batch statistics, ActNorm's data-dependent init) on or off. */
 void nf_flow_set_training(nf_flow *f, int training) { f->training = training; }
+/* See nflow.h: set every gradient to 0. */
 void nf_flow_zero_grad(nf_flow *f) { memset(f->reg.grads, 0, sizeof(nf_real) * (size_t)f->reg.nparams); }
 
+/* See nflow.h: copy per-column mean and std (finite, std > 0) into the first layer; NF_ERR_INVALID otherwise. */
 nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_real *std) {
     if (f->nlayers == 0 || strcmp(f->layers[0]->ops->kind, "standardize") != 0)
         return nf_fail(NF_ERR_INVALID, "this model has no standardisation layer");
@@ -144,6 +160,7 @@ nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
     return NF_OK;
 }
 
+/* See nflow.h: recompute mode on/off (the workspace is rebuilt); NF_ERR_INVALID with batch norm. */
 nf_status nf_flow_set_recompute(nf_flow *f, int on) {
     for (int32_t k = 0; on && k < f->nlayers; k++)
         if (strcmp(f->layers[k]->ops->kind, "batchnorm") == 0)
@@ -158,7 +175,9 @@ nf_status nf_flow_set_recompute(nf_flow *f, int on) {
     return NF_OK;
 }
 
+/* See nflow.h: 1 in recompute mode. */
 int nf_flow_recompute(const nf_flow *f) { return f->recompute; }
+/* See nflow.h: bytes of the current workspace. */
 int64_t nf_flow_workspace_bytes(const nf_flow *f) { return f->ws_size * (int64_t)sizeof(nf_real); }
 
 #define ACT(f, k) ((f)->ws + (f)->act_off[k])     /* output of layer k */
@@ -219,6 +238,7 @@ static nf_status forward_chunked(nf_flow *f, const nf_real *x, int64_t n, nf_rea
  * a flow runs on one thread (results never depend on the thread count, so only the speed changes). */
 #define PARALLEL_MIN_FLOPS 1e8
 
+/* Drop to one OpenMP thread for a call below PARALLEL_MIN_FLOPS; returns the thread count to restore (0: none). */
 static int serial_begin(const nf_flow *f, int64_t n) {
 #ifdef _OPENMP
     int t = omp_get_max_threads();
@@ -232,6 +252,7 @@ static int serial_begin(const nf_flow *f, int64_t n) {
     return 0;
 }
 
+/* Restore the thread count serial_begin returned (0: nothing to do). */
 static void serial_end(int threads) {
 #ifdef _OPENMP
     if (threads) omp_set_num_threads(threads);
@@ -240,6 +261,7 @@ static void serial_end(int threads) {
 #endif
 }
 
+/* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks. */
 nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = forward_chunked(f, x, n, z, logdet, NULL);
@@ -247,6 +269,7 @@ nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *log
     return st;
 }
 
+/* Inverse of n rows in chunks of EVAL_CHUNK through the workspace; x and/or logdet may be NULL. */
 static nf_status inverse_chunked(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
     int32_t D = f->cfg.dim;
     for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
@@ -269,6 +292,7 @@ static nf_status inverse_chunked(nf_flow *f, const nf_real *z, nf_real *x, nf_re
     return NF_OK;
 }
 
+/* See nflow.h: x = f⁻¹(z) of n rows; logdet (may be NULL) gets −log|det|. */
 nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = inverse_chunked(f, z, x, logdet, n);
@@ -276,6 +300,7 @@ nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *log
     return st;
 }
 
+/* See nflow.h: logp[i] = log p(x_i) in nats. */
 nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = forward_chunked(f, x, n, NULL, NULL, logp);
@@ -283,6 +308,7 @@ nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t 
     return st;
 }
 
+/* See nflow.h: n samples at temperature ≥ 0 into x (n, D), from rng; NF_ERR_INVALID for a bad temperature. */
 nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n) {
     if (!(temperature >= 0) || !isfinite(temperature))
         return nf_fail(NF_ERR_INVALID, "temperature %g: must be a finite number ≥ 0", temperature);
@@ -290,6 +316,8 @@ nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x
     return nf_flow_inverse(f, x, x, NULL, n);
 }
 
+/* Mean NLL of n rows into *loss; grads += ∂loss/∂params, dx (may be NULL) = ∂loss/∂x. A layer's
+ * forward, inverse (recompute mode) or backward failure is returned with its reason. */
 static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
     if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
     int32_t D = f->cfg.dim;
@@ -322,7 +350,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss,
             if ((st = L->ops->forward(L, in, SPARE(f), NULL, n, CACHE(f, k), SCRATCH(f), f->training))) return st;
         }
         nf_real *out = (k == 0 && dx) ? dx : dxb;
-        L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
+        if ((st = L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training))) return st;
         copy_tail(dz, out, n, L->dim, D);
         dxb = dz, dz = out;
     }
@@ -330,6 +358,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss,
     return NF_OK;
 }
 
+/* See nflow.h: nll_grad on one thread for small flows. */
 nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
     int t = serial_begin(f, n);
     nf_status st = nll_grad(f, x, n, loss, dx);

@@ -4,9 +4,10 @@
  *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split */
 #include "models/flow_impl.h"
 
-/* Append L to f's layer list (growing it); L NULL means its constructor failed. */
-static nf_status push_layer(nf_flow *f, nf_layer *L, int32_t *cap) {
-    if (!L) return nf_fail(NF_ERR_NOMEM, "out of memory building the model");
+/* Append L (ownership passes to f, also on failure: L is freed then) to f's layer list, growing it;
+ * st is the status of L's constructor, returned unchanged (its reason kept) when it failed. */
+static nf_status push_layer(nf_flow *f, nf_status st, nf_layer *L, int32_t *cap) {
+    if (st) return st;
     if (f->nlayers == *cap) {
         int32_t nc = *cap ? 2 * *cap : 16;
         nf_layer **t = realloc(f->layers, sizeof *t * (size_t)nc);
@@ -30,14 +31,16 @@ nf_status nf_model_build(nf_flow *f) {
     nf_status st = NF_OK;
     char nm[48];
 #define NAME() (snprintf(nm, sizeof nm, "layers.%d", (int)idx++), nm)
-#define PUSH(expr) do { if ((st = push_layer(f, (expr), &cap)) != NF_OK) return st; } while (0)
+    nf_layer *L = NULL;
+/* PUSH(nf_X_create(args…, &L)): construct into L and append it; return the constructor's status on failure */
+#define PUSH(expr) do { L = NULL; st = (expr); if ((st = push_layer(f, st, L, &cap)) != NF_OK) return st; } while (0)
 #define PUSH_COUPLING(expr) do { PUSH(expr); nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
-    if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D));
-    if (c->height > 0 && c->logit_alpha > 0) PUSH(nf_logit_create(x, NAME(), D, c->logit_alpha));
+    if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D, &L));
+    if (c->height > 0 && c->logit_alpha > 0) PUSH(nf_logit_create(x, NAME(), D, c->logit_alpha, &L));
     if (c->model == NF_MODEL_REALNVP && c->height > 0) {
         /* multi-scale RealNVP: layers act on the kept prefix of rows D apart */
         int32_t C = c->channels, H = c->height, W = c->width;
-#define PUSH_MASKED(type, parity) do { PUSH(nf_masked_coupling_create(x, NAME(), C, H, W, type, parity, c->hidden, c->blocks)); \
+#define PUSH_MASKED(type, parity) do { PUSH(nf_masked_coupling_create(x, NAME(), C, H, W, type, parity, c->hidden, c->blocks, &L)); \
         f->layers[f->nlayers - 1]->ld = D; nf_masked_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
         for (int32_t l = 0; l < c->levels; l++) {
             if (l + 1 == c->levels) { /* last scale: 4 checkerboard couplings */
@@ -45,7 +48,7 @@ nf_status nf_model_build(nf_flow *f) {
                 break;
             }
             for (int32_t k = 0; k < 3; k++) PUSH_MASKED(NF_MASK_CHECKERBOARD, k % 2);
-            PUSH(nf_squeeze_create(x, NAME(), C, H, W));
+            PUSH(nf_squeeze_create(x, NAME(), C, H, W, &L));
             f->layers[f->nlayers - 1]->ld = D;
             C *= 4, H /= 2, W /= 2;
             for (int32_t k = 0; k < 3; k++) PUSH_MASKED(NF_MASK_CHANNEL, k % 2);
@@ -59,16 +62,16 @@ nf_status nf_model_build(nf_flow *f) {
 #define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)
         int32_t C = c->channels, H = c->height, W = c->width;
         for (int32_t l = 0; l < c->levels; l++) {
-            PUSH_IMG(nf_squeeze_create(x, NAME(), C, H, W));
+            PUSH_IMG(nf_squeeze_create(x, NAME(), C, H, W, &L));
             C *= 4, H /= 2, W /= 2;
             for (int32_t k = 0; k < c->depth; k++) {
-                PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W));
-                PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu));
-                PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale));
+                PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W, &L));
+                PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu, &L));
+                PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale, &L));
                 nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
             }
             if (l + 1 < c->levels) {
-                PUSH_IMG(nf_split_create(x, NAME(), C, H, W));
+                PUSH_IMG(nf_split_create(x, NAME(), C, H, W, &L));
                 C /= 2;
             }
         }
@@ -78,27 +81,27 @@ nf_status nf_model_build(nf_flow *f) {
     for (int32_t k = 0; k < c->depth; k++) {
         switch (c->model) {
         case NF_MODEL_NICE:
-            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
-            PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act));
-            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
+            PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, &L));
+            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
             break;
         case NF_MODEL_REALNVP:
-            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D));
-            PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale));
-            if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D));
-            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm));
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
+            PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale, &L));
+            if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
+            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
             break;
         case NF_MODEL_GLOW:
-            PUSH(nf_actnorm_create(x, NAME(), D));
-            PUSH(nf_linear_create(x, NAME(), D, c->lu));
+            PUSH(nf_actnorm_create(x, NAME(), D, &L));
+            PUSH(nf_linear_create(x, NAME(), D, c->lu, &L));
             if (c->coupling == NF_COUPLING_ADDITIVE)
-                PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act));
+                PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, &L));
             else
-                PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale));
+                PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale, &L));
             break;
         }
     }
-    if (c->model == NF_MODEL_NICE) PUSH(nf_diag_scale_create(x, NAME(), D));
+    if (c->model == NF_MODEL_NICE) PUSH(nf_diag_scale_create(x, NAME(), D, &L));
 #undef PUSH
 #undef PUSH_COUPLING
 #undef NAME

@@ -8,9 +8,12 @@
  * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P). */
 #include "nets/nets.h"
 
+/* Kernel size of hidden conv l: 3×3 first, then 1×1. */
 static int32_t cn_k(int32_t l) { return l == 0 ? 3 : 1; }
+/* Input channels of conv l. */
 static int64_t cn_in(const nf_convnet *m, int32_t l) { return l == 0 ? m->cin : m->hidden; }
 
+/* See nets.h: parameters of every conv (weights then bias) and the zero-conv. */
 int64_t nf_convnet_num_params(const nf_convnet *m) {
     int64_t s = 0;
     for (int32_t l = 0; l < m->layers; l++) s += m->hidden * (cn_in(m, l) * cn_k(l) * cn_k(l) + 1);
@@ -18,12 +21,14 @@ int64_t nf_convnet_num_params(const nf_convnet *m) {
     return s + m->cout * (last_in * 9 + 2);
 }
 
+/* See nets.h: FLOPs per sample of the forward pass. */
 int64_t nf_convnet_flops(const nf_convnet *m) {
     int64_t f = 0, P = (int64_t)m->H * m->W;
     for (int32_t l = 0; l < m->layers; l++) f += 2 * m->hidden * cn_in(m, l) * cn_k(l) * cn_k(l) * P;
     return f + 2 * (int64_t)m->cout * (m->layers ? m->hidden : m->cin) * 9 * P;
 }
 
+/* See nets.h: floats of cache for n samples (every hidden activation and the output). */
 int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n) {
     int64_t P = (int64_t)m->H * m->W;
     return (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
@@ -47,6 +52,7 @@ int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n) {
     return conv_work(m, n) + 2 * n * m->hidden * P + n * m->cout * P;
 }
 
+/* See nets.h: He-initialised hidden convs (from rng), zero biases; the zero-conv 0 or N(0, init_std²). */
 void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng) {
     for (int32_t l = 0; l < m->layers; l++) {
         int64_t nw = m->hidden * cn_in(m, l) * cn_k(l) * cn_k(l);
@@ -58,6 +64,7 @@ void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng) {
     for (int64_t i = 0; i < 2 * m->cout; i++) *P++ = 0; /* bias, logs */
 }
 
+/* See nets.h: y from x through the convs (ReLU fused), hidden activations into cache; work: scratch. */
 void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n,
                         nf_real *cache, nf_real *work) {
     int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
@@ -83,6 +90,7 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x
         }
 }
 
+/* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten) from dy; x and cache as the forward left them. */
 void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x,
                          const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
     int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;

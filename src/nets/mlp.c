@@ -3,9 +3,12 @@
  * Cache, for each hidden layer l: pre-activation (n, hidden) then post-activation (n, hidden). */
 #include "nets/nets.h"
 
+/* Inputs of linear l. */
 static int64_t lin_in(const nf_mlp *m, int32_t l) { return l == 0 ? m->in : m->hidden; }
+/* Outputs of linear l. */
 static int64_t lin_out(const nf_mlp *m, int32_t l) { return l == m->layers ? m->out : m->hidden; }
 
+/* See nets.h: FLOPs per sample (2 × multiply-adds of every linear). */
 int64_t nf_mlp_flops(const nf_mlp *m) {
     int64_t f = 0;
     for (int32_t l = 0; l <= m->layers; l++) {
@@ -15,14 +18,17 @@ int64_t nf_mlp_flops(const nf_mlp *m) {
     return f;
 }
 
+/* See nets.h: Σ_l out_l·(in_l + 1). */
 int64_t nf_mlp_num_params(const nf_mlp *m) {
     int64_t s = 0;
     for (int32_t l = 0; l <= m->layers; l++) s += lin_out(m, l) * (lin_in(m, l) + 1);
     return s;
 }
 
+/* See nets.h: pre- and post-activation of every hidden layer, n rows. */
 int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n) { return 2 * (int64_t)m->layers * n * m->hidden; }
 
+/* See nets.h: He/LeCun-uniform hidden weights (from rng), zero biases; last layer 0 or N(0, init_std²). */
 void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
     for (int32_t l = 0; l <= m->layers; l++) {
         int64_t in = lin_in(m, l), out = lin_out(m, l);
@@ -39,6 +45,7 @@ void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
     }
 }
 
+/* The activation a at v. */
 static nf_real act_f(nf_activation a, nf_real v) {
     switch (a) {
     case NF_ACT_TANH: return tanh(v);
@@ -64,6 +71,7 @@ static void linear_forward(const nf_real *W, const nf_real *b, const nf_real *X,
     nf_gemm(0, 1, n, out, in, 1, X, in, W, in, 1, Y, out);
 }
 
+/* See nets.h: y = mlp(x), pre/post-activations into cache. */
 void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
                     nf_real *cache) {
     const nf_real *h = x;
@@ -89,6 +97,7 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real
     }
 }
 
+/* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten, may be NULL); work: 2·n·hidden floats. */
 void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
                      const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
     /* offsets of every linear map */

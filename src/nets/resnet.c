@@ -9,20 +9,24 @@
  * every block, each (n, width, P). A ReLU's derivative is read from its output (> 0). */
 static int64_t rn_wsize(const nf_resnet *m, int32_t cin, int32_t cout) { NF_UNUSED(m); return (int64_t)cout * cin * 9 + cout; }
 
+/* See nets.h: input conv, 2 convs per residual block, output conv (weights and biases). */
 int64_t nf_resnet_num_params(const nf_resnet *m) {
     return rn_wsize(m, m->cin, m->width) + 2 * (int64_t)m->blocks * rn_wsize(m, m->width, m->width) +
            rn_wsize(m, m->width, m->cout);
 }
 
+/* See nets.h: FLOPs per sample of the forward pass. */
 int64_t nf_resnet_flops(const nf_resnet *m) {
     int64_t P = (int64_t)m->H * m->W;
     return 2 * 9 * P * ((int64_t)m->cin * m->width + 2 * (int64_t)m->blocks * m->width * m->width + (int64_t)m->width * m->cout);
 }
 
+/* See nets.h: floats of cache for n samples (the activations backward needs). */
 int64_t nf_resnet_cache_size(const nf_resnet *m, int64_t n) {
     return (1 + 2 * (int64_t)m->blocks) * n * m->width * m->H * m->W;
 }
 
+/* The largest scratch any of the convolutions needs for n samples. */
 static int64_t rn_conv_work(const nf_resnet *m, int64_t n) {
     int64_t a = nf_conv2d_work_size(m->cin, m->width, m->H, m->W, 3, n);
     int64_t b = nf_conv2d_work_size(m->width, m->width, m->H, m->W, 3, n);
@@ -35,6 +39,7 @@ int64_t nf_resnet_work_size(const nf_resnet *m, int64_t n) {
     return rn_conv_work(m, n) + 3 * n * m->width * m->H * m->W;
 }
 
+/* See nets.h: He-initialised convs (from rng), zero biases; the output conv 0 or N(0, init_std²). */
 void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng) {
     /* hidden convs: He-normal, std √(2 / fan_in); biases 0 */
     int32_t nconv = 1 + 2 * m->blocks;
@@ -48,6 +53,7 @@ void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng) {
     for (int32_t i = 0; i < m->cout; i++) *P++ = 0;
 }
 
+/* See nets.h: y from x, activations into cache; work: nf_resnet_work_size floats. */
 void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n,
                        nf_real *cache, nf_real *work) {
     int32_t Wd = m->width, H = m->H, W = m->W;
@@ -71,6 +77,7 @@ void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, 
     nf_conv2d_forward(hB, Wd * P, w, w + (int64_t)m->cout * Wd * 9, y, m->cout * P, n, Wd, m->cout, H, W, 3, work);
 }
 
+/* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten) from dy. */
 void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x,
                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
     int32_t Wd = m->width, H = m->H, W = m->W;
