@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -299,6 +303,25 @@ static void test_split_and_moments(void **state) {
     nf_dataset_free(d);
 }
 
+/* Send file descriptor 2 to a fresh file at path until stderr_end; returns the saved descriptor. */
+static int stderr_begin(const char *path) {
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_true(dup2(fd, 2) == 2);
+    close(fd);
+    return saved;
+}
+/* Restore stderr from saved; returns how many bytes were written to it meanwhile. */
+static long stderr_end(int saved, const char *path) {
+    fflush(stderr);
+    assert_true(dup2(saved, 2) == 2);
+    close(saved);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    return (long)sb.st_size;
+}
+
 static void test_png_and_plot(void **state) {
     (void)state;
     nf_config c;
@@ -321,6 +344,20 @@ static void test_png_and_plot(void **state) {
     /* writing into a missing directory fails cleanly */
     uint8_t px[3] = {1, 2, 3};
     assert_int_equal(nf_png_write("/nonexistent-dir/x.png", px, 1, 1), NF_ERR_IO);
+    /* a libpng error (a width over libpng's limit: warnings, then "Invalid IHDR data") comes back as
+     * the reason; libpng prints nothing and no temporary file is left */
+    const char *errp = path_of("png.stderr"), *big = path_of("big.png");
+    int saved = stderr_begin(errp);
+    nf_status st = nf_png_write(big, px, 2000000, 1);
+    long printed = stderr_end(saved, errp);
+    assert_int_equal(st, NF_ERR_IO);
+    assert_non_null(strstr(nf_last_error(), "big.png: PNG write failed: "));
+    assert_null(strchr(nf_last_error(), '\n'));
+    assert_int_equal(printed, 0);
+    assert_int_equal(access(big, F_OK), -1);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", big, (long)getpid());
+    assert_int_equal(access(tmp, F_OK), -1);
 }
 
 static int setup(void **state) {

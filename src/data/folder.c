@@ -28,6 +28,10 @@ static int is_png(const char *name) { return has_ext(name, ".png"); }
 static int is_jpeg(const char *name) { return has_ext(name, ".jpg") || has_ext(name, ".jpeg"); }
 
 /* ---------------------------------------------------------------- decoding to 8-bit RGB */
+/* Decode the PNG at path into *rgb (malloc'ed w·h·3 bytes, the caller frees; NULL on failure), its size
+ * in *w, *h and *gray = 1 for a grey-scale file. libpng's simplified API (png_image_*) installs its own
+ * error and warning handlers (png_safe_error/png_safe_warning), which copy the message into im.message
+ * and never print: that message becomes the one-line reason, prefixed with the file's name. */
 static nf_status load_png(const char *path, uint8_t **rgb, int32_t *w, int32_t *h, int *gray) {
     png_image im;
     memset(&im, 0, sizeof im);
