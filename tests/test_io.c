@@ -322,6 +322,92 @@ static long stderr_end(int saved, const char *path) {
     return (long)sb.st_size;
 }
 
+/* the pid of a process that has exited and been reaped: no process has it (until the pid is reused) */
+static long dead_pid(void) {
+    pid_t c = fork();
+    assert_true(c >= 0);
+    if (c == 0) _exit(0);
+    int ws;
+    assert_true(waitpid(c, &ws, 0) == c);
+    return (long)c;
+}
+
+static void write_junk(const char *p) {
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs("half-written checkpoint", fp);
+    fclose(fp);
+}
+
+/* Temporaries a killed run left ("<path>.tmp.<pid>"): a save removes those of dead pids, keeps those of
+ * live processes, reuses (renames) its own; a load reads the path itself and never a temporary. */
+static void test_checkpoint_stale_temps(void **state) {
+    (void)state;
+    nf_flow *f = small_model(NF_MODEL_REALNVP, 0);
+    const char *p = path_of("m.ckpt");
+    char dead[600], live[600], mine[600], other[600], dirlike[600];
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", p, dead_pid());
+    snprintf(live, sizeof live, "%s.tmp.1", p); /* init: always alive */
+    snprintf(mine, sizeof mine, "%s.tmp.%ld", p, (long)getpid());
+    snprintf(other, sizeof other, "%s.old.tmp.%ld", p, dead_pid()); /* another file's temp: not ours to touch */
+    snprintf(dirlike, sizeof dirlike, "%s.tmp.%ld", p, dead_pid()); /* a folder with a temp's name: kept */
+    write_junk(dead), write_junk(live), write_junk(mine), write_junk(other);
+    assert_int_equal(mkdir(dirlike, 0700), 0);
+    /* no checkpoint yet: a load does not fall back to a temporary */
+    nf_flow *g = NULL;
+    assert_int_equal(nf_flow_load(p, &g), NF_ERR_IO);
+    assert_null(g);
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    assert_int_equal(access(dead, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(mine, F_OK), -1); /* written and renamed by the save itself */
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(access(dirlike, F_OK), 0);
+    /* the load reads m.ckpt, not the junk next to it */
+    write_junk(dead);
+    assert_int_equal(nf_flow_load(p, &g), NF_OK);
+    assert_memory_equal(nf_flow_params(f), nf_flow_params(g), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+    nf_flow_free(g);
+    /* the clean-up by itself: counts what it removed */
+    assert_int_equal(nf_remove_stale_temps(p), 1);
+    assert_int_equal(nf_remove_stale_temps(p), 0);
+    remove(live), remove(other), rmdir(dirlike), remove(p);
+    nf_flow_free(f);
+}
+
+/* A save that cannot be written fails with NF_ERR_IO and leaves the previous checkpoint intact */
+static void test_checkpoint_save_fails_cleanly(void **state) {
+    (void)state;
+    nf_flow *f = small_model(NF_MODEL_GLOW, 1);
+    /* a parent that is a regular file: nothing can be created under it (root or not) */
+    const char *file = write_text("plain-file", "x");
+    char under[600];
+    snprintf(under, sizeof under, "%s/m.ckpt", file);
+    assert_int_equal(nf_flow_save(f, under), NF_ERR_IO);
+    assert_non_null(strstr(nf_last_error(), "m.ckpt.tmp."));
+    /* a previous checkpoint, then a save that fails: as non-root a read-only folder; as root (which
+     * ignores permissions) the temporary's name taken by a folder, so that it cannot be opened */
+    char dir[600], p[700], tmp[800];
+    snprintf(dir, sizeof dir, "%s/ro", g_dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(p, sizeof p, "%s/m.ckpt", dir);
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    nf_real *w = nf_flow_params(f), w0 = w[0];
+    w[0] += 1; /* what the failed save would have written */
+    int root = geteuid() == 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p, (long)getpid());
+    if (root) assert_int_equal(mkdir(tmp, 0700), 0);
+    else assert_int_equal(chmod(dir, 0500), 0);
+    assert_int_equal(nf_flow_save(f, p), NF_ERR_IO);
+    if (root) assert_int_equal(rmdir(tmp), 0);
+    else assert_int_equal(chmod(dir, 0700), 0);
+    nf_flow *g;
+    assert_int_equal(nf_flow_load(p, &g), NF_OK);
+    assert_true(nf_flow_params(g)[0] == w0);
+    for (int64_t i = 1; i < nf_flow_num_params(f); i++) assert_true(nf_flow_params(g)[i] == w[i]);
+    nf_flow_free(g), nf_flow_free(f);
+}
+
 static void test_png_and_plot(void **state) {
     (void)state;
     nf_config c;
@@ -380,6 +466,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_image_model),
         cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
         cmocka_unit_test(test_png_and_plot),
+        cmocka_unit_test(test_checkpoint_stale_temps), cmocka_unit_test(test_checkpoint_save_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -157,6 +157,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
         goto done;
     }
     size_t hl = strlen(hs), padded = (hl + 7) / 8 * 8;
+    nf_remove_stale_temps(path); /* what a killed earlier run left: "<path>.tmp.<dead pid>" */
     char tmp[4096];
     FILE *fp = nf_open_temp(path, tmp, sizeof tmp);
     if (!fp) {
