@@ -322,6 +322,38 @@ static long stderr_end(int saved, const char *path) {
     return (long)sb.st_size;
 }
 
+/* The config table lists every field of nf_config once: unique names, no overlap, and together the
+ * fields cover every byte of the struct (a member added to nf_config but not to the table fails here) */
+static void test_config_table(void **state) {
+    (void)state;
+    unsigned char covered[sizeof(nf_config)] = {0};
+    int32_t n = nf_config_num_fields();
+    assert_true(n > 0);
+    assert_null(nf_config_field_at(n)), assert_null(nf_config_field_at(-1)), assert_null(nf_config_field_find("nope"));
+    for (int32_t i = 0; i < n; i++) {
+        const nf_config_field *fd = nf_config_field_at(i);
+        assert_ptr_equal(nf_config_field_find(fd->name), fd);
+        size_t sz = fd->kind == NF_FIELD_INT || fd->kind == NF_FIELD_ENUM ? 4 : 8;
+        assert_true(fd->offset + sz <= sizeof(nf_config));
+        for (size_t b = 0; b < sz; b++) assert_int_equal(covered[fd->offset + b]++, 0);
+        assert_true((fd->kind == NF_FIELD_ENUM) == (fd->enum_kind != NULL));
+        if (fd->enum_kind) assert_string_not_equal(nf_enum_name(fd->enum_kind, 0), "?");
+    }
+    for (size_t b = 0; b < sizeof(nf_config); b++) assert_int_equal(covered[b], 1);
+    /* set and get through the table */
+    nf_config c;
+    memset(&c, 0, sizeof c);
+    nf_config_set_int(&c, nf_config_field_find("hidden"), 77);
+    nf_config_set_int(&c, nf_config_field_find("prior"), NF_PRIOR_LOGISTIC);
+    nf_config_set_double(&c, nf_config_field_find("logit_alpha"), 0.25);
+    nf_config_set_u64(&c, nf_config_field_find("seed"), 18446744073709551557ull);
+    assert_int_equal(c.hidden, 77), assert_int_equal(c.prior, NF_PRIOR_LOGISTIC);
+    assert_true(c.logit_alpha == 0.25), assert_true(c.seed == 18446744073709551557ull);
+    assert_true(nf_config_get_number(&c, nf_config_field_find("hidden")) == 77);
+    assert_int_equal(nf_config_get_enum(&c, nf_config_field_find("prior")), NF_PRIOR_LOGISTIC);
+    assert_true(nf_config_get_u64(&c, nf_config_field_find("seed")) == 18446744073709551557ull);
+}
+
 /* the pid of a process that has exited and been reaped: no process has it (until the pid is reused) */
 static long dead_pid(void) {
     pid_t c = fork();
@@ -466,6 +498,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_image_model),
         cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
         cmocka_unit_test(test_png_and_plot),
+        cmocka_unit_test(test_config_table),
         cmocka_unit_test(test_checkpoint_stale_temps), cmocka_unit_test(test_checkpoint_save_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
