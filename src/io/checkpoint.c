@@ -73,8 +73,11 @@ static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path
     return NF_OK;
 }
 
+/* Save f's config, layer kinds and tensors to path (nf_ckpt_save without optimiser state). */
 nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save(f, path, NULL, NULL, NULL); }
 
+/* See io.h: write f (borrowed) as a safetensors checkpoint to path, atomically (removing stale
+ * temporaries of dead runs first); om/ov (nparams each, may be NULL) and trainer_json are borrowed. */
 nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const char *trainer_json) {
     int32_t ntensors = nf_flow_num_tensors(f);
     int64_t nparams = nf_flow_num_params(f);
@@ -166,6 +169,8 @@ done:
     return st;
 }
 
+/* Read the checkpoint at path (exactly that file, never a temporary) into a new flow *out (the
+ * caller frees it); *out stays NULL on failure: NF_ERR_IO, or NF_ERR_FORMAT naming what is wrong. */
 nf_status nf_flow_load(const char *path, nf_flow **out) {
     *out = NULL;
     unsigned char *buf = NULL;
@@ -276,6 +281,8 @@ done:
     return st;
 }
 
+/* See io.h: copy the checkpoint's Adam moments into m and v (nparams each, caller's) and its
+ * "trainer" metadata into *trainer_json (malloc'ed, the caller frees; NULL on failure). */
 nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t nparams, char **trainer_json) {
     *trainer_json = NULL;
     unsigned char *buf = NULL;

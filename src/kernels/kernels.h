@@ -6,7 +6,7 @@
 
 #include "core/core.h"
 
-/* ---------------------------------------------------------------- dense kernels (linalg.c) */
+/* ---------------------------------------------------------------- dense kernels (gemm.c, lu.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
  * BLAS single-threaded per fixed-size tile of rows of C, tiles spread over OpenMP threads, so that the
  * result is bit-identical for every thread count. nf_gemm_ref is the naive triple loop (test oracle). */

@@ -114,6 +114,7 @@ int nf_enum_from_name(const char *kind, const char *name) {
     return -1;
 }
 
+/* The name of value in enum kind (static string), or "?" for an unknown kind or value. */
 const char *nf_enum_name(const char *kind, int value) {
     for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
         if (strcmp(kind, enum_names[k].kind) == 0 && value >= 0 && value < 4 && enum_names[k].names[value])
@@ -121,9 +122,12 @@ const char *nf_enum_name(const char *kind, int value) {
     return "?";
 }
 
+/* The model type named name ("nice", "realnvp", "glow"), or −1. */
 int nf_model_from_name(const char *name) { return nf_enum_from_name("model", name); }
+/* The name of model type m (static string), or "?". */
 const char *nf_model_name(nf_model_type m) { return nf_enum_name("model", (int)m); }
 
+/* Fill *c (the caller's; every field set) with the defaults of model for vectors of dimension dim. */
 void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
     memset(c, 0, sizeof *c);
     c->model = model;
@@ -158,6 +162,7 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
     }
 }
 
+/* Fill *c with the defaults of model for C × H × W images (dim = C·H·W; see nflow.h). */
 void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32_t H, int32_t W) {
     nf_config_default(c, model, C * H * W);
     c->channels = C, c->height = H, c->width = W;
@@ -171,6 +176,7 @@ void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32
     }
 }
 
+/* NF_OK if c describes a buildable model, otherwise NF_ERR_INVALID naming the first bad field. */
 nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->model > NF_MODEL_GLOW) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
     if (c->dim < 2 || c->dim > 1 << 20)
