@@ -7,10 +7,16 @@ batch (`nflow eval --out`); the reference loads the same checkpoint and computes
 batch in float64. The relative differences are printed; the run fails above --tol.
 
   bench/parity.py [--nflow build/nflow] [--full] [--tol 1e-4] [--make-fixture tests/fixtures/parity]
+  bench/parity.py --grad-fixture tests/fixtures/parity
 
 Without --full the models are the workloads' architectures at reduced widths (the sizes of the
 committed fixture); with --full the workloads exactly. --make-fixture writes NAME.ckpt, NAME.x.csv and
-NAME.logp.csv (the reference's float64 log p) for tests/test_parity.c, which runs in CI without torch.
+NAME.logp.csv (the reference's float64 log p) for tests/test_parity.c, which runs in CI without torch,
+and NAME.grad.csv: the reference's float64 gradient of the mean NLL of that batch with respect to the
+parameters and the inputs (each tensor's norm and a sample of entries; torch_reference.py grad), which
+test_parity compares with nflow's nf_flow_nll_grad (the CLI has no gradient output, so this comparison
+lives in the C test only). --grad-fixture DIR rewrites only the NAME.grad.csv files, from the
+checkpoints and batches already in DIR (no training, the committed checkpoints stay as they are).
 """
 import argparse
 import gzip
@@ -77,7 +83,15 @@ def main():
     p.add_argument("--full", action="store_true")
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--make-fixture")
+    p.add_argument("--grad-fixture", metavar="DIR")
     a = p.parse_args()
+    if a.grad_fixture:
+        for name in CASES:
+            d = a.grad_fixture
+            run([sys.executable, os.path.join(HERE, "torch_reference.py"), "grad", os.path.join(d, name + ".ckpt"),
+                 os.path.join(d, name + ".x.csv"), os.path.join(d, name + ".grad.csv")])
+            print("wrote %s" % os.path.join(d, name + ".grad.csv"))
+        return
     tmp = tempfile.mkdtemp(prefix="nflow-parity-")
     rng = np.random.default_rng(7)
     train_idx, test_idx = os.path.join(tmp, "train-idx3-ubyte"), os.path.join(tmp, "test-idx3-ubyte")
@@ -113,6 +127,8 @@ def main():
             shutil.copy(ck, os.path.join(a.make_fixture, name + ".ckpt"))
             shutil.copy(xcsv, os.path.join(a.make_fixture, name + ".x.csv"))
             shutil.copy(lp_t, os.path.join(a.make_fixture, name + ".logp.csv"))
+            run([sys.executable, os.path.join(HERE, "torch_reference.py"), "grad", ck, xcsv,
+                 os.path.join(a.make_fixture, name + ".grad.csv")])
     shutil.rmtree(tmp)
     print("worst relative difference %.2e (tolerance %.0e)" % (worst, a.tol))
     if worst > a.tol:

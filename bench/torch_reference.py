@@ -13,6 +13,8 @@ the speed comparison.
       settings run, each in a fresh process: intra-op T with BLAS 1, intra-op 1 with BLAS T, and T with T;
       each metric reports its best setting (named in the JSON), the peak memory that of the best training.
   torch_reference.py logp CKPT X.csv OUT.csv [--double]   log p (nats) of every row of X under CKPT
+  torch_reference.py grad CKPT X.csv OUT.csv [--samples K]  gradient of the mean NLL of X's rows, in float64,
+      with respect to every parameter and to the inputs; OUT holds a sample of it (see cmd_grad)
 
 Direction convention as in nflow: forward is data -> latent and returns (z, log|det dz/dx|).
 """
@@ -644,6 +646,50 @@ def cmd_logp(a):
     os.replace(tmp, a.out)
 
 
+def sample_rows(tensor, g, k):
+    """CSV rows (tensor, element, grad, scale) for one gradient g (flattened, float64): its L2 norm as
+    element -1, then k evenly spaced elements and the element of the largest |g|; scale = max |g|."""
+    g = g.reshape(-1)
+    scale = float(g.abs().max()) if g.numel() else 0.0
+    idx = sorted(set(np.linspace(0, g.numel() - 1, min(k, g.numel())).round().astype(int).tolist()) |
+                 {int(g.abs().argmax())})
+    rows = [(tensor, -1, float(g.norm()), scale)]
+    rows += [(tensor, i, float(g[i]), scale) for i in idx]
+    return rows
+
+
+def cmd_grad(a):
+    """Gradient of loss = mean over the rows of X of −log p(x) under CKPT (float64 throughout, the
+    checkpoint's float32 parameters widened), by autograd. OUT.csv: columns tensor, element, grad,
+    scale. tensor = index of a parameter in the checkpoint's tensor order (nflow's tensor table) or −1
+    for the inputs (element = row·D + column); per tensor one row of element −1 with the gradient's L2
+    norm over ALL its entries, then --samples evenly spaced entries and the largest; scale = the largest
+    |gradient| of that tensor. The first row is tensor −2, element −1: the loss itself."""
+    torch.set_num_threads(1)
+    flow = load_nflow(a.ckpt).double()
+    with open(a.ckpt, "rb") as fp:
+        n = struct.unpack("<Q", fp.read(8))[0]
+        order = [k for k in json.loads(fp.read(n)) if k != "__metadata__"]
+    x = torch.from_numpy(np.loadtxt(a.x, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)).requires_grad_(True)
+    loss = -flow.log_prob(x).mean()
+    params = dict(flow.named_parameters())
+    names = [k for k in order if k in params]
+    missing = [k for k in params if k not in order]
+    if missing:
+        raise SystemExit("%s: parameters %s are not in the checkpoint" % (a.ckpt, ", ".join(missing)))
+    grads = torch.autograd.grad(loss, [params[k] for k in names] + [x])
+    rows = [(-2, -1, float(loss), abs(float(loss)))]
+    for k, g in zip(names, grads[:-1]):
+        rows += sample_rows(order.index(k), g.detach(), a.samples)
+    rows += sample_rows(-1, grads[-1].detach(), 4 * a.samples)
+    tmp = "%s.tmp.%d" % (a.out, os.getpid())
+    with open(tmp, "w") as fp:
+        fp.write("tensor,element,grad,scale\n")
+        for t, i, v, sc in rows:
+            fp.write("%d,%d,%.17g,%.17g\n" % (t, i, v, sc))
+    os.replace(tmp, a.out)
+
+
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "_one":
         print(json.dumps(measure(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))))
@@ -660,8 +706,13 @@ def main():
     l.add_argument("x")
     l.add_argument("out")
     l.add_argument("--double", action="store_true")
+    g = sub.add_parser("grad")
+    g.add_argument("ckpt")
+    g.add_argument("x")
+    g.add_argument("out")
+    g.add_argument("--samples", type=int, default=16)
     a = p.parse_args()
-    cmd_bench(a) if a.cmd == "bench" else cmd_logp(a)
+    {"bench": cmd_bench, "logp": cmd_logp, "grad": cmd_grad}[a.cmd](a)
 
 
 if __name__ == "__main__":

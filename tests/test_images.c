@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "core/files.h"
@@ -236,6 +237,86 @@ static uint8_t px_framed(int x, int y, int c) { (void)y; return x == 0 || x == 5
 static uint8_t px_halves(int x, int y, int c) { (void)y, (void)c; return x < 2 ? 0 : 200; }
 static uint8_t px_gray(int x, int y, int c) { (void)c; return (uint8_t)(16 * y + x); }
 
+/* Send file descriptor 2 to a fresh file at path until stderr_end; returns the saved descriptor. */
+static int stderr_begin(const char *path) {
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_true(dup2(fd, 2) == 2);
+    close(fd);
+    return saved;
+}
+/* Restore stderr from saved; returns how many bytes were written to it meanwhile. */
+static long stderr_end(int saved, const char *path) {
+    fflush(stderr);
+    assert_true(dup2(saved, 2) == 2);
+    close(saved);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    return (long)sb.st_size;
+}
+
+/* A corrupt image in a folder: NF_ERR_FORMAT, a one-line reason naming the file, nothing on stderr
+ * (libpng's and libjpeg's default handlers would print there). */
+static void expect_quiet_failure(const char *dir, const char *file, const char *what) {
+    char errp[320];
+    snprintf(errp, sizeof errp, "%s.stderr", g_dir);
+    nf_images *im = NULL;
+    int saved = stderr_begin(errp);
+    nf_status st = nf_images_load_folder(dir, 4, 0, &im);
+    long printed = stderr_end(saved, errp);
+    remove(errp);
+    assert_int_equal(st, NF_ERR_FORMAT);
+    assert_null(im);
+    assert_non_null(strstr(nf_last_error(), file));
+    assert_non_null(strstr(nf_last_error(), what));
+    assert_null(strchr(nf_last_error(), '\n'));
+    assert_int_equal(printed, 0);
+}
+
+/* Corrupt PNGs (bad CRC in the image data, cut short, garbage after the signature) and JPEGs are
+ * refused with the file's name and libpng's/libjpeg's message, and the libraries print nothing. */
+static void test_corrupt_images_quiet(void **state) {
+    (void)state;
+    char dir[256], p[320];
+    snprintf(dir, sizeof dir, "%s/corrupt", g_dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/crc.png", dir);
+    write_png(p, 16, 16, 0, px_framed);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    FILE *fp = fopen(p, "r+b");
+    assert_non_null(fp);
+    unsigned char *b = malloc((size_t)sb.st_size);
+    assert_true(fread(b, 1, (size_t)sb.st_size, fp) == (size_t)sb.st_size);
+    unsigned char *idat = NULL;
+    for (long i = 8; i + 4 < sb.st_size && !idat; i++)
+        if (memcmp(b + i, "IDAT", 4) == 0) idat = b + i;
+    assert_non_null(idat);
+    idat[6] ^= 0x55; /* a byte of the compressed data: the chunk's CRC no longer matches */
+    rewind(fp);
+    assert_true(fwrite(b, 1, (size_t)sb.st_size, fp) == (size_t)sb.st_size);
+    fclose(fp);
+    free(b);
+    expect_quiet_failure(dir, "crc.png: ", "PNG");
+    assert_int_equal(truncate(p, sb.st_size / 2), 0); /* cut inside the image data */
+    expect_quiet_failure(dir, "crc.png: ", "PNG");
+    remove(p);
+    snprintf(p, sizeof p, "%s/junk.png", dir);
+    fp = fopen(p, "wb");
+    fputs("\x89PNG\r\n\x1a\n not really a PNG", fp), fclose(fp);
+    expect_quiet_failure(dir, "junk.png: ", "PNG");
+    remove(p);
+    snprintf(p, sizeof p, "%s/cut.jpg", dir);
+    write_jpeg_gray(p, 64, 64, 50);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(truncate(p, sb.st_size - 20), 0); /* libjpeg's warning path */
+    expect_quiet_failure(dir, "cut.jpg: ", "not a readable JPEG");
+    assert_int_equal(truncate(p, 20), 0); /* libjpeg's error path */
+    expect_quiet_failure(dir, "cut.jpg: ", "not a readable JPEG");
+    remove(p);
+}
+
 static void test_folder(void **state) {
     (void)state;
     char dir[256];
@@ -336,6 +417,7 @@ static int teardown(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_idx_ok), cmocka_unit_test(test_idx_errors), cmocka_unit_test(test_cifar),
-                                       cmocka_unit_test(test_dequantize_and_bpd), cmocka_unit_test(test_fashion_mnist), cmocka_unit_test(test_folder)};
+                                       cmocka_unit_test(test_dequantize_and_bpd), cmocka_unit_test(test_fashion_mnist), cmocka_unit_test(test_folder),
+                                       cmocka_unit_test(test_corrupt_images_quiet)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

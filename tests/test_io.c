@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -299,6 +303,143 @@ static void test_split_and_moments(void **state) {
     nf_dataset_free(d);
 }
 
+/* Send file descriptor 2 to a fresh file at path until stderr_end; returns the saved descriptor. */
+static int stderr_begin(const char *path) {
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_true(dup2(fd, 2) == 2);
+    close(fd);
+    return saved;
+}
+/* Restore stderr from saved; returns how many bytes were written to it meanwhile. */
+static long stderr_end(int saved, const char *path) {
+    fflush(stderr);
+    assert_true(dup2(saved, 2) == 2);
+    close(saved);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    return (long)sb.st_size;
+}
+
+/* The config table lists every field of nf_config once: unique names, no overlap, and together the
+ * fields cover every byte of the struct (a member added to nf_config but not to the table fails here) */
+static void test_config_table(void **state) {
+    (void)state;
+    unsigned char covered[sizeof(nf_config)] = {0};
+    int32_t n = nf_config_num_fields();
+    assert_true(n > 0);
+    assert_null(nf_config_field_at(n)), assert_null(nf_config_field_at(-1)), assert_null(nf_config_field_find("nope"));
+    for (int32_t i = 0; i < n; i++) {
+        const nf_config_field *fd = nf_config_field_at(i);
+        assert_ptr_equal(nf_config_field_find(fd->name), fd);
+        size_t sz = fd->kind == NF_FIELD_INT || fd->kind == NF_FIELD_ENUM ? 4 : 8;
+        assert_true(fd->offset + sz <= sizeof(nf_config));
+        for (size_t b = 0; b < sz; b++) assert_int_equal(covered[fd->offset + b]++, 0);
+        assert_true((fd->kind == NF_FIELD_ENUM) == (fd->enum_kind != NULL));
+        if (fd->enum_kind) assert_string_not_equal(nf_enum_name(fd->enum_kind, 0), "?");
+    }
+    for (size_t b = 0; b < sizeof(nf_config); b++) assert_int_equal(covered[b], 1);
+    /* set and get through the table */
+    nf_config c;
+    memset(&c, 0, sizeof c);
+    nf_config_set_int(&c, nf_config_field_find("hidden"), 77);
+    nf_config_set_int(&c, nf_config_field_find("prior"), NF_PRIOR_LOGISTIC);
+    nf_config_set_double(&c, nf_config_field_find("logit_alpha"), 0.25);
+    nf_config_set_u64(&c, nf_config_field_find("seed"), 18446744073709551557ull);
+    assert_int_equal(c.hidden, 77), assert_int_equal(c.prior, NF_PRIOR_LOGISTIC);
+    assert_true(c.logit_alpha == 0.25), assert_true(c.seed == 18446744073709551557ull);
+    assert_true(nf_config_get_number(&c, nf_config_field_find("hidden")) == 77);
+    assert_int_equal(nf_config_get_enum(&c, nf_config_field_find("prior")), NF_PRIOR_LOGISTIC);
+    assert_true(nf_config_get_u64(&c, nf_config_field_find("seed")) == 18446744073709551557ull);
+}
+
+/* the pid of a process that has exited and been reaped: no process has it (until the pid is reused) */
+static long dead_pid(void) {
+    pid_t c = fork();
+    assert_true(c >= 0);
+    if (c == 0) _exit(0);
+    int ws;
+    assert_true(waitpid(c, &ws, 0) == c);
+    return (long)c;
+}
+
+static void write_junk(const char *p) {
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs("half-written checkpoint", fp);
+    fclose(fp);
+}
+
+/* Temporaries a killed run left ("<path>.tmp.<pid>"): a save removes those of dead pids, keeps those of
+ * live processes, reuses (renames) its own; a load reads the path itself and never a temporary. */
+static void test_checkpoint_stale_temps(void **state) {
+    (void)state;
+    nf_flow *f = small_model(NF_MODEL_REALNVP, 0);
+    const char *p = path_of("m.ckpt");
+    char dead[600], live[600], mine[600], other[600], dirlike[600];
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", p, dead_pid());
+    snprintf(live, sizeof live, "%s.tmp.1", p); /* init: always alive */
+    snprintf(mine, sizeof mine, "%s.tmp.%ld", p, (long)getpid());
+    snprintf(other, sizeof other, "%s.old.tmp.%ld", p, dead_pid()); /* another file's temp: not ours to touch */
+    snprintf(dirlike, sizeof dirlike, "%s.tmp.%ld", p, dead_pid()); /* a folder with a temp's name: kept */
+    write_junk(dead), write_junk(live), write_junk(mine), write_junk(other);
+    assert_int_equal(mkdir(dirlike, 0700), 0);
+    /* no checkpoint yet: a load does not fall back to a temporary */
+    nf_flow *g = NULL;
+    assert_int_equal(nf_flow_load(p, &g), NF_ERR_IO);
+    assert_null(g);
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    assert_int_equal(access(dead, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(mine, F_OK), -1); /* written and renamed by the save itself */
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(access(dirlike, F_OK), 0);
+    /* the load reads m.ckpt, not the junk next to it */
+    write_junk(dead);
+    assert_int_equal(nf_flow_load(p, &g), NF_OK);
+    assert_memory_equal(nf_flow_params(f), nf_flow_params(g), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+    nf_flow_free(g);
+    /* the clean-up by itself: counts what it removed */
+    assert_int_equal(nf_remove_stale_temps(p), 1);
+    assert_int_equal(nf_remove_stale_temps(p), 0);
+    remove(live), remove(other), rmdir(dirlike), remove(p);
+    nf_flow_free(f);
+}
+
+/* A save that cannot be written fails with NF_ERR_IO and leaves the previous checkpoint intact */
+static void test_checkpoint_save_fails_cleanly(void **state) {
+    (void)state;
+    nf_flow *f = small_model(NF_MODEL_GLOW, 1);
+    /* a parent that is a regular file: nothing can be created under it (root or not) */
+    const char *file = write_text("plain-file", "x");
+    char under[600];
+    snprintf(under, sizeof under, "%s/m.ckpt", file);
+    assert_int_equal(nf_flow_save(f, under), NF_ERR_IO);
+    assert_non_null(strstr(nf_last_error(), "m.ckpt.tmp."));
+    /* a previous checkpoint, then a save that fails: as non-root a read-only folder; as root (which
+     * ignores permissions) the temporary's name taken by a folder, so that it cannot be opened */
+    char dir[600], p[700], tmp[800];
+    snprintf(dir, sizeof dir, "%s/ro", g_dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(p, sizeof p, "%s/m.ckpt", dir);
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    nf_real *w = nf_flow_params(f), w0 = w[0];
+    w[0] += 1; /* what the failed save would have written */
+    int root = geteuid() == 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p, (long)getpid());
+    if (root) assert_int_equal(mkdir(tmp, 0700), 0);
+    else assert_int_equal(chmod(dir, 0500), 0);
+    assert_int_equal(nf_flow_save(f, p), NF_ERR_IO);
+    if (root) assert_int_equal(rmdir(tmp), 0);
+    else assert_int_equal(chmod(dir, 0700), 0);
+    nf_flow *g;
+    assert_int_equal(nf_flow_load(p, &g), NF_OK);
+    assert_true(nf_flow_params(g)[0] == w0);
+    for (int64_t i = 1; i < nf_flow_num_params(f); i++) assert_true(nf_flow_params(g)[i] == w[i]);
+    nf_flow_free(g), nf_flow_free(f);
+}
+
 static void test_png_and_plot(void **state) {
     (void)state;
     nf_config c;
@@ -321,6 +462,20 @@ static void test_png_and_plot(void **state) {
     /* writing into a missing directory fails cleanly */
     uint8_t px[3] = {1, 2, 3};
     assert_int_equal(nf_png_write("/nonexistent-dir/x.png", px, 1, 1), NF_ERR_IO);
+    /* a libpng error (a width over libpng's limit: warnings, then "Invalid IHDR data") comes back as
+     * the reason; libpng prints nothing and no temporary file is left */
+    const char *errp = path_of("png.stderr"), *big = path_of("big.png");
+    int saved = stderr_begin(errp);
+    nf_status st = nf_png_write(big, px, 2000000, 1);
+    long printed = stderr_end(saved, errp);
+    assert_int_equal(st, NF_ERR_IO);
+    assert_non_null(strstr(nf_last_error(), "big.png: PNG write failed: "));
+    assert_null(strchr(nf_last_error(), '\n'));
+    assert_int_equal(printed, 0);
+    assert_int_equal(access(big, F_OK), -1);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", big, (long)getpid());
+    assert_int_equal(access(tmp, F_OK), -1);
 }
 
 static int setup(void **state) {
@@ -343,6 +498,8 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_image_model),
         cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
         cmocka_unit_test(test_png_and_plot),
+        cmocka_unit_test(test_config_table),
+        cmocka_unit_test(test_checkpoint_stale_temps), cmocka_unit_test(test_checkpoint_save_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

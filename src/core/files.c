@@ -1,10 +1,11 @@
 /* core/files.c — atomic writes (temporary file + rename), whole-file reads, stale temp clean-up. */
-#define _POSIX_C_SOURCE 200809L /* kill, fsync, fileno */
+#define _POSIX_C_SOURCE 200809L /* kill, fsync, fileno, lstat */
 #include "core/files.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TMP_TAG ".tmp."
@@ -81,26 +82,35 @@ nf_status nf_read_file(const char *path, unsigned char **buf, size_t *len) {
     return NF_OK;
 }
 
-/* See files.h. A pid that is ours or alive (kill(pid, 0) succeeds or says EPERM) is left alone. */
+/* See files.h. A temporary name is removed only when all of these hold: it is "<base>.tmp.<digits>" in
+ * path's folder, the digits are a pid in pid_t's range other than ours, no process has that pid
+ * (kill(pid, 0) fails with ESRCH; EPERM means alive, owned by someone else), and it is a regular file
+ * (lstat: never a folder or what a symlink points to). A pid reused by a live process keeps its temp
+ * (conservative). Limit: on a folder shared between machines a live writer elsewhere looks dead here. */
 int nf_remove_stale_temps(const char *path) {
     char dir[4096];
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     if (!slash) snprintf(dir, sizeof dir, ".");
     else if (slash == path) snprintf(dir, sizeof dir, "/");
     else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= (int)sizeof dir) return 0;
+    if (!*base) return 0;
     DIR *d = opendir(dir);
     if (!d) return 0;
     size_t bl = strlen(base), tl = strlen(TMP_TAG);
     int removed = 0;
     for (struct dirent *e; (e = readdir(d));) {
-        const char *n = e->d_name;
+        const char *n = e->d_name, *digits = n + bl + tl;
         if (strncmp(n, base, bl) != 0 || strncmp(n + bl, TMP_TAG, tl) != 0) continue;
+        if (*digits < '0' || *digits > '9') continue; /* no sign, no space: exactly what nf_open_temp writes */
         char *end;
-        long pid = strtol(n + bl + tl, &end, 10);
-        if (*end || end == n + bl + tl || pid <= 0) continue;
-        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno == EPERM) continue;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (*end || errno || pid <= 0 || pid != (long)(pid_t)pid) continue; /* (pid_t)huge could be −1: all processes */
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         char full[8192];
-        snprintf(full, sizeof full, "%s/%s", dir, n);
+        if (snprintf(full, sizeof full, "%s/%s", dir, n) >= (int)sizeof full) continue;
+        struct stat sb;
+        if (lstat(full, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
         if (remove(full) == 0) removed++;
     }
     closedir(d);

@@ -16,7 +16,8 @@ nf_status nf_write_file_atomic(const char *path, const void *data, size_t len);
  * caller frees). NF_ERR_IO if it cannot be opened or read, NF_ERR_NOMEM if it does not fit. */
 nf_status nf_read_file(const char *path, unsigned char **buf, size_t *len);
 /* Remove the temporary files "<path>.tmp.<pid>" that a killed run left behind: those whose pid is not
- * a live process. Returns how many were removed. */
+ * a live process (regular files only; never our own pid's). Returns how many were removed; a folder that
+ * cannot be read removes nothing and is not an error (the write that follows reports it). */
 int nf_remove_stale_temps(const char *path);
 
 #endif

@@ -5,6 +5,8 @@
 #include <ctype.h>
 #include <errno.h>
 
+/* Parse the text [s, e) (blanks trimmed) as one finite number into *v; 1 on success, 0 if it is
+ * empty, too long, not wholly a number or not finite. Borrows the text. */
 static int parse_field(const char *s, const char *e, double *v) {
     while (s < e && isspace((unsigned char)*s)) s++;
     while (e > s && isspace((unsigned char)e[-1])) e--;
@@ -22,6 +24,8 @@ static int parse_field(const char *s, const char *e, double *v) {
     return 1;
 }
 
+/* Read the whole file at path into *buf (malloc'ed, NUL-terminated, the caller frees) and its
+ * length into *len; NF_ERR_IO / NF_ERR_NOMEM with the reason set. */
 static nf_status read_all(const char *path, char **buf, size_t *len) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -75,6 +79,8 @@ static int parse_line(const char *s, const char *le, nf_real *vals, int cap, int
     return fidx;
 }
 
+/* See nflow.h: parse the CSV at path into a new dataset *out (the caller frees it with
+ * nf_dataset_free); *out stays NULL on failure, the reason naming the file, line and field. */
 nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
     *out = NULL;
     char *buf = NULL;
@@ -147,6 +153,8 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
     return NF_OK;
 }
 
+/* Write ds as CSV (header colprefix1, colprefix2, …; values %.9g) to path atomically
+ * (temporary file + rename). ds is borrowed; NF_ERR_IO on a failed write. */
 nf_status nf_dataset_write_csv(const nf_dataset *ds, const char *path, const char *colprefix) {
     char tmp[4096];
     FILE *fp = nf_open_temp(path, tmp, sizeof tmp);

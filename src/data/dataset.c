@@ -14,11 +14,14 @@ nf_status nf_dataset_alloc(int64_t n, int32_t dim, nf_dataset **out) {
     return NF_OK;
 }
 
+/* Free d and its rows; NULL is a no-op. */
 void nf_dataset_free(nf_dataset *d) {
     if (!d) return;
     free(d->x), free(d);
 }
 
+/* New datasets *train and *test (the caller frees both) with the rows of ds shuffled by seed;
+ * test gets round(frac·n) rows, clamped to 1..n−1. Both NULL on failure. */
 nf_status nf_dataset_split(const nf_dataset *ds, double frac, uint64_t seed, nf_dataset **train, nf_dataset **test) {
     *train = *test = NULL;
     if (ds->n < 2) return nf_fail(NF_ERR_INVALID, "need at least 2 rows to split, have %lld", (long long)ds->n);
@@ -46,6 +49,8 @@ nf_status nf_dataset_split(const nf_dataset *ds, double frac, uint64_t seed, nf_
     return NF_OK;
 }
 
+/* mean[j] and std[j] (caller's arrays of ds->dim) of every column of ds (population std, two
+ * passes in double); a constant column gets std 1. */
 void nf_dataset_moments(const nf_dataset *ds, nf_real *mean, nf_real *std) {
     for (int32_t j = 0; j < ds->dim; j++) {
         double m = 0, v = 0;

@@ -17,6 +17,7 @@
 
 #define MAX_SIDE 32768
 
+/* 1 if name ends with ext (lower-case, with its dot), compared case-insensitively. */
 static int has_ext(const char *name, const char *ext) {
     size_t n = strlen(name), e = strlen(ext);
     if (n <= e) return 0;
@@ -24,10 +25,16 @@ static int has_ext(const char *name, const char *ext) {
         if (tolower((unsigned char)name[n - e + i]) != ext[i]) return 0;
     return 1;
 }
+/* 1 for a ".png" name (any case). */
 static int is_png(const char *name) { return has_ext(name, ".png"); }
+/* 1 for a ".jpg" or ".jpeg" name (any case). */
 static int is_jpeg(const char *name) { return has_ext(name, ".jpg") || has_ext(name, ".jpeg"); }
 
 /* ---------------------------------------------------------------- decoding to 8-bit RGB */
+/* Decode the PNG at path into *rgb (malloc'ed w·h·3 bytes, the caller frees; NULL on failure), its size
+ * in *w, *h and *gray = 1 for a grey-scale file. libpng's simplified API (png_image_*) installs its own
+ * error and warning handlers (png_safe_error/png_safe_warning), which copy the message into im.message
+ * and never print: that message becomes the one-line reason, prefixed with the file's name. */
 static nf_status load_png(const char *path, uint8_t **rgb, int32_t *w, int32_t *h, int *gray) {
     png_image im;
     memset(&im, 0, sizeof im);
@@ -58,6 +65,8 @@ typedef struct {
     char msg[JMSG_LENGTH_MAX];
 } jpeg_err;
 
+/* libjpeg error_exit: format the message into the jpeg_err (never printed) and longjmp to
+ * load_jpeg's setjmp; does not return. */
 static void jpeg_fail(j_common_ptr c) {
     jpeg_err *e = (jpeg_err *)c->err;
     (*c->err->format_message)(c, e->msg);
@@ -69,6 +78,8 @@ static void jpeg_warn(j_common_ptr c, int level) {
     if (level < 0) jpeg_fail(c);
 }
 
+/* Decode the JPEG at path into *rgb (malloc'ed w·h·3 bytes, the caller frees), *w, *h and
+ * *gray; libjpeg's errors and corrupt-data warnings become NF_ERR_FORMAT naming the file, never printed. */
 static nf_status load_jpeg(const char *path, uint8_t **rgb, int32_t *w, int32_t *h, int *gray) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -146,6 +157,7 @@ typedef struct {
     int64_t n, cap;
 } file_list;
 
+/* qsort comparator of two char * (strcmp order). */
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Sorted names of the entries of dir (without . and ..); NULL on failure (error set). */
@@ -181,16 +193,20 @@ static char **list_dir(const char *dir, int64_t *count) {
     return names ? names : calloc(1, sizeof *names);
 }
 
+/* Free the n names of a list_dir result and the array itself. */
 static void free_names(char **names, int64_t n) {
     for (int64_t i = 0; i < n; i++) free(names[i]);
     free(names);
 }
 
+/* 1 if path is (or links to) a folder. */
 static int is_dir(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* Append "dir/name" (copied) with its label to fl, growing it; NF_ERR_NOMEM on failure
+ * (fl keeps what it had, still to be freed by the caller). */
 static nf_status add_file(file_list *fl, const char *dir, const char *name, int32_t label) {
     if (fl->n == fl->cap) {
         int64_t cap = fl->cap ? 2 * fl->cap : 256;
@@ -230,6 +246,8 @@ static nf_status collect(const char *dir, int32_t label, int with_classes, file_
     return st;
 }
 
+/* See nflow.h: the images of folder dir (or of its class sub-folders) as a new *out (the
+ * caller frees it with nf_images_free); NULL on failure, the reason naming the folder or file. */
 nf_status nf_images_load_folder(const char *dir, int32_t size, int32_t channels, nf_images **out) {
     *out = NULL;
     if (size < 1 || size > 4096) return nf_fail(NF_ERR_INVALID, "image size %d: must be 1..4096", (int)size);

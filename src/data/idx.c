@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <zlib.h>
 
+/* Read exactly len bytes of g into buf (in chunks below gzread's int limit); NF_ERR_FORMAT
+ * naming path and what (e.g. "pixels") when the file ends early or is corrupt. */
 static nf_status gz_exact(gzFile g, void *buf, size_t len, const char *path, const char *what) {
     size_t got = 0;
     while (got < len) {
@@ -22,6 +24,7 @@ static nf_status gz_exact(gzFile g, void *buf, size_t len, const char *path, con
     return NF_OK;
 }
 
+/* NF_OK if g has no byte left, NF_ERR_FORMAT naming path if it has (trailing data) or is corrupt. */
 static nf_status gz_at_end(gzFile g, const char *path) {
     char c;
     int k = gzread(g, &c, 1);
@@ -30,10 +33,13 @@ static nf_status gz_at_end(gzFile g, const char *path) {
     return NF_OK;
 }
 
+/* The big-endian 32-bit value at p (4 bytes). */
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* Open path for reading with zlib (gzip or plain); NULL with *st = NF_ERR_IO and the reason set.
+ * The caller gzclose()s the result. */
 static gzFile gz_open(const char *path, nf_status *st) {
     gzFile g = gzopen(path, "rb");
     if (!g) *st = nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "gzopen failed");
@@ -54,6 +60,8 @@ static nf_status idx_header(gzFile g, const char *path, int want_ndim, uint32_t 
     return NF_OK;
 }
 
+/* See nflow.h: IDX images (and labels, which may be NULL) into a new *out (the caller frees
+ * it with nf_images_free); NULL on failure, the reason naming the file. */
 nf_status nf_images_load_idx(const char *images, const char *labels, nf_images **out) {
     *out = NULL;
     nf_status st = NF_OK;

@@ -2,12 +2,14 @@
  * dequantisation, bits per dimension. */
 #include "data/data.h"
 
+/* Free im, its pixels and labels; NULL is a no-op. */
 void nf_images_free(nf_images *im) {
     if (!im) return;
     free(im->pix), free(im->labels), free(im);
 }
 
-/* Read exactly len bytes; gzread reads gzip and plain files alike. */
+/* See nflow.h: new image sets *train and *test (the caller frees both) with the images of im (and
+ * their labels) shuffled by seed; test gets round(frac·n), clamped to 1..n−1. Both NULL on failure. */
 nf_status nf_images_split(const nf_images *im, double frac, uint64_t seed, nf_images **train, nf_images **test) {
     *train = *test = NULL;
     if (im->n < 2) return nf_fail(NF_ERR_INVALID, "need at least 2 images to split, have %lld", (long long)im->n);
@@ -39,6 +41,8 @@ nf_status nf_images_split(const nf_images *im, double frac, uint64_t seed, nf_im
     *train = part[0], *test = part[1];
     return NF_OK;
 }
+/* See nflow.h: x (n, C·H·W, caller's) from the images idx[0..n) (idx NULL: the first n),
+ * reduced to bits and dequantised with u from rng (NULL: u = ½); rng advanced, im borrowed. */
 void nf_images_dequantize(const nf_images *im, const int64_t *idx, int64_t n, int32_t bits, nf_rng *rng,
                           nf_real *x) {
     int64_t D = (int64_t)im->C * im->H * im->W;
@@ -53,6 +57,7 @@ void nf_images_dequantize(const nf_images *im, const int64_t *idx, int64_t n, in
     }
 }
 
+/* Bits per dimension of bits-bit data from a continuous NLL of nll_nats per sample over D dims. */
 double nf_bits_per_dim(double nll_nats, int64_t D, int32_t bits) {
     return (nll_nats + (double)D * bits * log(2.0)) / ((double)D * log(2.0));
 }

@@ -3,8 +3,10 @@
 
 static const char *toy_names[] = {"moons", "circles", "rings", "8gaussians", "checkerboard", "pinwheel", "2spirals", NULL};
 
+/* The NULL-terminated list of built-in toy dataset names (static; not to be freed). */
 const char *const *nf_toy_names(void) { return toy_names; }
 
+/* Index of name in nf_toy_names, or −1 if it is not a built-in toy dataset. */
 int nf_toy_known(const char *name) {
     for (int i = 0; toy_names[i]; i++)
         if (strcmp(name, toy_names[i]) == 0) return i;
@@ -67,6 +69,8 @@ static void toy_point(int which, nf_rng *r, double *px, double *py) {
     *px = x, *py = y;
 }
 
+/* n points of the toy distribution name drawn with seed, as a new (n, 2) dataset *out (the
+ * caller frees it); NF_ERR_INVALID for an unknown name or n < 1. */
 nf_status nf_dataset_toy(const char *name, int64_t n, uint64_t seed, nf_dataset **out) {
     *out = NULL;
     int which = nf_toy_known(name);

@@ -13,84 +13,71 @@
 
 #define DTYPE_NAME (sizeof(nf_real) == 4 ? "F32" : "F64")
 
+/* The config c as a JSON object (the caller deletes it; NULL when out of memory): one member per
+ * field of the config table (models.h), in table order — enums by name, the seed as a decimal string
+ * (doubles lose bits above 2^53), everything else a number. */
 static cJSON *config_json(const nf_config *c) {
     cJSON *j = cJSON_CreateObject();
     if (!j) return NULL;
-    cJSON_AddStringToObject(j, "model", nf_enum_name("model", (int)c->model));
-    cJSON_AddNumberToObject(j, "dim", c->dim);
-    cJSON_AddNumberToObject(j, "depth", c->depth);
-    cJSON_AddNumberToObject(j, "hidden", c->hidden);
-    cJSON_AddNumberToObject(j, "layers", c->layers);
-    cJSON_AddStringToObject(j, "activation", nf_enum_name("activation", (int)c->act));
-    cJSON_AddStringToObject(j, "coupling", nf_enum_name("coupling", (int)c->coupling));
-    cJSON_AddStringToObject(j, "scale", nf_enum_name("scale", (int)c->scale));
-    cJSON_AddStringToObject(j, "partition", nf_enum_name("partition", (int)c->partition));
-    cJSON_AddStringToObject(j, "perm", nf_enum_name("perm", (int)c->perm));
-    cJSON_AddNumberToObject(j, "lu", c->lu);
-    cJSON_AddNumberToObject(j, "batchnorm", c->batchnorm);
-    cJSON_AddNumberToObject(j, "actnorm", c->actnorm);
-    cJSON_AddStringToObject(j, "prior", nf_enum_name("prior", (int)c->prior));
-    cJSON_AddNumberToObject(j, "standardize", c->standardize);
-    cJSON_AddNumberToObject(j, "init_std", c->init_std);
-    cJSON_AddNumberToObject(j, "channels", c->channels);
-    cJSON_AddNumberToObject(j, "height", c->height);
-    cJSON_AddNumberToObject(j, "width", c->width);
-    cJSON_AddNumberToObject(j, "levels", c->levels);
-    cJSON_AddNumberToObject(j, "blocks", c->blocks);
-    cJSON_AddNumberToObject(j, "logit_alpha", c->logit_alpha);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
+    for (int32_t i = 0; i < nf_config_num_fields(); i++) {
+        const nf_config_field *fd = nf_config_field_at(i);
+        cJSON *v;
+        if (fd->kind == NF_FIELD_ENUM) v = cJSON_AddStringToObject(j, fd->name, nf_enum_name(fd->enum_kind, nf_config_get_enum(c, fd)));
+        else if (fd->kind == NF_FIELD_U64) {
+            char u[32];
+            snprintf(u, sizeof u, "%llu", (unsigned long long)nf_config_get_u64(c, fd));
+            v = cJSON_AddStringToObject(j, fd->name, u);
+        } else v = cJSON_AddNumberToObject(j, fd->name, nf_config_get_number(c, fd));
+        if (!v) {
+            cJSON_Delete(j);
+            return NULL;
+        }
+    }
     return j;
 }
 
-/* Read config fields back; every field is required but blocks and logit_alpha. */
+/* Read the config object j of the checkpoint at path (named in reasons) into *c, walking the config
+ * table: a required field must be present, an optional one (added later) is 0 when absent; ints must
+ * be integral int32 values, enums known names, the seed a decimal string. NF_ERR_FORMAT otherwise. */
 static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path) {
     memset(c, 0, sizeof *c);
-    static const char *ints[] = {"dim", "depth", "hidden", "layers", "lu", "batchnorm", "actnorm", "standardize"};
-    int32_t *dst[] = {&c->dim, &c->depth, &c->hidden, &c->layers, &c->lu, &c->batchnorm, &c->actnorm, &c->standardize};
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i]);
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
-            return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or not an integer", path, ints[i]);
-        *dst[i] = (int32_t)v->valuedouble;
+    for (int32_t i = 0; i < nf_config_num_fields(); i++) {
+        const nf_config_field *fd = nf_config_field_at(i);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fd->name);
+        if (!v && !fd->required) continue; /* absent in older checkpoints, where it was 0 */
+        switch (fd->kind) {
+        case NF_FIELD_INT:
+            if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
+                return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is %s", path, fd->name,
+                               fd->required ? "missing or not an integer" : "not an integer");
+            nf_config_set_int(c, fd, (int32_t)v->valuedouble);
+            break;
+        case NF_FIELD_ENUM: {
+            int e = cJSON_IsString(v) ? nf_enum_from_name(fd->enum_kind, v->valuestring) : -1;
+            if (e < 0) return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or unknown", path, fd->name);
+            nf_config_set_int(c, fd, e);
+            break;
+        }
+        case NF_FIELD_DOUBLE:
+            if (!cJSON_IsNumber(v))
+                return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is %s", path, fd->name,
+                               fd->required ? "missing" : "not a number");
+            nf_config_set_double(c, fd, v->valuedouble);
+            break;
+        default:
+            if (!cJSON_IsString(v)) return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing", path, fd->name);
+            nf_config_set_u64(c, fd, strtoull(v->valuestring, NULL, 10));
+            break;
+        }
     }
-    static const char *enums[][2] = {{"model", "model"}, {"activation", "activation"}, {"coupling", "coupling"},
-                                     {"scale", "scale"}, {"partition", "partition"}, {"perm", "perm"}, {"prior", "prior"}};
-    int *edst[] = {(int *)&c->model, (int *)&c->act, (int *)&c->coupling, (int *)&c->scale, (int *)&c->partition,
-                   (int *)&c->perm, (int *)&c->prior};
-    for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, enums[i][0]);
-        int e = cJSON_IsString(v) ? nf_enum_from_name(enums[i][1], v->valuestring) : -1;
-        if (e < 0) return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or unknown", path, enums[i][0]);
-        *edst[i] = e;
-    }
-    static const char *img[] = {"channels", "height", "width", "levels"};
-    int32_t *idst[] = {&c->channels, &c->height, &c->width, &c->levels};
-    for (size_t i = 0; i < 4; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, img[i]);
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
-            return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is missing or not an integer", path, img[i]);
-        *idst[i] = (int32_t)v->valuedouble;
-    }
-    /* added after the first image models: absent in older checkpoints, where they were 0 */
-    const cJSON *bl = cJSON_GetObjectItemCaseSensitive(j, "blocks"), *la = cJSON_GetObjectItemCaseSensitive(j, "logit_alpha");
-    if (bl && (!cJSON_IsNumber(bl) || bl->valuedouble != (double)(int32_t)bl->valuedouble))
-        return nf_fail(NF_ERR_FORMAT, "%s: config field 'blocks' is not an integer", path);
-    if (la && !cJSON_IsNumber(la)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'logit_alpha' is not a number", path);
-    c->blocks = bl ? (int32_t)bl->valuedouble : 0;
-    c->logit_alpha = la ? la->valuedouble : 0;
-    const cJSON *is = cJSON_GetObjectItemCaseSensitive(j, "init_std");
-    if (!cJSON_IsNumber(is)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'init_std' is missing", path);
-    c->init_std = is->valuedouble;
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (!cJSON_IsString(s)) return nf_fail(NF_ERR_FORMAT, "%s: config field 'seed' is missing", path);
-    c->seed = strtoull(s->valuestring, NULL, 10);
     return NF_OK;
 }
 
+/* Save f's config, layer kinds and tensors to path (nf_ckpt_save without optimiser state). */
 nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save(f, path, NULL, NULL, NULL); }
 
+/* See io.h: write f (borrowed) as a safetensors checkpoint to path, atomically (removing stale
+ * temporaries of dead runs first); om/ov (nparams each, may be NULL) and trainer_json are borrowed. */
 nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const char *trainer_json) {
     int32_t ntensors = nf_flow_num_tensors(f);
     int64_t nparams = nf_flow_num_params(f);
@@ -157,6 +144,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
         goto done;
     }
     size_t hl = strlen(hs), padded = (hl + 7) / 8 * 8;
+    nf_remove_stale_temps(path); /* what a killed earlier run left: "<path>.tmp.<dead pid>" */
     char tmp[4096];
     FILE *fp = nf_open_temp(path, tmp, sizeof tmp);
     if (!fp) {
@@ -181,6 +169,8 @@ done:
     return st;
 }
 
+/* Read the checkpoint at path (exactly that file, never a temporary) into a new flow *out (the
+ * caller frees it); *out stays NULL on failure: NF_ERR_IO, or NF_ERR_FORMAT naming what is wrong. */
 nf_status nf_flow_load(const char *path, nf_flow **out) {
     *out = NULL;
     unsigned char *buf = NULL;
@@ -291,6 +281,8 @@ done:
     return st;
 }
 
+/* See io.h: copy the checkpoint's Adam moments into m and v (nparams each, caller's) and its
+ * "trainer" metadata into *trainer_json (malloc'ed, the caller frees; NULL on failure). */
 nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t nparams, char **trainer_json) {
     *trainer_json = NULL;
     unsigned char *buf = NULL;

@@ -13,6 +13,7 @@ typedef struct {
     double lo[2], hi[2];
 } canvas;
 
+/* c[0..3) = the RGB of the viridis colour map at t (clamped to [0, 1]; linear between 9 stops). */
 static void viridis(double t, uint8_t *c) {
     static const double k[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
                                    {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
@@ -54,11 +55,14 @@ static void segment(canvas *cv, double x0, double y0, double x1, double y1, cons
     }
 }
 
+/* qsort comparator of two doubles (ascending; NaN-free input). */
 static int cmp_double(const void *p, const void *q) {
     double a = *(const double *)p, b = *(const double *)q;
     return (a > b) - (a < b);
 }
 
+/* See nflow.h: the three-panel picture of the 2-D flow f (density, samples over data, warped
+ * grid) as a PNG at path; f and data (may be NULL) borrowed; NF_ERR_INVALID for a non-2-D flow. */
 nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t S, uint64_t seed) {
     if (nf_flow_dim(f) != 2) return nf_fail(NF_ERR_INVALID, "plot needs a 2-D model, this one has %d dimensions", (int)nf_flow_dim(f));
     if (S < 32 || S > 4096) return nf_fail(NF_ERR_INVALID, "panel size %d: must be 32..4096 pixels", (int)S);

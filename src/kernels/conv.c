@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+/* OpenMP's maximum thread count (1 without OpenMP): how many per-thread buffers work holds. */
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -26,6 +27,7 @@ static int max_threads(void) {
     return 1;
 #endif
 }
+/* This thread's index in the current OpenMP team (0 without OpenMP). */
 static int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -58,8 +60,11 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
  * im2col forms were faster. The 3×3 weight gradient reduces each block over the whole image: on small
  * images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
 static int direct(int32_t k, int32_t outputs) { return (k == 3 || k == 1) && outputs >= 8 && nf_convd_available(); }
+/* 1 when the 3×3 weight gradient takes the direct kernel (see the measurements above). */
 static int direct_dw(int32_t k, int32_t Cout, int64_t P) { return k == 3 && Cout >= 8 && P >= 144 && nf_convd_available(); }
 
+/* Floats of scratch nf_conv2d_forward/backward(_ex) need for n samples of this shape: per-thread
+ * column buffers, per-chunk partial weight gradients, the re-laid weights. */
 int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, int64_t n) {
     int64_t K = (int64_t)Cin * k * k, chunks = (n + DW_CHUNK - 1) / DW_CHUNK;
     /* per thread a column buffer; per chunk a partial weight gradient; the re-laid weights */
@@ -74,6 +79,8 @@ int64_t nf_conv2d_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int
  * dy[o](i' − dy + r, j' − dx + r); dx = Wrᵀ · dZ; dWr += dZ · xᵀ. */
 static int output_side(int32_t Cin, int32_t Cout, int32_t k) { return k > 1 && Cout < Cin; }
 
+/* Wr (k²·Cout, Cin, caller's) = w (Cout, Cin, k, k) with the taps outermost, for the
+ * output-side form: Wr[t·Cout + o][c] = w[o][c][t]. */
 static void relayout_weights(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, nf_real *Wr) {
     for (int32_t o = 0; o < Cout; o++)
         for (int32_t c = 0; c < Cin; c++)
@@ -173,12 +180,15 @@ static void col2im_add(const nf_real *col, int32_t C, int32_t H, int32_t W, int3
             }
 }
 
+/* y = conv_k(x) + b for n samples (see kernels.h); nf_conv2d_forward_ex without the ReLU. */
 void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
                        int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                        nf_real *work) {
     nf_conv2d_forward_ex(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, 0);
 }
 
+/* y (n, Cout, H, W) = conv_k(x) + b, then max(·, 0) if relu; all arrays the caller's, work of
+ * nf_conv2d_work_size floats. Bit-identical for every thread count. */
 void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                           nf_real *work, int relu) {
@@ -226,12 +236,15 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
     }
 }
 
+/* dw += ∂L/∂w, db += ∂L/∂b, dx = ∂L/∂x from dy (see kernels.h); nf_conv2d_backward_ex without the ReLU. */
 void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *dy, int64_t ldy,
                         nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                         int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work) {
     nf_conv2d_backward_ex(x, ldx, w, (nf_real *)dy /* not written: no relu_out */, ldy, dx, lddx, dw, db, n, Cin, Cout, H, W, k, work, NULL);
 }
 
+/* Gradients of the convolution from dy (masked in place by relu_out > 0 when relu_out is not NULL):
+ * dw, db (may be NULL) accumulated, dx (may be NULL) overwritten; all arrays the caller's. */
 void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
                            nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                            int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out) {
@@ -319,6 +332,7 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     }
 }
 
+/* The naive seven-loop convolution y = conv_k(x) + b (b may be NULL): the tests' oracle. */
 void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
                    int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
     int32_t r = k / 2;

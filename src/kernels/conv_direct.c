@@ -26,6 +26,7 @@
 #define QB_AVX512 48 /* … or 3 vectors of 16 floats (AVX-512) */
 #define QB_MAX 48    /* work sizes are computed for the widest block, so any path fits */
 
+/* a rounded up to a multiple of m (a ≥ 0, m > 0). */
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 typedef struct {
@@ -56,29 +57,36 @@ static int cpu_has_avx2_fma(void) { return HAVE_AVX2_KERNEL && nf_isa_active() >
 
 static int direct_enabled = -1; /* -1: not decided yet */
 
+/* 1 if the direct kernels are used: NFLOW_CONV is not "im2col" (read once) and the active ISA path has
+ * them (checked on every call, so lowering the path with nf_isa_set turns them off too). */
 int nf_convd_available(void) {
     if (direct_enabled < 0) {
         const char *env = getenv("NFLOW_CONV");
         /* benign race: every caller stores the same value */
-        direct_enabled = cpu_has_avx2_fma() && !(env && strcmp(env, "im2col") == 0);
+        direct_enabled = !(env && strcmp(env, "im2col") == 0);
     }
-    return direct_enabled;
+    return direct_enabled && cpu_has_avx2_fma();
 }
 
+/* Force the direct kernels on (only if the CPU has them) or off; returns the previous setting. */
 int nf_convd_set(int on) {
     int was = nf_convd_available();
     direct_enabled = on && cpu_has_avx2_fma(); /* never on a CPU without the instructions */
     return was;
 }
 
+/* Floats of scratch nf_convd_sample needs for one sample of this shape (k = 1 or 3). */
 int64_t nf_convd_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
     if (k == 1) return ((int64_t)Cin + CB) * QB_MAX; /* the last, partial block's input and output */
     geometry g = geom(H, W, QB_MAX);
     return (int64_t)Cin * g.cs + round_up(Cout, CB) * g.Qp;
 }
 
+/* Floats of the packed weights nf_convd_pack writes (outputs rounded up to blocks of CB). */
 int64_t nf_convd_packed_size(int32_t Cin, int32_t Cout, int32_t k) { return round_up(Cout, CB) * Cin * k * k; }
 
+/* Pack w (Cout, Cin, k, k) into wp (nf_convd_packed_size floats, caller's) in output blocks of CB,
+ * zero-padded; flip = 1 packs the transposed, flipped kernel for the input gradient. */
 void nf_convd_pack(const nf_real *w, int32_t Cin, int32_t Cout, int32_t k, int flip, nf_real *wp) {
     /* flip = 0: wp packs w (Cout, Cin, k, k) for y = conv(x).
      * flip = 1: wp packs w' (Cin, Cout, k, k), w'[c][o][t] = w[o][c][k² − 1 − t], for dx = conv(dy, w'). */
@@ -243,6 +251,8 @@ static void block_bias(const nf_real *b, int32_t Cout, int64_t ob, float bb[CB])
     for (int i = 0; i < CB; i++) bb[i] = b && ob * CB + i < Cout ? b[ob * CB + i] : 0;
 }
 
+/* One sample's 3×3 convolution y (Cout, H, W) = conv(x) + b (+ ReLU if relu) from packed weights
+ * wp; work holds the padded input and the padded output (nf_convd_work_size). */
 static void sample_3x3(const float *x, const float *wp, const float *b, float *y, int32_t Cin, int32_t Cout,
                        int32_t H, int32_t W, int relu, float *work) {
     int64_t QB;
@@ -262,6 +272,8 @@ static void sample_3x3(const float *x, const float *wp, const float *b, float *y
     for (int32_t o = 0; o < Cout; o++) copy_rows(out + (int64_t)o * g.Qp, g.Wp, y + (int64_t)o * H * W, W, H, W, 0, 0);
 }
 
+/* One sample's 1×1 convolution y (Cout, P) = wp·x + b (+ ReLU) over P pixels; work holds the
+ * last partial block's input and output. */
 static void sample_1x1(const float *x, const float *wp, const float *b, float *y, int32_t Cin, int32_t Cout, int64_t P,
                        int relu, float *work) {
     static const int64_t off0[1] = {0};
@@ -291,6 +303,8 @@ static void sample_1x1(const float *x, const float *wp, const float *b, float *y
 }
 #endif
 
+/* One sample through the direct kernel for k = 1 or 3 (a no-op where the kernels are not built;
+ * callers check nf_convd_available first). All arrays the caller's. */
 void nf_convd_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
                      int32_t H, int32_t W, int32_t k, int relu, nf_real *work) {
 #if HAVE_AVX2_KERNEL
@@ -301,6 +315,8 @@ void nf_convd_sample(const nf_real *x, const nf_real *wp, const nf_real *b, nf_r
 #endif
 }
 
+/* dw (Cout, Cin, 3, 3) += one sample's 3×3 weight gradient from x (Cin, H, W) and dy (Cout, H, W);
+ * work of nf_convd_work_size floats. A no-op where the kernels are not built. */
 void nf_convd_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
                           nf_real *dw, nf_real *work) {
 #if HAVE_AVX2_KERNEL

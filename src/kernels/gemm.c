@@ -20,6 +20,7 @@ void openblas_set_num_threads(int num_threads);
 #define GEMM_COLS 256 /* column tile when there are few row tiles */
 #define GEMM_TILE 64
 
+/* Tell OpenBLAS to use one thread (once): parallelism comes from our own fixed tiles. */
 static void blas_single_threaded(void) {
     static int done = 0; /* benign race: every caller stores the same value */
     if (!done) {
@@ -28,12 +29,15 @@ static void blas_single_threaded(void) {
     }
 }
 
+/* One BLAS call: C = alpha·op(A)·op(B) + beta·C for an m × n tile (row-major, borrowed arrays). */
 static void gemm_tile(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
                       int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc) {
     NF_CBLAS_GEMM(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (int)m,
                   (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* C (m, n) = alpha·op(A)·op(B) + beta·C, row-major, in fixed tiles of rows (or columns) over OpenMP
+ * threads, so the result is bit-identical for every thread count. Arrays the caller's. */
 void nf_gemm(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
              int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
@@ -61,6 +65,7 @@ void nf_gemm(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, con
     }
 }
 
+/* The same product by the naive triple loop in double accumulation: the tests' oracle. */
 void nf_gemm_ref(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
                  int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc) {
     for (int64_t i = 0; i < m; i++)

@@ -16,7 +16,7 @@ const char *nf_isa_name(nf_isa isa);
 const char *nf_blas_core(void);    /* the BLAS core in use ("SkylakeX", …, "unknown") */
 nf_isa nf_blas_isa(void);          /* the ISA level of that core (generic if unknown) */
 
-/* ---------------------------------------------------------------- dense kernels (linalg.c) */
+/* ---------------------------------------------------------------- dense kernels (gemm.c, lu.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
  * BLAS single-threaded per fixed-size tile of rows of C, tiles spread over OpenMP threads, so that the
  * result is bit-identical for every thread count. nf_gemm_ref is the naive triple loop (test oracle). */

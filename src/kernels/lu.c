@@ -2,6 +2,8 @@
  * matrices (the invertible linear layers and the conformance suite's brute-force Jacobians). */
 #include "kernels/kernels.h"
 
+/* LU with partial pivoting of the (d, d) double matrix a in place (L below the diagonal, unit
+ * diagonal implied; U on and above); perm[i] = original row of row i. Returns ±1 (sign), 0 if singular. */
 int nf_lu_decompose(double *a, int32_t *perm, int32_t d) {
     int sign = 1;
     for (int32_t i = 0; i < d; i++) perm[i] = i;
@@ -31,6 +33,7 @@ int nf_lu_decompose(double *a, int32_t *perm, int32_t d) {
     return sign;
 }
 
+/* *out = log|det A| of the (d, d) A, with the caller's scratch a (d·d) and perm (d); NF_ERR_NUMERIC if singular. */
 nf_status nf_logabsdet_ws(const nf_real *A, int32_t d, double *a, int32_t *perm, double *out) {
     for (int64_t i = 0; i < (int64_t)d * d; i++) a[i] = A[i];
     int sign = nf_lu_decompose(a, perm, d);
@@ -41,6 +44,7 @@ nf_status nf_logabsdet_ws(const nf_real *A, int32_t d, double *a, int32_t *perm,
     return NF_OK;
 }
 
+/* inv (d, d, caller's) = A⁻¹ by LU in double, with the caller's scratch a, perm, col; NF_ERR_NUMERIC if singular. */
 nf_status nf_invert_ws(const nf_real *A, int32_t d, nf_real *inv, double *a, int32_t *perm, double *col) {
     for (int64_t i = 0; i < (int64_t)d * d; i++) a[i] = A[i];
     if (!nf_lu_decompose(a, perm, d)) return nf_fail(NF_ERR_NUMERIC, "singular matrix");
@@ -67,6 +71,7 @@ nf_status nf_logabsdet(const nf_real *A, int32_t d, double *out) {
     return st;
 }
 
+/* inv = A⁻¹ as nf_invert_ws with scratch it allocates and frees; NF_ERR_NOMEM if it cannot. */
 nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv) {
     double *a = malloc(sizeof(double) * (size_t)d * (size_t)d), *col = malloc(sizeof(double) * (size_t)d);
     int32_t *perm = malloc(sizeof(int32_t) * (size_t)d);
@@ -75,6 +80,7 @@ nf_status nf_invert(const nf_real *A, int32_t d, nf_real *inv) {
     return st;
 }
 
+/* Q (d, d doubles, caller's) = a random orthogonal matrix from rng (advanced). */
 void nf_random_orthogonal(nf_rng *rng, int32_t d, double *Q) {
     /* Modified Gram–Schmidt on the rows of a Gaussian matrix; a (measure-zero) degenerate draw is redrawn. */
     for (;;) {

@@ -1,5 +1,8 @@
-/* models/config.c — model configurations: enum names, the defaults of each model, validation. */
+/* models/config.c — model configurations: enum names, the table of nf_config's fields (the one list
+ * of them: checkpoints write and read the config by walking it), the defaults of each model, validation. */
 #include "models/models.h"
+
+#include <stddef.h>
 
 /* Names of every enum of nf_config, in enum order; used by the CLI and the checkpoint metadata. */
 static const struct {
@@ -15,6 +18,94 @@ static const struct {
     {"perm", {"none", "reverse", "random", NULL}},
 };
 
+/* Every field of nf_config, in the order a checkpoint's config JSON lists them (that order is part of
+ * the file format: a saved file must stay byte-identical). required = 0: added after the first
+ * checkpoints were written; absent in those, where the field was 0. */
+#define FIELD(key, member, kind, ekind, req) {key, kind, ekind, offsetof(nf_config, member), req}
+static const nf_config_field config_fields[] = {
+    FIELD("model", model, NF_FIELD_ENUM, "model", 1),
+    FIELD("dim", dim, NF_FIELD_INT, NULL, 1),
+    FIELD("depth", depth, NF_FIELD_INT, NULL, 1),
+    FIELD("hidden", hidden, NF_FIELD_INT, NULL, 1),
+    FIELD("layers", layers, NF_FIELD_INT, NULL, 1),
+    FIELD("activation", act, NF_FIELD_ENUM, "activation", 1),
+    FIELD("coupling", coupling, NF_FIELD_ENUM, "coupling", 1),
+    FIELD("scale", scale, NF_FIELD_ENUM, "scale", 1),
+    FIELD("partition", partition, NF_FIELD_ENUM, "partition", 1),
+    FIELD("perm", perm, NF_FIELD_ENUM, "perm", 1),
+    FIELD("lu", lu, NF_FIELD_INT, NULL, 1),
+    FIELD("batchnorm", batchnorm, NF_FIELD_INT, NULL, 1),
+    FIELD("actnorm", actnorm, NF_FIELD_INT, NULL, 1),
+    FIELD("prior", prior, NF_FIELD_ENUM, "prior", 1),
+    FIELD("standardize", standardize, NF_FIELD_INT, NULL, 1),
+    FIELD("init_std", init_std, NF_FIELD_DOUBLE, NULL, 1),
+    FIELD("channels", channels, NF_FIELD_INT, NULL, 1),
+    FIELD("height", height, NF_FIELD_INT, NULL, 1),
+    FIELD("width", width, NF_FIELD_INT, NULL, 1),
+    FIELD("levels", levels, NF_FIELD_INT, NULL, 1),
+    FIELD("blocks", blocks, NF_FIELD_INT, NULL, 0),
+    FIELD("logit_alpha", logit_alpha, NF_FIELD_DOUBLE, NULL, 0),
+    FIELD("seed", seed, NF_FIELD_U64, NULL, 1),
+};
+#undef FIELD
+/* an enum member is read and written through an int: the enums must have int's size */
+_Static_assert(sizeof(nf_model_type) == sizeof(int) && sizeof(nf_activation) == sizeof(int) &&
+                   sizeof(nf_coupling_type) == sizeof(int) && sizeof(nf_scale_type) == sizeof(int) &&
+                   sizeof(nf_partition) == sizeof(int) && sizeof(nf_perm_type) == sizeof(int) &&
+                   sizeof(nf_prior_type) == sizeof(int),
+               "nf_config's enums are accessed as int");
+
+/* See models.h. */
+int32_t nf_config_num_fields(void) { return (int32_t)(sizeof config_fields / sizeof config_fields[0]); }
+
+/* See models.h. */
+const nf_config_field *nf_config_field_at(int32_t i) {
+    return i >= 0 && i < nf_config_num_fields() ? &config_fields[i] : NULL;
+}
+
+/* See models.h. */
+const nf_config_field *nf_config_field_find(const char *name) {
+    for (int32_t i = 0; name && i < nf_config_num_fields(); i++)
+        if (strcmp(config_fields[i].name, name) == 0) return &config_fields[i];
+    return NULL;
+}
+
+/* See models.h. */
+double nf_config_get_number(const nf_config *c, const nf_config_field *fd) {
+    const char *p = (const char *)c + fd->offset;
+    switch (fd->kind) {
+    case NF_FIELD_INT: return (double)*(const int32_t *)p;
+    case NF_FIELD_ENUM: return (double)*(const int *)p;
+    case NF_FIELD_DOUBLE: return *(const double *)p;
+    default: return (double)*(const uint64_t *)p;
+    }
+}
+
+/* See models.h. */
+int nf_config_get_enum(const nf_config *c, const nf_config_field *fd) { return *(const int *)((const char *)c + fd->offset); }
+/* See models.h. */
+uint64_t nf_config_get_u64(const nf_config *c, const nf_config_field *fd) { return *(const uint64_t *)((const char *)c + fd->offset); }
+
+/* See models.h. */
+void nf_config_set_int(nf_config *c, const nf_config_field *fd, int64_t v) {
+    char *p = (char *)c + fd->offset;
+    if (fd->kind == NF_FIELD_INT) *(int32_t *)p = (int32_t)v;
+    else if (fd->kind == NF_FIELD_ENUM) *(int *)p = (int)v;
+    else if (fd->kind == NF_FIELD_DOUBLE) *(double *)p = (double)v;
+    else *(uint64_t *)p = (uint64_t)v;
+}
+/* See models.h. */
+void nf_config_set_double(nf_config *c, const nf_config_field *fd, double v) {
+    if (fd->kind == NF_FIELD_DOUBLE) *(double *)((char *)c + fd->offset) = v;
+    else nf_config_set_int(c, fd, (int64_t)v);
+}
+/* See models.h. */
+void nf_config_set_u64(nf_config *c, const nf_config_field *fd, uint64_t v) {
+    if (fd->kind == NF_FIELD_U64) *(uint64_t *)((char *)c + fd->offset) = v;
+    else nf_config_set_int(c, fd, (int64_t)v);
+}
+
+/* Look up kind's names (the enum_names row) and return the enum value of name, −1 if unknown. */
 int nf_enum_from_name(const char *kind, const char *name) {
     for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
         if (strcmp(kind, enum_names[k].kind) == 0)
@@ -23,6 +114,7 @@ int nf_enum_from_name(const char *kind, const char *name) {
     return -1;
 }
 
+/* The name of value in enum kind (static string), or "?" for an unknown kind or value. */
 const char *nf_enum_name(const char *kind, int value) {
     for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
         if (strcmp(kind, enum_names[k].kind) == 0 && value >= 0 && value < 4 && enum_names[k].names[value])
@@ -30,9 +122,12 @@ const char *nf_enum_name(const char *kind, int value) {
     return "?";
 }
 
+/* The model type named name ("nice", "realnvp", "glow"), or −1. */
 int nf_model_from_name(const char *name) { return nf_enum_from_name("model", name); }
+/* The name of model type m (static string), or "?". */
 const char *nf_model_name(nf_model_type m) { return nf_enum_name("model", (int)m); }
 
+/* Fill *c (the caller's; every field set) with the defaults of model for vectors of dimension dim. */
 void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
     memset(c, 0, sizeof *c);
     c->model = model;
@@ -67,6 +162,7 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
     }
 }
 
+/* Fill *c with the defaults of model for C × H × W images (dim = C·H·W; see nflow.h). */
 void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32_t H, int32_t W) {
     nf_config_default(c, model, C * H * W);
     c->channels = C, c->height = H, c->width = W;
@@ -80,6 +176,7 @@ void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32
     }
 }
 
+/* NF_OK if c describes a buildable model, otherwise NF_ERR_INVALID naming the first bad field. */
 nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->model > NF_MODEL_GLOW) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
     if (c->dim < 2 || c->dim > 1 << 20)

@@ -30,4 +30,39 @@ nf_layer *nf_flow_layer(nf_flow *f, int32_t k);
 nf_status nf_flow_from_layers(nf_registry *reg, nf_layer **layers, int32_t n, nf_prior_type prior,
                               int32_t dim, nf_flow **out);
 
+/* ---------------------------------------------------------------- nf_config's fields, one table
+ * (models/config.c; added by the checkpoint work — a separate block, nothing above depends on it).
+ * The single list of nf_config's fields: name (the checkpoint's JSON key), kind, offset, and whether
+ * a checkpoint must carry it. io/checkpoint.c writes and reads the config by walking it, in table
+ * order (the file's key order). The table is static; nothing is allocated. */
+typedef enum {
+    NF_FIELD_INT = 0, /* int32_t */
+    NF_FIELD_ENUM,    /* an nf_config enum, stored as int; enum_kind names it for nf_enum_name */
+    NF_FIELD_DOUBLE,  /* double */
+    NF_FIELD_U64      /* uint64_t (written as a decimal string: JSON numbers lose bits above 2^53) */
+} nf_config_field_kind;
+
+typedef struct {
+    const char *name;          /* JSON key, e.g. "activation" */
+    nf_config_field_kind kind;
+    const char *enum_kind;     /* NF_FIELD_ENUM: "model", "activation", …; NULL otherwise */
+    size_t offset;             /* offsetof(nf_config, member) */
+    int required;              /* 1: every checkpoint carries it; 0: older ones may not (then 0) */
+} nf_config_field;
+
+/* How many fields the table has, and field i (NULL when i is out of range). */
+int32_t nf_config_num_fields(void);
+const nf_config_field *nf_config_field_at(int32_t i);
+/* The field named name, or NULL. */
+const nf_config_field *nf_config_field_find(const char *name);
+/* Field fd of c as a double (any kind; a u64 above 2^53 loses bits — use nf_config_get_u64). */
+double nf_config_get_number(const nf_config *c, const nf_config_field *fd);
+/* Field fd of c as an enum value (NF_FIELD_ENUM) or as uint64_t (NF_FIELD_U64). */
+int nf_config_get_enum(const nf_config *c, const nf_config_field *fd);
+uint64_t nf_config_get_u64(const nf_config *c, const nf_config_field *fd);
+/* Store v into field fd of c, converted to the field's kind. */
+void nf_config_set_int(nf_config *c, const nf_config_field *fd, int64_t v);
+void nf_config_set_double(nf_config *c, const nf_config_field *fd, double v);
+void nf_config_set_u64(nf_config *c, const nf_config_field *fd, uint64_t v);
+
 #endif

@@ -15,10 +15,13 @@ struct nf_adam {
     double *part; /* one partial sum of squares per chunk */
 };
 
+/* Fill *o with Adam's usual settings: lr 1e-3, β 0.9/0.999, ε 1e-8, no warm-up, clipping or cosine decay. */
 void nf_adam_opts_default(nf_adam_opts *o) {
     o->lr = 1e-3, o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8, o->warmup = 0, o->clip = 0, o->cosine_steps = 0;
 }
 
+/* A new optimiser *out for n parameters with options o (copied); moments zeroed. The caller frees
+ * it with nf_adam_free; NF_ERR_INVALID for bad options, NF_ERR_NOMEM. */
 nf_status nf_adam_create(int64_t n, const nf_adam_opts *o, nf_adam **out) {
     *out = NULL;
     if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0 || o->cosine_steps < 0)
@@ -37,13 +40,16 @@ nf_status nf_adam_create(int64_t n, const nf_adam_opts *o, nf_adam **out) {
     return NF_OK;
 }
 
+/* Free a and its moments; NULL is a no-op. */
 void nf_adam_free(nf_adam *a) {
     if (!a) return;
     free(a->m), free(a->v), free(a->part), free(a);
 }
 
+/* How many updates a has applied. */
 int64_t nf_adam_steps(const nf_adam *a) { return a->t; }
 
+/* ‖g‖₂ of the n gradients (fixed chunks summed in a fixed order: the same for every thread count). */
 double nf_adam_grad_norm(nf_adam *a, const nf_real *g) {
     int64_t n = a->n, chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
     double *part = a->part, ss = 0;
@@ -59,12 +65,15 @@ double nf_adam_grad_norm(nf_adam *a, const nf_real *g) {
     return sqrt(ss);
 }
 
+/* One Adam update of p from g (both n long, the caller's); returns the pre-clip gradient norm. */
 double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
     double norm = nf_adam_grad_norm(a, g);
     nf_adam_apply(a, p, g, norm);
     return norm;
 }
 
+/* The update itself: clip g to the norm limit using norm, advance the step, warm-up and cosine
+ * schedule on lr, update the moments and p in place. */
 void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     int64_t n = a->n;
     double gs = 1.0;
@@ -89,4 +98,5 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     }
 }
 
+/* Pointers to a's moments (n each) and step counter, owned by a (checkpoints read and write them). */
 void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t) { *m = a->m, *v = a->v, *t = &a->t; }

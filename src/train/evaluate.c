@@ -2,6 +2,8 @@
  * attribute vectors. */
 #include "models/models.h"
 
+/* Mean log-likelihood (nats) of ds's rows under f in eval mode and its standard error; f's
+ * training flag is restored. ds borrowed; NF_ERR_INVALID for a dimension mismatch. */
 nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *se) {
     if (ds->dim != nf_flow_dim(f))
         return nf_fail(NF_ERR_INVALID, "data has %d columns, the model expects %d", (int)ds->dim, (int)nf_flow_dim(f));
@@ -26,6 +28,8 @@ nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, do
     return NF_OK;
 }
 
+/* Bits/dim of the images under f (dequantised with seed) and its standard error, and the largest
+ * reconstruction error if max_recon is not NULL; f's training flag restored. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon) {
     int64_t D = (int64_t)im->C * im->H * im->W, chunk = 256;
@@ -65,6 +69,8 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
     return NF_OK;
 }
 
+/* z (n, D, caller's) = f⁻¹ of the images idx[0..n) at the centre of their bins; NF_ERR_INVALID
+ * for a bad index or dimension. */
 nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,
                                 nf_real *z) {
     int64_t D = (int64_t)im->C * im->H * im->W;
@@ -79,6 +85,8 @@ nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *
     return st;
 }
 
+/* zmean (D, caller's) = mean latent of at most max_n images with label; *count = how many were
+ * used. NF_ERR_INVALID if the images have no labels. */
 nf_status nf_flow_mean_latent(nf_flow *f, const nf_images *im, int32_t label, int64_t max_n, int32_t bits,
                               nf_real *zmean, int64_t *count) {
     if (!im->labels) return nf_fail(NF_ERR_INVALID, "the images have no labels");

@@ -17,6 +17,7 @@ struct nf_trainer {
     nf_real *batch; /* (batch, D) */
 };
 
+/* Fill *o with the trainer's defaults: batch 256, Adam defaults, seed 1, 8-bit images. */
 void nf_train_opts_default(nf_train_opts *o) {
     o->batch = 256;
     nf_adam_opts_default(&o->adam);
@@ -32,6 +33,8 @@ static void shuffle(nf_trainer *t) {
     t->pos = 0;
 }
 
+/* A new trainer *out over rows of ds or images im (exactly one non-NULL), borrowing f and the data;
+ * puts f in training mode. The caller frees it with nf_trainer_free. */
 static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *im, const nf_train_opts *o,
                              nf_trainer **out) {
     *out = NULL;
@@ -63,27 +66,33 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *
     return NF_OK;
 }
 
+/* A trainer over the rows of ds (see trainer_new). */
 nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out) {
     return trainer_new(f, ds, NULL, o, out);
 }
 
+/* A trainer over the images im, dequantised afresh every batch (see trainer_new). */
 nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out) {
     return trainer_new(f, NULL, im, o, out);
 }
 
+/* Free t, its optimiser and batch buffers (not the flow or data it borrows); NULL is a no-op. */
 void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
     free(t->perm), free(t->batch), free(t->idx), free(t);
 }
 
+/* How many steps t has taken (counting those before a resume). */
 int64_t nf_trainer_steps(const nf_trainer *t) { return t->steps; }
 
+/* out (65 bytes, caller's) = r's four state words as 64 hexadecimal digits. */
 static void rng_hex(const nf_rng *r, char *out) {
     sprintf(out, "%016llx%016llx%016llx%016llx", (unsigned long long)r->s[0], (unsigned long long)r->s[1],
             (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
 }
 
+/* Parse 64 hexadecimal digits s into r's state; 1 on success, 0 if s is malformed (r undefined). */
 static int rng_unhex(const char *s, nf_rng *r) {
     if (!s || strlen(s) != 64) return 0;
     for (int k = 0; k < 4; k++) {
@@ -97,6 +106,8 @@ static int rng_unhex(const char *s, nf_rng *r) {
     return 1;
 }
 
+/* A resumable checkpoint at path: the model plus Adam's moments and step, both rngs and the epoch
+ * position (nf_ckpt_save; atomic). */
 nf_status nf_trainer_save(nf_trainer *t, const char *path) {
     nf_real *m, *v;
     int64_t *at;
@@ -123,6 +134,7 @@ static int json_int(const char *js, const char *key, long long *out) {
     return end != p + strlen(pat);
 }
 
+/* Copy the string value of "key" in the flat JSON js into out (n bytes); 1 if found and it fits, else 0. */
 static int json_str(const char *js, const char *key, char *out, size_t n) {
     char pat[32];
     snprintf(pat, sizeof pat, "\"%s\":\"", key);
@@ -136,6 +148,8 @@ static int json_str(const char *js, const char *key, char *out, size_t n) {
     return 1;
 }
 
+/* Restore t (fresh, for the flow loaded from path and the same data) to where nf_trainer_save
+ * left it; NF_ERR_FORMAT if the saved state does not match. */
 nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
     nf_real *m, *v;
     int64_t *at;
@@ -163,6 +177,8 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
     return NF_OK;
 }
 
+/* One training step on the next batch; *loss = its mean NLL, *grad_norm the pre-clip norm.
+ * A non-finite loss or gradient leaves the parameters unchanged and returns NF_ERR_NUMERIC. */
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     int64_t B = t->o.batch, D = nf_flow_dim(t->f);
     for (int64_t i = 0; i < B; i++) {
