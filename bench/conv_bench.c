@@ -25,27 +25,29 @@ static double now(void) {
 }
 
 #define PEAK_ITERS 20000000
-/* FLOPs of a register-only FMA loop on 256-bit vectors (12 independent chains: enough to fill two FMA
- * pipes of latency 4–6) */
+/* 12 independent FMA chains in named registers (an array would be kept in memory at -O2): enough to fill
+ * two FMA pipes of latency 4–6 */
+#define FMA12(fma, a, m, c)                                                                                   \
+    a##0 = fma(a##0, m, c), a##1 = fma(a##1, m, c), a##2 = fma(a##2, m, c), a##3 = fma(a##3, m, c),          \
+    a##4 = fma(a##4, m, c), a##5 = fma(a##5, m, c), a##6 = fma(a##6, m, c), a##7 = fma(a##7, m, c),          \
+    a##8 = fma(a##8, m, c), a##9 = fma(a##9, m, c), a##10 = fma(a##10, m, c), a##11 = fma(a##11, m, c)
+#define SUM12(cvt, a) (cvt(a##0) + cvt(a##1) + cvt(a##2) + cvt(a##3) + cvt(a##4) + cvt(a##5) + cvt(a##6) + \
+                       cvt(a##7) + cvt(a##8) + cvt(a##9) + cvt(a##10) + cvt(a##11))
+
+/* FLOPs of the register-only FMA loop on 256-bit vectors */
 __attribute__((target("avx2,fma"))) static double fma_loop_256(void) {
-    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    for (long it = 0; it < PEAK_ITERS; it++)
-        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    float sink = 0;
-    for (int i = 0; i < 12; i++) sink += _mm256_cvtss_f32(a[i]);
-    return sink == 12345.f ? 0 : 2.0 * 8 * 12 * (double)PEAK_ITERS;
+    __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    __m256 a0 = m, a1 = c, a2 = m, a3 = c, a4 = m, a5 = c, a6 = m, a7 = c, a8 = m, a9 = c, a10 = m, a11 = c;
+    for (long it = 0; it < PEAK_ITERS; it++) FMA12(_mm256_fmadd_ps, a, m, c);
+    return SUM12(_mm256_cvtss_f32, a) == 12345.f ? 0 : 2.0 * 8 * 12 * (double)PEAK_ITERS;
 }
 
 /* the same on 512-bit vectors */
 __attribute__((target("avx512f"))) static double fma_loop_512(void) {
-    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-    for (long it = 0; it < PEAK_ITERS; it++)
-        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
-    float sink = 0;
-    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
-    return sink == 12345.f ? 0 : 2.0 * 16 * 12 * (double)PEAK_ITERS;
+    __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    __m512 a0 = m, a1 = c, a2 = m, a3 = c, a4 = m, a5 = c, a6 = m, a7 = c, a8 = m, a9 = c, a10 = m, a11 = c;
+    for (long it = 0; it < PEAK_ITERS; it++) FMA12(_mm512_fmadd_ps, a, m, c);
+    return SUM12(_mm512_reduce_add_ps, a) == 12345.f ? 0 : 2.0 * 16 * 12 * (double)PEAK_ITERS;
 }
 
 /* GFLOP/s of the FMA loop of isa on every thread at once */
