@@ -14,6 +14,8 @@
 #include <zlib.h>
 
 #include <cmocka.h>
+
+#include "capture_stderr.h"
 #include <jpeglib.h>
 #include <png.h>
 #include <fcntl.h>
@@ -237,24 +239,6 @@ static uint8_t px_framed(int x, int y, int c) { (void)y; return x == 0 || x == 5
 static uint8_t px_halves(int x, int y, int c) { (void)y, (void)c; return x < 2 ? 0 : 200; }
 static uint8_t px_gray(int x, int y, int c) { (void)c; return (uint8_t)(16 * y + x); }
 
-/* Send file descriptor 2 to a fresh file at path until stderr_end; returns the saved descriptor. */
-static int stderr_begin(const char *path) {
-    fflush(stderr);
-    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(saved >= 0 && fd >= 0);
-    assert_true(dup2(fd, 2) == 2);
-    close(fd);
-    return saved;
-}
-/* Restore stderr from saved; returns how many bytes were written to it meanwhile. */
-static long stderr_end(int saved, const char *path) {
-    fflush(stderr);
-    assert_true(dup2(saved, 2) == 2);
-    close(saved);
-    struct stat sb;
-    assert_int_equal(stat(path, &sb), 0);
-    return (long)sb.st_size;
-}
 
 /* A corrupt image in a folder: NF_ERR_FORMAT, a one-line reason naming the file, nothing on stderr
  * (libpng's and libjpeg's default handlers would print there). */

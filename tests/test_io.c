@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "capture_stderr.h"
+
 #include "core/files.h"
 #include "data/data.h"
 #include "io/io.h"
@@ -303,24 +305,6 @@ static void test_split_and_moments(void **state) {
     nf_dataset_free(d);
 }
 
-/* Send file descriptor 2 to a fresh file at path until stderr_end; returns the saved descriptor. */
-static int stderr_begin(const char *path) {
-    fflush(stderr);
-    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(saved >= 0 && fd >= 0);
-    assert_true(dup2(fd, 2) == 2);
-    close(fd);
-    return saved;
-}
-/* Restore stderr from saved; returns how many bytes were written to it meanwhile. */
-static long stderr_end(int saved, const char *path) {
-    fflush(stderr);
-    assert_true(dup2(saved, 2) == 2);
-    close(saved);
-    struct stat sb;
-    assert_int_equal(stat(path, &sb), 0);
-    return (long)sb.st_size;
-}
 
 /* The config table lists every field of nf_config once: unique names, no overlap, and together the
  * fields cover every byte of the struct (a member added to nf_config but not to the table fails here) */
