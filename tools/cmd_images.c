@@ -26,8 +26,7 @@ int cmd_interpolate(int argc, char **argv) {
     if (!image_model(f)) die("%s is not an image model", o.model);
     nf_images *im = load_eval_images(&o, f);
     int64_t D = nf_flow_dim(f), N = o.frames, idx[2] = {o.from, o.to};
-    nf_real *z = malloc(sizeof(nf_real) * (size_t)((N + 2) * D)), ends[2 * 4096];
-    nf_real *ze = D <= 4096 ? ends : malloc(sizeof(nf_real) * (size_t)(2 * D));
+    nf_real *z = malloc(sizeof(nf_real) * (size_t)((N + 2) * D)), *ze = malloc(sizeof(nf_real) * (size_t)(2 * D));
     if (!z || !ze) die("out of memory");
     check(nf_flow_encode_images(f, im, idx, 2, o.bits, ze));
     for (int64_t k = 0; k < N; k++) {
@@ -38,8 +37,7 @@ int cmd_interpolate(int argc, char **argv) {
     memcpy(z + (N + 1) * D, ze + D, sizeof(nf_real) * (size_t)D);
     decode_grid(f, z, N + 2, (int32_t)(N + 2), o.out);
     printf("wrote %s: image %lld → image %lld in %lld steps\n", o.out, (long long)o.from, (long long)o.to, (long long)N);
-    if (ze != ends) free(ze);
-    free(z), nf_images_free(im), nf_flow_free(f);
+    free(ze), free(z), nf_images_free(im), nf_flow_free(f);
     return 0;
 }
 
