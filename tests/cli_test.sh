@@ -45,7 +45,7 @@ awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); print
 "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" >/dev/null && ok || bad "eval on CSV"
 
 # images: a small random IDX file (100 images of 8 × 8), a tiny Glow, eval and a sample grid
-{ printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x08\x00\x00\x00\x08'; head -c 6400 /dev/urandom; } >"$T/small-idx3-ubyte"
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x08\x00\x00\x00\x08'; LC_ALL=C awk 'BEGIN { srand(11); for (i = 0; i < 6400; i++) printf "%c", int(rand() * 256) }'; } >"$T/small-idx3-ubyte"
 "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --levels 2 --depth 1 --hidden 4 \
     --steps 5 --batch 10 --out "$T/img.ckpt" --quiet >"$T/img.out" 2>&1 && grep -q "bits/dim" "$T/img.out" && ok || bad "image train: $(cat "$T/img.out")"
 [ "$(head -c 4 "$T/img.ckpt.samples.png" | tail -c 3)" = "PNG" ] && ok || bad "image training wrote no sample grid"
