@@ -2,7 +2,7 @@
  * (input gradient + weight/bias gradient), batch 64, at the shapes the workloads run, in GFLOP/s
  * (multiply-adds × 2) and as a fraction of the FMA peak of the CPU's widest path, measured here with a
  * register-only FMA loop per instruction set (12 independent accumulators, all threads); every path
- * (im2col + BLAS, and the direct kernels on each ISA the CPU has) measured in the same run. Also the
+ * (im2col + BLAS, the direct kernels on each ISA the CPU has, and Winograd F(4×4, 3×3) for 3×3) measured in the same run. Also the
  * naive reference once, as a sanity check of the fast kernels.
  *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all] */
 #include <math.h>
@@ -90,19 +90,20 @@ int main(int argc, char **argv) {
     };
     int direct_cpu = nf_convd_available();
     int npaths = 1 + (cpu >= NF_ISA_AVX2) + (cpu >= NF_ISA_AVX512); /* im2col, direct avx2, direct avx512 */
-    static const char *path_names[3] = {"im2col", "d-avx2", "d-avx512"};
+    static const char *path_names[4] = {"im2col", "d-avx2", "d-avx512", "winograd"};
     const int64_t n = 64;
     printf("convolutions of the workloads, batch %lld, %d threads, peak taken as %.0f GFLOP/s\n", (long long)n, threads, peak);
     printf("%-34s %-7s %10s %9s %10s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
     nf_rng rng;
     nf_rng_seed(&rng, 1);
-    for (size_t row = 0; row < 3 * (sizeof shapes / sizeof shapes[0]); row++) {
-        size_t s = row / 3;
-        int path = (int)(row % 3), rn = shapes[s].what[0] == 'R';
+    for (size_t row = 0; row < 4 * (sizeof shapes / sizeof shapes[0]); row++) {
+        size_t s = row / 4;
+        int path = (int)(row % 4), rn = shapes[s].what[0] == 'R';
         if ((rn && !strcmp(wl, "glow")) || (!rn && !strcmp(wl, "realnvp"))) continue;
-        if (path >= npaths || (path > 0 && !direct_cpu)) continue;
+        if (path == 3 ? shapes[s].k != 3 : path >= npaths || (path > 0 && !direct_cpu)) continue;
         nf_isa_set(path == 2 ? NF_ISA_AVX512 : path == 1 ? NF_ISA_AVX2 : cpu);
-        nf_convd_set(path > 0);
+        nf_convd_set(path == 1 || path == 2);
+        nf_convw_set(path == 3 ? NF_CONVW_ALWAYS : NF_CONVW_OFF); /* Winograd: GF/s in direct FLOPs per second */
         int32_t ci = shapes[s].cin, co = shapes[s].cout, H = shapes[s].hw, k = shapes[s].k;
         int64_t P = (int64_t)H * H, nw = (int64_t)co * ci * k * k;
         nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * ci * P)), *y = malloc(sizeof(nf_real) * (size_t)(n * co * P));

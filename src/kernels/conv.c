@@ -45,21 +45,32 @@ static int64_t max3(int64_t a, int64_t b, int64_t c) { return a > b ? (a > c ? a
 static int64_t thread_stride(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k) {
     int64_t s = (int64_t)Cin * k * k * H * W;
     if (k != 3 && k != 1) return s;
-    return max3(s, nf_convd_work_size(Cin, Cout, H, W, k), nf_convd_work_size(Cout, Cin, H, W, k));
+    s = max3(s, nf_convd_work_size(Cin, Cout, H, W, k), nf_convd_work_size(Cout, Cin, H, W, k));
+    if (k == 3) /* Winograd: forward, input gradient, weight gradient (with its transformed-filter sums) */
+        s = max3(s, nf_convw_work_size(Cin, Cout, H, W), nf_convw_work_size(Cin, Cout, H, W) + nf_convw_packed_size(Cin, Cout));
+    return s;
 }
 
 /* Floats for the re-laid weights: output-side (k²·Cout, Cin) or the direct kernels' packed blocks */
 static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
     int64_t s = (int64_t)Cout * Cin * k * k;
     if (k != 3 && k != 1) return s;
-    return max3(s, nf_convd_packed_size(Cin, Cout, k), nf_convd_packed_size(Cout, Cin, k));
+    s = max3(s, nf_convd_packed_size(Cin, Cout, k), nf_convd_packed_size(Cout, Cin, k));
+    return k == 3 && s < nf_convw_packed_size(Cin, Cout) ? nf_convw_packed_size(Cin, Cout) : s;
 }
 
 /* Where the direct kernels are used (measured with bench/conv_bench.c). They compute output channels in
  * blocks of 4: with fewer than 8 outputs the block's padding wastes too much, and the output-side /
  * im2col forms were faster. The 3×3 weight gradient reduces each block over the whole image: on small
  * images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
+#define WINO_MIN_CH 32
 static int direct(int32_t k, int32_t outputs) { return (k == 3 || k == 1) && outputs >= 8 && nf_convd_available(); }
+/* 1 when a 3×3 convolution from `inputs` to `outputs` channels takes Winograd F(4×4, 3×3)
+ * (conv_winograd.c): wide enough on both sides that the channel products dominate the transforms. */
+static int winograd(int32_t k, int32_t inputs, int32_t outputs) {
+    int m = nf_convw_mode();
+    return k == 3 && (m == NF_CONVW_ALWAYS || (m == NF_CONVW_AUTO && inputs >= WINO_MIN_CH && outputs >= WINO_MIN_CH));
+}
 /* 1 when the 3×3 weight gradient takes the direct kernel (see the measurements above). */
 static int direct_dw(int32_t k, int32_t Cout, int64_t P) { return k == 3 && Cout >= 8 && P >= 144 && nf_convd_available(); }
 
@@ -193,14 +204,19 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                           nf_real *work, int relu) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
-    int dir = direct(k, Cout), osd = !dir && output_side(Cin, Cout, k);
-    nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side) or packed (direct) weights */
+    int wg = winograd(k, Cin, Cout), dir = !wg && direct(k, Cout), osd = !wg && !dir && output_side(Cin, Cout, k);
+    nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side), packed (direct) or transformed weights */
+    if (wg) nf_convw_pack(w, Cin, Cout, 0, Wr);
     if (dir) nf_convd_pack(w, Cin, Cout, k, 0, Wr);
     if (osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *ys = y + s * ldy;
         const nf_real *col = x + s * ldx;
+        if (wg) {
+            nf_convw_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, relu, work + (int64_t)thread_id() * T);
+            continue;
+        }
         if (dir) {
             nf_convd_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, k, relu, work + (int64_t)thread_id() * T);
             continue;
@@ -256,8 +272,11 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
     /* weight gradient: direct, output-side (partials in the re-laid layout) or im2col; input gradient (a
      * convolution with Cin outputs): direct, output-side or im2col — chosen separately */
-    int dw_direct = direct_dw(k, Cout, P), dw_osd = !dw_direct && output_side(Cin, Cout, k);
-    int dx_direct = direct(k, Cin), dx_osd = !dx_direct && output_side(Cin, Cout, k);
+    int dw_wino = winograd(k, Cin, Cout), dw_direct = !dw_wino && direct_dw(k, Cout, P);
+    int dw_osd = !dw_wino && !dw_direct && output_side(Cin, Cout, k);
+    int dx_wino = winograd(k, Cout, Cin), dx_direct = !dx_wino && direct(k, Cin);
+    int dx_osd = !dx_wino && !dx_direct && output_side(Cin, Cout, k);
+    if (dx && dx_wino) nf_convw_pack(w, Cin, Cout, 1, Wr);
     if (dx && dx_direct) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
     if (dx && dx_osd) relayout_weights(w, Cin, Cout, k, Wr);
 #pragma omp parallel for schedule(static)
@@ -272,7 +291,12 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp simd
                 for (int64_t e = 0; e < Cout * P; e++) dys[e] = ro[e] > 0 ? dys[e] : 0;
             }
-            if (dw_direct) {
+            if (dw_wino) { /* into the transformed-domain sum dU, after the thread's Winograd scratch */
+                nf_real *tw = work + (int64_t)thread_id() * T, *dU = tw + nf_convw_work_size(Cin, Cout, H, W);
+                if (s == ch * DW_CHUNK) memset(dU, 0, sizeof(nf_real) * (size_t)nf_convw_packed_size(Cin, Cout));
+                nf_convw_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, dU, tw);
+                if (s + 1 == n || s + 1 == (ch + 1) * DW_CHUNK) nf_convw_dw_finish(dU, Cin, Cout, pw);
+            } else if (dw_direct) {
                 nf_convd_dw_sample(x + s * ldx, dys, Cin, Cout, H, W, pw, work + (int64_t)thread_id() * T);
             } else if (dw_osd) { /* partial in the re-laid layout (k²·Cout, Cin), mapped back when summed */
                 nf_real *dZ = work + (int64_t)thread_id() * T;
@@ -311,6 +335,10 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *dxs = dx + s * lddx;
+        if (dx_wino) {
+            nf_convw_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, 0, work + (int64_t)thread_id() * T);
+            continue;
+        }
         if (dx_direct) {
             nf_convd_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, k, 0, work + (int64_t)thread_id() * T);
             continue;

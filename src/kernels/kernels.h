@@ -65,6 +65,21 @@ void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_rea
 /* Direct convolutions of one sample, k = 3 or 1 (conv_direct.c; AVX2 + FMA, float builds, chosen at run
  * time; the environment variable NFLOW_CONV=im2col turns them off). conv.c uses them for forward and
  * input gradient (weights packed with flip = 1), and for the weight gradient of 3×3 convolutions. */
+/* Winograd F(4×4, 3×3) for 3×3 convolutions (conv_winograd.c, any ISA: transforms in C, products by
+ * nf_gemm); conv.c uses it for wide channel counts unless NFLOW_CONV is "direct" or "im2col" ("winograd": for
+ * every 3×3 convolution). The input
+ * gradient uses filters packed with flip = 1 (dy as the input, Cout ↔ Cin). */
+enum { NF_CONVW_OFF, NF_CONVW_AUTO, NF_CONVW_ALWAYS };
+int nf_convw_mode(void);
+int nf_convw_set(int mode); /* tests and benchmarks: force a mode; returns the previous one */
+int64_t nf_convw_packed_size(int32_t Cin, int32_t Cout);
+int64_t nf_convw_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W);
+void nf_convw_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_real *Up);
+void nf_convw_sample(const nf_real *x, const nf_real *Up, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
+                     int32_t H, int32_t W, int relu, nf_real *work);
+void nf_convw_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+                        nf_real *dU, nf_real *work);
+void nf_convw_dw_finish(const nf_real *dU, int32_t Cin, int32_t Cout, nf_real *dw);
 int nf_convd_available(void);
 int nf_convd_set(int on); /* tests and benchmarks: force a path; returns the previous setting */
 int64_t nf_convd_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);

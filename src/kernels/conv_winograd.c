@@ -1,0 +1,286 @@
+/* conv_winograd.c — 3×3 convolutions ("same" padding, stride 1) by Winograd's minimal filtering
+ * F(4×4, 3×3) (Lavin & Gray 2016): each 4×4 output tile costs 36 multiplications per (input, output)
+ * channel pair instead of 144, so the channel products — which dominate — shrink by 4×.
+ *
+ * One tile: d is the 6×6 input patch whose top-left corner is one pixel above and left of the tile (zero
+ * outside the image), g the 3×3 filter, and
+ *     Y (4×4) = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+ * with the interpolation points 0, ±1, ±2 and ∞ (the matrices are written out in the 1-D transforms
+ * below). Over channels the ⊙ becomes, for each of the 36 transform positions ξ, one matrix product
+ *     M_ξ (Cout, T) = U_ξ (Cout, Cin) · V_ξ (Cin, T)
+ * where U_ξ holds the transformed filters, V_ξ the transformed input tiles of one sample (T tiles), and
+ * the output transform Aᵀ M A gives the tiles of y. The input gradient is the same computation with the
+ * filters transposed and rotated by 180°. The weight gradient is the adjoint: dM = A dY Aᵀ per tile,
+ * dU_ξ = dM_ξ · V_ξᵀ, dW = Gᵀ dU G.
+ *
+ * Rounding: the transforms multiply values by up to 8 (Aᵀ) and 5 (Bᵀ) before the products, so the error
+ * is larger than a direct convolution's — tests/test_conv.c bounds it against the naive reference.
+ * Products go through nf_gemm (one call per ξ and sample: the result does not depend on the thread count).
+ */
+#include "kernels/kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WT 4 /* output tile */
+#define WA 6 /* input tile = WT + 3 − 1 */
+#define WX 36
+
+static int winograd_mode = -1; /* -1: not decided yet; else NF_CONVW_OFF / _AUTO / _ALWAYS */
+
+/* How 3×3 convolutions may use Winograd: NF_CONVW_AUTO (conv.c's rule for wide channel counts) unless
+ * NFLOW_CONV is "im2col" or "direct" (NF_CONVW_OFF) or "winograd" (NF_CONVW_ALWAYS, every 3×3
+ * convolution); the environment is read once. */
+int nf_convw_mode(void) {
+    if (winograd_mode < 0) {
+        const char *env = getenv("NFLOW_CONV");
+        int m = NF_CONVW_AUTO;
+        if (env && (strcmp(env, "im2col") == 0 || strcmp(env, "direct") == 0)) m = NF_CONVW_OFF;
+        if (env && strcmp(env, "winograd") == 0) m = NF_CONVW_ALWAYS;
+        winograd_mode = m; /* benign race: every caller stores the same value */
+    }
+    return winograd_mode;
+}
+
+/* Set the mode (tests and benchmarks); returns the previous one. */
+int nf_convw_set(int mode) {
+    int was = nf_convw_mode();
+    winograd_mode = mode;
+    return was;
+}
+
+/* Tiles of an H × W image. */
+static int64_t tiles(int32_t H, int32_t W) { return (int64_t)((H + WT - 1) / WT) * ((W + WT - 1) / WT); }
+
+/* Floats of nf_convw_pack's output: the 36 transformed filter matrices. */
+int64_t nf_convw_packed_size(int32_t Cin, int32_t Cout) { return (int64_t)WX * Cin * Cout; }
+
+/* Floats of one channel's transform scratch: two (36, T) buffers and the plane split by column phase. */
+static int64_t scratch_size(int32_t H, int32_t W) {
+    int64_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT;
+    return 2 * (int64_t)WX * th * tw + (WT * th + 2) * WT * (tw + 1);
+}
+
+/* Floats of scratch for one sample: transformed input (36, Cin, T), products (36, Cout, T), and one
+ * channel's transform scratch. */
+int64_t nf_convw_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W) {
+    return (int64_t)WX * tiles(H, W) * ((int64_t)Cin + Cout) + scratch_size(H, W);
+}
+
+/* u = G g (3 → 6), G = [1/4 0 0; −1/6 −1/6 −1/6; −1/6 1/6 −1/6; 1/24 1/12 1/6; 1/24 −1/12 1/6; 0 0 1]. */
+static void filter_1d(const double g[3], double u[6]) {
+    u[0] = g[0] / 4;
+    u[1] = -(g[0] + g[1] + g[2]) / 6;
+    u[2] = -(g[0] - g[1] + g[2]) / 6;
+    u[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
+    u[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+    u[5] = g[2];
+}
+
+/* Up (36, Cout, Cin, caller's) = G g Gᵀ for every filter of w (Cout, Cin, 3, 3); with flip, the filters
+ * of the input gradient instead: Up (36, Cin, Cout) from w[o][c] rotated by 180°. Computed in double. */
+void nf_convw_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_real *Up) {
+    int32_t rows = flip ? Cin : Cout, cols = flip ? Cout : Cin;
+    for (int32_t o = 0; o < Cout; o++)
+        for (int32_t c = 0; c < Cin; c++) {
+            const nf_real *g = w + ((int64_t)o * Cin + c) * 9;
+            double t[6][3], u[6][6], col[3], out[6];
+            for (int32_t b = 0; b < 3; b++) { /* columns: t = G g */
+                for (int32_t a = 0; a < 3; a++) col[a] = flip ? g[(2 - a) * 3 + (2 - b)] : g[a * 3 + b];
+                filter_1d(col, out);
+                for (int32_t a = 0; a < 6; a++) t[a][b] = out[a];
+            }
+            for (int32_t a = 0; a < 6; a++) { /* rows: u = t Gᵀ */
+                filter_1d(t[a], out);
+                for (int32_t b = 0; b < 6; b++) u[a][b] = out[b];
+            }
+            int64_t r = flip ? c : o, q = flip ? o : c;
+            for (int32_t x = 0; x < WX; x++) Up[((int64_t)x * rows + r) * cols + q] = (nf_real)u[x / 6][x % 6];
+        }
+}
+
+/* The 1-D transforms below act on six (or four) rows of T values at once — one value per tile — so each
+ * is a handful of vector operations over the tiles. Row k of an operand is p + k·ps. */
+
+/* r = Bᵀ d (6 → 6), Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0;
+ * 0 4 0 −5 0 1]. */
+static void input_rows(const nf_real *d, int64_t ds, nf_real *r, int64_t rs, int64_t T) {
+#pragma omp simd
+    for (int64_t t = 0; t < T; t++) {
+        nf_real d0 = d[t], d1 = d[ds + t], d2 = d[2 * ds + t], d3 = d[3 * ds + t], d4 = d[4 * ds + t], d5 = d[5 * ds + t];
+        nf_real a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
+        r[t] = 4 * d0 - 5 * d2 + d4;
+        r[rs + t] = a + b;
+        r[2 * rs + t] = a - b;
+        r[3 * rs + t] = c + e;
+        r[4 * rs + t] = c - e;
+        r[5 * rs + t] = 4 * d1 - 5 * d3 + d5;
+    }
+}
+
+/* y = Aᵀ m (6 → 4), Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]. */
+static void output_rows(const nf_real *m, int64_t ms, nf_real *y, int64_t ys, int64_t T) {
+#pragma omp simd
+    for (int64_t t = 0; t < T; t++) {
+        nf_real m0 = m[t], m1 = m[ms + t], m2 = m[2 * ms + t], m3 = m[3 * ms + t], m4 = m[4 * ms + t], m5 = m[5 * ms + t];
+        nf_real p12 = m1 + m2, d12 = m1 - m2, p34 = m3 + m4, d34 = m3 - m4;
+        y[t] = m0 + p12 + p34;
+        y[ys + t] = d12 + 2 * d34;
+        y[2 * ys + t] = p12 + 4 * p34;
+        y[3 * ys + t] = d12 + 8 * d34 + m5;
+    }
+}
+
+/* dm = A dy (4 → 6), the adjoint of output_rows. */
+static void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t ms, int64_t T) {
+#pragma omp simd
+    for (int64_t t = 0; t < T; t++) {
+        nf_real d0 = d[t], d1 = d[ds + t], d2 = d[2 * ds + t], d3 = d[3 * ds + t];
+        nf_real e = d0 + d2, o = d1 + d3, e4 = d0 + 4 * d2, o8 = 2 * d1 + 8 * d3;
+        m[t] = d0;
+        m[ms + t] = e + o;
+        m[2 * ms + t] = e - o;
+        m[3 * ms + t] = e4 + o8;
+        m[4 * ms + t] = e4 - o8;
+        m[5 * ms + t] = d3;
+    }
+}
+
+/* P (n·n, T) = the n × n patches of every tile of the H × W plane xc, top-left corner (4·ti + off,
+ * 4·tj + off), zero outside the plane: P[a·n + b][ti·tw + tj] = xc[4·ti + off + a][4·tj + off + b].
+ * The plane is first split by column phase into Z, Z[k][r][m] = xc[r + off][4·m + k + off] (zero
+ * margins): then every patch column is a contiguous run of Z, P[a·n + b][ti·tw + tj] =
+ * Z[b mod 4][4·ti + a][tj + b div 4], and the strided reads happen once per pixel, not once per use. */
+static void gather_patches(const nf_real *xc, int32_t H, int32_t W, int32_t n, int32_t off, nf_real *P, nf_real *Z) {
+    int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT, Hz = WT * th + n - WT, Mz = tw + 1;
+    int64_t T = (int64_t)th * tw, ks = (int64_t)Hz * Mz;
+    for (int32_t r = 0; r < Hz; r++) {
+        int32_t i = r + off;
+        for (int32_t k = 0; k < WT; k++) {
+            nf_real *zr = Z + k * ks + (int64_t)r * Mz;
+            if (i < 0 || i >= H) {
+                for (int32_t m = 0; m < Mz; m++) zr[m] = 0;
+                continue;
+            }
+            const nf_real *xr = xc + (int64_t)i * W + k + off; /* zr[m] = xr[4·m] where 0 ≤ 4·m + k + off < W */
+            int32_t m0 = k + off < 0, m1 = (W - k - off + WT - 1) / WT;
+            if (m1 > Mz) m1 = Mz;
+            for (int32_t m = 0; m < m0; m++) zr[m] = 0;
+            for (int32_t m = m0; m < m1; m++) zr[m] = xr[WT * m];
+            for (int32_t m = m1; m < Mz; m++) zr[m] = 0;
+        }
+    }
+    for (int32_t a = 0; a < n; a++)
+        for (int32_t b = 0; b < n; b++) {
+            nf_real *p = P + (int64_t)(a * n + b) * T;
+            const nf_real *z = Z + (b % WT) * ks + b / WT;
+            for (int32_t ti = 0; ti < th; ti++) {
+                const nf_real *zr = z + (int64_t)(ti * WT + a) * Mz;
+                nf_real *pr = p + (int64_t)ti * tw;
+                memcpy(pr, zr, sizeof(nf_real) * (size_t)tw);
+            }
+        }
+}
+
+/* V (36, C, T) = Bᵀ d B for every channel and tile of x (C, H, W), d the 6 × 6 patch one pixel up and
+ * left of the tile; S: scratch_size floats. */
+static void input_transform(const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S) {
+    int64_t T = tiles(H, W), cs = (int64_t)C * T;
+    nf_real *D = S, *R = S + (int64_t)WX * T, *Z = R + (int64_t)WX * T;
+    for (int32_t c = 0; c < C; c++) {
+        gather_patches(x + (int64_t)c * H * W, H, W, WA, -1, D, Z);
+        for (int32_t b = 0; b < WA; b++) input_rows(D + b * T, WA * T, R + b * T, WA * T, T); /* R = Bᵀ D */
+        for (int32_t a = 0; a < WA; a++) /* V = R B */
+            input_rows(R + (int64_t)a * WA * T, T, V + (int64_t)a * WA * cs + (int64_t)c * T, cs, T);
+    }
+}
+
+/* y (C, H, W) = Aᵀ M A + b (then max(·, 0) if relu) for every channel and tile; M (36, C, T);
+ * S: scratch_size floats. */
+static void output_transform(const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu,
+                             nf_real *y, nf_real *S) {
+    int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT;
+    int64_t T = (int64_t)th * tw, cs = (int64_t)C * T;
+    nf_real *R = S, *Y = S + (int64_t)WA * WT * T; /* R (6, 4, T), Y (4, 4, T) */
+    for (int32_t o = 0; o < C; o++) {
+        nf_real bo = b ? b[o] : 0, *yo = y + (int64_t)o * H * W;
+        for (int32_t a = 0; a < WA; a++) /* R = M A */
+            output_rows(M + (int64_t)a * WA * cs + (int64_t)o * T, cs, R + (int64_t)a * WT * T, T, T);
+        for (int32_t q = 0; q < WT; q++) output_rows(R + q * T, WT * T, Y + q * T, WT * T, T); /* Y = Aᵀ R */
+        for (int32_t ti = 0; ti < th; ti++)
+            for (int32_t i = 0; i < WT && ti * WT + i < H; i++) {
+                nf_real *yr = yo + (int64_t)(ti * WT + i) * W;
+                for (int32_t q = 0; q < WT; q++) {
+                    const nf_real *v = Y + (int64_t)(i * WT + q) * T + (int64_t)ti * tw;
+                    for (int32_t tj = 0; tj < tw && tj * WT + q < W; tj++) {
+                        nf_real z = v[tj] + bo;
+                        yr[tj * WT + q] = relu && z < 0 ? 0 : z;
+                    }
+                }
+            }
+    }
+}
+
+/* One sample: y (Cout, H, W) = conv3x3(x (Cin, H, W)) + b (b may be NULL), then max(·, 0) if relu, with
+ * Up from nf_convw_pack (flip = 0; for the input gradient pass dy as x, Cout as Cin, flip = 1 filters and
+ * b = NULL). work: nf_convw_work_size floats. All arrays the caller's. */
+void nf_convw_sample(const nf_real *x, const nf_real *Up, const nf_real *b, nf_real *y, int32_t Cin, int32_t Cout,
+                     int32_t H, int32_t W, int relu, nf_real *work) {
+    int64_t T = tiles(H, W);
+    nf_real *V = work, *M = V + (int64_t)WX * Cin * T, *S = M + (int64_t)WX * Cout * T;
+    input_transform(x, Cin, H, W, V, S);
+    for (int32_t x_ = 0; x_ < WX; x_++)
+        nf_gemm(0, 0, Cout, T, Cin, 1, Up + (int64_t)x_ * Cout * Cin, Cin, V + (int64_t)x_ * Cin * T, T, 0,
+                M + (int64_t)x_ * Cout * T, T);
+    output_transform(M, b, Cout, H, W, relu, y, S);
+}
+
+/* dM (36, C, T) = A dY Aᵀ for every channel and tile of dy (C, H, W) (zero beyond the image);
+ * S: scratch_size floats. */
+static void output_adjoint(const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S) {
+    int64_t T = tiles(H, W), cs = (int64_t)C * T;
+    nf_real *D = S, *R = S + (int64_t)WT * WT * T, *Z = S + 2 * (int64_t)WX * T; /* D (4, 4, T), R (6, 4, T) */
+    for (int32_t o = 0; o < C; o++) {
+        gather_patches(dy + (int64_t)o * H * W, H, W, WT, 0, D, Z);
+        for (int32_t q = 0; q < WT; q++) output_adj_rows(D + q * T, WT * T, R + q * T, WT * T, T); /* R = A D */
+        for (int32_t a = 0; a < WA; a++) /* dM = R Aᵀ */
+            output_adj_rows(R + (int64_t)a * WT * T, T, dM + (int64_t)a * WA * cs + (int64_t)o * T, cs, T);
+    }
+}
+
+/* dg = Gᵀ du (6 → 3), the adjoint of filter_1d. */
+static inline void filter_adj_1d(const double u[6], double g[3]) {
+    g[0] = u[0] / 4 - (u[1] + u[2]) / 6 + (u[3] + u[4]) / 24;
+    g[1] = (u[2] - u[1]) / 6 + (u[3] - u[4]) / 12;
+    g[2] = -(u[1] + u[2]) / 6 + (u[3] + u[4]) / 6 + u[5];
+}
+
+/* One sample's share of the weight gradient in the transformed domain: dU (36, Cout, Cin) += dM_ξ · V_ξᵀ
+ * for dy (Cout, H, W) and x (Cin, H, W); nf_convw_dw_finish maps the sum back. work:
+ * nf_convw_work_size floats. Arrays the caller's. */
+void nf_convw_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_t Cout, int32_t H, int32_t W,
+                        nf_real *dU, nf_real *work) {
+    int64_t T = tiles(H, W);
+    nf_real *V = work, *dM = V + (int64_t)WX * Cin * T, *S = dM + (int64_t)WX * Cout * T;
+    input_transform(x, Cin, H, W, V, S);
+    output_adjoint(dy, Cout, H, W, dM, S);
+    for (int32_t x_ = 0; x_ < WX; x_++)
+        nf_gemm(0, 1, Cout, Cin, T, 1, dM + (int64_t)x_ * Cout * T, T, V + (int64_t)x_ * Cin * T, T, 1,
+                dU + (int64_t)x_ * Cout * Cin, Cin);
+}
+
+/* dw (Cout, Cin, 3, 3) += Gᵀ dU G for the sums dU (36, Cout, Cin) of nf_convw_dw_sample (in double). */
+void nf_convw_dw_finish(const nf_real *dU, int32_t Cin, int32_t Cout, nf_real *dw) {
+    int64_t cc = (int64_t)Cout * Cin;
+    for (int64_t oc = 0; oc < cc; oc++) {
+        double u[6][6], t[6][3], g[3];
+        for (int32_t x_ = 0; x_ < WX; x_++) u[x_ / 6][x_ % 6] = dU[x_ * cc + oc];
+        for (int32_t a = 0; a < 6; a++) filter_adj_1d(u[a], t[a]); /* t = u G */
+        for (int32_t b = 0; b < 3; b++) {                             /* dg = Gᵀ t */
+            double col[6];
+            for (int32_t a = 0; a < 6; a++) col[a] = t[a][b];
+            filter_adj_1d(col, g);
+            for (int32_t a = 0; a < 3; a++) dw[oc * 9 + a * 3 + b] += (nf_real)g[a];
+        }
+    }
+}
