@@ -70,7 +70,8 @@ int nf_get_threads(void);
  * uses (nflow corrects OpenBLAS's choice at load time when it fell back below the CPU; the text says
  * so). The string is owned by the library (per thread). */
 const char *nf_runtime_info(void);
-/* NF_ERR_INVALID with a reason when NFLOW_ISA names no path or one this CPU lacks (the library then
+/* NF_ERR_INVALID with a reason when NFLOW_ISA names no path or one this CPU lacks, or NFLOW_CONV names
+ * no convolution path (auto, winograd, direct, im2col) (the library then
  * uses the CPU's widest path); NF_OK otherwise. For programs that want to refuse a bad setting. */
 nf_status nf_runtime_check(void);
 

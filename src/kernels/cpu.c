@@ -124,8 +124,12 @@ const char *nf_runtime_info(void) {
     return buf;
 }
 
-/* See nflow.h: NF_ERR_INVALID with a reason if NFLOW_ISA names no path or one the CPU lacks. */
+/* See nflow.h: NF_ERR_INVALID with a reason if NFLOW_ISA names no path or one the CPU lacks, or
+ * NFLOW_CONV names no convolution path. */
 nf_status nf_runtime_check(void) {
+    const char *c = getenv("NFLOW_CONV");
+    if (c && strcmp(c, "im2col") && strcmp(c, "direct") && strcmp(c, "winograd") && strcmp(c, "auto"))
+        return nf_fail(NF_ERR_INVALID, "NFLOW_CONV=%s: not one of auto, winograd, direct, im2col", c);
     const char *s = getenv("NFLOW_ISA");
     if (!s) return NF_OK;
     int want = isa_from_name(s);
