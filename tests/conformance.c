@@ -394,6 +394,10 @@ static nf_layer *mk_faulty_bw_relu(nf_registry *c, int32_t D) {
     return L;
 }
 
+/* The same two faults in a spline coupling (ops copied by test_catches_faulty_spline). */
+static nf_layer *mk_faulty_spline_fw(nf_registry *c, int32_t D) { nf_layer *L = mk_spline_halves(c, D); L->ops = &faulty_ops; return L; }
+static nf_layer *mk_faulty_spline_bw(nf_registry *c, int32_t D) { nf_layer *L = mk_spline_halves(c, D); L->ops = &faulty_bw_ops; return L; }
+
 /* ------------------------------------------------------------------ the model cases */
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
     cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1;
@@ -555,6 +559,32 @@ static void test_kink_allowance(void **state) {
     c.make = mk_faulty_bw_relu;
     report r = run_conformance(&c);
     print_message("  planted backward fault in a ReLU coupling: %lld failures, %lld excused as kinks, of %lld\n", (long long)r.nbad, (long long)r.nkink, (long long)r.ntotal);
+    assert_true(r.nbad > 0);
+    assert_true(r.grad > 10);
+}
+
+/* The planted faults in a spline coupling: a forward without its log-det, and a backward that ignores
+ * ∂L/∂logdet (so loses ∂ log g'/∂x and ∂ log g'/∂θ) — each must be caught. */
+static void test_catches_faulty_spline(void **state) {
+    NF_UNUSED(state);
+    conf_case c = {"faulty spline", 5, NULL, NULL, NF_PRIOR_NORMAL, 0, 1, 0};
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = mk_spline_halves(&ctx, 5);
+    faulty_orig = faulty_bw_orig = L->ops;
+    faulty_ops = faulty_bw_ops = *L->ops;
+    nf_layer_free(L);
+    nf_registry_free(&ctx);
+    faulty_ops.forward = faulty_forward, faulty_ops.kind = "faulty_spline_coupling";
+    faulty_bw_ops.backward = faulty_backward, faulty_bw_ops.kind = "faulty_backward_spline_coupling";
+    c.make = mk_faulty_spline_fw;
+    report r = run_conformance(&c);
+    print_message("  planted spline fault: logdet error %.3g (tolerance %.1e)\n", r.ld, TOL_LD);
+    assert_true(r.ld > 10 * TOL_LD);
+    c.make = mk_faulty_spline_bw;
+    r = run_conformance(&c);
+    print_message("  planted spline backward fault: %lld failures (%lld excused as kinks) of %lld, worst %.3g × tolerance\n",
+                  (long long)r.nbad, (long long)r.nkink, (long long)r.ntotal, r.grad);
     assert_true(r.nbad > 0);
     assert_true(r.grad > 10);
 }
@@ -885,7 +915,7 @@ static void test_splines_start_as_identity(void **state) {
 int main(void) {
     setup_models();
     setup_nsf_models();
-    struct CMUnitTest tests[NCASES + 10];
+    struct CMUnitTest tests[NCASES + 11];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -903,5 +933,6 @@ int main(void) {
     tests[NCASES + 7] = (struct CMUnitTest)cmocka_unit_test(test_singular_weight_in_backward);
     tests[NCASES + 8] = (struct CMUnitTest)cmocka_unit_test(test_rq_spline_edges);
     tests[NCASES + 9] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 10, NULL, NULL);
+    tests[NCASES + 10] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 11, NULL, NULL);
 }
