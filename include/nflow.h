@@ -84,7 +84,7 @@ double nf_rng_normal(nf_rng *r);    /* N(0, 1), Box–Muller, no cached state */
 double nf_rng_logistic(nf_rng *r);  /* standard logistic: log(u / (1 − u)) */
 
 /* ---------------------------------------------------------------- model configuration */
-typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW } nf_model_type;
+typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_NSF } nf_model_type;
 typedef enum { NF_ACT_RELU = 0, NF_ACT_TANH, NF_ACT_LEAKY_RELU } nf_activation;
 typedef enum { NF_COUPLING_AFFINE = 0, NF_COUPLING_ADDITIVE } nf_coupling_type;
 /* Bounded scale of the affine coupling:
@@ -99,7 +99,7 @@ typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM } nf_perm_type;
 
 typedef struct {
     nf_model_type model;
-    int32_t dim;            /* D, data dimension (≥ 2) */
+    int32_t dim;            /* D, data dimension (≥ 2; nsf ≥ 1) */
     int32_t depth;          /* couplings (nice, realnvp) or steps (glow) */
     int32_t hidden;         /* width of coupling MLPs */
     int32_t layers;         /* hidden layers of coupling MLPs (≥ 1) */
@@ -127,6 +127,13 @@ typedef struct {
                              * every coupling starts as the identity. (Additive couplings on data whose
                              * conditionals are symmetric, e.g. 8 gaussians, then sit at a stationary
                              * point; a small value such as 0.01 breaks the symmetry.) */
+    /* nsf (neural spline flow, Durkan et al. 2019): rational-quadratic spline couplings, each spline of
+     * `bins` bins mapping [−bound, bound] onto itself, identity with unit slope outside. Vectors:
+     * `depth` × (spline coupling → permutation `perm`), every coupling starting as the identity; 1-D
+     * data: one element-wise spline. Images: Glow's layout with spline couplings. */
+    int32_t bins;           /* nsf: bins K of every spline (2..64) */
+    int32_t elementwise;    /* nsf vectors: 1 = an element-wise spline (one per coordinate) in front */
+    double bound;           /* nsf: B of every spline */
     uint64_t seed;          /* parameter initialisation and random permutations */
 } nf_config;
 
@@ -137,7 +144,7 @@ void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);
  * nice: 4 couplings of 5 × 1000 MLPs on the flattened image, logistic prior). */
 void nf_config_default_image(nf_config *cfg, nf_model_type model, int32_t C, int32_t H, int32_t W);
 nf_status nf_config_validate(const nf_config *cfg);
-/* Names <-> enums ("nice", "realnvp", "glow"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
+/* Names <-> enums ("nice", "realnvp", "glow", "nsf"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
 int nf_model_from_name(const char *name);
 const char *nf_model_name(nf_model_type m);
 /* Any enum of nf_config by kind: "model", "activation", "coupling", "scale", "partition", "prior",

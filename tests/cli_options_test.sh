@@ -35,7 +35,7 @@ base_arch() { # KIND MODEL: a tiny architecture of options that model uses
     toy:*|csv:*) echo "--depth 2 --hidden 8" ;;
     *:nice) echo "--depth 1 --hidden 8 --mlp-layers 1" ;;
     *:realnvp) echo "--hidden 4 --blocks 1 --levels 1" ;;
-    *:glow) echo "--levels 1 --depth 1 --hidden 4" ;;
+    *:glow|*:nsf) echo "--levels 1 --depth 1 --hidden 4" ;;
     esac
 }
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
@@ -49,7 +49,7 @@ done
 [ "$(wc -l <"$T/table")" -ge 40 ] && ok || bad "option table has only $(wc -l <"$T/table") train options"
 
 for kind in toy csv idx dir; do
-    for model in nice realnvp glow; do
+    for model in nice realnvp glow nsf; do
         B=(--model "$model" $(base_data $kind) $(base_arch $kind $model) --steps 3 --batch 8 --quiet)
         "$NFLOW" train "${B[@]}" --steps 2 --out "$T/ck-$kind-$model" >"$T/out" 2>"$T/err" || bad "base run $kind $model: $(cat "$T/err")"
         while IFS=$'\t' read -r name okind example data vm im; do

@@ -20,7 +20,7 @@
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
-static const char *const workloads[] = {"glow-small", "realnvp-small", "nice-mnist", "realnvp-moons", NULL};
+static const char *const workloads[] = {"glow-small", "realnvp-small", "nice-mnist", "realnvp-moons", "nsf-moons", NULL};
 
 typedef struct {
     double train, eval, sample; /* samples/s */
@@ -60,7 +60,7 @@ static int g_recompute, g_depth; /* --backward recompute, --depth K */
 
 static void run_one(const char *w, double secs, bench_result *r) {
     memset(r, 0, sizeof *r);
-    int image = strcmp(w, "realnvp-moons") != 0;
+    int image = strcmp(w, "realnvp-moons") != 0 && strcmp(w, "nsf-moons") != 0;
     nf_status st = NF_OK;
     nf_images *im = NULL;
     nf_dataset *ds = NULL;
@@ -77,7 +77,7 @@ static void run_one(const char *w, double secs, bench_result *r) {
             snprintf(r->err, sizeof r->err, "out of memory");
             return;
         }
-        nf_config_default(&cfg, NF_MODEL_REALNVP, 2);
+        nf_config_default(&cfg, strcmp(w, "nsf-moons") ? NF_MODEL_REALNVP : NF_MODEL_NSF, 2);
     }
     if (g_depth) cfg.depth = g_depth;
     TRY(nf_flow_create(&cfg, &f));
@@ -179,12 +179,12 @@ static const char *bench_help =
     "usage: nflow bench WORKLOAD|all [--threads 1,2] [--seconds S] [--json FILE] [--backward store|recompute]\n"
     "                   [--depth K]\n"
     "Measure a workload of ../shared/design/workloads.md: glow-small, realnvp-small, nice-mnist,\n"
-    "realnvp-moons (or all): steady-state train / eval / sample samples per second, peak resident memory\n"
+    "realnvp-moons, or nsf-moons (the default NSF on the same moons; or all): steady-state train / eval / sample samples per second, peak resident memory\n"
     "and achieved GFLOP/s (training = 3 × forward FLOPs), for each thread count (default 1 and 2).\n"
     "  --seconds S   timed training per configuration (10; evaluation and sampling S/2 each)\n"
     "  --json FILE   also write the results as JSON (temporary file + rename)\n"
     "  --backward M  store (default): keep every layer's activations; recompute: rebuild them by inversion\n"
-    "  --depth K     override the workload's depth (Glow steps per level, couplings of NICE / 2-D RealNVP)\n";
+    "  --depth K     override the workload's depth (Glow steps per level, couplings of NICE / 2-D RealNVP / NSF)\n";
 
 int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     const char *which = NULL, *json = NULL;

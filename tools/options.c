@@ -15,7 +15,7 @@
 #define MA M_ALL, M_ALL
 /* NAME, SHORT, CODE, KIND, LO, HI, CHOICES, META, HELP, CMDS, DATA, MVEC, MIMG, ARCH, EXAMPLE */
 const opt_def nf_cli_options[] = {
-    {"model", 0, O_MODEL, K_STR, 0, 0, 0, "nice|realnvp|glow", "the model (with --resume: taken from the checkpoint)", C_TRAIN, DA, MA, 0, 0},
+    {"model", 0, O_MODEL, K_STR, 0, 0, 0, "nice|realnvp|glow|nsf", "the model (with --resume: taken from the checkpoint)", C_TRAIN, DA, MA, 0, 0},
     {"model", 0, O_MODEL, K_STR, 0, 0, 0, "MODEL.ckpt", "a checkpoint written by nflow train", CA & ~(C_TRAIN | C_DEMO), 0, MA, 0, 0},
     {"data", 0, O_DATA, K_STR, 0, 0, 0, "NAME|FILE|DIR",
      "moons, circles, rings, 8gaussians, checkerboard, pinwheel, 2spirals, a CSV, fashion-mnist, an IDX file, CIFAR-10, a folder of PNG/JPEG",
@@ -30,14 +30,14 @@ const opt_def nf_cli_options[] = {
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "DIR", "output folder (demo-out)", C_DEMO, 0, MA, 0, 0},
     {"in", 0, O_IN, K_STR, 0, 0, 0, "FILE.csv", "input rows", C_ENCODE | C_DECODE, 0, MA, 0, 0},
     {"log", 0, O_LOG, K_STR, 0, 0, 0, "FILE", "metrics CSV (MODEL.ckpt.metrics.csv; appended on --resume); grad_norm in the loss's unit", C_TRAIN, DA, MA, 0, "@FILE"},
-    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; demo: 3000, image demo 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
+    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 10000; demo: 3000, image demo 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
     {"batch", 0, O_BATCH, K_INT, 1, 1 << 20, 0, "B", "batch size (vectors 512, images 64)", C_TRAIN, DA, MA, 0, "8"},
     {"lr", 0, O_LR, K_REAL, 1e-12, 10, 0, "LR", "Adam learning rate (1e-3)", C_TRAIN, DA, MA, 0, "2e-3"},
     {"warmup", 0, O_WARMUP, K_INT, 0, 1e8, 0, "N", "linear learning-rate warm-up steps (vectors 100, images 500)", C_TRAIN, DA, MA, 0, "5"},
     {"clip", 0, O_CLIP, K_REAL, 0, 1e30, 0, "C",
      "bound on the gradient norm of the loss the progress line shows: nats/example for vectors (default 500), "
      "bits/dim for images (default 0 = off); 0 = off", C_TRAIN, DA, MA, 0, "50"},
-    {"lr-schedule", 0, O_SCHED, K_CHOICE, 0, 0, "constant|cosine", "S", "after warm-up: constant, or cosine decay to 0 at the last step", C_TRAIN, DA, MA, 0, "cosine"},
+    {"lr-schedule", 0, O_SCHED, K_CHOICE, 0, 0, "constant|cosine", "S", "after warm-up: constant (nsf: cosine), or cosine decay to 0 at the last step", C_TRAIN, DA, MA, 0, "cosine"},
     {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "initialisation, data and batches; eval/plot: the toy test set (1)",
      C_TRAIN | C_EVAL | C_SAMPLE | C_PLOT, DA, MA, 0, "2"},
     {"threads", 0, O_THREADS, K_INT, 1, 256, 0, "T", "OpenMP threads (default: all); results do not depend on T", CA, DA, MA, 0, "1"},
@@ -59,23 +59,26 @@ const opt_def nf_cli_options[] = {
     {"sample-every", 0, O_SMPEVERY, K_INT, 1, 1e8, 0, "N", "write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)", C_TRAIN, SRC_IMG, MA, 0, "2"},
     {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels of an IDX image file", CI, 0, MA, 0, 0},
     /* architecture: defaults depend on the model and the data */
-    {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8) or glow steps per level (8)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW, 1, "2"},
+    {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8, nsf 4) or glow/nsf steps per level (glow 8, nsf 4)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "2"},
     {"hidden", 0, O_HIDDEN, K_INT, 1, 65536, 0, "W", "coupling net width (nice 128, others 64; images: glow 128, realnvp 64, nice 1000)", C_TRAIN, DA, M_ALL, M_ALL, 1, "8"},
-    {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW, 1, "1"},
+    {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "1"},
     {"activation", 0, O_ACT, K_ENUM, 0, 0, "activation", "A", "relu, tanh or leaky_relu", C_TRAIN, DA, M_ALL, M_NICE, 1, "tanh"},
     {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW, M_GLOW, 1, "sigmoid"},
     {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_ALL, M_NICE, 1, "halves"},
-    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling", C_TRAIN, DA, M_NICE | M_REALNVP, M_NICE, 1, "reverse"},
+    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (nsf: random, 2-D data reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF, M_NICE, 1, "reverse"},
     {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic or diag_gaussian", C_TRAIN, DA, M_ALL, M_ALL, 1, "logistic"},
     {"coupling", 0, O_COUPLING, K_ENUM, 0, 0, "coupling", "C", "affine or additive", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "additive"},
-    {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "0"},
+    {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW | M_NSF, 1, "0"},
     {"batchnorm", 0, O_BN, K_INT, 0, 1, 0, "0|1", "batch-norm flow layer after each coupling but the last", C_TRAIN, SRC_VEC, M_REALNVP, 0, 1, "1"},
-    {"actnorm", 0, O_AN, K_INT, 0, 1, 0, "0|1", "ActNorm before each coupling", C_TRAIN, DA, M_NICE | M_REALNVP, M_NICE, 1, "1"},
+    {"actnorm", 0, O_AN, K_INT, 0, 1, 0, "0|1", "ActNorm before each coupling", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF, M_NICE, 1, "1"},
     {"standardize", 0, O_STD, K_CHOICE, 0, 0, "auto|on|off", "M", "per-column standardisation layer (auto: on for CSV, off for toys)", C_TRAIN, SRC_VEC, M_ALL, 0, 1, "on"},
     {"init-std", 0, O_INITSTD, K_REAL, 0, 1, 0, "S", "std of the coupling nets' last-layer init (0: identity couplings; NICE on 8gaussians needs e.g. 0.01)", C_TRAIN, DA, M_ALL, M_ALL, 1, "0.01"},
-    {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow levels / realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW, 1, "1"},
+    {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow/nsf levels, realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW | M_NSF, 1, "1"},
     {"blocks", 0, O_BLOCKS, K_INT, 0, 64, 0, "B", "residual blocks per coupling ResNet (4)", C_TRAIN, SRC_IMG, 0, M_REALNVP, 1, "1"},
     {"logit-alpha", 0, O_LOGIT, K_REAL, 0, 0.4999, 0, "A", "logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)", C_TRAIN, SRC_IMG, 0, M_ALL, 1, "0.05"},
+    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8)", C_TRAIN, DA, M_NSF, M_NSF, 1, "5"},
+    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3)", C_TRAIN, DA, M_NSF, M_NSF, 1, "2.5"},
+    {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
     /* other commands */
     {"num", 'n', O_N, K_INT, 1, 1e8, 0, "N", "samples (1000; image grid 64)", C_SAMPLE, 0, MA, 0, 0},
     {"temperature", 0, O_TEMP, K_REAL, 0, 100, 0, "T", "scale of the prior (1)", C_SAMPLE, 0, MA, 0, 0},
@@ -116,7 +119,7 @@ static const char *src_words(unsigned m) {
 
 static void models_words(unsigned m, char *buf, size_t n) {
     buf[0] = 0;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NF_CLI_NMODELS; k++)
         if (m & (1u << k)) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? ", " : "", nf_model_name((nf_model_type)k));
     if (!buf[0]) snprintf(buf, n, "no model");
 }
@@ -273,6 +276,9 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_TIMELIMIT: o->time_limit = r; break;
     case O_INITSTD: o->cfg.init_std = r; break;
     case O_LOGIT: o->cfg.logit_alpha = r; break;
+    case O_BINS: o->cfg.bins = (int32_t)i; break;
+    case O_BOUND: o->cfg.bound = r; break;
+    case O_ELEMWISE: o->cfg.elementwise = (int32_t)i; break;
     case O_IMAGES:
     case O_STRENGTHS: { /* comma-separated lists */
         char buf[1024], *save = NULL;
@@ -355,7 +361,7 @@ void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
 }
 
 /* nflow options: the table, one train option a line, for the option-walk test:
- * NAME KIND EXAMPLE DATA VECTOR-MODELS IMAGE-MODELS (data: toy,csv,idx,dir; models: nice,realnvp,glow) */
+ * NAME KIND EXAMPLE DATA VECTOR-MODELS IMAGE-MODELS (data: toy,csv,idx,dir; models: nice,realnvp,glow,nsf) */
 int cmd_options(int argc, char **argv) {
     (void)argc, (void)argv;
     for (const opt_def *d = nf_cli_options; d->name; d++) {
@@ -370,7 +376,7 @@ int cmd_options(int argc, char **argv) {
             unsigned m = d->arch ? (v ? d->mimg : d->mvec) : M_ALL;
             first = 1;
             putchar('\t');
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < NF_CLI_NMODELS; k++)
                 if (m & (1u << k)) printf("%s%s", first ? "" : ",", nf_model_name((nf_model_type)k)), first = 0;
             if (first) putchar('-');
         }
