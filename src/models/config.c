@@ -7,16 +7,19 @@
 /* Names of every enum of nf_config, in enum order; used by the CLI and the checkpoint metadata. */
 static const struct {
     const char *kind;
-    const char *names[4];
+    const char *names[8];
 } enum_names[] = {
-    {"model", {"nice", "realnvp", "glow", NULL}},
+    {"model", {"nice", "realnvp", "glow", "maf", "iaf", NULL}},
     {"activation", {"relu", "tanh", "leaky_relu", NULL}},
     {"coupling", {"affine", "additive", NULL, NULL}},
     {"scale", {"tanh", "sigmoid", NULL, NULL}},
     {"partition", {"halves", "oddeven", NULL, NULL}},
     {"prior", {"normal", "logistic", "diag_gaussian", NULL}},
     {"perm", {"none", "reverse", "random", NULL}},
+    {"order", {"natural", "reverse", "random", NULL}},
+    {"transform", {"affine", NULL}},
 };
+#define ENUM_MAX_NAMES 8
 
 /* Every field of nf_config, in the order a checkpoint's config JSON lists them (that order is part of
  * the file format: a saved file must stay byte-identical). required = 0: added after the first
@@ -46,13 +49,16 @@ static const nf_config_field config_fields[] = {
     FIELD("blocks", blocks, NF_FIELD_INT, NULL, 0),
     FIELD("logit_alpha", logit_alpha, NF_FIELD_DOUBLE, NULL, 0),
     FIELD("seed", seed, NF_FIELD_U64, NULL, 1),
+    FIELD("order", order, NF_FIELD_ENUM, "order", 0),
+    FIELD("transform", transform, NF_FIELD_ENUM, "transform", 0),
 };
 #undef FIELD
 /* an enum member is read and written through an int: the enums must have int's size */
 _Static_assert(sizeof(nf_model_type) == sizeof(int) && sizeof(nf_activation) == sizeof(int) &&
                    sizeof(nf_coupling_type) == sizeof(int) && sizeof(nf_scale_type) == sizeof(int) &&
                    sizeof(nf_partition) == sizeof(int) && sizeof(nf_perm_type) == sizeof(int) &&
-                   sizeof(nf_prior_type) == sizeof(int),
+                   sizeof(nf_prior_type) == sizeof(int) && sizeof(nf_order_type) == sizeof(int) &&
+                   sizeof(nf_transform_type) == sizeof(int),
                "nf_config's enums are accessed as int");
 
 /* See models.h. */
@@ -109,7 +115,7 @@ void nf_config_set_u64(nf_config *c, const nf_config_field *fd, uint64_t v) {
 int nf_enum_from_name(const char *kind, const char *name) {
     for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
         if (strcmp(kind, enum_names[k].kind) == 0)
-            for (int i = 0; i < 4 && enum_names[k].names[i]; i++)
+            for (int i = 0; i < ENUM_MAX_NAMES && enum_names[k].names[i]; i++)
                 if (name && strcmp(name, enum_names[k].names[i]) == 0) return i;
     return -1;
 }
@@ -117,7 +123,7 @@ int nf_enum_from_name(const char *kind, const char *name) {
 /* The name of value in enum kind (static string), or "?" for an unknown kind or value. */
 const char *nf_enum_name(const char *kind, int value) {
     for (size_t k = 0; k < sizeof enum_names / sizeof enum_names[0]; k++)
-        if (strcmp(kind, enum_names[k].kind) == 0 && value >= 0 && value < 4 && enum_names[k].names[value])
+        if (strcmp(kind, enum_names[k].kind) == 0 && value >= 0 && value < ENUM_MAX_NAMES && enum_names[k].names[value])
             return enum_names[k].names[value];
     return "?";
 }
@@ -152,6 +158,14 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
         c->hidden = 64;
         c->prior = NF_PRIOR_NORMAL;
         break;
+    case NF_MODEL_MAF: /* MAF / IAF: 5 autoregressive affine blocks on MADEs (2 × 64), reversed between blocks */
+    case NF_MODEL_IAF:
+        c->depth = 5;
+        c->hidden = 64;
+        c->perm = NF_PERM_REVERSE;
+        c->order = NF_ORDER_NATURAL;
+        c->prior = NF_PRIOR_NORMAL;
+        break;
     default: /* Glow: K × (ActNorm → invertible linear (LU) → affine coupling with sigmoid(h + 2)) */
         c->model = NF_MODEL_GLOW;
         c->depth = 8;
@@ -178,8 +192,15 @@ void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32
 
 /* NF_OK if c describes a buildable model, otherwise NF_ERR_INVALID naming the first bad field. */
 nf_status nf_config_validate(const nf_config *c) {
-    if ((unsigned)c->model > NF_MODEL_GLOW) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
-    if (c->dim < 2 || c->dim > 1 << 20)
+    if ((unsigned)c->model > NF_MODEL_IAF) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
+    int autoregressive = c->model == NF_MODEL_MAF || c->model == NF_MODEL_IAF;
+    if (autoregressive && (c->channels || c->height || c->width))
+        return nf_fail(NF_ERR_INVALID, "%s: vector data only (no image model; use glow, realnvp or nice for images)", nf_model_name(c->model));
+    if (autoregressive && (c->dim < 1 || c->dim > 1 << 20))
+        return nf_fail(NF_ERR_INVALID, "data dimension %d: an autoregressive flow needs 1 to 1048576 dimensions", (int)c->dim);
+    if ((unsigned)c->order > NF_ORDER_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown ordering %d", (int)c->order);
+    if ((unsigned)c->transform > NF_TRANSFORM_AFFINE) return nf_fail(NF_ERR_INVALID, "unknown transform %d", (int)c->transform);
+    if (!autoregressive && (c->dim < 2 || c->dim > 1 << 20))
         return nf_fail(NF_ERR_INVALID, "data dimension %d: a coupling flow needs 2 to 1048576 dimensions", (int)c->dim);
     if (c->depth < 1 || c->depth > 1024) return nf_fail(NF_ERR_INVALID, "depth %d: must be 1..1024", (int)c->depth);
     if (c->hidden < 1 || c->hidden > 1 << 16) return nf_fail(NF_ERR_INVALID, "hidden width %d: must be 1..65536", (int)c->hidden);

@@ -1,7 +1,8 @@
 /* models/recipes.c — the architectures of the lecture, built from a config:
  *   NICE:    K × (additive coupling [→ permutation]) → diagonal scaling, logistic prior
  *   RealNVP: K × (affine coupling [→ batch norm] [→ permutation]); images: multi-scale masked couplings
- *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split */
+ *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split
+ *   MAF/IAF: K × ([ActNorm →] autoregressive block on a MADE [→ batch norm] [→ permutation]) (vectors) */
 #include "models/flow_impl.h"
 
 /* Append L (ownership passes to f, also on failure: L is freed then) to f's layer list, growing it;
@@ -90,6 +91,14 @@ nf_status nf_model_build(nf_flow *f) {
             PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale, &L));
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
             if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+            break;
+        case NF_MODEL_MAF:
+        case NF_MODEL_IAF:
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
+            PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, &L));
+            nf_maf_set_init_std(f->layers[f->nlayers - 1], c->init_std);
+            if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
+            if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
             break;
         case NF_MODEL_GLOW:
             PUSH(nf_actnorm_create(x, NAME(), D, &L));
