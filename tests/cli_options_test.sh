@@ -49,7 +49,9 @@ done
 [ "$(wc -l <"$T/table")" -ge 40 ] && ok || bad "option table has only $(wc -l <"$T/table") train options"
 
 for kind in toy csv idx dir; do
-    for model in nice realnvp glow; do
+    models_of_kind="nice realnvp glow"
+    case $kind in toy|csv) models_of_kind="$models_of_kind maf iaf" ;; esac # autoregressive: vectors only
+    for model in $models_of_kind; do
         B=(--model "$model" $(base_data $kind) $(base_arch $kind $model) --steps 3 --batch 8 --quiet)
         "$NFLOW" train "${B[@]}" --steps 2 --out "$T/ck-$kind-$model" >"$T/out" 2>"$T/err" || bad "base run $kind $model: $(cat "$T/err")"
         while IFS=$'\t' read -r name okind example data vm im; do
@@ -80,6 +82,12 @@ for kind in toy csv idx dir; do
             fi
         done <"$T/table"
     done
+done
+
+# maf and iaf are refused on images, in one line naming the model
+for model in maf iaf; do
+    "$NFLOW" train --model $model $(base_data idx) --steps 2 --batch 8 --out "$T/ar-img.ckpt" >"$T/out" 2>"$T/err"
+    [ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$model: vector data only" "$T/err" && [ ! -e "$T/ar-img.ckpt" ] && ok || bad "$model on images: $(cat "$T/err")"
 done
 
 # --- effects
