@@ -83,10 +83,11 @@ double nf_rng_normal(nf_rng *r);    /* N(0, 1), Box–Muller, no cached state */
 double nf_rng_logistic(nf_rng *r);  /* standard logistic: log(u / (1 − u)) */
 
 /* ---------------------------------------------------------------- model configuration */
-/* MAF and IAF (vectors only): K autoregressive blocks, each an affine (or spline) transform whose
- * parameters for coordinate d come from a MADE that sees only the coordinates before d in its ordering;
- * MAF's density is one pass and its sampling D passes, IAF the reverse (layers/maf.c). */
-typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_MAF, NF_MODEL_IAF } nf_model_type;
+/* NSF: neural spline flows (see bins/bound below). MAF and IAF (vectors only): K autoregressive blocks,
+ * each an affine (or spline) transform whose parameters for coordinate d come from a MADE that sees only
+ * the coordinates before d in its ordering; MAF's density is one pass and its sampling D passes, IAF
+ * the reverse (layers/maf.c). */
+typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_NSF, NF_MODEL_MAF, NF_MODEL_IAF } nf_model_type;
 typedef enum { NF_ACT_RELU = 0, NF_ACT_TANH, NF_ACT_LEAKY_RELU } nf_activation;
 typedef enum { NF_COUPLING_AFFINE = 0, NF_COUPLING_ADDITIVE } nf_coupling_type;
 /* Bounded scale of the affine coupling:
@@ -106,7 +107,7 @@ typedef enum { NF_TRANSFORM_AFFINE = 0 } nf_transform_type;
 
 typedef struct {
     nf_model_type model;
-    int32_t dim;            /* D, data dimension (≥ 2; maf and iaf: ≥ 1) */
+    int32_t dim;            /* D, data dimension (≥ 2; nsf, maf and iaf ≥ 1) */
     int32_t depth;          /* couplings (nice, realnvp), steps (glow) or autoregressive blocks (maf, iaf) */
     int32_t hidden;         /* width of coupling MLPs */
     int32_t layers;         /* hidden layers of coupling MLPs (≥ 1) */
@@ -134,6 +135,13 @@ typedef struct {
                              * every coupling starts as the identity. (Additive couplings on data whose
                              * conditionals are symmetric, e.g. 8 gaussians, then sit at a stationary
                              * point; a small value such as 0.01 breaks the symmetry.) */
+    /* nsf (neural spline flow, Durkan et al. 2019): rational-quadratic spline couplings, each spline of
+     * `bins` bins mapping [−bound, bound] onto itself, identity with unit slope outside. Vectors:
+     * `depth` × (spline coupling → permutation `perm`), every coupling starting as the identity; 1-D
+     * data: one element-wise spline. Images: Glow's layout with spline couplings. */
+    int32_t bins;           /* nsf: bins K of every spline (2..64) */
+    int32_t elementwise;    /* nsf vectors: 1 = an element-wise spline (one per coordinate) in front */
+    double bound;           /* nsf: B of every spline */
     uint64_t seed;          /* parameter initialisation and random permutations */
     nf_order_type order;    /* maf/iaf: the MADEs' input ordering (natural; blocks are separated by `perm`) */
     nf_transform_type transform; /* maf/iaf: the blocks' element-wise map (affine) */

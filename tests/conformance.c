@@ -28,6 +28,7 @@
 #include "data/data.h"
 #include "io/io.h"
 #include "kernels/kernels.h"
+#include "layers/rqspline.h"
 #include "models/models.h"
 #include "nets/nets.h"
 #include "train/train.h"
@@ -231,6 +232,10 @@ static nf_flow *build(const conf_case *c) {
     return f;
 }
 
+static nf_layer *mk_spline_extreme(nf_registry *c, int32_t D);
+static nf_layer *mk_spline_elem_extreme(nf_registry *c, int32_t D);
+static const struct { layer_factory make; double perturb; } extreme_cases[] = {{mk_spline_extreme, 2}, {mk_spline_elem_extreme, 8}};
+
 /* Run the whole suite on one case; returns the report (the caller asserts on it). */
 static report run_conformance(const conf_case *c) {
     report r = {0, 0, 0, 0, 0, 0, 0, 0, 1, ""};
@@ -243,6 +248,10 @@ static report run_conformance(const conf_case *c) {
      * perturbation of std 0.3 blows activations up through the stack until central differences lose
      * their accuracy (truncation, not a gradient error: at std 0.06 the double errors are 1e-8). */
     g_perturb = c->cfg && c->cfg->height ? 0.2 : 1.0;
+    /* extreme spline parameters (double build only: in float, a slope near the minimum derivative 1e-3
+     * amplifies the rounding of z a thousandfold, beyond float's round-trip tolerance) */
+    for (size_t i = 0; DBL && i < sizeof extreme_cases / sizeof extreme_cases[0]; i++)
+        if (c->make == extreme_cases[i].make) g_perturb = extreme_cases[i].perturb;
     nf_flow *f = build(c);
     int32_t D = nf_flow_dim(f);
     nf_rng rng;
@@ -332,6 +341,17 @@ static nf_layer *mk_iaf_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_
 static nf_layer *mk_iaf_reverse(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_REVERSE, &g_made)); }
 static nf_layer *mk_prefix_maf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 0, 6, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)), D); }
 static nf_layer *mk_prefix_iaf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)), D); }
+/* spline layers: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval */
+static nf_layer *mk_spline_halves(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, &g_made)); }
+static nf_layer *mk_spline_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 6, 1, NF_ACT_TANH, 3, 2.0, &g_made)); }
+static nf_layer *mk_spline_relu(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 1, NF_ACT_LEAKY_RELU, 4, 1.5, &g_made)); }
+static nf_layer *mk_spline_elem(nf_registry *c, int32_t D) { return ok_layer(nf_spline_create(c, "l", D, 6, 1.5, &g_made)); }
+static nf_layer *mk_conv_spline(nf_registry *c, int32_t D) { return ok_layer(nf_conv_spline_coupling_create(c, "l", 2, 2, D / 4, 3, 1, 4, 1.5, &g_made)); }
+/* the same layers, run with parameter perturbations of std 0.3·2 (coupling: conditioner outputs of
+ * several units) and 0.3·8 (element-wise: logits ~N(0, 2.4²), bins down to the minimum width) */
+static nf_layer *mk_spline_extreme(nf_registry *c, int32_t D) { return mk_spline_halves(c, D); }
+static nf_layer *mk_spline_elem_extreme(nf_registry *c, int32_t D) { return mk_spline_elem(c, D); }
+static nf_layer *mk_prefix_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_spline_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 0, 6, 1, NF_ACT_TANH, 4, 1.5, &g_made)), D); }
 
 /* Planted faults: an affine coupling whose ops are copied and one entry replaced. */
 static nf_layer *plant(nf_registry *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
@@ -460,6 +480,15 @@ static const conf_case cases[] = {
     {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
     {"prefix: batch norm on 4 of 5 columns", 5, mk_prefix_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
     {"prefix: permutation of 4 of 6 columns", 6, mk_prefix_perm, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"spline coupling (halves, K 5, B 1.5)", 5, mk_spline_halves, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"spline coupling (odd/even, K 3, B 2)", 6, mk_spline_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 0, 0},
+    {"spline coupling, leaky-relu MLP", 4, mk_spline_relu, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"spline coupling, extreme conditioner outputs", 4, mk_spline_extreme, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"element-wise spline (K 6, B 1.5)", 3, mk_spline_elem, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"element-wise spline, extreme parameters", 3, mk_spline_elem_extreme, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"element-wise spline, 1-D", 1, mk_spline_elem, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"image: conv spline coupling (2 × 2 × 3)", 12, mk_conv_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"prefix: spline coupling on 4 of 6 columns", 6, mk_prefix_spline, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
     {"model nice", 5, NULL, &cfg_nice, 0, 1, 0, 0},
     {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0, 0},
     {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0, 0},
@@ -797,6 +826,152 @@ static void test_autoregressive_triangular(void **state) {
     }
 }
 
+/* ------------------------------------------------------------------ the spline, element by element */
+/* The knots of spline θ rebuilt here from the parameterisation in rqspline.h (an independent oracle):
+ * xk[0..K], yk[0..K]. */
+static void oracle_knots(const nf_real *th, int32_t K, double B, double *xk, double *yk) {
+    for (int part = 0; part < 2; part++) {
+        double *kn = part ? yk : xk, mx = -1e300, s = 0, p[NF_RQS_MAX_BINS], acc = 0;
+        double mn = part ? NF_RQS_MIN_HEIGHT : NF_RQS_MIN_WIDTH;
+        for (int32_t k = 0; k < K; k++) mx = fmax(mx, (double)th[part * K + k]);
+        for (int32_t k = 0; k < K; k++) s += p[k] = exp((double)th[part * K + k] - mx);
+        kn[0] = -B;
+        for (int32_t k = 0; k < K; k++) acc += mn + (1 - K * mn) * p[k] / s, kn[k + 1] = -B + 2 * B * acc;
+    }
+}
+
+/* nf_rqs_forward/inverse/backward at the places a batch of random inputs rarely visits: every knot (bin
+ * edges), ±B, just inside and outside ±B, far outside, and near the knots; under zero, ordinary and
+ * extreme parameters (logits of ±60: every bin but one at the minimum width, slopes from 1e-3 to 1e3,
+ * knot derivatives at the minimum). Checks: zero θ is the identity; inverse(forward(x)) = x; the
+ * inverse's log-derivative is the forward's; log g' against central differences of g; g increasing;
+ * the identity outside [−B, B]; ∂/∂x and ∂/∂θ of gy·y + gld·log g' against central differences (at an
+ * interior knot or at ±B, where log g' has a kink in x and θ, of y only). All in double inside the spline. */
+static void test_rq_spline_edges(void **state) {
+    NF_UNUSED(state);
+    enum { K = 5, P = 3 * K - 1 };
+    const double B = 3, gy = 0.7, gld0 = -0.3;
+    nf_rng rng;
+    nf_rng_seed(&rng, 77);
+    double w_rt = 0, w_ld = 0, w_fd = 0, w_g = 0, w_gx = 0, w_id = 0;
+    int64_t npts = 0;
+    for (int regime = 0; regime < 5; regime++) {
+        nf_real th[P];
+        for (int q = 0; q < P; q++) {
+            double v = regime == 0 ? 0 : regime == 1 ? nf_rng_normal(&rng) : regime == 2 ? 20 * nf_rng_normal(&rng) : 0;
+            if (regime == 3) v = q < K ? (q == 0 ? 60 : -60) : q < 2 * K ? (q == 2 * K - 1 ? 60 : -60) : (q % 2 ? 60 : -60);
+            if (regime == 4) v = q < K ? (q == 2 ? 60 : -60) : q < 2 * K ? (q == K ? 60 : -60) : -60;
+            th[q] = (nf_real)v;
+        }
+        double xk[K + 1], yk[K + 1], pts[64];
+        oracle_knots(th, K, B, xk, yk);
+        int np = 0;
+        for (int k = 0; k <= K; k++) {
+            pts[np++] = xk[k];
+            double wl = k > 0 ? xk[k] - xk[k - 1] : 1, wr = k < K ? xk[k + 1] - xk[k] : 1;
+            pts[np++] = xk[k] - 1e-3 * wl, pts[np++] = xk[k] + 1e-3 * wr;
+            if (k < K) pts[np++] = xk[k] + 0.37 * wr;
+        }
+        double extra[] = {-B, B, -B - 1e-9, B + 1e-9, -B + 1e-9, B - 1e-9, -B - 0.5, B + 0.5, -100, 100, 0};
+        for (size_t e = 0; e < sizeof extra / sizeof extra[0]; e++) pts[np++] = extra[e];
+        for (int a = 0; a < np; a++) { /* sort, for the monotonicity check */
+            for (int b = a + 1; b < np; b++)
+                if (pts[b] < pts[a]) { double t = pts[a]; pts[a] = pts[b], pts[b] = t; }
+        }
+        double yprev = -HUGE_VAL;
+        for (int a = 0; a < np; a++) {
+            double x = pts[a], y, l, xr, li;
+            nf_rqs_forward(th, 1, K, B, x, &y, &l);
+            nf_rqs_inverse(th, 1, K, B, y, &xr, &li);
+            assert_true(isfinite(y) && isfinite(l) && isfinite(xr) && isfinite(li));
+            assert_true(y >= yprev); /* monotone */
+            yprev = y;
+            if (regime == 0 || fabs(x) > B) w_id = fmax(w_id, fmax(fabs(y - x), fabs(l)));
+            w_rt = fmax(w_rt, fabs(xr - x) / fmax(1, fabs(x)));
+            w_ld = fmax(w_ld, fabs(li - l));
+            /* differences over a ladder of steps h = 10^−3 … 10^−9 (the closest to the analytic value
+             * counts: with minimum-width bins and slopes the spline has features far narrower than a
+             * bin, so no single step suits every point; a wrong formula misses at every step). Near a
+             * knot or ±B, g is C¹ but g'' jumps and log g' has a kink: there only y is differenced,
+             * Richardson-extrapolated (2·D(h/2) − D(h) cancels the error linear in h the jump leaves). */
+            int at_knot = 0;
+            for (int k = 0; k <= K; k++) at_knot |= fabs(x - xk[k]) <= 1e-8;
+            double gld = at_knot ? 0 : gld0, gx, an = exp(l), e_fd = HUGE_VAL, e_gx = HUGE_VAL;
+            double rtol = at_knot ? 1e-4 : 1e-5; /* 1e-9 off a kink, the extrapolation cancels only most of it */
+            nf_real gth[P];
+            nf_rqs_backward(th, 1, K, B, x, gy, gld, &gx, gth);
+            for (int e = 3; e <= 9; e++) {
+                double h = pow(10.0, -e) * fmax(1, fabs(x)), yp, ym, lp, lm, yp2, ym2, l2;
+                nf_rqs_forward(th, 1, K, B, x + h, &yp, &lp);
+                nf_rqs_forward(th, 1, K, B, x - h, &ym, &lm);
+                nf_rqs_forward(th, 1, K, B, x + h / 2, &yp2, &l2);
+                nf_rqs_forward(th, 1, K, B, x - h / 2, &ym2, &l2);
+                double fd = at_knot ? 2 * (yp2 - ym2) / h - (yp - ym) / (2 * h) : (yp - ym) / (2 * h);
+                double fdx = at_knot ? gy * fd : (gy * (yp - ym) + gld * (lp - lm)) / (2 * h);
+                e_fd = fmin(e_fd, fabs(fd - an) / (rtol * an + 1e-9));
+                e_gx = fmin(e_gx, fabs(gx - fdx) / (rtol * fabs(gx) + 1e-9));
+            }
+            w_fd = fmax(w_fd, e_fd);
+            w_gx = fmax(w_gx, e_gx);
+            npts++;
+            if (!DBL) continue; /* θ is float there: too coarse for central differences in θ */
+            for (int q = 0; q < P; q++) {
+                nf_real keep = th[q];
+                const double ht = 1e-6;
+                double yp, ym, lp, lm;
+                th[q] = (nf_real)(keep + ht);
+                nf_rqs_forward(th, 1, K, B, x, &yp, &lp);
+                th[q] = (nf_real)(keep - ht);
+                nf_rqs_forward(th, 1, K, B, x, &ym, &lm);
+                th[q] = keep;
+                double num = (gy * (yp - ym) + gld * (lp - lm)) / (2 * ht);
+                w_g = fmax(w_g, fabs((double)gth[q] - num) / (1e-5 * fabs(num) + 1e-6));
+            }
+        }
+    }
+    print_message("  %lld points: identity %.1e, round trip %.1e, inverse log-derivative %.1e; in units of the tolerance: "
+                  "g' vs differences %.2f, ∂/∂x %.2f, ∂/∂θ %.2f\n", (long long)npts, w_id, w_rt, w_ld, w_fd, w_gx, w_g);
+    assert_true(w_id < 1e-12);
+    assert_true(w_rt < 1e-9);
+    assert_true(w_ld < 1e-6);
+    assert_true(w_fd < 1);
+    assert_true(w_gx < 1);
+    assert_true(w_g < 1);
+    /* bad bins or bounds are refused with a reason, and nothing is reserved */
+    nf_registry ctx;
+    memset(&ctx, 0, sizeof ctx);
+    nf_layer *L = (nf_layer *)&ctx;
+    assert_int_equal(nf_spline_create(&ctx, "sp", 2, 1, 3.0, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "bins") != NULL);
+    assert_int_equal(nf_spline_create(&ctx, "sp", 2, NF_RQS_MAX_BINS + 1, 3.0, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_spline_coupling_create(&ctx, "sc", 4, NF_PART_HALVES, 0, 8, 1, NF_ACT_RELU, 8, 0.0, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "bound") != NULL);
+    assert_int_equal(nf_spline_coupling_create(&ctx, "sc", 4, NF_PART_HALVES, 0, 8, 1, NF_ACT_RELU, 8, NAN, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_conv_spline_coupling_create(&ctx, "cs", 3, 2, 2, 4, 1, 8, 3.0, &L), NF_ERR_INVALID);
+    assert_null(L);
+    assert_int_equal(ctx.ntensors, 0);
+    nf_registry_free(&ctx);
+}
+
+/* Spline couplings and the element-wise spline start as the identity: z == x, log-det 0 (zero net
+ * output or zero parameters is the identity spline; rounding only). */
+static void test_splines_start_as_identity(void **state) {
+    NF_UNUSED(state);
+    struct { layer_factory mk; int32_t D; } mk[] = {{mk_spline_halves, 6}, {mk_spline_oddeven, 5}, {mk_spline_elem, 4}, {mk_conv_spline, 12}};
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
+        conf_case c = {"id", mk[i].D, mk[i].mk, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
+        nf_flow *f = build(&c);
+        nf_rng rng;
+        nf_rng_seed(&rng, 9);
+        nf_real x[N * 16], z[N * 16], ld[N];
+        fill_normal(&rng, x, N * mk[i].D, 1.2, 0.1);
+        assert_int_equal(nf_flow_forward(f, x, z, ld, N), NF_OK);
+        for (int k = 0; k < N * mk[i].D; k++) assert_true(fabs((double)z[k] - (double)x[k]) <= (DBL ? 1e-14 : 1e-6) * (1 + fabs((double)x[k])));
+        for (int k = 0; k < N; k++) assert_true(fabs((double)ld[k]) <= (DBL ? 1e-13 : 1e-6));
+        nf_flow_free(f);
+    }
+}
+
 /* MADE itself (nets): its weights are kept masked (the initial parameters equal their masked copy),
  * output p·D + d does not move when an input of degree ≥ deg[d] moves (exactly), and the weight
  * gradient of every masked entry is exactly 0, so an optimiser never unmasks one. */
@@ -861,7 +1036,7 @@ static void test_made_masks(void **state) {
 
 int main(void) {
     setup_models();
-    struct CMUnitTest tests[NCASES + 10];
+    struct CMUnitTest tests[NCASES + 12];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -879,5 +1054,7 @@ int main(void) {
     tests[NCASES + 7] = (struct CMUnitTest)cmocka_unit_test(test_singular_weight_in_backward);
     tests[NCASES + 8] = (struct CMUnitTest)cmocka_unit_test(test_autoregressive_triangular);
     tests[NCASES + 9] = (struct CMUnitTest)cmocka_unit_test(test_made_masks);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 10, NULL, NULL);
+    tests[NCASES + 10] = (struct CMUnitTest)cmocka_unit_test(test_rq_spline_edges);
+    tests[NCASES + 11] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 12, NULL, NULL);
 }

@@ -20,10 +20,10 @@
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
-/* the four of workloads.md ("all"), then the autoregressive flows on the same moons, by name only
- * (default maf / iaf: 5 blocks of MADEs 2 × 64; iaf trains with D-pass density, samples in one pass) */
-static const char *const workloads[] = {"glow-small", "realnvp-small", "nice-mnist", "realnvp-moons", "maf-moons", "iaf-moons", NULL};
-#define NWORKLOADS_ALL 4
+/* the four of workloads.md and the default nsf on the same moons ("all"), then, by name only, the default
+ * maf and iaf on those moons (5 blocks of MADEs 2 × 64; iaf trains with D-pass density, samples in one pass) */
+static const char *const workloads[] = {"glow-small", "realnvp-small", "nice-mnist", "realnvp-moons", "nsf-moons", "maf-moons", "iaf-moons", NULL};
+#define NWORKLOADS_ALL 5
 
 typedef struct {
     double train, eval, sample; /* samples/s */
@@ -80,7 +80,7 @@ static void run_one(const char *w, double secs, bench_result *r) {
             snprintf(r->err, sizeof r->err, "out of memory");
             return;
         }
-        nf_config_default(&cfg, !strcmp(w, "maf-moons") ? NF_MODEL_MAF : !strcmp(w, "iaf-moons") ? NF_MODEL_IAF : NF_MODEL_REALNVP, 2);
+        nf_config_default(&cfg, !strcmp(w, "nsf-moons") ? NF_MODEL_NSF : !strcmp(w, "maf-moons") ? NF_MODEL_MAF : !strcmp(w, "iaf-moons") ? NF_MODEL_IAF : NF_MODEL_REALNVP, 2);
     }
     if (g_depth) cfg.depth = g_depth;
     TRY(nf_flow_create(&cfg, &f));
@@ -182,13 +182,13 @@ static const char *bench_help =
     "usage: nflow bench WORKLOAD|all [--threads 1,2] [--seconds S] [--json FILE] [--backward store|recompute]\n"
     "                   [--depth K]\n"
     "Measure a workload of ../shared/design/workloads.md: glow-small, realnvp-small, nice-mnist,\n"
-    "realnvp-moons (or all; by name also maf-moons, iaf-moons: the default maf / iaf on those moons):\n"
-    "steady-state train / eval / sample samples per second, peak resident memory\n"
+    "realnvp-moons, or nsf-moons (the default NSF on the same moons; or all; by name also maf-moons,\n"
+    "iaf-moons: the default maf / iaf there): steady-state train / eval / sample samples per second, peak resident memory\n"
     "and achieved GFLOP/s (training = 3 × forward FLOPs), for each thread count (default 1 and 2).\n"
     "  --seconds S   timed training per configuration (10; evaluation and sampling S/2 each)\n"
     "  --json FILE   also write the results as JSON (temporary file + rename)\n"
     "  --backward M  store (default): keep every layer's activations; recompute: rebuild them by inversion\n"
-    "  --depth K     override the workload's depth (Glow steps per level, couplings of NICE / 2-D RealNVP)\n";
+    "  --depth K     override the workload's depth (Glow steps per level, couplings of NICE / 2-D RealNVP / NSF)\n";
 
 int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     const char *which = NULL, *json = NULL;
@@ -236,7 +236,7 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     if (!which) die("missing WORKLOAD (glow-small, realnvp-small, nice-mnist, realnvp-moons or all)");
     int known = !strcmp(which, "all");
     for (int k = 0; workloads[k]; k++) known |= !strcmp(which, workloads[k]);
-    if (!known) die("unknown workload '%s' (one of: glow-small, realnvp-small, nice-mnist, realnvp-moons, all; also maf-moons, iaf-moons)", which);
+    if (!known) die("unknown workload '%s' (one of: glow-small, realnvp-small, nice-mnist, realnvp-moons, nsf-moons, all; also maf-moons, iaf-moons)", which);
     FILE *js = NULL;
     char tmp[4096];
     if (json) {

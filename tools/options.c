@@ -15,7 +15,7 @@
 #define MA M_ALL, M_ALL
 /* NAME, SHORT, CODE, KIND, LO, HI, CHOICES, META, HELP, CMDS, DATA, MVEC, MIMG, ARCH, EXAMPLE */
 const opt_def nf_cli_options[] = {
-    {"model", 0, O_MODEL, K_STR, 0, 0, 0, "nice|realnvp|glow|maf|iaf", "the model (maf, iaf: vector data only; with --resume: taken from the checkpoint)", C_TRAIN, DA, MA, 0, 0},
+    {"model", 0, O_MODEL, K_STR, 0, 0, 0, "nice|realnvp|glow|nsf|maf|iaf", "the model (maf, iaf: vector data only; with --resume: taken from the checkpoint)", C_TRAIN, DA, MA, 0, 0},
     {"model", 0, O_MODEL, K_STR, 0, 0, 0, "MODEL.ckpt", "a checkpoint written by nflow train", CA & ~(C_TRAIN | C_DEMO), 0, MA, 0, 0},
     {"data", 0, O_DATA, K_STR, 0, 0, 0, "NAME|FILE|DIR",
      "moons, circles, rings, 8gaussians, checkerboard, pinwheel, 2spirals, a CSV, fashion-mnist, an IDX file, CIFAR-10, a folder of PNG/JPEG",
@@ -59,23 +59,26 @@ const opt_def nf_cli_options[] = {
     {"sample-every", 0, O_SMPEVERY, K_INT, 1, 1e8, 0, "N", "write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)", C_TRAIN, SRC_IMG, MA, 0, "2"},
     {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels of an IDX image file", CI, 0, MA, 0, 0},
     /* architecture: defaults depend on the model and the data */
-    {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8), glow steps per level (8) or autoregressive blocks (maf, iaf 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW, 1, "2"},
+    {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8, nsf 4), glow/nsf steps per level (glow 8, nsf 4) or autoregressive blocks (maf, iaf 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "2"},
     {"hidden", 0, O_HIDDEN, K_INT, 1, 65536, 0, "W", "coupling net / MADE width (nice 128, others 64; images: glow 128, realnvp 64, nice 1000)", C_TRAIN, DA, M_ALL, M_CPL, 1, "8"},
-    {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets / MADEs (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW, 1, "1"},
+    {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets / MADEs (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "1"},
     {"activation", 0, O_ACT, K_ENUM, 0, 0, "activation", "A", "relu, tanh or leaky_relu", C_TRAIN, DA, M_ALL, M_NICE, 1, "tanh"},
     {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's / autoregressive block's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW | M_AR, M_GLOW, 1, "sigmoid"},
     {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_CPL, M_NICE, 1, "halves"},
-    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (maf, iaf: between blocks, default reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_AR, M_NICE, 1, "random"},
+    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
     {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic or diag_gaussian", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
     {"coupling", 0, O_COUPLING, K_ENUM, 0, 0, "coupling", "C", "affine or additive", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "additive"},
-    {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "0"},
+    {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW | M_NSF, 1, "0"},
     {"batchnorm", 0, O_BN, K_INT, 0, 1, 0, "0|1", "batch-norm flow layer after each coupling / block but the last", C_TRAIN, SRC_VEC, M_REALNVP | M_AR, 0, 1, "1"},
-    {"actnorm", 0, O_AN, K_INT, 0, 1, 0, "0|1", "ActNorm before each coupling / block", C_TRAIN, DA, M_NICE | M_REALNVP | M_AR, M_NICE, 1, "1"},
+    {"actnorm", 0, O_AN, K_INT, 0, 1, 0, "0|1", "ActNorm before each coupling / block", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "1"},
     {"standardize", 0, O_STD, K_CHOICE, 0, 0, "auto|on|off", "M", "per-column standardisation layer (auto: on for CSV, off for toys)", C_TRAIN, SRC_VEC, M_ALL, 0, 1, "on"},
     {"init-std", 0, O_INITSTD, K_REAL, 0, 1, 0, "S", "std of the coupling nets' last-layer init (0: identity couplings; NICE on 8gaussians needs e.g. 0.01)", C_TRAIN, DA, M_ALL, M_CPL, 1, "0.01"},
-    {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow levels / realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW, 1, "1"},
+    {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow/nsf levels, realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW | M_NSF, 1, "1"},
     {"blocks", 0, O_BLOCKS, K_INT, 0, 64, 0, "B", "residual blocks per coupling ResNet (4)", C_TRAIN, SRC_IMG, 0, M_REALNVP, 1, "1"},
     {"logit-alpha", 0, O_LOGIT, K_REAL, 0, 0.4999, 0, "A", "logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)", C_TRAIN, SRC_IMG, 0, M_CPL, 1, "0.05"},
+    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8)", C_TRAIN, DA, M_NSF, M_NSF, 1, "5"},
+    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3)", C_TRAIN, DA, M_NSF, M_NSF, 1, "2.5"},
+    {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
     {"order", 0, O_ORDER, K_ENUM, 0, 0, "order", "O", "MADE input ordering of every block: natural, reverse or random (from --seed)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "random"},
     {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine", C_TRAIN, SRC_VEC, M_AR, 0, 1, "affine"},
     /* other commands */
@@ -118,7 +121,7 @@ static const char *src_words(unsigned m) {
 
 static void models_words(unsigned m, char *buf, size_t n) {
     buf[0] = 0;
-    for (int k = 0; k < NF_CLI_MODELS; k++)
+    for (int k = 0; k < NF_CLI_NMODELS; k++)
         if (m & (1u << k)) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? ", " : "", nf_model_name((nf_model_type)k));
     if (!buf[0]) snprintf(buf, n, "no model");
 }
@@ -277,6 +280,9 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_TIMELIMIT: o->time_limit = r; break;
     case O_INITSTD: o->cfg.init_std = r; break;
     case O_LOGIT: o->cfg.logit_alpha = r; break;
+    case O_BINS: o->cfg.bins = (int32_t)i; break;
+    case O_BOUND: o->cfg.bound = r; break;
+    case O_ELEMWISE: o->cfg.elementwise = (int32_t)i; break;
     case O_IMAGES:
     case O_STRENGTHS: { /* comma-separated lists */
         char buf[1024], *save = NULL;
@@ -359,7 +365,7 @@ void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
 }
 
 /* nflow options: the table, one train option a line, for the option-walk test:
- * NAME KIND EXAMPLE DATA VECTOR-MODELS IMAGE-MODELS (data: toy,csv,idx,dir; models: nice,realnvp,glow) */
+ * NAME KIND EXAMPLE DATA VECTOR-MODELS IMAGE-MODELS (data: toy,csv,idx,dir; models: nice,realnvp,glow,nsf) */
 int cmd_options(int argc, char **argv) {
     (void)argc, (void)argv;
     for (const opt_def *d = nf_cli_options; d->name; d++) {
@@ -374,7 +380,7 @@ int cmd_options(int argc, char **argv) {
             unsigned m = d->arch ? (v ? d->mimg : d->mvec) : M_ALL;
             first = 1;
             putchar('\t');
-            for (int k = 0; k < NF_CLI_MODELS; k++)
+            for (int k = 0; k < NF_CLI_NMODELS; k++)
                 if (m & (1u << k)) printf("%s%s", first ? "" : ",", nf_model_name((nf_model_type)k)), first = 0;
             if (first) putchar('-');
         }

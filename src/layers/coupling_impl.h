@@ -14,7 +14,7 @@ typedef struct coupling coupling;
 /* One variant's element-wise part. h is the net output of the rows (n, nout), nout = per_b · nb:
  * columns [0, nb) and, for two-output variants, [nb, 2·nb) as the variant names them. */
 typedef struct {
-    int32_t per_b; /* net outputs per transformed coordinate: 1 (additive) or 2 */
+    int32_t per_b; /* net outputs per transformed coordinate: 1 (additive) or 2; 0: 3·bins − 1 (splines) */
     /* z = f(x) on the transformed part (z_a = x_a copied); logdet[i] += log|det| (logdet may be NULL) */
     void (*forward)(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n);
     /* x = f⁻¹(z); logdet[i] −= log|det| (logdet may be NULL) */
@@ -32,6 +32,8 @@ struct coupling {
     int conv;         /* 1: cnet, 0: net */
     nf_mlp net;
     nf_convnet cnet;
+    int32_t bins;     /* spline variants (spline_coupling.c): K bins on [−bound, bound]; 0 otherwise */
+    double bound;
 };
 
 /* The variants of coupling.c (conv_coupling.c adds the split's Gaussian). */

@@ -106,6 +106,19 @@ nf_status nf_linear_create(nf_registry *r, const char *name, int32_t dim, int lu
 /* Glow's invertible 1×1 convolution: a linear map of the C channels at each of P pixels. */
 nf_status nf_conv1x1_create(nf_registry *r, const char *name, int32_t C, int32_t P, int lu, nf_layer **out);
 nf_status nf_batchnorm_create(nf_registry *r, const char *name, int32_t dim, nf_layer **out);
+/* Rational-quadratic spline layers (Durkan et al. 2019; the spline: rqspline.h): K = bins (2..64) bins
+ * on [−bound, bound], identity outside; every net's last layer and the element-wise parameters start at
+ * zero, the identity.
+ *   spline coupling (vectors)  z_b = g_θ(x_b), θ = MLP(x_a); partition as the affine coupling's
+ *                              log|det| = Σ log g'               spline_coupling.c
+ *   conv spline coupling       the first C/2 channels condition, θ = Glow's conv net (C even)
+ *   spline (element-wise)      z_j = g_θj(x_j), θ learned per coordinate, dim ≥ 1      spline.c */
+nf_status nf_spline_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part, int32_t parity,
+                                    int32_t hidden, int32_t layers, nf_activation act, int32_t bins, double bound,
+                                    nf_layer **out);
+nf_status nf_conv_spline_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
+                                         int32_t hidden, int32_t layers, int32_t bins, double bound, nf_layer **out);
+nf_status nf_spline_create(nf_registry *r, const char *name, int32_t dim, int32_t bins, double bound, nf_layer **out);
 void nf_layer_free(nf_layer *L);
 int64_t nf_no_flops(const nf_layer *L); /* layers without matrix products: 0 */
 /* Standardisation statistics (buffers of a standardize layer). */

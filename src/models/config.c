@@ -9,7 +9,7 @@ static const struct {
     const char *kind;
     const char *names[8];
 } enum_names[] = {
-    {"model", {"nice", "realnvp", "glow", "maf", "iaf", NULL}},
+    {"model", {"nice", "realnvp", "glow", "nsf", "maf", "iaf", NULL}},
     {"activation", {"relu", "tanh", "leaky_relu", NULL}},
     {"coupling", {"affine", "additive", NULL, NULL}},
     {"scale", {"tanh", "sigmoid", NULL, NULL}},
@@ -48,6 +48,9 @@ static const nf_config_field config_fields[] = {
     FIELD("levels", levels, NF_FIELD_INT, NULL, 1),
     FIELD("blocks", blocks, NF_FIELD_INT, NULL, 0),
     FIELD("logit_alpha", logit_alpha, NF_FIELD_DOUBLE, NULL, 0),
+    FIELD("bins", bins, NF_FIELD_INT, NULL, 0),
+    FIELD("elementwise", elementwise, NF_FIELD_INT, NULL, 0),
+    FIELD("bound", bound, NF_FIELD_DOUBLE, NULL, 0),
     FIELD("seed", seed, NF_FIELD_U64, NULL, 1),
     FIELD("order", order, NF_FIELD_ENUM, "order", 0),
     FIELD("transform", transform, NF_FIELD_ENUM, "transform", 0),
@@ -128,7 +131,7 @@ const char *nf_enum_name(const char *kind, int value) {
     return "?";
 }
 
-/* The model type named name ("nice", "realnvp", "glow"), or −1. */
+/* The model type named name ("nice", "realnvp", "glow", "nsf"), or −1. */
 int nf_model_from_name(const char *name) { return nf_enum_from_name("model", name); }
 /* The name of model type m (static string), or "?". */
 const char *nf_model_name(nf_model_type m) { return nf_enum_name("model", (int)m); }
@@ -158,6 +161,15 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
         c->hidden = 64;
         c->prior = NF_PRIOR_NORMAL;
         break;
+    case NF_MODEL_NSF: /* NSF: spline couplings (K bins on [−B, B]) alternating with permutations */
+        c->depth = 4;
+        c->hidden = 64;
+        c->bins = 8;
+        c->bound = 4;
+        c->perm = dim > 2 ? NF_PERM_RANDOM : NF_PERM_REVERSE;
+        c->elementwise = dim == 1;
+        c->prior = NF_PRIOR_NORMAL;
+        break;
     case NF_MODEL_MAF: /* MAF / IAF: 5 autoregressive affine blocks on MADEs (2 × 64), reversed between blocks */
     case NF_MODEL_IAF:
         c->depth = 5;
@@ -185,6 +197,9 @@ void nf_config_default_image(nf_config *c, nf_model_type model, int32_t C, int32
         c->depth = 8, c->hidden = 128, c->layers = 2;
     } else if (model == NF_MODEL_REALNVP) {
         c->levels = 2, c->hidden = 64, c->blocks = 4, c->logit_alpha = 0.05;
+    } else if (model == NF_MODEL_NSF) { /* Glow's multi-scale layout, spline couplings */
+        c->levels = 2;
+        c->depth = 4, c->hidden = 64, c->layers = 2, c->bound = 3, c->perm = NF_PERM_NONE, c->elementwise = 0;
     } else if (model == NF_MODEL_NICE) {
         c->depth = 4, c->hidden = 1000, c->layers = 5;
     }
@@ -195,13 +210,22 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->model > NF_MODEL_IAF) return nf_fail(NF_ERR_INVALID, "unknown model type %d", (int)c->model);
     int autoregressive = c->model == NF_MODEL_MAF || c->model == NF_MODEL_IAF;
     if (autoregressive && (c->channels || c->height || c->width))
-        return nf_fail(NF_ERR_INVALID, "%s: vector data only (no image model; use glow, realnvp or nice for images)", nf_model_name(c->model));
-    if (autoregressive && (c->dim < 1 || c->dim > 1 << 20))
-        return nf_fail(NF_ERR_INVALID, "data dimension %d: an autoregressive flow needs 1 to 1048576 dimensions", (int)c->dim);
+        return nf_fail(NF_ERR_INVALID, "%s: vector data only (no image model; use glow, realnvp, nsf or nice for images)", nf_model_name(c->model));
     if ((unsigned)c->order > NF_ORDER_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown ordering %d", (int)c->order);
     if ((unsigned)c->transform > NF_TRANSFORM_AFFINE) return nf_fail(NF_ERR_INVALID, "unknown transform %d", (int)c->transform);
-    if (!autoregressive && (c->dim < 2 || c->dim > 1 << 20))
-        return nf_fail(NF_ERR_INVALID, "data dimension %d: a coupling flow needs 2 to 1048576 dimensions", (int)c->dim);
+    if (autoregressive) {
+        if (c->dim < 1 || c->dim > 1 << 20)
+            return nf_fail(NF_ERR_INVALID, "data dimension %d: an autoregressive flow needs 1 to 1048576 dimensions", (int)c->dim);
+    } else if (c->model == NF_MODEL_NSF && c->dim == 1 && !c->channels) {
+        if (!c->elementwise) return nf_fail(NF_ERR_INVALID, "data dimension 1: nsf needs its element-wise spline (elementwise 1) on 1-D data");
+    } else if (c->dim < 2 || c->dim > 1 << 20)
+        return nf_fail(NF_ERR_INVALID, "data dimension %d: a coupling flow needs 2 to 1048576 dimensions%s", (int)c->dim,
+                       c->dim == 1 ? " (for 1-D data use --model nsf: an element-wise spline, or maf)" : "");
+    if (c->model == NF_MODEL_NSF) {
+        if (c->bins < 2 || c->bins > 64) return nf_fail(NF_ERR_INVALID, "spline bins %d: must be 2..64", (int)c->bins);
+        if (!(c->bound > 0 && c->bound < 1e6)) return nf_fail(NF_ERR_INVALID, "spline bound %g: must be in (0, 1e6)", c->bound);
+        if (c->elementwise != 0 && c->elementwise != 1) return nf_fail(NF_ERR_INVALID, "elementwise %d: must be 0 or 1", (int)c->elementwise);
+    }
     if (c->depth < 1 || c->depth > 1024) return nf_fail(NF_ERR_INVALID, "depth %d: must be 1..1024", (int)c->depth);
     if (c->hidden < 1 || c->hidden > 1 << 16) return nf_fail(NF_ERR_INVALID, "hidden width %d: must be 1..65536", (int)c->hidden);
     if (c->layers < 1 || c->layers > 32) return nf_fail(NF_ERR_INVALID, "MLP hidden layers %d: must be 1..32", (int)c->layers);
@@ -218,8 +242,8 @@ nf_status nf_config_validate(const nf_config *c) {
         if (!(c->logit_alpha >= 0 && c->logit_alpha < 0.5)) return nf_fail(NF_ERR_INVALID, "logit alpha %g: must be in [0, 0.5)", c->logit_alpha);
         if (c->model != NF_MODEL_NICE) {
             if (c->levels < 1 || c->levels > 8) return nf_fail(NF_ERR_INVALID, "levels %d: must be 1..8", (int)c->levels);
-            /* glow squeezes at every level; realnvp at every scale but the last */
-            int32_t sq = c->model == NF_MODEL_GLOW ? c->levels : c->levels - 1, m = 1 << sq;
+            /* glow and nsf squeeze at every level; realnvp at every scale but the last */
+            int32_t sq = c->model == NF_MODEL_GLOW || c->model == NF_MODEL_NSF ? c->levels : c->levels - 1, m = 1 << sq;
             if (c->height % m || c->width % m)
                 return nf_fail(NF_ERR_INVALID, "image %d × %d: height and width must be divisible by 2^%d = %d for %d levels", (int)c->height, (int)c->width, (int)sq, (int)m, (int)c->levels);
         }

@@ -2,6 +2,8 @@
  *   NICE:    K × (additive coupling [→ permutation]) → diagonal scaling, logistic prior
  *   RealNVP: K × (affine coupling [→ batch norm] [→ permutation]); images: multi-scale masked couplings
  *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split
+ *   NSF:     [element-wise spline →] K × ([ActNorm →] spline coupling [→ permutation]); 1-D data: the
+ *            element-wise spline alone; images: Glow's levels with spline couplings
  *   MAF/IAF: K × ([ActNorm →] autoregressive block on a MADE [→ batch norm] [→ permutation]) (vectors) */
 #include "models/flow_impl.h"
 
@@ -23,7 +25,7 @@ static nf_status push_layer(nf_flow *f, nf_status st, nf_layer *L, int32_t *cap)
     return NF_OK;
 }
 
-/* Append the layers of f->cfg's model (NICE, RealNVP or Glow; vectors or images) to f, reserving every
+/* Append the layers of f->cfg's model (NICE, RealNVP, Glow or NSF; vectors or images) to f, reserving every
  * tensor in f->reg. On failure the layers pushed so far stay owned by f (nf_flow_free releases them). */
 nf_status nf_model_build(nf_flow *f) {
     const nf_config *c = &f->cfg;
@@ -79,6 +81,38 @@ nf_status nf_model_build(nf_flow *f) {
 #undef PUSH_IMG
         return st;
     }
+    if (c->model == NF_MODEL_NSF && c->height > 0) {
+        /* multi-scale NSF: Glow's layout (squeeze → K × (ActNorm → 1×1 conv → spline coupling) → split) */
+#define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)
+        int32_t C = c->channels, H = c->height, W = c->width;
+        for (int32_t l = 0; l < c->levels; l++) {
+            PUSH_IMG(nf_squeeze_create(x, NAME(), C, H, W, &L));
+            C *= 4, H /= 2, W /= 2;
+            for (int32_t k = 0; k < c->depth; k++) {
+                PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W, &L));
+                PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu, &L));
+                PUSH_IMG(nf_conv_spline_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->bins, c->bound, &L));
+                nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
+            }
+            if (l + 1 < c->levels) {
+                PUSH_IMG(nf_split_create(x, NAME(), C, H, W, &L));
+                C /= 2;
+            }
+        }
+#undef PUSH_IMG
+        return st;
+    }
+    if (c->model == NF_MODEL_NSF) {
+        if (c->elementwise) PUSH(nf_spline_create(x, NAME(), D, c->bins, c->bound, &L));
+        for (int32_t k = 0; D > 1 && k < c->depth; k++) {
+            /* with a permutation every coupling transforms the second part (the permutation moves the
+             * next coordinates there); without one, the parts alternate */
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
+            PUSH_COUPLING(nf_spline_coupling_create(x, NAME(), D, c->partition, c->perm ? 0 : k % 2, c->hidden, c->layers, c->act, c->bins, c->bound, &L));
+            if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+        }
+        return st;
+    }
     for (int32_t k = 0; k < c->depth; k++) {
         switch (c->model) {
         case NF_MODEL_NICE:
@@ -107,6 +141,8 @@ nf_status nf_model_build(nf_flow *f) {
                 PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, &L));
             else
                 PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale, &L));
+            break;
+        case NF_MODEL_NSF: /* built above */
             break;
         }
     }

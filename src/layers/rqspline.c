@@ -1,0 +1,167 @@
+/* layers/rqspline.c — the monotone rational-quadratic spline (formulas and parameterisation: rqspline.h).
+ * One function each for forward, inverse and backward; all three share the knot construction below. */
+#include "layers/rqspline.h"
+
+/* Numerically stable softplus log(1 + e^v). */
+static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
+/* Numerically stable logistic sigmoid 1/(1 + e^−v) (the derivative of softplus). */
+static double sigmoid(double v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
+
+/* The spline's knots from θ: xk[0..K], yk[0..K] (xk[0] = yk[0] = −B, xk[K] = yk[K] = B exactly), knot
+ * derivatives d[0..K] (d[0] = d[K] = 1), and the softmax probabilities pw[K], ph[K] that backward
+ * needs. u[K] is scratch. */
+typedef struct {
+    double xk[NF_RQS_MAX_BINS + 1], yk[NF_RQS_MAX_BINS + 1], d[NF_RQS_MAX_BINS + 1];
+    double pw[NF_RQS_MAX_BINS], ph[NF_RQS_MAX_BINS];
+} rqs_knots;
+
+/* p[0..K) = softmax of theta[q·stride], q = off … off + K − 1 (max subtracted first). */
+static void softmax(const nf_real *theta, int64_t stride, int32_t off, int32_t K, double *p) {
+    double mx = -HUGE_VAL, s = 0;
+    for (int32_t k = 0; k < K; k++) mx = fmax(mx, (double)theta[(off + k) * stride]);
+    for (int32_t k = 0; k < K; k++) s += p[k] = exp((double)theta[(off + k) * stride] - mx);
+    for (int32_t k = 0; k < K; k++) p[k] /= s;
+}
+
+/* Cumulative knots on [−B, B] from probabilities p with minimum bin size mn: out[0] = −B, out[K] = B. */
+static void knots_from(const double *p, int32_t K, double mn, double B, double *out) {
+    double acc = 0, scale = 1 - mn * K;
+    out[0] = -B;
+    for (int32_t k = 0; k < K - 1; k++) {
+        acc += mn + scale * p[k];
+        out[k + 1] = -B + 2 * B * acc;
+    }
+    out[K] = B;
+}
+
+/* Fill *q from θ (see rqs_knots). */
+static void make_knots(const nf_real *theta, int64_t stride, int32_t K, double B, rqs_knots *q) {
+    static const double md = NF_RQS_MIN_DERIV;
+    double c0 = log(expm1(1 - md)); /* softplus(c0) = 1 − m_d: θ_d = 0 gives d = 1 */
+    softmax(theta, stride, 0, K, q->pw);
+    softmax(theta, stride, K, K, q->ph);
+    knots_from(q->pw, K, NF_RQS_MIN_WIDTH, B, q->xk);
+    knots_from(q->ph, K, NF_RQS_MIN_HEIGHT, B, q->yk);
+    q->d[0] = q->d[K] = 1;
+    for (int32_t k = 1; k < K; k++) q->d[k] = md + softplus((double)theta[(2 * K + k - 1) * stride] + c0);
+}
+
+/* The bin of v among knots kn[0..K] (kn[k] ≤ v < kn[k+1]; v = kn[K] lands in the last bin). */
+static int32_t find_bin(const double *kn, int32_t K, double v) {
+    int32_t k = 0;
+    while (k < K - 1 && v >= kn[k + 1]) k++;
+    return k;
+}
+
+/* log g' in bin k at ξ (formula in rqspline.h). */
+static double log_deriv(const rqs_knots *q, int32_t k, double xi) {
+    double w = q->xk[k + 1] - q->xk[k], h = q->yk[k + 1] - q->yk[k], s = h / w;
+    double dk = q->d[k], dk1 = q->d[k + 1], t = xi * (1 - xi);
+    double den = s + (dk1 + dk - 2 * s) * t;
+    double num = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
+    return 2 * log(s) + log(num) - 2 * log(den);
+}
+
+/* See rqspline.h. */
+nf_status nf_rqs_check(const char *name, int32_t K, double B) {
+    if (K < 2 || K > NF_RQS_MAX_BINS) return nf_fail(NF_ERR_INVALID, "%s: spline bins %d: must be 2..%d", name, (int)K, NF_RQS_MAX_BINS);
+    if (!(B > 0 && B < 1e6)) return nf_fail(NF_ERR_INVALID, "%s: spline bound %g: must be in (0, 1e6)", name, B);
+    return NF_OK;
+}
+
+/* See rqspline.h. */
+void nf_rqs_forward(const nf_real *theta, int64_t stride, int32_t K, double B, double x, double *y, double *logdet) {
+    if (!(x >= -B && x <= B)) { /* identity tails */
+        *y = x, *logdet = 0;
+        return;
+    }
+    rqs_knots q;
+    make_knots(theta, stride, K, B, &q);
+    int32_t k = find_bin(q.xk, K, x);
+    double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
+    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.d[k], dk1 = q.d[k + 1];
+    double den = s + (dk1 + dk - 2 * s) * t;
+    *y = q.yk[k] + h * (s * xi * xi + dk * t) / den;
+    *logdet = log_deriv(&q, k, xi);
+}
+
+/* See rqspline.h. */
+void nf_rqs_inverse(const nf_real *theta, int64_t stride, int32_t K, double B, double y, double *x, double *logdet) {
+    if (!(y >= -B && y <= B)) {
+        *x = y, *logdet = 0;
+        return;
+    }
+    rqs_knots q;
+    make_knots(theta, stride, K, B, &q);
+    int32_t k = find_bin(q.yk, K, y);
+    double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
+    double dk = q.d[k], dk1 = q.d[k + 1], del = y - q.yk[k], D = dk1 + dk - 2 * s;
+    double a = h * (s - dk) + del * D, b = h * dk - del * D, c = -s * del;
+    double disc = b * b - 4 * a * c;
+    double den = -b - sqrt(disc > 0 ? disc : 0);
+    double xi = den != 0 ? 2 * c / den : 0;
+    xi = xi < 0 ? 0 : xi > 1 ? 1 : xi;
+    *x = q.xk[k] + xi * w;
+    *logdet = log_deriv(&q, k, xi);
+}
+
+/* See rqspline.h. The chain: (ξ, s, h_k, d_k, d_{k+1}, y_k) → (x_k, w_k, y_k, h_k) → normalised widths
+ * and heights → softmax; derivatives → softplus. */
+void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, double x, double gy, double gld,
+                     double *gx, nf_real *gtheta) {
+    int32_t P = 3 * K - 1;
+    if (gtheta)
+        for (int32_t p = 0; p < P; p++) gtheta[p * stride] = 0;
+    if (!(x >= -B && x <= B)) {
+        *gx = gy;
+        return;
+    }
+    rqs_knots q;
+    make_knots(theta, stride, K, B, &q);
+    int32_t k = find_bin(q.xk, K, x);
+    double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
+    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.d[k], dk1 = q.d[k + 1];
+    double Dl = dk1 + dk - 2 * s;
+    double N = s * xi * xi + dk * t, Dn = s + Dl * t;
+    double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
+    /* partials of N, Dn, M in ξ, s, d_k, d_{k+1} */
+    double Nxi = 2 * s * xi + dk * (1 - 2 * xi), Dxi = Dl * (1 - 2 * xi);
+    double Ns = xi * xi, Ds = 1 - 2 * t;
+    double Mxi = 2 * dk1 * xi + 2 * s * (1 - 2 * xi) - 2 * dk * (1 - xi), Ms = 2 * t;
+    double Dn2 = Dn * Dn;
+    /* y = y_k + h·N/Dn; log g' = 2 log s + log M − 2 log Dn */
+    double y_xi = h * (Nxi * Dn - N * Dxi) / Dn2, y_s = h * (Ns * Dn - N * Ds) / Dn2;
+    double y_dk = h * (t * Dn - N * t) / Dn2, y_dk1 = h * (-N * t) / Dn2, y_h = N / Dn;
+    double l_xi = Mxi / M - 2 * Dxi / Dn, l_s = 2 / s + Ms / M - 2 * Ds / Dn;
+    double l_dk = (1 - xi) * (1 - xi) / M - 2 * t / Dn, l_dk1 = xi * xi / M - 2 * t / Dn;
+    double g_xi = gy * y_xi + gld * l_xi, g_s = gy * y_s + gld * l_s;
+    double g_dk = gy * y_dk + gld * l_dk, g_dk1 = gy * y_dk1 + gld * l_dk1;
+    *gx = g_xi / w;
+    if (!gtheta) return;
+    /* ξ = (x − x_k)/w, s = h/w */
+    double g_xk = -g_xi / w, g_w = -g_xi * xi / w - g_s * s / w, g_h = gy * y_h + g_s / w, g_yk = gy;
+    /* x_k = −B + 2B·Σ_{i<k} w_i, bin width 2B·w_k (likewise y): gradients on the normalised sizes */
+    double gwn[NF_RQS_MAX_BINS], ghn[NF_RQS_MAX_BINS];
+    for (int32_t i = 0; i < K; i++) {
+        gwn[i] = i < k ? 2 * B * g_xk : i == k ? 2 * B * g_w : 0;
+        ghn[i] = i < k ? 2 * B * g_yk : i == k ? 2 * B * g_h : 0;
+    }
+    /* through w = m + (1 − K·m)·softmax(θ): ∂/∂θ_j = (1 − K·m)·p_j·(g_j − Σ_i p_i g_i) */
+    double sw = 0, sh = 0;
+    for (int32_t i = 0; i < K; i++) sw += q.pw[i] * gwn[i], sh += q.ph[i] * ghn[i];
+    double cw = 1 - K * NF_RQS_MIN_WIDTH, ch = 1 - K * NF_RQS_MIN_HEIGHT;
+    for (int32_t j = 0; j < K; j++) {
+        gtheta[j * stride] = (nf_real)(cw * q.pw[j] * (gwn[j] - sw));
+        gtheta[(K + j) * stride] = (nf_real)(ch * q.ph[j] * (ghn[j] - sh));
+    }
+    /* interior derivatives d = m_d + softplus(θ + c₀): ∂d/∂θ = sigmoid(θ + c₀) */
+    double c0 = log(expm1(1 - NF_RQS_MIN_DERIV));
+    if (k >= 1) {
+        int64_t o = (int64_t)(2 * K + k - 1) * stride;
+        gtheta[o] = (nf_real)(g_dk * sigmoid((double)theta[o] + c0));
+    }
+    if (k + 1 <= K - 1) {
+        int64_t o = (int64_t)(2 * K + k) * stride;
+        gtheta[o] = (nf_real)(g_dk1 * sigmoid((double)theta[o] + c0));
+    }
+}

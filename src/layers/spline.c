@@ -1,0 +1,99 @@
+/* spline.c — the element-wise rational-quadratic spline layer: every coordinate j has its own learned
+ * spline (no conditioner), so it works on 1-D data:
+ *   z_j = g_θj(x_j)  (K bins on [−B, B], identity outside)      log|det| = Σ_j log g'_θj(x_j)
+ * Parameters: theta (D, 3K − 1), row j the 3K − 1 unnormalised values of coordinate j (rqspline.h);
+ * they start at zero, the identity. Formulas: rqspline.c. */
+#include "layers/layer.h"
+#include "layers/rqspline.h"
+
+typedef struct {
+    nf_layer base;
+    int32_t K;
+    double B;
+    int64_t off; /* theta (D, 3K − 1) */
+} spline_layer;
+
+/* ops->forward: z_j = g_θj(x_j); logdet[i] += Σ_j log g'. No cache or scratch. NF_OK. */
+static nf_status sp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    const spline_layer *s = (const spline_layer *)L;
+    int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
+    const nf_real *th = NF_P(L, s->off);
+#pragma omp parallel for schedule(static) if (n * D > 4096)
+    for (int64_t i = 0; i < n; i++) {
+        double ld = 0;
+        for (int32_t j = 0; j < D; j++) {
+            double y, l;
+            nf_rqs_forward(th + (int64_t)j * P, 1, s->K, s->B, (double)x[i * S + j], &y, &l);
+            z[i * S + j] = (nf_real)y;
+            ld += l;
+        }
+        if (logdet) logdet[i] += (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+/* ops->inverse: x_j = g_θj⁻¹(z_j); logdet[i] −= Σ_j log g'(x_j). NF_OK. */
+static nf_status sp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n, nf_real *work) {
+    NF_UNUSED(work);
+    const spline_layer *s = (const spline_layer *)L;
+    int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
+    const nf_real *th = NF_P(L, s->off);
+#pragma omp parallel for schedule(static) if (n * D > 4096)
+    for (int64_t i = 0; i < n; i++) {
+        double ld = 0;
+        for (int32_t j = 0; j < D; j++) {
+            double v, l;
+            nf_rqs_inverse(th + (int64_t)j * P, 1, s->K, s->B, (double)z[i * S + j], &v, &l);
+            x[i * S + j] = (nf_real)v;
+            ld += l;
+        }
+        if (logdet) logdet[i] -= (nf_real)ld;
+    }
+    return NF_OK;
+}
+
+/* ops->backward: dx_j = ∂L/∂x_j (overwritten), grads of theta += Σ_i ∂L/∂θ. Parallel over coordinates
+ * (a thread writes one coordinate's column of dx and its row of grads), rows summed in order. NF_OK. */
+static nf_status sp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                             const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    const spline_layer *s = (const spline_layer *)L;
+    int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
+    const nf_real *th = NF_P(L, s->off);
+    nf_real *gth = NF_G(L, s->off);
+#pragma omp parallel for schedule(static) if (n * D > 4096)
+    for (int32_t j = 0; j < D; j++) {
+        double acc[3 * NF_RQS_MAX_BINS];
+        nf_real g1[3 * NF_RQS_MAX_BINS];
+        for (int32_t p = 0; p < P; p++) acc[p] = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double g;
+            nf_rqs_backward(th + (int64_t)j * P, 1, s->K, s->B, (double)x[i * S + j], (double)dz[i * S + j], (double)dld[i], &g, g1);
+            dx[i * S + j] = (nf_real)g;
+            for (int32_t p = 0; p < P; p++) acc[p] += (double)g1[p];
+        }
+        for (int32_t p = 0; p < P; p++) gth[(int64_t)j * P + p] += (nf_real)acc[p];
+    }
+    return NF_OK;
+}
+
+static const nf_layer_ops spline_ops = {"spline", sp_forward, sp_inverse, sp_backward,
+                                        nf_layer_no_size, nf_layer_no_size, nf_layer_no_init, nf_layer_no_destroy, nf_no_flops};
+
+/* See layer.h: the element-wise spline, dim ≥ 1. */
+nf_status nf_spline_create(nf_registry *r, const char *name, int32_t dim, int32_t bins, double bound, nf_layer **out) {
+    *out = NULL;
+    if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: the element-wise spline needs dim ≥ 1 (got %d)", name, (int)dim);
+    nf_status st = nf_rqs_check(name, bins, bound);
+    if (st) return st;
+    spline_layer *s = nf_layer_alloc(sizeof *s, &spline_ops, r, name, dim);
+    if (!s) return NF_ERR_NOMEM;
+    s->K = bins, s->B = bound;
+    int64_t shape[2] = {dim, nf_rqs_num_params(bins)};
+    s->off = nf_registry_reserve(r, name, "theta", NF_TENSOR_PARAM, 2, shape);
+    if (s->off < 0) return free(s), NF_ERR_NOMEM; /* reason set by the registry */
+    *out = &s->base;
+    return NF_OK;
+}

@@ -1,0 +1,130 @@
+/* spline_coupling.c — rational-quadratic spline couplings (Durkan et al. 2019): on (n, D) vectors with an
+ * MLP conditioner, and on (C, H, W) images with Glow's conv net over a channel split. The shared part
+ * (net call, sizes, backward bookkeeping) is coupling.c's; the spline itself is rqspline.c's.
+ *   z_a = x_a,  θ = m(x_a),  z_b,j = g_θj(x_b,j)  (K bins on [−B, B], identity outside)
+ *   log|det| = Σ_j log g'_θj(x_b,j)
+ * Net output layout, per row: parameter-major, θ_q of transformed coordinate j at h[q·nb + j]
+ * (q = 0 … 3K − 2: K widths, K heights, K − 1 derivatives), which for the conv net is output channel
+ * q·(C/2) + c at each pixel. The net's last layer starts at zero: θ = 0 is the identity spline. */
+#include "layers/coupling_impl.h"
+#include "layers/rqspline.h"
+
+/* z_b = g_θ(x_b) element-wise, z_a = x_a; logdet[i] += Σ log g' (logdet may be NULL). */
+static void spline_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
+    int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
+    double B = c->bound;
+#pragma omp parallel for schedule(static) if (n * D > 4096)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * no;
+        nf_real *zi = z + i * S;
+        double ld = 0;
+        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            double y, l;
+            nf_rqs_forward(hi + j, nb, K, B, (double)xi[k], &y, &l);
+            zi[k] = (nf_real)y;
+            ld += l;
+        }
+        if (logdet) logdet[i] += (nf_real)ld;
+    }
+}
+
+/* x_b = g_θ⁻¹(z_b) (the stable root); logdet[i] −= Σ log g'(x_b) (logdet may be NULL). */
+static void spline_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
+    int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
+    double B = c->bound;
+#pragma omp parallel for schedule(static) if (n * D > 4096)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *zi = z + i * S, *hi = h + i * no;
+        nf_real *xi = x + i * S;
+        double ld = 0;
+        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            double v, l;
+            nf_rqs_inverse(hi + j, nb, K, B, (double)zi[k], &v, &l);
+            xi[k] = (nf_real)v;
+            ld += l;
+        }
+        if (logdet) logdet[i] -= (nf_real)ld;
+    }
+}
+
+/* dx_a = dz_a (the net's share is added by the caller), dx_b = g'·dz_b (+ dld·∂log g'/∂x), dh = ∂L/∂θ. */
+static void spline_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
+                            const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
+    int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
+    double B = c->bound;
+#pragma omp parallel for schedule(static) if (n * D > 4096)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *xi = x + i * S, *hi = h + i * no, *dzi = dz + i * S;
+        nf_real *dxi = dx + i * S, *dhi = dh + i * no;
+        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) {
+            int32_t k = c->ib[j];
+            double g;
+            nf_rqs_backward(hi + j, nb, K, B, (double)xi[k], (double)dzi[k], (double)dld[i], &g, dhi + j);
+            dxi[k] = (nf_real)g;
+        }
+    }
+}
+
+static const nf_coupling_math spline_math = {0, spline_forward, spline_inverse, spline_backward};
+
+static const nf_layer_ops spline_ops = {"spline_coupling", nf_coupling_forward, nf_coupling_inverse, nf_coupling_backward,
+                                        nf_coupling_cache_size, nf_coupling_work_size, nf_coupling_init, nf_coupling_destroy, nf_coupling_flops};
+static const nf_layer_ops conv_spline_ops = {"conv_spline_coupling", nf_coupling_forward, nf_coupling_inverse, nf_coupling_backward,
+                                             nf_coupling_cache_size, nf_coupling_work_size, nf_coupling_init, nf_coupling_destroy, nf_coupling_flops};
+
+/* See layer.h: the spline coupling on vectors with an MLP conditioner. */
+nf_status nf_spline_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part, int32_t parity,
+                                    int32_t hidden, int32_t layers, nf_activation act, int32_t bins, double bound,
+                                    nf_layer **out) {
+    *out = NULL;
+    if (dim < 2) return nf_fail(NF_ERR_INVALID, "%s: a coupling needs dim ≥ 2 (got %d)", name, (int)dim);
+    if (part != NF_PART_HALVES && part != NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "%s: unknown partition %d", name, (int)part);
+    if (layers < 0 || (layers > 0 && hidden < 1))
+        return nf_fail(NF_ERR_INVALID, "%s: hidden %d, layers %d: need layers ≥ 0 and hidden ≥ 1", name, (int)hidden, (int)layers);
+    nf_status st = nf_rqs_check(name, bins, bound);
+    if (st) return st;
+    coupling *c;
+    if ((st = nf_coupling_new(r, name, &spline_ops, &spline_math, dim, part, parity, &c))) return st;
+    c->bins = bins, c->bound = bound;
+    c->net.in = c->na;
+    c->net.out = nf_rqs_num_params(bins) * c->nb;
+    c->net.hidden = hidden, c->net.layers = layers, c->net.act = act;
+    if ((st = nf_mlp_reserve(r, name, &c->net))) {
+        nf_layer_free(&c->base);
+        return st;
+    }
+    *out = &c->base;
+    return NF_OK;
+}
+
+/* See layer.h: the spline coupling on (C, H, W) images; the first C/2 channels condition. */
+nf_status nf_conv_spline_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
+                                         int32_t hidden, int32_t layers, int32_t bins, double bound, nf_layer **out) {
+    *out = NULL;
+    if (C < 2 || C % 2 || H < 1 || W < 1)
+        return nf_fail(NF_ERR_INVALID, "%s: a channel-split coupling needs an even number of channels ≥ 2 and H, W ≥ 1 (got %d × %d × %d)", name, (int)C, (int)H, (int)W);
+    if (layers < 0 || (layers > 0 && hidden < 1))
+        return nf_fail(NF_ERR_INVALID, "%s: hidden %d, layers %d: need layers ≥ 0 and hidden ≥ 1", name, (int)hidden, (int)layers);
+    nf_status st = nf_rqs_check(name, bins, bound);
+    if (st) return st;
+    coupling *c;
+    if ((st = nf_coupling_new(r, name, &conv_spline_ops, &spline_math, C * H * W, NF_PART_HALVES, 0, &c))) return st;
+    c->bins = bins, c->bound = bound;
+    c->conv = 1;
+    c->cnet.cin = C / 2, c->cnet.H = H, c->cnet.W = W, c->cnet.hidden = hidden, c->cnet.layers = layers;
+    c->cnet.cout = nf_rqs_num_params(bins) * (C / 2);
+    if ((st = nf_convnet_reserve(r, name, &c->cnet))) {
+        nf_layer_free(&c->base);
+        return st;
+    }
+    *out = &c->base;
+    return NF_OK;
+}
