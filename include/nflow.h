@@ -102,8 +102,9 @@ typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM } nf_perm_type;
 /* The input ordering of a MADE (maf, iaf): coordinate d is conditioned on those before it in the order
  * 0, 1, …, D−1 (NATURAL), D−1, …, 0 (REVERSE) or a random one drawn from the model's seed (RANDOM). */
 typedef enum { NF_ORDER_NATURAL = 0, NF_ORDER_REVERSE, NF_ORDER_RANDOM } nf_order_type;
-/* The element-wise map of an autoregressive block (maf, iaf): AFFINE v = (u − μ)·e^s (s bounded by `scale`). */
-typedef enum { NF_TRANSFORM_AFFINE = 0 } nf_transform_type;
+/* The element-wise map of an autoregressive block (maf, iaf): AFFINE v = (u − μ)·e^s (s bounded by
+ * `scale`) or SPLINE v = g(u), a rational-quadratic spline of `bins` bins on [−bound, bound]. */
+typedef enum { NF_TRANSFORM_AFFINE = 0, NF_TRANSFORM_SPLINE } nf_transform_type;
 
 typedef struct {
     nf_model_type model;
@@ -144,7 +145,7 @@ typedef struct {
     double bound;           /* nsf: B of every spline */
     uint64_t seed;          /* parameter initialisation and random permutations */
     nf_order_type order;    /* maf/iaf: the MADEs' input ordering (natural; blocks are separated by `perm`) */
-    nf_transform_type transform; /* maf/iaf: the blocks' element-wise map (affine) */
+    nf_transform_type transform; /* maf/iaf: the blocks' element-wise map (affine; spline uses bins, bound) */
 } nf_config;
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */

@@ -66,8 +66,10 @@ for kind in toy csv idx dir; do
             case $kind in toy|csv) models=$vm ;; *) models=$im ;; esac
             applies=0
             has "$data" "$kind" && has "$models" "$model" && applies=1
+            X=() # the spline's options on an autoregressive model need its spline transform
+            case $model:$name in maf:bins|maf:bound|iaf:bins|iaf:bound) X=(--transform spline) ;; esac
             rm -f "$T/x.ckpt"
-            "$NFLOW" train "${B[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
+            "$NFLOW" train "${B[@]}" "${X[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
             rc=$?
             what="train --$name ${V[*]} ($kind, $model)"
             if [ $applies -eq 1 ]; then
@@ -89,6 +91,16 @@ for model in maf iaf; do
     "$NFLOW" train --model $model $(base_data idx) --steps 2 --batch 8 --out "$T/ar-img.ckpt" >"$T/out" 2>"$T/err"
     [ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$model: vector data only" "$T/err" && [ ! -e "$T/ar-img.ckpt" ] && ok || bad "$model on images: $(cat "$T/err")"
 done
+
+# the finer rules of maf/iaf: --bins/--bound need --transform spline, --scale the affine transform
+R=(--model maf $(base_data toy) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt")
+for bad_args in "--bins 5" "--bound 2" "--transform spline --scale sigmoid"; do
+    rm -f "$T/fr.ckpt"
+    "$NFLOW" train "${R[@]}" $bad_args >"$T/out" 2>"$T/err"
+    rc=$? opt=${bad_args##*--} && opt=${opt%% *}
+    [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--$opt" "$T/err" && [ ! -e "$T/fr.ckpt" ] && ok || bad "maf $bad_args: $(cat "$T/err")"
+done
+"$NFLOW" train "${R[@]}" --transform spline --bins 4 --bound 3 >/dev/null 2>&1 && [ -s "$T/fr.ckpt" ] && ok || bad "maf --transform spline --bins 4 --bound 3"
 
 # --- effects
 V=(--model realnvp --data moons --train-size 256 --test-size 32 --depth 2 --hidden 8 --batch 16 --quiet)

@@ -39,8 +39,9 @@ awk -F, 'NR==FNR { if (FNR > 1) for (i = 1; i <= NF; i++) a[FNR, i] = $i; next }
     [ "$(head -c 4 "$T/p.png" | tail -c 3)" = "PNG" ] && ok || bad "plot"
 "$NFLOW" train --help | grep -q -- "--steps" && ok || bad "train --help"
 # the autoregressive flows through the same cycle: train, eval, sample, encode/decode round trip, plot
-for M in maf iaf; do
-    "$NFLOW" train --model $M --data moons --steps 40 --batch 64 --train-size 2000 --test-size 500 --out "$T/$M.ckpt" --quiet >"$T/train.out" 2>&1 && \
+for MA in maf iaf "maf --transform spline"; do
+    M=${MA%% *} && [ "$MA" != "$M" ] && M=$M-spline
+    "$NFLOW" train --model $MA --data moons --steps 40 --batch 64 --train-size 2000 --test-size 500 --out "$T/$M.ckpt" --quiet >"$T/train.out" 2>&1 && \
         grep -q "test log-likelihood" "$T/train.out" && ok || bad "train $M: $(cat "$T/train.out")"
     "$NFLOW" eval --model "$T/$M.ckpt" --data moons --test-size 500 >"$T/eval.out" && grep -q "±" "$T/eval.out" && ok || bad "eval $M"
     "$NFLOW" sample --model "$T/$M.ckpt" -n 50 --out "$T/s-$M.csv" && "$NFLOW" encode --model "$T/$M.ckpt" --in "$T/s-$M.csv" --out "$T/z-$M.csv" && \

@@ -340,6 +340,10 @@ static nf_layer *mk_iaf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf
 static nf_layer *mk_iaf_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_NATURAL, &g_made)); }
 static nf_layer *mk_iaf_reverse(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_REVERSE, &g_made)); }
 static nf_layer *mk_prefix_maf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 0, 6, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)), D); }
+/* autoregressive spline blocks: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval */
+static nf_layer *mk_maf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, 5, 1.5, NF_ORDER_RANDOM, &g_made)); }
+static nf_layer *mk_iaf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, 4, 2.0, NF_ORDER_NATURAL, &g_made)); }
+static nf_layer *mk_prefix_maf_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_spline_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, 3, 1.5, NF_ORDER_REVERSE, &g_made)), D); }
 static nf_layer *mk_prefix_iaf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)), D); }
 /* spline layers: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval */
 static nf_layer *mk_spline_halves(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, &g_made)); }
@@ -405,7 +409,7 @@ static nf_layer *mk_faulty_bw_relu(nf_registry *c, int32_t D) {
 
 /* ------------------------------------------------------------------ the model cases */
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
-    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d;
+    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline;
 
 static void setup_models(void) {
     nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
@@ -447,6 +451,12 @@ static void setup_models(void) {
     cfg_iaf.order = NF_ORDER_REVERSE, cfg_iaf.prior = NF_PRIOR_DIAG_GAUSSIAN;
     nf_config_default(&cfg_maf_1d, NF_MODEL_MAF, 1); /* one column: each block an affine map with learned constants */
     cfg_maf_1d.depth = 2, cfg_maf_1d.hidden = 3, cfg_maf_1d.act = NF_ACT_TANH;
+    /* spline blocks (K 4 on [−2, 2]); maf with random orders and ActNorm, iaf with reversed orders */
+    cfg_maf_spline = cfg_maf, cfg_iaf_spline = cfg_iaf;
+    cfg_maf_spline.depth = cfg_iaf_spline.depth = 2;
+    cfg_maf_spline.transform = cfg_iaf_spline.transform = NF_TRANSFORM_SPLINE;
+    cfg_maf_spline.bins = cfg_iaf_spline.bins = 4, cfg_maf_spline.bound = cfg_iaf_spline.bound = 2;
+    cfg_maf_spline.order = NF_ORDER_RANDOM, cfg_maf_spline.actnorm = 1;
 }
 
 static const conf_case cases[] = {
@@ -513,6 +523,14 @@ static const conf_case cases[] = {
     {"model maf (random orders and perms, actnorm, batch norm, sigmoid, standardize)", 5, NULL, &cfg_maf_full, 0, 1, 0, 0},
     {"model iaf (reverse order, learned prior)", 5, NULL, &cfg_iaf, 0, 1, 0, 0},
     {"model maf on 1 column", 1, NULL, &cfg_maf_1d, 0, 1, 0, 0},
+    {"MAF spline block (K 5, B 1.5, random order)", 4, mk_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    /* (IAF's spline blocks: "kinked" — log g' has a kink at every knot, and the D-pass solve moves the
+     * float build's finite-difference stencils across knots; the double build needs no allowance) */
+    {"IAF spline block (K 4, B 2, natural order)", 4, mk_iaf_spline, NULL, NF_PRIOR_NORMAL, 0, !DBL, 0},
+    {"MAF spline block on 1 dimension", 1, mk_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"prefix: IAF spline block on 3 of 5 columns", 5, mk_prefix_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"model maf, spline transform (random orders, actnorm)", 5, NULL, &cfg_maf_spline, 0, 1, 0, 0},
+    {"model iaf, spline transform", 5, NULL, &cfg_iaf_spline, 0, 1, !DBL, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -596,6 +614,7 @@ static void test_squeeze_layout(void **state) {
 static void test_couplings_start_as_identity(void **state) {
     NF_UNUSED(state);
     layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu, mk_maf_tanh, mk_maf_random_relu, mk_iaf_tanh, mk_iaf_reverse};
+    /* (the autoregressive spline blocks start as the identity spline: test_splines_start_as_identity) */
     for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
         conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0, 0, 0};
         nf_flow *f = build(&c);
@@ -796,7 +815,7 @@ static void test_autoregressive_triangular(void **state) {
     struct { const char *name; layer_factory mk; int32_t D; } ar[] = {
         {"MAF natural", mk_maf_tanh, 5}, {"MAF reverse", mk_maf_sigmoid_rev, 6}, {"MAF random, leaky relu", mk_maf_random_relu, 4},
         {"MAF random, 3 layers", mk_maf_3layers, 7}, {"IAF random", mk_iaf_tanh, 5}, {"IAF natural", mk_iaf_sigmoid, 4},
-        {"IAF reverse", mk_iaf_reverse, 6}};
+        {"IAF reverse", mk_iaf_reverse, 6}, {"MAF spline, random", mk_maf_spline, 5}, {"IAF spline, natural", mk_iaf_spline, 4}};
     for (size_t t = 0; t < sizeof ar / sizeof ar[0]; t++) {
         conf_case c = {ar[t].name, ar[t].D, ar[t].mk, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
         nf_flow *f = build(&c);
@@ -957,7 +976,8 @@ static void test_rq_spline_edges(void **state) {
  * output or zero parameters is the identity spline; rounding only). */
 static void test_splines_start_as_identity(void **state) {
     NF_UNUSED(state);
-    struct { layer_factory mk; int32_t D; } mk[] = {{mk_spline_halves, 6}, {mk_spline_oddeven, 5}, {mk_spline_elem, 4}, {mk_conv_spline, 12}};
+    struct { layer_factory mk; int32_t D; } mk[] = {{mk_spline_halves, 6}, {mk_spline_oddeven, 5}, {mk_spline_elem, 4}, {mk_conv_spline, 12},
+                                                    {mk_maf_spline, 5}, {mk_iaf_spline, 4}};
     for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
         conf_case c = {"id", mk[i].D, mk[i].mk, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
         nf_flow *f = build(&c);

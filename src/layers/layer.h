@@ -135,6 +135,11 @@ void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std);
  * The MADE's last layer starts at zero (identity start; init_std > 0: noise). iaf 0: MAF, 1: IAF. */
 nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
                         nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out);
+/* The same block with a rational-quadratic spline as the element-wise map (Durkan et al. 2019, rqspline.h):
+ * v_d = g_θd(u_d), θ_d = 3K − 1 MADE outputs (K = bins on [−bound, bound], identity outside), log|det| =
+ * Σ log g'; MAF's forward and IAF's inverse one pass, the other direction D passes of the exact inverse. */
+nf_status nf_maf_spline_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                               nf_activation act, int32_t bins, double bound, nf_order_type order, nf_layer **out);
 void nf_maf_set_init_std(nf_layer *L, double std);
 /* order[r] = the coordinate of rank r in the layer's MADE ordering (r = 0..dim−1): z_order[r] depends
  * on x_order[0..r] only (the Jacobian is lower triangular in this order). */

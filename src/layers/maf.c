@@ -5,18 +5,23 @@
  *              the coordinates of degree ≤ k are exact (their μ, s see only lower degrees), so D passes
  *              give u exactly and the last pass's (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
- * The element-wise map τ (affine: v = (u − μ)·e^s) is three functions (tau_forward / _inverse /
- * _backward); the passes and the backward below are written for any τ with P parameters per coordinate.
+ * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
+ * rqspline.h) is three functions (tau_forward / _inverse / _backward); the passes and the backward
+ * below are written for any τ with P parameters per coordinate.
  * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache.
  * Work: Pm (masked parameters) | MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache of
  * a pass that is not cached (MAF's inverse, IAF's inverse). */
 #include "layers/layer.h"
+#include "layers/rqspline.h"
 #include "nets/nets.h"
 
 typedef struct {
     nf_layer base;
     int iaf;             /* 0: MAF, 1: IAF */
+    nf_transform_type transform; /* AFFINE (P = 2) or SPLINE (P = 3K − 1) */
     nf_scale_type scale; /* affine: s = tanh(h_s) or log sigmoid(h_s + 2) */
+    int32_t bins;        /* spline: K bins on [−bound, bound], identity outside */
+    double bound;
     nf_made net;         /* D inputs → θ: P·D outputs, column q·D + d = parameter q of coordinate d */
 } ar_layer;
 
@@ -59,24 +64,43 @@ static nf_real log_scale(const ar_layer *A, nf_real hs, nf_real *ds) {
     return log_sigmoid(hs + 2);
 }
 
-/* τ: v = (u − μ)·e^s with θ = (μ, h_s); *ld = log ∂v/∂u = s. */
+/* τ: affine v = (u − μ)·e^s with θ = (μ, h_s), *ld = log ∂v/∂u = s; spline v = g_θ(u), *ld = log g'(u). */
 static void tau_forward(const ar_layer *A, const nf_real *th, int64_t stride, nf_real u, nf_real *v, nf_real *ld) {
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        double y, l;
+        nf_rqs_forward(th, stride, A->bins, A->bound, (double)u, &y, &l);
+        *v = (nf_real)y, *ld = (nf_real)l;
+        return;
+    }
     nf_real s = log_scale(A, th[stride], NULL);
     *v = (u - th[0]) * exp(s);
     *ld = s;
 }
 
-/* τ⁻¹: u = μ + v·e^−s; *ld = the forward's log ∂v/∂u at u (= s). */
+/* τ⁻¹: affine u = μ + v·e^−s, spline u = g_θ⁻¹(v) (exact root); *ld = the forward's log ∂v/∂u at u. */
 static void tau_inverse(const ar_layer *A, const nf_real *th, int64_t stride, nf_real v, nf_real *u, nf_real *ld) {
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        double x, l;
+        nf_rqs_inverse(th, stride, A->bins, A->bound, (double)v, &x, &l);
+        *u = (nf_real)x, *ld = (nf_real)l;
+        return;
+    }
     nf_real s = log_scale(A, th[stride], NULL);
     *u = th[0] + v * exp(-s);
     *ld = s;
 }
 
-/* Backward of τ at u given gv = ∂L/∂v and gld = ∂L/∂ld: *gu = ∂L/∂u through u directly (= gv·e^s),
- * gth[q·stride] = ∂L/∂θ_q (overwritten): ∂/∂μ = −gv·e^s, ∂/∂h_s = (gv·v + gld)·ds/dh_s. */
+/* Backward of τ at u given gv = ∂L/∂v and gld = ∂L/∂ld: *gu = ∂L/∂u through u directly, gth[q·stride]
+ * = ∂L/∂θ_q (overwritten). Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s = (gv·v + gld)·ds/dh_s; spline:
+ * nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
 static void tau_backward(const ar_layer *A, const nf_real *th, int64_t stride, nf_real u, nf_real gv, nf_real gld,
                          nf_real *gu, nf_real *gth) {
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        double gx;
+        nf_rqs_backward(th, stride, A->bins, A->bound, (double)u, (double)gv, (double)gld, &gx, gth);
+        *gu = (nf_real)gx;
+        return;
+    }
     nf_real ds, s = log_scale(A, th[stride], &ds), e = exp(s), v = (u - th[0]) * e;
     *gu = gv * e;
     gth[0] = -gv * e;
@@ -286,29 +310,45 @@ static const nf_layer_ops maf_ops = {"maf", ar_forward, ar_inverse, ar_backward,
 static const nf_layer_ops iaf_ops = {"iaf", ar_forward, ar_inverse, ar_backward, ar_cache_size, ar_work_size,
                                      ar_init, nf_layer_no_destroy, ar_flops};
 
-/* See layer.h: checks the arguments (NF_ERR_INVALID with a reason), reserves the MADE's tensors. */
-nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
-                        nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out) {
+/* Checks the arguments (NF_ERR_INVALID with a reason), allocates the layer with P = 2 (affine) or 3K − 1
+ * (spline) parameters per coordinate and reserves the MADE's tensors; *out or NULL. */
+static nf_status ar_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                           nf_activation act, nf_transform_type transform, nf_scale_type scale, int32_t bins, double bound,
+                           nf_order_type order, nf_layer **out) {
     *out = NULL;
     if (dim < 1 || dim > 1 << 20) return nf_fail(NF_ERR_INVALID, "%s: an autoregressive layer needs 1 to 1048576 dimensions (got %d)", name, (int)dim);
     if (layers < 0 || layers > 32 || (layers > 0 && hidden < 1))
         return nf_fail(NF_ERR_INVALID, "%s: hidden %d, layers %d: need 0 ≤ layers ≤ 32 and hidden ≥ 1", name, (int)hidden, (int)layers);
-    if (scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
+    if (transform == NF_TRANSFORM_AFFINE && scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID)
+        return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
+    nf_status st;
+    if (transform == NF_TRANSFORM_SPLINE && (st = nf_rqs_check(name, bins, bound))) return st;
     if ((unsigned)order > NF_ORDER_RANDOM) return nf_fail(NF_ERR_INVALID, "%s: unknown ordering %d", name, (int)order);
     if ((unsigned)act > NF_ACT_LEAKY_RELU) return nf_fail(NF_ERR_INVALID, "%s: unknown activation %d", name, (int)act);
     ar_layer *A = nf_layer_alloc(sizeof *A, iaf ? &iaf_ops : &maf_ops, r, name, dim);
     if (!A) return NF_ERR_NOMEM;
-    A->iaf = !!iaf, A->scale = scale;
-    A->net.D = dim, A->net.P = 2, A->net.order = order;
-    A->net.mlp.in = dim, A->net.mlp.out = 2 * dim, A->net.mlp.hidden = layers > 0 ? hidden : 0;
+    A->iaf = !!iaf, A->transform = transform, A->scale = scale, A->bins = bins, A->bound = bound;
+    A->net.D = dim, A->net.P = transform == NF_TRANSFORM_SPLINE ? nf_rqs_num_params(bins) : 2, A->net.order = order;
+    A->net.mlp.in = dim, A->net.mlp.out = A->net.P * dim, A->net.mlp.hidden = layers > 0 ? hidden : 0;
     A->net.mlp.layers = layers, A->net.mlp.act = act;
-    nf_status st = nf_made_reserve(r, name, &A->net);
-    if (st) {
+    if ((st = nf_made_reserve(r, name, &A->net))) {
         nf_layer_free(&A->base);
         return st;
     }
     *out = &A->base;
     return NF_OK;
+}
+
+/* See layer.h: the affine block. */
+nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                        nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out) {
+    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_AFFINE, scale, 0, 0, order, out);
+}
+
+/* See layer.h: the spline block. */
+nf_status nf_maf_spline_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                               nf_activation act, int32_t bins, double bound, nf_order_type order, nf_layer **out) {
+    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_SPLINE, NF_SCALE_TANH, bins, bound, order, out);
 }
 
 /* See layer.h. */

@@ -17,7 +17,7 @@ static const struct {
     {"prior", {"normal", "logistic", "diag_gaussian", NULL}},
     {"perm", {"none", "reverse", "random", NULL}},
     {"order", {"natural", "reverse", "random", NULL}},
-    {"transform", {"affine", NULL}},
+    {"transform", {"affine", "spline", NULL}},
 };
 #define ENUM_MAX_NAMES 8
 
@@ -176,6 +176,7 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
         c->hidden = 64;
         c->perm = NF_PERM_REVERSE;
         c->order = NF_ORDER_NATURAL;
+        c->bins = 8, c->bound = 4; /* used by --transform spline only */
         c->prior = NF_PRIOR_NORMAL;
         break;
     default: /* Glow: K × (ActNorm → invertible linear (LU) → affine coupling with sigmoid(h + 2)) */
@@ -212,7 +213,7 @@ nf_status nf_config_validate(const nf_config *c) {
     if (autoregressive && (c->channels || c->height || c->width))
         return nf_fail(NF_ERR_INVALID, "%s: vector data only (no image model; use glow, realnvp, nsf or nice for images)", nf_model_name(c->model));
     if ((unsigned)c->order > NF_ORDER_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown ordering %d", (int)c->order);
-    if ((unsigned)c->transform > NF_TRANSFORM_AFFINE) return nf_fail(NF_ERR_INVALID, "unknown transform %d", (int)c->transform);
+    if ((unsigned)c->transform > NF_TRANSFORM_SPLINE) return nf_fail(NF_ERR_INVALID, "unknown transform %d", (int)c->transform);
     if (autoregressive) {
         if (c->dim < 1 || c->dim > 1 << 20)
             return nf_fail(NF_ERR_INVALID, "data dimension %d: an autoregressive flow needs 1 to 1048576 dimensions", (int)c->dim);
@@ -221,7 +222,7 @@ nf_status nf_config_validate(const nf_config *c) {
     } else if (c->dim < 2 || c->dim > 1 << 20)
         return nf_fail(NF_ERR_INVALID, "data dimension %d: a coupling flow needs 2 to 1048576 dimensions%s", (int)c->dim,
                        c->dim == 1 ? " (for 1-D data use --model nsf: an element-wise spline, or maf)" : "");
-    if (c->model == NF_MODEL_NSF) {
+    if (c->model == NF_MODEL_NSF || (autoregressive && c->transform == NF_TRANSFORM_SPLINE)) {
         if (c->bins < 2 || c->bins > 64) return nf_fail(NF_ERR_INVALID, "spline bins %d: must be 2..64", (int)c->bins);
         if (!(c->bound > 0 && c->bound < 1e6)) return nf_fail(NF_ERR_INVALID, "spline bound %g: must be in (0, 1e6)", c->bound);
         if (c->elementwise != 0 && c->elementwise != 1) return nf_fail(NF_ERR_INVALID, "elementwise %d: must be 0 or 1", (int)c->elementwise);

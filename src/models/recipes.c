@@ -129,7 +129,10 @@ nf_status nf_model_build(nf_flow *f) {
         case NF_MODEL_MAF:
         case NF_MODEL_IAF:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
-            PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, &L));
+            if (c->transform == NF_TRANSFORM_SPLINE)
+                PUSH(nf_maf_spline_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->bins, c->bound, c->order, &L));
+            else
+                PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, &L));
             nf_maf_set_init_std(f->layers[f->nlayers - 1], c->init_std);
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
             if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
