@@ -67,7 +67,7 @@ for kind in toy csv idx dir; do
             applies=0
             has "$data" "$kind" && has "$models" "$model" && applies=1
             X=() # the spline's options on an autoregressive model need its spline transform
-            case $model:$name in maf:bins|maf:bound|iaf:bins|iaf:bound) X=(--transform spline) ;; esac
+            case $model:$name in maf:bins|maf:bound|iaf:bins|iaf:bound) X=(--transform spline) ;; maf:scale|iaf:scale) X=(--transform affine) ;; esac
             rm -f "$T/x.ckpt"
             "$NFLOW" train "${B[@]}" "${X[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
             rc=$?
@@ -92,15 +92,23 @@ for model in maf iaf; do
     [ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$model: vector data only" "$T/err" && [ ! -e "$T/ar-img.ckpt" ] && ok || bad "$model on images: $(cat "$T/err")"
 done
 
-# the finer rules of maf/iaf: --bins/--bound need --transform spline, --scale the affine transform
-R=(--model maf $(base_data toy) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt")
-for bad_args in "--bins 5" "--bound 2" "--transform spline --scale sigmoid"; do
+# the finer rules of maf/iaf: --bins/--bound need the spline transform, --scale the affine one (the
+# default: spline on 2-D data, affine on tables); each case: the option the message must name, the kind
+# of data, the arguments
+for c in "bins csv --bins 5" "bound csv --bound 2" "scale csv --transform spline --scale sigmoid" "scale toy --scale tanh" \
+         "bins toy --transform affine --bins 4"; do
+    set -- $c
+    opt=$1 kind=$2
+    shift 2
     rm -f "$T/fr.ckpt"
-    "$NFLOW" train "${R[@]}" $bad_args >"$T/out" 2>"$T/err"
-    rc=$? opt=${bad_args##*--} && opt=${opt%% *}
-    [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--$opt" "$T/err" && [ ! -e "$T/fr.ckpt" ] && ok || bad "maf $bad_args: $(cat "$T/err")"
+    "$NFLOW" train --model maf $(base_data $kind) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--$opt" "$T/err" && [ ! -e "$T/fr.ckpt" ] && ok || bad "maf ($kind) $*: $(cat "$T/err")"
 done
-"$NFLOW" train "${R[@]}" --transform spline --bins 4 --bound 3 >/dev/null 2>&1 && [ -s "$T/fr.ckpt" ] && ok || bad "maf --transform spline --bins 4 --bound 3"
+"$NFLOW" train --model maf $(base_data csv) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt" --transform spline --bins 4 --bound 3 >/dev/null 2>&1 && \
+    [ -s "$T/fr.ckpt" ] && ok || bad "maf --transform spline --bins 4 --bound 3"
+"$NFLOW" train --model maf $(base_data toy) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr2.ckpt" --bins 4 >/dev/null 2>&1 && \
+    [ -s "$T/fr2.ckpt" ] && ok || bad "maf on 2-D data (spline by default) --bins 4"
 
 # --- effects
 V=(--model realnvp --data moons --train-size 256 --test-size 32 --depth 2 --hidden 8 --batch 16 --quiet)

@@ -81,6 +81,7 @@ int cmd_train(int argc, char **argv) {
         nrows = vtrain->n;
     }
     apply_arch(&o, &cfg);
+    check_transform_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own transform */
     cfg.seed = o.seed;
     if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
     if (vtrain && o.batch > vtrain->n) die("option --batch: %lld is larger than the %lld training rows", (long long)o.batch, (long long)vtrain->n);

@@ -76,11 +76,11 @@ const opt_def nf_cli_options[] = {
     {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow/nsf levels, realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW | M_NSF, 1, "1"},
     {"blocks", 0, O_BLOCKS, K_INT, 0, 64, 0, "B", "residual blocks per coupling ResNet (4)", C_TRAIN, SRC_IMG, 0, M_REALNVP, 1, "1"},
     {"logit-alpha", 0, O_LOGIT, K_REAL, 0, 0.4999, 0, "A", "logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)", C_TRAIN, SRC_IMG, 0, M_CPL, 1, "0.05"},
-    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8; maf, iaf: with --transform spline)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "5"},
-    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3; maf, iaf: with --transform spline)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "2.5"},
+    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "5"},
+    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "2.5"},
     {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
     {"order", 0, O_ORDER, K_ENUM, 0, 0, "order", "O", "MADE input ordering of every block: natural, reverse or random (from --seed)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "random"},
-    {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine, or spline (rational-quadratic: --bins, --bound)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
+    {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine or spline (rational-quadratic: --bins, --bound); default spline on 2-D data, affine on tables", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
     /* other commands */
     {"num", 'n', O_N, K_INT, 1, 1e8, 0, "N", "samples (1000; image grid 64)", C_SAMPLE, 0, MA, 0, 0},
     {"temperature", 0, O_TEMP, K_REAL, 0, 100, 0, "T", "scale of the prior (1)", C_SAMPLE, 0, MA, 0, 0},
@@ -345,6 +345,17 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
     if (o->threads) nf_set_threads(o->threads);
 }
 
+/* See options.h: maf/iaf's transform is known once the defaults for the data are (spline on 2-D data,
+ * affine on tables); --bins and --bound need the spline, --scale the affine map. */
+void check_transform_options(const opts *o, const nf_config *cfg) {
+    if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
+    const char *t = nf_enum_name("transform", (int)cfg->transform);
+    if (cfg->transform != NF_TRANSFORM_SPLINE && (GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)))
+        die("option --%s applies to the spline transform only (this %s uses --transform %s)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t);
+    if (cfg->transform != NF_TRANSFORM_AFFINE && GIVEN(o, O_SCALE))
+        die("option --scale applies to the affine transform only (this %s uses --transform %s)", nf_model_name(cfg->model), t);
+}
+
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
     int img = (src & SRC_IMG) != 0;
     for (const opt_def *d = nf_cli_options; d->name; d++) {
@@ -361,12 +372,6 @@ void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
     /* finer rules than the table's columns */
     if (GIVEN(o, O_SCALE) && model == NF_MODEL_GLOW && GIVEN(o, O_COUPLING) && o->cfg.coupling == NF_COUPLING_ADDITIVE)
         die("option --scale applies to affine couplings only (not with --coupling additive)");
-    if ((model == NF_MODEL_MAF || model == NF_MODEL_IAF) && !img) { /* the spline's options need the spline, the scale the affine map */
-        int spline = GIVEN(o, O_TRANSFORM) && o->cfg.transform == NF_TRANSFORM_SPLINE;
-        if (!spline && (GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)))
-            die("option --%s applies to --transform spline only (the %s model's default transform is affine)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name((nf_model_type)model));
-        if (spline && GIVEN(o, O_SCALE)) die("option --scale applies to the affine transform only (not with --transform spline)");
-    }
     if (GIVEN(o, O_TESTFRAC) && o->test_data) die("option --test-frac: not used with --test-data (the test set is given)");
 }
 

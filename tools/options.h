@@ -82,6 +82,9 @@ const opt_def *opt_find(opt_code code, unsigned cmd);
 /* Refuse (one line, exit 1) the first option given to command cmd that cannot apply to data from
  * source `src` (SRC_*) and (train) to model `model` (nf_model_type). */
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model);
+/* Refuse (one line, exit 1) maf/iaf options that the transform in cfg (defaults for the data applied)
+ * does not use: --bins/--bound without the spline, --scale without the affine map. */
+void check_transform_options(const opts *o, const nf_config *cfg);
 /* die("missing --NAME") unless v */
 void need(const char *v, const char *name);
 

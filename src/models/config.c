@@ -176,7 +176,11 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
         c->hidden = 64;
         c->perm = NF_PERM_REVERSE;
         c->order = NF_ORDER_NATURAL;
-        c->bins = 8, c->bound = 4; /* used by --transform spline only */
+        /* 2-D data (the toys): spline blocks (8 gaussians: 2.839 nats against the entropy 2.838 with the
+         * default command, affine 3.065); tables: affine (two 8-column cases: KL 0.33 and 0.18 affine,
+         * 0.34 and 0.48 spline — the splines overfit 20 000 rows) */
+        c->transform = dim <= 2 ? NF_TRANSFORM_SPLINE : NF_TRANSFORM_AFFINE;
+        c->bins = 8, c->bound = 4; /* used by the spline transform only */
         c->prior = NF_PRIOR_NORMAL;
         break;
     default: /* Glow: K × (ActNorm → invertible linear (LU) → affine coupling with sigmoid(h + 2)) */
