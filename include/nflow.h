@@ -155,7 +155,7 @@ void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);
  * nice: 4 couplings of 5 × 1000 MLPs on the flattened image, logistic prior). */
 void nf_config_default_image(nf_config *cfg, nf_model_type model, int32_t C, int32_t H, int32_t W);
 nf_status nf_config_validate(const nf_config *cfg);
-/* Names <-> enums ("nice", "realnvp", "glow", "maf", "iaf"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
+/* Names <-> enums ("nice", "realnvp", "glow", "nsf", "maf", "iaf"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
 int nf_model_from_name(const char *name);
 const char *nf_model_name(nf_model_type m);
 /* Any enum of nf_config by kind: "model", "activation", "coupling", "scale", "partition", "prior",

@@ -35,7 +35,7 @@ base_arch() { # KIND MODEL: a tiny architecture of options that model uses
     toy:*|csv:*) echo "--depth 2 --hidden 8" ;;
     *:nice) echo "--depth 1 --hidden 8 --mlp-layers 1" ;;
     *:realnvp) echo "--hidden 4 --blocks 1 --levels 1" ;;
-    *:glow) echo "--levels 1 --depth 1 --hidden 4" ;;
+    *:glow|*:nsf) echo "--levels 1 --depth 1 --hidden 4" ;;
     esac
 }
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
@@ -49,7 +49,7 @@ done
 [ "$(wc -l <"$T/table")" -ge 40 ] && ok || bad "option table has only $(wc -l <"$T/table") train options"
 
 for kind in toy csv idx dir; do
-    models_of_kind="nice realnvp glow"
+    models_of_kind="nice realnvp glow nsf"
     case $kind in toy|csv) models_of_kind="$models_of_kind maf iaf" ;; esac # autoregressive: vectors only
     for model in $models_of_kind; do
         B=(--model "$model" $(base_data $kind) $(base_arch $kind $model) --steps 3 --batch 8 --quiet)

@@ -345,7 +345,9 @@ static nf_layer *mk_maf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_m
 static nf_layer *mk_iaf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, 4, 2.0, NF_ORDER_NATURAL, &g_made)); }
 static nf_layer *mk_prefix_maf_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_spline_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, 3, 1.5, NF_ORDER_REVERSE, &g_made)), D); }
 static nf_layer *mk_prefix_iaf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)), D); }
-/* spline layers: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval */
+/* spline layers: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval. Their
+ * cases are "kinked": log g' is continuous but not differentiable at the knots and at ±B, so a
+ * difference stencil that straddles one is wrong there (float's steps of 1e-2 do, now and then). */
 static nf_layer *mk_spline_halves(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, &g_made)); }
 static nf_layer *mk_spline_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 6, 1, NF_ACT_TANH, 3, 2.0, &g_made)); }
 static nf_layer *mk_spline_relu(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 1, NF_ACT_LEAKY_RELU, 4, 1.5, &g_made)); }
@@ -459,6 +461,23 @@ static void setup_models(void) {
     cfg_maf_spline.order = NF_ORDER_RANDOM, cfg_maf_spline.actnorm = 1;
 }
 
+/* NSF: spline couplings with random permutations, ActNorm, an element-wise spline in front, diag prior;
+ * 2-D without permutations (alternating parts); 1-D (the element-wise spline alone); 1 × 4 × 4 images
+ * in Glow's layout with conv spline couplings */
+static nf_config cfg_nsf, cfg_nsf2, cfg_nsf1, cfg_nsf_img;
+static void setup_nsf_models(void) {
+    nf_config_default(&cfg_nsf, NF_MODEL_NSF, 5);
+    cfg_nsf.depth = 3, cfg_nsf.hidden = 6, cfg_nsf.act = NF_ACT_TANH, cfg_nsf.bins = 4, cfg_nsf.bound = 1.5;
+    cfg_nsf.actnorm = 1, cfg_nsf.elementwise = 1, cfg_nsf.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    nf_config_default(&cfg_nsf2, NF_MODEL_NSF, 2);
+    cfg_nsf2.depth = 3, cfg_nsf2.hidden = 5, cfg_nsf2.act = NF_ACT_TANH, cfg_nsf2.bins = 3, cfg_nsf2.bound = 2, cfg_nsf2.perm = NF_PERM_NONE;
+    cfg_nsf2.partition = NF_PART_ODDEVEN;
+    nf_config_default(&cfg_nsf1, NF_MODEL_NSF, 1);
+    cfg_nsf1.bins = 5, cfg_nsf1.bound = 1.5;
+    nf_config_default_image(&cfg_nsf_img, NF_MODEL_NSF, 1, 4, 4);
+    cfg_nsf_img.depth = 2, cfg_nsf_img.hidden = 3, cfg_nsf_img.bins = 3, cfg_nsf_img.bound = 1.5;
+}
+
 static const conf_case cases[] = {
     {"additive coupling (halves)", 6, mk_add_halves, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
     {"additive coupling (odd/even, D odd)", 5, mk_add_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 0, 0},
@@ -490,15 +509,19 @@ static const conf_case cases[] = {
     {"prefix: actnorm on 3 of 6 columns", 6, mk_prefix_actnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
     {"prefix: batch norm on 4 of 5 columns", 5, mk_prefix_batchnorm, NULL, NF_PRIOR_NORMAL, 1, 0, 0},
     {"prefix: permutation of 4 of 6 columns", 6, mk_prefix_perm, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
-    {"spline coupling (halves, K 5, B 1.5)", 5, mk_spline_halves, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
-    {"spline coupling (odd/even, K 3, B 2)", 6, mk_spline_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 0, 0},
+    {"spline coupling (halves, K 5, B 1.5)", 5, mk_spline_halves, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"spline coupling (odd/even, K 3, B 2)", 6, mk_spline_oddeven, NULL, NF_PRIOR_LOGISTIC, 0, 1, 0},
     {"spline coupling, leaky-relu MLP", 4, mk_spline_relu, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
-    {"spline coupling, extreme conditioner outputs", 4, mk_spline_extreme, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
-    {"element-wise spline (K 6, B 1.5)", 3, mk_spline_elem, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
-    {"element-wise spline, extreme parameters", 3, mk_spline_elem_extreme, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
-    {"element-wise spline, 1-D", 1, mk_spline_elem, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"spline coupling, extreme conditioner outputs", 4, mk_spline_extreme, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"element-wise spline (K 6, B 1.5)", 3, mk_spline_elem, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"element-wise spline, extreme parameters", 3, mk_spline_elem_extreme, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"element-wise spline, 1-D", 1, mk_spline_elem, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conv spline coupling (2 × 2 × 3)", 12, mk_conv_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
-    {"prefix: spline coupling on 4 of 6 columns", 6, mk_prefix_spline, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"prefix: spline coupling on 4 of 6 columns", 6, mk_prefix_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"model nsf (permutations, actnorm, element-wise spline, diag prior)", 5, NULL, &cfg_nsf, 0, 1, 1, 0},
+    {"model nsf, 2-D, alternating odd/even", 2, NULL, &cfg_nsf2, 0, 1, 1, 0},
+    {"model nsf, 1-D (element-wise spline)", 1, NULL, &cfg_nsf1, 0, 1, 1, 0},
+    {"model nsf on 1×4×4 images (2 levels, conv spline couplings)", 16, NULL, &cfg_nsf_img, 0, 1, 1, 0},
     {"model nice", 5, NULL, &cfg_nice, 0, 1, 0, 0},
     {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0, 0},
     {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0, 0},
@@ -1056,6 +1079,7 @@ static void test_made_masks(void **state) {
 
 int main(void) {
     setup_models();
+    setup_nsf_models();
     struct CMUnitTest tests[NCASES + 12];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;

@@ -65,6 +65,10 @@ int cmd_train(int argc, char **argv) {
     if (!GIVEN(&o, O_CLIP)) o.clip = img ? CLIP_DEFAULT_IMG : CLIP_DEFAULT_VEC;
     if (img && !GIVEN(&o, O_BATCH)) o.batch = 64;
     if (img && !GIVEN(&o, O_WARMUP)) o.warmup = 500;
+    /* nsf: 10 000 steps with a cosine decay (measured: the checkerboard reaches 3.509 nats, 0.04 above
+     * its entropy, where 5 000 constant-rate steps stop at 3.54 and more bins, width or depth do not help) */
+    if (model == NF_MODEL_NSF && !GIVEN(&o, O_STEPS)) o.steps = 10000;
+    if (model == NF_MODEL_NSF && !GIVEN(&o, O_SCHED)) o.schedule = "cosine";
 
     nf_dataset *vtrain = NULL, *vtest = NULL;
     nf_images *itrain = NULL, *itest = NULL;
