@@ -48,8 +48,9 @@ static int64_t ar_flops(const nf_layer *L) {
 /* ------------------------------------------------------------------ the element-wise transform
  * One coordinate's map v = τ(u; θ) with its parameters θ from the MADE: θ_q = th[q·stride] (the net's
  * output column q·D + d for coordinate d). The layer code below knows τ only through these three. */
-/* Numerically stable log(sigmoid(v)) = −softplus(−v), and sigmoid(v). */
+/* Numerically stable log(sigmoid(v)) = −softplus(−v). */
 static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
+/* Numerically stable sigmoid(v). */
 static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 
 /* The affine log-scale s of the net output hs (tanh(hs) or log sigmoid(hs + 2)), and ds/dhs into *ds
@@ -160,16 +161,18 @@ static void tau_vjp(const ar_layer *A, const nf_real *u, const nf_real *h, const
 }
 
 /* ------------------------------------------------------------------ passes */
-/* Contiguous (n, D) copy of the first D values of rows S apart, and back. */
+/* u (n, D), contiguous = the first D values of each row of x (rows S apart). */
 static void gather(const nf_real *x, int32_t S, nf_real *u, int32_t D, int64_t n) {
     for (int64_t i = 0; i < n; i++) memcpy(u + i * D, x + i * S, sizeof(nf_real) * (size_t)D);
 }
+/* The first D values of each row of x (rows S apart) = u (n, D); the rest of each row untouched. */
 static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t n) {
     for (int64_t i = 0; i < n; i++) memcpy(x + i * S, u + i * D, sizeof(nf_real) * (size_t)D);
 }
 
 /* The work buffers of the file comment. */
 typedef struct { nf_real *Pm, *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc; } ar_work;
+/* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
 static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     int64_t D = A->base.dim, P = A->net.P;
     ar_work W;

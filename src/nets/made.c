@@ -9,8 +9,9 @@
  * thus sees only inputs of degree < deg[d]: ∂y_d/∂x_i = 0 unless deg[i] < deg[d]. */
 #include "nets/nets.h"
 
-/* Inputs and outputs of linear l of the MLP. */
+/* Inputs of linear l of the MLP. */
 static int64_t lin_in(const nf_mlp *m, int32_t l) { return l == 0 ? m->in : m->hidden; }
+/* Outputs of linear l of the MLP. */
 static int64_t lin_out(const nf_mlp *m, int32_t l) { return l == m->layers ? m->out : m->hidden; }
 
 /* Degree of hidden unit k. */
@@ -66,14 +67,12 @@ void nf_made_order(const nf_made *m, const nf_real *deg, int32_t *order) {
 void nf_made_init(const nf_made *m, nf_real *P, nf_real *deg, nf_rng *rng) {
     nf_mlp_init(&m->mlp, P, rng);
     int32_t D = m->D;
-    if (m->order == NF_ORDER_RANDOM) {
-        int64_t *idx = malloc(sizeof(int64_t) * (size_t)D);
-        if (idx) { /* init cannot fail: without memory the ordering stays natural (D ≤ 2^20 longs) */
-            nf_shuffle(idx, D, rng);
-            for (int32_t r = 0; r < D; r++) deg[idx[r]] = (nf_real)(r + 1);
-            free(idx);
-        } else {
-            for (int32_t i = 0; i < D; i++) deg[i] = (nf_real)(i + 1);
+    if (m->order == NF_ORDER_RANDOM) { /* a random permutation of the degrees 1..D (Fisher–Yates in place) */
+        for (int32_t i = 0; i < D; i++) deg[i] = (nf_real)(i + 1);
+        for (int32_t i = D - 1; i > 0; i--) {
+            int32_t k = (int32_t)(nf_rng_u64(rng) % (uint64_t)(i + 1));
+            nf_real t = deg[i];
+            deg[i] = deg[k], deg[k] = t;
         }
     } else {
         for (int32_t i = 0; i < D; i++) deg[i] = (nf_real)(m->order == NF_ORDER_REVERSE ? D - i : i + 1);
