@@ -84,7 +84,11 @@ double nf_rng_normal(nf_rng *r);    /* N(0, 1), Box–Muller, no cached state */
 double nf_rng_logistic(nf_rng *r);  /* standard logistic: log(u / (1 − u)) */
 
 /* ---------------------------------------------------------------- model configuration */
-typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_NSF } nf_model_type;
+/* NSF: neural spline flows (see bins/bound below). MAF and IAF (vectors only): K autoregressive blocks,
+ * each an affine (or spline) transform whose parameters for coordinate d come from a MADE that sees only
+ * the coordinates before d in its ordering; MAF's density is one pass and its sampling D passes, IAF
+ * the reverse (layers/maf.c). */
+typedef enum { NF_MODEL_NICE = 0, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_NSF, NF_MODEL_MAF, NF_MODEL_IAF } nf_model_type;
 typedef enum { NF_ACT_RELU = 0, NF_ACT_TANH, NF_ACT_LEAKY_RELU } nf_activation;
 typedef enum { NF_COUPLING_AFFINE = 0, NF_COUPLING_ADDITIVE } nf_coupling_type;
 /* Bounded scale of the affine coupling:
@@ -96,11 +100,17 @@ typedef enum { NF_SCALE_TANH = 0, NF_SCALE_SIGMOID } nf_scale_type;
 typedef enum { NF_PART_HALVES = 0, NF_PART_ODDEVEN } nf_partition;
 typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN } nf_prior_type;
 typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM } nf_perm_type;
+/* The input ordering of a MADE (maf, iaf): coordinate d is conditioned on those before it in the order
+ * 0, 1, …, D−1 (NATURAL), D−1, …, 0 (REVERSE) or a random one drawn from the model's seed (RANDOM). */
+typedef enum { NF_ORDER_NATURAL = 0, NF_ORDER_REVERSE, NF_ORDER_RANDOM } nf_order_type;
+/* The element-wise map of an autoregressive block (maf, iaf): AFFINE v = (u − μ)·e^s (s bounded by
+ * `scale`) or SPLINE v = g(u), a rational-quadratic spline of `bins` bins on [−bound, bound]. */
+typedef enum { NF_TRANSFORM_AFFINE = 0, NF_TRANSFORM_SPLINE } nf_transform_type;
 
 typedef struct {
     nf_model_type model;
-    int32_t dim;            /* D, data dimension (≥ 2; nsf ≥ 1) */
-    int32_t depth;          /* couplings (nice, realnvp) or steps (glow) */
+    int32_t dim;            /* D, data dimension (≥ 2; nsf, maf and iaf ≥ 1) */
+    int32_t depth;          /* couplings (nice, realnvp), steps (glow) or autoregressive blocks (maf, iaf) */
     int32_t hidden;         /* width of coupling MLPs */
     int32_t layers;         /* hidden layers of coupling MLPs (≥ 1) */
     nf_activation act;
@@ -135,6 +145,8 @@ typedef struct {
     int32_t elementwise;    /* nsf vectors: 1 = an element-wise spline (one per coordinate) in front */
     double bound;           /* nsf: B of every spline */
     uint64_t seed;          /* parameter initialisation and random permutations */
+    nf_order_type order;    /* maf/iaf: the MADEs' input ordering (natural; blocks are separated by `perm`) */
+    nf_transform_type transform; /* maf/iaf: the blocks' element-wise map (affine; spline uses bins, bound) */
 } nf_config;
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
@@ -144,11 +156,11 @@ void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);
  * nice: 4 couplings of 5 × 1000 MLPs on the flattened image, logistic prior). */
 void nf_config_default_image(nf_config *cfg, nf_model_type model, int32_t C, int32_t H, int32_t W);
 nf_status nf_config_validate(const nf_config *cfg);
-/* Names <-> enums ("nice", "realnvp", "glow", "nsf"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
+/* Names <-> enums ("nice", "realnvp", "glow", "nsf", "maf", "iaf"; "relu", "tanh", "leaky_relu"; …). Return -1 if unknown. */
 int nf_model_from_name(const char *name);
 const char *nf_model_name(nf_model_type m);
 /* Any enum of nf_config by kind: "model", "activation", "coupling", "scale", "partition", "prior",
- * "perm". nf_enum_from_name returns -1 for an unknown name; nf_enum_name returns "?" for a bad value. */
+ * "perm", "order", "transform". nf_enum_from_name returns -1 for an unknown name; nf_enum_name returns "?" for a bad value. */
 int nf_enum_from_name(const char *kind, const char *name);
 const char *nf_enum_name(const char *kind, int value);
 

@@ -49,7 +49,9 @@ done
 [ "$(wc -l <"$T/table")" -ge 40 ] && ok || bad "option table has only $(wc -l <"$T/table") train options"
 
 for kind in toy csv idx dir; do
-    for model in nice realnvp glow nsf; do
+    models_of_kind="nice realnvp glow nsf"
+    case $kind in toy|csv) models_of_kind="$models_of_kind maf iaf" ;; esac # autoregressive: vectors only
+    for model in $models_of_kind; do
         B=(--model "$model" $(base_data $kind) $(base_arch $kind $model) --steps 3 --batch 8 --quiet)
         "$NFLOW" train "${B[@]}" --steps 2 --out "$T/ck-$kind-$model" >"$T/out" 2>"$T/err" || bad "base run $kind $model: $(cat "$T/err")"
         while IFS=$'\t' read -r name okind example data vm im; do
@@ -64,8 +66,10 @@ for kind in toy csv idx dir; do
             case $kind in toy|csv) models=$vm ;; *) models=$im ;; esac
             applies=0
             has "$data" "$kind" && has "$models" "$model" && applies=1
+            X=() # the spline's options on an autoregressive model need its spline transform
+            case $model:$name in maf:bins|maf:bound|iaf:bins|iaf:bound) X=(--transform spline) ;; maf:scale|iaf:scale) X=(--transform affine) ;; esac
             rm -f "$T/x.ckpt"
-            "$NFLOW" train "${B[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
+            "$NFLOW" train "${B[@]}" "${X[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
             rc=$?
             what="train --$name ${V[*]} ($kind, $model)"
             if [ $applies -eq 1 ]; then
@@ -81,6 +85,30 @@ for kind in toy csv idx dir; do
         done <"$T/table"
     done
 done
+
+# maf and iaf are refused on images, in one line naming the model
+for model in maf iaf; do
+    "$NFLOW" train --model $model $(base_data idx) --steps 2 --batch 8 --out "$T/ar-img.ckpt" >"$T/out" 2>"$T/err"
+    [ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$model: vector data only" "$T/err" && [ ! -e "$T/ar-img.ckpt" ] && ok || bad "$model on images: $(cat "$T/err")"
+done
+
+# the finer rules of maf/iaf: --bins/--bound need the spline transform, --scale the affine one (the
+# default: spline on 2-D data, affine on tables); each case: the option the message must name, the kind
+# of data, the arguments
+for c in "bins csv --bins 5" "bound csv --bound 2" "scale csv --transform spline --scale sigmoid" "scale toy --scale tanh" \
+         "bins toy --transform affine --bins 4"; do
+    set -- $c
+    opt=$1 kind=$2
+    shift 2
+    rm -f "$T/fr.ckpt"
+    "$NFLOW" train --model maf $(base_data $kind) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--$opt" "$T/err" && [ ! -e "$T/fr.ckpt" ] && ok || bad "maf ($kind) $*: $(cat "$T/err")"
+done
+"$NFLOW" train --model maf $(base_data csv) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt" --transform spline --bins 4 --bound 3 >/dev/null 2>&1 && \
+    [ -s "$T/fr.ckpt" ] && ok || bad "maf --transform spline --bins 4 --bound 3"
+"$NFLOW" train --model maf $(base_data toy) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr2.ckpt" --bins 4 >/dev/null 2>&1 && \
+    [ -s "$T/fr2.ckpt" ] && ok || bad "maf on 2-D data (spline by default) --bins 4"
 
 # --- effects
 V=(--model realnvp --data moons --train-size 256 --test-size 32 --depth 2 --hidden 8 --batch 16 --quiet)

@@ -38,6 +38,24 @@ awk -F, 'NR==FNR { if (FNR > 1) for (i = 1; i <= NF; i++) a[FNR, i] = $i; next }
 "$NFLOW" plot --model "$T/m.ckpt" --data moons --size 64 --out "$T/p.png" >/dev/null && \
     [ "$(head -c 4 "$T/p.png" | tail -c 3)" = "PNG" ] && ok || bad "plot"
 "$NFLOW" train --help | grep -q -- "--steps" && ok || bad "train --help"
+# the autoregressive flows through the same cycle: train, eval, sample, encode/decode round trip, plot
+for MA in maf iaf "maf --transform spline"; do
+    M=${MA%% *} && [ "$MA" != "$M" ] && M=$M-spline
+    "$NFLOW" train --model $MA --data moons --steps 40 --batch 64 --train-size 2000 --test-size 500 --out "$T/$M.ckpt" --quiet >"$T/train.out" 2>&1 && \
+        grep -q "test log-likelihood" "$T/train.out" && ok || bad "train $M: $(cat "$T/train.out")"
+    "$NFLOW" eval --model "$T/$M.ckpt" --data moons --test-size 500 >"$T/eval.out" && grep -q "±" "$T/eval.out" && ok || bad "eval $M"
+    "$NFLOW" sample --model "$T/$M.ckpt" -n 50 --out "$T/s-$M.csv" && "$NFLOW" encode --model "$T/$M.ckpt" --in "$T/s-$M.csv" --out "$T/z-$M.csv" && \
+        "$NFLOW" decode --model "$T/$M.ckpt" --in "$T/z-$M.csv" --out "$T/x-$M.csv" && \
+        awk -F, 'NR==FNR { if (FNR > 1) for (i = 1; i <= NF; i++) a[FNR, i] = $i; next }
+                 FNR > 1 { n++; for (i = 1; i <= NF; i++) { d = a[FNR, i] - $i; if (d < 0) d = -d; if (d > 1e-4) bad = 1 } }
+                 END { exit bad || n != 50 }' "$T/s-$M.csv" "$T/x-$M.csv" && ok || bad "$M: decode(encode(x)) != x"
+    "$NFLOW" plot --model "$T/$M.ckpt" --data moons --size 64 --out "$T/p-$M.png" >/dev/null && \
+        [ "$(head -c 4 "$T/p-$M.png" | tail -c 3)" = "PNG" ] && ok || bad "plot $M"
+done
+# a one-column CSV: an autoregressive flow takes it (a coupling needs two columns)
+awk 'BEGIN { srand(5); print "v"; for (i = 0; i < 400; i++) printf "%f\n", 3 + 2 * (rand() + rand() - 1) }' >"$T/one.csv"
+"$NFLOW" train --model maf --data "$T/one.csv" --steps 20 --batch 32 --out "$T/one.ckpt" --quiet >/dev/null 2>&1 && \
+    "$NFLOW" eval --model "$T/one.ckpt" --data "$T/one.csv" >/dev/null && ok || bad "maf on a one-column CSV"
 # a CSV model with standardisation, and eval of a CSV
 printf 'a,b,c\n' >"$T/d.csv"
 awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); printf "%f,%f,%f\n", 100*u, u + v, 5 - 3*v } }' >>"$T/d.csv"
@@ -71,8 +89,10 @@ IMG=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte"
 "$NFLOW" train "${IMG[@]}" --steps 6 --resume "$T/b.ckpt" --out "$T/b.ckpt" >/dev/null 2>&1 && \
     cmp -s "$T/a.ckpt" "$T/b.ckpt" && ok || bad "resumed training differs from an uninterrupted run"
 # vector --resume: 20 steps in one run, or 10 + 10 with a resume, give the same model (samples with one
-# seed agree to the last digit) — realnvp with standardisation on a CSV, and nice on a toy set
-for V in "--model realnvp --data $T/d.csv --standardize on" "--model nice --data moons --train-size 2000 --test-size 100"; do
+# seed agree to the last digit) — realnvp with standardisation on a CSV, nice on a toy set, maf (random
+# orders, batch norm) on the CSV and iaf on the toy set
+for V in "--model realnvp --data $T/d.csv --standardize on" "--model nice --data moons --train-size 2000 --test-size 100" \
+         "--model maf --data $T/d.csv --order random --batchnorm 1" "--model iaf --data moons --train-size 2000 --test-size 100"; do
     "$NFLOW" train $V --steps 20 --batch 32 --quiet --out "$T/va.ckpt" >/dev/null 2>&1 && \
     "$NFLOW" train $V --steps 10 --batch 32 --quiet --out "$T/vb.ckpt" >/dev/null 2>&1 && \
     "$NFLOW" train $V --steps 20 --batch 32 --quiet --resume "$T/vb.ckpt" --out "$T/vb.ckpt" >/dev/null 2>&1 && \
@@ -108,6 +128,9 @@ done
 # bench: one short measurement, table and JSON
 "$NFLOW" bench realnvp-moons --threads 1 --seconds 0.2 --json "$T/bench.json" >"$T/bench.out" && \
     grep -q "^realnvp-moons  *1 " "$T/bench.out" && grep -q '"train_samples_per_s"' "$T/bench.json" && ok || bad "bench"
+for M in maf iaf; do
+    "$NFLOW" bench $M-moons --threads 1 --seconds 0.1 >"$T/bench.out" && grep -q "^$M-moons  *1 " "$T/bench.out" && ok || bad "bench $M-moons"
+done
 
 # --- bad input
 printf '1,2\n3,oops\n' >"$T/nonnum.csv"

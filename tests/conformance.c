@@ -30,6 +30,7 @@
 #include "kernels/kernels.h"
 #include "layers/rqspline.h"
 #include "models/models.h"
+#include "nets/nets.h"
 #include "train/train.h"
 
 #define DBL (sizeof(nf_real) == 8)
@@ -330,6 +331,20 @@ static nf_layer *mk_masked_checker(nf_registry *c, int32_t D) { return ok_layer(
 static nf_layer *mk_masked_channel(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2, &g_made)); }
 static nf_layer *mk_masked_prefix(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1, &g_made)), D); }
 static nf_layer *mk_logit(nf_registry *c, int32_t D) { return ok_layer(nf_logit_create(c, "l", D, 0.05, &g_made)); }
+/* autoregressive layers (MAF, IAF) on MADEs: every ordering, both scales, D = 1, a prefix of the rows */
+static nf_layer *mk_maf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_NATURAL, &g_made)); }
+static nf_layer *mk_maf_sigmoid_rev(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 7, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)); }
+static nf_layer *mk_maf_random_relu(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_LEAKY_RELU, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)); }
+static nf_layer *mk_maf_3layers(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 5, 3, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)); }
+static nf_layer *mk_iaf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)); }
+static nf_layer *mk_iaf_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_NATURAL, &g_made)); }
+static nf_layer *mk_iaf_reverse(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_REVERSE, &g_made)); }
+static nf_layer *mk_prefix_maf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 0, 6, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)), D); }
+/* autoregressive spline blocks: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval */
+static nf_layer *mk_maf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, 5, 1.5, NF_ORDER_RANDOM, &g_made)); }
+static nf_layer *mk_iaf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, 4, 2.0, NF_ORDER_NATURAL, &g_made)); }
+static nf_layer *mk_prefix_maf_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_spline_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, 3, 1.5, NF_ORDER_REVERSE, &g_made)), D); }
+static nf_layer *mk_prefix_iaf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)), D); }
 /* spline layers: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval. Their
  * cases are "kinked": log g' is continuous but not differentiable at the knots and at ±B, so a
  * difference stencil that straddles one is wrong there (float's steps of 1e-2 do, now and then). */
@@ -400,7 +415,7 @@ static nf_layer *mk_faulty_spline_bw(nf_registry *c, int32_t D) { nf_layer *L = 
 
 /* ------------------------------------------------------------------ the model cases */
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
-    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1;
+    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline;
 
 static void setup_models(void) {
     nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
@@ -429,6 +444,25 @@ static void setup_models(void) {
     /* one scale of 4 checkerboard couplings on 2 × 2 × 2, ResNets without blocks, no logit */
     nf_config_default_image(&cfg_realnvp_img1, NF_MODEL_REALNVP, 2, 2, 2);
     cfg_realnvp_img1.levels = 1, cfg_realnvp_img1.hidden = 2, cfg_realnvp_img1.blocks = 0, cfg_realnvp_img1.logit_alpha = 0;
+    /* MAF / IAF: 3 blocks of MADEs 2 × 6, reversed between blocks; one with random orders and
+     * permutations, ActNorm, batch norm, sigmoid scales and standardisation; IAF with a learned prior */
+    nf_model_type ar[] = {NF_MODEL_MAF, NF_MODEL_MAF, NF_MODEL_IAF};
+    nf_config *arc[] = {&cfg_maf, &cfg_maf_full, &cfg_iaf};
+    for (int i = 0; i < 3; i++) {
+        nf_config_default(arc[i], ar[i], 5);
+        arc[i]->depth = 3, arc[i]->hidden = 6, arc[i]->layers = 2, arc[i]->act = NF_ACT_TANH;
+    }
+    cfg_maf_full.order = NF_ORDER_RANDOM, cfg_maf_full.perm = NF_PERM_RANDOM, cfg_maf_full.actnorm = 1;
+    cfg_maf_full.batchnorm = 1, cfg_maf_full.scale = NF_SCALE_SIGMOID, cfg_maf_full.standardize = 1;
+    cfg_iaf.order = NF_ORDER_REVERSE, cfg_iaf.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    nf_config_default(&cfg_maf_1d, NF_MODEL_MAF, 1); /* one column: each block an affine map with learned constants */
+    cfg_maf_1d.depth = 2, cfg_maf_1d.hidden = 3, cfg_maf_1d.act = NF_ACT_TANH;
+    /* spline blocks (K 4 on [−2, 2]); maf with random orders and ActNorm, iaf with reversed orders */
+    cfg_maf_spline = cfg_maf, cfg_iaf_spline = cfg_iaf;
+    cfg_maf_spline.depth = cfg_iaf_spline.depth = 2;
+    cfg_maf_spline.transform = cfg_iaf_spline.transform = NF_TRANSFORM_SPLINE;
+    cfg_maf_spline.bins = cfg_iaf_spline.bins = 4, cfg_maf_spline.bound = cfg_iaf_spline.bound = 2;
+    cfg_maf_spline.order = NF_ORDER_RANDOM, cfg_maf_spline.actnorm = 1;
 }
 
 /* NSF: spline couplings with random permutations, ActNorm, an element-wise spline in front, diag prior;
@@ -503,6 +537,28 @@ static const conf_case cases[] = {
     {"model glow on 1×4×4 images (additive, plain 1x1, learned prior)", 16, NULL, &cfg_glow_img_add, 0, 1, 1, 0},
     {"model realnvp on 1×4×4 images (2 scales, logit, ResNet)", 16, NULL, &cfg_realnvp_img, 0, 1, 1, 1},
     {"model realnvp on 2×2×2 images (1 scale, no blocks)", 8, NULL, &cfg_realnvp_img1, 0, 1, 1, 0},
+    {"MAF block, tanh scale, natural order", 5, mk_maf_tanh, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"MAF block, sigmoid scale, reverse order, 1 hidden layer", 6, mk_maf_sigmoid_rev, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"MAF block, random order, leaky-relu MADE", 4, mk_maf_random_relu, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"MAF block, random order, 3 hidden layers narrower than D", 7, mk_maf_3layers, NULL, NF_PRIOR_LOGISTIC, 0, 0, 0},
+    {"MAF block on 1 dimension", 1, mk_maf_tanh, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"IAF block, tanh scale, random order", 5, mk_iaf_tanh, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"IAF block, sigmoid scale, natural order", 4, mk_iaf_sigmoid, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0, 0},
+    {"prefix: MAF block on 4 of 6 columns", 6, mk_prefix_maf, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"prefix: IAF block on 3 of 5 columns", 5, mk_prefix_iaf, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"model maf", 5, NULL, &cfg_maf, 0, 1, 0, 0},
+    {"model maf (random orders and perms, actnorm, batch norm, sigmoid, standardize)", 5, NULL, &cfg_maf_full, 0, 1, 0, 0},
+    {"model iaf (reverse order, learned prior)", 5, NULL, &cfg_iaf, 0, 1, 0, 0},
+    {"model maf on 1 column", 1, NULL, &cfg_maf_1d, 0, 1, 0, 0},
+    /* (the autoregressive spline cases are "kinked" like the other spline cases: log g' has a kink at every
+     * knot and at ±B, and a float stencil of 1e-2 — moved further by the D-pass solve — straddles one now
+     * and then) */
+    {"MAF spline block (K 5, B 1.5, random order)", 4, mk_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"IAF spline block (K 4, B 2, natural order)", 4, mk_iaf_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"MAF spline block on 1 dimension", 1, mk_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"prefix: IAF spline block on 3 of 5 columns", 5, mk_prefix_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"model maf, spline transform (random orders, actnorm)", 5, NULL, &cfg_maf_spline, 0, 1, 1, 0},
+    {"model iaf, spline transform", 5, NULL, &cfg_iaf_spline, 0, 1, 1, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -611,7 +667,8 @@ static void test_squeeze_layout(void **state) {
 
 static void test_couplings_start_as_identity(void **state) {
     NF_UNUSED(state);
-    layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu};
+    layer_factory mk[] = {mk_add_halves, mk_add_oddeven, mk_aff_tanh, mk_aff_relu, mk_maf_tanh, mk_maf_random_relu, mk_iaf_tanh, mk_iaf_reverse};
+    /* (the autoregressive spline blocks start as the identity spline: test_splines_start_as_identity) */
     for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
         conf_case c = {"id", 6, mk[i], NULL, NF_PRIOR_NORMAL, 0, 0, 0};
         nf_flow *f = build(&c);
@@ -736,6 +793,11 @@ static void test_constructors_report_invalid(void **state) {
     assert_true(strstr(nf_last_error(), "alpha") != NULL);
     assert_int_equal(nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "even") != NULL);
+    assert_int_equal(nf_maf_create(&ctx, "maf", 0, 0, 4, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_NATURAL, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "dimensions") != NULL);
+    assert_int_equal(nf_maf_create(&ctx, "iaf", 3, 1, 4, 2, NF_ACT_TANH, NF_SCALE_TANH, (nf_order_type)7, &L), NF_ERR_INVALID);
+    assert_true(strstr(nf_last_error(), "ordering") != NULL);
+    assert_null(L);
     assert_int_equal(ctx.ntensors, 0); /* nothing was reserved for the rejected layers */
     nf_registry_free(&ctx);
 }
@@ -764,6 +826,77 @@ static void test_singular_weight_in_backward(void **state) {
     assert_true(strstr(nf_last_error(), "singular") != NULL);
     free(cache), free(work);
     nf_flow_free(f);
+}
+
+/* ------------------------------------------------------------------ autoregressive structure */
+/* Entries of the central-difference Jacobian of f (one layer, D ≤ 16) at the N rows of x, permuted by
+ * order (J'[r][c] = ∂z_order[r]/∂x_order[c]): *above counts nonzero entries above the diagonal (must be
+ * 0: exact zeros, as masked weights are exactly zero), *below nonzero ones below it, *zero_diag zero
+ * diagonal entries. */
+static void triangular_counts(nf_flow *f, const int32_t *order, const nf_real *x, int64_t *above, int64_t *below,
+                              int64_t *zero_diag) {
+    int32_t D = nf_flow_dim(f);
+    *above = *below = *zero_diag = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double J[16 * 16];
+        for (int32_t k = 0; k < D; k++) {
+            nf_real xp[16], xm[16], zp[16], zm[16];
+            memcpy(xp, x + i * D, sizeof(nf_real) * (size_t)D);
+            memcpy(xm, x + i * D, sizeof(nf_real) * (size_t)D);
+            xp[k] += (nf_real)JAC_H, xm[k] -= (nf_real)JAC_H;
+            assert_int_equal(nf_flow_forward(f, xp, zp, NULL, 1), NF_OK);
+            assert_int_equal(nf_flow_forward(f, xm, zm, NULL, 1), NF_OK);
+            for (int32_t j = 0; j < D; j++) J[j * D + k] = ((double)zp[j] - (double)zm[j]) / ((double)xp[k] - (double)xm[k]);
+        }
+        for (int32_t r = 0; r < D; r++)
+            for (int32_t c = 0; c < D; c++) {
+                double v = J[order[r] * D + order[c]];
+                if (c > r) *above += v != 0;
+                else if (c < r) *below += v != 0;
+                else *zero_diag += v == 0;
+            }
+    }
+}
+
+/* MAF's and IAF's Jacobians are lower triangular in their MADE's ordering (nf_maf_order), for every
+ * ordering and both directions' one-pass and D-pass forms: after a random perturbation of EVERY
+ * parameter (masked weights too — the masks must hold however the weights move), the permuted
+ * central-difference Jacobian has exact zeros above the diagonal, no zero on it, and nonzero entries
+ * below it (the check sees dependence where there is some). Planted fault: a layer whose masks follow
+ * another ordering than the one it reports (checked against the reversed ordering) must fail. */
+static void test_autoregressive_triangular(void **state) {
+    NF_UNUSED(state);
+    struct { const char *name; layer_factory mk; int32_t D; } ar[] = {
+        {"MAF natural", mk_maf_tanh, 5}, {"MAF reverse", mk_maf_sigmoid_rev, 6}, {"MAF random, leaky relu", mk_maf_random_relu, 4},
+        {"MAF random, 3 layers", mk_maf_3layers, 7}, {"IAF random", mk_iaf_tanh, 5}, {"IAF natural", mk_iaf_sigmoid, 4},
+        {"IAF reverse", mk_iaf_reverse, 6}, {"MAF spline, random", mk_maf_spline, 5}, {"IAF spline, natural", mk_iaf_spline, 4}};
+    for (size_t t = 0; t < sizeof ar / sizeof ar[0]; t++) {
+        conf_case c = {ar[t].name, ar[t].D, ar[t].mk, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
+        nf_flow *f = build(&c);
+        int32_t D = ar[t].D, order[16], seen[16] = {0}, rev[16];
+        nf_maf_order(nf_flow_layer(f, 0), order);
+        for (int32_t r = 0; r < D; r++) {
+            assert_true(order[r] >= 0 && order[r] < D && !seen[order[r]]); /* a permutation */
+            seen[order[r]] = 1, rev[r] = order[D - 1 - r];
+        }
+        nf_rng rng;
+        nf_rng_seed(&rng, 21 + t);
+        nf_real *p = nf_flow_params(f), x[N * 16];
+        for (int64_t k = 0; k < nf_flow_num_params(f); k++) p[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
+        fill_normal(&rng, x, N * D, 1.0, 0.0);
+        int64_t above, below, zd, fab, fbe, fzd;
+        triangular_counts(f, order, x, &above, &below, &zd);
+        triangular_counts(f, rev, x, &fab, &fbe, &fzd);
+        print_message("  %-24s order", ar[t].name);
+        for (int32_t r = 0; r < D; r++) print_message(" %d", (int)order[r]);
+        print_message(": above the diagonal %lld nonzero, below %lld of %lld, zero diagonal %lld; reversed order: %lld above\n",
+                      (long long)above, (long long)below, (long long)(N * D * (D - 1) / 2), (long long)zd, (long long)fab);
+        assert_true(above == 0);
+        assert_true(zd == 0);
+        assert_true(below * 2 >= N * D * (D - 1) / 2); /* generic weights: most lower entries nonzero */
+        assert_true(fab > 0);                          /* the planted mismatch is caught */
+        nf_flow_free(f);
+    }
 }
 
 /* ------------------------------------------------------------------ the spline, element by element */
@@ -897,7 +1030,8 @@ static void test_rq_spline_edges(void **state) {
  * output or zero parameters is the identity spline; rounding only). */
 static void test_splines_start_as_identity(void **state) {
     NF_UNUSED(state);
-    struct { layer_factory mk; int32_t D; } mk[] = {{mk_spline_halves, 6}, {mk_spline_oddeven, 5}, {mk_spline_elem, 4}, {mk_conv_spline, 12}};
+    struct { layer_factory mk; int32_t D; } mk[] = {{mk_spline_halves, 6}, {mk_spline_oddeven, 5}, {mk_spline_elem, 4}, {mk_conv_spline, 12},
+                                                    {mk_maf_spline, 5}, {mk_iaf_spline, 4}};
     for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
         conf_case c = {"id", mk[i].D, mk[i].mk, NULL, NF_PRIOR_NORMAL, 0, 0, 0};
         nf_flow *f = build(&c);
@@ -912,10 +1046,72 @@ static void test_splines_start_as_identity(void **state) {
     }
 }
 
+/* MADE itself (nets): its weights are kept masked (the initial parameters equal their masked copy),
+ * output p·D + d does not move when an input of degree ≥ deg[d] moves (exactly), and the weight
+ * gradient of every masked entry is exactly 0, so an optimiser never unmasks one. */
+static void test_made_masks(void **state) {
+    NF_UNUSED(state);
+    enum { D = 5, B = 3 };
+    nf_registry r;
+    memset(&r, 0, sizeof r);
+    nf_made m;
+    memset(&m, 0, sizeof m);
+    m.D = D, m.P = 2, m.order = NF_ORDER_RANDOM;
+    m.mlp.in = D, m.mlp.out = 2 * D, m.mlp.hidden = 6, m.mlp.layers = 2, m.mlp.act = NF_ACT_TANH, m.mlp.init_std = 0.5;
+    assert_int_equal(nf_made_reserve(&r, "made", &m), NF_OK);
+    assert_int_equal(nf_registry_allocate(&r), NF_OK);
+    nf_rng rng;
+    nf_rng_seed(&rng, 8);
+    nf_real *P = r.params, *deg = r.buffers + m.off_deg;
+    nf_made_init(&m, P, deg, &rng);
+    int64_t np = nf_made_num_params(&m), nmasked = 0;
+    nf_real *Pm = malloc(sizeof(nf_real) * (size_t)np);
+    nf_made_mask(&m, P, deg, Pm);
+    for (int64_t k = 0; k < np; k++) assert_true(Pm[k] == P[k]); /* kept masked from the start */
+    for (int64_t k = 0; k < np; k++) P[k] += (nf_real)(0.5 * nf_rng_normal(&rng)); /* unmask everything … */
+    nf_made_mask(&m, P, deg, Pm);                                                   /* … the net still masks */
+    for (int64_t k = 0; k < np; k++) nmasked += Pm[k] == 0;
+    nf_real x[B * D], y[B * 2 * D], y2[B * 2 * D], dy[B * 2 * D], dx[B * D];
+    nf_real *cache = malloc(sizeof(nf_real) * (size_t)nf_made_cache_size(&m, B));
+    nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_made_work_size(&m, B));
+    fill_normal(&rng, x, B * D, 1.0, 0.0);
+    nf_made_forward(&m, Pm, x, y, B, cache);
+    int64_t dependent = 0;
+    for (int32_t i = 0; i < D; i++) {
+        nf_real keep[B];
+        for (int b = 0; b < B; b++) keep[b] = x[b * D + i], x[b * D + i] += 1;
+        nf_made_forward(&m, Pm, x, y2, B, cache);
+        for (int b = 0; b < B; b++) {
+            x[b * D + i] = keep[b];
+            for (int32_t o = 0; o < 2 * D; o++) {
+                if (deg[i] >= deg[o % D]) assert_true(y2[b * 2 * D + o] == y[b * 2 * D + o]);
+                else dependent += y2[b * 2 * D + o] != y[b * 2 * D + o];
+            }
+        }
+    }
+    /* the masked entries' weight gradients */
+    fill_normal(&rng, dy, B * 2 * D, 1.0, 0.0);
+    nf_made_forward(&m, Pm, x, y, B, cache);
+    memset(r.grads, 0, sizeof(nf_real) * (size_t)np);
+    nf_made_backward(&m, Pm, r.grads, deg, x, cache, dy, dx, B, work);
+    int64_t nonzero_masked = 0, nonzero = 0;
+    for (int64_t k = 0; k < np; k++) {
+        nonzero += r.grads[k] != 0;
+        nonzero_masked += Pm[k] == 0 && P[k] != 0 && r.grads[k] != 0;
+    }
+    print_message("  MADE D = 5, 2 × 6 hidden: %lld of %lld parameters masked, %lld input-output dependences seen, "
+                  "%lld nonzero gradients, %lld on masked entries\n", (long long)nmasked, (long long)np, (long long)dependent,
+                  (long long)nonzero, (long long)nonzero_masked);
+    assert_true(nmasked > 0 && dependent > 0 && nonzero > 0);
+    assert_true(nonzero_masked == 0);
+    free(Pm), free(cache), free(work);
+    nf_registry_free(&r);
+}
+
 int main(void) {
     setup_models();
     setup_nsf_models();
-    struct CMUnitTest tests[NCASES + 11];
+    struct CMUnitTest tests[NCASES + 13];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -931,8 +1127,10 @@ int main(void) {
     tests[NCASES + 5] = (struct CMUnitTest)cmocka_unit_test(test_actnorm_data_init);
     tests[NCASES + 6] = (struct CMUnitTest)cmocka_unit_test(test_constructors_report_invalid);
     tests[NCASES + 7] = (struct CMUnitTest)cmocka_unit_test(test_singular_weight_in_backward);
-    tests[NCASES + 8] = (struct CMUnitTest)cmocka_unit_test(test_rq_spline_edges);
-    tests[NCASES + 9] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
-    tests[NCASES + 10] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 11, NULL, NULL);
+    tests[NCASES + 8] = (struct CMUnitTest)cmocka_unit_test(test_autoregressive_triangular);
+    tests[NCASES + 9] = (struct CMUnitTest)cmocka_unit_test(test_made_masks);
+    tests[NCASES + 10] = (struct CMUnitTest)cmocka_unit_test(test_rq_spline_edges);
+    tests[NCASES + 11] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
+    tests[NCASES + 12] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 13, NULL, NULL);
 }

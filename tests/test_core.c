@@ -180,11 +180,12 @@ static void train_params(int threads, nf_model_type m, nf_real **out, int64_t *n
 
 static void test_threads_identical(void **state) {
     (void)state;
-    for (int m = 0; m < 3; m++) {
+    nf_model_type models[] = {NF_MODEL_NICE, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_MAF, NF_MODEL_IAF};
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
         nf_real *p1, *p2;
         int64_t n1, n2;
-        train_params(1, (nf_model_type)m, &p1, &n1);
-        train_params(2, (nf_model_type)m, &p2, &n2);
+        train_params(1, models[m], &p1, &n1);
+        train_params(2, models[m], &p2, &n2);
         assert_int_equal(n1, n2);
         assert_memory_equal(p1, p2, sizeof(nf_real) * (size_t)n1);
         free(p1), free(p2);
@@ -202,14 +203,17 @@ static void grads_of(nf_flow *f, const nf_real *x, int64_t n, nf_real *g, double
 
 static void test_recompute_matches_store(void **state) {
     (void)state;
-    nf_config cfg[4];
+    nf_config cfg[6];
     nf_config_default_image(&cfg[0], NF_MODEL_GLOW, 1, 8, 8);
     cfg[0].depth = 3, cfg[0].hidden = 8;
     nf_config_default_image(&cfg[1], NF_MODEL_REALNVP, 1, 8, 8);
     cfg[1].hidden = 6, cfg[1].blocks = 1;
     nf_config_default(&cfg[2], NF_MODEL_NICE, 6);
     nf_config_default(&cfg[3], NF_MODEL_GLOW, 6);
-    for (int c = 0; c < 4; c++) {
+    nf_config_default(&cfg[4], NF_MODEL_MAF, 6);
+    nf_config_default(&cfg[5], NF_MODEL_IAF, 6);
+    cfg[5].transform = NF_TRANSFORM_SPLINE;
+    for (int c = 0; c < 6; c++) {
         cfg[c].init_std = 0.05; /* couplings must not start as the identity, or the test is trivial */
         nf_flow *f;
         assert_int_equal(nf_flow_create(&cfg[c], &f), NF_OK);

@@ -20,7 +20,10 @@
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
-static const char *const workloads[] = {"glow-small", "realnvp-small", "nice-mnist", "realnvp-moons", "nsf-moons", NULL};
+/* the four of workloads.md and the default nsf on the same moons ("all"), then, by name only, the default
+ * maf and iaf on those moons (5 blocks of MADEs 2 × 64; iaf trains with D-pass density, samples in one pass) */
+static const char *const workloads[] = {"glow-small", "realnvp-small", "nice-mnist", "realnvp-moons", "nsf-moons", "maf-moons", "iaf-moons", NULL};
+#define NWORKLOADS_ALL 5
 
 typedef struct {
     double train, eval, sample; /* samples/s */
@@ -60,7 +63,7 @@ static int g_recompute, g_depth; /* --backward recompute, --depth K */
 
 static void run_one(const char *w, double secs, bench_result *r) {
     memset(r, 0, sizeof *r);
-    int image = strcmp(w, "realnvp-moons") != 0 && strcmp(w, "nsf-moons") != 0;
+    int image = strstr(w, "-moons") == NULL;
     nf_status st = NF_OK;
     nf_images *im = NULL;
     nf_dataset *ds = NULL;
@@ -77,7 +80,7 @@ static void run_one(const char *w, double secs, bench_result *r) {
             snprintf(r->err, sizeof r->err, "out of memory");
             return;
         }
-        nf_config_default(&cfg, strcmp(w, "nsf-moons") ? NF_MODEL_REALNVP : NF_MODEL_NSF, 2);
+        nf_config_default(&cfg, !strcmp(w, "nsf-moons") ? NF_MODEL_NSF : !strcmp(w, "maf-moons") ? NF_MODEL_MAF : !strcmp(w, "iaf-moons") ? NF_MODEL_IAF : NF_MODEL_REALNVP, 2);
     }
     if (g_depth) cfg.depth = g_depth;
     TRY(nf_flow_create(&cfg, &f));
@@ -179,7 +182,8 @@ static const char *bench_help =
     "usage: nflow bench WORKLOAD|all [--threads 1,2] [--seconds S] [--json FILE] [--backward store|recompute]\n"
     "                   [--depth K]\n"
     "Measure a workload of ../shared/design/workloads.md: glow-small, realnvp-small, nice-mnist,\n"
-    "realnvp-moons, or nsf-moons (the default NSF on the same moons; or all): steady-state train / eval / sample samples per second, peak resident memory\n"
+    "realnvp-moons, or nsf-moons (the default NSF on the same moons; or all; by name also maf-moons,\n"
+    "iaf-moons: the default maf / iaf there): steady-state train / eval / sample samples per second, peak resident memory\n"
     "and achieved GFLOP/s (training = 3 × forward FLOPs), for each thread count (default 1 and 2).\n"
     "  --seconds S   timed training per configuration (10; evaluation and sampling S/2 each)\n"
     "  --json FILE   also write the results as JSON (temporary file + rename)\n"
@@ -232,7 +236,7 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
     if (!which) die("missing WORKLOAD (glow-small, realnvp-small, nice-mnist, realnvp-moons or all)");
     int known = !strcmp(which, "all");
     for (int k = 0; workloads[k]; k++) known |= !strcmp(which, workloads[k]);
-    if (!known) die("unknown workload '%s' (one of: glow-small, realnvp-small, nice-mnist, realnvp-moons, all)", which);
+    if (!known) die("unknown workload '%s' (one of: glow-small, realnvp-small, nice-mnist, realnvp-moons, nsf-moons, all; also maf-moons, iaf-moons)", which);
     FILE *js = NULL;
     char tmp[4096];
     if (json) {
@@ -246,7 +250,7 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
            "train GF/s", "eval GF/s", "peak MiB");
     int first = 1, failed = 0;
     for (int k = 0; workloads[k]; k++) {
-        if (strcmp(which, "all") && strcmp(which, workloads[k])) continue;
+        if (strcmp(which, "all") ? strcmp(which, workloads[k]) != 0 : k >= NWORKLOADS_ALL) continue;
         for (int t = 0; t < nthreads; t++) {
             bench_result r;
             if (!run_child(workloads[k], threads[t], secs, &r)) die("cannot start a measuring process: %s", strerror(errno));

@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *train_help =
-    "usage: nflow train --model nice|realnvp|glow|nsf --data NAME|FILE --out MODEL.ckpt [options]\n"
+    "usage: nflow train --model nice|realnvp|glow|nsf|maf|iaf --data NAME|FILE --out MODEL.ckpt [options]\n"
     "Fit a flow by maximum likelihood (Adam) and report the test log-likelihood (vectors: nats/example)\n"
     "or bits/dim (images: fashion-mnist, IDX + --test-data, CIFAR-10, a folder of PNG/JPEG). An option\n"
     "that does not apply to the data or model (see [...] below) is refused.\n";
@@ -22,6 +22,7 @@ static void apply_arch(const opts *o, nf_config *c) {
     SET(O_PART, partition); SET(O_PERM, perm); SET(O_PRIOR, prior); SET(O_COUPLING, coupling); SET(O_LU, lu);
     SET(O_BN, batchnorm); SET(O_AN, actnorm); SET(O_INITSTD, init_std); SET(O_LEVELS, levels); SET(O_BLOCKS, blocks);
     SET(O_LOGIT, logit_alpha); SET(O_BINS, bins); SET(O_BOUND, bound); SET(O_ELEMWISE, elementwise);
+    SET(O_ORDER, order); SET(O_TRANSFORM, transform);
 #undef SET
 }
 
@@ -32,7 +33,8 @@ static void check_resume_arch(const opts *o, const nf_config *want, const nf_con
         F(O_DEPTH, depth, 0), F(O_HIDDEN, hidden, 0), F(O_LAYERS, layers, 0), F(O_ACT, act, 0), F(O_SCALE, scale, 0),
         F(O_PART, partition, 0), F(O_PERM, perm, 0), F(O_PRIOR, prior, 0), F(O_COUPLING, coupling, 0), F(O_LU, lu, 0),
         F(O_BN, batchnorm, 0), F(O_AN, actnorm, 0), F(O_INITSTD, init_std, 1), F(O_LEVELS, levels, 0), F(O_BLOCKS, blocks, 0),
-        F(O_LOGIT, logit_alpha, 1), F(O_STD, standardize, 0), F(O_BINS, bins, 0), F(O_BOUND, bound, 1), F(O_ELEMWISE, elementwise, 0)};
+        F(O_LOGIT, logit_alpha, 1), F(O_STD, standardize, 0), F(O_BINS, bins, 0), F(O_BOUND, bound, 1), F(O_ELEMWISE, elementwise, 0),
+        F(O_ORDER, order, 0), F(O_TRANSFORM, transform, 0)};
 #undef F
     for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
         if (!GIVEN(o, f[k].code)) continue;
@@ -48,7 +50,7 @@ int cmd_train(int argc, char **argv) {
     need(o.data, "data"), need(o.out, "out");
     if (!o.resume) need(o.model, "model");
     int model = -1;
-    if (o.model && (model = nf_model_from_name(o.model)) < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow, nsf)", o.model);
+    if (o.model && (model = nf_model_from_name(o.model)) < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow, nsf, maf, iaf)", o.model);
     data_source src = data_source_of(o.data);
     int img = (src & SRC_IMG) != 0;
     nf_flow *f = NULL;
@@ -83,6 +85,7 @@ int cmd_train(int argc, char **argv) {
         nrows = vtrain->n;
     }
     apply_arch(&o, &cfg);
+    check_transform_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own transform */
     cfg.seed = o.seed;
     if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
     if (vtrain && o.batch > vtrain->n) die("option --batch: %lld is larger than the %lld training rows", (long long)o.batch, (long long)vtrain->n);

@@ -15,7 +15,7 @@
 #define MA M_ALL, M_ALL
 /* NAME, SHORT, CODE, KIND, LO, HI, CHOICES, META, HELP, CMDS, DATA, MVEC, MIMG, ARCH, EXAMPLE */
 const opt_def nf_cli_options[] = {
-    {"model", 0, O_MODEL, K_STR, 0, 0, 0, "nice|realnvp|glow|nsf", "the model (with --resume: taken from the checkpoint)", C_TRAIN, DA, MA, 0, 0},
+    {"model", 0, O_MODEL, K_STR, 0, 0, 0, "nice|realnvp|glow|nsf|maf|iaf", "the model (maf, iaf: vector data only; with --resume: taken from the checkpoint)", C_TRAIN, DA, MA, 0, 0},
     {"model", 0, O_MODEL, K_STR, 0, 0, 0, "MODEL.ckpt", "a checkpoint written by nflow train", CA & ~(C_TRAIN | C_DEMO), 0, MA, 0, 0},
     {"data", 0, O_DATA, K_STR, 0, 0, 0, "NAME|FILE|DIR",
      "moons, circles, rings, 8gaussians, checkerboard, pinwheel, 2spirals, a CSV, fashion-mnist, an IDX file, CIFAR-10, a folder of PNG/JPEG",
@@ -59,26 +59,28 @@ const opt_def nf_cli_options[] = {
     {"sample-every", 0, O_SMPEVERY, K_INT, 1, 1e8, 0, "N", "write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)", C_TRAIN, SRC_IMG, MA, 0, "2"},
     {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels of an IDX image file", CI, 0, MA, 0, 0},
     /* architecture: defaults depend on the model and the data */
-    {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8, nsf 4) or glow/nsf steps per level (glow 8, nsf 4)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "2"},
-    {"hidden", 0, O_HIDDEN, K_INT, 1, 65536, 0, "W", "coupling net width (nice 128, others 64; images: glow 128, realnvp 64, nice 1000)", C_TRAIN, DA, M_ALL, M_ALL, 1, "8"},
-    {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "1"},
+    {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8, nsf 4), glow/nsf steps per level (glow 8, nsf 4) or autoregressive blocks (maf, iaf 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "2"},
+    {"hidden", 0, O_HIDDEN, K_INT, 1, 65536, 0, "W", "coupling net / MADE width (nice 128, others 64; images: glow 128, realnvp 64, nice 1000)", C_TRAIN, DA, M_ALL, M_CPL, 1, "8"},
+    {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets / MADEs (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "1"},
     {"activation", 0, O_ACT, K_ENUM, 0, 0, "activation", "A", "relu, tanh or leaky_relu", C_TRAIN, DA, M_ALL, M_NICE, 1, "tanh"},
-    {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW, M_GLOW, 1, "sigmoid"},
-    {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_ALL, M_NICE, 1, "halves"},
-    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (nsf: random, 2-D data reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF, M_NICE, 1, "reverse"},
-    {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic or diag_gaussian", C_TRAIN, DA, M_ALL, M_ALL, 1, "logistic"},
+    {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's / autoregressive block's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW | M_AR, M_GLOW, 1, "sigmoid"},
+    {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_CPL, M_NICE, 1, "halves"},
+    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
+    {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic or diag_gaussian", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
     {"coupling", 0, O_COUPLING, K_ENUM, 0, 0, "coupling", "C", "affine or additive", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "additive"},
     {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW | M_NSF, 1, "0"},
-    {"batchnorm", 0, O_BN, K_INT, 0, 1, 0, "0|1", "batch-norm flow layer after each coupling but the last", C_TRAIN, SRC_VEC, M_REALNVP, 0, 1, "1"},
-    {"actnorm", 0, O_AN, K_INT, 0, 1, 0, "0|1", "ActNorm before each coupling", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF, M_NICE, 1, "1"},
+    {"batchnorm", 0, O_BN, K_INT, 0, 1, 0, "0|1", "batch-norm flow layer after each coupling / block but the last", C_TRAIN, SRC_VEC, M_REALNVP | M_AR, 0, 1, "1"},
+    {"actnorm", 0, O_AN, K_INT, 0, 1, 0, "0|1", "ActNorm before each coupling / block", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "1"},
     {"standardize", 0, O_STD, K_CHOICE, 0, 0, "auto|on|off", "M", "per-column standardisation layer (auto: on for CSV, off for toys)", C_TRAIN, SRC_VEC, M_ALL, 0, 1, "on"},
-    {"init-std", 0, O_INITSTD, K_REAL, 0, 1, 0, "S", "std of the coupling nets' last-layer init (0: identity couplings; NICE on 8gaussians needs e.g. 0.01)", C_TRAIN, DA, M_ALL, M_ALL, 1, "0.01"},
+    {"init-std", 0, O_INITSTD, K_REAL, 0, 1, 0, "S", "std of the coupling nets' last-layer init (0: identity couplings; NICE on 8gaussians needs e.g. 0.01)", C_TRAIN, DA, M_ALL, M_CPL, 1, "0.01"},
     {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow/nsf levels, realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW | M_NSF, 1, "1"},
     {"blocks", 0, O_BLOCKS, K_INT, 0, 64, 0, "B", "residual blocks per coupling ResNet (4)", C_TRAIN, SRC_IMG, 0, M_REALNVP, 1, "1"},
-    {"logit-alpha", 0, O_LOGIT, K_REAL, 0, 0.4999, 0, "A", "logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)", C_TRAIN, SRC_IMG, 0, M_ALL, 1, "0.05"},
-    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8)", C_TRAIN, DA, M_NSF, M_NSF, 1, "5"},
-    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3)", C_TRAIN, DA, M_NSF, M_NSF, 1, "2.5"},
+    {"logit-alpha", 0, O_LOGIT, K_REAL, 0, 0.4999, 0, "A", "logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)", C_TRAIN, SRC_IMG, 0, M_CPL, 1, "0.05"},
+    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "5"},
+    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "2.5"},
     {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
+    {"order", 0, O_ORDER, K_ENUM, 0, 0, "order", "O", "MADE input ordering of every block: natural, reverse or random (from --seed)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "random"},
+    {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine or spline (rational-quadratic: --bins, --bound); default spline on 2-D data, affine on tables", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
     /* other commands */
     {"num", 'n', O_N, K_INT, 1, 1e8, 0, "N", "samples (1000; image grid 64)", C_SAMPLE, 0, MA, 0, 0},
     {"temperature", 0, O_TEMP, K_REAL, 0, 100, 0, "T", "scale of the prior (1)", C_SAMPLE, 0, MA, 0, 0},
@@ -181,7 +183,7 @@ static int parse_enum(const char *opt, const char *kind, const char *s) {
     int v = nf_enum_from_name(kind, s);
     if (v < 0) {
         char list[128] = "";
-        for (int i = 0; i < 4 && strcmp(nf_enum_name(kind, i), "?") != 0; i++) snprintf(list + strlen(list), sizeof list - strlen(list), " %s", nf_enum_name(kind, i));
+        for (int i = 0; i < 8 && strcmp(nf_enum_name(kind, i), "?") != 0; i++) snprintf(list + strlen(list), sizeof list - strlen(list), " %s", nf_enum_name(kind, i));
         die("option --%s: unknown %s '%s' (one of:%s)", opt, kind, s, list);
     }
     return v;
@@ -269,6 +271,8 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_PERM: o->cfg.perm = (nf_perm_type)e; break;
     case O_PRIOR: o->cfg.prior = (nf_prior_type)e; break;
     case O_COUPLING: o->cfg.coupling = (nf_coupling_type)e; break;
+    case O_ORDER: o->cfg.order = (nf_order_type)e; break;
+    case O_TRANSFORM: o->cfg.transform = (nf_transform_type)e; break;
     case O_LR: o->lr = r; break;
     case O_CLIP: o->clip = r; break;
     case O_TEMP: o->temperature = r; break;
@@ -339,6 +343,17 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
     }
     if (optind < argc) die("unexpected argument '%s' (see %s --help)", argv[optind], g_cmd);
     if (o->threads) nf_set_threads(o->threads);
+}
+
+/* See options.h: maf/iaf's transform is known once the defaults for the data are (spline on 2-D data,
+ * affine on tables); --bins and --bound need the spline, --scale the affine map. */
+void check_transform_options(const opts *o, const nf_config *cfg) {
+    if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
+    const char *t = nf_enum_name("transform", (int)cfg->transform);
+    if (cfg->transform != NF_TRANSFORM_SPLINE && (GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)))
+        die("option --%s applies to the spline transform only (this %s uses --transform %s)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t);
+    if (cfg->transform != NF_TRANSFORM_AFFINE && GIVEN(o, O_SCALE))
+        die("option --scale applies to the affine transform only (this %s uses --transform %s)", nf_model_name(cfg->model), t);
 }
 
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {

@@ -13,8 +13,11 @@
 enum { C_TRAIN = 1, C_EVAL = 2, C_SAMPLE = 4, C_ENCODE = 8, C_DECODE = 16, C_PLOT = 32, C_DEMO = 64, C_INTERP = 128,
        C_MANIP = 256 };
 /* models (bit 1 << nf_model_type) */
-enum { M_NICE = 1, M_REALNVP = 2, M_GLOW = 4, M_NSF = 8, M_ALL = 15 };
-#define NF_CLI_NMODELS 4 /* model types 0 .. NF_CLI_NMODELS − 1 (nice, realnvp, glow, nsf) */
+enum { M_NICE = 1, M_REALNVP = 2, M_GLOW = 4, M_NSF = 8, M_MAF = 16, M_IAF = 32 };
+#define M_CPL (M_NICE | M_REALNVP | M_GLOW | M_NSF) /* the coupling flows */
+#define M_AR (M_MAF | M_IAF)                         /* the autoregressive flows (vectors only) */
+#define M_ALL (M_CPL | M_AR)
+#define NF_CLI_NMODELS 6 /* model types 0 .. NF_CLI_NMODELS − 1 (nice, realnvp, glow, nsf, maf, iaf) */
 
 /* --clip defaults, in the unit of the loss the progress line shows. Measured with --clip 0 (grad_norm
  * column of the metrics CSV, 1 thread, Intel Xeon): realnvp on moons, batch 512, 2000 steps: median 13.4,
@@ -33,7 +36,7 @@ typedef enum {
     O_LAYERS, O_ACT, O_SCALE, O_PART, O_PERM, O_PRIOR, O_COUPLING, O_LU, O_BN, O_AN, O_STD, O_INITSTD, O_NTRAIN,
     O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY,
     O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS,
-    O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_TIMELIMIT, O_BINS, O_BOUND, O_ELEMWISE, O_HELP, O_COUNT
+    O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_TIMELIMIT, O_BINS, O_BOUND, O_ELEMWISE, O_ORDER, O_TRANSFORM, O_HELP, O_COUNT
 } opt_code;
 
 typedef enum { K_FLAG, K_INT, K_REAL, K_STR, K_ENUM, K_CHOICE, K_INTS, K_REALS } opt_kind;
@@ -79,6 +82,9 @@ const opt_def *opt_find(opt_code code, unsigned cmd);
 /* Refuse (one line, exit 1) the first option given to command cmd that cannot apply to data from
  * source `src` (SRC_*) and (train) to model `model` (nf_model_type). */
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model);
+/* Refuse (one line, exit 1) maf/iaf options that the transform in cfg (defaults for the data applied)
+ * does not use: --bins/--bound without the spline, --scale without the affine map. */
+void check_transform_options(const opts *o, const nf_config *cfg);
 /* die("missing --NAME") unless v */
 void need(const char *v, const char *name);
 

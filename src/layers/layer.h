@@ -124,6 +124,27 @@ int64_t nf_no_flops(const nf_layer *L); /* layers without matrix products: 0 */
 /* Standardisation statistics (buffers of a standardize layer). */
 void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std);
 
+/* ---------------------------------------------------------------- autoregressive layers (maf.c)
+ * MAF (Papamakarios et al. 2017) with a MADE conditioner (h_μ, h_s) = MADE(x), coordinate d from
+ * x_<d in the MADE's ordering; s = tanh(h_s) (scale TANH) or log sigmoid(h_s + 2) (SIGMOID):
+ *   forward (density, ONE pass):   z_d = (x_d − μ_d(x_<d))·exp(s_d(x_<d))     log|det| = Σ s_d
+ *   inverse (sampling, D passes):  x_d = μ_d(x_<d) + z_d·exp(−s_d(x_<d))
+ * (the paper's α is −s). IAF (Kingma et al. 2016) is the same map run the other way, the MADE seeing z:
+ *   inverse (sampling, ONE pass):  x_d = (z_d − μ_d(z_<d))·exp(s_d(z_<d))
+ *   forward (density, D passes):   z_d = μ_d(z_<d) + x_d·exp(−s_d(z_<d))     log|det| = −Σ s_d(z)
+ * The MADE's last layer starts at zero (identity start; init_std > 0: noise). iaf 0: MAF, 1: IAF. */
+nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                        nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out);
+/* The same block with a rational-quadratic spline as the element-wise map (Durkan et al. 2019, rqspline.h):
+ * v_d = g_θd(u_d), θ_d = 3K − 1 MADE outputs (K = bins on [−bound, bound], identity outside), log|det| =
+ * Σ log g'; MAF's forward and IAF's inverse one pass, the other direction D passes of the exact inverse. */
+nf_status nf_maf_spline_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                               nf_activation act, int32_t bins, double bound, nf_order_type order, nf_layer **out);
+void nf_maf_set_init_std(nf_layer *L, double std);
+/* order[r] = the coordinate of rank r in the layer's MADE ordering (r = 0..dim−1): z_order[r] depends
+ * on x_order[0..r] only (the Jacobian is lower triangular in this order). */
+void nf_maf_order(const nf_layer *L, int32_t *order);
+
 /* ---------------------------------------------------------------- priors (prior.c) */
 typedef struct {
     nf_prior_type type;

@@ -3,7 +3,8 @@
  *   RealNVP: K × (affine coupling [→ batch norm] [→ permutation]); images: multi-scale masked couplings
  *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split
  *   NSF:     [element-wise spline →] K × ([ActNorm →] spline coupling [→ permutation]); 1-D data: the
- *            element-wise spline alone; images: Glow's levels with spline couplings */
+ *            element-wise spline alone; images: Glow's levels with spline couplings
+ *   MAF/IAF: K × ([ActNorm →] autoregressive block on a MADE [→ batch norm] [→ permutation]) (vectors) */
 #include "models/flow_impl.h"
 
 /* Append L (ownership passes to f, also on failure: L is freed then) to f's layer list, growing it;
@@ -124,6 +125,17 @@ nf_status nf_model_build(nf_flow *f) {
             PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale, &L));
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
             if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+            break;
+        case NF_MODEL_MAF:
+        case NF_MODEL_IAF:
+            if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
+            if (c->transform == NF_TRANSFORM_SPLINE)
+                PUSH(nf_maf_spline_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->bins, c->bound, c->order, &L));
+            else
+                PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, &L));
+            nf_maf_set_init_std(f->layers[f->nlayers - 1], c->init_std);
+            if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
+            if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
             break;
         case NF_MODEL_GLOW:
             PUSH(nf_actnorm_create(x, NAME(), D, &L));

@@ -75,4 +75,41 @@ void nf_resnet_forward(const nf_resnet *m, const nf_real *P, const nf_real *x, n
 void nf_resnet_backward(const nf_resnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
 
+/* ---------------------------------------------------------------- MADE (made.c)
+ * A masked MLP (Germain et al. 2015): D inputs, P·D outputs, output column p·D + d is parameter p of
+ * coordinate d. Input i has the degree deg[i] ∈ 1..D (its rank in the ordering), hidden unit k of every
+ * hidden layer the degree m_k = (k mod (D − 1)) + 1 (0 when D = 1); a hidden unit sees the units below
+ * it of degree ≤ its own, an output of coordinate d sees those of degree < deg[d]. So output d depends
+ * only on the inputs before d in the ordering. The weights and biases are an nf_mlp's (same names and
+ * layout); the net runs as that MLP on the masked weights W ⊙ M (nf_made_mask), and the weight
+ * gradients are masked too, so the masked entries keep their initial 0. The degrees live in a state
+ * buffer (saved with the model). */
+typedef struct {
+    nf_mlp mlp;            /* in = D, out = P·D, hidden, layers, act, init_std: the weight layout */
+    int32_t D, P;
+    nf_order_type order;   /* how nf_made_init draws the degrees */
+    int64_t off_deg;       /* buffer offset of deg (D floats, exact integers) */
+} nf_made;
+/* Register "<owner>.net.<l>.weight/bias" (the MLP's) and the buffer "<owner>.net.degree" (D); sets
+ * m->mlp.off and m->off_deg. m->mlp.in/out must be D and P·D. NF_ERR_NOMEM (reason set) on failure. */
+nf_status nf_made_reserve(nf_registry *r, const char *owner, nf_made *m);
+int64_t nf_made_num_params(const nf_made *m);
+/* Floats of cache for n rows (the MLP's) and of scratch for nf_made_backward (2·n·hidden + parameters). */
+int64_t nf_made_cache_size(const nf_made *m, int64_t n);
+int64_t nf_made_work_size(const nf_made *m, int64_t n);
+/* The MLP's initialisation (last layer 0 unless init_std > 0), then the degrees of m->order (RANDOM:
+ * a permutation drawn from rng), then the masked entries of P set to 0. */
+void nf_made_init(const nf_made *m, nf_real *P, nf_real *deg, nf_rng *rng);
+/* Pm (nf_made_num_params floats) = P with every masked weight set to 0 (biases copied). */
+void nf_made_mask(const nf_made *m, const nf_real *P, const nf_real *deg, nf_real *Pm);
+/* order[r] = the input of rank r (degree r + 1) for r = 0..D−1, from deg. */
+void nf_made_order(const nf_made *m, const nf_real *deg, int32_t *order);
+/* y (n, P·D) = MADE(x (n, D)) with Pm = nf_made_mask's output; cache filled for backward. */
+void nf_made_forward(const nf_made *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n, nf_real *cache);
+/* Given dy (n, P·D): dx (n, D) = ∂L/∂x (overwritten; may be NULL); dP += M ⊙ ∂L/∂W and ∂L/∂b (dP may be
+ * NULL: input gradient only). Pm, x and cache as forward used them; work: nf_made_work_size floats. */
+void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf_real *deg, const nf_real *x,
+                      const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+int64_t nf_made_flops(const nf_made *m); /* per sample, one forward */
+
 #endif

@@ -1,0 +1,364 @@
+/* maf.c — autoregressive affine layers on (n, D) vectors: MAF and IAF on a MADE (formulas: layer.h).
+ * Both use ONE map and its inverse:
+ *   one pass   v = A(u):    v_d = (u_d − μ_d(u))·exp(s_d(u))         (u_<d only, by the MADE's masks)
+ *   D passes   u = A⁻¹(v):  u_d = μ_d(u) + v_d·exp(−s_d(u)), solved in the MADE's order: after pass k
+ *              the coordinates of degree ≤ k are exact (their μ, s see only lower degrees), so D passes
+ *              give u exactly and the last pass's (μ, s) are those of A at u.
+ * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
+ * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
+ * rqspline.h) is three functions (tau_forward / _inverse / _backward); the passes and the backward
+ * below are written for any τ with P parameters per coordinate.
+ * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache.
+ * Work: Pm (masked parameters) | MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache of
+ * a pass that is not cached (MAF's inverse, IAF's inverse). */
+#include "layers/layer.h"
+#include "layers/rqspline.h"
+#include "nets/nets.h"
+
+typedef struct {
+    nf_layer base;
+    int iaf;             /* 0: MAF, 1: IAF */
+    nf_transform_type transform; /* AFFINE (P = 2) or SPLINE (P = 3K − 1) */
+    nf_scale_type scale; /* affine: s = tanh(h_s) or log sigmoid(h_s + 2) */
+    int32_t bins;        /* spline: K bins on [−bound, bound], identity outside */
+    double bound;
+    nf_made net;         /* D inputs → θ: P·D outputs, column q·D + d = parameter q of coordinate d */
+} ar_layer;
+
+/* ------------------------------------------------------------------ sizes */
+/* Cache floats for n rows: u | h | MADE cache. */
+static int64_t ar_cache_size(const nf_layer *L, int64_t n) {
+    const ar_layer *A = (const ar_layer *)L;
+    return n * L->dim + A->net.P * n * L->dim + nf_made_cache_size(&A->net, n);
+}
+
+/* Scratch floats for n rows (see the file comment). */
+static int64_t ar_work_size(const nf_layer *L, int64_t n) {
+    const ar_layer *A = (const ar_layer *)L;
+    return nf_made_num_params(&A->net) + nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim +
+           ar_cache_size(L, n);
+}
+
+/* FLOPs of one sample's forward: one MADE pass (MAF) or D of them (IAF). */
+static int64_t ar_flops(const nf_layer *L) {
+    const ar_layer *A = (const ar_layer *)L;
+    return nf_made_flops(&A->net) * (A->iaf ? L->dim : 1);
+}
+
+/* ------------------------------------------------------------------ the element-wise transform
+ * One coordinate's map v = τ(u; θ) with its parameters θ from the MADE: θ_q = th[q·stride] (the net's
+ * output column q·D + d for coordinate d). The layer code below knows τ only through these three. */
+/* Numerically stable log(sigmoid(v)) = −softplus(−v). */
+static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
+/* Numerically stable sigmoid(v). */
+static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
+
+/* The affine log-scale s of the net output hs (tanh(hs) or log sigmoid(hs + 2)), and ds/dhs into *ds
+ * (may be NULL). */
+static nf_real log_scale(const ar_layer *A, nf_real hs, nf_real *ds) {
+    if (A->scale == NF_SCALE_TANH) {
+        nf_real s = tanh(hs);
+        if (ds) *ds = 1 - s * s;
+        return s;
+    }
+    if (ds) *ds = 1 - sigmoid(hs + 2);
+    return log_sigmoid(hs + 2);
+}
+
+/* τ: affine v = (u − μ)·e^s with θ = (μ, h_s), *ld = log ∂v/∂u = s; spline v = g_θ(u), *ld = log g'(u). */
+static void tau_forward(const ar_layer *A, const nf_real *th, int64_t stride, nf_real u, nf_real *v, nf_real *ld) {
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        double y, l;
+        nf_rqs_forward(th, stride, A->bins, A->bound, (double)u, &y, &l);
+        *v = (nf_real)y, *ld = (nf_real)l;
+        return;
+    }
+    nf_real s = log_scale(A, th[stride], NULL);
+    *v = (u - th[0]) * exp(s);
+    *ld = s;
+}
+
+/* τ⁻¹: affine u = μ + v·e^−s, spline u = g_θ⁻¹(v) (exact root); *ld = the forward's log ∂v/∂u at u. */
+static void tau_inverse(const ar_layer *A, const nf_real *th, int64_t stride, nf_real v, nf_real *u, nf_real *ld) {
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        double x, l;
+        nf_rqs_inverse(th, stride, A->bins, A->bound, (double)v, &x, &l);
+        *u = (nf_real)x, *ld = (nf_real)l;
+        return;
+    }
+    nf_real s = log_scale(A, th[stride], NULL);
+    *u = th[0] + v * exp(-s);
+    *ld = s;
+}
+
+/* Backward of τ at u given gv = ∂L/∂v and gld = ∂L/∂ld: *gu = ∂L/∂u through u directly, gth[q·stride]
+ * = ∂L/∂θ_q (overwritten). Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s = (gv·v + gld)·ds/dh_s; spline:
+ * nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
+static void tau_backward(const ar_layer *A, const nf_real *th, int64_t stride, nf_real u, nf_real gv, nf_real gld,
+                         nf_real *gu, nf_real *gth) {
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        double gx;
+        nf_rqs_backward(th, stride, A->bins, A->bound, (double)u, (double)gv, (double)gld, &gx, gth);
+        *gu = (nf_real)gx;
+        return;
+    }
+    nf_real ds, s = log_scale(A, th[stride], &ds), e = exp(s), v = (u - th[0]) * e;
+    *gu = gv * e;
+    gth[0] = -gv * e;
+    gth[stride] = (gv * v + gld) * ds;
+}
+
+/* One pass of A on contiguous u (n, D) with the net output h (n, P·D): v_d = τ(u_d; θ_d) into rows S
+ * apart; logdet[i] += Σ log ∂v_d/∂u_d (logdet may be NULL). */
+static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet, int64_t n) {
+    int32_t D = A->base.dim, P = A->net.P;
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        nf_real ld = 0, l;
+        for (int32_t d = 0; d < D; d++) {
+            tau_forward(A, h + i * P * D + d, D, u[i * D + d], &v[i * S + d], &l);
+            ld += l;
+        }
+        if (logdet) logdet[i] += ld;
+    }
+}
+
+/* The solve step of A⁻¹: u_d = τ⁻¹(v_d; θ_d) for every d (contiguous (n, D)); ld[i] (may be NULL) =
+ * Σ log ∂v_d/∂u_d at the new u. */
+static void tau_solve(const ar_layer *A, const nf_real *v, const nf_real *h, nf_real *u, nf_real *ld, int64_t n) {
+    int32_t D = A->base.dim, P = A->net.P;
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        nf_real s = 0, l;
+        for (int32_t d = 0; d < D; d++) {
+            tau_inverse(A, h + i * P * D + d, D, v[i * D + d], &u[i * D + d], &l);
+            s += l;
+        }
+        if (ld) ld[i] = s;
+    }
+}
+
+/* The vector-Jacobian product of A at u (net output h) with cotangents csign·c on v (c NULL: 0) and
+ * dsign·dld[i] on the row's log-det (dld NULL: 0): dh (n, P·D) = ∂L/∂θ for the MADE's backward, and
+ * du (may be NULL) = the part through u directly. diag (may be NULL) = ∂v_d/∂u_d. */
+static void tau_vjp(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
+                    const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, nf_real *diag, int64_t n) {
+    int32_t D = A->base.dim, P = A->net.P;
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i = 0; i < n; i++) {
+        nf_real dl = dld ? dsign * dld[i] : 0, g;
+        for (int32_t d = 0; d < D; d++) {
+            int64_t k = i * D + d;
+            tau_backward(A, h + i * P * D + d, D, u[k], c ? csign * c[k] : 0, dl, &g, dh + i * P * D + d);
+            if (du) du[k] = g;
+            if (diag) {
+                nf_real v, l;
+                tau_forward(A, h + i * P * D + d, D, u[k], &v, &l);
+                diag[k] = exp(l);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ passes */
+/* u (n, D), contiguous = the first D values of each row of x (rows S apart). */
+static void gather(const nf_real *x, int32_t S, nf_real *u, int32_t D, int64_t n) {
+    for (int64_t i = 0; i < n; i++) memcpy(u + i * D, x + i * S, sizeof(nf_real) * (size_t)D);
+}
+/* The first D values of each row of x (rows S apart) = u (n, D); the rest of each row untouched. */
+static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t n) {
+    for (int64_t i = 0; i < n; i++) memcpy(x + i * S, u + i * D, sizeof(nf_real) * (size_t)D);
+}
+
+/* The work buffers of the file comment. */
+typedef struct { nf_real *Pm, *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc; } ar_work;
+/* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
+static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
+    int64_t D = A->base.dim, P = A->net.P;
+    ar_work W;
+    W.Pm = w, w += nf_made_num_params(&A->net);
+    W.mwork = w, w += nf_made_work_size(&A->net, n);
+    W.a = w, w += n * D;
+    W.b = w, w += n * D;
+    W.c = w, w += n * D;
+    W.d = w, w += n * D;
+    W.dh = w, w += P * n * D;
+    W.u = w, w += n * D;
+    W.h = w, w += P * n * D;
+    W.mc = w;
+    return W;
+}
+
+/* One pass: out = A(in) (rows S apart), logdet += Σ log ∂v/∂u; u, h, mc receive the MADE's input,
+ * output and cache. */
+static void one_pass(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf_real *out, nf_real *logdet,
+                     int64_t n, nf_real *u, nf_real *h, nf_real *mc) {
+    int32_t D = A->base.dim, S = A->base.ld;
+    gather(in, S, u, D, n);
+    nf_made_forward(&A->net, Pm, u, h, n, mc);
+    tau_apply(A, u, h, out, S, logdet, n);
+}
+
+/* D passes: out = A⁻¹(in) (rows S apart), logdet −= Σ log ∂v/∂u at the result; u, h, mc end as the
+ * MADE's input (= the result), output and cache at the result; v, ld: (n, D) and (n) scratch. */
+static void d_passes(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf_real *out, nf_real *logdet,
+                     int64_t n, nf_real *u, nf_real *h, nf_real *mc, nf_real *v, nf_real *ld) {
+    int32_t D = A->base.dim, S = A->base.ld;
+    gather(in, S, v, D, n);
+    memset(u, 0, sizeof(nf_real) * (size_t)(n * D));
+    for (int32_t k = 0; k < D; k++) {
+        nf_made_forward(&A->net, Pm, u, h, n, mc);
+        tau_solve(A, v, h, u, k + 1 == D ? ld : NULL, n);
+    }
+    /* h and mc are those of the last pass's input, which differs from u only in the coordinate of
+     * degree D, which no net output sees: they are exactly the net's at u */
+    scatter(u, D, out, S, n);
+    if (logdet)
+        for (int64_t i = 0; i < n; i++) logdet[i] -= ld[i];
+}
+
+/* ------------------------------------------------------------------ ops */
+/* ops->forward: MAF z = A(x) in one pass; IAF z = A⁻¹(x) in D passes (log-det −Σ log ∂A/∂u at z).
+ * The MADE's input, output and cache stay in the cache. NF_OK. */
+static nf_status ar_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(training);
+    const ar_layer *A = (const ar_layer *)L;
+    ar_work W = work_of(A, work, n);
+    nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim;
+    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), W.Pm);
+    if (A->iaf) d_passes(A, W.Pm, x, z, logdet, n, u, h, mc, W.a, W.b);
+    else one_pass(A, W.Pm, x, z, logdet, n, u, h, mc);
+    return NF_OK;
+}
+
+/* ops->inverse: MAF x = A⁻¹(z) in D passes; IAF x = A(z) in one pass; logdet −= the forward's. NF_OK. */
+static nf_status ar_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n, nf_real *work) {
+    const ar_layer *A = (const ar_layer *)L;
+    ar_work W = work_of(A, work, n);
+    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), W.Pm);
+    if (A->iaf) one_pass(A, W.Pm, z, x, logdet, n, W.u, W.h, W.mc);
+    else d_passes(A, W.Pm, z, x, logdet, n, W.u, W.h, W.mc, W.a, W.b);
+    return NF_OK;
+}
+
+/* dx rows S apart = p + q (q may be NULL), both contiguous (n, D). */
+static void put_dx(const nf_real *p, const nf_real *q, nf_real *dx, int32_t D, int32_t S, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t d = 0; d < D; d++) dx[i * S + d] = p[i * D + d] + (q ? q[i * D + d] : 0);
+}
+
+/* MAF's backward: z = A(u), log-det Σ log ∂v/∂u. dx = the direct part of A's vjp (c = dz, dld) +
+ * MADEᵀ(∂L/∂θ); the MADE's backward adds its masked weight gradients. */
+static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, const nf_real *h, const nf_real *mc,
+                         const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n) {
+    const nf_layer *L = &A->base;
+    int32_t D = L->dim, S = L->ld;
+    nf_real *c = W->b, *du = W->c, *dunet = W->d;
+    gather(dz, S, c, D, n);
+    tau_vjp(A, u, h, c, 1, dld, 1, W->dh, du, NULL, n);
+    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), NF_B(L, A->net.off_deg), u, mc, W->dh, dunet, n, W->mwork);
+    put_dx(du, dunet, dx, D, S, n);
+}
+
+/* IAF's backward: z = u solves A(u) = x, log-det −Σ log ∂v/∂u (u). With Φ(u) = L(u, logdet(u)) and
+ * J = ∂A/∂u (triangular in the MADE's order, diagonal δ = ∂v_d/∂u_d): ∂L/∂x = λ with Jᵀλ = ∇Φ,
+ * solved by λ ← (∇Φ − (Jᵀλ − δ ⊙ λ)) / δ — exact after D − 1 rounds (the strictly triangular part is
+ * nilpotent), each one input-only MADE backward. Parameters: ∂L/∂θ = −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ,
+ * A's vjp with c = −λ and −dld. */
+static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, const nf_real *h, const nf_real *mc,
+                         const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n) {
+    const nf_layer *L = &A->base;
+    int32_t D = L->dim, S = L->ld;
+    const nf_real *deg = NF_B(L, A->net.off_deg);
+    nf_real *g = W->a, *lam = W->b, *t = W->c, *diag = W->d;
+    /* ∇Φ = dz + (−dld)·∂(Σ log δ)/∂u: directly and through θ */
+    gather(dz, S, g, D, n);
+    tau_vjp(A, u, h, NULL, 0, dld, -1, W->dh, t, diag, n);
+    for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
+    nf_made_backward(&A->net, W->Pm, NULL, deg, u, mc, W->dh, t, n, W->mwork);
+    for (int64_t k = 0; k < n * D; k++) g[k] += t[k], lam[k] = g[k] / diag[k];
+    /* D − 1 rounds through the net's strictly triangular part */
+    for (int32_t r = 1; r < D; r++) {
+        tau_vjp(A, u, h, lam, 1, NULL, 0, W->dh, NULL, NULL, n);
+        nf_made_backward(&A->net, W->Pm, NULL, deg, u, mc, W->dh, t, n, W->mwork);
+        for (int64_t k = 0; k < n * D; k++) lam[k] = (g[k] - t[k]) / diag[k];
+    }
+    tau_vjp(A, u, h, lam, -1, dld, -1, W->dh, NULL, NULL, n);
+    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), deg, u, mc, W->dh, NULL, n, W->mwork);
+    put_dx(lam, NULL, dx, D, S, n);
+}
+
+/* ops->backward: dx = ∂L/∂x (overwritten, first D columns), masked weight gradients added. NF_OK. */
+static nf_status ar_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                             const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(training), NF_UNUSED(x);
+    const ar_layer *A = (const ar_layer *)L;
+    ar_work W = work_of(A, work, n);
+    const nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim;
+    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), W.Pm);
+    if (A->iaf) iaf_backward(A, &W, u, h, mc, dz, dld, dx, n);
+    else maf_backward(A, &W, u, h, mc, dz, dld, dx, n);
+    return NF_OK;
+}
+
+/* ops->init: the MADE's weights (last layer 0 unless init_std > 0), degrees and masks. */
+static void ar_init(nf_layer *L, nf_rng *rng) {
+    ar_layer *A = (ar_layer *)L;
+    nf_made_init(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), rng);
+}
+
+static const nf_layer_ops maf_ops = {"maf", ar_forward, ar_inverse, ar_backward, ar_cache_size, ar_work_size,
+                                     ar_init, nf_layer_no_destroy, ar_flops};
+static const nf_layer_ops iaf_ops = {"iaf", ar_forward, ar_inverse, ar_backward, ar_cache_size, ar_work_size,
+                                     ar_init, nf_layer_no_destroy, ar_flops};
+
+/* Checks the arguments (NF_ERR_INVALID with a reason), allocates the layer with P = 2 (affine) or 3K − 1
+ * (spline) parameters per coordinate and reserves the MADE's tensors; *out or NULL. */
+static nf_status ar_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                           nf_activation act, nf_transform_type transform, nf_scale_type scale, int32_t bins, double bound,
+                           nf_order_type order, nf_layer **out) {
+    *out = NULL;
+    if (dim < 1 || dim > 1 << 20) return nf_fail(NF_ERR_INVALID, "%s: an autoregressive layer needs 1 to 1048576 dimensions (got %d)", name, (int)dim);
+    if (layers < 0 || layers > 32 || (layers > 0 && hidden < 1))
+        return nf_fail(NF_ERR_INVALID, "%s: hidden %d, layers %d: need 0 ≤ layers ≤ 32 and hidden ≥ 1", name, (int)hidden, (int)layers);
+    if (transform == NF_TRANSFORM_AFFINE && scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID)
+        return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
+    nf_status st;
+    if (transform == NF_TRANSFORM_SPLINE && (st = nf_rqs_check(name, bins, bound))) return st;
+    if ((unsigned)order > NF_ORDER_RANDOM) return nf_fail(NF_ERR_INVALID, "%s: unknown ordering %d", name, (int)order);
+    if ((unsigned)act > NF_ACT_LEAKY_RELU) return nf_fail(NF_ERR_INVALID, "%s: unknown activation %d", name, (int)act);
+    ar_layer *A = nf_layer_alloc(sizeof *A, iaf ? &iaf_ops : &maf_ops, r, name, dim);
+    if (!A) return NF_ERR_NOMEM;
+    A->iaf = !!iaf, A->transform = transform, A->scale = scale, A->bins = bins, A->bound = bound;
+    A->net.D = dim, A->net.P = transform == NF_TRANSFORM_SPLINE ? nf_rqs_num_params(bins) : 2, A->net.order = order;
+    A->net.mlp.in = dim, A->net.mlp.out = A->net.P * dim, A->net.mlp.hidden = layers > 0 ? hidden : 0;
+    A->net.mlp.layers = layers, A->net.mlp.act = act;
+    if ((st = nf_made_reserve(r, name, &A->net))) {
+        nf_layer_free(&A->base);
+        return st;
+    }
+    *out = &A->base;
+    return NF_OK;
+}
+
+/* See layer.h: the affine block. */
+nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                        nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out) {
+    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_AFFINE, scale, 0, 0, order, out);
+}
+
+/* See layer.h: the spline block. */
+nf_status nf_maf_spline_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
+                               nf_activation act, int32_t bins, double bound, nf_order_type order, nf_layer **out) {
+    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_SPLINE, NF_SCALE_TANH, bins, bound, order, out);
+}
+
+/* See layer.h. */
+void nf_maf_set_init_std(nf_layer *L, double std) { ((ar_layer *)L)->net.mlp.init_std = std; }
+
+/* See layer.h: from the degree buffer. */
+void nf_maf_order(const nf_layer *L, int32_t *order) {
+    const ar_layer *A = (const ar_layer *)L;
+    nf_made_order(&A->net, NF_B(L, A->net.off_deg), order);
+}
