@@ -11,8 +11,8 @@ from ._version import __version__
 from ._lib import (NflowError, InvalidArgumentError, FileFormatError, FileIOError, NumericError,
                    library_path)
 from .flow import (Flow, set_threads, get_threads, library_version, runtime_info, architecture_options,
-                   field_names)
+                   field_names, load_idx)
 
 __all__ = ["Flow", "NflowError", "InvalidArgumentError", "FileFormatError", "FileIOError", "NumericError",
            "set_threads", "get_threads", "library_version", "runtime_info", "architecture_options",
-           "field_names", "library_path", "__version__"]
+           "field_names", "load_idx", "library_path", "__version__"]

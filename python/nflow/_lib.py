@@ -140,6 +140,8 @@ _fn("nf_trainer_step", _st, _p, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
 _fn("nf_images_dequantize", None, _p, _p, _i64, _i32, _p, _p)
 _fn("nf_flow_evaluate_images", _st, _p, _p, _i32, _u64, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
 _fn("nf_bits_per_dim", _dbl, _dbl, _i64, _i32)
+_fn("nf_images_load_idx", _st, _str, _str, _p)
+_fn("nf_images_free", None, _p)
 
 
 class Rng(ctypes.Structure):

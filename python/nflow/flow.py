@@ -335,9 +335,9 @@ class Flow:
             check(lib.nf_flow_sample(self._handle(), ctypes.byref(rng), float(temperature), x.ctypes.data, n))
         return x.reshape(self._out_shape(n))
 
-    def bits_per_dim(self, x, bits=8, seed=7):
+    def bits_per_dim(self, x, bits=8, seed=1):
         """Mean bits per dimension of images. uint8 (N, C, H, W): reduced to `bits`, uniformly dequantised
-        with seed, as `nflow eval` computes it (nf_flow_evaluate_images). Float images in [-0.5, 0.5):
+        with seed (1, as `nflow eval --seed`), as the CLI computes it (nf_flow_evaluate_images). Float images in [-0.5, 0.5):
         from their mean log-likelihood, (NLL + D ln 2^bits) / (D ln 2)."""
         if self.shape is None:
             raise invalid("bits_per_dim: a vector model; use log_prob")
@@ -439,6 +439,26 @@ class Flow:
                 del keep
             self._fitted = True
         return self
+
+
+def load_idx(images, labels=None):
+    """IDX images (gzip or raw; e.g. Fashion-MNIST in /usr/share/datasets/fashion-mnist/) read by the
+    library's loader (nf_images_load_idx): uint8 (N, 1, H, W), and int32 labels (N,) when a label file
+    is given (else None)."""
+    ptr = ctypes.POINTER(_lib.Images)()
+    check(lib.nf_images_load_idx(str(images).encode(), str(labels).encode() if labels is not None else None,
+                                 ctypes.byref(ptr)))
+    try:
+        im = ptr.contents
+        pix = np.empty((im.n, im.C, im.H, im.W), dtype=np.uint8)
+        ctypes.memmove(pix.ctypes.data, im.pix, pix.nbytes)
+        lab = None
+        if labels is not None and im.labels:
+            lab = np.empty(im.n, dtype=np.int32)
+            ctypes.memmove(lab.ctypes.data, im.labels, lab.nbytes)
+        return pix, lab
+    finally:
+        lib.nf_images_free(ptr)
 
 
 def set_threads(n):
