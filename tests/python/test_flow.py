@@ -30,6 +30,15 @@ def test_architecture_keywords_are_the_cli_names():
     assert (c["depth"], c["hidden"], c["layers"], c["activation"], c["perm"], c["seed"]) == (3, 16, 1, "tanh", "reverse", 5)
     assert c["init_std"] == pytest.approx(0.02)
     assert "mlp_layers" in nflow.architecture_options() and "layers" not in nflow.architecture_options()
+    # values are parsed by the library's field table (nf_config_set_field)
+    with pytest.raises(nflow.InvalidArgumentError, match="field depth: '3x' is not a 32-bit integer"):
+        nflow.Flow("realnvp", dim=3, depth="3x")
+    with pytest.raises(nflow.InvalidArgumentError, match="field seed: '-1' is not an unsigned 64-bit integer"):
+        nflow.Flow("realnvp", dim=3, seed=-1)
+    with pytest.raises(nflow.InvalidArgumentError, match="field init_std: 'nan' is not a finite number"):
+        nflow.Flow("realnvp", dim=3, init_std=float("nan"))
+    assert nflow.Flow("realnvp", dim=3, seed=2 ** 64 - 1).config["seed"] == 2 ** 64 - 1
+    assert nflow.Flow("glow", dim=3, coupling=1).config["coupling"] == "additive"  # an enum by number
 
 
 @pytest.mark.parametrize("model,arch", [("realnvp", {}), ("nice", {"init_std": 0.05}),
