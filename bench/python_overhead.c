@@ -1,6 +1,6 @@
 /* python_overhead.c — the C side of bench/python_overhead.py: the median wall time of one
  * nf_flow_log_prob call on n rows of a checkpoint's model, straight from C.
- *   nflow_python_overhead MODEL.ckpt N REPS   → prints "N median_seconds" */
+ *   nflow_python_overhead MODEL.ckpt N REPS [THREADS]   → prints "N median_seconds" */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -19,11 +19,12 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODEL.ckpt N REPS\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s MODEL.ckpt N REPS [THREADS]\n", argv[0]);
         return 2;
     }
     long long n = atoll(argv[2]), reps = atoll(argv[3]);
+    if (argc == 5) nf_set_threads(atoi(argv[4]));
     nf_flow *f;
     if (n < 1 || reps < 1 || nf_flow_load(argv[1], &f)) {
         fprintf(stderr, "%s: %s\n", argv[1], n < 1 || reps < 1 ? "N and REPS must be >= 1" : nf_last_error());

@@ -1,6 +1,7 @@
 """The cost of calling libnflow from Python: median wall time of Flow.log_prob on 1, 64 and 65 536 rows
 against the same nf_flow_log_prob call made from C (build/nflow_python_overhead), on the same
-checkpoint (the 2-D RealNVP of the CLI's defaults: 8 couplings, MLPs 2 × 64) and the same threads.
+checkpoint (the 2-D RealNVP of the CLI's defaults: 8 couplings, MLPs 2 × 64) and the same threads
+(--threads, default 1: on a shared 2-core machine a 2-thread team's barriers time the neighbours).
 Also the bare ctypes call (no argument checks), to split the binding's own cost from ctypes'.
 
     PYTHONPATH=python /usr/bin/python3 bench/python_overhead.py [--build build]
@@ -48,10 +49,12 @@ def fmt(s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="a few repetitions only: checks the script, times nothing")
     a = ap.parse_args()
     reps_of = {n: (max(r // 100, 2) if a.quick else r) for n, r in REPS.items()}
     cbin = os.path.join(a.build, "nflow_python_overhead")
+    nflow.set_threads(a.threads)
     flow = nflow.Flow("realnvp", dim=2, init_std=0.01)
     with tempfile.TemporaryDirectory() as d:
         ck = os.path.join(d, "m.ckpt")
@@ -63,7 +66,7 @@ def main():
             py = median_time(lambda: flow.log_prob(x), reps)
             xp, op, fp = x.ctypes.data, out.ctypes.data, flow._ptr
             raw = median_time(lambda: _lib.lib.nf_flow_log_prob(fp, xp, op, n), reps)
-            r = subprocess.run([cbin, ck, str(n), str(reps)], capture_output=True, text=True, check=True)
+            r = subprocess.run([cbin, ck, str(n), str(reps), str(a.threads)], capture_output=True, text=True, check=True)
             c = float(r.stdout.split()[1])
             rows.append((n, c, raw, py))
     print("%s, %d threads, nflow %s, Python %s, NumPy %s" % (cpu(), nflow.get_threads(), nflow.library_version(),

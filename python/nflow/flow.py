@@ -171,11 +171,20 @@ class Flow:
             cfg.set(key, value)
         check(lib.nf_config_validate(cfg.ptr))
         check(lib.nf_flow_create(cfg.ptr, ctypes.byref(self._ptr)))
+        self._describe()
+
+    def _describe(self):
+        """Cache the dimension and image shape (a flow's configuration never changes): the per-call
+        path then asks the library nothing but the call itself."""
+        c = self.config
+        self._dim = c["dim"]
+        self._shape = (c["channels"], c["height"], c["width"]) if c["channels"] else None
 
     @classmethod
     def _from_handle(cls, ptr):
         f = cls(model=None)
         f._ptr = ptr
+        f._describe()
         f._fitted = True  # a checkpoint carries its standardisation statistics and ActNorm state
         return f
 
@@ -224,13 +233,12 @@ class Flow:
 
     @property
     def dim(self):
-        return int(lib.nf_flow_dim(self._handle()))
+        return self._dim
 
     @property
     def shape(self):
         """(C, H, W) of an image model, None for a vector model."""
-        c = self.config
-        return (c["channels"], c["height"], c["width"]) if c["channels"] else None
+        return self._shape
 
     @property
     def num_params(self):
