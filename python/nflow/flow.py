@@ -163,12 +163,18 @@ class Flow:
             if int(dim) < 2 or int(dim) > 1 << 20:
                 raise invalid("dim %d: a coupling flow needs 2 to 1048576 dimensions" % int(dim))
             lib.nf_config_default(cfg.ptr, m, int(dim))
-        known = field_names()
+        known, given = field_names(), []
         for name, value in architecture.items():
             key = _CLI_TO_FIELD.get(name.replace("-", "_"), name.replace("-", "_"))
             if key not in known or key in _SHAPE_FIELDS:
                 raise invalid("unknown architecture option '%s' (one of: %s)" % (name, ", ".join(architecture_options())))
             cfg.set(key, value)
+            given.append((name, key))
+        for name, key in given:  # an option that is accepted must have an effect
+            if lib.nf_config_field_applies(cfg.ptr, key.encode()) == 0:
+                extra = " with additive couplings" if key == "scale" and cfg.get("coupling") == "additive" else ""
+                raise invalid("option '%s': the %s model does not use it on %s data%s" % (
+                    name, model, "image" if shape is not None else "vector", extra))
         check(lib.nf_config_validate(cfg.ptr))
         check(lib.nf_flow_create(cfg.ptr, ctypes.byref(self._ptr)))
         self._describe()

@@ -106,6 +106,40 @@ void nf_config_set_u64(nf_config *c, const nf_config_field *fd, uint64_t v) {
     else nf_config_set_int(c, fd, (int64_t)v);
 }
 
+/* Which models use each architecture field, on vectors and on images (bit k: nf_model_type k). The
+ * CLI's option table (tools/options.c, columns mvec/mimg) holds the same facts for `nflow train`;
+ * tests/python/test_flow.py compares the two row by row. Fields not listed apply to every model. */
+#define NICE_ (1u << NF_MODEL_NICE)
+#define RNVP_ (1u << NF_MODEL_REALNVP)
+#define GLOW_ (1u << NF_MODEL_GLOW)
+#define ALL_ (NICE_ | RNVP_ | GLOW_)
+static const struct {
+    const char *key;
+    unsigned vec, img;
+} field_use[] = {
+    {"depth", ALL_, NICE_ | GLOW_},        {"hidden", ALL_, ALL_},          {"layers", ALL_, NICE_ | GLOW_},
+    {"activation", ALL_, NICE_},           {"scale", RNVP_ | GLOW_, GLOW_}, {"partition", ALL_, NICE_},
+    {"perm", NICE_ | RNVP_, NICE_},        {"prior", ALL_, ALL_},           {"coupling", GLOW_, GLOW_},
+    {"lu", GLOW_, GLOW_},                  {"batchnorm", RNVP_, 0},         {"actnorm", NICE_ | RNVP_, NICE_},
+    {"standardize", ALL_, 0},              {"init_std", ALL_, ALL_},        {"levels", 0, RNVP_ | GLOW_},
+    {"blocks", 0, RNVP_},                  {"logit_alpha", 0, ALL_},
+};
+
+/* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
+int nf_config_field_applies(const nf_config *c, const char *key) {
+    if (!nf_config_field_find(key)) return -1;
+    int img = c->channels > 0;
+    unsigned m = 1u << (unsigned)c->model;
+    if (strcmp(key, "scale") == 0 && c->model == NF_MODEL_GLOW && c->coupling == NF_COUPLING_ADDITIVE) return 0;
+    for (size_t k = 0; k < sizeof field_use / sizeof field_use[0]; k++)
+        if (strcmp(key, field_use[k].key) == 0) return ((img ? field_use[k].img : field_use[k].vec) & m) != 0;
+    return 1;
+}
+#undef NICE_
+#undef RNVP_
+#undef GLOW_
+#undef ALL_
+
 /* See nflow.h: the size a binding allocates for an nf_config. */
 size_t nf_config_sizeof(void) { return sizeof(nf_config); }
 /* See nflow.h: the number of fields of the table. */

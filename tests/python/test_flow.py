@@ -41,6 +41,42 @@ def test_architecture_keywords_are_the_cli_names():
     assert nflow.Flow("glow", dim=3, coupling=1).config["coupling"] == "additive"  # an enum by number
 
 
+def test_options_that_do_not_apply_are_refused():
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'coupling': the realnvp model does not use it on vector data"):
+        nflow.Flow("realnvp", dim=2, coupling="additive")
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'levels'"):
+        nflow.Flow("glow", dim=2, levels=2)
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'standardize'.*image data"):
+        nflow.Flow("glow", shape=(1, 4, 4), standardize=True)
+    with pytest.raises(nflow.InvalidArgumentError, match="with additive couplings"):
+        nflow.Flow("glow", dim=2, coupling="additive", scale="tanh")
+    nflow.Flow("glow", dim=2, coupling="affine", scale="tanh", lu=0)  # these apply
+
+
+def test_applicability_equals_the_cli_option_table(cli):
+    """nf_config_field_applies (what Flow refuses) and `nflow train`'s table (what the CLI refuses)
+    state the same facts; `nflow options` prints the CLI's, one option a line."""
+    from nflow.flow import _Config, _CLI_TO_FIELD
+    rows = subprocess.run([cli, "options"], capture_output=True, text=True, check=True).stdout.splitlines()
+    fields, checked = nflow.field_names(), 0
+    for row in rows:
+        name, _kind, _example, _data, vec, img = row.split("\t")
+        key = _CLI_TO_FIELD.get(name.replace("-", "_"), name.replace("-", "_"))
+        if key not in fields or key in ("seed", "channels"):  # seed: not architecture; channels: folder data
+            continue
+        for m, model in enumerate(("nice", "realnvp", "glow")):
+            for image, cli_models in ((False, vec), (True, img)):
+                c = _Config()
+                if image:
+                    _lib.lib.nf_config_default_image(c.ptr, m, 1, 8, 8)
+                else:
+                    _lib.lib.nf_config_default(c.ptr, m, 4)
+                got = _lib.lib.nf_config_field_applies(c.ptr, key.encode())
+                assert got == (model in cli_models.split(",")), (name, model, image)
+                checked += 1
+    assert checked >= 16 * 6
+
+
 @pytest.mark.parametrize("model,arch", [("realnvp", {}), ("nice", {"init_std": 0.05}),
                                         ("glow", {"init_std": 0.05}), ("realnvp", {"batchnorm": 1, "actnorm": 1})])
 def test_encode_decode_round_trip(model, arch):
