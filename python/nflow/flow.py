@@ -214,7 +214,21 @@ class Flow:
             self._ptr = ctypes.c_void_p()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+    def __reduce__(self):
+        """Pickling (joblib, GridSearchCV(n_jobs=...), copy.deepcopy) goes through the checkpoint bytes."""
+        import os
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "flow.ckpt")
+            self.save(path)
+            with open(path, "rb") as fp:
+                data = fp.read()
+        return (_from_checkpoint_bytes, (data, list(self.history_)))
 
     def __enter__(self):
         return self
@@ -453,6 +467,19 @@ class Flow:
                 del keep
             self._fitted = True
         return self
+
+
+def _from_checkpoint_bytes(data, history):
+    """A Flow from the bytes of a checkpoint (the other half of Flow.__reduce__)."""
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "flow.ckpt")
+        with open(path, "wb") as fp:
+            fp.write(data)
+        f = Flow.load(path)
+    f.history_ = history
+    return f
 
 
 def load_idx(images, labels=None):

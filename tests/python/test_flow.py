@@ -132,6 +132,16 @@ def test_save_load_same_numbers(tmp_path):
     np.testing.assert_array_equal(g.sample(50, seed=9), f.sample(50, seed=9))
 
 
+def test_pickle_and_deepcopy():
+    import copy
+    import pickle
+    f = nflow.Flow("realnvp", dim=2, depth=2, hidden=8, standardize=True).fit(moons(128, 2) * 4, steps=5, progress=False)
+    x = moons(20, 3)
+    for g in (pickle.loads(pickle.dumps(f)), copy.deepcopy(f)):
+        assert g._ptr.value != f._ptr.value and g.history_ == f.history_
+        np.testing.assert_array_equal(g.log_prob(x), f.log_prob(x))
+
+
 def test_sampling_reproducible_by_seed():
     f = nflow.Flow("realnvp", dim=3, depth=2, hidden=8, init_std=0.1)
     a, b, c = f.sample(100, seed=42), f.sample(100, seed=42), f.sample(100, seed=43)
