@@ -8,7 +8,7 @@ Where the library is looked for, first match wins:
 
 ctypes.CDLL releases the GIL for the duration of every foreign call (PyDLL would keep it), so the
 library's long calls (a training step, log_prob of many rows) let other Python threads run; the test
-suite checks it (tests/python/test_flow.py::test_gil_released).
+suite checks it (tests/python/test_flow.py::test_gil_released_during_library_calls).
 """
 import ctypes
 import os
