@@ -177,6 +177,30 @@ def test_progress_line(capfd):
     assert "step 40/40" in err and "nats" in err
 
 
+def test_progress_bar_is_tqdm_where_installed(monkeypatch, capfd):
+    import sys
+    import types
+    seen = {"n": 0}
+
+    class FakeTqdm:  # stands in for tqdm.tqdm: the same calls
+        def __init__(self, total, unit, desc):
+            seen["total"] = total
+
+        def update(self, k):
+            seen["n"] += k
+
+        def set_postfix_str(self, s, refresh=False):
+            seen["post"] = s
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
+    nflow.Flow("realnvp", dim=2, depth=2, hidden=8).fit(moons(64, 0), steps=12, batch=16)
+    assert seen["total"] == 12 and seen["n"] == 12 and seen["closed"] and "nats" in seen["post"]
+    assert "nflow fit:" not in capfd.readouterr().err  # no plain line beside the bar
+
+
 def test_errors_are_exceptions(tmp_path):
     f = nflow.Flow("realnvp", dim=2, depth=2, hidden=8)
     with pytest.raises(nflow.InvalidArgumentError, match=r"shape \(5, 3\)"):
