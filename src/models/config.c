@@ -128,6 +128,7 @@ static const struct {
 /* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
 int nf_config_field_applies(const nf_config *c, const char *key) {
     if (!nf_config_field_find(key)) return -1;
+    if ((unsigned)c->model > NF_MODEL_GLOW) return 0; /* no model uses anything; validate names it */
     int img = c->channels > 0;
     unsigned m = 1u << (unsigned)c->model;
     if (strcmp(key, "scale") == 0 && c->model == NF_MODEL_GLOW && c->coupling == NF_COUPLING_ADDITIVE) return 0;
