@@ -60,6 +60,9 @@ typedef enum {
     NF_ERR_NUMERIC   /* non-finite value or singular matrix */
 } nf_status;
 
+/* The library's version, NFLOW_VERSION as it was when the library was built (a static string). A
+ * binding loading the shared library compares it with the version it was written for. */
+const char *nf_version(void);
 /* The reason for the last failure on this thread ("" if none). */
 const char *nf_last_error(void);
 /* Threads used by OpenMP regions. Results are bit-identical for every thread count. */
@@ -163,6 +166,27 @@ const char *nf_model_name(nf_model_type m);
  * "perm", "order", "transform". nf_enum_from_name returns -1 for an unknown name; nf_enum_name returns "?" for a bad value. */
 int nf_enum_from_name(const char *kind, const char *name);
 const char *nf_enum_name(const char *kind, int value);
+
+/* nf_config's fields by name, for bindings and programs that set a configuration without mirroring
+ * the struct: the names are the checkpoint's config keys ("model", "dim", "depth", "hidden", "layers",
+ * "activation", "coupling", "scale", "partition", "perm", "lu", "batchnorm", "actnorm", "prior",
+ * "standardize", "init_std", "channels", "height", "width", "levels", "blocks", "logit_alpha", "seed"),
+ * the one table io/checkpoint.c walks. Values travel as text: integers, reals, enum names (or their
+ * numbers), the seed as a decimal uint64. */
+size_t nf_config_sizeof(void);                 /* sizeof(nf_config): a binding's buffer size */
+int32_t nf_config_field_count(void);
+const char *nf_config_field_name(int32_t i);   /* field i (table order), NULL when out of range */
+/* Parse value by field key's kind and store it into *cfg. NF_ERR_INVALID naming the key and the value
+ * for an unknown key, a value that is not wholly one of the kind (or out of int32 range, or not
+ * finite), an unknown enum name; *cfg is then unchanged. Ranges are nf_config_validate's job. */
+nf_status nf_config_set_field(nf_config *cfg, const char *key, const char *value);
+/* Field key of *cfg as text into buf (n bytes, NUL-terminated; enums by name, reals round-trip with
+ * %.17g). NF_ERR_INVALID for an unknown key or a buffer too small (buf then holds ""). */
+nf_status nf_config_get_field(const nf_config *cfg, const char *key, char *buf, size_t n);
+/* 1 if the model *cfg describes (its model type, vector or image data, and coupling) uses field key,
+ * 0 if the field has no effect on it (e.g. "coupling" for realnvp, "levels" on vectors, "scale" with
+ * additive glow couplings), -1 for an unknown key. The same rules as `nflow train`'s refusals. */
+int nf_config_field_applies(const nf_config *cfg, const char *key);
 
 /* ---------------------------------------------------------------- flows */
 typedef struct nf_flow nf_flow;

@@ -20,6 +20,9 @@ nf_status nf_fail(nf_status st, const char *fmt, ...) {
 /* Empty this thread's reason. */
 void nf_clear_error(void) { g_err[0] = 0; }
 
+/* NFLOW_VERSION of this build (static string; see nflow.h). */
+const char *nf_version(void) { return NFLOW_VERSION; }
+
 /* This thread's reason; "" if none. The string stays owned by the library. */
 const char *nf_last_error(void) { return g_err; }
 

@@ -2,6 +2,7 @@
  * of them: checkpoints write and read the config by walking it), the defaults of each model, validation. */
 #include "models/models.h"
 
+#include <errno.h>
 #include <stddef.h>
 
 /* Names of every enum of nf_config, in enum order; used by the CLI and the checkpoint metadata. */
@@ -112,6 +113,113 @@ void nf_config_set_double(nf_config *c, const nf_config_field *fd, double v) {
 void nf_config_set_u64(nf_config *c, const nf_config_field *fd, uint64_t v) {
     if (fd->kind == NF_FIELD_U64) *(uint64_t *)((char *)c + fd->offset) = v;
     else nf_config_set_int(c, fd, (int64_t)v);
+}
+
+/* Which models use each architecture field, on vectors and on images (bit k: nf_model_type k). The
+ * CLI's option table (tools/options.c, columns mvec/mimg) holds the same facts for `nflow train`;
+ * tests/python/test_flow.py compares the two row by row. Fields not listed apply to every model. */
+#define NICE_ (1u << NF_MODEL_NICE)
+#define RNVP_ (1u << NF_MODEL_REALNVP)
+#define GLOW_ (1u << NF_MODEL_GLOW)
+#define ALL_ (NICE_ | RNVP_ | GLOW_)
+static const struct {
+    const char *key;
+    unsigned vec, img;
+} field_use[] = {
+    {"depth", ALL_, NICE_ | GLOW_},        {"hidden", ALL_, ALL_},          {"layers", ALL_, NICE_ | GLOW_},
+    {"activation", ALL_, NICE_},           {"scale", RNVP_ | GLOW_, GLOW_}, {"partition", ALL_, NICE_},
+    {"perm", NICE_ | RNVP_, NICE_},        {"prior", ALL_, ALL_},           {"coupling", GLOW_, GLOW_},
+    {"lu", GLOW_, GLOW_},                  {"batchnorm", RNVP_, 0},         {"actnorm", NICE_ | RNVP_, NICE_},
+    {"standardize", ALL_, 0},              {"init_std", ALL_, ALL_},        {"levels", 0, RNVP_ | GLOW_},
+    {"blocks", 0, RNVP_},                  {"logit_alpha", 0, ALL_},
+};
+
+/* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
+int nf_config_field_applies(const nf_config *c, const char *key) {
+    if (!nf_config_field_find(key)) return -1;
+    if ((unsigned)c->model > NF_MODEL_GLOW) return 0; /* no model uses anything; validate names it */
+    int img = c->channels > 0;
+    unsigned m = 1u << (unsigned)c->model;
+    if (strcmp(key, "scale") == 0 && c->model == NF_MODEL_GLOW && c->coupling == NF_COUPLING_ADDITIVE) return 0;
+    for (size_t k = 0; k < sizeof field_use / sizeof field_use[0]; k++)
+        if (strcmp(key, field_use[k].key) == 0) return ((img ? field_use[k].img : field_use[k].vec) & m) != 0;
+    return 1;
+}
+#undef NICE_
+#undef RNVP_
+#undef GLOW_
+#undef ALL_
+
+/* See nflow.h: the size a binding allocates for an nf_config. */
+size_t nf_config_sizeof(void) { return sizeof(nf_config); }
+/* See nflow.h: the number of fields of the table. */
+int32_t nf_config_field_count(void) { return nf_config_num_fields(); }
+/* See nflow.h: the key of field i (static string), NULL when i is out of range. */
+const char *nf_config_field_name(int32_t i) {
+    const nf_config_field *fd = nf_config_field_at(i);
+    return fd ? fd->name : NULL;
+}
+
+/* See nflow.h: parse value (borrowed) by key's kind into *c; *c unchanged on failure. */
+nf_status nf_config_set_field(nf_config *c, const char *key, const char *value) {
+    const nf_config_field *fd = nf_config_field_find(key);
+    if (!fd) return nf_fail(NF_ERR_INVALID, "unknown configuration field '%s'", key ? key : "(null)");
+    if (!value || !*value) return nf_fail(NF_ERR_INVALID, "field %s: empty value", fd->name);
+    char *end = NULL;
+    errno = 0;
+    if (fd->kind == NF_FIELD_DOUBLE) {
+        double v = strtod(value, &end);
+        if (errno || *end || end == value || !isfinite(v)) return nf_fail(NF_ERR_INVALID, "field %s: '%s' is not a finite number", fd->name, value);
+        nf_config_set_double(c, fd, v);
+        return NF_OK;
+    }
+    if (fd->kind == NF_FIELD_U64) {
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || *end || end == value || value[0] == '-' || value[0] == '+' || value[0] == ' ')
+            return nf_fail(NF_ERR_INVALID, "field %s: '%s' is not an unsigned 64-bit integer", fd->name, value);
+        nf_config_set_u64(c, fd, (uint64_t)v);
+        return NF_OK;
+    }
+    if (fd->kind == NF_FIELD_ENUM) {
+        int v = nf_enum_from_name(fd->enum_kind, value);
+        if (v < 0) { /* the enum's number is accepted too, if it names a value */
+            long long k = strtoll(value, &end, 10);
+            if (!errno && !*end && end != value && k >= 0 && k < 4 && strcmp(nf_enum_name(fd->enum_kind, (int)k), "?") != 0) v = (int)k;
+        }
+        if (v < 0) {
+            char list[128] = "";
+            for (int i = 0; i < 4 && strcmp(nf_enum_name(fd->enum_kind, i), "?") != 0; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), " %s", nf_enum_name(fd->enum_kind, i));
+            return nf_fail(NF_ERR_INVALID, "field %s: unknown %s '%s' (one of:%s)", fd->name, fd->enum_kind, value, list);
+        }
+        nf_config_set_int(c, fd, v);
+        return NF_OK;
+    }
+    long long v = strtoll(value, &end, 10);
+    if (errno || *end || end == value || v < INT32_MIN || v > INT32_MAX)
+        return nf_fail(NF_ERR_INVALID, "field %s: '%s' is not a 32-bit integer", fd->name, value);
+    nf_config_set_int(c, fd, v);
+    return NF_OK;
+}
+
+/* See nflow.h: field key of *c as text into the caller's buf of n bytes. */
+nf_status nf_config_get_field(const nf_config *c, const char *key, char *buf, size_t n) {
+    const nf_config_field *fd = nf_config_field_find(key);
+    if (buf && n) buf[0] = 0;
+    if (!fd) return nf_fail(NF_ERR_INVALID, "unknown configuration field '%s'", key ? key : "(null)");
+    if (!buf || n == 0) return nf_fail(NF_ERR_INVALID, "field %s: no buffer", fd->name);
+    int len;
+    switch (fd->kind) {
+    case NF_FIELD_ENUM: len = snprintf(buf, n, "%s", nf_enum_name(fd->enum_kind, nf_config_get_enum(c, fd))); break;
+    case NF_FIELD_DOUBLE: len = snprintf(buf, n, "%.17g", nf_config_get_number(c, fd)); break;
+    case NF_FIELD_U64: len = snprintf(buf, n, "%llu", (unsigned long long)nf_config_get_u64(c, fd)); break;
+    default: len = snprintf(buf, n, "%d", (int)nf_config_get_number(c, fd)); break;
+    }
+    if (len < 0 || (size_t)len >= n) {
+        buf[0] = 0;
+        return nf_fail(NF_ERR_INVALID, "field %s: buffer of %zu bytes too small", fd->name, n);
+    }
+    return NF_OK;
 }
 
 /* Look up kind's names (the enum_names row) and return the enum value of name, −1 if unknown. */

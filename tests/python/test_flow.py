@@ -1,0 +1,391 @@
+"""nflow.Flow against the library and the CLI: round trips, the CLI's numbers, seeds, training, errors,
+no-copy passing, the GIL, memory."""
+import gzip
+import os
+import re
+import struct
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import nflow
+from nflow import _lib
+from conftest import ROOT, SANITIZED, moons
+
+
+def test_version_matches_header_and_library():
+    header = open(os.path.join(ROOT, "include", "nflow.h")).read()
+    want = re.search(r'#define NFLOW_VERSION "([^"]+)"', header).group(1)
+    assert nflow.__version__ == want
+    assert nflow.library_version() == want
+
+
+def test_architecture_keywords_are_the_cli_names():
+    f = nflow.Flow("realnvp", dim=3, depth=3, hidden=16, mlp_layers=1, activation="tanh",
+                   **{"init-std": 0.02}, perm="reverse", seed=5)
+    c = f.config
+    assert (c["depth"], c["hidden"], c["layers"], c["activation"], c["perm"], c["seed"]) == (3, 16, 1, "tanh", "reverse", 5)
+    assert c["init_std"] == pytest.approx(0.02)
+    assert "mlp_layers" in nflow.architecture_options() and "layers" not in nflow.architecture_options()
+    # values are parsed by the library's field table (nf_config_set_field)
+    with pytest.raises(nflow.InvalidArgumentError, match="field depth: '3x' is not a 32-bit integer"):
+        nflow.Flow("realnvp", dim=3, depth="3x")
+    with pytest.raises(nflow.InvalidArgumentError, match="field seed: '-1' is not an unsigned 64-bit integer"):
+        nflow.Flow("realnvp", dim=3, seed=-1)
+    with pytest.raises(nflow.InvalidArgumentError, match="field init_std: 'nan' is not a finite number"):
+        nflow.Flow("realnvp", dim=3, init_std=float("nan"))
+    assert nflow.Flow("realnvp", dim=3, seed=2 ** 64 - 1).config["seed"] == 2 ** 64 - 1
+    assert nflow.Flow("glow", dim=3, coupling=1).config["coupling"] == "additive"  # an enum by number
+
+
+def test_options_that_do_not_apply_are_refused():
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'coupling': the realnvp model does not use it on vector data"):
+        nflow.Flow("realnvp", dim=2, coupling="additive")
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'levels'"):
+        nflow.Flow("glow", dim=2, levels=2)
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'standardize'.*image data"):
+        nflow.Flow("glow", shape=(1, 4, 4), standardize=True)
+    with pytest.raises(nflow.InvalidArgumentError, match="with additive couplings"):
+        nflow.Flow("glow", dim=2, coupling="additive", scale="tanh")
+    nflow.Flow("glow", dim=2, coupling="affine", scale="tanh", lu=0)  # these apply
+
+
+def test_applicability_equals_the_cli_option_table(cli):
+    """nf_config_field_applies (what Flow refuses) and `nflow train`'s table (what the CLI refuses)
+    state the same facts; `nflow options` prints the CLI's, one option a line."""
+    from nflow.flow import _Config, _CLI_TO_FIELD
+    rows = subprocess.run([cli, "options"], capture_output=True, text=True, check=True).stdout.splitlines()
+    fields, checked = nflow.field_names(), 0
+    for row in rows:
+        name, _kind, _example, _data, vec, img = row.split("\t")
+        key = _CLI_TO_FIELD.get(name.replace("-", "_"), name.replace("-", "_"))
+        if key not in fields or key in ("seed", "channels"):  # seed: not architecture; channels: folder data
+            continue
+        for m, model in enumerate(("nice", "realnvp", "glow")):
+            for image, cli_models in ((False, vec), (True, img)):
+                c = _Config()
+                if image:
+                    _lib.lib.nf_config_default_image(c.ptr, m, 1, 8, 8)
+                else:
+                    _lib.lib.nf_config_default(c.ptr, m, 4)
+                got = _lib.lib.nf_config_field_applies(c.ptr, key.encode())
+                assert got == (model in cli_models.split(",")), (name, model, image)
+                checked += 1
+    assert checked >= 16 * 6
+
+
+@pytest.mark.parametrize("model,arch", [("realnvp", {}), ("nice", {"init_std": 0.05}),
+                                        ("glow", {"init_std": 0.05}), ("realnvp", {"batchnorm": 1, "actnorm": 1})])
+def test_encode_decode_round_trip(model, arch):
+    x = moons(300, 1) * 3
+    f = nflow.Flow(model, dim=2, depth=4, hidden=16, **arch)
+    f.fit(x, steps=20, batch=64, progress=False)  # moves the couplings away from the identity
+    z, ld = f.encode(x, return_logdet=True)
+    assert np.abs(z - x).max() > 1e-3  # not the identity
+    back, ld_inv = f.decode(z, return_logdet=True)
+    assert np.abs(back - x).max() < 1e-4
+    np.testing.assert_allclose(ld_inv, -ld, atol=1e-4)
+    # log p(x) = log N(z; 0, I) + log|det| for the normal prior
+    if f.config["prior"] == "normal":
+        np.testing.assert_allclose(f.log_prob(x), -0.5 * (z.astype(np.float64) ** 2).sum(1) - np.log(2 * np.pi) + ld,
+                                   rtol=1e-5, atol=1e-4)
+
+
+def _eval_out(cli, ckpt, csv, out):
+    r = subprocess.run([cli, "eval", "--model", ckpt, "--data", csv, "--out", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.float64), r.stdout
+
+
+def test_log_prob_equals_cli_eval(cli, tmp_path):
+    # a checkpoint trained by the CLI, loaded here; and one trained here, evaluated by the CLI
+    ck_cli, ck_py = str(tmp_path / "cli.ckpt"), str(tmp_path / "py.ckpt")
+    r = subprocess.run([cli, "train", "--model", "realnvp", "--data", "moons", "--out", ck_cli, "--steps", "30",
+                        "--depth", "4", "--hidden", "16", "--train-size", "512", "--test-size", "64", "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x = moons(257, 3) * 1.5
+    csv = str(tmp_path / "x.csv")
+    with open(csv, "w") as fp:
+        fp.write("a,b\n")
+        for row in x:
+            fp.write("%.9g,%.9g\n" % tuple(row))  # exact float32 round trip
+    nflow.Flow("realnvp", dim=2, depth=3, hidden=8, standardize=True).fit(x, steps=25, progress=False).save(ck_py)
+    for ck in (ck_cli, ck_py):
+        ref, stdout = _eval_out(cli, ck, csv, str(tmp_path / "lp.csv"))
+        got = nflow.Flow.load(ck).log_prob(x)
+        np.testing.assert_array_equal(got, ref.astype(np.float32))
+        mean = float(re.search(r"log-likelihood (-?[0-9.]+)", stdout).group(1))
+        assert abs(mean - got.mean(dtype=np.float64)) < 1e-4
+
+
+def test_save_load_same_numbers(tmp_path):
+    x = moons(200, 4)
+    f = nflow.Flow("glow", dim=2, depth=3, hidden=8, init_std=0.05).fit(x, steps=10, progress=False)
+    f.save(tmp_path / "g.ckpt")
+    g = nflow.Flow.load(tmp_path / "g.ckpt")
+    assert g.config == f.config
+    np.testing.assert_array_equal(g.log_prob(x), f.log_prob(x))
+    np.testing.assert_array_equal(g.sample(50, seed=9), f.sample(50, seed=9))
+
+
+def test_pickle_and_deepcopy():
+    import copy
+    import pickle
+    f = nflow.Flow("realnvp", dim=2, depth=2, hidden=8, standardize=True).fit(moons(128, 2) * 4, steps=5, progress=False)
+    x = moons(20, 3)
+    for g in (pickle.loads(pickle.dumps(f)), copy.deepcopy(f)):
+        assert g._ptr.value != f._ptr.value and g.history_ == f.history_
+        np.testing.assert_array_equal(g.log_prob(x), f.log_prob(x))
+
+
+def test_sampling_reproducible_by_seed():
+    f = nflow.Flow("realnvp", dim=3, depth=2, hidden=8, init_std=0.1)
+    a, b, c = f.sample(100, seed=42), f.sample(100, seed=42), f.sample(100, seed=43)
+    assert a.shape == (100, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(f.sample(10), f.sample(10))  # seed None: fresh
+    # temperature scales the prior: T = 0 decodes the prior's mode
+    np.testing.assert_array_equal(f.sample(4, temperature=0.0, seed=1), f.decode(np.zeros((4, 3), np.float32)))
+    assert np.std(f.encode(f.sample(2000, temperature=0.5, seed=3))) == pytest.approx(0.5, rel=0.1)
+
+
+def test_fit_beats_a_single_gaussian():
+    train, test = moons(2000, 10), moons(1000, 11)
+    mu, cov = train.mean(0, dtype=np.float64), np.cov(train.T.astype(np.float64))
+    d = test - mu
+    gauss = -0.5 * np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d) - 0.5 * np.log(np.linalg.det(2 * np.pi * cov))
+    seen = []
+    f = nflow.Flow("realnvp", dim=2, depth=6, hidden=32, standardize=True)
+    f.fit(train, steps=400, batch=256, lr=3e-3, callback=lambda s, loss, gn: seen.append((s, loss)), progress=False)
+    assert [s for s, _ in seen] == list(range(1, 401)) and len(f.history_) == 400
+    flow_ll = float(f.log_prob(test).mean(dtype=np.float64))
+    assert flow_ll > gauss.mean() + 0.3, (flow_ll, gauss.mean())
+    # callback returning False stops
+    g = nflow.Flow("realnvp", dim=2, depth=2, hidden=8)
+    g.fit(train, steps=100, callback=lambda s, loss, gn: s < 7, progress=False)
+    assert len(g.history_) == 7
+
+
+def test_progress_line(capfd):
+    nflow.Flow("realnvp", dim=2, depth=2, hidden=8).fit(moons(64, 0), steps=40, batch=16)
+    err = capfd.readouterr().err
+    assert "step 40/40" in err and "nats" in err
+
+
+def test_progress_bar_is_tqdm_where_installed(monkeypatch, capfd):
+    import sys
+    import types
+    seen = {"n": 0}
+
+    class FakeTqdm:  # stands in for tqdm.tqdm: the same calls
+        def __init__(self, total, unit, desc):
+            seen["total"] = total
+
+        def update(self, k):
+            seen["n"] += k
+
+        def set_postfix_str(self, s, refresh=False):
+            seen["post"] = s
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
+    nflow.Flow("realnvp", dim=2, depth=2, hidden=8).fit(moons(64, 0), steps=12, batch=16)
+    assert seen["total"] == 12 and seen["n"] == 12 and seen["closed"] and "nats" in seen["post"]
+    assert "nflow fit:" not in capfd.readouterr().err  # no plain line beside the bar
+
+
+def test_errors_are_exceptions(tmp_path):
+    f = nflow.Flow("realnvp", dim=2, depth=2, hidden=8)
+    with pytest.raises(nflow.InvalidArgumentError, match=r"shape \(5, 3\)"):
+        f.log_prob(np.zeros((5, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):  # an InvalidArgumentError is a ValueError too
+        f.encode(np.zeros(2, np.float32))
+    with pytest.raises(nflow.InvalidArgumentError, match="row 3 holds a non-finite value"):
+        x = np.zeros((5, 2), np.float32)
+        x[3, 1] = np.nan
+        f.log_prob(x)
+    with pytest.raises(nflow.InvalidArgumentError, match="non-finite"):
+        f.fit(np.full((8, 2), np.inf), steps=1, progress=False)
+    with pytest.raises(nflow.InvalidArgumentError, match="unknown architecture option 'dpth'"):
+        nflow.Flow("realnvp", dim=2, dpth=3)
+    with pytest.raises(nflow.InvalidArgumentError, match="unknown activation 'swish'"):
+        nflow.Flow("realnvp", dim=2, activation="swish")
+    with pytest.raises(nflow.InvalidArgumentError, match="depth 0"):  # nf_config_validate's reason
+        nflow.Flow("realnvp", dim=2, depth=0)
+    with pytest.raises(nflow.InvalidArgumentError, match="batch size 99"):  # the trainer's reason
+        f.fit(np.zeros((10, 2), np.float32), steps=1, batch=99, progress=False)
+    # files: missing, foreign, truncated
+    with pytest.raises(nflow.FileIOError) as e:
+        nflow.Flow.load(tmp_path / "none.ckpt")
+    assert "none.ckpt" in str(e.value) and e.value.status == "NF_ERR_IO"
+    foreign = tmp_path / "foreign.ckpt"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.raises(nflow.FileFormatError, match="foreign.ckpt"):
+        nflow.Flow.load(foreign)
+    f.save(tmp_path / "good.ckpt")
+    data = (tmp_path / "good.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(nflow.FileFormatError, match="cut.ckpt"):
+        nflow.Flow.load(tmp_path / "cut.ckpt")
+    # a file of JSON that is safetensors-shaped but not an nflow checkpoint
+    meta = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    (tmp_path / "other.safetensors").write_bytes(struct.pack("<Q", len(meta)) + meta + b"\0\0\0\0")
+    with pytest.raises(nflow.FileFormatError):
+        nflow.Flow.load(tmp_path / "other.safetensors")
+    f.close()
+    with pytest.raises(nflow.InvalidArgumentError, match="closed"):
+        f.log_prob(np.zeros((1, 2), np.float32))
+
+
+def _spy(monkeypatch, name):
+    """Record the arguments of every call of the library function name (then call it)."""
+    real, calls = getattr(_lib.lib, name), []
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+    monkeypatch.setattr(_lib.lib, name, spy)
+    return calls
+
+
+def test_float32_c_contiguous_passed_without_copy(monkeypatch):
+    f = nflow.Flow("realnvp", dim=4, depth=2, hidden=8, init_std=0.1)
+    calls = _spy(monkeypatch, "nf_flow_log_prob")
+    x = np.random.default_rng(0).standard_normal((33, 4)).astype(np.float32)
+    ref = f.log_prob(x)
+    assert calls[-1][1] == x.ctypes.data  # the caller's buffer itself
+    for other in (x.astype(np.float64), np.asfortranarray(x), np.repeat(x, 2, axis=0)[::2]):
+        got = f.log_prob(other)
+        assert calls[-1][1] != other.ctypes.data  # converted once, into a buffer of its own
+        np.testing.assert_array_equal(got, ref)
+    calls = _spy(monkeypatch, "nf_flow_forward")
+    z = f.encode(x)
+    assert calls[-1][1] == x.ctypes.data
+    calls = _spy(monkeypatch, "nf_flow_inverse")
+    f.decode(z)
+    assert calls[-1][1] == z.ctypes.data
+
+
+def test_gil_released_during_library_calls():
+    f = nflow.Flow("realnvp", dim=16, depth=4, hidden=64)
+    x = np.random.default_rng(1).standard_normal((4000, 16)).astype(np.float32)
+    f.log_prob(x[:100])
+    old = nflow.get_threads()
+    nflow.set_threads(1)  # the library's call on one core, this thread's loop on the other
+    started, done = threading.Event(), threading.Event()
+    real = _lib.lib.nf_flow_log_prob
+    spans = []
+
+    out = np.empty(len(x), np.float32)
+
+    def work():
+        started.set()
+        t0 = time.perf_counter()
+        real(f._ptr, x.ctypes.data, out.ctypes.data, len(x))
+        spans.append((t0, time.perf_counter()))
+        done.set()
+
+    t = threading.Thread(target=work)
+    t.start()
+    started.wait()
+    ticks = []
+    while not done.is_set():  # Python work in this thread while the library computes in the other
+        ticks.append(time.perf_counter())
+    t.join()
+    nflow.set_threads(old)
+    t0, t1 = spans[0]
+    inside = sum(1 for s in ticks if t0 < s < t1)
+    assert t1 - t0 > 0.02, "the call was too short to tell"
+    assert inside > 1000, "only %d Python iterations ran during a %.3f s library call: the GIL was held" % (inside, t1 - t0)
+
+
+def test_threads_do_not_change_results():
+    f = nflow.Flow("realnvp", dim=8, depth=4, hidden=64, init_std=0.1)
+    x = np.random.default_rng(2).standard_normal((2048, 8)).astype(np.float32)
+    old = nflow.get_threads()
+    try:
+        nflow.set_threads(1)
+        a = f.log_prob(x)
+        nflow.set_threads(2)
+        assert nflow.get_threads() == 2
+        np.testing.assert_array_equal(f.log_prob(x), a)
+    finally:
+        nflow.set_threads(old)
+    with pytest.raises(nflow.InvalidArgumentError):
+        nflow.set_threads(0)
+
+
+def _write_idx(path, pix):
+    n, _, h, w = pix.shape
+    with gzip.open(path, "wb") as fp:
+        fp.write(struct.pack(">IIII", 0x803, n, h, w) + pix.tobytes())
+
+
+def test_image_model(cli, tmp_path):
+    rng = np.random.default_rng(5)
+    pix = (rng.random((48, 1, 8, 8)) ** 2 * 255).astype(np.uint8)
+    pix[:, :, :, :2] = 0  # structure to learn
+    f = nflow.Flow("glow", shape=(1, 8, 8), depth=2, hidden=8, levels=2)
+    f.fit(pix, steps=30, batch=16, lr=3e-3, progress=False)
+    assert f.history_[-1] < f.history_[0]
+    # uint8 input = float pixels at the centre of their bins, in the library's scale [-0.5, 0.5)
+    centre = (pix.astype(np.float32) + 0.5) / 256 - 0.5
+    np.testing.assert_array_equal(f.log_prob(pix), f.log_prob(centre))
+    s = f.sample(5, temperature=0.7, seed=2)
+    assert s.shape == (5, 1, 8, 8) and s.dtype == np.float32
+    z = f.encode(pix[:4])
+    assert z.shape == (4, 64)
+    assert np.abs(f.decode(z) - centre[:4]).max() < 1e-4
+    # bits/dim of the uint8 images = nflow eval's on the same checkpoint and images
+    f.save(tmp_path / "img.ckpt")
+    _write_idx(tmp_path / "x-idx3-ubyte.gz", pix)
+    r = subprocess.run([cli, "eval", "--model", str(tmp_path / "img.ckpt"), "--data", str(tmp_path / "x-idx3-ubyte.gz")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.split()[0]) == pytest.approx(f.bits_per_dim(pix), abs=1e-4)
+    back, _ = nflow.load_idx(tmp_path / "x-idx3-ubyte.gz")
+    np.testing.assert_array_equal(back, pix)
+    with pytest.raises(nflow.InvalidArgumentError, match="uint8 images"):
+        f.fit(pix[:, :, :4, :4], steps=1)
+
+
+@pytest.mark.skipif(SANITIZED, reason="under ASan freed blocks sit in its quarantine, so RSS is no leak measure "
+                                      "(ASan itself checks every access there)")
+def test_memory_stable_over_repeated_calls(tmp_path):
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss():
+        with open("/proc/self/statm") as fp:
+            return int(fp.read().split()[1]) * page
+
+    x = moons(1024, 7)
+    f = nflow.Flow("realnvp", dim=2, depth=4, hidden=32, standardize=True).fit(x, steps=5, progress=False)
+    f.save(tmp_path / "m.ckpt")
+
+    def round_():
+        f.log_prob(x)
+        f.decode(f.encode(x))
+        f.sample(512, seed=1)
+        g = nflow.Flow.load(tmp_path / "m.ckpt")
+        g.fit(x, steps=2, batch=128, progress=False)
+        g.close()
+        try:
+            f.log_prob(np.zeros((3, 5)))
+        except nflow.NflowError:
+            pass
+
+    for _ in range(20):
+        round_()
+    before = rss()
+    for _ in range(150):
+        round_()
+    grown = rss() - before
+    # a flow (~20 KB of parameters, ~0.3 MB of workspace) or a batch of rows lost per round would show
+    assert grown < 2 << 20, "RSS grew by %.1f MiB over 150 rounds" % (grown / 2 ** 20)
