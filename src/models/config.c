@@ -121,26 +121,46 @@ void nf_config_set_u64(nf_config *c, const nf_config_field *fd, uint64_t v) {
 #define NICE_ (1u << NF_MODEL_NICE)
 #define RNVP_ (1u << NF_MODEL_REALNVP)
 #define GLOW_ (1u << NF_MODEL_GLOW)
-#define ALL_ (NICE_ | RNVP_ | GLOW_)
+#define NSF_ (1u << NF_MODEL_NSF)
+#define AR_ ((1u << NF_MODEL_MAF) | (1u << NF_MODEL_IAF))
+#define ALL_ (NICE_ | RNVP_ | GLOW_ | NSF_ | AR_)
 static const struct {
     const char *key;
     unsigned vec, img;
 } field_use[] = {
-    {"depth", ALL_, NICE_ | GLOW_},        {"hidden", ALL_, ALL_},          {"layers", ALL_, NICE_ | GLOW_},
-    {"activation", ALL_, NICE_},           {"scale", RNVP_ | GLOW_, GLOW_}, {"partition", ALL_, NICE_},
-    {"perm", NICE_ | RNVP_, NICE_},        {"prior", ALL_, ALL_},           {"coupling", GLOW_, GLOW_},
-    {"lu", GLOW_, GLOW_},                  {"batchnorm", RNVP_, 0},         {"actnorm", NICE_ | RNVP_, NICE_},
-    {"standardize", ALL_, 0},              {"init_std", ALL_, ALL_},        {"levels", 0, RNVP_ | GLOW_},
-    {"blocks", 0, RNVP_},                  {"logit_alpha", 0, ALL_},
+    {"depth", ALL_, NICE_ | GLOW_ | NSF_},
+    {"hidden", ALL_, NICE_ | RNVP_ | GLOW_ | NSF_},
+    {"layers", ALL_, NICE_ | GLOW_ | NSF_},
+    {"activation", ALL_, NICE_},
+    {"scale", RNVP_ | GLOW_ | AR_, GLOW_},
+    {"partition", NICE_ | RNVP_ | GLOW_ | NSF_, NICE_},
+    {"perm", NICE_ | RNVP_ | NSF_ | AR_, NICE_},
+    {"prior", ALL_, NICE_ | RNVP_ | GLOW_ | NSF_},
+    {"coupling", GLOW_, GLOW_},
+    {"lu", GLOW_, GLOW_ | NSF_},
+    {"batchnorm", RNVP_ | AR_, 0},
+    {"actnorm", NICE_ | RNVP_ | NSF_ | AR_, NICE_},
+    {"standardize", ALL_, 0},
+    {"init_std", ALL_, NICE_ | RNVP_ | GLOW_ | NSF_},
+    {"levels", 0, RNVP_ | GLOW_ | NSF_},
+    {"blocks", 0, RNVP_},
+    {"logit_alpha", 0, NICE_ | RNVP_ | GLOW_ | NSF_},
+    {"bins", NSF_ | AR_, NSF_},
+    {"bound", NSF_ | AR_, NSF_},
+    {"elementwise", NSF_, 0},
+    {"order", AR_, 0},
+    {"transform", AR_, 0},
 };
 
 /* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
 int nf_config_field_applies(const nf_config *c, const char *key) {
     if (!nf_config_field_find(key)) return -1;
-    if ((unsigned)c->model > NF_MODEL_GLOW) return 0; /* no model uses anything; validate names it */
+    if ((unsigned)c->model > NF_MODEL_IAF) return 0; /* no model uses anything; validate names it */
     int img = c->channels > 0;
     unsigned m = 1u << (unsigned)c->model;
     if (strcmp(key, "scale") == 0 && c->model == NF_MODEL_GLOW && c->coupling == NF_COUPLING_ADDITIVE) return 0;
+    if (!img && (m & AR_) && strcmp(key, "scale") == 0) return c->transform == NF_TRANSFORM_AFFINE; /* the transform in effect */
+    if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) return c->transform == NF_TRANSFORM_SPLINE;
     for (size_t k = 0; k < sizeof field_use / sizeof field_use[0]; k++)
         if (strcmp(key, field_use[k].key) == 0) return ((img ? field_use[k].img : field_use[k].vec) & m) != 0;
     return 1;
@@ -148,6 +168,8 @@ int nf_config_field_applies(const nf_config *c, const char *key) {
 #undef NICE_
 #undef RNVP_
 #undef GLOW_
+#undef NSF_
+#undef AR_
 #undef ALL_
 
 /* See nflow.h: the size a binding allocates for an nf_config. */
