@@ -22,6 +22,14 @@ int dist_fault(const char *kind, int64_t step) {
     return strcmp(k, kind) == 0 && r == g_rank && s == step;
 }
 
+/* How many processes the launcher that started this one says the job has (Open MPI's mpirun, or a
+ * PMI launcher such as MPICH's); 0 if none started it. */
+static int launched_size(void) {
+    const char *e = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!e) e = getenv("PMI_SIZE");
+    return e ? atoi(e) : 0;
+}
+
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }
 int dist_local_size(void) { return g_local; }
@@ -75,7 +83,10 @@ static int sum_double(void *ctx, double *buf, int64_t n) {
 }
 
 void dist_init(int *argc, char ***argv) {
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK")) return; /* not started by mpirun */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK")) { /* not started by Open MPI's mpirun */
+        if (launched_size() > 1) die("started as one of %d processes by an MPI launcher that is not Open MPI's, which this nflow was built with", launched_size());
+        return;
+    }
     if (MPI_Init(argc, argv) != MPI_SUCCESS) die("MPI_Init failed: cannot join the MPI job");
     g_joined = 1;
     atexit(leave);
@@ -117,7 +128,11 @@ void dist_abort(int code) {
 
 #else /* one process */
 
-void dist_init(int *argc, char ***argv) { (void)argc, (void)argv; }
+void dist_init(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    if (launched_size() > 1) /* N copies would each train alone and overwrite each other's files */
+        die("started as one of %d processes by mpirun, but this nflow was built without MPI (install libopenmpi-dev, rebuild)", launched_size());
+}
 const nf_reducer *dist_reducer(void) { return NULL; }
 int dist_any(int flag) { return flag != 0; }
 int dist_same(uint64_t h) { (void)h; return 1; }

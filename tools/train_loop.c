@@ -104,7 +104,7 @@ int64_t train_loop(const train_run *r) {
     if (writer && dist_size() > 1 && done > 0 && !o->quiet)
         fprintf(stderr, "nflow train: %d processes: the sums across processes took %.3f ms per step, %.1f %% of the %.3f ms step\n", dist_size(),
                 1e3 * dist_comm_seconds() / (double)done, 100 * dist_comm_seconds() / (now() - t0), 1e3 * (now() - t0) / (double)done);
-    if (writer && o->check_sync)
+    if (writer && o->check_sync && dist_size() > 1)
         fprintf(stderr, "nflow train: --check-sync: the parameters were identical on all %d processes at %lld checks\n", dist_size(), (long long)checks);
     return skipped;
 }
