@@ -25,6 +25,9 @@ int dist_any(int flag);
 int dist_same(uint64_t h);
 /* Seconds spent in the sums of dist_reducer() so far. */
 double dist_comm_seconds(void);
+/* With NFLOW_MPI_TIMING set (measurements): seconds spent waiting at a barrier for the slowest process
+ * before each gradient sum, and in the gradient sums themselves; else zeros. */
+void dist_timing(double *wait, double *grad);
 /* After an error line: end the whole job (MPI_Abort) when there are several processes; else nothing. */
 void dist_abort(int code);
 /* For the tests: 1 if NFLOW_MPI_FAULT="KIND:RANK:STEP" names this kind, this process and this step

@@ -89,7 +89,7 @@ int64_t train_loop(const train_run *r) {
             nf_flow_set_training(r->f, 1);
         }
         int every = (int)((o->steps - r->first + 1) / 20 > 0 ? (o->steps - r->first + 1) / 20 : 1);
-        if (!o->quiet && (final || (tty ? t - last > 0.5 : (s - r->first + 1) % every == 0))) {
+        if (!o->quiet && writer && (final || (tty ? t - last > 0.5 : (s - r->first + 1) % every == 0))) {
             char eta[32];
             fmt_time(el / (double)done * (double)(o->steps - s), eta, sizeof eta);
             fprintf(stderr, "%sepoch %.2f  step %lld/%lld  loss %.4f %s  %.0f %s/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
@@ -101,9 +101,15 @@ int64_t train_loop(const train_run *r) {
     if (!saved && writer) check(nf_trainer_save(r->tr, o->out)); /* no step to run (--steps 0, or a finished run resumed) */
     if (tty) fputc('\n', stderr);
     if (lg && fclose(lg) != 0) die("%s: write failed: %s", logpath, strerror(errno));
-    if (writer && dist_size() > 1 && done > 0 && !o->quiet)
-        fprintf(stderr, "nflow train: %d processes: the sums across processes took %.3f ms per step, %.1f %% of the %.3f ms step\n", dist_size(),
-                1e3 * dist_comm_seconds() / (double)done, 100 * dist_comm_seconds() / (now() - t0), 1e3 * (now() - t0) / (double)done);
+    if (writer && dist_size() > 1 && done > 0 && !o->quiet) {
+        double wait, grad, el = now() - t0;
+        dist_timing(&wait, &grad);
+        fprintf(stderr, "nflow train: %d processes: the sums across processes took %.3f ms per step, %.1f %% of the %.3f ms step", dist_size(),
+                1e3 * dist_comm_seconds() / (double)done, 100 * dist_comm_seconds() / el, 1e3 * el / (double)done);
+        if (wait > 0) fprintf(stderr, " (NFLOW_MPI_TIMING: %.3f ms waiting for the slowest process, %.3f ms in the gradient all-reduce)",
+                              1e3 * wait / (double)done, 1e3 * grad / (double)done);
+        fputc('\n', stderr);
+    }
     if (writer && o->check_sync && dist_size() > 1)
         fprintf(stderr, "nflow train: --check-sync: the parameters were identical on all %d processes at %lld checks\n", dist_size(), (long long)checks);
     return skipped;
