@@ -319,7 +319,9 @@ nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opt
 nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out);
 void nf_trainer_free(nf_trainer *t);
 /* One step: the next batch of a shuffled epoch of ds, loss = mean NLL (nats), Adam update. A non-finite
- * loss or gradient skips the update and returns NF_ERR_NUMERIC (the parameters are unchanged). */
+ * loss or gradient skips the update and returns NF_ERR_NUMERIC (the parameters are unchanged). With a
+ * reducer (nf_trainer_set_reducer) loss and grad_norm are those of the global batch, the same on every
+ * process, and every process skips together. */
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm);
 int64_t nf_trainer_steps(const nf_trainer *t);
 /* A checkpoint that can be resumed: the model (loadable by nf_flow_load as usual) plus Adam's moments
@@ -329,6 +331,32 @@ nf_status nf_trainer_save(nf_trainer *t, const char *path);
  * the same file (nf_flow_load) and the same data and options. N steps, save, resume, M steps gives
  * bit-for-bit the parameters of N + M uninterrupted steps. */
 nf_status nf_trainer_resume(nf_trainer *t, const char *path);
+/* Data-parallel training: several processes (MPI ranks, say) train ONE model together. The library
+ * knows no transport; the caller supplies the sums. Every process builds the same trainer (same model,
+ * data, options and seed) and calls nf_trainer_set_reducer with its rank. Each step then draws the whole
+ * global batch of o->batch rows exactly as one process would (the same shuffled order, the same
+ * dequantisation noise) and works on its own slice of it: rows [rank·B/size, (rank+1)·B/size). The
+ * gradient is the gradient of the GLOBAL mean NLL (each sample weighted 1/B, so the sum over the
+ * processes is what one process computes), summed with sum_real over the flat gradient buffer; the
+ * loss is summed with sum_double; ActNorm's data-dependent initialisation and batch norm's batch
+ * statistics (forward and backward) are computed over the global batch through sum_double. Every
+ * process then takes the same Adam step (the norm for clipping and the NaN/Inf skip decision come from
+ * the summed gradient, so they agree). The sums must give every process the same result; the trainer
+ * state (rng, epoch position, Adam moments) is the same on every process and does not depend on size,
+ * so a checkpoint saved by one process resumes on any number of processes.
+ * Both functions replace buf[0..n) by the element-wise sum over the processes and return 0 (nonzero:
+ * the transport failed; the step returns NF_ERR_IO). Every process calls them in the same order with
+ * the same n. */
+typedef struct {
+    int (*sum_real)(void *ctx, nf_real *buf, int64_t n);
+    int (*sum_double)(void *ctx, double *buf, int64_t n);
+    void *ctx;              /* passed through */
+    int32_t rank, size;     /* this process 0..size−1 of size ≥ 1 */
+} nf_reducer;
+/* Train t as process r->rank of r->size (r copied; NULL or size 1: one process, as without a call).
+ * NF_ERR_INVALID if the rank is out of range or the batch has fewer rows than there are processes.
+ * Call before the first step. */
+nf_status nf_trainer_set_reducer(nf_trainer *t, const nf_reducer *r);
 /* Test bits/dim of images (uniform dequantisation with seed) with its standard error, and (if
  * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,

@@ -9,7 +9,8 @@
 #   io      → core data models io           train   → core data io models train
 # Also: models/flow_impl.h (struct nf_flow) only from src/models; file-format libraries (png.h, jpeglib.h,
 # zlib.h, cjson) only in data and io; BLAS and intrinsics (cblas.h, immintrin.h) only in kernels; the
-# command-line tool (tools/) only through the public header and its own files.
+# command-line tool (tools/) only through the public header and its own files; MPI (mpi.h) only in the
+# command-line tool's tools/mpi*.c (the library stays MPI-free: it is lent the sums as an nf_reducer).
 # Prints one line per violation and exits 1 if there is any; exits 0 when the tree keeps the rules.
 set -u
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -52,6 +53,7 @@ for f in src/*/*.c src/*/*.h; do
             case $path in
             png.h | jpeglib.h | zlib.h | cjson/*) case $mod in data | io) ;; *) bad "$f" "$line" "<$path>: file formats belong in src/data or src/io" ;; esac ;;
             cblas.h | immintrin.h | *intrin.h) [ "$mod" = kernels ] || bad "$f" "$line" "<$path>: BLAS and intrinsics belong in src/kernels" ;;
+            mpi.h | mpi/*) bad "$f" "$line" "<$path>: the library stays MPI-free (MPI belongs in tools/mpi.c, behind nf_reducer)" ;;
             esac
         fi
     done < <(grep -n -E '^[[:space:]]*#[[:space:]]*include' "$f")
@@ -62,6 +64,10 @@ for f in tools/*.c tools/*.h; do
         [ "$path" = nflow.h ] && continue
         case $path in */*) bad "$f" "$line" "the CLI uses the public header only, not \"$path\"" ;; *) [ -f "tools/$path" ] || bad "$f" "$line" "\"$path\" is not a file of tools/" ;; esac
     done < <(grep -n -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f")
+    case $f in tools/mpi*.c) ;; *)
+        while IFS=: read -r line text; do bad "$f" "$line" "<mpi.h>: MPI belongs in tools/mpi*.c only"; done \
+            < <(grep -n -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*<mpi(\.h|/)' "$f") ;;
+    esac
 done
 [ $fail -eq 0 ] && echo "check_includes: the include rules hold ($(ls src/*/*.[ch] | wc -l) library files, $(ls tools/*.[ch] | wc -l) tool files)"
 exit $fail

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install nflow's build and test dependencies from Debian packages (Debian 12, as root or with sudo).
+# (Open MPI is optional for building — CMake enables `mpirun -np N nflow train` when it finds it — and
+# installed here so that the data-parallel tests run.)
 set -euo pipefail
 PKGS=(build-essential cmake pkgconf libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libcjson-dev libcmocka-dev dataset-fashion-mnist
-      python3-numpy python3-pytest python3-sklearn)
+      python3-numpy python3-pytest python3-sklearn libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,5 +26,7 @@ plant src/io/plot.c '#include "models/flow_impl.h"' fail         # struct nf_flo
 plant src/layers/logit.c '#include <png.h>' fail                 # a data format from layers
 plant src/data/csv.c '#include "train/train.h"' fail             # data → train
 plant tools/cmd_train.c '#include "models/models.h"' fail            # library internals from the CLI
-echo "$((6 - fails)) passed, $fails failed"
+plant src/train/trainer.c '#include <mpi.h>' fail                # MPI in the library
+plant tools/train_loop.c '#include <mpi.h>' fail                 # MPI outside tools/mpi*.c
+echo "$((8 - fails)) passed, $fails failed"
 [ $fails -eq 0 ]

@@ -1,6 +1,7 @@
 /* cmd_train.c — nflow train: the model from the options (or a --resume checkpoint), the data, then
  * the one training loop (train_loop.c) and the test figure in the data's unit. */
 #include "cli.h"
+#include "mpi.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -47,6 +48,11 @@ static void check_resume_arch(const opts *o, const nf_config *want, const nf_con
 int cmd_train(int argc, char **argv) {
     opts o;
     parse_options(argc, argv, C_TRAIN, train_help, &o);
+    int procs = dist_size(), writer = dist_rank() == 0; /* under mpirun: rank 0 writes and prints */
+    if (procs > 1 && !GIVEN(&o, O_THREADS)) { /* share this machine's cores between its processes */
+        int t = nf_get_threads() / dist_local_size();
+        nf_set_threads(t > 0 ? t : 1);
+    }
     need(o.data, "data"), need(o.out, "out");
     if (!o.resume) need(o.model, "model");
     int model = -1;
@@ -89,6 +95,7 @@ int cmd_train(int argc, char **argv) {
     cfg.seed = o.seed;
     if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
     if (vtrain && o.batch > vtrain->n) die("option --batch: %lld is larger than the %lld training rows", (long long)o.batch, (long long)vtrain->n);
+    if (o.batch < procs) die("option --batch: %lld rows cannot be shared by %d processes (each needs at least one)", (long long)o.batch, procs);
     if (f) {
         check_resume_arch(&o, &cfg, nf_flow_config(f));
         if (nf_flow_config(f)->dim != cfg.dim) die("option --resume: %s is a model of %d values, the data has %d", o.resume, (int)nf_flow_config(f)->dim, (int)cfg.dim);
@@ -113,26 +120,34 @@ int cmd_train(int argc, char **argv) {
     nf_trainer *tr;
     if (img) check(nf_trainer_create_images(f, itrain, &to, &tr));
     else check(nf_trainer_create(f, vtrain, &to, &tr));
+    check(nf_trainer_set_reducer(tr, dist_reducer())); /* NULL: one process */
     int64_t first = 1;
-    if (o.resume) {
+    if (o.resume) { /* every process reads the checkpoint: its state does not depend on the process count */
         check(nf_trainer_resume(tr, o.resume));
         first = nf_trainer_steps(tr) + 1;
-        if (!o.quiet) fprintf(stderr, "nflow train: resuming %s at step %lld\n", o.resume, (long long)first);
+        if (!o.quiet && writer) fprintf(stderr, "nflow train: resuming %s at step %lld\n", o.resume, (long long)first);
     }
-    if (o.test_out) check(nf_dataset_write_csv(vtest, o.test_out, "x"));
+    if (o.test_out && writer) check(nf_dataset_write_csv(vtest, o.test_out, "x"));
     char smppath[4096];
     snprintf(smppath, sizeof smppath, "%s.samples.png", o.out);
-    if (!o.quiet) {
+    if (!o.quiet && writer) {
         char what[160];
         if (img) snprintf(what, sizeof what, "%lld train / %lld test images of %d×%d×%d", (long long)itrain->n, (long long)itest->n, (int)itrain->C, (int)itrain->H, (int)itrain->W);
         else snprintf(what, sizeof what, "%lld train / %lld test rows of %d columns", (long long)vtrain->n, (long long)vtest->n, (int)vtrain->dim);
-        fprintf(stderr, "nflow train: %s on %s (%lld parameters, %d layers): %s, batch %lld, %d threads\n", nf_model_name(cfg.model), o.data,
-                (long long)nf_flow_num_params(f), (int)nf_flow_num_layers(f), what, (long long)o.batch, nf_get_threads());
+        char par[64] = "";
+        if (procs > 1) snprintf(par, sizeof par, "%d processes × ", procs);
+        fprintf(stderr, "nflow train: %s on %s (%lld parameters, %d layers): %s, batch %lld, %s%d threads\n", nf_model_name(cfg.model), o.data,
+                (long long)nf_flow_num_params(f), (int)nf_flow_num_layers(f), what, (long long)o.batch, par, nf_get_threads());
     }
     train_run run = {f, tr, &o, nrows, scale, offset, img ? "bits/dim" : "nats", img ? "bpd" : "nats", img ? "images" : "samples",
                      img ? smppath : NULL, first};
     int64_t skipped = train_loop(&run);
     nf_flow_set_training(f, 0);
+    if (!writer) { /* the model is the same on every process: rank 0 evaluates and reports */
+        nf_trainer_free(tr), nf_flow_free(f);
+        nf_dataset_free(vtrain), nf_dataset_free(vtest), nf_images_free(itrain), nf_images_free(itest);
+        return 0;
+    }
     char note[64] = "";
     if (skipped) snprintf(note, sizeof note, " (%lld non-finite steps skipped)", (long long)skipped);
     if (img) {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "mpi.h"
 
 const char *g_cmd = "nflow";
 
@@ -17,9 +18,11 @@ void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", g_cmd);
+    if (dist_size() > 1) fprintf(stderr, "process %d of %d: ", dist_rank(), dist_size());
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    dist_abort(1); /* an MPI job: the error line, then the whole job stops */
     exit(1);
 }
 
@@ -71,7 +74,10 @@ int main(int argc, char **argv) {
     g_cmd = name;
     const char *c = argv[1];
     argc--, argv++;
-    if (!strcmp(c, "train")) return cmd_train(argc, argv);
+    if (!strcmp(c, "train")) {
+        dist_init(&argc, &argv); /* started by mpirun: data-parallel training (tools/mpi.c) */
+        return cmd_train(argc, argv);
+    }
     if (!strcmp(c, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(c, "sample")) return cmd_sample(argc, argv);
     if (!strcmp(c, "encode")) return cmd_code(argc, argv, 1);

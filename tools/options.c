@@ -46,6 +46,8 @@ const opt_def nf_cli_options[] = {
      "keep every layer's activations (store) or rebuild them by inversion (recompute: memory flat in depth)", C_TRAIN, DA, MA, 0, "recompute"},
     {"checkpoint-every", 0, O_CKEVERY, K_INT, 1, 1e8, 0, "N", "save the resumable checkpoint every N steps (1000)", C_TRAIN, DA, MA, 0, "2"},
     {"resume", 0, O_RESUME, K_STR, 0, 0, 0, "CKPT", "continue a run exactly (architecture and state from CKPT; same data and options)", C_TRAIN, DA, MA, 0, "@CKPT"},
+    {"check-sync", 0, O_CHECKSYNC, K_INT, 1, 1e8, 0, "K",
+     "under mpirun: compare a checksum of the parameters across the processes every K steps, stop if they differ", C_TRAIN, DA, MA, 0, "2"},
     {"time-limit", 0, O_TIMELIMIT, K_REAL, 0.001, 1e6, 0, "MIN", "stop after MIN minutes of training, then save and evaluate as at the end", C_TRAIN, DA, MA, 0, "0.01"},
     /* data */
     {"train-size", 0, O_NTRAIN, K_INT, 2, 1e8, 0, "N", "toy data: training points (100000)", C_TRAIN, SRC_TOY, MA, 0, "64"},
@@ -245,6 +247,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_SIZE: o->size = i; break;
     case O_CKEVERY: o->ck_every = i; break;
     case O_SMPEVERY: o->smp_every = i; break;
+    case O_CHECKSYNC: o->check_sync = i; break;
     case O_FROM: o->from = i; break;
     case O_TO: o->to = i; break;
     case O_FRAMES: o->frames = i; break;

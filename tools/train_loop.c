@@ -1,38 +1,64 @@
 /* train_loop.c — the one training loop of nflow train, for vector and image data alike. */
 #include "cli.h"
+#include "mpi.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#define R_NUDGE ((nf_real)1e-3) /* NFLOW_MPI_FAULT=diverge: what one process adds to its first parameter */
+
+/* A checksum of the flat parameter buffer (FNV-1a over its 32-bit words), for --check-sync. */
+static uint64_t params_checksum(nf_flow *f) {
+    const nf_real *p = nf_flow_params(f);
+    size_t nb = sizeof(nf_real) * (size_t)nf_flow_num_params(f);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i + 4 <= nb; i += 4) {
+        uint32_t w;
+        memcpy(&w, (const char *)p + i, 4);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* A decision all processes took together (the same on each) that ends the run: rank 0 says why and
+ * stops the job; the others wait for that (they would only repeat the line). */
+#define DIE_ALL(...) do { if (dist_rank() != 0) { sleep(30); dist_abort(1); exit(1); } die(__VA_ARGS__); } while (0)
+
 int64_t train_loop(const train_run *r) {
     const opts *o = r->o;
+    int writer = dist_rank() == 0; /* under mpirun rank 0 writes metrics, checkpoints, samples, progress */
     char logpath[4096];
     snprintf(logpath, sizeof logpath, "%s%s", o->log ? o->log : o->out, o->log ? "" : ".metrics.csv");
-    int append = r->first > 1 && access(logpath, F_OK) == 0;
-    FILE *lg = fopen(logpath, append ? "a" : "w");
-    if (!lg) die("%s: cannot open for writing: %s", logpath, strerror(errno));
-    if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s\n", r->csv_unit, r->items);
+    FILE *lg = NULL;
+    if (writer) {
+        int append = r->first > 1 && access(logpath, F_OK) == 0;
+        if (!(lg = fopen(logpath, append ? "a" : "w"))) die("%s: cannot open for writing: %s", logpath, strerror(errno));
+        if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s\n", r->csv_unit, r->items);
+    }
     const int64_t NS = 64; /* sample grids: the same 64 latents at temperature 0.7 every time */
-    int tty = isatty(2) && !o->quiet;
+    int64_t checks = 0;
+    int tty = isatty(2) && !o->quiet && writer;
     double t0 = now(), last = t0, ema = NAN;
     int64_t skipped = 0, consecutive = 0, saved = 0, done = 0;
     for (int64_t s = r->first; s <= o->steps; s++) {
         double loss = NAN, gn = NAN, t = 0, el = 0;
+        if (dist_fault("fail", s)) die("step %lld: a failure injected by NFLOW_MPI_FAULT", (long long)s);
         nf_status st = nf_trainer_step(r->tr, &loss, &gn);
         done++;
         int numeric = st == NF_ERR_NUMERIC;
         if (numeric) {
             skipped++;
-            if (!o->quiet) fprintf(stderr, "%swarning: step %lld: %s; update skipped\n", tty ? "\n" : "", (long long)s, nf_last_error());
+            if (!o->quiet && writer) fprintf(stderr, "%swarning: step %lld: %s; update skipped\n", tty ? "\n" : "", (long long)s, nf_last_error());
             if (++consecutive >= 50) {
-                fclose(lg);
-                if (saved) die("50 consecutive non-finite steps (%lld..%lld); stopping, %s keeps step %lld (try a lower --lr or --clip)",
-                               (long long)(s - 49), (long long)s, o->out, (long long)saved);
-                die("50 consecutive non-finite steps (%lld..%lld); stopping, no checkpoint written (try a lower --lr or --clip)",
-                    (long long)(s - 49), (long long)s);
+                if (lg) fclose(lg);
+                if (saved) DIE_ALL("50 consecutive non-finite steps (%lld..%lld); stopping, %s keeps step %lld (try a lower --lr or --clip)",
+                                   (long long)(s - 49), (long long)s, o->out, (long long)saved);
+                DIE_ALL("50 consecutive non-finite steps (%lld..%lld); stopping, no checkpoint written (try a lower --lr or --clip)",
+                        (long long)(s - 49), (long long)s);
             }
         } else {
             check(st);
@@ -40,22 +66,30 @@ int64_t train_loop(const train_run *r) {
             double shown = r->scale * loss + r->offset;
             ema = isnan(ema) ? shown : 0.98 * ema + 0.02 * shown;
         }
+        if (dist_fault("diverge", s)) nf_flow_params(r->f)[0] += R_NUDGE;
+        if (o->check_sync && s % o->check_sync == 0) { /* every process compares, so all stop together */
+            if (!dist_same(params_checksum(r->f)))
+                DIE_ALL("step %lld: the parameters differ between the %d processes (--check-sync); stopping, %s keeps step %lld",
+                        (long long)s, dist_size(), o->out, (long long)saved);
+            checks++;
+        }
         t = now(), el = t - t0;
         double rate = (double)done * (double)o->batch / el, epoch = (double)s * (double)o->batch / (double)r->nrows;
-        if (!numeric) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el);
-        int final = s == o->steps || (o->time_limit > 0 && el >= 60 * o->time_limit); /* --time-limit ends the run here */
+        if (!numeric && lg) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el);
+        /* --time-limit ends the run here; under mpirun the clocks differ, so the processes decide together */
+        int final = s == o->steps || (o->time_limit > 0 && dist_any(el >= 60 * o->time_limit));
         if ((s % o->ck_every == 0 && !numeric) || final) { /* a skipped step changed nothing to save */
-            check(nf_trainer_save(r->tr, o->out)); /* resumable with --resume */
-            fflush(lg);
+            if (writer) check(nf_trainer_save(r->tr, o->out)); /* resumable with --resume */
+            if (lg) fflush(lg);
             saved = s;
         }
-        if (r->samples_png && (s % o->smp_every == 0 || final)) {
+        if (writer && r->samples_png && (s % o->smp_every == 0 || final)) {
             nf_flow_set_training(r->f, 0);
             write_sample_grid(r->f, 12345, 0.7, NS, r->samples_png);
             nf_flow_set_training(r->f, 1);
         }
         int every = (int)((o->steps - r->first + 1) / 20 > 0 ? (o->steps - r->first + 1) / 20 : 1);
-        if (!o->quiet && (final || (tty ? t - last > 0.5 : (s - r->first + 1) % every == 0))) {
+        if (!o->quiet && writer && (final || (tty ? t - last > 0.5 : (s - r->first + 1) % every == 0))) {
             char eta[32];
             fmt_time(el / (double)done * (double)(o->steps - s), eta, sizeof eta);
             fprintf(stderr, "%sepoch %.2f  step %lld/%lld  loss %.4f %s  %.0f %s/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
@@ -64,8 +98,19 @@ int64_t train_loop(const train_run *r) {
         }
         if (final) break;
     }
-    if (!saved) check(nf_trainer_save(r->tr, o->out)); /* no step to run (--steps 0, or a finished run resumed) */
+    if (!saved && writer) check(nf_trainer_save(r->tr, o->out)); /* no step to run (--steps 0, or a finished run resumed) */
     if (tty) fputc('\n', stderr);
-    if (fclose(lg) != 0) die("%s: write failed: %s", logpath, strerror(errno));
+    if (lg && fclose(lg) != 0) die("%s: write failed: %s", logpath, strerror(errno));
+    if (writer && dist_size() > 1 && done > 0 && !o->quiet) {
+        double wait, grad, el = now() - t0;
+        dist_timing(&wait, &grad);
+        fprintf(stderr, "nflow train: %d processes: the sums across processes took %.3f ms per step, %.1f %% of the %.3f ms step", dist_size(),
+                1e3 * dist_comm_seconds() / (double)done, 100 * dist_comm_seconds() / el, 1e3 * el / (double)done);
+        if (wait > 0) fprintf(stderr, " (NFLOW_MPI_TIMING: %.3f ms waiting for the slowest process, %.3f ms in the gradient all-reduce)",
+                              1e3 * wait / (double)done, 1e3 * grad / (double)done);
+        fputc('\n', stderr);
+    }
+    if (writer && o->check_sync && dist_size() > 1)
+        fprintf(stderr, "nflow train: --check-sync: the parameters were identical on all %d processes at %lld checks\n", dist_size(), (long long)checks);
     return skipped;
 }

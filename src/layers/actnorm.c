@@ -17,6 +17,7 @@ typedef struct {
     int has_bias;
     int32_t C, P;
     int64_t off_b, off_logs, off_init; /* off_init: actnorm's "initialized" flag buffer, else -1 */
+    double stat[];                     /* actnorm: 2C + 1 sums for the initialisation (see sc_forward) */
 } scale_layer;
 
 /* z = (x + b)·exp(logs) (dir > 0) or x·exp(−logs) − b (dir < 0), per channel; logdet ± P·Σ logs */
@@ -47,20 +48,35 @@ static nf_status sc_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     int32_t C = s->C, P = s->P, S = L->ld;
     if (s->off_init >= 0 && training && *NF_B(L, s->off_init) == 0 && n > 0) {
         /* ActNorm data-dependent initialisation: zero mean, unit variance per channel over the batch
-         * and the pixels. A zero-variance channel keeps scale 1 (logs = 0) instead of exploding. */
+         * and the pixels. A zero-variance channel keeps scale 1 (logs = 0) instead of exploding.
+         * Two passes (mean, then squared deviations); in data-parallel training each pass's sums are
+         * summed across the processes (nf_layer_sum), so the statistics are the global batch's.
+         * stat = Σx per channel (C) | count | Σ(x − m)² per channel (C). */
         nf_real *logs = NF_P(L, s->off_logs), *b = NF_P(L, s->off_b);
+        double *sum = s->stat, *sq = s->stat + C + 1;
         for (int32_t c = 0; c < C; c++) {
-            double m = 0, v = 0, cnt = (double)n * P;
+            double m = 0;
             for (int64_t i = 0; i < n; i++)
                 for (int32_t p = 0; p < P; p++) m += x[i * S + (int64_t)c * P + p];
-            m /= cnt;
+            sum[c] = m;
+        }
+        sum[C] = (double)n * P;
+        nf_status st = nf_layer_sum(L, sum, C + 1);
+        if (st) return st;
+        double cnt = sum[C];
+        for (int32_t c = 0; c < C; c++) {
+            double m = sum[c] / cnt, v = 0;
             for (int64_t i = 0; i < n; i++)
                 for (int32_t p = 0; p < P; p++) {
                     double d = x[i * S + (int64_t)c * P + p] - m;
                     v += d * d;
                 }
-            double sd = sqrt(v / cnt);
-            b[c] = (nf_real)-m;
+            sum[c] = m, sq[c] = v;
+        }
+        if ((st = nf_layer_sum(L, sq, C))) return st;
+        for (int32_t c = 0; c < C; c++) {
+            double sd = sqrt(sq[c] / cnt);
+            b[c] = (nf_real)-sum[c];
             /* exactly 1/sd (Glow's 1/(sd + 1e-6) left the variance 1 − 2e-6/sd, off by ~1e-6) */
             logs[c] = sd > 1e-6 ? (nf_real)-log(sd) : 0;
         }
@@ -141,7 +157,7 @@ nf_status nf_actnorm_create(nf_registry *c, const char *name, int32_t dim, nf_la
 nf_status nf_actnorm2d_create(nf_registry *c, const char *name, int32_t C, int32_t P, nf_layer **out) {
     *out = NULL;
     if (C < 1 || P < 1) return nf_fail(NF_ERR_INVALID, "%s: ActNorm needs C, P ≥ 1 (got %d, %d)", name, (int)C, (int)P);
-    scale_layer *s = nf_layer_alloc(sizeof *s, &actnorm_ops, c, name, C * P);
+    scale_layer *s = nf_layer_alloc(sizeof *s + sizeof(double) * (2 * (size_t)C + 1), &actnorm_ops, c, name, C * P);
     if (!s) return NF_ERR_NOMEM;
     s->has_bias = 1, s->C = C, s->P = P;
     s->off_b = nf_registry_reserve_vec(c, name, "bias", NF_TENSOR_PARAM, C);

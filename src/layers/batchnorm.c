@@ -9,6 +9,8 @@
 typedef struct {
     nf_layer base;
     int64_t off_lg, off_beta, off_rmean, off_rvar;
+    double stat[]; /* 2D + 2 sums over the batch (forward and backward), summed across processes in
+                    * data-parallel training (nf_layer_sum) so that the statistics are the global batch's */
 } bn_layer;
 
 /* Cache floats: μ (D) | 1/√(v+ε) (D), independent of n. */
@@ -26,15 +28,31 @@ static nf_status bn_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     int32_t D = L->dim, S = L->ld;
     nf_real *mu = cache, *inv = cache + D, *rm = NF_B(L, b->off_rmean), *rv = NF_B(L, b->off_rvar);
     const nf_real *lg = NF_P(L, b->off_lg), *beta = NF_P(L, b->off_beta);
+    int stats = training && n > 0;
+    /* batch statistics in two passes: stat = Σx (D) | rows | Σ(x − μ)² (D), each pass summed across
+     * the processes of a data-parallel pass */
+    double *sum = b->stat, *sq = b->stat + D + 1;
+    if (stats) {
+        for (int32_t j = 0; j < D; j++) {
+            double m = 0;
+            for (int64_t i = 0; i < n; i++) m += x[i * S + j];
+            sum[j] = m;
+        }
+        sum[D] = (double)n;
+        nf_status st = nf_layer_sum(L, sum, D + 1);
+        if (st) return st;
+        for (int32_t j = 0; j < D; j++) {
+            double m = sum[j] / sum[D], v = 0;
+            for (int64_t i = 0; i < n; i++) v += (x[i * S + j] - m) * (x[i * S + j] - m);
+            sum[j] = m, sq[j] = v;
+        }
+        if ((st = nf_layer_sum(L, sq, D))) return st;
+    }
     double ld = 0;
     for (int32_t j = 0; j < D; j++) {
         double m = rm[j], v = rv[j];
-        if (training && n > 0) {
-            m = 0, v = 0;
-            for (int64_t i = 0; i < n; i++) m += x[i * S + j];
-            m /= (double)n;
-            for (int64_t i = 0; i < n; i++) v += (x[i * S + j] - m) * (x[i * S + j] - m);
-            v /= (double)n;
+        if (stats) {
+            m = sum[j], v = sq[j] / sum[D];
             rm[j] = (nf_real)((1 - BN_MOMENTUM) * rm[j] + BN_MOMENTUM * m);
             rv[j] = (nf_real)((1 - BN_MOMENTUM) * rv[j] + BN_MOMENTUM * v);
         }
@@ -80,6 +98,10 @@ static nf_status bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     nf_real *glg = NF_G(L, b->off_lg), *gbeta = NF_G(L, b->off_beta);
     double sld = 0;
     for (int64_t i = 0; i < n; i++) sld += dld[i];
+    /* this process's sums: stat = Σ dxh (D) | Σ dxh·xh (D) | Σ dld | rows; the parameter gradients
+     * take them as they are (the gradient buffer is summed across processes later), the batch-
+     * statistics terms of dx need them over the whole batch */
+    double *s_dxh = b->stat, *s_dxh_xh = b->stat + D;
     for (int32_t j = 0; j < D; j++) {
         double g = exp((double)lg[j]), iv = inv[j];
         double sum_dxh = 0, sum_dxh_xh = 0, sum_dz = 0;
@@ -89,6 +111,17 @@ static nf_status bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache
         }
         glg[j] += (nf_real)(sum_dxh_xh + sld);
         gbeta[j] += (nf_real)sum_dz;
+        s_dxh[j] = sum_dxh, s_dxh_xh[j] = sum_dxh_xh;
+    }
+    b->stat[2 * D] = sld, b->stat[2 * D + 1] = (double)n;
+    if (training) {
+        nf_status st = nf_layer_sum(L, b->stat, 2 * (int64_t)D + 2);
+        if (st) return st;
+    }
+    double N = b->stat[2 * D + 1];
+    sld = b->stat[2 * D];
+    for (int32_t j = 0; j < D; j++) {
+        double g = exp((double)lg[j]), iv = inv[j], sum_dxh = s_dxh[j], sum_dxh_xh = s_dxh_xh[j];
         for (int64_t i = 0; i < n; i++) {
             double xh = (x[i * S + j] - mu[j]) * iv, dxh = dz[i * S + j] * g;
             if (!training) {
@@ -96,8 +129,8 @@ static nf_status bn_backward(nf_layer *L, const nf_real *x, const nf_real *cache
             } else {
                 /* batch statistics: the usual batch-norm backward, plus the log-det's dependence on v:
                  * ∂(−½ log(v+ε))/∂x_ij = −(x_ij − μ_j)/(n (v+ε)) = −xh·iv/n */
-                double d = iv / (double)n * ((double)n * dxh - sum_dxh - xh * sum_dxh_xh);
-                dx[i * S + j] = (nf_real)(d - sld * xh * iv / (double)n);
+                double d = iv / N * (N * dxh - sum_dxh - xh * sum_dxh_xh);
+                dx[i * S + j] = (nf_real)(d - sld * xh * iv / N);
             }
         }
     }
@@ -118,7 +151,7 @@ static const nf_layer_ops batchnorm_ops = {"batchnorm",   bn_forward, bn_inverse
 nf_status nf_batchnorm_create(nf_registry *c, const char *name, int32_t dim, nf_layer **out) {
     *out = NULL;
     if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: batch norm needs dim ≥ 1 (got %d)", name, (int)dim);
-    bn_layer *b = nf_layer_alloc(sizeof *b, &batchnorm_ops, c, name, dim);
+    bn_layer *b = nf_layer_alloc(sizeof *b + sizeof(double) * (2 * (size_t)dim + 2), &batchnorm_ops, c, name, dim);
     if (!b) return NF_ERR_NOMEM;
     b->off_lg = nf_registry_reserve_vec(c, name, "log_gamma", NF_TENSOR_PARAM, dim);
     b->off_beta = nf_registry_reserve_vec(c, name, "beta", NF_TENSOR_PARAM, dim);

@@ -28,6 +28,14 @@ void nf_layer_no_init(nf_layer *L, nf_rng *rng) { NF_UNUSED(L), NF_UNUSED(rng); 
 /* Nothing owned beyond the struct itself. */
 void nf_layer_no_destroy(nf_layer *L) { NF_UNUSED(L); }
 
+/* See layer.h: sum buf across the processes through L->reducer (nothing to do without one). */
+nf_status nf_layer_sum(const nf_layer *L, double *buf, int64_t n) {
+    if (!L->reducer || L->reducer->size <= 1) return NF_OK;
+    if (L->reducer->sum_double(L->reducer->ctx, buf, n) != 0)
+        return nf_fail(NF_ERR_IO, "%s: the sum of the batch statistics across processes failed", L->name);
+    return NF_OK;
+}
+
 /* No matrix products: 0 FLOPs. */
 int64_t nf_no_flops(const nf_layer *L) {
     NF_UNUSED(L);

@@ -59,6 +59,11 @@ struct nf_layer {
     int32_t ld;         /* … of rows ld ≥ D apart (multi-scale flows factor out the rest; the flow
                          * carries columns D..ld−1 through unchanged) */
     nf_registry *reg;   /* the model's tensors: parameters, gradients, buffers by offset */
+    /* Data-parallel training (nf_trainer_set_reducer): set by the flow for the duration of one
+     * training pass, NULL otherwise. A layer whose training forward or backward needs statistics of
+     * the whole batch (ActNorm's initialisation, batch norm) sums them across the processes with
+     * nf_layer_sum; the other layers ignore it. */
+    const nf_reducer *reducer;
 };
 
 #define NF_P(L, off) ((L)->reg->params + (off))
@@ -168,5 +173,8 @@ void *nf_layer_alloc(size_t size, const nf_layer_ops *ops, nf_registry *reg, con
 int64_t nf_layer_no_size(const nf_layer *L, int64_t n);
 void nf_layer_no_init(nf_layer *L, nf_rng *rng);
 void nf_layer_no_destroy(nf_layer *L);
+/* buf[0..n) ← its sum over the processes of a data-parallel pass (L->reducer); a no-op with none.
+ * NF_ERR_IO (reason set) if the transport failed. */
+nf_status nf_layer_sum(const nf_layer *L, double *buf, int64_t n);
 
 #endif

@@ -196,21 +196,39 @@ static void copy_tail(const nf_real *src, nf_real *dst, int64_t n, int32_t from,
     for (int64_t i = 0; i < n; i++) memcpy(dst + i * D + from, src + i * D + from, sizeof(nf_real) * (size_t)(D - from));
 }
 
+/* In a data-parallel pass (collective: every process runs the same layers and each of them may sum
+ * statistics across the processes) a layer's numeric failure on one process must not end that
+ * process's pass early, or the others would wait in a sum it never joins: the failure is kept in
+ * *first (the first one wins), the layer's output buf (count values) becomes NaN, the pass goes on.
+ * Returns the status to act on now: NF_OK to continue, or st itself (not collective, or not numeric). */
+static nf_status carry_on(int collective, nf_status st, nf_status *first, nf_real *buf, int64_t count) {
+    if (!st || !collective || st != NF_ERR_NUMERIC) return st;
+    if (!*first) *first = st;
+    for (int64_t i = 0; i < count; i++) buf[i] = (nf_real)NAN;
+    return NF_OK;
+}
+
 /* Forward through every layer for n ≤ nmax rows; leaves layer outputs in ACT, the latent in
- * ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET. */
-static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout) {
+ * ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET. collective, *first: see
+ * carry_on (first may be NULL when not collective). */
+static nf_status run_forward_ex(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout, int collective, nf_status *first) {
     nf_real *ld = LOGDET(f);
     memset(ld, 0, sizeof(nf_real) * (size_t)n);
     const nf_real *in = x;
     for (int32_t k = 0; k < f->nlayers; k++) {
         nf_layer *L = f->layers[k];
         nf_status st = L->ops->forward(L, in, ACT(f, k), ld, n, CACHE(f, k), SCRATCH(f), f->training);
-        if (st) return st;
+        if ((st = carry_on(collective, st, first, ACT(f, k), n * f->cfg.dim))) return st;
         copy_tail(in, ACT(f, k), n, L->dim, f->cfg.dim);
         in = ACT(f, k);
     }
     *zout = in;
     return NF_OK;
+}
+
+/* run_forward_ex outside a data-parallel pass: the first failure ends the pass. */
+static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout) {
+    return run_forward_ex(f, x, n, zout, 0, NULL);
 }
 
 /* Forward in chunks of EVAL_CHUNK rows; any of z, logdet, logp may be NULL. */
@@ -316,23 +334,30 @@ nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x
     return nf_flow_inverse(f, x, x, NULL, n);
 }
 
-/* Mean NLL of n rows into *loss; grads += ∂loss/∂params, dx (may be NULL) = ∂loss/∂x. A layer's
- * forward, inverse (recompute mode) or backward failure is returned with its reason. */
-static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
+/* The NLL summed over n rows into *nll_sum; grads += ∂loss/∂params and dx (may be NULL) = ∂loss/∂x
+ * for loss = nll_sum / total (total = n: the mean; total > n: these rows are part of a global batch of
+ * total rows, each weighted 1/total). A layer's forward, inverse (recompute mode) or backward failure
+ * is returned with its reason. With a reducer r (a data-parallel pass, see carry_on) every layer sees
+ * r for the duration of the pass, a non-finite NLL does not stop the pass and a numeric failure is
+ * returned at its end. */
+static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r, double *nll_sum,
+                          nf_real *dx) {
     if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
     int32_t D = f->cfg.dim;
+    int coll = r != NULL;
+    nf_status first = NF_OK;
     const nf_real *z;
     nf_status st = nf_flow_reserve(f, n);
-    if (!st) st = run_forward(f, x, n, &z);
+    if (!st) st = run_forward_ex(f, x, n, &z, coll, &first);
     if (st) return st;
     nf_real *lp = LP(f), *ld = LOGDET(f), *dld = DLD(f);
     nf_prior_log_prob(&f->prior, z, lp, n);
     double s = 0;
     for (int64_t i = 0; i < n; i++) s -= (double)lp[i] + ld[i];
-    *loss = s / (double)n;
-    if (!isfinite(*loss)) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
-    /* loss = −(1/n) Σ_i [lp_i + ld_i]:  ∂loss/∂lp_i = ∂loss/∂ld_i = −1/n */
-    for (int64_t i = 0; i < n; i++) dld[i] = R(-1.0) / (nf_real)n;
+    *nll_sum = s;
+    if (!isfinite(s) && !coll) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
+    /* loss = −(1/total) Σ_i [lp_i + ld_i]:  ∂loss/∂lp_i = ∂loss/∂ld_i = −1/total */
+    for (int64_t i = 0; i < n; i++) dld[i] = R(-1.0) / (nf_real)total;
     nf_real *dz = DZA(f), *dxb = DZB(f);
     nf_prior_backward(&f->prior, z, dld, dz, n);
     for (int32_t k = f->nlayers - 1; k >= 0; k--) {
@@ -344,24 +369,46 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss,
              * neither: its input and its cache are still those of the forward pass. */
             if (k > 0) {
                 nf_real *xin = ACT(f, k - 1);
-                if ((st = L->ops->inverse(L, ACT(f, k), xin, NULL, n, SCRATCH(f)))) return st;
+                st = L->ops->inverse(L, ACT(f, k), xin, NULL, n, SCRATCH(f));
+                if ((st = carry_on(coll, st, &first, xin, n * D))) return st;
                 copy_tail(ACT(f, k), xin, n, L->dim, D);
             }
-            if ((st = L->ops->forward(L, in, SPARE(f), NULL, n, CACHE(f, k), SCRATCH(f), f->training))) return st;
+            st = L->ops->forward(L, in, SPARE(f), NULL, n, CACHE(f, k), SCRATCH(f), f->training);
+            if ((st = carry_on(coll, st, &first, SPARE(f), n * D))) return st;
         }
         nf_real *out = (k == 0 && dx) ? dx : dxb;
-        if ((st = L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training))) return st;
+        st = L->ops->backward(L, in, CACHE(f, k), dz, dld, out, n, SCRATCH(f), f->training);
+        if ((st = carry_on(coll, st, &first, out, n * D))) return st;
         copy_tail(dz, out, n, L->dim, D);
         dxb = dz, dz = out;
     }
     if (dx && f->nlayers == 0) memcpy(dx, dz, sizeof(nf_real) * (size_t)(n * D));
-    return NF_OK;
+    return first;
+}
+
+/* Set every layer's reducer (NULL: none). */
+static void set_reducer(nf_flow *f, const nf_reducer *r) {
+    for (int32_t k = 0; k < f->nlayers; k++) f->layers[k]->reducer = r;
 }
 
 /* See nflow.h: nll_grad on one thread for small flows. */
 nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
     int t = serial_begin(f, n);
-    nf_status st = nll_grad(f, x, n, loss, dx);
+    double s = 0;
+    nf_status st = nll_grad(f, x, n, n, NULL, &s, dx);
+    *loss = s / (double)n;
+    serial_end(t);
+    return st;
+}
+
+/* See models.h: this process's rows of a global batch in a data-parallel pass. */
+nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r,
+                                double *nll_sum) {
+    if (total < n) return nf_fail(NF_ERR_INVALID, "a part of %lld rows of a batch of %lld", (long long)n, (long long)total);
+    int t = serial_begin(f, n);
+    set_reducer(f, r);
+    nf_status st = nll_grad(f, x, n, total, r, nll_sum, NULL);
+    set_reducer(f, NULL);
     serial_end(t);
     return st;
 }

@@ -21,6 +21,15 @@ const nf_real *nf_flow_prior_params(const nf_flow *f);
 /* Forward pass of n rows in bounded chunks: any of z (n, D), logdet (n), logp (n) may be NULL;
  * logp = log π(z) + logdet, the log-likelihood in nats. */
 nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n);
+/* Data-parallel training (the trainer): this process's n rows x (n, D) of a global batch of total ≥ n
+ * rows. *nll_sum = the NLL summed over the n rows; grads += the gradient of nll_sum / total (each row
+ * weighted 1/total, so that the gradients summed over the processes are the gradient of the global
+ * mean). r (may be NULL) is lent to the layers for the pass (whole-batch statistics summed across
+ * processes); with r, a non-finite NLL or a layer's numeric failure does not end the pass early — every
+ * process makes the same sums — the failure is returned at the end (NF_ERR_NUMERIC, gradients then
+ * meaningless). Small flows run on one thread (as nf_flow_nll_grad). */
+nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r,
+                                double *nll_sum);
 /* Make sure the workspace holds n rows (allocates only when n grows). */
 nf_status nf_flow_reserve(nf_flow *f, int64_t n);
 /* Layer k (0 ≤ k < nf_flow_num_layers), owned by the flow: for the tests. */

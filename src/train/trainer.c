@@ -15,6 +15,8 @@ struct nf_trainer {
     nf_rng shuffle_rng;       /* rng as it was when the current epoch was shuffled */
     int64_t *perm, pos, steps;
     nf_real *batch; /* (batch, D) */
+    nf_reducer red; /* data-parallel training: this process's rank of size (size 1: alone) */
+    int64_t lo, hi; /* this process's rows [lo, hi) of every batch */
 };
 
 /* Fill *o with the trainer's defaults: batch 256, Adam defaults, seed 1, 8-bit images. */
@@ -60,6 +62,7 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *
         return st;
     }
     nf_rng_seed(&t->rng, o->seed);
+    t->red.size = 1, t->lo = 0, t->hi = o->batch;
     shuffle(t);
     nf_flow_set_training(f, 1);
     *out = t;
@@ -81,6 +84,22 @@ void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
     free(t->perm), free(t->batch), free(t->idx), free(t);
+}
+
+/* See nflow.h: process r->rank of r->size; this process's rows of every batch are [lo, hi). */
+nf_status nf_trainer_set_reducer(nf_trainer *t, const nf_reducer *r) {
+    if (!r || r->size <= 1) {
+        t->red = (nf_reducer){0};
+        t->red.size = 1, t->lo = 0, t->hi = t->o.batch;
+        return NF_OK;
+    }
+    if (r->rank < 0 || r->rank >= r->size || !r->sum_real || !r->sum_double)
+        return nf_fail(NF_ERR_INVALID, "process %d of %d: not a rank of the run, or a reducer without its sums", (int)r->rank, (int)r->size);
+    if (t->o.batch < r->size)
+        return nf_fail(NF_ERR_INVALID, "batch size %lld: smaller than the %d processes (each needs at least one row)", (long long)t->o.batch, (int)r->size);
+    t->red = *r;
+    t->lo = t->o.batch * r->rank / r->size, t->hi = t->o.batch * (r->rank + 1) / r->size;
+    return NF_OK;
 }
 
 /* How many steps t has taken (counting those before a resume). */
@@ -177,6 +196,39 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
     return NF_OK;
 }
 
+/* The data-parallel half of nf_trainer_step (t->batch holds the whole global batch, drawn as one
+ * process draws it): this process's rows, then the sums across processes — the gradient buffer and
+ * (NLL sum, failed) — and one Adam step from the summed gradient, identical on every process. Every
+ * process reaches both sums whatever happened on it (a numeric failure is carried in "failed"), so
+ * the skip decision is taken by all together. A failure of the transport or memory is returned as is:
+ * the caller must stop the whole job. */
+static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
+    int64_t B = t->o.batch, D = nf_flow_dim(t->f), np = nf_flow_num_params(t->f);
+    nf_flow *f = t->f;
+    nf_flow_zero_grad(f);
+    double part[2] = {0, 0};
+    nf_status st = nf_flow_nll_grad_part(f, t->batch + t->lo * D, t->hi - t->lo, B, &t->red, &part[0]);
+    if (st && st != NF_ERR_NUMERIC) return st;
+    char why[200] = "";
+    if (st) snprintf(why, sizeof why, "%s", nf_last_error());
+    part[1] = st ? 1 : 0;
+    nf_real *g = nf_flow_grads(f);
+    if (t->red.sum_double(t->red.ctx, part, 2) != 0 || t->red.sum_real(t->red.ctx, g, np) != 0)
+        return nf_fail(NF_ERR_IO, "step %lld: the sum across processes failed", (long long)t->steps + 1);
+    *loss = part[0] / (double)B;
+    if (part[1] > 0) {
+        if (why[0]) return nf_fail(NF_ERR_NUMERIC, "%s", why);
+        return nf_fail(NF_ERR_NUMERIC, "another process failed on its part of the batch");
+    }
+    if (!isfinite(*loss)) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
+    double norm = nf_adam_grad_norm(t->adam, g);
+    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "step %lld: the gradient is not finite; update skipped", (long long)t->steps + 1);
+    nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
+    *grad_norm = norm;
+    t->steps++;
+    return NF_OK;
+}
+
 /* One training step on the next batch; *loss = its mean NLL, *grad_norm the pre-clip norm.
  * A non-finite loss or gradient leaves the parameters unchanged and returns NF_ERR_NUMERIC. */
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
@@ -187,6 +239,7 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
         if (t->ds) memcpy(t->batch + i * D, t->ds->x + t->idx[i] * D, sizeof(nf_real) * (size_t)D);
     }
     if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, &t->rng, t->batch);
+    if (t->red.size > 1) return step_part(t, loss, grad_norm);
     nf_flow *f = t->f;
     nf_flow_zero_grad(f);
     nf_status st = nf_flow_nll_grad(f, t->batch, B, loss, NULL);

@@ -1,0 +1,157 @@
+/* mpi.c — data-parallel training across processes on MPI (interface: mpi.h). The whole protocol is
+ * MPI_Allreduce of the flat gradient buffer and of a few sums per step; nothing else is exchanged
+ * (every process reads the data and checkpoints itself). Without NFLOW_MPI: one process. */
+#include "mpi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int g_rank = 0, g_size = 1, g_local = 1;
+
+/* NFLOW_MPI_FAULT = "KIND:RANK:STEP" (tests only). */
+int dist_fault(const char *kind, int64_t step) {
+    const char *e = getenv("NFLOW_MPI_FAULT");
+    if (!e) return 0;
+    char k[32];
+    int r;
+    long long s;
+    if (sscanf(e, "%31[a-z]:%d:%lld", k, &r, &s) != 3) return 0;
+    return strcmp(k, kind) == 0 && r == g_rank && s == step;
+}
+
+/* How many processes the launcher that started this one says the job has (Open MPI's mpirun, or a
+ * PMI launcher such as MPICH's); 0 if none started it. */
+static int launched_size(void) {
+    const char *e = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!e) e = getenv("PMI_SIZE");
+    return e ? atoi(e) : 0;
+}
+
+int dist_rank(void) { return g_rank; }
+int dist_size(void) { return g_size; }
+int dist_local_size(void) { return g_local; }
+
+#ifdef NFLOW_MPI
+#include <limits.h>
+#include <mpi.h>
+#include <time.h>
+
+static double g_comm;   /* seconds inside the reducer's sums */
+static double g_wait, g_grad; /* NFLOW_MPI_TIMING: seconds at the barrier before the gradient sum; in the gradient sum */
+static int g_timing;
+static int g_joined;    /* MPI_Init was called */
+static nf_reducer g_red;
+
+/* atexit: leave the job. The processes wait for each other at a barrier polled with short sleeps, so
+ * that those done first (rank 0 still evaluates) do not spin on the cores the others need. */
+static void leave(void) {
+    if (!g_joined) return;
+    MPI_Request rq;
+    int done = 0;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &rq) == MPI_SUCCESS)
+        while (!done && MPI_Test(&rq, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        }
+    MPI_Finalize();
+    g_joined = 0;
+}
+
+/* buf[0..n) summed over the processes in place, in pieces of at most INT_MAX elements (MPI counts are
+ * int). 0 on success. */
+static int sum_any(void *buf, int64_t n, MPI_Datatype type, size_t elem) {
+    double t0 = MPI_Wtime();
+    char *p = buf;
+    while (n > 0) {
+        int k = n > INT_MAX ? INT_MAX : (int)n;
+        if (MPI_Allreduce(MPI_IN_PLACE, p, k, type, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) return 1;
+        p += (size_t)k * elem, n -= k;
+    }
+    g_comm += MPI_Wtime() - t0;
+    return 0;
+}
+
+/* The gradient buffer. With NFLOW_MPI_TIMING set, a barrier first, timed apart (g_wait), so that the
+ * time of the all-reduce itself is not mixed with waiting for the slowest process (for measurements). */
+static int sum_real(void *ctx, nf_real *buf, int64_t n) {
+    (void)ctx;
+    if (g_timing) {
+        double t0 = MPI_Wtime();
+        if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return 1;
+        g_wait += MPI_Wtime() - t0;
+    }
+    double t1 = MPI_Wtime();
+    int rc = sum_any(buf, n, sizeof(nf_real) == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE, sizeof(nf_real));
+    g_grad += MPI_Wtime() - t1;
+    return rc;
+}
+
+static int sum_double(void *ctx, double *buf, int64_t n) {
+    (void)ctx;
+    return sum_any(buf, n, MPI_DOUBLE, sizeof(double));
+}
+
+void dist_init(int *argc, char ***argv) {
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK")) { /* not started by Open MPI's mpirun */
+        if (launched_size() > 1) die("started as one of %d processes by an MPI launcher that is not Open MPI's, which this nflow was built with", launched_size());
+        return;
+    }
+    if (MPI_Init(argc, argv) != MPI_SUCCESS) die("MPI_Init failed: cannot join the MPI job");
+    g_joined = 1;
+    atexit(leave);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN); /* a failed sum is reported, then the job aborted */
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &g_local);
+        MPI_Comm_free(&node);
+    }
+    g_red = (nf_reducer){sum_real, sum_double, NULL, g_rank, g_size};
+    g_timing = getenv("NFLOW_MPI_TIMING") != NULL;
+}
+
+const nf_reducer *dist_reducer(void) { return g_size > 1 ? &g_red : NULL; }
+
+int dist_any(int flag) {
+    if (g_size <= 1) return flag != 0;
+    int v = flag != 0, r = 0;
+    if (MPI_Allreduce(&v, &r, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) die("the decision across processes failed (MPI_Allreduce)");
+    return r;
+}
+
+int dist_same(uint64_t h) {
+    if (g_size <= 1) return 1;
+    uint64_t v[2] = {h, ~h}, r[2];
+    if (MPI_Allreduce(v, r, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) die("the checksum comparison across processes failed (MPI_Allreduce)");
+    return r[0] == ~r[1]; /* max(h) == min(h) */
+}
+
+double dist_comm_seconds(void) { return g_comm; }
+void dist_timing(double *wait, double *grad) { *wait = g_wait, *grad = g_grad; }
+
+void dist_abort(int code) {
+    if (g_joined && g_size > 1) {
+        fflush(stderr), fflush(stdout);
+        MPI_Abort(MPI_COMM_WORLD, code);
+    }
+}
+
+#else /* one process */
+
+void dist_init(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    if (launched_size() > 1) /* N copies would each train alone and overwrite each other's files */
+        die("started as one of %d processes by mpirun, but this nflow was built without MPI (install libopenmpi-dev, rebuild)", launched_size());
+}
+const nf_reducer *dist_reducer(void) { return NULL; }
+int dist_any(int flag) { return flag != 0; }
+int dist_same(uint64_t h) { (void)h; return 1; }
+double dist_comm_seconds(void) { return 0; }
+void dist_timing(double *wait, double *grad) { *wait = *grad = 0; }
+void dist_abort(int code) { (void)code; }
+
+#endif
