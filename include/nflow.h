@@ -179,7 +179,7 @@ int64_t nf_flow_workspace_bytes(const nf_flow *f);
 nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n);
 /* x = f⁻¹(z); logdet[i] = log|det ∂x/∂z| = −(forward log-det) (overwritten; may be NULL). */
 nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n);
-/* log p(x) per sample, in nats. */
+/* log p(x) per sample, in nats. NF_ERR_NUMERIC (the values still written) when one is not finite. */
 nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n);
 /* Draw n samples x = G(z), z ~ prior scaled by temperature T (T = 1: the model's distribution). */
 nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install nflow's build and test dependencies from Debian packages (Debian 12, as root or with sudo).
 set -euo pipefail
-PKGS=(build-essential cmake pkgconf libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libcjson-dev libcmocka-dev dataset-fashion-mnist)
+PKGS=(build-essential cmake pkgconf libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libcjson-dev libcmocka-dev dataset-fashion-mnist
+      clang-14 libclang-rt-14-dev libomp-14-dev) # clang: the libFuzzer targets (scripts/fuzz.sh, tests/fuzz)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -160,37 +160,39 @@ typedef struct {
 /* qsort comparator of two char * (strcmp order). */
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Sorted names of the entries of dir (without . and ..); NULL on failure (error set). */
-static char **list_dir(const char *dir, int64_t *count) {
+/* The sorted names of the entries of dir (without . and .. and hidden files) into *names (*count of
+ * them; the caller frees with free_names); NF_ERR_IO (cannot open) or NF_ERR_NOMEM, reason set. */
+static nf_status list_dir(const char *dir, char ***names_out, int64_t *count) {
+    *names_out = NULL, *count = 0;
     DIR *d = opendir(dir);
-    if (!d) {
-        nf_fail(NF_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
-        return NULL;
-    }
+    if (!d) return nf_fail(NF_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
     char **names = NULL;
     int64_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
+    int oom = 0;
+    for (struct dirent *e; !oom && (e = readdir(d));) {
         if (e->d_name[0] == '.') continue; /* ., .., hidden files */
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **t = realloc(names, sizeof *t * (size_t)cap);
-            if (!t) break;
+            if (!t) {
+                oom = 1;
+                break;
+            }
             names = t;
         }
-        if (!(names[n] = strdup(e->d_name))) break;
-        n++;
+        if (!(names[n] = strdup(e->d_name))) oom = 1;
+        else n++;
     }
     closedir(d);
-    if (e) { /* stopped early: out of memory */
+    if (!oom && !names && !(names = calloc(1, sizeof *names))) oom = 1; /* an empty folder: a valid empty list */
+    if (oom) {
         for (int64_t i = 0; i < n; i++) free(names[i]);
         free(names);
-        nf_fail(NF_ERR_NOMEM, "%s: out of memory listing the folder", dir);
-        return NULL;
+        return nf_fail(NF_ERR_NOMEM, "%s: out of memory listing the folder", dir);
     }
     if (n) qsort(names, (size_t)n, sizeof *names, cmp_str);
-    *count = n;
-    return names ? names : calloc(1, sizeof *names);
+    *names_out = names, *count = n;
+    return NF_OK;
 }
 
 /* Free the n names of a list_dir result and the array itself. */
@@ -227,9 +229,9 @@ static nf_status add_file(file_list *fl, const char *dir, const char *name, int3
 /* the images of dir (label), and the classes below it when with_classes */
 static nf_status collect(const char *dir, int32_t label, int with_classes, file_list *fl, int32_t *nclasses) {
     int64_t n;
-    char **names = list_dir(dir, &n);
-    if (!names) return NF_ERR_IO;
-    nf_status st = NF_OK;
+    char **names;
+    nf_status st = list_dir(dir, &names, &n);
+    if (st) return st;
     for (int64_t i = 0; i < n && !st; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);

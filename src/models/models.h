@@ -21,6 +21,11 @@ const nf_real *nf_flow_prior_params(const nf_flow *f);
 /* Forward pass of n rows in bounded chunks: any of z (n, D), logdet (n), logp (n) may be NULL;
  * logp = log π(z) + logdet, the log-likelihood in nats. */
 nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n);
+/* nf_flow_create for a model read from a file that holds at most max_values parameter and state
+ * values: the layers are sized first and, when they need more than that, NF_ERR_FORMAT is returned
+ * before the tensors are allocated (a lying config cannot make nflow allocate what the file does not
+ * back). max_values < 0: no bound (nf_flow_create). */
+nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flow **out);
 /* Make sure the workspace holds n rows (allocates only when n grows). */
 nf_status nf_flow_reserve(nf_flow *f, int64_t n);
 /* Layer k (0 ≤ k < nf_flow_num_layers), owned by the flow: for the tests. */
