@@ -14,6 +14,7 @@
 #define _DEFAULT_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -313,6 +314,32 @@ static void test_stale_temps(void **state) {
     free_fixture(&x);
 }
 
+/* A model with a non-finite parameter is never saved (nf_flow_load would refuse the file), and the
+ * trainer refuses to step it. */
+static void test_nonfinite_not_saved(void **state) {
+    (void)state;
+    fixture x = make_fixture();
+    for (int kind = 0; kind < 2; kind++) {
+        const char *path = path_of(kind_files[kind]);
+        assert_int_equal(write_kind(&x, kind, path), NF_OK);
+        size_t n;
+        unsigned char *old = slurp(path, &n);
+        nf_real keep = nf_flow_params(x.f)[3];
+        nf_flow_params(x.f)[3] = (nf_real)NAN;
+        nf_status st = write_kind(&x, kind, path);
+        assert_int_equal(st, NF_ERR_NUMERIC);
+        assert_non_null(strstr(nf_last_error(), "not saved"));
+        assert_intact(path, old, n, kind);
+        double loss, gn;
+        assert_int_equal(nf_trainer_step(x.tr, &loss, &gn), NF_ERR_NUMERIC);
+        assert_true(isnan(nf_flow_params(x.f)[3]));
+        nf_flow_params(x.f)[3] = keep;
+        free(old);
+        unlink(path);
+    }
+    free_fixture(&x);
+}
+
 static int setup(void **state) {
     (void)state;
     nf_set_threads(1);
@@ -334,6 +361,7 @@ int main(void) {
         cmocka_unit_test(test_flush_close_rename),
         cmocka_unit_test(test_unwritable),
         cmocka_unit_test(test_stale_temps),
+        cmocka_unit_test(test_nonfinite_not_saved),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

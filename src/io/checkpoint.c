@@ -127,6 +127,13 @@ nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save
 nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const char *trainer_json) {
     int32_t ntensors = nf_flow_num_tensors(f);
     int64_t nparams = nf_flow_num_params(f);
+    /* nf_flow_load refuses non-finite values: never write a checkpoint that would not load (the file at
+     * path, if any, stays as it was) */
+    for (int32_t i = 0; i < ntensors; i++) {
+        const nf_real *v = nf_flow_tensor_cdata(f, i);
+        for (int64_t k = 0; k < nf_flow_tensor(f, i)->count; k++)
+            if (!isfinite(v[k])) return nf_fail(NF_ERR_NUMERIC, "%s: not saved: tensor '%s' holds a non-finite value", path, nf_flow_tensor(f, i)->name);
+    }
     cJSON *h = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *cfg = config_json(nf_flow_config(f));
     cJSON *kinds = cJSON_CreateArray();
     nf_status st = NF_OK;
