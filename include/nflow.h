@@ -289,6 +289,11 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path);
  * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon);
+/* The same, and (max_recon and nbad not NULL) *nbad = how many images have some value with
+ * |x − G(G⁻¹(x))| > tol (a non-finite reconstruction counts): e.g. tol = half a quantisation level,
+ * 0.5 / 2^bits, the images whose reconstruction would land in another pixel bin. */
+nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
+                                     double *se, double *max_recon, int64_t *nbad);
 /* z = G⁻¹(x) of the images idx[0..n) (pixels at the centre of their bins, reduced to `bits`): the
  * latents used for interpolation and attribute vectors. z: (n, D). */
 nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,

@@ -48,4 +48,12 @@ grep -q "c.ckpt: not saved: tensor '.*' holds a non-finite value (.*c.ckpt keeps
 grep -a -q 'steps\\":19,' "$T/c.ckpt" && ok || bad "the kept checkpoint is not step 19"
 [ "$(find "$T" -name '*.tmp.*' | wc -l)" -eq 0 ] && ok || bad "temporaries left: $(ls "$T")"
 
+# 4. nflow eval on images counts the images that do not reconstruct within half a quantisation level
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x10\x00\x00\x00\x08\x00\x00\x00\x08'; LC_ALL=C awk 'BEGIN { srand(5); for (i = 0; i < 1024; i++) printf "%c", int(rand() * 256) }'; } >"$T/i-idx3-ubyte"
+"$NF" train --model glow --data "$T/i-idx3-ubyte" --test-data "$T/i-idx3-ubyte" --levels 1 --depth 1 --hidden 4 --batch 8 \
+    --steps 3 --threads 1 --quiet --out "$T/g.ckpt" >/dev/null 2>&1 || bad "glow on images did not train"
+"$NF" eval --model "$T/g.ckpt" --data "$T/i-idx3-ubyte" >"$T/ev" 2>&1 || bad "image eval failed: $(cat "$T/ev")"
+grep -q "max reconstruction error .*; 0 of 16 images reconstruct off by more than 0.002 (half a 8-bit level)" "$T/ev" && ok || bad "image eval does not count the images that do not reconstruct: $(cat "$T/ev")"
+"$NF" eval --model "$T/g.ckpt" --data "$T/i-idx3-ubyte" --bits 5 | grep -q "of 16 images reconstruct off by more than 0.016 (half a 5-bit level)" && ok || bad "the tolerance does not follow --bits"
+
 [ "$fails" -eq 0 ] && echo "fault_numeric: all checks passed" || { echo "fault_numeric: $fails failures"; exit 1; }
