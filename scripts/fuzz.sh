@@ -105,6 +105,6 @@ case "${1:-}" in
     build) build "${2:-}" ;;
     --smoke) smoke "${2:-}" ;;
     --list) printf '%s\n' "${TARGETS[@]}" ;;
-    ""|-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
+    ""|-h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' ;;
     *) [ $# -ge 2 ] || { echo "usage: scripts/fuzz.sh TARGET SECONDS [--cpu]" >&2; exit 1; }; run "$1" "$2" "${3:-}" ;;
 esac
