@@ -40,28 +40,30 @@ void __wrap_free(void *p);
 static long g_fail_at;  /* fail the g_fail_at-th allocation (1-based) while armed; 0: none */
 static long g_count;    /* allocations while armed */
 static long g_live;     /* blocks allocated and not yet freed (always counted) */
+static size_t g_max_req; /* the largest single request while armed */
 static int g_armed;
 
 /* 1 if this allocation is the one to fail. */
-static int should_fail(void) {
+static int should_fail_n(size_t n) {
     if (!g_armed) return 0;
+    if (n > g_max_req) g_max_req = n;
     long k = __atomic_add_fetch(&g_count, 1, __ATOMIC_SEQ_CST);
     return k == g_fail_at;
 }
 void *__wrap_malloc(size_t n) {
-    if (should_fail()) return NULL;
+    if (should_fail_n(n)) return NULL;
     void *p = __real_malloc(n);
     if (p) __atomic_add_fetch(&g_live, 1, __ATOMIC_SEQ_CST);
     return p;
 }
 void *__wrap_calloc(size_t n, size_t s) {
-    if (should_fail()) return NULL;
+    if (should_fail_n(s && n > SIZE_MAX / s ? SIZE_MAX : n * s)) return NULL;
     void *p = __real_calloc(n, s);
     if (p) __atomic_add_fetch(&g_live, 1, __ATOMIC_SEQ_CST);
     return p;
 }
 void *__wrap_realloc(void *p, size_t n) {
-    if (should_fail()) return NULL;
+    if (should_fail_n(n)) return NULL;
     void *q = __real_realloc(p, n);
     if (q && !p) __atomic_add_fetch(&g_live, 1, __ATOMIC_SEQ_CST);
     return q;
@@ -505,6 +507,50 @@ static void test_training(void **state) {
     }
 }
 
+/* ------------------------------------------------------------------ headers that lie about sizes
+ * A few hundred bytes claiming terabytes: refused as malformed, and no single allocation on the way
+ * larger than 32 MB (the inputs of past fuzz findings, tests/fuzz/corpus/…/regress_*; the checkpoint's
+ * model of 1024 couplings of width 65536 is sized — about 16 MB of layer bookkeeping — and refused
+ * before its parameters, terabytes, are allocated). */
+static void copy_corpus(const char *name, size_t skip, const char *to) {
+    char from[600];
+    snprintf(from, sizeof from, "%s/%s", NFLOW_FUZZ_CORPUS, name);
+    FILE *fp = fopen(from, "rb");
+    assert_non_null(fp);
+    static unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    assert_true(n > skip);
+    write_bytes(to, buf + skip, n - skip, 0);
+}
+
+static void test_lying_headers(void **state) {
+    (void)state;
+    mkdir(path_of("lie"), 0700);
+    copy_corpus("idx/regress_header_lies_size", 1, path_of("lie.idx"));
+    copy_corpus("folder/regress_png_lying_size", 2, path_of("lie/x.png"));
+    copy_corpus("ckpt/regress_config_huge_model", 0, path_of("lie.ckpt"));
+    for (int k = 0; k < 4; k++) {
+        if (k == 3) { /* the JPEG alone in the folder */
+            unlink(path_of("lie/x.png"));
+            copy_corpus("folder/regress_jpeg_lying_size", 2, path_of("lie/x.jpg"));
+        }
+        nf_images *im = NULL;
+        nf_flow *f = NULL;
+        g_max_req = 0, g_count = 0, g_fail_at = 0, g_armed = 1;
+        nf_status st = k == 0 ? nf_images_load_idx(path_of("lie.idx"), NULL, &im)
+                       : k == 2 ? nf_flow_load(path_of("lie.ckpt"), &f)
+                                : nf_images_load_folder(path_of("lie"), 8, 0, &im);
+        g_armed = 0;
+        print_message("lying header %d: status %d (%s), largest allocation %zu bytes\n", k, (int)st, nf_last_error(), g_max_req);
+        assert_int_equal(st, NF_ERR_FORMAT);
+        assert_null(im);
+        assert_null(f);
+        assert_true(g_max_req <= 32u << 20);
+        if (k == 2) assert_non_null(strstr(nf_last_error(), "bad model config: the config describes a model of"));
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     cJSON_Hooks h = {__wrap_malloc, __wrap_free}; /* cJSON's allocations fail too */
@@ -527,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_data),
         cmocka_unit_test(test_training),
+        cmocka_unit_test(test_lying_headers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

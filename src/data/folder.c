@@ -44,6 +44,14 @@ static nf_status load_png(const char *path, uint8_t **rgb, int32_t *w, int32_t *
         png_image_free(&im);
         return nf_fail(NF_ERR_FORMAT, "%s: image of %u × %u pixels (1 to %d per side)", path, im.width, im.height, MAX_SIDE);
     }
+    /* deflate expands at most 1032-fold and a pixel takes at least one bit of the inflated rows, so a
+     * file of n bytes holds at most 8 · 1032 · n pixels: a header claiming more is refused before the
+     * image buffer is allocated (the fuzzer's rule: no allocation the file does not back) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (double)im.width * im.height > 8.0 * 1032.0 * (double)sb.st_size) {
+        png_image_free(&im);
+        return nf_fail(NF_ERR_FORMAT, "%s: truncated PNG (%u × %u pixels cannot fit in %lld bytes)", path, im.width, im.height, (long long)sb.st_size);
+    }
     *gray = !(im.format & PNG_FORMAT_FLAG_COLOR);
     im.format = PNG_FORMAT_RGB; /* alpha is composited over black by libpng */
     *rgb = malloc(PNG_IMAGE_SIZE(im));
@@ -106,16 +114,26 @@ static nf_status load_jpeg(const char *path, uint8_t **rgb, int32_t *w, int32_t 
         fclose(fp);
         return nf_fail(NF_ERR_FORMAT, "%s: image of %u × %u pixels (1 to %d per side)", path, ci.output_width, ci.output_height, MAX_SIDE);
     }
-    size_t stride = (size_t)ci.output_width * 3;
-    buf = malloc(stride * ci.output_height);
+    /* the rows are held in a buffer that grows as they are decoded (at most twice what was decoded): a
+     * header claiming 32768 × 32768 pixels in a file of a few bytes fails at its first missing row,
+     * never having allocated 3 GB (the fuzzer's rule: no allocation the file does not back) */
+    size_t stride = (size_t)ci.output_width * 3, cap = ci.output_height < 64 ? ci.output_height : 64;
+    buf = malloc(stride * cap);
+    while (buf && ci.output_scanline < ci.output_height) {
+        if (ci.output_scanline == cap) {
+            size_t nc = 2 * cap < ci.output_height ? 2 * cap : ci.output_height;
+            uint8_t *nb = realloc(buf, stride * nc);
+            if (!nb) free(buf);
+            buf = nb, cap = nc;
+            if (!buf) break;
+        }
+        JSAMPROW row = buf + stride * ci.output_scanline;
+        jpeg_read_scanlines(&ci, &row, 1);
+    }
     if (!buf) {
         jpeg_destroy_decompress(&ci);
         fclose(fp);
         return nf_fail(NF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    while (ci.output_scanline < ci.output_height) {
-        JSAMPROW row = buf + stride * ci.output_scanline;
-        jpeg_read_scanlines(&ci, &row, 1);
     }
     *w = (int32_t)ci.output_width, *h = (int32_t)ci.output_height;
     jpeg_finish_decompress(&ci);

@@ -264,7 +264,9 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
     const unsigned char *data = buf + 8 + hl;
     uint64_t dlen = len - 8 - hl;
     if ((st = nf_flow_create_within(&cfg, (int64_t)(dlen / 4), &f))) { /* 4: the smallest dtype, F32 */
-        st = nf_fail(st, "%s: bad model config: %s", path, nf_last_error());
+        char why[512]; /* a copy: nf_fail writes the buffer nf_last_error() points into */
+        snprintf(why, sizeof why, "%s", nf_last_error());
+        st = nf_fail(st, "%s: bad model config: %s", path, why);
         goto done;
     }
     uLong crc = crc32(0L, Z_NULL, 0);
