@@ -223,7 +223,7 @@ int64_t nf_flow_workspace_bytes(const nf_flow *f);
 nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n);
 /* x = f⁻¹(z); logdet[i] = log|det ∂x/∂z| = −(forward log-det) (overwritten; may be NULL). */
 nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n);
-/* log p(x) per sample, in nats. */
+/* log p(x) per sample, in nats. NF_ERR_NUMERIC (the values still written) when one is not finite. */
 nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n);
 /* Draw n samples x = G(z), z ~ prior scaled by temperature T (T = 1: the model's distribution). */
 nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n);
@@ -361,6 +361,11 @@ nf_status nf_trainer_set_reducer(nf_trainer *t, const nf_reducer *r);
  * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon);
+/* The same, and (max_recon and nbad not NULL) *nbad = how many images have some value with
+ * |x − G(G⁻¹(x))| > tol (a non-finite reconstruction counts): e.g. tol = half a quantisation level,
+ * 0.5 / 2^bits, the images whose reconstruction would land in another pixel bin. */
+nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
+                                     double *se, double *max_recon, int64_t *nbad);
 /* z = G⁻¹(x) of the images idx[0..n) (pixels at the centre of their bins, reduced to `bits`): the
  * latents used for interpolation and attribute vectors. z: (n, D). */
 nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,

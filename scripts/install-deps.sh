@@ -4,7 +4,8 @@
 # installed here so that the data-parallel tests run.)
 set -euo pipefail
 PKGS=(build-essential cmake pkgconf libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libcjson-dev libcmocka-dev dataset-fashion-mnist
-      python3-numpy python3-pytest python3-sklearn libopenmpi-dev openmpi-bin)
+      python3-numpy python3-pytest python3-sklearn libopenmpi-dev openmpi-bin
+      clang-14 libclang-rt-14-dev libomp-14-dev) # clang: the libFuzzer targets (scripts/fuzz.sh, tests/fuzz)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

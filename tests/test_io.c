@@ -84,6 +84,8 @@ static void test_csv_errors(void **state) {
         {"emptyfield.csv", "1,,3\n", "emptyfield.csv:1: field 2: '' is not a number"},
         {"mixedhdr.csv", "a,2\n1,2\n", "mixedhdr.csv:1: field 1: 'a' is not a number"},
         {"huge.csv", "1e999,1\n", "huge.csv:1: field 1: '1e999' is not finite"},
+        /* found by fuzzing (tests/fuzz/corpus/csv/regress_float_range): finite as a double, inf as a float */
+        {"float_range.csv", "1,2\n-1e39,4\n", "float_range.csv:2: field 1: '-1e39' is beyond the range of float32"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nf_dataset *d = (nf_dataset *)1;

@@ -9,7 +9,8 @@ static const char *eval_help =
     "Mean log-likelihood (nats per sample) with its standard error: of fresh test points for a built-in\n"
     "dataset (seed as at training gives the same test set), of every row for a CSV. Image models: bits/dim\n"
     "± standard error of the test set (fashion-mnist, CIFAR-10) or of every image of a file or folder, and\n"
-    "the largest reconstruction error |x − G(G⁻¹(x))|.\n";
+    "the largest reconstruction error |x − G(G⁻¹(x))| and how many images reconstruct off by more than half\n"
+    "a quantisation level (another pixel value).\n";
 
 int cmd_eval(int argc, char **argv) {
     opts o;
@@ -19,10 +20,12 @@ int cmd_eval(int argc, char **argv) {
     check_applicable(&o, C_EVAL, data_source_of(o.data), (int)nf_flow_config(f)->model);
     if ((data_source_of(o.data) & SRC_IMG)) { /* the test set of fashion-mnist or CIFAR-10, or the file or folder itself */
         nf_images *im = load_eval_images(&o, f);
-        double bpd, se, rec;
-        check(nf_flow_evaluate_images(f, im, o.bits, o.seed, &bpd, &se, &rec));
-        printf("%.4f ± %.4f bits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g\n", bpd, se,
-               (long long)im->n, o.data, (int)o.bits, rec);
+        double bpd, se, rec, tol = 0.5 / (double)(1 << o.bits); /* half a quantisation level: the pixel's bin */
+        int64_t nbad = 0;
+        check(nf_flow_evaluate_images_ex(f, im, o.bits, o.seed, tol, &bpd, &se, &rec, &nbad));
+        printf("%.4f ± %.4f bits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g; "
+               "%lld of %lld images reconstruct off by more than %.2g (half a %d-bit level)\n",
+               bpd, se, (long long)im->n, o.data, (int)o.bits, rec, (long long)nbad, (long long)im->n, tol, (int)o.bits);
         nf_images_free(im), nf_flow_free(f);
         return 0;
     }

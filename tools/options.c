@@ -1,5 +1,6 @@
 /* options.c — the option table (one entry per option and command family), the parser, the --help
  * text generated from it, and the applicability check of train. */
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
 #include "cli.h"
 
 #include <errno.h>

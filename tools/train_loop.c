@@ -37,7 +37,8 @@ int64_t train_loop(const train_run *r) {
     if (writer) {
         int append = r->first > 1 && access(logpath, F_OK) == 0;
         if (!(lg = fopen(logpath, append ? "a" : "w"))) die("%s: cannot open for writing: %s", logpath, strerror(errno));
-        if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s\n", r->csv_unit, r->items);
+        /* one row per step; a skipped (non-finite) step has loss and grad_norm nan; skipped counts them so far */
+        if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s,skipped\n", r->csv_unit, r->items);
     }
     const int64_t NS = 64; /* sample grids: the same 64 latents at temperature 0.7 every time */
     int64_t checks = 0;
@@ -75,11 +76,16 @@ int64_t train_loop(const train_run *r) {
         }
         t = now(), el = t - t0;
         double rate = (double)done * (double)o->batch / el, epoch = (double)s * (double)o->batch / (double)r->nrows;
-        if (!numeric && lg) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el);
+        if (lg && !numeric) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f,%lld\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el, (long long)skipped);
+        else if (lg) fprintf(lg, "%lld,%.4f,nan,nan,%.1f,%.3f,%lld\n", (long long)s, epoch, rate, el, (long long)skipped);
         /* --time-limit ends the run here; under mpirun the clocks differ, so the processes decide together */
         int final = s == o->steps || (o->time_limit > 0 && dist_any(el >= 60 * o->time_limit));
         if ((s % o->ck_every == 0 && !numeric) || final) { /* a skipped step changed nothing to save */
-            if (writer) check(nf_trainer_save(r->tr, o->out)); /* resumable with --resume */
+            if (writer) { /* resumable with --resume */
+                nf_status sst = nf_trainer_save(r->tr, o->out);
+                if (sst && saved) die("%s (%s keeps step %lld)", nf_last_error(), o->out, (long long)saved);
+                check(sst);
+            }
             if (lg) fflush(lg);
             saved = s;
         }

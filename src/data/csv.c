@@ -4,9 +4,17 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+
+#ifdef NFLOW_DOUBLE
+#define NF_REAL_MAX DBL_MAX
+#else
+#define NF_REAL_MAX FLT_MAX
+#endif
 
 /* Parse the text [s, e) (blanks trimmed) as one finite number into *v; 1 on success, 0 if it is
- * empty, too long, not wholly a number or not finite. Borrows the text. */
+ * empty, too long or not wholly a number, −1 if it is not finite, −2 if it is finite but beyond
+ * nf_real's range (1e308 would become inf as a float32). Borrows the text. */
 static int parse_field(const char *s, const char *e, double *v) {
     while (s < e && isspace((unsigned char)*s)) s++;
     while (e > s && isspace((unsigned char)e[-1])) e--;
@@ -21,6 +29,7 @@ static int parse_field(const char *s, const char *e, double *v) {
     *v = strtod(buf, &end);
     if (*end != 0) return 0;
     if (!isfinite(*v) || errno == ERANGE) return isfinite(*v) && *v == 0 ? 1 : -1;
+    if (fabs(*v) > NF_REAL_MAX) return -2;
     return 1;
 }
 
@@ -55,7 +64,7 @@ static nf_status read_all(const char *path, char **buf, size_t *len) {
 
 /* Parse one line [s, le): fields into vals (if not NULL, up to cap), returns the field count; *numeric
  * counts numeric fields; *bad is the first non-numeric field (1-based, 0 if none), *bad_kind its kind
- * (0 not a number, -1 not finite), [*bs, *be) its text. */
+ * (0 not a number, -1 not finite, -2 beyond nf_real's range), [*bs, *be) its text. */
 static int parse_line(const char *s, const char *le, nf_real *vals, int cap, int *numeric, int *bad,
                       int *bad_kind, const char **bs, const char **be) {
     int fidx = 0;
@@ -69,7 +78,7 @@ static int parse_line(const char *s, const char *le, nf_real *vals, int cap, int
             if (k == 1) {
                 (*numeric)++;
                 if (vals && fidx <= cap) vals[fidx - 1] = (nf_real)v;
-            } else if (!*bad || (k == -1 && *bad_kind == 0)) {
+            } else if (!*bad || (k < 0 && *bad_kind == 0)) {
                 *bad = fidx, *bad_kind = k, *bs = f, *be = q;
             }
             f = q + 1;
@@ -120,7 +129,7 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
                 dim = nf;
             } else {
                 const char *why = NULL;
-                if (bad) why = bad_kind == -1 ? "is not finite" : "is not a number";
+                if (bad) why = bad_kind == -1 ? "is not finite" : bad_kind == -2 ? "is beyond the range of float32 (±3.4e38)" : "is not a number";
                 if (!why && dim && nf != dim) {
                     free(buf), nf_dataset_free(d);
                     return nf_fail(NF_ERR_FORMAT, "%s:%lld: %d fields, expected %d (ragged rows)", path, (long long)line, nf, (int)dim);

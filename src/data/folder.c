@@ -44,6 +44,14 @@ static nf_status load_png(const char *path, uint8_t **rgb, int32_t *w, int32_t *
         png_image_free(&im);
         return nf_fail(NF_ERR_FORMAT, "%s: image of %u × %u pixels (1 to %d per side)", path, im.width, im.height, MAX_SIDE);
     }
+    /* deflate expands at most 1032-fold and a pixel takes at least one bit of the inflated rows, so a
+     * file of n bytes holds at most 8 · 1032 · n pixels: a header claiming more is refused before the
+     * image buffer is allocated (the fuzzer's rule: no allocation the file does not back) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (double)im.width * im.height > 8.0 * 1032.0 * (double)sb.st_size) {
+        png_image_free(&im);
+        return nf_fail(NF_ERR_FORMAT, "%s: truncated PNG (%u × %u pixels cannot fit in %lld bytes)", path, im.width, im.height, (long long)sb.st_size);
+    }
     *gray = !(im.format & PNG_FORMAT_FLAG_COLOR);
     im.format = PNG_FORMAT_RGB; /* alpha is composited over black by libpng */
     *rgb = malloc(PNG_IMAGE_SIZE(im));
@@ -106,16 +114,26 @@ static nf_status load_jpeg(const char *path, uint8_t **rgb, int32_t *w, int32_t 
         fclose(fp);
         return nf_fail(NF_ERR_FORMAT, "%s: image of %u × %u pixels (1 to %d per side)", path, ci.output_width, ci.output_height, MAX_SIDE);
     }
-    size_t stride = (size_t)ci.output_width * 3;
-    buf = malloc(stride * ci.output_height);
+    /* the rows are held in a buffer that grows as they are decoded (at most twice what was decoded): a
+     * header claiming 32768 × 32768 pixels in a file of a few bytes fails at its first missing row,
+     * never having allocated 3 GB (the fuzzer's rule: no allocation the file does not back) */
+    size_t stride = (size_t)ci.output_width * 3, cap = ci.output_height < 64 ? ci.output_height : 64;
+    buf = malloc(stride * cap);
+    while (buf && ci.output_scanline < ci.output_height) {
+        if (ci.output_scanline == cap) {
+            size_t nc = 2 * cap < ci.output_height ? 2 * cap : ci.output_height;
+            uint8_t *nb = realloc(buf, stride * nc);
+            if (!nb) free(buf);
+            buf = nb, cap = nc;
+            if (!buf) break;
+        }
+        JSAMPROW row = buf + stride * ci.output_scanline;
+        jpeg_read_scanlines(&ci, &row, 1);
+    }
     if (!buf) {
         jpeg_destroy_decompress(&ci);
         fclose(fp);
         return nf_fail(NF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    while (ci.output_scanline < ci.output_height) {
-        JSAMPROW row = buf + stride * ci.output_scanline;
-        jpeg_read_scanlines(&ci, &row, 1);
     }
     *w = (int32_t)ci.output_width, *h = (int32_t)ci.output_height;
     jpeg_finish_decompress(&ci);
@@ -160,37 +178,39 @@ typedef struct {
 /* qsort comparator of two char * (strcmp order). */
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Sorted names of the entries of dir (without . and ..); NULL on failure (error set). */
-static char **list_dir(const char *dir, int64_t *count) {
+/* The sorted names of the entries of dir (without . and .. and hidden files) into *names (*count of
+ * them; the caller frees with free_names); NF_ERR_IO (cannot open) or NF_ERR_NOMEM, reason set. */
+static nf_status list_dir(const char *dir, char ***names_out, int64_t *count) {
+    *names_out = NULL, *count = 0;
     DIR *d = opendir(dir);
-    if (!d) {
-        nf_fail(NF_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
-        return NULL;
-    }
+    if (!d) return nf_fail(NF_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
     char **names = NULL;
     int64_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
+    int oom = 0;
+    for (struct dirent *e; !oom && (e = readdir(d));) {
         if (e->d_name[0] == '.') continue; /* ., .., hidden files */
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **t = realloc(names, sizeof *t * (size_t)cap);
-            if (!t) break;
+            if (!t) {
+                oom = 1;
+                break;
+            }
             names = t;
         }
-        if (!(names[n] = strdup(e->d_name))) break;
-        n++;
+        if (!(names[n] = strdup(e->d_name))) oom = 1;
+        else n++;
     }
     closedir(d);
-    if (e) { /* stopped early: out of memory */
+    if (!oom && !names && !(names = calloc(1, sizeof *names))) oom = 1; /* an empty folder: a valid empty list */
+    if (oom) {
         for (int64_t i = 0; i < n; i++) free(names[i]);
         free(names);
-        nf_fail(NF_ERR_NOMEM, "%s: out of memory listing the folder", dir);
-        return NULL;
+        return nf_fail(NF_ERR_NOMEM, "%s: out of memory listing the folder", dir);
     }
     if (n) qsort(names, (size_t)n, sizeof *names, cmp_str);
-    *count = n;
-    return names ? names : calloc(1, sizeof *names);
+    *names_out = names, *count = n;
+    return NF_OK;
 }
 
 /* Free the n names of a list_dir result and the array itself. */
@@ -227,9 +247,9 @@ static nf_status add_file(file_list *fl, const char *dir, const char *name, int3
 /* the images of dir (label), and the classes below it when with_classes */
 static nf_status collect(const char *dir, int32_t label, int with_classes, file_list *fl, int32_t *nclasses) {
     int64_t n;
-    char **names = list_dir(dir, &n);
-    if (!names) return NF_ERR_IO;
-    nf_status st = NF_OK;
+    char **names;
+    nf_status st = list_dir(dir, &names, &n);
+    if (st) return st;
     for (int64_t i = 0; i < n && !st; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);

@@ -24,6 +24,40 @@ static nf_status gz_exact(gzFile g, void *buf, size_t len, const char *path, con
     return NF_OK;
 }
 
+/* Read exactly len (> 0) bytes of g into a new malloc'ed *out (the caller frees it; NULL on failure),
+ * growing the buffer as the data arrives: it never holds more than twice what the file really has,
+ * so a header that lies about its sizes cannot make nflow allocate what the file does not back.
+ * NF_ERR_FORMAT as gz_exact, NF_ERR_NOMEM naming path and what. */
+static nf_status gz_read_alloc(gzFile g, size_t len, const char *path, const char *what, unsigned char **out) {
+    *out = NULL;
+    size_t cap = len < ((size_t)1 << 20) ? len : (size_t)1 << 20, got = 0;
+    unsigned char *b = malloc(cap);
+    if (!b) return nf_fail(NF_ERR_NOMEM, "%s: out of memory for %s", path, what);
+    while (got < len) {
+        if (got == cap) {
+            size_t nc = cap < len / 2 ? 2 * cap : len;
+            unsigned char *nb = realloc(b, nc);
+            if (!nb) {
+                free(b);
+                return nf_fail(NF_ERR_NOMEM, "%s: out of memory for %s (%zu bytes)", path, what, len);
+            }
+            b = nb, cap = nc;
+        }
+        unsigned chunk = cap - got > (1u << 30) ? 1u << 30 : (unsigned)(cap - got);
+        int k = gzread(g, b + got, chunk);
+        if (k <= 0) {
+            int e;
+            const char *m = k < 0 ? gzerror(g, &e) : "";
+            free(b);
+            if (k < 0) return nf_fail(NF_ERR_FORMAT, "%s: corrupt data while reading %s (%s)", path, what, m);
+            return nf_fail(NF_ERR_FORMAT, "%s: truncated: file ends inside %s (%zu of %zu bytes)", path, what, got, len);
+        }
+        got += (size_t)k;
+    }
+    *out = b;
+    return NF_OK;
+}
+
 /* NF_OK if g has no byte left, NF_ERR_FORMAT naming path if it has (trailing data) or is corrupt. */
 static nf_status gz_at_end(gzFile g, const char *path) {
     char c;
@@ -75,14 +109,13 @@ nf_status nf_images_load_idx(const char *images, const char *labels, nf_images *
         goto done;
     }
     im = nf_xcalloc(1, sizeof *im);
-    size_t total = (size_t)d[0] * d[1] * d[2];
-    if (im) im->pix = malloc(total);
-    if (!im || !im->pix) {
-        st = nf_fail(NF_ERR_NOMEM, "%s: out of memory for %zu pixels", images, total);
+    if (!im) {
+        st = nf_fail(NF_ERR_NOMEM, "%s: out of memory", images);
         goto done;
     }
+    size_t total = (size_t)d[0] * d[1] * d[2];
     im->n = d[0], im->C = 1, im->H = (int32_t)d[1], im->W = (int32_t)d[2];
-    if ((st = gz_exact(g, im->pix, total, images, "the pixels")) || (st = gz_at_end(g, images))) goto done;
+    if ((st = gz_read_alloc(g, total, images, "the pixels", &im->pix)) || (st = gz_at_end(g, images))) goto done;
     gzclose(g);
     g = NULL;
     if (labels) {
@@ -93,15 +126,10 @@ nf_status nf_images_load_idx(const char *images, const char *labels, nf_images *
             st = nf_fail(NF_ERR_FORMAT, "%s: %u labels for %u images in %s", labels, nl, d[0], images);
             goto done;
         }
-        unsigned char *lb = malloc(nl);
-        im->labels = nf_xcalloc(nl, sizeof(int32_t));
-        if (!lb || !im->labels) {
-            free(lb);
-            st = nf_fail(NF_ERR_NOMEM, "%s: out of memory", labels);
-            goto done;
-        }
-        st = gz_exact(g, lb, nl, labels, "the labels");
+        unsigned char *lb = NULL;
+        st = gz_read_alloc(g, nl, labels, "the labels", &lb);
         if (!st) st = gz_at_end(g, labels);
+        if (!st && !(im->labels = nf_xcalloc(nl, sizeof(int32_t)))) st = nf_fail(NF_ERR_NOMEM, "%s: out of memory", labels);
         for (uint32_t i = 0; i < nl && !st; i++) im->labels[i] = lb[i];
         free(lb);
         if (st) goto done;
@@ -142,12 +170,12 @@ nf_status nf_images_load_cifar(const char *const *paths, int32_t npaths, nf_imag
     if (!st && (!im || !im->pix || !im->labels)) st = nf_fail(NF_ERR_NOMEM, "out of memory for %zu CIFAR images", total);
     if (!st) im->n = (int64_t)total, im->C = 3, im->H = 32, im->W = 32;
     unsigned char *buf = st ? NULL : malloc(rec);
+    if (!st && !buf) st = nf_fail(NF_ERR_NOMEM, "out of memory");
     size_t k = 0;
     for (int32_t f = 0; f < npaths && !st; f++) {
         FILE *fp = fopen(paths[f], "rb");
-        if (!fp || !buf) {
-            st = nf_fail(NF_ERR_IO, "%s: cannot open", paths[f]);
-            if (fp) fclose(fp);
+        if (!fp) {
+            st = nf_fail(NF_ERR_IO, "%s: cannot open: %s", paths[f], strerror(errno));
             break;
         }
         for (size_t r = 0; r < sizes[f] && !st; r++, k++) {

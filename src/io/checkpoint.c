@@ -47,7 +47,8 @@ static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path
         if (!v && !fd->required) continue; /* absent in older checkpoints, where it was 0 */
         switch (fd->kind) {
         case NF_FIELD_INT:
-            if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= INT32_MIN && v->valuedouble <= INT32_MAX) ||
+                v->valuedouble != (double)(int32_t)v->valuedouble) /* range first: the cast of 1e100 is undefined */
                 return nf_fail(NF_ERR_FORMAT, "%s: config field '%s' is %s", path, fd->name,
                                fd->required ? "missing or not an integer" : "not an integer");
             nf_config_set_int(c, fd, (int32_t)v->valuedouble);
@@ -73,6 +74,51 @@ static nf_status config_from_json(const cJSON *j, nf_config *c, const char *path
     return NF_OK;
 }
 
+/* 1 if name ends in suffix. */
+static int ends_with(const char *name, const char *suffix) {
+    size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* The state tensors (buffers) that layers index with or divide by must hold what the layer itself
+ * would have written: "perm" (linear.c, permute.c) a permutation of 0..count−1, "sign" (linear.c LU)
+ * ±1, "running_var" (batchnorm.c) and "std" (standardize.c) > 0, "initialized" (actnorm.c) 0 or 1.
+ * A checkpoint whose values are finite but break these would index out of bounds or divide by zero;
+ * NF_ERR_FORMAT naming path and the tensor. */
+static nf_status check_state(const nf_tensor_info *t, const nf_real *v, const char *path) {
+    if (t->kind != NF_TENSOR_BUFFER) return NF_OK;
+    int ok = 1;
+    if (ends_with(t->name, ".perm")) {
+        unsigned char *seen = nf_xcalloc((size_t)t->count, 1);
+        if (!seen) return nf_fail(NF_ERR_NOMEM, "out of memory");
+        for (int64_t k = 0; k < t->count && ok; k++) {
+            ok = v[k] >= 0 && v[k] < (nf_real)t->count && v[k] == (nf_real)(int64_t)v[k] && !seen[(int64_t)v[k]];
+            if (ok) seen[(int64_t)v[k]] = 1;
+        }
+        free(seen);
+    } else if (ends_with(t->name, ".sign")) {
+        for (int64_t k = 0; k < t->count && ok; k++) ok = v[k] == 1 || v[k] == -1;
+    } else if (ends_with(t->name, ".running_var") || ends_with(t->name, ".std")) {
+        for (int64_t k = 0; k < t->count && ok; k++) ok = v[k] > 0;
+    } else if (ends_with(t->name, ".initialized")) {
+        for (int64_t k = 0; k < t->count && ok; k++) ok = v[k] == 0 || v[k] == 1;
+    }
+    return ok ? NF_OK : nf_fail(NF_ERR_FORMAT, "%s: state tensor '%s' holds values its layer never writes", path, t->name);
+}
+
+/* cJSON_ParseWithLength that tells out-of-memory from malformed text, which cJSON reports alike (NULL):
+ * a failed parse is retried once (a passing shortage is survived), and when it fails again a probe
+ * allocation of twice the text's size decides: NF_ERR_NOMEM if even that fails, NF_ERR_FORMAT (no
+ * reason set: the caller names the file) otherwise. *out: the tree (the caller deletes it) or NULL. */
+static nf_status parse_json(const char *s, size_t n, cJSON **out) {
+    for (int attempt = 0; attempt < 2; attempt++)
+        if ((*out = cJSON_ParseWithLength(s, n))) return NF_OK;
+    void *probe = malloc(2 * n + 4096);
+    if (!probe) return nf_fail(NF_ERR_NOMEM, "out of memory parsing a checkpoint header of %zu bytes", n);
+    free(probe);
+    return NF_ERR_FORMAT;
+}
+
 /* Save f's config, layer kinds and tensors to path (nf_ckpt_save without optimiser state). */
 nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save(f, path, NULL, NULL, NULL); }
 
@@ -81,6 +127,13 @@ nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save
 nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const char *trainer_json) {
     int32_t ntensors = nf_flow_num_tensors(f);
     int64_t nparams = nf_flow_num_params(f);
+    /* nf_flow_load refuses non-finite values: never write a checkpoint that would not load (the file at
+     * path, if any, stays as it was) */
+    for (int32_t i = 0; i < ntensors; i++) {
+        const nf_real *v = nf_flow_tensor_cdata(f, i);
+        for (int64_t k = 0; k < nf_flow_tensor(f, i)->count; k++)
+            if (!isfinite(v[k])) return nf_fail(NF_ERR_NUMERIC, "%s: not saved: tensor '%s' holds a non-finite value", path, nf_flow_tensor(f, i)->name);
+    }
     cJSON *h = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *cfg = config_json(nf_flow_config(f));
     cJSON *kinds = cJSON_CreateArray();
     nf_status st = NF_OK;
@@ -97,48 +150,46 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
         crc = crc32(crc, (const Bytef *)om, (uInt)(sizeof(nf_real) * (size_t)nparams));
         crc = crc32(crc, (const Bytef *)ov, (uInt)(sizeof(nf_real) * (size_t)nparams));
     }
-    for (int32_t k = 0; k < nf_flow_num_layers(f); k++) cJSON_AddItemToArray(kinds, cJSON_CreateString(nf_flow_layer_name(f, k)));
+    /* every cJSON call below can fail for want of memory: `built` records it, and a header missing a
+     * member is never written (it would be a checkpoint that does not load) */
+    int built = 1;
+    for (int32_t k = 0; k < nf_flow_num_layers(f); k++) built &= cJSON_AddItemToArray(kinds, cJSON_CreateString(nf_flow_layer_name(f, k))) != 0;
     cfgs = cJSON_PrintUnformatted(cfg);
     kinds_s = cJSON_PrintUnformatted(kinds);
     char crcs[16], ver[16];
     snprintf(crcs, sizeof crcs, "%08lx", (unsigned long)crc);
     snprintf(ver, sizeof ver, "%d", NFLOW_CKPT_VERSION);
-    cJSON_AddStringToObject(meta, "format", "nflow");
-    cJSON_AddStringToObject(meta, "format_version", ver);
-    cJSON_AddStringToObject(meta, "nflow_version", NFLOW_VERSION);
-    cJSON_AddStringToObject(meta, "config", cfgs ? cfgs : "");
-    cJSON_AddStringToObject(meta, "layers", kinds_s ? kinds_s : "");
-    cJSON_AddStringToObject(meta, "data_crc32", crcs);
-    if (trainer_json) cJSON_AddStringToObject(meta, "trainer", trainer_json);
-    cJSON_AddItemToObject(h, "__metadata__", meta);
-    meta = NULL;
+    built &= cJSON_AddStringToObject(meta, "format", "nflow") != NULL;
+    built &= cJSON_AddStringToObject(meta, "format_version", ver) != NULL;
+    built &= cJSON_AddStringToObject(meta, "nflow_version", NFLOW_VERSION) != NULL;
+    built &= cJSON_AddStringToObject(meta, "config", cfgs ? cfgs : "") != NULL;
+    built &= cJSON_AddStringToObject(meta, "layers", kinds_s ? kinds_s : "") != NULL;
+    built &= cJSON_AddStringToObject(meta, "data_crc32", crcs) != NULL;
+    if (trainer_json) built &= cJSON_AddStringToObject(meta, "trainer", trainer_json) != NULL;
+    if (cJSON_AddItemToObject(h, "__metadata__", meta)) meta = NULL;
+    else built = 0;
     uint64_t off = 0;
-    for (int32_t i = 0; i < ntensors; i++) {
-        const nf_tensor_info *t = nf_flow_tensor(f, i);
+    int32_t nent = ntensors + (om && ov ? 2 : 0);
+    for (int32_t i = 0; i < nent && built; i++) {
+        const nf_tensor_info *t = i < ntensors ? nf_flow_tensor(f, i) : NULL;
+        uint64_t bytes = sizeof(nf_real) * (uint64_t)(t ? t->count : nparams);
         cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray();
-        cJSON_AddStringToObject(e, "dtype", DTYPE_NAME);
-        for (int32_t d = 0; d < t->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-        uint64_t bytes = sizeof(nf_real) * (uint64_t)t->count;
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
-        cJSON_AddItemToObject(e, "shape", shape);
-        cJSON_AddItemToObject(e, "data_offsets", offs);
-        cJSON_AddItemToObject(h, t->name, e);
+        built = e && shape && offs && cJSON_AddStringToObject(e, "dtype", DTYPE_NAME) != NULL;
+        for (int32_t d = 0; d < (t ? t->ndim : 1) && built; d++)
+            built = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)(t ? t->shape[d] : nparams))) != 0;
+        built = built && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off)) &&
+                cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
+        if (built && cJSON_AddItemToObject(e, "shape", shape)) shape = NULL;
+        else built = 0;
+        if (built && cJSON_AddItemToObject(e, "data_offsets", offs)) offs = NULL;
+        else built = 0;
+        const char *name = t ? t->name : i == ntensors ? "optimizer.adam_m" : "optimizer.adam_v";
+        if (built && cJSON_AddItemToObject(h, name, e)) e = NULL;
+        else built = 0;
+        cJSON_Delete(e), cJSON_Delete(shape), cJSON_Delete(offs);
         off += bytes;
     }
-    for (int k = 0; om && ov && k < 2; k++) {
-        cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray();
-        uint64_t bytes = sizeof(nf_real) * (uint64_t)nparams;
-        cJSON_AddStringToObject(e, "dtype", DTYPE_NAME);
-        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)nparams));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
-        cJSON_AddItemToObject(e, "shape", shape);
-        cJSON_AddItemToObject(e, "data_offsets", offs);
-        cJSON_AddItemToObject(h, k ? "optimizer.adam_v" : "optimizer.adam_m", e);
-        off += bytes;
-    }
-    hs = cJSON_PrintUnformatted(h);
+    hs = built ? cJSON_PrintUnformatted(h) : NULL;
     if (!hs || !cfgs || !kinds_s) {
         st = nf_fail(NF_ERR_NOMEM, "out of memory");
         goto done;
@@ -189,7 +240,8 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
         st = nf_fail(NF_ERR_FORMAT, "%s: truncated or not a checkpoint (header of %llu bytes, file has %zu)", path, (unsigned long long)hl, len);
         goto done;
     }
-    h = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hl);
+    if ((st = parse_json((const char *)buf + 8, (size_t)hl, &h)) == NF_ERR_NOMEM) goto done;
+    st = NF_OK;
     const cJSON *meta = h ? cJSON_GetObjectItemCaseSensitive(h, "__metadata__") : NULL;
     const cJSON *fmt = meta ? cJSON_GetObjectItemCaseSensitive(meta, "format") : NULL;
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "nflow") != 0) {
@@ -203,17 +255,20 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
         goto done;
     }
     const cJSON *cfgs = cJSON_GetObjectItemCaseSensitive(meta, "config");
-    cJSON *cj = cJSON_IsString(cfgs) ? cJSON_Parse(cfgs->valuestring) : NULL;
+    cJSON *cj = NULL;
+    if (cJSON_IsString(cfgs) && (st = parse_json(cfgs->valuestring, strlen(cfgs->valuestring), &cj)) == NF_ERR_NOMEM) goto done;
     nf_config cfg;
     st = cj ? config_from_json(cj, &cfg, path) : nf_fail(NF_ERR_FORMAT, "%s: the config metadata is missing or not JSON", path);
     cJSON_Delete(cj);
     if (st) goto done;
-    if ((st = nf_flow_create(&cfg, &f))) {
-        st = nf_fail(st, "%s: bad model config: %s", path, nf_last_error());
-        goto done;
-    }
     const unsigned char *data = buf + 8 + hl;
     uint64_t dlen = len - 8 - hl;
+    if ((st = nf_flow_create_within(&cfg, (int64_t)(dlen / 4), &f))) { /* 4: the smallest dtype, F32 */
+        char why[512]; /* a copy: nf_fail writes the buffer nf_last_error() points into */
+        snprintf(why, sizeof why, "%s", nf_last_error());
+        st = nf_fail(st, "%s: bad model config: %s", path, why);
+        goto done;
+    }
     uLong crc = crc32(0L, Z_NULL, 0);
     int ntens = 0;
     for (const cJSON *e = h->child; e; e = e->next)
@@ -263,6 +318,8 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
             }
         }
     }
+    for (int32_t i = 0; i < nf_flow_num_tensors(f); i++)
+        if ((st = check_state(nf_flow_tensor(f, i), nf_flow_tensor_cdata(f, i), path))) goto done;
     crc = crc32(crc, data, (uInt)dlen);
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(meta, "data_crc32");
     if (cJSON_IsString(cs)) {
@@ -291,7 +348,11 @@ nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t
     if (st) return st;
     uint64_t hl = 0;
     for (int b = 0; b < 8 && len >= 8; b++) hl |= (uint64_t)buf[b] << (8 * b);
-    cJSON *h = len >= 8 && hl <= len - 8 ? cJSON_ParseWithLength((const char *)buf + 8, (size_t)hl) : NULL;
+    cJSON *h = NULL;
+    if (len >= 8 && hl <= len - 8 && parse_json((const char *)buf + 8, (size_t)hl, &h) == NF_ERR_NOMEM) {
+        free(buf);
+        return NF_ERR_NOMEM;
+    }
     const cJSON *meta = h ? cJSON_GetObjectItemCaseSensitive(h, "__metadata__") : NULL;
     const cJSON *tr = meta ? cJSON_GetObjectItemCaseSensitive(meta, "trainer") : NULL;
     if (!cJSON_IsString(tr)) st = nf_fail(NF_ERR_FORMAT, "%s: no training state (not saved by nflow train, or a plain model checkpoint)", path);

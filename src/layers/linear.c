@@ -171,12 +171,10 @@ static nf_status lin_backward(nf_layer *L, const nf_real *x, const nf_real *cach
 static void lin_init(nf_layer *L, nf_rng *rng) {
     linear_layer *l = (linear_layer *)L;
     int32_t D = l->C;
-    double *Q = malloc(sizeof(double) * (size_t)D * (size_t)D);
-    int32_t *perm = malloc(sizeof(int32_t) * (size_t)D);
-    if (!Q || !perm) { /* leave zero parameters; nf_flow_create checks allocation before init */
-        free(Q), free(perm);
-        return;
-    }
+    /* the layer's LU scratch, (D, D) and (D), allocated with the layer: init cannot fail (it used to
+     * allocate here and leave zero parameters, with NF_OK, when that failed) */
+    double *Q = l->lu_a;
+    int32_t *perm = l->lu_perm;
     nf_random_orthogonal(rng, D, Q);
     if (!l->lu) {
         for (int64_t i = 0; i < (int64_t)D * D; i++) NF_P(L, l->off_W)[i] = (nf_real)Q[i];
@@ -194,7 +192,6 @@ static void lin_init(nf_layer *L, nf_rng *rng) {
             ls[i] = (nf_real)log(fabs(Q[i * D + i]));
         }
     }
-    free(Q), free(perm);
 }
 
 /* ops->destroy: free the LU scratch the layer owns. */

@@ -23,21 +23,28 @@ static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t s
     return NF_OK;
 }
 
-/* See nflow.h: validate cfg, build its layers (recipes.c), allocate and initialise; *out owned by the caller. */
-nf_status nf_flow_create(const nf_config *cfg, nf_flow **out) {
+/* See models.h: validate cfg, build its layers (recipes.c), check the size against max_values (< 0:
+ * none), allocate and initialise; *out owned by the caller. */
+nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flow **out) {
     *out = NULL;
     nf_status st = nf_config_validate(cfg);
     if (st) return st;
     nf_flow *f = nf_xcalloc(1, sizeof *f);
     if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
     f->cfg = *cfg;
-    if ((st = nf_model_build(f)) || (st = finish(f, cfg->dim, cfg->prior, cfg->seed))) {
+    if (!(st = nf_model_build(f)) && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
+        st = nf_fail(NF_ERR_FORMAT, "the config describes a model of %lld values, more than the %lld the file holds",
+                     (long long)(f->reg.nparams + f->reg.nbuffers), (long long)max_values);
+    if (st || (st = finish(f, cfg->dim, cfg->prior, cfg->seed))) {
         nf_flow_free(f);
         return st;
     }
     *out = f;
     return NF_OK;
 }
+
+/* See nflow.h: validate cfg, build its layers (recipes.c), allocate and initialise; *out owned by the caller. */
+nf_status nf_flow_create(const nf_config *cfg, nf_flow **out) { return nf_flow_create_within(cfg, -1, out); }
 
 /* See models.h: a flow over the given layers (taken over, also on failure) and reg's tensors. */
 nf_status nf_flow_from_layers(nf_registry *ctx, nf_layer **layers, int32_t n, nf_prior_type prior,
@@ -323,6 +330,8 @@ nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t 
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = forward_chunked(f, x, n, NULL, NULL, logp);
     serial_end(t);
+    for (int64_t i = 0; i < n && !st; i++) /* a model whose values overflow on this input (e.g. loaded from a file) */
+        if (!isfinite(logp[i])) st = nf_fail(NF_ERR_NUMERIC, "log p of sample %lld is %g: the model overflows on it", (long long)i, (double)logp[i]);
     return st;
 }
 

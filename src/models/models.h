@@ -30,6 +30,11 @@ nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *
  * meaningless). Small flows run on one thread (as nf_flow_nll_grad). */
 nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r,
                                 double *nll_sum);
+/* nf_flow_create for a model read from a file that holds at most max_values parameter and state
+ * values: the layers are sized first and, when they need more than that, NF_ERR_FORMAT is returned
+ * before the tensors are allocated (a lying config cannot make nflow allocate what the file does not
+ * back). max_values < 0: no bound (nf_flow_create). */
+nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flow **out);
 /* Make sure the workspace holds n rows (allocates only when n grows). */
 nf_status nf_flow_reserve(nf_flow *f, int64_t n);
 /* Layer k (0 ≤ k < nf_flow_num_layers), owned by the flow: for the tests. */

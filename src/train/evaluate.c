@@ -28,10 +28,18 @@ nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, do
     return NF_OK;
 }
 
-/* Bits/dim of the images under f (dequantised with seed) and its standard error, and the largest
- * reconstruction error if max_recon is not NULL; f's training flag restored. */
+/* See nflow.h: nf_flow_evaluate_images_ex without the count of images that do not reconstruct. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon) {
+    return nf_flow_evaluate_images_ex(f, im, bits, seed, 0, bpd, se, max_recon, NULL);
+}
+
+/* Bits/dim of the images under f (dequantised with seed) and its standard error, and if max_recon is
+ * not NULL the largest reconstruction error and (nbad not NULL) how many images have some value off by
+ * more than tol; f's training flag restored. */
+nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
+                                     double *se, double *max_recon, int64_t *nbad) {
+    int64_t bad = 0;
     int64_t D = (int64_t)im->C * im->H * im->W, chunk = 256;
     if (D != nf_flow_dim(f)) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)nf_flow_dim(f));
     if (bits < 1 || bits > 8) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)bits);
@@ -55,7 +63,12 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
         }
         if (max_recon) { /* |x − G(G⁻¹(x))| */
             if ((st = nf_flow_inverse(f, z, z, NULL, m))) break;
-            for (int64_t k = 0; k < m * D; k++) worst = fmax(worst, fabs((double)z[k] - (double)x[k]));
+            for (int64_t i = 0; i < m; i++) {
+                double w = 0;
+                for (int64_t k = i * D; k < (i + 1) * D; k++) w = fmax(w, fabs((double)z[k] - (double)x[k]));
+                worst = fmax(worst, w);
+                bad += !(w <= tol); /* a NaN reconstruction counts as off */
+            }
         }
     }
     nf_flow_set_training(f, training);
@@ -65,6 +78,7 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
     *bpd = mean;
     *se = im->n > 1 ? sqrt(fmax(0.0, s2 / (double)im->n - mean * mean) / (double)(im->n - 1)) : 0;
     if (max_recon) *max_recon = worst;
+    if (max_recon && nbad) *nbad = bad;
     if (!isfinite(mean)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
     return NF_OK;
 }

@@ -241,6 +241,11 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, &t->rng, t->batch);
     if (t->red.size > 1) return step_part(t, loss, grad_norm);
     nf_flow *f = t->f;
+    /* a non-finite parameter (from anywhere: a ReLU masks a NaN weight, so the loss can stay finite)
+     * must stop the step, or it would be saved into a checkpoint that does not load */
+    const nf_real *p = nf_flow_params(f);
+    for (int64_t k = 0, np = nf_flow_num_params(f); k < np; k++)
+        if (!isfinite(p[k])) return nf_fail(NF_ERR_NUMERIC, "step %lld: parameter %lld is not finite; update skipped", (long long)t->steps + 1, (long long)k);
     nf_flow_zero_grad(f);
     nf_status st = nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
