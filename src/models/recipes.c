@@ -60,8 +60,9 @@ nf_status nf_model_build(nf_flow *f) {
 #undef PUSH_MASKED
         return st;
     }
-    if (c->model == NF_MODEL_GLOW && c->height > 0) {
-        /* multi-scale Glow: every layer acts on the kept prefix of rows D apart */
+    if ((c->model == NF_MODEL_GLOW || c->model == NF_MODEL_NSF) && c->height > 0) {
+        /* multi-scale Glow, and NSF in the same layout with spline couplings: squeeze → K × (ActNorm →
+         * 1×1 conv → coupling) → split; every layer acts on the kept prefix of rows D apart */
 #define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)
         int32_t C = c->channels, H = c->height, W = c->width;
         for (int32_t l = 0; l < c->levels; l++) {
@@ -70,28 +71,10 @@ nf_status nf_model_build(nf_flow *f) {
             for (int32_t k = 0; k < c->depth; k++) {
                 PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W, &L));
                 PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu, &L));
-                PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale, &L));
-                nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
-            }
-            if (l + 1 < c->levels) {
-                PUSH_IMG(nf_split_create(x, NAME(), C, H, W, &L));
-                C /= 2;
-            }
-        }
-#undef PUSH_IMG
-        return st;
-    }
-    if (c->model == NF_MODEL_NSF && c->height > 0) {
-        /* multi-scale NSF: Glow's layout (squeeze → K × (ActNorm → 1×1 conv → spline coupling) → split) */
-#define PUSH_IMG(expr) do { PUSH(expr); f->layers[f->nlayers - 1]->ld = D; } while (0)
-        int32_t C = c->channels, H = c->height, W = c->width;
-        for (int32_t l = 0; l < c->levels; l++) {
-            PUSH_IMG(nf_squeeze_create(x, NAME(), C, H, W, &L));
-            C *= 4, H /= 2, W /= 2;
-            for (int32_t k = 0; k < c->depth; k++) {
-                PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W, &L));
-                PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu, &L));
-                PUSH_IMG(nf_conv_spline_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->bins, c->bound, &L));
+                if (c->model == NF_MODEL_NSF)
+                    PUSH_IMG(nf_conv_spline_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->bins, c->bound, &L));
+                else
+                    PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale, &L));
                 nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
             }
             if (l + 1 < c->levels) {
