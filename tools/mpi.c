@@ -4,6 +4,7 @@
  * instead in buckets, each an MPI_Iallreduce posted during the backward pass as soon as the flow reports
  * it final (nf_reducer.grad_ready), completed before the update (grad_wait). Without NFLOW_MPI: one
  * process. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "mpi.h"
 
 #include <stdio.h>
@@ -107,8 +108,9 @@ static int sum_double(void *ctx, double *buf, int64_t n) {
 /* --- the gradient in buckets (--mpi-bucket-mb). Buckets are counted from the end of the buffer (the
  * backward pass finishes the last layers' gradients first): [n − b, n), [n − 2b, n − b), …, [0, r).
  * Their boundaries depend only on n and b, so a run with fixed N and b is reproducible; a bucket's
- * sum may differ in rounding from the same elements' sum in one call when N > 2 (MPI picks its
- * algorithm, and so the order of the additions, from the message size; with 2 processes a + b = b + a).
+ * sum may differ in rounding from the same elements' sum in one call when N > 2 (the order of the
+ * additions follows the algorithm: the ring asked for in dist_init, or what MPI picks from the message
+ * size; with 2 processes a + b = b + a).
  * Not in place: Open MPI's non-blocking all-reduce (libnbc) always takes its binomial tree for
  * MPI_IN_PLACE, which funnels the whole gradient through rank 0 — from 4 processes on it otherwise takes
  * reduce-scatter + all-gather. So the sums land in g_sum and are copied back once at the end. */
@@ -181,6 +183,12 @@ void dist_init(int *argc, char ***argv) {
         if (launched_size() > 1) die("started as one of %d processes by an MPI launcher that is not Open MPI's, which this nflow was built with", launched_size());
         return;
     }
+    /* --mpi-bucket-mb's MPI_Iallreduce (Open MPI's libnbc) takes a binomial tree below 4 processes:
+     * rank 1 sends everything to rank 0, which sends the sum back, so a link carries the bucket one way
+     * at a time. Its ring (reduce-scatter + all-gather) uses both directions at once: measured over a
+     * 1 Gbit/s link, nice-mnist's 77 MB took 0.71 s a step in one ring against 1.27 s in one blocking
+     * MPI_Allreduce (BENCHMARKS.md). A value the user set wins. */
+    if (launched_size() >= 2 && launched_size() <= 3) setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     if (MPI_Init(argc, argv) != MPI_SUCCESS) die("MPI_Init failed: cannot join the MPI job");
     g_joined = 1;
     atexit(leave);
