@@ -22,18 +22,25 @@ args() { echo "train --model $1 --data $FM --test-data $T/t-idx3-ubyte --batch 6
 rate() { awk -F, 'NR == 7 { e0 = $6; s0 = $1 } END { printf "%.1f images/s, %.1f ms/step", ($1 - s0) * 64 / ($6 - e0), 1e3 * ($6 - e0) / ($1 - s0) }' "$T/$1.ckpt.metrics.csv"; }
 comm() { grep -o "took .*" "$T/$1.err" | sed 's/took/sums/'; }
 lscpu | grep -E "Model name|^CPU\(s\)"
-for w in glow nice; do
-    "$NFLOW" $(args $w ${w}1) --threads 1 >/dev/null 2>"$T/${w}1.err" && echo "$w  1 process × 1 thread : $(rate ${w}1)"
-    "$NFLOW" $(args $w ${w}p) --threads 2 >/dev/null 2>"$T/${w}p.err" && echo "$w  1 process × 2 threads: $(rate ${w}p)"
-    NFLOW_MPI_TIMING=1 mpirun --allow-run-as-root -np 2 --mca btl self,vader "$NFLOW" $(args $w ${w}r) --threads 1 >/dev/null 2>"$T/${w}r.err" &&
-        echo "$w  2 processes × 1 thread: $(rate ${w}r); $(comm ${w}r)"
+BUCKETS=${BUCKETS:-0}
+for w in ${WORKLOADS-glow nice}; do
+    if [ "${SINGLE:-1}" != 0 ]; then
+        "$NFLOW" $(args $w ${w}1) --threads 1 >/dev/null 2>"$T/${w}1.err" && echo "$w  1 process × 1 thread : $(rate ${w}1)"
+        "$NFLOW" $(args $w ${w}p) --threads 2 >/dev/null 2>"$T/${w}p.err" && echo "$w  1 process × 2 threads: $(rate ${w}p)"
+    fi
+    for b in $BUCKETS; do
+        NFLOW_MPI_TIMING=1 mpirun --allow-run-as-root -np 2 --mca btl self,vader "$NFLOW" $(args $w ${w}r$b) --threads 1 --mpi-bucket-mb $b \
+            >/dev/null 2>"$T/${w}r$b.err" && echo "$w  2 processes × 1 thread, shared memory, --mpi-bucket-mb $b: $(rate ${w}r$b); $(comm ${w}r$b)"
+    done
     grep -q "nflow train: process" "$T"/${w}*.err && cat "$T"/${w}*.err
 done
 for x in ${THROTTLE:-}; do
     w=${x%%:*} r=${x#*:}
     bash "$here/mpi_netem.sh" down
     bash "$here/mpi_netem.sh" up "$r" || { echo "no throttled link: bench/mpi_netem.sh up failed"; break; }
-    NFLOW_MPI_TIMING=1 bash "$here/mpi_netem.sh" run 2 "$NFLOW" $(args $w ${w}n) --threads 1 >/dev/null 2>"$T/${w}n.err" &&
-        echo "$w  2 processes × 1 thread over a $r link: $(rate ${w}n); $(comm ${w}n)" || cat "$T/${w}n.err"
+    for b in $BUCKETS; do
+        NFLOW_MPI_TIMING=1 bash "$here/mpi_netem.sh" run 2 "$NFLOW" $(args $w ${w}n$b) --threads 1 --mpi-bucket-mb $b >/dev/null 2>"$T/${w}n$b.err" &&
+            echo "$w  2 processes × 1 thread over a $r link, --mpi-bucket-mb $b: $(rate ${w}n$b); $(comm ${w}n$b)" || cat "$T/${w}n$b.err"
+    done
     bash "$here/mpi_netem.sh" down
 done

@@ -346,15 +346,30 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path);
  * so a checkpoint saved by one process resumes on any number of processes.
  * Both functions replace buf[0..n) by the element-wise sum over the processes and return 0 (nonzero:
  * the transport failed; the step returns NF_ERR_IO). Every process calls them in the same order with
- * the same n. */
+ * the same n.
+ * Optional (both or neither; NULL: the gradient is summed with one sum_real after the backward pass):
+ * the gradient summed while the backward pass runs. The backward pass goes from the last layer to the
+ * first and the parameters of later layers lie later in the flat buffer, so a growing suffix of the
+ * gradient is final: after the prior's and after every layer's backward the library calls
+ * grad_ready(ctx, grad, off, n) — grad[off..n) is final (off never grows within a step; the step's last
+ * call has off = 0) — and from then until grad_wait returns the library neither reads nor writes that
+ * suffix, so the transport may sum it in place, in whatever pieces it likes, as soon as it is told.
+ * sum_double calls (batch statistics of the layers still to run, the loss) come between the calls.
+ * grad_wait(ctx, grad, n) follows before anything reads the gradient (norm, clipping, the NaN/Inf
+ * check, the update) and returns when grad[0..n) holds the element-wise sum. The calls are the same,
+ * in the same order, on every process (one per layer, also where a layer adds nothing new: a chance
+ * for the transport to make progress). Both return 0, nonzero when the transport failed (NF_ERR_IO). */
 typedef struct {
     int (*sum_real)(void *ctx, nf_real *buf, int64_t n);
     int (*sum_double)(void *ctx, double *buf, int64_t n);
     void *ctx;              /* passed through */
     int32_t rank, size;     /* this process 0..size−1 of size ≥ 1 */
+    int (*grad_ready)(void *ctx, nf_real *grad, int64_t off, int64_t n); /* optional, see above */
+    int (*grad_wait)(void *ctx, nf_real *grad, int64_t n);
 } nf_reducer;
 /* Train t as process r->rank of r->size (r copied; NULL or size 1: one process, as without a call).
- * NF_ERR_INVALID if the rank is out of range or the batch has fewer rows than there are processes.
+ * NF_ERR_INVALID if the rank is out of range, the batch has fewer rows than there are processes, or
+ * only one of grad_ready and grad_wait is set.
  * Call before the first step. */
 nf_status nf_trainer_set_reducer(nf_trainer *t, const nf_reducer *r);
 /* Test bits/dim of images (uniform dequantisation with seed) with its standard error, and (if

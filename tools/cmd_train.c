@@ -68,6 +68,7 @@ int cmd_train(int argc, char **argv) {
         model = m;
     }
     check_applicable(&o, C_TRAIN, src, model);
+    if (GIVEN(&o, O_MPIBUCKET)) dist_set_bucket_mb(o.mpi_bucket_mb); /* refused outside mpirun */
     if (!GIVEN(&o, O_CLIP)) o.clip = img ? CLIP_DEFAULT_IMG : CLIP_DEFAULT_VEC;
     if (img && !GIVEN(&o, O_BATCH)) o.batch = 64;
     if (img && !GIVEN(&o, O_WARMUP)) o.warmup = 500;

@@ -17,6 +17,11 @@ void dist_init(int *argc, char ***argv);
 int dist_rank(void);
 int dist_size(void);
 int dist_local_size(void);
+/* --mpi-bucket-mb: the gradient is all-reduced in buckets of mb MiB (MPI_Iallreduce, posted during the
+ * backward pass as the flow reports them final: nf_reducer.grad_ready), 0 = one MPI_Allreduce after
+ * the backward pass (the default). Call before dist_reducer. Dies (one line) where it cannot apply: a
+ * build without MPI, a process not started by mpirun, 0 < mb < 0.0001 (26 values a bucket). */
+void dist_set_bucket_mb(double mb);
 /* The reducer for the trainer (element-wise sums with MPI_Allreduce, timed), or NULL for one process. */
 const nf_reducer *dist_reducer(void);
 /* 1 on every process if flag is nonzero on any of them (a decision all must take together). */
@@ -26,7 +31,9 @@ int dist_same(uint64_t h);
 /* Seconds spent in the sums of dist_reducer() so far. */
 double dist_comm_seconds(void);
 /* With NFLOW_MPI_TIMING set (measurements): seconds spent waiting at a barrier for the slowest process
- * before each gradient sum, and in the gradient sums themselves; else zeros. */
+ * before each gradient sum, and in the gradient sums themselves; else zeros. With buckets the barrier
+ * comes before the first bucket is posted, and the gradient sum's time is what the backward pass did not
+ * hide: the time spent posting and testing the buckets plus the final wait. */
 void dist_timing(double *wait, double *grad);
 /* After an error line: end the whole job (MPI_Abort) when there are several processes; else nothing. */
 void dist_abort(int code);

@@ -49,6 +49,10 @@ const opt_def nf_cli_options[] = {
     {"resume", 0, O_RESUME, K_STR, 0, 0, 0, "CKPT", "continue a run exactly (architecture and state from CKPT; same data and options)", C_TRAIN, DA, MA, 0, "@CKPT"},
     {"check-sync", 0, O_CHECKSYNC, K_INT, 1, 1e8, 0, "K",
      "under mpirun: compare a checksum of the parameters across the processes every K steps, stop if they differ", C_TRAIN, DA, MA, 0, "2"},
+    {"mpi-bucket-mb", 0, O_MPIBUCKET, K_REAL, 0, 1e6, 0, "M",
+     "under mpirun only: all-reduce the gradient in buckets of M MiB (MPI_Iallreduce, from the last layer's down), each posted as soon as "
+     "the backward pass has finished it, overlapping the rest of the backward pass; 0 (default): one MPI_Allreduce after the backward pass; "
+     "no effect with 1 process", C_TRAIN, DA, MA, 0, "4"},
     {"time-limit", 0, O_TIMELIMIT, K_REAL, 0.001, 1e6, 0, "MIN", "stop after MIN minutes of training, then save and evaluate as at the end", C_TRAIN, DA, MA, 0, "0.01"},
     /* data */
     {"train-size", 0, O_NTRAIN, K_INT, 2, 1e8, 0, "N", "toy data: training points (100000)", C_TRAIN, SRC_TOY, MA, 0, "64"},
@@ -282,6 +286,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_TEMP: o->temperature = r; break;
     case O_TESTFRAC: o->test_frac = r; break;
     case O_TIMELIMIT: o->time_limit = r; break;
+    case O_MPIBUCKET: o->mpi_bucket_mb = r; break;
     case O_INITSTD: o->cfg.init_std = r; break;
     case O_LOGIT: o->cfg.logit_alpha = r; break;
     case O_BINS: o->cfg.bins = (int32_t)i; break;

@@ -11,11 +11,38 @@
 
 #define EVAL_CHUNK 4096 /* rows per pass for evaluation-only calls: bounded memory */
 
+/* f->grad_final (flow_impl.h) from the tensor table. A parameter tensor belongs to the layer whose
+ * name followed by '.' begins the tensor's name (the longest such name): its gradient is final once
+ * that layer's backward has run; "prior." tensors are final before any layer's; a tensor of no layer
+ * only at the end. grad_final[k] = the largest end of a tensor not yet final after layer k (0 if none).
+ * NF_ERR_NOMEM on allocation failure. */
+static nf_status grad_final_offsets(nf_flow *f) {
+    int32_t K = f->nlayers;
+    int64_t *gf = f->grad_final = nf_xcalloc((size_t)K + 1, sizeof(int64_t));
+    if (!gf) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < f->reg.ntensors; i++) { /* gf[j + 1] = the largest end of layer j's tensors (gf[0]: of none) */
+        const nf_tensor_info *t = &f->reg.tensors[i];
+        if (t->kind != NF_TENSOR_PARAM || strncmp(t->name, "prior.", 6) == 0) continue;
+        int32_t owner = -1;
+        size_t best = 0;
+        for (int32_t k = 0; k < K; k++) {
+            size_t len = strlen(f->layers[k]->name);
+            if (len >= best && strncmp(t->name, f->layers[k]->name, len) == 0 && t->name[len] == '.') owner = k, best = len;
+        }
+        if (gf[owner + 1] < t->offset + t->count) gf[owner + 1] = t->offset + t->count;
+    }
+    for (int32_t k = 1; k <= K; k++) /* not final after layer k: the tensors of layers 0..k−1 and of none */
+        if (gf[k] < gf[k - 1]) gf[k] = gf[k - 1];
+    gf[0] = 0;
+    return NF_OK;
+}
+
 /* Reserve the prior, allocate the registry's buffers once and initialise every layer from seed.
  * NF_ERR_NOMEM on allocation failure (f keeps what was allocated; nf_flow_free releases it). */
 static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t seed) {
     nf_prior_init(&f->prior, &f->reg, prior, dim);
     nf_status st = nf_registry_allocate(&f->reg);
+    if (!st) st = grad_final_offsets(f);
     if (st) return st;
     nf_rng rng;
     nf_rng_seed(&rng, seed);
@@ -78,7 +105,7 @@ void nf_flow_free(nf_flow *f) {
     for (int32_t k = 0; k < f->nlayers; k++) nf_layer_free(f->layers[k]);
     free(f->layers);
     nf_registry_free(&f->reg);
-    free(f->ws), free(f->act_off), free(f->cache_off);
+    free(f->ws), free(f->act_off), free(f->cache_off), free(f->grad_final);
     free(f);
 }
 
@@ -343,12 +370,22 @@ nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x
     return nf_flow_inverse(f, x, x, NULL, n);
 }
 
+/* A data-parallel pass whose reducer sums the gradient during the backward pass (r->grad_ready): the
+ * gradients grads[off .. nparams) are final; NF_ERR_IO if the transport failed. Nothing without one. */
+static nf_status grad_ready(nf_flow *f, const nf_reducer *r, int64_t off) {
+    if (!r || !r->grad_ready) return NF_OK;
+    if (r->grad_ready(r->ctx, f->reg.grads, off, f->reg.nparams) != 0)
+        return nf_fail(NF_ERR_IO, "the gradient sum across processes failed");
+    return NF_OK;
+}
+
 /* The NLL summed over n rows into *nll_sum; grads += ∂loss/∂params and dx (may be NULL) = ∂loss/∂x
  * for loss = nll_sum / total (total = n: the mean; total > n: these rows are part of a global batch of
  * total rows, each weighted 1/total). A layer's forward, inverse (recompute mode) or backward failure
  * is returned with its reason. With a reducer r (a data-parallel pass, see carry_on) every layer sees
  * r for the duration of the pass, a non-finite NLL does not stop the pass and a numeric failure is
- * returned at its end. */
+ * returned at its end; with r->grad_ready, r is told after the prior's and every layer's backward
+ * which suffix of the gradient buffer is final (grad_final; the last call: all of it). */
 static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r, double *nll_sum,
                           nf_real *dx) {
     if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
@@ -369,6 +406,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, int64_t total
     for (int64_t i = 0; i < n; i++) dld[i] = R(-1.0) / (nf_real)total;
     nf_real *dz = DZA(f), *dxb = DZB(f);
     nf_prior_backward(&f->prior, z, dld, dz, n);
+    if ((st = grad_ready(f, r, f->grad_final[f->nlayers]))) return st;
     for (int32_t k = f->nlayers - 1; k >= 0; k--) {
         nf_layer *L = f->layers[k];
         const nf_real *in = k == 0 ? x : ACT(f, k - 1);
@@ -390,6 +428,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, int64_t total
         if ((st = carry_on(coll, st, &first, out, n * D))) return st;
         copy_tail(dz, out, n, L->dim, D);
         dxb = dz, dz = out;
+        if ((st = grad_ready(f, r, f->grad_final[k]))) return st;
     }
     if (dx && f->nlayers == 0) memcpy(dx, dz, sizeof(nf_real) * (size_t)(n * D));
     return first;

@@ -19,6 +19,10 @@ struct nf_flow {
     nf_real *ws;
     int64_t *act_off, *cache_off; /* per layer, into ws */
     int64_t scratch_off, ws_size;
+    /* grad_final[k] (k = 0..nlayers): once layers k..nlayers−1 and the prior have run their backward,
+     * the gradients grads[grad_final[k] .. nparams) are final (grad_final[0] = 0); for a reducer that
+     * sums the gradient while the backward pass runs (nf_reducer.grad_ready) */
+    int64_t *grad_final;
 };
 
 /* Append the layers of f->cfg's model to f (recipes.c). */

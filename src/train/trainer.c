@@ -95,6 +95,8 @@ nf_status nf_trainer_set_reducer(nf_trainer *t, const nf_reducer *r) {
     }
     if (r->rank < 0 || r->rank >= r->size || !r->sum_real || !r->sum_double)
         return nf_fail(NF_ERR_INVALID, "process %d of %d: not a rank of the run, or a reducer without its sums", (int)r->rank, (int)r->size);
+    if (!r->grad_ready != !r->grad_wait)
+        return nf_fail(NF_ERR_INVALID, "a reducer with grad_ready but not grad_wait, or the other way round (both or neither)");
     if (t->o.batch < r->size)
         return nf_fail(NF_ERR_INVALID, "batch size %lld: smaller than the %d processes (each needs at least one row)", (long long)t->o.batch, (int)r->size);
     t->red = *r;
@@ -198,7 +200,9 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
 
 /* The data-parallel half of nf_trainer_step (t->batch holds the whole global batch, drawn as one
  * process draws it): this process's rows, then the sums across processes — the gradient buffer and
- * (NLL sum, failed) — and one Adam step from the summed gradient, identical on every process. Every
+ * (NLL sum, failed) — and one Adam step from the summed gradient, identical on every process. With
+ * grad_ready the gradient's sum runs during the backward pass (the flow posts its final suffixes) and
+ * grad_wait completes it: nothing reads the gradient before (norm, NaN check, update). Every
  * process reaches both sums whatever happened on it (a numeric failure is carried in "failed"), so
  * the skip decision is taken by all together. A failure of the transport or memory is returned as is:
  * the caller must stop the whole job. */
@@ -213,7 +217,9 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
     if (st) snprintf(why, sizeof why, "%s", nf_last_error());
     part[1] = st ? 1 : 0;
     nf_real *g = nf_flow_grads(f);
-    if (t->red.sum_double(t->red.ctx, part, 2) != 0 || t->red.sum_real(t->red.ctx, g, np) != 0)
+    int overlap = t->red.grad_wait != NULL;
+    if (t->red.sum_double(t->red.ctx, part, 2) != 0 ||
+        (overlap ? t->red.grad_wait(t->red.ctx, g, np) : t->red.sum_real(t->red.ctx, g, np)) != 0)
         return nf_fail(NF_ERR_IO, "step %lld: the sum across processes failed", (long long)t->steps + 1);
     *loss = part[0] / (double)B;
     if (part[1] > 0) {
