@@ -119,9 +119,13 @@ r=$(close "$T/h8-1.ckpt" "$T/g2.ckpt" "$TOL") && ok || bad "a 2-process checkpoi
 #     another order than the blocking one; measured 1.3e-6 after 8 steps)
 #     and bit for bit reproducible; resume unchanged; -np 1: no effect; outside mpirun: refused.
 mpi 2 "${V[@]}" --mpi-bucket-mb 0.0001 --check-sync 1 --out "$T/vb.ckpt" >/dev/null 2>"$T/err" || bad "vectors, buckets: $(cat "$T/err")"
+cp "$T/err" "$T/vb.err"
 grep -q "identical on all 2 processes at 10 checks" "$T/err" && ok || bad "vectors, buckets: --check-sync: $(cat "$T/err")"
 cmp -s "$T/vb.ckpt" "$T/v2.ckpt" && cmp -s <(cut -d, -f1-4 "$T/vb.ckpt.metrics.csv") <(cut -d, -f1-4 "$T/v2.ckpt.metrics.csv") && ok || \
     bad "vectors, 2 processes: buckets of 0.0001 MiB are not bit for bit one all-reduce: $(close "$T/vb.ckpt" "$T/v2.ckpt" 0)"
+# the default on one machine is one all-reduce; the option's value is the one in effect
+mpi 2 "${V[@]}" --out "$T/vd.ckpt" >/dev/null 2>"$T/err" && grep -q "gradient in one all-reduce" "$T/err" && ok || bad "default on one machine: not one all-reduce: $(cat "$T/err")"
+grep -q "gradient in buckets of 0.0001 MiB" "$T/vb.err" && ok || bad "--mpi-bucket-mb 0.0001: not the bucket in effect: $(cat "$T/vb.err")"
 for b in 0.0001 0.004 1; do # many buckets, a few, one bucket bigger than the gradient
     mpi 2 "${I[@]}" --mpi-bucket-mb $b --out "$T/gb2-$b.ckpt" >/dev/null 2>"$T/err" || bad "images, 2 processes, buckets of $b MiB: $(cat "$T/err")"
     cmp -s "$T/gb2-$b.ckpt" "$T/g2.ckpt" && ok || bad "images, 2 processes: buckets of $b MiB are not bit for bit one all-reduce: $(close "$T/gb2-$b.ckpt" "$T/g2.ckpt" 0)"

@@ -35,6 +35,8 @@ double dist_comm_seconds(void);
  * comes before the first bucket is posted, and the gradient sum's time is what the backward pass did not
  * hide: the time spent posting and testing the buckets plus the final wait. */
 void dist_timing(double *wait, double *grad);
+/* The gradient's all-reduce bucket in effect, in MiB (after dist_reducer); 0: one call after the backward pass. */
+double dist_bucket_mb(void);
 /* After an error line: end the whole job (MPI_Abort) when there are several processes; else nothing. */
 void dist_abort(int code);
 /* For the tests: 1 if NFLOW_MPI_FAULT="KIND:RANK:STEP" names this kind, this process and this step

@@ -51,8 +51,8 @@ const opt_def nf_cli_options[] = {
      "under mpirun: compare a checksum of the parameters across the processes every K steps, stop if they differ", C_TRAIN, DA, MA, 0, "2"},
     {"mpi-bucket-mb", 0, O_MPIBUCKET, K_REAL, 0, 1e6, 0, "M",
      "under mpirun only: all-reduce the gradient in buckets of M MiB (MPI_Iallreduce, from the last layer's down), each posted as soon as "
-     "the backward pass has finished it, overlapping the rest of the backward pass; 0 (default): one MPI_Allreduce after the backward pass; "
-     "no effect with 1 process", C_TRAIN, DA, MA, 0, "4"},
+     "the backward pass has finished it, overlapping the rest of the backward pass; 0: one MPI_Allreduce after the backward pass; "
+     "default: 4 when the processes span several machines, 0 when they all run on one; no effect with 1 process", C_TRAIN, DA, MA, 0, "4"},
     {"time-limit", 0, O_TIMELIMIT, K_REAL, 0.001, 1e6, 0, "MIN", "stop after MIN minutes of training, then save and evaluate as at the end", C_TRAIN, DA, MA, 0, "0.01"},
     /* data */
     {"train-size", 0, O_NTRAIN, K_INT, 2, 1e8, 0, "N", "toy data: training points (100000)", C_TRAIN, SRC_TOY, MA, 0, "64"},

@@ -114,6 +114,8 @@ int64_t train_loop(const train_run *r) {
                 1e3 * dist_comm_seconds() / (double)done, 100 * dist_comm_seconds() / el, 1e3 * el / (double)done);
         if (wait > 0) fprintf(stderr, " (NFLOW_MPI_TIMING: %.3f ms waiting for the slowest process, %.3f ms in the gradient all-reduce)",
                               1e3 * wait / (double)done, 1e3 * grad / (double)done);
+        if (dist_bucket_mb() > 0) fprintf(stderr, "; gradient in buckets of %g MiB", dist_bucket_mb());
+        else fprintf(stderr, "; gradient in one all-reduce");
         fputc('\n', stderr);
     }
     if (writer && o->check_sync && dist_size() > 1)
