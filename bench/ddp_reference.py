@@ -34,8 +34,9 @@ import torch_reference as ref  # noqa: E402
 B = 64
 
 
-def steps_for(model, opt, batch, secs, sync=None):
-    """run warm-up steps, then steps until secs have passed; returns (steps, seconds)"""
+def steps_for(model, opt, batch, secs, sync=None, steps=0):
+    """run warm-up steps, then steps until secs have passed (or exactly `steps` steps if > 0: DDP's
+    processes must all run the same number, or one waits forever in an all-reduce); returns (steps, seconds)"""
     def step():
         x = batch()
         if sync is None:
@@ -55,7 +56,7 @@ def steps_for(model, opt, batch, secs, sync=None):
         step()
         n += 1
         t = time.perf_counter() - t0
-        if t >= secs and n >= 5:
+        if (steps > 0 and n == steps) or (steps <= 0 and t >= secs and n >= 5):
             return n, t
 
 
@@ -80,7 +81,7 @@ def data(rank, procs):
     return batch
 
 
-def worker(rank, procs, w, secs, port, out):
+def worker(rank, procs, w, steps, port, out):
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -92,8 +93,8 @@ def worker(rank, procs, w, secs, port, out):
     for name, sync in (("ddp", None), ("no_sync", model.no_sync)):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
         dist.barrier()
-        n, t = steps_for(model, opt, batch, secs, sync)
-        # every process ran its own number of steps; the job's rate is that of the slowest
+        n, t = steps_for(model, opt, batch, 0, sync, steps)
+        # the job's rate is that of the slowest process
         tt = torch.tensor([t / n])
         dist.all_reduce(tt, op=dist.ReduceOp.MAX)
         res[name] = float(tt)
@@ -123,8 +124,10 @@ def main():
     one = single(a.workload, a.seconds)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
+    # as many steps as the single process ran in --seconds, so the DDP run lasts about as long
+    steps = max(5, int(a.seconds / one))
     port = 29500 + os.getpid() % 1000
-    procs = [ctx.Process(target=worker, args=(r, a.procs, a.workload, a.seconds, port, q)) for r in range(a.procs)]
+    procs = [ctx.Process(target=worker, args=(r, a.procs, a.workload, steps, port, q)) for r in range(a.procs)]
     for pr in procs:
         pr.start()
     res = q.get()

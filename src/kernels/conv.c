@@ -59,13 +59,21 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
     return k == 3 && s < nf_convw_packed_size(Cin, Cout) ? nf_convw_packed_size(Cin, Cout) : s;
 }
 
-/* Where the direct kernels are used (measured with bench/conv_bench.c). They compute output channels in
- * blocks of 4: with fewer than 8 outputs the block's padding wastes too much, and the output-side /
- * im2col forms were faster. The 3×3 weight gradient reduces each block over the whole image: on small
- * images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
+/* Where the direct kernels are used (measured with bench/conv_bench.c, batch 64, 2 threads). They
+ * compute output channels in blocks of 4: with fewer than 8 outputs the block's padding wastes too much,
+ * and the output-side / im2col forms were faster. With few input channels (glow's 2 → 128 and 4 → 128,
+ * realnvp's 1 → 64 and 4 → 64) each output sums only k²·Cin products and im2col + BLAS was 13–45 %
+ * faster forward (AMD Zen 4: 2 → 128 at 14×14 132 against 92 GFLOP/s), hence DIRECT_MIN_IN. 1×1
+ * convolutions are plain matrix products and OpenBLAS was faster on both CPUs measured (Zen 4: glow's
+ * 128 → 128 at 14×14 166–175 against 128–154, at 7×7 171–191 against 89–124; the Intel Xeon of
+ * BENCHMARKS.md likewise), so they always take BLAS. The 3×3 weight gradient reduces each block over the
+ * whole image: on small images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
+#define DIRECT_MIN_IN 16
 #define WINO_MIN_CH 32
 #define WINO_MIN_PIXELS 196 /* 14 × 14: direct as fast */
-static int direct(int32_t k, int32_t outputs) { return (k == 3 || k == 1) && outputs >= 8 && nf_convd_available(); }
+static int direct(int32_t k, int32_t inputs, int32_t outputs) {
+    return k == 3 && inputs >= DIRECT_MIN_IN && outputs >= 8 && nf_convd_available();
+}
 /* 1 when a 3×3 convolution from `inputs` to `outputs` channels on P pixels takes Winograd F(4×4, 3×3)
  * (conv_winograd.c): wide enough on both sides that the channel products dominate the transforms, and
  * an image large enough that the per-sample products are not tiny. Measured (bench/conv_bench.c, AMD
@@ -77,7 +85,9 @@ static int winograd(int32_t k, int32_t inputs, int32_t outputs, int64_t P) {
     return k == 3 && (m == NF_CONVW_ALWAYS || (m == NF_CONVW_AUTO && inputs >= WINO_MIN_CH && outputs >= WINO_MIN_CH && P > WINO_MIN_PIXELS));
 }
 /* 1 when the 3×3 weight gradient takes the direct kernel (see the measurements above). */
-static int direct_dw(int32_t k, int32_t Cout, int64_t P) { return k == 3 && Cout >= 8 && P >= 144 && nf_convd_available(); }
+static int direct_dw(int32_t k, int32_t Cin, int32_t Cout, int64_t P) {
+    return k == 3 && Cin >= DIRECT_MIN_IN && Cout >= 8 && P >= 144 && nf_convd_available();
+}
 
 /* Floats of scratch nf_conv2d_forward/backward(_ex) need for n samples of this shape: per-thread
  * column buffers, per-chunk partial weight gradients, the re-laid weights. */
@@ -209,7 +219,7 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                           nf_real *work, int relu) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
-    int wg = winograd(k, Cin, Cout, P), dir = !wg && direct(k, Cout), osd = !wg && !dir && output_side(Cin, Cout, k);
+    int wg = winograd(k, Cin, Cout, P), dir = !wg && direct(k, Cin, Cout), osd = !wg && !dir && output_side(Cin, Cout, k);
     nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side), packed (direct) or transformed weights */
     if (wg) nf_convw_pack(w, Cin, Cout, 0, Wr);
     if (dir) nf_convd_pack(w, Cin, Cout, k, 0, Wr);
@@ -277,9 +287,9 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
     nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
     /* weight gradient: direct, output-side (partials in the re-laid layout) or im2col; input gradient (a
      * convolution with Cin outputs): direct, output-side or im2col — chosen separately */
-    int dw_wino = winograd(k, Cin, Cout, P), dw_direct = !dw_wino && direct_dw(k, Cout, P);
+    int dw_wino = winograd(k, Cin, Cout, P), dw_direct = !dw_wino && direct_dw(k, Cin, Cout, P);
     int dw_osd = !dw_wino && !dw_direct && output_side(Cin, Cout, k);
-    int dx_wino = winograd(k, Cout, Cin, P), dx_direct = !dx_wino && direct(k, Cin);
+    int dx_wino = winograd(k, Cout, Cin, P), dx_direct = !dx_wino && direct(k, Cout, Cin);
     int dx_osd = !dx_wino && !dx_direct && output_side(Cin, Cout, k);
     if (dx && dx_wino) nf_convw_pack(w, Cin, Cout, 1, Wr);
     if (dx && dx_direct) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */

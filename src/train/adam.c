@@ -92,15 +92,28 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     double b1 = a->o.beta1, b2 = a->o.beta2;
     double c1 = 1.0 - pow(b1, (double)a->t), c2 = 1.0 - pow(b2, (double)a->t);
     nf_real *m = a->m, *v = a->v;
-    double eps = a->o.eps, keep = 1.0 - lr * a->o.weight_decay; /* keep = 1 exactly without decay */
+    /* The per-step scalars in double, the per-element work in the parameters' precision: the loop is
+     * memory-bound only if its divide and square root run at the vector width of the data (in double they
+     * took as long as the whole backward pass of nice-mnist's 19 M parameters on a Zen 4). */
+    const nf_real step = (nf_real)(lr / c1), ic2 = (nf_real)(1.0 / c2), eps = (nf_real)a->o.eps;
+    const nf_real g1 = (nf_real)((1 - b1) * gs), g2 = (nf_real)((1 - b2) * gs * gs), fb1 = (nf_real)b1, fb2 = (nf_real)b2;
+    if (a->o.weight_decay == 0) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            nf_real gi = g[i];
+            nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
+            m[i] = mi, v[i] = vi;
+            p[i] -= step * mi / (sqrt(vi * ic2) + eps);
+        }
+        return;
+    }
+    const nf_real keep = (nf_real)(1.0 - lr * a->o.weight_decay); /* decoupled decay, from p before the step */
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
-        double gi = g[i] * gs;
-        double mi = b1 * m[i] + (1 - b1) * gi, vi = b2 * v[i] + (1 - b2) * gi * gi;
-        m[i] = (nf_real)mi, v[i] = (nf_real)vi;
-        double step = lr * (mi / c1) / (sqrt(vi / c2) + eps);
-        if (keep == 1.0) p[i] -= (nf_real)step; /* as before weight decay existed, bit for bit */
-        else p[i] = (nf_real)(keep * (double)p[i] - step);
+        nf_real gi = g[i];
+        nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
+        m[i] = mi, v[i] = vi;
+        p[i] = keep * p[i] - step * mi / (sqrt(vi * ic2) + eps);
     }
 }
 
