@@ -244,6 +244,7 @@ typedef struct {
     int64_t warmup;         /* linear learning-rate warm-up over this many steps (0: none) */
     int64_t cosine_steps;   /* > 0: after warm-up, cosine decay of the rate to 0 at this step; 0: constant */
     double clip;            /* clip the global gradient norm to this (≤ 0: no clipping) */
+    double weight_decay;    /* decoupled (AdamW): p ← p·(1 − lr_t·weight_decay) before each step; 0: none */
 } nf_adam_opts;
 void nf_adam_opts_default(nf_adam_opts *o);
 typedef struct nf_adam nf_adam;
@@ -331,6 +332,12 @@ nf_status nf_trainer_save(nf_trainer *t, const char *path);
  * the same file (nf_flow_load) and the same data and options. N steps, save, resume, M steps gives
  * bit-for-bit the parameters of N + M uninterrupted steps. */
 nf_status nf_trainer_resume(nf_trainer *t, const char *path);
+/* The same two with the caller's own state in the checkpoint: meta (NULL or "": none) is a list of
+ * JSON members `"key":value,…` (numbers, or strings without quotes inside) saved beside the trainer's;
+ * on resume `meta` (n bytes, caller's) receives the saved trainer object as text, the caller's members
+ * included ("" when n is 0). The CLI keeps early stopping's best validation score there. */
+nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta);
+nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, size_t n);
 /* Data-parallel training: several processes (MPI ranks, say) train ONE model together. The library
  * knows no transport; the caller supplies the sums. Every process builds the same trainer (same model,
  * data, options and seed) and calls nf_trainer_set_reducer with its rank. Each step then draws the whole

@@ -39,6 +39,61 @@ static void test_adam_hand_computed(void **state) {
     nf_adam_free(a);
 }
 
+/* Decoupled weight decay (AdamW, as torch.optim.AdamW): p ← p·(1 − lr_t·λ) − lr_t·m̂/(√v̂ + ε).
+ * (1) By hand, lr 0.1, λ 0.5 on the two steps of test_adam_hand_computed: step 1 (0.95·1 − 0.1,
+ * 0.95·(−2) + 0.1) = (0.85, −1.8); step 2 adds that test's second Adam move (−0.08985752, −0.04941898)
+ * to 0.95·p: (0.71764248, −1.75941898). (2) Zero gradients: m = v = 0, so p_t = p_0·(1 − lr·λ)^t exactly
+ * (Adam with an L2 term λp in the gradient would move p by ≈ lr per step instead). (3) 30 steps with
+ * warm-up, cosine decay and clipping against the formula in double. */
+static void test_adamw_decoupled_decay(void **state) {
+    (void)state;
+    nf_adam_opts o;
+    nf_adam_opts_default(&o);
+    o.lr = 0.1, o.weight_decay = 0.5;
+    nf_adam *a;
+    assert_int_equal(nf_adam_create(2, &o, &a), NF_OK);
+    nf_real p[2] = {1.0f, -2.0f}, g1[2] = {0.5f, -0.1f}, g2[2] = {0.2f, 0.3f};
+    nf_adam_step(a, p, g1);
+    assert_true(fabs(p[0] - 0.85) < 1e-6 && fabs(p[1] + 1.8) < 1e-6);
+    nf_adam_step(a, p, g2);
+    assert_true(fabs(p[0] - 0.71764248) < 2e-6 && fabs(p[1] + 1.75941898) < 2e-6);
+    nf_adam_free(a);
+    /* (2) */
+    o.lr = 0.01, o.weight_decay = 0.1;
+    assert_int_equal(nf_adam_create(2, &o, &a), NF_OK);
+    nf_real q[2] = {3.0f, -0.5f}, zero[2] = {0, 0};
+    for (int t = 0; t < 100; t++) nf_adam_step(a, q, zero);
+    double f = pow(1 - 0.01 * 0.1, 100);
+    assert_true(fabs(q[0] - 3.0 * f) < 1e-5 && fabs(q[1] + 0.5 * f) < 1e-6);
+    nf_adam_free(a);
+    /* (3) */
+    nf_adam_opts_default(&o);
+    o.lr = 0.05, o.weight_decay = 0.3, o.warmup = 5, o.cosine_steps = 30, o.clip = 2.0;
+    enum { N = 3, T = 30 };
+    assert_int_equal(nf_adam_create(N, &o, &a), NF_OK);
+    nf_real x[N] = {0.7f, -1.3f, 2.2f};
+    double r[N] = {0.7, -1.3, 2.2}, m[N] = {0}, v[N] = {0};
+    for (int t = 1; t <= T; t++) {
+        nf_real g[N];
+        double gn = 0;
+        for (int i = 0; i < N; i++) g[i] = (nf_real)(sin(1.7 * t + i) * (1 + i)), gn += (double)g[i] * g[i];
+        gn = sqrt(gn);
+        nf_adam_step(a, x, g);
+        double lr = 0.05 * (t < 5 ? t / 5.0 : 1.0) * 0.5 * (1 + cos(3.141592653589793 * t / 30.0)), gs = gn > 2.0 ? 2.0 / gn : 1.0;
+        for (int i = 0; i < N; i++) {
+            double gi = g[i] * gs;
+            m[i] = 0.9 * m[i] + 0.1 * gi, v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+            double mh = m[i] / (1 - pow(0.9, t)), vh = v[i] / (1 - pow(0.999, t));
+            r[i] = r[i] * (1 - lr * 0.3) - lr * mh / (sqrt(vh) + 1e-8);
+        }
+    }
+    for (int i = 0; i < N; i++) assert_true(fabs(x[i] - r[i]) < 1e-5);
+    nf_adam_free(a);
+    /* a negative decay is refused */
+    o.weight_decay = -1;
+    assert_int_equal(nf_adam_create(N, &o, &a), NF_ERR_INVALID);
+}
+
 /* Warm-up scales the first step's learning rate by 1/warmup; clipping rescales g = (3, 4) (norm 5) to
  * norm 1; with bias correction the first step is lr_1·g/|g| per coordinate: 0.1/4 each.
  * Cosine decay: lr·½(1 + cos(π t/T)). */
@@ -273,6 +328,7 @@ static void test_recompute_matches_store(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adam_hand_computed), cmocka_unit_test(test_adam_warmup_and_clip),
+        cmocka_unit_test(test_adamw_decoupled_decay),
         cmocka_unit_test(test_rng_reproducible),   cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_lu),
         cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_recompute_matches_store),

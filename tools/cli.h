@@ -38,6 +38,30 @@ int image_model(const nf_flow *f);
 void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path);
 
 /* ---------------------------------------------------------------- the training loop (train_loop.c) */
+/* Validation and early stopping (CSV data, --val-fraction > 0). Evaluations are "scheduled" at the
+ * multiples of --eval-every; only those count for the best score, the patience and the checkpoint's
+ * saved state (so a resumed run decides as the uninterrupted one). The state at the last step is also
+ * evaluated; the model left in --out is the better of it and the best scheduled one (whose resumable
+ * state is kept in --out.best while training). */
+typedef struct {
+    const nf_dataset *val;   /* validation rows */
+    int64_t every, patience; /* --eval-every, --patience (0: off) */
+    int64_t best_step;       /* step of the best scheduled evaluation (0: none yet); carried by --resume */
+    double best;             /* its validation NLL (nats) */
+    int64_t bad;             /* scheduled evaluations since it without improvement; carried by --resume */
+    int64_t evals;           /* evaluations run (this process) */
+    int64_t stopped;         /* > 0: early stopping ended the run at this step */
+    int64_t saved_step;      /* the step whose model --out holds at the end */
+    const char *best_path;   /* --out.best */
+} val_track;
+/* The caller's members of the trainer JSON for v (see nf_trainer_save_meta), into buf (n bytes). */
+void val_meta(const val_track *v, char *buf, unsigned long n);
+/* Read val_meta's members back from the saved trainer JSON js (absent: no best yet). */
+void val_unmeta(val_track *v, const char *js);
+/* After --resume of checkpoint `resume` at `step`: v's state from its trainer JSON js, and --out.best
+ * made ready: written from tr when the resumed state is the best one, else copied from RESUME.best
+ * (one line and exit if that file is missing). Only the writer (rank 0) touches files. */
+void val_resume(val_track *v, const char *js, const char *resume, int64_t step, int writer, nf_trainer *tr);
 /* One loop for vectors and images; the unit of the loss is a parameter: the loss shown (progress
  * line, metrics CSV) is scale · (mean NLL in nats) + offset, gradient norms are shown × scale. */
 typedef struct {
@@ -51,10 +75,13 @@ typedef struct {
     const char *items;       /* "samples", "images" */
     const char *samples_png; /* images: the sample grid written every --sample-every steps; NULL: none */
     int64_t first;           /* the first step: 1, or the one after a --resume checkpoint */
+    val_track *v;            /* validation and early stopping; NULL: none */
 } train_run;
-/* Steps first..--steps (or until --time-limit) with progress line, moving average, ETA, metrics CSV,
- * periodic resumable checkpoints (and a last one at the end), NaN/Inf steps skipped with a warning (50
- * in a row stop the run with one line, the last checkpoint kept). Returns the number of skipped steps. */
+/* Steps first..--steps (or until --time-limit, or early stopping) with progress line, moving average,
+ * ETA, metrics CSV (with validation: a val_ column at the evaluated steps), periodic resumable
+ * checkpoints (and a last one at the end: with validation, the best model's), NaN/Inf steps skipped with
+ * a warning (50 in a row stop the run with one line, the last checkpoint kept). Returns the number of
+ * skipped steps. */
 int64_t train_loop(const train_run *r);
 
 /* ---------------------------------------------------------------- commands */

@@ -38,6 +38,7 @@ const opt_def nf_cli_options[] = {
     {"clip", 0, O_CLIP, K_REAL, 0, 1e30, 0, "C",
      "bound on the gradient norm of the loss the progress line shows: nats/example for vectors (default 500), "
      "bits/dim for images (default 0 = off); 0 = off", C_TRAIN, DA, MA, 0, "50"},
+    {"weight-decay", 0, O_WDECAY, K_REAL, 0, 100, 0, "W", "decoupled weight decay (AdamW): every step p ← p·(1 − lr_t·W) before Adam's move (0)", C_TRAIN, DA, MA, 0, "1e-4"},
     {"lr-schedule", 0, O_SCHED, K_CHOICE, 0, 0, "constant|cosine", "S", "after warm-up: constant (nsf: cosine), or cosine decay to 0 at the last step", C_TRAIN, DA, MA, 0, "cosine"},
     {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "initialisation, data and batches; eval/plot: the toy test set (1)",
      C_TRAIN | C_EVAL | C_SAMPLE | C_PLOT, DA, MA, 0, "2"},
@@ -58,6 +59,11 @@ const opt_def nf_cli_options[] = {
     {"train-size", 0, O_NTRAIN, K_INT, 2, 1e8, 0, "N", "toy data: training points (100000)", C_TRAIN, SRC_TOY, MA, 0, "64"},
     {"test-size", 0, O_NTEST, K_INT, 1, 1e8, 0, "N", "toy data: test points (20000)", C_TRAIN | C_EVAL | C_PLOT, SRC_TOY, MA, 0, "32"},
     {"test-frac", 0, O_TESTFRAC, K_REAL, 1e-6, 0.999, 0, "F", "held-out fraction of a CSV or an image folder (0.1)", C_TRAIN, SRC_CSV | SRC_DIR, MA, 0, "0.25"},
+    {"val-fraction", 0, O_VALFRAC, K_REAL, 0, 0.9, 0, "F",
+     "fraction of the training rows held out (by --seed) for validation, evaluated every --eval-every steps and at the end; "
+     "the model saved is the best-validation one (0.1; 0: none)", C_TRAIN, SRC_CSV, MA, 0, "0.25"},
+    {"eval-every", 0, O_EVALEVERY, K_INT, 1, 1e8, 0, "N", "validation NLL every N steps (100)", C_TRAIN, SRC_CSV, MA, 0, "2"},
+    {"patience", 0, O_PATIENCE, K_INT, 0, 1e8, 0, "P", "early stopping: stop after P evaluations without a better validation NLL (20; 0: off)", C_TRAIN, SRC_CSV, MA, 0, "1"},
     {"test-out", 0, O_TESTOUT, K_STR, 0, 0, 0, "FILE.csv", "write the test rows", C_TRAIN, SRC_VEC, MA, 0, "@FILE"},
     {"test-data", 0, O_TESTDATA, K_STR, 0, 0, 0, "FILE", "test images (for image files without a test set of their own)", C_TRAIN, SRC_IMG, MA, 0, "@IDX"},
     {"image-size", 0, O_IMGSIZE, K_INT, 1, 4096, 0, "S", "a folder of images: scale and crop to S × S (32)", C_TRAIN, SRC_DIR, MA, 0, "8"},
@@ -69,7 +75,7 @@ const opt_def nf_cli_options[] = {
     {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8, nsf 4), glow/nsf steps per level (glow 8, nsf 4) or autoregressive blocks (maf, iaf 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "2"},
     {"hidden", 0, O_HIDDEN, K_INT, 1, 65536, 0, "W", "coupling net / MADE width (nice 128, others 64; images: glow 128, realnvp 64, nice 1000)", C_TRAIN, DA, M_ALL, M_CPL, 1, "8"},
     {"mlp-layers", 0, O_LAYERS, K_INT, 1, 32, 0, "L", "hidden layers of the coupling nets / MADEs (nice 4, others 2; nice images 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "1"},
-    {"activation", 0, O_ACT, K_ENUM, 0, 0, "activation", "A", "relu, tanh or leaky_relu", C_TRAIN, DA, M_ALL, M_NICE, 1, "tanh"},
+    {"activation", 0, O_ACT, K_ENUM, 0, 0, "activation", "A", "relu, tanh or leaky_relu (relu; maf, iaf on a CSV: tanh)", C_TRAIN, DA, M_ALL, M_NICE, 1, "tanh"},
     {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's / autoregressive block's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW | M_AR, M_GLOW, 1, "sigmoid"},
     {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_CPL, M_NICE, 1, "halves"},
     {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
@@ -217,6 +223,7 @@ static void set_defaults(opts *o) {
     o->ntrain = 100000, o->ntest = 20000, o->test_frac = 0.1, o->size = 256, o->warmup = 100, o->clip = CLIP_DEFAULT_VEC;
     o->standardize = "auto", o->schedule = "constant";
     o->bits = 8, o->ck_every = 1000, o->smp_every = 1000;
+    o->val_frac = 0.1, o->eval_every = 100, o->patience = 20;
     o->from = o->to = o->class_a = o->class_b = -1, o->frames = 8, o->per_class = 1000;
 }
 
@@ -253,6 +260,10 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_CKEVERY: o->ck_every = i; break;
     case O_SMPEVERY: o->smp_every = i; break;
     case O_CHECKSYNC: o->check_sync = i; break;
+    case O_EVALEVERY: o->eval_every = i; break;
+    case O_PATIENCE: o->patience = i; break;
+    case O_VALFRAC: o->val_frac = r; break;
+    case O_WDECAY: o->weight_decay = r; break;
     case O_FROM: o->from = i; break;
     case O_TO: o->to = i; break;
     case O_FRAMES: o->frames = i; break;
@@ -382,6 +393,9 @@ void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
     if (GIVEN(o, O_SCALE) && model == NF_MODEL_GLOW && GIVEN(o, O_COUPLING) && o->cfg.coupling == NF_COUPLING_ADDITIVE)
         die("option --scale applies to affine couplings only (not with --coupling additive)");
     if (GIVEN(o, O_TESTFRAC) && o->test_data) die("option --test-frac: not used with --test-data (the test set is given)");
+    if (o->val_frac == 0 && (GIVEN(o, O_EVALEVERY) || GIVEN(o, O_PATIENCE)))
+        die("option --%s: needs a validation split (--val-fraction 0 holds out none)", GIVEN(o, O_EVALEVERY) ? "eval-every" : "patience");
+    if (GIVEN(o, O_WDECAY) && o->weight_decay * o->lr >= 1) die("option --weight-decay: %g × --lr %g must be below 1", o->weight_decay, o->lr);
 }
 
 /* nflow options: the table, one train option a line, for the option-walk test:

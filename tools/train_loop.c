@@ -28,6 +28,79 @@ static uint64_t params_checksum(nf_flow *f) {
  * stops the job; the others wait for that (they would only repeat the line). */
 #define DIE_ALL(...) do { if (dist_rank() != 0) { sleep(30); dist_abort(1); exit(1); } die(__VA_ARGS__); } while (0)
 
+void val_meta(const val_track *v, char *buf, unsigned long n) {
+    snprintf(buf, n, "\"best_step\":%lld,\"best_val\":%.17g,\"bad_evals\":%lld", (long long)v->best_step, v->best_step ? v->best : 0.0,
+             (long long)v->bad);
+}
+
+/* "key":number of the flat JSON js as a double; 0 if absent */
+static double json_num(const char *js, const char *key) {
+    char pat[48];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(js, pat);
+    return p ? strtod(p + strlen(pat), NULL) : 0;
+}
+
+void val_unmeta(val_track *v, const char *js) {
+    v->best_step = (int64_t)json_num(js, "best_step");
+    v->best = json_num(js, "best_val");
+    v->bad = (int64_t)json_num(js, "bad_evals");
+    if (v->best_step < 0 || v->bad < 0) v->best_step = 0, v->bad = 0;
+}
+
+/* Copy the file src to dst through a temporary name (dst is whole or untouched). */
+static void copy_file(const char *src, const char *dst) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
+    if (!in) die("%s: cannot open: %s", src, strerror(errno));
+    if (!out) die("%s: cannot open for writing: %s", tmp, strerror(errno));
+    char buf[65536];
+    size_t k;
+    int bad = 0;
+    while ((k = fread(buf, 1, sizeof buf, in)) > 0) bad |= fwrite(buf, 1, k, out) != k;
+    bad |= ferror(in) != 0;
+    fclose(in);
+    bad |= fclose(out) != 0;
+    if (bad || rename(tmp, dst) != 0) {
+        remove(tmp);
+        die("%s: cannot copy %s there", dst, src);
+    }
+}
+
+void val_resume(val_track *v, const char *js, const char *resume, int64_t step, int writer, nf_trainer *tr) {
+    val_unmeta(v, js);
+    if (!v->best_step) return;
+    if (v->best_step == step) { /* the resumed state is the best one */
+        char meta[256];
+        val_meta(v, meta, sizeof meta);
+        if (writer) check(nf_trainer_save_meta(tr, v->best_path, meta));
+        return;
+    }
+    char src[4200];
+    snprintf(src, sizeof src, "%s.best", resume);
+    if (access(src, R_OK) != 0)
+        die("option --resume: %s is missing (%s refers to the best-validation state of step %lld kept there)", src, resume, (long long)v->best_step);
+    if (writer && strcmp(src, v->best_path) != 0) copy_file(src, v->best_path);
+}
+
+/* Save the trainer's resumable state (with the validation state, if any) to path. */
+static nf_status save_state(const train_run *r, const char *path) {
+    char meta[256] = "";
+    if (r->v) val_meta(r->v, meta, sizeof meta);
+    return nf_trainer_save_meta(r->tr, path, meta);
+}
+
+/* The validation NLL (nats) of r's flow; +inf if a log-likelihood is not finite (never the best). */
+static double val_nll(const train_run *r) {
+    double ll, se;
+    nf_status st = nf_flow_evaluate(r->f, r->v->val, &ll, &se);
+    if (st == NF_ERR_NUMERIC) return INFINITY;
+    check(st);
+    r->v->evals++;
+    return -ll;
+}
+
 int64_t train_loop(const train_run *r) {
     const opts *o = r->o;
     int writer = dist_rank() == 0; /* under mpirun rank 0 writes metrics, checkpoints, samples, progress */
@@ -38,13 +111,16 @@ int64_t train_loop(const train_run *r) {
         int append = r->first > 1 && access(logpath, F_OK) == 0;
         if (!(lg = fopen(logpath, append ? "a" : "w"))) die("%s: cannot open for writing: %s", logpath, strerror(errno));
         /* one row per step; a skipped (non-finite) step has loss and grad_norm nan; skipped counts them so far */
-        if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s,skipped\n", r->csv_unit, r->items);
+        if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s,skipped%s%s\n", r->csv_unit, r->items, r->v ? ",val_" : "",
+                             r->v ? r->csv_unit : "");
     }
     const int64_t NS = 64; /* sample grids: the same 64 latents at temperature 0.7 every time */
     int64_t checks = 0;
     int tty = isatty(2) && !o->quiet && writer;
     double t0 = now(), last = t0, ema = NAN;
     int64_t skipped = 0, consecutive = 0, saved = 0, done = 0;
+    val_track *v = r->v;
+    double end_val = INFINITY, shown_val = NAN; /* the last step's score when it is not a scheduled evaluation */
     for (int64_t s = r->first; s <= o->steps; s++) {
         double loss = NAN, gn = NAN, t = 0, el = 0;
         if (dist_fault("fail", s)) die("step %lld: a failure injected by NFLOW_MPI_FAULT", (long long)s);
@@ -75,14 +151,27 @@ int64_t train_loop(const train_run *r) {
             checks++;
         }
         t = now(), el = t - t0;
-        double rate = (double)done * (double)o->batch / el, epoch = (double)s * (double)o->batch / (double)r->nrows;
-        if (lg && !numeric) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f,%lld\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el, (long long)skipped);
-        else if (lg) fprintf(lg, "%lld,%.4f,nan,nan,%.1f,%.3f,%lld\n", (long long)s, epoch, rate, el, (long long)skipped);
         /* --time-limit ends the run here; under mpirun the clocks differ, so the processes decide together */
         int final = s == o->steps || (o->time_limit > 0 && dist_any(el >= 60 * o->time_limit));
+        char vcol[40] = "";
+        if (v && (s % v->every == 0 || final)) { /* every process evaluates (the same model, the same rows): they stop together */
+            double nll = val_nll(r);
+            shown_val = nll;
+            snprintf(vcol, sizeof vcol, ",%.6f", r->scale * nll + r->offset);
+            if (s % v->every == 0) {
+                if (v->best_step == 0 || nll < v->best) {
+                    v->best = nll, v->best_step = s, v->bad = 0;
+                    if (writer) check(save_state(r, v->best_path));
+                } else v->bad++;
+                if (v->patience > 0 && v->bad >= v->patience) v->stopped = s, final = 1;
+            } else end_val = nll;
+        } else if (v) snprintf(vcol, sizeof vcol, ",");
+        double rate = (double)done * (double)o->batch / el, epoch = (double)s * (double)o->batch / (double)r->nrows;
+        if (lg && !numeric) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f,%lld%s\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el, (long long)skipped, vcol);
+        else if (lg) fprintf(lg, "%lld,%.4f,nan,nan,%.1f,%.3f,%lld%s\n", (long long)s, epoch, rate, el, (long long)skipped, vcol);
         if ((s % o->ck_every == 0 && !numeric) || final) { /* a skipped step changed nothing to save */
             if (writer) { /* resumable with --resume */
-                nf_status sst = nf_trainer_save(r->tr, o->out);
+                nf_status sst = save_state(r, o->out);
                 if (sst && saved) die("%s (%s keeps step %lld)", nf_last_error(), o->out, (long long)saved);
                 check(sst);
             }
@@ -98,13 +187,23 @@ int64_t train_loop(const train_run *r) {
         if (!o->quiet && writer && (final || (tty ? t - last > 0.5 : (s - r->first + 1) % every == 0))) {
             char eta[32];
             fmt_time(el / (double)done * (double)(o->steps - s), eta, sizeof eta);
-            fprintf(stderr, "%sepoch %.2f  step %lld/%lld  loss %.4f %s  %.0f %s/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
-                    (long long)o->steps, ema, r->unit, rate, r->items, eta, tty ? "   " : "\n");
+            char vs[64] = "";
+            if (v && !isnan(shown_val)) snprintf(vs, sizeof vs, "  val %.4f (best %.4f)", r->scale * shown_val + r->offset, r->scale * v->best + r->offset);
+            fprintf(stderr, "%sepoch %.2f  step %lld/%lld  loss %.4f %s%s  %.0f %s/s  ETA %s%s", tty ? "\r" : "", epoch, (long long)s,
+                    (long long)o->steps, ema, r->unit, vs, rate, r->items, eta, tty ? "   " : "\n");
             last = t;
         }
         if (final) break;
     }
-    if (!saved && writer) check(nf_trainer_save(r->tr, o->out)); /* no step to run (--steps 0, or a finished run resumed) */
+    if (!saved && writer) check(save_state(r, o->out)); /* no step to run (--steps 0, or a finished run resumed) */
+    if (v) { /* --out: the better of the best scheduled evaluation and the last step */
+        v->saved_step = saved ? saved : r->first - 1;
+        if (done > 0 && v->best_step > 0 && v->best_step != v->saved_step && !(end_val < v->best)) {
+            if (writer && rename(v->best_path, o->out) != 0) die("%s: cannot replace with %s: %s", o->out, v->best_path, strerror(errno));
+            v->saved_step = v->best_step;
+        } else if (writer && v->best_step == v->saved_step) remove(v->best_path); /* the same state as --out */
+        /* else the last step's model stays in --out, and --out.best keeps the best scheduled state for a --resume */
+    }
     if (tty) fputc('\n', stderr);
     if (lg && fclose(lg) != 0) die("%s: write failed: %s", logpath, strerror(errno));
     if (writer && dist_size() > 1 && done > 0 && !o->quiet) {

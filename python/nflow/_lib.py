@@ -162,7 +162,7 @@ class Images(ctypes.Structure):
 
 class AdamOpts(ctypes.Structure):
     _fields_ = [("lr", _dbl), ("beta1", _dbl), ("beta2", _dbl), ("eps", _dbl), ("warmup", _i64),
-                ("cosine_steps", _i64), ("clip", _dbl)]
+                ("cosine_steps", _i64), ("clip", _dbl), ("weight_decay", _dbl)]
 
 
 class TrainOpts(ctypes.Structure):

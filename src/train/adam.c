@@ -1,7 +1,8 @@
-/* adam.c — Adam (Kingma & Ba) with linear learning-rate warm-up and global gradient-norm clipping.
+/* adam.c — Adam (Kingma & Ba) with linear learning-rate warm-up, global gradient-norm clipping and
+ * decoupled weight decay (AdamW, Loshchilov & Hutter; PyTorch's torch.optim.AdamW).
  * Step t (from 1):  g ← g · min(1, clip/‖g‖);  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
  *                   lr_t = lr · min(1, t/warmup) [· ½(1 + cos(π·min(1, t/cosine_steps))) if cosine]
- *                   p ← p − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε) */
+ *                   p ← p · (1 − lr_t·λ) − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε)   (λ = weight_decay) */
 #include "train/train.h"
 
 /* The gradient norm is summed in fixed chunks (partial sums added in chunk order), so it never depends
@@ -15,17 +16,20 @@ struct nf_adam {
     double *part; /* one partial sum of squares per chunk */
 };
 
-/* Fill *o with Adam's usual settings: lr 1e-3, β 0.9/0.999, ε 1e-8, no warm-up, clipping or cosine decay. */
+/* Fill *o with Adam's usual settings: lr 1e-3, β 0.9/0.999, ε 1e-8, no warm-up, clipping, cosine decay
+ * or weight decay. */
 void nf_adam_opts_default(nf_adam_opts *o) {
     o->lr = 1e-3, o->beta1 = 0.9, o->beta2 = 0.999, o->eps = 1e-8, o->warmup = 0, o->clip = 0, o->cosine_steps = 0;
+    o->weight_decay = 0;
 }
 
 /* A new optimiser *out for n parameters with options o (copied); moments zeroed. The caller frees
  * it with nf_adam_free; NF_ERR_INVALID for bad options, NF_ERR_NOMEM. */
 nf_status nf_adam_create(int64_t n, const nf_adam_opts *o, nf_adam **out) {
     *out = NULL;
-    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0 || o->cosine_steps < 0)
-        return nf_fail(NF_ERR_INVALID, "Adam options: need lr > 0, 0 ≤ β < 1, ε > 0, warm-up ≥ 0, cosine steps ≥ 0");
+    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0) || o->warmup < 0 || o->cosine_steps < 0 ||
+        !(o->weight_decay >= 0 && o->weight_decay * o->lr < 1))
+        return nf_fail(NF_ERR_INVALID, "Adam options: need lr > 0, 0 ≤ β < 1, ε > 0, warm-up ≥ 0, cosine steps ≥ 0, 0 ≤ weight decay < 1/lr");
     nf_adam *a = nf_xcalloc(1, sizeof *a);
     if (!a) return nf_fail(NF_ERR_NOMEM, "out of memory");
     a->o = *o, a->n = n;
@@ -73,7 +77,7 @@ double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
 }
 
 /* The update itself: clip g to the norm limit using norm, advance the step, warm-up and cosine
- * schedule on lr, update the moments and p in place. */
+ * schedule on lr, update the moments and p in place (decay first: p·(1 − lr_t·λ), from p before the step). */
 void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     int64_t n = a->n;
     double gs = 1.0;
@@ -93,12 +97,23 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
      * took as long as the whole backward pass of nice-mnist's 19 M parameters on a Zen 4). */
     const nf_real step = (nf_real)(lr / c1), ic2 = (nf_real)(1.0 / c2), eps = (nf_real)a->o.eps;
     const nf_real g1 = (nf_real)((1 - b1) * gs), g2 = (nf_real)((1 - b2) * gs * gs), fb1 = (nf_real)b1, fb2 = (nf_real)b2;
+    if (a->o.weight_decay == 0) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            nf_real gi = g[i];
+            nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
+            m[i] = mi, v[i] = vi;
+            p[i] -= step * mi / (sqrt(vi * ic2) + eps);
+        }
+        return;
+    }
+    const nf_real keep = (nf_real)(1.0 - lr * a->o.weight_decay); /* decoupled decay, from p before the step */
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         nf_real gi = g[i];
         nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
         m[i] = mi, v[i] = vi;
-        p[i] -= step * mi / (sqrt(vi * ic2) + eps);
+        p[i] = keep * p[i] - step * mi / (sqrt(vi * ic2) + eps);
     }
 }
 

@@ -129,15 +129,20 @@ static int rng_unhex(const char *s, nf_rng *r) {
 
 /* A resumable checkpoint at path: the model plus Adam's moments and step, both rngs and the epoch
  * position (nf_ckpt_save; atomic). */
-nf_status nf_trainer_save(nf_trainer *t, const char *path) {
+nf_status nf_trainer_save(nf_trainer *t, const char *path) { return nf_trainer_save_meta(t, path, NULL); }
+
+/* nf_trainer_save with the caller's JSON members meta (NULL: none) appended to the trainer object. */
+nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta) {
     nf_real *m, *v;
     int64_t *at;
     nf_adam_state(t->adam, &m, &v, &at);
-    char json[400], r1[65], r2[65];
+    char json[1024], r1[65], r2[65];
     rng_hex(&t->rng, r1);
     rng_hex(&t->shuffle_rng, r2);
-    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"}",
-             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2);
+    int has = meta && meta[0];
+    if (has && strlen(meta) > 600) return nf_fail(NF_ERR_INVALID, "%s: not saved: the caller's training state is over 600 bytes", path);
+    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s}",
+             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, has ? "," : "", has ? meta : "");
     int training = nf_flow_is_training(t->f);
     nf_status st = nf_ckpt_save(t->f, path, m, v, json);
     nf_flow_set_training(t->f, training);
@@ -171,7 +176,11 @@ static int json_str(const char *js, const char *key, char *out, size_t n) {
 
 /* Restore t (fresh, for the flow loaded from path and the same data) to where nf_trainer_save
  * left it; NF_ERR_FORMAT if the saved state does not match. */
-nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
+nf_status nf_trainer_resume(nf_trainer *t, const char *path) { return nf_trainer_resume_meta(t, path, NULL, 0); }
+
+/* nf_trainer_resume, and the saved trainer object as text into meta (n bytes; "" if it does not fit). */
+nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, size_t n) {
+    if (meta && n) meta[0] = 0;
     nf_real *m, *v;
     int64_t *at;
     nf_adam_state(t->adam, &m, &v, &at);
@@ -189,6 +198,7 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path) {
         st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
     else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0)
         st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
+    if (!st && meta && n > strlen(js)) strcpy(meta, js);
     free(js);
     if (st) return st;
     t->rng = srng;
