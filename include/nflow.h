@@ -150,6 +150,17 @@ typedef struct {
     uint64_t seed;          /* parameter initialisation and random permutations */
     nf_order_type order;    /* maf/iaf: the MADEs' input ordering (natural; blocks are separated by `perm`) */
     nf_transform_type transform; /* maf/iaf: the blocks' element-wise map (affine; spline uses bins, bound) */
+    /* Conditional flows p(x | c): context_dim = K > 0 values c per sample that every conditioner sees
+     * (coupling MLPs and MADEs take [input, c]; conv nets and ResNets a per-channel bias W_c·c on their
+     * first convolution) and, with prior diag_gaussian, the prior too (mean and log std affine in c:
+     * Glow's class-conditional prior; the fixed priors ignore c). 0: unconditional. Every call on a
+     * conditional flow needs its context (the *_ctx functions). */
+    int32_t context_dim;
+    int32_t context_labels; /* 1: the context is a one-hot class label of context_dim classes (images:
+                             * `--condition labels`; the trainer and evaluation build it from the labels) */
+    /* Tables (for the CLI): bit j set = column j + 1 of the training CSV is a context column (popcount
+     * = context_dim); 0 for class labels and library use. */
+    uint64_t context_cols;
 } nf_config;
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
@@ -238,6 +249,18 @@ void nf_flow_zero_grad(nf_flow *f);
 nf_status nf_flow_save(const nf_flow *f, const char *path);
 nf_status nf_flow_load(const char *path, nf_flow **out);
 
+/* Conditional flows (cfg.context_dim = K > 0): the same operations with the context c (n, K), row i for
+ * sample i. The functions above refuse a conditional flow (NF_ERR_INVALID: it needs a context) and these
+ * refuse a context (c not NULL) on an unconditional one; c = NULL on an unconditional flow is the plain
+ * call. nf_flow_nll_grad_ctx: dc (n, K; may be NULL) receives ∂loss/∂c (overwritten). */
+int32_t nf_flow_context_dim(const nf_flow *f);
+nf_status nf_flow_forward_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, int64_t n);
+nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n);
+nf_status nf_flow_log_prob_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *logp, int64_t n);
+nf_status nf_flow_sample_ctx(nf_flow *f, nf_rng *rng, double temperature, const nf_real *c, nf_real *x, int64_t n);
+nf_status nf_flow_nll_grad_ctx(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, double *loss, nf_real *dx,
+                               nf_real *dc);
+
 /* ---------------------------------------------------------------- optimiser */
 typedef struct {
     double lr, beta1, beta2, eps;
@@ -316,7 +339,13 @@ void nf_train_opts_default(nf_train_opts *o);
 typedef struct nf_trainer nf_trainer;
 /* The trainer borrows f and ds (both must outlive it) and puts f in training mode. */
 nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out);
-/* The same for 8-bit images: every batch is dequantised afresh (nf_images_dequantize, o->bits). */
+/* A conditional flow's trainer over the rows of ds with their contexts: row i of ctx (ctx->dim = the flow's
+ * context_dim, ctx->n = ds->n) conditions row i of ds; both borrowed. ctx NULL: nf_trainer_create. */
+nf_status nf_trainer_create_ctx(nf_flow *f, const nf_dataset *ds, const nf_dataset *ctx, const nf_train_opts *o,
+                                nf_trainer **out);
+/* The same for 8-bit images: every batch is dequantised afresh (nf_images_dequantize, o->bits). A
+ * class-conditional flow (context_dim K > 0) is trained on p(x | one-hot(label)): the images need labels
+ * 0..K−1 (NF_ERR_INVALID otherwise); the evaluation and encoding functions below do the same. */
 nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out);
 void nf_trainer_free(nf_trainer *t);
 /* One step: the next batch of a shuffled epoch of ds, loss = mean NLL (nats), Adam update. A non-finite
@@ -397,6 +426,12 @@ nf_status nf_flow_mean_latent(nf_flow *f, const nf_images *im, int32_t label, in
                               nf_real *zmean, int64_t *count);
 /* Mean test log-likelihood (nats/sample) and its standard error over all rows of ds. */
 nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *stderr_ll);
+/* The same for a conditional flow: mean log p(x_i | c_i) with ctx's rows as the contexts (ctx NULL:
+ * nf_flow_evaluate). */
+nf_status nf_flow_evaluate_ctx(nf_flow *f, const nf_dataset *ds, const nf_dataset *ctx, double *mean_ll, double *stderr_ll);
+/* c (n, K) = the one-hot rows of the labels of images idx[0..n) (idx NULL: the first n). NF_ERR_INVALID
+ * when the images have no labels or one is outside 0..K−1. */
+nf_status nf_images_onehot(const nf_images *im, const int64_t *idx, int64_t n, int32_t K, nf_real *c);
 
 /* ---------------------------------------------------------------- pictures */
 /* A three-panel PNG for a 2-D flow: learned density heatmap; samples over data; the warped grid

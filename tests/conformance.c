@@ -9,7 +9,10 @@
  *   (d) the gradient of the full negative log-likelihood with respect to the inputs and to EVERY
  *       parameter equals central finite differences (in evaluation mode, and in training mode where
  *       the layer behaves differently: batch norm's batch statistics);
- *   (e) outputs, log-dets and gradients are finite.
+ *   (e) outputs, log-dets and gradients are finite;
+ *   (f) conditional cases (a layer or model with a context c of KC values per row): every check above
+ *       runs with the context, (d) also differentiates with respect to every context value, and changing
+ *       c must change log p (a layer that drops its context is caught).
  * The file is compiled twice: against the library built with NFLOW_DOUBLE (tight tolerances: the real
  * proof) and against the float library (float-sized tolerances). A deliberately faulty layer (an affine
  * coupling that drops its log-det term) must be caught, showing the suite has teeth. */
@@ -46,6 +49,12 @@
 
 
 enum { N = 5 }; /* rows per test batch */
+enum { KC = 3 }; /* context values per row of the conditional cases */
+/* The contexts of the conditional cases: the test batch's rows and the training passes' (drawn from their
+ * own generator, so that the unconditional cases see the same numbers as before) */
+static nf_real g_ctx[N * KC], g_ctx_big[64 * KC];
+/* The context of the test batch for f, NULL for an unconditional flow. */
+static const nf_real *ctx_of(const nf_flow *f) { return nf_flow_context_dim(f) ? g_ctx : NULL; }
 
 typedef struct {
     double rt, ld, inv, grad; /* worst errors found (grad: in units of the tolerance) */
@@ -54,6 +63,7 @@ typedef struct {
     int64_t nkink;            /* entries outside the tolerance whose stencil straddles a kink (ReLU cases) */
     int finite;
     char where[160];          /* what the worst gradient error was */
+    double ctx_effect;        /* conditional cases: the largest change of log p when the context moves (−1: unconditional) */
 } report;
 
 typedef nf_layer *(*layer_factory)(nf_registry *c, int32_t D);
@@ -87,7 +97,7 @@ static void squash(nf_real *x, int64_t n) {
 
 static double loss_of(nf_flow *f, const nf_real *x, int64_t n) {
     nf_real lp[N];
-    assert_int_equal(nf_flow_log_prob(f, x, lp, n), NF_OK);
+    assert_int_equal(nf_flow_log_prob_ctx(f, x, ctx_of(f), lp, n), NF_OK);
     double s = 0;
     for (int64_t i = 0; i < n; i++) s -= lp[i];
     return s / (double)n;
@@ -102,8 +112,10 @@ static double rel_err(double a, double b) {
 static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
     int32_t D = nf_flow_dim(f);
     nf_real z[N * 16], xr[N * 16], ld[N], ldi[N];
-    assert_int_equal(nf_flow_forward(f, x, z, ld, N), NF_OK);
-    assert_int_equal(nf_flow_inverse(f, z, xr, ldi, N), NF_OK);
+    const nf_real *cx = ctx_of(f);
+    int32_t K = nf_flow_context_dim(f);
+    assert_int_equal(nf_flow_forward_ctx(f, x, cx, z, ld, N), NF_OK);
+    assert_int_equal(nf_flow_inverse_ctx(f, z, cx, xr, ldi, N), NF_OK);
     for (int64_t i = 0; i < N; i++) {
         r->finite &= isfinite(ld[i]) && isfinite(ldi[i]);
         r->inv = fmax(r->inv, fabs((double)ld[i] + (double)ldi[i]));
@@ -122,8 +134,8 @@ static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
             memcpy(xm, x + i * D, sizeof(nf_real) * (size_t)D);
             xp[k] += (nf_real)(g_jac * JAC_H), xm[k] -= (nf_real)(g_jac * JAC_H);
             double h2 = (double)xp[k] - (double)xm[k]; /* the step actually taken */
-            assert_int_equal(nf_flow_forward(f, xp, zp, NULL, 1), NF_OK);
-            assert_int_equal(nf_flow_forward(f, xm, zm, NULL, 1), NF_OK);
+            assert_int_equal(nf_flow_forward_ctx(f, xp, cx ? cx + i * K : NULL, zp, NULL, 1), NF_OK);
+            assert_int_equal(nf_flow_forward_ctx(f, xm, cx ? cx + i * K : NULL, zm, NULL, 1), NF_OK);
             for (int32_t j = 0; j < D; j++) J[j * D + k] = ((double)zp[j] - (double)zm[j]) / h2;
         }
         int sign = nf_lu_decompose(J, perm, D);
@@ -134,12 +146,13 @@ static void check_invertibility(nf_flow *f, const nf_real *x, report *r) {
     }
 }
 
-/* The analytic gradient of the mean NLL of batch x: ∂/∂x (N·D values) then ∂/∂params, into g. */
+/* The analytic gradient of the mean NLL of batch x: ∂/∂x (N·D values), ∂/∂params, then ∂/∂c (N·K), into g. */
 static void full_gradient(nf_flow *f, const nf_real *x, nf_real *g) {
     double loss;
     nf_flow_zero_grad(f);
-    assert_int_equal(nf_flow_nll_grad(f, x, N, &loss, g), NF_OK);
-    memcpy(g + N * nf_flow_dim(f), nf_flow_grads(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+    int64_t P = nf_flow_num_params(f);
+    assert_int_equal(nf_flow_nll_grad_ctx(f, x, ctx_of(f), N, &loss, g, ctx_of(f) ? g + N * nf_flow_dim(f) + P : NULL), NF_OK);
+    memcpy(g + N * nf_flow_dim(f), nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
 }
 
 /* Does the stencil vals[k] ± step straddle a kink of the loss? Between the stencil's ends the loss is
@@ -151,7 +164,7 @@ static void full_gradient(nf_flow *f, const nf_real *x, nf_real *g) {
  * kink when the gradient's largest miss at ±step exceeds the tolerance and at ±step/2 is ≤ 1/8 or ≥ 1/2
  * of it (smooth: 1/4). */
 static int straddles_kink(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, double step) {
-    int64_t G = N * nf_flow_dim(f) + nf_flow_num_params(f);
+    int64_t G = N * nf_flow_dim(f) + nf_flow_num_params(f) + N * nf_flow_context_dim(f);
     nf_real *g0 = malloc(sizeof(nf_real) * (size_t)G * 5), *g[4] = {g0 + G, g0 + 2 * G, g0 + 3 * G, g0 + 4 * G};
     nf_real keep = vals[k];
     double steps[4] = {step, -step, step / 2, -step / 2};
@@ -197,11 +210,11 @@ static void fd_compare(nf_flow *f, const nf_real *x, nf_real *vals, int64_t k, n
 static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char *mode) {
     int32_t D = nf_flow_dim(f);
     int64_t P = nf_flow_num_params(f);
-    nf_real x[N * 16], dx[N * 16];
+    nf_real x[N * 16], dx[N * 16], dc[N * KC];
     memcpy(x, x0, sizeof(nf_real) * (size_t)(N * D));
     nf_flow_zero_grad(f);
     double loss;
-    assert_int_equal(nf_flow_nll_grad(f, x, N, &loss, dx), NF_OK);
+    assert_int_equal(nf_flow_nll_grad_ctx(f, x, ctx_of(f), N, &loss, dx, ctx_of(f) ? dc : NULL), NF_OK);
     r->finite &= isfinite(loss);
     nf_real *g = malloc(sizeof(nf_real) * (size_t)(P > 0 ? P : 1));
     memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
@@ -215,6 +228,7 @@ static void check_gradients(nf_flow *f, const nf_real *x0, report *r, const char
         }
         fd_compare(f, x, p, k, g[k], r, mode, "param", tn);
     }
+    for (int64_t k = 0; ctx_of(f) && k < N * nf_flow_context_dim(f); k++) fd_compare(f, x, g_ctx, k, dc[k], r, mode, "context", "");
     free(g);
 }
 
@@ -238,7 +252,7 @@ static const struct { layer_factory make; double perturb; } extreme_cases[] = {{
 
 /* Run the whole suite on one case; returns the report (the caller asserts on it). */
 static report run_conformance(const conf_case *c) {
-    report r = {0, 0, 0, 0, 0, 0, 0, 0, 1, ""};
+    report r = {0, 0, 0, 0, 0, 0, 0, 0, 1, "", -1};
     g_h = c->kinked ? 0.1 : 1.0;
     if (g_h_force > 0) g_h = g_h_force;
     g_kinked = c->kinked;
@@ -253,9 +267,13 @@ static report run_conformance(const conf_case *c) {
     for (size_t i = 0; DBL && i < sizeof extreme_cases / sizeof extreme_cases[0]; i++)
         if (c->make == extreme_cases[i].make) g_perturb = extreme_cases[i].perturb;
     nf_flow *f = build(c);
-    int32_t D = nf_flow_dim(f);
-    nf_rng rng;
+    int32_t D = nf_flow_dim(f), K = nf_flow_context_dim(f);
+    assert_true(K <= KC);
+    nf_rng rng, crng;
     nf_rng_seed(&rng, 42);
+    nf_rng_seed(&crng, 43);
+    fill_normal(&crng, g_ctx, N * KC, 1.0, 0.0);
+    fill_normal(&crng, g_ctx_big, 64 * KC, 1.0, 0.0);
     nf_real x[N * 16], big[64 * 16];
     fill_normal(&rng, x, N * D, 1.0, 0.0);
     if (c->bounded) squash(x, N * D);
@@ -268,7 +286,7 @@ static report run_conformance(const conf_case *c) {
         fill_normal(&rng, big, 64 * D, 2.0, 0.5);
         if (c->bounded) squash(big, 64 * D);
         nf_real lp[64];
-        assert_int_equal(nf_flow_log_prob(f, big, lp, 64), NF_OK);
+        assert_int_equal(nf_flow_log_prob_ctx(f, big, K ? g_ctx_big : NULL, lp, 64), NF_OK);
     }
     nf_flow_set_training(f, 0);
     if (c->make && strcmp(nf_flow_layer_name(f, 0), "standardize") == 0) {
@@ -279,6 +297,19 @@ static report run_conformance(const conf_case *c) {
     nf_real *p = nf_flow_params(f);
     for (int64_t k = 0; k < nf_flow_num_params(f); k++) p[k] += (nf_real)((DBL ? 0.3 : 0.15) * g_perturb * nf_rng_normal(&rng)); /* float: milder, so float finite differences stay accurate */
     check_invertibility(f, x, &r);
+    if (K > 0) { /* (f): the context must matter */
+        nf_real lp0[N], lp1[N], keep[N * KC];
+        memcpy(keep, g_ctx, sizeof keep);
+        assert_int_equal(nf_flow_log_prob_ctx(f, x, g_ctx, lp0, N), NF_OK);
+        for (int k = 0; k < N * K; k++) g_ctx[k] += (nf_real)0.5;
+        assert_int_equal(nf_flow_log_prob_ctx(f, x, g_ctx, lp1, N), NF_OK);
+        memcpy(g_ctx, keep, sizeof keep);
+        r.ctx_effect = 0;
+        for (int i = 0; i < N; i++) r.ctx_effect = fmax(r.ctx_effect, fabs((double)lp1[i] - (double)lp0[i]));
+        /* and the calls without a context refuse the conditional flow */
+        nf_real lp[N];
+        assert_int_equal(nf_flow_log_prob(f, x, lp, N), NF_ERR_INVALID);
+    }
     check_gradients(f, x, &r, "eval");
     if (c->train_mode_grad) {
         nf_flow_set_training(f, 1);
@@ -298,11 +329,11 @@ static nf_layer *ok_layer(nf_status st) {
     assert_non_null(g_made);
     return g_made;
 }
-static nf_layer *mk_add_halves(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, &g_made)); }
-static nf_layer *mk_add_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, &g_made)); }
-static nf_layer *mk_aff_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, &g_made)); }
-static nf_layer *mk_aff_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, &g_made)); }
-static nf_layer *mk_aff_relu(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH, &g_made)); }
+static nf_layer *mk_add_halves(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 0, &g_made)); }
+static nf_layer *mk_add_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, 0, &g_made)); }
+static nf_layer *mk_aff_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, 0, &g_made)); }
+static nf_layer *mk_aff_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 0, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, 0, &g_made)); }
+static nf_layer *mk_aff_relu(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 1, NF_ACT_LEAKY_RELU, NF_SCALE_TANH, 0, &g_made)); }
 static nf_layer *mk_diag(nf_registry *c, int32_t D) { return ok_layer(nf_diag_scale_create(c, "l", D, &g_made)); }
 static nf_layer *mk_std(nf_registry *c, int32_t D) { return ok_layer(nf_standardize_create(c, "l", D, &g_made)); }
 static nf_layer *mk_actnorm(nf_registry *c, int32_t D) { return ok_layer(nf_actnorm_create(c, "l", D, &g_made)); }
@@ -312,7 +343,7 @@ static nf_layer *mk_linear(nf_registry *c, int32_t D) { return ok_layer(nf_linea
 static nf_layer *mk_linear_lu(nf_registry *c, int32_t D) { return ok_layer(nf_linear_create(c, "l", D, 1, &g_made)); }
 /* layers acting on a prefix of each row (multi-scale flows): dim 4 of rows 6 apart */
 static nf_layer *with_ld(nf_layer *L, int32_t ld) { L->ld = ld; return L; }
-static nf_layer *mk_prefix_coupling(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, &g_made)), D); }
+static nf_layer *mk_prefix_coupling(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_affine_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, 0, &g_made)), D); }
 static nf_layer *mk_prefix_linear(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_linear_create(c, "l", D - 2, 1, &g_made)), D); }
 static nf_layer *mk_prefix_actnorm(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_actnorm_create(c, "l", D - 3, &g_made)), D); }
 static nf_layer *mk_prefix_batchnorm(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_batchnorm_create(c, "l", D - 1, &g_made)), D); }
@@ -321,43 +352,58 @@ static nf_layer *mk_prefix_perm(nf_registry *c, int32_t D) { return with_ld(ok_l
 static nf_layer *mk_actnorm2d(nf_registry *c, int32_t D) { return ok_layer(nf_actnorm2d_create(c, "l", 3, D / 3, &g_made)); }
 static nf_layer *mk_conv1x1(nf_registry *c, int32_t D) { return ok_layer(nf_conv1x1_create(c, "l", 3, D / 3, 0, &g_made)); }
 static nf_layer *mk_conv1x1_lu(nf_registry *c, int32_t D) { return ok_layer(nf_conv1x1_create(c, "l", 3, D / 3, 1, &g_made)); }
-static nf_layer *mk_conv_affine(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID, &g_made)); }
-static nf_layer *mk_conv_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH, &g_made)); }
-static nf_layer *mk_conv_additive(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH, &g_made)); }
+static nf_layer *mk_conv_affine(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID, 0, &g_made)); }
+static nf_layer *mk_conv_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH, 0, &g_made)); }
+static nf_layer *mk_conv_additive(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH, 0, &g_made)); }
 static nf_layer *mk_split(nf_registry *c, int32_t D) { return ok_layer(nf_split_create(c, "l", 4, 2, D / 8, &g_made)); }
 static nf_layer *mk_squeeze(nf_registry *c, int32_t D) { return ok_layer(nf_squeeze_create(c, "l", D / 16, 4, 4, &g_made)); }
 static nf_layer *mk_batchnorm(nf_registry *c, int32_t D) { return ok_layer(nf_batchnorm_create(c, "l", D, &g_made)); }
-static nf_layer *mk_masked_checker(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1, &g_made)); }
-static nf_layer *mk_masked_channel(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2, &g_made)); }
-static nf_layer *mk_masked_prefix(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1, &g_made)), D); }
+static nf_layer *mk_masked_checker(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 1, 3, 1, 0, &g_made)); }
+static nf_layer *mk_masked_channel(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 2, 0, &g_made)); }
+static nf_layer *mk_masked_prefix(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_masked_coupling_create(c, "l", 2, 2, 2, NF_MASK_CHANNEL, 1, 2, 1, 0, &g_made)), D); }
 static nf_layer *mk_logit(nf_registry *c, int32_t D) { return ok_layer(nf_logit_create(c, "l", D, 0.05, &g_made)); }
 /* autoregressive layers (MAF, IAF) on MADEs: every ordering, both scales, D = 1, a prefix of the rows */
-static nf_layer *mk_maf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_NATURAL, &g_made)); }
-static nf_layer *mk_maf_sigmoid_rev(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 7, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)); }
-static nf_layer *mk_maf_random_relu(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_LEAKY_RELU, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)); }
-static nf_layer *mk_maf_3layers(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 5, 3, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)); }
-static nf_layer *mk_iaf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)); }
-static nf_layer *mk_iaf_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_NATURAL, &g_made)); }
-static nf_layer *mk_iaf_reverse(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_REVERSE, &g_made)); }
-static nf_layer *mk_prefix_maf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 0, 6, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, &g_made)), D); }
+static nf_layer *mk_maf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_NATURAL, 0, &g_made)); }
+static nf_layer *mk_maf_sigmoid_rev(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 7, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, 0, &g_made)); }
+static nf_layer *mk_maf_random_relu(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_LEAKY_RELU, NF_SCALE_TANH, NF_ORDER_RANDOM, 0, &g_made)); }
+static nf_layer *mk_maf_3layers(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 5, 3, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, 0, &g_made)); }
+static nf_layer *mk_iaf_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, 0, &g_made)); }
+static nf_layer *mk_iaf_sigmoid(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_NATURAL, 0, &g_made)); }
+static nf_layer *mk_iaf_reverse(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_REVERSE, 0, &g_made)); }
+static nf_layer *mk_prefix_maf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 0, 6, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, 0, &g_made)), D); }
 /* autoregressive spline blocks: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval */
-static nf_layer *mk_maf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, 5, 1.5, NF_ORDER_RANDOM, &g_made)); }
-static nf_layer *mk_iaf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, 4, 2.0, NF_ORDER_NATURAL, &g_made)); }
-static nf_layer *mk_prefix_maf_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_spline_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, 3, 1.5, NF_ORDER_REVERSE, &g_made)), D); }
-static nf_layer *mk_prefix_iaf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, &g_made)), D); }
+static nf_layer *mk_maf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, 5, 1.5, NF_ORDER_RANDOM, 0, &g_made)); }
+static nf_layer *mk_iaf_spline(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, 4, 2.0, NF_ORDER_NATURAL, 0, &g_made)); }
+static nf_layer *mk_prefix_maf_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_spline_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, 3, 1.5, NF_ORDER_REVERSE, 0, &g_made)), D); }
+static nf_layer *mk_prefix_iaf(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 1, 6, 2, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_REVERSE, 0, &g_made)), D); }
+/* conditional layers: KC context values per row reach the conditioner (MLP input, MADE, conv bias) */
+static nf_layer *mk_add_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_additive_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, KC, &g_made)); }
+static nf_layer *mk_aff_tanh_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, KC, &g_made)); }
+static nf_layer *mk_aff_sigmoid_ctx0(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 0, NF_ACT_TANH, NF_SCALE_SIGMOID, KC, &g_made)); }
+static nf_layer *mk_spline_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, KC, &g_made)); }
+static nf_layer *mk_conv_affine_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID, KC, &g_made)); }
+static nf_layer *mk_conv_additive_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 1, 1, NF_SCALE_TANH, KC, &g_made)); }
+static nf_layer *mk_conv_spline_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_spline_coupling_create(c, "l", 2, 2, D / 4, 3, 1, 3, 2.0, KC, &g_made)); }
+static nf_layer *mk_masked_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 0, 4, 1, KC, &g_made)); }
+static nf_layer *mk_masked_channel_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 4, 2, D / 8, NF_MASK_CHANNEL, 0, 3, 0, KC, &g_made)); }
+static nf_layer *mk_maf_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, KC, &g_made)); }
+static nf_layer *mk_iaf_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_maf_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, NF_SCALE_SIGMOID, NF_ORDER_NATURAL, KC, &g_made)); }
+static nf_layer *mk_maf_spline_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 0, 8, 2, NF_ACT_TANH, 4, 2.0, NF_ORDER_REVERSE, KC, &g_made)); }
+static nf_layer *mk_iaf_spline_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_maf_spline_create(c, "l", D, 1, 6, 1, NF_ACT_TANH, 4, 2.0, NF_ORDER_RANDOM, KC, &g_made)); }
+static nf_layer *mk_prefix_maf_ctx(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_maf_create(c, "l", D - 2, 0, 6, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_RANDOM, KC, &g_made)), D); }
 /* spline layers: bounds of 1.5 and 2 put some of the N(0, 1) inputs outside the spline's interval. Their
  * cases are "kinked": log g' is continuous but not differentiable at the knots and at ±B, so a
  * difference stencil that straddles one is wrong there (float's steps of 1e-2 do, now and then). */
-static nf_layer *mk_spline_halves(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, &g_made)); }
-static nf_layer *mk_spline_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 6, 1, NF_ACT_TANH, 3, 2.0, &g_made)); }
-static nf_layer *mk_spline_relu(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 1, NF_ACT_LEAKY_RELU, 4, 1.5, &g_made)); }
+static nf_layer *mk_spline_halves(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, 0, &g_made)); }
+static nf_layer *mk_spline_oddeven(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_ODDEVEN, 1, 6, 1, NF_ACT_TANH, 3, 2.0, 0, &g_made)); }
+static nf_layer *mk_spline_relu(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 1, 8, 1, NF_ACT_LEAKY_RELU, 4, 1.5, 0, &g_made)); }
 static nf_layer *mk_spline_elem(nf_registry *c, int32_t D) { return ok_layer(nf_spline_create(c, "l", D, 6, 1.5, &g_made)); }
-static nf_layer *mk_conv_spline(nf_registry *c, int32_t D) { return ok_layer(nf_conv_spline_coupling_create(c, "l", 2, 2, D / 4, 3, 1, 4, 1.5, &g_made)); }
+static nf_layer *mk_conv_spline(nf_registry *c, int32_t D) { return ok_layer(nf_conv_spline_coupling_create(c, "l", 2, 2, D / 4, 3, 1, 4, 1.5, 0, &g_made)); }
 /* the same layers, run with parameter perturbations of std 0.3·2 (coupling: conditioner outputs of
  * several units) and 0.3·8 (element-wise: logits ~N(0, 2.4²), bins down to the minimum width) */
 static nf_layer *mk_spline_extreme(nf_registry *c, int32_t D) { return mk_spline_halves(c, D); }
 static nf_layer *mk_spline_elem_extreme(nf_registry *c, int32_t D) { return mk_spline_elem(c, D); }
-static nf_layer *mk_prefix_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_spline_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 0, 6, 1, NF_ACT_TANH, 4, 1.5, &g_made)), D); }
+static nf_layer *mk_prefix_spline(nf_registry *c, int32_t D) { return with_ld(ok_layer(nf_spline_coupling_create(c, "l", D - 2, NF_PART_ODDEVEN, 0, 6, 1, NF_ACT_TANH, 4, 1.5, 0, &g_made)), D); }
 
 /* Planted faults: an affine coupling whose ops are copied and one entry replaced. */
 static nf_layer *plant(nf_registry *c, int32_t D, nf_layer_ops *ops, const char *kind, const nf_layer_ops **orig) {
@@ -413,7 +459,38 @@ static nf_layer *mk_faulty_bw_relu(nf_registry *c, int32_t D) {
 static nf_layer *mk_faulty_spline_fw(nf_registry *c, int32_t D) { nf_layer *L = mk_spline_halves(c, D); L->ops = &faulty_ops; return L; }
 static nf_layer *mk_faulty_spline_bw(nf_registry *c, int32_t D) { nf_layer *L = mk_spline_halves(c, D); L->ops = &faulty_bw_ops; return L; }
 
+/* Fault 3: a conditional coupling whose forward and inverse drop the context (the net sees c = 0), its
+ * backward still differentiating through it. */
+static nf_layer_ops dropctx_ops;
+static const nf_layer_ops *dropctx_orig;
+static nf_status dropctx_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                                 nf_real *cache, nf_real *work, int training) {
+    const nf_real *c = L->ctx;
+    L->ctx = NULL;
+    nf_status st = dropctx_orig->forward(L, x, z, logdet, n, cache, work, training);
+    L->ctx = c;
+    return st;
+}
+static nf_status dropctx_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n, nf_real *work) {
+    const nf_real *c = L->ctx;
+    L->ctx = NULL;
+    nf_status st = dropctx_orig->inverse(L, z, x, logdet, n, work);
+    L->ctx = c;
+    return st;
+}
+static nf_layer *mk_dropctx(nf_registry *c, int32_t D) {
+    nf_layer *L = mk_aff_tanh_ctx(c, D);
+    dropctx_orig = L->ops;
+    dropctx_ops = *L->ops;
+    dropctx_ops.kind = "context_dropping_coupling";
+    dropctx_ops.forward = dropctx_forward, dropctx_ops.inverse = dropctx_inverse;
+    L->ops = &dropctx_ops;
+    return L;
+}
+
 /* ------------------------------------------------------------------ the model cases */
+static nf_config cfg_nice_ctx, cfg_realnvp_ctx, cfg_glow_ctx, cfg_nsf_ctx, cfg_maf_ctx, cfg_iaf_ctx, cfg_glow_img_ctx,
+    cfg_nsf_img_ctx, cfg_realnvp_img_ctx;
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
     cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline;
 
@@ -463,6 +540,14 @@ static void setup_models(void) {
     cfg_maf_spline.transform = cfg_iaf_spline.transform = NF_TRANSFORM_SPLINE;
     cfg_maf_spline.bins = cfg_iaf_spline.bins = 4, cfg_maf_spline.bound = cfg_iaf_spline.bound = 2;
     cfg_maf_spline.order = NF_ORDER_RANDOM, cfg_maf_spline.actnorm = 1;
+    /* conditional models: KC context values; with the diag-Gaussian prior its mean and log std depend on c */
+    cfg_nice_ctx = cfg_nice, cfg_realnvp_ctx = cfg_realnvp_bn, cfg_glow_ctx = cfg_glow, cfg_maf_ctx = cfg_maf_full, cfg_iaf_ctx = cfg_iaf;
+    cfg_realnvp_ctx.batchnorm = 0, cfg_realnvp_ctx.prior = NF_PRIOR_DIAG_GAUSSIAN, cfg_glow_ctx.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    cfg_maf_ctx.batchnorm = 0;
+    cfg_glow_img_ctx = cfg_glow_img, cfg_glow_img_ctx.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    cfg_realnvp_img_ctx = cfg_realnvp_img, cfg_realnvp_img_ctx.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    nf_config *cc[] = {&cfg_nice_ctx, &cfg_realnvp_ctx, &cfg_glow_ctx, &cfg_maf_ctx, &cfg_iaf_ctx, &cfg_glow_img_ctx, &cfg_realnvp_img_ctx};
+    for (size_t i = 0; i < sizeof cc / sizeof cc[0]; i++) cc[i]->context_dim = KC;
 }
 
 /* NSF: spline couplings with random permutations, ActNorm, an element-wise spline in front, diag prior;
@@ -480,6 +565,9 @@ static void setup_nsf_models(void) {
     cfg_nsf1.bins = 5, cfg_nsf1.bound = 1.5;
     nf_config_default_image(&cfg_nsf_img, NF_MODEL_NSF, 1, 4, 4);
     cfg_nsf_img.depth = 2, cfg_nsf_img.hidden = 3, cfg_nsf_img.bins = 3, cfg_nsf_img.bound = 1.5;
+    cfg_nsf_ctx = cfg_nsf, cfg_nsf_img_ctx = cfg_nsf_img;
+    cfg_nsf_ctx.context_dim = cfg_nsf_img_ctx.context_dim = KC;
+    cfg_nsf_img_ctx.bins = 4, cfg_nsf_img_ctx.bound = 2;
 }
 
 static const conf_case cases[] = {
@@ -559,6 +647,31 @@ static const conf_case cases[] = {
     {"prefix: IAF spline block on 3 of 5 columns", 5, mk_prefix_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"model maf, spline transform (random orders, actnorm)", 5, NULL, &cfg_maf_spline, 0, 1, 1, 0},
     {"model iaf, spline transform", 5, NULL, &cfg_iaf_spline, 0, 1, 1, 0},
+    /* conditional layers and models (context of KC values per row) */
+    {"conditional additive coupling", 6, mk_add_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"conditional affine coupling, tanh scale (odd/even)", 5, mk_aff_tanh_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"conditional affine coupling, sigmoid, no hidden layer", 4, mk_aff_sigmoid_ctx0, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0, 0},
+    {"conditional spline coupling (K 5, B 1.5)", 5, mk_spline_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conditional conv affine coupling (2 × 3 × 2)", 12, mk_conv_affine_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conditional conv additive coupling (2 × 2 × 2)", 8, mk_conv_additive_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conditional conv spline coupling (2 × 2 × 3, K 3, B 2)", 12, mk_conv_spline_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conditional masked coupling, checkerboard", 12, mk_masked_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conditional masked coupling, channel, no blocks", 16, mk_masked_channel_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"conditional MAF block (random order)", 5, mk_maf_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"conditional IAF block (sigmoid scale)", 4, mk_iaf_ctx, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0, 0},
+    {"conditional MAF spline block", 4, mk_maf_spline_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"conditional IAF spline block", 4, mk_iaf_spline_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"conditional MAF block on 1 dimension", 1, mk_maf_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"prefix: conditional MAF block on 4 of 6 columns", 6, mk_prefix_maf_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
+    {"model nice, conditional", 5, NULL, &cfg_nice_ctx, 0, 1, 0, 0},
+    {"model realnvp, conditional (actnorm, sigmoid, conditional prior)", 5, NULL, &cfg_realnvp_ctx, 0, 1, 0, 0},
+    {"model glow, conditional (conditional prior)", 5, NULL, &cfg_glow_ctx, 0, 1, 0, 0},
+    {"model nsf, conditional", 5, NULL, &cfg_nsf_ctx, 0, 1, 1, 0},
+    {"model maf, conditional (random orders, actnorm, standardize)", 5, NULL, &cfg_maf_ctx, 0, 1, 0, 0},
+    {"model iaf, conditional (conditional prior)", 5, NULL, &cfg_iaf_ctx, 0, 1, 0, 0},
+    {"model glow on 1×4×4 images, class-conditional prior and couplings", 16, NULL, &cfg_glow_img_ctx, 0, 1, 1, 0},
+    {"model nsf on 1×4×4 images, conditional", 16, NULL, &cfg_nsf_img_ctx, 0, 1, 1, 0},
+    {"model realnvp on 1×4×4 images, conditional", 16, NULL, &cfg_realnvp_img_ctx, 0, 1, 1, 1},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -570,6 +683,10 @@ static void test_case(void **state) {
     assert_true(r.rt < TOL_RT);
     assert_true(r.ld < TOL_LD);
     assert_true(r.inv < TOL_INV);
+    if (r.ctx_effect >= 0) { /* a conditional case */
+        print_message("  %-55s changing the context moves log p by up to %.3g\n", "", r.ctx_effect);
+        assert_true(r.ctx_effect > 1e-3);
+    }
     if (r.grad >= 1) print_message("  worst gradient: %s (%lld of %lld entries outside tolerance)\n", r.where, (long long)r.nbad, (long long)r.ntotal);
     if (r.nkink) print_message("  %lld of %lld entries excused: their finite-difference stencil straddles a ReLU kink\n", (long long)r.nkink, (long long)r.ntotal);
     /* every entry outside the tolerance is a failure unless its stencil straddles a kink (ReLU nets,
@@ -592,6 +709,14 @@ static void test_catches_faulty_layer(void **state) {
     r = run_conformance(&c);
     print_message("  planted backward fault: logdet error %.1e, gradient error %.3g (tolerance ~%.1e)\n", r.ld, r.grad_abs, GRAD_ATOL);
     assert_true(r.ld < TOL_LD);
+    assert_true(r.grad > 10);
+    /* a conditional coupling that drops its context: invertible and with the right log-det, but the
+     * context changes nothing (check (f)) and ∂/∂c disagrees with the differences */
+    c.make = mk_dropctx;
+    r = run_conformance(&c);
+    print_message("  planted dropped context: round trip %.1e, log p moves by %.3g when c moves, gradient error %.3g\n", r.rt, r.ctx_effect, r.grad);
+    assert_true(r.rt < TOL_RT && r.ld < TOL_LD);
+    assert_true(r.ctx_effect >= 0 && r.ctx_effect < 1e-9);
     assert_true(r.grad > 10);
 }
 
@@ -778,11 +903,11 @@ static void test_constructors_report_invalid(void **state) {
     nf_layer *L = (nf_layer *)&ctx; /* must be reset to NULL */
     nf_status st[6];
     st[0] = nf_squeeze_create(&ctx, "sq", 1, 3, 4, &L);
-    st[1] = nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L);
+    st[1] = nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, 0, &L);
     st[2] = nf_logit_create(&ctx, "lg", 4, 0.5, &L);
-    st[3] = nf_conv_coupling_create(&ctx, "cc", 3, 2, 2, 4, 1, 0, NF_SCALE_SIGMOID, &L);
+    st[3] = nf_conv_coupling_create(&ctx, "cc", 3, 2, 2, 4, 1, 0, NF_SCALE_SIGMOID, 0, &L);
     st[4] = nf_split_create(&ctx, "sp", 5, 2, 2, &L);
-    st[5] = nf_affine_coupling_create(&ctx, "ac", 1, NF_PART_HALVES, 0, 4, 1, NF_ACT_TANH, NF_SCALE_TANH, &L);
+    st[5] = nf_affine_coupling_create(&ctx, "ac", 1, NF_PART_HALVES, 0, 4, 1, NF_ACT_TANH, NF_SCALE_TANH, 0, &L);
     for (int i = 0; i < 6; i++) assert_int_equal(st[i], NF_ERR_INVALID);
     assert_null(L);
     nf_clear_error();
@@ -791,11 +916,11 @@ static void test_constructors_report_invalid(void **state) {
     assert_true(strstr(nf_last_error(), "squeeze") != NULL);
     assert_int_equal(nf_logit_create(&ctx, "lg", 4, -0.1, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "alpha") != NULL);
-    assert_int_equal(nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_masked_coupling_create(&ctx, "mk", 3, 2, 2, NF_MASK_CHANNEL, 0, 4, 1, 0, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "even") != NULL);
-    assert_int_equal(nf_maf_create(&ctx, "maf", 0, 0, 4, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_NATURAL, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_maf_create(&ctx, "maf", 0, 0, 4, 2, NF_ACT_TANH, NF_SCALE_TANH, NF_ORDER_NATURAL, 0, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "dimensions") != NULL);
-    assert_int_equal(nf_maf_create(&ctx, "iaf", 3, 1, 4, 2, NF_ACT_TANH, NF_SCALE_TANH, (nf_order_type)7, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_maf_create(&ctx, "iaf", 3, 1, 4, 2, NF_ACT_TANH, NF_SCALE_TANH, (nf_order_type)7, 0, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "ordering") != NULL);
     assert_null(L);
     assert_int_equal(ctx.ntensors, 0); /* nothing was reserved for the rejected layers */
@@ -1017,10 +1142,10 @@ static void test_rq_spline_edges(void **state) {
     assert_int_equal(nf_spline_create(&ctx, "sp", 2, 1, 3.0, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "bins") != NULL);
     assert_int_equal(nf_spline_create(&ctx, "sp", 2, NF_RQS_MAX_BINS + 1, 3.0, &L), NF_ERR_INVALID);
-    assert_int_equal(nf_spline_coupling_create(&ctx, "sc", 4, NF_PART_HALVES, 0, 8, 1, NF_ACT_RELU, 8, 0.0, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_spline_coupling_create(&ctx, "sc", 4, NF_PART_HALVES, 0, 8, 1, NF_ACT_RELU, 8, 0.0, 0, &L), NF_ERR_INVALID);
     assert_true(strstr(nf_last_error(), "bound") != NULL);
-    assert_int_equal(nf_spline_coupling_create(&ctx, "sc", 4, NF_PART_HALVES, 0, 8, 1, NF_ACT_RELU, 8, NAN, &L), NF_ERR_INVALID);
-    assert_int_equal(nf_conv_spline_coupling_create(&ctx, "cs", 3, 2, 2, 4, 1, 8, 3.0, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_spline_coupling_create(&ctx, "sc", 4, NF_PART_HALVES, 0, 8, 1, NF_ACT_RELU, 8, NAN, 0, &L), NF_ERR_INVALID);
+    assert_int_equal(nf_conv_spline_coupling_create(&ctx, "cs", 3, 2, 2, 4, 1, 8, 3.0, 0, &L), NF_ERR_INVALID);
     assert_null(L);
     assert_int_equal(ctx.ntensors, 0);
     nf_registry_free(&ctx);
@@ -1075,12 +1200,12 @@ static void test_made_masks(void **state) {
     nf_real *cache = malloc(sizeof(nf_real) * (size_t)nf_made_cache_size(&m, B));
     nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_made_work_size(&m, B));
     fill_normal(&rng, x, B * D, 1.0, 0.0);
-    nf_made_forward(&m, Pm, x, y, B, cache);
+    nf_made_forward(&m, Pm, x, NULL, y, B, cache);
     int64_t dependent = 0;
     for (int32_t i = 0; i < D; i++) {
         nf_real keep[B];
         for (int b = 0; b < B; b++) keep[b] = x[b * D + i], x[b * D + i] += 1;
-        nf_made_forward(&m, Pm, x, y2, B, cache);
+        nf_made_forward(&m, Pm, x, NULL, y2, B, cache);
         for (int b = 0; b < B; b++) {
             x[b * D + i] = keep[b];
             for (int32_t o = 0; o < 2 * D; o++) {
@@ -1091,9 +1216,9 @@ static void test_made_masks(void **state) {
     }
     /* the masked entries' weight gradients */
     fill_normal(&rng, dy, B * 2 * D, 1.0, 0.0);
-    nf_made_forward(&m, Pm, x, y, B, cache);
+    nf_made_forward(&m, Pm, x, NULL, y, B, cache);
     memset(r.grads, 0, sizeof(nf_real) * (size_t)np);
-    nf_made_backward(&m, Pm, r.grads, deg, x, cache, dy, dx, B, work);
+    nf_made_backward(&m, Pm, r.grads, deg, x, NULL, cache, dy, dx, NULL, B, work);
     int64_t nonzero_masked = 0, nonzero = 0;
     for (int64_t k = 0; k < np; k++) {
         nonzero += r.grads[k] != 0;

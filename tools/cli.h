@@ -34,8 +34,22 @@ void load_images(const opts *o, nf_images **train, nf_images **test);
 nf_images *load_eval_images(const opts *o, const nf_flow *f);
 nf_flow *load_model(const char *path);
 int image_model(const nf_flow *f);
-/* n samples x = G(z), z at temperature T drawn with `seed`, as a PNG grid. */
+/* n samples x = G(z), z at temperature T drawn with `seed`, as a PNG grid (a class-conditional model:
+ * one row per class, n / classes samples in each). */
 void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path);
+/* A class-conditional image model: cls ≥ 0: a square grid of n samples of class cls; cls < 0: one row
+ * per class of n samples each. */
+void write_class_grid(nf_flow *f, uint64_t seed, double T, int64_t cls, int64_t n, const char *path);
+
+/* ---------------------------------------------------------------- conditional tables (cli_data.c) */
+/* The columns --context-cols LIST names in the CSV at path of ncols columns (names from its header line,
+ * or 1-based numbers) as a bit mask (bit j: column j + 1); dies with one line for an unknown name, a
+ * number out of range, a column past the 64th, or a list that leaves no column to model. */
+uint64_t context_mask(const char *path, const char *list, int32_t ncols);
+/* The columns of d split by mask into new datasets *x (the others) and *c (the masked ones, in column order). */
+void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c);
+/* "a,b" (the 1-based numbers of the mask's columns) into buf. */
+void mask_words(uint64_t mask, char *buf, unsigned long n);
 
 /* ---------------------------------------------------------------- the training loop (train_loop.c) */
 /* Validation and early stopping (CSV data, --val-fraction > 0). Evaluations are "scheduled" at the
@@ -53,6 +67,7 @@ typedef struct {
     int64_t stopped;         /* > 0: early stopping ended the run at this step */
     int64_t saved_step;      /* the step whose model --out holds at the end */
     const char *best_path;   /* --out.best */
+    const nf_dataset *val_ctx; /* the validation rows' contexts (conditional tables); NULL: none */
 } val_track;
 /* The caller's members of the trainer JSON for v (see nf_trainer_save_meta), into buf (n bytes). */
 void val_meta(const val_track *v, char *buf, unsigned long n);

@@ -87,9 +87,12 @@ static nf_images *open_images(const opts *o, const char *spec, const char *label
 void load_images(const opts *o, nf_images **train, nf_images **test) {
     int has_test = strcmp(o->data, "fashion-mnist") == 0 || (is_dir(o->data) && is_cifar_dir(o->data));
     if (has_test && o->test_data) die("option --test-data: %s brings its own test set", o->data);
-    nf_images *all = open_images(o, o->data, NULL, 0, 0);
+    if ((o->labels || o->test_labels) && (has_test || is_dir(o->data)))
+        die("option --%s: %s brings its own labels (--labels is for IDX image files)", o->labels ? "labels" : "test-labels", o->data);
+    if (o->test_labels && !o->test_data) die("option --test-labels: labels of --test-data (none given)");
+    nf_images *all = open_images(o, o->data, o->labels, 0, 0);
     if (has_test) *train = all, *test = open_images(o, o->data, NULL, 1, 0);
-    else if (o->test_data) *train = all, *test = open_images(o, o->test_data, NULL, 0, all->H);
+    else if (o->test_data) *train = all, *test = open_images(o, o->test_data, o->test_labels, 0, all->H);
     else if (is_dir(o->data)) {
         check(nf_images_split(all, o->test_frac, o->seed, train, test));
         nf_images_free(all);
@@ -120,6 +123,11 @@ int image_model(const nf_flow *f) { return nf_flow_config(f)->height > 0; }
 
 void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path) {
     const nf_config *c = nf_flow_config(f);
+    if (c->context_dim > 0) { /* class-conditional: a row per class */
+        int64_t per = n / c->context_dim;
+        write_class_grid(f, seed, T, -1, per > 0 ? per : 1, path);
+        return;
+    }
     nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * nf_flow_dim(f)));
     if (!x) die("out of memory");
     nf_rng r;
@@ -129,4 +137,95 @@ void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const cha
     while ((int64_t)cols * cols < n) cols++;
     check(nf_images_grid_png(x, n, c->channels, c->height, c->width, cols, 2, path));
     free(x);
+}
+
+void write_class_grid(nf_flow *f, uint64_t seed, double T, int64_t cls, int64_t n, const char *path) {
+    const nf_config *c = nf_flow_config(f);
+    int32_t K = c->context_dim;
+    if (cls >= K) die("option --class: %lld is not a class of the model (its %d classes are 0..%d)", (long long)cls, (int)K, (int)K - 1);
+    int64_t rows = cls >= 0 ? 1 : K, total = rows * n;
+    nf_real *x = malloc(sizeof(nf_real) * (size_t)(total * nf_flow_dim(f))), *cx = calloc((size_t)(total * K), sizeof(nf_real));
+    if (!x || !cx) die("out of memory");
+    for (int64_t i = 0; i < total; i++) cx[i * K + (cls >= 0 ? cls : i / n)] = 1; /* row by row: class i / n */
+    nf_rng r;
+    nf_rng_seed(&r, seed);
+    check(nf_flow_sample_ctx(f, &r, T, cx, x, total));
+    int32_t cols = (int32_t)n;
+    if (cls >= 0) /* one class: a square grid */
+        for (cols = 1; (int64_t)cols * cols < n; cols++) {}
+    check(nf_images_grid_png(x, total, c->channels, c->height, c->width, cols, 2, path));
+    free(x), free(cx);
+}
+
+uint64_t context_mask(const char *path, const char *list, int32_t ncols) {
+    char header[65536] = "";
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        if (!fgets(header, sizeof header, fp)) header[0] = 0;
+        fclose(fp);
+    }
+    header[strcspn(header, "\r\n")] = 0;
+    uint64_t mask = 0;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ') tok++;
+        size_t len = strlen(tok);
+        while (len && tok[len - 1] == ' ') tok[--len] = 0;
+        int col = -1; /* 0-based */
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (*tok && !*end) {
+            if (v < 1 || v > ncols) die("option --context-cols: column %ld: %s has columns 1..%d", v, path, (int)ncols);
+            col = (int)v - 1;
+        } else { /* a name of the header line */
+            const char *h = header;
+            for (int k = 0; *h || k == 0; k++) { /* field k of the header: [h, e) without spaces and quotes */
+                const char *e = strchr(h, ',');
+                if (!e) e = h + strlen(h);
+                const char *a = h, *z = e;
+                while (a < z && (*a == ' ' || *a == '"')) a++;
+                while (z > a && (z[-1] == ' ' || z[-1] == '"')) z--;
+                if ((size_t)(z - a) == len && strncmp(a, tok, len) == 0) {
+                    col = k;
+                    break;
+                }
+                if (!*e) break;
+                h = e + 1;
+            }
+            if (col < 0 || col >= ncols) die("option --context-cols: '%s' is not a column name of the header of %s", tok, path);
+        }
+        if (col >= 64) die("option --context-cols: column %d: the context columns must be among the first 64", col + 1);
+        mask |= 1ull << col;
+    }
+    if (!mask) die("option --context-cols: '%s' names no column", list);
+    int32_t k = 0;
+    for (int b = 0; b < 64; b++) k += (int32_t)((mask >> b) & 1u);
+    if (k >= ncols) die("option --context-cols: every column of %s is a context column; at least one must be modelled", path);
+    return mask;
+}
+
+void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c) {
+    int32_t K = 0;
+    for (int32_t j = 0; j < d->dim && j < 64; j++) K += (int32_t)((mask >> j) & 1u);
+    nf_dataset *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    if (!a || !b) die("out of memory");
+    a->n = b->n = d->n, a->dim = d->dim - K, b->dim = K;
+    a->x = malloc(sizeof(nf_real) * (size_t)(a->n * a->dim) + 1), b->x = malloc(sizeof(nf_real) * (size_t)(b->n * b->dim) + 1);
+    if (!a->x || !b->x) die("out of memory");
+    for (int64_t i = 0; i < d->n; i++) {
+        int32_t ia = 0, ib = 0;
+        for (int32_t j = 0; j < d->dim; j++) {
+            nf_real v = d->x[i * d->dim + j];
+            if (j < 64 && ((mask >> j) & 1u)) b->x[i * K + ib++] = v;
+            else a->x[i * a->dim + ia++] = v;
+        }
+    }
+    *x = a, *c = b;
+}
+
+void mask_words(uint64_t mask, char *buf, unsigned long n) {
+    buf[0] = 0;
+    for (int j = 0; j < 64; j++)
+        if ((mask >> j) & 1u) snprintf(buf + strlen(buf), n - strlen(buf), "%s%d", buf[0] ? "," : "", j + 1);
 }

@@ -3,6 +3,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* 1 for image data of SRC_IDX that brings its own labels: fashion-mnist and CIFAR-10 (a .bin batch or a
+ * folder of them) — every such source but an IDX image file. */
+static int own_labels(const char *data) { return strstr(data, "idx3-ubyte") == NULL; }
 
 static const char *eval_help =
     "usage: nflow eval --model MODEL.ckpt --data NAME|FILE.csv|IMAGES [options]\n"
@@ -10,7 +15,8 @@ static const char *eval_help =
     "dataset (seed as at training gives the same test set), of every row for a CSV. Image models: bits/dim\n"
     "± standard error of the test set (fashion-mnist, CIFAR-10) or of every image of a file or folder, and\n"
     "the largest reconstruction error |x − G(G⁻¹(x))| and how many images reconstruct off by more than half\n"
-    "a quantisation level (another pixel value).\n";
+    "a quantisation level (another pixel value). A conditional model: log p(x | c) with the context columns\n"
+    "of the CSV (the model's), or class-conditional bits/dim −log₂ p(x | label) per dimension.\n";
 
 int cmd_eval(int argc, char **argv) {
     opts o;
@@ -19,30 +25,48 @@ int cmd_eval(int argc, char **argv) {
     nf_flow *f = load_model(o.model);
     check_applicable(&o, C_EVAL, data_source_of(o.data), (int)nf_flow_config(f)->model);
     if ((data_source_of(o.data) & SRC_IMG)) { /* the test set of fashion-mnist or CIFAR-10, or the file or folder itself */
+        if (o.labels && data_source_of(o.data) == SRC_IDX && own_labels(o.data))
+            die("option --labels: %s brings its own labels (--labels is for IDX image files)", o.data);
         nf_images *im = load_eval_images(&o, f);
         double bpd, se, rec, tol = 0.5 / (double)(1 << o.bits); /* half a quantisation level: the pixel's bin */
         int64_t nbad = 0;
+        int32_t K = nf_flow_context_dim(f);
+        if (K > 0 && !im->labels) die("%s: the model %s is class-conditional: the images need class labels (--labels for an IDX file)", o.data, o.model);
         check(nf_flow_evaluate_images_ex(f, im, o.bits, o.seed, tol, &bpd, &se, &rec, &nbad));
-        printf("%.4f ± %.4f bits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g; "
+        printf("%.4f ± %.4f %sbits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g; "
                "%lld of %lld images reconstruct off by more than %.2g (half a %d-bit level)\n",
-               bpd, se, (long long)im->n, o.data, (int)o.bits, rec, (long long)nbad, (long long)im->n, tol, (int)o.bits);
+               bpd, se, K ? "class-conditional " : "", (long long)im->n, o.data, (int)o.bits, rec, (long long)nbad, (long long)im->n, tol, (int)o.bits);
         nf_images_free(im), nf_flow_free(f);
         return 0;
     }
-    nf_dataset *d;
+    nf_dataset *d, *cx = NULL;
     if (nf_toy_known(o.data) >= 0) check(nf_dataset_toy(o.data, o.ntest, o.seed * 2 + 2, &d));
     else load_data(&o, &d, NULL);
+    const nf_config *cfg = nf_flow_config(f);
+    char cw[200] = "";
+    if (cfg->context_dim > 0) { /* a conditional table model: its context columns of the same layout */
+        if (!cfg->context_cols) die("the model %s is conditional without context columns (not a table model)", o.model);
+        if (d->dim != cfg->dim + cfg->context_dim || (d->dim < 64 && (cfg->context_cols >> d->dim)))
+            die("%s: %d columns, the conditional model %s expects %d (%d modelled, %d context)", o.data, (int)d->dim, o.model,
+                (int)(cfg->dim + cfg->context_dim), (int)cfg->dim, (int)cfg->context_dim);
+        nf_dataset *x;
+        split_columns(d, cfg->context_cols, &x, &cx);
+        nf_dataset_free(d), d = x;
+        mask_words(cfg->context_cols, cw, sizeof cw);
+    }
     if (d->dim != nf_flow_dim(f)) die("%s: %d columns, the model %s expects %d", o.data, (int)d->dim, o.model, (int)nf_flow_dim(f));
     double ll, se;
-    check(nf_flow_evaluate(f, d, &ll, &se));
-    printf("log-likelihood %.4f ± %.4f nats/sample (NLL %.4f) over %lld rows of %s\n", ll, se, -ll, (long long)d->n, o.data);
+    check(nf_flow_evaluate_ctx(f, d, cx, &ll, &se));
+    if (cx) printf("log p(x | c) %.4f ± %.4f nats/sample (NLL %.4f) over %lld rows of %s, conditional on columns %s\n", ll, se, -ll,
+                   (long long)d->n, o.data, cw);
+    else printf("log-likelihood %.4f ± %.4f nats/sample (NLL %.4f) over %lld rows of %s\n", ll, se, -ll, (long long)d->n, o.data);
     if (o.out) { /* log p of every row, in nats */
         nf_dataset lp = {d->n, 1, malloc(sizeof(nf_real) * (size_t)d->n)};
         if (!lp.x) die("out of memory");
-        check(nf_flow_log_prob(f, d->x, lp.x, d->n));
+        check(nf_flow_log_prob_ctx(f, d->x, cx ? cx->x : NULL, lp.x, d->n));
         check(nf_dataset_write_csv(&lp, o.out, "logp"));
         free(lp.x);
     }
-    nf_dataset_free(d), nf_flow_free(f);
+    nf_dataset_free(d), nf_dataset_free(cx), nf_flow_free(f);
     return 0;
 }

@@ -23,6 +23,7 @@ int cmd_interpolate(int argc, char **argv) {
     need(o.model, "model"), need(o.data, "data"), need(o.out, "out");
     if (o.from < 0 || o.to < 0) die("missing --from or --to (image indices)");
     nf_flow *f = load_model(o.model);
+    if (nf_flow_context_dim(f) > 0) die("the model %s is class-conditional: not available for conditional models", o.model);
     if (!image_model(f)) die("%s is not an image model", o.model);
     nf_images *im = load_eval_images(&o, f);
     int64_t D = nf_flow_dim(f), N = o.frames, idx[2] = {o.from, o.to};
@@ -60,6 +61,7 @@ int cmd_manipulate(int argc, char **argv) {
         o.nstrengths = 6;
     }
     nf_flow *f = load_model(o.model);
+    if (nf_flow_context_dim(f) > 0) die("the model %s is class-conditional: not available for conditional models", o.model);
     if (!image_model(f)) die("%s is not an image model", o.model);
     nf_images *im = load_eval_images(&o, f);
     if (!im->labels) die("%s: no labels (give --labels LABELS-idx1-ubyte[.gz], or a folder of class folders)", o.data);

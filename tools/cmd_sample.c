@@ -3,11 +3,14 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *sample_help =
     "usage: nflow sample --model MODEL.ckpt [-n N] [--temperature T] [--seed S] [--out FILE]\n"
     "Draw x = G(z), z ~ prior with its scale multiplied by T. CSV to FILE or standard output; for an\n"
-    "image model a PNG grid (--out required, -n default 64).\n";
+    "image model a PNG grid (--out required, -n default 64). Conditional models: --context FILE.csv (a table\n"
+    "model: -n samples per context row, written in the training file's column layout, the context columns\n"
+    "as given); a class-conditional image model: one grid row per class (-n per row, 10) or --class K.\n";
 static const char *encode_help =
     "usage: nflow encode --model MODEL.ckpt --in DATA.csv [--out LATENT.csv]\n"
     "Inference z = G⁻¹(x) for every row (the forward pass of the flow).\n";
@@ -33,6 +36,51 @@ int cmd_sample(int argc, char **argv) {
     parse_options(argc, argv, C_SAMPLE, sample_help, &o);
     need(o.model, "model");
     nf_flow *f = load_model(o.model);
+    const nf_config *cfg = nf_flow_config(f);
+    if (o.context && cfg->context_dim == 0) die("option --context: the model %s is not conditional", o.model);
+    if (GIVEN(&o, O_CLASS) && !(image_model(f) && cfg->context_dim > 0)) die("option --class: the model %s is not a class-conditional image model", o.model);
+    if (image_model(f) && cfg->context_dim > 0) { /* class-conditional images */
+        need(o.out, "out");
+        if (o.context) die("option --context: %s is a class-conditional image model (use --class K)", o.model);
+        int64_t n = GIVEN(&o, O_N) ? o.n : o.cls >= 0 ? 64 : 10;
+        if (n * (o.cls >= 0 ? 1 : cfg->context_dim) > 4096) die("option -n: at most 4096 images in one grid");
+        write_class_grid(f, o.seed, o.temperature, o.cls, n, o.out);
+        if (o.cls >= 0) printf("wrote %s (%lld samples of class %lld at temperature %g)\n", o.out, (long long)n, (long long)o.cls, o.temperature);
+        else printf("wrote %s (%d rows, one per class 0..%d, of %lld samples at temperature %g)\n", o.out, (int)cfg->context_dim,
+                    (int)cfg->context_dim - 1, (long long)n, o.temperature);
+        nf_flow_free(f);
+        return 0;
+    }
+    if (cfg->context_dim > 0) { /* a conditional table: samples for each context row */
+        if (!o.context) die("the model %s is conditional on %d context columns: give --context FILE.csv", o.model, (int)cfg->context_dim);
+        int32_t K = cfg->context_dim, D = cfg->dim, M = D + K;
+        nf_dataset *cin, *c = NULL;
+        check(nf_dataset_csv(o.context, &cin));
+        if (cin->dim == M && cfg->context_cols) { /* whole rows of the training layout: take their context columns */
+            nf_dataset *x;
+            split_columns(cin, cfg->context_cols, &x, &c);
+            nf_dataset_free(x), nf_dataset_free(cin);
+        } else if (cin->dim == K) c = cin;
+        else die("%s: %d columns; the model %s takes %d context values (or rows of all %d columns)", o.context, (int)cin->dim, o.model, (int)K, (int)M);
+        int64_t per = GIVEN(&o, O_N) ? o.n : 1, n = c->n * per;
+        nf_real *cx = malloc(sizeof(nf_real) * (size_t)(n * K)), *x = malloc(sizeof(nf_real) * (size_t)(n * D));
+        nf_dataset out = {n, M, malloc(sizeof(nf_real) * (size_t)(n * M))};
+        if (!cx || !x || !out.x) die("out of memory for %lld samples", (long long)n);
+        for (int64_t i = 0; i < n; i++) memcpy(cx + i * K, c->x + (i / per) * K, sizeof(nf_real) * (size_t)K);
+        nf_rng r;
+        nf_rng_seed(&r, o.seed);
+        check(nf_flow_sample_ctx(f, &r, o.temperature, cx, x, n));
+        for (int64_t i = 0; i < n; i++) { /* the training layout: context values in their columns, samples in the others */
+            int32_t a = 0, b = 0;
+            for (int32_t j = 0; j < M; j++) {
+                int is_c = cfg->context_cols ? (j < 64 && ((cfg->context_cols >> j) & 1u)) : j >= D;
+                out.x[i * M + j] = is_c ? cx[i * K + b++] : x[i * D + a++];
+            }
+        }
+        write_rows(&out, o.out, "x");
+        free(cx), free(x), free(out.x), nf_dataset_free(c), nf_flow_free(f);
+        return 0;
+    }
     if (image_model(f)) { /* an image grid */
         need(o.out, "out");
         int64_t n = GIVEN(&o, O_N) ? o.n : 64;
@@ -57,6 +105,7 @@ int cmd_code(int argc, char **argv, int encode) {
     parse_options(argc, argv, encode ? C_ENCODE : C_DECODE, encode ? encode_help : decode_help, &o);
     need(o.model, "model"), need(o.in, "in");
     nf_flow *f = load_model(o.model);
+    if (nf_flow_context_dim(f) > 0) die("the model %s is conditional: %s takes no context (not available for conditional models)", o.model, encode ? "encode" : "decode");
     nf_dataset *d;
     check(nf_dataset_csv(o.in, &d));
     if (d->dim != nf_flow_dim(f)) die("%s: %d columns, the model %s expects %d", o.in, (int)d->dim, o.model, (int)nf_flow_dim(f));

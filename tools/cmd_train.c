@@ -13,7 +13,8 @@ static const char *train_help =
     "usage: nflow train --model nice|realnvp|glow|nsf|maf|iaf --data NAME|FILE --out MODEL.ckpt [options]\n"
     "Fit a flow by maximum likelihood (Adam) and report the test log-likelihood (vectors: nats/example)\n"
     "or bits/dim (images: fashion-mnist, IDX + --test-data, CIFAR-10, a folder of PNG/JPEG). An option\n"
-    "that does not apply to the data or model (see [...] below) is refused.\n";
+    "that does not apply to the data or model (see [...] below) is refused. Conditional models: --context-cols\n"
+    "(tables: p(x | c)) or --condition labels (images: p(x | class)).\n";
 
 /* The given architecture options over the defaults in c (check_applicable has refused the others). */
 static void apply_arch(const opts *o, nf_config *c) {
@@ -65,6 +66,9 @@ int cmd_train(int argc, char **argv) {
         int m = (int)nf_flow_config(f)->model;
         if (model >= 0 && model != m) die("option --model %s: the --resume checkpoint %s is a %s model", o.model, o.resume, nf_model_name((nf_model_type)m));
         if (image_model(f) != img) die("option --resume: %s is a model of %s data, --data %s is %s data", o.resume, img ? "vector" : "image", o.data, img ? "image" : "vector");
+        const nf_config *rc = nf_flow_config(f);
+        if ((o.context_cols || o.condition) && rc->context_dim == 0)
+            die("option --%s: the --resume checkpoint %s is not conditional", o.context_cols ? "context-cols" : "condition", o.resume);
         model = m;
     }
     check_applicable(&o, C_TRAIN, src, model);
@@ -77,14 +81,26 @@ int cmd_train(int argc, char **argv) {
     if (model == NF_MODEL_NSF && !GIVEN(&o, O_STEPS)) o.steps = 10000;
     if (model == NF_MODEL_NSF && !GIVEN(&o, O_SCHED)) o.schedule = "cosine";
 
-    nf_dataset *vtrain = NULL, *vtest = NULL, *vval = NULL;
+    nf_dataset *vtrain = NULL, *vtest = NULL, *vval = NULL, *ctrain = NULL, *ctest = NULL, *cval = NULL, *vtest_full = NULL;
     nf_images *itrain = NULL, *itest = NULL;
     nf_config cfg;
     int64_t nrows;
+    int32_t classes = 0;
+    uint64_t cmask = 0; /* tables: the context columns (bit j: column j + 1) */
     if (img) {
         load_images(&o, &itrain, &itest);
         nf_config_default_image(&cfg, (nf_model_type)model, itrain->C, itrain->H, itrain->W);
         nrows = itrain->n;
+        if (o.condition || (f && nf_flow_config(f)->context_dim > 0)) { /* class-conditional: p(x | one-hot label) */
+            if (!itrain->labels || !itest->labels)
+                die("option --condition labels: the %s images have no class labels (fashion-mnist, CIFAR-10, a folder of class sub-folders, "
+                    "or an IDX file with --labels and --test-labels)", itrain->labels ? "test" : "training");
+            for (int64_t i = 0; i < itrain->n; i++)
+                if (itrain->labels[i] + 1 > classes) classes = itrain->labels[i] + 1;
+            if (classes < 2) die("option --condition labels: the training images have %d class", (int)classes);
+            cfg.context_dim = classes, cfg.context_labels = 1;
+            if (!GIVEN(&o, O_PRIOR)) cfg.prior = NF_PRIOR_DIAG_GAUSSIAN; /* Glow's class-conditional prior */
+        }
     } else {
         load_data(&o, &vtrain, &vtest);
         if (src == SRC_CSV && o.val_frac > 0) { /* the validation rows: from the training part, by --seed */
@@ -94,9 +110,27 @@ int cmd_train(int argc, char **argv) {
             nf_dataset_free(vtrain);
             vtrain = rest;
         }
+        if (f && nf_flow_config(f)->context_dim > 0) { /* resumed: the checkpoint's context columns */
+            cmask = nf_flow_config(f)->context_cols;
+            if (o.context_cols && context_mask(o.data, o.context_cols, vtrain->dim) != cmask)
+                die("option --context-cols: differs from the --resume checkpoint %s (the architecture comes from it)", o.resume);
+        } else if (o.context_cols) cmask = context_mask(o.data, o.context_cols, vtrain->dim);
+        if (cmask) { /* the context columns condition, the others are modelled (training, validation, test rows alike) */
+            if (vtrain->dim < 64 && (cmask >> vtrain->dim)) die("option --resume: %s has %d columns, fewer than the model's context columns", o.data, (int)vtrain->dim);
+            nf_dataset *x;
+            split_columns(vtrain, cmask, &x, &ctrain);
+            nf_dataset_free(vtrain), vtrain = x;
+            if (vval) {
+                split_columns(vval, cmask, &x, &cval);
+                nf_dataset_free(vval), vval = x;
+            }
+            vtest_full = vtest;
+            split_columns(vtest_full, cmask, &vtest, &ctest);
+        }
         nf_config_default(&cfg, (nf_model_type)model, vtrain->dim);
         cfg.standardize = strcmp(o.standardize, "on") == 0 || (strcmp(o.standardize, "auto") == 0 && src == SRC_CSV);
         nrows = vtrain->n;
+        if (cmask) cfg.context_dim = ctrain->dim, cfg.context_cols = cmask;
     }
     /* maf/iaf on a CSV table: tanh MADEs (measured, bench/tabular_cases.py's pairs8 with validation and early
      * stopping: KL 0.119 nats with tanh, 0.186 with ReLU; see README, Tabular densities) */
@@ -131,11 +165,11 @@ int cmd_train(int argc, char **argv) {
     to.adam.weight_decay = o.weight_decay;
     nf_trainer *tr;
     if (img) check(nf_trainer_create_images(f, itrain, &to, &tr));
-    else check(nf_trainer_create(f, vtrain, &to, &tr));
+    else check(nf_trainer_create_ctx(f, vtrain, ctrain, &to, &tr));
     check(nf_trainer_set_reducer(tr, dist_reducer())); /* NULL: one process */
     char bestpath[4096];
     snprintf(bestpath, sizeof bestpath, "%s.best", o.out);
-    val_track vt = {vval, o.eval_every, o.patience, 0, 0, 0, 0, 0, 0, bestpath};
+    val_track vt = {vval, o.eval_every, o.patience, 0, 0, 0, 0, 0, 0, bestpath, cval};
     int64_t first = 1;
     if (o.resume) { /* every process reads the checkpoint: its state does not depend on the process count */
         char js[2048];
@@ -144,15 +178,21 @@ int cmd_train(int argc, char **argv) {
         if (vval) val_resume(&vt, js, o.resume, first - 1, writer, tr);
         if (!o.quiet && writer) fprintf(stderr, "nflow train: resuming %s at step %lld\n", o.resume, (long long)first);
     }
-    if (o.test_out && writer) check(nf_dataset_write_csv(vtest, o.test_out, "x"));
+    if (o.test_out && writer) check(nf_dataset_write_csv(vtest_full ? vtest_full : vtest, o.test_out, "x"));
     char smppath[4096];
     snprintf(smppath, sizeof smppath, "%s.samples.png", o.out);
     if (!o.quiet && writer) {
-        char what[160];
+        char what[512];
         if (img) snprintf(what, sizeof what, "%lld train / %lld test images of %d×%d×%d", (long long)itrain->n, (long long)itest->n, (int)itrain->C, (int)itrain->H, (int)itrain->W);
         else if (vval) snprintf(what, sizeof what, "%lld train / %lld validation / %lld test rows of %d columns", (long long)vtrain->n, (long long)vval->n,
                                 (long long)vtest->n, (int)vtrain->dim);
         else snprintf(what, sizeof what, "%lld train / %lld test rows of %d columns", (long long)vtrain->n, (long long)vtest->n, (int)vtrain->dim);
+        if (cfg.context_dim > 0) {
+            char cw[256];
+            if (img) snprintf(cw, sizeof cw, "%d classes", (int)cfg.context_dim);
+            else mask_words(cfg.context_cols, cw, sizeof cw);
+            snprintf(what + strlen(what), sizeof what - strlen(what), ", conditional on %s%s", img ? "" : "columns ", cw);
+        }
         char par[64] = "";
         if (procs > 1) snprintf(par, sizeof par, "%d processes × ", procs);
         fprintf(stderr, "nflow train: %s on %s (%lld parameters, %d layers): %s, batch %lld, %s%d threads\n", nf_model_name(cfg.model), o.data,
@@ -165,6 +205,7 @@ int cmd_train(int argc, char **argv) {
     if (!writer) { /* the model is the same on every process: rank 0 evaluates and reports */
         nf_trainer_free(tr), nf_flow_free(f);
         nf_dataset_free(vtrain), nf_dataset_free(vtest), nf_dataset_free(vval), nf_images_free(itrain), nf_images_free(itest);
+        nf_dataset_free(ctrain), nf_dataset_free(ctest), nf_dataset_free(cval), nf_dataset_free(vtest_full);
         return 0;
     }
     char note[64] = "";
@@ -172,25 +213,28 @@ int cmd_train(int argc, char **argv) {
     if (img) {
         double bpd, se, rec;
         check(nf_flow_evaluate_images(f, itest, o.bits, 7, &bpd, &se, &rec));
-        printf("test %.4f ± %.4f bits/dim over %lld images (%d-bit), max reconstruction error %.2g; saved %s, samples %s%s\n", bpd, se,
-               (long long)itest->n, (int)o.bits, rec, o.out, smppath, note);
+        printf("test %.4f ± %.4f %sbits/dim over %lld images (%d-bit), max reconstruction error %.2g; saved %s, samples %s%s\n", bpd, se,
+               cfg.context_dim ? "class-conditional " : "", (long long)itest->n, (int)o.bits, rec, o.out, smppath, note);
     } else {
         nf_flow *g = f; /* the model in --out: with validation, the best one */
         if (vval && vt.saved_step != nf_trainer_steps(tr)) check(nf_flow_load(o.out, &g));
         double ll, se, tll, vll = 0; /* (nf_flow_evaluate works through the rows in chunks) */
-        check(nf_flow_evaluate(g, vtrain, &tll, &se));
-        if (vval) check(nf_flow_evaluate(g, vval, &vll, &se));
-        check(nf_flow_evaluate(g, vtest, &ll, &se));
+        check(nf_flow_evaluate_ctx(g, vtrain, ctrain, &tll, &se));
+        if (vval) check(nf_flow_evaluate_ctx(g, vval, cval, &vll, &se));
+        check(nf_flow_evaluate_ctx(g, vtest, ctest, &ll, &se));
+        const char *given = ctest ? " (of x given c)" : "";
         if (vval) {
             char why[160] = "";
             if (vt.stopped) snprintf(why, sizeof why, "; stopped early at step %lld, %lld evaluations without improvement", (long long)vt.stopped, (long long)vt.bad);
-            printf("train NLL %.4f, validation NLL %.4f, test NLL %.4f nats (model of step %lld of %lld%s)\n", -tll, -vll, -ll,
+            printf("train NLL %.4f, validation NLL %.4f, test NLL %.4f nats%s (model of step %lld of %lld%s)\n", -tll, -vll, -ll, given,
                    (long long)vt.saved_step, (long long)nf_trainer_steps(tr), why);
-        } else printf("train NLL %.4f, test NLL %.4f nats\n", -tll, -ll);
-        printf("test log-likelihood %.4f ± %.4f nats (NLL %.4f) on %lld rows; saved %s%s\n", ll, se, -ll, (long long)vtest->n, o.out, note);
+        } else printf("train NLL %.4f, test NLL %.4f nats%s\n", -tll, -ll, given);
+        printf("test log-likelihood %s%.4f ± %.4f nats (NLL %.4f) on %lld rows; saved %s%s\n", ctest ? "log p(x | c) " : "", ll, se, -ll,
+               (long long)vtest->n, o.out, note);
         if (g != f) nf_flow_free(g);
     }
     nf_trainer_free(tr), nf_flow_free(f);
     nf_dataset_free(vtrain), nf_dataset_free(vtest), nf_dataset_free(vval), nf_images_free(itrain), nf_images_free(itest);
+    nf_dataset_free(ctrain), nf_dataset_free(ctest), nf_dataset_free(cval), nf_dataset_free(vtest_full);
     return 0;
 }

@@ -71,6 +71,20 @@ const opt_def nf_cli_options[] = {
     {"bits", 0, O_BITS, K_INT, 1, 8, 0, "N", "images: reduce pixels to N bits (8)", C_TRAIN | C_EVAL | CI, SRC_IMG, MA, 0, "5"},
     {"sample-every", 0, O_SMPEVERY, K_INT, 1, 1e8, 0, "N", "write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)", C_TRAIN, SRC_IMG, MA, 0, "2"},
     {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels of an IDX image file", CI, 0, MA, 0, 0},
+    {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels (idx1) of the --data IDX images: the classes of --condition labels", C_TRAIN | C_EVAL, SRC_IDX, MA, 0, 0},
+    {"test-labels", 0, O_TESTLABELS, K_STR, 0, 0, 0, "FILE", "IDX labels (idx1) of the --test-data images", C_TRAIN, SRC_IDX, MA, 0, 0},
+    /* conditional flows */
+    {"context-cols", 0, O_CTXCOLS, K_STR, 0, 0, 0, "LIST",
+     "CSV columns (names or 1-based numbers, comma-separated) that condition the model and are not modelled: "
+     "learns p(x | c), eval reports log p(x | c), sample takes --context", C_TRAIN, SRC_CSV, M_ALL, 0, 1, "c"},
+    {"condition", 0, O_CONDITION, K_CHOICE, 0, 0, "labels", "labels",
+     "learn p(x | class): the class labels (fashion-mnist's, CIFAR-10's, an image folder's class sub-folders, or --labels) "
+     "condition every coupling and the prior (diag_gaussian unless --prior is given)", C_TRAIN, SRC_IMG, MA, 0, 0},
+    {"context", 0, O_CONTEXT, K_STR, 0, 0, 0, "FILE.csv",
+     "a conditional table model: samples for each row of FILE (its context columns, or whole rows of the training layout), -n per row (1)",
+     C_SAMPLE, 0, MA, 0, 0},
+    {"class", 0, O_CLASS, K_INT, 0, 65535, 0, "K",
+     "a class-conditional image model: a grid of class K only (default: one row per class, -n per row, 10)", C_SAMPLE, 0, MA, 0, 0},
     /* architecture: defaults depend on the model and the data */
     {"depth", 0, O_DEPTH, K_INT, 1, 1024, 0, "K", "couplings (nice 4, realnvp 8, nsf 4), glow/nsf steps per level (glow 8, nsf 4) or autoregressive blocks (maf, iaf 5)", C_TRAIN, DA, M_ALL, M_NICE | M_GLOW | M_NSF, 1, "2"},
     {"hidden", 0, O_HIDDEN, K_INT, 1, 65536, 0, "W", "coupling net / MADE width (nice 128, others 64; images: glow 128, realnvp 64, nice 1000)", C_TRAIN, DA, M_ALL, M_CPL, 1, "8"},
@@ -225,6 +239,7 @@ static void set_defaults(opts *o) {
     o->bits = 8, o->ck_every = 1000, o->smp_every = 1000;
     o->val_frac = 0.1, o->eval_every = 100, o->patience = 20;
     o->from = o->to = o->class_a = o->class_b = -1, o->frames = 8, o->per_class = 1000;
+    o->cls = -1;
 }
 
 /* Store the value of option d (already checked against its kind and range). */
@@ -243,6 +258,11 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_TESTOUT: o->test_out = v; break;
     case O_TESTDATA: o->test_data = v; break;
     case O_LABELS: o->labels = v; break;
+    case O_TESTLABELS: o->test_labels = v; break;
+    case O_CTXCOLS: o->context_cols = v; break;
+    case O_CONTEXT: o->context = v; break;
+    case O_CONDITION: o->condition = v; break;
+    case O_CLASS: o->cls = i; break;
     case O_RESUME: o->resume = v; break;
     case O_STD: o->standardize = v; break;
     case O_SCHED: o->schedule = v; break;

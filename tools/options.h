@@ -37,7 +37,8 @@ typedef enum {
     O_NTEST, O_TESTFRAC, O_SIZE, O_WARMUP, O_CLIP, O_SCHED, O_QUIET, O_TESTOUT, O_LEVELS, O_BITS, O_CKEVERY,
     O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS,
     O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_TIMELIMIT, O_BINS, O_BOUND, O_ELEMWISE, O_ORDER, O_TRANSFORM,
-    O_CHECKSYNC, O_MPIBUCKET, O_VALFRAC, O_EVALEVERY, O_PATIENCE, O_WDECAY, O_HELP, O_COUNT
+    O_CHECKSYNC, O_MPIBUCKET, O_VALFRAC, O_EVALEVERY, O_PATIENCE, O_WDECAY, O_CTXCOLS, O_CONTEXT, O_CONDITION, O_CLASS,
+    O_TESTLABELS, O_HELP, O_COUNT
 } opt_code;
 
 typedef enum { K_FLAG, K_INT, K_REAL, K_STR, K_ENUM, K_CHOICE, K_INTS, K_REALS } opt_kind;
@@ -62,6 +63,8 @@ extern const opt_def nf_cli_options[];
 
 typedef struct {
     const char *model, *data, *out, *in, *log, *standardize, *test_out, *schedule, *test_data, *labels, *resume;
+    const char *context_cols, *context, *condition, *test_labels; /* conditional flows */
+    int64_t cls;              /* sample --class (−1: none) */
     int32_t levels, bits, image_size, channels, recompute;
     int64_t ck_every, smp_every, check_sync;
     int64_t from, to, frames, class_a, class_b, per_class, nimages, nstrengths;

@@ -94,7 +94,7 @@ static nf_status save_state(const train_run *r, const char *path) {
 /* The validation NLL (nats) of r's flow; +inf if a log-likelihood is not finite (never the best). */
 static double val_nll(const train_run *r) {
     double ll, se;
-    nf_status st = nf_flow_evaluate(r->f, r->v->val, &ll, &se);
+    nf_status st = nf_flow_evaluate_ctx(r->f, r->v->val, r->v->val_ctx, &ll, &se);
     if (st == NF_ERR_NUMERIC) return INFINITY;
     check(st);
     r->v->evals++;

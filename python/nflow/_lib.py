@@ -143,6 +143,10 @@ _fn("nf_flow_evaluate_images", _st, _p, _p, _i32, _u64, ctypes.POINTER(_dbl), ct
 _fn("nf_bits_per_dim", _dbl, _dbl, _i64, _i32)
 _fn("nf_images_load_idx", _st, _str, _str, _p)
 _fn("nf_images_free", None, _p)
+_fn("nf_flow_context_dim", _i32, _p)
+_fn("nf_flow_log_prob_ctx", _st, _p, _p, _p, _p, _i64)
+_fn("nf_flow_sample_ctx", _st, _p, _p, _dbl, _p, _p, _i64)
+_fn("nf_trainer_create_ctx", _st, _p, _p, _p, _p, _p)
 
 
 class Rng(ctypes.Structure):

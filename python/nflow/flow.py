@@ -313,14 +313,49 @@ class Flow:
     def _out_shape(self, n):
         return (n,) + self.shape if self.shape else (n, self.dim)
 
+    @property
+    def context_dim(self):
+        """K, the context values per sample of a conditional flow (0: unconditional)."""
+        return int(lib.nf_flow_context_dim(self._handle()))
+
+    def _context(self, context, n, labels=None):
+        """The contexts (n, K) float32 of a conditional flow from context rows or (images) class labels
+        (one-hot); None for an unconditional flow, which refuses both."""
+        K = self.context_dim
+        if context is None and labels is None:
+            if K:
+                raise invalid("the model is conditional on %d context values per sample: give context=%s"
+                              % (K, "(N, %d) rows" % K if self.shape is None else " or labels="))
+            return None
+        if not K:
+            raise invalid("the model is not conditional: it takes no context or labels")
+        if labels is not None:
+            y = np.asarray(labels).reshape(-1)
+            if y.shape[0] != n or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= K:
+                raise invalid("labels: %d integers in 0..%d expected" % (n, K - 1))
+            c = np.zeros((n, K), dtype=np.float32)
+            c[np.arange(n), y] = 1
+            return c
+        c = np.ascontiguousarray(np.asarray(context, dtype=np.float32))
+        if c.ndim == 1 and n == 1:
+            c = c.reshape(1, -1)
+        if c.ndim != 2 or c.shape != (n, K) or not np.isfinite(c).all():
+            raise invalid("context: finite array of shape (%d, %d) expected, got %s" % (n, K, c.shape))
+        return c
+
     # ------------------------------------------------------------------ the flow's maps
-    def log_prob(self, x):
+    def log_prob(self, x, context=None, labels=None):
         """log p(x) in nats per row, shape (N,), float32. x: (N, D) rows, or (N, C, H, W) images (float
-        in the library's pixel scale [-0.5, 0.5), or uint8 put at the centre of their bins)."""
+        in the library's pixel scale [-0.5, 0.5), or uint8 put at the centre of their bins). A
+        conditional flow: log p(x | c) with context (N, K), or (class-conditional) labels (N,)."""
         x = self._rows(x)
+        c = self._context(context, x.shape[0], labels)
         out = np.empty(x.shape[0], dtype=np.float32)
         with self._lock:
-            check(lib.nf_flow_log_prob(self._handle(), x.ctypes.data, out.ctypes.data, x.shape[0]))
+            if c is None:
+                check(lib.nf_flow_log_prob(self._handle(), x.ctypes.data, out.ctypes.data, x.shape[0]))
+            else:
+                check(lib.nf_flow_log_prob_ctx(self._handle(), x.ctypes.data, c.ctypes.data, out.ctypes.data, x.shape[0]))
         return out
 
     def encode(self, x, return_logdet=False):
@@ -350,17 +385,22 @@ class Flow:
         x = x.reshape(self._out_shape(z.shape[0]))
         return (x, ld) if return_logdet else x
 
-    def sample(self, n, temperature=1.0, seed=None):
+    def sample(self, n, temperature=1.0, seed=None, context=None, labels=None):
         """n samples x = G(z), z from the prior scaled by temperature; the same seed gives the same
-        samples (seed None: a fresh random seed). Rows (n, D) or images (n, C, H, W) in [-0.5, 0.5)."""
+        samples (seed None: a fresh random seed). Rows (n, D) or images (n, C, H, W) in [-0.5, 0.5).
+        A conditional flow: sample i from p(x | context[i]) (context (n, K)) or of class labels[i]."""
         n = int(n)
         if n < 0:
             raise invalid("n = %d: must be >= 0" % n)
+        c = self._context(context, n, labels)
         rng = _lib.Rng()
         lib.nf_rng_seed(ctypes.byref(rng), secrets.randbits(64) if seed is None else int(seed) & (2 ** 64 - 1))
         x = np.empty((n, self.dim), dtype=np.float32)
         with self._lock:
-            check(lib.nf_flow_sample(self._handle(), ctypes.byref(rng), float(temperature), x.ctypes.data, n))
+            if c is None:
+                check(lib.nf_flow_sample(self._handle(), ctypes.byref(rng), float(temperature), x.ctypes.data, n))
+            else:
+                check(lib.nf_flow_sample_ctx(self._handle(), ctypes.byref(rng), float(temperature), c.ctypes.data, x.ctypes.data, n))
         return x.reshape(self._out_shape(n))
 
     def bits_per_dim(self, x, bits=8, seed=1):
@@ -386,7 +426,7 @@ class Flow:
 
     # ------------------------------------------------------------------ training
     def fit(self, x, steps=5000, batch=None, lr=1e-3, warmup=None, clip=None, lr_schedule="constant",
-            seed=None, bits=8, callback=None, progress=True):
+            seed=None, bits=8, callback=None, progress=True, context=None, labels=None):
         """Maximum likelihood by Adam, nf_trainer_step by step; returns self. The options and their
         defaults are nflow train's: steps 5000, batch 512 (images 64; at most the rows when not given),
         lr 1e-3, warmup 100 steps (images 500), clip on the gradient norm of the loss shown (nats/row,
@@ -395,7 +435,8 @@ class Flow:
         x: rows (N, D) or uint8 images (N, C, H, W). The first fit sets a standardize layer's statistics
         from x. callback(step, loss, grad_norm), called after every step, may return False to stop.
         A non-finite step is skipped (parameters unchanged); 50 in a row raise NumericError.
-        The loss of every step is appended to self.history_ (nats, or bits/dim for images)."""
+        The loss of every step is appended to self.history_ (nats, or bits/dim for images).
+        A conditional flow trains p(x | c): context (N, K) rows for vectors, labels (N,) for images."""
         img = self.shape is not None
         data_ref = None
         if img:
@@ -405,12 +446,19 @@ class Flow:
                               % (self.shape + (pix.dtype, pix.shape)))
             pix = np.ascontiguousarray(pix)
             C, H, W = self.shape
-            data_ref = _lib.Images(pix.shape[0], C, H, W, pix.ctypes.data, None)
-            rows, keep = pix.shape[0], pix
+            lab = None
+            if self.context_dim or labels is not None:
+                self._context(None, pix.shape[0], labels)  # checks them (and refuses them when unconditional)
+                lab = np.ascontiguousarray(np.asarray(labels).reshape(-1), dtype=np.int32)
+            data_ref = _lib.Images(pix.shape[0], C, H, W, pix.ctypes.data, lab.ctypes.data if lab is not None else None)
+            rows, keep = pix.shape[0], (pix, lab)
+            ctx_ref = None
         else:
             rows_arr = self._rows(x)
             data_ref = _lib.Dataset(rows_arr.shape[0], self.dim, rows_arr.ctypes.data)
-            rows, keep = rows_arr.shape[0], rows_arr
+            c = self._context(context, rows_arr.shape[0])
+            ctx_ref = _lib.Dataset(c.shape[0], c.shape[1], c.ctypes.data) if c is not None else None
+            rows, keep = rows_arr.shape[0], (rows_arr, c)
         steps = int(steps)
         if steps < 0:
             raise invalid("steps %d: must be >= 0" % steps)
@@ -439,8 +487,11 @@ class Flow:
                 lib.nf_dataset_moments(ctypes.byref(data_ref), mean.ctypes.data, sd.ctypes.data)
                 check(lib.nf_flow_set_standardization(f, mean.ctypes.data, sd.ctypes.data))
             tr = ctypes.c_void_p()
-            create = lib.nf_trainer_create_images if img else lib.nf_trainer_create
-            check(create(f, ctypes.byref(data_ref), ctypes.byref(o), ctypes.byref(tr)))
+            if img:
+                check(lib.nf_trainer_create_images(f, ctypes.byref(data_ref), ctypes.byref(o), ctypes.byref(tr)))
+            else:
+                check(lib.nf_trainer_create_ctx(f, ctypes.byref(data_ref), ctypes.byref(ctx_ref) if ctx_ref is not None else None,
+                                                ctypes.byref(o), ctypes.byref(tr)))
             bar = _Progress(steps, "bits/dim" if img else "nats", progress)
             try:
                 loss, gn = ctypes.c_double(), ctypes.c_double()

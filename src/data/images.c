@@ -61,3 +61,18 @@ void nf_images_dequantize(const nf_images *im, const int64_t *idx, int64_t n, in
 double nf_bits_per_dim(double nll_nats, int64_t D, int32_t bits) {
     return (nll_nats + (double)D * bits * log(2.0)) / ((double)D * log(2.0));
 }
+
+/* See nflow.h: c (n, K) = one-hot rows of the labels of the images idx[0..n) (idx NULL: the first n);
+ * NF_ERR_INVALID without labels or for a label outside 0..K−1 (c then partly written). */
+nf_status nf_images_onehot(const nf_images *im, const int64_t *idx, int64_t n, int32_t K, nf_real *c) {
+    if (!im->labels) return nf_fail(NF_ERR_INVALID, "the images have no class labels (a class-conditional model needs them)");
+    memset(c, 0, sizeof(nf_real) * (size_t)n * (size_t)(K > 0 ? K : 0));
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = idx ? idx[i] : i;
+        int32_t y = im->labels[k];
+        if (y < 0 || y >= K)
+            return nf_fail(NF_ERR_INVALID, "image %lld has class label %d: the model knows classes 0..%d", (long long)k, (int)y, (int)K - 1);
+        c[i * K + y] = 1;
+    }
+    return NF_OK;
+}

@@ -72,11 +72,15 @@ static const nf_layer_ops split_ops = {"split", nf_coupling_forward, nf_coupling
                                        nf_coupling_cache_size, nf_coupling_work_size, nf_coupling_init, nf_coupling_destroy, nf_coupling_flops};
 
 /* Channel-split coupling or split prior on (C, H, W) images (C even, H, W ≥ 1): a = the first C/2
- * channels, a conv net of `layers` hidden convs of `hidden` channels. NF_ERR_INVALID for bad shapes,
+ * channels, a conv net of `layers` hidden convs of `hidden` channels (conditional on `context` values
+ * per sample when > 0: the bias W_c·c of its first conv). NF_ERR_INVALID for bad shapes,
  * NF_ERR_NOMEM; *out = the layer (caller frees with nf_layer_free) or NULL. */
 static nf_status conv_coupling(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W, int32_t hidden,
-                               int32_t layers, const nf_layer_ops *ops, const nf_coupling_math *math, nf_layer **out) {
+                               int32_t layers, const nf_layer_ops *ops, const nf_coupling_math *math, int32_t context,
+                               nf_layer **out) {
     *out = NULL;
+    if (context < 0 || (context > 0 && layers < 1))
+        return nf_fail(NF_ERR_INVALID, "%s: a context of %d values needs a conv net with a hidden layer", name, (int)context);
     if (C < 2 || C % 2 || H < 1 || W < 1)
         return nf_fail(NF_ERR_INVALID, "%s: a channel-split coupling needs an even number of channels ≥ 2 and H, W ≥ 1 (got %d × %d × %d)", name, (int)C, (int)H, (int)W);
     if (layers < 0 || (layers > 0 && hidden < 1))
@@ -88,6 +92,7 @@ static nf_status conv_coupling(nf_registry *r, const char *name, int32_t C, int3
     c->conv = 1;
     c->cnet.cin = C / 2, c->cnet.H = H, c->cnet.W = W, c->cnet.hidden = hidden, c->cnet.layers = layers;
     c->cnet.cout = math->per_b * (C - C / 2);
+    c->cnet.ctx = c->base.ctx_dim = context;
     if ((st = nf_convnet_reserve(r, name, &c->cnet))) {
         nf_layer_free(&c->base);
         return st;
@@ -98,14 +103,15 @@ static nf_status conv_coupling(nf_registry *r, const char *name, int32_t C, int3
 
 /* See layer.h: Glow's image coupling, additive or affine (tanh or sigmoid scale). */
 nf_status nf_conv_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
-                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale, nf_layer **out) {
+                                  int32_t hidden, int32_t layers, int additive, nf_scale_type scale, int32_t context,
+                                  nf_layer **out) {
     *out = NULL;
     if (!additive && scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
     const nf_coupling_math *m = additive ? &nf_coupling_additive : scale == NF_SCALE_TANH ? &nf_coupling_affine_tanh : &nf_coupling_affine_sigmoid;
-    return conv_coupling(r, name, C, H, W, hidden, layers, additive ? &conv_additive_ops : &conv_affine_ops, m, out);
+    return conv_coupling(r, name, C, H, W, hidden, layers, additive ? &conv_additive_ops : &conv_affine_ops, m, context, out);
 }
 
 /* See layer.h: Glow's split with a learned conditional Gaussian (a zero-conv3×3, no hidden layers). */
 nf_status nf_split_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W, nf_layer **out) {
-    return conv_coupling(r, name, C, H, W, 1, 0, &split_ops, &gaussian_math, out);
+    return conv_coupling(r, name, C, H, W, 1, 0, &split_ops, &gaussian_math, 0, out);
 }

@@ -53,15 +53,15 @@ void nf_coupling_destroy(nf_layer *L) {
     free(c->ib);
 }
 
-/* Run the net on the conditioning half of x (rows ld apart): fills x_a and h (both in buf) and the net's
- * cache after them; work: net_work floats. */
+/* Run the net on the conditioning half of x (rows ld apart) and the context (L->ctx; conditional
+ * couplings): fills x_a and h (both in buf) and the net's cache after them; work: net_work floats. */
 static void cp_net(const coupling *c, const nf_real *x, int64_t n, nf_real *buf, nf_real *work) {
     int32_t S = c->base.ld;
     nf_real *xa = buf, *h = buf + n * c->na, *mc = h + n * net_out(c);
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < c->na; j++) xa[i * c->na + j] = x[i * S + c->ia[j]];
-    if (c->conv) nf_convnet_forward(&c->cnet, NF_P(&c->base, c->cnet.off), xa, h, n, mc, work);
-    else nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, h, n, mc);
+    if (c->conv) nf_convnet_forward(&c->cnet, NF_P(&c->base, c->cnet.off), xa, c->base.ctx, h, n, mc, work);
+    else nf_mlp_forward(&c->net, NF_P(&c->base, c->net.off), xa, c->base.ctx, h, n, mc);
 }
 
 /* ops->forward of every coupling: the net on x_a, then the variant's forward loop. Always NF_OK. */
@@ -84,7 +84,7 @@ nf_status nf_coupling_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real
 }
 
 /* ops->backward of every coupling: the variant's loop gives dx_b and dh; the net's backward adds its
- * parameter gradients and gives dx_a, which is added into dx. Always NF_OK. */
+ * parameter gradients (and ∂L/∂c into L->dctx) and gives dx_a, which is added into dx. Always NF_OK. */
 nf_status nf_coupling_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
                                const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
     NF_UNUSED(training);
@@ -94,8 +94,8 @@ nf_status nf_coupling_backward(nf_layer *L, const nf_real *x, const nf_real *cac
     const nf_real *xa = cache, *h = cache + n * na, *mc = h + n * no;
     nf_real *dh = work, *dxa = dh + n * no, *mwork = dxa + n * na;
     c->math->backward(c, x, h, dz, dld, dx, dh, n);
-    if (c->conv) nf_convnet_backward(&c->cnet, NF_P(L, c->cnet.off), NF_G(L, c->cnet.off), xa, mc, dh, dxa, n, mwork);
-    else nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, mc, dh, dxa, n, mwork);
+    if (c->conv) nf_convnet_backward(&c->cnet, NF_P(L, c->cnet.off), NF_G(L, c->cnet.off), xa, L->ctx, mc, dh, dxa, L->dctx, n, mwork);
+    else nf_mlp_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xa, L->ctx, mc, dh, dxa, L->dctx, n, mwork);
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < na; j++) dx[i * S + c->ia[j]] += dxa[i * na + j];
     return NF_OK;
@@ -306,12 +306,13 @@ static const nf_layer_ops additive_ops = {"additive_coupling", nf_coupling_forwa
 static const nf_layer_ops affine_ops = {"affine_coupling", nf_coupling_forward, nf_coupling_inverse, nf_coupling_backward,
                                         nf_coupling_cache_size, nf_coupling_work_size, nf_coupling_init, nf_coupling_destroy, nf_coupling_flops};
 
-/* A vector coupling with an MLP m: x_a (na) → h (per_b·nb). Checks the arguments (NF_ERR_INVALID),
+/* A vector coupling with an MLP m: [x_a (na), c (context)] → h (per_b·nb). Checks the arguments (NF_ERR_INVALID),
  * reserves the MLP's tensors; *out = the layer (caller frees with nf_layer_free) or NULL. */
 static nf_status vector_coupling(nf_registry *r, const char *name, int32_t dim, nf_partition part, int32_t parity,
                                  int32_t hidden, int32_t layers, nf_activation act, const nf_layer_ops *ops,
-                                 const nf_coupling_math *math, nf_layer **out) {
+                                 const nf_coupling_math *math, int32_t context, nf_layer **out) {
     *out = NULL;
+    if (context < 0) return nf_fail(NF_ERR_INVALID, "%s: context of %d values", name, (int)context);
     if (dim < 2) return nf_fail(NF_ERR_INVALID, "%s: a coupling needs dim ≥ 2 (got %d)", name, (int)dim);
     if (part != NF_PART_HALVES && part != NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "%s: unknown partition %d", name, (int)part);
     if (layers < 0 || (layers > 0 && hidden < 1))
@@ -324,6 +325,7 @@ static nf_status vector_coupling(nf_registry *r, const char *name, int32_t dim, 
     c->net.hidden = hidden;
     c->net.layers = layers;
     c->net.act = act;
+    c->net.ctx = c->base.ctx_dim = context;
     if ((st = nf_mlp_reserve(r, name, &c->net))) {
         nf_layer_free(&c->base);
         return st;
@@ -335,18 +337,18 @@ static nf_status vector_coupling(nf_registry *r, const char *name, int32_t dim, 
 /* See layer.h: NICE's additive coupling. */
 nf_status nf_additive_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
                                       int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                      nf_layer **out) {
-    return vector_coupling(r, name, dim, part, parity, hidden, layers, act, &additive_ops, &nf_coupling_additive, out);
+                                      int32_t context, nf_layer **out) {
+    return vector_coupling(r, name, dim, part, parity, hidden, layers, act, &additive_ops, &nf_coupling_additive, context, out);
 }
 
 /* See layer.h: the affine coupling with a tanh (RealNVP) or sigmoid (Glow) scale. */
 nf_status nf_affine_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
                                     int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                    nf_scale_type scale, nf_layer **out) {
+                                    nf_scale_type scale, int32_t context, nf_layer **out) {
     *out = NULL;
     if (scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
     return vector_coupling(r, name, dim, part, parity, hidden, layers, act, &affine_ops,
-                           scale == NF_SCALE_TANH ? &nf_coupling_affine_tanh : &nf_coupling_affine_sigmoid, out);
+                           scale == NF_SCALE_TANH ? &nf_coupling_affine_tanh : &nf_coupling_affine_sigmoid, context, out);
 }
 
 /* See layer.h: sets the init std of the last layer of the coupling's net (MLP or conv net). */

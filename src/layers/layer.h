@@ -64,6 +64,14 @@ struct nf_layer {
      * the whole batch (ActNorm's initialisation, batch norm) sums them across the processes with
      * nf_layer_sum; the other layers ignore it. */
     const nf_reducer *reducer;
+    /* Conditional flows: a layer built with a context (ctx_dim = K > 0: every conditioner network sees a
+     * context vector c of K values per row) reads ctx, (n, K) row-major, row i conditioning row i of x,
+     * in forward, inverse and backward; backward ADDS ∂L/∂c into dctx (n, K) unless it is NULL. The flow
+     * sets both for the duration of each call (NULL otherwise); a layer without a context (ctx_dim 0)
+     * ignores them. */
+    int32_t ctx_dim;
+    const nf_real *ctx;
+    nf_real *dctx;
 };
 
 #define NF_P(L, off) ((L)->reg->params + (off))
@@ -71,19 +79,22 @@ struct nf_layer {
 #define NF_B(L, off) ((L)->reg->buffers + (off))
 
 /* Layer constructors: each checks its arguments, reserves its tensors in r under `name` and sets *out to
- * the layer (the caller frees it with nf_layer_free). NF_ERR_INVALID (reason set) for arguments the
+ * the layer (the caller frees it with nf_layer_free). The layers with a conditioner network take
+ * `context` = K ≥ 0: K > 0 makes the layer conditional (ctx_dim = K): the MLPs and MADEs see [input, c]
+ * (W_c c joins their first linear map; a MADE's context reaches every first-layer unit, unmasked), the
+ * conv nets and ResNets add the learned per-channel bias W_c c to their first convolution. NF_ERR_INVALID (reason set) for arguments the
  * layer cannot take, NF_ERR_NOMEM (reason set) on allocation failure; *out is NULL on failure. */
 nf_status nf_additive_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
                                       int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                      nf_layer **out);
+                                      int32_t context, nf_layer **out);
 nf_status nf_affine_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part,
                                     int32_t parity, int32_t hidden, int32_t layers, nf_activation act,
-                                    nf_scale_type scale, nf_layer **out);
+                                    nf_scale_type scale, int32_t context, nf_layer **out);
 /* Glow's channel-split coupling on (C, H, W) images (C even): a = the first C/2 channels, net =
  * conv3×3 → ReLU → (conv1×1 → ReLU)×(layers−1) → zero-conv3×3 (nf_convnet) (conv_coupling.c). */
 nf_status nf_conv_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
                                   int32_t hidden, int32_t layers, int additive, nf_scale_type scale,
-                                  nf_layer **out);
+                                  int32_t context, nf_layer **out);
 /* Glow's split (C even): the last C/2 channels leave the flow, scored by N(μ, e^ls) with (μ, ls) =
  * zero-conv3×3 of the first C/2 — implemented as z_b = (x_b − μ)·e^−ls, log|det| = −Σ ls, under a
  * standard normal (conv_coupling.c). */
@@ -95,7 +106,7 @@ void nf_coupling_set_init_std(nf_layer *L, double std);
 typedef enum { NF_MASK_CHECKERBOARD = 0, NF_MASK_CHANNEL } nf_mask_type;
 nf_status nf_masked_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
                                     nf_mask_type type, int32_t parity, int32_t width, int32_t blocks,
-                                    nf_layer **out);
+                                    int32_t context, nf_layer **out);
 void nf_masked_coupling_set_init_std(nf_layer *L, double std);
 /* RealNVP's logit preprocessing on x ∈ [−½, ½): z = logit(α + (1 − 2α)(x + ½)), 0 ≤ α < ½ (logit.c). */
 nf_status nf_logit_create(nf_registry *r, const char *name, int32_t dim, double alpha, nf_layer **out);
@@ -120,9 +131,9 @@ nf_status nf_batchnorm_create(nf_registry *r, const char *name, int32_t dim, nf_
  *   spline (element-wise)      z_j = g_θj(x_j), θ learned per coordinate, dim ≥ 1      spline.c */
 nf_status nf_spline_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part, int32_t parity,
                                     int32_t hidden, int32_t layers, nf_activation act, int32_t bins, double bound,
-                                    nf_layer **out);
+                                    int32_t context, nf_layer **out);
 nf_status nf_conv_spline_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
-                                         int32_t hidden, int32_t layers, int32_t bins, double bound, nf_layer **out);
+                                         int32_t hidden, int32_t layers, int32_t bins, double bound, int32_t context, nf_layer **out);
 nf_status nf_spline_create(nf_registry *r, const char *name, int32_t dim, int32_t bins, double bound, nf_layer **out);
 void nf_layer_free(nf_layer *L);
 int64_t nf_no_flops(const nf_layer *L); /* layers without matrix products: 0 */
@@ -139,30 +150,36 @@ void nf_standardize_set(nf_layer *L, const nf_real *mean, const nf_real *std);
  *   forward (density, D passes):   z_d = μ_d(z_<d) + x_d·exp(−s_d(z_<d))     log|det| = −Σ s_d(z)
  * The MADE's last layer starts at zero (identity start; init_std > 0: noise). iaf 0: MAF, 1: IAF. */
 nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
-                        nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out);
+                        nf_activation act, nf_scale_type scale, nf_order_type order, int32_t context, nf_layer **out);
 /* The same block with a rational-quadratic spline as the element-wise map (Durkan et al. 2019, rqspline.h):
  * v_d = g_θd(u_d), θ_d = 3K − 1 MADE outputs (K = bins on [−bound, bound], identity outside), log|det| =
  * Σ log g'; MAF's forward and IAF's inverse one pass, the other direction D passes of the exact inverse. */
 nf_status nf_maf_spline_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
-                               nf_activation act, int32_t bins, double bound, nf_order_type order, nf_layer **out);
+                               nf_activation act, int32_t bins, double bound, nf_order_type order, int32_t context, nf_layer **out);
 void nf_maf_set_init_std(nf_layer *L, double std);
 /* order[r] = the coordinate of rank r in the layer's MADE ordering (r = 0..dim−1): z_order[r] depends
  * on x_order[0..r] only (the Jacobian is lower triangular in this order). */
 void nf_maf_order(const nf_layer *L, int32_t *order);
 
-/* ---------------------------------------------------------------- priors (prior.c) */
+/* ---------------------------------------------------------------- priors (prior.c)
+ * A diag-Gaussian prior with a context (ctx = K > 0) is conditional, Glow's class-conditional top prior:
+ *   μ(c) = μ + W_μ c,  log σ(c) = log_std + W_σ c     (W = [W_μ; W_σ], (2D, K), "prior.ctx.weight", 0 at start)
+ * The fixed priors (normal, logistic) ignore the context. c: (n, K) rows, NULL when K = 0. */
 typedef struct {
     nf_prior_type type;
     int32_t dim;
     int64_t off; /* diag Gaussian: mean (D) then log_std (D) */
     nf_registry *reg;
+    int32_t ctx;     /* K: context values per row (diag Gaussian only; 0 otherwise) */
+    int64_t off_ctx; /* W (2D, K) */
 } nf_prior;
-void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim);
-/* lp[i] = log π(z_i). */
-void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t n);
-/* Given dlp[i] = ∂L/∂lp_i: dz = ∂L/∂z (overwritten); grads += ∂L/∂prior-params. */
-void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t n);
-void nf_prior_sample(const nf_prior *p, nf_rng *rng, double temperature, nf_real *z, int64_t n);
+void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim, int32_t context);
+/* lp[i] = log π(z_i | c_i). */
+void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n);
+/* Given dlp[i] = ∂L/∂lp_i: dz = ∂L/∂z (overwritten); grads += ∂L/∂prior-params; dc += ∂L/∂c (may be NULL). */
+void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, const nf_real *dlp, nf_real *dz,
+                       nf_real *dc, int64_t n);
+void nf_prior_sample(const nf_prior *p, nf_rng *rng, double temperature, const nf_real *c, nf_real *z, int64_t n);
 
 
 /* ---------------------------------------------------------------- for layer implementations (layer.c) */

@@ -1,5 +1,6 @@
 /* maf.c — autoregressive affine layers on (n, D) vectors: MAF and IAF on a MADE (formulas: layer.h).
- * Both use ONE map and its inverse:
+ * A conditional block (context K > 0) has the MADE see c too: (μ, s) = MADE(u, c), c unmasked, so the
+ * passes below are unchanged. Both use ONE map and its inverse:
  *   one pass   v = A(u):    v_d = (u_d − μ_d(u))·exp(s_d(u))         (u_<d only, by the MADE's masks)
  *   D passes   u = A⁻¹(v):  u_d = μ_d(u) + v_d·exp(−s_d(u)), solved in the MADE's order: after pass k
  *              the coordinates of degree ≤ k are exact (their μ, s see only lower degrees), so D passes
@@ -195,7 +196,7 @@ static void one_pass(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf
                      int64_t n, nf_real *u, nf_real *h, nf_real *mc) {
     int32_t D = A->base.dim, S = A->base.ld;
     gather(in, S, u, D, n);
-    nf_made_forward(&A->net, Pm, u, h, n, mc);
+    nf_made_forward(&A->net, Pm, u, A->base.ctx, h, n, mc);
     tau_apply(A, u, h, out, S, logdet, n);
 }
 
@@ -207,7 +208,7 @@ static void d_passes(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf
     gather(in, S, v, D, n);
     memset(u, 0, sizeof(nf_real) * (size_t)(n * D));
     for (int32_t k = 0; k < D; k++) {
-        nf_made_forward(&A->net, Pm, u, h, n, mc);
+        nf_made_forward(&A->net, Pm, u, A->base.ctx, h, n, mc);
         tau_solve(A, v, h, u, k + 1 == D ? ld : NULL, n);
     }
     /* h and mc are those of the last pass's input, which differs from u only in the coordinate of
@@ -257,7 +258,7 @@ static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, 
     nf_real *c = W->b, *du = W->c, *dunet = W->d;
     gather(dz, S, c, D, n);
     tau_vjp(A, u, h, c, 1, dld, 1, W->dh, du, NULL, n);
-    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), NF_B(L, A->net.off_deg), u, mc, W->dh, dunet, n, W->mwork);
+    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), NF_B(L, A->net.off_deg), u, L->ctx, mc, W->dh, dunet, L->dctx, n, W->mwork);
     put_dx(du, dunet, dx, D, S, n);
 }
 
@@ -276,16 +277,17 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, 
     gather(dz, S, g, D, n);
     tau_vjp(A, u, h, NULL, 0, dld, -1, W->dh, t, diag, n);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
-    nf_made_backward(&A->net, W->Pm, NULL, deg, u, mc, W->dh, t, n, W->mwork);
+    nf_made_backward(&A->net, W->Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k], lam[k] = g[k] / diag[k];
     /* D − 1 rounds through the net's strictly triangular part */
     for (int32_t r = 1; r < D; r++) {
         tau_vjp(A, u, h, lam, 1, NULL, 0, W->dh, NULL, NULL, n);
-        nf_made_backward(&A->net, W->Pm, NULL, deg, u, mc, W->dh, t, n, W->mwork);
+        nf_made_backward(&A->net, W->Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
         for (int64_t k = 0; k < n * D; k++) lam[k] = (g[k] - t[k]) / diag[k];
     }
     tau_vjp(A, u, h, lam, -1, dld, -1, W->dh, NULL, NULL, n);
-    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), deg, u, mc, W->dh, NULL, n, W->mwork);
+    /* the context enters A like a parameter: ∂L/∂c from the same cotangent */
+    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), deg, u, L->ctx, mc, W->dh, NULL, L->dctx, n, W->mwork);
     put_dx(lam, NULL, dx, D, S, n);
 }
 
@@ -314,11 +316,13 @@ static const nf_layer_ops iaf_ops = {"iaf", ar_forward, ar_inverse, ar_backward,
                                      ar_init, nf_layer_no_destroy, ar_flops};
 
 /* Checks the arguments (NF_ERR_INVALID with a reason), allocates the layer with P = 2 (affine) or 3K − 1
- * (spline) parameters per coordinate and reserves the MADE's tensors; *out or NULL. */
+ * (spline) parameters per coordinate (a MADE conditional on `context` values per row when > 0) and
+ * reserves the MADE's tensors; *out or NULL. */
 static nf_status ar_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
                            nf_activation act, nf_transform_type transform, nf_scale_type scale, int32_t bins, double bound,
-                           nf_order_type order, nf_layer **out) {
+                           nf_order_type order, int32_t context, nf_layer **out) {
     *out = NULL;
+    if (context < 0) return nf_fail(NF_ERR_INVALID, "%s: context of %d values", name, (int)context);
     if (dim < 1 || dim > 1 << 20) return nf_fail(NF_ERR_INVALID, "%s: an autoregressive layer needs 1 to 1048576 dimensions (got %d)", name, (int)dim);
     if (layers < 0 || layers > 32 || (layers > 0 && hidden < 1))
         return nf_fail(NF_ERR_INVALID, "%s: hidden %d, layers %d: need 0 ≤ layers ≤ 32 and hidden ≥ 1", name, (int)hidden, (int)layers);
@@ -334,6 +338,7 @@ static nf_status ar_create(nf_registry *r, const char *name, int32_t dim, int ia
     A->net.D = dim, A->net.P = transform == NF_TRANSFORM_SPLINE ? nf_rqs_num_params(bins) : 2, A->net.order = order;
     A->net.mlp.in = dim, A->net.mlp.out = A->net.P * dim, A->net.mlp.hidden = layers > 0 ? hidden : 0;
     A->net.mlp.layers = layers, A->net.mlp.act = act;
+    A->net.mlp.ctx = A->base.ctx_dim = context; /* the context reaches every first-layer unit, unmasked */
     if ((st = nf_made_reserve(r, name, &A->net))) {
         nf_layer_free(&A->base);
         return st;
@@ -344,14 +349,14 @@ static nf_status ar_create(nf_registry *r, const char *name, int32_t dim, int ia
 
 /* See layer.h: the affine block. */
 nf_status nf_maf_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
-                        nf_activation act, nf_scale_type scale, nf_order_type order, nf_layer **out) {
-    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_AFFINE, scale, 0, 0, order, out);
+                        nf_activation act, nf_scale_type scale, nf_order_type order, int32_t context, nf_layer **out) {
+    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_AFFINE, scale, 0, 0, order, context, out);
 }
 
 /* See layer.h: the spline block. */
 nf_status nf_maf_spline_create(nf_registry *r, const char *name, int32_t dim, int iaf, int32_t hidden, int32_t layers,
-                               nf_activation act, int32_t bins, double bound, nf_order_type order, nf_layer **out) {
-    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_SPLINE, NF_SCALE_TANH, bins, bound, order, out);
+                               nf_activation act, int32_t bins, double bound, nf_order_type order, int32_t context, nf_layer **out) {
+    return ar_create(r, name, dim, iaf, hidden, layers, act, NF_TRANSFORM_SPLINE, NF_SCALE_TANH, bins, bound, order, context, out);
 }
 
 /* See layer.h. */

@@ -45,13 +45,13 @@ static int64_t mk_flops(const nf_layer *L) { return nf_resnet_flops(&((const mas
 /* ops->destroy: free the mask the layer owns. */
 static void mk_destroy(nf_layer *L) { free(((masked *)L)->mask); }
 
-/* xm = x ⊙ m, h = net(xm): both in buf, the net's cache after them */
+/* xm = x ⊙ m, h = net(xm, L->ctx): both in buf, the net's cache after them */
 static void mk_net(const masked *c, const nf_real *x, int64_t n, nf_real *buf, nf_real *work) {
     int32_t D = c->base.dim, S = c->base.ld;
     nf_real *xm = buf, *h = buf + n * D;
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < D; j++) xm[i * D + j] = c->mask[j] ? x[i * S + j] : 0;
-    nf_resnet_forward(&c->net, NF_P(&c->base, c->net.off), xm, h, n, h + 2 * n * D, work);
+    nf_resnet_forward(&c->net, NF_P(&c->base, c->net.off), xm, c->base.ctx, h, n, h + 2 * n * D, work);
 }
 
 /* dir > 0: z = coupling(x), logdet += Σ s; dir < 0: the inverse, logdet −= Σ s. buf holds mk_net's output. */
@@ -127,7 +127,7 @@ static nf_status mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache
         }
         gsc[ch] += (nf_real)g;
     }
-    nf_resnet_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xm, h + 2 * n * D, dh, dxm, n, dxm + n * D);
+    nf_resnet_backward(&c->net, NF_P(L, c->net.off), NF_G(L, c->net.off), xm, L->ctx, h + 2 * n * D, dh, dxm, L->dctx, n, dxm + n * D);
     for (int64_t i = 0; i < n; i++)
         for (int32_t j = 0; j < D; j++)
             if (c->mask[j]) dx[i * S + j] += dxm[i * D + j];
@@ -141,8 +141,9 @@ static const nf_layer_ops masked_ops = {"masked_coupling", mk_forward, mk_invers
  * blocks ≥ 0; NF_ERR_INVALID otherwise, NF_ERR_NOMEM on allocation failure. */
 nf_status nf_masked_coupling_create(nf_registry *ctx, const char *name, int32_t C, int32_t H, int32_t W,
                                     nf_mask_type type, int32_t parity, int32_t width, int32_t blocks,
-                                    nf_layer **out) {
+                                    int32_t context, nf_layer **out) {
     *out = NULL;
+    if (context < 0) return nf_fail(NF_ERR_INVALID, "%s: context of %d values", name, (int)context);
     if (C < 1 || H < 1 || W < 1) return nf_fail(NF_ERR_INVALID, "%s: masked coupling on %d × %d × %d: need C, H, W ≥ 1", name, (int)C, (int)H, (int)W);
     if (type != NF_MASK_CHECKERBOARD && type != NF_MASK_CHANNEL) return nf_fail(NF_ERR_INVALID, "%s: unknown mask type %d", name, (int)type);
     if (type == NF_MASK_CHANNEL && C % 2) return nf_fail(NF_ERR_INVALID, "%s: a channel mask needs an even number of channels (got %d)", name, (int)C);
@@ -159,7 +160,8 @@ nf_status nf_masked_coupling_create(nf_registry *ctx, const char *name, int32_t 
         int32_t ch = j / P, y = (j % P) / W, x = j % W;
         c->mask[j] = (uint8_t)(type == NF_MASK_CHECKERBOARD ? (y + x) % 2 == parity % 2 : (ch < C / 2) == (parity % 2 == 0));
     }
-    c->net = (nf_resnet){.cin = C, .cout = 2 * C, .width = width, .blocks = blocks, .H = H, .W = W};
+    c->net = (nf_resnet){.cin = C, .cout = 2 * C, .width = width, .blocks = blocks, .H = H, .W = W, .ctx = context};
+    c->base.ctx_dim = context;
     c->off_scale = nf_resnet_reserve(ctx, name, &c->net) ? -1 : nf_registry_reserve_vec(ctx, name, "scale", NF_TENSOR_PARAM, C);
     if (c->off_scale < 0) {
         nf_layer_free(&c->base);

@@ -1,7 +1,9 @@
 /* prior.c — base distributions π(z) on R^D:
  *   normal:         log π(z) = −½ Σ z_j² − (D/2) log 2π
  *   logistic (NICE): log π(z) = −Σ [softplus(z_j) + softplus(−z_j)]
- *   diag Gaussian:  log π(z) = Σ [−½ ((z_j − μ_j)/σ_j)² − log σ_j − ½ log 2π],  σ_j = exp(log_std_j), learned */
+ *   diag Gaussian:  log π(z) = Σ [−½ ((z_j − μ_j)/σ_j)² − log σ_j − ½ log 2π],  σ_j = exp(log_std_j), learned
+ *   conditional diag Gaussian (context c of K values): μ_j(c) = μ_j + Σ_k W[j][k] c_k,
+ *                   log σ_j(c) = log_std_j + Σ_k W[D + j][k] c_k   (Glow's class-conditional prior) */
 #include "layers/layer.h"
 
 #define LOG_2PI 1.8378770664093453
@@ -9,34 +11,58 @@
 /* Numerically stable log(1 + e^v). */
 static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
 
-/* See layer.h: set the prior up; the diag Gaussian reserves mean and log_std in c. */
-void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim) {
+/* See layer.h: set the prior up; the diag Gaussian reserves mean and log_std in c, and with a context
+ * (K > 0) the weights W (2D, K) after them (zero at the start: the unconditional prior). */
+void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim, int32_t context) {
     p->type = type;
     p->dim = dim;
     p->reg = c;
     p->off = -1;
+    p->ctx = 0;
+    p->off_ctx = -1;
     if (type == NF_PRIOR_DIAG_GAUSSIAN) {
         int64_t s[1] = {dim};
         p->off = nf_registry_reserve(c, "prior", "mean", NF_TENSOR_PARAM, 1, s);
         nf_registry_reserve(c, "prior", "log_std", NF_TENSOR_PARAM, 1, s); /* contiguous after mean */
+        if (context > 0) {
+            int64_t w[2] = {2 * (int64_t)dim, context};
+            p->ctx = context;
+            p->off_ctx = nf_registry_reserve(c, "prior", "ctx.weight", NF_TENSOR_PARAM, 2, w);
+        }
     }
 }
 
-/* See layer.h: lp[i] = log π(z_i) for n rows of dim values. */
-void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t n) {
+/* Coordinate j's mean and log std for the context row ci (NULL: none): the parameters plus W·ci. */
+static void coord_params(const nf_prior *p, const nf_real *ci, int32_t j, double *mu, double *ls) {
+    int32_t D = p->dim, K = p->ctx;
+    const nf_real *m0 = p->reg->params + p->off;
+    double a = m0[j], b = m0[D + j];
+    if (K > 0 && ci) {
+        const nf_real *Wm = p->reg->params + p->off_ctx + (int64_t)j * K, *Ws = Wm + (int64_t)D * K;
+        for (int32_t k = 0; k < K; k++) a += (double)Wm[k] * ci[k], b += (double)Ws[k] * ci[k];
+    }
+    *mu = a, *ls = b;
+}
+
+/* The context row i of c, or NULL for an unconditional prior or no context. */
+static const nf_real *ctx_row(const nf_prior *p, const nf_real *c, int64_t i) { return p->ctx > 0 && c ? c + i * p->ctx : NULL; }
+
+/* See layer.h: lp[i] = log π(z_i | c_i) for n rows of dim values. */
+void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n) {
     int32_t D = p->dim;
-    const nf_real *mu = p->off >= 0 ? p->reg->params + p->off : NULL, *ls = mu ? mu + D : NULL;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
-        const nf_real *zi = z + i * D;
+        const nf_real *zi = z + i * D, *ci = ctx_row(p, c, i);
         for (int32_t j = 0; j < D; j++) {
             double v = zi[j];
             switch (p->type) {
             case NF_PRIOR_LOGISTIC: s -= softplus(v) + softplus(-v); break;
             case NF_PRIOR_DIAG_GAUSSIAN: {
-                double u = (v - mu[j]) * exp(-(double)ls[j]);
-                s += -0.5 * u * u - ls[j] - 0.5 * LOG_2PI;
+                double mu, ls;
+                coord_params(p, ci, j, &mu, &ls);
+                double u = (v - mu) * exp(-ls);
+                s += -0.5 * u * u - ls - 0.5 * LOG_2PI;
                 break;
             }
             default: s += -0.5 * v * v - 0.5 * LOG_2PI;
@@ -46,41 +72,60 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t
     }
 }
 
-/* See layer.h: dz = dlp·∂log π/∂z (overwritten); diag Gaussian: grads of mean, log_std +=. */
-void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t n) {
-    int32_t D = p->dim;
-    const nf_real *mu = p->off >= 0 ? p->reg->params + p->off : NULL, *ls = mu ? mu + D : NULL;
-    for (int64_t i = 0; i < n; i++)
+/* See layer.h: dz = dlp·∂log π/∂z (overwritten); diag Gaussian: grads of mean, log_std (and W) +=;
+ * dc += ∂L/∂c (conditional prior, dc not NULL). */
+void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, const nf_real *dlp, nf_real *dz,
+                       nf_real *dc, int64_t n) {
+    int32_t D = p->dim, K = p->ctx;
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *ci = ctx_row(p, c, i);
         for (int32_t j = 0; j < D; j++) {
             double v = z[i * D + j], g;
             switch (p->type) {
             case NF_PRIOR_LOGISTIC: g = -tanh(0.5 * v); break; /* d/dv of −softplus(v) − softplus(−v) */
             case NF_PRIOR_DIAG_GAUSSIAN: {
-                double is = exp(-(double)ls[j]), u = (v - mu[j]) * is;
+                double mu, ls;
+                coord_params(p, ci, j, &mu, &ls);
+                double is = exp(-ls), u = (v - mu) * is, gm = dlp[i] * u * is, gs = dlp[i] * (u * u - 1);
                 g = -u * is;
                 nf_real *gmu = p->reg->grads + p->off, *gls = gmu + D;
-                gmu[j] += (nf_real)(dlp[i] * u * is);
-                gls[j] += (nf_real)(dlp[i] * (u * u - 1));
+                gmu[j] += (nf_real)gm;
+                gls[j] += (nf_real)gs;
+                if (ci) { /* μ_j and log σ_j are affine in c */
+                    const nf_real *Wm = p->reg->params + p->off_ctx + (int64_t)j * K, *Ws = Wm + (int64_t)D * K;
+                    nf_real *gWm = p->reg->grads + p->off_ctx + (int64_t)j * K, *gWs = gWm + (int64_t)D * K;
+                    for (int32_t k = 0; k < K; k++) {
+                        gWm[k] += (nf_real)(gm * ci[k]), gWs[k] += (nf_real)(gs * ci[k]);
+                        if (dc) dc[i * K + k] += (nf_real)(gm * Wm[k] + gs * Ws[k]);
+                    }
+                }
                 break;
             }
             default: g = -v;
             }
             dz[i * D + j] = (nf_real)(dlp[i] * g);
         }
+    }
 }
 
-/* See layer.h: n samples of π at temperature T (std scaled by T) into z, from rng. */
-void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, nf_real *z, int64_t n) {
+/* See layer.h: n samples of π(· | c_i) at temperature T (std scaled by T) into z, from rng. */
+void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, const nf_real *c, nf_real *z, int64_t n) {
     int32_t D = p->dim;
-    const nf_real *mu = p->off >= 0 ? p->reg->params + p->off : NULL, *ls = mu ? mu + D : NULL;
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
+        const nf_real *ci = ctx_row(p, c, i);
         for (int32_t j = 0; j < D; j++) {
             double v;
             switch (p->type) {
             case NF_PRIOR_LOGISTIC: v = T * nf_rng_logistic(rng); break;
-            case NF_PRIOR_DIAG_GAUSSIAN: v = mu[j] + T * exp((double)ls[j]) * nf_rng_normal(rng); break;
+            case NF_PRIOR_DIAG_GAUSSIAN: {
+                double mu, ls;
+                coord_params(p, ci, j, &mu, &ls);
+                v = mu + T * exp(ls) * nf_rng_normal(rng);
+                break;
+            }
             default: v = T * nf_rng_normal(rng);
             }
             z[i * D + j] = (nf_real)v;
         }
+    }
 }

@@ -83,8 +83,9 @@ static const nf_layer_ops conv_spline_ops = {"conv_spline_coupling", nf_coupling
 /* See layer.h: the spline coupling on vectors with an MLP conditioner. */
 nf_status nf_spline_coupling_create(nf_registry *r, const char *name, int32_t dim, nf_partition part, int32_t parity,
                                     int32_t hidden, int32_t layers, nf_activation act, int32_t bins, double bound,
-                                    nf_layer **out) {
+                                    int32_t context, nf_layer **out) {
     *out = NULL;
+    if (context < 0) return nf_fail(NF_ERR_INVALID, "%s: context of %d values", name, (int)context);
     if (dim < 2) return nf_fail(NF_ERR_INVALID, "%s: a coupling needs dim ≥ 2 (got %d)", name, (int)dim);
     if (part != NF_PART_HALVES && part != NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "%s: unknown partition %d", name, (int)part);
     if (layers < 0 || (layers > 0 && hidden < 1))
@@ -97,6 +98,7 @@ nf_status nf_spline_coupling_create(nf_registry *r, const char *name, int32_t di
     c->net.in = c->na;
     c->net.out = nf_rqs_num_params(bins) * c->nb;
     c->net.hidden = hidden, c->net.layers = layers, c->net.act = act;
+    c->net.ctx = c->base.ctx_dim = context;
     if ((st = nf_mlp_reserve(r, name, &c->net))) {
         nf_layer_free(&c->base);
         return st;
@@ -107,8 +109,11 @@ nf_status nf_spline_coupling_create(nf_registry *r, const char *name, int32_t di
 
 /* See layer.h: the spline coupling on (C, H, W) images; the first C/2 channels condition. */
 nf_status nf_conv_spline_coupling_create(nf_registry *r, const char *name, int32_t C, int32_t H, int32_t W,
-                                         int32_t hidden, int32_t layers, int32_t bins, double bound, nf_layer **out) {
+                                         int32_t hidden, int32_t layers, int32_t bins, double bound, int32_t context,
+                                         nf_layer **out) {
     *out = NULL;
+    if (context < 0 || (context > 0 && layers < 1))
+        return nf_fail(NF_ERR_INVALID, "%s: a context of %d values needs a conv net with a hidden layer", name, (int)context);
     if (C < 2 || C % 2 || H < 1 || W < 1)
         return nf_fail(NF_ERR_INVALID, "%s: a channel-split coupling needs an even number of channels ≥ 2 and H, W ≥ 1 (got %d × %d × %d)", name, (int)C, (int)H, (int)W);
     if (layers < 0 || (layers > 0 && hidden < 1))
@@ -121,6 +126,7 @@ nf_status nf_conv_spline_coupling_create(nf_registry *r, const char *name, int32
     c->conv = 1;
     c->cnet.cin = C / 2, c->cnet.H = H, c->cnet.W = W, c->cnet.hidden = hidden, c->cnet.layers = layers;
     c->cnet.cout = nf_rqs_num_params(bins) * (C / 2);
+    c->cnet.ctx = c->base.ctx_dim = context;
     if ((st = nf_convnet_reserve(r, name, &c->cnet))) {
         nf_layer_free(&c->base);
         return st;

@@ -55,6 +55,9 @@ static const nf_config_field config_fields[] = {
     FIELD("seed", seed, NF_FIELD_U64, NULL, 1),
     FIELD("order", order, NF_FIELD_ENUM, "order", 0),
     FIELD("transform", transform, NF_FIELD_ENUM, "transform", 0),
+    FIELD("context_dim", context_dim, NF_FIELD_INT, NULL, 0),
+    FIELD("context_labels", context_labels, NF_FIELD_INT, NULL, 0),
+    FIELD("context_cols", context_cols, NF_FIELD_U64, NULL, 0),
 };
 #undef FIELD
 /* an enum member is read and written through an int: the enums must have int's size */
@@ -150,6 +153,7 @@ static const struct {
     {"elementwise", NSF_, 0},
     {"order", AR_, 0},
     {"transform", AR_, 0},
+    {"context_cols", ALL_, 0},
 };
 
 /* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
@@ -361,6 +365,16 @@ nf_status nf_config_validate(const nf_config *c) {
         if (!(c->bound > 0 && c->bound < 1e6)) return nf_fail(NF_ERR_INVALID, "spline bound %g: must be in (0, 1e6)", c->bound);
         if (c->elementwise != 0 && c->elementwise != 1) return nf_fail(NF_ERR_INVALID, "elementwise %d: must be 0 or 1", (int)c->elementwise);
     }
+    if (c->context_dim < 0 || c->context_dim > 65536) return nf_fail(NF_ERR_INVALID, "context_dim %d: must be 0..65536", (int)c->context_dim);
+    if (c->context_labels != 0 && c->context_labels != 1) return nf_fail(NF_ERR_INVALID, "context_labels %d: must be 0 or 1", (int)c->context_labels);
+    if (c->context_labels && (c->context_dim < 2 || c->context_cols))
+        return nf_fail(NF_ERR_INVALID, "context_labels: a class-label context needs context_dim ≥ 2 classes and no context columns");
+    int32_t ncols = 0;
+    for (int b = 0; b < 64; b++) ncols += (int32_t)((c->context_cols >> b) & 1u);
+    if (c->context_cols && ncols != c->context_dim)
+        return nf_fail(NF_ERR_INVALID, "context_cols marks %d columns, context_dim is %d", (int)ncols, (int)c->context_dim);
+    if (c->context_dim > 0 && c->model == NF_MODEL_NSF && !c->channels && c->dim == 1)
+        return nf_fail(NF_ERR_INVALID, "nsf on 1-D data (the element-wise spline alone) has no conditioner to take a context");
     if (c->depth < 1 || c->depth > 1024) return nf_fail(NF_ERR_INVALID, "depth %d: must be 1..1024", (int)c->depth);
     if (c->hidden < 1 || c->hidden > 1 << 16) return nf_fail(NF_ERR_INVALID, "hidden width %d: must be 1..65536", (int)c->hidden);
     if (c->layers < 1 || c->layers > 32) return nf_fail(NF_ERR_INVALID, "MLP hidden layers %d: must be 1..32", (int)c->layers);

@@ -40,7 +40,7 @@ static nf_status grad_final_offsets(nf_flow *f) {
 /* Reserve the prior, allocate the registry's buffers once and initialise every layer from seed.
  * NF_ERR_NOMEM on allocation failure (f keeps what was allocated; nf_flow_free releases it). */
 static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t seed) {
-    nf_prior_init(&f->prior, &f->reg, prior, dim);
+    nf_prior_init(&f->prior, &f->reg, prior, dim, f->cfg.context_dim);
     nf_status st = nf_registry_allocate(&f->reg);
     if (!st) st = grad_final_offsets(f);
     if (st) return st;
@@ -90,6 +90,8 @@ nf_status nf_flow_from_layers(nf_registry *ctx, nf_layer **layers, int32_t n, nf
     for (int32_t k = 0; k < n; k++) ls[k] = layers[k], ls[k]->reg = &f->reg;
     f->layers = ls;
     f->nlayers = n;
+    for (int32_t k = 0; k < n; k++) /* conditional layers make a conditional flow */
+        if (ls[k]->ctx_dim > f->cfg.context_dim) f->cfg.context_dim = ls[k]->ctx_dim;
     nf_status st = finish(f, dim, prior, 7);
     if (st) {
         nf_flow_free(f);
@@ -224,6 +226,25 @@ int64_t nf_flow_workspace_bytes(const nf_flow *f) { return f->ws_size * (int64_t
 #define DLD(f) (LP(f) + (f)->nmax)
 #define SCRATCH(f) ((f)->ws + (f)->scratch_off)
 
+/* NF_OK if c suits f: a context for a conditional flow, none for an unconditional one; else
+ * NF_ERR_INVALID with the reason. */
+static nf_status check_context(const nf_flow *f, const nf_real *c) {
+    if (f->cfg.context_dim > 0 && !c)
+        return nf_fail(NF_ERR_INVALID, "the model is conditional on a context of %d values per sample: give one (the *_ctx calls)", (int)f->cfg.context_dim);
+    if (f->cfg.context_dim == 0 && c) return nf_fail(NF_ERR_INVALID, "the model is not conditional: it takes no context");
+    return NF_OK;
+}
+
+/* Lend every conditional layer the context rows c (n, K) and the gradient rows dc (may be NULL) for
+ * one pass; NULL, NULL takes them back. */
+static void set_context(nf_flow *f, const nf_real *c, nf_real *dc) {
+    for (int32_t k = 0; k < f->nlayers; k++) {
+        nf_layer *L = f->layers[k];
+        L->ctx = L->ctx_dim > 0 ? c : NULL;
+        L->dctx = L->ctx_dim > 0 ? dc : NULL;
+    }
+}
+
 /* Columns [from, D) of every row pass through a layer that acts on the first `from` only. */
 static void copy_tail(const nf_real *src, nf_real *dst, int64_t n, int32_t from, int32_t D) {
     if (from >= D) return;
@@ -242,11 +263,13 @@ static nf_status carry_on(int collective, nf_status st, nf_status *first, nf_rea
     return NF_OK;
 }
 
-/* Forward through every layer for n ≤ nmax rows; leaves layer outputs in ACT, the latent in
- * ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET. collective, *first: see
- * carry_on (first may be NULL when not collective). */
-static nf_status run_forward_ex(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout, int collective, nf_status *first) {
+/* Forward through every layer for n ≤ nmax rows with the context c (NULL: none); leaves layer outputs
+ * in ACT, the latent in ACT(K−1) (or x itself when there are no layers) and log-dets in LOGDET.
+ * collective, *first: see carry_on (first may be NULL when not collective). The layers keep c (set_context). */
+static nf_status run_forward_ex(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, const nf_real **zout, int collective,
+                                nf_status *first) {
     nf_real *ld = LOGDET(f);
+    set_context(f, c, NULL);
     memset(ld, 0, sizeof(nf_real) * (size_t)n);
     const nf_real *in = x;
     for (int32_t k = 0; k < f->nlayers; k++) {
@@ -261,24 +284,26 @@ static nf_status run_forward_ex(nf_flow *f, const nf_real *x, int64_t n, const n
 }
 
 /* run_forward_ex outside a data-parallel pass: the first failure ends the pass. */
-static nf_status run_forward(nf_flow *f, const nf_real *x, int64_t n, const nf_real **zout) {
-    return run_forward_ex(f, x, n, zout, 0, NULL);
+static nf_status run_forward(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, const nf_real **zout) {
+    return run_forward_ex(f, x, c, n, zout, 0, NULL);
 }
 
-/* Forward in chunks of EVAL_CHUNK rows; any of z, logdet, logp may be NULL. */
-static nf_status forward_chunked(nf_flow *f, const nf_real *x, int64_t n, nf_real *z, nf_real *logdet,
+/* Forward in chunks of EVAL_CHUNK rows with the contexts c (NULL: none); any of z, logdet, logp may be NULL. */
+static nf_status forward_chunked(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, nf_real *z, nf_real *logdet,
                                  nf_real *logp) {
-    int32_t D = f->cfg.dim;
+    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
+    nf_status st = check_context(f, c);
+    if (st) return st;
     for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
         int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
-        const nf_real *zz;
-        nf_status st = nf_flow_reserve(f, m);
-        if (!st) st = run_forward(f, x + i0 * D, m, &zz);
+        const nf_real *zz, *ci = c ? c + i0 * K : NULL;
+        st = nf_flow_reserve(f, m);
+        if (!st) st = run_forward(f, x + i0 * D, ci, m, &zz);
         if (st) return st;
         if (z) memcpy(z + i0 * D, zz, sizeof(nf_real) * (size_t)(m * D));
         if (logdet) memcpy(logdet + i0, LOGDET(f), sizeof(nf_real) * (size_t)m);
         if (logp) {
-            nf_prior_log_prob(&f->prior, zz, logp + i0, m);
+            nf_prior_log_prob(&f->prior, zz, ci, logp + i0, m);
             for (int64_t i = 0; i < m; i++) logp[i0 + i] += LOGDET(f)[i];
         }
     }
@@ -313,21 +338,30 @@ static void serial_end(int threads) {
 #endif
 }
 
-/* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks. */
-nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
+/* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks, with contexts c (NULL: none). */
+nf_status nf_flow_forward_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = forward_chunked(f, x, n, z, logdet, NULL);
+    nf_status st = forward_chunked(f, x, c, n, z, logdet, NULL);
     serial_end(t);
     return st;
 }
 
-/* Inverse of n rows in chunks of EVAL_CHUNK through the workspace; x and/or logdet may be NULL. */
-static nf_status inverse_chunked(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
-    int32_t D = f->cfg.dim;
+/* See nflow.h: nf_flow_forward_ctx without a context. */
+nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n) {
+    return nf_flow_forward_ctx(f, x, NULL, z, logdet, n);
+}
+
+/* Inverse of n rows in chunks of EVAL_CHUNK through the workspace with contexts c (NULL: none); x and/or
+ * logdet may be NULL. */
+static nf_status inverse_chunked(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
+    nf_status st = check_context(f, c);
+    if (st) return st;
     for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
         int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
-        nf_status st = nf_flow_reserve(f, m);
+        st = nf_flow_reserve(f, m);
         if (st) return st;
+        set_context(f, c ? c + i0 * K : NULL, NULL);
         nf_real *a = DZA(f), *b = DZB(f), *ld = LOGDET(f);
         memset(ld, 0, sizeof(nf_real) * (size_t)m);
         memcpy(a, z + i0 * D, sizeof(nf_real) * (size_t)(m * D));
@@ -344,31 +378,50 @@ static nf_status inverse_chunked(nf_flow *f, const nf_real *z, nf_real *x, nf_re
     return NF_OK;
 }
 
-/* See nflow.h: x = f⁻¹(z) of n rows; logdet (may be NULL) gets −log|det|. */
-nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
+/* See nflow.h: x = f⁻¹(z) of n rows with contexts c (NULL: none); logdet (may be NULL) gets −log|det|. */
+nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = inverse_chunked(f, z, x, logdet, n);
+    nf_status st = inverse_chunked(f, z, c, x, logdet, n);
     serial_end(t);
     return st;
 }
 
-/* See nflow.h: logp[i] = log p(x_i) in nats. */
-nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n) {
+/* See nflow.h: nf_flow_inverse_ctx without a context. */
+nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n) {
+    return nf_flow_inverse_ctx(f, z, NULL, x, logdet, n);
+}
+
+/* See nflow.h: nf_flow_log_prob_ctx without a context. */
+nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n) { return nf_flow_log_prob_ctx(f, x, NULL, logp, n); }
+
+/* See nflow.h: logp[i] = log p(x_i | c_i) in nats. */
+nf_status nf_flow_log_prob_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *logp, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = forward_chunked(f, x, n, NULL, NULL, logp);
+    nf_status st = forward_chunked(f, x, c, n, NULL, NULL, logp);
     serial_end(t);
     for (int64_t i = 0; i < n && !st; i++) /* a model whose values overflow on this input (e.g. loaded from a file) */
         if (!isfinite(logp[i])) st = nf_fail(NF_ERR_NUMERIC, "log p of sample %lld is %g: the model overflows on it", (long long)i, (double)logp[i]);
     return st;
 }
 
-/* See nflow.h: n samples at temperature ≥ 0 into x (n, D), from rng; NF_ERR_INVALID for a bad temperature. */
-nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n) {
+/* See nflow.h: n samples at temperature ≥ 0 into x (n, D) with contexts c (NULL: none), from rng;
+ * NF_ERR_INVALID for a bad temperature or context. */
+nf_status nf_flow_sample_ctx(nf_flow *f, nf_rng *rng, double temperature, const nf_real *c, nf_real *x, int64_t n) {
     if (!(temperature >= 0) || !isfinite(temperature))
         return nf_fail(NF_ERR_INVALID, "temperature %g: must be a finite number ≥ 0", temperature);
-    nf_prior_sample(&f->prior, rng, temperature, x, n);
-    return nf_flow_inverse(f, x, x, NULL, n);
+    nf_status st = check_context(f, c);
+    if (st) return st;
+    nf_prior_sample(&f->prior, rng, temperature, c, x, n);
+    return nf_flow_inverse_ctx(f, x, c, x, NULL, n);
 }
+
+/* See nflow.h: nf_flow_sample_ctx without a context. */
+nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n) {
+    return nf_flow_sample_ctx(f, rng, temperature, NULL, x, n);
+}
+
+/* See nflow.h: K, the context values per sample (0: unconditional). */
+int32_t nf_flow_context_dim(const nf_flow *f) { return f->cfg.context_dim; }
 
 /* A data-parallel pass whose reducer sums the gradient during the backward pass (r->grad_ready): the
  * gradients grads[off .. nparams) are final; NF_ERR_IO if the transport failed. Nothing without one. */
@@ -379,25 +432,28 @@ static nf_status grad_ready(nf_flow *f, const nf_reducer *r, int64_t off) {
     return NF_OK;
 }
 
-/* The NLL summed over n rows into *nll_sum; grads += ∂loss/∂params and dx (may be NULL) = ∂loss/∂x
- * for loss = nll_sum / total (total = n: the mean; total > n: these rows are part of a global batch of
+/* The NLL summed over n rows (contexts c, NULL: none) into *nll_sum; grads += ∂loss/∂params, dx (may be
+ * NULL) = ∂loss/∂x and dc (may be NULL; n × K, overwritten) = ∂loss/∂c for loss = nll_sum / total (total = n: the mean; total > n: these rows are part of a global batch of
  * total rows, each weighted 1/total). A layer's forward, inverse (recompute mode) or backward failure
  * is returned with its reason. With a reducer r (a data-parallel pass, see carry_on) every layer sees
  * r for the duration of the pass, a non-finite NLL does not stop the pass and a numeric failure is
  * returned at its end; with r->grad_ready, r is told after the prior's and every layer's backward
  * which suffix of the gradient buffer is final (grad_final; the last call: all of it). */
-static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r, double *nll_sum,
-                          nf_real *dx) {
+static nf_status nll_grad(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, int64_t total, const nf_reducer *r,
+                          double *nll_sum, nf_real *dx, nf_real *dc) {
     if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
     int32_t D = f->cfg.dim;
     int coll = r != NULL;
     nf_status first = NF_OK;
     const nf_real *z;
-    nf_status st = nf_flow_reserve(f, n);
-    if (!st) st = run_forward_ex(f, x, n, &z, coll, &first);
+    nf_status st = check_context(f, c);
+    if (!st) st = nf_flow_reserve(f, n);
+    if (!st) st = run_forward_ex(f, x, c, n, &z, coll, &first);
     if (st) return st;
+    if (dc) memset(dc, 0, sizeof(nf_real) * (size_t)(n * f->cfg.context_dim));
+    set_context(f, c, c ? dc : NULL); /* the layers' backward adds ∂loss/∂c into dc */
     nf_real *lp = LP(f), *ld = LOGDET(f), *dld = DLD(f);
-    nf_prior_log_prob(&f->prior, z, lp, n);
+    nf_prior_log_prob(&f->prior, z, c, lp, n);
     double s = 0;
     for (int64_t i = 0; i < n; i++) s -= (double)lp[i] + ld[i];
     *nll_sum = s;
@@ -405,7 +461,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, int64_t n, int64_t total
     /* loss = −(1/total) Σ_i [lp_i + ld_i]:  ∂loss/∂lp_i = ∂loss/∂ld_i = −1/total */
     for (int64_t i = 0; i < n; i++) dld[i] = R(-1.0) / (nf_real)total;
     nf_real *dz = DZA(f), *dxb = DZB(f);
-    nf_prior_backward(&f->prior, z, dld, dz, n);
+    nf_prior_backward(&f->prior, z, c, dld, dz, c ? dc : NULL, n);
     if ((st = grad_ready(f, r, f->grad_final[f->nlayers]))) return st;
     for (int32_t k = f->nlayers - 1; k >= 0; k--) {
         nf_layer *L = f->layers[k];
@@ -441,21 +497,27 @@ static void set_reducer(nf_flow *f, const nf_reducer *r) {
 
 /* See nflow.h: nll_grad on one thread for small flows. */
 nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss, nf_real *dx) {
+    return nf_flow_nll_grad_ctx(f, x, NULL, n, loss, dx, NULL);
+}
+
+/* See nflow.h: nll_grad with contexts on one thread for small flows. */
+nf_status nf_flow_nll_grad_ctx(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, double *loss, nf_real *dx,
+                               nf_real *dc) {
     int t = serial_begin(f, n);
     double s = 0;
-    nf_status st = nll_grad(f, x, n, n, NULL, &s, dx);
+    nf_status st = nll_grad(f, x, c, n, n, NULL, &s, dx, dc);
     *loss = s / (double)n;
     serial_end(t);
     return st;
 }
 
 /* See models.h: this process's rows of a global batch in a data-parallel pass. */
-nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r,
+nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, int64_t total, const nf_reducer *r,
                                 double *nll_sum) {
     if (total < n) return nf_fail(NF_ERR_INVALID, "a part of %lld rows of a batch of %lld", (long long)n, (long long)total);
     int t = serial_begin(f, n);
     set_reducer(f, r);
-    nf_status st = nll_grad(f, x, n, total, r, nll_sum, NULL);
+    nf_status st = nll_grad(f, x, c, n, total, r, nll_sum, NULL, NULL);
     set_reducer(f, NULL);
     serial_end(t);
     return st;
@@ -463,9 +525,9 @@ nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, int64_t n, int64_t
 
 /* ------------------------------------------------------------------ for train, io and the tests (models.h) */
 /* Forward with any of z, logdet, logp (see models.h); one thread for small flows as elsewhere. */
-nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n) {
+nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n) {
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = forward_chunked(f, x, n, z, logdet, logp);
+    nf_status st = forward_chunked(f, x, c, n, z, logdet, logp);
     serial_end(t);
     return st;
 }

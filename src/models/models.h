@@ -18,18 +18,19 @@ const nf_real *nf_flow_tensor_cdata(const nf_flow *f, int32_t i);
 int nf_flow_is_training(const nf_flow *f);
 /* The diag-Gaussian prior's mean (D) followed by its log std (D), or NULL for a fixed prior. */
 const nf_real *nf_flow_prior_params(const nf_flow *f);
-/* Forward pass of n rows in bounded chunks: any of z (n, D), logdet (n), logp (n) may be NULL;
- * logp = log π(z) + logdet, the log-likelihood in nats. */
-nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, nf_real *logp, int64_t n);
-/* Data-parallel training (the trainer): this process's n rows x (n, D) of a global batch of total ≥ n
- * rows. *nll_sum = the NLL summed over the n rows; grads += the gradient of nll_sum / total (each row
+/* Forward pass of n rows with contexts c (n, K; NULL for an unconditional flow) in bounded chunks: any of
+ * z (n, D), logdet (n), logp (n) may be NULL; logp = log π(z | c) + logdet, the log-likelihood in nats. */
+nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, nf_real *logp,
+                             int64_t n);
+/* Data-parallel training (the trainer): this process's n rows x (n, D) (with their contexts c (n, K);
+ * NULL for an unconditional flow) of a global batch of total ≥ n rows. *nll_sum = the NLL summed over the n rows; grads += the gradient of nll_sum / total (each row
  * weighted 1/total, so that the gradients summed over the processes are the gradient of the global
  * mean). r (may be NULL) is lent to the layers for the pass (whole-batch statistics summed across
  * processes); with r, a non-finite NLL or a layer's numeric failure does not end the pass early — every
  * process makes the same sums — the failure is returned at the end (NF_ERR_NUMERIC, gradients then
  * meaningless). Small flows run on one thread (as nf_flow_nll_grad). */
-nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, int64_t n, int64_t total, const nf_reducer *r,
-                                double *nll_sum);
+nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, int64_t total,
+                                const nf_reducer *r, double *nll_sum);
 /* nf_flow_create for a model read from a file that holds at most max_values parameter and state
  * values: the layers are sized first and, when they need more than that, NF_ERR_FORMAT is returned
  * before the tensors are allocated (a lying config cannot make nflow allocate what the file does not

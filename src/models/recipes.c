@@ -4,7 +4,9 @@
  *   Glow:    K × (ActNorm → invertible linear → coupling); images: L levels of squeeze → K steps → split
  *   NSF:     [element-wise spline →] K × ([ActNorm →] spline coupling [→ permutation]); 1-D data: the
  *            element-wise spline alone; images: Glow's levels with spline couplings
- *   MAF/IAF: K × ([ActNorm →] autoregressive block on a MADE [→ batch norm] [→ permutation]) (vectors) */
+ *   MAF/IAF: K × ([ActNorm →] autoregressive block on a MADE [→ batch norm] [→ permutation]) (vectors)
+ * A conditional config (context_dim > 0) builds the same layers with every coupling and autoregressive
+ * block conditional on the context (Glow's splits stay unconditional; the prior: flow.c). */
 #include "models/flow_impl.h"
 
 /* Append L (ownership passes to f, also on failure: L is freed then) to f's layer list, growing it;
@@ -30,7 +32,7 @@ static nf_status push_layer(nf_flow *f, nf_status st, nf_layer *L, int32_t *cap)
 nf_status nf_model_build(nf_flow *f) {
     const nf_config *c = &f->cfg;
     nf_registry *x = &f->reg;
-    int32_t D = c->dim, cap = 0, idx = 0;
+    int32_t D = c->dim, cap = 0, idx = 0, K = c->context_dim; /* K > 0: every conditioner sees the context */
     nf_status st = NF_OK;
     char nm[48];
 #define NAME() (snprintf(nm, sizeof nm, "layers.%d", (int)idx++), nm)
@@ -43,7 +45,7 @@ nf_status nf_model_build(nf_flow *f) {
     if (c->model == NF_MODEL_REALNVP && c->height > 0) {
         /* multi-scale RealNVP: layers act on the kept prefix of rows D apart */
         int32_t C = c->channels, H = c->height, W = c->width;
-#define PUSH_MASKED(type, parity) do { PUSH(nf_masked_coupling_create(x, NAME(), C, H, W, type, parity, c->hidden, c->blocks, &L)); \
+#define PUSH_MASKED(type, parity) do { PUSH(nf_masked_coupling_create(x, NAME(), C, H, W, type, parity, c->hidden, c->blocks, K, &L)); \
         f->layers[f->nlayers - 1]->ld = D; nf_masked_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
         for (int32_t l = 0; l < c->levels; l++) {
             if (l + 1 == c->levels) { /* last scale: 4 checkerboard couplings */
@@ -72,9 +74,9 @@ nf_status nf_model_build(nf_flow *f) {
                 PUSH_IMG(nf_actnorm2d_create(x, NAME(), C, H * W, &L));
                 PUSH_IMG(nf_conv1x1_create(x, NAME(), C, H * W, c->lu, &L));
                 if (c->model == NF_MODEL_NSF)
-                    PUSH_IMG(nf_conv_spline_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->bins, c->bound, &L));
+                    PUSH_IMG(nf_conv_spline_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->bins, c->bound, K, &L));
                 else
-                    PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale, &L));
+                    PUSH_IMG(nf_conv_coupling_create(x, NAME(), C, H, W, c->hidden, c->layers, c->coupling == NF_COUPLING_ADDITIVE, c->scale, K, &L));
                 nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std);
             }
             if (l + 1 < c->levels) {
@@ -91,7 +93,7 @@ nf_status nf_model_build(nf_flow *f) {
             /* with a permutation every coupling transforms the second part (the permutation moves the
              * next coordinates there); without one, the parts alternate */
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
-            PUSH_COUPLING(nf_spline_coupling_create(x, NAME(), D, c->partition, c->perm ? 0 : k % 2, c->hidden, c->layers, c->act, c->bins, c->bound, &L));
+            PUSH_COUPLING(nf_spline_coupling_create(x, NAME(), D, c->partition, c->perm ? 0 : k % 2, c->hidden, c->layers, c->act, c->bins, c->bound, K, &L));
             if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
         }
         return st;
@@ -100,12 +102,12 @@ nf_status nf_model_build(nf_flow *f) {
         switch (c->model) {
         case NF_MODEL_NICE:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
-            PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, &L));
+            PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, K, &L));
             if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
             break;
         case NF_MODEL_REALNVP:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
-            PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale, &L));
+            PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale, K, &L));
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
             if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
             break;
@@ -113,9 +115,9 @@ nf_status nf_model_build(nf_flow *f) {
         case NF_MODEL_IAF:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
             if (c->transform == NF_TRANSFORM_SPLINE)
-                PUSH(nf_maf_spline_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->bins, c->bound, c->order, &L));
+                PUSH(nf_maf_spline_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->bins, c->bound, c->order, K, &L));
             else
-                PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, &L));
+                PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, K, &L));
             nf_maf_set_init_std(f->layers[f->nlayers - 1], c->init_std);
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
             if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
@@ -124,9 +126,9 @@ nf_status nf_model_build(nf_flow *f) {
             PUSH(nf_actnorm_create(x, NAME(), D, &L));
             PUSH(nf_linear_create(x, NAME(), D, c->lu, &L));
             if (c->coupling == NF_COUPLING_ADDITIVE)
-                PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, &L));
+                PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, K, &L));
             else
-                PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale, &L));
+                PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, 0, c->hidden, c->layers, c->act, c->scale, K, &L));
             break;
         case NF_MODEL_NSF: /* built above */
             break;

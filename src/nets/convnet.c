@@ -4,7 +4,9 @@
  * bias and logs start at 0 (the coupling starts as the identity). layers = 0 leaves only the zero-conv
  * (Glow's split prior). Tensors (n, C, H, W), P = H·W.
  * Parameters in order: for each hidden conv l: w_l (out, in, k, k), b_l (out); then w, b, logs of the
- * zero-conv. Cache: per hidden layer its ReLU output (n, hidden, P) (the ReLU is fused into the
+ * zero-conv; then, for a conditional net (ctx = K > 0, layers ≥ 1), W_c (hidden, K): sample i's first conv
+ * gets the per-channel bias W_c·c_i on top of b_0 (before its ReLU).
+ * Cache: per hidden layer its ReLU output (n, hidden, P) (the ReLU is fused into the
  * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P). */
 #include "nets/nets.h"
 
@@ -18,7 +20,46 @@ int64_t nf_convnet_num_params(const nf_convnet *m) {
     int64_t s = 0;
     for (int32_t l = 0; l < m->layers; l++) s += m->hidden * (cn_in(m, l) * cn_k(l) * cn_k(l) + 1);
     int64_t last_in = m->layers ? m->hidden : m->cin;
-    return s + m->cout * (last_in * 9 + 2);
+    return s + m->cout * (last_in * 9 + 2) + (m->layers ? (int64_t)m->hidden * m->ctx : 0);
+}
+
+/* Floats of the parameters before W_c. */
+static int64_t cn_ctx_off(const nf_convnet *m) { return nf_convnet_num_params(m) - (m->layers ? (int64_t)m->hidden * m->ctx : 0); }
+
+/* The per-sample bias of the first conv: y[i, k, ·] += Σ_j W_c[k][j]·c[i][j], then the ReLU (y in place). */
+static void ctx_bias_relu(const nf_convnet *m, const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W;
+    int32_t Hd = m->hidden, K = m->ctx;
+#pragma omp parallel for schedule(static) if (n * Hd * P > 16384)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t k = 0; k < Hd; k++) {
+            double b = 0;
+            for (int32_t j = 0; j < K; j++) b += (double)Wc[(int64_t)k * K + j] * c[i * K + j];
+            nf_real *yk = y + (i * Hd + k) * P;
+            for (int64_t p = 0; p < P; p++) {
+                nf_real v = yk[p] + (nf_real)b;
+                yk[p] = v > 0 ? v : 0;
+            }
+        }
+}
+
+/* Backward of that bias from dpre (n, hidden, P), the gradient of the first conv's pre-activation:
+ * dW_c += Σ_i s_i c_iᵀ and dc_i += W_cᵀ s_i with s_i[k] = Σ_p dpre[i, k, p] (rows in order: the result
+ * does not depend on the thread count). */
+static void ctx_bias_backward(const nf_convnet *m, const nf_real *Wc, nf_real *dWc, const nf_real *c,
+                              const nf_real *dpre, nf_real *dc, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W;
+    int32_t Hd = m->hidden, K = m->ctx;
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t k = 0; k < Hd; k++) {
+            double s = 0;
+            const nf_real *d = dpre + (i * Hd + k) * P;
+            for (int64_t p = 0; p < P; p++) s += d[p];
+            for (int32_t j = 0; j < K; j++) {
+                dWc[(int64_t)k * K + j] += (nf_real)(s * c[i * K + j]);
+                if (dc) dc[i * K + j] += (nf_real)(s * Wc[(int64_t)k * K + j]);
+            }
+        }
 }
 
 /* See nets.h: FLOPs per sample of the forward pass. */
@@ -62,20 +103,25 @@ void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng) {
     int64_t last_in = m->layers ? m->hidden : m->cin, nw = m->cout * last_in * 9;
     for (int64_t i = 0; i < nw; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
     for (int64_t i = 0; i < 2 * m->cout; i++) *P++ = 0; /* bias, logs */
+    if (m->layers) /* W_c: drawn last (an unconditional net's values do not change), like the hidden weights */
+        for (int64_t i = 0; i < (int64_t)m->hidden * m->ctx; i++) *P++ = (nf_real)(0.05 * nf_rng_normal(rng));
 }
 
 /* See nets.h: y from x through the convs (ReLU fused), hidden activations into cache; work: scratch. */
-void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n,
+void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x, const nf_real *cx, nf_real *y, int64_t n,
                         nf_real *cache, nf_real *work) {
     int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
-    const nf_real *h = x;
+    const nf_real *h = x, *Wc = Pm + cn_ctx_off(m);
+    int cond = m->ctx > 0 && m->layers > 0 && cx;
     int64_t hc = m->cin;
     for (int32_t l = 0; l < m->layers; l++) {
         int32_t k = cn_k(l);
         const nf_real *w = Pm, *b = Pm + m->hidden * hc * k * k;
         Pm = b + m->hidden;
         nf_real *post = cache + l * hs;
-        nf_conv2d_forward_ex(h, hc * P, w, b, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work, 1);
+        int cl = cond && l == 0; /* the conditional first conv: bias and ReLU after the convolution */
+        nf_conv2d_forward_ex(h, hc * P, w, b, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work, !cl);
+        if (cl) ctx_bias_relu(m, Wc, cx, post, n);
         h = post, hc = m->hidden;
     }
     const nf_real *w = Pm, *b = Pm + m->cout * hc * 9, *logs = b + m->cout;
@@ -91,8 +137,8 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x
 }
 
 /* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten) from dy; x and cache as the forward left them. */
-void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x,
-                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
+void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x, const nf_real *cx,
+                         const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work) {
     int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
     int64_t off[40], o = 0, hc = m->cin;
     for (int32_t l = 0; l < m->layers; l++) off[l] = o, o += m->hidden * (hc * cn_k(l) * cn_k(l) + 1), hc = m->hidden;
@@ -126,12 +172,15 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
         const nf_real *hin = l ? cache + (int64_t)(l - 1) * hs : x;
         nf_real *dnext = l ? (dh == bufA ? bufB : bufA) : dx;
         nf_conv2d_backward_ex(hin, cin * P, wl, dh, m->hidden * P, dnext, cin * P, dwl, dbl, n, (int32_t)cin, m->hidden, m->H, m->W, k, cw, post);
+        /* dh now holds the gradient of the pre-activation (masked in place by the ReLU) */
+        if (l == 0 && m->ctx > 0 && cx) ctx_bias_backward(m, Pm + cn_ctx_off(m), dPm + cn_ctx_off(m), cx, dh, dc, n);
         dh = dnext;
     }
 }
 
 /* Register the conv net's tensors under owner: "net.<l>.weight/bias" for the hidden convs, then
- * "net.out.weight/bias/logs"; sets m->off to the first. NF_ERR_NOMEM (reason set) on failure. */
+ * "net.out.weight/bias/logs", then "net.ctx.weight" (hidden, ctx) for a conditional net; sets m->off to
+ * the first. NF_ERR_NOMEM (reason set) on failure. */
 nf_status nf_convnet_reserve(nf_registry *r, const char *owner, nf_convnet *m) {
     int64_t in = m->cin;
     m->off = -1;
@@ -150,6 +199,8 @@ nf_status nf_convnet_reserve(nf_registry *r, const char *owner, nf_convnet *m) {
     if (ow < 0 || nf_registry_reserve_vec(r, owner, "net.out.bias", NF_TENSOR_PARAM, m->cout) < 0 ||
         nf_registry_reserve_vec(r, owner, "net.out.logs", NF_TENSOR_PARAM, m->cout) < 0)
         return NF_ERR_NOMEM;
+    int64_t sc[2] = {m->hidden, m->ctx};
+    if (m->layers && m->ctx > 0 && nf_registry_reserve(r, owner, "net.ctx.weight", NF_TENSOR_PARAM, 2, sc) < 0) return NF_ERR_NOMEM;
     if (m->layers == 0) m->off = ow;
     return NF_OK;
 }

@@ -53,9 +53,11 @@ void nf_made_mask(const nf_made *m, const nf_real *P, const nf_real *deg, nf_rea
         int64_t in = lin_in(&m->mlp, l), out = lin_out(&m->mlp, l);
         for (int64_t o = 0; o < out; o++)
             for (int64_t i = 0; i < in; i++) Pm[o * in + i] = allowed(m, deg, l, o, i) ? P[o * in + i] : 0;
-        memcpy(Pm + out * in, P + out * in, sizeof(nf_real) * (size_t)out);
+        memmove(Pm + out * in, P + out * in, sizeof(nf_real) * (size_t)out);
         P += out * (in + 1), Pm += out * (in + 1);
     }
+    /* the context weights W_c (after the linear maps) connect c to every first-layer unit: unmasked */
+    if (m->mlp.ctx > 0) memmove(Pm, P, sizeof(nf_real) * (size_t)(lin_out(&m->mlp, 0) * m->mlp.ctx));
 }
 
 /* See nets.h: deg[i] is the rank + 1 of input i. */
@@ -80,20 +82,22 @@ void nf_made_init(const nf_made *m, nf_real *P, nf_real *deg, nf_rng *rng) {
     nf_made_mask(m, P, deg, P); /* in place: each entry is read before it is written */
 }
 
-/* See nets.h: the MLP's forward on the masked parameters. */
-void nf_made_forward(const nf_made *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n, nf_real *cache) {
-    nf_mlp_forward(&m->mlp, Pm, x, y, n, cache);
+/* See nets.h: the MLP's forward on the masked parameters (the context unmasked). */
+void nf_made_forward(const nf_made *m, const nf_real *Pm, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
+                     nf_real *cache) {
+    nf_mlp_forward(&m->mlp, Pm, x, c, y, n, cache);
 }
 
 /* See nets.h: the MLP's backward on the masked parameters into a zeroed scratch copy of the gradient,
  * then dP += M ⊙ scratch (biases unmasked). The MLP's weight gradient of a masked entry is ∂L/∂(W ⊙ M),
  * which is not a gradient of the loss in W: the mask drops it. */
 void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf_real *deg, const nf_real *x,
-                      const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
+                      const nf_real *c, const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n,
+                      nf_real *work) {
     int64_t np = nf_made_num_params(m);
     nf_real *g = work, *mwork = work + np;
     memset(g, 0, sizeof(nf_real) * (size_t)np);
-    nf_mlp_backward(&m->mlp, Pm, g, x, cache, dy, dx, n, mwork);
+    nf_mlp_backward(&m->mlp, Pm, g, x, c, cache, dy, dx, dc, n, mwork);
     if (!dP) return;
     for (int32_t l = 0; l <= m->mlp.layers; l++) {
         int64_t in = lin_in(&m->mlp, l), out = lin_out(&m->mlp, l);
@@ -103,4 +107,5 @@ void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf
         for (int64_t o = 0; o < out; o++) dP[out * in + o] += g[out * in + o];
         dP += out * (in + 1), g += out * (in + 1);
     }
+    for (int64_t k = 0; k < lin_out(&m->mlp, 0) * m->mlp.ctx; k++) dP[k] += g[k]; /* W_c: unmasked */
 }

@@ -1,5 +1,6 @@
 /* mlp.c — the coupling networks: a multilayer perceptron in -> hidden (×layers) -> out.
- * Parameters, in order, for each linear map l = 0..layers: W_l (out_l, in_l) row-major, then b_l (out_l).
+ * Parameters, in order, for each linear map l = 0..layers: W_l (out_l, in_l) row-major, then b_l (out_l);
+ * then, for a conditional net (ctx = K > 0), W_c (out_0, K): the first map is y_0 = W_0 x + W_c c + b_0.
  * Cache, for each hidden layer l: pre-activation (n, hidden) then post-activation (n, hidden). */
 #include "nets/nets.h"
 
@@ -15,15 +16,18 @@ int64_t nf_mlp_flops(const nf_mlp *m) {
         int64_t in = l == 0 ? m->in : m->hidden, out = l == m->layers ? m->out : m->hidden;
         f += 2 * in * out;
     }
-    return f;
+    return f + 2 * lin_out(m, 0) * m->ctx;
 }
 
-/* See nets.h: Σ_l out_l·(in_l + 1). */
-int64_t nf_mlp_num_params(const nf_mlp *m) {
+/* Floats of the linear maps' parameters (without W_c). */
+static int64_t lin_params(const nf_mlp *m) {
     int64_t s = 0;
     for (int32_t l = 0; l <= m->layers; l++) s += lin_out(m, l) * (lin_in(m, l) + 1);
     return s;
 }
+
+/* See nets.h: Σ_l out_l·(in_l + 1), plus out_0·ctx for W_c. */
+int64_t nf_mlp_num_params(const nf_mlp *m) { return lin_params(m) + lin_out(m, 0) * m->ctx; }
 
 /* See nets.h: pre- and post-activation of every hidden layer, n rows. */
 int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n) { return 2 * (int64_t)m->layers * n * m->hidden; }
@@ -42,6 +46,12 @@ void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
             for (int64_t i = 0; i < out * in; i++) *P++ = (nf_real)(bound * (2.0 * nf_rng_uniform(rng) - 1.0));
         }
         for (int64_t i = 0; i < out; i++) *P++ = 0;
+    }
+    if (m->ctx > 0) { /* W_c: as W_0 (a hidden layer's fan-in of in + ctx), or as the last layer */
+        int64_t out = lin_out(m, 0), in = m->in + m->ctx;
+        double bound = sqrt((m->act == NF_ACT_TANH ? 3.0 : 6.0) / (double)(in > 0 ? in : 1));
+        for (int64_t i = 0; i < out * m->ctx; i++)
+            *P++ = (nf_real)(m->layers == 0 ? m->init_std * nf_rng_normal(rng) : bound * (2.0 * nf_rng_uniform(rng) - 1.0));
     }
 }
 
@@ -71,20 +81,19 @@ static void linear_forward(const nf_real *W, const nf_real *b, const nf_real *X,
     nf_gemm(0, 1, n, out, in, 1, X, in, W, in, 1, Y, out);
 }
 
-/* See nets.h: y = mlp(x), pre/post-activations into cache. */
-void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+/* See nets.h: y = mlp(x, c), pre/post-activations into cache. */
+void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                     nf_real *cache) {
-    const nf_real *h = x;
+    const nf_real *h = x, *Wc = P + lin_params(m);
     for (int32_t l = 0; l <= m->layers; l++) {
         int64_t in = lin_in(m, l), out = lin_out(m, l);
         const nf_real *W = P, *b = P + out * in;
         P += out * (in + 1);
-        if (l == m->layers) {
-            linear_forward(W, b, h, y, n, in, out);
-            break;
-        }
-        nf_real *pre = cache + 2 * (int64_t)l * n * m->hidden, *post = pre + n * m->hidden;
+        nf_real *pre = l == m->layers ? y : cache + 2 * (int64_t)l * n * m->hidden;
         linear_forward(W, b, h, pre, n, in, out);
+        if (l == 0 && m->ctx > 0 && c) nf_gemm(0, 1, n, out, m->ctx, 1, c, m->ctx, Wc, m->ctx, 1, pre, out); /* + c·W_cᵀ */
+        if (l == m->layers) break;
+        nf_real *post = pre + n * m->hidden;
         int64_t cnt = n * out;
         if (m->act == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
 #pragma omp parallel for simd schedule(static) if (cnt > 16384)
@@ -97,9 +106,10 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real
     }
 }
 
-/* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten, may be NULL); work: 2·n·hidden floats. */
-void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
-                     const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
+/* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten, may be NULL), dc += ∂L/∂c (may be NULL); work:
+ * 2·n·hidden floats. */
+void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x, const nf_real *c,
+                     const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work) {
     /* offsets of every linear map */
     int64_t off[64];
     int64_t o = 0;
@@ -116,6 +126,11 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
             for (int64_t j = 0; j < out; j++) db[j] += dZ[i * out + j];
         if (l == 0) {
             if (dx) nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dx, in);
+            if (m->ctx > 0 && c) { /* ∂L/∂W_c += dZᵀ c, ∂L/∂c += dZ W_c */
+                int64_t oc = lin_params(m);
+                nf_gemm(1, 0, out, m->ctx, n, 1, dZ, out, c, m->ctx, 1, dP + oc, m->ctx);
+                if (dc) nf_gemm(0, 0, n, m->ctx, out, 1, dZ, out, P + oc, m->ctx, 1, dc, m->ctx);
+            }
             break;
         }
         nf_real *dh = (dZ == bufA) ? bufB : bufA;
@@ -134,7 +149,8 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
 }
 
 /* Register the MLP's tensors under owner: "net.<l>.weight" (out_l, in_l) and "net.<l>.bias" (out_l) for
- * l = 0..layers; sets m->off to the first. NF_ERR_NOMEM (reason set) on failure. */
+ * l = 0..layers, then "net.ctx.weight" (out_0, ctx) when ctx > 0; sets m->off to the first. NF_ERR_NOMEM
+ * (reason set) on failure. */
 nf_status nf_mlp_reserve(nf_registry *r, const char *owner, nf_mlp *m) {
     m->off = -1;
     for (int32_t l = 0; l <= m->layers; l++) {
@@ -146,5 +162,7 @@ nf_status nf_mlp_reserve(nf_registry *r, const char *owner, nf_mlp *m) {
         if (ow < 0 || nf_registry_reserve_vec(r, owner, tb, NF_TENSOR_PARAM, lin_out(m, l)) < 0) return NF_ERR_NOMEM;
         if (l == 0) m->off = ow;
     }
+    int64_t sc[2] = {lin_out(m, 0), m->ctx};
+    if (m->ctx > 0 && nf_registry_reserve(r, owner, "net.ctx.weight", NF_TENSOR_PARAM, 2, sc) < 0) return NF_ERR_NOMEM;
     return NF_OK;
 }

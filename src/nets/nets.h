@@ -14,9 +14,12 @@ typedef struct {
     nf_activation act;
     double init_std; /* std of the last layer's initial weights (0: the net starts as exactly 0) */
     int64_t off; /* offset of the first weight in the flat parameter buffer */
+    int32_t ctx; /* conditional nets: K context values c per row join the first linear map as extra
+                  * inputs, y_0 = W_0 x + W_c c + b_0 (the MLP of the concatenation [x, c]); 0: none */
 } nf_mlp;
 
-/* Parameters: for each linear l (layers + 1 of them): W_l (out_l, in_l) then b_l (out_l). */
+/* Parameters: for each linear l (layers + 1 of them): W_l (out_l, in_l) then b_l (out_l); then, with
+ * ctx > 0, W_c (out_0, ctx) ("net.ctx.weight"). */
 int64_t nf_mlp_num_params(const nf_mlp *m);
 /* Register the parameters as named tensors "<owner>.net.<l>.weight/bias"; sets m->off. */
 nf_status nf_mlp_reserve(nf_registry *r, const char *owner, nf_mlp *m);
@@ -24,15 +27,16 @@ int64_t nf_mlp_flops(const nf_mlp *m); /* per sample, forward */
 /* Floats of cache for n rows: pre- and post-activation of every hidden layer. */
 int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n);
 /* Weights He-/LeCun-uniform (by activation), biases 0; the LAST layer is zero (identity coupling) or,
- * if m->init_std > 0, N(0, init_std²) weights with zero bias. */
+ * if m->init_std > 0, N(0, init_std²) weights with zero bias. W_c (drawn last, so an unconditional net's
+ * values do not change) like W_0: He-/LeCun-uniform, or like the last layer when there is no hidden layer. */
 void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng);
-/* y (n,out) = mlp(x (n,in)); cache filled for backward. */
-void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+/* y (n,out) = mlp(x (n,in), c (n,ctx)); cache filled for backward. c: NULL when ctx = 0 (ignored then). */
+void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                     nf_real *cache);
-/* Given dy (n,out): dx (n,in) = ∂L/∂x (overwritten; may be NULL); dP += ∂L/∂P. dy is not modified;
- * work must hold 2·n·hidden floats. */
-void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x,
-                     const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+/* Given dy (n,out): dx (n,in) = ∂L/∂x (overwritten; may be NULL); dP += ∂L/∂P; dc (n,ctx) += ∂L/∂c
+ * (may be NULL). dy is not modified; work must hold 2·n·hidden floats. x, c and cache as forward saw them. */
+void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x, const nf_real *c,
+                     const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work);
 
 /* ---------------------------------------------------------------- Glow's conv net (convnet.c) */
 typedef struct {
@@ -40,6 +44,9 @@ typedef struct {
     int32_t H, W;
     double init_std;                   /* std of the zero-conv's initial weights (0: exactly zero) */
     int64_t off;                       /* first parameter in the flat buffer */
+    int32_t ctx;                       /* conditional nets (layers ≥ 1): K context values per sample give the
+                                        * first conv a per-sample, per-channel bias W_c·c (W_c (hidden, K),
+                                        * "net.ctx.weight", the last parameter); 0: none */
 } nf_convnet;
 int64_t nf_convnet_num_params(const nf_convnet *m);
 /* Register the parameters as named tensors "<owner>.net.<l>.*", "<owner>.net.out.*"; sets m->off. */
@@ -48,12 +55,13 @@ int64_t nf_convnet_flops(const nf_convnet *m);
 int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n);
 int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n);
 void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng);
-/* y (n, cout, H, W) from x (n, cin, H, W); cache filled for backward; work: nf_convnet_work_size. */
-void nf_convnet_forward(const nf_convnet *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+/* y (n, cout, H, W) from x (n, cin, H, W) and c (n, ctx; NULL when ctx = 0); cache filled for backward;
+ * work: nf_convnet_work_size. */
+void nf_convnet_forward(const nf_convnet *m, const nf_real *P, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                         nf_real *cache, nf_real *work);
-/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy. */
-void nf_convnet_backward(const nf_convnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
-                         const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy; dc += ∂L/∂c (may be NULL). */
+void nf_convnet_backward(const nf_convnet *m, const nf_real *P, nf_real *dP, const nf_real *x, const nf_real *c,
+                         const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work);
 
 /* ---------------------------------------------------------------- RealNVP's ResNet (convnet.c) */
 typedef struct {
@@ -61,6 +69,9 @@ typedef struct {
     int32_t H, W;
     double init_std;                  /* std of the output conv's initial weights (0: exactly zero) */
     int64_t off;                      /* first parameter in the flat buffer */
+    int32_t ctx;                      /* conditional nets: K context values per sample give the input conv a
+                                       * per-sample, per-channel bias W_c·c (W_c (width, K), "net.ctx.weight",
+                                       * the last parameter); 0: none */
 } nf_resnet;
 int64_t nf_resnet_num_params(const nf_resnet *m);
 /* Register the parameters as named tensors "<owner>.net.in.*", "<owner>.net.<b>.conv<k>.*", "<owner>.net.out.*". */
@@ -69,11 +80,12 @@ int64_t nf_resnet_flops(const nf_resnet *m);
 int64_t nf_resnet_cache_size(const nf_resnet *m, int64_t n);
 int64_t nf_resnet_work_size(const nf_resnet *m, int64_t n);
 void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng);
-void nf_resnet_forward(const nf_resnet *m, const nf_real *P, const nf_real *x, nf_real *y, int64_t n,
+/* y from x and c (n, ctx; NULL when ctx = 0). */
+void nf_resnet_forward(const nf_resnet *m, const nf_real *P, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                        nf_real *cache, nf_real *work);
-/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy. */
-void nf_resnet_backward(const nf_resnet *m, const nf_real *P, nf_real *dP, const nf_real *x,
-                        const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+/* dP += ∂L/∂P; dx = ∂L/∂x (overwritten) from dy; dc += ∂L/∂c (may be NULL). */
+void nf_resnet_backward(const nf_resnet *m, const nf_real *P, nf_real *dP, const nf_real *x, const nf_real *c,
+                        const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work);
 
 /* ---------------------------------------------------------------- MADE (made.c)
  * A masked MLP (Germain et al. 2015): D inputs, P·D outputs, output column p·D + d is parameter p of
@@ -104,12 +116,17 @@ void nf_made_init(const nf_made *m, nf_real *P, nf_real *deg, nf_rng *rng);
 void nf_made_mask(const nf_made *m, const nf_real *P, const nf_real *deg, nf_real *Pm);
 /* order[r] = the input of rank r (degree r + 1) for r = 0..D−1, from deg. */
 void nf_made_order(const nf_made *m, const nf_real *deg, int32_t *order);
-/* y (n, P·D) = MADE(x (n, D)) with Pm = nf_made_mask's output; cache filled for backward. */
-void nf_made_forward(const nf_made *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n, nf_real *cache);
-/* Given dy (n, P·D): dx (n, D) = ∂L/∂x (overwritten; may be NULL); dP += M ⊙ ∂L/∂W and ∂L/∂b (dP may be
- * NULL: input gradient only). Pm, x and cache as forward used them; work: nf_made_work_size floats. */
+/* y (n, P·D) = MADE(x (n, D), c (n, mlp.ctx)) with Pm = nf_made_mask's output; cache filled for backward.
+ * The context (mlp.ctx > 0) reaches every unit of the first hidden layer, unmasked: every output may
+ * depend on c, output d still only on the inputs before d. */
+void nf_made_forward(const nf_made *m, const nf_real *Pm, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
+                     nf_real *cache);
+/* Given dy (n, P·D): dx (n, D) = ∂L/∂x (overwritten; may be NULL); dP += M ⊙ ∂L/∂W and ∂L/∂b (and ∂L/∂W_c,
+ * unmasked) (dP may be NULL: input gradient only); dc += ∂L/∂c (may be NULL). Pm, x, c and cache as forward
+ * used them; work: nf_made_work_size floats. */
 void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf_real *deg, const nf_real *x,
-                      const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work);
+                      const nf_real *c, const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n,
+                      nf_real *work);
 int64_t nf_made_flops(const nf_made *m); /* per sample, one forward */
 
 #endif

@@ -5,14 +5,52 @@
  *   h_0 = ReLU(conv3×3(x));  h_b = ReLU(h_{b−1} + conv3×3(ReLU(conv3×3(h_{b−1}))))  (b = 1..B);
  *   y = conv3×3(h_B)   (the output conv starts at zero unless init_std > 0)
  * Parameters in order: in.w (width, cin, 3, 3), in.b; per block conv1.w, conv1.b, conv2.w, conv2.b
- * (width, width, 3, 3); out.w (cout, width, 3, 3), out.b. Cache: h_0, then t_b = ReLU(conv1) and h_b for
+ * (width, width, 3, 3); out.w (cout, width, 3, 3), out.b; then, for a conditional net (ctx = K > 0),
+ * W_c (width, K): sample i's input conv gets the per-channel bias W_c·c_i on top of in.b (before its ReLU). Cache: h_0, then t_b = ReLU(conv1) and h_b for
  * every block, each (n, width, P). A ReLU's derivative is read from its output (> 0). */
 static int64_t rn_wsize(const nf_resnet *m, int32_t cin, int32_t cout) { NF_UNUSED(m); return (int64_t)cout * cin * 9 + cout; }
 
 /* See nets.h: input conv, 2 convs per residual block, output conv (weights and biases). */
 int64_t nf_resnet_num_params(const nf_resnet *m) {
     return rn_wsize(m, m->cin, m->width) + 2 * (int64_t)m->blocks * rn_wsize(m, m->width, m->width) +
-           rn_wsize(m, m->width, m->cout);
+           rn_wsize(m, m->width, m->cout) + (int64_t)m->width * m->ctx;
+}
+
+/* Floats of the parameters before W_c. */
+static int64_t rn_ctx_off(const nf_resnet *m) { return nf_resnet_num_params(m) - (int64_t)m->width * m->ctx; }
+
+/* The per-sample bias of the input conv: y[i, k, ·] += Σ_j W_c[k][j]·c[i][j], then the ReLU (in place). */
+static void rn_ctx_bias_relu(const nf_resnet *m, const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W;
+    int32_t Wd = m->width, K = m->ctx;
+#pragma omp parallel for schedule(static) if (n * Wd * P > 16384)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t k = 0; k < Wd; k++) {
+            double b = 0;
+            for (int32_t j = 0; j < K; j++) b += (double)Wc[(int64_t)k * K + j] * c[i * K + j];
+            nf_real *yk = y + (i * Wd + k) * P;
+            for (int64_t p = 0; p < P; p++) {
+                nf_real v = yk[p] + (nf_real)b;
+                yk[p] = v > 0 ? v : 0;
+            }
+        }
+}
+
+/* Its backward from dpre (n, width, P): dW_c += Σ_i s_i c_iᵀ, dc_i += W_cᵀ s_i, s_i[k] = Σ_p dpre[i, k, p]. */
+static void rn_ctx_bias_backward(const nf_resnet *m, const nf_real *Wc, nf_real *dWc, const nf_real *c,
+                                 const nf_real *dpre, nf_real *dc, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W;
+    int32_t Wd = m->width, K = m->ctx;
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t k = 0; k < Wd; k++) {
+            double s = 0;
+            const nf_real *d = dpre + (i * Wd + k) * P;
+            for (int64_t p = 0; p < P; p++) s += d[p];
+            for (int32_t j = 0; j < K; j++) {
+                dWc[(int64_t)k * K + j] += (nf_real)(s * c[i * K + j]);
+                if (dc) dc[i * K + j] += (nf_real)(s * Wc[(int64_t)k * K + j]);
+            }
+        }
 }
 
 /* See nets.h: FLOPs per sample of the forward pass. */
@@ -51,15 +89,18 @@ void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng) {
     }
     for (int64_t i = 0; i < (int64_t)m->cout * m->width * 9; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
     for (int32_t i = 0; i < m->cout; i++) *P++ = 0;
+    for (int64_t i = 0; i < (int64_t)m->width * m->ctx; i++) *P++ = (nf_real)(0.05 * nf_rng_normal(rng)); /* W_c, drawn last */
 }
 
 /* See nets.h: y from x, activations into cache; work: nf_resnet_work_size floats. */
-void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, nf_real *y, int64_t n,
+void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                        nf_real *cache, nf_real *work) {
     int32_t Wd = m->width, H = m->H, W = m->W;
     int64_t P = (int64_t)H * W, hs = n * Wd * P, ww = rn_wsize(m, Wd, Wd);
     const nf_real *w = Pm;
-    nf_conv2d_forward_ex(x, m->cin * P, w, w + (int64_t)Wd * m->cin * 9, cache, Wd * P, n, m->cin, Wd, H, W, 3, work, 1);
+    int cond = m->ctx > 0 && c; /* the conditional input conv: bias and ReLU after the convolution */
+    nf_conv2d_forward_ex(x, m->cin * P, w, w + (int64_t)Wd * m->cin * 9, cache, Wd * P, n, m->cin, Wd, H, W, 3, work, !cond);
+    if (cond) rn_ctx_bias_relu(m, Pm + rn_ctx_off(m), c, cache, n);
     w += rn_wsize(m, m->cin, Wd);
     for (int32_t b = 0; b < m->blocks; b++) {
         nf_real *hprev = cache + 2 * (int64_t)b * hs, *t = hprev + hs, *h = t + hs;
@@ -78,8 +119,8 @@ void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, 
 }
 
 /* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten) from dy. */
-void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x,
-                        const nf_real *cache, const nf_real *dy, nf_real *dx, int64_t n, nf_real *work) {
+void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, const nf_real *x, const nf_real *c,
+                        const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work) {
     int32_t Wd = m->width, H = m->H, W = m->W;
     int64_t P = (int64_t)H * W, hs = n * Wd * P, ww = rn_wsize(m, Wd, Wd);
     nf_real *cw = work, *dh = work + rn_conv_work(m, n), *dt = dh + hs, *tmp = dt + hs;
@@ -98,10 +139,13 @@ void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, con
     }
     nf_conv2d_backward_ex(x, m->cin * P, Pm, dh, Wd * P, dx, m->cin * P, dPm, dPm + (int64_t)Wd * m->cin * 9, n,
                           m->cin, Wd, H, W, 3, cw, cache);
+    /* dh now holds the gradient of the input conv's pre-activation (masked in place by its ReLU) */
+    if (m->ctx > 0 && c) rn_ctx_bias_backward(m, Pm + rn_ctx_off(m), dPm + rn_ctx_off(m), c, dh, dc, n);
 }
 
 /* Register the ResNet's tensors under owner: "net.in.weight/bias", "net.<b>.conv<k>.weight/bias" per
- * block, "net.out.weight/bias"; sets m->off to the first. NF_ERR_NOMEM (reason set) on failure. */
+ * block, "net.out.weight/bias", "net.ctx.weight" (width, ctx) for a conditional net; sets m->off to the
+ * first. NF_ERR_NOMEM (reason set) on failure. */
 nf_status nf_resnet_reserve(nf_registry *r, const char *owner, nf_resnet *m) {
     int64_t s4[4] = {m->width, m->cin, 3, 3};
     m->off = nf_registry_reserve(r, owner, "net.in.weight", NF_TENSOR_PARAM, 4, s4);
@@ -118,5 +162,7 @@ nf_status nf_resnet_reserve(nf_registry *r, const char *owner, nf_resnet *m) {
     int64_t so[4] = {m->cout, m->width, 3, 3};
     ok = ok && nf_registry_reserve(r, owner, "net.out.weight", NF_TENSOR_PARAM, 4, so) >= 0 &&
          nf_registry_reserve_vec(r, owner, "net.out.bias", NF_TENSOR_PARAM, m->cout) >= 0;
+    int64_t sc[2] = {m->width, m->ctx};
+    ok = ok && (m->ctx <= 0 || nf_registry_reserve(r, owner, "net.ctx.weight", NF_TENSOR_PARAM, 2, sc) >= 0);
     return ok ? NF_OK : NF_ERR_NOMEM;
 }

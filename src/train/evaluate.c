@@ -5,13 +5,22 @@
 /* Mean log-likelihood (nats) of ds's rows under f in eval mode and its standard error; f's
  * training flag is restored. ds borrowed; NF_ERR_INVALID for a dimension mismatch. */
 nf_status nf_flow_evaluate(nf_flow *f, const nf_dataset *ds, double *mean_ll, double *se) {
+    return nf_flow_evaluate_ctx(f, ds, NULL, mean_ll, se);
+}
+
+/* See nflow.h: the same with ctx's rows as the contexts (NULL: none); NF_ERR_INVALID when ctx does not
+ * fit f and ds. */
+nf_status nf_flow_evaluate_ctx(nf_flow *f, const nf_dataset *ds, const nf_dataset *ctx, double *mean_ll, double *se) {
     if (ds->dim != nf_flow_dim(f))
         return nf_fail(NF_ERR_INVALID, "data has %d columns, the model expects %d", (int)ds->dim, (int)nf_flow_dim(f));
     if (ds->n < 1) return nf_fail(NF_ERR_INVALID, "no rows to evaluate");
+    if (ctx && (ctx->n != ds->n || ctx->dim != nf_flow_context_dim(f)))
+        return nf_fail(NF_ERR_INVALID, "contexts: %lld rows of %d values for %lld rows of a model with %d context values", (long long)ctx->n,
+                       (int)ctx->dim, (long long)ds->n, (int)nf_flow_context_dim(f));
     int training = nf_flow_is_training(f);
     nf_flow_set_training(f, 0);
     nf_real *lp = nf_xcalloc((size_t)ds->n, sizeof(nf_real));
-    nf_status st = lp ? nf_flow_log_prob(f, ds->x, lp, ds->n) : nf_fail(NF_ERR_NOMEM, "out of memory");
+    nf_status st = lp ? nf_flow_log_prob_ctx(f, ds->x, ctx ? ctx->x : NULL, lp, ds->n) : nf_fail(NF_ERR_NOMEM, "out of memory");
     nf_flow_set_training(f, training);
     if (st) {
         free(lp);
@@ -36,7 +45,7 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
 
 /* Bits/dim of the images under f (dequantised with seed) and its standard error, and if max_recon is
  * not NULL the largest reconstruction error and (nbad not NULL) how many images have some value off by
- * more than tol; f's training flag restored. */
+ * more than tol; f's training flag restored. A class-conditional f: −log₂ p(x | label) per dimension. */
 nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
                                      double *se, double *max_recon, int64_t *nbad) {
     int64_t bad = 0;
@@ -46,7 +55,9 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
     nf_real *x = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), *z = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
     nf_real *lp = nf_xcalloc((size_t)chunk, sizeof(nf_real));
     int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
-    nf_status st = x && z && lp && idx ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    int32_t K = nf_flow_context_dim(f);
+    nf_real *c = K > 0 ? nf_xcalloc((size_t)(chunk * K), sizeof(nf_real)) : NULL;
+    nf_status st = x && z && lp && idx && (K == 0 || c) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
     int training = nf_flow_is_training(f);
     nf_flow_set_training(f, 0);
     nf_rng r;
@@ -56,13 +67,14 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
         int64_t m = im->n - i0 < chunk ? im->n - i0 : chunk;
         for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
         nf_images_dequantize(im, idx, m, bits, &r, x);
-        if ((st = nf_flow_forward_ex(f, x, z, NULL, lp, m))) break;
+        if (K > 0 && (st = nf_images_onehot(im, idx, m, K, c))) break;
+        if ((st = nf_flow_forward_ex(f, x, c, z, NULL, lp, m))) break;
         for (int64_t i = 0; i < m; i++) {
             double b = nf_bits_per_dim(-(double)lp[i], D, bits);
             s += b, s2 += b * b;
         }
         if (max_recon) { /* |x − G(G⁻¹(x))| */
-            if ((st = nf_flow_inverse(f, z, z, NULL, m))) break;
+            if ((st = nf_flow_inverse_ctx(f, z, c, z, NULL, m))) break;
             for (int64_t i = 0; i < m; i++) {
                 double w = 0;
                 for (int64_t k = i * D; k < (i + 1) * D; k++) w = fmax(w, fabs((double)z[k] - (double)x[k]));
@@ -72,7 +84,7 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
         }
     }
     nf_flow_set_training(f, training);
-    free(x), free(z), free(lp), free(idx);
+    free(x), free(z), free(lp), free(idx), free(c);
     if (st) return st;
     double mean = s / (double)im->n;
     *bpd = mean;
@@ -92,10 +104,15 @@ nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *
     for (int64_t i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= im->n) return nf_fail(NF_ERR_INVALID, "image index %lld: the data has images 0..%lld", (long long)idx[i], (long long)im->n - 1);
     nf_images_dequantize(im, idx, n, bits, NULL, z); /* u = ½: the centre of each pixel's bin */
+    int32_t K = nf_flow_context_dim(f);
+    nf_real *c = K > 0 ? nf_xcalloc((size_t)n * (size_t)K, sizeof(nf_real)) : NULL;
+    if (K > 0 && !c) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    nf_status st = K > 0 ? nf_images_onehot(im, idx, n, K, c) : NF_OK; /* class-conditional: each image's own class */
     int training = nf_flow_is_training(f);
     nf_flow_set_training(f, 0);
-    nf_status st = nf_flow_forward(f, z, z, NULL, n);
+    if (!st) st = nf_flow_forward_ctx(f, z, c, z, NULL, n);
     nf_flow_set_training(f, training);
+    free(c);
     return st;
 }
 

@@ -15,6 +15,9 @@ struct nf_trainer {
     nf_rng shuffle_rng;       /* rng as it was when the current epoch was shuffled */
     int64_t *perm, pos, steps;
     nf_real *batch; /* (batch, D) */
+    const nf_dataset *ctx; /* conditional flows: the contexts of ds's rows (n, K) … */
+    int32_t K;             /* … (or the one-hot labels of im); K = the flow's context_dim, 0: none */
+    nf_real *cbatch;       /* (batch, K): the contexts of the batch's rows; NULL when K = 0 */
     nf_reducer red; /* data-parallel training: this process's rank of size (size 1: alone) */
     int64_t lo, hi; /* this process's rows [lo, hi) of every batch */
 };
@@ -37,24 +40,30 @@ static void shuffle(nf_trainer *t) {
 
 /* A new trainer *out over rows of ds or images im (exactly one non-NULL), borrowing f and the data;
  * puts f in training mode. The caller frees it with nf_trainer_free. */
-static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *im, const nf_train_opts *o,
-                             nf_trainer **out) {
+static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset *ctx, const nf_images *im,
+                             const nf_train_opts *o, nf_trainer **out) {
     *out = NULL;
     int64_t rows = ds ? ds->n : im->n, dim = ds ? ds->dim : (int64_t)im->C * im->H * im->W;
+    int32_t K = nf_flow_context_dim(f);
     if (dim != nf_flow_dim(f))
         return nf_fail(NF_ERR_INVALID, "data has %lld values per sample, the model expects %d", (long long)dim, (int)nf_flow_dim(f));
+    if (K == 0 && ctx) return nf_fail(NF_ERR_INVALID, "contexts given for a model that is not conditional");
+    if (K > 0 && ds && (!ctx || ctx->dim != K || ctx->n != ds->n))
+        return nf_fail(NF_ERR_INVALID, "the model is conditional on %d context values per row: give %lld rows of them", (int)K, (long long)ds->n);
+    if (K > 0 && im && !im->labels) return nf_fail(NF_ERR_INVALID, "the model is class-conditional: the training images need class labels");
     if (o->batch < 1 || o->batch > rows)
         return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)rows);
     if (im && (o->bits < 1 || o->bits > 8)) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)o->bits);
     nf_trainer *t = nf_xcalloc(1, sizeof *t);
     if (!t) return nf_fail(NF_ERR_NOMEM, "out of memory");
-    t->f = f, t->ds = ds, t->im = im, t->nrows = rows, t->o = *o;
+    t->f = f, t->ds = ds, t->im = im, t->nrows = rows, t->o = *o, t->ctx = ctx, t->K = K;
     nf_status st = nf_adam_create(nf_flow_num_params(f), &o->adam, &t->adam);
     if (!st) {
         t->perm = nf_xcalloc((size_t)rows, sizeof(int64_t));
         t->idx = nf_xcalloc((size_t)o->batch, sizeof(int64_t));
         t->batch = nf_xcalloc((size_t)o->batch * (size_t)dim, sizeof(nf_real));
-        if (!t->perm || !t->batch || !t->idx) st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        if (K > 0) t->cbatch = nf_xcalloc((size_t)o->batch * (size_t)K, sizeof(nf_real));
+        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch)) st = nf_fail(NF_ERR_NOMEM, "out of memory");
     }
     if (!st) st = nf_flow_reserve(f, o->batch);
     if (st) {
@@ -71,19 +80,25 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_images *
 
 /* A trainer over the rows of ds (see trainer_new). */
 nf_status nf_trainer_create(nf_flow *f, const nf_dataset *ds, const nf_train_opts *o, nf_trainer **out) {
-    return trainer_new(f, ds, NULL, o, out);
+    return trainer_new(f, ds, NULL, NULL, o, out);
+}
+
+/* A trainer over the rows of ds with their contexts ctx (see trainer_new). */
+nf_status nf_trainer_create_ctx(nf_flow *f, const nf_dataset *ds, const nf_dataset *ctx, const nf_train_opts *o,
+                                nf_trainer **out) {
+    return trainer_new(f, ds, ctx, NULL, o, out);
 }
 
 /* A trainer over the images im, dequantised afresh every batch (see trainer_new). */
 nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_train_opts *o, nf_trainer **out) {
-    return trainer_new(f, NULL, im, o, out);
+    return trainer_new(f, NULL, NULL, im, o, out);
 }
 
 /* Free t, its optimiser and batch buffers (not the flow or data it borrows); NULL is a no-op. */
 void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
-    free(t->perm), free(t->batch), free(t->idx), free(t);
+    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t);
 }
 
 /* See nflow.h: process r->rank of r->size; this process's rows of every batch are [lo, hi). */
@@ -221,7 +236,8 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
     nf_flow *f = t->f;
     nf_flow_zero_grad(f);
     double part[2] = {0, 0};
-    nf_status st = nf_flow_nll_grad_part(f, t->batch + t->lo * D, t->hi - t->lo, B, &t->red, &part[0]);
+    nf_status st = nf_flow_nll_grad_part(f, t->batch + t->lo * D, t->cbatch ? t->cbatch + t->lo * t->K : NULL, t->hi - t->lo, B,
+                                         &t->red, &part[0]);
     if (st && st != NF_ERR_NUMERIC) return st;
     char why[200] = "";
     if (st) snprintf(why, sizeof why, "%s", nf_last_error());
@@ -253,8 +269,11 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
         if (t->pos == t->nrows) shuffle(t);
         t->idx[i] = t->perm[t->pos++];
         if (t->ds) memcpy(t->batch + i * D, t->ds->x + t->idx[i] * D, sizeof(nf_real) * (size_t)D);
+        if (t->ctx) memcpy(t->cbatch + i * t->K, t->ctx->x + t->idx[i] * t->K, sizeof(nf_real) * (size_t)t->K);
     }
     if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, &t->rng, t->batch);
+    nf_status cst = t->im && t->K > 0 ? nf_images_onehot(t->im, t->idx, B, t->K, t->cbatch) : NF_OK;
+    if (cst) return cst;
     if (t->red.size > 1) return step_part(t, loss, grad_norm);
     nf_flow *f = t->f;
     /* a non-finite parameter (from anywhere: a ReLU masks a NaN weight, so the loss can stay finite)
@@ -263,7 +282,7 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     for (int64_t k = 0, np = nf_flow_num_params(f); k < np; k++)
         if (!isfinite(p[k])) return nf_fail(NF_ERR_NUMERIC, "step %lld: parameter %lld is not finite; update skipped", (long long)t->steps + 1, (long long)k);
     nf_flow_zero_grad(f);
-    nf_status st = nf_flow_nll_grad(f, t->batch, B, loss, NULL);
+    nf_status st = t->cbatch ? nf_flow_nll_grad_ctx(f, t->batch, t->cbatch, B, loss, NULL, NULL) : nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
     const nf_real *g = nf_flow_grads(f);
     double norm = nf_adam_grad_norm(t->adam, g);
