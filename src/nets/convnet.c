@@ -26,16 +26,16 @@ int64_t nf_convnet_num_params(const nf_convnet *m) {
 /* Floats of the parameters before W_c. */
 static int64_t cn_ctx_off(const nf_convnet *m) { return nf_convnet_num_params(m) - (m->layers ? (int64_t)m->hidden * m->ctx : 0); }
 
-/* The per-sample bias of the first conv: y[i, k, ·] += Σ_j W_c[k][j]·c[i][j], then the ReLU (y in place). */
-static void ctx_bias_relu(const nf_convnet *m, const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n) {
-    int64_t P = (int64_t)m->H * m->W;
-    int32_t Hd = m->hidden, K = m->ctx;
-#pragma omp parallel for schedule(static) if (n * Hd * P > 16384)
+/* The per-sample channel bias of a conditional conv net's first convolution (here and resnet.c), then
+ * its ReLU: y[i, k, ·] = max(0, y[i, k, ·] + Σ_j W_c[k][j]·c[i][j]) for y (n, C, P) in place,
+ * W_c (C, K), c (n, K). */
+void nf_ctx_bias_relu(const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n, int32_t C, int64_t P, int32_t K) {
+#pragma omp parallel for schedule(static) if (n * C * P > 16384)
     for (int64_t i = 0; i < n; i++)
-        for (int32_t k = 0; k < Hd; k++) {
+        for (int32_t k = 0; k < C; k++) {
             double b = 0;
             for (int32_t j = 0; j < K; j++) b += (double)Wc[(int64_t)k * K + j] * c[i * K + j];
-            nf_real *yk = y + (i * Hd + k) * P;
+            nf_real *yk = y + (i * C + k) * P;
             for (int64_t p = 0; p < P; p++) {
                 nf_real v = yk[p] + (nf_real)b;
                 yk[p] = v > 0 ? v : 0;
@@ -43,17 +43,15 @@ static void ctx_bias_relu(const nf_convnet *m, const nf_real *Wc, const nf_real 
         }
 }
 
-/* Backward of that bias from dpre (n, hidden, P), the gradient of the first conv's pre-activation:
- * dW_c += Σ_i s_i c_iᵀ and dc_i += W_cᵀ s_i with s_i[k] = Σ_p dpre[i, k, p] (rows in order: the result
- * does not depend on the thread count). */
-static void ctx_bias_backward(const nf_convnet *m, const nf_real *Wc, nf_real *dWc, const nf_real *c,
-                              const nf_real *dpre, nf_real *dc, int64_t n) {
-    int64_t P = (int64_t)m->H * m->W;
-    int32_t Hd = m->hidden, K = m->ctx;
+/* Backward of that bias from dpre (n, C, P), the gradient of the convolution's pre-activation:
+ * dW_c += Σ_i s_i c_iᵀ and dc_i += W_cᵀ s_i (dc may be NULL) with s_i[k] = Σ_p dpre[i, k, p] (rows in
+ * order: the result does not depend on the thread count). */
+void nf_ctx_bias_backward(const nf_real *Wc, nf_real *dWc, const nf_real *c, const nf_real *dpre, nf_real *dc, int64_t n,
+                          int32_t C, int64_t P, int32_t K) {
     for (int64_t i = 0; i < n; i++)
-        for (int32_t k = 0; k < Hd; k++) {
+        for (int32_t k = 0; k < C; k++) {
             double s = 0;
-            const nf_real *d = dpre + (i * Hd + k) * P;
+            const nf_real *d = dpre + (i * C + k) * P;
             for (int64_t p = 0; p < P; p++) s += d[p];
             for (int32_t j = 0; j < K; j++) {
                 dWc[(int64_t)k * K + j] += (nf_real)(s * c[i * K + j]);
@@ -121,7 +119,7 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x
         nf_real *post = cache + l * hs;
         int cl = cond && l == 0; /* the conditional first conv: bias and ReLU after the convolution */
         nf_conv2d_forward_ex(h, hc * P, w, b, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work, !cl);
-        if (cl) ctx_bias_relu(m, Wc, cx, post, n);
+        if (cl) nf_ctx_bias_relu(Wc, cx, post, n, m->hidden, (int64_t)m->H * m->W, m->ctx);
         h = post, hc = m->hidden;
     }
     const nf_real *w = Pm, *b = Pm + m->cout * hc * 9, *logs = b + m->cout;
@@ -173,7 +171,7 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
         nf_real *dnext = l ? (dh == bufA ? bufB : bufA) : dx;
         nf_conv2d_backward_ex(hin, cin * P, wl, dh, m->hidden * P, dnext, cin * P, dwl, dbl, n, (int32_t)cin, m->hidden, m->H, m->W, k, cw, post);
         /* dh now holds the gradient of the pre-activation (masked in place by the ReLU) */
-        if (l == 0 && m->ctx > 0 && cx) ctx_bias_backward(m, Pm + cn_ctx_off(m), dPm + cn_ctx_off(m), cx, dh, dc, n);
+        if (l == 0 && m->ctx > 0 && cx) nf_ctx_bias_backward(Pm + cn_ctx_off(m), dPm + cn_ctx_off(m), cx, dh, dc, n, m->hidden, (int64_t)m->H * m->W, m->ctx);
         dh = dnext;
     }
 }

@@ -48,6 +48,12 @@ typedef struct {
                                         * first conv a per-sample, per-channel bias W_c·c (W_c (hidden, K),
                                         * "net.ctx.weight", the last parameter); 0: none */
 } nf_convnet;
+/* The learned per-sample channel bias W_c·c of a conditional conv net's first convolution, then its ReLU,
+ * on y (n, C, P) in place (W_c (C, K), c (n, K)); and its backward: dW_c += Σ_i s_i c_iᵀ, dc += W_cᵀ s_i
+ * (dc may be NULL), s_i[k] = Σ_p dpre[i, k, p] (convnet.c; resnet.c uses them too). */
+void nf_ctx_bias_relu(const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n, int32_t C, int64_t P, int32_t K);
+void nf_ctx_bias_backward(const nf_real *Wc, nf_real *dWc, const nf_real *c, const nf_real *dpre, nf_real *dc, int64_t n,
+                          int32_t C, int64_t P, int32_t K);
 int64_t nf_convnet_num_params(const nf_convnet *m);
 /* Register the parameters as named tensors "<owner>.net.<l>.*", "<owner>.net.out.*"; sets m->off. */
 nf_status nf_convnet_reserve(nf_registry *r, const char *owner, nf_convnet *m);

@@ -19,39 +19,6 @@ int64_t nf_resnet_num_params(const nf_resnet *m) {
 /* Floats of the parameters before W_c. */
 static int64_t rn_ctx_off(const nf_resnet *m) { return nf_resnet_num_params(m) - (int64_t)m->width * m->ctx; }
 
-/* The per-sample bias of the input conv: y[i, k, ·] += Σ_j W_c[k][j]·c[i][j], then the ReLU (in place). */
-static void rn_ctx_bias_relu(const nf_resnet *m, const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n) {
-    int64_t P = (int64_t)m->H * m->W;
-    int32_t Wd = m->width, K = m->ctx;
-#pragma omp parallel for schedule(static) if (n * Wd * P > 16384)
-    for (int64_t i = 0; i < n; i++)
-        for (int32_t k = 0; k < Wd; k++) {
-            double b = 0;
-            for (int32_t j = 0; j < K; j++) b += (double)Wc[(int64_t)k * K + j] * c[i * K + j];
-            nf_real *yk = y + (i * Wd + k) * P;
-            for (int64_t p = 0; p < P; p++) {
-                nf_real v = yk[p] + (nf_real)b;
-                yk[p] = v > 0 ? v : 0;
-            }
-        }
-}
-
-/* Its backward from dpre (n, width, P): dW_c += Σ_i s_i c_iᵀ, dc_i += W_cᵀ s_i, s_i[k] = Σ_p dpre[i, k, p]. */
-static void rn_ctx_bias_backward(const nf_resnet *m, const nf_real *Wc, nf_real *dWc, const nf_real *c,
-                                 const nf_real *dpre, nf_real *dc, int64_t n) {
-    int64_t P = (int64_t)m->H * m->W;
-    int32_t Wd = m->width, K = m->ctx;
-    for (int64_t i = 0; i < n; i++)
-        for (int32_t k = 0; k < Wd; k++) {
-            double s = 0;
-            const nf_real *d = dpre + (i * Wd + k) * P;
-            for (int64_t p = 0; p < P; p++) s += d[p];
-            for (int32_t j = 0; j < K; j++) {
-                dWc[(int64_t)k * K + j] += (nf_real)(s * c[i * K + j]);
-                if (dc) dc[i * K + j] += (nf_real)(s * Wc[(int64_t)k * K + j]);
-            }
-        }
-}
 
 /* See nets.h: FLOPs per sample of the forward pass. */
 int64_t nf_resnet_flops(const nf_resnet *m) {
@@ -100,7 +67,7 @@ void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, 
     const nf_real *w = Pm;
     int cond = m->ctx > 0 && c; /* the conditional input conv: bias and ReLU after the convolution */
     nf_conv2d_forward_ex(x, m->cin * P, w, w + (int64_t)Wd * m->cin * 9, cache, Wd * P, n, m->cin, Wd, H, W, 3, work, !cond);
-    if (cond) rn_ctx_bias_relu(m, Pm + rn_ctx_off(m), c, cache, n);
+    if (cond) nf_ctx_bias_relu(Pm + rn_ctx_off(m), c, cache, n, m->width, (int64_t)m->H * m->W, m->ctx);
     w += rn_wsize(m, m->cin, Wd);
     for (int32_t b = 0; b < m->blocks; b++) {
         nf_real *hprev = cache + 2 * (int64_t)b * hs, *t = hprev + hs, *h = t + hs;
@@ -140,7 +107,7 @@ void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, con
     nf_conv2d_backward_ex(x, m->cin * P, Pm, dh, Wd * P, dx, m->cin * P, dPm, dPm + (int64_t)Wd * m->cin * 9, n,
                           m->cin, Wd, H, W, 3, cw, cache);
     /* dh now holds the gradient of the input conv's pre-activation (masked in place by its ReLU) */
-    if (m->ctx > 0 && c) rn_ctx_bias_backward(m, Pm + rn_ctx_off(m), dPm + rn_ctx_off(m), c, dh, dc, n);
+    if (m->ctx > 0 && c) nf_ctx_bias_backward(Pm + rn_ctx_off(m), dPm + rn_ctx_off(m), c, dh, dc, n, m->width, (int64_t)m->H * m->W, m->ctx);
 }
 
 /* Register the ResNet's tensors under owner: "net.in.weight/bias", "net.<b>.conv<k>.weight/bias" per
