@@ -97,17 +97,8 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
      * took as long as the whole backward pass of nice-mnist's 19 M parameters on a Zen 4). */
     const nf_real step = (nf_real)(lr / c1), ic2 = (nf_real)(1.0 / c2), eps = (nf_real)a->o.eps;
     const nf_real g1 = (nf_real)((1 - b1) * gs), g2 = (nf_real)((1 - b2) * gs * gs), fb1 = (nf_real)b1, fb2 = (nf_real)b2;
-    if (a->o.weight_decay == 0) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) {
-            nf_real gi = g[i];
-            nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
-            m[i] = mi, v[i] = vi;
-            p[i] -= step * mi / (sqrt(vi * ic2) + eps);
-        }
-        return;
-    }
-    const nf_real keep = (nf_real)(1.0 - lr * a->o.weight_decay); /* decoupled decay, from p before the step */
+    /* decoupled decay, from p before the step; keep = 1 without decay, and 1·p − u is exactly p − u */
+    const nf_real keep = (nf_real)(1.0 - lr * a->o.weight_decay);
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         nf_real gi = g[i];
