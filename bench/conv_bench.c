@@ -4,7 +4,8 @@
  * register-only FMA loop per instruction set (12 independent accumulators, all threads); every path
  * (im2col + BLAS, the direct kernels on each ISA the CPU has, and Winograd F(4×4, 3×3) for 3×3) measured in the same run. Also the
  * naive reference once, as a sanity check of the fast kernels.
- *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all] */
+ *   nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all]
+ *                    [--shape SUBSTRING] [--path im2col|d-avx2|d-avx512|winograd]  (only those rows) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,14 +76,17 @@ static double fma_peak(nf_isa isa) {
 int main(int argc, char **argv) {
     int threads = 2;
     double peak = 0, secs = 1.0;
-    const char *wl = "all";
+    const char *wl = "all", *only_shape = NULL, *only_path = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) secs = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--workload")) wl = argv[i + 1];
+        else if (!strcmp(argv[i], "--shape")) only_shape = argv[i + 1];
+        else if (!strcmp(argv[i], "--path")) only_path = argv[i + 1];
         else {
-            fprintf(stderr, "usage: nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all]\n");
+            fprintf(stderr, "usage: nflow_conv_bench [--threads T] [--peak GFLOPS] [--seconds S] [--workload glow|realnvp|all]\n"
+                            "                        [--shape SUBSTRING] [--path im2col|d-avx2|d-avx512|winograd]\n");
             return 1;
         }
     }
@@ -114,6 +118,7 @@ int main(int argc, char **argv) {
         size_t s = row / 4;
         int path = (int)(row % 4), rn = shapes[s].what[0] == 'R';
         if ((rn && !strcmp(wl, "glow")) || (!rn && !strcmp(wl, "realnvp"))) continue;
+        if ((only_shape && !strstr(shapes[s].what, only_shape)) || (only_path && strcmp(only_path, path_names[path]))) continue;
         if (path == 3 ? shapes[s].k != 3 : path >= npaths || (path > 0 && !direct_cpu)) continue;
         nf_isa_set(path == 2 ? NF_ISA_AVX512 : path == 1 ? NF_ISA_AVX2 : cpu);
         nf_convd_set(path == 1 || path == 2);

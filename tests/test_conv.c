@@ -191,11 +191,16 @@ static void test_conv_threads_identical(void **state) {
     nf_real *y1 = malloc(ny * sizeof(nf_real)), *y2 = malloc(ny * sizeof(nf_real));
     nf_real *x1 = malloc(nx * sizeof(nf_real)), *x2 = malloc(nx * sizeof(nf_real));
     nf_real *w1 = malloc(nw * sizeof(nf_real)), *w2 = malloc(nw * sizeof(nf_real));
-    run_both(1, y1, x1, w1);
-    run_both(2, y2, x2, w2);
-    assert_memory_equal(y1, y2, ny * sizeof(nf_real));
-    assert_memory_equal(x1, x2, nx * sizeof(nf_real));
-    assert_memory_equal(w1, w2, nw * sizeof(nf_real));
+    /* the default paths, then Winograd for every 3×3 convolution (forward, input and weight gradient) */
+    for (int mode = NF_CONVW_AUTO; mode <= NF_CONVW_ALWAYS; mode++) {
+        int was = nf_convw_set(mode);
+        run_both(1, y1, x1, w1);
+        run_both(2, y2, x2, w2);
+        nf_convw_set(was);
+        assert_memory_equal(y1, y2, ny * sizeof(nf_real));
+        assert_memory_equal(x1, x2, nx * sizeof(nf_real));
+        assert_memory_equal(w1, w2, nw * sizeof(nf_real));
+    }
     free(y1), free(y2), free(x1), free(x2), free(w1), free(w2);
 }
 
