@@ -5,7 +5,7 @@
  * (Glow's split prior). Tensors (n, C, H, W), P = H·W.
  * Parameters in order: for each hidden conv l: w_l (out, in, k, k), b_l (out); then w, b, logs of the
  * zero-conv; then, for a conditional net (ctx = K > 0, layers ≥ 1), W_c (hidden, K): sample i's first conv
- * gets the per-channel bias W_c·c_i on top of b_0 (before its ReLU).
+ * gets the per-channel bias W_c·c_i on top of b_0 (before its ReLU); W_c starts at 0.
  * Cache: per hidden layer its ReLU output (n, hidden, P) (the ReLU is fused into the
  * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P). */
 #include "nets/nets.h"
@@ -101,8 +101,9 @@ void nf_convnet_init(const nf_convnet *m, nf_real *P, nf_rng *rng) {
     int64_t last_in = m->layers ? m->hidden : m->cin, nw = m->cout * last_in * 9;
     for (int64_t i = 0; i < nw; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
     for (int64_t i = 0; i < 2 * m->cout; i++) *P++ = 0; /* bias, logs */
-    if (m->layers) /* W_c: drawn last (an unconditional net's values do not change), like the hidden weights */
-        for (int64_t i = 0; i < (int64_t)m->hidden * m->ctx; i++) *P++ = (nf_real)(0.05 * nf_rng_normal(rng));
+    if (m->layers) /* W_c = 0, drawing nothing: a conditional model starts as the unconditional one of the same
+                    * seed (every other parameter the same), and learns how the context moves it */
+        for (int64_t i = 0; i < (int64_t)m->hidden * m->ctx; i++) *P++ = 0;
 }
 
 /* See nets.h: y from x through the convs (ReLU fused), hidden activations into cache; work: scratch. */

@@ -56,7 +56,7 @@ void nf_resnet_init(const nf_resnet *m, nf_real *P, nf_rng *rng) {
     }
     for (int64_t i = 0; i < (int64_t)m->cout * m->width * 9; i++) *P++ = (nf_real)(m->init_std * nf_rng_normal(rng));
     for (int32_t i = 0; i < m->cout; i++) *P++ = 0;
-    for (int64_t i = 0; i < (int64_t)m->width * m->ctx; i++) *P++ = (nf_real)(0.05 * nf_rng_normal(rng)); /* W_c, drawn last */
+    for (int64_t i = 0; i < (int64_t)m->width * m->ctx; i++) *P++ = 0; /* W_c = 0 (no draw): starts as the unconditional net */
 }
 
 /* See nets.h: y from x, activations into cache; work: nf_resnet_work_size floats. */
