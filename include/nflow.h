@@ -417,6 +417,13 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
  * 0.5 / 2^bits, the images whose reconstruction would land in another pixel bin. */
 nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
                                      double *se, double *max_recon, int64_t *nbad);
+/* A class-conditional image model (context_labels) as a classifier by Bayes' rule with a uniform class
+ * prior, over the first n images of im (n ≤ 0: all): *accuracy = the fraction whose argmax_k p(x | k)
+ * is their label, *cond_bpd = mean −log₂ p(x | label) per dimension, *marg_bpd = mean −log₂ of the
+ * model's marginal Σ_k p(x | k)/K per dimension (cond_bpd − marg_bpd ≥ −log₂ K / D for every image).
+ * K forward passes per image. NF_ERR_INVALID for an unconditional model or images without labels. */
+nf_status nf_flow_classify_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, int64_t n, double *accuracy,
+                                  double *cond_bpd, double *marg_bpd);
 /* z = G⁻¹(x) of the images idx[0..n) (pixels at the centre of their bins, reduced to `bits`): the
  * latents used for interpolation and attribute vectors. z: (n, D). */
 nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,

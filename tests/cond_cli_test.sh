@@ -93,6 +93,15 @@ grep -q "class-conditional bits/dim" "$T/ci.out" && ok || bad "train: $(cat "$T/
 bc=$(awk '{print $1}' "$T/e1"); bu=$(awk '{print $1}' "$T/e2")
 echo "class-conditional $bc bits/dim, unconditional $bu bits/dim (toy images, 400 steps)"
 grep -q "class-conditional bits/dim" "$T/e1" && awk -v a="$bc" -v b="$bu" 'BEGIN { exit !(a < b) }' && ok || bad "conditional $bc not below unconditional $bu: $(cat "$T/e1")"
+# the class-conditional model as a classifier (Bayes' rule): the two classes are far apart, so nearly all
+# right; its conditional figure on all 80 images is eval's; the marginal is at most log2(2)/64 above it
+"$NFLOW" eval --model "$T/ci.ckpt" --data "$T/i2-idx3-ubyte" --labels "$T/l2-idx1-ubyte" --classify 1000 >"$T/e3" 2>"$T/err" || bad "eval --classify: $(cat "$T/err")"
+cl=$(grep "^Bayes' rule" "$T/e3" | sed -E 's/.*accuracy ([0-9.]+) %; ([0-9.]+) class-conditional against ([0-9.]+) marginal.*/\1 \2 \3/')
+echo "Bayes' rule: accuracy %, conditional, marginal bits/dim = $cl (eval: $bc)"
+set -- $cl
+awk -v a="${1:-0}" -v c="${2:-0}" -v m="${3:-0}" -v e="$bc" 'BEGIN { exit !(a >= 95 && c - e < 1e-4 && e - c < 1e-4 && m - c <= 1 / 64 + 1e-4 && m - c > -1e-4) }' && ok ||
+    bad "--classify: $(cat "$T/e3")"
+WANT="not class-conditional" refused "$NFLOW" eval --model "$T/ui.ckpt" --data "$T/i2-idx3-ubyte" --classify 10
 "$NFLOW" sample --model "$T/ci.ckpt" --out "$T/grid.png" -n 5 >"$T/out" 2>"$T/err" && grep -q "2 rows, one per class" "$T/out" && [ -s "$T/grid.png" ] && ok ||
     bad "sample grid per class: $(cat "$T/err" "$T/out")"
 mkdir -p "$T/pics/dark" "$T/pics/bright"

@@ -95,6 +95,65 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
     return NF_OK;
 }
 
+/* See nflow.h: a class-conditional f as a classifier by Bayes' rule, over the first n images (all when
+ * n ≤ 0 or beyond im->n), each dequantised once (seed) and passed through f once per class:
+ * log p(x | k) for k = 0..K−1; the predicted class argmax_k log p(x | k) (uniform class prior), the
+ * conditional bits/dim −log₂ p(x | label)/D and the marginal −log₂ (Σ_k p(x | k) / K)/D, a log-sum-exp
+ * in double. Their difference per image is (log₂ K + log₂ p(label | x))/D ≤ log₂ K / D. */
+nf_status nf_flow_classify_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, int64_t n, double *accuracy,
+                                  double *cond_bpd, double *marg_bpd) {
+    int32_t K = nf_flow_context_dim(f);
+    int64_t D = (int64_t)im->C * im->H * im->W, chunk = 256;
+    if (K < 2 || !nf_flow_config(f)->context_labels)
+        return nf_fail(NF_ERR_INVALID, "the model is not class-conditional: there are no classes to choose between");
+    if (D != nf_flow_dim(f)) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)nf_flow_dim(f));
+    if (!im->labels) return nf_fail(NF_ERR_INVALID, "the images have no class labels");
+    if (bits < 1 || bits > 8) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)bits);
+    if (n <= 0 || n > im->n) n = im->n;
+    if (n < 1) return nf_fail(NF_ERR_INVALID, "no images to classify");
+    nf_real *x = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), *c = nf_xcalloc((size_t)(chunk * K), sizeof(nf_real));
+    nf_real *lp = nf_xcalloc((size_t)(chunk * K), sizeof(nf_real)); /* (class, image) */
+    int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
+    nf_status st = x && c && lp && idx ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    int training = nf_flow_is_training(f);
+    nf_flow_set_training(f, 0);
+    nf_rng r;
+    nf_rng_seed(&r, seed);
+    double sc = 0, sm = 0;
+    int64_t right = 0;
+    for (int64_t i0 = 0; i0 < n && !st; i0 += chunk) {
+        int64_t m = n - i0 < chunk ? n - i0 : chunk;
+        for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
+        nf_images_dequantize(im, idx, m, bits, &r, x);
+        for (int64_t i = 0; i < m; i++)
+            if (im->labels[i0 + i] < 0 || im->labels[i0 + i] >= K)
+                st = nf_fail(NF_ERR_INVALID, "image %lld has class label %d: the model knows classes 0..%d", (long long)(i0 + i),
+                             (int)im->labels[i0 + i], (int)K - 1);
+        for (int32_t k = 0; k < K && !st; k++) { /* every image as class k */
+            memset(c, 0, sizeof(nf_real) * (size_t)(m * K));
+            for (int64_t i = 0; i < m; i++) c[i * K + k] = 1;
+            st = nf_flow_forward_ex(f, x, c, NULL, NULL, lp + k * chunk, m);
+        }
+        for (int64_t i = 0; i < m && !st; i++) {
+            int32_t y = im->labels[i0 + i], best = 0;
+            double top = lp[i];
+            for (int32_t k = 1; k < K; k++)
+                if (lp[k * chunk + i] > top) top = lp[k * chunk + i], best = k;
+            double se = 0;
+            for (int32_t k = 0; k < K; k++) se += exp((double)lp[k * chunk + i] - top);
+            right += best == y;
+            sc += nf_bits_per_dim(-(double)lp[y * chunk + i], D, bits);
+            sm += nf_bits_per_dim(-(top + log(se) - log((double)K)), D, bits);
+        }
+    }
+    nf_flow_set_training(f, training);
+    free(x), free(c), free(lp), free(idx);
+    if (st) return st;
+    *accuracy = (double)right / (double)n, *cond_bpd = sc / (double)n, *marg_bpd = sm / (double)n;
+    if (!isfinite(sc) || !isfinite(sm)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
+    return NF_OK;
+}
+
 /* z (n, D, caller's) = f⁻¹ of the images idx[0..n) at the centre of their bins; NF_ERR_INVALID
  * for a bad index or dimension. */
 nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t n, int32_t bits,
