@@ -385,6 +385,21 @@ class Flow:
         x = x.reshape(self._out_shape(z.shape[0]))
         return (x, ld) if return_logdet else x
 
+    def class_log_prob(self, x):
+        """A class-conditional image flow: log p(x | k) for every class k, shape (N, K), float32 (K passes).
+        argmax over axis 1 is Bayes' rule with a uniform class prior (classify); the model's marginal is
+        logsumexp over axis 1 − log K (as `nflow eval --classify`)."""
+        K = self.context_dim
+        if self.shape is None or K < 2:
+            raise invalid("class_log_prob: the model is not a class-conditional image model")
+        x = self._rows(x)
+        n = x.shape[0]
+        return np.stack([self.log_prob(x, labels=np.full(n, k, dtype=np.int64)) for k in range(K)], axis=1)
+
+    def classify(self, x):
+        """A class-conditional image flow as a classifier: argmax_k p(x | k) per image, shape (N,), int64."""
+        return np.argmax(self.class_log_prob(x), axis=1).astype(np.int64)
+
     def sample(self, n, temperature=1.0, seed=None, context=None, labels=None):
         """n samples x = G(z), z from the prior scaled by temperature; the same seed gives the same
         samples (seed None: a fresh random seed). Rows (n, D) or images (n, C, H, W) in [-0.5, 0.5).

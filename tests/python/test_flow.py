@@ -417,3 +417,19 @@ def test_conditional_flow():
         cond.log_prob(xt)
     with pytest.raises(nflow.InvalidArgumentError, match="not conditional"):
         plain.log_prob(xt, context=ct)
+
+
+def test_class_conditional_images_classify():
+    """A class-conditional image flow (dark against bright 8 × 8 images) as a classifier by Bayes' rule:
+    class_log_prob's column y is log_prob with labels y, and argmax over the classes finds the class."""
+    rng = np.random.default_rng(7)
+    y = np.arange(96) % 2
+    pix = np.clip(np.where(y[:, None, None, None] == 1, 200, 50) + rng.integers(-20, 20, (96, 1, 8, 8)), 0, 255).astype(np.uint8)
+    f = nflow.Flow("glow", shape=(1, 8, 8), depth=2, hidden=8, levels=1, context_dim=2, prior="diag_gaussian")
+    f.fit(pix[:64], labels=y[:64], steps=400, batch=16, lr=3e-3, progress=False)
+    lp = f.class_log_prob(pix[64:])
+    assert lp.shape == (32, 2)
+    np.testing.assert_array_equal(lp[:, 1], f.log_prob(pix[64:], labels=np.ones(32, dtype=np.int64)))
+    assert (f.classify(pix[64:]) == y[64:]).mean() >= 0.95
+    with pytest.raises(nflow.InvalidArgumentError, match="class-conditional"):
+        nflow.Flow("glow", shape=(1, 8, 8), depth=1, hidden=4, levels=1).classify(pix[:2])
