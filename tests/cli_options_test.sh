@@ -5,13 +5,7 @@
 # PNGs) and every model, train with the option and its value: where the table says it applies the run
 # must succeed and write the checkpoint; elsewhere it must fail with exactly one stderr line naming the
 # option. Then the effects of the key options: --time-limit, --checkpoint-every, --resume, --clip.
-set -u
-NFLOW=${1:?usage: cli_options_test.sh path/to/nflow}
-T=$(mktemp -d /tmp/nflow-opt-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/harness.sh" cli_options "$@"
 
 # --- data: CSV (3 columns), 40 random 8 × 8 IDX images, a folder of 16 PNGs (sampled from a tiny Glow)
 awk 'BEGIN { srand(3); print "a,b,c"; for (i = 0; i < 200; i++) { u = rand(); v = rand(); printf "%f,%f,%f\n", u, u + v, 1 - v } }' >"$T/d.csv"
@@ -145,5 +139,4 @@ if ! cmp -s "$T/ic0.ckpt" "$T/ic0b.ckpt"; then bad "image training is not reprod
 elif cmp -s "$T/ic0.ckpt" "$T/ic1.ckpt" && ! cmp -s "$T/ic0.ckpt" "$T/ic2.ckpt"; then ok
 else bad "image --clip is not in the unit of the logged grad_norm (max $g; ic1 $(ls "$T"/ic1.ckpt 2>&1))"; fi
 
-echo "cli_options: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -2,13 +2,7 @@
 # cli_test.sh NFLOW — the command-line tool end to end: a short train/eval/sample/encode/decode/plot
 # cycle, and bad input: each must exit non-zero with ONE line on stderr naming the problem, and leave
 # no output file behind.
-set -u
-NFLOW=${1:?usage: cli_test.sh path/to/nflow}
-T=$(mktemp -d /tmp/nflow-cli-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/harness.sh" cli "$@"
 
 # expect_error "pattern" cmd...   (non-zero exit, exactly one stderr line matching pattern, no crash)
 expect_error() {
@@ -193,5 +187,4 @@ ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 NFLOW_ISA=generic "$NFLOW" --version | grep -q "^isa generic" && ok || bad "NFLOW_ISA=generic not honoured"
 expect_error "NFLOW_ISA=sse9" env NFLOW_ISA=sse9 "$NFLOW" --version
 
-echo "cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

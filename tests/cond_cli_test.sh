@@ -7,13 +7,7 @@
 # labelled IDX set of two classes (dark and bright 8 × 8 images) through --condition labels (with
 # --labels / --test-labels), eval's class-conditional bits/dim below the unconditional model's, sample
 # --class and the grid with one row per class; a folder of class sub-folders. Refusals: one line each.
-set -u
-NFLOW=${1:?usage: cond_cli_test.sh path/to/nflow}
-T=$(mktemp -d /tmp/nflow-cond-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/harness.sh" cond_cli "$@"
 # refused CMD...: exit 1, exactly one stderr line, mentioning $WANT
 refused() {
     "$@" >"$T/out" 2>"$T/err"
@@ -154,5 +148,4 @@ WANT="--class" refused "$NFLOW" sample --model "$T/ui.ckpt" --class 1 --out "$T/
 WANT="class labels" refused "$NFLOW" eval --model "$T/ci.ckpt" --data "$T/i2-idx3-ubyte"
 WANT="--condition" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --condition labels --steps 2 --out "$T/r3.ckpt"
 
-echo "cond_cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

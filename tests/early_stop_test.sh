@@ -5,13 +5,7 @@
 # validation column, its reported validation NLL is that minimum, and a --resume of it starts right
 # after that step); an interrupted run resumed gives the same model as an uninterrupted one; the
 # options that need a validation split are refused in one line without one.
-set -u
-NFLOW=${1:?usage: early_stop_test.sh path/to/nflow}
-T=$(mktemp -d /tmp/nflow-es-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/harness.sh" early_stop "$@"
 
 # 80 rows of a correlated 2-D Gaussian: a 64-wide MAF at lr 1e-2 overfits 55 training rows quickly
 awk 'BEGIN { srand(4); print "a,b"; for (i = 0; i < 80; i++) { u = rand() + rand() + rand() - 1.5; v = rand() + rand() + rand() - 1.5; printf "%f,%f\n", u, u + 0.3 * v } }' >"$T/d.csv"
@@ -69,5 +63,4 @@ done
 "$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --weight-decay 50 --out "$T/w1.ckpt" --quiet >/dev/null 2>&1
 "$NFLOW" sample --model "$T/w0.ckpt" -n 5 >"$T/s0" && "$NFLOW" sample --model "$T/w1.ckpt" -n 5 >"$T/s1" && ! cmp -s "$T/s0" "$T/s1" && ok || bad "--weight-decay has no effect"
 
-echo "early_stop: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -3,13 +3,7 @@
 # sample, encode/decode round trip, plot, exact resume), on a 1-column CSV (the element-wise spline;
 # the coupling models refuse it naming nsf), on IDX images (Glow's layout with spline couplings: train,
 # eval, sample grid, encode/decode), and the bench workload. A few seconds.
-set -u
-NFLOW=${1:?usage: nsf_cli_test.sh path/to/nflow}
-T=$(mktemp -d /tmp/nflow-nsf-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/harness.sh" nsf_cli "$@"
 # maxdiff A.csv B.csv: the largest |a − b| over all fields but the header
 maxdiff() { paste -d, "$1" "$2" | awk -F, 'NR > 1 { h = NF / 2; for (j = 1; j <= h; j++) { d = $j - $(j + h); if (d < 0) d = -d; if (d > m) m = d } } END { print m + 0 }'; }
 
@@ -56,5 +50,4 @@ awk 'BEGIN { srand(5); for (j = 1; j <= 64; j++) printf "%sx%d", (j > 1 ? "," : 
 # --- bench
 "$NFLOW" bench nsf-moons --threads 1 --seconds 0.2 >"$T/bench.out" 2>&1 && grep -q "^nsf-moons" "$T/bench.out" && ok || bad "bench nsf-moons: $(cat "$T/bench.out")"
 
-echo "nsf_cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
