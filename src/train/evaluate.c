@@ -125,10 +125,7 @@ nf_status nf_flow_classify_images(nf_flow *f, const nf_images *im, int32_t bits,
         int64_t m = n - i0 < chunk ? n - i0 : chunk;
         for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
         nf_images_dequantize(im, idx, m, bits, &r, x);
-        for (int64_t i = 0; i < m; i++)
-            if (im->labels[i0 + i] < 0 || im->labels[i0 + i] >= K)
-                st = nf_fail(NF_ERR_INVALID, "image %lld has class label %d: the model knows classes 0..%d", (long long)(i0 + i),
-                             (int)im->labels[i0 + i], (int)K - 1);
+        st = nf_images_onehot(im, idx, m, K, c); /* only to check the labels: c is refilled per class below */
         for (int32_t k = 0; k < K && !st; k++) { /* every image as class k */
             memset(c, 0, sizeof(nf_real) * (size_t)(m * K));
             for (int64_t i = 0; i < m; i++) c[i * K + k] = 1;
