@@ -87,8 +87,11 @@ static void run_toy(const char *data, nf_model_type m, int steps, double init_st
  * machine; the bound 3.3 asks for ≥ 0.95 nats over any Gaussian, i.e. the modes were found. */
 static void test_realnvp_8gaussians(void **s) { (void)s; run_toy("8gaussians", NF_MODEL_REALNVP, 1500, 0, 0.95, 3.3); }
 static void test_glow_8gaussians(void **s) { (void)s; run_toy("8gaussians", NF_MODEL_GLOW, 1500, 0, 0.95, 3.3); }
-/* NICE is volume-preserving up to one diagonal scale, and needs the symmetry broken (init_std). */
-static void test_nice_8gaussians(void **s) { (void)s; run_toy("8gaussians", NF_MODEL_NICE, 1500, 0.01, 0.4, 10); }
+/* NICE is volume-preserving up to one diagonal scale, and needs the symmetry broken (init_std). It is
+ * slow to find the modes and its 1500-step figure hangs on float rounding: with OpenBLAS's Zen,
+ * Haswell, Sandybridge and Prescott kernels (OPENBLAS_CORETYPE) it read 3.95, 3.95, 3.86 and 3.53 on a
+ * Zen 3, against 3.36, 3.36, 3.52 and 3.46 after 3000 steps, so the test trains 3000. */
+static void test_nice_8gaussians(void **s) { (void)s; run_toy("8gaussians", NF_MODEL_NICE, 3000, 0.01, 0.4, 10); }
 /* moons (best Gaussian ≈ 3.30 nats): learned moon shapes are worth ≥ 0.6 nats to RealNVP (it reaches
  * ≈ 2.5 here) and ≥ 0.3 to the volume-preserving NICE (≈ 2.85) */
 static void test_realnvp_moons(void **s) { (void)s; run_toy("moons", NF_MODEL_REALNVP, 1000, 0, 0.6, 10); }
