@@ -1,5 +1,5 @@
 /* conv_bench.c — the convolutions of glow-small and realnvp-small in isolation: forward, and backward
- * (input gradient + weight/bias gradient), batch 64, at the shapes the workloads run, in GFLOP/s
+ * (input gradient + weight/bias gradient; also the weight gradient alone, dx = the rest), batch 64, at the shapes the workloads run, in GFLOP/s
  * (multiply-adds × 2) and as a fraction of the FMA peak of the CPU's widest path, measured here with a
  * register-only FMA loop per instruction set (12 independent accumulators, all threads); every path
  * (im2col + BLAS, the direct kernels on each ISA the CPU has, and Winograd F(4×4, 3×3) for 3×3) measured in the same run. Also the
@@ -111,7 +111,8 @@ int main(int argc, char **argv) {
     static const char *path_names[4] = {"im2col", "d-avx2", "d-avx512", "winograd"};
     const int64_t n = 64;
     printf("convolutions of the workloads, batch %lld, %d threads, peak taken as %.0f GFLOP/s\n", (long long)n, threads, peak);
-    printf("%-34s %-7s %10s %9s %10s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "max |fast−ref|");
+    printf("%-34s %-7s %10s %9s %10s %9s %9s %9s %12s\n", "shape", "path", "fwd GF/s", "fwd %pk", "bwd GF/s", "bwd %pk", "dx GF/s", "dw GF/s",
+           "max |fast−ref|");
     nf_rng rng;
     nf_rng_seed(&rng, 1);
     for (size_t row = 0; row < 4 * (sizeof shapes / sizeof shapes[0]); row++) {
@@ -151,8 +152,16 @@ int main(int argc, char **argv) {
             nf_conv2d_backward(x, ci * P, w, dy, co * P, dx, ci * P, dw, db, n, ci, co, H, H, k, work);
             reps++;
         } while ((t = now() - t0) < secs);
-        double gb = 2 * flops * (double)reps / t / 1e9;
-        printf("%-34s %-7s %10.1f %8.0f%% %10.1f %8.0f%% %12.1e\n", shapes[s].what, path_names[path], gf, 100 * gf / peak, gb, 100 * gb / peak, err);
+        double gb = 2 * flops * (double)reps / t / 1e9, tb = t / (double)reps;
+        reps = 0; /* the weight gradient alone (dx NULL); the input gradient is the rest of the backward time */
+        t0 = now();
+        do {
+            nf_conv2d_backward(x, ci * P, w, dy, co * P, NULL, ci * P, dw, db, n, ci, co, H, H, k, work);
+            reps++;
+        } while ((t = now() - t0) < secs);
+        double tw = t / (double)reps, gw = flops / tw / 1e9, gx = tb > tw ? flops / (tb - tw) / 1e9 : 0;
+        printf("%-34s %-7s %10.1f %8.0f%% %10.1f %8.0f%% %9.1f %9.1f %12.1e\n", shapes[s].what, path_names[path], gf, 100 * gf / peak, gb,
+               100 * gb / peak, gx, gw, err);
         free(x), free(y), free(yr), free(dy), free(dx), free(w), free(dw), free(b), free(db), free(work);
     }
     return 0;

@@ -71,7 +71,8 @@ int nf_get_threads(void);
 /* What runs on this machine, one line: the kernels' instruction-set path (from the CPU's feature bits,
  * capped by the environment variable NFLOW_ISA=generic|avx2|avx512), the BLAS build and the core it
  * uses (nflow corrects OpenBLAS's choice at load time when it fell back below the CPU; the text says
- * so). The string is owned by the library (per thread). */
+ * so, and names a core below the CPU that the user forced with OPENBLAS_CORETYPE, which is respected).
+ * The string is owned by the library (per thread). */
 const char *nf_runtime_info(void);
 /* NF_ERR_INVALID with a reason when NFLOW_ISA names no path or one this CPU lacks, or NFLOW_CONV names
  * no convolution path (auto, winograd, direct, im2col) (the library then
@@ -334,6 +335,9 @@ typedef struct {
     nf_adam_opts adam;
     uint64_t seed;          /* batch sampling and dequantisation noise */
     int32_t bits;           /* images: bit depth the pixels are reduced to (8: none; Glow uses 5) */
+    double ema;             /* Polyak averaging: decay d of an exponential moving average of the parameters,
+                             * avg ← d_n·avg + (1 − d_n)·θ after step n with d_n = min(d, (1 + n)/(10 + n));
+                             * 0 (the default): none. See nf_trainer_swap_average. */
 } nf_train_opts;
 void nf_train_opts_default(nf_train_opts *o);
 typedef struct nf_trainer nf_trainer;
@@ -367,6 +371,13 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path);
  * included ("" when n is 0). The CLI keeps early stopping's best validation score there. */
 nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta);
 nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, size_t n);
+/* With o->ema > 0 the trainer keeps the moving average of the parameters beside the flow's own (the
+ * optimiser's iterate, which the steps update). This exchanges the two in the flow: call it before and
+ * after an evaluation to score the average, or once when training ends to keep the average as the
+ * model. NF_ERR_INVALID without o->ema. nf_trainer_save writes the average as the model (so nf_flow_load,
+ * eval and sample use it) and the iterate beside Adam's moments; nf_trainer_resume restores both, so a
+ * resumed run is bit-for-bit the uninterrupted one (resuming needs the same o->ema on and off). */
+nf_status nf_trainer_swap_average(nf_trainer *t);
 /* Data-parallel training: several processes (MPI ranks, say) train ONE model together. The library
  * knows no transport; the caller supplies the sums. Every process builds the same trainer (same model,
  * data, options and seed) and calls nf_trainer_set_reducer with its rank. Each step then draws the whole

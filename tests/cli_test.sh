@@ -185,6 +185,12 @@ ls "$T" | grep -q '\.tmp\.' && bad "temporary files left behind" || ok
 # --- the ISA path and BLAS core are reported; a path the environment asks for but the CPU lacks is refused
 "$NFLOW" --version | grep -q "^isa .*, core " && ok || bad "--version names the ISA path and BLAS core"
 NFLOW_ISA=generic "$NFLOW" --version | grep -q "^isa generic" && ok || bad "NFLOW_ISA=generic not honoured"
+# a core forced below the CPU through OPENBLAS_CORETYPE is respected and named (Prescott: SSE3; only
+# where the library is OpenBLAS and the CPU has more)
+if "$NFLOW" --version | grep -q "OpenBLAS" && "$NFLOW" --version | grep -q "cpu supports avx"; then
+    OPENBLAS_CORETYPE=Prescott "$NFLOW" --version | grep -q "core Prescott (set by OPENBLAS_CORETYPE, below this CPU's avx" && ok ||
+        bad "--version does not say that OPENBLAS_CORETYPE forced a core below the CPU"
+fi
 expect_error "NFLOW_ISA=sse9" env NFLOW_ISA=sse9 "$NFLOW" --version
 
 finish

@@ -62,5 +62,16 @@ done
 "$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --out "$T/w0.ckpt" --quiet >/dev/null 2>&1
 "$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --weight-decay 50 --out "$T/w1.ckpt" --quiet >/dev/null 2>&1
 "$NFLOW" sample --model "$T/w0.ckpt" -n 5 >"$T/s0" && "$NFLOW" sample --model "$T/w1.ckpt" -n 5 >"$T/s1" && ! cmp -s "$T/s0" "$T/s1" && ok || bad "--weight-decay has no effect"
+# --ema: on a CSV the default averages (0.999): --ema 0 gives another model; resuming a checkpoint with
+# the other averaging is refused in one line, the checkpoint untouched
+"$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --ema 0 --out "$T/e0.ckpt" --quiet >/dev/null 2>&1
+"$NFLOW" sample --model "$T/e0.ckpt" -n 5 >"$T/se" && ! cmp -s "$T/s0" "$T/se" && ok || bad "--ema 0 gives the default's model on a CSV"
+cp "$T/w0.ckpt" "$T/w0.keep"
+"$NFLOW" train --model maf --data "$T/d.csv" --steps 40 --batch 16 --ema 0 --resume "$T/w0.ckpt" --out "$T/w0.ckpt" >/dev/null 2>"$T/err"
+[ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "saved with an average" "$T/err" && cmp -s "$T/w0.ckpt" "$T/w0.keep" && ok ||
+    bad "resume with --ema 0 of an averaged checkpoint: $(cat "$T/err")"
+"$NFLOW" train --model maf --data "$T/d.csv" --steps 40 --batch 16 --resume "$T/e0.ckpt" --out "$T/e1.ckpt" >/dev/null 2>"$T/err"
+[ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "saved without an average" "$T/err" && [ ! -e "$T/e1.ckpt" ] && ok ||
+    bad "resume with averaging of a checkpoint saved without: $(cat "$T/err")"
 
 finish

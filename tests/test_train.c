@@ -188,14 +188,16 @@ static void test_glow_fashion_mnist_subset(void **state) {
 }
 
 /* N + M steps in one run equal N steps, save, load, resume, M steps — bit for bit, across epoch
- * boundaries (100 rows, batch 16), for a vector RealNVP with batch norm and for an image Glow. */
-static void resume_case(nf_config *c, const nf_dataset *ds, const nf_images *im, int N, int M) {
+ * boundaries (100 rows, batch 16), for a vector RealNVP with batch norm and for an image Glow. With
+ * ema > 0 (Polyak averaging) the same holds for the iterate and for the average, the checkpoint's model
+ * is the average, and a resume that does not match the checkpoint's averaging is refused. */
+static void resume_case(nf_config *c, const nf_dataset *ds, const nf_images *im, int N, int M, double ema) {
     char dir[] = "/tmp/nflow-test-resume-XXXXXX", path[64];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/r.ckpt", dir);
     nf_train_opts o;
     nf_train_opts_default(&o);
-    o.batch = 16, o.adam.warmup = 5, o.adam.clip = 10;
+    o.batch = 16, o.adam.warmup = 5, o.adam.clip = 10, o.ema = ema;
     nf_flow *a, *b, *b2;
     nf_trainer *ta, *tb, *tb2;
     double loss, gn;
@@ -203,23 +205,82 @@ static void resume_case(nf_config *c, const nf_dataset *ds, const nf_images *im,
     assert_int_equal(nf_flow_create(c, &b), NF_OK);
     assert_int_equal(ds ? nf_trainer_create(a, ds, &o, &ta) : nf_trainer_create_images(a, im, &o, &ta), NF_OK);
     assert_int_equal(ds ? nf_trainer_create(b, ds, &o, &tb) : nf_trainer_create_images(b, im, &o, &tb), NF_OK);
+    int64_t np = nf_flow_num_params(a);
+    size_t bytes = sizeof(nf_real) * (size_t)np;
     for (int s = 0; s < N + M; s++) assert_int_equal(nf_trainer_step(ta, &loss, &gn), NF_OK);
     for (int s = 0; s < N; s++) assert_int_equal(nf_trainer_step(tb, &loss, &gn), NF_OK);
     assert_int_equal(nf_trainer_save(tb, path), NF_OK);
+    nf_real *avg_b = malloc(bytes);
+    if (ema > 0) { /* what the checkpoint's model must hold: tb's average */
+        assert_int_equal(nf_trainer_swap_average(tb), NF_OK);
+        memcpy(avg_b, nf_flow_params(b), bytes);
+    } else assert_int_equal(nf_trainer_swap_average(tb), NF_ERR_INVALID);
     nf_trainer_free(tb), nf_flow_free(b);
+    assert_int_equal(nf_flow_load(path, &b2), NF_OK);
+    if (ema > 0) assert_memory_equal(nf_flow_params(b2), avg_b, bytes);
+    nf_train_opts other = o;
+    other.ema = ema > 0 ? 0 : 0.99; /* the other averaging: refused in one line, nothing resumed */
+    assert_int_equal(ds ? nf_trainer_create(b2, ds, &other, &tb2) : nf_trainer_create_images(b2, im, &other, &tb2), NF_OK);
+    assert_int_equal(nf_trainer_resume(tb2, path), NF_ERR_INVALID);
+    assert_non_null(strstr(nf_last_error(), ema > 0 ? "saved with an average" : "saved without an average"));
+    nf_trainer_free(tb2), nf_flow_free(b2);
     assert_int_equal(nf_flow_load(path, &b2), NF_OK);
     assert_int_equal(ds ? nf_trainer_create(b2, ds, &o, &tb2) : nf_trainer_create_images(b2, im, &o, &tb2), NF_OK);
     assert_int_equal(nf_trainer_resume(tb2, path), NF_OK);
     assert_int_equal(nf_trainer_steps(tb2), N);
     for (int s = 0; s < M; s++) assert_int_equal(nf_trainer_step(tb2, &loss, &gn), NF_OK);
-    assert_int_equal(nf_flow_num_params(a), nf_flow_num_params(b2));
-    assert_memory_equal(nf_flow_params(a), nf_flow_params(b2), sizeof(nf_real) * (size_t)nf_flow_num_params(a));
+    assert_int_equal(np, nf_flow_num_params(b2));
+    assert_memory_equal(nf_flow_params(a), nf_flow_params(b2), bytes);
+    if (ema > 0) { /* the averages too; and an average is not the iterate */
+        memcpy(avg_b, nf_flow_params(a), bytes);
+        assert_int_equal(nf_trainer_swap_average(ta), NF_OK);
+        assert_int_equal(nf_trainer_swap_average(tb2), NF_OK);
+        assert_memory_equal(nf_flow_params(a), nf_flow_params(b2), bytes);
+        assert_memory_not_equal(nf_flow_params(a), avg_b, bytes);
+        assert_int_equal(nf_trainer_swap_average(ta), NF_OK); /* twice: the iterate again */
+        assert_memory_equal(nf_flow_params(a), avg_b, bytes);
+    }
+    free(avg_b);
     /* a plain model checkpoint has no training state to resume */
     assert_int_equal(nf_flow_save(a, path), NF_OK);
     assert_int_equal(nf_trainer_resume(tb2, path), NF_ERR_FORMAT);
     nf_trainer_free(ta), nf_trainer_free(tb2), nf_flow_free(a), nf_flow_free(b2);
     unlink(path);
     rmdir(dir);
+}
+
+/* Polyak averaging's rule (nflow.h): after step n (from 0) avg ← avg + (1 − d_n)(θ − avg) with
+ * d_n = min(ema, (1 + n)/(10 + n)), starting from the initial parameters; an ema outside [0, 1) is refused. */
+static void test_average_rule(void **state) {
+    (void)state;
+    nf_dataset *ds;
+    assert_int_equal(nf_dataset_toy("moons", 64, 1, &ds), NF_OK);
+    nf_config c;
+    nf_config_default(&c, NF_MODEL_REALNVP, 2);
+    c.depth = 2;
+    nf_flow *f;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    nf_train_opts o;
+    nf_train_opts_default(&o);
+    o.batch = 16, o.ema = 1;
+    nf_trainer *t;
+    assert_int_equal(nf_trainer_create(f, ds, &o, &t), NF_ERR_INVALID);
+    o.ema = 0.95;
+    assert_int_equal(nf_trainer_create(f, ds, &o, &t), NF_OK);
+    int64_t np = nf_flow_num_params(f);
+    nf_real *avg = malloc(sizeof(nf_real) * (size_t)np);
+    memcpy(avg, nf_flow_params(f), sizeof(nf_real) * (size_t)np);
+    double loss, gn;
+    for (int n = 0; n < 40; n++) { /* d_n: 0.1, 0.18, … until it reaches 0.95 at n = 161 — here always the warm-up */
+        assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
+        double d = (1.0 + n) / (10.0 + n);
+        const nf_real *p = nf_flow_params(f);
+        for (int64_t k = 0; k < np; k++) avg[k] += (nf_real)(1 - (d < 0.95 ? d : 0.95)) * (p[k] - avg[k]);
+    }
+    assert_int_equal(nf_trainer_swap_average(t), NF_OK);
+    assert_memory_equal(nf_flow_params(f), avg, sizeof(nf_real) * (size_t)np);
+    free(avg);
+    nf_trainer_free(t), nf_flow_free(f), nf_dataset_free(ds);
 }
 
 static void test_resume_equivalence(void **state) {
@@ -229,7 +290,8 @@ static void test_resume_equivalence(void **state) {
     nf_config c;
     nf_config_default(&c, NF_MODEL_REALNVP, 2);
     c.depth = 3, c.batchnorm = 1, c.actnorm = 1;
-    resume_case(&c, ds, NULL, 11, 9);
+    resume_case(&c, ds, NULL, 11, 9, 0);
+    resume_case(&c, ds, NULL, 11, 9, 0.9);
     nf_dataset_free(ds);
     nf_images im = {40, 1, 8, 8, malloc(40 * 64), NULL};
     nf_rng r;
@@ -237,7 +299,8 @@ static void test_resume_equivalence(void **state) {
     for (int i = 0; i < 40 * 64; i++) im.pix[i] = (uint8_t)(nf_rng_u64(&r) & 255);
     nf_config_default_image(&c, NF_MODEL_GLOW, 1, 8, 8);
     c.depth = 1, c.hidden = 4;
-    resume_case(&c, NULL, &im, 7, 6);
+    resume_case(&c, NULL, &im, 7, 6, 0);
+    resume_case(&c, NULL, &im, 7, 6, 0.9);
     free(im.pix);
 }
 
@@ -248,6 +311,7 @@ int main(void) {
         cmocka_unit_test(test_nice_moons),         cmocka_unit_test(test_csv_standardized_units),
         cmocka_unit_test(test_maf_8gaussians),     cmocka_unit_test(test_iaf_moons),
         cmocka_unit_test(test_glow_fashion_mnist_subset), cmocka_unit_test(test_resume_equivalence),
+        cmocka_unit_test(test_average_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

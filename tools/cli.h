@@ -91,12 +91,14 @@ typedef struct {
     const char *samples_png; /* images: the sample grid written every --sample-every steps; NULL: none */
     int64_t first;           /* the first step: 1, or the one after a --resume checkpoint */
     val_track *v;            /* validation and early stopping; NULL: none */
+    int averaged;            /* the trainer keeps a moving average of the parameters (--ema): validation and
+                              * sample grids score it, and the loop ends with it in the flow */
 } train_run;
 /* Steps first..--steps (or until --time-limit, or early stopping) with progress line, moving average,
  * ETA, metrics CSV (with validation: a val_ column at the evaluated steps), periodic resumable
  * checkpoints (and a last one at the end: with validation, the best model's), NaN/Inf steps skipped with
- * a warning (50 in a row stop the run with one line, the last checkpoint kept). Returns the number of
- * skipped steps. */
+ * a warning (50 in a row stop the run with one line, the last checkpoint kept). With r->averaged the
+ * flow holds the average when it returns. Returns the number of skipped steps. */
 int64_t train_loop(const train_run *r);
 
 /* ---------------------------------------------------------------- commands */

@@ -39,6 +39,9 @@ const opt_def nf_cli_options[] = {
      "bound on the gradient norm of the loss the progress line shows: nats/example for vectors (default 500), "
      "bits/dim for images (default 0 = off); 0 = off", C_TRAIN, DA, MA, 0, "50"},
     {"weight-decay", 0, O_WDECAY, K_REAL, 0, 100, 0, "W", "decoupled weight decay (AdamW): every step p ← p·(1 − lr_t·W) before Adam's move (0)", C_TRAIN, DA, MA, 0, "1e-4"},
+    {"ema", 0, O_EMA, K_REAL, 0, 0.999999, 0, "D",
+     "Polyak averaging: validation, checkpoints and the model saved use an exponential moving average of the parameters "
+     "with decay D (CSV data 0.999; otherwise 0 = none)", C_TRAIN, DA, MA, 0, "0.9"},
     {"lr-schedule", 0, O_SCHED, K_CHOICE, 0, 0, "constant|cosine", "S", "after warm-up: constant (nsf: cosine), or cosine decay to 0 at the last step", C_TRAIN, DA, MA, 0, "cosine"},
     {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "initialisation, data and batches; eval/plot: the toy test set (1)",
      C_TRAIN | C_EVAL | C_SAMPLE | C_PLOT, DA, MA, 0, "2"},
@@ -240,7 +243,7 @@ static void set_defaults(opts *o) {
     o->ntrain = 100000, o->ntest = 20000, o->test_frac = 0.1, o->size = 256, o->warmup = 100, o->clip = CLIP_DEFAULT_VEC;
     o->standardize = "auto", o->schedule = "constant";
     o->bits = 8, o->ck_every = 1000, o->smp_every = 1000;
-    o->val_frac = 0.1, o->eval_every = 100, o->patience = 20;
+    o->val_frac = 0.1, o->eval_every = 100, o->patience = 20, o->ema = -1;
     o->from = o->to = o->class_a = o->class_b = -1, o->frames = 8, o->per_class = 1000;
     o->cls = -1;
 }
@@ -288,6 +291,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_PATIENCE: o->patience = i; break;
     case O_VALFRAC: o->val_frac = r; break;
     case O_WDECAY: o->weight_decay = r; break;
+    case O_EMA: o->ema = r; break;
     case O_FROM: o->from = i; break;
     case O_TO: o->to = i; break;
     case O_FRAMES: o->frames = i; break;

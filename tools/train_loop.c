@@ -91,10 +91,18 @@ static nf_status save_state(const train_run *r, const char *path) {
     return nf_trainer_save_meta(r->tr, path, meta);
 }
 
-/* The validation NLL (nats) of r's flow; +inf if a log-likelihood is not finite (never the best). */
+/* With --ema: put the average of the parameters in the flow, or put the iterate back (the same call). */
+static void swap_average(const train_run *r) {
+    if (r->averaged) check(nf_trainer_swap_average(r->tr));
+}
+
+/* The validation NLL (nats) of r's flow (with --ema: of the average); +inf if a log-likelihood is not
+ * finite (never the best). */
 static double val_nll(const train_run *r) {
     double ll, se;
+    swap_average(r);
     nf_status st = nf_flow_evaluate_ctx(r->f, r->v->val, r->v->val_ctx, &ll, &se);
+    swap_average(r);
     if (st == NF_ERR_NUMERIC) return INFINITY;
     check(st);
     r->v->evals++;
@@ -180,7 +188,9 @@ int64_t train_loop(const train_run *r) {
         }
         if (writer && r->samples_png && (s % o->smp_every == 0 || final)) {
             nf_flow_set_training(r->f, 0);
+            swap_average(r);
             write_sample_grid(r->f, 12345, 0.7, NS, r->samples_png);
+            swap_average(r);
             nf_flow_set_training(r->f, 1);
         }
         int every = (int)((o->steps - r->first + 1) / 20 > 0 ? (o->steps - r->first + 1) / 20 : 1);
@@ -196,6 +206,7 @@ int64_t train_loop(const train_run *r) {
         if (final) break;
     }
     if (!saved && writer) check(save_state(r, o->out)); /* no step to run (--steps 0, or a finished run resumed) */
+    swap_average(r); /* the flow now holds what --out holds as the model */
     if (v) { /* --out: the better of the best scheduled evaluation and the last step */
         v->saved_step = saved ? saved : r->first - 1;
         if (done > 0 && v->best_step > 0 && v->best_step != v->saved_step && !(end_val < v->best)) {

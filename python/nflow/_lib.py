@@ -138,6 +138,7 @@ _fn("nf_trainer_create", _st, _p, _p, _p, _p)
 _fn("nf_trainer_create_images", _st, _p, _p, _p, _p)
 _fn("nf_trainer_free", None, _p)
 _fn("nf_trainer_step", _st, _p, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
+_fn("nf_trainer_swap_average", _st, _p)
 _fn("nf_images_dequantize", None, _p, _p, _i64, _i32, _p, _p)
 _fn("nf_flow_evaluate_images", _st, _p, _p, _i32, _u64, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
 _fn("nf_bits_per_dim", _dbl, _dbl, _i64, _i32)
@@ -170,7 +171,7 @@ class AdamOpts(ctypes.Structure):
 
 
 class TrainOpts(ctypes.Structure):
-    _fields_ = [("batch", _i64), ("adam", AdamOpts), ("seed", _u64), ("bits", _i32)]
+    _fields_ = [("batch", _i64), ("adam", AdamOpts), ("seed", _u64), ("bits", _i32), ("ema", _dbl)]
 
 
 def check(status):

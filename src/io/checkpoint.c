@@ -120,11 +120,13 @@ static nf_status parse_json(const char *s, size_t n, cJSON **out) {
 }
 
 /* Save f's config, layer kinds and tensors to path (nf_ckpt_save without optimiser state). */
-nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save(f, path, NULL, NULL, NULL); }
+nf_status nf_flow_save(const nf_flow *f, const char *path) { return nf_ckpt_save(f, path, NULL, NULL, NULL, NULL); }
 
 /* See io.h: write f (borrowed) as a safetensors checkpoint to path, atomically (removing stale
- * temporaries of dead runs first); om/ov (nparams each, may be NULL) and trainer_json are borrowed. */
-nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const char *trainer_json) {
+ * temporaries of dead runs first); om/ov/ol (nparams each, may be NULL) and trainer_json are borrowed. */
+nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, const nf_real *ov, const nf_real *ol,
+                       const char *trainer_json) {
+    if (!(om && ov)) ol = NULL; /* the iterate is optimiser state: only beside the moments */
     int32_t ntensors = nf_flow_num_tensors(f);
     int64_t nparams = nf_flow_num_params(f);
     /* nf_flow_load refuses non-finite values: never write a checkpoint that would not load (the file at
@@ -150,6 +152,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
         crc = crc32(crc, (const Bytef *)om, (uInt)(sizeof(nf_real) * (size_t)nparams));
         crc = crc32(crc, (const Bytef *)ov, (uInt)(sizeof(nf_real) * (size_t)nparams));
     }
+    if (ol) crc = crc32(crc, (const Bytef *)ol, (uInt)(sizeof(nf_real) * (size_t)nparams));
     /* every cJSON call below can fail for want of memory: `built` records it, and a header missing a
      * member is never written (it would be a checkpoint that does not load) */
     int built = 1;
@@ -169,7 +172,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
     if (cJSON_AddItemToObject(h, "__metadata__", meta)) meta = NULL;
     else built = 0;
     uint64_t off = 0;
-    int32_t nent = ntensors + (om && ov ? 2 : 0);
+    int32_t nent = ntensors + (om && ov ? 2 : 0) + (ol ? 1 : 0);
     for (int32_t i = 0; i < nent && built; i++) {
         const nf_tensor_info *t = i < ntensors ? nf_flow_tensor(f, i) : NULL;
         uint64_t bytes = sizeof(nf_real) * (uint64_t)(t ? t->count : nparams);
@@ -183,7 +186,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
         else built = 0;
         if (built && cJSON_AddItemToObject(e, "data_offsets", offs)) offs = NULL;
         else built = 0;
-        const char *name = t ? t->name : i == ntensors ? "optimizer.adam_m" : "optimizer.adam_v";
+        const char *name = t ? t->name : i == ntensors ? "optimizer.adam_m" : i == ntensors + 1 ? "optimizer.adam_v" : "optimizer.live_params";
         if (built && cJSON_AddItemToObject(h, name, e)) e = NULL;
         else built = 0;
         cJSON_Delete(e), cJSON_Delete(shape), cJSON_Delete(offs);
@@ -213,6 +216,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
     if (om && ov && ok)
         ok = fwrite(om, sizeof(nf_real), (size_t)nparams, fp) == (size_t)nparams &&
              fwrite(ov, sizeof(nf_real), (size_t)nparams, fp) == (size_t)nparams;
+    if (ol && ok) ok = fwrite(ol, sizeof(nf_real), (size_t)nparams, fp) == (size_t)nparams;
     st = nf_commit_temp(fp, tmp, path, ok);
 done:
     cJSON_Delete(h), cJSON_Delete(meta), cJSON_Delete(cfg), cJSON_Delete(kinds);
@@ -338,9 +342,10 @@ done:
     return st;
 }
 
-/* See io.h: copy the checkpoint's Adam moments into m and v (nparams each, caller's) and its
- * "trainer" metadata into *trainer_json (malloc'ed, the caller frees; NULL on failure). */
-nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t nparams, char **trainer_json) {
+/* See io.h: copy the checkpoint's Adam moments into m and v (nparams each, caller's), its iterate into
+ * live (if not NULL) and its "trainer" metadata into *trainer_json (malloc'ed, the caller frees; NULL on
+ * failure). */
+nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, nf_real *live, int64_t nparams, char **trainer_json) {
     *trainer_json = NULL;
     unsigned char *buf = NULL;
     size_t len = 0;
@@ -357,17 +362,20 @@ nf_status nf_ckpt_read_trainer(const char *path, nf_real *m, nf_real *v, int64_t
     const cJSON *tr = meta ? cJSON_GetObjectItemCaseSensitive(meta, "trainer") : NULL;
     if (!cJSON_IsString(tr)) st = nf_fail(NF_ERR_FORMAT, "%s: no training state (not saved by nflow train, or a plain model checkpoint)", path);
     const unsigned char *data = buf + 8 + hl;
-    for (int k = 0; k < 2 && !st; k++) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(h, k ? "optimizer.adam_v" : "optimizer.adam_m");
+    static const char *const names[3] = {"optimizer.adam_m", "optimizer.adam_v", "optimizer.live_params"};
+    nf_real *const dst[3] = {m, v, live};
+    for (int k = 0; k < (live ? 3 : 2) && !st; k++) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(h, names[k]);
         const cJSON *of = e ? cJSON_GetObjectItemCaseSensitive(e, "data_offsets") : NULL;
         const cJSON *dt = e ? cJSON_GetObjectItemCaseSensitive(e, "dtype") : NULL;
         double b0 = cJSON_GetArraySize(of) == 2 ? cJSON_GetArrayItem(of, 0)->valuedouble : -1;
         double b1 = cJSON_GetArraySize(of) == 2 ? cJSON_GetArrayItem(of, 1)->valuedouble : -1;
         if (!cJSON_IsString(dt) || strcmp(dt->valuestring, DTYPE_NAME) != 0 || b0 < 0 ||
             b1 - b0 != (double)(sizeof(nf_real) * (size_t)nparams) || b1 > (double)(len - 8 - hl))
-            st = nf_fail(NF_ERR_FORMAT, "%s: optimiser state missing or of the wrong size for this model", path);
+            st = nf_fail(NF_ERR_FORMAT, "%s: optimiser state%s missing or of the wrong size for this model", path,
+                         k == 2 ? " (the parameters beside their average)" : "");
         else
-            memcpy(k ? v : m, data + (size_t)b0, sizeof(nf_real) * (size_t)nparams);
+            memcpy(dst[k], data + (size_t)b0, sizeof(nf_real) * (size_t)nparams);
     }
     if (!st) {
         *trainer_json = malloc(strlen(tr->valuestring) + 1);

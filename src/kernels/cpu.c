@@ -113,12 +113,15 @@ const char *nf_blas_core(void) {
 /* The ISA level of the BLAS core in use (generic for a BLAS that does not name its core). */
 nf_isa nf_blas_isa(void) { return (nf_isa)core_level(openblas_get_corename ? openblas_get_corename() : NULL); }
 
-/* See nflow.h: "isa avx512 (cpu avx512), blas OpenBLAS 0.3.21 … core SkylakeX (corrected from Prescott)". */
+/* See nflow.h: "isa avx512 (cpu avx512), blas OpenBLAS 0.3.21 … core SkylakeX (corrected from Prescott)"; a core
+ * the user forced below the CPU's ISA through OPENBLAS_CORETYPE is named as such. */
 const char *nf_runtime_info(void) {
     static _Thread_local char buf[256];
     const char *cfg = openblas_get_config ? openblas_get_config() : "a CBLAS";
-    char from[64] = "";
+    char from[96] = "";
     if (g_blas_from[0]) snprintf(from, sizeof from, " (corrected from %s)", g_blas_from);
+    else if (getenv("OPENBLAS_CORETYPE") && openblas_get_corename && core_level(openblas_get_corename()) < hw_level())
+        snprintf(from, sizeof from, " (set by OPENBLAS_CORETYPE, below this CPU's %s: not corrected)", nf_isa_name((nf_isa)hw_level()));
     snprintf(buf, sizeof buf, "isa %s (cpu supports %s), blas %s, core %s%s", nf_isa_name(nf_isa_active()),
              nf_isa_name(nf_isa_cpu()), cfg, nf_blas_core(), from);
     return buf;

@@ -20,14 +20,39 @@ struct nf_trainer {
     nf_real *cbatch;       /* (batch, K): the contexts of the batch's rows; NULL when K = 0 */
     nf_reducer red; /* data-parallel training: this process's rank of size (size 1: alone) */
     int64_t lo, hi; /* this process's rows [lo, hi) of every batch */
+    nf_real *avg;   /* o.ema > 0: the moving average of the parameters (nparams); NULL: none */
+    int64_t avg_n;  /* updates averaged into avg so far */
 };
 
-/* Fill *o with the trainer's defaults: batch 256, Adam defaults, seed 1, 8-bit images. */
+/* Fill *o with the trainer's defaults: batch 256, Adam defaults, seed 1, 8-bit images, no averaging. */
 void nf_train_opts_default(nf_train_opts *o) {
     o->batch = 256;
     nf_adam_opts_default(&o->adam);
     o->seed = 1;
     o->bits = 8;
+    o->ema = 0;
+}
+
+/* Polyak averaging after a step (see nflow.h): avg ← d·avg + (1 − d)·θ with d = min(ema, (1 + n)/(10 + n)),
+ * so the first updates are not dominated by the initial parameters. One pass in a fixed order: the same
+ * result for every thread count and on every process of a data-parallel run (their θ are identical). */
+static void average_update(nf_trainer *t) {
+    if (!t->avg) return;
+    double n = (double)t->avg_n++, warm = (1 + n) / (10 + n);
+    nf_real a = (nf_real)(1 - (t->o.ema < warm ? t->o.ema : warm));
+    const nf_real *p = nf_flow_params(t->f);
+    for (int64_t k = 0, np = nf_flow_num_params(t->f); k < np; k++) t->avg[k] += a * (p[k] - t->avg[k]);
+}
+
+/* See nflow.h: exchange the flow's parameters with their moving average. */
+nf_status nf_trainer_swap_average(nf_trainer *t) {
+    if (!t->avg) return nf_fail(NF_ERR_INVALID, "the trainer keeps no average of the parameters (its ema is 0)");
+    nf_real *p = nf_flow_params(t->f);
+    for (int64_t k = 0, np = nf_flow_num_params(t->f); k < np; k++) {
+        nf_real x = p[k];
+        p[k] = t->avg[k], t->avg[k] = x;
+    }
+    return NF_OK;
 }
 
 /* A new epoch: the permutation is a function of the rng state alone (it starts from the identity),
@@ -54,6 +79,7 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
     if (o->batch < 1 || o->batch > rows)
         return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)rows);
     if (im && (o->bits < 1 || o->bits > 8)) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)o->bits);
+    if (!(o->ema >= 0 && o->ema < 1)) return nf_fail(NF_ERR_INVALID, "ema %g: the decay of the parameters' average must be in [0, 1) (0: none)", o->ema);
     nf_trainer *t = nf_xcalloc(1, sizeof *t);
     if (!t) return nf_fail(NF_ERR_NOMEM, "out of memory");
     t->f = f, t->ds = ds, t->im = im, t->nrows = rows, t->o = *o, t->ctx = ctx, t->K = K;
@@ -63,7 +89,9 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
         t->idx = nf_xcalloc((size_t)o->batch, sizeof(int64_t));
         t->batch = nf_xcalloc((size_t)o->batch * (size_t)dim, sizeof(nf_real));
         if (K > 0) t->cbatch = nf_xcalloc((size_t)o->batch * (size_t)K, sizeof(nf_real));
-        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch)) st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        if (o->ema > 0 && (t->avg = nf_xcalloc((size_t)nf_flow_num_params(f), sizeof(nf_real))))
+            memcpy(t->avg, nf_flow_params(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch) || (o->ema > 0 && !t->avg)) st = nf_fail(NF_ERR_NOMEM, "out of memory");
     }
     if (!st) st = nf_flow_reserve(f, o->batch);
     if (st) {
@@ -98,7 +126,7 @@ nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_tra
 void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
-    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t);
+    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t->avg), free(t);
 }
 
 /* See nflow.h: process r->rank of r->size; this process's rows of every batch are [lo, hi). */
@@ -142,8 +170,8 @@ static int rng_unhex(const char *s, nf_rng *r) {
     return 1;
 }
 
-/* A resumable checkpoint at path: the model plus Adam's moments and step, both rngs and the epoch
- * position (nf_ckpt_save; atomic). */
+/* A resumable checkpoint at path: the model (with averaging: the average) plus Adam's moments and step,
+ * the iterate beside the average, both rngs and the epoch position (nf_ckpt_save; atomic). */
 nf_status nf_trainer_save(nf_trainer *t, const char *path) { return nf_trainer_save_meta(t, path, NULL); }
 
 /* nf_trainer_save with the caller's JSON members meta (NULL: none) appended to the trainer object. */
@@ -156,10 +184,14 @@ nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta
     rng_hex(&t->shuffle_rng, r2);
     int has = meta && meta[0];
     if (has && strlen(meta) > 600) return nf_fail(NF_ERR_INVALID, "%s: not saved: the caller's training state is over 600 bytes", path);
-    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s}",
-             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, has ? "," : "", has ? meta : "");
+    char avg[64] = "";
+    if (t->avg) snprintf(avg, sizeof avg, ",\"ema_n\":%lld", (long long)t->avg_n);
+    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s%s}",
+             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, avg, has ? "," : "", has ? meta : "");
     int training = nf_flow_is_training(t->f);
-    nf_status st = nf_ckpt_save(t->f, path, m, v, json);
+    if (t->avg) nf_trainer_swap_average(t); /* the model saved is the average; t->avg holds the iterate */
+    nf_status st = nf_ckpt_save(t->f, path, m, v, t->avg, json);
+    if (t->avg) nf_trainer_swap_average(t);
     nf_flow_set_training(t->f, training);
     return st;
 }
@@ -200,9 +232,15 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
     int64_t *at;
     nf_adam_state(t->adam, &m, &v, &at);
     char *js = NULL;
-    nf_status st = nf_ckpt_read_trainer(path, m, v, nf_flow_num_params(t->f), &js);
+    /* with averaging the flow loaded from path holds the average: its iterate goes to t->avg, then the two swap */
+    nf_status st = nf_ckpt_read_trainer(path, m, v, t->avg, nf_flow_num_params(t->f), &js);
+    if (st == NF_ERR_FORMAT && t->avg && nf_ckpt_read_trainer(path, m, v, NULL, nf_flow_num_params(t->f), &js) == NF_OK) {
+        free(js); /* the file is whole: it was saved without an average */
+        return nf_fail(NF_ERR_INVALID, "%s: saved without an average of the parameters: resume without it (ema = 0)", path);
+    }
     if (st) return st;
-    long long steps, adam_t, pos, rows;
+    long long steps, adam_t, pos, rows, avg_n = -1;
+    int has_avg = json_int(js, "ema_n", &avg_n);
     char r1[80], r2[80];
     nf_rng rng, srng;
     if (!json_int(js, "steps", &steps) || !json_int(js, "adam_t", &adam_t) || !json_int(js, "pos", &pos) ||
@@ -211,8 +249,11 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
         st = nf_fail(NF_ERR_FORMAT, "%s: malformed training state", path);
     else if (rows != t->nrows)
         st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
-    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0)
+    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0 || (has_avg && avg_n < 0))
         st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
+    else if (has_avg != (t->avg != NULL))
+        st = nf_fail(NF_ERR_INVALID, "%s: saved %s an average of the parameters: resume %s it (ema %s 0)", path, has_avg ? "with" : "without",
+                     has_avg ? "with" : "without", has_avg ? ">" : "=");
     if (!st && meta && n > strlen(js)) strcpy(meta, js);
     free(js);
     if (st) return st;
@@ -220,6 +261,7 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
     shuffle(t); /* rebuild the epoch's permutation; it leaves rng where the original run left it */
     t->rng = rng, t->pos = pos, t->steps = steps;
     *at = adam_t;
+    if (t->avg) t->avg_n = avg_n, nf_trainer_swap_average(t);
     return NF_OK;
 }
 
@@ -258,6 +300,7 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
     nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
     *grad_norm = norm;
     t->steps++;
+    average_update(t);
     return NF_OK;
 }
 
@@ -290,6 +333,7 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
     *grad_norm = norm;
     t->steps++;
+    average_update(t);
     return NF_OK;
 }
 

@@ -177,6 +177,21 @@ def test_fit_beats_a_single_gaussian():
     assert len(g.history_) == 7
 
 
+def test_fit_ema_keeps_the_average():
+    """ema > 0: the flow ends with the moving average of the parameters, not the last iterate (the same
+    trajectory, so the two differ only by the average); outside [0, 1) it is refused."""
+    train = moons(512, 12)
+    a = nflow.Flow("realnvp", dim=2, depth=2, hidden=8, seed=3)
+    b = nflow.Flow("realnvp", dim=2, depth=2, hidden=8, seed=3)
+    a.fit(train, steps=60, batch=64, progress=False)
+    b.fit(train, steps=60, batch=64, progress=False, ema=0.9)
+    assert a.history_ == b.history_  # averaging does not change the steps
+    x = moons(200, 13)
+    assert not np.array_equal(a.log_prob(x), b.log_prob(x))
+    with pytest.raises(nflow.InvalidArgumentError):
+        nflow.Flow("realnvp", dim=2, depth=2, hidden=8).fit(train, steps=1, ema=1.0, progress=False)
+
+
 def test_progress_line(capfd):
     nflow.Flow("realnvp", dim=2, depth=2, hidden=8).fit(moons(64, 0), steps=40, batch=16)
     err = capfd.readouterr().err
