@@ -84,9 +84,13 @@ static int winograd(int32_t k, int32_t inputs, int32_t outputs, int64_t P) {
     int m = nf_convw_mode();
     return k == 3 && (m == NF_CONVW_ALWAYS || (m == NF_CONVW_AUTO && inputs >= WINO_MIN_CH && outputs >= WINO_MIN_CH && P > WINO_MIN_PIXELS));
 }
-/* 1 when the 3×3 weight gradient takes the direct kernel (see the measurements above). */
+/* 1 when the 3×3 weight gradient takes the direct kernel (see the measurements above) — on the avx2
+ * path only: that kernel (dw_block) is 8 floats wide, and on the avx512 path a 512-bit sgemm over im2col
+ * columns was faster (AMD Zen 5, batch 64, 2 threads, bench/conv_bench.c's dw column, three runs:
+ * realnvp's 64 → 64 at 14×14 180–240 GFLOP/s against 144–158 direct; the Intel Xeon of BENCHMARKS.md:
+ * backward 121–124 against 109–115). */
 static int direct_dw(int32_t k, int32_t Cin, int32_t Cout, int64_t P) {
-    return k == 3 && Cin >= DIRECT_MIN_IN && Cout >= 8 && P >= 144 && nf_convd_available();
+    return k == 3 && Cin >= DIRECT_MIN_IN && Cout >= 8 && P >= 144 && nf_convd_available() && nf_isa_active() == NF_ISA_AVX2;
 }
 
 /* Floats of scratch nf_conv2d_forward/backward(_ex) need for n samples of this shape: per-thread
