@@ -31,7 +31,7 @@ const opt_def nf_cli_options[] = {
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "DIR", "output folder (demo-out)", C_DEMO, 0, MA, 0, 0},
     {"in", 0, O_IN, K_STR, 0, 0, 0, "FILE.csv", "input rows", C_ENCODE | C_DECODE, 0, MA, 0, 0},
     {"log", 0, O_LOG, K_STR, 0, 0, 0, "FILE", "metrics CSV (MODEL.ckpt.metrics.csv; appended on --resume); grad_norm in the loss's unit", C_TRAIN, DA, MA, 0, "@FILE"},
-    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 10000; demo: 3000, image demo 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
+    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 10000; a CSV 20000, early stopping ends sooner; demo: 3000, image demo 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
     {"batch", 0, O_BATCH, K_INT, 1, 1 << 20, 0, "B", "batch size (vectors 512, images 64)", C_TRAIN, DA, MA, 0, "8"},
     {"lr", 0, O_LR, K_REAL, 1e-12, 10, 0, "LR", "Adam learning rate (1e-3)", C_TRAIN, DA, MA, 0, "2e-3"},
     {"warmup", 0, O_WARMUP, K_INT, 0, 1e8, 0, "N", "linear learning-rate warm-up steps (vectors 100, images 500)", C_TRAIN, DA, MA, 0, "5"},
