@@ -103,6 +103,14 @@ static void check_shape(const shape *s) {
         if (i % ldx < s->Cin * P) assert_true(dx2[i] == dx[i]);
     assert_memory_equal(dw2, dw, sizeof(nf_real) * (size_t)nw);
     assert_memory_equal(db2, db, sizeof(nf_real) * (size_t)s->Cout);
+    /* a residual block's second conv: forward_res = max(forward + res, 0), bit for bit, on every path */
+    nf_real *res = randv(&rng, s->n * ldy);
+    nf_conv2d_forward_res(x, ldx, w, b, y3, ldy, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work, res, ldy);
+    for (int64_t i = 0; i < s->n * ldy; i++) {
+        nf_real v = y1[i] + res[i];
+        assert_true(y3[i] == (v > 0 ? v : 0));
+    }
+    free(res);
     free(y3), free(rm), free(dx2), free(dw2), free(db2);
     free(x), free(w), free(b), free(r), free(y1), free(y2), free(work), free(dx), free(dw), free(db);
 }
@@ -116,7 +124,7 @@ static void test_conv_shapes(void **state) {
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
                       {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3},
                       {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1},
-                      {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient */,
+                      {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient (avx2 path) */,
                       {3, 9, 12, 5, 6, 1, 2} /* 1×1: 30 pixels = a full block and a partial one */,
                       {2, 12, 10, 7, 7, 1, 0} /* 1×1: a partial channel block forward, dx direct */};
     /* im2col / output-side once (it does not depend on the ISA path: BLAS and portable C), then the direct

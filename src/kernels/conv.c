@@ -217,11 +217,38 @@ void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf
     nf_conv2d_forward_ex(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, 0);
 }
 
+static void forward_impl(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
+                         int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, int relu,
+                         const nf_real *res, int64_t ldres);
+
 /* y (n, Cout, H, W) = conv_k(x) + b, then max(·, 0) if relu; all arrays the caller's, work of
  * nf_conv2d_work_size floats. Bit-identical for every thread count. */
 void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
                           nf_real *work, int relu) {
+    forward_impl(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, relu, NULL, 0);
+}
+
+/* See kernels.h: y = max(conv(x) + b + res, 0), the sum and ReLU fused per sample. */
+void nf_conv2d_forward_res(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                           nf_real *work, const nf_real *res, int64_t ldres) {
+    forward_impl(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, 0, res, ldres);
+}
+
+/* Sample s's epilogue of forward_impl: ys ← max(ys + rs, 0) over its m values (simd: a select). */
+static void residual_relu(nf_real *ys, const nf_real *rs, int64_t m) {
+#pragma omp simd
+    for (int64_t e = 0; e < m; e++) {
+        nf_real v = ys[e] + rs[e];
+        ys[e] = v > 0 ? v : 0;
+    }
+}
+
+/* The forward pass of every path: y = conv(x) + b, then max(·, 0) if relu, or with res: max(· + res, 0). */
+static void forward_impl(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
+                         int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, int relu,
+                         const nf_real *res, int64_t ldres) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
     int wg = winograd(k, Cin, Cout, P), dir = !wg && direct(k, Cin, Cout), osd = !wg && !dir && output_side(Cin, Cout, k);
     nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side), packed (direct) or transformed weights */
@@ -232,15 +259,9 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
     for (int64_t s = 0; s < n; s++) {
         nf_real *ys = y + s * ldy;
         const nf_real *col = x + s * ldx;
-        if (wg) {
-            nf_convw_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, relu, work + (int64_t)thread_id() * T);
-            continue;
-        }
-        if (dir) {
-            nf_convd_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, k, relu, work + (int64_t)thread_id() * T);
-            continue;
-        }
-        if (osd) {
+        if (wg) nf_convw_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, relu, work + (int64_t)thread_id() * T);
+        else if (dir) nf_convd_sample(x + s * ldx, Wr, b, ys, Cin, Cout, H, W, k, relu, work + (int64_t)thread_id() * T);
+        else if (osd) {
             nf_real *Z = work + (int64_t)thread_id() * T; /* k²·Cout·P ≤ K·P values */
             nf_gemm(0, 0, (int64_t)k * k * Cout, P, Cin, 1, Wr, Cin, x + s * ldx, P, 0, Z, P);
             for (int32_t o = 0; o < Cout; o++) {
@@ -252,22 +273,23 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
             if (relu)
 #pragma omp simd
                 for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
-            continue;
-        }
-        if (k > 1) {
-            nf_real *c = work + (int64_t)thread_id() * T;
-            im2col(x + s * ldx, Cin, H, W, k, c);
-            col = c;
-        }
-        for (int32_t o = 0; o < Cout; o++) {
-            nf_real bo = b ? b[o] : 0;
+        } else {
+            if (k > 1) {
+                nf_real *c = work + (int64_t)thread_id() * T;
+                im2col(x + s * ldx, Cin, H, W, k, c);
+                col = c;
+            }
+            for (int32_t o = 0; o < Cout; o++) {
+                nf_real bo = b ? b[o] : 0;
 #pragma omp simd
-            for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
-        }
-        nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
-        if (relu) /* fused while the sample's output is still in cache; simd: a select, not a branch */
+                for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
+            }
+            nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
+            if (relu) /* fused while the sample's output is still in cache; simd: a select, not a branch */
 #pragma omp simd
-            for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
+                for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
+        }
+        if (res) residual_relu(ys, res + s * ldres, Cout * P); /* the same sample, still in cache */
     }
 }
 

@@ -58,6 +58,13 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
 void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
                            nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                            int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out);
+/* A residual block's second convolution: y = max(conv(x) + b + res, 0), res (n, Cout, H, W) with its
+ * sample rows ldres floats apart (it may not overlap y). The sum and the ReLU run per sample right after
+ * the sample's convolution, while its output is still in cache: the same values, in the same order of
+ * operations, as nf_conv2d_forward then a pass of max(y + res, 0), without that pass over memory. */
+void nf_conv2d_forward_res(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y,
+                           int64_t ldy, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                           nf_real *work, const nf_real *res, int64_t ldres);
 /* The naive reference (test oracle). */
 void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
                    int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k);

@@ -73,13 +73,8 @@ void nf_resnet_forward(const nf_resnet *m, const nf_real *Pm, const nf_real *x, 
         nf_real *hprev = cache + 2 * (int64_t)b * hs, *t = hprev + hs, *h = t + hs;
         nf_conv2d_forward_ex(hprev, Wd * P, w, w + ww - Wd, t, Wd * P, n, Wd, Wd, H, W, 3, work, 1);
         w += ww;
-        nf_conv2d_forward(t, Wd * P, w, w + ww - Wd, h, Wd * P, n, Wd, Wd, H, W, 3, work);
+        nf_conv2d_forward_res(t, Wd * P, w, w + ww - Wd, h, Wd * P, n, Wd, Wd, H, W, 3, work, hprev, Wd * P); /* h = relu(conv + hprev) */
         w += ww;
-#pragma omp parallel for schedule(static) if (hs > 16384)
-        for (int64_t i = 0; i < hs; i++) {
-            nf_real v = h[i] + hprev[i];
-            h[i] = v > 0 ? v : 0;
-        }
     }
     const nf_real *hB = cache + 2 * (int64_t)m->blocks * hs;
     nf_conv2d_forward(hB, Wd * P, w, w + (int64_t)m->cout * Wd * 9, y, m->cout * P, n, Wd, m->cout, H, W, 3, work);
