@@ -110,6 +110,18 @@ static void check_shape(const shape *s) {
         nf_real v = y1[i] + res[i];
         assert_true(y3[i] == (v > 0 ? v : 0));
     }
+    /* and its backward: backward_acc = backward_ex, then acc += dx, bit for bit */
+    nf_real *acc = randv(&rng, s->n * ldx), *acc0 = malloc(sizeof(nf_real) * (size_t)(s->n * ldx));
+    memcpy(acc0, acc, sizeof(nf_real) * (size_t)(s->n * ldx));
+    nf_real *r2 = malloc(sizeof(nf_real) * (size_t)(s->n * ldy));
+    memcpy(r2, r, sizeof(nf_real) * (size_t)(s->n * ldy)); /* r = rm now (masked in place above): dx, dw as from rm */
+    memset(dw2, 0, sizeof(nf_real) * (size_t)nw), memset(db2, 0, sizeof(nf_real) * (size_t)s->Cout);
+    nf_conv2d_backward_acc(x, ldx, w, r2, ldy, dx2, ldx, dw2, db2, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work, NULL, acc, ldx);
+    for (int64_t i = 0; i < s->n * ldx; i++)
+        if (i % ldx < s->Cin * P) assert_true(dx2[i] == dx[i] && acc[i] == acc0[i] + dx[i]);
+        else assert_true(acc[i] == acc0[i]); /* the row's tail is not touched */
+    assert_memory_equal(dw2, dw, sizeof(nf_real) * (size_t)nw);
+    free(acc), free(acc0), free(r2);
     free(res);
     free(y3), free(rm), free(dx2), free(dw2), free(db2);
     free(x), free(w), free(b), free(r), free(y1), free(y2), free(work), free(dx), free(dw), free(db);

@@ -302,9 +302,26 @@ void nf_conv2d_backward(const nf_real *x, int64_t ldx, const nf_real *w, const n
 
 /* Gradients of the convolution from dy (masked in place by relu_out > 0 when relu_out is not NULL):
  * dw, db (may be NULL) accumulated, dx (may be NULL) overwritten; all arrays the caller's. */
+static void backward_impl(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy, nf_real *dx, int64_t lddx,
+                          nf_real *dw, nf_real *db, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                          nf_real *work, const nf_real *relu_out, nf_real *acc, int64_t ldacc);
 void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
                            nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                            int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out) {
+    backward_impl(x, ldx, w, dy, ldy, dx, lddx, dw, db, n, Cin, Cout, H, W, k, work, relu_out, NULL, 0);
+}
+
+/* See kernels.h: nf_conv2d_backward_ex, then acc += dx per sample while the sample's dx is in cache. */
+void nf_conv2d_backward_acc(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy, nf_real *dx,
+                            int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin, int32_t Cout, int32_t H,
+                            int32_t W, int32_t k, nf_real *work, const nf_real *relu_out, nf_real *acc, int64_t ldacc) {
+    backward_impl(x, ldx, w, dy, ldy, dx, lddx, dw, db, n, Cin, Cout, H, W, k, work, relu_out, acc, ldacc);
+}
+
+/* The backward pass of every path (see nf_conv2d_backward_ex); with acc (and dx): acc_s += dx_s per sample. */
+static void backward_impl(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy, nf_real *dx, int64_t lddx,
+                          nf_real *dw, nf_real *db, int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k,
+                          nf_real *work, const nf_real *relu_out, nf_real *acc, int64_t ldacc) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
     /* parameter gradients: fixed chunks of DW_CHUNK samples in parallel, each into its own partial sum
      * (samples in order within a chunk), then the partials added in chunk order */
@@ -376,28 +393,25 @@ void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_r
 #pragma omp parallel for schedule(static)
     for (int64_t s = 0; s < n; s++) {
         nf_real *dxs = dx + s * lddx;
-        if (dx_wino) {
-            nf_convw_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, 0, work + (int64_t)thread_id() * T);
-            continue;
-        }
-        if (dx_direct) {
-            nf_convd_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, k, 0, work + (int64_t)thread_id() * T);
-            continue;
-        }
-        if (dx_osd) { /* dx_s = Wrᵀ · dZ_s */
+        if (dx_wino) nf_convw_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, 0, work + (int64_t)thread_id() * T);
+        else if (dx_direct) nf_convd_sample(dy + s * ldy, Wr, NULL, dxs, Cout, Cin, H, W, k, 0, work + (int64_t)thread_id() * T);
+        else if (dx_osd) { /* dx_s = Wrᵀ · dZ_s */
             nf_real *dZ = work + (int64_t)thread_id() * T;
             shift_gather(dy + s * ldy, Cout, H, W, k, dZ);
             nf_gemm(1, 0, Cin, P, (int64_t)k * k * Cout, 1, Wr, Cin, dZ, P, 0, dxs, P);
-            continue;
-        }
-        if (k == 1) { /* dx_s = wᵀ · dy_s directly */
+        } else if (k == 1) { /* dx_s = wᵀ · dy_s directly */
             nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dxs, P);
-            continue;
+        } else {
+            nf_real *dcol = work + (int64_t)thread_id() * T;
+            nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dcol, P);
+            memset(dxs, 0, sizeof(nf_real) * (size_t)(Cin * P));
+            col2im_add(dcol, Cin, H, W, k, dxs);
         }
-        nf_real *dcol = work + (int64_t)thread_id() * T;
-        nf_gemm(1, 0, K, P, Cout, 1, w, K, dy + s * ldy, P, 0, dcol, P);
-        memset(dxs, 0, sizeof(nf_real) * (size_t)(Cin * P));
-        col2im_add(dcol, Cin, H, W, k, dxs);
+        if (acc) { /* the same sample's dx, still in cache */
+            nf_real *as = acc + s * ldacc;
+#pragma omp simd
+            for (int64_t e = 0; e < Cin * P; e++) as[e] += dxs[e];
+        }
     }
 }
 

@@ -58,6 +58,12 @@ void nf_conv2d_forward_ex(const nf_real *x, int64_t ldx, const nf_real *w, const
 void nf_conv2d_backward_ex(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy,
                            nf_real *dx, int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin,
                            int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, const nf_real *relu_out);
+/* nf_conv2d_backward_ex, then acc (n, Cin, H, W; sample rows ldacc apart, not overlapping dx) += dx per
+ * sample, right after the sample's dx: a residual block's skip path summed without a pass over memory
+ * (the same values and order of operations as the backward, then acc[i] += dx[i]). dx must not be NULL. */
+void nf_conv2d_backward_acc(const nf_real *x, int64_t ldx, const nf_real *w, nf_real *dy, int64_t ldy, nf_real *dx,
+                            int64_t lddx, nf_real *dw, nf_real *db, int64_t n, int32_t Cin, int32_t Cout, int32_t H,
+                            int32_t W, int32_t k, nf_real *work, const nf_real *relu_out, nf_real *acc, int64_t ldacc);
 /* A residual block's second convolution: y = max(conv(x) + b + res, 0), res (n, Cout, H, W) with its
  * sample rows ldres floats apart (it may not overlap y). The sum and the ReLU run per sample right after
  * the sample's convolution, while its output is still in cache: the same values, in the same order of

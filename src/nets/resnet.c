@@ -95,9 +95,8 @@ void nf_resnet_backward(const nf_resnet *m, const nf_real *Pm, nf_real *dPm, con
         int64_t o1 = rn_wsize(m, m->cin, Wd) + 2 * (int64_t)b * ww, o2 = o1 + ww;
         /* the conv masks dh in place by h_b > 0: dh becomes ∂L/∂(h_{b−1} + u), used by the skip path too */
         nf_conv2d_backward_ex(t, Wd * P, Pm + o2, dh, Wd * P, dt, Wd * P, dPm + o2, dPm + o2 + ww - Wd, n, Wd, Wd, H, W, 3, cw, h);
-        nf_conv2d_backward_ex(hprev, Wd * P, Pm + o1, dt, Wd * P, tmp, Wd * P, dPm + o1, dPm + o1 + ww - Wd, n, Wd, Wd, H, W, 3, cw, t);
-#pragma omp parallel for schedule(static) if (hs > 16384)
-        for (int64_t i = 0; i < hs; i++) dh[i] += tmp[i]; /* skip path + residual branch */
+        /* dh += the residual branch's input gradient (dh already holds the skip path's), per sample */
+        nf_conv2d_backward_acc(hprev, Wd * P, Pm + o1, dt, Wd * P, tmp, Wd * P, dPm + o1, dPm + o1 + ww - Wd, n, Wd, Wd, H, W, 3, cw, t, dh, Wd * P);
     }
     nf_conv2d_backward_ex(x, m->cin * P, Pm, dh, Wd * P, dx, m->cin * P, dPm, dPm + (int64_t)Wd * m->cin * 9, n,
                           m->cin, Wd, H, W, 3, cw, cache);
