@@ -217,6 +217,20 @@ void nf_conv2d_forward(const nf_real *x, int64_t ldx, const nf_real *w, const nf
     nf_conv2d_forward_ex(x, ldx, w, b, y, ldy, n, Cin, Cout, H, W, k, work, 0);
 }
 
+/* Σ v[0..n) in a fixed order that does not wait on one addition at a time: 8 running sums (lane j takes
+ * v[j], v[j + 8], …), then the lanes added pairwise and the tail. One chain of n dependent additions
+ * cost as much as a 1×1 convolution's weight gradient in glow-small's bias gradients; the order is a
+ * function of n only, so results stay independent of the thread count. */
+static nf_real sum_lanes(const nf_real *v, int64_t n) {
+    nf_real a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) a[j] += v[i + j];
+    nf_real t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < n; i++) t += v[i];
+    return t;
+}
+
 static void forward_impl(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
                          int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, int relu,
                          const nf_real *res, int64_t ldres);
@@ -368,11 +382,7 @@ static void backward_impl(const nf_real *x, int64_t ldx, const nf_real *w, nf_re
                 }
                 nf_gemm(0, 1, Cout, K, P, 1, dys, P, col, P, 1, pw, K);
             }
-            for (int32_t o = 0; o < Cout; o++) {
-                nf_real t = 0;
-                for (int64_t p = 0; p < P; p++) t += dys[o * P + p];
-                pb[o] += t;
-            }
+            for (int32_t o = 0; o < Cout; o++) pb[o] += sum_lanes(dys + o * P, P);
         }
     }
     int64_t nw = Cout * (K + 1);
