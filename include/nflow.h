@@ -103,7 +103,11 @@ typedef enum { NF_SCALE_TANH = 0, NF_SCALE_SIGMOID } nf_scale_type;
  *   HALVES:  a = first ⌊D/2⌋ coordinates, b = the rest.   ODDEVEN: a = even indices, b = odd indices. */
 typedef enum { NF_PART_HALVES = 0, NF_PART_ODDEVEN } nf_partition;
 typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN } nf_prior_type;
-typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM } nf_perm_type;
+/* What separates consecutive couplings / autoregressive blocks of the vector models: nothing, a fixed
+ * reversal or random permutation (log|det| = 0), or LU: a learned invertible linear map
+ * W = P·(L + I)·(U + diag(sign·e^log_s)) (Glow's LU parametrisation, starting as a random rotation),
+ * which can also rotate correlated columns into the next block's order. */
+typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM, NF_PERM_LU } nf_perm_type;
 /* The input ordering of a MADE (maf, iaf): coordinate d is conditioned on those before it in the order
  * 0, 1, …, D−1 (NATURAL), D−1, …, 0 (REVERSE) or a random one drawn from the model's seed (RANDOM). */
 typedef enum { NF_ORDER_NATURAL = 0, NF_ORDER_REVERSE, NF_ORDER_RANDOM } nf_order_type;
@@ -121,7 +125,7 @@ typedef struct {
     nf_coupling_type coupling; /* glow: affine or additive; nice is always additive, realnvp affine */
     nf_scale_type scale;
     nf_partition partition;
-    nf_perm_type perm;      /* fixed permutation after each coupling (nice/realnvp); glow uses 1×1 "conv" */
+    nf_perm_type perm;      /* after each coupling / block (nice, realnvp, nsf, maf, iaf); glow uses 1×1 "conv" */
     int32_t lu;             /* glow: 1 = LU-parameterised invertible linear, 0 = plain W (log|det| by LU) */
     int32_t batchnorm;      /* realnvp: batch-norm flow layer after each coupling but the last */
     int32_t actnorm;        /* realnvp/nice: ActNorm before each coupling (glow always has it) */

@@ -512,6 +512,7 @@ static void setup_models(void) {
     cfg_nice_perm.partition = NF_PART_HALVES, cfg_nice_perm.prior = NF_PRIOR_DIAG_GAUSSIAN;
     cfg_realnvp_bn.batchnorm = 1, cfg_realnvp_bn.actnorm = 1, cfg_realnvp_bn.perm = NF_PERM_REVERSE;
     cfg_realnvp_bn.scale = NF_SCALE_SIGMOID, cfg_realnvp_bn.partition = NF_PART_ODDEVEN;
+    cfg_realnvp.perm = NF_PERM_LU; /* a learned LU linear map between the couplings */
     cfg_glow_plain.lu = 0, cfg_glow_plain.prior = NF_PRIOR_DIAG_GAUSSIAN;
     cfg_glow_add.coupling = NF_COUPLING_ADDITIVE, cfg_glow_add.prior = NF_PRIOR_LOGISTIC;
     /* multi-scale Glow on 1 × 4 × 4 images: squeeze → 4 × 2 × 2, 2 steps, split → 2 × 2 × 2,
@@ -529,7 +530,8 @@ static void setup_models(void) {
     nf_config_default_image(&cfg_realnvp_img1, NF_MODEL_REALNVP, 2, 2, 2);
     cfg_realnvp_img1.levels = 1, cfg_realnvp_img1.hidden = 2, cfg_realnvp_img1.blocks = 0, cfg_realnvp_img1.logit_alpha = 0;
     /* MAF / IAF: 3 blocks of MADEs 2 × 6, reversed between blocks; one with random orders and
-     * permutations, ActNorm, batch norm, sigmoid scales and standardisation; IAF with a learned prior */
+     * permutations, ActNorm, batch norm, sigmoid scales and standardisation; IAF with a learned prior and
+     * learned LU linear maps between its blocks */
     nf_model_type ar[] = {NF_MODEL_MAF, NF_MODEL_MAF, NF_MODEL_IAF};
     nf_config *arc[] = {&cfg_maf, &cfg_maf_full, &cfg_iaf};
     for (int i = 0; i < 3; i++) {
@@ -538,7 +540,7 @@ static void setup_models(void) {
     }
     cfg_maf_full.order = NF_ORDER_RANDOM, cfg_maf_full.perm = NF_PERM_RANDOM, cfg_maf_full.actnorm = 1;
     cfg_maf_full.batchnorm = 1, cfg_maf_full.scale = NF_SCALE_SIGMOID, cfg_maf_full.standardize = 1;
-    cfg_iaf.order = NF_ORDER_REVERSE, cfg_iaf.prior = NF_PRIOR_DIAG_GAUSSIAN;
+    cfg_iaf.order = NF_ORDER_REVERSE, cfg_iaf.prior = NF_PRIOR_DIAG_GAUSSIAN, cfg_iaf.perm = NF_PERM_LU;
     nf_config_default(&cfg_maf_1d, NF_MODEL_MAF, 1); /* one column: each block an affine map with learned constants */
     cfg_maf_1d.depth = 2, cfg_maf_1d.hidden = 3, cfg_maf_1d.act = NF_ACT_TANH;
     /* spline blocks (K 4 on [−2, 2]); maf with random orders and ActNorm, iaf with reversed orders */
@@ -623,7 +625,7 @@ static const conf_case cases[] = {
     {"model nsf on 1×4×4 images (2 levels, conv spline couplings)", 16, NULL, &cfg_nsf_img, 0, 1, 1, 0},
     {"model nice", 5, NULL, &cfg_nice, 0, 1, 0, 0},
     {"model nice (perm, actnorm, standardize, diag prior)", 5, NULL, &cfg_nice_perm, 0, 1, 0, 0},
-    {"model realnvp", 5, NULL, &cfg_realnvp, 0, 1, 0, 0},
+    {"model realnvp (LU linear maps between the couplings)", 5, NULL, &cfg_realnvp, 0, 1, 0, 0},
     {"model realnvp (batch norm, actnorm, sigmoid, odd/even)", 5, NULL, &cfg_realnvp_bn, 0, 1, 0, 0},
     {"model glow (LU)", 5, NULL, &cfg_glow, 0, 1, 0, 0},
     {"model glow (plain linear, diag prior)", 5, NULL, &cfg_glow_plain, 0, 1, 0, 0},
@@ -643,7 +645,7 @@ static const conf_case cases[] = {
     {"prefix: IAF block on 3 of 5 columns", 5, mk_prefix_iaf, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
     {"model maf", 5, NULL, &cfg_maf, 0, 1, 0, 0},
     {"model maf (random orders and perms, actnorm, batch norm, sigmoid, standardize)", 5, NULL, &cfg_maf_full, 0, 1, 0, 0},
-    {"model iaf (reverse order, learned prior)", 5, NULL, &cfg_iaf, 0, 1, 0, 0},
+    {"model iaf (reverse order, learned prior, LU linear maps between blocks)", 5, NULL, &cfg_iaf, 0, 1, 0, 0},
     {"model maf on 1 column", 1, NULL, &cfg_maf_1d, 0, 1, 0, 0},
     /* (the autoregressive spline cases are "kinked" like the other spline cases: log g' has a kink at every
      * knot and at ±B, and a float stencil of 1e-2 — moved further by the D-pass solve — straddles one now

@@ -98,7 +98,7 @@ const opt_def nf_cli_options[] = {
     {"activation", 0, O_ACT, K_ENUM, 0, 0, "activation", "A", "relu, tanh or leaky_relu (relu; maf, iaf on a CSV: tanh)", C_TRAIN, DA, M_ALL, M_NICE, 1, "tanh"},
     {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's / autoregressive block's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW | M_AR, M_GLOW, 1, "sigmoid"},
     {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_CPL, M_NICE, 1, "halves"},
-    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse or random, after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
+    {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse, random or lu (a learned LU-parameterised linear map), after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
     {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic or diag_gaussian", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
     {"coupling", 0, O_COUPLING, K_ENUM, 0, 0, "coupling", "C", "affine or additive", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "additive"},
     {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW | M_NSF, 1, "0"},

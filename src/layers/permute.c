@@ -90,10 +90,12 @@ nf_status nf_squeeze_create(nf_registry *c, const char *name, int32_t C, int32_t
     return NF_OK;
 }
 
-/* See layer.h: a fixed permutation of dim ≥ 1 columns (reverse or random). */
+/* See layer.h: a fixed permutation of dim ≥ 1 columns (none, reverse or random; NF_PERM_LU is a linear
+ * layer, nf_linear_create, and refused here with NF_ERR_INVALID). */
 nf_status nf_permute_create(nf_registry *c, const char *name, int32_t dim, nf_perm_type type, nf_layer **out) {
     *out = NULL;
     if (dim < 1) return nf_fail(NF_ERR_INVALID, "%s: a permutation needs dim ≥ 1 (got %d)", name, (int)dim);
+    if ((unsigned)type > NF_PERM_RANDOM) return nf_fail(NF_ERR_INVALID, "%s: not a fixed permutation (type %d)", name, (int)type);
     perm_layer *p = nf_layer_alloc(sizeof *p, &permute_ops, c, name, dim);
     if (!p) return NF_ERR_NOMEM;
     p->type = type;

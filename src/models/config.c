@@ -16,7 +16,7 @@ static const struct {
     {"scale", {"tanh", "sigmoid", NULL, NULL}},
     {"partition", {"halves", "oddeven", NULL, NULL}},
     {"prior", {"normal", "logistic", "diag_gaussian", NULL}},
-    {"perm", {"none", "reverse", "random", NULL}},
+    {"perm", {"none", "reverse", "random", "lu", NULL}},
     {"order", {"natural", "reverse", "random", NULL}},
     {"transform", {"affine", "spline", NULL}},
 };
@@ -382,7 +382,7 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->coupling > NF_COUPLING_ADDITIVE) return nf_fail(NF_ERR_INVALID, "unknown coupling %d", (int)c->coupling);
     if ((unsigned)c->scale > NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "unknown scale %d", (int)c->scale);
     if ((unsigned)c->partition > NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "unknown partition %d", (int)c->partition);
-    if ((unsigned)c->perm > NF_PERM_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
+    if ((unsigned)c->perm > NF_PERM_LU) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
     if (!(c->init_std >= 0 && c->init_std <= 1)) return nf_fail(NF_ERR_INVALID, "init_std %g: must be in [0, 1]", c->init_std);
     if ((unsigned)c->prior > NF_PRIOR_DIAG_GAUSSIAN) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
     if (c->channels || c->height || c->width) {

@@ -40,6 +40,8 @@ nf_status nf_model_build(nf_flow *f) {
 /* PUSH(nf_X_create(args…, &L)): construct into L and append it; return the constructor's status on failure */
 #define PUSH(expr) do { L = NULL; st = (expr); if ((st = push_layer(f, st, L, &cap)) != NF_OK) return st; } while (0)
 #define PUSH_COUPLING(expr) do { PUSH(expr); nf_coupling_set_init_std(f->layers[f->nlayers - 1], c->init_std); } while (0)
+/* what separates couplings / blocks: a fixed permutation, or a learned LU-parameterised linear map */
+#define PUSH_PERM() PUSH(c->perm == NF_PERM_LU ? nf_linear_create(x, NAME(), D, 1, &L) : nf_permute_create(x, NAME(), D, c->perm, &L))
     if (c->standardize) PUSH(nf_standardize_create(x, NAME(), D, &L));
     if (c->height > 0 && c->logit_alpha > 0) PUSH(nf_logit_create(x, NAME(), D, c->logit_alpha, &L));
     if (c->model == NF_MODEL_REALNVP && c->height > 0) {
@@ -94,7 +96,7 @@ nf_status nf_model_build(nf_flow *f) {
              * next coordinates there); without one, the parts alternate */
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
             PUSH_COUPLING(nf_spline_coupling_create(x, NAME(), D, c->partition, c->perm ? 0 : k % 2, c->hidden, c->layers, c->act, c->bins, c->bound, K, &L));
-            if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+            if (c->perm && k + 1 < c->depth) PUSH_PERM();
         }
         return st;
     }
@@ -103,13 +105,13 @@ nf_status nf_model_build(nf_flow *f) {
         case NF_MODEL_NICE:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
             PUSH_COUPLING(nf_additive_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, K, &L));
-            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+            if (c->perm) PUSH_PERM();
             break;
         case NF_MODEL_REALNVP:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
             PUSH_COUPLING(nf_affine_coupling_create(x, NAME(), D, c->partition, k % 2, c->hidden, c->layers, c->act, c->scale, K, &L));
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
-            if (c->perm) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+            if (c->perm) PUSH_PERM();
             break;
         case NF_MODEL_MAF:
         case NF_MODEL_IAF:
@@ -120,7 +122,7 @@ nf_status nf_model_build(nf_flow *f) {
                 PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, K, &L));
             nf_maf_set_init_std(f->layers[f->nlayers - 1], c->init_std);
             if (c->batchnorm && k + 1 < c->depth) PUSH(nf_batchnorm_create(x, NAME(), D, &L));
-            if (c->perm && k + 1 < c->depth) PUSH(nf_permute_create(x, NAME(), D, c->perm, &L));
+            if (c->perm && k + 1 < c->depth) PUSH_PERM();
             break;
         case NF_MODEL_GLOW:
             PUSH(nf_actnorm_create(x, NAME(), D, &L));
@@ -137,6 +139,7 @@ nf_status nf_model_build(nf_flow *f) {
     if (c->model == NF_MODEL_NICE) PUSH(nf_diag_scale_create(x, NAME(), D, &L));
 #undef PUSH
 #undef PUSH_COUPLING
+#undef PUSH_PERM
 #undef NAME
     return st;
 }
