@@ -57,7 +57,8 @@ typedef enum {
     NF_ERR_NOMEM,    /* allocation failed */
     NF_ERR_IO,       /* file could not be opened, read or written */
     NF_ERR_FORMAT,   /* malformed file contents */
-    NF_ERR_NUMERIC   /* non-finite value or singular matrix */
+    NF_ERR_NUMERIC,  /* non-finite value or singular matrix */
+    NF_ERR_DIVERGED  /* training diverged again after the trainer's last roll-back (nf_train_opts.rollbacks) */
 } nf_status;
 
 /* The library's version, NFLOW_VERSION as it was when the library was built (a static string). A
@@ -342,6 +343,8 @@ typedef struct {
     double ema;             /* Polyak averaging: decay d of an exponential moving average of the parameters,
                              * avg ← d_n·avg + (1 − d_n)·θ after step n with d_n = min(d, (1 + n)/(10 + n));
                              * 0 (the default): none. See nf_trainer_swap_average. */
+    int32_t rollbacks;      /* the divergence guard (see nf_trainer_step): at most this many roll-backs,
+                             * each halving the learning rate (default 8); 0: no guard */
 } nf_train_opts;
 void nf_train_opts_default(nf_train_opts *o);
 typedef struct nf_trainer nf_trainer;
@@ -359,8 +362,20 @@ void nf_trainer_free(nf_trainer *t);
 /* One step: the next batch of a shuffled epoch of ds, loss = mean NLL (nats), Adam update. A non-finite
  * loss or gradient skips the update and returns NF_ERR_NUMERIC (the parameters are unchanged). With a
  * reducer (nf_trainer_set_reducer) loss and grad_norm are those of the global batch, the same on every
- * process, and every process skips together. */
+ * process, and every process skips together.
+ * The divergence guard (o->rollbacks > 0): the trainer keeps a moving average of the loss and of its
+ * absolute deviation over healthy steps, and every 100 healthy steps an in-memory snapshot of the
+ * parameters, Adam's moments and the average (the last two snapshots). A step whose loss is not finite,
+ * or is above average + 10 deviations (a spike), is troubled; after 20 troubled steps in a row the trainer
+ * restores the older snapshot, halves the learning rate and goes on with the next batch (the step count,
+ * the schedule and the data position keep moving); that step returns NF_OK (see nf_trainer_rollbacks).
+ * Once o->rollbacks roll-backs are spent, the next one restores the snapshot and returns
+ * NF_ERR_DIVERGED. A single bad batch is skipped as before. The decisions depend on the losses alone,
+ * so they are the same for every thread count and on every process. */
 nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm);
+/* Roll-backs the divergence guard has made (counting those before a resume; the learning rate runs at
+ * 0.5^count of its schedule); *undone (may be NULL) = the steps the last one took back. */
+int32_t nf_trainer_rollbacks(const nf_trainer *t, int64_t *undone);
 int64_t nf_trainer_steps(const nf_trainer *t);
 /* A checkpoint that can be resumed: the model (loadable by nf_flow_load as usual) plus Adam's moments
  * and step, the random-number state and the position in the shuffled epoch. */

@@ -61,6 +61,7 @@ static double train_nll(nf_config *c, const nf_dataset *train, const nf_dataset 
         double loss, gn;
         assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
     }
+    assert_int_equal(nf_trainer_rollbacks(t, NULL), 0); /* the guard leaves a healthy run alone */
     nf_flow_set_training(f, 0);
     double ll, se;
     assert_int_equal(nf_flow_evaluate(f, test, &ll, &se), NF_OK);
@@ -304,6 +305,134 @@ static void test_resume_equivalence(void **state) {
     free(im.pix);
 }
 
+/* The divergence guard (nflow.h, nf_trainer_step), with a planted divergence: the parameters blown up
+ * by ×50 after 250 healthy steps. Then 20 troubled steps in a row roll back to the older snapshot (the
+ * one after step 100: snapshots every 100 healthy steps, two held), parameters and average bit for bit,
+ * the rate halved; training goes on finite; a checkpoint keeps the halving; once the roll-backs are
+ * spent the next divergence is NF_ERR_DIVERGED with the snapshot restored; rollbacks = 0 is no guard. */
+static nf_trainer *guard_run(nf_flow **f, const nf_dataset *ds, int32_t rollbacks, int steps, nf_real *p100, nf_real *a100) {
+    nf_config c;
+    nf_config_default(&c, NF_MODEL_REALNVP, 2);
+    assert_int_equal(nf_flow_create(&c, f), NF_OK);
+    nf_train_opts o;
+    nf_train_opts_default(&o);
+    o.batch = 64, o.adam.warmup = 20, o.ema = 0.9, o.rollbacks = rollbacks;
+    nf_trainer *t;
+    assert_int_equal(nf_trainer_create(*f, ds, &o, &t), NF_OK);
+    int64_t np = nf_flow_num_params(*f);
+    double loss, gn;
+    for (int s = 1; s <= steps; s++) {
+        assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
+        if (s == 100 && p100) {
+            memcpy(p100, nf_flow_params(*f), sizeof(nf_real) * (size_t)np);
+            assert_int_equal(nf_trainer_swap_average(t), NF_OK);
+            memcpy(a100, nf_flow_params(*f), sizeof(nf_real) * (size_t)np);
+            assert_int_equal(nf_trainer_swap_average(t), NF_OK);
+        }
+    }
+    assert_int_equal(nf_trainer_rollbacks(t, NULL), 0);
+    return t;
+}
+
+static void blow_up(nf_flow *f) {
+    nf_real *p = nf_flow_params(f);
+    for (int64_t k = 0, np = nf_flow_num_params(f); k < np; k++) p[k] *= 50;
+}
+
+/* Steps until the guard acts; returns how many it took (the acting one included) and its status. */
+static int until_guard(nf_trainer *t, int32_t before, nf_status *st) {
+    double loss, gn;
+    for (int i = 1; i <= 40; i++) {
+        *st = nf_trainer_step(t, &loss, &gn);
+        if (*st == NF_ERR_DIVERGED || nf_trainer_rollbacks(t, NULL) != before) return i;
+        assert_true(*st == NF_OK || *st == NF_ERR_NUMERIC);
+    }
+    return 0;
+}
+
+static void test_divergence_guard(void **state) {
+    (void)state;
+    nf_dataset *ds;
+    assert_int_equal(nf_dataset_toy("moons", 4000, 1, &ds), NF_OK);
+    nf_config c;
+    nf_config_default(&c, NF_MODEL_REALNVP, 2);
+    nf_flow *f;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    int64_t np = nf_flow_num_params(f);
+    size_t bytes = sizeof(nf_real) * (size_t)np;
+    nf_flow_free(f);
+    nf_real *p100 = malloc(bytes), *a100 = malloc(bytes);
+    nf_trainer *t = guard_run(&f, ds, 8, 250, p100, a100);
+    double loss, gn, before;
+    nf_flow_set_training(f, 0);
+    double ll, se;
+    assert_int_equal(nf_flow_evaluate(f, ds, &ll, &se), NF_OK);
+    before = -ll;
+    nf_flow_set_training(f, 1);
+    blow_up(f);
+    nf_status st;
+    int64_t undone;
+    assert_int_equal(until_guard(t, 0, &st), 20);
+    assert_int_equal(st, NF_OK);
+    assert_int_equal(nf_trainer_rollbacks(t, &undone), 1);
+    assert_int_equal(undone, 250 + 20 - 100);
+    assert_memory_equal(nf_flow_params(f), p100, bytes);
+    assert_int_equal(nf_trainer_swap_average(t), NF_OK);
+    assert_memory_equal(nf_flow_params(f), a100, bytes);
+    assert_int_equal(nf_trainer_swap_average(t), NF_OK);
+    for (int s = 0; s < 100; s++) { /* on from there, finite, at half the rate */
+        assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
+        assert_true(isfinite(loss));
+    }
+    assert_int_equal(nf_trainer_rollbacks(t, NULL), 1);
+    nf_flow_set_training(f, 0);
+    assert_int_equal(nf_flow_evaluate(f, ds, &ll, &se), NF_OK);
+    nf_flow_set_training(f, 1);
+    print_message("  guard: NLL %.3f before the blow-up, %.3f 100 steps after the roll-back\n", before, -ll);
+    assert_true(-ll < before + 0.2);
+    /* the halving is in the checkpoint: a resumed run continues bit for bit */
+    char dir[] = "/tmp/nflow-test-guard-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/g.ckpt", dir);
+    assert_int_equal(nf_trainer_save(t, path), NF_OK);
+    nf_flow *g;
+    nf_trainer *tg;
+    assert_int_equal(nf_flow_load(path, &g), NF_OK);
+    nf_train_opts o;
+    nf_train_opts_default(&o);
+    o.batch = 64, o.adam.warmup = 20, o.ema = 0.9;
+    assert_int_equal(nf_trainer_create(g, ds, &o, &tg), NF_OK);
+    assert_int_equal(nf_trainer_resume(tg, path), NF_OK);
+    assert_int_equal(nf_trainer_rollbacks(tg, NULL), 1);
+    for (int s = 0; s < 30; s++) {
+        assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
+        assert_int_equal(nf_trainer_step(tg, &loss, &gn), NF_OK);
+    }
+    assert_memory_equal(nf_flow_params(f), nf_flow_params(g), bytes);
+    nf_trainer_free(tg), nf_flow_free(g), nf_trainer_free(t), nf_flow_free(f);
+    unlink(path);
+    rmdir(dir);
+    /* one roll-back allowed: the second divergence stops, with the snapshot's parameters */
+    t = guard_run(&f, ds, 1, 250, p100, a100);
+    blow_up(f);
+    assert_int_equal(until_guard(t, 0, &st), 20);
+    assert_int_equal(st, NF_OK);
+    blow_up(f);
+    assert_int_equal(until_guard(t, 1, &st), 20);
+    assert_int_equal(st, NF_ERR_DIVERGED);
+    assert_non_null(strstr(nf_last_error(), "diverged again after 1 roll-backs"));
+    assert_int_equal(nf_trainer_rollbacks(t, NULL), 1);
+    assert_memory_equal(nf_flow_params(f), p100, bytes); /* the only snapshot left */
+    nf_trainer_free(t), nf_flow_free(f);
+    /* rollbacks = 0: no guard, the blown-up model trains on */
+    t = guard_run(&f, ds, 0, 250, NULL, NULL);
+    blow_up(f);
+    assert_int_equal(until_guard(t, 0, &st), 0);
+    nf_trainer_free(t), nf_flow_free(f);
+    free(p100), free(a100);
+    nf_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_realnvp_8gaussians), cmocka_unit_test(test_glow_8gaussians),
@@ -311,7 +440,7 @@ int main(void) {
         cmocka_unit_test(test_nice_moons),         cmocka_unit_test(test_csv_standardized_units),
         cmocka_unit_test(test_maf_8gaussians),     cmocka_unit_test(test_iaf_moons),
         cmocka_unit_test(test_glow_fashion_mnist_subset), cmocka_unit_test(test_resume_equivalence),
-        cmocka_unit_test(test_average_rule),
+        cmocka_unit_test(test_average_rule),      cmocka_unit_test(test_divergence_guard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,8 +132,21 @@ int64_t train_loop(const train_run *r) {
     for (int64_t s = r->first; s <= o->steps; s++) {
         double loss = NAN, gn = NAN, t = 0, el = 0;
         if (dist_fault("fail", s)) die("step %lld: a failure injected by NFLOW_MPI_FAULT", (long long)s);
+        int32_t rb = nf_trainer_rollbacks(r->tr, NULL);
         nf_status st = nf_trainer_step(r->tr, &loss, &gn);
         done++;
+        int64_t undone;
+        if (st == NF_ERR_DIVERGED) {
+            if (lg) fclose(lg);
+            if (saved) DIE_ALL("step %lld: %s; %s keeps step %lld (try a lower --lr or a --clip)", (long long)s, nf_last_error(), o->out, (long long)saved);
+            DIE_ALL("step %lld: %s; no checkpoint written (try a lower --lr or a --clip)", (long long)s, nf_last_error());
+        }
+        if (nf_trainer_rollbacks(r->tr, &undone) != rb) { /* the guard took the last steps back: say so, go on */
+            if (!o->quiet && writer)
+                fprintf(stderr, "%swarning: step %lld: the loss diverged; rolled back %lld steps, learning rate now %g× its schedule\n", tty ? "\n" : "",
+                        (long long)s, (long long)undone, pow(0.5, nf_trainer_rollbacks(r->tr, NULL)));
+            consecutive = 0;
+        }
         int numeric = st == NF_ERR_NUMERIC;
         if (numeric) {
             skipped++;

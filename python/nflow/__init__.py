@@ -8,11 +8,11 @@
 Everything is computed by the library; see nflow.Flow and nflow.sklearn.FlowDensity.
 """
 from ._version import __version__
-from ._lib import (NflowError, InvalidArgumentError, FileFormatError, FileIOError, NumericError,
+from ._lib import (NflowError, InvalidArgumentError, FileFormatError, FileIOError, NumericError, DivergedError,
                    library_path)
 from .flow import (Flow, set_threads, get_threads, library_version, runtime_info, architecture_options,
                    field_names, load_idx)
 
-__all__ = ["Flow", "NflowError", "InvalidArgumentError", "FileFormatError", "FileIOError", "NumericError",
+__all__ = ["Flow", "NflowError", "InvalidArgumentError", "FileFormatError", "FileIOError", "NumericError", "DivergedError",
            "set_threads", "get_threads", "library_version", "runtime_info", "architecture_options",
            "field_names", "load_idx", "library_path", "__version__"]

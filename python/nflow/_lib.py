@@ -46,12 +46,17 @@ class NumericError(NflowError, ArithmeticError):
     """NF_ERR_NUMERIC: a non-finite value or a singular matrix."""
 
 
+class DivergedError(NumericError):
+    """NF_ERR_DIVERGED: training diverged again after the divergence guard's last roll-back."""
+
+
 _STATUS = {
     1: ("NF_ERR_INVALID", InvalidArgumentError),
     2: ("NF_ERR_NOMEM", NflowError),
     3: ("NF_ERR_IO", FileIOError),
     4: ("NF_ERR_FORMAT", FileFormatError),
     5: ("NF_ERR_NUMERIC", NumericError),
+    6: ("NF_ERR_DIVERGED", DivergedError),
 }
 
 
@@ -139,6 +144,7 @@ _fn("nf_trainer_create_images", _st, _p, _p, _p, _p)
 _fn("nf_trainer_free", None, _p)
 _fn("nf_trainer_step", _st, _p, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
 _fn("nf_trainer_swap_average", _st, _p)
+_fn("nf_trainer_rollbacks", _i32, _p, _p)
 _fn("nf_images_dequantize", None, _p, _p, _i64, _i32, _p, _p)
 _fn("nf_flow_evaluate_images", _st, _p, _p, _i32, _u64, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
 _fn("nf_bits_per_dim", _dbl, _dbl, _i64, _i32)
@@ -171,7 +177,7 @@ class AdamOpts(ctypes.Structure):
 
 
 class TrainOpts(ctypes.Structure):
-    _fields_ = [("batch", _i64), ("adam", AdamOpts), ("seed", _u64), ("bits", _i32), ("ema", _dbl)]
+    _fields_ = [("batch", _i64), ("adam", AdamOpts), ("seed", _u64), ("bits", _i32), ("ema", _dbl), ("rollbacks", _i32)]
 
 
 def check(status):

@@ -7,6 +7,7 @@ lock (a flow's workspace serves one call at a time) and releases the GIL (ctypes
 """
 import ctypes
 import math
+import warnings
 import secrets
 import sys
 import threading
@@ -441,7 +442,7 @@ class Flow:
 
     # ------------------------------------------------------------------ training
     def fit(self, x, steps=5000, batch=None, lr=1e-3, warmup=None, clip=None, lr_schedule="constant",
-            seed=None, bits=8, callback=None, progress=True, context=None, labels=None, ema=0.0):
+            seed=None, bits=8, callback=None, progress=True, context=None, labels=None, ema=0.0, rollbacks=8):
         """Maximum likelihood by Adam, nf_trainer_step by step; returns self. The options and their
         defaults are nflow train's: steps 5000, batch 512 (images 64; at most the rows when not given),
         lr 1e-3, warmup 100 steps (images 500), clip on the gradient norm of the loss shown (nats/row,
@@ -454,7 +455,11 @@ class Flow:
         A conditional flow trains p(x | c): context (N, K) rows for vectors, labels (N,) for images.
         ema: the decay of a Polyak (exponential moving) average of the parameters, in [0, 1); with ema > 0
         the flow holds the average when fit returns (0, the default: the last step's parameters; nflow
-        train uses 0.999 on CSV tables)."""
+        train uses 0.999 on CSV tables).
+        rollbacks: the divergence guard (nf_trainer_step): after 20 steps in a row with a non-finite loss
+        or a spike far above the recent losses, go back to a snapshot of 100 to 200 healthy steps before
+        and halve the learning rate, at most this many times (a RuntimeWarning each); once they are spent
+        the next divergence raises DivergedError. 0: no guard. self.rollbacks_ counts those made."""
         img = self.shape is not None
         data_ref = None
         if img:
@@ -501,6 +506,9 @@ class Flow:
         o.adam.clip = float(clip) / scale
         o.adam.cosine_steps = steps if lr_schedule == "cosine" else 0
         o.ema = ema
+        if int(rollbacks) < 0:
+            raise invalid("rollbacks %d: must be >= 0 (0: no divergence guard)" % int(rollbacks))
+        o.rollbacks = int(rollbacks)
         with self._lock:
             f = self._handle()
             if not img and cfg["standardize"] and not self._fitted:
@@ -519,7 +527,11 @@ class Flow:
                 loss, gn = ctypes.c_double(), ctypes.c_double()
                 ema, consecutive = math.nan, 0
                 for s in range(1, steps + 1):
+                    rb = lib.nf_trainer_rollbacks(tr, None)
                     st = lib.nf_trainer_step(tr, ctypes.byref(loss), ctypes.byref(gn))
+                    if lib.nf_trainer_rollbacks(tr, None) != rb:
+                        warnings.warn("step %d: the loss diverged; rolled back, learning rate now %g x its schedule"
+                                      % (s, 0.5 ** lib.nf_trainer_rollbacks(tr, None)), RuntimeWarning, stacklevel=2)
                     if st == 5:  # NF_ERR_NUMERIC: the update was skipped
                         consecutive += 1
                         if consecutive >= 50:
@@ -535,6 +547,7 @@ class Flow:
                         break
             finally:
                 bar.close()
+                self.rollbacks_ = int(lib.nf_trainer_rollbacks(tr, None))
                 if ema > 0:
                     lib.nf_trainer_swap_average(tr)  # the flow keeps the average
                 lib.nf_trainer_free(tr)

@@ -110,3 +110,6 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
 
 /* Pointers to a's moments (n each) and step counter, owned by a (checkpoints read and write them). */
 void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t) { *m = a->m, *v = a->v, *t = &a->t; }
+
+/* See train.h: the base rate lr ← f·lr (the divergence guard halves it). */
+void nf_adam_scale_lr(nf_adam *a, double f) { a->o.lr *= f; }

@@ -10,4 +10,6 @@ void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t);
  * gradients): ‖g‖ (parallel, fixed-order sum), then the update with that norm. */
 double nf_adam_grad_norm(nf_adam *a, const nf_real *g);
 void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm);
+/* Multiply the base learning rate (the one warm-up and the schedule scale) by f > 0. */
+void nf_adam_scale_lr(nf_adam *a, double f);
 #endif

@@ -22,15 +22,29 @@ struct nf_trainer {
     int64_t lo, hi; /* this process's rows [lo, hi) of every batch */
     nf_real *avg;   /* o.ema > 0: the moving average of the parameters (nparams); NULL: none */
     int64_t avg_n;  /* updates averaged into avg so far */
+    /* the divergence guard (nflow.h, nf_trainer_step); snap NULL: no guard */
+    nf_real *snap;          /* 2 snapshots of (params, m, v[, avg]), snap_len values each; [0] the older */
+    int64_t snap_len, snap_calls[2], snap_avg_n[2];
+    double snap_stat[2][3]; /* the loss statistics (mean, deviation, count) at each snapshot */
+    int nsnap;              /* snapshots held, 0..2 */
+    double l_mean, l_dev, l_n; /* moving average of healthy losses, of their absolute deviation; count */
+    int64_t calls, healthy, troubled; /* steps taken; healthy ones since the last snapshot; troubled in a row */
+    int32_t rollbacks;      /* roll-backs made (saved in checkpoints: the rate runs at 0.5^rollbacks) */
+    int64_t undone;         /* steps the last roll-back took back */
 };
 
-/* Fill *o with the trainer's defaults: batch 256, Adam defaults, seed 1, 8-bit images, no averaging. */
+enum { GUARD_EVERY = 100, GUARD_WARM = 100, GUARD_RUN = 20 }; /* snapshot cadence, statistics warm-up, troubled run */
+#define GUARD_SPIKE 10.0 /* a spike: loss > mean + GUARD_SPIKE·deviation */
+
+/* Fill *o with the trainer's defaults: batch 256, Adam defaults, seed 1, 8-bit images, no averaging,
+ * the divergence guard with 8 roll-backs. */
 void nf_train_opts_default(nf_train_opts *o) {
     o->batch = 256;
     nf_adam_opts_default(&o->adam);
     o->seed = 1;
     o->bits = 8;
     o->ema = 0;
+    o->rollbacks = 8;
 }
 
 /* Polyak averaging after a step (see nflow.h): avg ← d·avg + (1 − d)·θ with d = min(ema, (1 + n)/(10 + n)),
@@ -80,6 +94,7 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
         return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)rows);
     if (im && (o->bits < 1 || o->bits > 8)) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)o->bits);
     if (!(o->ema >= 0 && o->ema < 1)) return nf_fail(NF_ERR_INVALID, "ema %g: the decay of the parameters' average must be in [0, 1) (0: none)", o->ema);
+    if (o->rollbacks < 0) return nf_fail(NF_ERR_INVALID, "rollbacks %d: the divergence guard's roll-backs must be ≥ 0 (0: no guard)", (int)o->rollbacks);
     nf_trainer *t = nf_xcalloc(1, sizeof *t);
     if (!t) return nf_fail(NF_ERR_NOMEM, "out of memory");
     t->f = f, t->ds = ds, t->im = im, t->nrows = rows, t->o = *o, t->ctx = ctx, t->K = K;
@@ -91,7 +106,10 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
         if (K > 0) t->cbatch = nf_xcalloc((size_t)o->batch * (size_t)K, sizeof(nf_real));
         if (o->ema > 0 && (t->avg = nf_xcalloc((size_t)nf_flow_num_params(f), sizeof(nf_real))))
             memcpy(t->avg, nf_flow_params(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
-        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch) || (o->ema > 0 && !t->avg)) st = nf_fail(NF_ERR_NOMEM, "out of memory");
+        t->snap_len = nf_flow_num_params(f) * (o->ema > 0 ? 4 : 3);
+        if (o->rollbacks > 0) t->snap = nf_xcalloc(2 * (size_t)t->snap_len, sizeof(nf_real));
+        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch) || (o->ema > 0 && !t->avg) || (o->rollbacks > 0 && !t->snap))
+            st = nf_fail(NF_ERR_NOMEM, "out of memory");
     }
     if (!st) st = nf_flow_reserve(f, o->batch);
     if (st) {
@@ -126,7 +144,7 @@ nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_tra
 void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
-    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t->avg), free(t);
+    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t->avg), free(t->snap), free(t);
 }
 
 /* See nflow.h: process r->rank of r->size; this process's rows of every batch are [lo, hi). */
@@ -186,8 +204,10 @@ nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta
     if (has && strlen(meta) > 600) return nf_fail(NF_ERR_INVALID, "%s: not saved: the caller's training state is over 600 bytes", path);
     char avg[64] = "";
     if (t->avg) snprintf(avg, sizeof avg, ",\"ema_n\":%lld", (long long)t->avg_n);
-    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s%s}",
-             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, avg, has ? "," : "", has ? meta : "");
+    char rb[40] = ""; /* absent when none, so older readers and files stay as they were */
+    if (t->rollbacks) snprintf(rb, sizeof rb, ",\"rollbacks\":%d", (int)t->rollbacks);
+    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s%s%s}",
+             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, avg, rb, has ? "," : "", has ? meta : "");
     int training = nf_flow_is_training(t->f);
     if (t->avg) nf_trainer_swap_average(t); /* the model saved is the average; t->avg holds the iterate */
     nf_status st = nf_ckpt_save(t->f, path, m, v, t->avg, json);
@@ -239,8 +259,9 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
         return nf_fail(NF_ERR_INVALID, "%s: saved without an average of the parameters: resume without it (ema = 0)", path);
     }
     if (st) return st;
-    long long steps, adam_t, pos, rows, avg_n = -1;
+    long long steps, adam_t, pos, rows, avg_n = -1, rollbacks = 0;
     int has_avg = json_int(js, "ema_n", &avg_n);
+    json_int(js, "rollbacks", &rollbacks);
     char r1[80], r2[80];
     nf_rng rng, srng;
     if (!json_int(js, "steps", &steps) || !json_int(js, "adam_t", &adam_t) || !json_int(js, "pos", &pos) ||
@@ -249,7 +270,7 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
         st = nf_fail(NF_ERR_FORMAT, "%s: malformed training state", path);
     else if (rows != t->nrows)
         st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
-    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0 || (has_avg && avg_n < 0))
+    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0 || (has_avg && avg_n < 0) || rollbacks < 0 || rollbacks > 1000)
         st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
     else if (has_avg != (t->avg != NULL))
         st = nf_fail(NF_ERR_INVALID, "%s: saved %s an average of the parameters: resume %s it (ema %s 0)", path, has_avg ? "with" : "without",
@@ -261,6 +282,9 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
     shuffle(t); /* rebuild the epoch's permutation; it leaves rng where the original run left it */
     t->rng = rng, t->pos = pos, t->steps = steps;
     *at = adam_t;
+    /* the rate as the saved run left it; the guard's statistics and snapshots start afresh */
+    for (long long k = t->rollbacks; k < rollbacks; k++) nf_adam_scale_lr(t->adam, 0.5);
+    t->rollbacks = (int32_t)rollbacks;
     if (t->avg) t->avg_n = avg_n, nf_trainer_swap_average(t);
     return NF_OK;
 }
@@ -288,7 +312,7 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
     int overlap = t->red.grad_wait != NULL;
     if (t->red.sum_double(t->red.ctx, part, 2) != 0 ||
         (overlap ? t->red.grad_wait(t->red.ctx, g, np) : t->red.sum_real(t->red.ctx, g, np)) != 0)
-        return nf_fail(NF_ERR_IO, "step %lld: the sum across processes failed", (long long)t->steps + 1);
+        return nf_fail(NF_ERR_IO, "the sum across processes failed");
     *loss = part[0] / (double)B;
     if (part[1] > 0) {
         if (why[0]) return nf_fail(NF_ERR_NUMERIC, "%s", why);
@@ -296,7 +320,7 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
     }
     if (!isfinite(*loss)) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
     double norm = nf_adam_grad_norm(t->adam, g);
-    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "step %lld: the gradient is not finite; update skipped", (long long)t->steps + 1);
+    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "the gradient is not finite");
     nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
     *grad_norm = norm;
     t->steps++;
@@ -306,7 +330,7 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
 
 /* One training step on the next batch; *loss = its mean NLL, *grad_norm the pre-clip norm.
  * A non-finite loss or gradient leaves the parameters unchanged and returns NF_ERR_NUMERIC. */
-nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
+static nf_status step_once(nf_trainer *t, double *loss, double *grad_norm) {
     int64_t B = t->o.batch, D = nf_flow_dim(t->f);
     for (int64_t i = 0; i < B; i++) {
         if (t->pos == t->nrows) shuffle(t);
@@ -323,13 +347,13 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
      * must stop the step, or it would be saved into a checkpoint that does not load */
     const nf_real *p = nf_flow_params(f);
     for (int64_t k = 0, np = nf_flow_num_params(f); k < np; k++)
-        if (!isfinite(p[k])) return nf_fail(NF_ERR_NUMERIC, "step %lld: parameter %lld is not finite; update skipped", (long long)t->steps + 1, (long long)k);
+        if (!isfinite(p[k])) return nf_fail(NF_ERR_NUMERIC, "parameter %lld is not finite", (long long)k);
     nf_flow_zero_grad(f);
     nf_status st = t->cbatch ? nf_flow_nll_grad_ctx(f, t->batch, t->cbatch, B, loss, NULL, NULL) : nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
     const nf_real *g = nf_flow_grads(f);
     double norm = nf_adam_grad_norm(t->adam, g);
-    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "step %lld: the gradient is not finite; update skipped", (long long)t->steps + 1);
+    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "the gradient is not finite");
     nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
     *grad_norm = norm;
     t->steps++;
@@ -337,3 +361,73 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
     return NF_OK;
 }
 
+
+/* The guard's snapshot slot k ← the parameters, Adam's moments, the average and the loss statistics now. */
+static void snap_take(nf_trainer *t, int k) {
+    int64_t np = nf_flow_num_params(t->f);
+    nf_real *m, *v, *d = t->snap + k * t->snap_len;
+    int64_t *at;
+    nf_adam_state(t->adam, &m, &v, &at);
+    memcpy(d, nf_flow_params(t->f), sizeof(nf_real) * (size_t)np);
+    memcpy(d + np, m, sizeof(nf_real) * (size_t)np);
+    memcpy(d + 2 * np, v, sizeof(nf_real) * (size_t)np);
+    if (t->avg) memcpy(d + 3 * np, t->avg, sizeof(nf_real) * (size_t)np);
+    t->snap_calls[k] = t->calls, t->snap_avg_n[k] = t->avg_n;
+    t->snap_stat[k][0] = t->l_mean, t->snap_stat[k][1] = t->l_dev, t->snap_stat[k][2] = t->l_n;
+}
+
+/* Back to the older snapshot (Adam's step counter, the data position and the step count keep moving);
+ * it becomes the only one held. */
+static void snap_restore(nf_trainer *t) {
+    int64_t np = nf_flow_num_params(t->f);
+    nf_real *m, *v, *d = t->snap;
+    int64_t *at;
+    nf_adam_state(t->adam, &m, &v, &at);
+    memcpy(nf_flow_params(t->f), d, sizeof(nf_real) * (size_t)np);
+    memcpy(m, d + np, sizeof(nf_real) * (size_t)np);
+    memcpy(v, d + 2 * np, sizeof(nf_real) * (size_t)np);
+    if (t->avg) memcpy(t->avg, d + 3 * np, sizeof(nf_real) * (size_t)np), t->avg_n = t->snap_avg_n[0];
+    t->l_mean = t->snap_stat[0][0], t->l_dev = t->snap_stat[0][1], t->l_n = t->snap_stat[0][2];
+    t->undone = t->calls - t->snap_calls[0];
+    t->nsnap = 1, t->healthy = 0, t->troubled = 0;
+}
+
+/* See nflow.h: one step (step_once) under the divergence guard. */
+nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
+    *loss = NAN, *grad_norm = NAN;
+    nf_status st = step_once(t, loss, grad_norm);
+    if (!t->snap || (st && st != NF_ERR_NUMERIC)) return st;
+    t->calls++;
+    double L = *loss;
+    int spike = !st && t->l_n >= GUARD_WARM && L > t->l_mean + GUARD_SPIKE * t->l_dev + 1e-3 * (fabs(t->l_mean) + 1);
+    if (!st && !spike) { /* healthy: into the statistics; a snapshot every GUARD_EVERY of them */
+        double w = t->l_n < GUARD_WARM ? 1.0 / (t->l_n + 1) : 0.01; /* the plain mean first, then a moving one */
+        double dev = t->l_n == 0 ? 0 : fabs(L - t->l_mean);
+        t->l_mean = t->l_n == 0 ? L : t->l_mean + w * (L - t->l_mean);
+        t->l_dev = t->l_n == 0 ? 0 : t->l_dev + w * (dev - t->l_dev);
+        t->l_n++;
+        t->troubled = 0;
+        if (++t->healthy >= GUARD_EVERY) {
+            if (t->nsnap == 2) memcpy(t->snap, t->snap + t->snap_len, sizeof(nf_real) * (size_t)t->snap_len),
+                               t->snap_calls[0] = t->snap_calls[1], t->snap_avg_n[0] = t->snap_avg_n[1],
+                               memcpy(t->snap_stat[0], t->snap_stat[1], sizeof t->snap_stat[0]);
+            snap_take(t, t->nsnap == 0 ? 0 : 1);
+            t->nsnap = t->nsnap == 0 ? 1 : 2, t->healthy = 0;
+        }
+        return st;
+    }
+    if (++t->troubled < GUARD_RUN || t->nsnap == 0) return st; /* a bad batch, or nothing to go back to yet */
+    snap_restore(t);
+    if (t->rollbacks >= t->o.rollbacks)
+        return nf_fail(NF_ERR_DIVERGED, "the loss diverged again after %d roll-backs, each halving the learning rate; stopping with the parameters "
+                                        "of %lld steps before", (int)t->rollbacks, (long long)t->undone);
+    t->rollbacks++;
+    nf_adam_scale_lr(t->adam, 0.5);
+    return NF_OK;
+}
+
+/* See nflow.h. */
+int32_t nf_trainer_rollbacks(const nf_trainer *t, int64_t *undone) {
+    if (undone) *undone = t->undone;
+    return t->rollbacks;
+}
