@@ -366,7 +366,7 @@ void nf_trainer_free(nf_trainer *t);
  * The divergence guard (o->rollbacks > 0): the trainer keeps a moving average of the loss and of its
  * absolute deviation over healthy steps, and every 100 healthy steps an in-memory snapshot of the
  * parameters, Adam's moments and the average (the last two snapshots). A step whose loss is not finite,
- * or is above average + 10 deviations (a spike), is troubled; after 20 troubled steps in a row the trainer
+ * or is above average + 10 deviations + 0.001·(|average| + 1) (a spike), is troubled; after 20 troubled steps in a row the trainer
  * restores the older snapshot, halves the learning rate and goes on with the next batch (the step count,
  * the schedule and the data position keep moving); that step returns NF_OK (see nf_trainer_rollbacks).
  * Once o->rollbacks roll-backs are spent, the next one restores the snapshot and returns

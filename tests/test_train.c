@@ -306,11 +306,11 @@ static void test_resume_equivalence(void **state) {
 }
 
 /* The divergence guard (nflow.h, nf_trainer_step), with a planted divergence: the parameters blown up
- * by ×50 after 250 healthy steps. Then 20 troubled steps in a row roll back to the older snapshot (the
- * one after step 100: snapshots every 100 healthy steps, two held), parameters and average bit for bit,
+ * by ×50 after 350 healthy steps. Then 20 troubled steps in a row roll back to the older snapshot (the
+ * one after step 200: snapshots every 100 healthy steps, two held), parameters and average bit for bit,
  * the rate halved; training goes on finite; a checkpoint keeps the halving; once the roll-backs are
  * spent the next divergence is NF_ERR_DIVERGED with the snapshot restored; rollbacks = 0 is no guard. */
-static nf_trainer *guard_run(nf_flow **f, const nf_dataset *ds, int32_t rollbacks, int steps, nf_real *p100, nf_real *a100) {
+static nf_trainer *guard_run(nf_flow **f, const nf_dataset *ds, int32_t rollbacks, int steps, int at, nf_real **p100, nf_real **a100) {
     nf_config c;
     nf_config_default(&c, NF_MODEL_REALNVP, 2);
     assert_int_equal(nf_flow_create(&c, f), NF_OK);
@@ -323,10 +323,11 @@ static nf_trainer *guard_run(nf_flow **f, const nf_dataset *ds, int32_t rollback
     double loss, gn;
     for (int s = 1; s <= steps; s++) {
         assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
-        if (s == 100 && p100) {
-            memcpy(p100, nf_flow_params(*f), sizeof(nf_real) * (size_t)np);
+        if (s == at && p100) { /* the parameters and their average after step `at` (caller frees) */
+            *p100 = realloc(*p100, sizeof(nf_real) * (size_t)np), *a100 = realloc(*a100, sizeof(nf_real) * (size_t)np);
+            memcpy(*p100, nf_flow_params(*f), sizeof(nf_real) * (size_t)np);
             assert_int_equal(nf_trainer_swap_average(t), NF_OK);
-            memcpy(a100, nf_flow_params(*f), sizeof(nf_real) * (size_t)np);
+            memcpy(*a100, nf_flow_params(*f), sizeof(nf_real) * (size_t)np);
             assert_int_equal(nf_trainer_swap_average(t), NF_OK);
         }
     }
@@ -354,15 +355,10 @@ static void test_divergence_guard(void **state) {
     (void)state;
     nf_dataset *ds;
     assert_int_equal(nf_dataset_toy("moons", 4000, 1, &ds), NF_OK);
-    nf_config c;
-    nf_config_default(&c, NF_MODEL_REALNVP, 2);
     nf_flow *f;
-    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
-    int64_t np = nf_flow_num_params(f);
-    size_t bytes = sizeof(nf_real) * (size_t)np;
-    nf_flow_free(f);
-    nf_real *p100 = malloc(bytes), *a100 = malloc(bytes);
-    nf_trainer *t = guard_run(&f, ds, 8, 250, p100, a100);
+    nf_real *p100 = NULL, *a100 = NULL;
+    nf_trainer *t = guard_run(&f, ds, 8, 350, 200, &p100, &a100); /* snapshots after 100, 200, 300: the last two held */
+    size_t bytes = sizeof(nf_real) * (size_t)nf_flow_num_params(f);
     double loss, gn, before;
     nf_flow_set_training(f, 0);
     double ll, se;
@@ -375,7 +371,7 @@ static void test_divergence_guard(void **state) {
     assert_int_equal(until_guard(t, 0, &st), 20);
     assert_int_equal(st, NF_OK);
     assert_int_equal(nf_trainer_rollbacks(t, &undone), 1);
-    assert_int_equal(undone, 250 + 20 - 100);
+    assert_int_equal(undone, 350 + 20 - 200);
     assert_memory_equal(nf_flow_params(f), p100, bytes);
     assert_int_equal(nf_trainer_swap_average(t), NF_OK);
     assert_memory_equal(nf_flow_params(f), a100, bytes);
@@ -413,7 +409,7 @@ static void test_divergence_guard(void **state) {
     unlink(path);
     rmdir(dir);
     /* one roll-back allowed: the second divergence stops, with the snapshot's parameters */
-    t = guard_run(&f, ds, 1, 250, p100, a100);
+    t = guard_run(&f, ds, 1, 250, 100, &p100, &a100);
     blow_up(f);
     assert_int_equal(until_guard(t, 0, &st), 20);
     assert_int_equal(st, NF_OK);
@@ -425,7 +421,7 @@ static void test_divergence_guard(void **state) {
     assert_memory_equal(nf_flow_params(f), p100, bytes); /* the only snapshot left */
     nf_trainer_free(t), nf_flow_free(f);
     /* rollbacks = 0: no guard, the blown-up model trains on */
-    t = guard_run(&f, ds, 0, 250, NULL, NULL);
+    t = guard_run(&f, ds, 0, 250, 0, NULL, NULL);
     blow_up(f);
     assert_int_equal(until_guard(t, 0, &st), 0);
     nf_trainer_free(t), nf_flow_free(f);

@@ -23,10 +23,10 @@ struct nf_trainer {
     nf_real *avg;   /* o.ema > 0: the moving average of the parameters (nparams); NULL: none */
     int64_t avg_n;  /* updates averaged into avg so far */
     /* the divergence guard (nflow.h, nf_trainer_step); snap NULL: no guard */
-    nf_real *snap;          /* 2 snapshots of (params, m, v[, avg]), snap_len values each; [0] the older */
+    nf_real *snap;          /* 2 snapshot slots of (params, m, v[, avg]), snap_len values each */
     int64_t snap_len, snap_calls[2], snap_avg_n[2];
     double snap_stat[2][3]; /* the loss statistics (mean, deviation, count) at each snapshot */
-    int nsnap;              /* snapshots held, 0..2 */
+    int nsnap, old;         /* snapshots held, 0..2; the slot of the older (or only) one */
     double l_mean, l_dev, l_n; /* moving average of healthy losses, of their absolute deviation; count */
     int64_t calls, healthy, troubled; /* steps taken; healthy ones since the last snapshot; troubled in a row */
     int32_t rollbacks;      /* roll-backs made (saved in checkpoints: the rate runs at 0.5^rollbacks) */
@@ -380,15 +380,16 @@ static void snap_take(nf_trainer *t, int k) {
  * it becomes the only one held. */
 static void snap_restore(nf_trainer *t) {
     int64_t np = nf_flow_num_params(t->f);
-    nf_real *m, *v, *d = t->snap;
+    int k = t->old;
+    nf_real *m, *v, *d = t->snap + k * t->snap_len;
     int64_t *at;
     nf_adam_state(t->adam, &m, &v, &at);
     memcpy(nf_flow_params(t->f), d, sizeof(nf_real) * (size_t)np);
     memcpy(m, d + np, sizeof(nf_real) * (size_t)np);
     memcpy(v, d + 2 * np, sizeof(nf_real) * (size_t)np);
-    if (t->avg) memcpy(t->avg, d + 3 * np, sizeof(nf_real) * (size_t)np), t->avg_n = t->snap_avg_n[0];
-    t->l_mean = t->snap_stat[0][0], t->l_dev = t->snap_stat[0][1], t->l_n = t->snap_stat[0][2];
-    t->undone = t->calls - t->snap_calls[0];
+    if (t->avg) memcpy(t->avg, d + 3 * np, sizeof(nf_real) * (size_t)np), t->avg_n = t->snap_avg_n[k];
+    t->l_mean = t->snap_stat[k][0], t->l_dev = t->snap_stat[k][1], t->l_n = t->snap_stat[k][2];
+    t->undone = t->calls - t->snap_calls[k];
     t->nsnap = 1, t->healthy = 0, t->troubled = 0;
 }
 
@@ -408,11 +409,11 @@ nf_status nf_trainer_step(nf_trainer *t, double *loss, double *grad_norm) {
         t->l_n++;
         t->troubled = 0;
         if (++t->healthy >= GUARD_EVERY) {
-            if (t->nsnap == 2) memcpy(t->snap, t->snap + t->snap_len, sizeof(nf_real) * (size_t)t->snap_len),
-                               t->snap_calls[0] = t->snap_calls[1], t->snap_avg_n[0] = t->snap_avg_n[1],
-                               memcpy(t->snap_stat[0], t->snap_stat[1], sizeof t->snap_stat[0]);
-            snap_take(t, t->nsnap == 0 ? 0 : 1);
-            t->nsnap = t->nsnap == 0 ? 1 : 2, t->healthy = 0;
+            /* the first into the older's slot, the second beside it; then the newest replaces the older */
+            snap_take(t, t->nsnap == 1 ? !t->old : t->old);
+            if (t->nsnap == 2) t->old = !t->old;
+            else t->nsnap++;
+            t->healthy = 0;
         }
         return st;
     }
