@@ -259,6 +259,25 @@ static void residual_relu(nf_real *ys, const nf_real *rs, int64_t m) {
     }
 }
 
+/* Sample s's epilogue of the im2col path: ys (Cout, P) ← ys + b, then max(·, 0) if relu — one sweep
+ * while the sample's product is still in cache (the product is written with beta = 0, so the bias is
+ * not stored first and read back). The same single rounding as a product accumulated onto the bias. */
+static void bias_relu(nf_real *ys, const nf_real *b, int32_t Cout, int64_t P, int relu) {
+    if (!b && !relu) return;
+    for (int32_t o = 0; o < Cout; o++) {
+        nf_real bo = b ? b[o] : 0, *yo = ys + o * P;
+        if (relu)
+#pragma omp simd
+            for (int64_t p = 0; p < P; p++) {
+                nf_real v = yo[p] + bo;
+                yo[p] = v > 0 ? v : 0;
+            }
+        else
+#pragma omp simd
+            for (int64_t p = 0; p < P; p++) yo[p] += bo;
+    }
+}
+
 /* The forward pass of every path: y = conv(x) + b, then max(·, 0) if relu, or with res: max(· + res, 0). */
 static void forward_impl(const nf_real *x, int64_t ldx, const nf_real *w, const nf_real *b, nf_real *y, int64_t ldy,
                          int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, int relu,
@@ -293,15 +312,8 @@ static void forward_impl(const nf_real *x, int64_t ldx, const nf_real *w, const 
                 im2col(x + s * ldx, Cin, H, W, k, c);
                 col = c;
             }
-            for (int32_t o = 0; o < Cout; o++) {
-                nf_real bo = b ? b[o] : 0;
-#pragma omp simd
-                for (int64_t p = 0; p < P; p++) ys[o * P + p] = bo;
-            }
-            nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 1, ys, P);
-            if (relu) /* fused while the sample's output is still in cache; simd: a select, not a branch */
-#pragma omp simd
-                for (int64_t e = 0; e < Cout * P; e++) ys[e] = ys[e] > 0 ? ys[e] : 0;
+            nf_gemm(0, 0, Cout, P, K, 1, w, K, col, P, 0, ys, P);
+            bias_relu(ys, b, Cout, P, relu);
         }
         if (res) residual_relu(ys, res + s * ldres, Cout * P); /* the same sample, still in cache */
     }
