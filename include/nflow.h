@@ -114,7 +114,9 @@ typedef enum { NF_PERM_NONE = 0, NF_PERM_REVERSE, NF_PERM_RANDOM, NF_PERM_LU } n
 typedef enum { NF_ORDER_NATURAL = 0, NF_ORDER_REVERSE, NF_ORDER_RANDOM } nf_order_type;
 /* The element-wise map of an autoregressive block (maf, iaf): AFFINE v = (u − μ)·e^s (s bounded by
  * `scale`) or SPLINE v = g(u), a rational-quadratic spline of `bins` bins on [−bound, bound]. */
-typedef enum { NF_TRANSFORM_AFFINE = 0, NF_TRANSFORM_SPLINE } nf_transform_type;
+/* The element-wise map of each autoregressive block; MIXED alternates them, affine first (blocks 0, 2, …
+ * affine, 1, 3, … spline). */
+typedef enum { NF_TRANSFORM_AFFINE = 0, NF_TRANSFORM_SPLINE, NF_TRANSFORM_MIXED } nf_transform_type;
 
 typedef struct {
     nf_model_type model;

@@ -90,10 +90,10 @@ for model in maf iaf; do
     [ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$model: vector data only" "$T/err" && [ ! -e "$T/ar-img.ckpt" ] && ok || bad "$model on images: $(cat "$T/err")"
 done
 
-# the finer rules of maf/iaf: --bins/--bound need the spline transform, --scale the affine one (the
-# default: spline on 2-D data, affine on tables); each case: the option the message must name, the kind
-# of data, the arguments
-for c in "bins csv --bins 5" "bound csv --bound 2" "scale csv --transform spline --scale sigmoid" "scale toy --scale tanh" \
+# the finer rules of maf/iaf: --bins/--bound need spline blocks (spline or mixed), --scale affine ones
+# (affine or mixed; the default: spline on 2-D data, mixed on tables); each case: the option the message
+# must name, the kind of data, the arguments
+for c in "bins csv --transform affine --bins 5" "bound csv --transform affine --bound 2" "scale csv --transform spline --scale sigmoid" "scale toy --scale tanh" \
          "bins toy --transform affine --bins 4"; do
     set -- $c
     opt=$1 kind=$2

@@ -173,6 +173,12 @@ expect_error "option --perm: the glow model does not use it on image data" "$NFL
 expect_error "option --standardize applies to vector data only" "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --standardize on --out "$T/x.ckpt"
 expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
+expect_error "option --bins applies to a spline transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
+expect_error "option --scale applies to an affine transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform spline --scale sigmoid --out "$T/x.ckpt"
+# mixed blocks take both kinds of option; the checkpoint says so and samples come back finite
+"$NFLOW" train --model maf --data "$T/d.csv" --transform mixed --bins 4 --bound 3 --scale sigmoid --depth 3 --steps 10 --batch 32 --quiet \
+    --out "$T/mixed.ckpt" >/dev/null 2>&1 && grep -aq 'transform\\":\\"mixed' "$T/mixed.ckpt" && \
+    "$NFLOW" sample --model "$T/mixed.ckpt" -n 5 --out "$T/mixed.csv" && ! grep -qi 'nan\|inf' "$T/mixed.csv" && ok || bad "maf --transform mixed"
 expect_error "50 consecutive non-finite steps .*no checkpoint written" "$NFLOW" train --model realnvp --data moons --lr 10 --warmup 0 --clip 0 \
     --train-size 4000 --test-size 100 --steps 300 --quiet --out "$T/nan.ckpt"
 expect_error "50 consecutive non-finite steps .*nan1.ckpt keeps step 1 " "$NFLOW" train --model realnvp --data moons --lr 10 --warmup 0 --clip 0 \

@@ -499,7 +499,7 @@ static nf_layer *mk_dropctx(nf_registry *c, int32_t D) {
 static nf_config cfg_nice_ctx, cfg_realnvp_ctx, cfg_glow_ctx, cfg_nsf_ctx, cfg_maf_ctx, cfg_iaf_ctx, cfg_glow_img_ctx,
     cfg_nsf_img_ctx, cfg_realnvp_img_ctx;
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
-    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline;
+    cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline, cfg_maf_mixed;
 
 static void setup_models(void) {
     nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
@@ -549,6 +549,8 @@ static void setup_models(void) {
     cfg_maf_spline.transform = cfg_iaf_spline.transform = NF_TRANSFORM_SPLINE;
     cfg_maf_spline.bins = cfg_iaf_spline.bins = 4, cfg_maf_spline.bound = cfg_iaf_spline.bound = 2;
     cfg_maf_spline.order = NF_ORDER_RANDOM, cfg_maf_spline.actnorm = 1;
+    /* mixed: affine, spline, affine blocks (K 4 on [−2, 2]) */
+    cfg_maf_mixed = cfg_maf, cfg_maf_mixed.transform = NF_TRANSFORM_MIXED, cfg_maf_mixed.bins = 4, cfg_maf_mixed.bound = 2;
     /* conditional models: KC context values; with the diag-Gaussian prior its mean and log std depend on c */
     cfg_nice_ctx = cfg_nice, cfg_realnvp_ctx = cfg_realnvp_bn, cfg_glow_ctx = cfg_glow, cfg_maf_ctx = cfg_maf_full, cfg_iaf_ctx = cfg_iaf;
     cfg_realnvp_ctx.batchnorm = 0, cfg_realnvp_ctx.prior = NF_PRIOR_DIAG_GAUSSIAN, cfg_glow_ctx.prior = NF_PRIOR_DIAG_GAUSSIAN;
@@ -656,6 +658,7 @@ static const conf_case cases[] = {
     {"prefix: IAF spline block on 3 of 5 columns", 5, mk_prefix_maf_spline, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"model maf, spline transform (random orders, actnorm)", 5, NULL, &cfg_maf_spline, 0, 1, 1, 0},
     {"model iaf, spline transform", 5, NULL, &cfg_iaf_spline, 0, 1, 1, 0},
+    {"model maf, mixed transform (affine, spline, affine)", 5, NULL, &cfg_maf_mixed, 0, 1, 1, 0},
     /* conditional layers and models (context of KC values per row) */
     {"conditional additive coupling", 6, mk_add_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
     {"conditional affine coupling, tanh scale (odd/even)", 5, mk_aff_tanh_ctx, NULL, NF_PRIOR_NORMAL, 0, 0, 0},

@@ -113,7 +113,7 @@ const opt_def nf_cli_options[] = {
     {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "2.5"},
     {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
     {"order", 0, O_ORDER, K_ENUM, 0, 0, "order", "O", "MADE input ordering of every block: natural, reverse or random (from --seed)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "random"},
-    {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine or spline (rational-quadratic: --bins, --bound); default spline on 2-D data, affine on tables", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
+    {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine, spline (rational-quadratic: --bins, --bound) or mixed (blocks alternate, affine first); default spline on 2-D data, mixed on tables", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
     /* other commands */
     {"num", 'n', O_N, K_INT, 1, 1e8, 0, "N", "samples (1000; image grid 64)", C_SAMPLE, 0, MA, 0, 0},
     {"temperature", 0, O_TEMP, K_REAL, 0, 100, 0, "T", "scale of the prior (1)", C_SAMPLE, 0, MA, 0, 0},
@@ -394,14 +394,14 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
 }
 
 /* See options.h: maf/iaf's transform is known once the defaults for the data are (spline on 2-D data,
- * affine on tables); --bins and --bound need the spline, --scale the affine map. */
+ * mixed on tables); --bins and --bound need a spline (spline or mixed), --scale an affine map (affine or mixed). */
 void check_transform_options(const opts *o, const nf_config *cfg) {
     if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
     const char *t = nf_enum_name("transform", (int)cfg->transform);
-    if (cfg->transform != NF_TRANSFORM_SPLINE && (GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)))
-        die("option --%s applies to the spline transform only (this %s uses --transform %s)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t);
-    if (cfg->transform != NF_TRANSFORM_AFFINE && GIVEN(o, O_SCALE))
-        die("option --scale applies to the affine transform only (this %s uses --transform %s)", nf_model_name(cfg->model), t);
+    if (cfg->transform == NF_TRANSFORM_AFFINE && (GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)))
+        die("option --%s applies to a spline transform only (spline or mixed; this %s uses --transform %s)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t);
+    if (cfg->transform == NF_TRANSFORM_SPLINE && GIVEN(o, O_SCALE))
+        die("option --scale applies to an affine transform only (affine or mixed; this %s uses --transform %s)", nf_model_name(cfg->model), t);
 }
 
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {

@@ -116,7 +116,7 @@ nf_status nf_model_build(nf_flow *f) {
         case NF_MODEL_MAF:
         case NF_MODEL_IAF:
             if (c->actnorm) PUSH(nf_actnorm_create(x, NAME(), D, &L));
-            if (c->transform == NF_TRANSFORM_SPLINE)
+            if (c->transform == NF_TRANSFORM_SPLINE || (c->transform == NF_TRANSFORM_MIXED && k % 2 == 1))
                 PUSH(nf_maf_spline_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->bins, c->bound, c->order, K, &L));
             else
                 PUSH(nf_maf_create(x, NAME(), D, c->model == NF_MODEL_IAF, c->hidden, c->layers, c->act, c->scale, c->order, K, &L));

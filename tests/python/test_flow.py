@@ -74,8 +74,11 @@ def test_applicability_equals_the_cli_option_table(cli):
                 got = _lib.lib.nf_config_field_applies(c.ptr, key.encode())
                 if model in ("maf", "iaf") and key in ("scale", "bins", "bound") and not image:
                     # the table says the model may use them; which apply follows the transform in
-                    # effect (affine on 4 columns: scale yes, bins/bound no), as the CLI checks too
-                    assert got == (key == "scale"), (name, model)
+                    # effect (mixed on 4 columns: affine and spline blocks, so all three), as the CLI
+                    # checks too; with the affine transform bins/bound do not apply
+                    assert got == 1, (name, model)
+                    c.set("transform", "affine")
+                    assert _lib.lib.nf_config_field_applies(c.ptr, key.encode()) == (key == "scale"), (name, model)
                     checked += 1
                     continue
                 assert got == (model in cli_models.split(",")), (name, model, image)
