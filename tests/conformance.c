@@ -537,6 +537,7 @@ static void setup_models(void) {
     for (int i = 0; i < 3; i++) {
         nf_config_default(arc[i], ar[i], 5);
         arc[i]->depth = 3, arc[i]->hidden = 6, arc[i]->layers = 2, arc[i]->act = NF_ACT_TANH;
+        arc[i]->transform = NF_TRANSFORM_AFFINE; /* affine blocks (the default on 5 columns is mixed) */
     }
     cfg_maf_full.order = NF_ORDER_RANDOM, cfg_maf_full.perm = NF_PERM_RANDOM, cfg_maf_full.actnorm = 1;
     cfg_maf_full.batchnorm = 1, cfg_maf_full.scale = NF_SCALE_SIGMOID, cfg_maf_full.standardize = 1;
