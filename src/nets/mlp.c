@@ -73,12 +73,23 @@ static nf_real act_df(nf_activation a, nf_real v, nf_real y) {
     }
 }
 
-/* Y (n,out) = X (n,in) · Wᵀ + b */
-static void linear_forward(const nf_real *W, const nf_real *b, const nf_real *X, nf_real *Y, int64_t n,
-                           int64_t in, int64_t out) {
+/* pre (n, out) += b row by row, then post = act(pre) when post is not NULL: one sweep over the layer's
+ * output after its product (written with beta = 0, so the bias is not stored first and read back). The
+ * same single rounding per element as a product accumulated onto the bias. */
+static void bias_act(nf_activation a, const nf_real *b, nf_real *pre, nf_real *post, int64_t n, int64_t out) {
 #pragma omp parallel for schedule(static) if (n * out > 16384)
-    for (int64_t i = 0; i < n; i++) memcpy(Y + i * out, b, sizeof(nf_real) * (size_t)out);
-    nf_gemm(0, 1, n, out, in, 1, X, in, W, in, 1, Y, out);
+    for (int64_t i = 0; i < n; i++) {
+        nf_real *p = pre + i * out, *q = post ? post + i * out : NULL;
+#pragma omp simd
+        for (int64_t j = 0; j < out; j++) p[j] += b[j];
+        if (!q) continue;
+        if (a == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
+#pragma omp simd
+            for (int64_t j = 0; j < out; j++) q[j] = p[j] > 0 ? p[j] : 0;
+        } else {
+            for (int64_t j = 0; j < out; j++) q[j] = act_f(a, p[j]);
+        }
+    }
 }
 
 /* See nets.h: y = mlp(x, c), pre/post-activations into cache. */
@@ -90,18 +101,11 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const n
         const nf_real *W = P, *b = P + out * in;
         P += out * (in + 1);
         nf_real *pre = l == m->layers ? y : cache + 2 * (int64_t)l * n * m->hidden;
-        linear_forward(W, b, h, pre, n, in, out);
+        nf_gemm(0, 1, n, out, in, 1, h, in, W, in, 0, pre, out); /* pre = h·Wᵀ */
         if (l == 0 && m->ctx > 0 && c) nf_gemm(0, 1, n, out, m->ctx, 1, c, m->ctx, Wc, m->ctx, 1, pre, out); /* + c·W_cᵀ */
+        nf_real *post = l == m->layers ? NULL : pre + n * m->hidden;
+        bias_act(m->act, b, pre, post, n, out); /* + b, and the activation of a hidden layer */
         if (l == m->layers) break;
-        nf_real *post = pre + n * m->hidden;
-        int64_t cnt = n * out;
-        if (m->act == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
-#pragma omp parallel for simd schedule(static) if (cnt > 16384)
-            for (int64_t i = 0; i < cnt; i++) post[i] = pre[i] > 0 ? pre[i] : 0;
-        } else {
-#pragma omp parallel for schedule(static) if (cnt > 16384)
-            for (int64_t i = 0; i < cnt; i++) post[i] = act_f(m->act, pre[i]);
-        }
         h = post;
     }
 }
