@@ -109,8 +109,8 @@ const opt_def nf_cli_options[] = {
     {"levels", 0, O_LEVELS, K_INT, 1, 8, 0, "L", "glow/nsf levels, realnvp scales (2)", C_TRAIN, SRC_IMG, 0, M_REALNVP | M_GLOW | M_NSF, 1, "1"},
     {"blocks", 0, O_BLOCKS, K_INT, 0, 64, 0, "B", "residual blocks per coupling ResNet (4)", C_TRAIN, SRC_IMG, 0, M_REALNVP, 1, "1"},
     {"logit-alpha", 0, O_LOGIT, K_REAL, 0, 0.4999, 0, "A", "logit preprocessing in front (realnvp 0.05; glow, nice 0 = none)", C_TRAIN, SRC_IMG, 0, M_CPL, 1, "0.05"},
-    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "5"},
-    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3; maf, iaf: with the spline transform)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "2.5"},
+    {"bins", 0, O_BINS, K_INT, 2, 64, 0, "K", "bins of every rational-quadratic spline (8; maf, iaf: with spline or mixed blocks)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "5"},
+    {"bound", 0, O_BOUND, K_REAL, 1e-3, 1e5, 0, "B", "splines act on [-B, B], identity outside (vectors 4, images 3; maf, iaf: with spline or mixed blocks)", C_TRAIN, DA, M_NSF | M_AR, M_NSF, 1, "2.5"},
     {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
     {"order", 0, O_ORDER, K_ENUM, 0, 0, "order", "O", "MADE input ordering of every block: natural, reverse or random (from --seed)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "random"},
     {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine, spline (rational-quadratic: --bins, --bound) or mixed (blocks alternate, affine first); default spline on 2-D data, mixed on tables", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
@@ -394,13 +394,14 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
 }
 
 /* See options.h: maf/iaf's transform is known once the defaults for the data are (spline on 2-D data,
- * mixed on tables); --bins and --bound need a spline (spline or mixed), --scale an affine map (affine or mixed). */
+ * mixed on tables); which of --bins, --bound and --scale it uses is the library's rule
+ * (nf_config_field_applies), so the CLI and the library cannot disagree. */
 void check_transform_options(const opts *o, const nf_config *cfg) {
     if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
     const char *t = nf_enum_name("transform", (int)cfg->transform);
-    if (cfg->transform == NF_TRANSFORM_AFFINE && (GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)))
+    if ((GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)) && nf_config_field_applies(cfg, "bins") == 0)
         die("option --%s applies to a spline transform only (spline or mixed; this %s uses --transform %s)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t);
-    if (cfg->transform == NF_TRANSFORM_SPLINE && GIVEN(o, O_SCALE))
+    if (GIVEN(o, O_SCALE) && nf_config_field_applies(cfg, "scale") == 0)
         die("option --scale applies to an affine transform only (affine or mixed; this %s uses --transform %s)", nf_model_name(cfg->model), t);
 }
 

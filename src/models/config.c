@@ -313,7 +313,7 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
         /* 2-D data (the toys): spline blocks (8 gaussians: 2.839 nats against the entropy 2.838 with the
          * default command, affine 3.065); tables: affine and spline blocks alternating (the two 8-column
          * cases of bench/tabular_cases.py, 16 200 training rows, KL over two seeds: mix8 0.121 / 0.115
-         * mixed, 0.201 / 0.177 affine, 0.133 / 0.146 spline; pairs8 0.102 / 0.095 mixed, 0.088 affine,
+         * mixed, 0.201 / 0.177 affine, 0.133 / 0.146 spline; pairs8 0.102 / 0.095 mixed, 0.088 / 0.097 affine,
          * 0.245 spline — README, "Autoregressive flows") */
         c->transform = dim <= 2 ? NF_TRANSFORM_SPLINE : NF_TRANSFORM_MIXED;
         c->bins = 8, c->bound = 4; /* used by the spline blocks only */
