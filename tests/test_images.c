@@ -210,7 +210,8 @@ static void write_png(const char *path, int w, int h, int gray, uint8_t (*pix)(i
     free(buf);
 }
 
-static void write_jpeg_gray(const char *path, int w, int h, uint8_t v) {
+/* A w × h grey JPEG of constant value v (w ≤ 64) at quality 100; progressive (several scans) if asked. */
+static void write_jpeg_gray(const char *path, int w, int h, uint8_t v, int progressive) {
     struct jpeg_compress_struct ci;
     struct jpeg_error_mgr err;
     ci.err = jpeg_std_error(&err);
@@ -221,6 +222,7 @@ static void write_jpeg_gray(const char *path, int w, int h, uint8_t v) {
     ci.image_width = (JDIMENSION)w, ci.image_height = (JDIMENSION)h, ci.input_components = 1, ci.in_color_space = JCS_GRAYSCALE;
     jpeg_set_defaults(&ci);
     jpeg_set_quality(&ci, 100, TRUE);
+    if (progressive) jpeg_simple_progression(&ci);
     jpeg_start_compress(&ci, TRUE);
     uint8_t row[64];
     memset(row, v, sizeof row);
@@ -292,12 +294,32 @@ static void test_corrupt_images_quiet(void **state) {
     expect_quiet_failure(dir, "junk.png: ", "PNG");
     remove(p);
     snprintf(p, sizeof p, "%s/cut.jpg", dir);
-    write_jpeg_gray(p, 64, 64, 50);
+    write_jpeg_gray(p, 64, 64, 50, 0);
     assert_int_equal(stat(p, &sb), 0);
     assert_int_equal(truncate(p, sb.st_size - 20), 0); /* libjpeg's warning path */
     expect_quiet_failure(dir, "cut.jpg: ", "not a readable JPEG");
     assert_int_equal(truncate(p, 20), 0); /* libjpeg's error path */
     expect_quiet_failure(dir, "cut.jpg: ", "not a readable JPEG");
+    remove(p);
+    /* a progressive header claiming 20000 × 20000 pixels in a few hundred bytes: refused before libjpeg
+     * allocates the whole image's coefficients (at most 512 pixels per byte of file) */
+    snprintf(p, sizeof p, "%s/huge.jpg", dir);
+    write_jpeg_gray(p, 64, 64, 50, 1);
+    assert_int_equal(stat(p, &sb), 0);
+    fp = fopen(p, "r+b");
+    assert_non_null(fp);
+    b = malloc((size_t)sb.st_size);
+    assert_true(fread(b, 1, (size_t)sb.st_size, fp) == (size_t)sb.st_size);
+    long sof = -1;
+    for (long i = 2; i + 9 < sb.st_size && sof < 0; i++)
+        if (b[i] == 0xFF && b[i + 1] == 0xC2) sof = i; /* SOF2: progressive, Huffman */
+    assert_true(sof > 0);
+    b[sof + 5] = 20000 >> 8, b[sof + 6] = 20000 & 255, b[sof + 7] = 20000 >> 8, b[sof + 8] = 20000 & 255;
+    rewind(fp);
+    assert_true(fwrite(b, 1, (size_t)sb.st_size, fp) == (size_t)sb.st_size);
+    fclose(fp);
+    free(b);
+    expect_quiet_failure(dir, "huge.jpg: ", "truncated JPEG (20000 × 20000 pixels cannot fit");
     remove(p);
 }
 
@@ -309,7 +331,7 @@ static void test_folder(void **state) {
     char p[320];
     snprintf(p, sizeof p, "%s/a.png", dir), write_png(p, 6, 4, 0, px_framed);
     snprintf(p, sizeof p, "%s/b.PNG", dir), write_png(p, 4, 4, 0, px_halves);
-    snprintf(p, sizeof p, "%s/c.jpg", dir), write_jpeg_gray(p, 8, 8, 128);
+    snprintf(p, sizeof p, "%s/c.jpg", dir), write_jpeg_gray(p, 8, 8, 128, 0);
     snprintf(p, sizeof p, "%s/notes.txt", dir);
     FILE *fp = fopen(p, "w");
     fputs("not an image", fp), fclose(fp);
@@ -370,11 +392,11 @@ static void test_folder(void **state) {
     assert_non_null(strstr(nf_last_error(), "broken.png: "));
     remove(p);
     snprintf(p, sizeof p, "%s/cut.jpg", dir);
-    write_jpeg_gray(p, 8, 8, 50);
+    write_jpeg_gray(p, 8, 8, 50, 0);
     assert_int_equal(truncate(p, 20), 0);
     assert_int_equal(nf_images_load_folder(dir, 4, 0, &im), NF_ERR_FORMAT);
     assert_non_null(strstr(nf_last_error(), "cut.jpg: not a readable JPEG"));
-    write_jpeg_gray(p, 64, 64, 50); /* cut inside the scan data: libjpeg only warns; we refuse */
+    write_jpeg_gray(p, 64, 64, 50, 0); /* cut inside the scan data: libjpeg only warns; we refuse */
     struct stat sb;
     assert_int_equal(stat(p, &sb), 0);
     assert_int_equal(truncate(p, sb.st_size - 20), 0);
