@@ -126,8 +126,13 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
         nf_real *dW = dP + off[l], *db = dW + out * in;
         const nf_real *h = l == 0 ? x : cache + (2 * (int64_t)(l - 1) + 1) * n * m->hidden;
         nf_gemm(1, 0, out, in, n, 1, dZ, out, h, in, 1, dW, in);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < out; j++) db[j] += dZ[i * out + j];
+        /* the bias gradient: the rows in order (the same sums as before), each a vector add; as a
+         * scalar loop it cost realnvp-moons' training about 12 % */
+        for (int64_t i = 0; i < n; i++) {
+            const nf_real *dz = dZ + i * out;
+#pragma omp simd
+            for (int64_t j = 0; j < out; j++) db[j] += dz[j];
+        }
         if (l == 0) {
             if (dx) nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dx, in);
             if (m->ctx > 0 && c) { /* ∂L/∂W_c += dZᵀ c, ∂L/∂c += dZ W_c */
