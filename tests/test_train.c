@@ -429,6 +429,46 @@ static void test_divergence_guard(void **state) {
     nf_dataset_free(ds);
 }
 
+/* A non-finite parameter stops the step before anything moves, named by its index: the first one, wherever
+ * it lies among the checked chunks (a model of over 65 536 parameters, so the check runs in parallel). */
+static void test_nonfinite_parameter(void **state) {
+    (void)state;
+    nf_dataset *ds;
+    assert_int_equal(nf_dataset_toy("moons", 64, 1, &ds), NF_OK);
+    nf_config c;
+    nf_config_default(&c, NF_MODEL_REALNVP, 2);
+    c.depth = 4, c.hidden = 128;
+    nf_flow *f;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    int64_t np = nf_flow_num_params(f);
+    assert_true(np > 65536);
+    nf_train_opts o;
+    nf_train_opts_default(&o);
+    o.batch = 16;
+    nf_trainer *t;
+    assert_int_equal(nf_trainer_create(f, ds, &o, &t), NF_OK);
+    double loss, gn;
+    assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
+    nf_real *p = nf_flow_params(f), *copy = malloc(sizeof(nf_real) * (size_t)np);
+    const int64_t at[3][2] = {{np - 1, -1}, {40000, np - 3}, {5, 20000}}; /* bad index, a later bad one (or −1) */
+    for (int k = 0; k < 3; k++) {
+        nf_real keep0 = p[at[k][0]], keep1 = at[k][1] >= 0 ? p[at[k][1]] : 0;
+        p[at[k][0]] = k == 1 ? (nf_real)INFINITY : (nf_real)NAN;
+        if (at[k][1] >= 0) p[at[k][1]] = (nf_real)-INFINITY;
+        memcpy(copy, p, sizeof(nf_real) * (size_t)np);
+        assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_ERR_NUMERIC);
+        char want[64];
+        snprintf(want, sizeof want, "parameter %lld is not finite", (long long)at[k][0]);
+        assert_non_null(strstr(nf_last_error(), want));
+        assert_memory_equal(p, copy, sizeof(nf_real) * (size_t)np);
+        p[at[k][0]] = keep0;
+        if (at[k][1] >= 0) p[at[k][1]] = keep1;
+    }
+    assert_int_equal(nf_trainer_step(t, &loss, &gn), NF_OK);
+    free(copy);
+    nf_trainer_free(t), nf_flow_free(f), nf_dataset_free(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_realnvp_8gaussians), cmocka_unit_test(test_glow_8gaussians),
@@ -437,6 +477,7 @@ int main(void) {
         cmocka_unit_test(test_maf_8gaussians),     cmocka_unit_test(test_iaf_moons),
         cmocka_unit_test(test_glow_fashion_mnist_subset), cmocka_unit_test(test_resume_equivalence),
         cmocka_unit_test(test_average_rule),      cmocka_unit_test(test_divergence_guard),
+        cmocka_unit_test(test_nonfinite_parameter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,28 @@ void nf_train_opts_default(nf_train_opts *o) {
     o->rollbacks = 8;
 }
 
+/* The index of the first non-finite value of p[0..n), or −1: fixed chunks tested in parallel as vectors
+ * (x − x is 0 for finite x, NaN for ±∞ and NaN), the first bad chunk scanned again. A scalar
+ * isfinite loop over nice-mnist's 19 M parameters took 5 ms of every step on one core. */
+static int64_t first_nonfinite(const nf_real *p, int64_t n) {
+    enum { CHUNK = 16384 };
+    int64_t chunks = (n + CHUNK - 1) / CHUNK, first = INT64_MAX;
+#pragma omp parallel for schedule(static) reduction(min : first) if (n > 65536)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t i0 = ch * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        int bad = 0;
+#pragma omp simd reduction(| : bad)
+        for (int64_t i = i0; i < i1; i++) bad |= !(p[i] - p[i] == 0);
+        if (bad && i0 < first)
+            for (int64_t i = i0; i < i1; i++)
+                if (!isfinite(p[i])) {
+                    first = i;
+                    break;
+                }
+    }
+    return first == INT64_MAX ? -1 : first;
+}
+
 /* Polyak averaging after a step (see nflow.h): avg ← d·avg + (1 − d)·θ with d = min(ema, (1 + n)/(10 + n)),
  * so the first updates are not dominated by the initial parameters. One pass in a fixed order: the same
  * result for every thread count and on every process of a data-parallel run (their θ are identical). */
@@ -55,7 +77,10 @@ static void average_update(nf_trainer *t) {
     double n = (double)t->avg_n++, warm = (1 + n) / (10 + n);
     nf_real a = (nf_real)(1 - (t->o.ema < warm ? t->o.ema : warm));
     const nf_real *p = nf_flow_params(t->f);
-    for (int64_t k = 0, np = nf_flow_num_params(t->f); k < np; k++) t->avg[k] += a * (p[k] - t->avg[k]);
+    nf_real *avg = t->avg;
+    int64_t np = nf_flow_num_params(t->f);
+#pragma omp parallel for simd schedule(static) if (np > 65536)
+    for (int64_t k = 0; k < np; k++) avg[k] += a * (p[k] - avg[k]);
 }
 
 /* See nflow.h: exchange the flow's parameters with their moving average. */
@@ -345,9 +370,8 @@ static nf_status step_once(nf_trainer *t, double *loss, double *grad_norm) {
     nf_flow *f = t->f;
     /* a non-finite parameter (from anywhere: a ReLU masks a NaN weight, so the loss can stay finite)
      * must stop the step, or it would be saved into a checkpoint that does not load */
-    const nf_real *p = nf_flow_params(f);
-    for (int64_t k = 0, np = nf_flow_num_params(f); k < np; k++)
-        if (!isfinite(p[k])) return nf_fail(NF_ERR_NUMERIC, "parameter %lld is not finite", (long long)k);
+    int64_t bad = first_nonfinite(nf_flow_params(f), nf_flow_num_params(f));
+    if (bad >= 0) return nf_fail(NF_ERR_NUMERIC, "parameter %lld is not finite", (long long)bad);
     nf_flow_zero_grad(f);
     nf_status st = t->cbatch ? nf_flow_nll_grad_ctx(f, t->batch, t->cbatch, B, loss, NULL, NULL) : nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
