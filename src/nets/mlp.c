@@ -1,7 +1,8 @@
 /* mlp.c — the coupling networks: a multilayer perceptron in -> hidden (×layers) -> out.
  * Parameters, in order, for each linear map l = 0..layers: W_l (out_l, in_l) row-major, then b_l (out_l);
  * then, for a conditional net (ctx = K > 0), W_c (out_0, K): the first map is y_0 = W_0 x + W_c c + b_0.
- * Cache, for each hidden layer l: pre-activation (n, hidden) then post-activation (n, hidden). */
+ * Cache, for each hidden layer l: its post-activation (n, hidden) only — every activation here has its
+ * derivative from the output (ReLU and leaky ReLU: [y > 0] ⟺ [v > 0]; tanh: 1 − y²). */
 #include "nets/nets.h"
 
 /* Inputs of linear l. */
@@ -29,8 +30,8 @@ static int64_t lin_params(const nf_mlp *m) {
 /* See nets.h: Σ_l out_l·(in_l + 1), plus out_0·ctx for W_c. */
 int64_t nf_mlp_num_params(const nf_mlp *m) { return lin_params(m) + lin_out(m, 0) * m->ctx; }
 
-/* See nets.h: pre- and post-activation of every hidden layer, n rows. */
-int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n) { return 2 * (int64_t)m->layers * n * m->hidden; }
+/* See nets.h: the post-activation of every hidden layer, n rows. */
+int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n) { return (int64_t)m->layers * n * m->hidden; }
 
 /* See nets.h: He/LeCun-uniform hidden weights (from rng), zero biases; last layer 0 or N(0, init_std²). */
 void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
@@ -64,35 +65,39 @@ static nf_real act_f(nf_activation a, nf_real v) {
     }
 }
 
-/* derivative from the pre-activation v and post-activation y */
-static nf_real act_df(nf_activation a, nf_real v, nf_real y) {
+/* the derivative from the activation's output y alone: v > 0 ⟺ y > 0 for ReLU and leaky ReLU (also for
+ * v = NaN, where both tests are false), 1 − y² for tanh */
+static nf_real act_df(nf_activation a, nf_real y) {
     switch (a) {
     case NF_ACT_TANH: return 1 - y * y;
-    case NF_ACT_LEAKY_RELU: return v > 0 ? 1 : R(0.01);
-    default: return v > 0 ? 1 : 0;
+    case NF_ACT_LEAKY_RELU: return y > 0 ? 1 : R(0.01);
+    default: return y > 0 ? 1 : 0;
     }
 }
 
-/* pre (n, out) += b row by row, then post = act(pre) when post is not NULL: one sweep over the layer's
- * output after its product (written with beta = 0, so the bias is not stored first and read back). The
- * same single rounding per element as a product accumulated onto the bias. */
-static void bias_act(nf_activation a, const nf_real *b, nf_real *pre, nf_real *post, int64_t n, int64_t out) {
+/* y (n, out) ← act(y + b) row by row, in place (act: the identity for the last layer): one sweep over
+ * the layer's output after its product (written with beta = 0, so the bias is not stored first and read
+ * back). The same single rounding per element as a product accumulated onto the bias. */
+static void bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out) {
 #pragma omp parallel for schedule(static) if (n * out > 16384)
     for (int64_t i = 0; i < n; i++) {
-        nf_real *p = pre + i * out, *q = post ? post + i * out : NULL;
+        nf_real *p = y + i * out;
+        if (last) {
 #pragma omp simd
-        for (int64_t j = 0; j < out; j++) p[j] += b[j];
-        if (!q) continue;
-        if (a == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
+            for (int64_t j = 0; j < out; j++) p[j] += b[j];
+        } else if (a == NF_ACT_RELU) { /* the common case as a vector select, not a per-element branch */
 #pragma omp simd
-            for (int64_t j = 0; j < out; j++) q[j] = p[j] > 0 ? p[j] : 0;
+            for (int64_t j = 0; j < out; j++) {
+                nf_real v = p[j] + b[j];
+                p[j] = v > 0 ? v : 0;
+            }
         } else {
-            for (int64_t j = 0; j < out; j++) q[j] = act_f(a, p[j]);
+            for (int64_t j = 0; j < out; j++) p[j] = act_f(a, p[j] + b[j]);
         }
     }
 }
 
-/* See nets.h: y = mlp(x, c), pre/post-activations into cache. */
+/* See nets.h: y = mlp(x, c), the hidden layers' outputs into cache. */
 void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                     nf_real *cache) {
     const nf_real *h = x, *Wc = P + lin_params(m);
@@ -100,13 +105,12 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const n
         int64_t in = lin_in(m, l), out = lin_out(m, l);
         const nf_real *W = P, *b = P + out * in;
         P += out * (in + 1);
-        nf_real *pre = l == m->layers ? y : cache + 2 * (int64_t)l * n * m->hidden;
-        nf_gemm(0, 1, n, out, in, 1, h, in, W, in, 0, pre, out); /* pre = h·Wᵀ */
-        if (l == 0 && m->ctx > 0 && c) nf_gemm(0, 1, n, out, m->ctx, 1, c, m->ctx, Wc, m->ctx, 1, pre, out); /* + c·W_cᵀ */
-        nf_real *post = l == m->layers ? NULL : pre + n * m->hidden;
-        bias_act(m->act, b, pre, post, n, out); /* + b, and the activation of a hidden layer */
+        nf_real *o = l == m->layers ? y : cache + (int64_t)l * n * m->hidden;
+        nf_gemm(0, 1, n, out, in, 1, h, in, W, in, 0, o, out); /* o = h·Wᵀ */
+        if (l == 0 && m->ctx > 0 && c) nf_gemm(0, 1, n, out, m->ctx, 1, c, m->ctx, Wc, m->ctx, 1, o, out); /* + c·W_cᵀ */
+        bias_act(m->act, l == m->layers, b, o, n, out); /* + b, and the activation of a hidden layer */
         if (l == m->layers) break;
-        h = post;
+        h = o;
     }
 }
 
@@ -124,7 +128,7 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
         int64_t in = lin_in(m, l), out = lin_out(m, l);
         const nf_real *W = P + off[l];
         nf_real *dW = dP + off[l], *db = dW + out * in;
-        const nf_real *h = l == 0 ? x : cache + (2 * (int64_t)(l - 1) + 1) * n * m->hidden;
+        const nf_real *h = l == 0 ? x : cache + (int64_t)(l - 1) * n * m->hidden;
         nf_gemm(1, 0, out, in, n, 1, dZ, out, h, in, 1, dW, in);
         /* the bias gradient: the rows in order (the same sums as before), each a vector add; as a
          * scalar loop it cost realnvp-moons' training about 12 % */
@@ -144,14 +148,14 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
         }
         nf_real *dh = (dZ == bufA) ? bufB : bufA;
         nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dh, in);
-        const nf_real *pre = cache + 2 * (int64_t)(l - 1) * n * m->hidden, *post = pre + n * m->hidden;
+        /* through the activation of hidden layer l − 1, which is h (this layer's input) */
         int64_t cnt = n * in;
         if (m->act == NF_ACT_RELU) {
 #pragma omp parallel for simd schedule(static) if (cnt > 16384)
-            for (int64_t i = 0; i < cnt; i++) dh[i] = pre[i] > 0 ? dh[i] : 0;
+            for (int64_t i = 0; i < cnt; i++) dh[i] = h[i] > 0 ? dh[i] : 0;
         } else {
 #pragma omp parallel for schedule(static) if (cnt > 16384)
-            for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, pre[i], post[i]);
+            for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, h[i]);
         }
         dZ = dh;
     }

@@ -24,7 +24,7 @@ int64_t nf_mlp_num_params(const nf_mlp *m);
 /* Register the parameters as named tensors "<owner>.net.<l>.weight/bias"; sets m->off. */
 nf_status nf_mlp_reserve(nf_registry *r, const char *owner, nf_mlp *m);
 int64_t nf_mlp_flops(const nf_mlp *m); /* per sample, forward */
-/* Floats of cache for n rows: pre- and post-activation of every hidden layer. */
+/* Floats of cache for n rows: the post-activation of every hidden layer. */
 int64_t nf_mlp_cache_size(const nf_mlp *m, int64_t n);
 /* Weights He-/LeCun-uniform (by activation), biases 0; the LAST layer is zero (identity coupling) or,
  * if m->init_std > 0, N(0, init_std²) weights with zero bias. W_c (drawn last, so an unconditional net's
