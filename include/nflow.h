@@ -367,10 +367,11 @@ void nf_trainer_free(nf_trainer *t);
  * process, and every process skips together.
  * The divergence guard (o->rollbacks > 0): the trainer keeps a moving average of the loss and of its
  * absolute deviation over healthy steps, and every 100 healthy steps an in-memory snapshot of the
- * parameters, Adam's moments and the average (the last two snapshots). A step whose loss is not finite,
+ * parameters and the average (the last two snapshots: 2 or 4 copies of the parameters). A step whose loss is not finite,
  * or is above average + 10 deviations + 0.001·(|average| + 1) (a spike), is troubled; after 20 troubled steps in a row the trainer
- * restores the older snapshot, halves the learning rate and goes on with the next batch (the step count,
- * the schedule and the data position keep moving); that step returns NF_OK (see nf_trainer_rollbacks).
+ * restores the older snapshot, restarts Adam's moments (zeroed, the bias correction counted afresh), halves
+ * the learning rate and goes on with the next batch (the step count, the schedule and the data position
+ * keep moving); that step returns NF_OK (see nf_trainer_rollbacks).
  * Once o->rollbacks roll-backs are spent, the next one restores the snapshot and returns
  * NF_ERR_DIVERGED. A single bad batch is skipped as before. The decisions depend on the losses alone,
  * so they are the same for every thread count and on every process. */

@@ -2,7 +2,9 @@
  * decoupled weight decay (AdamW, Loshchilov & Hutter; PyTorch's torch.optim.AdamW).
  * Step t (from 1):  g ← g · min(1, clip/‖g‖);  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
  *                   lr_t = lr · min(1, t/warmup) [· ½(1 + cos(π·min(1, t/cosine_steps))) if cosine]
- *                   p ← p · (1 − lr_t·λ) − lr_t · (m/(1−β1^t)) / (√(v/(1−β2^t)) + ε)   (λ = weight_decay) */
+ *                   p ← p · (1 − lr_t·λ) − lr_t · (m/(1−β1^s)) / (√(v/(1−β2^s)) + ε)   (λ = weight_decay)
+ * s = t − t0 counts the updates since the moments were last zeroed (t0 = 0 unless nf_adam_restart_moments
+ * was called: the divergence guard's roll-back); the schedule runs on t. */
 #include "train/train.h"
 
 /* The gradient norm is summed in fixed chunks (partial sums added in chunk order), so it never depends
@@ -11,7 +13,7 @@
 
 struct nf_adam {
     nf_adam_opts o;
-    int64_t n, t;
+    int64_t n, t, t0; /* updates applied; the value of t when the moments were last zeroed */
     nf_real *m, *v;
     double *part; /* one partial sum of squares per chunk */
 };
@@ -90,7 +92,7 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
         lr *= 0.5 * (1.0 + cos(3.141592653589793 * fr));
     }
     double b1 = a->o.beta1, b2 = a->o.beta2;
-    double c1 = 1.0 - pow(b1, (double)a->t), c2 = 1.0 - pow(b2, (double)a->t);
+    double c1 = 1.0 - pow(b1, (double)(a->t - a->t0)), c2 = 1.0 - pow(b2, (double)(a->t - a->t0));
     nf_real *m = a->m, *v = a->v;
     /* The per-step scalars in double, the per-element work in the parameters' precision: the loop is
      * memory-bound only if its divide and square root run at the vector width of the data (in double they
@@ -108,8 +110,17 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     }
 }
 
-/* Pointers to a's moments (n each) and step counter, owned by a (checkpoints read and write them). */
-void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t) { *m = a->m, *v = a->v, *t = &a->t; }
+/* Pointers to a's moments (n each), step counter and moment start t0, owned by a (checkpoints read and
+ * write them; t0 ≤ t). */
+void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t, int64_t **t0) { *m = a->m, *v = a->v, *t = &a->t, *t0 = &a->t0; }
+
+/* See train.h: m = v = 0 and t0 = t — the next update is a first one for the bias correction, while the
+ * warm-up and cosine schedule go on from t. */
+void nf_adam_restart_moments(nf_adam *a) {
+    memset(a->m, 0, sizeof(nf_real) * (size_t)a->n);
+    memset(a->v, 0, sizeof(nf_real) * (size_t)a->n);
+    a->t0 = a->t;
+}
 
 /* See train.h: the base rate lr ← f·lr (the divergence guard halves it). */
 void nf_adam_scale_lr(nf_adam *a, double f) { a->o.lr *= f; }

@@ -4,8 +4,12 @@
 
 #include "core/core.h"
 
-/* Adam's moments (nparams each) and step counter, for checkpoints. */
-void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t);
+/* Adam's moments (nparams each), step counter t and moment start t0 (the bias correction counts t − t0
+ * updates), for checkpoints. */
+void nf_adam_state(nf_adam *a, nf_real **m, nf_real **v, int64_t **t, int64_t **t0);
+/* Zero the moments and count the bias correction afresh from the next update (t0 = t); the learning-rate
+ * schedule keeps running on t. The divergence guard's roll-back. */
+void nf_adam_restart_moments(nf_adam *a);
 /* nf_adam_step in two halves, so a caller can look at the norm first (the trainer refuses non-finite
  * gradients): ‖g‖ (parallel, fixed-order sum), then the update with that norm. */
 double nf_adam_grad_norm(nf_adam *a, const nf_real *g);

@@ -23,7 +23,7 @@ struct nf_trainer {
     nf_real *avg;   /* o.ema > 0: the moving average of the parameters (nparams); NULL: none */
     int64_t avg_n;  /* updates averaged into avg so far */
     /* the divergence guard (nflow.h, nf_trainer_step); snap NULL: no guard */
-    nf_real *snap;          /* 2 snapshot slots of (params, m, v[, avg]), snap_len values each */
+    nf_real *snap;          /* 2 snapshot slots of (params[, avg]), snap_len values each */
     int64_t snap_len, snap_calls[2], snap_avg_n[2];
     double snap_stat[2][3]; /* the loss statistics (mean, deviation, count) at each snapshot */
     int nsnap, old;         /* snapshots held, 0..2; the slot of the older (or only) one */
@@ -131,7 +131,7 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
         if (K > 0) t->cbatch = nf_xcalloc((size_t)o->batch * (size_t)K, sizeof(nf_real));
         if (o->ema > 0 && (t->avg = nf_xcalloc((size_t)nf_flow_num_params(f), sizeof(nf_real))))
             memcpy(t->avg, nf_flow_params(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
-        t->snap_len = nf_flow_num_params(f) * (o->ema > 0 ? 4 : 3);
+        t->snap_len = nf_flow_num_params(f) * (o->ema > 0 ? 2 : 1);
         if (o->rollbacks > 0) t->snap = nf_xcalloc(2 * (size_t)t->snap_len, sizeof(nf_real));
         if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch) || (o->ema > 0 && !t->avg) || (o->rollbacks > 0 && !t->snap))
             st = nf_fail(NF_ERR_NOMEM, "out of memory");
@@ -220,8 +220,8 @@ nf_status nf_trainer_save(nf_trainer *t, const char *path) { return nf_trainer_s
 /* nf_trainer_save with the caller's JSON members meta (NULL: none) appended to the trainer object. */
 nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta) {
     nf_real *m, *v;
-    int64_t *at;
-    nf_adam_state(t->adam, &m, &v, &at);
+    int64_t *at, *at0;
+    nf_adam_state(t->adam, &m, &v, &at, &at0);
     char json[1024], r1[65], r2[65];
     rng_hex(&t->rng, r1);
     rng_hex(&t->shuffle_rng, r2);
@@ -229,8 +229,8 @@ nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta
     if (has && strlen(meta) > 600) return nf_fail(NF_ERR_INVALID, "%s: not saved: the caller's training state is over 600 bytes", path);
     char avg[64] = "";
     if (t->avg) snprintf(avg, sizeof avg, ",\"ema_n\":%lld", (long long)t->avg_n);
-    char rb[40] = ""; /* absent when none, so older readers and files stay as they were */
-    if (t->rollbacks) snprintf(rb, sizeof rb, ",\"rollbacks\":%d", (int)t->rollbacks);
+    char rb[80] = ""; /* absent when none, so older readers and files stay as they were */
+    if (t->rollbacks) snprintf(rb, sizeof rb, ",\"rollbacks\":%d,\"adam_t0\":%lld", (int)t->rollbacks, (long long)*at0);
     snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s%s%s}",
              (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, avg, rb, has ? "," : "", has ? meta : "");
     int training = nf_flow_is_training(t->f);
@@ -274,8 +274,8 @@ nf_status nf_trainer_resume(nf_trainer *t, const char *path) { return nf_trainer
 nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, size_t n) {
     if (meta && n) meta[0] = 0;
     nf_real *m, *v;
-    int64_t *at;
-    nf_adam_state(t->adam, &m, &v, &at);
+    int64_t *at, *at0;
+    nf_adam_state(t->adam, &m, &v, &at, &at0);
     char *js = NULL;
     /* with averaging the flow loaded from path holds the average: its iterate goes to t->avg, then the two swap */
     nf_status st = nf_ckpt_read_trainer(path, m, v, t->avg, nf_flow_num_params(t->f), &js);
@@ -284,9 +284,10 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
         return nf_fail(NF_ERR_INVALID, "%s: saved without an average of the parameters: resume without it (ema = 0)", path);
     }
     if (st) return st;
-    long long steps, adam_t, pos, rows, avg_n = -1, rollbacks = 0;
+    long long steps, adam_t, pos, rows, avg_n = -1, rollbacks = 0, adam_t0 = 0;
     int has_avg = json_int(js, "ema_n", &avg_n);
     json_int(js, "rollbacks", &rollbacks);
+    json_int(js, "adam_t0", &adam_t0); /* written with roll-backs: the moments restarted at that step */
     char r1[80], r2[80];
     nf_rng rng, srng;
     if (!json_int(js, "steps", &steps) || !json_int(js, "adam_t", &adam_t) || !json_int(js, "pos", &pos) ||
@@ -295,7 +296,8 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
         st = nf_fail(NF_ERR_FORMAT, "%s: malformed training state", path);
     else if (rows != t->nrows)
         st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
-    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0 || (has_avg && avg_n < 0) || rollbacks < 0 || rollbacks > 1000)
+    else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0 || (has_avg && avg_n < 0) || rollbacks < 0 || rollbacks > 1000 ||
+             adam_t0 < 0 || adam_t0 > adam_t)
         st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
     else if (has_avg != (t->avg != NULL))
         st = nf_fail(NF_ERR_INVALID, "%s: saved %s an average of the parameters: resume %s it (ema %s 0)", path, has_avg ? "with" : "without",
@@ -306,7 +308,7 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
     t->rng = srng;
     shuffle(t); /* rebuild the epoch's permutation; it leaves rng where the original run left it */
     t->rng = rng, t->pos = pos, t->steps = steps;
-    *at = adam_t;
+    *at = adam_t, *at0 = adam_t0;
     /* the rate as the saved run left it; the guard's statistics and snapshots start afresh */
     for (long long k = t->rollbacks; k < rollbacks; k++) nf_adam_scale_lr(t->adam, 0.5);
     t->rollbacks = (int32_t)rollbacks;
@@ -386,32 +388,28 @@ static nf_status step_once(nf_trainer *t, double *loss, double *grad_norm) {
 }
 
 
-/* The guard's snapshot slot k ← the parameters, Adam's moments, the average and the loss statistics now. */
+/* The guard's snapshot slot k ← the parameters, the average and the loss statistics now. Adam's moments
+ * are not kept: a roll-back restarts them (two more copies of every parameter per slot cost nice-mnist's
+ * 19 M parameters 456 MB, more than the rest of its training). */
 static void snap_take(nf_trainer *t, int k) {
     int64_t np = nf_flow_num_params(t->f);
-    nf_real *m, *v, *d = t->snap + k * t->snap_len;
-    int64_t *at;
-    nf_adam_state(t->adam, &m, &v, &at);
+    nf_real *d = t->snap + k * t->snap_len;
     memcpy(d, nf_flow_params(t->f), sizeof(nf_real) * (size_t)np);
-    memcpy(d + np, m, sizeof(nf_real) * (size_t)np);
-    memcpy(d + 2 * np, v, sizeof(nf_real) * (size_t)np);
-    if (t->avg) memcpy(d + 3 * np, t->avg, sizeof(nf_real) * (size_t)np);
+    if (t->avg) memcpy(d + np, t->avg, sizeof(nf_real) * (size_t)np);
     t->snap_calls[k] = t->calls, t->snap_avg_n[k] = t->avg_n;
     t->snap_stat[k][0] = t->l_mean, t->snap_stat[k][1] = t->l_dev, t->snap_stat[k][2] = t->l_n;
 }
 
-/* Back to the older snapshot (Adam's step counter, the data position and the step count keep moving);
- * it becomes the only one held. */
+/* Back to the older snapshot's parameters and average, with Adam's moments zeroed and its bias
+ * correction counted afresh (the moments of the diverging stretch are what led there; Adam's step
+ * counter, the schedule, the data position and the step count keep moving); it becomes the only one held. */
 static void snap_restore(nf_trainer *t) {
     int64_t np = nf_flow_num_params(t->f);
     int k = t->old;
-    nf_real *m, *v, *d = t->snap + k * t->snap_len;
-    int64_t *at;
-    nf_adam_state(t->adam, &m, &v, &at);
+    nf_real *d = t->snap + k * t->snap_len;
     memcpy(nf_flow_params(t->f), d, sizeof(nf_real) * (size_t)np);
-    memcpy(m, d + np, sizeof(nf_real) * (size_t)np);
-    memcpy(v, d + 2 * np, sizeof(nf_real) * (size_t)np);
-    if (t->avg) memcpy(t->avg, d + 3 * np, sizeof(nf_real) * (size_t)np), t->avg_n = t->snap_avg_n[k];
+    nf_adam_restart_moments(t->adam);
+    if (t->avg) memcpy(t->avg, d + np, sizeof(nf_real) * (size_t)np), t->avg_n = t->snap_avg_n[k];
     t->l_mean = t->snap_stat[k][0], t->l_dev = t->snap_stat[k][1], t->l_n = t->snap_stat[k][2];
     t->undone = t->calls - t->snap_calls[k];
     t->nsnap = 1, t->healthy = 0, t->troubled = 0;
