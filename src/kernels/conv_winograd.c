@@ -49,16 +49,21 @@ int nf_convw_set(int mode) {
     return was;
 }
 
-/* Tiles of an H × W image. */
-static int64_t tiles(int32_t H, int32_t W) { return (int64_t)((H + WT - 1) / WT) * ((W + WT - 1) / WT); }
+/* Tiles of an H × W image as the transforms lay them out: th rows of tw + 1 tiles, th = ⌈H/4⌉,
+ * tw = ⌈W/4⌉. The last tile of each row lies past the image: it lets every patch row be one contiguous
+ * run of split_phases' planes (no gather), the products carry it and the output transform drops it; in
+ * the weight gradient its output-side values are zero, so it adds nothing. */
+static int64_t tiles(int32_t H, int32_t W) { return (int64_t)((H + WT - 1) / WT) * ((W + WT - 1) / WT + 1); }
+
+/* Floats of one of split_phases' 16 planes: th + 1 rows of tw + 1, and one slack value. */
+static int64_t plane_size(int32_t H, int32_t W) { return (int64_t)((H + WT - 1) / WT + 1) * ((W + WT - 1) / WT + 1) + 1; }
 
 /* Floats of nf_convw_pack's output: the 36 transformed filter matrices. */
 int64_t nf_convw_packed_size(int32_t Cin, int32_t Cout) { return (int64_t)WX * Cin * Cout; }
 
-/* Floats of one channel's transform scratch: two (36, T) buffers and the plane split by column phase. */
+/* Floats of one channel's transform scratch: a (36, T) buffer, the 16 phase planes and one padded row. */
 static int64_t scratch_size(int32_t H, int32_t W) {
-    int64_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT;
-    return 2 * (int64_t)WX * th * tw + (WT * th + 2) * WT * (tw + 1);
+    return (int64_t)WX * tiles(H, W) + 16 * plane_size(H, W) + WT * ((W + WT - 1) / WT + 1) + WT;
 }
 
 /* Floats of scratch for one sample: transformed input (36, Cin, T), products (36, Cout, T), and one
@@ -103,11 +108,12 @@ void nf_convw_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_rea
  * is a handful of vector operations over the tiles. Row k of an operand is p + k·ps. */
 
 /* r = Bᵀ d (6 → 6), Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0;
- * 0 4 0 −5 0 1]. */
-static void input_rows(const nf_real *d, int64_t ds, nf_real *r, int64_t rs, int64_t T) {
+ * 0 4 0 −5 0 1]; row k of d is d[k] (any six runs of T values). */
+static void input_rows(const nf_real *const d[6], nf_real *r, int64_t rs, int64_t T) {
+    const nf_real *d0_ = d[0], *d1_ = d[1], *d2_ = d[2], *d3_ = d[3], *d4_ = d[4], *d5_ = d[5];
 #pragma omp simd
     for (int64_t t = 0; t < T; t++) {
-        nf_real d0 = d[t], d1 = d[ds + t], d2 = d[2 * ds + t], d3 = d[3 * ds + t], d4 = d[4 * ds + t], d5 = d[5 * ds + t];
+        nf_real d0 = d0_[t], d1 = d1_[t], d2 = d2_[t], d3 = d3_[t], d4 = d4_[t], d5 = d5_[t];
         nf_real a = d4 - 4 * d2, b = d3 - 4 * d1, c = d4 - d2, e = 2 * (d3 - d1);
         r[t] = 4 * d0 - 5 * d2 + d4;
         r[rs + t] = a + b;
@@ -146,52 +152,52 @@ static void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t ms
     }
 }
 
-/* P (n·n, T) = the n × n patches of every tile of the H × W plane xc, top-left corner (4·ti + off,
- * 4·tj + off), zero outside the plane: P[a·n + b][ti·tw + tj] = xc[4·ti + off + a][4·tj + off + b].
- * The plane is first split by column phase into Z, Z[k][r][m] = xc[r + off][4·m + k + off] (zero
- * margins): then every patch column is a contiguous run of Z, P[a·n + b][ti·tw + tj] =
- * Z[b mod 4][4·ti + a][tj + b div 4], and the strided reads happen once per pixel, not once per use. */
-static void gather_patches(const nf_real *xc, int32_t H, int32_t W, int32_t n, int32_t off, nf_real *P, nf_real *Z) {
-    int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT, Hz = WT * th + n - WT, Mz = tw + 1;
-    int64_t T = (int64_t)th * tw, ks = (int64_t)Hz * Mz;
-    for (int32_t r = 0; r < Hz; r++) {
+/* Split the plane xc (H × W) by row and column phase into Z, 16 planes of (th + 1) × (tw + 1) values and
+ * one slack value each (plane_size): Z[(pr·4 + pc)·ps + i·(tw + 1) + m] = xc[4·i + pr + off][4·m + pc + off],
+ * zero outside the plane. Then the n × n patch of tile (ti, tj) — top-left corner (4·ti + off, 4·tj + off)
+ * — has its value (a, b) at Z + (a mod 4 · 4 + b mod 4)·ps + (a div 4)·(tw + 1) + b div 4 + t, t =
+ * ti·(tw + 1) + tj: each patch row over all tiles is one contiguous run of T = tiles(H, W) values (the
+ * row's last tile reads one value on: the next row's first, or the slack). Each pixel is read once, from
+ * a zero-padded copy of its row (row: 4·(tw + 1) floats). */
+static void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, nf_real *Z, nf_real *row) {
+    int32_t th = (H + WT - 1) / WT, Mz = (W + WT - 1) / WT + 1, Ir = th + 1;
+    int64_t ps = plane_size(H, W);
+    int32_t j0 = off < 0 ? -off : 0, j1 = W - off < WT * Mz ? W - off : WT * Mz; /* row[j] = xc[i][j + off] */
+    for (int32_t j = 0; j < WT * Mz; j++) row[j] = 0;
+    for (int32_t r = 0; r < WT * Ir; r++) {
         int32_t i = r + off;
-        for (int32_t k = 0; k < WT; k++) {
-            nf_real *zr = Z + k * ks + (int64_t)r * Mz;
-            if (i < 0 || i >= H) {
-                for (int32_t m = 0; m < Mz; m++) zr[m] = 0;
-                continue;
-            }
-            const nf_real *xr = xc + (int64_t)i * W + k + off; /* zr[m] = xr[4·m] where 0 ≤ 4·m + k + off < W */
-            int32_t m0 = k + off < 0, m1 = (W - k - off + WT - 1) / WT;
-            if (m1 > Mz) m1 = Mz;
-            for (int32_t m = 0; m < m0; m++) zr[m] = 0;
-            for (int32_t m = m0; m < m1; m++) zr[m] = xr[WT * m];
-            for (int32_t m = m1; m < Mz; m++) zr[m] = 0;
+        nf_real *z0 = Z + (int64_t)(r % WT) * WT * ps + (int64_t)(r / WT) * Mz, *z1 = z0 + ps, *z2 = z1 + ps, *z3 = z2 + ps;
+        if (i < 0 || i >= H) {
+            for (int32_t m = 0; m < Mz; m++) z0[m] = z1[m] = z2[m] = z3[m] = 0;
+            continue;
+        }
+        memcpy(row + j0, xc + (int64_t)i * W + j0 + off, sizeof(nf_real) * (size_t)(j1 - j0));
+        for (int32_t m = 0; m < Mz; m++) {
+            z0[m] = row[WT * m];
+            z1[m] = row[WT * m + 1];
+            z2[m] = row[WT * m + 2];
+            z3[m] = row[WT * m + 3];
         }
     }
-    for (int32_t a = 0; a < n; a++)
-        for (int32_t b = 0; b < n; b++) {
-            nf_real *p = P + (int64_t)(a * n + b) * T;
-            const nf_real *z = Z + (b % WT) * ks + b / WT;
-            for (int32_t ti = 0; ti < th; ti++) {
-                const nf_real *zr = z + (int64_t)(ti * WT + a) * Mz;
-                nf_real *pr = p + (int64_t)ti * tw;
-                memcpy(pr, zr, sizeof(nf_real) * (size_t)tw);
-            }
-        }
+    for (int32_t p = 0; p < 16; p++) Z[p * ps + (int64_t)Ir * Mz] = 0;
 }
 
 /* V (36, C, T) = Bᵀ d B for every channel and tile of x (C, H, W), d the 6 × 6 patch one pixel up and
  * left of the tile; S: scratch_size floats. */
 static void input_transform(const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S) {
-    int64_t T = tiles(H, W), cs = (int64_t)C * T;
-    nf_real *D = S, *R = S + (int64_t)WX * T, *Z = R + (int64_t)WX * T;
+    int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W), Mz = (W + WT - 1) / WT + 1;
+    nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps;
     for (int32_t c = 0; c < C; c++) {
-        gather_patches(x + (int64_t)c * H * W, H, W, WA, -1, D, Z);
-        for (int32_t b = 0; b < WA; b++) input_rows(D + b * T, WA * T, R + b * T, WA * T, T); /* R = Bᵀ D */
-        for (int32_t a = 0; a < WA; a++) /* V = R B */
-            input_rows(R + (int64_t)a * WA * T, T, V + (int64_t)a * WA * cs + (int64_t)c * T, cs, T);
+        split_phases(x + (int64_t)c * H * W, H, W, -1, Z, row);
+        for (int32_t b = 0; b < WA; b++) { /* R = Bᵀ D: column b of the patches, rows a = 0..5 */
+            const nf_real *d[6];
+            for (int32_t a = 0; a < WA; a++) d[a] = Z + (int64_t)((a % WT) * WT + b % WT) * ps + (a / WT) * Mz + b / WT;
+            input_rows(d, R + b * T, WA * T, T);
+        }
+        for (int32_t a = 0; a < WA; a++) { /* V = R B */
+            const nf_real *r = R + (int64_t)a * WA * T, *d[6] = {r, r + T, r + 2 * T, r + 3 * T, r + 4 * T, r + 5 * T};
+            input_rows(d, V + (int64_t)a * WA * cs + (int64_t)c * T, cs, T);
+        }
     }
 }
 
@@ -199,8 +205,8 @@ static void input_transform(const nf_real *x, int32_t C, int32_t H, int32_t W, n
  * S: scratch_size floats. */
 static void output_transform(const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu,
                              nf_real *y, nf_real *S) {
-    int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT;
-    int64_t T = (int64_t)th * tw, cs = (int64_t)C * T;
+    int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT, Mz = tw + 1;
+    int64_t T = tiles(H, W), cs = (int64_t)C * T;
     nf_real *R = S, *Y = S + (int64_t)WA * WT * T; /* R (6, 4, T), Y (4, 4, T) */
     for (int32_t o = 0; o < C; o++) {
         nf_real bo = b ? b[o] : 0, *yo = y + (int64_t)o * H * W;
@@ -211,7 +217,7 @@ static void output_transform(const nf_real *M, const nf_real *b, int32_t C, int3
             for (int32_t i = 0; i < WT && ti * WT + i < H; i++) {
                 nf_real *yr = yo + (int64_t)(ti * WT + i) * W;
                 for (int32_t q = 0; q < WT; q++) {
-                    const nf_real *v = Y + (int64_t)(i * WT + q) * T + (int64_t)ti * tw;
+                    const nf_real *v = Y + (int64_t)(i * WT + q) * T + (int64_t)ti * Mz;
                     for (int32_t tj = 0; tj < tw && tj * WT + q < W; tj++) {
                         nf_real z = v[tj] + bo;
                         yr[tj * WT + q] = relu && z < 0 ? 0 : z;
@@ -238,11 +244,11 @@ void nf_convw_sample(const nf_real *x, const nf_real *Up, const nf_real *b, nf_r
 /* dM (36, C, T) = A dY Aᵀ for every channel and tile of dy (C, H, W) (zero beyond the image);
  * S: scratch_size floats. */
 static void output_adjoint(const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S) {
-    int64_t T = tiles(H, W), cs = (int64_t)C * T;
-    nf_real *D = S, *R = S + (int64_t)WT * WT * T, *Z = S + 2 * (int64_t)WX * T; /* D (4, 4, T), R (6, 4, T) */
+    int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W);
+    nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps; /* R (6, 4, T) */
     for (int32_t o = 0; o < C; o++) {
-        gather_patches(dy + (int64_t)o * H * W, H, W, WT, 0, D, Z);
-        for (int32_t q = 0; q < WT; q++) output_adj_rows(D + q * T, WT * T, R + q * T, WT * T, T); /* R = A D */
+        split_phases(dy + (int64_t)o * H * W, H, W, 0, Z, row); /* the 4 × 4 patch's value (a, q): plane a·4 + q */
+        for (int32_t q = 0; q < WT; q++) output_adj_rows(Z + q * ps, WT * ps, R + q * T, WT * T, T); /* R = A D */
         for (int32_t a = 0; a < WA; a++) /* dM = R Aᵀ */
             output_adj_rows(R + (int64_t)a * WT * T, T, dM + (int64_t)a * WA * cs + (int64_t)o * T, cs, T);
     }
