@@ -164,8 +164,16 @@ static void test_conv_winograd(void **state) {
     int was = nf_convw_set(NF_CONVW_ALWAYS);
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {10, 16, 3, 5, 6, 3, 2},
                       {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3}, {1, 8, 8, 7, 7, 3, 1},
-                      {2, 5, 10, 12, 13, 3, 0}, {1, 6, 7, 9, 8, 3, 0} /* a full tile and a partial one each way */};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+                      {2, 5, 10, 12, 13, 3, 0}, {1, 6, 7, 9, 8, 3, 0} /* a full tile and a partial one each way */,
+                      {2, 4, 5, 8, 8, 3, 0} /* whole tiles only */};
+    /* the transforms are compiled for each instruction-set path: every one this CPU supports */
+    nf_isa old = nf_isa_active();
+    for (int isa = NF_ISA_GENERIC; isa <= (int)nf_isa_cpu(); isa++) {
+        nf_isa_set((nf_isa)isa);
+        print_message(" isa %s: Winograd transforms\n", nf_isa_name((nf_isa)isa));
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+    }
+    nf_isa_set(old);
     nf_convw_set(was);
 }
 
@@ -205,6 +213,31 @@ static void test_conv_isa_paths_identical(void **state) {
     for (int k = 0; k < 2; k++) free(y[k]), free(x[k]), free(w[k]);
 }
 
+/* Winograd's transforms are the same element-wise operations on every instruction-set path (no FMA
+ * contraction), its products the same BLAS calls: every path this CPU supports gives the generic bits. */
+static void test_winograd_isa_paths_identical(void **state) {
+    (void)state;
+    size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
+    nf_real *y[2], *x[2], *w[2];
+    for (int k = 0; k < 2; k++)
+        y[k] = malloc(ny * sizeof(nf_real)), x[k] = malloc(nx * sizeof(nf_real)), w[k] = malloc(nw * sizeof(nf_real));
+    int was = nf_convw_set(NF_CONVW_ALWAYS);
+    nf_isa old = nf_isa_active();
+    nf_isa_set(NF_ISA_GENERIC);
+    run_both(2, y[0], x[0], w[0]);
+    for (int isa = NF_ISA_GENERIC + 1; isa <= (int)nf_isa_cpu(); isa++) {
+        nf_isa_set((nf_isa)isa);
+        print_message(" isa %s against generic\n", nf_isa_name((nf_isa)isa));
+        run_both(2, y[1], x[1], w[1]);
+        assert_memory_equal(y[0], y[1], ny * sizeof(nf_real));
+        assert_memory_equal(x[0], x[1], nx * sizeof(nf_real));
+        assert_memory_equal(w[0], w[1], nw * sizeof(nf_real));
+    }
+    nf_isa_set(old);
+    nf_convw_set(was);
+    for (int k = 0; k < 2; k++) free(y[k]), free(x[k]), free(w[k]);
+}
+
 static void test_conv_threads_identical(void **state) {
     (void)state;
     size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
@@ -240,6 +273,6 @@ static void test_blas_core_matches_cpu(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_winograd), cmocka_unit_test(test_conv_threads_identical), cmocka_unit_test(test_conv_isa_paths_identical), cmocka_unit_test(test_blas_core_matches_cpu)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conv_shapes), cmocka_unit_test(test_conv_winograd), cmocka_unit_test(test_conv_threads_identical), cmocka_unit_test(test_conv_isa_paths_identical), cmocka_unit_test(test_winograd_isa_paths_identical), cmocka_unit_test(test_blas_core_matches_cpu)};
     return cmocka_run_group_tests_name(DBL ? "conv (double)" : "conv (float)", tests, NULL, NULL);
 }

@@ -22,6 +22,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The transforms are element-wise vector loops: each is compiled for every instruction-set path (wider
+ * vectors, the same operations in the same order — no contraction into FMAs under -std=c11 — so every path
+ * gives the same bits) and chosen per call from nf_isa_active(). The loops are inlined into the per-path
+ * entry points, which carry the target attribute. */
+#define NF_INLINE static inline __attribute__((always_inline))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ISA_PATHS(name, params, args)                                                                          \
+    __attribute__((target("avx512f,fma"))) static void name##_avx512 params { name##_body args; }              \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }                   \
+    static void name##_generic params { name##_body args; }                                                    \
+    static void name params {                                                                                  \
+        nf_isa isa = nf_isa_active();                                                                          \
+        if (isa >= NF_ISA_AVX512) name##_avx512 args;                                                          \
+        else if (isa >= NF_ISA_AVX2) name##_avx2 args;                                                         \
+        else name##_generic args;                                                                              \
+    }
+#else
+#define ISA_PATHS(name, params, args) \
+    static void name params { name##_body args; }
+#endif
+
 #define WT 4 /* output tile */
 #define WA 6 /* input tile = WT + 3 − 1 */
 #define WX 36
@@ -109,7 +130,7 @@ void nf_convw_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_rea
 
 /* r = Bᵀ d (6 → 6), Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0;
  * 0 4 0 −5 0 1]; row k of d is d[k] (any six runs of T values). */
-static void input_rows(const nf_real *const d[6], nf_real *r, int64_t rs, int64_t T) {
+NF_INLINE void input_rows(const nf_real *const d[6], nf_real *r, int64_t rs, int64_t T) {
     const nf_real *d0_ = d[0], *d1_ = d[1], *d2_ = d[2], *d3_ = d[3], *d4_ = d[4], *d5_ = d[5];
 #pragma omp simd
     for (int64_t t = 0; t < T; t++) {
@@ -125,7 +146,7 @@ static void input_rows(const nf_real *const d[6], nf_real *r, int64_t rs, int64_
 }
 
 /* y = Aᵀ m (6 → 4), Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]. */
-static void output_rows(const nf_real *m, int64_t ms, nf_real *y, int64_t ys, int64_t T) {
+NF_INLINE void output_rows(const nf_real *m, int64_t ms, nf_real *y, int64_t ys, int64_t T) {
 #pragma omp simd
     for (int64_t t = 0; t < T; t++) {
         nf_real m0 = m[t], m1 = m[ms + t], m2 = m[2 * ms + t], m3 = m[3 * ms + t], m4 = m[4 * ms + t], m5 = m[5 * ms + t];
@@ -138,7 +159,7 @@ static void output_rows(const nf_real *m, int64_t ms, nf_real *y, int64_t ys, in
 }
 
 /* dm = A dy (4 → 6), the adjoint of output_rows. */
-static void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t ms, int64_t T) {
+NF_INLINE void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t ms, int64_t T) {
 #pragma omp simd
     for (int64_t t = 0; t < T; t++) {
         nf_real d0 = d[t], d1 = d[ds + t], d2 = d[2 * ds + t], d3 = d[3 * ds + t];
@@ -159,7 +180,7 @@ static void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t ms
  * ti·(tw + 1) + tj: each patch row over all tiles is one contiguous run of T = tiles(H, W) values (the
  * row's last tile reads one value on: the next row's first, or the slack). Each pixel is read once, from
  * a zero-padded copy of its row (row: 4·(tw + 1) floats). */
-static void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, nf_real *Z, nf_real *row) {
+NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, nf_real *Z, nf_real *row) {
     int32_t th = (H + WT - 1) / WT, Mz = (W + WT - 1) / WT + 1, Ir = th + 1;
     int64_t ps = plane_size(H, W);
     int32_t j0 = off < 0 ? -off : 0, j1 = W - off < WT * Mz ? W - off : WT * Mz; /* row[j] = xc[i][j + off] */
@@ -184,7 +205,7 @@ static void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, n
 
 /* V (36, C, T) = Bᵀ d B for every channel and tile of x (C, H, W), d the 6 × 6 patch one pixel up and
  * left of the tile; S: scratch_size floats. */
-static void input_transform(const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S) {
+NF_INLINE void input_transform_body(const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S) {
     int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W), Mz = (W + WT - 1) / WT + 1;
     nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps;
     for (int32_t c = 0; c < C; c++) {
@@ -200,14 +221,38 @@ static void input_transform(const nf_real *x, int32_t C, int32_t H, int32_t W, n
         }
     }
 }
+ISA_PATHS(input_transform, (const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S), (x, C, H, W, V, S))
+
+
+/* out[4·t + q] = v[q·vs + t] + b for t < n, q < 4: one output row from the four column streams. */
+NF_INLINE void put_row(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n) {
+    const nf_real *v0 = v, *v1 = v + vs, *v2 = v + 2 * vs, *v3 = v + 3 * vs;
+    for (int32_t t = 0; t < n; t++) {
+        out[WT * t] = v0[t] + b;
+        out[WT * t + 1] = v1[t] + b;
+        out[WT * t + 2] = v2[t] + b;
+        out[WT * t + 3] = v3[t] + b;
+    }
+}
+/* put_row, then max(·, 0) (a NaN stays NaN). */
+NF_INLINE void put_row_relu(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n) {
+    const nf_real *v0 = v, *v1 = v + vs, *v2 = v + 2 * vs, *v3 = v + 3 * vs;
+    for (int32_t t = 0; t < n; t++) {
+        nf_real z0 = v0[t] + b, z1 = v1[t] + b, z2 = v2[t] + b, z3 = v3[t] + b;
+        out[WT * t] = z0 < 0 ? 0 : z0;
+        out[WT * t + 1] = z1 < 0 ? 0 : z1;
+        out[WT * t + 2] = z2 < 0 ? 0 : z2;
+        out[WT * t + 3] = z3 < 0 ? 0 : z3;
+    }
+}
 
 /* y (C, H, W) = Aᵀ M A + b (then max(·, 0) if relu) for every channel and tile; M (36, C, T);
  * S: scratch_size floats. */
-static void output_transform(const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu,
+NF_INLINE void output_transform_body(const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu,
                              nf_real *y, nf_real *S) {
     int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT, Mz = tw + 1;
     int64_t T = tiles(H, W), cs = (int64_t)C * T;
-    nf_real *R = S, *Y = S + (int64_t)WA * WT * T; /* R (6, 4, T), Y (4, 4, T) */
+    nf_real *R = S, *Y = S + (int64_t)WA * WT * T, *row = Y + (int64_t)WT * WT * T; /* R (6, 4, T), Y (4, 4, T), a row */
     for (int32_t o = 0; o < C; o++) {
         nf_real bo = b ? b[o] : 0, *yo = y + (int64_t)o * H * W;
         for (int32_t a = 0; a < WA; a++) /* R = M A */
@@ -216,16 +261,19 @@ static void output_transform(const nf_real *M, const nf_real *b, int32_t C, int3
         for (int32_t ti = 0; ti < th; ti++)
             for (int32_t i = 0; i < WT && ti * WT + i < H; i++) {
                 nf_real *yr = yo + (int64_t)(ti * WT + i) * W;
-                for (int32_t q = 0; q < WT; q++) {
-                    const nf_real *v = Y + (int64_t)(i * WT + q) * T + (int64_t)ti * Mz;
-                    for (int32_t tj = 0; tj < tw && tj * WT + q < W; tj++) {
-                        nf_real z = v[tj] + bo;
-                        yr[tj * WT + q] = relu && z < 0 ? 0 : z;
-                    }
-                }
+                const nf_real *v = Y + (int64_t)i * WT * T + (int64_t)ti * Mz;
+                /* the row interleaves the tiles' four columns: yr[4·tj + q] = v_q[tj] + b (row: a whole
+                 * number of tiles when W is not one, then W values copied) */
+                nf_real *out = WT * tw == W ? yr : row;
+                if (relu) put_row_relu(v, T, bo, out, tw);
+                else put_row(v, T, bo, out, tw);
+                if (out != yr) memcpy(yr, row, sizeof(nf_real) * (size_t)W);
             }
     }
 }
+ISA_PATHS(output_transform, (const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu, nf_real *y, nf_real *S),
+          (M, b, C, H, W, relu, y, S))
+
 
 /* One sample: y (Cout, H, W) = conv3x3(x (Cin, H, W)) + b (b may be NULL), then max(·, 0) if relu, with
  * Up from nf_convw_pack (flip = 0; for the input gradient pass dy as x, Cout as Cin, flip = 1 filters and
@@ -243,7 +291,7 @@ void nf_convw_sample(const nf_real *x, const nf_real *Up, const nf_real *b, nf_r
 
 /* dM (36, C, T) = A dY Aᵀ for every channel and tile of dy (C, H, W) (zero beyond the image);
  * S: scratch_size floats. */
-static void output_adjoint(const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S) {
+NF_INLINE void output_adjoint_body(const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S) {
     int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W);
     nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps; /* R (6, 4, T) */
     for (int32_t o = 0; o < C; o++) {
@@ -253,6 +301,8 @@ static void output_adjoint(const nf_real *dy, int32_t C, int32_t H, int32_t W, n
             output_adj_rows(R + (int64_t)a * WT * T, T, dM + (int64_t)a * WA * cs + (int64_t)o * T, cs, T);
     }
 }
+ISA_PATHS(output_adjoint, (const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S), (dy, C, H, W, dM, S))
+
 
 /* dg = Gᵀ du (6 → 3), the adjoint of filter_1d. */
 static inline void filter_adj_1d(const double u[6], double g[3]) {

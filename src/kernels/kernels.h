@@ -78,8 +78,8 @@ void nf_conv2d_ref(const nf_real *x, int64_t ldx, const nf_real *w, const nf_rea
 /* Direct convolutions of one sample, k = 3 or 1 (conv_direct.c; AVX2 + FMA, float builds, chosen at run
  * time; the environment variable NFLOW_CONV=im2col turns them off). conv.c uses them for forward and
  * input gradient (weights packed with flip = 1), and for the weight gradient of 3×3 convolutions. */
-/* Winograd F(4×4, 3×3) for 3×3 convolutions (conv_winograd.c, any ISA: transforms in C, products by
- * nf_gemm); conv.c uses it for wide channel counts unless NFLOW_CONV is "direct" or "im2col" ("winograd": for
+/* Winograd F(4×4, 3×3) for 3×3 convolutions (conv_winograd.c, any ISA: element-wise transforms compiled for
+ * each ISA path, the same bits on every one; products by nf_gemm); conv.c uses it for wide channel counts unless NFLOW_CONV is "direct" or "im2col" ("winograd": for
  * every 3×3 convolution). The input
  * gradient uses filters packed with flip = 1 (dy as the input, Cout ↔ Cin). */
 enum { NF_CONVW_OFF, NF_CONVW_AUTO, NF_CONVW_ALWAYS };
