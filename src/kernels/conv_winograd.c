@@ -74,17 +74,19 @@ int nf_convw_set(int mode) {
  * tw = ⌈W/4⌉. The last tile of each row lies past the image: it lets every patch row be one contiguous
  * run of split_phases' planes (no gather), the products carry it and the output transform drops it; in
  * the weight gradient its output-side values are zero, so it adds nothing. */
-static int64_t tiles(int32_t H, int32_t W) { return (int64_t)((H + WT - 1) / WT) * ((W + WT - 1) / WT + 1); }
+static int32_t tile_rows(int32_t H) { return (H + WT - 1) / WT; }
+static int32_t tile_cols(int32_t W) { return (W + WT - 1) / WT + 1; } /* the spare tile included */
+static int64_t tiles(int32_t H, int32_t W) { return (int64_t)tile_rows(H) * tile_cols(W); }
 
 /* Floats of one of split_phases' 16 planes: th + 1 rows of tw + 1, and one slack value. */
-static int64_t plane_size(int32_t H, int32_t W) { return (int64_t)((H + WT - 1) / WT + 1) * ((W + WT - 1) / WT + 1) + 1; }
+static int64_t plane_size(int32_t H, int32_t W) { return (int64_t)(tile_rows(H) + 1) * tile_cols(W) + 1; }
 
 /* Floats of nf_convw_pack's output: the 36 transformed filter matrices. */
 int64_t nf_convw_packed_size(int32_t Cin, int32_t Cout) { return (int64_t)WX * Cin * Cout; }
 
 /* Floats of one channel's transform scratch: a (36, T) buffer, the 16 phase planes and one padded row. */
 static int64_t scratch_size(int32_t H, int32_t W) {
-    return (int64_t)WX * tiles(H, W) + 16 * plane_size(H, W) + WT * ((W + WT - 1) / WT + 1) + WT;
+    return (int64_t)WX * tiles(H, W) + 16 * plane_size(H, W) + WT * tile_cols(W) + WT;
 }
 
 /* Floats of scratch for one sample: transformed input (36, Cin, T), products (36, Cout, T), and one
@@ -181,7 +183,7 @@ NF_INLINE void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t
  * row's last tile reads one value on: the next row's first, or the slack). Each pixel is read once, from
  * a zero-padded copy of its row (row: 4·(tw + 1) floats). */
 NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, nf_real *Z, nf_real *row) {
-    int32_t th = (H + WT - 1) / WT, Mz = (W + WT - 1) / WT + 1, Ir = th + 1;
+    int32_t th = tile_rows(H), Mz = tile_cols(W), Ir = th + 1;
     int64_t ps = plane_size(H, W);
     int32_t j0 = off < 0 ? -off : 0, j1 = W - off < WT * Mz ? W - off : WT * Mz; /* row[j] = xc[i][j + off] */
     for (int32_t j = 0; j < WT * Mz; j++) row[j] = 0;
@@ -206,7 +208,7 @@ NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off
 /* V (36, C, T) = Bᵀ d B for every channel and tile of x (C, H, W), d the 6 × 6 patch one pixel up and
  * left of the tile; S: scratch_size floats. */
 NF_INLINE void input_transform_body(const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S) {
-    int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W), Mz = (W + WT - 1) / WT + 1;
+    int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W), Mz = tile_cols(W);
     nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps;
     for (int32_t c = 0; c < C; c++) {
         split_phases(x + (int64_t)c * H * W, H, W, -1, Z, row);
@@ -222,7 +224,6 @@ NF_INLINE void input_transform_body(const nf_real *x, int32_t C, int32_t H, int3
     }
 }
 ISA_PATHS(input_transform, (const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S), (x, C, H, W, V, S))
-
 
 /* out[4·t + q] = v[q·vs + t] + b for t < n, q < 4: one output row from the four column streams. */
 NF_INLINE void put_row(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n) {
@@ -250,7 +251,7 @@ NF_INLINE void put_row_relu(const nf_real *v, int64_t vs, nf_real b, nf_real *ou
  * S: scratch_size floats. */
 NF_INLINE void output_transform_body(const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu,
                              nf_real *y, nf_real *S) {
-    int32_t th = (H + WT - 1) / WT, tw = (W + WT - 1) / WT, Mz = tw + 1;
+    int32_t th = tile_rows(H), Mz = tile_cols(W), tw = Mz - 1;
     int64_t T = tiles(H, W), cs = (int64_t)C * T;
     nf_real *R = S, *Y = S + (int64_t)WA * WT * T, *row = Y + (int64_t)WT * WT * T; /* R (6, 4, T), Y (4, 4, T), a row */
     for (int32_t o = 0; o < C; o++) {
