@@ -95,40 +95,61 @@ int64_t nf_convw_work_size(int32_t Cin, int32_t Cout, int32_t H, int32_t W) {
     return (int64_t)WX * tiles(H, W) * ((int64_t)Cin + Cout) + scratch_size(H, W);
 }
 
-/* u = G g (3 → 6), G = [1/4 0 0; −1/6 −1/6 −1/6; −1/6 1/6 −1/6; 1/24 1/12 1/6; 1/24 −1/12 1/6; 0 0 1]. */
-static void filter_1d(const double g[3], double u[6]) {
-    u[0] = g[0] / 4;
-    u[1] = -(g[0] + g[1] + g[2]) / 6;
-    u[2] = -(g[0] - g[1] + g[2]) / 6;
-    u[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
-    u[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
-    u[5] = g[2];
+/* u = G g (3 → 6) for PACK_LANES filters at once, G = [1/4 0 0; −1/6 −1/6 −1/6; −1/6 1/6 −1/6;
+ * 1/24 1/12 1/6; 1/24 −1/12 1/6; 0 0 1]; g[k] and u[k] hold row k for every lane. */
+#define PACK_LANES 16
+NF_INLINE void filter_lanes(const double *const g[3], double *const u[6]) {
+    const double *g0_ = g[0], *g1_ = g[1], *g2_ = g[2];
+#pragma omp simd
+    for (int32_t l = 0; l < PACK_LANES; l++) {
+        double g0 = g0_[l], g1 = g1_[l], g2 = g2_[l];
+        u[0][l] = g0 / 4;
+        u[1][l] = -(g0 + g1 + g2) / 6;
+        u[2][l] = -(g0 - g1 + g2) / 6;
+        u[3][l] = g0 / 24 + g1 / 12 + g2 / 6;
+        u[4][l] = g0 / 24 - g1 / 12 + g2 / 6;
+        u[5][l] = g2;
+    }
 }
+
+/* Row r of nf_convw_pack's 36 matrices: Up[ξ][r][q] for every q < cols, PACK_LANES filters at a time
+ * (one per q). The same operations in double on every path, so every path gives the same bits. */
+NF_INLINE void pack_row_body(const nf_real *w, int32_t Cin, int32_t Cout, int flip, int32_t r, nf_real *Up) {
+    int32_t rows = flip ? Cin : Cout, cols = flip ? Cout : Cin;
+    double g[9][PACK_LANES], t[6][3][PACK_LANES], u[6][6][PACK_LANES];
+    for (int32_t q0 = 0; q0 < cols; q0 += PACK_LANES) {
+        int32_t nl = cols - q0 < PACK_LANES ? cols - q0 : PACK_LANES;
+        for (int32_t l = 0; l < PACK_LANES; l++) { /* filter w[o][c], rotated by 180° with flip */
+            int32_t o = flip ? q0 + l : r, c = flip ? r : q0 + l;
+            const nf_real *gp = w + ((int64_t)o * Cin + c) * 9;
+            for (int32_t k = 0; k < 9; k++) g[k][l] = l < nl ? gp[flip ? 8 - k : k] : 0;
+        }
+        for (int32_t b = 0; b < 3; b++) { /* columns: t = G g */
+            const double *col[3] = {g[b], g[3 + b], g[6 + b]};
+            double *out[6] = {t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]};
+            filter_lanes(col, out);
+        }
+        for (int32_t a = 0; a < 6; a++) { /* rows: u = t Gᵀ */
+            const double *row[3] = {t[a][0], t[a][1], t[a][2]};
+            double *out[6] = {u[a][0], u[a][1], u[a][2], u[a][3], u[a][4], u[a][5]};
+            filter_lanes(row, out);
+        }
+        for (int32_t x = 0; x < WX; x++) {
+            nf_real *dst = Up + ((int64_t)x * rows + r) * cols + q0;
+            for (int32_t l = 0; l < nl; l++) dst[l] = (nf_real)u[x / 6][x % 6][l];
+        }
+    }
+}
+ISA_PATHS(pack_row, (const nf_real *w, int32_t Cin, int32_t Cout, int flip, int32_t r, nf_real *Up), (w, Cin, Cout, flip, r, Up))
 
 /* Up (36, Cout, Cin, caller's) = G g Gᵀ for every filter of w (Cout, Cin, 3, 3); with flip, the filters
  * of the input gradient instead: Up (36, Cin, Cout) from w[o][c] rotated by 180°. Computed in double,
- * each filter on its own (so split over the threads: the same values for every thread count; run on one
- * thread, it was 5 % of realnvp-small's training on two). */
+ * a row of filters at a time over the threads (each filter on its own: the same values for every
+ * thread count). One filter at a time on one thread, it was 5 % of realnvp-small's training. */
 void nf_convw_pack(const nf_real *w, int32_t Cin, int32_t Cout, int flip, nf_real *Up) {
-    int32_t rows = flip ? Cin : Cout, cols = flip ? Cout : Cin;
-    int64_t nf = (int64_t)Cout * Cin;
-#pragma omp parallel for schedule(static) if (nf >= 1024)
-    for (int64_t f = 0; f < nf; f++) {
-        int32_t o = (int32_t)(f / Cin), c = (int32_t)(f % Cin);
-        const nf_real *g = w + f * 9;
-        double t[6][3], u[6][6], col[3], out[6];
-        for (int32_t b = 0; b < 3; b++) { /* columns: t = G g */
-            for (int32_t a = 0; a < 3; a++) col[a] = flip ? g[(2 - a) * 3 + (2 - b)] : g[a * 3 + b];
-            filter_1d(col, out);
-            for (int32_t a = 0; a < 6; a++) t[a][b] = out[a];
-        }
-        for (int32_t a = 0; a < 6; a++) { /* rows: u = t Gᵀ */
-            filter_1d(t[a], out);
-            for (int32_t b = 0; b < 6; b++) u[a][b] = out[b];
-        }
-        int64_t r = flip ? c : o, q = flip ? o : c;
-        for (int32_t x = 0; x < WX; x++) Up[((int64_t)x * rows + r) * cols + q] = (nf_real)u[x / 6][x % 6];
-    }
+    int32_t rows = flip ? Cin : Cout;
+#pragma omp parallel for schedule(static) if ((int64_t)Cin * Cout >= 1024)
+    for (int32_t r = 0; r < rows; r++) pack_row(w, Cin, Cout, flip, r, Up);
 }
 
 /* The 1-D transforms below act on six (or four) rows of T values at once — one value per tile — so each
@@ -309,7 +330,7 @@ NF_INLINE void output_adjoint_body(const nf_real *dy, int32_t C, int32_t H, int3
 ISA_PATHS(output_adjoint, (const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S), (dy, C, H, W, dM, S))
 
 
-/* dg = Gᵀ du (6 → 3), the adjoint of filter_1d. */
+/* dg = Gᵀ du (6 → 3), the adjoint of filter_lanes' u = G g. */
 static inline void filter_adj_1d(const double u[6], double g[3]) {
     g[0] = u[0] / 4 - (u[1] + u[2]) / 6 + (u[3] + u[4]) / 24;
     g[1] = (u[2] - u[1]) / 6 + (u[3] - u[4]) / 12;
