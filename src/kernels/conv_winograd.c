@@ -330,11 +330,17 @@ NF_INLINE void output_adjoint_body(const nf_real *dy, int32_t C, int32_t H, int3
 ISA_PATHS(output_adjoint, (const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S), (dy, C, H, W, dM, S))
 
 
-/* dg = Gᵀ du (6 → 3), the adjoint of filter_lanes' u = G g. */
-static inline void filter_adj_1d(const double u[6], double g[3]) {
-    g[0] = u[0] / 4 - (u[1] + u[2]) / 6 + (u[3] + u[4]) / 24;
-    g[1] = (u[2] - u[1]) / 6 + (u[3] - u[4]) / 12;
-    g[2] = -(u[1] + u[2]) / 6 + (u[3] + u[4]) / 6 + u[5];
+/* g = Gᵀ u (6 → 3) for PACK_LANES values at once, the adjoint of filter_lanes' u = G g; u[k] and g[k]
+ * hold row k for every lane. */
+NF_INLINE void filter_adj_lanes(const double *const u[6], double *const g[3]) {
+    const double *u0_ = u[0], *u1_ = u[1], *u2_ = u[2], *u3_ = u[3], *u4_ = u[4], *u5_ = u[5];
+#pragma omp simd
+    for (int32_t l = 0; l < PACK_LANES; l++) {
+        double u0 = u0_[l], u1 = u1_[l], u2 = u2_[l], u3 = u3_[l], u4 = u4_[l], u5 = u5_[l];
+        g[0][l] = u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24;
+        g[1][l] = (u2 - u1) / 6 + (u3 - u4) / 12;
+        g[2][l] = -(u1 + u2) / 6 + (u3 + u4) / 6 + u5;
+    }
 }
 
 /* One sample's share of the weight gradient in the transformed domain: dU (36, Cout, Cin) += dM_ξ · V_ξᵀ
@@ -351,18 +357,32 @@ void nf_convw_dw_sample(const nf_real *x, const nf_real *dy, int32_t Cin, int32_
                 dU + (int64_t)x_ * Cout * Cin, Cin);
 }
 
-/* dw (Cout, Cin, 3, 3) += Gᵀ dU G for the sums dU (36, Cout, Cin) of nf_convw_dw_sample (in double). */
+/* dw (Cout, Cin, 3, 3) += Gᵀ dU G for the filters oc0 .. oc0 + PACK_LANES − 1 (those below cc = Cout·Cin)
+ * of the sums dU (36, Cout, Cin), in double: t = dU G, then dg = Gᵀ t. The same operations on every path. */
+NF_INLINE void dw_finish_lanes_body(const nf_real *dU, int64_t cc, int64_t oc0, nf_real *dw) {
+    int64_t nl = cc - oc0 < PACK_LANES ? cc - oc0 : PACK_LANES;
+    double u[WX][PACK_LANES], t[6][3][PACK_LANES], g[3][3][PACK_LANES];
+    for (int32_t x_ = 0; x_ < WX; x_++)
+        for (int32_t l = 0; l < PACK_LANES; l++) u[x_][l] = l < nl ? dU[x_ * cc + oc0 + l] : 0;
+    for (int32_t a = 0; a < 6; a++) { /* t = u G: row a of u is u[6a .. 6a + 5] */
+        const double *row[6] = {u[6 * a], u[6 * a + 1], u[6 * a + 2], u[6 * a + 3], u[6 * a + 4], u[6 * a + 5]};
+        double *out[3] = {t[a][0], t[a][1], t[a][2]};
+        filter_adj_lanes(row, out);
+    }
+    for (int32_t b = 0; b < 3; b++) { /* dg = Gᵀ t, column b */
+        const double *col[6] = {t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]};
+        double *out[3] = {g[0][b], g[1][b], g[2][b]};
+        filter_adj_lanes(col, out);
+    }
+    for (int64_t l = 0; l < nl; l++)
+        for (int32_t a = 0; a < 3; a++)
+            for (int32_t b = 0; b < 3; b++) dw[(oc0 + l) * 9 + a * 3 + b] += (nf_real)g[a][b][l];
+}
+ISA_PATHS(dw_finish_lanes, (const nf_real *dU, int64_t cc, int64_t oc0, nf_real *dw), (dU, cc, oc0, dw))
+
+/* dw (Cout, Cin, 3, 3) += Gᵀ dU G for the sums dU (36, Cout, Cin) of nf_convw_dw_sample (in double,
+ * PACK_LANES filters at a time). */
 void nf_convw_dw_finish(const nf_real *dU, int32_t Cin, int32_t Cout, nf_real *dw) {
     int64_t cc = (int64_t)Cout * Cin;
-    for (int64_t oc = 0; oc < cc; oc++) {
-        double u[6][6], t[6][3], g[3];
-        for (int32_t x_ = 0; x_ < WX; x_++) u[x_ / 6][x_ % 6] = dU[x_ * cc + oc];
-        for (int32_t a = 0; a < 6; a++) filter_adj_1d(u[a], t[a]); /* t = u G */
-        for (int32_t b = 0; b < 3; b++) {                             /* dg = Gᵀ t */
-            double col[6];
-            for (int32_t a = 0; a < 6; a++) col[a] = t[a][b];
-            filter_adj_1d(col, g);
-            for (int32_t a = 0; a < 3; a++) dw[oc * 9 + a * 3 + b] += (nf_real)g[a];
-        }
-    }
+    for (int64_t oc0 = 0; oc0 < cc; oc0 += PACK_LANES) dw_finish_lanes(dU, cc, oc0, dw);
 }
