@@ -70,27 +70,23 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
  * whole image: on small images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
 #define DIRECT_MIN_IN 16
 #define WINO_MIN_CH 32
-#define WINO_MIN_PIXELS 196    /* forward and input gradient: from 14 × 14 up */
-#define WINO_MIN_PIXELS_DW 197 /* weight gradient: above 14 × 14 (there it ties with im2col) */
+#define WINO_MIN_PIXELS 196 /* from 14 × 14 up */
 static int direct(int32_t k, int32_t inputs, int32_t outputs) {
     return k == 3 && inputs >= DIRECT_MIN_IN && outputs >= 8 && nf_convd_available();
 }
 /* 1 when a 3×3 convolution from `inputs` to `outputs` channels on P pixels takes Winograd F(4×4, 3×3)
- * (conv_winograd.c) — its forward and input gradient with min_pixels = WINO_MIN_PIXELS, its weight
- * gradient with WINO_MIN_PIXELS_DW: wide enough on both sides that the channel products dominate the
- * transforms, and an image large enough that the per-sample products are not tiny. Measured
- * (bench/conv_bench.c, batch 64, AMD EPYC Zen 4, avx512 path, since the transforms are vector code on
- * every path): 64 → 64 at 28×28 forward 369–377 against 192–197 GFLOP/s direct (2 threads); at 14×14
- * forward 200–202 against 175–177 (2 threads) and 114 against 90 (1 thread), input gradient 200–235
- * against 172–180 (2 threads) and 111–113 against 88–89 (1 thread), while the weight gradient there
- * ties (Winograd 120–140, im2col 138–144 at 2 threads; 72 against 73 at 1 thread); the avx2 path at
- * 14×14, 2 threads: forward 178 against 171, input gradient 186 against 165. Every shape with 1–8
- * channels on a side runs 2–10× slower than direct or im2col. */
-static int winograd_at(int32_t k, int32_t inputs, int32_t outputs, int64_t P, int64_t min_pixels) {
+ * (conv_winograd.c): wide enough on both sides that the channel products dominate the transforms, and
+ * an image large enough that the per-sample products are not tiny. Measured (bench/conv_bench.c, batch
+ * 64, AMD EPYC Zen 4, since the transforms and the filter transform are vector code on every path):
+ * 64 → 64 at 28×28 forward 369–377 against 192–197 GFLOP/s direct (2 threads); at 14×14, 2 threads,
+ * forward 236–238 against 165–171 direct, input gradient 223–228 against 159–175, weight gradient
+ * 171–175 against 134–141 im2col; 1 thread 123 / 122 / 88 against 90 / 87 / 71; on the avx2 path
+ * 231 / 228 / 168 against 170 / 169 / 137, on the generic path 234 / 221 / 171 against im2col's
+ * 150 / 182 / 143. Every shape with 1–8 channels on a side runs 2–10× slower than direct or im2col. */
+static int winograd(int32_t k, int32_t inputs, int32_t outputs, int64_t P) {
     int m = nf_convw_mode();
-    return k == 3 && (m == NF_CONVW_ALWAYS || (m == NF_CONVW_AUTO && inputs >= WINO_MIN_CH && outputs >= WINO_MIN_CH && P >= min_pixels));
+    return k == 3 && (m == NF_CONVW_ALWAYS || (m == NF_CONVW_AUTO && inputs >= WINO_MIN_CH && outputs >= WINO_MIN_CH && P >= WINO_MIN_PIXELS));
 }
-static int winograd(int32_t k, int32_t inputs, int32_t outputs, int64_t P) { return winograd_at(k, inputs, outputs, P, WINO_MIN_PIXELS); }
 /* 1 when the 3×3 weight gradient takes the direct kernel (see the measurements above) — on the avx2
  * path only: that kernel (dw_block) is 8 floats wide, and on the avx512 path a 512-bit sgemm over im2col
  * columns was faster (AMD Zen 5, batch 64, 2 threads, bench/conv_bench.c's dw column, three runs:
@@ -363,7 +359,7 @@ static void backward_impl(const nf_real *x, int64_t ldx, const nf_real *w, nf_re
     nf_real *Wr = part + chunks * Cout * (K + 1);      /* re-laid (output-side) or packed (direct) weights */
     /* weight gradient: direct, output-side (partials in the re-laid layout) or im2col; input gradient (a
      * convolution with Cin outputs): direct, output-side or im2col — chosen separately */
-    int dw_wino = winograd_at(k, Cin, Cout, P, WINO_MIN_PIXELS_DW), dw_direct = !dw_wino && direct_dw(k, Cin, Cout, P);
+    int dw_wino = winograd(k, Cin, Cout, P), dw_direct = !dw_wino && direct_dw(k, Cin, Cout, P);
     int dw_osd = !dw_wino && !dw_direct && output_side(Cin, Cout, k);
     int dx_wino = winograd(k, Cout, Cin, P), dx_direct = !dx_wino && direct(k, Cout, Cin);
     int dx_osd = !dx_wino && !dx_direct && output_side(Cin, Cout, k);
