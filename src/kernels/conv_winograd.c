@@ -119,10 +119,10 @@ NF_INLINE void pack_row_body(const nf_real *w, int32_t Cin, int32_t Cout, int fl
     double g[9][PACK_LANES], t[6][3][PACK_LANES], u[6][6][PACK_LANES];
     for (int32_t q0 = 0; q0 < cols; q0 += PACK_LANES) {
         int32_t nl = cols - q0 < PACK_LANES ? cols - q0 : PACK_LANES;
-        for (int32_t l = 0; l < PACK_LANES; l++) { /* filter w[o][c], rotated by 180° with flip */
+        for (int32_t l = 0; l < PACK_LANES; l++) { /* filter w[o][c], rotated by 180° with flip; 0 past the row */
             int32_t o = flip ? q0 + l : r, c = flip ? r : q0 + l;
-            const nf_real *gp = w + ((int64_t)o * Cin + c) * 9;
-            for (int32_t k = 0; k < 9; k++) g[k][l] = l < nl ? gp[flip ? 8 - k : k] : 0;
+            const nf_real *gp = l < nl ? w + ((int64_t)o * Cin + c) * 9 : NULL;
+            for (int32_t k = 0; k < 9; k++) g[k][l] = gp ? gp[flip ? 8 - k : k] : 0;
         }
         for (int32_t b = 0; b < 3; b++) { /* columns: t = G g */
             const double *col[3] = {g[b], g[3 + b], g[6 + b]};
