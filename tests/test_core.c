@@ -247,6 +247,78 @@ static void test_threads_identical(void **state) {
     }
 }
 
+/* A small flow's training batch runs in row ranges, one per thread, each through a copy of the flow
+ * (flow.c): the gradient, loss and ∂loss/∂x equal the whole batch's to float rounding, are bit for bit
+ * the same on 1 and 2 threads, and a flow whose training forward writes state from the batch (batch
+ * norm's statistics) is not split — its state is then exactly the whole batch's. */
+static void split_run(nf_flow *f, int threads, const nf_real *x, int64_t n, double *loss, nf_real *g, nf_real *dx) {
+    nf_set_threads(threads);
+    nf_flow_zero_grad(f);
+    assert_int_equal(nf_flow_nll_grad(f, x, n, loss, dx), NF_OK);
+    memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
+}
+
+static void test_small_flow_split(void **state) {
+    (void)state;
+    nf_model_type models[] = {NF_MODEL_REALNVP, NF_MODEL_NICE, NF_MODEL_NSF, NF_MODEL_MAF, NF_MODEL_REALNVP};
+    for (int m = 0; m < 5; m++) {
+        nf_config c;
+        nf_config_default(&c, models[m], 3);
+        c.init_std = 0.05; /* not the identity */
+        c.hidden = 32;
+        c.batchnorm = m == 4;
+        nf_flow *f, *w;
+        assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+        assert_int_equal(nf_flow_create(&c, &w), NF_OK);
+        int64_t n = 512, P = nf_flow_num_params(f);
+        assert_true(nf_flow_flops(f) * (double)n < 1e8); /* small: split (or, with batch norm, not) */
+        nf_real *x = malloc(sizeof(nf_real) * (size_t)(n * 3)), *dx1 = malloc(sizeof(nf_real) * (size_t)(n * 3)),
+                *dx2 = malloc(sizeof(nf_real) * (size_t)(n * 3)), *dxh = malloc(sizeof(nf_real) * (size_t)(n * 3));
+        nf_real *g1 = malloc(sizeof(nf_real) * (size_t)P), *g2 = malloc(sizeof(nf_real) * (size_t)P);
+        nf_rng r;
+        nf_rng_seed(&r, 11);
+        for (int64_t i = 0; i < n * 3; i++) x[i] = (nf_real)(1.5 * tanh(nf_rng_normal(&r)));
+        nf_flow_set_training(f, 1), nf_flow_set_training(w, 1);
+        double l1, l2, lw;
+        split_run(f, 1, x, n, &l1, g1, dx1);
+        split_run(f, 2, x, n, &l2, g2, dx2);
+        assert_true(l1 == l2);
+        assert_memory_equal(g1, g2, sizeof(nf_real) * (size_t)P);
+        assert_memory_equal(dx1, dx2, sizeof(nf_real) * (size_t)(n * 3));
+        /* the whole batch through the unsplit path (a data-parallel part that is the whole batch) */
+        nf_flow_zero_grad(w);
+        assert_int_equal(nf_flow_nll_grad_part(w, x, NULL, n, n, NULL, &lw), NF_OK);
+        lw /= (double)n;
+        double gmax = 0, dmax = 0;
+        for (int64_t k = 0; k < P; k++)
+            gmax = fmax(gmax, fabs((double)g1[k])), dmax = fmax(dmax, fabs((double)g1[k] - nf_flow_grads(w)[k]));
+        printf("  model %d: loss %.9f (whole batch %.9f), max |Δgrad| %.2e of %.2e\n", m, l1, lw, dmax, gmax);
+        assert_true(fabs(l1 - lw) <= 1e-6 * fabs(lw));
+        assert_true(gmax > 0 && dmax <= 1e-5 * gmax);
+        if (c.batchnorm) { /* f ran the batch twice (1 and 2 threads): its running statistics are those of
+                            * the whole batch run twice unsplit */
+            double l2w;
+            assert_int_equal(nf_flow_nll_grad_part(w, x, NULL, n, n, NULL, &l2w), NF_OK);
+            for (int32_t t = 0; t < nf_flow_num_tensors(f); t++) {
+                const nf_tensor_info *ti = nf_flow_tensor(f, t);
+                if (ti->kind != NF_TENSOR_BUFFER) continue;
+                assert_memory_equal(nf_flow_tensor_cdata(f, t), nf_flow_tensor_cdata(w, t), sizeof(nf_real) * (size_t)ti->count);
+            }
+        }
+        /* ∂loss/∂x of the first 128 rows alone (too few to split), scaled by 128/512 (exact); with batch
+         * norm a row's gradient depends on the batch, so not there */
+        double dl, xmax = 0, xd = 0;
+        nf_flow_zero_grad(w);
+        assert_int_equal(nf_flow_nll_grad(w, x, 128, &dl, dxh), NF_OK);
+        for (int64_t i = 0; i < 128 * 3; i++)
+            xmax = fmax(xmax, fabs((double)dx1[i])), xd = fmax(xd, fabs((double)dx1[i] - dxh[i] * (nf_real)0.25));
+        assert_true(xmax > 0 && (c.batchnorm || xd <= 1e-5 * xmax));
+        free(x), free(dx1), free(dx2), free(dxh), free(g1), free(g2);
+        nf_flow_free(f), nf_flow_free(w);
+    }
+    nf_set_threads(2);
+}
+
 /* Gradients in recompute mode (inputs rebuilt by inversion) equal those of store mode, for every model
  * family, to a tolerance set by the rounding of the reconstruction; the workspace in recompute mode does
  * not grow with depth. */
@@ -331,7 +403,8 @@ int main(void) {
         cmocka_unit_test(test_adamw_decoupled_decay),
         cmocka_unit_test(test_rng_reproducible),   cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_lu),
-        cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_recompute_matches_store),
+        cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_small_flow_split),
+        cmocka_unit_test(test_recompute_matches_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,7 @@ nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flo
     nf_flow *f = nf_xcalloc(1, sizeof *f);
     if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
     f->cfg = *cfg;
+    f->from_config = 1;
     if (!(st = nf_model_build(f)) && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
         st = nf_fail(NF_ERR_FORMAT, "the config describes a model of %lld values, more than the %lld the file holds",
                      (long long)(f->reg.nparams + f->reg.nbuffers), (long long)max_values);
@@ -108,6 +109,7 @@ void nf_flow_free(nf_flow *f) {
     free(f->layers);
     nf_registry_free(&f->reg);
     free(f->ws), free(f->act_off), free(f->cache_off), free(f->grad_final);
+    for (int p = 0; p < NF_FLOW_PARTS; p++) nf_flow_free(f->part[p]);
     free(f);
 }
 
@@ -500,9 +502,87 @@ nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss
     return nf_flow_nll_grad_ctx(f, x, NULL, n, loss, dx, NULL);
 }
 
-/* See nflow.h: nll_grad with contexts on one thread for small flows. */
+/* ------------------------------------------------------------------ small flows: the batch in parts
+ * A small flow (under PARALLEL_MIN_FLOPS a call) gains nothing from threads inside its layers, but its
+ * batch splits: SPLIT_PARTS fixed row ranges, each through its own copy of the flow (same config, the
+ * parameters and state copied in before every call; its own workspace and gradient), one thread each,
+ * then the parts' gradients are added to the flow's in part order. The split depends only on n, so the
+ * result is the same for every thread count (on one thread the parts run one after the other). Not for
+ * layers whose training forward writes state from the batch (ActNorm's first-batch initialisation, batch
+ * norm's statistics: a part would see only its rows) nor for a flow of given layers (no config to copy). */
+#define SPLIT_PARTS NF_FLOW_PARTS
+#define SPLIT_MIN_ROWS 128 /* rows per part */
+
+/* 1 when nll_grad of n rows through f runs in parts (see above). */
+static int split_ok(const nf_flow *f, int64_t n) {
+    if (!f->from_config || n < SPLIT_PARTS * SPLIT_MIN_ROWS || nf_flow_flops(f) * (double)n >= PARALLEL_MIN_FLOPS) return 0;
+    for (int32_t k = 0; k < f->nlayers; k++) {
+        const char *kind = f->layers[k]->ops->kind;
+        if (strcmp(kind, "actnorm") == 0 || strcmp(kind, "batchnorm") == 0) return 0;
+    }
+    return 1;
+}
+
+/* Part p of f, created on first use, with f's parameters, state, training flag and backward mode. */
+static nf_status part_sync(nf_flow *f, int p, nf_flow **out) {
+    nf_status st = NF_OK;
+    if (!f->part[p] && (st = nf_flow_create(&f->cfg, &f->part[p]))) return st;
+    nf_flow *g = f->part[p];
+    memcpy(g->reg.params, f->reg.params, sizeof(nf_real) * (size_t)f->reg.nparams);
+    memcpy(g->reg.buffers, f->reg.buffers, sizeof(nf_real) * (size_t)f->reg.nbuffers);
+    g->training = f->training;
+    if (g->recompute != f->recompute && (st = nf_flow_set_recompute(g, f->recompute))) return st;
+    nf_flow_zero_grad(g);
+    *out = g;
+    return NF_OK;
+}
+
+/* nll_grad of n rows in SPLIT_PARTS parts (split_ok): *loss the mean NLL, f's gradient += the sum of the
+ * parts' (in part order), dx and dc (may be NULL) as nll_grad's. The first failing part's status and
+ * reason are returned. */
+static nf_status nll_grad_split(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, double *loss, nf_real *dx,
+                                nf_real *dc) {
+    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
+    nf_flow *g[SPLIT_PARTS];
+    nf_status st = check_context(f, c);
+    for (int p = 0; p < SPLIT_PARTS && !st; p++) st = part_sync(f, p, &g[p]);
+    if (st) return st;
+    double sum[SPLIT_PARTS] = {0};
+    nf_status pst[SPLIT_PARTS] = {NF_OK};
+    char why[SPLIT_PARTS][512];
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads() < SPLIT_PARTS ? omp_get_max_threads() : SPLIT_PARTS;
+#endif
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int p = 0; p < SPLIT_PARTS; p++) {
+#ifdef _OPENMP
+        omp_set_num_threads(1); /* this thread's layers: one thread (a small flow) */
+#endif
+        int64_t lo = n * p / SPLIT_PARTS, hi = n * (p + 1) / SPLIT_PARTS;
+        pst[p] = nll_grad(g[p], x + lo * D, c ? c + lo * K : NULL, hi - lo, n, NULL, &sum[p], dx ? dx + lo * D : NULL,
+                          dc ? dc + lo * K : NULL);
+        why[p][0] = 0;
+        if (pst[p]) snprintf(why[p], sizeof why[p], "%s", nf_last_error()); /* the reason is per thread */
+    }
+    for (int p = 0; p < SPLIT_PARTS; p++)
+        if (pst[p]) return nf_fail(pst[p], "%s", why[p]);
+    nf_real *gr = f->reg.grads;
+    double total = 0;
+    for (int p = 0; p < SPLIT_PARTS; p++) {
+        const nf_real *gp = g[p]->reg.grads;
+        for (int64_t i = 0; i < f->reg.nparams; i++) gr[i] += gp[i];
+        total += sum[p];
+    }
+    *loss = total / (double)n;
+    return NF_OK;
+}
+
+/* See nflow.h: nll_grad with contexts on one thread for small flows (in parts, one per thread, when
+ * split_ok). */
 nf_status nf_flow_nll_grad_ctx(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, double *loss, nf_real *dx,
                                nf_real *dc) {
+    if (n >= 1 && split_ok(f, n)) return nll_grad_split(f, x, c, n, loss, dx, dc);
     int t = serial_begin(f, n);
     double s = 0;
     nf_status st = nll_grad(f, x, c, n, n, NULL, &s, dx, dc);

@@ -5,6 +5,8 @@
 
 #include "models/models.h"
 
+#define NF_FLOW_PARTS 2 /* row ranges of a small flow's training batch (flow.c) */
+
 struct nf_flow {
     nf_config cfg;
     nf_registry reg;
@@ -23,6 +25,10 @@ struct nf_flow {
      * the gradients grads[grad_final[k] .. nparams) are final (grad_final[0] = 0); for a reducer that
      * sums the gradient while the backward pass runs (nf_reducer.grad_ready) */
     int64_t *grad_final;
+    /* A small flow's training batch in SPLIT_PARTS fixed row ranges, one per thread (flow.c): copies of
+     * this flow built from the same config (NULL until first needed; never for a flow of given layers). */
+    int from_config;
+    struct nf_flow *part[NF_FLOW_PARTS];
 };
 
 /* Append the layers of f->cfg's model to f (recipes.c). */

@@ -151,8 +151,17 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
         /* through the activation of hidden layer l − 1, which is h (this layer's input) */
         int64_t cnt = n * in;
         if (m->act == NF_ACT_RELU) {
-#pragma omp parallel for simd schedule(static) if (cnt > 16384)
-            for (int64_t i = 0; i < cnt; i++) dh[i] = h[i] > 0 ? dh[i] : 0;
+            /* blocks over the threads, each one vector loop (as one `parallel for simd` GCC 12 left the
+             * hot path scalar with a branch per element: 16 % of realnvp-moons' training) */
+#pragma omp parallel for schedule(static) if (cnt > 16384)
+            for (int64_t i0 = 0; i0 < cnt; i0 += 4096) {
+                int64_t i1 = cnt - i0 < 4096 ? cnt : i0 + 4096;
+#pragma omp simd
+                for (int64_t i = i0; i < i1; i++) {
+                    nf_real v = dh[i];
+                    dh[i] = h[i] > 0 ? v : 0;
+                }
+            }
         } else {
 #pragma omp parallel for schedule(static) if (cnt > 16384)
             for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, h[i]);
