@@ -314,7 +314,8 @@ static nf_status forward_chunked(nf_flow *f, const nf_real *x, const nf_real *c,
 
 /* Small batches through small models (the 2-D flows): forking threads for every layer costs more than
  * it saves — realnvp-moons trained 20 % slower on 2 threads than on 1. Below this many FLOPs per call,
- * a flow runs on one thread (results never depend on the thread count, so only the speed changes). */
+ * a flow runs on one thread (results never depend on the thread count, so only the speed changes);
+ * a training batch of such a flow is split across the threads instead (nll_grad_split below). */
 #define PARALLEL_MIN_FLOPS 1e8
 
 /* Drop to one OpenMP thread for a call below PARALLEL_MIN_FLOPS; returns the thread count to restore (0: none). */
