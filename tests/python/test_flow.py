@@ -299,10 +299,18 @@ def test_float32_c_contiguous_passed_without_copy(monkeypatch):
 
 def test_gil_released_during_library_calls():
     f = nflow.Flow("realnvp", dim=16, depth=4, hidden=64)
-    x = np.random.default_rng(1).standard_normal((4000, 16)).astype(np.float32)
-    f.log_prob(x[:100])
     old = nflow.get_threads()
     nflow.set_threads(1)  # the library's call on one core, this thread's loop on the other
+    # enough rows that one call lasts ≥ 0.1 s on this machine (a fixed 4 000 took 8 ms on a fast one,
+    # under the 0.02 s the check needs)
+    n = 4000
+    while True:
+        x = np.random.default_rng(1).standard_normal((n, 16)).astype(np.float32)
+        t0 = time.perf_counter()
+        f.log_prob(x)
+        if time.perf_counter() - t0 >= 0.1 or n >= 4096000:
+            break
+        n *= 4
     started, done = threading.Event(), threading.Event()
     real = _lib.lib.nf_flow_log_prob
     spans = []
