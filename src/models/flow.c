@@ -59,7 +59,7 @@ nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flo
     nf_flow *f = nf_xcalloc(1, sizeof *f);
     if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
     f->cfg = *cfg;
-    f->from_config = 1;
+    f->splittable = 1;
     if (!(st = nf_model_build(f)) && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
         st = nf_fail(NF_ERR_FORMAT, "the config describes a model of %lld values, more than the %lld the file holds",
                      (long long)(f->reg.nparams + f->reg.nbuffers), (long long)max_values);
@@ -156,7 +156,11 @@ nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_
  * ONE cache (the largest any layer needs); backward rebuilds each layer's input from its output with the
  * layer's inverse and re-runs that layer's forward to refill the cache:
  *   ws = [act_even, act_odd, spare (n,D)] [cache] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch] */
-nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
+static int split_ok(const nf_flow *f, int64_t n);
+static nf_status reserve_parts(nf_flow *f, int64_t n);
+
+/* This flow's own workspace for n rows (see above). */
+static nf_status reserve_own(nf_flow *f, int64_t n) {
     if (n <= f->nmax && f->ws) return NF_OK;
     int32_t K = f->nlayers, D = f->cfg.dim;
     int64_t *ao = nf_xcalloc((size_t)K + 2, sizeof(int64_t)), *co = nf_xcalloc((size_t)K + 1, sizeof(int64_t));
@@ -198,6 +202,14 @@ nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
     return NF_OK;
 }
 
+/* See models.h: the workspace for n rows and, when a training batch of n rows splits (split_ok), the
+ * parts with theirs, so that a training step allocates nothing. */
+nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
+    nf_status st = reserve_own(f, n);
+    if (!st && split_ok(f, n)) st = reserve_parts(f, n);
+    return st;
+}
+
 /* See nflow.h: recompute mode on/off (the workspace is rebuilt); NF_ERR_INVALID with batch norm. */
 nf_status nf_flow_set_recompute(nf_flow *f, int on) {
     for (int32_t k = 0; on && k < f->nlayers; k++)
@@ -208,6 +220,10 @@ nf_status nf_flow_set_recompute(nf_flow *f, int on) {
         free(f->ws), free(f->act_off), free(f->cache_off);
         f->ws = NULL, f->act_off = f->cache_off = NULL, f->nmax = 0, f->ws_size = 0;
         f->recompute = !!on;
+        for (int p = 0; p < NF_FLOW_PARTS; p++) {
+            nf_status st = f->part[p] ? nf_flow_set_recompute(f->part[p], on) : NF_OK;
+            if (st) return st;
+        }
         if (n > 0) return nf_flow_reserve(f, n);
     }
     return NF_OK;
@@ -299,7 +315,7 @@ static nf_status forward_chunked(nf_flow *f, const nf_real *x, const nf_real *c,
     for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
         int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
         const nf_real *zz, *ci = c ? c + i0 * K : NULL;
-        st = nf_flow_reserve(f, m);
+        st = reserve_own(f, m); /* evaluation: no parts */
         if (!st) st = run_forward(f, x + i0 * D, ci, m, &zz);
         if (st) return st;
         if (z) memcpy(z + i0 * D, zz, sizeof(nf_real) * (size_t)(m * D));
@@ -362,7 +378,7 @@ static nf_status inverse_chunked(nf_flow *f, const nf_real *z, const nf_real *c,
     if (st) return st;
     for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
         int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
-        st = nf_flow_reserve(f, m);
+        st = reserve_own(f, m); /* evaluation: no parts */
         if (st) return st;
         set_context(f, c ? c + i0 * K : NULL, NULL);
         nf_real *a = DZA(f), *b = DZB(f), *ld = LOGDET(f);
@@ -450,7 +466,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, const nf_real *c, int64_
     nf_status first = NF_OK;
     const nf_real *z;
     nf_status st = check_context(f, c);
-    if (!st) st = nf_flow_reserve(f, n);
+    if (!st) st = reserve_own(f, n);
     if (!st) st = run_forward_ex(f, x, c, n, &z, coll, &first);
     if (st) return st;
     if (dc) memset(dc, 0, sizeof(nf_real) * (size_t)(n * f->cfg.context_dim));
@@ -516,7 +532,7 @@ nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss
 
 /* 1 when nll_grad of n rows through f runs in parts (see above). */
 static int split_ok(const nf_flow *f, int64_t n) {
-    if (!f->from_config || n < SPLIT_PARTS * SPLIT_MIN_ROWS || nf_flow_flops(f) * (double)n >= PARALLEL_MIN_FLOPS) return 0;
+    if (!f->splittable || n < SPLIT_PARTS * SPLIT_MIN_ROWS || nf_flow_flops(f) * (double)n >= PARALLEL_MIN_FLOPS) return 0;
     for (int32_t k = 0; k < f->nlayers; k++) {
         const char *kind = f->layers[k]->ops->kind;
         if (strcmp(kind, "actnorm") == 0 || strcmp(kind, "batchnorm") == 0) return 0;
@@ -524,18 +540,29 @@ static int split_ok(const nf_flow *f, int64_t n) {
     return 1;
 }
 
-/* Part p of f, created on first use, with f's parameters, state, training flag and backward mode. */
-static nf_status part_sync(nf_flow *f, int p, nf_flow **out) {
-    nf_status st = NF_OK;
-    if (!f->part[p] && (st = nf_flow_create(&f->cfg, &f->part[p]))) return st;
+/* The parts of f (created once, in f's backward mode; never split themselves), each with a workspace for
+ * its share of n rows: part p takes rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS). */
+static nf_status reserve_parts(nf_flow *f, int64_t n) {
+    for (int p = 0; p < SPLIT_PARTS; p++) {
+        nf_status st = NF_OK;
+        if (!f->part[p]) {
+            if ((st = nf_flow_create(&f->cfg, &f->part[p]))) return st;
+            f->part[p]->splittable = 0;
+            if ((st = nf_flow_set_recompute(f->part[p], f->recompute))) return st;
+        }
+        if ((st = reserve_own(f->part[p], n * (p + 1) / SPLIT_PARTS - n * p / SPLIT_PARTS))) return st;
+    }
+    return NF_OK;
+}
+
+/* Part p of f (reserve_parts) with f's parameters, state and training flag, its gradient zero. */
+static nf_flow *part_sync(nf_flow *f, int p) {
     nf_flow *g = f->part[p];
     memcpy(g->reg.params, f->reg.params, sizeof(nf_real) * (size_t)f->reg.nparams);
     memcpy(g->reg.buffers, f->reg.buffers, sizeof(nf_real) * (size_t)f->reg.nbuffers);
     g->training = f->training;
-    if (g->recompute != f->recompute && (st = nf_flow_set_recompute(g, f->recompute))) return st;
     nf_flow_zero_grad(g);
-    *out = g;
-    return NF_OK;
+    return g;
 }
 
 /* nll_grad of n rows in SPLIT_PARTS parts (split_ok): *loss the mean NLL, f's gradient += the sum of the
@@ -546,8 +573,9 @@ static nf_status nll_grad_split(nf_flow *f, const nf_real *x, const nf_real *c, 
     int32_t D = f->cfg.dim, K = f->cfg.context_dim;
     nf_flow *g[SPLIT_PARTS];
     nf_status st = check_context(f, c);
-    for (int p = 0; p < SPLIT_PARTS && !st; p++) st = part_sync(f, p, &g[p]);
+    if (!st) st = nf_flow_reserve(f, n); /* nothing to do when the trainer reserved the batch */
     if (st) return st;
+    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p);
     double sum[SPLIT_PARTS] = {0};
     nf_status pst[SPLIT_PARTS] = {NF_OK};
     char why[SPLIT_PARTS][512];

@@ -25,9 +25,10 @@ struct nf_flow {
      * the gradients grads[grad_final[k] .. nparams) are final (grad_final[0] = 0); for a reducer that
      * sums the gradient while the backward pass runs (nf_reducer.grad_ready) */
     int64_t *grad_final;
-    /* A small flow's training batch in SPLIT_PARTS fixed row ranges, one per thread (flow.c): copies of
-     * this flow built from the same config (NULL until first needed; never for a flow of given layers). */
-    int from_config;
+    /* A small flow's training batch in NF_FLOW_PARTS fixed row ranges, one per thread (flow.c): copies of
+     * this flow built from the same config, made when a batch that splits is reserved. splittable: built
+     * from a config and not itself a part (a flow of given layers has no config to copy). */
+    int splittable;
     struct nf_flow *part[NF_FLOW_PARTS];
 };
 

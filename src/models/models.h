@@ -36,7 +36,8 @@ nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, const nf_real *c, 
  * before the tensors are allocated (a lying config cannot make nflow allocate what the file does not
  * back). max_values < 0: no bound (nf_flow_create). */
 nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flow **out);
-/* Make sure the workspace holds n rows (allocates only when n grows). */
+/* Make sure the workspace holds n rows, and the parts a training batch of n rows splits into (flow.c)
+ * theirs (allocates only when n grows). */
 nf_status nf_flow_reserve(nf_flow *f, int64_t n);
 /* Layer k (0 ≤ k < nf_flow_num_layers), owned by the flow: for the tests. */
 nf_layer *nf_flow_layer(nf_flow *f, int32_t k);
