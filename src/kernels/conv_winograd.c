@@ -84,9 +84,9 @@ static int64_t plane_size(int32_t H, int32_t W) { return (int64_t)(tile_rows(H) 
 /* Floats of nf_convw_pack's output: the 36 transformed filter matrices. */
 int64_t nf_convw_packed_size(int32_t Cin, int32_t Cout) { return (int64_t)WX * Cin * Cout; }
 
-/* Floats of one channel's transform scratch: a (36, T) buffer, the 16 phase planes and one padded row. */
+/* Floats of one channel's transform scratch: a (36, T) buffer and the 16 phase planes. */
 static int64_t scratch_size(int32_t H, int32_t W) {
-    return (int64_t)WX * tiles(H, W) + 16 * plane_size(H, W) + WT * tile_cols(W) + WT;
+    return (int64_t)WX * tiles(H, W) + 16 * plane_size(H, W);
 }
 
 /* Floats of scratch for one sample: transformed input (36, Cin, T), products (36, Cout, T), and one
@@ -205,13 +205,14 @@ NF_INLINE void output_adj_rows(const nf_real *d, int64_t ds, nf_real *m, int64_t
  * zero outside the plane. Then the n × n patch of tile (ti, tj) — top-left corner (4·ti + off, 4·tj + off)
  * — has its value (a, b) at Z + (a mod 4 · 4 + b mod 4)·ps + (a div 4)·(tw + 1) + b div 4 + t, t =
  * ti·(tw + 1) + tj: each patch row over all tiles is one contiguous run of T = tiles(H, W) values (the
- * row's last tile reads one value on: the next row's first, or the slack). Each pixel is read once, from
- * a zero-padded copy of its row (row: 4·(tw + 1) floats). */
-NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, nf_real *Z, nf_real *row) {
+ * row's last tile reads one value on: the next row's first, or the slack). Each pixel is read once,
+ * straight from the image row; only the tile columns that reach past its edges test each value. */
+NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off, nf_real *Z) {
     int32_t th = tile_rows(H), Mz = tile_cols(W), Ir = th + 1;
     int64_t ps = plane_size(H, W);
-    int32_t j0 = off < 0 ? -off : 0, j1 = W - off < WT * Mz ? W - off : WT * Mz; /* row[j] = xc[i][j + off] */
-    for (int32_t j = 0; j < WT * Mz; j++) row[j] = 0;
+    /* column j of a phase row is xc[i][j + off] for j0 ≤ j < j1, else zero; tile columns m0 ≤ m < m1 lie inside */
+    int32_t j0 = off < 0 ? -off : 0, j1 = W - off < WT * Mz ? W - off : WT * Mz;
+    int32_t m0 = (j0 + WT - 1) / WT, m1 = j1 / WT > m0 ? j1 / WT : m0;
     for (int32_t r = 0; r < WT * Ir; r++) {
         int32_t i = r + off;
         nf_real *z0 = Z + (int64_t)(r % WT) * WT * ps + (int64_t)(r / WT) * Mz, *z1 = z0 + ps, *z2 = z1 + ps, *z3 = z2 + ps;
@@ -219,13 +220,15 @@ NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off
             for (int32_t m = 0; m < Mz; m++) z0[m] = z1[m] = z2[m] = z3[m] = 0;
             continue;
         }
-        memcpy(row + j0, xc + (int64_t)i * W + j0 + off, sizeof(nf_real) * (size_t)(j1 - j0));
-        for (int32_t m = 0; m < Mz; m++) {
-            z0[m] = row[WT * m];
-            z1[m] = row[WT * m + 1];
-            z2[m] = row[WT * m + 2];
-            z3[m] = row[WT * m + 3];
+        const nf_real *xr = xc + (int64_t)i * W + j0 + off; /* xr[j − j0] = xc[i][j + off], j0 ≤ j < j1 */
+#define PHASE(q) (WT * m + (q) >= j0 && WT * m + (q) < j1 ? xr[WT * m + (q) - j0] : 0)
+        for (int32_t m = 0; m < m0; m++) z0[m] = PHASE(0), z1[m] = PHASE(1), z2[m] = PHASE(2), z3[m] = PHASE(3);
+        for (int32_t m = m0; m < m1; m++) {
+            const nf_real *s = xr + WT * m - j0;
+            z0[m] = s[0], z1[m] = s[1], z2[m] = s[2], z3[m] = s[3];
         }
+        for (int32_t m = m1; m < Mz; m++) z0[m] = PHASE(0), z1[m] = PHASE(1), z2[m] = PHASE(2), z3[m] = PHASE(3);
+#undef PHASE
     }
     for (int32_t p = 0; p < 16; p++) Z[p * ps + (int64_t)Ir * Mz] = 0;
 }
@@ -234,9 +237,9 @@ NF_INLINE void split_phases(const nf_real *xc, int32_t H, int32_t W, int32_t off
  * left of the tile; S: scratch_size floats. */
 NF_INLINE void input_transform_body(const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S) {
     int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W), Mz = tile_cols(W);
-    nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps;
+    nf_real *R = S, *Z = S + (int64_t)WX * T;
     for (int32_t c = 0; c < C; c++) {
-        split_phases(x + (int64_t)c * H * W, H, W, -1, Z, row);
+        split_phases(x + (int64_t)c * H * W, H, W, -1, Z);
         for (int32_t b = 0; b < WA; b++) { /* R = Bᵀ D: column b of the patches, rows a = 0..5 */
             const nf_real *d[6];
             for (int32_t a = 0; a < WA; a++) d[a] = Z + (int64_t)((a % WT) * WT + b % WT) * ps + (a / WT) * Mz + b / WT;
@@ -250,8 +253,9 @@ NF_INLINE void input_transform_body(const nf_real *x, int32_t C, int32_t H, int3
 }
 ISA_PATHS(input_transform, (const nf_real *x, int32_t C, int32_t H, int32_t W, nf_real *V, nf_real *S), (x, C, H, W, V, S))
 
-/* out[4·t + q] = v[q·vs + t] + b for t < n, q < 4: one output row from the four column streams. */
-NF_INLINE void put_row(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n) {
+/* out[4·t + q] = v[q·vs + t] + b for t < n, q < 4, then for t = n, q < rem: one output row from the four
+ * column streams (n whole tiles, then rem < 4 columns of a partial one). */
+NF_INLINE void put_row(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n, int32_t rem) {
     const nf_real *v0 = v, *v1 = v + vs, *v2 = v + 2 * vs, *v3 = v + 3 * vs;
     for (int32_t t = 0; t < n; t++) {
         out[WT * t] = v0[t] + b;
@@ -259,9 +263,10 @@ NF_INLINE void put_row(const nf_real *v, int64_t vs, nf_real b, nf_real *out, in
         out[WT * t + 2] = v2[t] + b;
         out[WT * t + 3] = v3[t] + b;
     }
+    for (int32_t q = 0; q < rem; q++) out[WT * n + q] = v[q * vs + n] + b;
 }
 /* put_row, then max(·, 0) (a NaN stays NaN). */
-NF_INLINE void put_row_relu(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n) {
+NF_INLINE void put_row_relu(const nf_real *v, int64_t vs, nf_real b, nf_real *out, int32_t n, int32_t rem) {
     const nf_real *v0 = v, *v1 = v + vs, *v2 = v + 2 * vs, *v3 = v + 3 * vs;
     for (int32_t t = 0; t < n; t++) {
         nf_real z0 = v0[t] + b, z1 = v1[t] + b, z2 = v2[t] + b, z3 = v3[t] + b;
@@ -270,15 +275,19 @@ NF_INLINE void put_row_relu(const nf_real *v, int64_t vs, nf_real b, nf_real *ou
         out[WT * t + 2] = z2 < 0 ? 0 : z2;
         out[WT * t + 3] = z3 < 0 ? 0 : z3;
     }
+    for (int32_t q = 0; q < rem; q++) {
+        nf_real z = v[q * vs + n] + b;
+        out[WT * n + q] = z < 0 ? 0 : z;
+    }
 }
 
 /* y (C, H, W) = Aᵀ M A + b (then max(·, 0) if relu) for every channel and tile; M (36, C, T);
  * S: scratch_size floats. */
 NF_INLINE void output_transform_body(const nf_real *M, const nf_real *b, int32_t C, int32_t H, int32_t W, int relu,
                              nf_real *y, nf_real *S) {
-    int32_t th = tile_rows(H), Mz = tile_cols(W), tw = Mz - 1;
+    int32_t th = tile_rows(H), Mz = tile_cols(W);
     int64_t T = tiles(H, W), cs = (int64_t)C * T;
-    nf_real *R = S, *Y = S + (int64_t)WA * WT * T, *row = Y + (int64_t)WT * WT * T; /* R (6, 4, T), Y (4, 4, T), a row */
+    nf_real *R = S, *Y = S + (int64_t)WA * WT * T; /* R (6, 4, T), Y (4, 4, T) */
     for (int32_t o = 0; o < C; o++) {
         nf_real bo = b ? b[o] : 0, *yo = y + (int64_t)o * H * W;
         for (int32_t a = 0; a < WA; a++) /* R = M A */
@@ -288,12 +297,10 @@ NF_INLINE void output_transform_body(const nf_real *M, const nf_real *b, int32_t
             for (int32_t i = 0; i < WT && ti * WT + i < H; i++) {
                 nf_real *yr = yo + (int64_t)(ti * WT + i) * W;
                 const nf_real *v = Y + (int64_t)i * WT * T + (int64_t)ti * Mz;
-                /* the row interleaves the tiles' four columns: yr[4·tj + q] = v_q[tj] + b (row: a whole
-                 * number of tiles when W is not one, then W values copied) */
-                nf_real *out = WT * tw == W ? yr : row;
-                if (relu) put_row_relu(v, T, bo, out, tw);
-                else put_row(v, T, bo, out, tw);
-                if (out != yr) memcpy(yr, row, sizeof(nf_real) * (size_t)W);
+                /* the row interleaves the tiles' four columns: yr[4·tj + q] = v_q[tj] + b, written in place
+                 * (the whole tiles, then the W mod 4 columns of the last) */
+                if (relu) put_row_relu(v, T, bo, yr, W / WT, W % WT);
+                else put_row(v, T, bo, yr, W / WT, W % WT);
             }
     }
 }
@@ -319,9 +326,9 @@ void nf_convw_sample(const nf_real *x, const nf_real *Up, const nf_real *b, nf_r
  * S: scratch_size floats. */
 NF_INLINE void output_adjoint_body(const nf_real *dy, int32_t C, int32_t H, int32_t W, nf_real *dM, nf_real *S) {
     int64_t T = tiles(H, W), cs = (int64_t)C * T, ps = plane_size(H, W);
-    nf_real *R = S, *Z = S + (int64_t)WX * T, *row = Z + 16 * ps; /* R (6, 4, T) */
+    nf_real *R = S, *Z = S + (int64_t)WX * T; /* R (6, 4, T) */
     for (int32_t o = 0; o < C; o++) {
-        split_phases(dy + (int64_t)o * H * W, H, W, 0, Z, row); /* the 4 × 4 patch's value (a, q): plane a·4 + q */
+        split_phases(dy + (int64_t)o * H * W, H, W, 0, Z); /* the 4 × 4 patch's value (a, q): plane a·4 + q */
         for (int32_t q = 0; q < WT; q++) output_adj_rows(Z + q * ps, WT * ps, R + q * T, WT * T, T); /* R = A D */
         for (int32_t a = 0; a < WA; a++) /* dM = R Aᵀ */
             output_adj_rows(R + (int64_t)a * WT * T, T, dM + (int64_t)a * WA * cs + (int64_t)o * T, cs, T);
