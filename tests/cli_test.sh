@@ -23,6 +23,9 @@ grep -q "test log-likelihood" "$T/train.out" && ok || bad "train prints no test 
 [ -s "$T/m.ckpt.metrics.csv" ] && [ "$(wc -l <"$T/m.ckpt.metrics.csv")" -eq 201 ] && ok || bad "metrics log"
 "$NFLOW" eval --model "$T/m.ckpt" --data moons --test-size 1000 >"$T/eval.out" && grep -q "±" "$T/eval.out" && ok || bad "eval"
 "$NFLOW" sample --model "$T/m.ckpt" -n 50 --temperature 0.7 --out "$T/s.csv" && [ "$(wc -l <"$T/s.csv")" -eq 51 ] && ok || bad "sample"
+# --out - is standard output: the same rows as the file, and no file named "-"
+( cd "$T" && "$NFLOW" sample --model m.ckpt -n 50 --temperature 0.7 --out - >stdout.csv ) && cmp -s "$T/s.csv" "$T/stdout.csv" && \
+    [ ! -e "$T/-" ] && ok || bad "sample --out - is not standard output"
 "$NFLOW" encode --model "$T/m.ckpt" --in "$T/s.csv" --out "$T/z.csv" && ok || bad "encode"
 "$NFLOW" decode --model "$T/m.ckpt" --in "$T/z.csv" --out "$T/x.csv" && ok || bad "decode"
 # exact round trip up to float printing: compare numerically
@@ -64,6 +67,7 @@ awk 'BEGIN { srand(3); for (i = 0; i < 600; i++) { u = rand(); v = rand(); print
 "$NFLOW" eval --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" | grep -q "reconstruction error" && ok || bad "image eval"
 "$NFLOW" sample --model "$T/img.ckpt" -n 9 --temperature 0.5 --out "$T/grid.png" >/dev/null && \
     [ "$(head -c 4 "$T/grid.png" | tail -c 3)" = "PNG" ] && ok || bad "image sample grid"
+expect_error "image model.*PNG grid" "$NFLOW" sample --model "$T/img.ckpt" --out -
 
 # images ↔ latents: decode(encode(x)) = x for rows of pixels in [-0.5, 0.5), factored-out parts included
 awk 'BEGIN { srand(5); for (j = 1; j <= 64; j++) printf "%sx%d", (j > 1 ? "," : ""), j; print ""

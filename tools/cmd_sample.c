@@ -18,8 +18,9 @@ static const char *decode_help =
     "usage: nflow decode --model MODEL.ckpt --in LATENT.csv [--out DATA.csv]\n"
     "Generation x = G(z) for every row (the inverse pass). decode(encode(x)) = x up to rounding.\n";
 
+/* Write d as CSV (header prefix1, prefix2, …) to the file out, or to standard output when out is NULL or "-". */
 static void write_rows(const nf_dataset *d, const char *out, const char *prefix) {
-    if (out) {
+    if (out && strcmp(out, "-") != 0) {
         check(nf_dataset_write_csv(d, out, prefix));
         return;
     }
@@ -39,6 +40,7 @@ int cmd_sample(int argc, char **argv) {
     const nf_config *cfg = nf_flow_config(f);
     if (o.context && cfg->context_dim == 0) die("option --context: the model %s is not conditional", o.model);
     if (GIVEN(&o, O_CLASS) && !(image_model(f) && cfg->context_dim > 0)) die("option --class: the model %s is not a class-conditional image model", o.model);
+    if (image_model(f) && o.out && strcmp(o.out, "-") == 0) die("option --out: %s is an image model: its samples are a PNG grid, which needs a file name", o.model);
     if (image_model(f) && cfg->context_dim > 0) { /* class-conditional images */
         need(o.out, "out");
         if (o.context) die("option --context: %s is a class-conditional image model (use --class K)", o.model);
