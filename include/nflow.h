@@ -72,11 +72,14 @@ int nf_get_threads(void);
 /* What runs on this machine, one line: the kernels' instruction-set path (from the CPU's feature bits,
  * capped by the environment variable NFLOW_ISA=generic|avx2|avx512), the BLAS build and the core it
  * uses (nflow corrects OpenBLAS's choice at load time when it fell back below the CPU; the text says
- * so, and names a core below the CPU that the user forced with OPENBLAS_CORETYPE, which is respected).
+ * so, and names a core below the CPU that the user forced with OPENBLAS_CORETYPE, which is respected),
+ * and, in builds with oneDNN, its version and ISA: its sgemm multiplies the larger single-precision
+ * products (NFLOW_GEMM=auto|openblas|onednn chooses per shape, or forces one library for every product).
  * The string is owned by the library (per thread). */
 const char *nf_runtime_info(void);
-/* NF_ERR_INVALID with a reason when NFLOW_ISA names no path or one this CPU lacks, or NFLOW_CONV names
- * no convolution path (auto, winograd, direct, im2col) (the library then
+/* NF_ERR_INVALID with a reason when NFLOW_ISA names no path or one this CPU lacks, NFLOW_CONV names
+ * no convolution path (auto, winograd, direct, im2col), or NFLOW_GEMM no product library of this build
+ * (auto, openblas, onednn) (the library then
  * uses the CPU's widest path); NF_OK otherwise. For programs that want to refuse a bad setting. */
 nf_status nf_runtime_check(void);
 

@@ -3,7 +3,7 @@
 # (Open MPI is optional for building — CMake enables `mpirun -np N nflow train` when it finds it — and
 # installed here so that the data-parallel tests run.)
 set -euo pipefail
-PKGS=(build-essential cmake pkgconf libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libcjson-dev libcmocka-dev dataset-fashion-mnist
+PKGS=(build-essential cmake pkgconf libopenblas-dev libdnnl-dev libpng-dev libjpeg-dev zlib1g-dev libcjson-dev libcmocka-dev dataset-fashion-mnist
       python3-numpy python3-pytest python3-sklearn libopenmpi-dev openmpi-bin
       clang-14 libclang-rt-14-dev libomp-14-dev) # clang: the libFuzzer targets (scripts/fuzz.sh, tests/fuzz)
 missing=()

@@ -202,5 +202,14 @@ if "$NFLOW" --version | grep -q "OpenBLAS" && "$NFLOW" --version | grep -q "cpu 
         bad "--version does not say that OPENBLAS_CORETYPE forced a core below the CPU"
 fi
 expect_error "NFLOW_ISA=sse9" env NFLOW_ISA=sse9 "$NFLOW" --version
+# the product libraries: named in --version when oneDNN is built in; NFLOW_GEMM honoured, an unknown name refused
+if "$NFLOW" --version | grep -q "oneDNN"; then
+    "$NFLOW" --version | grep -q "products: OpenBLAS or, where faster, oneDNN .*(NFLOW_GEMM=auto)" && ok || bad "--version does not name the product libraries"
+    NFLOW_GEMM=openblas "$NFLOW" --version | grep -q "products: OpenBLAS alone" && ok || bad "NFLOW_GEMM=openblas not honoured"
+    NFLOW_GEMM=onednn "$NFLOW" --version | grep -q "products: all by oneDNN" && ok || bad "NFLOW_GEMM=onednn not honoured"
+else
+    expect_error "NFLOW_GEMM=onednn: this build has no oneDNN" env NFLOW_GEMM=onednn "$NFLOW" --version
+fi
+expect_error "NFLOW_GEMM=mkl: not one of" env NFLOW_GEMM=mkl "$NFLOW" --version
 
 finish

@@ -161,30 +161,50 @@ static void test_rng_distributions(void **state) {
     }
 }
 
-/* The BLAS path (tiled over OpenMP threads) against the naive triple loop, all transpositions,
- * shapes that are not multiples of the tile, beta 0 and 1. */
+/* The fast path (tiled over OpenMP threads) against the naive triple loop, all transpositions, shapes that
+ * are not multiples of the tile, beta 0 and 1 — with each product library this build has (OpenBLAS,
+ * oneDNN, and the per-shape choice between them), on 1 and 2 threads: the two thread counts must give the
+ * same bits (a single-tile product is one call from the top level, where oneDNN left to itself would
+ * take both threads and may split k: 64 × 256 × 1000 with Bᵀ is such a case). */
 static void test_gemm_matches_reference(void **state) {
     (void)state;
     nf_rng r;
     nf_rng_seed(&r, 5);
-    /* {64, 700, 30}, {130, 600, 5}: few row tiles, so column tiles too (a partial last one) */
-    int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {130, 17, 9}, {65, 64, 200}, {3, 129, 1}, {64, 700, 30}, {130, 600, 5}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-        nf_real *A = malloc(sizeof(nf_real) * m * k), *B = malloc(sizeof(nf_real) * k * n);
-        nf_real *C1 = malloc(sizeof(nf_real) * m * n), *C2 = malloc(sizeof(nf_real) * m * n);
-        for (int64_t i = 0; i < m * k; i++) A[i] = (nf_real)nf_rng_normal(&r);
-        for (int64_t i = 0; i < k * n; i++) B[i] = (nf_real)nf_rng_normal(&r);
-        for (int tA = 0; tA < 2; tA++)
-            for (int tB = 0; tB < 2; tB++)
-                for (int beta = 0; beta < 2; beta++) {
-                    for (int64_t i = 0; i < m * n; i++) C1[i] = C2[i] = (nf_real)(0.5 * (double)i / (double)(m * n));
-                    nf_gemm(tA, tB, m, n, k, 0.75f, A, tA ? m : k, B, tB ? k : n, (nf_real)beta, C1, n);
-                    nf_gemm_ref(tA, tB, m, n, k, 0.75f, A, tA ? m : k, B, tB ? k : n, (nf_real)beta, C2, n);
-                    for (int64_t i = 0; i < m * n; i++) assert_true(fabs(C1[i] - C2[i]) <= 1e-5 * (1 + fabs(C2[i])) * sqrt((double)k));
-                }
-        free(A), free(B), free(C1), free(C2);
+    /* {64, 700, 30}, {130, 600, 5}: few row tiles, so column tiles too (a partial last one); {64, 256, 1000},
+     * {200, 196, 128}: past 10⁶ multiply-adds, where the per-shape choice takes oneDNN */
+    int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {130, 17, 9}, {65, 64, 200}, {3, 129, 1}, {64, 700, 30}, {130, 600, 5},
+                           {64, 256, 1000}, {200, 196, 128}};
+    int modes[] = {NF_GEMM_OPENBLAS, NF_GEMM_ONEDNN, NF_GEMM_AUTO}, was = nf_gemm_mode(), threads = nf_get_threads();
+    for (size_t md = 0; md < sizeof modes / sizeof modes[0]; md++) {
+        if (modes[md] == NF_GEMM_ONEDNN && !nf_gemm_onednn_available()) {
+            print_message(" (this build has no oneDNN: its products not tested)\n");
+            continue;
+        }
+        nf_gemm_set(modes[md]);
+        print_message(" products: %s\n", modes[md] == NF_GEMM_OPENBLAS ? "OpenBLAS" : modes[md] == NF_GEMM_ONEDNN ? "oneDNN" : "per-shape choice");
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            nf_real *A = malloc(sizeof(nf_real) * m * k), *B = malloc(sizeof(nf_real) * k * n);
+            nf_real *C1 = malloc(sizeof(nf_real) * m * n), *C2 = malloc(sizeof(nf_real) * m * n), *C3 = malloc(sizeof(nf_real) * m * n);
+            for (int64_t i = 0; i < m * k; i++) A[i] = (nf_real)nf_rng_normal(&r);
+            for (int64_t i = 0; i < k * n; i++) B[i] = (nf_real)nf_rng_normal(&r);
+            for (int tA = 0; tA < 2; tA++)
+                for (int tB = 0; tB < 2; tB++)
+                    for (int beta = 0; beta < 2; beta++) {
+                        for (int64_t i = 0; i < m * n; i++) C1[i] = C2[i] = C3[i] = (nf_real)(0.5 * (double)i / (double)(m * n));
+                        nf_set_threads(2);
+                        nf_gemm(tA, tB, m, n, k, 0.75f, A, tA ? m : k, B, tB ? k : n, (nf_real)beta, C1, n);
+                        nf_set_threads(1);
+                        nf_gemm(tA, tB, m, n, k, 0.75f, A, tA ? m : k, B, tB ? k : n, (nf_real)beta, C3, n);
+                        nf_gemm_ref(tA, tB, m, n, k, 0.75f, A, tA ? m : k, B, tB ? k : n, (nf_real)beta, C2, n);
+                        for (int64_t i = 0; i < m * n; i++) assert_true(fabs(C1[i] - C2[i]) <= 1e-5 * (1 + fabs(C2[i])) * sqrt((double)k));
+                        assert_memory_equal(C1, C3, sizeof(nf_real) * (size_t)(m * n));
+                    }
+            free(A), free(B), free(C1), free(C2), free(C3);
+        }
     }
+    nf_gemm_set(was);
+    nf_set_threads(threads);
 }
 
 /* log|det| and inverse by LU against a matrix with a known determinant: det [[0,2,0],[1,0,0],[0,0,−3]] = 6

@@ -116,23 +116,29 @@ nf_isa nf_blas_isa(void) { return (nf_isa)core_level(openblas_get_corename ? ope
 /* See nflow.h: "isa avx512 (cpu avx512), blas OpenBLAS 0.3.21 … core SkylakeX (corrected from Prescott)"; a core
  * the user forced below the CPU's ISA through OPENBLAS_CORETYPE is named as such. */
 const char *nf_runtime_info(void) {
-    static _Thread_local char buf[256];
+    static _Thread_local char buf[384];
     const char *cfg = openblas_get_config ? openblas_get_config() : "a CBLAS";
     char from[96] = "";
     if (g_blas_from[0]) snprintf(from, sizeof from, " (corrected from %s)", g_blas_from);
     else if (getenv("OPENBLAS_CORETYPE") && openblas_get_corename && core_level(openblas_get_corename()) < hw_level())
         snprintf(from, sizeof from, " (set by OPENBLAS_CORETYPE, below this CPU's %s: not corrected)", nf_isa_name((nf_isa)hw_level()));
-    snprintf(buf, sizeof buf, "isa %s (cpu supports %s), blas %s, core %s%s", nf_isa_name(nf_isa_active()),
-             nf_isa_name(nf_isa_cpu()), cfg, nf_blas_core(), from);
+    const char *g = nf_gemm_info();
+    snprintf(buf, sizeof buf, "isa %s (cpu supports %s), blas %s, core %s%s%s%s", nf_isa_name(nf_isa_active()),
+             nf_isa_name(nf_isa_cpu()), cfg, nf_blas_core(), from, g[0] ? "; " : "", g);
     return buf;
 }
 
-/* See nflow.h: NF_ERR_INVALID with a reason if NFLOW_ISA names no path or one the CPU lacks, or
- * NFLOW_CONV names no convolution path. */
+/* See nflow.h: NF_ERR_INVALID with a reason if NFLOW_ISA names no path or one the CPU lacks, NFLOW_CONV
+ * names no convolution path, or NFLOW_GEMM no product library of this build. */
 nf_status nf_runtime_check(void) {
     const char *c = getenv("NFLOW_CONV");
     if (c && strcmp(c, "im2col") && strcmp(c, "direct") && strcmp(c, "winograd") && strcmp(c, "auto"))
         return nf_fail(NF_ERR_INVALID, "NFLOW_CONV=%s: not one of auto, winograd, direct, im2col", c);
+    const char *gm = getenv("NFLOW_GEMM");
+    if (gm && strcmp(gm, "auto") && strcmp(gm, "openblas") && strcmp(gm, "onednn"))
+        return nf_fail(NF_ERR_INVALID, "NFLOW_GEMM=%s: not one of auto, openblas, onednn", gm);
+    if (gm && strcmp(gm, "onednn") == 0 && !nf_gemm_onednn_available())
+        return nf_fail(NF_ERR_INVALID, "NFLOW_GEMM=onednn: this build has no oneDNN (libdnnl-dev)");
     const char *s = getenv("NFLOW_ISA");
     if (!s) return NF_OK;
     int want = isa_from_name(s);

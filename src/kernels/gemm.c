@@ -1,10 +1,20 @@
-/* kernels/gemm.c — matrix products: the BLAS fast path (tiles of fixed size, so results do not depend on the
- * thread count) and the naive reference. */
+/* kernels/gemm.c — matrix products: the fast path (tiles of fixed size, so results do not depend on the
+ * thread count; each tile multiplied by OpenBLAS or, for the shapes where it is faster, oneDNN's sgemm)
+ * and the naive reference. */
 #include "kernels/kernels.h"
 
 #include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(NFLOW_DNNL) && !defined(NFLOW_DOUBLE)
+#include <oneapi/dnnl/dnnl.h>
+#define HAVE_ONEDNN 1
+#else
+#define HAVE_ONEDNN 0
 #endif
 
 void openblas_set_num_threads(int num_threads);
@@ -29,9 +39,90 @@ static void blas_single_threaded(void) {
     }
 }
 
-/* One BLAS call: C = alpha·op(A)·op(B) + beta·C for an m × n tile (row-major, borrowed arrays). */
+static int gemm_mode = -1; /* -1: not read yet; else NF_GEMM_AUTO / _OPENBLAS / _ONEDNN */
+
+/* See kernels.h: 1 if this build multiplies with oneDNN where the rule says so. */
+int nf_gemm_onednn_available(void) { return HAVE_ONEDNN; }
+
+/* See kernels.h: NFLOW_GEMM read once ("openblas", "onednn" where available; anything else: auto —
+ * nf_runtime_check refuses an unknown name before the library runs). */
+int nf_gemm_mode(void) {
+    if (gemm_mode < 0) {
+        const char *e = getenv("NFLOW_GEMM");
+        int m = NF_GEMM_AUTO;
+        if (e && strcmp(e, "openblas") == 0) m = NF_GEMM_OPENBLAS;
+        if (e && strcmp(e, "onednn") == 0 && HAVE_ONEDNN) m = NF_GEMM_ONEDNN;
+        gemm_mode = m; /* benign race: every caller stores the same value */
+    }
+    return gemm_mode;
+}
+
+/* See kernels.h. */
+int nf_gemm_set(int mode) {
+    int was = nf_gemm_mode();
+    gemm_mode = mode == NF_GEMM_ONEDNN && !HAVE_ONEDNN ? NF_GEMM_OPENBLAS : mode;
+    return was;
+}
+
+#if HAVE_ONEDNN
+/* 1 when oneDNN's sgemm multiplies this tile under NF_GEMM_AUTO. Measured single-threaded, one call per
+ * shape as nf_gemm makes them (AMD EPYC Zen 5, avx512; OpenBLAS 0.3.21 core Cooperlake against oneDNN 2.6.3
+ * avx512_core; BENCHMARKS.md has the table): OpenBLAS's small-matrix kernel is the faster up to about 10⁶
+ * multiply-adds, past that its packing path falls to 190–215 GFLOP/s where oneDNN's runs 230–255 (64-row
+ * tiles: nice-mnist's 64 × 256 × 1000 products 180–195 against 210–247, glow-small's 64 × 196 × 128
+ * 197 against 230), and OpenBLAS drops to 33–60 on some skinny ones (4 × 256 × 1000: 45 against 171).
+ * With Bᵀ (the MLPs' forward, the weight gradients) OpenBLAS is slower at every size once n ≥ 128 (64-row
+ * tiles 165–193 against 186–230) and with few rows from n ≥ 196; below n = 64 it stays ahead. */
+static int onednn_wins(int tA, int tB, int64_t m, int64_t n, int64_t k) {
+    double mnk = (double)m * (double)n * (double)k;
+    if (tB && !tA) {
+        if (n < 64) return 0;
+        return mnk > 1e6 || (m >= 16 && n >= 128) || (m >= 8 && n >= 196) || n >= 784;
+    }
+    return mnk > 1e6;
+}
+#endif
+
+/* See kernels.h. */
+const char *nf_gemm_info(void) {
+#if HAVE_ONEDNN
+    static _Thread_local char buf[128];
+    const dnnl_version_t *v = dnnl_version();
+    static const struct { dnnl_cpu_isa_t isa; const char *name; } isas[] = {
+        {dnnl_cpu_isa_sse41, "sse41"}, {dnnl_cpu_isa_avx, "avx"}, {dnnl_cpu_isa_avx2, "avx2"},
+        {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"}, {dnnl_cpu_isa_avx512_core, "avx512_core"},
+        {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"}, {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+        {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"}};
+    dnnl_cpu_isa_t e = dnnl_get_effective_cpu_isa();
+    const char *in = "other";
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++)
+        if (isas[i].isa == e) in = isas[i].name;
+    int md = nf_gemm_mode();
+    if (md == NF_GEMM_OPENBLAS) return "products: OpenBLAS alone (NFLOW_GEMM=openblas)";
+    snprintf(buf, sizeof buf, "products: %s oneDNN %d.%d.%d, isa %s (NFLOW_GEMM=%s)", md == NF_GEMM_ONEDNN ? "all by" : "OpenBLAS or, where faster,",
+             v->major, v->minor, v->patch, in, md == NF_GEMM_ONEDNN ? "onednn" : "auto");
+    return buf;
+#else
+    return "";
+#endif
+}
+
+/* One product C = alpha·op(A)·op(B) + beta·C for an m × n tile (row-major, borrowed arrays): OpenBLAS, or
+ * oneDNN's sgemm where nf_gemm_mode() says so — on one thread (at the top level oneDNN would take every
+ * OpenMP thread and may split k, and the result would depend on the thread count; the setting is the
+ * calling thread's own and is put back). */
 static void gemm_tile(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
                       int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc) {
+#if HAVE_ONEDNN
+    int mode = nf_gemm_mode();
+    if (mode == NF_GEMM_ONEDNN || (mode == NF_GEMM_AUTO && onednn_wins(tA, tB, m, n, k))) {
+        int was = omp_get_max_threads();
+        omp_set_num_threads(1);
+        dnnl_status_t st = dnnl_sgemm(tA ? 'T' : 'N', tB ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        omp_set_num_threads(was);
+        if (st == dnnl_success) return; /* else (out of memory for its packing): OpenBLAS below */
+    }
+#endif
     NF_CBLAS_GEMM(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (int)m,
                   (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }

@@ -25,6 +25,15 @@ void nf_gemm(int transA, int transB, int64_t m, int64_t n, int64_t k, nf_real al
 void nf_gemm_ref(int transA, int transB, int64_t m, int64_t n, int64_t k, nf_real alpha,
                  const nf_real *A, int64_t lda, const nf_real *B, int64_t ldb, nf_real beta, nf_real *C,
                  int64_t ldc);
+/* Which library multiplies a tile (single precision; double always takes OpenBLAS): NF_GEMM_AUTO picks
+ * per shape (gemm.c's rule: oneDNN's sgemm for the shapes where it measured faster), NF_GEMM_OPENBLAS and
+ * NF_GEMM_ONEDNN force one. Read once from NFLOW_GEMM=auto|openblas|onednn; oneDNN only where the build
+ * found it (nf_gemm_onednn_available). The choice depends on the shape alone, never on the thread count. */
+enum { NF_GEMM_AUTO, NF_GEMM_OPENBLAS, NF_GEMM_ONEDNN };
+int nf_gemm_mode(void);
+int nf_gemm_set(int mode); /* tests and benchmarks: force a mode (ONEDNN only if available); returns the previous */
+int nf_gemm_onednn_available(void);
+const char *nf_gemm_info(void); /* "products: OpenBLAS or, where faster, oneDNN 2.6.3, isa avx512_core (NFLOW_GEMM=auto)"; "" without oneDNN */
 /* LU with partial pivoting of a (d,d) double matrix in place; perm[i] = row of the original in row i.
  * Returns the sign of the permutation (±1), or 0 if singular. */
 int nf_lu_decompose(double *a, int32_t *perm, int32_t d);
