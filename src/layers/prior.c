@@ -8,8 +8,12 @@
 
 #define LOG_2PI 1.8378770664093453
 
-/* Numerically stable log(1 + e^v). */
-static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
+/* softplus(v) + softplus(−v) = log(1 + e^v) + log(1 + e^−v) = |v| + 2·log(1 + e^−|v|): the logistic's
+ * −log density, with one exp and one log1p, stable for every v. */
+static double softplus_pair(double v) {
+    double a = fabs(v);
+    return a + 2 * log1p(exp(-a));
+}
 
 /* See layer.h: set the prior up; the diag Gaussian reserves mean and log_std in c, and with a context
  * (K > 0) the weights W (2D, K) after them (zero at the start: the unconditional prior). */
@@ -57,7 +61,7 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
         for (int32_t j = 0; j < D; j++) {
             double v = zi[j];
             switch (p->type) {
-            case NF_PRIOR_LOGISTIC: s -= softplus(v) + softplus(-v); break;
+            case NF_PRIOR_LOGISTIC: s -= softplus_pair(v); break;
             case NF_PRIOR_DIAG_GAUSSIAN: {
                 double mu, ls;
                 coord_params(p, ci, j, &mu, &ls);
