@@ -165,7 +165,8 @@ static void test_rng_distributions(void **state) {
  * are not multiples of the tile, beta 0 and 1 — with each product library this build has (OpenBLAS,
  * oneDNN, and the per-shape choice between them), on 1 and 2 threads: the two thread counts must give the
  * same bits (a single-tile product is one call from the top level, where oneDNN left to itself would
- * take both threads and may split k: 64 × 256 × 1000 with Bᵀ is such a case). */
+ * take both threads and may split k: 64 × 256 × 1000 with Bᵀ is such a case), and with beta 0 a NaN in C
+ * must not come through. */
 static void test_gemm_matches_reference(void **state) {
     (void)state;
     nf_rng r;
@@ -191,7 +192,11 @@ static void test_gemm_matches_reference(void **state) {
             for (int tA = 0; tA < 2; tA++)
                 for (int tB = 0; tB < 2; tB++)
                     for (int beta = 0; beta < 2; beta++) {
-                        for (int64_t i = 0; i < m * n; i++) C1[i] = C2[i] = C3[i] = (nf_real)(0.5 * (double)i / (double)(m * n));
+                        /* with beta 0 C is not read: a NaN left in it must not come through */
+                        for (int64_t i = 0; i < m * n; i++) {
+                            C2[i] = (nf_real)(0.5 * (double)i / (double)(m * n));
+                            C1[i] = C3[i] = beta ? C2[i] : (nf_real)NAN;
+                        }
                         nf_set_threads(2);
                         nf_gemm(tA, tB, m, n, k, 0.75f, A, tA ? m : k, B, tB ? k : n, (nf_real)beta, C1, n);
                         nf_set_threads(1);

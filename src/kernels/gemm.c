@@ -67,7 +67,7 @@ int nf_gemm_set(int mode) {
 #if HAVE_ONEDNN
 /* 1 when oneDNN's sgemm multiplies this tile under NF_GEMM_AUTO. Measured single-threaded, one call per
  * shape as nf_gemm makes them (AMD EPYC Zen 5, avx512; OpenBLAS 0.3.21 core Cooperlake against oneDNN 2.6.3
- * avx512_core; BENCHMARKS.md has the table): OpenBLAS's small-matrix kernel is the faster up to about 10⁶
+ * avx512_core_bf16; BENCHMARKS.md has the table): OpenBLAS's small-matrix kernel is the faster up to about 10⁶
  * multiply-adds, past that its packing path falls to 190–215 GFLOP/s where oneDNN's runs 230–255 (64-row
  * tiles: nice-mnist's 64 × 256 × 1000 products 180–195 against 210–247, glow-small's 64 × 196 × 128
  * 197 against 230), and OpenBLAS drops to 33–60 on some skinny ones (4 × 256 × 1000: 45 against 171).
