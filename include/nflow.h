@@ -218,6 +218,12 @@ void nf_flow_free(nf_flow *f);
 const nf_config *nf_flow_config(const nf_flow *f);
 int32_t nf_flow_dim(const nf_flow *f);
 int32_t nf_flow_num_layers(const nf_flow *f);
+/* The names of the columns of the table f models, comma-separated, in the training file's order
+ * (context columns included: dim + context_dim fields); NULL when unnamed. Saved in checkpoints, so
+ * that samples and decodes are written under the training file's header. */
+const char *nf_flow_columns(const nf_flow *f);
+/* Set them (a copy; NULL: unnamed); NF_ERR_INVALID unless names has dim + context_dim fields. */
+nf_status nf_flow_set_columns(nf_flow *f, const char *names);
 const char *nf_flow_layer_name(const nf_flow *f, int32_t k);
 /* The flat parameter and gradient buffers (same layout), and their length. */
 nf_real *nf_flow_params(nf_flow *f);
@@ -293,6 +299,8 @@ typedef struct {
     int64_t n;      /* rows */
     int32_t dim;    /* columns */
     nf_real *x;     /* (n, dim), owned */
+    char *names;    /* the columns' names, comma-separated (a CSV header's fields, trimmed of blanks and
+                     * quotes), owned; NULL: the columns are unnamed */
 } nf_dataset;
 
 /* Built-in 2-D generators (FFJORD's toy data): "moons", "circles", "rings", "8gaussians",
@@ -300,10 +308,13 @@ typedef struct {
 nf_status nf_dataset_toy(const char *name, int64_t n, uint64_t seed, nf_dataset **out);
 int nf_toy_known(const char *name);
 const char *const *nf_toy_names(void);
-/* CSV of numbers, one row per sample; an optional header line of non-numeric names is skipped.
- * Errors name the file, the line and the field. */
+/* CSV of numbers, one row per sample; an optional header line of non-numeric names becomes ds->names.
+ * path "-" reads standard input. Errors name the file, the line and the field. */
 nf_status nf_dataset_csv(const char *path, nf_dataset **out);
+/* Write ds as CSV to path atomically: the header ds->names, or colprefix1, colprefix2, … when unnamed. */
 nf_status nf_dataset_write_csv(const nf_dataset *ds, const char *path, const char *colprefix);
+/* ds->names = a copy of names (NULL: unnamed); NF_ERR_INVALID unless names has ds->dim fields. */
+nf_status nf_dataset_set_names(nf_dataset *ds, const char *names);
 void nf_dataset_free(nf_dataset *ds);
 /* Split rows (shuffled with seed) into train and test; test gets round(frac·n) rows (at least 1). */
 nf_status nf_dataset_split(const nf_dataset *ds, double test_frac, uint64_t seed,

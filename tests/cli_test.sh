@@ -28,6 +28,17 @@ grep -q "test log-likelihood" "$T/train.out" && ok || bad "train prints no test 
     [ ! -e "$T/-" ] && ok || bad "sample --out - is not standard output"
 "$NFLOW" encode --model "$T/m.ckpt" --in "$T/s.csv" --out "$T/z.csv" && ok || bad "encode"
 "$NFLOW" decode --model "$T/m.ckpt" --in "$T/z.csv" --out "$T/x.csv" && ok || bad "decode"
+# a CSV's header names the columns of every table the model writes; "-" reads standard input
+printf 'age,"income"\n' >"$T/named.csv" && tail -n +2 "$T/s.csv" >>"$T/named.csv"
+"$NFLOW" train --model maf --data "$T/named.csv" --steps 20 --batch 16 --out "$T/named.ckpt" --quiet >/dev/null 2>"$T/err" && ok || bad "train on a named CSV: $(cat "$T/err")"
+[ "$("$NFLOW" sample --model "$T/named.ckpt" -n 3 --out - | head -1)" = "age,income" ] && ok || bad "sample does not keep the training file's header"
+"$NFLOW" encode --model "$T/named.ckpt" --in - --out - <"$T/named.csv" >"$T/nz.csv" && [ "$(head -1 "$T/nz.csv")" = "z1,z2" ] && \
+    [ "$(wc -l <"$T/nz.csv")" -eq 51 ] && ok || bad "encode --in - (standard input), latents z1,z2"
+"$NFLOW" decode --model "$T/named.ckpt" --in "$T/nz.csv" --out "$T/nx.csv" && [ "$(head -1 "$T/nx.csv")" = "age,income" ] && ok || bad "decode header"
+"$NFLOW" eval --model "$T/named.ckpt" --data - <"$T/named.csv" | grep -q "rows of -" && ok || bad "eval --data - (standard input)"
+sed '1s/.*/income,age/' "$T/named.csv" >"$T/swapped.csv"
+expect_error "swapped.csv: its header names the model's columns in another order" "$NFLOW" eval --model "$T/named.ckpt" --data "$T/swapped.csv"
+expect_error "standard input:3: field 2" sh -c "printf 'a,b\n1,2\n3,x\n' | \"$NFLOW\" eval --model \"$T/named.ckpt\" --data -"
 # exact round trip up to float printing: compare numerically
 awk -F, 'NR==FNR { if (FNR > 1) for (i = 1; i <= NF; i++) a[FNR, i] = $i; next }
          FNR > 1 { for (i = 1; i <= NF; i++) { d = a[FNR, i] - $i; if (d < 0) d = -d; if (d > 1e-4) bad = 1 } }

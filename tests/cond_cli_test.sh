@@ -43,6 +43,8 @@ awk -v a="$lc" -v b="$lu" 'BEGIN { exit !(a > b + 2) }' && ok || bad "log p(x | 
 printf 'c1,c2\n1,-1\n-1,0.5\n' >"$T/ctx.csv"
 "$NFLOW" sample --model "$T/cond.ckpt" --context "$T/ctx.csv" -n 300 --out "$T/s.csv" >/dev/null 2>"$T/err" || bad "sample --context: $(cat "$T/err")"
 [ "$(wc -l <"$T/s.csv")" -eq 601 ] && ok || bad "sample: $(wc -l <"$T/s.csv") lines"
+# the samples carry the training file's header (context columns in their places)
+[ "$(head -1 "$T/s.csv")" = "c1,x1,c2,x2" ] && ok || bad "sample header '$(head -1 "$T/s.csv")', not the training file's c1,x1,c2,x2"
 means=$(awk -F, 'NR > 1 { k = $1 > 0 ? 1 : 2; s1[k] += $2; s2[k] += $4; n[k]++ } END { printf "%.3f %.3f %.3f %.3f", s1[1] / n[1], s2[1] / n[1], s1[2] / n[2], s2[2] / n[2] }' "$T/s.csv")
 echo "sample means (x1, x2): context (1, -1): ${means% * *}; context (-1, 0.5): ${means#* * }"
 set -- $means

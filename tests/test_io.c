@@ -241,6 +241,59 @@ static void test_checkpoint_bad_files(void **state) {
     nf_flow_free(f);
 }
 
+/* Column names: a CSV header's fields (trimmed of blanks and quotes, an empty one named by its column)
+ * become the dataset's names, survive a split and a write, and a flow keeps them through its checkpoint;
+ * a wrong count is refused, in the API and in a checkpoint. */
+static void test_column_names(void **state) {
+    (void)state;
+    nf_dataset *d, *e, *tr, *te;
+    assert_int_equal(nf_dataset_csv(write_text("named.csv", " \"a\" , ,c\n1,2,3\n4,5,6\n"), &d), NF_OK);
+    assert_string_equal(d->names, "a,x2,c");
+    assert_int_equal(nf_dataset_set_names(d, "a,b"), NF_ERR_INVALID); /* 2 names for 3 columns */
+    assert_int_equal(nf_dataset_set_names(d, "a,,c"), NF_ERR_INVALID); /* an empty name */
+    assert_string_equal(d->names, "a,x2,c");                           /* unchanged by a refusal */
+    assert_int_equal(nf_dataset_split(d, 0.5, 1, &tr, &te), NF_OK);
+    assert_string_equal(tr->names, "a,x2,c"), assert_string_equal(te->names, "a,x2,c");
+    const char *q = path_of("named-out.csv");
+    assert_int_equal(nf_dataset_write_csv(d, q, "x"), NF_OK);
+    assert_int_equal(nf_dataset_csv(q, &e), NF_OK);
+    assert_string_equal(e->names, "a,x2,c");
+    assert_int_equal(nf_dataset_set_names(e, NULL), NF_OK);
+    assert_null(e->names);
+    nf_dataset_free(d), nf_dataset_free(e), nf_dataset_free(tr), nf_dataset_free(te);
+    assert_int_equal(nf_dataset_csv(write_text("unnamed.csv", "1,2\n"), &d), NF_OK);
+    assert_null(d->names);
+    nf_dataset_free(d);
+
+    nf_flow *f = small_model(NF_MODEL_REALNVP, 0), *g;
+    assert_null(nf_flow_columns(f));
+    assert_int_equal(nf_flow_set_columns(f, "p,q"), NF_ERR_INVALID);
+    assert_int_equal(nf_flow_set_columns(f, "p,q,r"), NF_OK);
+    const char *p = path_of("named.ckpt");
+    assert_int_equal(nf_flow_save(f, p), NF_OK);
+    assert_int_equal(nf_flow_load(p, &g), NF_OK);
+    assert_string_equal(nf_flow_columns(g), "p,q,r");
+    nf_flow_free(g);
+    /* the same file with two names for three columns ("p,q;r": the header keeps its length) */
+    long n = file_size(p);
+    char *buf = malloc((size_t)n + 1);
+    FILE *fp = fopen(p, "rb");
+    assert_true(fread(buf, 1, (size_t)n, fp) == (size_t)n);
+    fclose(fp);
+    char *at = NULL;
+    for (long i = 0; i + 5 <= n && !at; i++)
+        if (memcmp(buf + i, "p,q,r", 5) == 0) at = buf + i;
+    assert_non_null(at);
+    at[3] = ';';
+    q = path_of("badnames.ckpt");
+    fp = fopen(q, "wb");
+    fwrite(buf, 1, (size_t)n, fp);
+    fclose(fp);
+    free(buf);
+    expect_load_error(q, "column names");
+    nf_flow_free(f);
+}
+
 /* Each generator: finite points, and a property of its shape. */
 static void test_toy_generators(void **state) {
     (void)state;
@@ -481,7 +534,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_valid),          cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad_files),
-        cmocka_unit_test(test_checkpoint_image_model),
+        cmocka_unit_test(test_checkpoint_image_model), cmocka_unit_test(test_column_names),
         cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
         cmocka_unit_test(test_png_and_plot),
         cmocka_unit_test(test_config_table),

@@ -43,9 +43,13 @@ void write_class_grid(nf_flow *f, uint64_t seed, double T, int64_t cls, int64_t 
 
 /* ---------------------------------------------------------------- conditional tables (cli_data.c) */
 /* The columns --context-cols LIST names in the CSV at path of ncols columns (names from its header line,
- * or 1-based numbers) as a bit mask (bit j: column j + 1); dies with one line for an unknown name, a
- * number out of range, a column past the 64th, or a list that leaves no column to model. */
-uint64_t context_mask(const char *path, const char *list, int32_t ncols);
+ * given as names — comma-separated, NULL when it had none — or 1-based numbers) as a bit mask (bit j:
+ * column j + 1); dies with one line for an unknown name, a number out of range, a column past the 64th,
+ * or a list that leaves no column to model. */
+uint64_t context_mask(const char *path, const char *names, const char *list, int32_t ncols);
+/* Dies with one line when the header of d (read from path) names the columns of the model f (its
+ * training file's header) in another order: the values would be read into the wrong columns. */
+void check_column_order(const nf_flow *f, const nf_dataset *d, const char *path);
 /* The columns of d split by mask into new datasets *x (the others) and *c (the masked ones, in column order). */
 void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c);
 /* "a,b" (the 1-based numbers of the mask's columns) into buf. */

@@ -41,7 +41,7 @@ void load_data(const opts *o, nf_dataset **train, nf_dataset **test) {
         return;
     }
     struct stat sb;
-    if (stat(o->data, &sb) != 0) {
+    if (strcmp(o->data, "-") != 0 && stat(o->data, &sb) != 0) { /* "-": a CSV on standard input */
         char names[256] = "";
         for (const char *const *n = nf_toy_names(); *n; n++) snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *n, n[1] ? ", " : "");
         die("--data '%s': not a built-in dataset (%s) and no such file", o->data, names);
@@ -157,14 +157,8 @@ void write_class_grid(nf_flow *f, uint64_t seed, double T, int64_t cls, int64_t 
     free(x), free(cx);
 }
 
-uint64_t context_mask(const char *path, const char *list, int32_t ncols) {
-    char header[65536] = "";
-    FILE *fp = fopen(path, "r");
-    if (fp) {
-        if (!fgets(header, sizeof header, fp)) header[0] = 0;
-        fclose(fp);
-    }
-    header[strcspn(header, "\r\n")] = 0;
+uint64_t context_mask(const char *path, const char *names, const char *list, int32_t ncols) {
+    const char *header = names ? names : "";
     uint64_t mask = 0;
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", list);
@@ -178,15 +172,12 @@ uint64_t context_mask(const char *path, const char *list, int32_t ncols) {
         if (*tok && !*end) {
             if (v < 1 || v > ncols) die("option --context-cols: column %ld: %s has columns 1..%d", v, path, (int)ncols);
             col = (int)v - 1;
-        } else { /* a name of the header line */
+        } else { /* a name of the header line (the reader trimmed its fields) */
             const char *h = header;
-            for (int k = 0; *h || k == 0; k++) { /* field k of the header: [h, e) without spaces and quotes */
+            for (int k = 0; *h || k == 0; k++) { /* field k of the header: [h, e) */
                 const char *e = strchr(h, ',');
                 if (!e) e = h + strlen(h);
-                const char *a = h, *z = e;
-                while (a < z && (*a == ' ' || *a == '"')) a++;
-                while (z > a && (z[-1] == ' ' || z[-1] == '"')) z--;
-                if ((size_t)(z - a) == len && strncmp(a, tok, len) == 0) {
+                if ((size_t)(e - h) == len && strncmp(h, tok, len) == 0) {
                     col = k;
                     break;
                 }
@@ -203,6 +194,36 @@ uint64_t context_mask(const char *path, const char *list, int32_t ncols) {
     for (int b = 0; b < 64; b++) k += (int32_t)((mask >> b) & 1u);
     if (k >= ncols) die("option --context-cols: every column of %s is a context column; at least one must be modelled", path);
     return mask;
+}
+
+/* Field k of the comma-separated list s as [*a, *z); 0 when s has fewer fields. */
+static int field_at(const char *s, int32_t k, const char **a, const char **z) {
+    for (; k > 0; k--) {
+        s = strchr(s, ',');
+        if (!s) return 0;
+        s++;
+    }
+    *a = s, *z = s + strcspn(s, ",");
+    return 1;
+}
+
+void check_column_order(const nf_flow *f, const nf_dataset *d, const char *path) {
+    const char *mine = nf_flow_columns(f);
+    if (!mine || !d->names || strcmp(mine, d->names) == 0) return;
+    int32_t n = nf_flow_dim(f) + nf_flow_config(f)->context_dim;
+    if (d->dim != n) return; /* another layout: the column counts are checked where the rows are used */
+    /* the same names in another order? (a file with other names is taken as it is, column by column) */
+    for (int32_t j = 0; j < n; j++) {
+        const char *a = NULL, *z = NULL;
+        if (!field_at(d->names, j, &a, &z)) return;
+        int found = 0;
+        for (int32_t k = 0; k < n && !found; k++) {
+            const char *b = NULL, *y = NULL;
+            found = field_at(mine, k, &b, &y) && y - b == z - a && strncmp(a, b, (size_t)(z - a)) == 0;
+        }
+        if (!found) return;
+    }
+    die("%s: its header names the model's columns in another order (%s; the model was trained on %s)", path, d->names, mine);
 }
 
 void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c) {

@@ -55,6 +55,7 @@ int cmd_eval(int argc, char **argv) {
     if (nf_toy_known(o.data) >= 0) check(nf_dataset_toy(o.data, o.ntest, o.seed * 2 + 2, &d));
     else load_data(&o, &d, NULL);
     const nf_config *cfg = nf_flow_config(f);
+    check_column_order(f, d, o.data);
     char cw[200] = "";
     if (cfg->context_dim > 0) { /* a conditional table model: its context columns of the same layout */
         if (!cfg->context_cols) die("the model %s is conditional without context columns (not a table model)", o.model);
@@ -73,7 +74,7 @@ int cmd_eval(int argc, char **argv) {
                    (long long)d->n, o.data, cw);
     else printf("log-likelihood %.4f ± %.4f nats/sample (NLL %.4f) over %lld rows of %s\n", ll, se, -ll, (long long)d->n, o.data);
     if (o.out) { /* log p of every row, in nats */
-        nf_dataset lp = {d->n, 1, malloc(sizeof(nf_real) * (size_t)d->n)};
+        nf_dataset lp = {d->n, 1, malloc(sizeof(nf_real) * (size_t)d->n), NULL};
         if (!lp.x) die("out of memory");
         check(nf_flow_log_prob_ctx(f, d->x, cx ? cx->x : NULL, lp.x, d->n));
         check(nf_dataset_write_csv(&lp, o.out, "logp"));

@@ -18,18 +18,13 @@ static const char *decode_help =
     "usage: nflow decode --model MODEL.ckpt --in LATENT.csv [--out DATA.csv]\n"
     "Generation x = G(z) for every row (the inverse pass). decode(encode(x)) = x up to rounding.\n";
 
-/* Write d as CSV (header prefix1, prefix2, …) to the file out, or to standard output when out is NULL or "-". */
-static void write_rows(const nf_dataset *d, const char *out, const char *prefix) {
-    if (out && strcmp(out, "-") != 0) {
-        check(nf_dataset_write_csv(d, out, prefix));
-        return;
-    }
-    for (int32_t j = 0; j < d->dim; j++) printf("%s%s%d", j ? "," : "", prefix, (int)j + 1);
-    putchar('\n');
-    for (int64_t i = 0; i < d->n; i++) {
-        for (int32_t j = 0; j < d->dim; j++) printf("%s%.9g", j ? "," : "", (double)d->x[i * d->dim + j]);
-        putchar('\n');
-    }
+/* Write d as CSV to the file out, or to standard output when out is NULL or "-": under the model f's
+ * column names (its training file's header) when f is not NULL and has them for d's columns, else under
+ * prefix1, prefix2, …. */
+static void write_rows(nf_dataset *d, const nf_flow *f, const char *out, const char *prefix) {
+    const char *names = f ? nf_flow_columns(f) : NULL;
+    if (names && d->dim == nf_flow_dim(f) + nf_flow_config(f)->context_dim) check(nf_dataset_set_names(d, names));
+    check(nf_dataset_write_csv(d, out ? out : "-", prefix));
 }
 
 int cmd_sample(int argc, char **argv) {
@@ -58,6 +53,7 @@ int cmd_sample(int argc, char **argv) {
         int32_t K = cfg->context_dim, D = cfg->dim, M = D + K;
         nf_dataset *cin, *c = NULL;
         check(nf_dataset_csv(o.context, &cin));
+        check_column_order(f, cin, o.context);
         if (cin->dim == M && cfg->context_cols) { /* whole rows of the training layout: take their context columns */
             nf_dataset *x;
             split_columns(cin, cfg->context_cols, &x, &c);
@@ -66,7 +62,7 @@ int cmd_sample(int argc, char **argv) {
         else die("%s: %d columns; the model %s takes %d context values (or rows of all %d columns)", o.context, (int)cin->dim, o.model, (int)K, (int)M);
         int64_t per = GIVEN(&o, O_N) ? o.n : 1, n = c->n * per;
         nf_real *cx = malloc(sizeof(nf_real) * (size_t)(n * K)), *x = malloc(sizeof(nf_real) * (size_t)(n * D));
-        nf_dataset out = {n, M, malloc(sizeof(nf_real) * (size_t)(n * M))};
+        nf_dataset out = {n, M, malloc(sizeof(nf_real) * (size_t)(n * M)), NULL};
         if (!cx || !x || !out.x) die("out of memory for %lld samples", (long long)n);
         for (int64_t i = 0; i < n; i++) memcpy(cx + i * K, c->x + (i / per) * K, sizeof(nf_real) * (size_t)K);
         nf_rng r;
@@ -79,8 +75,8 @@ int cmd_sample(int argc, char **argv) {
                 out.x[i * M + j] = is_c ? cx[i * K + b++] : x[i * D + a++];
             }
         }
-        write_rows(&out, o.out, "x");
-        free(cx), free(x), free(out.x), nf_dataset_free(c), nf_flow_free(f);
+        write_rows(&out, f, o.out, "x");
+        free(cx), free(x), free(out.x), free(out.names), nf_dataset_free(c), nf_flow_free(f);
         return 0;
     }
     if (image_model(f)) { /* an image grid */
@@ -92,13 +88,13 @@ int cmd_sample(int argc, char **argv) {
         nf_flow_free(f);
         return 0;
     }
-    nf_dataset d = {o.n, nf_flow_dim(f), malloc(sizeof(nf_real) * (size_t)o.n * (size_t)nf_flow_dim(f))};
+    nf_dataset d = {o.n, nf_flow_dim(f), malloc(sizeof(nf_real) * (size_t)o.n * (size_t)nf_flow_dim(f)), NULL};
     if (!d.x) die("out of memory for %lld samples", (long long)o.n);
     nf_rng r;
     nf_rng_seed(&r, o.seed);
     check(nf_flow_sample(f, &r, o.temperature, d.x, d.n));
-    write_rows(&d, o.out, "x");
-    free(d.x), nf_flow_free(f);
+    write_rows(&d, f, o.out, "x");
+    free(d.x), free(d.names), nf_flow_free(f);
     return 0;
 }
 
@@ -110,10 +106,12 @@ int cmd_code(int argc, char **argv, int encode) {
     if (nf_flow_context_dim(f) > 0) die("the model %s is conditional: %s takes no context (not available for conditional models)", o.model, encode ? "encode" : "decode");
     nf_dataset *d;
     check(nf_dataset_csv(o.in, &d));
+    if (encode) check_column_order(f, d, o.in);
     if (d->dim != nf_flow_dim(f)) die("%s: %d columns, the model %s expects %d", o.in, (int)d->dim, o.model, (int)nf_flow_dim(f));
     if (encode) check(nf_flow_forward(f, d->x, d->x, NULL, d->n));
     else check(nf_flow_inverse(f, d->x, d->x, NULL, d->n));
-    write_rows(d, o.out, encode ? "z" : "x");
+    free(d->names), d->names = NULL; /* latents are z1, z2, …; a decode gets the model's column names */
+    write_rows(d, encode ? NULL : f, o.out, encode ? "z" : "x");
     nf_dataset_free(d), nf_flow_free(f);
     return 0;
 }

@@ -92,6 +92,7 @@ int cmd_train(int argc, char **argv) {
     int64_t nrows;
     int32_t classes = 0;
     uint64_t cmask = 0; /* tables: the context columns (bit j: column j + 1) */
+    char *colnames = NULL; /* tables: the training file's header, when it has one */
     if (img) {
         load_images(&o, &itrain, &itest);
         nf_config_default_image(&cfg, (nf_model_type)model, itrain->C, itrain->H, itrain->W);
@@ -115,11 +116,17 @@ int cmd_train(int argc, char **argv) {
             nf_dataset_free(vtrain);
             vtrain = rest;
         }
+        if (f) check_column_order(f, vtrain, o.data);
         if (f && nf_flow_config(f)->context_dim > 0) { /* resumed: the checkpoint's context columns */
             cmask = nf_flow_config(f)->context_cols;
-            if (o.context_cols && context_mask(o.data, o.context_cols, vtrain->dim) != cmask)
+            if (o.context_cols && context_mask(o.data, vtrain->names, o.context_cols, vtrain->dim) != cmask)
                 die("option --context-cols: differs from the --resume checkpoint %s (the architecture comes from it)", o.resume);
-        } else if (o.context_cols) cmask = context_mask(o.data, o.context_cols, vtrain->dim);
+        } else if (o.context_cols) cmask = context_mask(o.data, vtrain->names, o.context_cols, vtrain->dim);
+        if (vtrain->names) {
+            size_t len = strlen(vtrain->names) + 1;
+            if (!(colnames = malloc(len))) die("out of memory");
+            memcpy(colnames, vtrain->names, len);
+        }
         if (cmask) { /* the context columns condition, the others are modelled (training, validation, test rows alike) */
             if (vtrain->dim < 64 && (cmask >> vtrain->dim)) die("option --resume: %s has %d columns, fewer than the model's context columns", o.data, (int)vtrain->dim);
             nf_dataset *x;
@@ -150,7 +157,10 @@ int cmd_train(int argc, char **argv) {
         check_resume_arch(&o, &cfg, nf_flow_config(f));
         if (nf_flow_config(f)->dim != cfg.dim) die("option --resume: %s is a model of %d values, the data has %d", o.resume, (int)nf_flow_config(f)->dim, (int)cfg.dim);
         cfg = *nf_flow_config(f);
-    } else check(nf_flow_create(&cfg, &f));
+    } else {
+        check(nf_flow_create(&cfg, &f));
+        check(nf_flow_set_columns(f, colnames)); /* the training file's header: samples and decodes keep it */
+    }
     check(nf_flow_set_recompute(f, o.recompute));
     if (cfg.standardize && !o.resume) { /* a resumed model has its statistics */
         nf_real *mean = malloc(sizeof(nf_real) * (size_t)vtrain->dim), *sd = malloc(sizeof(nf_real) * (size_t)vtrain->dim);
@@ -213,7 +223,7 @@ int cmd_train(int argc, char **argv) {
     if (!writer) { /* the model is the same on every process: rank 0 evaluates and reports */
         nf_trainer_free(tr), nf_flow_free(f);
         nf_dataset_free(vtrain), nf_dataset_free(vtest), nf_dataset_free(vval), nf_images_free(itrain), nf_images_free(itest);
-        nf_dataset_free(ctrain), nf_dataset_free(ctest), nf_dataset_free(cval), nf_dataset_free(vtest_full);
+        nf_dataset_free(ctrain), nf_dataset_free(ctest), nf_dataset_free(cval), nf_dataset_free(vtest_full), free(colnames);
         return 0;
     }
     char note[64] = "";
@@ -243,6 +253,6 @@ int cmd_train(int argc, char **argv) {
     }
     nf_trainer_free(tr), nf_flow_free(f);
     nf_dataset_free(vtrain), nf_dataset_free(vtest), nf_dataset_free(vval), nf_images_free(itrain), nf_images_free(itest);
-    nf_dataset_free(ctrain), nf_dataset_free(ctest), nf_dataset_free(cval), nf_dataset_free(vtest_full);
+    nf_dataset_free(ctrain), nf_dataset_free(ctest), nf_dataset_free(cval), nf_dataset_free(vtest_full), free(colnames);
     return 0;
 }

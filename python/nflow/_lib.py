@@ -162,8 +162,9 @@ class Rng(ctypes.Structure):
 
 
 class Dataset(ctypes.Structure):
-    """nf_dataset (public in nflow.h); x borrowed from a NumPy array, never freed by the library here."""
-    _fields_ = [("n", _i64), ("dim", _i32), ("x", _p)]
+    """nf_dataset (public in nflow.h); x borrowed from a NumPy array, never freed by the library here;
+    names stays NULL (unnamed columns)."""
+    _fields_ = [("n", _i64), ("dim", _i32), ("x", _p), ("names", _p)]
 
 
 class Images(ctypes.Structure):

@@ -37,6 +37,10 @@ void nf_clear_error(void);
 /* calloc(n, size), zeroed; NULL when n·size overflows or memory runs out. n or size 0 gives a valid
  * 1-byte block (so NULL always means failure). The caller frees. */
 void *nf_xcalloc(size_t n, size_t size);
+/* A copy of a list of column names, comma-separated, that has exactly `fields` fields, each non-empty,
+ * into *out (malloc'ed; the caller frees; NULL when names is NULL). NF_ERR_INVALID (reason set, naming
+ * what) when the count differs or a name is empty, NF_ERR_NOMEM when out of memory. */
+nf_status nf_names_copy(const char *names, int32_t fields, const char *what, char **out);
 /* idx[0..n) = a random permutation of 0..n−1: the identity, then Fisher–Yates driven by rng (advanced).
  * The permutation is a function of the rng state alone. */
 void nf_shuffle(int64_t *idx, int64_t n, nf_rng *rng);

@@ -33,6 +33,24 @@ void *nf_xcalloc(size_t n, size_t size) {
     return calloc(n, size);
 }
 
+/* See core.h. */
+nf_status nf_names_copy(const char *names, int32_t fields, const char *what, char **out) {
+    *out = NULL;
+    if (!names) return NF_OK;
+    int32_t n = 1;
+    size_t len = strlen(names);
+    for (size_t i = 0; i <= len; i++) {
+        int end = i == len || names[i] == ',';
+        if (end && (i == 0 || names[i - 1] == ','))
+            return nf_fail(NF_ERR_INVALID, "%s: column name %d is empty", what, (int)n);
+        if (end && i < len) n++;
+    }
+    if (n != fields) return nf_fail(NF_ERR_INVALID, "%s: %d column names for %d columns", what, (int)n, (int)fields);
+    if (!(*out = malloc(len + 1))) return nf_fail(NF_ERR_NOMEM, "out of memory");
+    memcpy(*out, names, len + 1);
+    return NF_OK;
+}
+
 /* Set the OpenMP threads of later parallel regions (n ≥ 1; other values are ignored). */
 void nf_set_threads(int n) {
 #ifdef _OPENMP

@@ -33,11 +33,13 @@ static int parse_field(const char *s, const char *e, double *v) {
     return 1;
 }
 
-/* Read the whole file at path into *buf (malloc'ed, NUL-terminated, the caller frees) and its
- * length into *len; NF_ERR_IO / NF_ERR_NOMEM with the reason set. */
+/* Read the whole file at path ("-": standard input, read to its end) into *buf (malloc'ed,
+ * NUL-terminated, the caller frees) and its length into *len; NF_ERR_IO / NF_ERR_NOMEM with the reason set. */
 static nf_status read_all(const char *path, char **buf, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int std_in = strcmp(path, "-") == 0;
+    const char *shown = std_in ? "standard input" : path;
+    FILE *fp = std_in ? stdin : fopen(path, "rb");
+    if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", shown, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap);
     while (b) {
@@ -51,11 +53,11 @@ static nf_status read_all(const char *path, char **buf, size_t *len) {
         if (k == 0) break;
     }
     int err = ferror(fp);
-    fclose(fp);
-    if (!b) return nf_fail(NF_ERR_NOMEM, "%s: out of memory reading the file", path);
+    if (!std_in) fclose(fp);
+    if (!b) return nf_fail(NF_ERR_NOMEM, "%s: out of memory reading the file", shown);
     if (err) {
         free(b);
-        return nf_fail(NF_ERR_IO, "%s: read error", path);
+        return nf_fail(NF_ERR_IO, "%s: read error", shown);
     }
     b[n] = 0;
     *buf = b, *len = n;
@@ -88,22 +90,50 @@ static int parse_line(const char *s, const char *le, nf_real *vals, int cap, int
     return fidx;
 }
 
-/* See nflow.h: parse the CSV at path into a new dataset *out (the caller frees it with
- * nf_dataset_free); *out stays NULL on failure, the reason naming the file, line and field. */
+/* The fields of the header line [s, le) into a new string (malloc'ed): each trimmed of blanks and double
+ * quotes, an empty one named x<k> (k its 1-based column: pandas leaves its index column unnamed), joined
+ * by commas; NULL when out of memory. */
+static char *header_names(const char *s, const char *le) {
+    int32_t nf = 1;
+    for (const char *q = s; q < le; q++) nf += *q == ',';
+    char *out = malloc((size_t)(le - s) + 16 * (size_t)nf + 1), *o = out;
+    if (!out) return NULL;
+    int32_t k = 0;
+    for (const char *f = s, *q = s;; q++) {
+        if (q == le || *q == ',') {
+            const char *a = f, *z = q;
+            while (a < z && (isspace((unsigned char)*a) || *a == '"')) a++;
+            while (z > a && (isspace((unsigned char)z[-1]) || z[-1] == '"')) z--;
+            if (k++) *o++ = ',';
+            if (z == a) o += sprintf(o, "x%d", (int)k); /* at most 12 bytes */
+            memcpy(o, a, (size_t)(z - a)), o += z - a;
+            f = q + 1;
+            if (q == le) break;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/* See nflow.h: parse the CSV at path ("-": standard input) into a new dataset *out (the caller frees it
+ * with nf_dataset_free), a header line's fields as its names; *out stays NULL on failure, the reason
+ * naming the file, line and field. */
 nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
     *out = NULL;
+    const char *shown = strcmp(path, "-") == 0 ? "standard input" : path; /* in the reasons */
     char *buf = NULL;
     size_t len = 0;
     nf_status st = read_all(path, &buf, &len);
     if (st) return st;
     if (memchr(buf, 0, len)) {
         free(buf);
-        return nf_fail(NF_ERR_FORMAT, "%s: binary data (NUL byte), not a CSV text file", path);
+        return nf_fail(NF_ERR_FORMAT, "%s: binary data (NUL byte), not a CSV text file", shown);
     }
     /* pass 0 validates and counts rows; pass 1 fills the values */
     int32_t dim = 0;
     int64_t rows = 0;
     nf_dataset *d = NULL;
+    char *names = NULL; /* the header's fields, when there is a header */
     for (int pass = 0; pass < 2; pass++) {
         int64_t line = 0, r = 0;
         int seen = 0;
@@ -127,17 +157,21 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
             seen = 1;
             if (header) {
                 dim = nf;
+                if (pass == 0 && !(names = header_names(s, le))) {
+                    free(buf);
+                    return nf_fail(NF_ERR_NOMEM, "%s: out of memory reading the header", shown);
+                }
             } else {
                 const char *why = NULL;
                 if (bad) why = bad_kind == -1 ? "is not finite" : bad_kind == -2 ? "is beyond the range of float32 (±3.4e38)" : "is not a number";
                 if (!why && dim && nf != dim) {
-                    free(buf), nf_dataset_free(d);
-                    return nf_fail(NF_ERR_FORMAT, "%s:%lld: %d fields, expected %d (ragged rows)", path, (long long)line, nf, (int)dim);
+                    free(buf), free(names), nf_dataset_free(d);
+                    return nf_fail(NF_ERR_FORMAT, "%s:%lld: %d fields, expected %d (ragged rows)", shown, (long long)line, nf, (int)dim);
                 }
                 if (why) {
                     int flen = (int)(be - bs);
-                    nf_fail(NF_ERR_FORMAT, "%s:%lld: field %d: '%.*s' %s", path, (long long)line, bad, flen > 40 ? 40 : flen, bs, why);
-                    free(buf), nf_dataset_free(d);
+                    nf_fail(NF_ERR_FORMAT, "%s:%lld: field %d: '%.*s' %s", shown, (long long)line, bad, flen > 40 ? 40 : flen, bs, why);
+                    free(buf), free(names), nf_dataset_free(d);
                     return NF_ERR_FORMAT;
                 }
                 dim = nf;
@@ -147,14 +181,15 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
         }
         if (pass == 0) {
             if (r == 0) {
-                free(buf);
-                return nf_fail(NF_ERR_FORMAT, "%s: no data rows (empty file)", path);
+                free(buf), free(names);
+                return nf_fail(NF_ERR_FORMAT, "%s: no data rows (empty file)", shown);
             }
             rows = r;
             if ((st = nf_dataset_alloc(rows, dim, &d))) {
-                free(buf);
+                free(buf), free(names);
                 return st;
             }
+            d->names = names, names = NULL; /* the header's field count is dim: the rows were checked against it */
         }
     }
     free(buf);
@@ -162,18 +197,30 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
     return NF_OK;
 }
 
-/* Write ds as CSV (header colprefix1, colprefix2, …; values %.9g) to path atomically
- * (temporary file + rename). ds is borrowed; NF_ERR_IO on a failed write. */
+/* ds as CSV text (header ds->names or colprefix1, colprefix2, …; values %.9g) to the open stream fp;
+ * 0 when a write failed. ds is borrowed. */
+static int print_csv(const nf_dataset *ds, FILE *fp, const char *colprefix) {
+    int ok = 1;
+    if (ds->names) ok = fputs(ds->names, fp) >= 0;
+    else
+        for (int32_t j = 0; j < ds->dim && ok; j++) ok = fprintf(fp, "%s%s%d", j ? "," : "", colprefix, (int)j + 1) > 0;
+    ok = ok && fputc('\n', fp) != EOF;
+    for (int64_t i = 0; i < ds->n && ok; i++) {
+        for (int32_t j = 0; j < ds->dim; j++) fprintf(fp, "%s%.9g", j ? "," : "", (double)ds->x[i * ds->dim + j]);
+        ok = fputc('\n', fp) != EOF;
+    }
+    return ok;
+}
+
+/* Write ds as CSV (print_csv) to path atomically (temporary file + rename), or to standard output when
+ * path is "-". ds is borrowed; NF_ERR_IO on a failed write. */
 nf_status nf_dataset_write_csv(const nf_dataset *ds, const char *path, const char *colprefix) {
+    if (strcmp(path, "-") == 0)
+        return print_csv(ds, stdout, colprefix) && fflush(stdout) == 0 ? NF_OK
+                                                                        : nf_fail(NF_ERR_IO, "standard output: write error: %s", strerror(errno));
     char tmp[4096];
     FILE *fp = nf_open_temp(path, tmp, sizeof tmp);
     if (!fp) return NF_ERR_IO;
-    for (int32_t j = 0; j < ds->dim; j++) fprintf(fp, "%s%s%d", j ? "," : "", colprefix, (int)j + 1);
-    fputc('\n', fp);
-    for (int64_t i = 0; i < ds->n; i++) {
-        for (int32_t j = 0; j < ds->dim; j++) fprintf(fp, "%s%.9g", j ? "," : "", (double)ds->x[i * ds->dim + j]);
-        fputc('\n', fp);
-    }
-    return nf_commit_temp(fp, tmp, path, 1);
+    return nf_commit_temp(fp, tmp, path, print_csv(ds, fp, colprefix));
 }
 

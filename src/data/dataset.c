@@ -14,10 +14,20 @@ nf_status nf_dataset_alloc(int64_t n, int32_t dim, nf_dataset **out) {
     return NF_OK;
 }
 
-/* Free d and its rows; NULL is a no-op. */
+/* Free d, its rows and names; NULL is a no-op. */
 void nf_dataset_free(nf_dataset *d) {
     if (!d) return;
-    free(d->x), free(d);
+    free(d->x), free(d->names), free(d);
+}
+
+/* See nflow.h: d->names = a copy of names (NULL: unnamed), which must have d->dim fields. */
+nf_status nf_dataset_set_names(nf_dataset *d, const char *names) {
+    char *copy;
+    nf_status st = nf_names_copy(names, d->dim, "dataset", &copy);
+    if (st) return st;
+    free(d->names);
+    d->names = copy;
+    return NF_OK;
 }
 
 /* New datasets *train and *test (the caller frees both) with the rows of ds shuffled by seed;
@@ -33,6 +43,8 @@ nf_status nf_dataset_split(const nf_dataset *ds, double frac, uint64_t seed, nf_
     nf_status st = idx ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
     if (!st) st = nf_dataset_alloc(ds->n - nt, ds->dim, train);
     if (!st) st = nf_dataset_alloc(nt, ds->dim, test);
+    if (!st) st = nf_dataset_set_names(*train, ds->names);
+    if (!st) st = nf_dataset_set_names(*test, ds->names);
     if (st) {
         free(idx);
         nf_dataset_free(*train), nf_dataset_free(*test);

@@ -169,6 +169,7 @@ nf_status nf_ckpt_save(const nf_flow *f, const char *path, const nf_real *om, co
     built &= cJSON_AddStringToObject(meta, "layers", kinds_s ? kinds_s : "") != NULL;
     built &= cJSON_AddStringToObject(meta, "data_crc32", crcs) != NULL;
     if (trainer_json) built &= cJSON_AddStringToObject(meta, "trainer", trainer_json) != NULL;
+    if (nf_flow_columns(f)) built &= cJSON_AddStringToObject(meta, "columns", nf_flow_columns(f)) != NULL;
     if (cJSON_AddItemToObject(h, "__metadata__", meta)) meta = NULL;
     else built = 0;
     uint64_t off = 0;
@@ -324,6 +325,13 @@ nf_status nf_flow_load(const char *path, nf_flow **out) {
     }
     for (int32_t i = 0; i < nf_flow_num_tensors(f); i++)
         if ((st = check_state(nf_flow_tensor(f, i), nf_flow_tensor_cdata(f, i), path))) goto done;
+    const cJSON *cols = cJSON_GetObjectItemCaseSensitive(meta, "columns"); /* optional: a table's column names */
+    if (cols && (!cJSON_IsString(cols) || (st = nf_flow_set_columns(f, cols->valuestring)))) {
+        char why[512]; /* a copy: nf_fail writes the buffer nf_last_error() points into */
+        snprintf(why, sizeof why, "%s", st == NF_ERR_INVALID ? nf_last_error() : "not a string");
+        st = st == NF_ERR_NOMEM ? st : nf_fail(NF_ERR_FORMAT, "%s: the column names metadata: %s", path, why);
+        goto done;
+    }
     crc = crc32(crc, data, (uInt)dlen);
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(meta, "data_crc32");
     if (cJSON_IsString(cs)) {

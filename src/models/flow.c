@@ -110,7 +110,7 @@ void nf_flow_free(nf_flow *f) {
     nf_registry_free(&f->reg);
     free(f->ws), free(f->act_off), free(f->cache_off), free(f->grad_final);
     for (int p = 0; p < NF_FLOW_PARTS; p++) nf_flow_free(f->part[p]);
-    free(f);
+    free(f->columns), free(f);
 }
 
 /* See nflow.h: the flow's configuration (owned by the flow). */
@@ -119,6 +119,17 @@ const nf_config *nf_flow_config(const nf_flow *f) { return &f->cfg; }
 int32_t nf_flow_dim(const nf_flow *f) { return f->cfg.dim; }
 /* See nflow.h: K. */
 int32_t nf_flow_num_layers(const nf_flow *f) { return f->nlayers; }
+/* See nflow.h: the modelled table's column names (owned by the flow), or NULL. */
+const char *nf_flow_columns(const nf_flow *f) { return f->columns; }
+/* See nflow.h: f's column names = a copy of names (NULL: none); dim + context_dim fields. */
+nf_status nf_flow_set_columns(nf_flow *f, const char *names) {
+    char *copy;
+    nf_status st = nf_names_copy(names, f->cfg.dim + f->cfg.context_dim, "column names of the model", &copy);
+    if (st) return st;
+    free(f->columns);
+    f->columns = copy;
+    return NF_OK;
+}
 /* See nflow.h: the kind of layer k (a static string). */
 const char *nf_flow_layer_name(const nf_flow *f, int32_t k) { return f->layers[k]->ops->kind; }
 /* See nflow.h: FLOPs per sample of a forward pass, summed over the layers. */

@@ -30,6 +30,7 @@ struct nf_flow {
      * from a config and not itself a part (a flow of given layers has no config to copy). */
     int splittable;
     struct nf_flow *part[NF_FLOW_PARTS];
+    char *columns; /* the modelled table's column names (nf_flow_columns), or NULL */
 };
 
 /* Append the layers of f->cfg's model to f (recipes.c). */
