@@ -361,6 +361,9 @@ static nf_layer *mk_conv1x1(nf_registry *c, int32_t D) { return ok_layer(nf_conv
 static nf_layer *mk_conv1x1_lu(nf_registry *c, int32_t D) { return ok_layer(nf_conv1x1_create(c, "l", 3, D / 3, 1, &g_made)); }
 static nf_layer *mk_conv_affine(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID, 0, &g_made)); }
 static nf_layer *mk_conv_tanh(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 4, 2, D / 8, 3, 1, 0, NF_SCALE_TANH, 0, &g_made)); }
+/* hidden ≥ 9·(C/2): backward recomputes the first hidden activation instead of caching it (convnet.c) */
+static nf_layer *mk_conv_affine_r0(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 9, 2, 0, NF_SCALE_SIGMOID, 0, &g_made)); }
+static nf_layer *mk_conv_additive_r0(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 10, 1, 1, NF_SCALE_TANH, 0, &g_made)); }
 static nf_layer *mk_conv_additive(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 3, 1, NF_SCALE_TANH, 0, &g_made)); }
 static nf_layer *mk_split(nf_registry *c, int32_t D) { return ok_layer(nf_split_create(c, "l", 4, 2, D / 8, &g_made)); }
 static nf_layer *mk_squeeze(nf_registry *c, int32_t D) { return ok_layer(nf_squeeze_create(c, "l", D / 16, 4, 4, &g_made)); }
@@ -389,6 +392,7 @@ static nf_layer *mk_aff_tanh_ctx(nf_registry *c, int32_t D) { return ok_layer(nf
 static nf_layer *mk_aff_sigmoid_ctx0(nf_registry *c, int32_t D) { return ok_layer(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 0, NF_ACT_TANH, NF_SCALE_SIGMOID, KC, &g_made)); }
 static nf_layer *mk_spline_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_spline_coupling_create(c, "l", D, NF_PART_HALVES, 0, 8, 2, NF_ACT_TANH, 5, 1.5, KC, &g_made)); }
 static nf_layer *mk_conv_affine_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 3, 2, 0, NF_SCALE_SIGMOID, KC, &g_made)); }
+static nf_layer *mk_conv_affine_r0_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 3, D / 6, 9, 2, 0, NF_SCALE_SIGMOID, KC, &g_made)); }
 static nf_layer *mk_conv_additive_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_coupling_create(c, "l", 2, 2, D / 4, 2, 1, 1, NF_SCALE_TANH, KC, &g_made)); }
 static nf_layer *mk_conv_spline_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_conv_spline_coupling_create(c, "l", 2, 2, D / 4, 3, 1, 3, 2.0, KC, &g_made)); }
 static nf_layer *mk_masked_ctx(nf_registry *c, int32_t D) { return ok_layer(nf_masked_coupling_create(c, "l", 2, 2, D / 4, NF_MASK_CHECKERBOARD, 0, 4, 1, KC, &g_made)); }
@@ -610,6 +614,8 @@ static const conf_case cases[] = {
     {"image: conv affine coupling, sigmoid (2 × 3 × 2)", 12, mk_conv_affine, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conv affine coupling, tanh (4 × 2 × 2)", 16, mk_conv_tanh, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conv additive coupling (2 × 2 × 3)", 12, mk_conv_additive, NULL, NF_PRIOR_LOGISTIC, 0, 1, 0},
+    {"image: conv affine coupling, first activation recomputed (2 × 3 × 2, hidden 9)", 12, mk_conv_affine_r0, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conv additive coupling, one hidden layer recomputed (2 × 2 × 3, hidden 10)", 12, mk_conv_additive_r0, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: split with conditional Gaussian (4 × 2 × 2)", 16, mk_split, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
     {"image: squeeze 2x2 (1 × 4 × 4)", 16, mk_squeeze, NULL, NF_PRIOR_DIAG_GAUSSIAN, 0, 0, 0},
     {"image: masked coupling, checkerboard (2 × 2 × 3)", 12, mk_masked_checker, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
@@ -677,6 +683,7 @@ static const conf_case cases[] = {
     {"conditional spline coupling (K 5, B 1.5)", 5, mk_spline_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conditional conv affine coupling (2 × 3 × 2)", 12, mk_conv_affine_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conditional conv additive coupling (2 × 2 × 2)", 8, mk_conv_additive_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
+    {"image: conditional conv affine coupling, first activation recomputed (hidden 9)", 12, mk_conv_affine_r0_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conditional conv spline coupling (2 × 2 × 3, K 3, B 2)", 12, mk_conv_spline_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conditional masked coupling, checkerboard", 12, mk_masked_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},
     {"image: conditional masked coupling, channel, no blocks", 16, mk_masked_channel_ctx, NULL, NF_PRIOR_NORMAL, 0, 1, 0},

@@ -7,7 +7,9 @@
  * zero-conv; then, for a conditional net (ctx = K > 0, layers ≥ 1), W_c (hidden, K): sample i's first conv
  * gets the per-channel bias W_c·c_i on top of b_0 (before its ReLU); W_c starts at 0.
  * Cache: per hidden layer its ReLU output (n, hidden, P) (the ReLU is fused into the
- * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P). */
+ * convolution; its derivative is read from the output); the zero-conv's unscaled output (n, cout, P).
+ * Except the first hidden layer's when it is cheap to make again (cn_recompute0): backward recomputes it
+ * from x, bit for bit, into its work. */
 #include "nets/nets.h"
 
 /* Kernel size of hidden conv l: 3×3 first, then 1×1. */
@@ -22,6 +24,12 @@ int64_t nf_convnet_num_params(const nf_convnet *m) {
     int64_t last_in = m->layers ? m->hidden : m->cin;
     return s + m->cout * (last_in * 9 + 2) + (m->layers ? (int64_t)m->hidden * m->ctx : 0);
 }
+
+/* 1 when the first hidden activation is recomputed in backward instead of cached: when its convolution
+ * (3×3, cin → hidden) costs at most as many FLOPs as a 1×1 hidden one (9·cin ≤ hidden). In Glow's
+ * couplings on few channels (glow-small: cin 2 and 4, hidden 128) the first activation is a third of the
+ * flow's training memory at 2–4 % of its FLOPs (BENCHMARKS.md has the measured cost). */
+static int cn_recompute0(const nf_convnet *m) { return m->layers >= 1 && 9 * m->cin <= m->hidden; }
 
 /* Floats of the parameters before W_c. */
 static int64_t cn_ctx_off(const nf_convnet *m) { return nf_convnet_num_params(m) - (m->layers ? (int64_t)m->hidden * m->ctx : 0); }
@@ -67,10 +75,10 @@ int64_t nf_convnet_flops(const nf_convnet *m) {
     return f + 2 * (int64_t)m->cout * (m->layers ? m->hidden : m->cin) * 9 * P;
 }
 
-/* See nets.h: floats of cache for n samples (every hidden activation and the output). */
+/* See nets.h: floats of cache for n samples (the hidden activations not recomputed, and the output). */
 int64_t nf_convnet_cache_size(const nf_convnet *m, int64_t n) {
     int64_t P = (int64_t)m->H * m->W;
-    return (int64_t)m->layers * n * m->hidden * P + n * m->cout * P;
+    return (int64_t)(m->layers - cn_recompute0(m)) * n * m->hidden * P + n * m->cout * P;
 }
 
 /* the largest scratch any of the convolutions needs for n samples */
@@ -85,10 +93,29 @@ static int64_t conv_work(const nf_convnet *m, int64_t n) {
     return w;
 }
 
-/* work: conv buffer | two (n, hidden, P) gradient buffers | (n, cout, P) */
+/* work: conv buffer | two (n, hidden, P) gradient buffers | (n, cout, P) | the first hidden activation
+ * (n, hidden, P) when it is recomputed */
 int64_t nf_convnet_work_size(const nf_convnet *m, int64_t n) {
     int64_t P = (int64_t)m->H * m->W;
-    return conv_work(m, n) + 2 * n * m->hidden * P + n * m->cout * P;
+    return conv_work(m, n) + (2 + cn_recompute0(m)) * n * m->hidden * P + n * m->cout * P;
+}
+
+/* Where hidden activation l lies: in cache, or (the first, when recomputed) in work's last part. */
+static nf_real *cn_post(const nf_convnet *m, int32_t l, nf_real *cache, nf_real *work, int64_t n) {
+    int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
+    int r0 = cn_recompute0(m);
+    if (l == 0 && r0) return work + conv_work(m, n) + 2 * hs + n * m->cout * P;
+    return cache + (int64_t)(l - r0) * hs;
+}
+
+/* Hidden conv l of the forward pass: post = ReLU(conv(h) + b [+ W_c·c]), from its parameters w. */
+static void cn_hidden(const nf_convnet *m, int32_t l, const nf_real *w, const nf_real *Wc, const nf_real *h, const nf_real *cx,
+                      nf_real *post, int64_t n, nf_real *cw) {
+    int64_t P = (int64_t)m->H * m->W, hc = cn_in(m, l);
+    int32_t k = cn_k(l);
+    int cl = m->ctx > 0 && cx && l == 0; /* the conditional first conv: bias and ReLU after the convolution */
+    nf_conv2d_forward_ex(h, hc * P, w, w + m->hidden * hc * k * k, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, cw, !cl);
+    if (cl) nf_ctx_bias_relu(Wc, cx, post, n, m->hidden, P, m->ctx);
 }
 
 /* See nets.h: He-initialised hidden convs (from rng), zero biases; the zero-conv 0 or N(0, init_std²). */
@@ -111,20 +138,15 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x
                         nf_real *cache, nf_real *work) {
     int64_t P = (int64_t)m->H * m->W, hs = n * m->hidden * P;
     const nf_real *h = x, *Wc = Pm + cn_ctx_off(m);
-    int cond = m->ctx > 0 && m->layers > 0 && cx;
     int64_t hc = m->cin;
     for (int32_t l = 0; l < m->layers; l++) {
-        int32_t k = cn_k(l);
-        const nf_real *w = Pm, *b = Pm + m->hidden * hc * k * k;
-        Pm = b + m->hidden;
-        nf_real *post = cache + l * hs;
-        int cl = cond && l == 0; /* the conditional first conv: bias and ReLU after the convolution */
-        nf_conv2d_forward_ex(h, hc * P, w, b, post, m->hidden * P, n, (int32_t)hc, m->hidden, m->H, m->W, k, work, !cl);
-        if (cl) nf_ctx_bias_relu(Wc, cx, post, n, m->hidden, (int64_t)m->H * m->W, m->ctx);
+        nf_real *post = cn_post(m, l, cache, work, n);
+        cn_hidden(m, l, Pm, Wc, h, cx, post, n, work);
+        Pm += m->hidden * (hc * cn_k(l) * cn_k(l) + 1);
         h = post, hc = m->hidden;
     }
     const nf_real *w = Pm, *b = Pm + m->cout * hc * 9, *logs = b + m->cout;
-    nf_real *raw = cache + (int64_t)m->layers * hs;
+    nf_real *raw = cache + (int64_t)(m->layers - cn_recompute0(m)) * hs;
     nf_conv2d_forward(h, hc * P, w, b, raw, m->cout * P, n, (int32_t)hc, m->cout, m->H, m->W, 3, work);
     int32_t co = m->cout;
 #pragma omp parallel for schedule(static) if (n * co * P > 16384)
@@ -144,11 +166,12 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
     off[m->layers] = o;
     nf_real *cw = work, *bufA = work + conv_work(m, n);
     nf_real *bufB = bufA + hs, *draw = bufB + hs;
+    if (cn_recompute0(m)) cn_hidden(m, 0, Pm, Pm + cn_ctx_off(m), x, cx, cn_post(m, 0, NULL, work, n), n, cw); /* as the forward made it */
     /* zero-conv with its exp(3·logs) scale */
     int32_t co = m->cout;
     const nf_real *w = Pm + off[m->layers], *logs = w + co * hc * 9 + co;
     nf_real *dw = dPm + off[m->layers], *db = dw + co * hc * 9, *dlogs = db + co;
-    const nf_real *raw = cache + (int64_t)m->layers * hs;
+    const nf_real *raw = cache + (int64_t)(m->layers - cn_recompute0(m)) * hs;
     for (int32_t c = 0; c < co; c++) {
         double e = exp(3.0 * logs[c]), g = 0;
         for (int64_t i = 0; i < n; i++)
@@ -159,16 +182,16 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
             }
         dlogs[c] += (nf_real)g;
     }
-    const nf_real *h = m->layers ? cache + (int64_t)(m->layers - 1) * hs : x;
+    const nf_real *h = m->layers ? cn_post(m, m->layers - 1, (nf_real *)cache, work, n) : x;
     nf_real *dh = m->layers ? bufA : dx;
     nf_conv2d_backward(h, hc * P, w, draw, co * P, dh, hc * P, dw, db, n, (int32_t)hc, co, m->H, m->W, 3, cw);
     for (int32_t l = m->layers - 1; l >= 0; l--) {
-        const nf_real *post = cache + (int64_t)l * hs; /* the ReLU's output masks dh inside the conv */
+        const nf_real *post = cn_post(m, l, (nf_real *)cache, work, n); /* the ReLU's output masks dh inside the conv */
         int32_t k = cn_k(l);
         int64_t cin = cn_in(m, l);
         const nf_real *wl = Pm + off[l];
         nf_real *dwl = dPm + off[l], *dbl = dwl + m->hidden * cin * k * k;
-        const nf_real *hin = l ? cache + (int64_t)(l - 1) * hs : x;
+        const nf_real *hin = l ? cn_post(m, l - 1, (nf_real *)cache, work, n) : x;
         nf_real *dnext = l ? (dh == bufA ? bufB : bufA) : dx;
         nf_conv2d_backward_ex(hin, cin * P, wl, dh, m->hidden * P, dnext, cin * P, dwl, dbl, n, (int32_t)cin, m->hidden, m->H, m->W, k, cw, post);
         /* dh now holds the gradient of the pre-activation (masked in place by the ReLU) */
