@@ -169,6 +169,9 @@ nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_
  *   ws = [act_even, act_odd, spare (n,D)] [cache] [dz_a, dz_b (n,D)] [logdet, lp, dld (n)] [scratch] */
 static int split_ok(const nf_flow *f, int64_t n);
 static nf_status reserve_parts(nf_flow *f, int64_t n);
+static nf_status create_parts(nf_flow *f);
+static nf_status eval_split(nf_flow *f, int inverse, const nf_real *in, const nf_real *c, int64_t n, nf_real *out,
+                            nf_real *logdet, nf_real *logp);
 
 /* This flow's own workspace for n rows (see above). */
 static nf_status reserve_own(nf_flow *f, int64_t n) {
@@ -370,6 +373,7 @@ static void serial_end(int threads) {
 
 /* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks, with contexts c (NULL: none). */
 nf_status nf_flow_forward_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, int64_t n) {
+    if (split_ok(f, n)) return eval_split(f, 0, x, c, n, z, logdet, NULL);
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = forward_chunked(f, x, c, n, z, logdet, NULL);
     serial_end(t);
@@ -410,6 +414,7 @@ static nf_status inverse_chunked(nf_flow *f, const nf_real *z, const nf_real *c,
 
 /* See nflow.h: x = f⁻¹(z) of n rows with contexts c (NULL: none); logdet (may be NULL) gets −log|det|. */
 nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
+    if (split_ok(f, n)) return eval_split(f, 1, z, c, n, x, logdet, NULL);
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = inverse_chunked(f, z, c, x, logdet, n);
     serial_end(t);
@@ -426,9 +431,13 @@ nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t 
 
 /* See nflow.h: logp[i] = log p(x_i | c_i) in nats. */
 nf_status nf_flow_log_prob_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *logp, int64_t n) {
-    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = forward_chunked(f, x, c, n, NULL, NULL, logp);
-    serial_end(t);
+    nf_status st;
+    if (split_ok(f, n)) st = eval_split(f, 0, x, c, n, NULL, NULL, logp);
+    else {
+        int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+        st = forward_chunked(f, x, c, n, NULL, NULL, logp);
+        serial_end(t);
+    }
     for (int64_t i = 0; i < n && !st; i++) /* a model whose values overflow on this input (e.g. loaded from a file) */
         if (!isfinite(logp[i])) st = nf_fail(NF_ERR_NUMERIC, "log p of sample %lld is %g: the model overflows on it", (long long)i, (double)logp[i]);
     return st;
@@ -534,7 +543,8 @@ nf_status nf_flow_nll_grad(nf_flow *f, const nf_real *x, int64_t n, double *loss
  * A small flow (under PARALLEL_MIN_FLOPS a call) gains nothing from threads inside its layers, but its
  * batch splits: SPLIT_PARTS fixed row ranges, each through its own copy of the flow (same config, the
  * parameters and state copied in before every call; its own workspace and gradient), one thread each,
- * then the parts' gradients are added to the flow's in part order. The split depends only on n, so the
+ * then the parts' gradients are added to the flow's in part order. Evaluation passes (forward, inverse,
+ * log p, sampling's inverse) split the same way, each part writing its own rows of the output. The split depends only on n, so the
  * result is the same for every thread count (on one thread the parts run one after the other). Not for
  * layers whose training forward writes state from the batch (ActNorm's first-batch initialisation, batch
  * norm's statistics: a part would see only its rows) nor for a flow of given layers (no config to copy). */
@@ -554,14 +564,19 @@ static int split_ok(const nf_flow *f, int64_t n) {
 /* The parts of f (created once, in f's backward mode; never split themselves), each with a workspace for
  * its share of n rows: part p takes rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS). */
 static nf_status reserve_parts(nf_flow *f, int64_t n) {
+    nf_status st = create_parts(f);
+    for (int p = 0; p < SPLIT_PARTS && !st; p++) st = reserve_own(f->part[p], n * (p + 1) / SPLIT_PARTS - n * p / SPLIT_PARTS);
+    return st;
+}
+
+/* The parts of f, created (in f's backward mode) if they are not yet; their workspaces as they are. */
+static nf_status create_parts(nf_flow *f) {
     for (int p = 0; p < SPLIT_PARTS; p++) {
         nf_status st = NF_OK;
-        if (!f->part[p]) {
-            if ((st = nf_flow_create(&f->cfg, &f->part[p]))) return st;
-            f->part[p]->splittable = 0;
-            if ((st = nf_flow_set_recompute(f->part[p], f->recompute))) return st;
-        }
-        if ((st = reserve_own(f->part[p], n * (p + 1) / SPLIT_PARTS - n * p / SPLIT_PARTS))) return st;
+        if (f->part[p]) continue;
+        if ((st = nf_flow_create(&f->cfg, &f->part[p]))) return st;
+        f->part[p]->splittable = 0;
+        if ((st = nf_flow_set_recompute(f->part[p], f->recompute))) return st;
     }
     return NF_OK;
 }
@@ -615,6 +630,42 @@ static nf_status nll_grad_split(nf_flow *f, const nf_real *x, const nf_real *c, 
         total += sum[p];
     }
     *loss = total / (double)n;
+    return NF_OK;
+}
+
+/* An evaluation pass of n rows in SPLIT_PARTS parts (split_ok), one thread each: the forward (inverse = 0:
+ * z = out, logdet, logp, any may be NULL) or the inverse (x = out, logdet) of forward_chunked /
+ * inverse_chunked, part p on rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS). Every row goes through the same
+ * layers as unsplit; the split depends only on n, not on the thread count. The first failing part's
+ * status and reason are returned. */
+static nf_status eval_split(nf_flow *f, int inverse, const nf_real *in, const nf_real *c, int64_t n, nf_real *out,
+                            nf_real *logdet, nf_real *logp) {
+    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
+    nf_status st = check_context(f, c);
+    if (!st) st = create_parts(f);
+    if (st) return st;
+    nf_flow *g[SPLIT_PARTS];
+    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p);
+    nf_status pst[SPLIT_PARTS] = {NF_OK};
+    char why[SPLIT_PARTS][512];
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads() < SPLIT_PARTS ? omp_get_max_threads() : SPLIT_PARTS;
+#endif
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int p = 0; p < SPLIT_PARTS; p++) {
+#ifdef _OPENMP
+        omp_set_num_threads(1); /* this thread's layers: one thread (a small flow) */
+#endif
+        int64_t lo = n * p / SPLIT_PARTS, m = n * (p + 1) / SPLIT_PARTS - lo;
+        const nf_real *ci = c ? c + lo * K : NULL;
+        nf_real *o = out ? out + lo * D : NULL, *ld = logdet ? logdet + lo : NULL;
+        pst[p] = inverse ? inverse_chunked(g[p], in + lo * D, ci, o, ld, m) : forward_chunked(g[p], in + lo * D, ci, m, o, ld, logp ? logp + lo : NULL);
+        why[p][0] = 0;
+        if (pst[p]) snprintf(why[p], sizeof why[p], "%s", nf_last_error()); /* the reason is per thread */
+    }
+    for (int p = 0; p < SPLIT_PARTS; p++)
+        if (pst[p]) return nf_fail(pst[p], "%s", why[p]);
     return NF_OK;
 }
 
