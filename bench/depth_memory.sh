@@ -10,6 +10,6 @@ printf '| K | backward | train samples/s | peak RSS MiB (train) |\n|---:|---|---
 for K in 8 16 32; do
     for MODE in store recompute; do
         "$NFLOW" bench glow-small --depth "$K" --backward "$MODE" --threads "$THREADS" --seconds "$SECS" |
-            awk -v k="$K" -v m="$MODE" 'NR == 2 { printf "| %d | %s | %.1f | %.0f |\n", k, m, $3, $8 }'
+            awk -v k="$K" -v m="$MODE" '$1 == "glow-small" { printf "| %d | %s | %.1f | %.0f |\n", k, m, $3, $8 }'
     done
 done
