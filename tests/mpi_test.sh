@@ -69,6 +69,11 @@ same_losses() {
 # --- the library is MPI-free
 if ldd "$LIB" | grep -q 'libmpi'; then bad "$LIB links MPI"; else ok; fi
 
+# --- a table on standard input reaches rank 0 only: refused (every rank says why), not half-read
+printf 'a,b\n1,2\n3,4\n5,6\n7,8\n' >"$T/tiny.csv"
+mpi 2 train --model maf --data - --steps 2 --batch 2 --out "$T/stdin.ckpt" <"$T/tiny.csv" >/dev/null 2>"$T/err" && bad "--data - under 2 processes ran" ||
+    { grep -q "standard input reaches only the first of the 2 processes" "$T/err" && [ ! -e "$T/stdin.ckpt" ] && ok || bad "--data - under 2 processes: $(cat "$T/err")"; }
+
 # --- vectors: realnvp with batch norm and ActNorm, batch 16, 10 steps; lr 1e-3
 K=10
 V=(train --model realnvp --data moons --train-size 256 --test-size 32 --depth 2 --hidden 8 --batchnorm 1 --actnorm 1 --batch 16

@@ -55,6 +55,8 @@ int cmd_train(int argc, char **argv) {
         nf_set_threads(t > 0 ? t : 1);
     }
     need(o.data, "data"), need(o.out, "out");
+    if (procs > 1 && strcmp(o.data, "-") == 0) /* the launcher hands standard input to the first process only */
+        die("option --data -: standard input reaches only the first of the %d processes; give the table as a file", procs);
     if (!o.resume) need(o.model, "model");
     int model = -1;
     if (o.model && (model = nf_model_from_name(o.model)) < 0) die("option --model: unknown model '%s' (one of: nice, realnvp, glow, nsf, maf, iaf)", o.model);

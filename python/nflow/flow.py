@@ -265,6 +265,24 @@ class Flow:
     def num_params(self):
         return int(lib.nf_flow_num_params(self._handle()))
 
+    @property
+    def columns(self):
+        """The names of the modelled table's columns (a list of str, context columns included, in the
+        training file's order), or None; saved in checkpoints (`nflow train` on a CSV with a header sets
+        them). Set a list of dim + context_dim names, or None."""
+        names = lib.nf_flow_columns(self._handle())
+        return None if names is None else names.decode("utf-8", "replace").split(",")
+
+    @columns.setter
+    def columns(self, names):
+        if names is None:
+            check(lib.nf_flow_set_columns(self._handle(), None))
+            return
+        names = [str(n) for n in names]
+        if any("," in n for n in names):
+            raise invalid("column names may not contain ','")
+        check(lib.nf_flow_set_columns(self._handle(), ",".join(names).encode("utf-8")))
+
     def __repr__(self):
         if not self._ptr.value:
             return "Flow(closed)"

@@ -591,82 +591,101 @@ static nf_flow *part_sync(nf_flow *f, int p) {
     return g;
 }
 
+/* What part p does with its rows [lo, lo + m) of a split pass; arg: the pass's arguments. */
+typedef nf_status (*part_fn)(nf_flow *g, int p, int64_t lo, int64_t m, void *arg);
+
+/* fn on every part of f (synchronised by part_sync), part p on rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS),
+ * one thread each and each part's layers on one thread. The first failing part's status and reason are
+ * returned. */
+static nf_status run_parts(nf_flow *f, int64_t n, part_fn fn, void *arg) {
+    nf_flow *g[SPLIT_PARTS];
+    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p);
+    nf_status pst[SPLIT_PARTS] = {NF_OK};
+    char why[SPLIT_PARTS][512];
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads() < SPLIT_PARTS ? omp_get_max_threads() : SPLIT_PARTS;
+#endif
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int p = 0; p < SPLIT_PARTS; p++) {
+#ifdef _OPENMP
+        omp_set_num_threads(1); /* this thread's layers: one thread (a small flow) */
+#endif
+        int64_t lo = n * p / SPLIT_PARTS;
+        pst[p] = fn(g[p], p, lo, n * (p + 1) / SPLIT_PARTS - lo, arg);
+        why[p][0] = 0;
+        if (pst[p]) snprintf(why[p], sizeof why[p], "%s", nf_last_error()); /* the reason is per thread */
+    }
+    for (int p = 0; p < SPLIT_PARTS; p++)
+        if (pst[p]) return nf_fail(pst[p], "%s", why[p]);
+    return NF_OK;
+}
+
+/* A split training pass: the batch (x, c, n rows, D and K values per row), each part's NLL sum, dx and dc
+ * (may be NULL). */
+typedef struct {
+    const nf_real *x, *c;
+    int64_t n;
+    int32_t D, K;
+    double sum[SPLIT_PARTS];
+    nf_real *dx, *dc;
+} grad_pass;
+
+/* part_fn of a training pass: nll_grad of the part's rows (see grad_pass). */
+static nf_status grad_part(nf_flow *g, int p, int64_t lo, int64_t m, void *arg) {
+    grad_pass *a = arg;
+    return nll_grad(g, a->x + lo * a->D, a->c ? a->c + lo * a->K : NULL, m, a->n, NULL, &a->sum[p], a->dx ? a->dx + lo * a->D : NULL,
+                    a->dc ? a->dc + lo * a->K : NULL);
+}
+
 /* nll_grad of n rows in SPLIT_PARTS parts (split_ok): *loss the mean NLL, f's gradient += the sum of the
  * parts' (in part order), dx and dc (may be NULL) as nll_grad's. The first failing part's status and
  * reason are returned. */
 static nf_status nll_grad_split(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, double *loss, nf_real *dx,
                                 nf_real *dc) {
-    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
-    nf_flow *g[SPLIT_PARTS];
     nf_status st = check_context(f, c);
     if (!st) st = nf_flow_reserve(f, n); /* nothing to do when the trainer reserved the batch */
+    grad_pass a = {x, c, n, f->cfg.dim, f->cfg.context_dim, {0}, dx, dc};
+    if (!st) st = run_parts(f, n, grad_part, &a);
     if (st) return st;
-    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p);
-    double sum[SPLIT_PARTS] = {0};
-    nf_status pst[SPLIT_PARTS] = {NF_OK};
-    char why[SPLIT_PARTS][512];
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads() < SPLIT_PARTS ? omp_get_max_threads() : SPLIT_PARTS;
-#endif
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int p = 0; p < SPLIT_PARTS; p++) {
-#ifdef _OPENMP
-        omp_set_num_threads(1); /* this thread's layers: one thread (a small flow) */
-#endif
-        int64_t lo = n * p / SPLIT_PARTS, hi = n * (p + 1) / SPLIT_PARTS;
-        pst[p] = nll_grad(g[p], x + lo * D, c ? c + lo * K : NULL, hi - lo, n, NULL, &sum[p], dx ? dx + lo * D : NULL,
-                          dc ? dc + lo * K : NULL);
-        why[p][0] = 0;
-        if (pst[p]) snprintf(why[p], sizeof why[p], "%s", nf_last_error()); /* the reason is per thread */
-    }
-    for (int p = 0; p < SPLIT_PARTS; p++)
-        if (pst[p]) return nf_fail(pst[p], "%s", why[p]);
     nf_real *gr = f->reg.grads;
     double total = 0;
     for (int p = 0; p < SPLIT_PARTS; p++) {
-        const nf_real *gp = g[p]->reg.grads;
+        const nf_real *gp = f->part[p]->reg.grads;
         for (int64_t i = 0; i < f->reg.nparams; i++) gr[i] += gp[i];
-        total += sum[p];
+        total += a.sum[p];
     }
     *loss = total / (double)n;
     return NF_OK;
 }
 
-/* An evaluation pass of n rows in SPLIT_PARTS parts (split_ok), one thread each: the forward (inverse = 0:
- * z = out, logdet, logp, any may be NULL) or the inverse (x = out, logdet) of forward_chunked /
- * inverse_chunked, part p on rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS). Every row goes through the same
- * layers as unsplit; the split depends only on n, not on the thread count. The first failing part's
- * status and reason are returned. */
+/* A split evaluation pass: forward (inverse = 0: z = out, logdet, logp, any may be NULL) or inverse
+ * (x = out, logdet) of the rows in (contexts c, D and K values per row). */
+typedef struct {
+    int inverse;
+    const nf_real *in, *c;
+    nf_real *out, *logdet, *logp;
+    int32_t D, K;
+} eval_pass;
+
+/* part_fn of an evaluation pass: forward_chunked or inverse_chunked of the part's rows (see eval_pass). */
+static nf_status eval_part(nf_flow *g, int p, int64_t lo, int64_t m, void *arg) {
+    NF_UNUSED(p);
+    const eval_pass *a = arg;
+    const nf_real *in = a->in + lo * a->D, *ci = a->c ? a->c + lo * a->K : NULL;
+    nf_real *o = a->out ? a->out + lo * a->D : NULL, *ld = a->logdet ? a->logdet + lo : NULL;
+    return a->inverse ? inverse_chunked(g, in, ci, o, ld, m) : forward_chunked(g, in, ci, m, o, ld, a->logp ? a->logp + lo : NULL);
+}
+
+/* An evaluation pass of n rows in SPLIT_PARTS parts (split_ok), as forward_chunked (inverse = 0: z = out,
+ * logdet, logp, any may be NULL) or inverse_chunked (x = out, logdet) would make it: every row goes through
+ * the same layers as unsplit; the split depends only on n, not on the thread count. */
 static nf_status eval_split(nf_flow *f, int inverse, const nf_real *in, const nf_real *c, int64_t n, nf_real *out,
                             nf_real *logdet, nf_real *logp) {
-    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
     nf_status st = check_context(f, c);
     if (!st) st = create_parts(f);
-    if (st) return st;
-    nf_flow *g[SPLIT_PARTS];
-    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p);
-    nf_status pst[SPLIT_PARTS] = {NF_OK};
-    char why[SPLIT_PARTS][512];
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads() < SPLIT_PARTS ? omp_get_max_threads() : SPLIT_PARTS;
-#endif
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int p = 0; p < SPLIT_PARTS; p++) {
-#ifdef _OPENMP
-        omp_set_num_threads(1); /* this thread's layers: one thread (a small flow) */
-#endif
-        int64_t lo = n * p / SPLIT_PARTS, m = n * (p + 1) / SPLIT_PARTS - lo;
-        const nf_real *ci = c ? c + lo * K : NULL;
-        nf_real *o = out ? out + lo * D : NULL, *ld = logdet ? logdet + lo : NULL;
-        pst[p] = inverse ? inverse_chunked(g[p], in + lo * D, ci, o, ld, m) : forward_chunked(g[p], in + lo * D, ci, m, o, ld, logp ? logp + lo : NULL);
-        why[p][0] = 0;
-        if (pst[p]) snprintf(why[p], sizeof why[p], "%s", nf_last_error()); /* the reason is per thread */
-    }
-    for (int p = 0; p < SPLIT_PARTS; p++)
-        if (pst[p]) return nf_fail(pst[p], "%s", why[p]);
-    return NF_OK;
+    eval_pass a = {inverse, in, c, out, logdet, logp, f->cfg.dim, f->cfg.context_dim};
+    return st ? st : run_parts(f, n, eval_part, &a);
 }
 
 /* See nflow.h: nll_grad with contexts on one thread for small flows (in parts, one per thread, when

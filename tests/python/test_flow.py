@@ -141,6 +141,27 @@ def test_save_load_same_numbers(tmp_path):
     np.testing.assert_array_equal(g.sample(50, seed=9), f.sample(50, seed=9))
 
 
+def test_column_names(tmp_path, cli):
+    f = nflow.Flow("maf", dim=2, depth=2, hidden=8)
+    assert f.columns is None
+    f.columns = ["age", "income"]
+    assert f.columns == ["age", "income"]
+    with pytest.raises(nflow.InvalidArgumentError):
+        f.columns = ["age"]  # two columns
+    with pytest.raises(nflow.InvalidArgumentError):
+        f.columns = ["a,b", "c"]
+    f.save(tmp_path / "c.ckpt")
+    assert nflow.Flow.load(tmp_path / "c.ckpt").columns == ["age", "income"]
+    f.columns = None
+    assert f.columns is None
+    # the CLI keeps a CSV's header
+    csv = tmp_path / "named.csv"
+    np.savetxt(csv, moons(300, 5), delimiter=",", header="u,v", comments="")
+    subprocess.run([cli, "train", "--model", "maf", "--data", str(csv), "--steps", "5", "--batch", "32", "--quiet",
+                    "--out", str(tmp_path / "n.ckpt")], check=True, capture_output=True)
+    assert nflow.Flow.load(tmp_path / "n.ckpt").columns == ["u", "v"]
+
+
 def test_pickle_and_deepcopy():
     import copy
     import pickle
