@@ -581,25 +581,26 @@ static nf_status create_parts(nf_flow *f) {
     return NF_OK;
 }
 
-/* Part p of f (reserve_parts) with f's parameters, state and training flag, its gradient zero. */
-static nf_flow *part_sync(nf_flow *f, int p) {
+/* Part p of f (reserve_parts) with f's parameters, state and training flag; its gradient zeroed when
+ * grad (a training pass: evaluation passes never touch it). */
+static nf_flow *part_sync(nf_flow *f, int p, int grad) {
     nf_flow *g = f->part[p];
     memcpy(g->reg.params, f->reg.params, sizeof(nf_real) * (size_t)f->reg.nparams);
     memcpy(g->reg.buffers, f->reg.buffers, sizeof(nf_real) * (size_t)f->reg.nbuffers);
     g->training = f->training;
-    nf_flow_zero_grad(g);
+    if (grad) nf_flow_zero_grad(g);
     return g;
 }
 
 /* What part p does with its rows [lo, lo + m) of a split pass; arg: the pass's arguments. */
 typedef nf_status (*part_fn)(nf_flow *g, int p, int64_t lo, int64_t m, void *arg);
 
-/* fn on every part of f (synchronised by part_sync), part p on rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS),
+/* fn on every part of f (synchronised by part_sync; grad: a training pass), part p on rows [n·p/SPLIT_PARTS, n·(p + 1)/SPLIT_PARTS),
  * one thread each and each part's layers on one thread. The first failing part's status and reason are
  * returned. */
-static nf_status run_parts(nf_flow *f, int64_t n, part_fn fn, void *arg) {
+static nf_status run_parts(nf_flow *f, int64_t n, int grad, part_fn fn, void *arg) {
     nf_flow *g[SPLIT_PARTS];
-    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p);
+    for (int p = 0; p < SPLIT_PARTS; p++) g[p] = part_sync(f, p, grad);
     nf_status pst[SPLIT_PARTS] = {NF_OK};
     char why[SPLIT_PARTS][512];
     int threads = 1;
@@ -646,7 +647,7 @@ static nf_status nll_grad_split(nf_flow *f, const nf_real *x, const nf_real *c, 
     nf_status st = check_context(f, c);
     if (!st) st = nf_flow_reserve(f, n); /* nothing to do when the trainer reserved the batch */
     grad_pass a = {x, c, n, f->cfg.dim, f->cfg.context_dim, {0}, dx, dc};
-    if (!st) st = run_parts(f, n, grad_part, &a);
+    if (!st) st = run_parts(f, n, 1, grad_part, &a);
     if (st) return st;
     nf_real *gr = f->reg.grads;
     double total = 0;
@@ -685,7 +686,7 @@ static nf_status eval_split(nf_flow *f, int inverse, const nf_real *in, const nf
     nf_status st = check_context(f, c);
     if (!st) st = create_parts(f);
     eval_pass a = {inverse, in, c, out, logdet, logp, f->cfg.dim, f->cfg.context_dim};
-    return st ? st : run_parts(f, n, eval_part, &a);
+    return st ? st : run_parts(f, n, 0, eval_part, &a);
 }
 
 /* See nflow.h: nll_grad with contexts on one thread for small flows (in parts, one per thread, when
