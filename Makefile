@@ -1,6 +1,8 @@
 # Convenience wrapper around CMake. `make` builds into build/, `make test` builds and runs every test,
 # `make demo` runs the built-in demo, `make demo-images` the Fashion-MNIST one (Glow, ~12 min),
-# `make bench` the benchmark workloads, `make install PREFIX=/usr/local` installs.
+# `make bench` the benchmark workloads, `make install PREFIX=/usr/local` installs under PREFIX (default
+# /usr/local) every time: build/ is reconfigured for it when it was configured with another prefix (CMake
+# derives the library and Python folders from the prefix); DESTDIR=/staging is honoured as usual.
 BUILD ?= build
 PREFIX ?= /usr/local
 NFLOW_CMAKE_FLAGS ?=
@@ -10,7 +12,7 @@ all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j$$(nproc)
 
 $(BUILD)/Makefile: CMakeLists.txt
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(NFLOW_CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX)) $(NFLOW_CMAKE_FLAGS)
 
 deps:
 	bash scripts/install-deps.sh
@@ -27,7 +29,11 @@ demo-images: all
 bench: all
 	./$(BUILD)/nflow bench all --json bench.json
 
-install: all
+install: $(BUILD)/Makefile
+	@[ "$$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' $(BUILD)/CMakeCache.txt)" = "$(abspath $(PREFIX))" ] || \
+	  { echo "cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX))"; \
+	    cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX)); }
+	cmake --build $(BUILD) -j$$(nproc)
 	cmake --install $(BUILD)
 
 clean:

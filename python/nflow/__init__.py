@@ -1,4 +1,4 @@
-"""nflow — normalizing flows (NICE, RealNVP, Glow) from Python, over the C library libnflow.so.
+"""nflow — normalizing flows (NICE, RealNVP, Glow, NSF, MAF, IAF) from Python, over the C library libnflow.so.
 
     import numpy as np, nflow
     x = np.random.default_rng(0).standard_normal((5000, 2)).astype(np.float32) * [1, 3]

@@ -1,4 +1,4 @@
-"""nflow.Flow: one normalizing flow of libnflow (NICE, RealNVP, Glow) over NumPy arrays.
+"""nflow.Flow: one normalizing flow of libnflow (NICE, RealNVP, Glow, NSF, MAF, IAF) over NumPy arrays.
 
 The binding owns no algorithm: every number is computed by the C library. Arrays go in and out as
 float32 (the library's nf_real); a float32 C-contiguous array is passed by address without a copy,
@@ -149,7 +149,7 @@ class Flow:
             return
         m = lib.nf_model_from_name(str(model).encode())
         if m < 0:
-            raise invalid("unknown model '%s' (one of: nice, realnvp, glow)" % model)
+            raise invalid("unknown model '%s' (one of: nice, realnvp, glow, nsf, maf, iaf)" % model)
         cfg = _Config()
         if shape is not None:
             if dim is not None:
@@ -388,8 +388,9 @@ class Flow:
         return (z, ld) if return_logdet else z
 
     def decode(self, z, return_logdet=False):
-        """x = f⁻¹(z) of latents z (N, D): rows (N, D), or images (N, C, H, W) in [-0.5, 0.5) for an image
-        model; with return_logdet, also log|det ∂x/∂z| per row."""
+        """x = f⁻¹(z) of latents z (N, D): rows (N, D), or images (N, C, H, W) for an image model, in the
+        data space (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1): [-0.5, 0.5); the
+        flow does not bound its output to that range); with return_logdet, also log|det ∂x/∂z| per row."""
         z = np.asarray(z)
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise invalid("z: array of shape %s, the model's latents are (N, %d)" % (z.shape, self.dim))
@@ -421,7 +422,9 @@ class Flow:
 
     def sample(self, n, temperature=1.0, seed=None, context=None, labels=None):
         """n samples x = G(z), z from the prior scaled by temperature; the same seed gives the same
-        samples (seed None: a fresh random seed). Rows (n, D) or images (n, C, H, W) in [-0.5, 0.5).
+        samples (seed None: a fresh random seed). Rows (n, D) or images (n, C, H, W) in the data space
+        (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1)): samples are not bounded to
+        [-0.5, 0.5); np.clip(np.floor((x + 0.5) * 256), 0, 255) gives 8-bit pixels, as the CLI's PNGs.
         A conditional flow: sample i from p(x | context[i]) (context (n, K)) or of class labels[i]."""
         n = int(n)
         if n < 0:

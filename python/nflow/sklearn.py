@@ -61,7 +61,7 @@ class FlowDensity(DensityMixin, BaseEstimator):
     """Density estimation with a normalizing flow of libnflow.
 
     Parameters (None: the model's default, as `nflow train` has it):
-      model: "nice", "realnvp" or "glow".
+      model: "nice", "realnvp", "glow", "nsf", "maf" or "iaf".
       depth, hidden, mlp_layers, activation, scale, partition, perm, prior, coupling, lu, batchnorm,
       actnorm, init_std: the architecture (see `nflow train --help`).
       standardize: per-column standardisation layer from the training data (default True: nflow
