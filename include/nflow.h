@@ -1,4 +1,4 @@
-/* nflow.h — normalizing flows in C11 (NICE, RealNVP, Glow).
+/* nflow.h — normalizing flows in C11 (NICE, RealNVP, Glow, NSF, MAF, IAF).
  *
  * Overview
  * --------
@@ -399,7 +399,9 @@ int64_t nf_trainer_steps(const nf_trainer *t);
 nf_status nf_trainer_save(nf_trainer *t, const char *path);
 /* Continue exactly where nf_trainer_save left off: t must be a fresh trainer for the flow loaded from
  * the same file (nf_flow_load) and the same data and options. N steps, save, resume, M steps gives
- * bit-for-bit the parameters of N + M uninterrupted steps. */
+ * bit-for-bit the parameters of N + M uninterrupted steps. The checkpoint holds the row count and a
+ * fingerprint of the training rows (and contexts, or pixels and labels): other data is refused with
+ * NF_ERR_INVALID (files saved before the fingerprint existed are checked by their row count only). */
 nf_status nf_trainer_resume(nf_trainer *t, const char *path);
 /* The same two with the caller's own state in the checkpoint: meta (NULL or "": none) is a list of
  * JSON members `"key":value,…` (numbers, or strings without quotes inside) saved beside the trainer's;

@@ -169,7 +169,7 @@ expect_error "3 columns, the model .* expects 2" "$NFLOW" encode --model "$T/m.c
 expect_error "plot needs a 2-D model" "$NFLOW" plot --model "$T/g.ckpt" --out "$T/no.png"
 expect_error "temperature" "$NFLOW" sample --model "$T/m.ckpt" --temperature -1
 expect_error "unknown command 'fly'" "$NFLOW" fly
-expect_error "cannot open for writing" "$NFLOW" sample --model "$T/m.ckpt" --out /nonexistent-dir/s.csv
+expect_error "the folder /nonexistent-dir does not exist" "$NFLOW" sample --model "$T/m.ckpt" --out /nonexistent-dir/s.csv
 printf 'not an idx file at all' >"$T/bad-idx3-ubyte"
 expect_error "bad-idx3-ubyte: not an IDX file" "$NFLOW" train --model glow --data "$T/bad-idx3-ubyte" --out "$T/x.ckpt"
 expect_error "images have 784 values, the model expects 2" "$NFLOW" eval --model "$T/m.ckpt" --data fashion-mnist
@@ -222,5 +222,43 @@ else
     expect_error "NFLOW_GEMM=onednn: this build has no oneDNN" env NFLOW_GEMM=onednn "$NFLOW" --version
 fi
 expect_error "NFLOW_GEMM=mkl: not one of" env NFLOW_GEMM=mkl "$NFLOW" --version
+
+# --- outputs that cannot be written whole, or would destroy an input: refused before any work, inputs intact
+cp "$T/named.csv" "$T/keep.csv"
+expect_error "writing .*keep.csv would overwrite the file --data reads" "$NFLOW" train --model maf --data "$T/keep.csv" --out "$T/keep.csv" --steps 2
+expect_error "writing .*keep.csv would overwrite the file --data reads" "$NFLOW" train --model maf --data "$T/keep.csv" --test-out "$T/keep.csv" --out "$T/x.ckpt" --steps 2
+expect_error "writing .*keep.csv would overwrite the file --data reads" "$NFLOW" eval --model "$T/named.ckpt" --data "$T/keep.csv" --out "$T/keep.csv"
+expect_error "writing .*named.ckpt would overwrite the file --model reads" "$NFLOW" sample --model "$T/named.ckpt" --out "$T/named.ckpt"
+expect_error "writing .*keep.csv would overwrite the file --in reads" "$NFLOW" encode --model "$T/named.ckpt" --in "$T/keep.csv" --out "$T/keep.csv"
+expect_error "options --out and --log: both write" "$NFLOW" train --model maf --data "$T/keep.csv" --out "$T/y.ckpt" --log "$T/y.ckpt" --steps 2
+cmp -s "$T/named.csv" "$T/keep.csv" && cmp -s "$T/named.ckpt" "$T/named.ckpt" && [ ! -e "$T/y.ckpt" ] && ok || bad "a refused command changed its input"
+mkdir -p "$T/adir.ckpt"
+expect_error "adir.ckpt is a folder; give a file name" "$NFLOW" train --model maf --data "$T/keep.csv" --out "$T/adir.ckpt" --steps 2
+expect_error "adir.ckpt: is a folder, not a file" "$NFLOW" eval --model "$T/adir.ckpt" --data moons
+expect_error "adir.ckpt: is a folder, not a CSV file" "$NFLOW" encode --model "$T/named.ckpt" --in "$T/adir.ckpt"
+[ -z "$(ls "$T/adir.ckpt")" ] && ok || bad "a refused --out folder got files"
+# --- tables: malformed cells and lists, a column with one value, non-finite decodes
+printf 'a,b
+1,2
+0x10,3
+' >"$T/hex.csv"
+expect_error "hex.csv:3: field 1: '0x10' is not a number" "$NFLOW" eval --model "$T/named.ckpt" --data "$T/hex.csv"
+printf 'a,b
+' >"$T/header-only.csv"
+expect_error "header-only.csv: no data rows \\(only a header line\\)" "$NFLOW" eval --model "$T/named.ckpt" --data "$T/header-only.csv"
+awk -F, 'NR == 1 { print "a,b,c"; next } { print $1 "," $2 ",7" }' "$T/named.csv" >"$T/const.csv"
+expect_error "const.csv: column 3 \\(c\\) has the value 7 in every training row" "$NFLOW" train --model maf --data "$T/const.csv" --out "$T/x.ckpt" --steps 2
+expect_error "'a,a' names column 1 twice" "$NFLOW" train --model maf --data "$T/const.csv" --context-cols a,a --out "$T/x.ckpt" --steps 2
+expect_error "'a,,b' has an empty entry" "$NFLOW" train --model maf --data "$T/const.csv" --context-cols a,,b --out "$T/x.ckpt" --steps 2
+printf 'z1,z2\n1e38,-1e38\n' >"$T/far.csv"
+expect_error "far.csv: data row 1 decodes to a non-finite value" "$NFLOW" decode --model "$T/m.ckpt" --in "$T/far.csv" --out "$T/far-x.csv"
+[ ! -e "$T/far-x.csv" ] && ok || bad "decode wrote rows of a non-finite decode"
+# a file without a header: its columns are x1, x2, … for --context-cols too
+tail -n +2 "$T/const.csv" | awk -F, '{ print $1 "," $2 "," $1 * 0.5 }' >"$T/nohead.csv"
+"$NFLOW" train --model maf --data "$T/nohead.csv" --context-cols x3 --steps 5 --batch 16 --out "$T/nh.ckpt" --quiet >/dev/null 2>"$T/err" && ok || \
+    bad "--context-cols x3 on a file without a header: $(cat "$T/err")"
+# --- resume: only on the data the run started with; a damaged or foreign MODEL.ckpt.best is refused before it can replace --out
+"$NFLOW" train --model realnvp --data moons --steps 20 --batch 64 --train-size 1000 --out "$T/rs.ckpt" --quiet >/dev/null 2>&1
+expect_error "rs.ckpt: saved while training on other data" "$NFLOW" train --resume "$T/rs.ckpt" --data 8gaussians --steps 30 --batch 64 --train-size 1000 --out "$T/rs.ckpt"
 
 finish

@@ -38,6 +38,7 @@ awk -v a="$rep" -v b="$bval" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1
 if [ -s "$T/k.ckpt" ]; then
     "$NFLOW" train "${A[@]}" --patience 0 --steps 100000000 --time-limit 0.003 --resume "$T/k.ckpt" --out "$T/k2.ckpt" >"$T/k.out" 2>&1 && \
         grep -q "validation NLL" "$T/k.out" && ok || bad "resume of a killed run: $(cat "$T/k.out")"
+    cp "$T/k.ckpt.best" "$T/k.best.keep" 2>/dev/null
     rm -f "$T/k.ckpt.best"
     "$NFLOW" train "${A[@]}" --patience 0 --steps 100000000 --time-limit 0.003 --resume "$T/k.ckpt" --out "$T/k3.ckpt" >"$T/out" 2>"$T/err"
     rc=$?
@@ -46,7 +47,17 @@ if [ -s "$T/k.ckpt" ]; then
     st=$(echo "$hdr" | grep -ao '"steps":[0-9]*' | head -1 | cut -d: -f2)
     if [ -z "$bs" ] || [ -z "$st" ]; then bad "the checkpoint holds no validation state: $(echo "$hdr" | grep -ao '"trainer":.\{0,300\}')"
     elif [ "$bs" = 0 ] || [ "$bs" = "$st" ]; then [ $rc -eq 0 ] && ok || bad "resume needing no .best file: exit $rc, $(cat "$T/err")"
-    else [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "k.ckpt.best" "$T/err" && ok || bad "resume without the .best file: exit $rc, $(cat "$T/err")"; fi
+    else
+        [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "k.ckpt.best" "$T/err" && ok || bad "resume without the .best file: exit $rc, $(cat "$T/err")"
+        # a truncated .best, or another model's checkpoint in its place: refused before training, naming it; --out not written
+        "$NFLOW" train "${A[@]}" --hidden 8 --steps 20 --out "$T/f.ckpt" >/dev/null 2>&1
+        for bad_best in truncated foreign; do
+            if [ $bad_best = truncated ]; then head -c 2000 "$T/k.best.keep" >"$T/k.ckpt.best"; else cp "$T/f.ckpt" "$T/k.ckpt.best"; fi
+            "$NFLOW" train "${A[@]}" --patience 0 --steps 100000000 --time-limit 0.003 --resume "$T/k.ckpt" --out "$T/k4.ckpt" >"$T/out" 2>"$T/err"
+            [ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "k.ckpt.best" "$T/err" && [ ! -e "$T/k4.ckpt" ] && ok || \
+                bad "resume with a $bad_best .best file: $(cat "$T/err")"
+        done
+    fi
 else bad "the killed run left no checkpoint"; fi
 # no validation split: the options that need one are refused, in one line
 for o in "--patience 3" "--eval-every 5"; do

@@ -233,7 +233,7 @@ int nflow_bench(int argc, char **argv, void (*die)(const char *, ...)) {
             which = a;
         }
     }
-    if (!which) die("missing WORKLOAD (glow-small, realnvp-small, nice-mnist, realnvp-moons or all)");
+    if (!which) die("missing WORKLOAD (glow-small, realnvp-small, nice-mnist, realnvp-moons, nsf-moons, maf-moons, iaf-moons or all)");
     int known = !strcmp(which, "all");
     for (int k = 0; workloads[k]; k++) known |= !strcmp(which, workloads[k]);
     if (!known) die("unknown workload '%s' (one of: glow-small, realnvp-small, nice-mnist, realnvp-moons, nsf-moons, all; also maf-moons, iaf-moons)", which);

@@ -162,13 +162,20 @@ uint64_t context_mask(const char *path, const char *names, const char *list, int
     uint64_t mask = 0;
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", list);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = 0;
         while (*tok == ' ') tok++;
         size_t len = strlen(tok);
         while (len && tok[len - 1] == ' ') tok[--len] = 0;
+        if (!len) die("option --context-cols: '%s' has an empty entry", list);
         int col = -1; /* 0-based */
         char *end;
         long v = strtol(tok, &end, 10);
+        if (!names && tok[0] == 'x' && tok[1] >= '1' && tok[1] <= '9') { /* a file without a header: its columns are x1, x2, … */
+            v = strtol(tok + 1, &end, 10);
+            if (*end) die("option --context-cols: '%s' is not a column of %s (it has no header: its columns are x1..x%d or 1..%d)", tok, path, (int)ncols, (int)ncols);
+        }
         if (*tok && !*end) {
             if (v < 1 || v > ncols) die("option --context-cols: column %ld: %s has columns 1..%d", v, path, (int)ncols);
             col = (int)v - 1;
@@ -184,9 +191,12 @@ uint64_t context_mask(const char *path, const char *names, const char *list, int
                 if (!*e) break;
                 h = e + 1;
             }
-            if (col < 0 || col >= ncols) die("option --context-cols: '%s' is not a column name of the header of %s", tok, path);
+            if (col < 0 || col >= ncols)
+                die(names ? "option --context-cols: '%s' is not a column name of the header of %s"
+                          : "option --context-cols: '%s' is not a column of %s (it has no header: its columns are x1, x2, … or 1, 2, …)", tok, path);
         }
         if (col >= 64) die("option --context-cols: column %d: the context columns must be among the first 64", col + 1);
+        if (mask & (1ull << col)) die("option --context-cols: '%s' names column %d twice", list, col + 1);
         mask |= 1ull << col;
     }
     if (!mask) die("option --context-cols: '%s' names no column", list);
@@ -207,23 +217,40 @@ static int field_at(const char *s, int32_t k, const char **a, const char **z) {
     return 1;
 }
 
-void check_column_order(const nf_flow *f, const nf_dataset *d, const char *path) {
-    const char *mine = nf_flow_columns(f);
-    if (!mine || !d->names || strcmp(mine, d->names) == 0) return;
-    int32_t n = nf_flow_dim(f) + nf_flow_config(f)->context_dim;
-    if (d->dim != n) return; /* another layout: the column counts are checked where the rows are used */
-    /* the same names in another order? (a file with other names is taken as it is, column by column) */
+/* 1 if the n comma-separated names of `given` are all among the n of `expected` (another order of the
+ * same columns); a list with other names is taken as it is, column by column. */
+static int same_names(const char *given, const char *expected, int32_t n) {
     for (int32_t j = 0; j < n; j++) {
         const char *a = NULL, *z = NULL;
-        if (!field_at(d->names, j, &a, &z)) return;
+        if (!field_at(given, j, &a, &z)) return 0;
         int found = 0;
         for (int32_t k = 0; k < n && !found; k++) {
             const char *b = NULL, *y = NULL;
-            found = field_at(mine, k, &b, &y) && y - b == z - a && strncmp(a, b, (size_t)(z - a)) == 0;
+            found = field_at(expected, k, &b, &y) && y - b == z - a && strncmp(a, b, (size_t)(z - a)) == 0;
         }
-        if (!found) return;
+        if (!found) return 0;
     }
-    die("%s: its header names the model's columns in another order (%s; the model was trained on %s)", path, d->names, mine);
+    return 1;
+}
+
+void check_column_order(const nf_flow *f, const nf_dataset *d, const char *path) {
+    const char *mine = nf_flow_columns(f);
+    if (!mine || !d->names) return;
+    const nf_config *c = nf_flow_config(f);
+    int32_t n = nf_flow_dim(f) + c->context_dim;
+    if (d->dim == n) { /* whole rows of the training layout */
+        if (strcmp(mine, d->names) != 0 && same_names(d->names, mine, n))
+            die("%s: its header names the model's columns in another order (%s; the model was trained on %s)", path, d->names, mine);
+    } else if (c->context_dim > 0 && c->context_cols && d->dim == c->context_dim) { /* the context columns alone */
+        char ctx[4096] = "";
+        for (int32_t j = 0; j < n && j < 64; j++) {
+            const char *a = NULL, *z = NULL;
+            if (((c->context_cols >> j) & 1u) && field_at(mine, j, &a, &z))
+                snprintf(ctx + strlen(ctx), sizeof ctx - strlen(ctx), "%s%.*s", ctx[0] ? "," : "", (int)(z - a), a);
+        }
+        if (strcmp(ctx, d->names) != 0 && same_names(d->names, ctx, d->dim))
+            die("%s: its header names the model's context columns in another order (%s; the model's are %s)", path, d->names, ctx);
+    } /* another layout: the column counts are checked where the rows are used */
 }
 
 void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c) {

@@ -34,6 +34,10 @@ int cmd_eval(int argc, char **argv) {
         int64_t nbad = 0;
         int32_t K = nf_flow_context_dim(f);
         if (K > 0 && !im->labels) die("%s: the model %s is class-conditional: the images need class labels (--labels for an IDX file)", o.data, o.model);
+        for (int64_t i = 0; K > 0 && i < im->n; i++)
+            if (im->labels[i] < 0 || im->labels[i] >= K)
+                die("%s: image %lld has class label %d; the model %s knows classes 0..%d", o.labels ? o.labels : o.data, (long long)i,
+                    (int)im->labels[i], o.model, (int)K - 1);
         if (o.classify && !(K > 0 && nf_flow_config(f)->context_labels))
             die("option --classify: the model %s is not class-conditional (train it with --condition labels)", o.model);
         check(nf_flow_evaluate_images_ex(f, im, o.bits, o.seed, tol, &bpd, &se, &rec, &nbad));
@@ -74,7 +78,8 @@ int cmd_eval(int argc, char **argv) {
                    (long long)d->n, o.data, cw);
     else printf("log-likelihood %.4f ± %.4f nats/sample (NLL %.4f) over %lld rows of %s\n", ll, se, -ll, (long long)d->n, o.data);
     if (o.out) { /* log p of every row, in nats */
-        nf_dataset lp = {d->n, 1, malloc(sizeof(nf_real) * (size_t)d->n), NULL};
+        char name[] = "logp"; /* the one column's header (not logp1) */
+        nf_dataset lp = {d->n, 1, malloc(sizeof(nf_real) * (size_t)d->n), name};
         if (!lp.x) die("out of memory");
         check(nf_flow_log_prob_ctx(f, d->x, cx ? cx->x : NULL, lp.x, d->n));
         check(nf_dataset_write_csv(&lp, o.out, "logp"));

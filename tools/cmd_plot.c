@@ -19,6 +19,7 @@ int cmd_plot(int argc, char **argv) {
         if (nf_toy_known(o.data) >= 0) check(nf_dataset_toy(o.data, o.ntest, o.seed * 2 + 2, &d));
         else load_data(&o, &d, NULL);
     }
+    if (d && d->dim != 2) die("%s: %d columns; plot draws 2-D data", o.data, (int)d->dim);
     check(nf_plot_2d(f, d, o.out, (int32_t)o.size, o.seed));
     printf("wrote %s\n", o.out);
     nf_dataset_free(d), nf_flow_free(f);

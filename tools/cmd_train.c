@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *train_help =
     "usage: nflow train --model nice|realnvp|glow|nsf|maf|iaf --data NAME|FILE --out MODEL.ckpt [options]\n"
@@ -44,6 +45,45 @@ static void check_resume_arch(const opts *o, const nf_config *want, const nf_con
         int same = f[k].real ? *(const double *)a == *(const double *)b : *(const int32_t *)a == *(const int32_t *)b;
         if (!same) die("option --%s: differs from the --resume checkpoint %s (the architecture comes from it)", opt_find(f[k].code, C_TRAIN)->name, o->resume);
     }
+}
+
+/* A modelled column (not in the context mask) with one value in every training row has no density (the
+ * likelihood grows without bound as the flow narrows onto it): one line naming the file and column, and exit. */
+static void refuse_constant_column(const nf_dataset *d, uint64_t cmask, const char *path) {
+    for (int32_t j = 0; j < d->dim; j++) {
+        if (j < 64 && ((cmask >> j) & 1u)) continue;
+        int64_t i = 1;
+        while (i < d->n && d->x[i * d->dim + j] == d->x[j]) i++;
+        if (i < d->n || d->n < 2) continue;
+        char name[64] = "";
+        const char *h = d->names;
+        for (int32_t k = 0; h && k < j; k++) h = (h = strchr(h, ',')) ? h + 1 : NULL;
+        if (h) snprintf(name, sizeof name, " (%.*s)", (int)strcspn(h, ","), h);
+        die("%s: column %d%s has the value %g in every training row: a density over it is unbounded (drop the column, or "
+            "give it as --context-cols)", path, (int)j + 1, name, (double)d->x[j]);
+    }
+}
+
+/* Before a resumed run relies on it: RESUME.best (if present; val_resume refuses its absence) must be the
+ * resumable state of step `step` of the same model on the same data (a truncated file, another model's or
+ * another step's would otherwise replace --out when the run ends). One line naming the file, and exit. */
+static void check_best(const nf_flow *f, const opts *o, const nf_dataset *x, const nf_dataset *c, const nf_train_opts *to, int64_t step) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s.best", o->resume);
+    if (access(path, F_OK) != 0) return;
+    nf_flow *g;
+    nf_trainer *t;
+    if (nf_flow_load(path, &g) != NF_OK) die("option --resume: %s (the best-validation state of %s)", nf_last_error(), o->resume);
+    const nf_config *a = nf_flow_config(f), *b = nf_flow_config(g);
+    if (a->model != b->model || a->dim != b->dim || a->context_dim != b->context_dim || nf_flow_num_params(f) != nf_flow_num_params(g) ||
+        nf_flow_num_layers(f) != nf_flow_num_layers(g))
+        die("option --resume: %s is another model's checkpoint, not the best-validation state of %s", path, o->resume);
+    char js[2048];
+    if (nf_trainer_create_ctx(g, x, c, to, &t) != NF_OK || nf_trainer_resume_meta(t, path, js, sizeof js) != NF_OK)
+        die("option --resume: %s (the best-validation state of %s)", nf_last_error(), o->resume);
+    if (nf_trainer_steps(t) != step)
+        die("option --resume: %s holds step %lld, but %s's best-validation state is step %lld", path, (long long)nf_trainer_steps(t), o->resume, (long long)step);
+    nf_trainer_free(t), nf_flow_free(g);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -106,6 +146,10 @@ int cmd_train(int argc, char **argv) {
             for (int64_t i = 0; i < itrain->n; i++)
                 if (itrain->labels[i] + 1 > classes) classes = itrain->labels[i] + 1;
             if (classes < 2) die("option --condition labels: the training images have %d class", (int)classes);
+            for (int64_t i = 0; i < itest->n; i++) /* refused now, not after the training when the test figure is computed */
+                if (itest->labels[i] < 0 || itest->labels[i] >= classes)
+                    die("%s: test image %lld has class label %d; the training images have classes 0..%d", o.test_labels ? o.test_labels : o.test_data ? o.test_data : o.data,
+                        (long long)i, (int)itest->labels[i], (int)classes - 1);
             cfg.context_dim = classes, cfg.context_labels = 1;
             if (!GIVEN(&o, O_PRIOR)) cfg.prior = NF_PRIOR_DIAG_GAUSSIAN; /* Glow's class-conditional prior */
         }
@@ -124,6 +168,7 @@ int cmd_train(int argc, char **argv) {
             if (o.context_cols && context_mask(o.data, vtrain->names, o.context_cols, vtrain->dim) != cmask)
                 die("option --context-cols: differs from the --resume checkpoint %s (the architecture comes from it)", o.resume);
         } else if (o.context_cols) cmask = context_mask(o.data, vtrain->names, o.context_cols, vtrain->dim);
+        if (src == SRC_CSV) refuse_constant_column(vtrain, cmask, o.data);
         if (vtrain->names) {
             size_t len = strlen(vtrain->names) + 1;
             if (!(colnames = malloc(len))) die("out of memory");
@@ -152,7 +197,7 @@ int cmd_train(int argc, char **argv) {
     apply_arch(&o, &cfg);
     check_transform_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own transform */
     cfg.seed = o.seed;
-    if (nf_config_validate(&cfg) != NF_OK) die("%s", nf_last_error());
+    if (nf_config_validate(&cfg) != NF_OK) die("%s (the %s model on --data %s)", nf_last_error(), nf_model_name(cfg.model), o.data);
     if (vtrain && o.batch > vtrain->n) die("option --batch: %lld is larger than the %lld training rows", (long long)o.batch, (long long)vtrain->n);
     if (o.batch < procs) die("option --batch: %lld rows cannot be shared by %d processes (each needs at least one)", (long long)o.batch, procs);
     if (f) {
@@ -195,7 +240,12 @@ int cmd_train(int argc, char **argv) {
         char js[2048];
         check(nf_trainer_resume_meta(tr, o.resume, js, sizeof js));
         first = nf_trainer_steps(tr) + 1;
-        if (vval) val_resume(&vt, js, o.resume, first - 1, writer, tr);
+        if (vval) {
+            val_track saved = vt;
+            val_unmeta(&saved, js);
+            if (saved.best_step && saved.best_step != first - 1) check_best(f, &o, vtrain, ctrain, &to, saved.best_step);
+            val_resume(&vt, js, o.resume, first - 1, writer, tr);
+        }
         if (!o.quiet && writer) fprintf(stderr, "nflow train: resuming %s at step %lld\n", o.resume, (long long)first);
     }
     if (o.test_out && writer) check(nf_dataset_write_csv(vtest_full ? vtest_full : vtest, o.test_out, "x"));

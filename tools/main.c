@@ -44,7 +44,7 @@ void fmt_time(double s, char *buf, unsigned long n) {
 
 static const char *main_help =
     "usage: nflow COMMAND [options]      (nflow COMMAND --help for each)\n"
-    "Normalizing flows (NICE, RealNVP, Glow) with exact log-likelihoods.\n"
+    "Normalizing flows (NICE, RealNVP, Glow, neural spline flows, MAF, IAF) with exact log-likelihoods.\n"
     "  demo     train + evaluate + plot on a built-in default (8 gaussians, RealNVP)\n"
     "  train    fit a flow to a built-in 2-D dataset or a CSV table\n"
     "  eval     mean test log-likelihood with its standard error\n"
@@ -54,7 +54,7 @@ static const char *main_help =
     "  plot     density, samples and warped-grid picture of a 2-D model (PNG)\n"
     "  interpolate  linear interpolation in latent space between two real images (PNG strip)\n"
     "  manipulate   add a class-difference attribute vector to images at several strengths (PNG grid)\n"
-    "  bench    speed and memory of the benchmark workloads (glow-small, realnvp-small, nice-mnist, realnvp-moons)\n";
+    "  bench    speed and memory of the benchmark workloads (glow-small, realnvp-small, nice-mnist, realnvp-moons, nsf-moons, maf-moons, iaf-moons)\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CA (C_TRAIN | C_EVAL | C_SAMPLE | C_ENCODE | C_DECODE | C_PLOT | C_DEMO | C_INTERP | C_MANIP)
 #define CI (C_INTERP | C_MANIP)
@@ -31,7 +32,8 @@ const opt_def nf_cli_options[] = {
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "DIR", "output folder (demo-out)", C_DEMO, 0, MA, 0, 0},
     {"in", 0, O_IN, K_STR, 0, 0, 0, "FILE.csv", "input rows (-: standard input)", C_ENCODE | C_DECODE, 0, MA, 0, 0},
     {"log", 0, O_LOG, K_STR, 0, 0, 0, "FILE", "metrics CSV (MODEL.ckpt.metrics.csv; appended on --resume); grad_norm in the loss's unit", C_TRAIN, DA, MA, 0, "@FILE"},
-    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 10000; a CSV 20000, early stopping ends sooner; demo: 3000, image demo 1500)", C_TRAIN | C_DEMO, DA, MA, 0, "3"},
+    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 10000; a CSV 20000, early stopping ends sooner)", C_TRAIN, DA, MA, 0, "3"},
+    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "training steps of each model (3000; the image demo 1500)", C_DEMO, DA, MA, 0, 0},
     {"batch", 0, O_BATCH, K_INT, 1, 1 << 20, 0, "B", "batch size (vectors 512, images 64)", C_TRAIN, DA, MA, 0, "8"},
     {"lr", 0, O_LR, K_REAL, 1e-12, 10, 0, "LR", "Adam learning rate (1e-3)", C_TRAIN, DA, MA, 0, "2e-3"},
     {"warmup", 0, O_WARMUP, K_INT, 0, 1e8, 0, "N", "linear learning-rate warm-up steps (vectors 100, images 500)", C_TRAIN, DA, MA, 0, "5"},
@@ -43,8 +45,10 @@ const opt_def nf_cli_options[] = {
      "Polyak averaging: validation, checkpoints and the model saved use an exponential moving average of the parameters "
      "with decay D (CSV data 0.999; otherwise 0 = none)", C_TRAIN, DA, MA, 0, "0.9"},
     {"lr-schedule", 0, O_SCHED, K_CHOICE, 0, 0, "constant|cosine", "S", "after warm-up: constant (nsf: cosine), or cosine decay to 0 at the last step", C_TRAIN, DA, MA, 0, "cosine"},
-    {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "initialisation, data and batches; eval/plot: the toy test set (1)",
-     C_TRAIN | C_EVAL | C_SAMPLE | C_PLOT, DA, MA, 0, "2"},
+    {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "initialisation, data splits and batches (1)", C_TRAIN, DA, MA, 0, "2"},
+    {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "a built-in dataset's test set (the training run's seed gives its test set); images: the dequantisation noise (1)", C_EVAL, DA, MA, 0, 0},
+    {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "a built-in dataset's points drawn and the model's samples (1)", C_PLOT, DA, MA, 0, 0},
+    {"seed", 0, O_SEED, K_INT, 0, (double)INT64_MAX, 0, "S", "the latents drawn (1)", C_SAMPLE, DA, MA, 0, 0},
     {"threads", 0, O_THREADS, K_INT, 1, 256, 0, "T", "OpenMP threads (default: all); results do not depend on T", CA, DA, MA, 0, "1"},
     {"quiet", 0, O_QUIET, K_FLAG, 0, 0, 0, 0, "no progress line or warnings", C_TRAIN, DA, MA, 0, ""},
     {"backward", 0, O_BACKWARD, K_CHOICE, 0, 0, "store|recompute", "M",
@@ -350,6 +354,64 @@ static void store(opts *o, const opt_def *d, const char *v) {
     }
 }
 
+typedef struct {
+    const char *opt, *path; /* the option, and the file it names */
+} named_path;
+
+/* 1 if a and b are the same existing file (device and inode), or the same name. */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (strcmp(a, b) == 0) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Refuse, before any work, the files a command would write that cannot be written whole or would
+ * destroy what it reads: an output that is a folder or lies in a folder that does not exist, an output
+ * that is one of the command's input files, two outputs that are the same file. train's outputs include
+ * the files it derives from --out (MODEL.ckpt.best, MODEL.ckpt.metrics.csv unless --log, the sample grid);
+ * --out may be the --resume checkpoint (a run continued in place). "-" (standard input or output) and the
+ * built-in datasets' names are not files. */
+static void check_paths(const opts *o, unsigned cmd) {
+    if (cmd == C_DEMO) return; /* its --out is a folder it creates */
+    named_path in[8], out[6];
+    int ni = 0, no = 0;
+    char derived[3][4200];
+#define ADD(list, n, name, p) do { if ((p) && strcmp((p), "-") != 0) list[n++] = (named_path){name, p}; } while (0)
+    if (o->data && nf_toy_known(o->data) < 0 && strcmp(o->data, "fashion-mnist") != 0) ADD(in, ni, "data", o->data);
+    ADD(in, ni, "in", o->in); ADD(in, ni, "context", o->context); ADD(in, ni, "test-data", o->test_data);
+    ADD(in, ni, "labels", o->labels); ADD(in, ni, "test-labels", o->test_labels); ADD(in, ni, "resume", o->resume);
+    if (cmd != C_TRAIN) ADD(in, ni, "model", o->model);
+    ADD(out, no, "out", o->out); ADD(out, no, "log", o->log); ADD(out, no, "test-out", o->test_out);
+    if (cmd == C_TRAIN && o->out) {
+        snprintf(derived[0], sizeof derived[0], "%s.best", o->out);
+        snprintf(derived[1], sizeof derived[1], "%s.samples.png", o->out);
+        snprintf(derived[2], sizeof derived[2], "%s.metrics.csv", o->out);
+        ADD(out, no, "out", derived[0]);
+        ADD(out, no, "out", derived[1]);
+        if (!o->log) ADD(out, no, "out", derived[2]);
+    }
+#undef ADD
+    for (int i = 0; i < no; i++) {
+        const char *p = out[i].path;
+        struct stat sb;
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) die("option --%s: %s is a folder; give a file name", out[i].opt, p);
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s", p);
+        char *slash = strrchr(dir, '/');
+        if (slash) {
+            slash[slash == dir] = 0; /* "/x" → "/" */
+            if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) die("option --%s: %s: the folder %s does not exist", out[i].opt, p, dir);
+        }
+        for (int k = 0; k < ni; k++) {
+            if (cmd == C_TRAIN && strcmp(in[k].opt, "resume") == 0 && strcmp(out[i].opt, "out") == 0) continue; /* in place */
+            if (same_file(p, in[k].path))
+                die("option --%s: writing %s would overwrite the file --%s reads (%s)", out[i].opt, p, in[k].opt, in[k].path);
+        }
+        for (int k = 0; k < i; k++)
+            if (same_file(p, out[k].path)) die("options --%s and --%s: both write %s", out[k].opt, out[i].opt, p);
+    }
+}
+
 void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts *o) {
     struct option lo[128];
     char shorts[32] = ":";
@@ -391,6 +453,7 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
     }
     if (optind < argc) die("unexpected argument '%s' (see %s --help)", argv[optind], g_cmd);
     if (o->threads) nf_set_threads(o->threads);
+    check_paths(o, cmd);
 }
 
 /* See options.h: maf/iaf's transform is known once the defaults for the data are (spline on 2-D data,

@@ -7,7 +7,7 @@
  *   kernels  ← core                           gemm, LU, convolutions (naive reference + fast paths)
  *   nets     ← core, kernels                  MLP, Glow's conv net, RealNVP's ResNet
  *   layers   ← core, kernels, nets            every invertible layer, the priors
- *   models   ← core, layers                   configs, recipes (NICE/RealNVP/Glow), the flow
+ *   models   ← core, layers                   configs, recipes (NICE/RealNVP/Glow/NSF/MAF/IAF), the flow
  *   data     ← core                           toy generators, CSV, IDX/CIFAR, image folders
  *   io       ← core, data, models             checkpoints, PNG, plots
  *   train    ← core, data, io, models         Adam, the trainer, evaluation

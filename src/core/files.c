@@ -18,7 +18,7 @@ FILE *nf_open_temp(const char *path, char *tmp, size_t tmpsz) {
         return NULL;
     }
     FILE *fp = fopen(tmp, "wb");
-    if (!fp) nf_fail(NF_ERR_IO, "%s: cannot open for writing: %s", tmp, strerror(errno));
+    if (!fp) nf_fail(NF_ERR_IO, "%s: cannot write (as the temporary file %s): %s", path, tmp, strerror(errno));
     return fp;
 }
 
@@ -55,6 +55,12 @@ nf_status nf_read_file(const char *path, unsigned char **buf, size_t *len) {
     *buf = NULL, *len = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    int st = fstat(fileno(fp), &sb);
+    if (st != 0 || !S_ISREG(sb.st_mode)) { /* a folder opens for reading, then reads as garbage sizes */
+        fclose(fp);
+        return nf_fail(NF_ERR_IO, "%s: %s", path, st != 0 ? "cannot tell what it is" : S_ISDIR(sb.st_mode) ? "is a folder, not a file" : "not a regular file");
+    }
     if (fseek(fp, 0, SEEK_END) != 0) {
         fclose(fp);
         return nf_fail(NF_ERR_IO, "%s: cannot seek (not a regular file?)", path);

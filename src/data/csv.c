@@ -1,10 +1,12 @@
 /* data/csv.c — CSV tables of numbers: reading (errors name the file, line and field) and writing. */
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
 #include "core/files.h"
 #include "data/data.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <sys/stat.h>
 
 #ifdef NFLOW_DOUBLE
 #define NF_REAL_MAX DBL_MAX
@@ -25,6 +27,8 @@ static int parse_field(const char *s, const char *e, double *v) {
     memcpy(buf, s, len);
     buf[len] = 0;
     char *end;
+    for (const char *c = buf; *c; c++) /* decimal only: strtod would also take hexadecimal (0x10) */
+        if (*c == 'x' || *c == 'X') return 0;
     errno = 0;
     *v = strtod(buf, &end);
     if (*end != 0) return 0;
@@ -40,6 +44,11 @@ static nf_status read_all(const char *path, char **buf, size_t *len) {
     const char *shown = std_in ? "standard input" : path;
     FILE *fp = std_in ? stdin : fopen(path, "rb");
     if (!fp) return nf_fail(NF_ERR_IO, "%s: cannot open: %s", shown, strerror(errno));
+    struct stat sb;
+    if (!std_in && fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(fp);
+        return nf_fail(NF_ERR_IO, "%s: is a folder, not a CSV file", shown);
+    }
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap);
     while (b) {
@@ -182,7 +191,7 @@ nf_status nf_dataset_csv(const char *path, nf_dataset **out) {
         if (pass == 0) {
             if (r == 0) {
                 free(buf), free(names);
-                return nf_fail(NF_ERR_FORMAT, "%s: no data rows (empty file)", shown);
+                return nf_fail(NF_ERR_FORMAT, "%s: no data rows (%s)", shown, seen ? "only a header line" : "empty file");
             }
             rows = r;
             if ((st = nf_dataset_alloc(rows, dim, &d))) {

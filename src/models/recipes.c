@@ -27,7 +27,7 @@ static nf_status push_layer(nf_flow *f, nf_status st, nf_layer *L, int32_t *cap)
     return NF_OK;
 }
 
-/* Append the layers of f->cfg's model (NICE, RealNVP, Glow or NSF; vectors or images) to f, reserving every
+/* Append the layers of f->cfg's model (NICE, RealNVP, Glow or NSF on vectors or images; MAF or IAF on vectors) to f, reserving every
  * tensor in f->reg. On failure the layers pushed so far stay owned by f (nf_flow_free releases them). */
 nf_status nf_model_build(nf_flow *f) {
     const nf_config *c = &f->cfg;

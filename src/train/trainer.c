@@ -217,12 +217,41 @@ static int rng_unhex(const char *s, nf_rng *r) {
  * the iterate beside the average, both rngs and the epoch position (nf_ckpt_save; atomic). */
 nf_status nf_trainer_save(nf_trainer *t, const char *path) { return nf_trainer_save_meta(t, path, NULL); }
 
+/* h mixed with the n bytes at p: FNV-1a over 64-bit words (the tail byte by byte). */
+static uint64_t mix_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* A fingerprint of t's training data as 16 hex digits in hex (17 bytes): the rows and their contexts,
+ * or the pixels and labels. Saved with the training state, so that a resume on other data of the same
+ * size is refused (the row count alone cannot tell). */
+static void data_fingerprint(const nf_trainer *t, char *hex) {
+    uint64_t h = 1469598103934665603ull;
+    if (t->ds) {
+        h = mix_bytes(h, t->ds->x, sizeof(nf_real) * (size_t)(t->ds->n * t->ds->dim));
+        if (t->ctx) h = mix_bytes(h, t->ctx->x, sizeof(nf_real) * (size_t)(t->ctx->n * t->ctx->dim));
+    } else {
+        h = mix_bytes(h, t->im->pix, (size_t)t->im->n * (size_t)t->im->C * (size_t)t->im->H * (size_t)t->im->W);
+        if (t->im->labels) h = mix_bytes(h, t->im->labels, sizeof(int32_t) * (size_t)t->im->n);
+    }
+    snprintf(hex, 17, "%016llx", (unsigned long long)h);
+}
+
 /* nf_trainer_save with the caller's JSON members meta (NULL: none) appended to the trainer object. */
 nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta) {
     nf_real *m, *v;
     int64_t *at, *at0;
     nf_adam_state(t->adam, &m, &v, &at, &at0);
-    char json[1024], r1[65], r2[65];
+    char json[1536], r1[65], r2[65], fp[17];
+    data_fingerprint(t, fp);
     rng_hex(&t->rng, r1);
     rng_hex(&t->shuffle_rng, r2);
     int has = meta && meta[0];
@@ -231,8 +260,8 @@ nf_status nf_trainer_save_meta(nf_trainer *t, const char *path, const char *meta
     if (t->avg) snprintf(avg, sizeof avg, ",\"ema_n\":%lld", (long long)t->avg_n);
     char rb[80] = ""; /* absent when none, so older readers and files stay as they were */
     if (t->rollbacks) snprintf(rb, sizeof rb, ",\"rollbacks\":%d,\"adam_t0\":%lld", (int)t->rollbacks, (long long)*at0);
-    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s%s%s}",
-             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, r1, r2, avg, rb, has ? "," : "", has ? meta : "");
+    snprintf(json, sizeof json, "{\"steps\":%lld,\"adam_t\":%lld,\"pos\":%lld,\"rows\":%lld,\"data\":\"%s\",\"rng\":\"%s\",\"shuffle_rng\":\"%s\"%s%s%s%s}",
+             (long long)t->steps, (long long)*at, (long long)t->pos, (long long)t->nrows, fp, r1, r2, avg, rb, has ? "," : "", has ? meta : "");
     int training = nf_flow_is_training(t->f);
     if (t->avg) nf_trainer_swap_average(t); /* the model saved is the average; t->avg holds the iterate */
     nf_status st = nf_ckpt_save(t->f, path, m, v, t->avg, json);
@@ -288,14 +317,18 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
     int has_avg = json_int(js, "ema_n", &avg_n);
     json_int(js, "rollbacks", &rollbacks);
     json_int(js, "adam_t0", &adam_t0); /* written with roll-backs: the moments restarted at that step */
-    char r1[80], r2[80];
+    char r1[80], r2[80], fp_saved[24], fp[17];
     nf_rng rng, srng;
+    data_fingerprint(t, fp);
     if (!json_int(js, "steps", &steps) || !json_int(js, "adam_t", &adam_t) || !json_int(js, "pos", &pos) ||
         !json_int(js, "rows", &rows) || !json_str(js, "rng", r1, sizeof r1) || !json_str(js, "shuffle_rng", r2, sizeof r2) ||
         !rng_unhex(r1, &rng) || !rng_unhex(r2, &srng))
         st = nf_fail(NF_ERR_FORMAT, "%s: malformed training state", path);
     else if (rows != t->nrows)
         st = nf_fail(NF_ERR_INVALID, "%s: saved while training on %lld rows, the data now has %lld", path, rows, (long long)t->nrows);
+    else if (json_str(js, "data", fp_saved, sizeof fp_saved) && strcmp(fp_saved, fp) != 0) /* (files saved before the fingerprint: not checked) */
+        st = nf_fail(NF_ERR_INVALID, "%s: saved while training on other data (as many rows, %lld, but other values or another order): "
+                     "a run continues only on the data it started with", path, rows);
     else if (pos < 0 || pos > rows || steps < 0 || adam_t < 0 || (has_avg && avg_n < 0) || rollbacks < 0 || rollbacks > 1000 ||
              adam_t0 < 0 || adam_t0 > adam_t)
         st = nf_fail(NF_ERR_FORMAT, "%s: training state out of range", path);
