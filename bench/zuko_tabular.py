@@ -4,7 +4,7 @@ RealNVP trained on the same files with the same budget and early stopping as `nf
 
   PYTHONPATH=ZUKO_SRC /usr/bin/python3 bench/zuko_tabular.py DIR/NAME [--flow maf|nsf|realnvp]
       [--steps 20000] [--batch 512] [--lr 1e-3] [--eval-every 100] [--patience 20] [--seed 1]
-      [--threads 1] [--out LOGQ.csv]
+      [--threads 1] [--dropout P] [--out LOGQ.csv]
 
 DIR/NAME-train.csv is split as nflow splits it by default: 10 % held out as nflow's internal test part
 (not used here: the test rows are DIR/NAME-test.csv), then 10 % of the rest for validation; the others
@@ -17,7 +17,9 @@ exact log p) and the wall time. The flows are zuko's defaults: zuko.flows.MAF(D)
 autoregressive transforms, MADE 64 × 2, alternating orders), zuko.flows.NSF(D) (the same with
 8-bin monotone rational-quadratic splines on [−5, 5], fully autoregressive) and zuko.flows.RealNVP(D)
 (3 affine couplings on alternating checkered masks, MLP 64 × 2).
-Needs torch (Debian's python3-torch) and zuko's source on PYTHONPATH; nothing is installed.
+--dropout P puts dropout (rate P, off in evaluation) after every hidden ReLU of the flow's networks, the
+regulariser of the NSF paper's smaller UCI tables (measured here: it hurt; see README, Validation and
+early stopping). Needs torch (Debian's python3-torch) and zuko's source on PYTHONPATH; nothing is installed.
 """
 import argparse
 import copy
@@ -43,6 +45,7 @@ def main(argv):
     ap.add_argument("--patience", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dropout", type=float, default=0, help="dropout after every hidden activation (0: none)")
     ap.add_argument("--out", help="write log q of every test row (nats)")
     a = ap.parse_args(argv)
     import zuko
@@ -64,10 +67,14 @@ def main(argv):
     T = lambda x: torch.tensor((x - mu) / sd, dtype=torch.float32)
     xtr, xva, xte = T(train), T(val), T(test)
     D = xtr.shape[1]
-    flow = {"maf": zuko.flows.MAF, "nsf": zuko.flows.NSF, "realnvp": zuko.flows.RealNVP}[a.flow](D)
+    act = None  # zuko's default (ReLU)
+    if a.dropout > 0:
+        act = lambda: torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Dropout(a.dropout))
+    flow = {"maf": zuko.flows.MAF, "nsf": zuko.flows.NSF, "realnvp": zuko.flows.RealNVP}[a.flow](D, activation=act)
     opt = torch.optim.Adam(flow.parameters(), lr=a.lr)
 
     def logq(x):  # nats, in the data's units
+        flow.eval()  # dropout off
         with torch.no_grad():
             return np.concatenate([flow().log_prob(x[i:i + 4096]).double().numpy() for i in range(0, len(x), 4096)]) - logsd
 
@@ -76,6 +83,7 @@ def main(argv):
     while step < a.steps:
         if pos + a.batch > len(xtr):
             perm, pos = torch.randperm(len(xtr)), 0
+        flow.train()
         xb = xtr[perm[pos:pos + a.batch]]
         pos += a.batch
         loss = -flow().log_prob(xb).mean()

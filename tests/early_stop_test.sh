@@ -73,6 +73,18 @@ done
 "$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --out "$T/w0.ckpt" --quiet >/dev/null 2>&1
 "$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --weight-decay 50 --out "$T/w1.ckpt" --quiet >/dev/null 2>&1
 "$NFLOW" sample --model "$T/w0.ckpt" -n 5 >"$T/s0" && "$NFLOW" sample --model "$T/w1.ckpt" -n 5 >"$T/s1" && ! cmp -s "$T/s0" "$T/s1" && ok || bad "--weight-decay has no effect"
+# on a CSV the default decay is 0.1: the same model as --weight-decay 0.1, another than --weight-decay 0
+"$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --weight-decay 0.1 --out "$T/w2.ckpt" --quiet >/dev/null 2>&1
+"$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --weight-decay 0 --out "$T/w3.ckpt" --quiet >/dev/null 2>&1
+"$NFLOW" sample --model "$T/w2.ckpt" -n 5 >"$T/s2" && "$NFLOW" sample --model "$T/w3.ckpt" -n 5 >"$T/s3" && cmp -s "$T/s0" "$T/s2" && \
+    ! cmp -s "$T/s0" "$T/s3" && ok || bad "the default weight decay on a CSV is not 0.1"
+# above 16 200 training rows the default decay is 0.1 · 16 200 / rows: 40 000 rows leave 32 400 to train on → 0.05
+awk 'BEGIN { srand(5); print "a,b"; for (i = 0; i < 40000; i++) { u = rand() - 0.5; printf "%f,%f\n", u, u * u + 0.1 * rand() } }' >"$T/big.csv"
+for wd in "" "--weight-decay 0.05" "--weight-decay 0.1"; do
+    "$NFLOW" train --model maf --data "$T/big.csv" --steps 20 --batch 16 $wd --out "$T/b.ckpt" --quiet >/dev/null 2>&1 && \
+        "$NFLOW" sample --model "$T/b.ckpt" -n 5 >"$T/b${wd##* }"
+done
+cmp -s "$T/b" "$T/b0.05" && ! cmp -s "$T/b" "$T/b0.1" && ok || bad "the default weight decay on 32 400 training rows is not 0.05"
 # --ema: on a CSV the default averages (0.999): --ema 0 gives another model; resuming a checkpoint with
 # the other averaging is refused in one line, the checkpoint untouched
 "$NFLOW" train --model maf --data "$T/d.csv" --steps 30 --batch 16 --ema 0 --out "$T/e0.ckpt" --quiet >/dev/null 2>&1

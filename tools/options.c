@@ -40,7 +40,7 @@ const opt_def nf_cli_options[] = {
     {"clip", 0, O_CLIP, K_REAL, 0, 1e30, 0, "C",
      "bound on the gradient norm of the loss the progress line shows: nats/example for vectors (default 500), "
      "bits/dim for images (default 0 = off); 0 = off", C_TRAIN, DA, MA, 0, "50"},
-    {"weight-decay", 0, O_WDECAY, K_REAL, 0, 100, 0, "W", "decoupled weight decay (AdamW): every step p ← p·(1 − lr_t·W) before Adam's move (0)", C_TRAIN, DA, MA, 0, "1e-4"},
+    {"weight-decay", 0, O_WDECAY, K_REAL, 0, 100, 0, "W", "decoupled weight decay (AdamW): every step p ← p·(1 − lr_t·W) before Adam's move (CSV data: 0.1, or 0.1 · 16200 / rows above 16200 training rows; otherwise 0)", C_TRAIN, DA, MA, 0, "1e-4"},
     {"ema", 0, O_EMA, K_REAL, 0, 0.999999, 0, "D",
      "Polyak averaging: validation, checkpoints and the model saved use an exponential moving average of the parameters "
      "with decay D (CSV data 0.999; otherwise 0 = none)", C_TRAIN, DA, MA, 0, "0.9"},
