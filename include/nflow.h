@@ -222,7 +222,8 @@ int32_t nf_flow_num_layers(const nf_flow *f);
  * (context columns included: dim + context_dim fields); NULL when unnamed. Saved in checkpoints, so
  * that samples and decodes are written under the training file's header. */
 const char *nf_flow_columns(const nf_flow *f);
-/* Set them (a copy; NULL: unnamed); NF_ERR_INVALID unless names has dim + context_dim fields. */
+/* Set them (a copy; NULL: unnamed); NF_ERR_INVALID unless names has dim + context_dim non-empty fields
+ * without double quotes or control characters. */
 nf_status nf_flow_set_columns(nf_flow *f, const char *names);
 const char *nf_flow_layer_name(const nf_flow *f, int32_t k);
 /* The flat parameter and gradient buffers (same layout), and their length. */
@@ -313,7 +314,8 @@ const char *const *nf_toy_names(void);
 nf_status nf_dataset_csv(const char *path, nf_dataset **out);
 /* Write ds as CSV to path atomically: the header ds->names, or colprefix1, colprefix2, … when unnamed. */
 nf_status nf_dataset_write_csv(const nf_dataset *ds, const char *path, const char *colprefix);
-/* ds->names = a copy of names (NULL: unnamed); NF_ERR_INVALID unless names has ds->dim fields. */
+/* ds->names = a copy of names (NULL: unnamed); NF_ERR_INVALID unless names has ds->dim non-empty fields
+ * without double quotes or control characters. */
 nf_status nf_dataset_set_names(nf_dataset *ds, const char *names);
 void nf_dataset_free(nf_dataset *ds);
 /* Split rows (shuffled with seed) into train and test; test gets round(frac·n) rows (at least 1). */

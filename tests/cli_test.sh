@@ -261,4 +261,20 @@ tail -n +2 "$T/const.csv" | awk -F, '{ print $1 "," $2 "," $1 * 0.5 }' >"$T/nohe
 "$NFLOW" train --model realnvp --data moons --steps 20 --batch 64 --train-size 1000 --out "$T/rs.ckpt" --quiet >/dev/null 2>&1
 expect_error "rs.ckpt: saved while training on other data" "$NFLOW" train --resume "$T/rs.ckpt" --data 8gaussians --steps 30 --batch 64 --train-size 1000 --out "$T/rs.ckpt"
 
+# --- image commands: an IDX file by its magic number whatever its name; options that cannot apply refused
+cp "$T/small-idx3-ubyte" "$T/small.idx"
+"$NFLOW" eval --model "$T/img.ckpt" --data "$T/small.idx" | grep -q "reconstruction error" && ok || bad "an IDX file not named *idx3-ubyte*"
+expect_error "option --labels: the labels condition the model: give --condition labels too" "$NFLOW" train --model glow --data "$T/small.idx" \
+    --test-data "$T/small.idx" --labels "$T/small-labels-idx1-ubyte" --steps 1 --out "$T/x.ckpt"
+expect_error "option --labels: the model .* is not class-conditional" "$NFLOW" eval --model "$T/img.ckpt" --data "$T/small.idx" --labels "$T/small-labels-idx1-ubyte"
+expect_error "option --channels applies to image folders only" "$NFLOW" interpolate --model "$T/img.ckpt" --data "$T/small.idx" --from 0 --to 1 --channels 3 --out "$T/no.png"
+expect_error "s.csv: the picture is a PNG file" "$NFLOW" sample --model "$T/img.ckpt" --out "$T/s.csv"
+expect_error "option --images: '0,,1' has an empty entry" "$NFLOW" manipulate --model "$T/img.ckpt" --data "$T/small.idx" \
+    --labels "$T/small-labels-idx1-ubyte" --class-a 0 --class-b 1 --images 0,,1 --out "$T/no.png"
+expect_error "option --temperature: '0x1' is not a decimal number" "$NFLOW" sample --model "$T/m.ckpt" --temperature 0x1
+[ ! -e "$T/no.png" ] && ok || bad "a refused image command wrote its picture"
+# a default batch larger than the data shrinks to it (a given one is refused, above)
+head -21 "$T/named.csv" >"$T/twenty.csv"
+"$NFLOW" train --model maf --data "$T/twenty.csv" --steps 2 --out "$T/tw.ckpt" --quiet >/dev/null 2>"$T/err" && ok || bad "default batch on 20 rows: $(cat "$T/err")"
+
 finish

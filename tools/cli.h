@@ -25,6 +25,11 @@ typedef enum { SRC_TOY = 1, SRC_CSV = 2, SRC_IDX = 4, SRC_DIR = 8 } data_source;
 #define SRC_VEC (SRC_TOY | SRC_CSV)
 #define SRC_IMG (SRC_IDX | SRC_DIR)
 data_source data_source_of(const char *name);
+/* 1 for image data that carries its own class labels (fashion-mnist, CIFAR-10, a folder: its class
+ * sub-folders), where --labels cannot apply; 0 for an IDX image file. */
+int brings_labels(const char *data);
+/* Dies with one line unless path (NULL: nothing to check) ends in .png: the commands write PNG pictures. */
+void check_png_name(const char *path);
 /* Vector data: toy train and test sets from different seeds; CSV: a seeded --test-frac split (test NULL:
  * the whole file). */
 void load_data(const opts *o, nf_dataset **train, nf_dataset **test);

@@ -31,7 +31,24 @@ data_source data_source_of(const char *name) {
     if (nf_toy_known(name) >= 0) return SRC_TOY;
     if (strcmp(name, "fashion-mnist") == 0 || strstr(name, "idx3-ubyte") != NULL || ends_with(name, ".bin")) return SRC_IDX;
     if (is_dir(name)) return is_cifar_dir(name) ? SRC_IDX : SRC_DIR;
+    unsigned char m[4] = {0};
+    struct stat sb; /* any other regular file (a pipe's bytes must stay for the CSV reader): IDX by its magic number */
+    FILE *fp = stat(name, &sb) == 0 && S_ISREG(sb.st_mode) ? fopen(name, "rb") : NULL;
+    size_t got = fp ? fread(m, 1, 4, fp) : 0;
+    if (fp) fclose(fp);
+    if (got == 4 && m[0] == 0 && m[1] == 0 && m[2] == 8 && m[3] == 3) return SRC_IDX;      /* IDX images, raw */
+    if (got >= 2 && m[0] == 0x1f && m[1] == 0x8b) return SRC_IDX; /* gzip: nflow reads only IDX files compressed */
     return SRC_CSV;
+}
+
+int brings_labels(const char *data) {
+    return strcmp(data, "fashion-mnist") == 0 || ends_with(data, ".bin") || is_dir(data); /* a folder: CIFAR-10's, or class folders */
+}
+
+void check_png_name(const char *path) {
+    size_t n = path ? strlen(path) : 0;
+    if (n && !(n >= 4 && (strcmp(path + n - 4, ".png") == 0 || strcmp(path + n - 4, ".PNG") == 0)))
+        die("option --out: %s: the picture is a PNG file; give a name ending in .png", path);
 }
 
 void load_data(const opts *o, nf_dataset **train, nf_dataset **test) {

@@ -6,10 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 1 for image data of SRC_IDX that brings its own labels: fashion-mnist and CIFAR-10 (a .bin batch or a
- * folder of them) — every such source but an IDX image file. */
-static int own_labels(const char *data) { return strstr(data, "idx3-ubyte") == NULL; }
-
 static const char *eval_help =
     "usage: nflow eval --model MODEL.ckpt --data NAME|FILE.csv|IMAGES [options]\n"
     "Mean log-likelihood (nats per sample) with its standard error: of fresh test points for a built-in\n"
@@ -27,8 +23,9 @@ int cmd_eval(int argc, char **argv) {
     nf_flow *f = load_model(o.model);
     check_applicable(&o, C_EVAL, data_source_of(o.data), (int)nf_flow_config(f)->model);
     if ((data_source_of(o.data) & SRC_IMG)) { /* the test set of fashion-mnist or CIFAR-10, or the file or folder itself */
-        if (o.labels && data_source_of(o.data) == SRC_IDX && own_labels(o.data))
+        if (o.labels && data_source_of(o.data) == SRC_IDX && brings_labels(o.data))
             die("option --labels: %s brings its own labels (--labels is for IDX image files)", o.data);
+        if (o.labels && nf_flow_context_dim(f) == 0) die("option --labels: the model %s is not class-conditional (the labels would not be used)", o.model);
         nf_images *im = load_eval_images(&o, f);
         double bpd, se, rec, tol = 0.5 / (double)(1 << o.bits); /* half a quantisation level: the pixel's bin */
         int64_t nbad = 0;

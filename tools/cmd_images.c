@@ -11,6 +11,13 @@ static void decode_grid(nf_flow *f, nf_real *z, int64_t n, int32_t cols, const c
     check(nf_images_grid_png(z, n, c->channels, c->height, c->width, cols, 3, path));
 }
 
+/* The options of an image command that cannot apply to its data (--channels on IDX images, --labels on
+ * a folder) are refused in one line, as train refuses them; the --out picture must be a .png name. */
+static void check_image_command(const opts *o, unsigned cmd, const nf_flow *f) {
+    check_applicable(o, cmd, data_source_of(o->data), (int)nf_flow_config(f)->model);
+    check_png_name(o->out);
+}
+
 static const char *interp_help =
     "usage: nflow interpolate --model MODEL.ckpt --data fashion-mnist|IMAGES-idx3-ubyte[.gz] --from I --to J\n"
     "                         [--frames N] --out STRIP.png\n"
@@ -25,6 +32,7 @@ int cmd_interpolate(int argc, char **argv) {
     nf_flow *f = load_model(o.model);
     if (nf_flow_context_dim(f) > 0) die("the model %s is class-conditional: not available for conditional models", o.model);
     if (!image_model(f)) die("%s is not an image model", o.model);
+    check_image_command(&o, C_INTERP, f);
     nf_images *im = load_eval_images(&o, f);
     int64_t D = nf_flow_dim(f), N = o.frames, idx[2] = {o.from, o.to};
     nf_real *z = malloc(sizeof(nf_real) * (size_t)((N + 2) * D)), *ze = malloc(sizeof(nf_real) * (size_t)(2 * D));
@@ -63,6 +71,8 @@ int cmd_manipulate(int argc, char **argv) {
     nf_flow *f = load_model(o.model);
     if (nf_flow_context_dim(f) > 0) die("the model %s is class-conditional: not available for conditional models", o.model);
     if (!image_model(f)) die("%s is not an image model", o.model);
+    check_image_command(&o, C_MANIP, f);
+    if (o.labels && brings_labels(o.data)) die("option --labels: %s brings its own labels (--labels is for IDX image files)", o.data);
     nf_images *im = load_eval_images(&o, f);
     if (!im->labels) die("%s: no labels (give --labels LABELS-idx1-ubyte[.gz], or a folder of class folders)", o.data);
     int64_t D = nf_flow_dim(f), na, nb, rows = o.nimages, cols = o.nstrengths;

@@ -12,6 +12,7 @@ int cmd_plot(int argc, char **argv) {
     opts o;
     parse_options(argc, argv, C_PLOT, plot_help, &o);
     need(o.model, "model"), need(o.out, "out");
+    check_png_name(o.out);
     nf_flow *f = load_model(o.model);
     if (nf_flow_context_dim(f) > 0) die("the model %s is conditional: plot draws the density of an unconditional 2-D model", o.model);
     nf_dataset *d = NULL;

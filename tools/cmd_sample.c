@@ -36,6 +36,7 @@ int cmd_sample(int argc, char **argv) {
     const nf_config *cfg = nf_flow_config(f);
     if (o.context && cfg->context_dim == 0) die("option --context: the model %s is not conditional", o.model);
     if (GIVEN(&o, O_CLASS) && !(image_model(f) && cfg->context_dim > 0)) die("option --class: the model %s is not a class-conditional image model", o.model);
+    if (image_model(f) && o.out && strcmp(o.out, "-") != 0) check_png_name(o.out);
     if (image_model(f) && o.out && strcmp(o.out, "-") == 0) die("option --out: %s is an image model: its samples are a PNG grid, which needs a file name", o.model);
     if (image_model(f) && cfg->context_dim > 0) { /* class-conditional images */
         need(o.out, "out");

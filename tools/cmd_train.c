@@ -114,6 +114,8 @@ int cmd_train(int argc, char **argv) {
         model = m;
     }
     check_applicable(&o, C_TRAIN, src, model);
+    if ((o.labels || o.test_labels) && !o.condition && !(f && nf_flow_config(f)->context_dim > 0))
+        die("option --%s: the labels condition the model: give --condition labels too", o.labels ? "labels" : "test-labels");
     if (GIVEN(&o, O_MPIBUCKET)) dist_set_bucket_mb(o.mpi_bucket_mb); /* refused outside mpirun */
     if (!GIVEN(&o, O_CLIP)) o.clip = img ? CLIP_DEFAULT_IMG : CLIP_DEFAULT_VEC;
     if (img && !GIVEN(&o, O_BATCH)) o.batch = 64;
@@ -146,6 +148,13 @@ int cmd_train(int argc, char **argv) {
             for (int64_t i = 0; i < itrain->n; i++)
                 if (itrain->labels[i] + 1 > classes) classes = itrain->labels[i] + 1;
             if (classes < 2) die("option --condition labels: the training images have %d class", (int)classes);
+            char *seen = calloc((size_t)classes, 1); /* classes 0..K−1, each with an image: a label past the real ones is an error, not a class */
+            if (!seen) die("out of memory");
+            for (int64_t i = 0; i < itrain->n; i++) seen[itrain->labels[i]] = 1;
+            for (int32_t k = 0; k < classes; k++)
+                if (!seen[k]) die("%s: no training image has label %d, yet labels go up to %d (classes are numbered 0..K−1 without gaps)",
+                                  o.labels ? o.labels : o.data, (int)k, (int)classes - 1);
+            free(seen);
             for (int64_t i = 0; i < itest->n; i++) /* refused now, not after the training when the test figure is computed */
                 if (itest->labels[i] < 0 || itest->labels[i] >= classes)
                     die("%s: test image %lld has class label %d; the training images have classes 0..%d", o.test_labels ? o.test_labels : o.test_data ? o.test_data : o.data,
@@ -198,6 +207,7 @@ int cmd_train(int argc, char **argv) {
     check_transform_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own transform */
     cfg.seed = o.seed;
     if (nf_config_validate(&cfg) != NF_OK) die("%s (the %s model on --data %s)", nf_last_error(), nf_model_name(cfg.model), o.data);
+    if (!GIVEN(&o, O_BATCH) && nrows < o.batch) o.batch = nrows; /* a default, not the user's: fit it to the data */
     if (vtrain && o.batch > vtrain->n) die("option --batch: %lld is larger than the %lld training rows", (long long)o.batch, (long long)vtrain->n);
     if (o.batch < procs) die("option --batch: %lld rows cannot be shared by %d processes (each needs at least one)", (long long)o.batch, procs);
     if (f) {

@@ -77,7 +77,7 @@ const opt_def nf_cli_options[] = {
     {"channels", 0, O_CHANNELS, K_INT, 1, 3, 0, "C", "a folder of images: 1 (grey) or 3 (RGB) (default: grey if all are)", C_TRAIN | C_EVAL | CI, SRC_DIR, MA, 0, "1"},
     {"bits", 0, O_BITS, K_INT, 1, 8, 0, "N", "images: reduce pixels to N bits (8)", C_TRAIN | C_EVAL | CI, SRC_IMG, MA, 0, "5"},
     {"sample-every", 0, O_SMPEVERY, K_INT, 1, 1e8, 0, "N", "write MODEL.ckpt.samples.png (64 fixed latents, T = 0.7) every N steps (1000)", C_TRAIN, SRC_IMG, MA, 0, "2"},
-    {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels of an IDX image file", CI, 0, MA, 0, 0},
+    {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels of an IDX image file", C_MANIP, SRC_IDX, MA, 0, 0},
     {"labels", 0, O_LABELS, K_STR, 0, 0, 0, "FILE", "IDX labels (idx1) of the --data IDX images: the classes of --condition labels", C_TRAIN | C_EVAL, SRC_IDX, MA, 0, 0},
     {"test-labels", 0, O_TESTLABELS, K_STR, 0, 0, 0, "FILE", "IDX labels (idx1) of the --test-data images", C_TRAIN, SRC_IDX, MA, 0, 0},
     /* conditional flows */
@@ -187,7 +187,9 @@ static void print_help(unsigned cmd, const char *usage) {
         if (cmd == C_TRAIN) note(d, nt, sizeof nt);
         char text[512];
         snprintf(text, sizeof text, "%s%s", d->help, nt);
-        printf("  %-30s ", head);
+        int cont = 0; /* UTF-8 continuation bytes ("…"): padded by characters, not bytes */
+        for (const char *b = head; *b; b++) cont += ((unsigned char)*b & 0xC0) == 0x80;
+        printf("  %-*s ", 30 + cont, head);
         int col = 33;
         for (char *w = strtok(text, " "); w; w = strtok(NULL, " ")) { /* wrap at 100 columns */
             int len = (int)strlen(w);
@@ -210,6 +212,7 @@ static int64_t parse_int(const char *opt, const char *s, double lo, double hi) {
 
 static double parse_real(const char *opt, const char *s, double lo, double hi) {
     char *end;
+    if (strpbrk(s, "xX")) die("option --%s: '%s' is not a decimal number", opt, s); /* strtod would read hexadecimal */
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) die("option --%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
@@ -337,10 +340,12 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_ELEMWISE: o->cfg.elementwise = (int32_t)i; break;
     case O_IMAGES:
     case O_STRENGTHS: { /* comma-separated lists */
-        char buf[1024], *save = NULL;
+        char buf[1024];
         snprintf(buf, sizeof buf, "%s", v);
         int64_t k = 0;
-        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        for (char *t = buf, *next; t && *v; t = next) {
+            if ((next = strchr(t, ','))) *next++ = 0;
+            if (!*t) die("option --%s: '%s' has an empty entry", n, v);
             if (k == 64) die("option --%s: at most 64 values", n);
             if (d->code == O_IMAGES) o->images[k++] = parse_int(n, t, d->lo, d->hi);
             else o->strengths[k++] = parse_real(n, t, d->lo, d->hi);

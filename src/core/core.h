@@ -39,7 +39,8 @@ void nf_clear_error(void);
 void *nf_xcalloc(size_t n, size_t size);
 /* A copy of a list of column names, comma-separated, that has exactly `fields` fields, each non-empty,
  * into *out (malloc'ed; the caller frees; NULL when names is NULL). NF_ERR_INVALID (reason set, naming
- * what) when the count differs or a name is empty, NF_ERR_NOMEM when out of memory. */
+ * what) when the count differs, a name is empty or holds a double quote or a control character (names
+ * are written unquoted in CSV headers), NF_ERR_NOMEM when out of memory. */
 nf_status nf_names_copy(const char *names, int32_t fields, const char *what, char **out);
 /* idx[0..n) = a random permutation of 0..n−1: the identity, then Fisher–Yates driven by rng (advanced).
  * The permutation is a function of the rng state alone. */

@@ -43,6 +43,9 @@ nf_status nf_names_copy(const char *names, int32_t fields, const char *what, cha
         int end = i == len || names[i] == ',';
         if (end && (i == 0 || names[i - 1] == ','))
             return nf_fail(NF_ERR_INVALID, "%s: column name %d is empty", what, (int)n);
+        if (!end && (names[i] == '"' || (unsigned char)names[i] < 0x20 || names[i] == 0x7f))
+            return nf_fail(NF_ERR_INVALID, "%s: column name %d has a %s (names are written unquoted in CSV headers)", what, (int)n,
+                           names[i] == '"' ? "double quote" : "control character such as a line break");
         if (end && i < len) n++;
     }
     if (n != fields) return nf_fail(NF_ERR_INVALID, "%s: %d column names for %d columns", what, (int)n, (int)fields);

@@ -100,7 +100,7 @@ static int parse_line(const char *s, const char *le, nf_real *vals, int cap, int
 }
 
 /* The fields of the header line [s, le) into a new string (malloc'ed): each trimmed of blanks and double
- * quotes, an empty one named x<k> (k its 1-based column: pandas leaves its index column unnamed), joined
+ * quotes (a quote or control character inside becomes '_'), an empty one named x<k> (k its 1-based column: pandas leaves its index column unnamed), joined
  * by commas; NULL when out of memory. */
 static char *header_names(const char *s, const char *le) {
     int32_t nf = 1;
@@ -115,7 +115,8 @@ static char *header_names(const char *s, const char *le) {
             while (z > a && (isspace((unsigned char)z[-1]) || z[-1] == '"')) z--;
             if (k++) *o++ = ',';
             if (z == a) o += sprintf(o, "x%d", (int)k); /* at most 12 bytes */
-            memcpy(o, a, (size_t)(z - a)), o += z - a;
+            for (const char *c = a; c < z; c++) /* a quote or control character inside: '_' (names are written unquoted) */
+                *o++ = *c == '"' || (unsigned char)*c < 0x20 || *c == 0x7f ? '_' : *c;
             f = q + 1;
             if (q == le) break;
         }
