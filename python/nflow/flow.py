@@ -5,6 +5,7 @@ float32 (the library's nf_real); a float32 C-contiguous array is passed by addre
 anything else is converted once (np.ascontiguousarray). Each call into the library holds the flow's
 lock (a flow's workspace serves one call at a time) and releases the GIL (ctypes.CDLL).
 """
+import contextlib
 import ctypes
 import math
 import warnings
@@ -52,6 +53,61 @@ def _text(value):
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     raise TypeError("architecture value %r: expected an int, float, bool or name" % (value,))
+
+
+def _integer(value, what, lo=None, hi=None):
+    """value as an int: Python and NumPy integers only (not bool, not floats, not strings: a count or a
+    seed is never truncated or parsed), within lo..hi when given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise invalid("%s %r: must be an integer" % (what, value))
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = ">= %d" % lo if hi is None else "<= %d" % hi if lo is None else "%d..%d" % (lo, hi)
+        raise invalid("%s %d: must be %s" % (what, value, rng))
+    return value
+
+
+def _real(value, what, lo, hi, note=""):
+    """value as a finite float in lo..hi (Python and NumPy reals; not bool or strings)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise invalid("%s %r: must be a number%s" % (what, value, note))
+    value = float(value)
+    if not lo <= value <= hi:  # also NaN
+        raise invalid("%s %r: must be a finite number in %g..%g%s" % (what, value, lo, hi, note))
+    return value
+
+
+def _seed(value, what="seed"):
+    return _integer(value, what, 0, 2 ** 64 - 1)
+
+
+def _numbers(a, what):
+    """np.asarray(a) of a real number dtype (integers or floats); strings, bool, complex and objects
+    are refused, as are ragged lists, with the binding's error."""
+    try:
+        a = np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise invalid("%s: not an array of numbers (%s)" % (what, e)) from None
+    if a.dtype.kind not in "iuf":
+        raise invalid("%s: dtype %s is not a real number type" % (what, a.dtype))
+    return a
+
+
+def _float32(a, what):
+    """a (of _numbers, ndim >= 1) as a float32 C-contiguous array (a itself when it already is one),
+    refusing NaN, infinities and finite values beyond float32's range."""
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: reported below
+        out = np.ascontiguousarray(a, dtype=np.float32)
+    if out.size:
+        ok = np.isfinite(out)
+        if not ok.all():
+            row = int(np.flatnonzero(~ok.reshape(len(out), -1).all(axis=1))[0])
+            src = np.asarray(a[row])
+            if src.dtype.kind == "f" and not np.isfinite(src).all():
+                raise invalid("%s: row %d holds a non-finite value (NaN or infinity)" % (what, row))
+            raise invalid("%s: row %d holds a finite value beyond float32's range (|x| > %.4g; the library "
+                          "computes in float32)" % (what, row, float(np.finfo(np.float32).max)))
+    return out
 
 
 class _Config:
@@ -143,6 +199,7 @@ class Flow:
     def __init__(self, model="realnvp", dim=None, shape=None, **architecture):
         self._ptr = ctypes.c_void_p()
         self._lock = threading.Lock()
+        self._owner = None  # the thread inside a call (under the lock)
         self._fitted = False
         self.history_ = []
         if model is None:  # Flow._from_handle
@@ -154,16 +211,21 @@ class Flow:
         if shape is not None:
             if dim is not None:
                 raise invalid("give dim (vectors) or shape (images), not both")
-            shape = tuple(int(s) for s in shape)
+            try:
+                shape = tuple(shape)
+            except TypeError:
+                raise invalid("shape %r: expected (channels, height, width)" % (shape,)) from None
+            shape = tuple(_integer(s, "shape: %r holds" % (shape,)) for s in shape)
             if len(shape) != 3 or min(shape) < 1:
                 raise invalid("shape %r: expected (channels, height, width), each >= 1" % (shape,))
             lib.nf_config_default_image(cfg.ptr, m, *shape)
         else:
             if dim is None:
                 raise invalid("give dim (vectors) or shape=(C, H, W) (images)")
-            if int(dim) < 2 or int(dim) > 1 << 20:
-                raise invalid("dim %d: a coupling flow needs 2 to 1048576 dimensions" % int(dim))
-            lib.nf_config_default(cfg.ptr, m, int(dim))
+            dim = _integer(dim, "dim")
+            if dim < 2 or dim > 1 << 20:
+                raise invalid("dim %d: a coupling flow needs 2 to 1048576 dimensions" % dim)
+            lib.nf_config_default(cfg.ptr, m, dim)
         known, given = field_names(), []
         for name, value in architecture.items():
             key = _CLI_TO_FIELD.get(name.replace("-", "_"), name.replace("-", "_"))
@@ -181,11 +243,12 @@ class Flow:
         self._describe()
 
     def _describe(self):
-        """Cache the dimension and image shape (a flow's configuration never changes): the per-call
-        path then asks the library nothing but the call itself."""
-        c = self.config
+        """Cache the configuration, dimension, image shape and context size (a flow's configuration never
+        changes): the per-call path then asks the library nothing but the call itself."""
+        c = self._config = _config_dict(lib.nf_flow_config(self._ptr))
         self._dim = c["dim"]
         self._shape = (c["channels"], c["height"], c["width"]) if c["channels"] else None
+        self._K = int(c["context_dim"])
 
     @classmethod
     def _from_handle(cls, ptr):
@@ -205,14 +268,22 @@ class Flow:
 
     def save(self, path):
         """Write the checkpoint (safetensors; temporary file + rename), loadable by Flow.load and the CLI."""
-        with self._lock:
-            check(lib.nf_flow_save(self._handle(), str(path).encode()))
+        with self._locked() as f:
+            check(lib.nf_flow_save(f, str(path).encode()))
 
     def close(self):
-        """Free the library's flow now (also done when the object is collected)."""
-        if getattr(self, "_ptr", None) is not None and self._ptr.value:
-            lib.nf_flow_free(self._ptr)
-            self._ptr = ctypes.c_void_p()
+        """Free the library's flow now (also done when the object is collected). A call running in
+        another thread (a fit, say) finishes first: close takes the flow's lock as every call does.
+        Every method of a closed flow raises InvalidArgumentError ("the flow has been closed")."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ did not get that far
+            return
+        if self._owner == threading.get_ident():
+            raise invalid("close: the flow is busy in this thread (a fit callback cannot close it)")
+        with lock:
+            if self._ptr.value:
+                lib.nf_flow_free(self._ptr)
+                self._ptr = ctypes.c_void_p()
 
     def __del__(self):
         try:
@@ -242,11 +313,28 @@ class Flow:
             raise invalid("the flow has been closed")
         return self._ptr
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """The flow's lock held for one call into the library, yielding the handle (InvalidArgumentError
+        when closed). A second call from the thread already inside one (a fit callback) is refused
+        rather than left to deadlock."""
+        me = threading.get_ident()
+        if self._owner == me:
+            raise invalid("the flow is busy in this thread: a fit callback cannot call the flow's methods")
+        with self._lock:
+            handle = self._handle()
+            self._owner = me
+            try:
+                yield handle
+            finally:
+                self._owner = None
+
     # ------------------------------------------------------------------ description
     @property
     def config(self):
         """The model's configuration as a dict of nf_config's keys (the checkpoint's config)."""
-        return _config_dict(lib.nf_flow_config(self._handle()))
+        self._handle()
+        return dict(self._config)
 
     @property
     def model(self):
@@ -263,25 +351,26 @@ class Flow:
 
     @property
     def num_params(self):
-        return int(lib.nf_flow_num_params(self._handle()))
+        with self._locked() as f:
+            return int(lib.nf_flow_num_params(f))
 
     @property
     def columns(self):
         """The names of the modelled table's columns (a list of str, context columns included, in the
         training file's order), or None; saved in checkpoints (`nflow train` on a CSV with a header sets
         them). Set a list of dim + context_dim names, or None."""
-        names = lib.nf_flow_columns(self._handle())
+        with self._locked() as f:
+            names = lib.nf_flow_columns(f)
         return None if names is None else names.decode("utf-8", "replace").split(",")
 
     @columns.setter
     def columns(self, names):
-        if names is None:
-            check(lib.nf_flow_set_columns(self._handle(), None))
-            return
-        names = [str(n) for n in names]
-        if any("," in n for n in names):
-            raise invalid("column names may not contain ','")
-        check(lib.nf_flow_set_columns(self._handle(), ",".join(names).encode("utf-8")))
+        if names is not None:
+            names = [str(n) for n in names]
+            if any("," in n for n in names):
+                raise invalid("column names may not contain ','")
+        with self._locked() as f:
+            check(lib.nf_flow_set_columns(f, None if names is None else ",".join(names).encode("utf-8")))
 
     def __repr__(self):
         if not self._ptr.value:
@@ -292,98 +381,132 @@ class Flow:
     # ------------------------------------------------------------------ arrays
     def _rows(self, x, what="x"):
         """x as float32 C-contiguous rows (n, D) — the caller's array itself when it already is one,
-        else one conversion. uint8 images are put at the centre of their bins (8 bits)."""
-        D, shape = self.dim, self.shape
-        x = np.asarray(x)
-        if shape is not None and x.dtype == np.uint8:
-            if x.ndim != 4 or x.shape[1:] != shape:
-                raise invalid("%s: uint8 images of shape %s, expected (N, %d, %d, %d)" % ((what, x.shape) + shape))
-            return self._dequantize(x, 8, None)
-        if shape is not None and x.ndim == 4:
-            if x.shape[1:] != shape:
-                raise invalid("%s: images of shape %s, expected (N, %d, %d, %d)" % ((what, x.shape) + shape))
-            x = x.reshape(x.shape[0], D)  # a view when x is C-contiguous
+        else one conversion. uint8 images are put at the centre of their bins (8 bits); an image model
+        refuses other integer pixels (a float array is taken as data-space values, x = pixel/256 − 0.5)."""
+        D, shape = self._dim, self._shape
+        x = _numbers(x, what)
+        if shape is not None:
+            if x.dtype == np.uint8:
+                if x.ndim != 4 or x.shape[1:] != shape:
+                    raise invalid("%s: uint8 images of shape %s, expected (N, %d, %d, %d)" % ((what, x.shape) + shape))
+                return self._dequantize(x, 8, None)
+            if x.dtype.kind in "iu":
+                raise invalid("%s: %s values: an image model takes uint8 pixels (N, %d, %d, %d) or floats in "
+                              "the data space, x = pixel/256 − 0.5" % ((what, x.dtype) + shape))
+            if x.ndim == 4:
+                if x.shape[1:] != shape:
+                    raise invalid("%s: images of shape %s, expected (N, %d, %d, %d)" % ((what, x.shape) + shape))
+                x = x.reshape(x.shape[0], D)  # a view when x is C-contiguous
         if x.ndim != 2 or x.shape[1] != D:
             want = "(N, %d)" % D if shape is None else "(N, %d, %d, %d) or (N, %d)" % (shape + (D,))
             raise invalid("%s: array of shape %s, the model expects %s" % (what, x.shape, want))
-        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-            raise invalid("%s: dtype %s is not a real number type" % (what, x.dtype))
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.size and not np.isfinite(x).all():
-            bad = np.flatnonzero(~np.isfinite(x).all(axis=1))[0]
-            raise invalid("%s: row %d holds a non-finite value (NaN or infinity)" % (what, bad))
-        return x
+        return _float32(x, what)
 
     def _dequantize(self, pix, bits, seed):
         """(n, D) float32 from uint8 images (n, C, H, W): nf_images_dequantize (centre of the bins when
         seed is None, uniform noise otherwise)."""
         pix = np.ascontiguousarray(pix, dtype=np.uint8)
-        C, H, W = self.shape
+        C, H, W = self._shape
         im = _lib.Images(pix.shape[0], C, H, W, pix.ctypes.data, None)
-        out = np.empty((pix.shape[0], self.dim), dtype=np.float32)
+        out = np.empty((pix.shape[0], self._dim), dtype=np.float32)
         rng = None
         if seed is not None:
             rng = _lib.Rng()
             lib.nf_rng_seed(ctypes.byref(rng), int(seed))
-        lib.nf_images_dequantize(ctypes.byref(im), None, pix.shape[0], int(bits),
-                                 ctypes.byref(rng) if rng is not None else None, out.ctypes.data)
+        if pix.shape[0]:
+            lib.nf_images_dequantize(ctypes.byref(im), None, pix.shape[0], int(bits),
+                                     ctypes.byref(rng) if rng is not None else None, out.ctypes.data)
         return out
 
     def _out_shape(self, n):
-        return (n,) + self.shape if self.shape else (n, self.dim)
+        return (n,) + self._shape if self._shape else (n, self._dim)
 
     @property
     def context_dim(self):
         """K, the context values per sample of a conditional flow (0: unconditional)."""
-        return int(lib.nf_flow_context_dim(self._handle()))
+        self._handle()
+        return self._K
+
+    def _labels(self, labels, n):
+        """Class labels (n,) of a conditional image model as int64, each in 0..K−1."""
+        K = self._K
+        try:
+            y = np.asarray(labels)
+        except (ValueError, TypeError):
+            y = np.asarray([None])
+        if y.ndim > 1 and y.size == y.shape[0]:
+            y = y.reshape(-1)  # (n, 1)
+        if y.ndim != 1 or y.shape[0] != n or y.dtype.kind not in "iu" or (n and (y.min() < 0 or y.max() >= K)):
+            raise invalid("labels: %d integers in 0..%d expected, got %s" % (
+                n, K - 1, "%s %s" % (y.dtype, y.shape) if y.dtype.kind in "iu" and y.ndim == 1 and y.shape[0] == n
+                else "an array of %s %s" % (y.dtype, y.shape)))
+        return y.astype(np.int64, copy=False)
 
     def _context(self, context, n, labels=None):
-        """The contexts (n, K) float32 of a conditional flow from context rows or (images) class labels
-        (one-hot); None for an unconditional flow, which refuses both."""
-        K = self.context_dim
+        """The contexts (n, K) float32 of a conditional flow from context rows or (image models) class
+        labels (one-hot); None for an unconditional flow, which refuses both."""
+        self._handle()
+        K = self._K
         if context is None and labels is None:
             if K:
                 raise invalid("the model is conditional on %d context values per sample: give context=%s"
-                              % (K, "(N, %d) rows" % K if self.shape is None else " or labels="))
+                              % (K, "(N, %d) rows" % K if self._shape is None else "(N, %d) rows or labels= (N,)" % K))
             return None
         if not K:
             raise invalid("the model is not conditional: it takes no context or labels")
+        if context is not None and labels is not None:
+            raise invalid("give context= or labels=, not both")
         if labels is not None:
-            y = np.asarray(labels).reshape(-1)
-            if y.shape[0] != n or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= K:
-                raise invalid("labels: %d integers in 0..%d expected" % (n, K - 1))
+            if self._shape is None:
+                raise invalid("labels: class labels are for class-conditional image models; a conditional "
+                              "vector model takes context= (N, %d) rows" % K)
+            y = self._labels(labels, n)
             c = np.zeros((n, K), dtype=np.float32)
             c[np.arange(n), y] = 1
             return c
-        c = np.ascontiguousarray(np.asarray(context, dtype=np.float32))
+        c = _numbers(context, "context")
         if c.ndim == 1 and n == 1:
             c = c.reshape(1, -1)
-        if c.ndim != 2 or c.shape != (n, K) or not np.isfinite(c).all():
+        if c.ndim != 2 or c.shape != (n, K):
             raise invalid("context: finite array of shape (%d, %d) expected, got %s" % (n, K, c.shape))
-        return c
+        return _float32(c, "context")
+
+    def _image_labels(self, context, labels, n, what):
+        """The int32 labels (n,) the library's image functions (trainer, evaluation) take for a
+        conditional image model, from labels or one-hot context rows; None for an unconditional one."""
+        if context is None and labels is None and not self._K:
+            return None
+        c = self._context(context, n, labels)  # the checks log_prob makes
+        if labels is not None:
+            return np.ascontiguousarray(self._labels(labels, n), dtype=np.int32)
+        if not (np.all((c == 0) | (c == 1)) and np.all(c.sum(axis=1) == 1)):
+            raise invalid("%s: an image model's context is its class label: give labels= (N,) integers in 0..%d, "
+                          "or one-hot context rows (N, %d)" % (what, self._K - 1, self._K))
+        return np.ascontiguousarray(np.argmax(c, axis=1), dtype=np.int32)
 
     # ------------------------------------------------------------------ the flow's maps
     def log_prob(self, x, context=None, labels=None):
         """log p(x) in nats per row, shape (N,), float32. x: (N, D) rows, or (N, C, H, W) images (float
-        in the library's pixel scale [-0.5, 0.5), or uint8 put at the centre of their bins). A
-        conditional flow: log p(x | c) with context (N, K), or (class-conditional) labels (N,)."""
+        in the library's pixel scale [-0.5, 0.5), or uint8 put at the centre of their bins; other
+        integer pixels are refused). A conditional flow: log p(x | c) with context (N, K), or
+        (class-conditional image models) labels (N,)."""
         x = self._rows(x)
         c = self._context(context, x.shape[0], labels)
         out = np.empty(x.shape[0], dtype=np.float32)
-        with self._lock:
+        with self._locked() as f:
             if c is None:
-                check(lib.nf_flow_log_prob(self._handle(), x.ctypes.data, out.ctypes.data, x.shape[0]))
+                check(lib.nf_flow_log_prob(f, x.ctypes.data, out.ctypes.data, x.shape[0]))
             else:
-                check(lib.nf_flow_log_prob_ctx(self._handle(), x.ctypes.data, c.ctypes.data, out.ctypes.data, x.shape[0]))
+                check(lib.nf_flow_log_prob_ctx(f, x.ctypes.data, c.ctypes.data, out.ctypes.data, x.shape[0]))
         return out
 
     def encode(self, x, return_logdet=False):
         """z = f(x), the latents (N, D); with return_logdet, also log|det ∂z/∂x| per row (N,)."""
         x = self._rows(x)
-        z = np.empty((x.shape[0], self.dim), dtype=np.float32)
+        z = np.empty((x.shape[0], self._dim), dtype=np.float32)
         ld = np.empty(x.shape[0], dtype=np.float32) if return_logdet else None
-        with self._lock:
-            check(lib.nf_flow_forward(self._handle(), x.ctypes.data, z.ctypes.data,
+        with self._locked() as f:
+            check(lib.nf_flow_forward(f, x.ctypes.data, z.ctypes.data,
                                       ld.ctypes.data if ld is not None else None, x.shape[0]))
         return (z, ld) if return_logdet else z
 
@@ -391,16 +514,14 @@ class Flow:
         """x = f⁻¹(z) of latents z (N, D): rows (N, D), or images (N, C, H, W) for an image model, in the
         data space (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1): [-0.5, 0.5); the
         flow does not bound its output to that range); with return_logdet, also log|det ∂x/∂z| per row."""
-        z = np.asarray(z)
-        if z.ndim != 2 or z.shape[1] != self.dim:
-            raise invalid("z: array of shape %s, the model's latents are (N, %d)" % (z.shape, self.dim))
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        if z.size and not np.isfinite(z).all():
-            raise invalid("z: row %d holds a non-finite value (NaN or infinity)" % np.flatnonzero(~np.isfinite(z).all(axis=1))[0])
+        z = _numbers(z, "z")
+        if z.ndim != 2 or z.shape[1] != self._dim:
+            raise invalid("z: array of shape %s, the model's latents are (N, %d)" % (z.shape, self._dim))
+        z = _float32(z, "z")
         x = np.empty(z.shape, dtype=np.float32)
         ld = np.empty(z.shape[0], dtype=np.float32) if return_logdet else None
-        with self._lock:
-            check(lib.nf_flow_inverse(self._handle(), z.ctypes.data, x.ctypes.data,
+        with self._locked() as f:
+            check(lib.nf_flow_inverse(f, z.ctypes.data, x.ctypes.data,
                                       ld.ctypes.data if ld is not None else None, z.shape[0]))
         x = x.reshape(self._out_shape(z.shape[0]))
         return (x, ld) if return_logdet else x
@@ -410,11 +531,11 @@ class Flow:
         argmax over axis 1 is Bayes' rule with a uniform class prior (classify); the model's marginal is
         logsumexp over axis 1 − log K (as `nflow eval --classify`)."""
         K = self.context_dim
-        if self.shape is None or K < 2:
+        if self._shape is None or K < 2:
             raise invalid("class_log_prob: the model is not a class-conditional image model")
         x = self._rows(x)
         n = x.shape[0]
-        return np.stack([self.log_prob(x, labels=np.full(n, k, dtype=np.int64)) for k in range(K)], axis=1)
+        return np.stack([self.log_prob(x, labels=np.full(n, k, dtype=np.int64)) for k in range(K)], axis=1).reshape(n, K)
 
     def classify(self, x):
         """A class-conditional image flow as a classifier: argmax_k p(x | k) per image, shape (N,), int64."""
@@ -425,41 +546,54 @@ class Flow:
         samples (seed None: a fresh random seed). Rows (n, D) or images (n, C, H, W) in the data space
         (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1)): samples are not bounded to
         [-0.5, 0.5); np.clip(np.floor((x + 0.5) * 256), 0, 255) gives 8-bit pixels, as the CLI's PNGs.
-        A conditional flow: sample i from p(x | context[i]) (context (n, K)) or of class labels[i]."""
-        n = int(n)
-        if n < 0:
-            raise invalid("n = %d: must be >= 0" % n)
+        A conditional flow: sample i from p(x | context[i]) (context (n, K)) or (class-conditional image
+        models) of class labels[i]. n and seed are integers (not truncated floats)."""
+        n = _integer(n, "n", 0)
+        seed = secrets.randbits(64) if seed is None else _seed(seed)
+        temperature = _real(temperature, "temperature", 0.0, 100.0)  # the CLI's range
         c = self._context(context, n, labels)
         rng = _lib.Rng()
-        lib.nf_rng_seed(ctypes.byref(rng), secrets.randbits(64) if seed is None else int(seed) & (2 ** 64 - 1))
-        x = np.empty((n, self.dim), dtype=np.float32)
-        with self._lock:
+        lib.nf_rng_seed(ctypes.byref(rng), seed)
+        x = np.empty((n, self._dim), dtype=np.float32)
+        with self._locked() as f:
             if c is None:
-                check(lib.nf_flow_sample(self._handle(), ctypes.byref(rng), float(temperature), x.ctypes.data, n))
+                check(lib.nf_flow_sample(f, ctypes.byref(rng), temperature, x.ctypes.data, n))
             else:
-                check(lib.nf_flow_sample_ctx(self._handle(), ctypes.byref(rng), float(temperature), c.ctypes.data, x.ctypes.data, n))
+                check(lib.nf_flow_sample_ctx(f, ctypes.byref(rng), temperature, c.ctypes.data, x.ctypes.data, n))
         return x.reshape(self._out_shape(n))
 
-    def bits_per_dim(self, x, bits=8, seed=1):
-        """Mean bits per dimension of images. uint8 (N, C, H, W): reduced to `bits`, uniformly dequantised
-        with seed (1, as `nflow eval --seed`), as the CLI computes it (nf_flow_evaluate_images). Float images in [-0.5, 0.5):
-        from their mean log-likelihood, (NLL + D ln 2^bits) / (D ln 2)."""
-        if self.shape is None:
+    def bits_per_dim(self, x, bits=8, seed=1, context=None, labels=None):
+        """Mean bits per dimension of images. uint8 (N, C, H, W): reduced to `bits` (1..8), uniformly
+        dequantised with seed (1, as `nflow eval --seed`), as the CLI computes it (nf_flow_evaluate_images).
+        Float images in the data space [-0.5, 0.5): from their mean log-likelihood, (NLL + D ln 2^bits) /
+        (D ln 2). Other integer pixels are refused. A class-conditional image model: −log₂ p(x | label)
+        per dimension, with labels (N,) (or one-hot context rows (N, K)), as log_prob takes them."""
+        self._handle()
+        if self._shape is None:
             raise invalid("bits_per_dim: a vector model; use log_prob")
-        x = np.asarray(x)
+        bits = _integer(bits, "bits")
+        if not 1 <= bits <= 8:
+            raise invalid("bits %d: must be 1..8" % bits)
+        seed = _seed(seed)
+        x = _numbers(x, "x")
         if x.dtype == np.uint8:
-            if x.ndim != 4 or x.shape[1:] != self.shape:
-                raise invalid("x: uint8 images of shape %s, expected (N, %d, %d, %d)" % ((x.shape,) + self.shape))
+            if x.ndim != 4 or x.shape[1:] != self._shape:
+                raise invalid("x: uint8 images of shape %s, expected (N, %d, %d, %d)" % ((x.shape,) + self._shape))
+            if x.shape[0] == 0:
+                raise invalid("bits_per_dim: no images")
             pix = np.ascontiguousarray(x)
-            C, H, W = self.shape
-            im = _lib.Images(pix.shape[0], C, H, W, pix.ctypes.data, None)
-            bpd, se, rec = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-            with self._lock:
-                check(lib.nf_flow_evaluate_images(self._handle(), ctypes.byref(im), int(bits), int(seed),
+            lab = self._image_labels(context, labels, pix.shape[0], "bits_per_dim")
+            C, H, W = self._shape
+            im = _lib.Images(pix.shape[0], C, H, W, pix.ctypes.data, lab.ctypes.data if lab is not None else None)
+            bpd, se = ctypes.c_double(), ctypes.c_double()
+            with self._locked() as f:
+                check(lib.nf_flow_evaluate_images(f, ctypes.byref(im), bits, seed,
                                                   ctypes.byref(bpd), ctypes.byref(se), None))
             return bpd.value
-        lp = self.log_prob(x)
-        return float(lib.nf_bits_per_dim(-float(np.mean(lp, dtype=np.float64)), self.dim, int(bits)))
+        lp = self.log_prob(x, context=context, labels=labels)
+        if lp.shape[0] == 0:
+            raise invalid("bits_per_dim: no images")
+        return float(lib.nf_bits_per_dim(-float(np.mean(lp, dtype=np.float64)), self._dim, bits))
 
     # ------------------------------------------------------------------ training
     def fit(self, x, steps=5000, batch=None, lr=1e-3, warmup=None, clip=None, lr_schedule="constant",
@@ -467,13 +601,15 @@ class Flow:
         """Maximum likelihood by Adam, nf_trainer_step by step; returns self. The options and their
         defaults are nflow train's: steps 5000, batch 512 (images 64; at most the rows when not given),
         lr 1e-3, warmup 100 steps (images 500), clip on the gradient norm of the loss shown (nats/row,
-        500; images bits/dim, 0 = off), lr_schedule constant|cosine, seed (default: the model's), bits
-        (images: reduce pixels to this depth; the batches are dequantised afresh).
+        500; images bits/dim; 0..1e30, 0 = off), lr_schedule constant|cosine, seed (default: the model's), bits
+        (images: reduce pixels to this depth, 1..8; the batches are dequantised afresh). Counts and seeds are
+        integers (a float such as 2.5 is refused, not truncated).
         x: rows (N, D) or uint8 images (N, C, H, W). The first fit sets a standardize layer's statistics
         from x. callback(step, loss, grad_norm), called after every step, may return False to stop.
         A non-finite step is skipped (parameters unchanged); 50 in a row raise NumericError.
         The loss of every step is appended to self.history_ (nats, or bits/dim for images).
-        A conditional flow trains p(x | c): context (N, K) rows for vectors, labels (N,) for images.
+        A conditional flow trains p(x | c): context (N, K) rows for vectors, labels (N,) (or one-hot
+        context rows) for images; the same checks as log_prob (an unconditional flow refuses both).
         ema: the decay of a Polyak (exponential moving) average of the parameters, in [0, 1); with ema > 0
         the flow holds the average when fit returns (0, the default: the last step's parameters; nflow
         train uses 0.999 on CSV tables).
@@ -481,57 +617,63 @@ class Flow:
         or a spike far above the recent losses, go back to a snapshot of 100 to 200 healthy steps before
         and halve the learning rate, at most this many times (a RuntimeWarning each); once they are spent
         the next divergence raises DivergedError. 0: no guard. self.rollbacks_ counts those made."""
-        img = self.shape is not None
-        data_ref = None
+        self._handle()
+        img = self._shape is not None
+        # the options first: nothing is converted or trained with a bad one
+        steps = _integer(steps, "steps", 0)
+        if batch is not None:
+            batch = _integer(batch, "batch size")
+        lr = _real(lr, "lr", 1e-12, 10)
+        warmup = (500 if img else 100) if warmup is None else _integer(warmup, "warmup", 0)
+        clip = (0.0 if img else 500.0) if clip is None else _real(clip, "clip", 0.0, 1e30, " (0: off)")
+        if lr_schedule not in ("constant", "cosine"):
+            raise invalid("lr_schedule '%s': one of constant, cosine" % (lr_schedule,))
+        ema = _real(ema, "ema", 0.0, 1.0)
+        if not ema < 1.0:
+            raise invalid("ema %g: the decay of the parameters' average must be in [0, 1) (0: none)" % ema)
+        rollbacks = _integer(rollbacks, "rollbacks")
+        if rollbacks < 0:
+            raise invalid("rollbacks %d: must be >= 0 (0: no divergence guard)" % rollbacks)
+        bits = _integer(bits, "bits")
+        if img and not 1 <= bits <= 8:
+            raise invalid("bits %d: must be 1..8" % bits)
+        cfg = self._config
+        seed = cfg["seed"] if seed is None else _seed(seed)
         if img:
-            pix = np.asarray(x)
-            if pix.dtype != np.uint8 or pix.ndim != 4 or pix.shape[1:] != self.shape:
+            pix = _numbers(x, "x")
+            if pix.dtype != np.uint8 or pix.ndim != 4 or pix.shape[1:] != self._shape:
                 raise invalid("fit: an image model trains on uint8 images (N, %d, %d, %d), got %s %s"
-                              % (self.shape + (pix.dtype, pix.shape)))
+                              % (self._shape + (pix.dtype, pix.shape)))
+            if pix.shape[0] == 0:
+                raise invalid("fit: no images")
             pix = np.ascontiguousarray(pix)
-            C, H, W = self.shape
-            lab = None
-            if self.context_dim or labels is not None:
-                self._context(None, pix.shape[0], labels)  # checks them (and refuses them when unconditional)
-                lab = np.ascontiguousarray(np.asarray(labels).reshape(-1), dtype=np.int32)
+            C, H, W = self._shape
+            lab = self._image_labels(context, labels, pix.shape[0], "fit")
             data_ref = _lib.Images(pix.shape[0], C, H, W, pix.ctypes.data, lab.ctypes.data if lab is not None else None)
             rows, keep = pix.shape[0], (pix, lab)
             ctx_ref = None
         else:
             rows_arr = self._rows(x)
-            data_ref = _lib.Dataset(rows_arr.shape[0], self.dim, rows_arr.ctypes.data)
-            c = self._context(context, rows_arr.shape[0])
+            if rows_arr.shape[0] == 0:
+                raise invalid("fit: no rows")
+            data_ref = _lib.Dataset(rows_arr.shape[0], self._dim, rows_arr.ctypes.data)
+            c = self._context(context, rows_arr.shape[0], labels)
             ctx_ref = _lib.Dataset(c.shape[0], c.shape[1], c.ctypes.data) if c is not None else None
             rows, keep = rows_arr.shape[0], (rows_arr, c)
-        steps = int(steps)
-        if steps < 0:
-            raise invalid("steps %d: must be >= 0" % steps)
         if batch is None:
             batch = min(64 if img else 512, rows)
-        if lr_schedule not in ("constant", "cosine"):
-            raise invalid("lr_schedule '%s': one of constant, cosine" % lr_schedule)
-        ema = float(ema)
-        if not 0.0 <= ema < 1.0:
-            raise invalid("ema %g: the decay of the parameters' average must be in [0, 1) (0: none)" % ema)
-        D = self.dim
+        D = self._dim
         scale, offset = (1.0 / (D * math.log(2.0)), float(bits)) if img else (1.0, 0.0)
-        if clip is None:
-            clip = 0.0 if img else 500.0
-        cfg = self.config
-        seed = cfg["seed"] if seed is None else int(seed)
         o = _lib.TrainOpts()
         lib.nf_train_opts_default(ctypes.byref(o))
-        o.batch, o.seed, o.bits = int(batch), seed + 17, int(bits)
-        o.adam.lr = float(lr)
-        o.adam.warmup = int((500 if img else 100) if warmup is None else warmup)
-        o.adam.clip = float(clip) / scale
+        o.batch, o.seed, o.bits = batch, (seed + 17) & (2 ** 64 - 1), bits
+        o.adam.lr = lr
+        o.adam.warmup = warmup
+        o.adam.clip = clip / scale
         o.adam.cosine_steps = steps if lr_schedule == "cosine" else 0
         o.ema = ema
-        if int(rollbacks) < 0:
-            raise invalid("rollbacks %d: must be >= 0 (0: no divergence guard)" % int(rollbacks))
-        o.rollbacks = int(rollbacks)
-        with self._lock:
-            f = self._handle()
+        o.rollbacks = rollbacks
+        with self._locked() as f:
             if not img and cfg["standardize"] and not self._fitted:
                 mean = np.empty(D, dtype=np.float32)
                 sd = np.empty(D, dtype=np.float32)
@@ -546,7 +688,7 @@ class Flow:
             bar = _Progress(steps, "bits/dim" if img else "nats", progress)
             try:
                 loss, gn = ctypes.c_double(), ctypes.c_double()
-                ema, consecutive = math.nan, 0
+                shown_ema, consecutive = math.nan, 0  # the progress line's smoothed loss
                 for s in range(1, steps + 1):
                     rb = lib.nf_trainer_rollbacks(tr, None)
                     st = lib.nf_trainer_step(tr, ctypes.byref(loss), ctypes.byref(gn))
@@ -561,9 +703,9 @@ class Flow:
                     check(st)
                     consecutive = 0
                     shown = scale * loss.value + offset
-                    ema = shown if math.isnan(ema) else 0.98 * ema + 0.02 * shown
+                    shown_ema = shown if math.isnan(shown_ema) else 0.98 * shown_ema + 0.02 * shown
                     self.history_.append(shown)
-                    bar.update(s, ema)
+                    bar.update(s, shown_ema)
                     if callback is not None and callback(s, shown, scale * gn.value) is False:
                         break
             finally:
@@ -613,9 +755,7 @@ def load_idx(images, labels=None):
 
 def set_threads(n):
     """OpenMP threads of the library's parallel regions (results do not depend on it)."""
-    if int(n) < 1:
-        raise invalid("threads %d: must be >= 1" % int(n))
-    lib.nf_set_threads(int(n))
+    lib.nf_set_threads(_integer(n, "threads", 1))
 
 
 def get_threads():

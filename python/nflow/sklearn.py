@@ -11,6 +11,7 @@ import inspect
 import numpy as np
 
 from .flow import Flow, architecture_options
+from ._lib import invalid
 
 try:
     from sklearn.base import BaseEstimator, DensityMixin
@@ -67,7 +68,8 @@ class FlowDensity(DensityMixin, BaseEstimator):
       standardize: per-column standardisation layer from the training data (default True: nflow
         train's choice for data files).
       steps, batch, lr, warmup, clip, lr_schedule: the training (nflow train's defaults; batch at most
-        the rows). seed: initialisation and batches (1).
+        the rows). seed: initialisation and batches (1; an integer; None: the model's default seed, as
+        Flow and Flow.fit take seed=None).
       threads: OpenMP threads for the library (None: leave as set).
       verbose: show the progress line.
     Attributes after fit: flow_ (the nflow.Flow), n_features_in_, history_ (loss per step, nats).
@@ -102,22 +104,33 @@ class FlowDensity(DensityMixin, BaseEstimator):
         self.threads = threads
         self.verbose = verbose
 
-    def _X(self, X):
-        X = np.asarray(X)
+    def _X(self, X, what=None):
+        """X as a 2-D array; what (the method's name): a reduction over the rows, which refuses none."""
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as e:
+            raise invalid("X: not an array of numbers (%s)" % e) from None
         if X.ndim != 2:
-            raise ValueError("X: expected a 2-D array (n_samples, n_features), got shape %s" % (X.shape,))
+            raise invalid("X: expected a 2-D array (n_samples, n_features), got shape %s" % (X.shape,))
+        if what is not None and X.shape[0] == 0:
+            raise invalid("%s: no rows (X has shape %s)" % (what, X.shape))
         return X
 
     def fit(self, X, y=None):
         """Fit the flow to the rows of X (n_samples, n_features); y is ignored. Returns self."""
         from . import set_threads
-        X = self._X(X)
+        X = self._X(X, "fit")
         if self.threads is not None:
             set_threads(self.threads)
         arch = {k: getattr(self, k) for k in _ARCH if getattr(self, k, None) is not None}
-        flow = Flow(self.model, dim=X.shape[1], standardize=self.standardize, seed=int(self.seed), **arch)
+        seed = self.seed
+        if seed is not None:
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+                raise invalid("seed %r: an integer, or None for the model's default" % (seed,))
+            arch["seed"] = int(seed)
+        flow = Flow(self.model, dim=X.shape[1], standardize=self.standardize, **arch)
         flow.fit(X, steps=self.steps, batch=self.batch, lr=self.lr, warmup=self.warmup, clip=self.clip,
-                 lr_schedule=self.lr_schedule, seed=int(self.seed), progress=self.verbose)
+                 lr_schedule=self.lr_schedule, seed=None if seed is None else int(seed), progress=self.verbose)
         self.flow_ = flow
         self.n_features_in_ = X.shape[1]
         self.history_ = flow.history_
@@ -138,10 +151,11 @@ class FlowDensity(DensityMixin, BaseEstimator):
 
     def score(self, X, y=None):
         """Mean log-likelihood (nats per sample) of X: what GridSearchCV maximises."""
-        return float(np.mean(self.score_samples(X)))
+        self._check_fitted()
+        return float(np.mean(self.score_samples(self._X(X, "score")), dtype=np.float64))
 
     def sample(self, n_samples=1, random_state=None):
         """n_samples draws from the fitted density, float64 (n_samples, n_features); the same int
         random_state gives the same draws."""
         self._check_fitted()
-        return self.flow_.sample(int(n_samples), seed=_seed_of(random_state)).astype(np.float64)
+        return self.flow_.sample(n_samples, seed=_seed_of(random_state)).astype(np.float64)
