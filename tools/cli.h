@@ -55,6 +55,8 @@ uint64_t context_mask(const char *path, const char *names, const char *list, int
 /* Dies with one line when the header of d (read from path) names the columns of the model f (its
  * training file's header) in another order: the values would be read into the wrong columns. */
 void check_column_order(const nf_flow *f, const nf_dataset *d, const char *path);
+/* Field k (0-based) of the comma-separated list s as [*a, *z); 0 when s has fewer fields. */
+int field_at(const char *s, int32_t k, const char **a, const char **z);
 /* The columns of d split by mask into new datasets *x (the others) and *c (the masked ones, in column order). */
 void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c);
 /* "a,b" (the 1-based numbers of the mask's columns) into buf. */

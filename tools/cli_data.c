@@ -197,17 +197,9 @@ uint64_t context_mask(const char *path, const char *names, const char *list, int
             if (v < 1 || v > ncols) die("option --context-cols: column %ld: %s has columns 1..%d", v, path, (int)ncols);
             col = (int)v - 1;
         } else { /* a name of the header line (the reader trimmed its fields) */
-            const char *h = header;
-            for (int k = 0; *h || k == 0; k++) { /* field k of the header: [h, e) */
-                const char *e = strchr(h, ',');
-                if (!e) e = h + strlen(h);
-                if ((size_t)(e - h) == len && strncmp(h, tok, len) == 0) {
-                    col = k;
-                    break;
-                }
-                if (!*e) break;
-                h = e + 1;
-            }
+            const char *a, *z;
+            for (int k = 0; col < 0 && k < ncols && field_at(header, k, &a, &z); k++)
+                if ((size_t)(z - a) == len && strncmp(a, tok, len) == 0) col = k;
             if (col < 0 || col >= ncols)
                 die(names ? "option --context-cols: '%s' is not a column name of the header of %s"
                           : "option --context-cols: '%s' is not a column of %s (it has no header: its columns are x1, x2, … or 1, 2, …)", tok, path);
@@ -223,8 +215,8 @@ uint64_t context_mask(const char *path, const char *names, const char *list, int
     return mask;
 }
 
-/* Field k of the comma-separated list s as [*a, *z); 0 when s has fewer fields. */
-static int field_at(const char *s, int32_t k, const char **a, const char **z) {
+/* See cli.h. */
+int field_at(const char *s, int32_t k, const char **a, const char **z) {
     for (; k > 0; k--) {
         s = strchr(s, ',');
         if (!s) return 0;

@@ -56,9 +56,8 @@ static void refuse_constant_column(const nf_dataset *d, uint64_t cmask, const ch
         while (i < d->n && d->x[i * d->dim + j] == d->x[j]) i++;
         if (i < d->n || d->n < 2) continue;
         char name[64] = "";
-        const char *h = d->names;
-        for (int32_t k = 0; h && k < j; k++) h = (h = strchr(h, ',')) ? h + 1 : NULL;
-        if (h) snprintf(name, sizeof name, " (%.*s)", (int)strcspn(h, ","), h);
+        const char *a, *z;
+        if (d->names && field_at(d->names, j, &a, &z)) snprintf(name, sizeof name, " (%.*s)", (int)(z - a), a);
         die("%s: column %d%s has the value %g in every training row: a density over it is unbounded (drop the column, or "
             "give it as --context-cols)", path, (int)j + 1, name, (double)d->x[j]);
     }
