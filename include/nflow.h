@@ -248,13 +248,16 @@ int nf_flow_recompute(const nf_flow *f);
 /* Bytes of the flow's workspace (activations, caches, scratch) as currently sized. */
 int64_t nf_flow_workspace_bytes(const nf_flow *f);
 
-/* z = f(x) (n, D); logdet[i] = Σ_k log|det J_k| for sample i (overwritten). Either output may be NULL. */
+/* z = f(x) (n, D); logdet[i] = Σ_k log|det J_k| for sample i (overwritten). Either output may be NULL.
+ * NF_ERR_NUMERIC (the values still written; the reason names the first row) when an output is not
+ * finite: x lies too far out for the model. The same holds for nf_flow_inverse and nf_flow_sample. */
 nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n);
 /* x = f⁻¹(z); logdet[i] = log|det ∂x/∂z| = −(forward log-det) (overwritten; may be NULL). */
 nf_status nf_flow_inverse(nf_flow *f, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n);
 /* log p(x) per sample, in nats. NF_ERR_NUMERIC (the values still written) when one is not finite. */
 nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t n);
-/* Draw n samples x = G(z), z ~ prior scaled by temperature T (T = 1: the model's distribution). */
+/* Draw n samples x = G(z), z ~ prior scaled by temperature T (T = 1: the model's distribution).
+ * NF_ERR_NUMERIC (all n still written) when a sample is not finite. */
 nf_status nf_flow_sample(nf_flow *f, nf_rng *rng, double temperature, nf_real *x, int64_t n);
 /* Mean negative log-likelihood (nats) of the batch, and its gradient ADDED into nf_flow_grads()
  * (the caller zeroes the gradient buffer). dx (may be NULL) receives ∂loss/∂x. */
@@ -497,7 +500,8 @@ nf_status nf_images_onehot(const nf_images *im, const int64_t *idx, int64_t n, i
 nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t panel_px,
                      uint64_t seed);
 /* A grid of n images x (n, C, H, W) (C = 1 or 3, values in [−0.5, 0.5) as nf_images_dequantize makes
- * them), `cols` per row, each pixel drawn scale × scale, 1-pixel gaps; PNG via temporary file + rename. */
+ * them; values outside are clamped, NaN drawn black), `cols` per row, each pixel drawn scale × scale,
+ * 1-pixel gaps; PNG via temporary file + rename. */
 nf_status nf_images_grid_png(const nf_real *x, int64_t n, int32_t C, int32_t H, int32_t W, int32_t cols,
                              int32_t scale, const char *path);
 /* Write an 8-bit RGB image (h, w, 3) as PNG via a temporary file + rename. */

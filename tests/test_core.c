@@ -445,6 +445,46 @@ static void test_recompute_matches_store(void **state) {
     nf_flow_free(f);
 }
 
+/* Every pass that maps values reports a non-finite output as NF_ERR_NUMERIC naming the first such row,
+ * with the finite rows still written as a clean pass writes them: forward and inverse of rows where one
+ * holds a NaN, at 1 and 2 threads and through the split passes (n = 512), and sampling at a temperature
+ * whose latents overflow float. */
+static void test_non_finite_outputs_reported(void **state) {
+    (void)state;
+    nf_config c;
+    nf_config_default(&c, NF_MODEL_REALNVP, 2);
+    c.init_std = 0.05;
+    nf_flow *f;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    nf_flow_set_training(f, 0);
+    for (int64_t n = 8; n <= 512; n *= 64) {
+        for (int threads = 1; threads <= 2; threads++) {
+            nf_set_threads(threads);
+            nf_real *x = malloc(sizeof(nf_real) * (size_t)(2 * n)), *y = malloc(sizeof(nf_real) * (size_t)(2 * n)),
+                    *ref = malloc(sizeof(nf_real) * (size_t)(2 * n));
+            for (int64_t i = 0; i < 2 * n; i++) x[i] = (nf_real)(0.01 * (double)(i % 97) - 0.4);
+            for (int inv = 0; inv < 2; inv++) {
+                nf_status (*pass)(nf_flow *, const nf_real *, nf_real *, nf_real *, int64_t) = inv ? nf_flow_inverse : nf_flow_forward;
+                assert_int_equal(pass(f, x, ref, NULL, n), NF_OK);
+                x[2 * 5 + 1] = NAN, x[2 * (n - 1)] = INFINITY; /* rows 5 and n − 1 */
+                assert_int_equal(pass(f, x, y, NULL, n), NF_ERR_NUMERIC);
+                assert_non_null(strstr(nf_last_error(), inv ? "row 5 decodes to a non-finite value" : "row 5 encodes to a non-finite value"));
+                for (int64_t i = 0; i < n; i++)
+                    if (i != 5 && i != n - 1) assert_memory_equal(y + 2 * i, ref + 2 * i, sizeof(nf_real) * 2);
+                x[2 * 5 + 1] = (nf_real)(0.01 * (double)((2 * 5 + 1) % 97) - 0.4), x[2 * (n - 1)] = (nf_real)(0.01 * (double)((2 * (n - 1)) % 97) - 0.4);
+            }
+            nf_rng r;
+            nf_rng_seed(&r, 3);
+            assert_int_equal(nf_flow_sample(f, &r, 1.0, y, n), NF_OK);
+            assert_int_equal(nf_flow_sample(f, &r, 1e39, y, n), NF_ERR_NUMERIC); /* 1e39·ε is beyond float */
+            assert_non_null(strstr(nf_last_error(), "sample 0 holds a non-finite value"));
+            free(x), free(y), free(ref);
+        }
+    }
+    nf_set_threads(2);
+    nf_flow_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adam_hand_computed), cmocka_unit_test(test_adam_warmup_and_clip),
@@ -452,7 +492,7 @@ int main(void) {
         cmocka_unit_test(test_rng_reproducible),   cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_lu),
         cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_small_flow_split),
-        cmocka_unit_test(test_recompute_matches_store),
+        cmocka_unit_test(test_recompute_matches_store), cmocka_unit_test(test_non_finite_outputs_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -498,6 +498,9 @@ static void test_png_and_plot(void **state) {
     assert_int_equal(nf_flow_create(&c, &f), NF_OK);
     assert_int_equal(nf_plot_2d(f, NULL, p, 64, 1), NF_ERR_INVALID);
     nf_flow_free(f);
+    /* a grid of images with non-finite pixels (a sample the model overflowed on) is drawn: NaN black */
+    nf_real img[2 * 4] = {-0.5f, 0.0f, 0.49f, NAN, INFINITY, -INFINITY, 0.25f, NAN};
+    assert_int_equal(nf_images_grid_png(img, 2, 1, 2, 2, 2, 1, path_of("nan.png")), NF_OK);
     /* writing into a missing directory fails cleanly */
     uint8_t px[3] = {1, 2, 3};
     assert_int_equal(nf_png_write("/nonexistent-dir/x.png", px, 1, 1), NF_ERR_IO);

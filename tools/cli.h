@@ -39,6 +39,10 @@ void load_images(const opts *o, nf_images **train, nf_images **test);
 nf_images *load_eval_images(const opts *o, const nf_flow *f);
 nf_flow *load_model(const char *path);
 int image_model(const nf_flow *f);
+/* PNG grid (cols per row, each pixel scale × scale) of the n images x of f's shape that the pass with
+ * status st produced: NF_ERR_NUMERIC draws the non-finite pixels black with a warning naming path and
+ * how many images hold them; another failure dies with its reason. */
+void write_grid(const nf_flow *f, nf_status st, const nf_real *x, int64_t n, int32_t cols, int32_t scale, const char *path);
 /* n samples x = G(z), z at temperature T drawn with `seed`, as a PNG grid (a class-conditional model:
  * one row per class, n / classes samples in each). */
 void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path);

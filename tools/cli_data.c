@@ -1,6 +1,7 @@
 /* cli_data.c — loading what --data names: toy generators, CSV tables, image files and folders. */
 #include "cli.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,20 @@ nf_flow *load_model(const char *path) {
 
 int image_model(const nf_flow *f) { return nf_flow_config(f)->height > 0; }
 
+void write_grid(const nf_flow *f, nf_status st, const nf_real *x, int64_t n, int32_t cols, int32_t scale, const char *path) {
+    if (st == NF_ERR_NUMERIC) { /* a picture still shows the rest: the overflowing pixels are drawn black */
+        int64_t bad = 0, D = nf_flow_dim(f);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = i * D; k < (i + 1) * D; k++)
+                if (!isfinite(x[k])) { bad++; break; }
+        fprintf(stderr, "warning: %s: %lld of the %lld images hold non-finite pixels (the model overflows on them; drawn black)\n", path, (long long)bad, (long long)n);
+        st = NF_OK;
+    }
+    check(st);
+    const nf_config *c = nf_flow_config(f);
+    check(nf_images_grid_png(x, n, c->channels, c->height, c->width, cols, scale, path));
+}
+
 void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path) {
     const nf_config *c = nf_flow_config(f);
     if (c->context_dim > 0) { /* class-conditional: a row per class */
@@ -149,10 +164,10 @@ void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const cha
     if (!x) die("out of memory");
     nf_rng r;
     nf_rng_seed(&r, seed);
-    check(nf_flow_sample(f, &r, T, x, n));
+    nf_status st = nf_flow_sample(f, &r, T, x, n);
     int32_t cols = 1;
     while ((int64_t)cols * cols < n) cols++;
-    check(nf_images_grid_png(x, n, c->channels, c->height, c->width, cols, 2, path));
+    write_grid(f, st, x, n, cols, 2, path);
     free(x);
 }
 
@@ -166,11 +181,11 @@ void write_class_grid(nf_flow *f, uint64_t seed, double T, int64_t cls, int64_t 
     for (int64_t i = 0; i < total; i++) cx[i * K + (cls >= 0 ? cls : i / n)] = 1; /* row by row: class i / n */
     nf_rng r;
     nf_rng_seed(&r, seed);
-    check(nf_flow_sample_ctx(f, &r, T, cx, x, total));
+    nf_status st = nf_flow_sample_ctx(f, &r, T, cx, x, total);
     int32_t cols = (int32_t)n;
     if (cls >= 0) /* one class: a square grid */
         for (cols = 1; (int64_t)cols * cols < n; cols++) {}
-    check(nf_images_grid_png(x, total, c->channels, c->height, c->width, cols, 2, path));
+    write_grid(f, st, x, total, cols, 2, path);
     free(x), free(cx);
 }
 

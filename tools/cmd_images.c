@@ -6,9 +6,7 @@
 #include <string.h>
 
 static void decode_grid(nf_flow *f, nf_real *z, int64_t n, int32_t cols, const char *path) {
-    const nf_config *c = nf_flow_config(f);
-    check(nf_flow_inverse(f, z, z, NULL, n));
-    check(nf_images_grid_png(z, n, c->channels, c->height, c->width, cols, 3, path));
+    write_grid(f, nf_flow_inverse(f, z, z, NULL, n), z, n, cols, 3, path);
 }
 
 /* The options of an image command that cannot apply to its data (--channels on IDX images, --labels on

@@ -110,12 +110,12 @@ int cmd_code(int argc, char **argv, int encode) {
     check(nf_dataset_csv(o.in, &d));
     if (encode) check_column_order(f, d, o.in);
     if (d->dim != nf_flow_dim(f)) die("%s: %d columns, the model %s expects %d", o.in, (int)d->dim, o.model, (int)nf_flow_dim(f));
-    if (encode) check(nf_flow_forward(f, d->x, d->x, NULL, d->n));
-    else check(nf_flow_inverse(f, d->x, d->x, NULL, d->n));
-    for (int64_t i = 0; i < d->n * d->dim; i++) /* nothing written rather than rows of inf */
+    nf_status st = encode ? nf_flow_forward(f, d->x, d->x, NULL, d->n) : nf_flow_inverse(f, d->x, d->x, NULL, d->n);
+    for (int64_t i = 0; st == NF_ERR_NUMERIC && i < d->n * d->dim; i++) /* nothing written rather than rows of inf */
         if (!isfinite(d->x[i]))
             die("%s: data row %lld %ss to a non-finite value (it lies too far out for the model %s); nothing written", o.in,
                 (long long)(i / d->dim + 1), encode ? "encode" : "decode", o.model);
+    check(st);
     free(d->names), d->names = NULL; /* latents are z1, z2, …; a decode gets the model's column names */
     write_rows(d, encode ? NULL : f, o.out, encode ? "z" : "x");
     nf_dataset_free(d), nf_flow_free(f);

@@ -504,7 +504,8 @@ class Flow:
         return out
 
     def encode(self, x, return_logdet=False):
-        """z = f(x), the latents (N, D); with return_logdet, also log|det ∂z/∂x| per row (N,)."""
+        """z = f(x), the latents (N, D); with return_logdet, also log|det ∂z/∂x| per row (N,). NumericError
+        (naming the row) when the model overflows on a row: a value too far out for it."""
         x = self._rows(x)
         z = np.empty((x.shape[0], self._dim), dtype=np.float32)
         ld = np.empty(x.shape[0], dtype=np.float32) if return_logdet else None
@@ -516,7 +517,8 @@ class Flow:
     def decode(self, z, return_logdet=False):
         """x = f⁻¹(z) of latents z (N, D): rows (N, D), or images (N, C, H, W) for an image model, in the
         data space (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1): [-0.5, 0.5); the
-        flow does not bound its output to that range); with return_logdet, also log|det ∂x/∂z| per row."""
+        flow does not bound its output to that range); with return_logdet, also log|det ∂x/∂z| per row.
+        NumericError (naming the row) when the model overflows on a latent."""
         z = _numbers(z, "z")
         if z.ndim != 2 or z.shape[1] != self._dim:
             raise invalid("z: array of shape %s, the model's latents are (N, %d)" % (z.shape, self._dim))
@@ -550,7 +552,8 @@ class Flow:
         (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1)): samples are not bounded to
         [-0.5, 0.5); np.clip(np.floor((x + 0.5) * 256), 0, 255) gives 8-bit pixels, as the CLI's PNGs.
         A conditional flow: sample i from p(x | context[i]) (context (n, K)) or (class-conditional image
-        models) of class labels[i]. n and seed are integers (not truncated floats)."""
+        models) of class labels[i]. n and seed are integers (not truncated floats). NumericError when a
+        sample overflows (an unstable model; a lower temperature may help)."""
         n = _integer(n, "n", 0)
         seed = secrets.randbits(64) if seed is None else _seed(seed)
         temperature = _real(temperature, "temperature", 0.0, 100.0)  # the CLI's range

@@ -81,6 +81,7 @@ nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32
     nf_rng rng;
     nf_rng_seed(&rng, seed);
     if (!st) st = nf_flow_sample(f, &rng, 1.0, smp, NS);
+    if (st == NF_ERR_NUMERIC) st = NF_OK, nf_clear_error(); /* a sample that overflows is not drawn */
     if (st) goto done;
     /* view: data (or samples) range, robust to outliers: 0.5 % .. 99.5 % quantiles per axis, + 10 % */
     {
@@ -88,11 +89,14 @@ nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32
         int64_t n = data ? data->n : NS;
         double *col = malloc(sizeof(double) * (size_t)n);
         if (!col) { st = nf_fail(NF_ERR_NOMEM, "out of memory"); goto done; }
-        double half = 0, mid[2];
+        double half = 0, mid[2] = {0, 0};
         for (int a = 0; a < 2; a++) {
-            for (int64_t i = 0; i < n; i++) col[i] = pts[2 * i + a];
-            qsort(col, (size_t)n, sizeof(double), cmp_double);
-            double q0 = col[(int64_t)(0.005 * (double)(n - 1))], q1 = col[(int64_t)(0.995 * (double)(n - 1))];
+            int64_t m = 0; /* the finite values only (a sample may overflow) */
+            for (int64_t i = 0; i < n; i++)
+                if (isfinite(pts[2 * i]) && isfinite(pts[2 * i + 1])) col[m++] = pts[2 * i + a];
+            if (m == 0) break;
+            qsort(col, (size_t)m, sizeof(double), cmp_double);
+            double q0 = col[(int64_t)(0.005 * (double)(m - 1))], q1 = col[(int64_t)(0.995 * (double)(m - 1))];
             mid[a] = 0.5 * (q0 + q1);
             if (0.5 * (q1 - q0) > half) half = 0.5 * (q1 - q0);
         }
@@ -143,7 +147,9 @@ nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32
         for (int64_t i = 0; i < 2 * GL * GP; i++)
             for (int a = 0; a < 2; a++) lines[2 * i + a] = mu[a] + exp(ls[a]) * lines[2 * i + a];
     }
-    if ((st = nf_flow_inverse(f, lines, lines, NULL, 2 * GL * GP))) goto done;
+    st = nf_flow_inverse(f, lines, lines, NULL, 2 * GL * GP);
+    if (st == NF_ERR_NUMERIC) st = NF_OK, nf_clear_error(); /* a far grid point may overflow: its segments are left out */
+    if (st) goto done;
     static const uint8_t red[3] = {214, 39, 40}, navy[3] = {23, 48, 110};
     for (int64_t l = 0; l < 2 * GL; l++)
         for (int64_t p = 0; p + 1 < GP; p++) {

@@ -77,7 +77,7 @@ nf_status nf_images_grid_png(const nf_real *x, int64_t n, int32_t C, int32_t H, 
                 for (int ch = 0; ch < 3; ch++) {
                     double v = x[k * C * P + (int64_t)(C == 3 ? ch : 0) * P + (i / scale) * W + j / scale];
                     double b = floor((v + 0.5) * 256.0);
-                    rgb[((r0 + i) * iw + c0 + j) * 3 + ch] = (uint8_t)(b < 0 ? 0 : b > 255 ? 255 : b);
+                    rgb[((r0 + i) * iw + c0 + j) * 3 + ch] = (uint8_t)(!(b >= 0) ? 0 : b > 255 ? 255 : b); /* NaN: black */
                 }
     }
     nf_status st = nf_png_write(path, rgb, (int32_t)iw, (int32_t)ih);

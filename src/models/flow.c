@@ -371,12 +371,27 @@ static void serial_end(int threads) {
 #endif
 }
 
-/* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks, with contexts c (NULL: none). */
+/* NF_ERR_NUMERIC, reason "<noun> <row> <what>: the model overflows on it" for the first row (counted from
+ * 0) of the n rows of w values in v (NULL: nothing to check) that holds a value that is not finite;
+ * NF_OK when all are finite. */
+static nf_status finite_rows(const nf_real *v, int64_t n, int64_t w, const char *noun, const char *what) {
+    for (int64_t k = 0; v && k < n * w; k++)
+        if (!isfinite(v[k])) return nf_fail(NF_ERR_NUMERIC, "%s %lld %s: the model overflows on it", noun, (long long)(k / w), what);
+    return NF_OK;
+}
+
+/* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks, with contexts c (NULL: none);
+ * NF_ERR_NUMERIC (the values still written) when one is not finite. */
 nf_status nf_flow_forward_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, int64_t n) {
-    if (split_ok(f, n)) return eval_split(f, 0, x, c, n, z, logdet, NULL);
-    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = forward_chunked(f, x, c, n, z, logdet, NULL);
-    serial_end(t);
+    nf_status st;
+    if (split_ok(f, n)) st = eval_split(f, 0, x, c, n, z, logdet, NULL);
+    else {
+        int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+        st = forward_chunked(f, x, c, n, z, logdet, NULL);
+        serial_end(t);
+    }
+    if (!st) st = finite_rows(z, n, f->cfg.dim, "row", "encodes to a non-finite value");
+    if (!st) st = finite_rows(logdet, n, 1, "row", "has a non-finite log-determinant");
     return st;
 }
 
@@ -412,12 +427,21 @@ static nf_status inverse_chunked(nf_flow *f, const nf_real *z, const nf_real *c,
     return NF_OK;
 }
 
-/* See nflow.h: x = f⁻¹(z) of n rows with contexts c (NULL: none); logdet (may be NULL) gets −log|det|. */
-nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
+/* x = f⁻¹(z) of n rows with contexts c (NULL: none); logdet (may be NULL) gets −log|det|; values not
+ * checked (nf_flow_inverse_ctx and nf_flow_sample_ctx check them). */
+static nf_status inverse_pass(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
     if (split_ok(f, n)) return eval_split(f, 1, z, c, n, x, logdet, NULL);
     int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
     nf_status st = inverse_chunked(f, z, c, x, logdet, n);
     serial_end(t);
+    return st;
+}
+
+/* See nflow.h: inverse_pass, and NF_ERR_NUMERIC (the values still written) when a value is not finite. */
+nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
+    nf_status st = inverse_pass(f, z, c, x, logdet, n);
+    if (!st) st = finite_rows(x, n, f->cfg.dim, "row", "decodes to a non-finite value");
+    if (!st) st = finite_rows(logdet, n, 1, "row", "has a non-finite log-determinant");
     return st;
 }
 
@@ -451,7 +475,8 @@ nf_status nf_flow_sample_ctx(nf_flow *f, nf_rng *rng, double temperature, const 
     nf_status st = check_context(f, c);
     if (st) return st;
     nf_prior_sample(&f->prior, rng, temperature, c, x, n);
-    return nf_flow_inverse_ctx(f, x, c, x, NULL, n);
+    if ((st = inverse_pass(f, x, c, x, NULL, n))) return st;
+    return finite_rows(x, n, f->cfg.dim, "sample", "holds a non-finite value (a lower temperature may help)");
 }
 
 /* See nflow.h: nf_flow_sample_ctx without a context. */

@@ -74,7 +74,9 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
             s += b, s2 += b * b;
         }
         if (max_recon) { /* |x − G(G⁻¹(x))| */
-            if ((st = nf_flow_inverse_ctx(f, z, c, z, NULL, m))) break;
+            st = nf_flow_inverse_ctx(f, z, c, z, NULL, m);
+            if (st == NF_ERR_NUMERIC) st = NF_OK, nf_clear_error(); /* counted below: a NaN is off */
+            if (st) break;
             for (int64_t i = 0; i < m; i++) {
                 double w = 0;
                 for (int64_t k = i * D; k < (i + 1) * D; k++) w = fmax(w, fabs((double)z[k] - (double)x[k]));
@@ -169,6 +171,9 @@ nf_status nf_flow_encode_images(nf_flow *f, const nf_images *im, const int64_t *
     if (!st) st = nf_flow_forward_ctx(f, z, c, z, NULL, n);
     nf_flow_set_training(f, training);
     free(c);
+    if (st == NF_ERR_NUMERIC) /* name the image, not its row in this call */
+        for (int64_t k = 0; k < n * D; k++)
+            if (!isfinite(z[k])) return nf_fail(NF_ERR_NUMERIC, "image %lld encodes to a non-finite value: the model overflows on it", (long long)idx[k / D]);
     return st;
 }
 

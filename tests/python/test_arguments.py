@@ -231,6 +231,11 @@ def test_values_beyond_float32_are_named_so():
         f.log_prob(np.array([[0.0, 0.0], [1e300, 0.0]]))
     with pytest.raises(Invalid, match="row 0 holds a non-finite value"):
         f.decode(np.array([[np.inf, 0.0]]))
+    # a finite input the model overflows on: the library's NumericError, naming the row, as the CLI refuses
+    with pytest.raises(nflow.NumericError, match="row 0 decodes to a non-finite value"):
+        f.decode(np.array([[3e38, 3e38], [0.1, 0.2]]))
+    with pytest.raises(nflow.NumericError, match="row 1 encodes to a non-finite value"):
+        f.encode(np.array([[0.1, 0.2], [3e38, 3e38]]))
 
 
 def test_bits_per_dim_of_a_class_conditional_model_takes_labels():
