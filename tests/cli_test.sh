@@ -129,7 +129,7 @@ for k in 1 2 3 4 5 6; do
     "$NFLOW" sample --model "$T/img.ckpt" -n 1 --seed $((k + 10)) --temperature 0.3 --out "$T/pics/shoes/$k.png" >/dev/null
 done
 "$NFLOW" train --model glow --data "$T/pics" --image-size 8 --channels 1 --levels 1 --depth 1 --hidden 4 --steps 3 --batch 4 \
-    --out "$T/pics.ckpt" --quiet >"$T/pics.out" 2>&1 && grep -q "over 1 images" "$T/pics.out" && ok || bad "train on a folder: $(cat "$T/pics.out")"
+    --out "$T/pics.ckpt" --quiet >"$T/pics.out" 2>&1 && grep -q "over 1 image (" "$T/pics.out" && ok || bad "train on a folder: $(cat "$T/pics.out")"
 "$NFLOW" eval --model "$T/pics.ckpt" --data "$T/pics" --channels 1 | grep -q "over 12 images" && ok || bad "eval on a folder"
 "$NFLOW" manipulate --model "$T/pics.ckpt" --data "$T/pics" --channels 1 --class-a 0 --class-b 1 --images 0,7 --strengths 0,1 \
     --out "$T/pics-manip.png" >/dev/null && [ "$(head -c 4 "$T/pics-manip.png" | tail -c 3)" = "PNG" ] && ok || bad "manipulate by class folders"

@@ -145,7 +145,8 @@ void write_grid(const nf_flow *f, nf_status st, const nf_real *x, int64_t n, int
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = i * D; k < (i + 1) * D; k++)
                 if (!isfinite(x[k])) { bad++; break; }
-        fprintf(stderr, "warning: %s: %lld of the %lld images hold non-finite pixels (the model overflows on them; drawn black)\n", path, (long long)bad, (long long)n);
+        fprintf(stderr, "warning: %s: %lld of the %lld image%s hold%s non-finite pixels (the model overflows on %s; drawn black)\n", path,
+                (long long)bad, (long long)n, plural(n), bad == 1 ? "s" : "", bad == 1 ? "it" : "them");
         st = NF_OK;
     }
     check(st);

@@ -38,16 +38,17 @@ int cmd_eval(int argc, char **argv) {
         if (o.classify && !(K > 0 && nf_flow_config(f)->context_labels))
             die("option --classify: the model %s is not class-conditional (train it with --condition labels)", o.model);
         check(nf_flow_evaluate_images_ex(f, im, o.bits, o.seed, tol, &bpd, &se, &rec, &nbad));
-        printf("%.4f ± %.4f %sbits/dim over %lld images of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g; "
-               "%lld of %lld images reconstruct off by more than %.2g (half a %d-bit level)\n",
-               bpd, se, K ? "class-conditional " : "", (long long)im->n, o.data, (int)o.bits, rec, (long long)nbad, (long long)im->n, tol, (int)o.bits);
+        printf("%.4f ± %.4f %sbits/dim over %lld image%s of %s (%d-bit); max reconstruction error |x − G(G⁻¹(x))| = %.2g; "
+               "%lld of %lld image%s reconstruct%s off by more than %.2g (half a %d-bit level)\n",
+               bpd, se, K ? "class-conditional " : "", (long long)im->n, plural(im->n), o.data, (int)o.bits, rec, (long long)nbad,
+               (long long)im->n, plural(im->n), nbad == 1 ? "s" : "", tol, (int)o.bits);
         if (o.classify) { /* the same dequantisation (seed) as above, so the conditional figure matches it on all images */
             double acc, bc, bm;
             int64_t n = o.classify < im->n ? o.classify : im->n;
             check(nf_flow_classify_images(f, im, o.bits, o.seed, n, &acc, &bc, &bm));
-            printf("Bayes' rule over %d classes (uniform prior), first %lld images: accuracy %.2f %%; %.4f class-conditional "
+            printf("Bayes' rule over %d classes (uniform prior), first %lld image%s: accuracy %.2f %%; %.4f class-conditional "
                    "against %.4f marginal bits/dim (−log₂ Σ_k p(x | k)/%d; the class can be worth at most log₂ %d / %lld = %.4f)\n",
-                   (int)K, (long long)n, 100 * acc, bc, bm, (int)K, (int)K, (long long)nf_flow_dim(f), log2((double)K) / (double)nf_flow_dim(f));
+                   (int)K, (long long)n, plural(n), 100 * acc, bc, bm, (int)K, (int)K, (long long)nf_flow_dim(f), log2((double)K) / (double)nf_flow_dim(f));
         }
         nf_images_free(im), nf_flow_free(f);
         return 0;

@@ -84,8 +84,8 @@ int cmd_manipulate(int argc, char **argv) {
         for (int64_t k = 0; k < cols; k++)
             for (int64_t j = 0; j < D; j++) z[(r * cols + k) * D + j] = zi[r * D + j] + (nf_real)o.strengths[k] * (mb[j] - ma[j]);
     decode_grid(f, z, rows * cols, (int32_t)cols, o.out);
-    printf("wrote %s: attribute = mean latent of class %lld (%lld images) − class %lld (%lld images)\n", o.out,
-           (long long)o.class_b, (long long)nb, (long long)o.class_a, (long long)na);
+    printf("wrote %s: attribute = mean latent of class %lld (%lld image%s) − class %lld (%lld image%s)\n", o.out,
+           (long long)o.class_b, (long long)nb, plural(nb), (long long)o.class_a, (long long)na, plural(na));
     free(ma), free(mb), free(zi), free(z), nf_images_free(im), nf_flow_free(f);
     return 0;
 }

@@ -300,8 +300,8 @@ int cmd_train(int argc, char **argv) {
     if (img) {
         double bpd, se, rec;
         check(nf_flow_evaluate_images(f, itest, o.bits, 7, &bpd, &se, &rec));
-        printf("test %.4f ± %.4f %sbits/dim over %lld images (%d-bit), max reconstruction error %.2g; saved %s, samples %s%s\n", bpd, se,
-               cfg.context_dim ? "class-conditional " : "", (long long)itest->n, (int)o.bits, rec, o.out, smppath, note);
+        printf("test %.4f ± %.4f %sbits/dim over %lld image%s (%d-bit), max reconstruction error %.2g; saved %s, samples %s%s\n", bpd, se,
+               cfg.context_dim ? "class-conditional " : "", (long long)itest->n, plural(itest->n), (int)o.bits, rec, o.out, smppath, note);
     } else {
         nf_flow *g = f; /* the model in --out: with validation, the best one */
         if (vval && vt.saved_step != nf_trainer_steps(tr)) check(nf_flow_load(o.out, &g));
