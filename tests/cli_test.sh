@@ -253,6 +253,22 @@ expect_error "'a,,b' has an empty entry" "$NFLOW" train --model maf --data "$T/c
 printf 'z1,z2\n1e38,-1e38\n' >"$T/far.csv"
 expect_error "far.csv: data row 1 decodes to a non-finite value" "$NFLOW" decode --model "$T/m.ckpt" --in "$T/far.csv" --out "$T/far-x.csv"
 [ ! -e "$T/far-x.csv" ] && ok || bad "decode wrote rows of a non-finite decode"
+# a model that overflows on some latents (ActNorm's log-scale set to -88 in the file, its CRC-32 updated):
+# a table of samples is refused, nothing written; a 2-D plot still draws
+"$NFLOW" train --model glow --data moons --steps 2 --quiet --out "$T/ov.ckpt" >/dev/null
+/usr/bin/python3 - "$T/ov.ckpt" <<'PY'
+import json, struct, sys, zlib
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+head, data = b[8:8 + n], bytearray(b[8 + n:])
+lo, hi = json.loads(head)["layers.0.log_scale"]["data_offsets"]
+data[lo:hi] = struct.pack("<2f", -88, -88)
+old = json.loads(head)["__metadata__"]["data_crc32"].encode()
+open(sys.argv[1], "wb").write(b[:8] + head.replace(b'"' + old + b'"', b'"%08x"' % zlib.crc32(bytes(data)), 1) + bytes(data))
+PY
+expect_error "ov.ckpt: sample [0-9]+ holds a non-finite value .*nothing written" "$NFLOW" sample --model "$T/ov.ckpt" -n 1000 --out "$T/ov.csv"
+[ ! -e "$T/ov.csv" ] && ok || bad "sample wrote rows of non-finite samples"
+"$NFLOW" plot --model "$T/ov.ckpt" --out "$T/ov.png" >/dev/null 2>&1 && [ -s "$T/ov.png" ] && ok || bad "plot of a model that overflows on some samples"
 # a file without a header: its columns are x1, x2, … for --context-cols too
 tail -n +2 "$T/const.csv" | awk -F, '{ print $1 "," $2 "," $1 * 0.5 }' >"$T/nohead.csv"
 "$NFLOW" train --model maf --data "$T/nohead.csv" --context-cols x3 --steps 5 --batch 16 --out "$T/nh.ckpt" --quiet >/dev/null 2>"$T/err" && ok || \

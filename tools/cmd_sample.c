@@ -28,6 +28,13 @@ static void write_rows(nf_dataset *d, const nf_flow *f, const char *out, const c
     check(nf_dataset_write_csv(d, out ? out : "-", prefix));
 }
 
+/* A table of samples holds no inf or NaN: a sample the model overflows on (NF_ERR_NUMERIC) stops the
+ * command with the model's name and nothing written; another failure dies with its reason. */
+static void check_samples(nf_status st, const char *model) {
+    if (st == NF_ERR_NUMERIC) die("%s: %s; nothing written", model, nf_last_error());
+    check(st);
+}
+
 int cmd_sample(int argc, char **argv) {
     opts o;
     parse_options(argc, argv, C_SAMPLE, sample_help, &o);
@@ -69,7 +76,7 @@ int cmd_sample(int argc, char **argv) {
         for (int64_t i = 0; i < n; i++) memcpy(cx + i * K, c->x + (i / per) * K, sizeof(nf_real) * (size_t)K);
         nf_rng r;
         nf_rng_seed(&r, o.seed);
-        check(nf_flow_sample_ctx(f, &r, o.temperature, cx, x, n));
+        check_samples(nf_flow_sample_ctx(f, &r, o.temperature, cx, x, n), o.model);
         for (int64_t i = 0; i < n; i++) { /* the training layout: context values in their columns, samples in the others */
             int32_t a = 0, b = 0;
             for (int32_t j = 0; j < M; j++) {
@@ -94,7 +101,7 @@ int cmd_sample(int argc, char **argv) {
     if (!d.x) die("out of memory for %lld samples", (long long)o.n);
     nf_rng r;
     nf_rng_seed(&r, o.seed);
-    check(nf_flow_sample(f, &r, o.temperature, d.x, d.n));
+    check_samples(nf_flow_sample(f, &r, o.temperature, d.x, d.n), o.model);
     write_rows(&d, f, o.out, "x");
     free(d.x), free(d.names), nf_flow_free(f);
     return 0;

@@ -552,8 +552,9 @@ class Flow:
         (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1)): samples are not bounded to
         [-0.5, 0.5); np.clip(np.floor((x + 0.5) * 256), 0, 255) gives 8-bit pixels, as the CLI's PNGs.
         A conditional flow: sample i from p(x | context[i]) (context (n, K)) or (class-conditional image
-        models) of class labels[i]. n and seed are integers (not truncated floats). NumericError when a
-        sample overflows (an unstable model; a lower temperature may help)."""
+        models) of class labels[i]. n and seed are integers (not truncated floats). Samples the model
+        overflows on (an unstable model; a lower temperature may help) come back as inf or NaN, with a
+        RuntimeWarning saying how many (NumPy's convention for overflow)."""
         n = _integer(n, "n", 0)
         seed = secrets.randbits(64) if seed is None else _seed(seed)
         temperature = _real(temperature, "temperature", 0.0, 100.0)  # the CLI's range
@@ -563,9 +564,15 @@ class Flow:
         x = np.empty((n, self._dim), dtype=np.float32)
         with self._locked() as f:
             if c is None:
-                check(lib.nf_flow_sample(f, ctypes.byref(rng), temperature, x.ctypes.data, n))
+                st = lib.nf_flow_sample(f, ctypes.byref(rng), temperature, x.ctypes.data, n)
             else:
-                check(lib.nf_flow_sample_ctx(f, ctypes.byref(rng), temperature, c.ctypes.data, x.ctypes.data, n))
+                st = lib.nf_flow_sample_ctx(f, ctypes.byref(rng), temperature, c.ctypes.data, x.ctypes.data, n)
+            if st == 5:  # NF_ERR_NUMERIC: all n written, some overflowed: NumPy's convention, a warning
+                bad = int((~np.isfinite(x).all(axis=1)).sum())
+                warnings.warn("%d of the %d samples are not finite (the model overflows on their latents; a lower "
+                              "temperature may help)" % (bad, n), RuntimeWarning, stacklevel=2)
+            else:
+                check(st)
         return x.reshape(self._out_shape(n))
 
     def bits_per_dim(self, x, bits=8, seed=1, context=None, labels=None):

@@ -1,11 +1,15 @@
 """nflow.Flow and nflow.sklearn.FlowDensity refuse what they cannot honour with the binding's own
 InvalidArgumentError (never a raw NumPy error, a silent conversion or truncation, or a crash): closing
 while another thread trains, integer pixels, zero rows, arguments fit would ignore, non-numbers,
-non-integral counts, the clip range, seed=None, float32's range, and labels for bits_per_dim."""
+non-integral counts, the clip range, seed=None, float32's range, and labels for bits_per_dim; a model
+that overflows: encode/decode raise NumericError, sample warns."""
+import json
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -260,3 +264,33 @@ def test_fit_ema_averages_whatever_the_sign_of_the_loss():
     b = nflow.Flow("realnvp", dim=2, depth=2, hidden=8, standardize=True).fit(x, steps=30, ema=0.0, progress=False)
     assert a.history_[-1] < 0
     assert not np.array_equal(a.log_prob(x[:5]), b.log_prob(x[:5]))
+
+
+def _set_tensor(path, name, values):
+    """Rewrite the tensor `name` of the checkpoint at path (safetensors) with values, the CRC-32 of the
+    data section in its metadata updated, so that it loads as a model the library never made."""
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    head, data = b[8:8 + n], bytearray(b[8 + n:])
+    lo, hi = json.loads(head)[name]["data_offsets"]
+    data[lo:hi] = np.asarray(values, dtype="<f4").tobytes()
+    old = json.loads(head)["__metadata__"]["data_crc32"]
+    head = head.replace(b'"%s"' % old.encode(), b'"%08x"' % zlib.crc32(bytes(data)), 1)
+    with open(path, "wb") as fp:
+        fp.write(b[:8] + head + bytes(data))
+
+
+def test_a_model_that_overflows(tmp_path):
+    """ActNorm's log-scale at −88: its inverse multiplies by e^88 ≈ 1.7e38, so latents beyond ±2.1 decode
+    to inf. decode raises NumericError naming the row; sample returns all rows and warns how many are
+    not finite (NumPy's convention), the others as the model makes them."""
+    path = str(tmp_path / "g.ckpt")
+    nflow.Flow("glow", dim=2, depth=2, hidden=8).save(path)
+    _set_tensor(path, "layers.0.log_scale", [-88.0, -88.0])
+    f = nflow.Flow.load(path)
+    with pytest.raises(nflow.NumericError, match="row 1 decodes to a non-finite value"):
+        f.decode(np.array([[0.5, 0.5], [3.0, 0.0]]))
+    with pytest.warns(RuntimeWarning, match=r"\d+ of the 1000 samples are not finite") as w:
+        x = f.sample(1000, seed=1)
+    bad = int((~np.isfinite(x).all(axis=1)).sum())
+    assert 0 < bad < 1000 and str(w[0].message).startswith("%d of the 1000" % bad)
