@@ -9,7 +9,9 @@
  * back to "Prescott" (SSE3) on Intel models newer than it knows, running sgemm 3–5× below the machine.
  * At load time nflow compares the core OpenBLAS chose with the widest ISA the CPU's feature bits allow
  * and, when OpenBLAS's is lower, re-initialises it with OPENBLAS_CORETYPE set to the matching core
- * (SkylakeX for AVX-512, Haswell for AVX2) — the library's own exported gotoblas_dynamic_init. A user's
+ * (SkylakeX for AVX-512, Haswell for AVX2) — the library's own exported gotoblas_dynamic_init. NFLOW_ISA
+ * caps OpenBLAS's core the same way (Haswell under avx2, Prescott under generic) and oneDNN's ISA
+ * (gemm.c), so that NFLOW_ISA=avx2 runs every kernel as an AVX2-only CPU would. A user's
  * OPENBLAS_CORETYPE is respected; NFLOW_BLAS_CORE=keep turns the correction off. BLAS libraries without
  * those symbols (a non-DYNAMIC_ARCH build, BLIS) are left alone. */
 #define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
@@ -26,6 +28,7 @@ extern void gotoblas_dynamic_quit(void) __attribute__((weak));
 static const char *const isa_names[] = {"generic", "avx2", "avx512"};
 static int g_active = -1;       /* the path in use; −1 until decided */
 static char g_blas_from[32];    /* the core OpenBLAS had chosen before a correction ("" if none) */
+static int g_blas_capped;       /* 1: the correction lowered the core to NFLOW_ISA's path */
 
 /* The name of a path ("generic", "avx2", "avx512"). */
 const char *nf_isa_name(nf_isa isa) { return (unsigned)isa <= NF_ISA_AVX512 ? isa_names[isa] : "?"; }
@@ -94,10 +97,12 @@ __attribute__((constructor)) static void blas_fix_core(void) {
     const char *keep = getenv("NFLOW_BLAS_CORE");
     if (getenv("OPENBLAS_CORETYPE") || (keep && strcmp(keep, "keep") == 0)) return;
     const char *core = openblas_get_corename();
-    int cpu = hw_level(); /* the hardware's, also for double builds (dgemm) */
-    if (core_level(core) >= cpu) return;
-    const char *want = cpu == NF_ISA_AVX512 ? "SkylakeX" : "Haswell";
+    int cpu = hw_level(), cap = isa_from_name(getenv("NFLOW_ISA")); /* the hardware's, also for double builds (dgemm) */
+    int level = cap >= 0 && cap < cpu ? cap : cpu, have = core_level(core);
+    if (have == level || (have > level && level == cpu)) return; /* a core above the CPU's own: OpenBLAS knows it better */
+    const char *want = level == NF_ISA_AVX512 ? "SkylakeX" : level == NF_ISA_AVX2 ? "Haswell" : "Prescott";
     snprintf(g_blas_from, sizeof g_blas_from, "%s", core ? core : "?");
+    g_blas_capped = have > level;
     gotoblas_dynamic_quit();
     setenv("OPENBLAS_CORETYPE", want, 1);
     gotoblas_dynamic_init();
@@ -119,7 +124,7 @@ const char *nf_runtime_info(void) {
     static _Thread_local char buf[384];
     const char *cfg = openblas_get_config ? openblas_get_config() : "a CBLAS";
     char from[96] = "";
-    if (g_blas_from[0]) snprintf(from, sizeof from, " (corrected from %s)", g_blas_from);
+    if (g_blas_from[0]) snprintf(from, sizeof from, g_blas_capped ? " (lowered by NFLOW_ISA from %s)" : " (corrected from %s)", g_blas_from);
     else if (getenv("OPENBLAS_CORETYPE") && openblas_get_corename && core_level(openblas_get_corename()) < hw_level())
         snprintf(from, sizeof from, " (set by OPENBLAS_CORETYPE, below this CPU's %s: not corrected)", nf_isa_name((nf_isa)hw_level()));
     const char *g = nf_gemm_info();

@@ -65,6 +65,15 @@ int nf_gemm_set(int mode) {
 }
 
 #if HAVE_ONEDNN
+/* At load time: under NFLOW_ISA=avx2 or generic, oneDNN's JIT is capped at AVX2 or SSE4.1 as nflow's own
+ * kernels are (cpu.c caps OpenBLAS's core), unless the user set oneDNN's own DNNL_MAX_CPU_ISA. Runs before
+ * oneDNN generates any code (it can be set only then). */
+__attribute__((constructor)) static void onednn_cap(void) {
+    if (getenv("DNNL_MAX_CPU_ISA") || getenv("ONEDNN_MAX_CPU_ISA")) return;
+    nf_isa isa = nf_isa_active();
+    if (isa < nf_isa_cpu()) dnnl_set_max_cpu_isa(isa == NF_ISA_AVX2 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+}
+
 /* 1 when oneDNN's sgemm multiplies this tile under NF_GEMM_AUTO. Measured single-threaded, one call per
  * shape as nf_gemm makes them (AMD EPYC Zen 5, avx512; OpenBLAS 0.3.21 core Cooperlake against oneDNN 2.6.3
  * avx512_core_bf16; BENCHMARKS.md has the table): OpenBLAS's small-matrix kernel is the faster up to about 10⁶
@@ -74,7 +83,14 @@ int nf_gemm_set(int mode) {
  * With Bᵀ (the MLPs' forward, the weight gradients) OpenBLAS is slower at every size once n ≥ 128 (64-row
  * tiles 165–193 against 186–230) and with few rows from n ≥ 196; below n = 64 it stays ahead. */
 static int onednn_wins(int tA, int tB, int64_t m, int64_t n, int64_t k) {
+    /* OpenBLAS's small-matrix kernels exist only in its AVX-512 cores: below them (an AVX2 CPU's Haswell or
+     * Zen core, or NFLOW_ISA=avx2 / generic) oneDNN measured faster on every shape of the workloads, from
+     * 64 × 20 × 64 up (BENCHMARKS.md), so it takes every tile of 2¹⁶ multiply-adds or more; below that
+     * the toy models stay on OpenBLAS (oneDNN's first call in a process costs ~18 ms of code generation) */
+    static int blas_level = -1; /* benign race: every caller stores the same value */
+    if (blas_level < 0) blas_level = (int)nf_blas_isa();
     double mnk = (double)m * (double)n * (double)k;
+    if (blas_level < NF_ISA_AVX512) return mnk >= 65536;
     if (tB && !tA) {
         if (n < 64) return 0;
         return mnk > 1e6 || (m >= 16 && n >= 128) || (m >= 8 && n >= 196) || n >= 784;
