@@ -445,10 +445,10 @@ static void test_recompute_matches_store(void **state) {
     nf_flow_free(f);
 }
 
-/* Every pass that maps values reports a non-finite output as NF_ERR_NUMERIC naming the first such row,
- * with the finite rows still written as a clean pass writes them: forward and inverse of rows where one
- * holds a NaN, at 1 and 2 threads and through the split passes (n = 512), and sampling at a temperature
- * whose latents overflow float. */
+/* Every pass that maps values reports a non-finite output as NF_ERR_NUMERIC naming the first such row
+ * (and whether its input was already non-finite), with the finite rows still written as a clean pass
+ * writes them: forward and inverse of rows holding a NaN or an infinity, at 1 and 2 threads and through
+ * the split passes (n = 512), in place too, and sampling at a temperature whose latents overflow float. */
 static void test_non_finite_outputs_reported(void **state) {
     (void)state;
     nf_config c;
@@ -466,12 +466,15 @@ static void test_non_finite_outputs_reported(void **state) {
             for (int inv = 0; inv < 2; inv++) {
                 nf_status (*pass)(nf_flow *, const nf_real *, nf_real *, nf_real *, int64_t) = inv ? nf_flow_inverse : nf_flow_forward;
                 assert_int_equal(pass(f, x, ref, NULL, n), NF_OK);
-                x[2 * 5 + 1] = NAN, x[2 * (n - 1)] = INFINITY; /* rows 5 and n − 1 */
+                x[2 * 6 + 1] = NAN, x[2 * (n - 1)] = INFINITY; /* rows 6 and n − 1: the input's own, named so */
                 assert_int_equal(pass(f, x, y, NULL, n), NF_ERR_NUMERIC);
-                assert_non_null(strstr(nf_last_error(), inv ? "row 5 decodes to a non-finite value" : "row 5 encodes to a non-finite value"));
+                assert_non_null(strstr(nf_last_error(), "row 6: the input holds a non-finite value"));
                 for (int64_t i = 0; i < n; i++)
-                    if (i != 5 && i != n - 1) assert_memory_equal(y + 2 * i, ref + 2 * i, sizeof(nf_real) * 2);
-                x[2 * 5 + 1] = (nf_real)(0.01 * (double)((2 * 5 + 1) % 97) - 0.4), x[2 * (n - 1)] = (nf_real)(0.01 * (double)((2 * (n - 1)) % 97) - 0.4);
+                    if (i != 6 && i != n - 1) assert_memory_equal(y + 2 * i, ref + 2 * i, sizeof(nf_real) * 2);
+                memcpy(y, x, sizeof(nf_real) * (size_t)(2 * n)); /* in place: the output's NaN, not the input's */
+                assert_int_equal(pass(f, y, y, NULL, n), NF_ERR_NUMERIC);
+                assert_non_null(strstr(nf_last_error(), inv ? "row 6 decodes to a non-finite value" : "row 6 encodes to a non-finite value"));
+                for (int64_t i = 0; i < 2 * n; i++) x[i] = (nf_real)(0.01 * (double)(i % 97) - 0.4);
             }
             nf_rng r;
             nf_rng_seed(&r, 3);

@@ -15,6 +15,8 @@ void die(const char *fmt, ...);
 void check(nf_status st);
 double now(void);
 void fmt_time(double s, char *buf, unsigned long n);
+/* "s" unless n is 1: "%lld image%s" of a count in a message. */
+static inline const char *plural(int64_t n) { return n == 1 ? "" : "s"; }
 
 #include "options.h"
 
@@ -46,8 +48,6 @@ void write_grid(const nf_flow *f, nf_status st, const nf_real *x, int64_t n, int
 /* n samples x = G(z), z at temperature T drawn with `seed`, as a PNG grid (a class-conditional model:
  * one row per class, n / classes samples in each). */
 void write_sample_grid(nf_flow *f, uint64_t seed, double T, int64_t n, const char *path);
-/* "s" unless n is 1: "%lld image%s" of a count in a message. */
-static inline const char *plural(int64_t n) { return n == 1 ? "" : "s"; }
 /* A class-conditional image model: cls ≥ 0: a square grid of n samples of class cls; cls < 0: one row
  * per class of n samples each. */
 void write_class_grid(nf_flow *f, uint64_t seed, double T, int64_t cls, int64_t n, const char *path);

@@ -371,12 +371,20 @@ static void serial_end(int threads) {
 #endif
 }
 
-/* NF_ERR_NUMERIC, reason "<noun> <row> <what>: the model overflows on it" for the first row (counted from
- * 0) of the n rows of w values in v (NULL: nothing to check) that holds a value that is not finite;
- * NF_OK when all are finite. */
-static nf_status finite_rows(const nf_real *v, int64_t n, int64_t w, const char *noun, const char *what) {
-    for (int64_t k = 0; v && k < n * w; k++)
-        if (!isfinite(v[k])) return nf_fail(NF_ERR_NUMERIC, "%s %lld %s: the model overflows on it", noun, (long long)(k / w), what);
+/* NF_ERR_NUMERIC for the first row (counted from 0) of the n rows of w values in v (NULL: nothing to
+ * check) that holds a value that is not finite, reason "<noun> <row> <what>: the model overflows on it",
+ * or, when that row of the input in (n rows of D values; NULL or v itself: none) is not finite itself,
+ * "<noun> <row>: the input holds a non-finite value"; NF_OK when all are finite. */
+static nf_status finite_rows(const nf_real *v, const nf_real *in, int64_t D, int64_t n, int64_t w, const char *noun,
+                             const char *what) {
+    if (in == v) in = NULL; /* in place: the input is gone */
+    for (int64_t k = 0; v && k < n * w; k++) {
+        if (isfinite(v[k])) continue;
+        int64_t i = k / w;
+        for (int64_t j = 0; in && j < D; j++)
+            if (!isfinite(in[i * D + j])) return nf_fail(NF_ERR_NUMERIC, "%s %lld: the input holds a non-finite value", noun, (long long)i);
+        return nf_fail(NF_ERR_NUMERIC, "%s %lld %s: the model overflows on it", noun, (long long)i, what);
+    }
     return NF_OK;
 }
 
@@ -390,8 +398,8 @@ nf_status nf_flow_forward_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf
         st = forward_chunked(f, x, c, n, z, logdet, NULL);
         serial_end(t);
     }
-    if (!st) st = finite_rows(z, n, f->cfg.dim, "row", "encodes to a non-finite value");
-    if (!st) st = finite_rows(logdet, n, 1, "row", "has a non-finite log-determinant");
+    if (!st) st = finite_rows(z, x, f->cfg.dim, n, f->cfg.dim, "row", "encodes to a non-finite value");
+    if (!st) st = finite_rows(logdet, NULL, 0, n, 1, "row", "has a non-finite log-determinant");
     return st;
 }
 
@@ -440,8 +448,8 @@ static nf_status inverse_pass(nf_flow *f, const nf_real *z, const nf_real *c, nf
 /* See nflow.h: inverse_pass, and NF_ERR_NUMERIC (the values still written) when a value is not finite. */
 nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
     nf_status st = inverse_pass(f, z, c, x, logdet, n);
-    if (!st) st = finite_rows(x, n, f->cfg.dim, "row", "decodes to a non-finite value");
-    if (!st) st = finite_rows(logdet, n, 1, "row", "has a non-finite log-determinant");
+    if (!st) st = finite_rows(x, z, f->cfg.dim, n, f->cfg.dim, "row", "decodes to a non-finite value");
+    if (!st) st = finite_rows(logdet, NULL, 0, n, 1, "row", "has a non-finite log-determinant");
     return st;
 }
 
@@ -476,7 +484,7 @@ nf_status nf_flow_sample_ctx(nf_flow *f, nf_rng *rng, double temperature, const 
     if (st) return st;
     nf_prior_sample(&f->prior, rng, temperature, c, x, n);
     if ((st = inverse_pass(f, x, c, x, NULL, n))) return st;
-    return finite_rows(x, n, f->cfg.dim, "sample", "holds a non-finite value (a lower temperature may help)");
+    return finite_rows(x, NULL, 0, n, f->cfg.dim, "sample", "holds a non-finite value (a lower temperature may help)");
 }
 
 /* See nflow.h: nf_flow_sample_ctx without a context. */
