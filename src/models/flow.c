@@ -342,6 +342,33 @@ static nf_status forward_chunked(nf_flow *f, const nf_real *x, const nf_real *c,
     return NF_OK;
 }
 
+/* Inverse of n rows in chunks of EVAL_CHUNK through the workspace with contexts c (NULL: none); x and/or
+ * logdet may be NULL. */
+static nf_status inverse_chunked(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
+    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
+    nf_status st = check_context(f, c);
+    if (st) return st;
+    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
+        st = reserve_own(f, m); /* evaluation: no parts */
+        if (st) return st;
+        set_context(f, c ? c + i0 * K : NULL, NULL);
+        nf_real *a = DZA(f), *b = DZB(f), *ld = LOGDET(f);
+        memset(ld, 0, sizeof(nf_real) * (size_t)m);
+        memcpy(a, z + i0 * D, sizeof(nf_real) * (size_t)(m * D));
+        for (int32_t k = f->nlayers - 1; k >= 0; k--) {
+            nf_layer *L = f->layers[k];
+            if ((st = L->ops->inverse(L, a, b, ld, m, SCRATCH(f)))) return st;
+            copy_tail(a, b, m, L->dim, D);
+            nf_real *t = a;
+            a = b, b = t;
+        }
+        if (x) memcpy(x + i0 * D, a, sizeof(nf_real) * (size_t)(m * D));
+        if (logdet) memcpy(logdet + i0, ld, sizeof(nf_real) * (size_t)m);
+    }
+    return NF_OK;
+}
+
 /* Small batches through small models (the 2-D flows): forking threads for every layer costs more than
  * it saves — realnvp-moons trained 20 % slower on 2 threads than on 1. Below this many FLOPs per call,
  * a flow runs on one thread (results never depend on the thread count, so only the speed changes);
@@ -388,16 +415,22 @@ static nf_status finite_rows(const nf_real *v, const nf_real *in, int64_t D, int
     return NF_OK;
 }
 
+/* An evaluation pass of n rows in (contexts c, NULL: none), forward (z, logdet and/or logp of x; any may
+ * be NULL) or inverse (x and/or logdet of z; logp unused): split across the threads where split_ok, else
+ * in chunks (one thread for a small flow). Values not checked (the public functions check them). */
+static nf_status eval_rows(nf_flow *f, int inverse, const nf_real *in, const nf_real *c, int64_t n, nf_real *out,
+                           nf_real *logdet, nf_real *logp) {
+    if (split_ok(f, n)) return eval_split(f, inverse, in, c, n, out, logdet, logp);
+    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
+    nf_status st = inverse ? inverse_chunked(f, in, c, out, logdet, n) : forward_chunked(f, in, c, n, out, logdet, logp);
+    serial_end(t);
+    return st;
+}
+
 /* See nflow.h: z and/or logdet of n rows (either may be NULL), in chunks, with contexts c (NULL: none);
  * NF_ERR_NUMERIC (the values still written) when one is not finite. */
 nf_status nf_flow_forward_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, int64_t n) {
-    nf_status st;
-    if (split_ok(f, n)) st = eval_split(f, 0, x, c, n, z, logdet, NULL);
-    else {
-        int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-        st = forward_chunked(f, x, c, n, z, logdet, NULL);
-        serial_end(t);
-    }
+    nf_status st = eval_rows(f, 0, x, c, n, z, logdet, NULL);
     if (!st) st = finite_rows(z, x, f->cfg.dim, n, f->cfg.dim, "row", "encodes to a non-finite value");
     if (!st) st = finite_rows(logdet, NULL, 0, n, 1, "row", "has a non-finite log-determinant");
     return st;
@@ -408,46 +441,10 @@ nf_status nf_flow_forward(nf_flow *f, const nf_real *x, nf_real *z, nf_real *log
     return nf_flow_forward_ctx(f, x, NULL, z, logdet, n);
 }
 
-/* Inverse of n rows in chunks of EVAL_CHUNK through the workspace with contexts c (NULL: none); x and/or
- * logdet may be NULL. */
-static nf_status inverse_chunked(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
-    int32_t D = f->cfg.dim, K = f->cfg.context_dim;
-    nf_status st = check_context(f, c);
-    if (st) return st;
-    for (int64_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
-        int64_t m = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
-        st = reserve_own(f, m); /* evaluation: no parts */
-        if (st) return st;
-        set_context(f, c ? c + i0 * K : NULL, NULL);
-        nf_real *a = DZA(f), *b = DZB(f), *ld = LOGDET(f);
-        memset(ld, 0, sizeof(nf_real) * (size_t)m);
-        memcpy(a, z + i0 * D, sizeof(nf_real) * (size_t)(m * D));
-        for (int32_t k = f->nlayers - 1; k >= 0; k--) {
-            nf_layer *L = f->layers[k];
-            if ((st = L->ops->inverse(L, a, b, ld, m, SCRATCH(f)))) return st;
-            copy_tail(a, b, m, L->dim, D);
-            nf_real *t = a;
-            a = b, b = t;
-        }
-        if (x) memcpy(x + i0 * D, a, sizeof(nf_real) * (size_t)(m * D));
-        if (logdet) memcpy(logdet + i0, ld, sizeof(nf_real) * (size_t)m);
-    }
-    return NF_OK;
-}
-
-/* x = f⁻¹(z) of n rows with contexts c (NULL: none); logdet (may be NULL) gets −log|det|; values not
- * checked (nf_flow_inverse_ctx and nf_flow_sample_ctx check them). */
-static nf_status inverse_pass(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
-    if (split_ok(f, n)) return eval_split(f, 1, z, c, n, x, logdet, NULL);
-    int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-    nf_status st = inverse_chunked(f, z, c, x, logdet, n);
-    serial_end(t);
-    return st;
-}
-
-/* See nflow.h: inverse_pass, and NF_ERR_NUMERIC (the values still written) when a value is not finite. */
+/* See nflow.h: x = f⁻¹(z) and/or logdet (−log|det|) of n rows with contexts c (NULL: none); NF_ERR_NUMERIC
+ * (the values still written) when a value is not finite. */
 nf_status nf_flow_inverse_ctx(nf_flow *f, const nf_real *z, const nf_real *c, nf_real *x, nf_real *logdet, int64_t n) {
-    nf_status st = inverse_pass(f, z, c, x, logdet, n);
+    nf_status st = eval_rows(f, 1, z, c, n, x, logdet, NULL);
     if (!st) st = finite_rows(x, z, f->cfg.dim, n, f->cfg.dim, "row", "decodes to a non-finite value");
     if (!st) st = finite_rows(logdet, NULL, 0, n, 1, "row", "has a non-finite log-determinant");
     return st;
@@ -463,13 +460,7 @@ nf_status nf_flow_log_prob(nf_flow *f, const nf_real *x, nf_real *logp, int64_t 
 
 /* See nflow.h: logp[i] = log p(x_i | c_i) in nats. */
 nf_status nf_flow_log_prob_ctx(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *logp, int64_t n) {
-    nf_status st;
-    if (split_ok(f, n)) st = eval_split(f, 0, x, c, n, NULL, NULL, logp);
-    else {
-        int t = serial_begin(f, n < EVAL_CHUNK ? n : EVAL_CHUNK);
-        st = forward_chunked(f, x, c, n, NULL, NULL, logp);
-        serial_end(t);
-    }
+    nf_status st = eval_rows(f, 0, x, c, n, NULL, NULL, logp);
     for (int64_t i = 0; i < n && !st; i++) /* a model whose values overflow on this input (e.g. loaded from a file) */
         if (!isfinite(logp[i])) st = nf_fail(NF_ERR_NUMERIC, "log p of sample %lld is %g: the model overflows on it", (long long)i, (double)logp[i]);
     return st;
@@ -483,7 +474,7 @@ nf_status nf_flow_sample_ctx(nf_flow *f, nf_rng *rng, double temperature, const 
     nf_status st = check_context(f, c);
     if (st) return st;
     nf_prior_sample(&f->prior, rng, temperature, c, x, n);
-    if ((st = inverse_pass(f, x, c, x, NULL, n))) return st;
+    if ((st = eval_rows(f, 1, x, c, n, x, NULL, NULL))) return st;
     return finite_rows(x, NULL, 0, n, f->cfg.dim, "sample", "holds a non-finite value (a lower temperature may help)");
 }
 
