@@ -156,6 +156,9 @@ _fn("nf_flow_context_dim", _i32, _p)
 _fn("nf_flow_log_prob_ctx", _st, _p, _p, _p, _p, _i64)
 _fn("nf_flow_sample_ctx", _st, _p, _p, _dbl, _p, _p, _i64)
 _fn("nf_trainer_create_ctx", _st, _p, _p, _p, _p, _p)
+_fn("nf_dataset_split", _st, _p, _dbl, _u64, _p, _p)
+_fn("nf_dataset_free", None, _p)
+_fn("nf_flow_evaluate_ctx", _st, _p, _p, _p, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
 
 
 class Rng(ctypes.Structure):

@@ -3,7 +3,9 @@ GaussianMixture: fit, score_samples, score, sample), usable in Pipeline and Grid
 
 Its parameters carry the CLI's option names of `nflow train` ('-' written '_'): model, the architecture
 (depth, hidden, mlp_layers, activation, ...; None keeps the model's default) and the training options
-(steps, batch, lr, warmup, clip, lr_schedule, seed). scikit-learn is optional: without it the class
+(steps, batch, lr, warmup, clip, lr_schedule, seed, weight_decay, ema, validation, eval_every,
+patience), with `nflow train`'s defaults for a CSV table: FlowDensity().fit(X) trains what
+`nflow train --model maf --data X.csv` trains. scikit-learn is optional: without it the class
 keeps get_params/set_params of its own and works the same outside sklearn's tools.
 """
 import inspect
@@ -61,24 +63,33 @@ def _seed_of(random_state):
 class FlowDensity(DensityMixin, BaseEstimator):
     """Density estimation with a normalizing flow of libnflow.
 
-    Parameters (None: the model's default, as `nflow train` has it):
-      model: "nice", "realnvp", "glow", "nsf", "maf" or "iaf".
+    Parameters (None: the model's default, as `nflow train` has it for a CSV table):
+      model: "maf" (the default: autoregressive blocks, nflow train's choice for tables), "nice",
+        "realnvp", "glow", "nsf" or "iaf". maf and iaf take tanh MADEs unless activation is given.
       depth, hidden, mlp_layers, activation, scale, partition, perm, prior, coupling, lu, batchnorm,
       actnorm, init_std: the architecture (see `nflow train --help`).
       standardize: per-column standardisation layer from the training data (default True: nflow
         train's choice for data files).
-      steps, batch, lr, warmup, clip, lr_schedule: the training (nflow train's defaults; batch at most
-        the rows). seed: initialisation and batches (1; an integer; None: the model's default seed, as
-        Flow and Flow.fit take seed=None).
+      steps, batch, lr, warmup, clip, lr_schedule: the training (nflow train's defaults for a table:
+        steps 20000, early stopping ends sooner; batch at most the rows). seed: initialisation, the
+        validation rows and batches (1; an integer; None: the model's default seed, as Flow and Flow.fit
+        take seed=None).
+      weight_decay: AdamW decay (None: 0.1, or 0.1 * 16200 / rows above 16 200 training rows, as nflow
+        train on a CSV). ema: Polyak averaging of the parameters (0.999; 0: none).
+      validation, eval_every, patience: the fraction of the rows held out (0.1; 0: none), scored every
+        eval_every steps (100); stop after patience scores without a better one (20; 0: never); the
+        flow kept is the best scored one or the last step's (Flow.fit).
       threads: OpenMP threads for the library (None: leave as set).
       verbose: show the progress line.
-    Attributes after fit: flow_ (the nflow.Flow), n_features_in_, history_ (loss per step, nats).
+    Attributes after fit: flow_ (the nflow.Flow), n_features_in_, history_ (loss per step, nats),
+    val_history_ ((step, validation NLL) pairs), best_step_ (the step of the parameters kept).
     """
 
-    def __init__(self, model="realnvp", depth=None, hidden=None, mlp_layers=None, activation=None, scale=None,
+    def __init__(self, model="maf", depth=None, hidden=None, mlp_layers=None, activation=None, scale=None,
                  partition=None, perm=None, prior=None, coupling=None, lu=None, batchnorm=None, actnorm=None,
-                 init_std=None, standardize=True, steps=5000, batch=None, lr=1e-3, warmup=None, clip=None,
-                 lr_schedule="constant", seed=1, threads=None, verbose=False):
+                 init_std=None, standardize=True, steps=20000, batch=None, lr=1e-3, warmup=None, clip=None,
+                 lr_schedule="constant", seed=1, threads=None, verbose=False, weight_decay=None, ema=0.999,
+                 validation=0.1, eval_every=100, patience=20):
         self.model = model
         self.depth = depth
         self.hidden = hidden
@@ -103,6 +114,11 @@ class FlowDensity(DensityMixin, BaseEstimator):
         self.seed = seed
         self.threads = threads
         self.verbose = verbose
+        self.weight_decay = weight_decay
+        self.ema = ema
+        self.validation = validation
+        self.eval_every = eval_every
+        self.patience = patience
 
     def _X(self, X, what=None):
         """X as a 2-D array; what (the method's name): a reduction over the rows, which refuses none."""
@@ -128,12 +144,22 @@ class FlowDensity(DensityMixin, BaseEstimator):
             if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
                 raise invalid("seed %r: an integer, or None for the model's default" % (seed,))
             arch["seed"] = int(seed)
+        if self.model in ("maf", "iaf") and self.activation is None:
+            arch["activation"] = "tanh"  # nflow train's MADEs on a table
         flow = Flow(self.model, dim=X.shape[1], standardize=self.standardize, **arch)
+        wd = self.weight_decay
+        if wd is None:  # nflow train's on a CSV: a prior of fixed weight against the summed log-likelihood
+            n = X.shape[0]
+            held = max(1, int(round(self.validation * n))) if self.validation and n > 1 else 0
+            wd = 0.1 * min(1.0, 16200.0 / max(1, n - held))
         flow.fit(X, steps=self.steps, batch=self.batch, lr=self.lr, warmup=self.warmup, clip=self.clip,
-                 lr_schedule=self.lr_schedule, seed=None if seed is None else int(seed), progress=self.verbose)
+                 lr_schedule=self.lr_schedule, seed=None if seed is None else int(seed), progress=self.verbose,
+                 weight_decay=wd, ema=self.ema, validation=self.validation, eval_every=self.eval_every,
+                 patience=self.patience)
         self.flow_ = flow
         self.n_features_in_ = X.shape[1]
         self.history_ = flow.history_
+        self.val_history_, self.best_step_ = flow.val_history_, flow.best_step_
         return self
 
     def _check_fitted(self):

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 def test_params_protocol():
     est = FlowDensity(depth=3, hidden=16, steps=10)
     p = est.get_params()
-    assert p["depth"] == 3 and p["hidden"] == 16 and p["steps"] == 10 and p["model"] == "realnvp"
+    assert p["depth"] == 3 and p["hidden"] == 16 and p["steps"] == 10 and p["model"] == "maf"
     assert est.set_params(hidden=8) is est and est.hidden == 8
     c = clone(est)
     assert c is not est and c.get_params() == est.get_params()

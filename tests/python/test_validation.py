@@ -1,0 +1,78 @@
+"""Flow.fit(validation=...) and FlowDensity's table defaults: rows held out as nflow train holds them out,
+scored on schedule, early stopping, and the flow kept being the best scored one (or the last step's)."""
+import numpy as np
+import pytest
+
+import nflow
+from nflow.flow import _split_rows
+from nflow.sklearn import FlowDensity
+
+Invalid = nflow.InvalidArgumentError
+
+
+def _pairs(n, seed=0):
+    r = np.random.default_rng(seed)
+    a = r.normal(size=(n, 1))
+    return np.hstack([a, 1.5 * np.sin(2 * a) + 0.2 * r.normal(size=(n, 1))]).astype(np.float32)
+
+
+def _val_nll(flow, X, frac):
+    """The mean NLL of the rows fit held out (the same split: seed + 1)."""
+    (_, _), (v, _) = _split_rows(X, None, frac, flow.config["seed"] + 1)
+    return -float(np.mean(flow.log_prob(v), dtype=np.float64))
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.999])
+def test_early_stopping_keeps_the_best_scored_model(ema):
+    X = _pairs(1500)
+    f = nflow.Flow("maf", dim=2, hidden=32)
+    # a high rate and no decay: the validation score wanders, so a later step is not always the best
+    f.fit(X, steps=4000, lr=1e-2, validation=0.2, eval_every=50, patience=4, ema=ema, progress=False)
+    steps, scores = zip(*f.val_history_)
+    assert list(steps) == list(range(50, steps[-1] + 1, 50))  # stopped on a scheduled score
+    best = min(range(len(scores)), key=lambda i: scores[i])
+    assert f.best_step_ == steps[best]
+    assert len(f.history_) == steps[-1] < 4000  # stopped early: patience scores without a better one
+    assert steps[-1] - f.best_step_ == 4 * 50
+    assert _val_nll(f, X, 0.2) == pytest.approx(scores[best], abs=1e-5)  # the flow holds that model
+
+
+def test_the_last_step_is_kept_when_it_scores_best():
+    X = _pairs(1500, 1)
+    f = nflow.Flow("maf", dim=2, hidden=16)
+    f.fit(X, steps=230, lr=3e-3, validation=0.1, eval_every=100, patience=0, progress=False)
+    assert [s for s, _ in f.val_history_] == [100, 200, 230]  # scheduled, and the last step's
+    if f.val_history_[-1][1] < min(v for _, v in f.val_history_[:-1]):
+        assert f.best_step_ == 230
+    assert _val_nll(f, X, 0.1) == pytest.approx(dict(f.val_history_)[f.best_step_], abs=1e-5)
+
+
+def test_without_validation_nothing_is_held_out():
+    X = _pairs(300)
+    f = nflow.Flow("maf", dim=2, hidden=8).fit(X, steps=20, progress=False)
+    assert f.val_history_ == [] and f.best_step_ is None and len(f.history_) == 20
+
+
+def test_validation_refusals():
+    X = _pairs(10)
+    f = nflow.Flow("maf", dim=2, hidden=8)
+    with pytest.raises(Invalid, match="too few to hold out"):
+        f.fit(X[:1], steps=1, validation=0.1, progress=False)
+    with pytest.raises(Invalid, match="validation 0.95"):
+        f.fit(X, steps=1, validation=0.95, progress=False)
+    with pytest.raises(Invalid, match="lr \\* weight_decay"):
+        f.fit(X, steps=1, lr=0.5, weight_decay=2.0, progress=False)
+    g = nflow.Flow("glow", shape=(1, 4, 4), depth=1, hidden=4, levels=1)
+    with pytest.raises(Invalid, match="validation: rows only"):
+        g.fit(np.zeros((4, 1, 4, 4), dtype=np.uint8), steps=1, validation=0.1, progress=False)
+
+
+def test_flow_density_trains_as_nflow_train_on_a_table():
+    est = FlowDensity()
+    p = est.get_params()
+    assert (p["model"], p["steps"], p["ema"], p["validation"], p["eval_every"], p["patience"], p["weight_decay"]) == \
+        ("maf", 20000, 0.999, 0.1, 100, 20, None)
+    X = _pairs(2000, 2)
+    est = FlowDensity(steps=300, eval_every=50, patience=2).fit(X)
+    assert est.flow_.config["activation"] == "tanh" and est.best_step_ is not None
+    assert [s for s, _ in est.val_history_][:2] == [50, 100]
