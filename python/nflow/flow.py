@@ -637,10 +637,10 @@ class Flow:
         train uses 0.1 on CSV tables up to 16 200 training rows, 0.1 * 16200 / rows above).
         validation (rows only): the fraction of the rows held out (drawn as nflow train --val-fraction
         draws them from its training rows: nf_dataset_split, seed + 1), scored every eval_every steps and
-        at the end; the flow keeps the
-        parameters (the average, with ema) of the best of those scores and of the last step, and stops
-        after patience scores without a better one (0: never); self.val_history_ lists (step, validation
-        NLL in nats), self.best_step_ the step kept. 0 (the default): all rows train, nothing held out."""
+        at the end; the flow keeps the parameters (the average, with ema) of the best of those scores and
+        of the last step, and stops after patience scores without a better one (0: never);
+        self.val_history_ lists (step, validation NLL in nats), self.best_step_ the step kept. 0 (the
+        default): all rows train, nothing held out."""
         self._handle()
         img = self._shape is not None
         # the options first: nothing is converted or trained with a bad one
@@ -713,9 +713,9 @@ class Flow:
         o.rollbacks = rollbacks
         o.adam.weight_decay = weight_decay
         self.val_history_, self.best_step_ = [], None
-        best_dir = tempfile.TemporaryDirectory() if validation > 0 else None
+        best_dir = tempfile.TemporaryDirectory() if validation > 0 else None  # removed on leaving, however
         best_path = os.path.join(best_dir.name, "best.ckpt") if best_dir else None
-        with self._locked() as f:
+        with best_dir or contextlib.nullcontext(), self._locked() as f:
             if not img and cfg["standardize"] and not self._fitted:
                 mean = np.empty(D, dtype=np.float32)
                 sd = np.empty(D, dtype=np.float32)
@@ -735,13 +735,15 @@ class Flow:
                 ll, se = ctypes.c_double(), ctypes.c_double()
                 if ema > 0:
                     lib.nf_trainer_swap_average(tr)
-                st = lib.nf_flow_evaluate_ctx(f, ctypes.byref(val_ref), ctypes.byref(val_ctx) if val_ctx is not None else None,
-                                              ctypes.byref(ll), ctypes.byref(se))
-                if save and st == 0 and (self.best_step_ is None or -ll.value < best[0]):
-                    best[1] = True  # saved while the flow holds what it scored
-                    check(lib.nf_flow_save(f, best_path.encode()))
-                if ema > 0:
-                    lib.nf_trainer_swap_average(tr)
+                try:
+                    st = lib.nf_flow_evaluate_ctx(f, ctypes.byref(val_ref), ctypes.byref(val_ctx) if val_ctx is not None else None,
+                                                  ctypes.byref(ll), ctypes.byref(se))
+                    if save and st == 0 and (self.best_step_ is None or -ll.value < best[0]):
+                        best[1] = True  # saved while the flow holds what it scored
+                        check(lib.nf_flow_save(f, best_path.encode()))
+                finally:
+                    if ema > 0:
+                        lib.nf_trainer_swap_average(tr)
                 if st not in (0, 5):  # NF_ERR_NUMERIC: never the best
                     check(st)
                 return -ll.value if st == 0 else math.inf
@@ -801,8 +803,6 @@ class Flow:
                 old, f.value = f.value, g.value
                 lib.nf_flow_free(ctypes.c_void_p(old))
                 lib.nf_flow_set_training(f, 0)
-            if best_dir:
-                best_dir.cleanup()
             self._fitted = True
         return self
 
