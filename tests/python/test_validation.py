@@ -76,3 +76,14 @@ def test_flow_density_trains_as_nflow_train_on_a_table():
     est = FlowDensity(steps=300, eval_every=50, patience=2).fit(X)
     assert est.flow_.config["activation"] == "tanh" and est.best_step_ is not None
     assert [s for s, _ in est.val_history_][:2] == [50, 100]
+
+
+def test_contexts_follow_their_rows():
+    r = np.random.default_rng(3)
+    C = r.normal(size=(600, 1)).astype(np.float32)
+    X = np.hstack([C + 0.1 * r.normal(size=(600, 1)), r.normal(size=(600, 1))]).astype(np.float32)
+    f = nflow.Flow("maf", dim=2, context_dim=1, hidden=16)
+    f.fit(X, context=C, steps=300, validation=0.2, eval_every=50, patience=0, progress=False)
+    (_, _), (vx, vc) = _split_rows(X, C, 0.2, f.config["seed"] + 1)
+    assert len(vx) == 120 and np.abs(vx[:, 0] - vc[:, 0]).max() < 0.6  # each held-out row with its own context
+    assert -float(np.mean(f.log_prob(vx, context=vc), dtype=np.float64)) == pytest.approx(dict(f.val_history_)[f.best_step_], abs=1e-5)
