@@ -255,20 +255,29 @@ expect_error "far.csv: data row 1 decodes to a non-finite value" "$NFLOW" decode
 [ ! -e "$T/far-x.csv" ] && ok || bad "decode wrote rows of a non-finite decode"
 # a model that overflows on some latents (ActNorm's log-scale set to -88 in the file, its CRC-32 updated):
 # a table of samples is refused, nothing written; a 2-D plot still draws
-"$NFLOW" train --model glow --data moons --steps 2 --quiet --out "$T/ov.ckpt" >/dev/null
-/usr/bin/python3 - "$T/ov.ckpt" <<'PY'
+set_tensor() { # set_tensor CKPT NAME VALUE: every value of tensor NAME in the checkpoint, its CRC-32 updated
+    /usr/bin/python3 - "$@" <<'PY'
 import json, struct, sys, zlib
-b = open(sys.argv[1], "rb").read()
+path, name, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
+b = open(path, "rb").read()
 n = struct.unpack("<Q", b[:8])[0]
 head, data = b[8:8 + n], bytearray(b[8 + n:])
-lo, hi = json.loads(head)["layers.0.log_scale"]["data_offsets"]
-data[lo:hi] = struct.pack("<2f", -88, -88)
+lo, hi = json.loads(head)[name]["data_offsets"]
+data[lo:hi] = struct.pack("<%df" % ((hi - lo) // 4), *[value] * ((hi - lo) // 4))
 old = json.loads(head)["__metadata__"]["data_crc32"].encode()
-open(sys.argv[1], "wb").write(b[:8] + head.replace(b'"' + old + b'"', b'"%08x"' % zlib.crc32(bytes(data)), 1) + bytes(data))
+open(path, "wb").write(b[:8] + head.replace(b'"' + old + b'"', b'"%08x"' % zlib.crc32(bytes(data)), 1) + bytes(data))
 PY
+}
+"$NFLOW" train --model glow --data moons --steps 2 --quiet --out "$T/ov.ckpt" >/dev/null
+set_tensor "$T/ov.ckpt" layers.0.log_scale -88
 expect_error "ov.ckpt: sample [0-9]+ holds a non-finite value .*nothing written" "$NFLOW" sample --model "$T/ov.ckpt" -n 1000 --out "$T/ov.csv"
 [ ! -e "$T/ov.csv" ] && ok || bad "sample wrote rows of non-finite samples"
 "$NFLOW" plot --model "$T/ov.ckpt" --out "$T/ov.png" >/dev/null 2>&1 && [ -s "$T/ov.png" ] && ok || bad "plot of a model that overflows on some samples"
+# an image model that overflows on some latents: the grid is drawn, with one warning line naming it
+cp "$T/img.ckpt" "$T/img-ov.ckpt" && set_tensor "$T/img-ov.ckpt" layers.1.log_scale -88
+"$NFLOW" sample --model "$T/img-ov.ckpt" -n 64 --out "$T/ov-grid.png" >/dev/null 2>"$T/ov-grid.err" && [ -s "$T/ov-grid.png" ] && \
+    [ "$(wc -l <"$T/ov-grid.err")" -eq 1 ] && grep -q "ov-grid.png: [0-9]* of the 64 images hold non-finite pixels" "$T/ov-grid.err" && ok || \
+    bad "image grid of a model that overflows: $(cat "$T/ov-grid.err")"
 # a file without a header: its columns are x1, x2, … for --context-cols too
 tail -n +2 "$T/const.csv" | awk -F, '{ print $1 "," $2 "," $1 * 0.5 }' >"$T/nohead.csv"
 "$NFLOW" train --model maf --data "$T/nohead.csv" --context-cols x3 --steps 5 --batch 16 --out "$T/nh.ckpt" --quiet >/dev/null 2>"$T/err" && ok || \

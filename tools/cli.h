@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 extern const char *g_cmd; /* "nflow train" …: the prefix of every message */
+extern int g_quiet;        /* --quiet: no warnings */
 
 /* One line "nflow CMD: message" on stderr, exit status 1. */
 void die(const char *fmt, ...);
@@ -43,7 +44,7 @@ nf_flow *load_model(const char *path);
 int image_model(const nf_flow *f);
 /* PNG grid (cols per row, each pixel scale × scale) of the n images x of f's shape that the pass with
  * status st produced: NF_ERR_NUMERIC draws the non-finite pixels black with a warning naming path and
- * how many images hold them; another failure dies with its reason. */
+ * how many images hold them (once a process, none under --quiet); another failure dies with its reason. */
 void write_grid(const nf_flow *f, nf_status st, const nf_real *x, int64_t n, int32_t cols, int32_t scale, const char *path);
 /* n samples x = G(z), z at temperature T drawn with `seed`, as a PNG grid (a class-conditional model:
  * one row per class, n / classes samples in each). */

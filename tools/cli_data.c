@@ -140,13 +140,15 @@ nf_flow *load_model(const char *path) {
 int image_model(const nf_flow *f) { return nf_flow_config(f)->height > 0; }
 
 void write_grid(const nf_flow *f, nf_status st, const nf_real *x, int64_t n, int32_t cols, int32_t scale, const char *path) {
+    static int warned; /* once a run: a training run draws a grid every --sample-every steps */
     if (st == NF_ERR_NUMERIC) { /* a picture still shows the rest: the overflowing pixels are drawn black */
         int64_t bad = 0, D = nf_flow_dim(f);
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = i * D; k < (i + 1) * D; k++)
                 if (!isfinite(x[k])) { bad++; break; }
-        fprintf(stderr, "warning: %s: %lld of the %lld image%s hold%s non-finite pixels (the model overflows on %s; drawn black)\n", path,
-                (long long)bad, (long long)n, plural(n), bad == 1 ? "s" : "", bad == 1 ? "it" : "them");
+        if (!g_quiet && !warned++)
+            fprintf(stderr, "warning: %s: %lld of the %lld image%s hold%s non-finite pixels (the model overflows on %s; drawn black; "
+                    "not repeated for later pictures)\n", path, (long long)bad, (long long)n, plural(n), bad == 1 ? "s" : "", bad == 1 ? "it" : "them");
         st = NF_OK;
     }
     check(st);

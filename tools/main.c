@@ -13,6 +13,7 @@
 #include "mpi.h"
 
 const char *g_cmd = "nflow";
+int g_quiet;
 
 void die(const char *fmt, ...) {
     va_list ap;

@@ -281,7 +281,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_STD: o->standardize = v; break;
     case O_SCHED: o->schedule = v; break;
     case O_BACKWARD: o->recompute = !strcmp(v, "recompute"); break;
-    case O_QUIET: o->quiet = 1; break;
+    case O_QUIET: o->quiet = 1, g_quiet = 1; break;
     case O_STEPS: o->steps = i; break;
     case O_BATCH: o->batch = i; break;
     case O_WARMUP: o->warmup = i; break;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 const char *g_cmd = "nflow fuzz";
+int g_quiet;
 static jmp_buf g_jmp;
 static int g_armed;
 
