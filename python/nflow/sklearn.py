@@ -4,8 +4,9 @@ GaussianMixture: fit, score_samples, score, sample), usable in Pipeline and Grid
 Its parameters carry the CLI's option names of `nflow train` ('-' written '_'): model, the architecture
 (depth, hidden, mlp_layers, activation, ...; None keeps the model's default) and the training options
 (steps, batch, lr, warmup, clip, lr_schedule, seed, weight_decay, ema, validation, eval_every,
-patience), with `nflow train`'s defaults for a CSV table: FlowDensity().fit(X) trains what
-`nflow train --model maf --data X.csv` trains. scikit-learn is optional: without it the class
+patience), with `nflow train`'s defaults for a CSV table: FlowDensity().fit(X) trains as
+`nflow train --model maf --data X.csv` does on its training rows (the CLI first sets a --test-frac of
+the file aside). scikit-learn is optional: without it the class
 keeps get_params/set_params of its own and works the same outside sklearn's tools.
 """
 import inspect
