@@ -204,10 +204,6 @@ static void affine_tanh_backward(const coupling *c, const nf_real *x, const nf_r
 const nf_coupling_math nf_coupling_affine_tanh = {2, affine_tanh_forward, affine_tanh_inverse, affine_tanh_backward};
 
 /* ------------------------------------------------------------------ affine, sigmoid scale (Glow) */
-/* Numerically stable log(sigmoid(v)) = −softplus(−v). */
-static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
-/* Numerically stable sigmoid(v). */
-static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 
 /* (h_t, h_s) = h, σ = sigmoid(h_s + 2): z_b = (x_b + h_t)·σ; log|det| = Σ log σ. */
 static void affine_sigmoid_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
@@ -220,8 +216,8 @@ static void affine_sigmoid_forward(const coupling *c, const nf_real *x, const nf
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
             nf_real v = hi[nb + j] + 2;
-            zi[k] = (xi[k] + hi[j]) * sigmoid(v);
-            ld += log_sigmoid(v);
+            zi[k] = (xi[k] + hi[j]) * nf_sigmoid(v);
+            ld += nf_log_sigmoid(v);
         }
         if (logdet) logdet[i] += ld;
     }
@@ -238,8 +234,8 @@ static void affine_sigmoid_inverse(const coupling *c, const nf_real *z, const nf
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
             nf_real v = hi[nb + j] + 2;
-            xi[k] = zi[k] / sigmoid(v) - hi[j];
-            ld += log_sigmoid(v);
+            xi[k] = zi[k] / nf_sigmoid(v) - hi[j];
+            ld += nf_log_sigmoid(v);
         }
         if (logdet) logdet[i] -= ld;
     }
@@ -256,7 +252,7 @@ static void affine_sigmoid_backward(const coupling *c, const nf_real *x, const n
         memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
-            nf_real v = hi[nb + j] + 2, sg = sigmoid(v);
+            nf_real v = hi[nb + j] + 2, sg = nf_sigmoid(v);
             dxi[k] = dzi[k] * sg;
             dhi[j] = dzi[k] * sg;
             nf_real dsg = dzi[k] * (xi[k] + hi[j]);

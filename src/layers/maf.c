@@ -49,10 +49,6 @@ static int64_t ar_flops(const nf_layer *L) {
 /* ------------------------------------------------------------------ the element-wise transform
  * One coordinate's map v = τ(u; θ) with its parameters θ from the MADE: θ_q = th[q·stride] (the net's
  * output column q·D + d for coordinate d). The layer code below knows τ only through these three. */
-/* Numerically stable log(sigmoid(v)) = −softplus(−v). */
-static nf_real log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
-/* Numerically stable sigmoid(v). */
-static nf_real sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 
 /* The affine log-scale s of the net output hs (tanh(hs) or log sigmoid(hs + 2)), and ds/dhs into *ds
  * (may be NULL). */
@@ -62,8 +58,8 @@ static nf_real log_scale(const ar_layer *A, nf_real hs, nf_real *ds) {
         if (ds) *ds = 1 - s * s;
         return s;
     }
-    if (ds) *ds = 1 - sigmoid(hs + 2);
-    return log_sigmoid(hs + 2);
+    if (ds) *ds = 1 - nf_sigmoid(hs + 2);
+    return nf_log_sigmoid(hs + 2);
 }
 
 /* τ: affine v = (u − μ)·e^s with θ = (μ, h_s), *ld = log ∂v/∂u = s; spline v = g_θ(u), *ld = log g'(u). */
