@@ -729,26 +729,26 @@ class Flow:
                                                 ctypes.byref(o), ctypes.byref(tr)))
             bar = _Progress(steps, "bits/dim" if img else "nats", progress)
 
-            def val_nll(save):
-                """The validation NLL of the model fit would return now (with ema: the average); with save,
-                written to best_path when it beats best[0] (best[1] then True)."""
+            def val_nll(save_below):
+                """(the validation NLL of the model fit would return now (with ema: the average), whether it
+                was saved to best_path: it is when finite and below save_below)."""
                 ll, se = ctypes.c_double(), ctypes.c_double()
                 if ema > 0:
                     lib.nf_trainer_swap_average(tr)
                 try:
                     st = lib.nf_flow_evaluate_ctx(f, ctypes.byref(val_ref), ctypes.byref(val_ctx) if val_ctx is not None else None,
                                                   ctypes.byref(ll), ctypes.byref(se))
-                    if save and st == 0 and (self.best_step_ is None or -ll.value < best[0]):
-                        best[1] = True  # saved while the flow holds what it scored
+                    saved = st == 0 and -ll.value < save_below
+                    if saved:  # while the flow holds what it scored
                         check(lib.nf_flow_save(f, best_path.encode()))
                 finally:
                     if ema > 0:
                         lib.nf_trainer_swap_average(tr)
                 if st not in (0, 5):  # NF_ERR_NUMERIC: never the best
                     check(st)
-                return -ll.value if st == 0 else math.inf
+                return (-ll.value if st == 0 else math.inf), saved
 
-            best, last_scored, end_nll, s, bad, restore = [math.inf, False], 0, math.inf, 0, 0, False
+            best, last_scored, end_nll, s, bad, restore = math.inf, 0, math.inf, 0, 0, False
             try:
                 loss, gn = ctypes.c_double(), ctypes.c_double()
                 shown_ema, consecutive = math.nan, 0  # the progress line's smoothed loss
@@ -770,12 +770,11 @@ class Flow:
                         self.history_.append(shown)
                         bar.update(s, shown_ema)
                     if validation > 0 and s % eval_every == 0:  # scheduled: the best so far, early stopping
-                        best[1] = False
-                        nll = val_nll(True)
+                        nll, better = val_nll(best)
                         self.val_history_.append((s, nll))
                         last_scored = s
-                        if best[1]:
-                            best[0], self.best_step_, bad = nll, s, 0
+                        if better:
+                            best, self.best_step_, bad = nll, s, 0
                         else:
                             bad += 1
                             if patience and bad >= patience:
@@ -784,9 +783,9 @@ class Flow:
                         break
                 if validation > 0:  # the last step, when it was not scored on schedule
                     if last_scored != s and s > 0:
-                        end_nll = val_nll(False)
+                        end_nll = val_nll(-math.inf)[0]  # scored, never saved
                         self.val_history_.append((s, end_nll))
-                    restore = self.best_step_ is not None and self.best_step_ != s and not end_nll < best[0]
+                    restore = self.best_step_ is not None and self.best_step_ != s and not end_nll < best
                     if not restore:
                         self.best_step_ = s
             finally:
