@@ -172,9 +172,11 @@ static void test_gemm_matches_reference(void **state) {
     nf_rng r;
     nf_rng_seed(&r, 5);
     /* {64, 700, 30}, {130, 600, 5}: few row tiles, so column tiles too (a partial last one); {64, 256, 1000},
-     * {200, 196, 128}: past 10⁶ multiply-adds, where the per-shape choice takes oneDNN */
+     * {200, 196, 128}: past 10⁶ multiply-adds, where the per-shape choice takes oneDNN; {128, 300, 900}: with
+     * Bᵀ, where it takes the streaming kernel on AVX-512 (two row tiles sharing one packing of A, a partial
+     * column tile) */
     int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {130, 17, 9}, {65, 64, 200}, {3, 129, 1}, {64, 700, 30}, {130, 600, 5},
-                           {64, 256, 1000}, {200, 196, 128}};
+                           {64, 256, 1000}, {200, 196, 128}, {128, 300, 900}};
     int modes[] = {NF_GEMM_OPENBLAS, NF_GEMM_ONEDNN, NF_GEMM_AUTO}, was = nf_gemm_mode(), threads = nf_get_threads();
     for (size_t md = 0; md < sizeof modes / sizeof modes[0]; md++) {
         if (modes[md] == NF_GEMM_ONEDNN && !nf_gemm_onednn_available()) {
@@ -210,6 +212,50 @@ static void test_gemm_matches_reference(void **state) {
     }
     nf_gemm_set(was);
     nf_set_threads(threads);
+}
+
+/* The streaming kernel (gemm_stream.c) alone against the naive product, where the CPU runs it: every
+ * row count of a tile (1 … 64: rows of At beyond m are zero and not stored), column counts around its
+ * 5-column blocks, k around the 16-column packing blocks and their masked tail, leading dimensions
+ * larger than the rows, alpha and beta (with beta 0 a NaN in C must not come through), At packed in two
+ * ranges of p as nf_gemm's threads do, and a column past m·ldc of C left alone. */
+static void test_gemm_stream_matches_reference(void **state) {
+    (void)state;
+    if (!nf_gemm_stream_available()) {
+        print_message(" (the streaming kernel does not run on the %s path: not tested)\n", nf_isa_name(nf_isa_active()));
+        return;
+    }
+    nf_rng r;
+    nf_rng_seed(&r, 9);
+    int64_t ms[] = {1, 15, 16, 17, 48, 49, 63, 64}, ns[] = {1, 4, 5, 6, 11, 16}, ks[] = {1, 15, 16, 17, 100};
+    for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++)
+                for (int beta = 0; beta < 2; beta++) {
+                    int64_t m = ms[a], n = ns[b], k = ks[c], lda = k + 3, ldb = k + 1, ldc = n + 2;
+                    nf_real *A = malloc(sizeof(nf_real) * (size_t)(m * lda)), *B = malloc(sizeof(nf_real) * (size_t)(n * ldb));
+                    nf_real *C1 = malloc(sizeof(nf_real) * (size_t)(m * ldc)), *C2 = malloc(sizeof(nf_real) * (size_t)(m * ldc));
+                    for (int64_t i = 0; i < m * lda; i++) A[i] = (nf_real)nf_rng_normal(&r);
+                    for (int64_t i = 0; i < n * ldb; i++) B[i] = (nf_real)nf_rng_normal(&r);
+                    for (int64_t i = 0; i < m * ldc; i++) {
+                        C2[i] = (nf_real)nf_rng_normal(&r);
+                        C1[i] = beta || i % ldc >= n ? C2[i] : (nf_real)NAN;
+                    }
+                    nf_real *At = nf_gemm_stream_buffer(64 * k);
+                    assert_non_null(At);
+                    int64_t split = k > 16 ? 16 : k; /* two ranges of p, the first a multiple of 16 */
+                    nf_gemm_stream_pack(A, lda, m, split, k, At);
+                    nf_gemm_stream_pack(A, lda, m, 0, split, At);
+                    nf_gemm_stream_multiply(At, m, n, k, 0.75f, B, ldb, (nf_real)(beta ? 0.5 : 0), C1, ldc);
+                    nf_gemm_ref(0, 1, m, n, k, 0.75f, A, lda, B, ldb, (nf_real)(beta ? 0.5 : 0), C2, ldc);
+                    for (int64_t i = 0; i < m; i++)
+                        for (int64_t j = 0; j < ldc; j++) {
+                            double x = C1[i * ldc + j], y = C2[i * ldc + j];
+                            if (j >= n) assert_true(x == y); /* outside the product: untouched */
+                            else assert_true(fabs(x - y) <= 1e-5 * (1 + fabs(y)) * sqrt((double)k));
+                        }
+                    free(A), free(B), free(C1), free(C2);
+                }
 }
 
 /* log|det| and inverse by LU against a matrix with a known determinant: det [[0,2,0],[1,0,0],[0,0,−3]] = 6
@@ -493,7 +539,7 @@ int main(void) {
         cmocka_unit_test(test_adam_hand_computed), cmocka_unit_test(test_adam_warmup_and_clip),
         cmocka_unit_test(test_adamw_decoupled_decay),
         cmocka_unit_test(test_rng_reproducible),   cmocka_unit_test(test_rng_distributions),
-        cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_lu),
+        cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_gemm_stream_matches_reference), cmocka_unit_test(test_lu),
         cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_small_flow_split),
         cmocka_unit_test(test_recompute_matches_store), cmocka_unit_test(test_non_finite_outputs_reported),
     };

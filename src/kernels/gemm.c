@@ -99,10 +99,20 @@ static int onednn_wins(int tA, int tB, int64_t m, int64_t n, int64_t k) {
 }
 #endif
 
+/* 1 when gemm_stream.c's kernel multiplies an A·Bᵀ product whose row tiles have m rows (the last one's)
+ * under NF_GEMM_AUTO, where it runs (AVX-512). It pays where B is too large to stay in cache from one
+ * pass to the next, so that a library's packing of B is a second trip through memory: nice-mnist's
+ * 64-row batches through its 1000-wide layers (19 M weights streamed per batch), measured on an AMD Zen 5
+ * (BENCHMARKS.md) — the products 226 against 173 GFLOP/s on one thread, 451 against 338 on two, the
+ * evaluation pass 5–13 % faster. With B in cache (the same product repeated, as nflow_gemm_bench does)
+ * OpenBLAS and oneDNN are the faster (oneDNN 218 against 178 on 64 × 256 × 1000), hence B of at least
+ * 2¹⁸ values (1 MiB); and with fewer than 49 rows a 64-row tile would waste a quarter of its FMAs. */
+static int stream_wins(int64_t m, int64_t n, int64_t k) { return m >= 49 && n >= 16 && k >= 16 && n * k >= (1 << 18); }
+
 /* See kernels.h. */
 const char *nf_gemm_info(void) {
 #if HAVE_ONEDNN
-    static _Thread_local char buf[128];
+    static _Thread_local char buf[192];
     const dnnl_version_t *v = dnnl_version();
     static const struct { dnnl_cpu_isa_t isa; const char *name; } isas[] = {
         {dnnl_cpu_isa_sse41, "sse41"}, {dnnl_cpu_isa_avx, "avx"}, {dnnl_cpu_isa_avx2, "avx2"},
@@ -115,8 +125,9 @@ const char *nf_gemm_info(void) {
         if (isas[i].isa == e) in = isas[i].name;
     int md = nf_gemm_mode();
     if (md == NF_GEMM_OPENBLAS) return "products: OpenBLAS alone (NFLOW_GEMM=openblas)";
-    snprintf(buf, sizeof buf, "products: %s oneDNN %d.%d.%d, isa %s (NFLOW_GEMM=%s)", md == NF_GEMM_ONEDNN ? "all by" : "OpenBLAS or, where faster,",
-             v->major, v->minor, v->patch, in, md == NF_GEMM_ONEDNN ? "onednn" : "auto");
+    snprintf(buf, sizeof buf, "products: %s oneDNN %d.%d.%d, isa %s%s (NFLOW_GEMM=%s)", md == NF_GEMM_ONEDNN ? "all by" : "OpenBLAS or, where faster,",
+             v->major, v->minor, v->patch, in, md == NF_GEMM_AUTO && nf_gemm_stream_available() ? ", or nflow's streaming A·Bᵀ" : "",
+             md == NF_GEMM_ONEDNN ? "onednn" : "auto");
     return buf;
 #else
     return "";
@@ -143,6 +154,37 @@ static void gemm_tile(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real a
                   (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* C = alpha·A·Bᵀ + beta·C by gemm_stream.c's kernel on nf_gemm's rt × ct tiles (rows of GEMM_TILE,
+ * the columns split into ct equal tiles: 392 columns as 196 + 196, not 256 + 136, which left one of two
+ * threads idle for a third of the product), when the per-shape choice says so: A's row tiles packed
+ * once, shared by the threads (16 columns of A a task), then the tiles. Returns 0 (nothing written) when
+ * the kernel does not take the product. */
+static int gemm_streamed(int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A, int64_t lda, const nf_real *B,
+                         int64_t ldb, nf_real beta, nf_real *C, int64_t ldc, int64_t rt, int64_t ct) {
+    int64_t last = m - (rt - 1) * GEMM_TILE;
+    if (nf_gemm_mode() != NF_GEMM_AUTO || !nf_gemm_stream_available() || !stream_wins(last < GEMM_TILE ? last : GEMM_TILE, n, k))
+        return 0;
+    nf_real *At = nf_gemm_stream_buffer(rt * GEMM_TILE * k);
+    if (!At) return 0;
+    int64_t pb = (k + 15) / 16, cw = (n + ct - 1) / ct;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < rt * pb; t++) {
+            int64_t r = t / pb, i0 = r * GEMM_TILE, p0 = (t % pb) * 16;
+            nf_gemm_stream_pack(A + i0 * lda, lda, m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE, p0, p0 + 16 < k ? p0 + 16 : k,
+                                At + r * GEMM_TILE * k);
+        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < rt * ct; t++) {
+            int64_t r = t / ct, i0 = r * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
+            int64_t j0 = (t % ct) * cw, nj = n - j0 < cw ? n - j0 : cw;
+            nf_gemm_stream_multiply(At + r * GEMM_TILE * k, mi, nj, k, alpha, B + j0 * ldb, ldb, beta, C + i0 * ldc + j0, ldc);
+        }
+    }
+    return 1;
+}
+
 /* C (m, n) = alpha·op(A)·op(B) + beta·C, row-major, in fixed tiles of rows (or columns) over OpenMP
  * threads, so the result is bit-identical for every thread count. Arrays the caller's. */
 void nf_gemm(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A,
@@ -161,6 +203,7 @@ void nf_gemm(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, con
         gemm_tile(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    if (!tA && tB && gemm_streamed(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, rt, ct)) return;
     int64_t cw = ct == 1 ? n : GEMM_COLS;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < rt * ct; t++) {

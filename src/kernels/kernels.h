@@ -33,7 +33,22 @@ enum { NF_GEMM_AUTO, NF_GEMM_OPENBLAS, NF_GEMM_ONEDNN };
 int nf_gemm_mode(void);
 int nf_gemm_set(int mode); /* tests and benchmarks: force a mode (ONEDNN only if available); returns the previous */
 int nf_gemm_onednn_available(void);
-const char *nf_gemm_info(void); /* "products: OpenBLAS or, where faster, oneDNN 2.6.3, isa avx512_core (NFLOW_GEMM=auto)"; "" without oneDNN */
+/* "products: OpenBLAS or, where faster, oneDNN 2.6.3, isa avx512_core, or nflow's streaming A·Bᵀ
+ * (NFLOW_GEMM=auto)"; "" without oneDNN */
+const char *nf_gemm_info(void);
+/* The streaming product (gemm_stream.c), C (m, n) = alpha·A·Bᵀ + beta·C for a tile of m ≤ 64 rows of A,
+ * B (n, k) row-major read in place, never packed — nf_gemm's per-shape choice for an MLP's forward
+ * products where it runs (nf_gemm_stream_available: the active path is avx512). A tile is multiplied in
+ * two steps: nf_gemm_stream_pack writes rows p0..p1−1 (p0 a multiple of 16) of At (k, 64), A's tile
+ * transposed with rows m..63 zero — so that the threads can share one packing of A — and
+ * nf_gemm_stream_multiply runs over B. With beta = 0 C is not read. Each value is one fixed sequence of
+ * FMAs. nf_gemm_stream_buffer: the calling thread's buffer of ≥ floats floats (64-byte aligned, kept for
+ * the thread's life, valid until its next call), or NULL (out of memory, or no kernel here). */
+int nf_gemm_stream_available(void);
+nf_real *nf_gemm_stream_buffer(int64_t floats);
+void nf_gemm_stream_pack(const nf_real *A, int64_t lda, int64_t m, int64_t p0, int64_t p1, nf_real *At);
+void nf_gemm_stream_multiply(const nf_real *At, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *B,
+                             int64_t ldb, nf_real beta, nf_real *C, int64_t ldc);
 /* LU with partial pivoting of a (d,d) double matrix in place; perm[i] = row of the original in row i.
  * Returns the sign of the permutation (±1), or 0 if singular. */
 int nf_lu_decompose(double *a, int32_t *perm, int32_t d);
