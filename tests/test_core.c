@@ -15,6 +15,7 @@
 #include "data/data.h"
 #include "io/io.h"
 #include "kernels/kernels.h"
+#include "layers/layer.h"
 #include "models/models.h"
 #include "train/train.h"
 
@@ -256,6 +257,47 @@ static void test_gemm_stream_matches_reference(void **state) {
                         }
                     free(A), free(B), free(C1), free(C2);
                 }
+}
+
+/* The prior's draws (prior.c: blocks of rows on the threads, each from the state a sequential pass has
+ * there) are the values of the sequential pass, bit for bit, on 1 and 2 threads, and leave the generator
+ * where that pass does — for each prior (the Gaussian's two draws a value, the logistic's one), over more
+ * rows than one round of blocks and a partial last block. */
+static void test_prior_sample_sequential(void **state) {
+    (void)state;
+    enum { N = 1037, D = 7 };
+    nf_prior_type types[] = {NF_PRIOR_NORMAL, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN};
+    int threads = nf_get_threads();
+    nf_real *z = malloc(sizeof(nf_real) * N * D), *ref = malloc(sizeof(nf_real) * N * D);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        nf_registry reg;
+        memset(&reg, 0, sizeof reg);
+        nf_prior p;
+        nf_prior_init(&p, &reg, types[t], D, 0);
+        assert_int_equal(nf_registry_allocate(&reg), NF_OK);
+        for (int j = 0; j < D && p.off >= 0; j++) reg.params[p.off + j] = (nf_real)(0.1 * j), reg.params[p.off + D + j] = (nf_real)(-0.05 * j);
+        double T = 0.7;
+        nf_rng r0, r1;
+        nf_rng_seed(&r0, 77);
+        for (int64_t i = 0; i < N; i++)
+            for (int j = 0; j < D; j++) {
+                double v = types[t] == NF_PRIOR_LOGISTIC ? T * nf_rng_logistic(&r0)
+                           : types[t] == NF_PRIOR_NORMAL ? T * nf_rng_normal(&r0)
+                                                         : (double)reg.params[p.off + j] + T * exp((double)reg.params[p.off + D + j]) * nf_rng_normal(&r0);
+                ref[i * D + j] = (nf_real)v;
+            }
+        for (int th = 1; th <= 2; th++) {
+            nf_set_threads(th);
+            nf_rng_seed(&r1, 77);
+            for (int64_t i = 0; i < N * D; i++) z[i] = (nf_real)NAN;
+            nf_prior_sample(&p, &r1, T, NULL, z, N);
+            assert_memory_equal(z, ref, sizeof(nf_real) * N * D);
+            assert_memory_equal(&r1, &r0, sizeof r0);
+        }
+        nf_registry_free(&reg);
+    }
+    free(z), free(ref);
+    nf_set_threads(threads);
 }
 
 /* log|det| and inverse by LU against a matrix with a known determinant: det [[0,2,0],[1,0,0],[0,0,−3]] = 6
@@ -539,7 +581,7 @@ int main(void) {
         cmocka_unit_test(test_adam_hand_computed), cmocka_unit_test(test_adam_warmup_and_clip),
         cmocka_unit_test(test_adamw_decoupled_decay),
         cmocka_unit_test(test_rng_reproducible),   cmocka_unit_test(test_rng_distributions),
-        cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_gemm_stream_matches_reference), cmocka_unit_test(test_lu),
+        cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_gemm_stream_matches_reference), cmocka_unit_test(test_prior_sample_sequential), cmocka_unit_test(test_lu),
         cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_small_flow_split),
         cmocka_unit_test(test_recompute_matches_store), cmocka_unit_test(test_non_finite_outputs_reported),
     };

@@ -42,6 +42,10 @@ void *nf_xcalloc(size_t n, size_t size);
  * what) when the count differs, a name is empty or holds a double quote or a control character (names
  * are written unquoted in CSV headers), NF_ERR_NOMEM when out of memory. */
 nf_status nf_names_copy(const char *names, int32_t fields, const char *what, char **out);
+/* Advance r by k draws of nf_rng_u64, as k calls would (nf_rng_uniform and nf_rng_logistic take one draw,
+ * nf_rng_normal two): the state a sequential pass would reach, so that blocks of a pass can be drawn
+ * in parallel from their own starting states and give the same values. */
+void nf_rng_skip(nf_rng *r, uint64_t k);
 /* idx[0..n) = a random permutation of 0..n−1: the identity, then Fisher–Yates driven by rng (advanced).
  * The permutation is a function of the rng state alone. */
 void nf_shuffle(int64_t *idx, int64_t n, nf_rng *rng);

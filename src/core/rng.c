@@ -51,6 +51,11 @@ double nf_rng_logistic(nf_rng *r) {
     return log(u) - log1p(-u);
 }
 
+/* See core.h: k steps of the generator. */
+void nf_rng_skip(nf_rng *r, uint64_t k) {
+    for (uint64_t i = 0; i < k; i++) (void)nf_rng_u64(r);
+}
+
 /* See core.h: identity, then Fisher–Yates from the top. */
 void nf_shuffle(int64_t *idx, int64_t n, nf_rng *r) {
     for (int64_t i = 0; i < n; i++) idx[i] = i;
