@@ -175,9 +175,9 @@ static void test_gemm_matches_reference(void **state) {
     /* {64, 700, 30}, {130, 600, 5}: few row tiles, so column tiles too (a partial last one); {64, 256, 1000},
      * {200, 196, 128}: past 10⁶ multiply-adds, where the per-shape choice takes oneDNN; {128, 300, 900}: with
      * Bᵀ, where it takes the streaming kernel on AVX-512 (two row tiles sharing one packing of A, a partial
-     * column tile) */
+     * column tile); {256, 16, 16384}: the same with whole-row tiles, each thread packing its own */
     int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {130, 17, 9}, {65, 64, 200}, {3, 129, 1}, {64, 700, 30}, {130, 600, 5},
-                           {64, 256, 1000}, {200, 196, 128}, {128, 300, 900}};
+                           {64, 256, 1000}, {200, 196, 128}, {128, 300, 900}, {256, 16, 16384}};
     int modes[] = {NF_GEMM_OPENBLAS, NF_GEMM_ONEDNN, NF_GEMM_AUTO}, was = nf_gemm_mode(), threads = nf_get_threads();
     for (size_t md = 0; md < sizeof modes / sizeof modes[0]; md++) {
         if (modes[md] == NF_GEMM_ONEDNN && !nf_gemm_onednn_available()) {

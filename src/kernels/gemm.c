@@ -156,14 +156,30 @@ static void gemm_tile(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real a
 
 /* C = alpha·A·Bᵀ + beta·C by gemm_stream.c's kernel on nf_gemm's rt × ct tiles (rows of GEMM_TILE,
  * the columns split into ct equal tiles: 392 columns as 196 + 196, not 256 + 136, which left one of two
- * threads idle for a third of the product), when the per-shape choice says so: A's row tiles packed
- * once, shared by the threads (16 columns of A a task), then the tiles. Returns 0 (nothing written) when
- * the kernel does not take the product. */
+ * threads idle for a third of the product), when the per-shape choice says so. With several column
+ * tiles (at most 3 row tiles then) A's row tiles are packed once into the calling thread's buffer,
+ * shared by the threads (16 columns of A a task), then the tiles run; with one (whole rows a tile) each
+ * thread packs its tiles into its own buffer — so the packing takes 64·k floats a thread, whatever m.
+ * Returns 0 (nothing written) when the kernel does not take the product. */
 static int gemm_streamed(int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A, int64_t lda, const nf_real *B,
                          int64_t ldb, nf_real beta, nf_real *C, int64_t ldc, int64_t rt, int64_t ct) {
     int64_t last = m - (rt - 1) * GEMM_TILE;
     if (nf_gemm_mode() != NF_GEMM_AUTO || !nf_gemm_stream_available() || !stream_wins(last < GEMM_TILE ? last : GEMM_TILE, n, k))
         return 0;
+    if (ct == 1) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rt; r++) {
+            int64_t i0 = r * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
+            nf_real *At = nf_gemm_stream_buffer(GEMM_TILE * k);
+            if (!At) { /* out of memory: this tile by the library */
+                gemm_tile(0, 1, mi, n, k, alpha, A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc);
+                continue;
+            }
+            nf_gemm_stream_pack(A + i0 * lda, lda, mi, 0, k, At);
+            nf_gemm_stream_multiply(At, mi, n, k, alpha, B, ldb, beta, C + i0 * ldc, ldc);
+        }
+        return 1;
+    }
     nf_real *At = nf_gemm_stream_buffer(rt * GEMM_TILE * k);
     if (!At) return 0;
     int64_t pb = (k + 15) / 16, cw = (n + ct - 1) / ct;
