@@ -33,6 +33,22 @@ awk -v a="$rep" -v b="$bval" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1
 "$NFLOW" train "${A[@]}" --steps 3000 --resume "$T/i.ckpt" --out "$T/i.ckpt" >"$T/i.out" 2>&1 && \
 "$NFLOW" sample --model "$T/u.ckpt" -n 20 --out "$T/u.csv" && "$NFLOW" sample --model "$T/i.ckpt" -n 20 --out "$T/i.csv" && \
     cmp -s "$T/u.csv" "$T/i.csv" && ok || bad "an interrupted and resumed run differs from an uninterrupted one: $(cat "$T/i.out")"
+# killed at a new best (step 20 here; checkpoints every 7 steps, scores every 10) before its checkpoint,
+# or between the checkpoint and the .best file: the checkpoint and .best on disk agree (step 14's
+# checkpoint and the best of step 10 it names, or a checkpoint that is itself the best state, from which
+# the resume writes .best anew), and the resumed run ends as the uninterrupted one
+for fault in kill killbest; do
+    rm -f "$T/c.ckpt" "$T/c.ckpt.best"
+    NFLOW_MPI_FAULT=$fault:0:20 "$NFLOW" train "${A[@]}" --steps 3000 --checkpoint-every 7 --out "$T/c.ckpt" >/dev/null 2>&1
+    rc=$?
+    hdr=$(head -c 65536 "$T/c.ckpt" 2>/dev/null | tr -d '\\\000')
+    want="20 20"; [ $fault = kill ] && want="14 10"
+    [ $rc -eq 137 ] && echo "$hdr" | grep -q "\"steps\":${want% *}," && echo "$hdr" | grep -q "\"best_step\":${want#* }," && ok || \
+        bad "$fault at step 20: exit $rc, $(echo "$hdr" | grep -ao '"trainer":.\{0,200\}')"
+    "$NFLOW" train "${A[@]}" --steps 3000 --resume "$T/c.ckpt" --out "$T/c.ckpt" >"$T/c.out" 2>&1 && \
+    "$NFLOW" sample --model "$T/c.ckpt" -n 20 --out "$T/c.csv" && cmp -s "$T/u.csv" "$T/c.csv" && ok || \
+        bad "a run killed ($fault) at a new best, resumed, differs from an uninterrupted one: $(cat "$T/c.out")"
+done 2>/dev/null
 # a run killed mid-way leaves its best state in .best; the resume carries it
 (timeout -s KILL 2 "$NFLOW" train "${A[@]}" --patience 0 --steps 100000000 --checkpoint-every 7 --out "$T/k.ckpt" >/dev/null 2>&1) 2>/dev/null
 if [ -s "$T/k.ckpt" ]; then

@@ -41,7 +41,9 @@ double dist_bucket_mb(void);
 void dist_abort(int code);
 /* For the tests: 1 if NFLOW_MPI_FAULT="KIND:RANK:STEP" names this kind, this process and this step
  * (kinds the training loop knows: "fail" — this process stops with an error, "diverge" — this
- * process's parameters are nudged, which --check-sync must catch). */
+ * process's parameters are nudged, which --check-sync must catch; "kill" and "killbest" — this
+ * process kills itself with SIGKILL after the step's validation score, before its checkpoint, or
+ * between its checkpoint and a new best's .best file). */
 int dist_fault(const char *kind, int64_t step);
 
 #endif

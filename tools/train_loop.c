@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -131,6 +132,7 @@ int64_t train_loop(const train_run *r) {
     double end_val = INFINITY, shown_val = NAN; /* the last step's score when it is not a scheduled evaluation */
     for (int64_t s = r->first; s <= o->steps; s++) {
         double loss = NAN, gn = NAN, t = 0, el = 0;
+        int new_best = 0; /* this step's evaluation is the best so far */
         if (dist_fault("fail", s)) die("step %lld: a failure injected by NFLOW_MPI_FAULT", (long long)s);
         int32_t rb = nf_trainer_rollbacks(r->tr, NULL);
         nf_status st = nf_trainer_step(r->tr, &loss, &gn);
@@ -182,7 +184,7 @@ int64_t train_loop(const train_run *r) {
             if (s % v->every == 0) {
                 if (v->best_step == 0 || nll < v->best) {
                     v->best = nll, v->best_step = s, v->bad = 0;
-                    if (writer) check(save_state(r, v->best_path));
+                    new_best = 1; /* saved below, after the checkpoint */
                 } else v->bad++;
                 if (v->patience > 0 && v->bad >= v->patience) v->stopped = s, final = 1;
             } else end_val = nll;
@@ -190,11 +192,18 @@ int64_t train_loop(const train_run *r) {
         double rate = (double)done * (double)o->batch / el, epoch = (double)s * (double)o->batch / (double)r->nrows;
         if (lg && !numeric) fprintf(lg, "%lld,%.4f,%.6f,%.6g,%.1f,%.3f,%lld%s\n", (long long)s, epoch, r->scale * loss + r->offset, r->scale * gn, rate, el, (long long)skipped, vcol);
         else if (lg) fprintf(lg, "%lld,%.4f,nan,nan,%.1f,%.3f,%lld%s\n", (long long)s, epoch, rate, el, (long long)skipped, vcol);
-        if ((s % o->ck_every == 0 && !numeric) || final) { /* a skipped step changed nothing to save */
+        /* a skipped step changed nothing to save; a new best is checkpointed first, then copied to
+         * --out.best: a run killed between the two resumes from a checkpoint that is itself the best
+         * state (val_resume writes .best anew from it), one killed before the checkpoint from the
+         * previous checkpoint and the .best it names — never a .best newer than its checkpoint */
+        if (dist_fault("kill", s)) raise(SIGKILL); /* the tests' crash before the checkpoint */
+        if ((s % o->ck_every == 0 && !numeric) || final || new_best) {
             if (writer) { /* resumable with --resume */
                 nf_status sst = save_state(r, o->out);
                 if (sst && saved) die("%s (%s keeps step %lld)", nf_last_error(), o->out, (long long)saved);
                 check(sst);
+                if (dist_fault("killbest", s)) raise(SIGKILL); /* the tests' crash between the two files */
+                if (new_best) check(save_state(r, v->best_path));
             }
             if (lg) fflush(lg);
             saved = s;
