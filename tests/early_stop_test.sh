@@ -49,6 +49,13 @@ for fault in kill killbest; do
     "$NFLOW" sample --model "$T/c.ckpt" -n 20 --out "$T/c.csv" && cmp -s "$T/u.csv" "$T/c.csv" && ok || \
         bad "a run killed ($fault) at a new best, resumed, differs from an uninterrupted one: $(cat "$T/c.out")"
 done 2>/dev/null
+# the metrics log of a run killed between checkpoints, resumed into the same --out: every step once, in
+# order, each row whole (the killed run had logged steps past its checkpoint, maybe half a row)
+NFLOW_MPI_FAULT=kill:0:190 "$NFLOW" train "${A[@]}" --patience 0 --steps 200 --checkpoint-every 100 --out "$T/m.ckpt" >/dev/null 2>&1
+past=$(awk -F, 'NR > 1 && $1 > 100' "$T/m.ckpt.metrics.csv" | wc -l)
+"$NFLOW" train "${A[@]}" --patience 0 --steps 200 --resume "$T/m.ckpt" --out "$T/m.ckpt" >/dev/null 2>&1 && \
+    [ "$past" -gt 0 ] && awk -F, 'NR > 1 { if ($1 != s + 1 || NF != 8) bad = 1; s = $1 } END { exit bad || s != 200 }' "$T/m.ckpt.metrics.csv" && ok || \
+    bad "the metrics log of a killed and resumed run ($past rows past the checkpoint before the resume): $(awk -F, 'NR > 1 { printf "%s ", $1 }' "$T/m.ckpt.metrics.csv" | tail -c 300)"
 # a run killed mid-way leaves its best state in .best; the resume carries it
 (timeout -s KILL 2 "$NFLOW" train "${A[@]}" --patience 0 --steps 100000000 --checkpoint-every 7 --out "$T/k.ckpt" >/dev/null 2>&1) 2>/dev/null
 if [ -s "$T/k.ckpt" ]; then

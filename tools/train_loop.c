@@ -85,6 +85,34 @@ void val_resume(val_track *v, const char *js, const char *resume, int64_t step, 
     if (writer && strcmp(src, v->best_path) != 0) copy_file(src, v->best_path);
 }
 
+/* The metrics log at path cut back to its header and its rows of steps ≤ last, through a temporary name:
+ * a run killed after its last checkpoint may have logged steps that the resume runs again, and half a
+ * row (the log is flushed at checkpoints; a full buffer reaches the file between them). Nothing when the
+ * file cannot be opened (the resume then writes a new one). */
+static void trim_log(const char *path, int64_t last) {
+    FILE *in = fopen(path, "rb");
+    if (!in) return;
+    char tmp[4200], line[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *out = fopen(tmp, "wb");
+    if (!out) die("%s: cannot open for writing: %s", tmp, strerror(errno));
+    int bad = 0;
+    for (int64_t row = 0; fgets(line, sizeof line, in); row++) {
+        size_t n = strlen(line);
+        if (n == 0 || line[n - 1] != '\n') break; /* half a row: the end of what was written */
+        char *e;
+        long long step = strtoll(line, &e, 10);
+        if (row > 0 && (e == line || step > last)) break;
+        bad |= fputs(line, out) == EOF;
+    }
+    fclose(in);
+    bad |= fclose(out) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        die("%s: cannot rewrite it", path);
+    }
+}
+
 /* Save the trainer's resumable state (with the validation state, if any) to path. */
 static nf_status save_state(const train_run *r, const char *path) {
     char meta[256] = "";
@@ -118,6 +146,7 @@ int64_t train_loop(const train_run *r) {
     FILE *lg = NULL;
     if (writer) {
         int append = r->first > 1 && access(logpath, F_OK) == 0;
+        if (append) trim_log(logpath, r->first - 1);
         if (!(lg = fopen(logpath, append ? "a" : "w"))) die("%s: cannot open for writing: %s", logpath, strerror(errno));
         /* one row per step; a skipped (non-finite) step has loss and grad_norm nan; skipped counts them so far */
         if (!append) fprintf(lg, "step,epoch,loss_%s,grad_norm,%s_per_s,elapsed_s,skipped%s%s\n", r->csv_unit, r->items, r->v ? ",val_" : "",
