@@ -224,9 +224,12 @@ int64_t train_loop(const train_run *r) {
         /* a skipped step changed nothing to save; a new best is checkpointed first, then copied to
          * --out.best: a run killed between the two resumes from a checkpoint that is itself the best
          * state (val_resume writes .best anew from it), one killed before the checkpoint from the
-         * previous checkpoint and the .best it names — never a .best newer than its checkpoint */
+         * previous checkpoint and the .best it names — never a .best newer than its checkpoint. The
+         * metrics log is flushed before the checkpoint, so it never lacks a step the checkpoint holds
+         * (rows past it are cut on --resume) */
         if (dist_fault("kill", s)) raise(SIGKILL); /* the tests' crash before the checkpoint */
         if ((s % o->ck_every == 0 && !numeric) || final || new_best) {
+            if (lg && fflush(lg) != 0) die("%s: write failed: %s", logpath, strerror(errno));
             if (writer) { /* resumable with --resume */
                 nf_status sst = save_state(r, o->out);
                 if (sst && saved) die("%s (%s keeps step %lld)", nf_last_error(), o->out, (long long)saved);
@@ -234,7 +237,6 @@ int64_t train_loop(const train_run *r) {
                 if (dist_fault("killbest", s)) raise(SIGKILL); /* the tests' crash between the two files */
                 if (new_best) check(save_state(r, v->best_path));
             }
-            if (lg) fflush(lg);
             saved = s;
         }
         if (writer && r->samples_png && (s % o->smp_every == 0 || final)) {
