@@ -633,8 +633,9 @@ class Flow:
         or a spike far above the recent losses, go back to a snapshot of 100 to 200 healthy steps before
         and halve the learning rate, at most this many times (a RuntimeWarning each); once they are spent
         the next divergence raises DivergedError. 0: no guard. self.rollbacks_ counts those made.
-        weight_decay: decoupled (AdamW) decay, every step p <- p(1 - lr_t weight_decay) (0: none; nflow
-        train uses 0.1 on CSV tables up to 16 200 training rows, 0.1 * 16200 / rows above).
+        weight_decay: decoupled (AdamW) decay, every step p <- p(1 - lr_t weight_decay) (0: none; None: nflow
+        train's default on a CSV table, 0.1 up to 16 200 training rows and 0.1 * 16200 / rows above, the
+        rows counted after the validation rows are held out; images: 0).
         validation (rows only): the fraction of the rows held out (drawn as nflow train --val-fraction
         draws them from its training rows: nf_dataset_split, seed + 1), scored every eval_every steps and
         at the end; the flow keeps the parameters (the average, with ema) of the best of those scores and
@@ -661,9 +662,9 @@ class Flow:
         bits = _integer(bits, "bits")
         if img and not 1 <= bits <= 8:
             raise invalid("bits %d: must be 1..8" % bits)
-        weight_decay = _real(weight_decay, "weight_decay", 0.0, 100.0)  # the CLI's range
-        if weight_decay * lr >= 1:
-            raise invalid("weight_decay %g with lr %g: lr * weight_decay must be below 1" % (weight_decay, lr))
+        if weight_decay is not None:
+            weight_decay = _real(weight_decay, "weight_decay", 0.0, 100.0)  # the CLI's range
+            _decay_fits(weight_decay, lr)
         validation = _real(validation, "validation", 0.0, 0.9)
         eval_every = _integer(eval_every, "eval_every", 1)
         patience = _integer(patience, "patience", 0)
@@ -698,6 +699,9 @@ class Flow:
             data_ref = _lib.Dataset(rows_arr.shape[0], self._dim, rows_arr.ctypes.data)
             ctx_ref = _lib.Dataset(c.shape[0], c.shape[1], c.ctypes.data) if c is not None else None
             rows, keep = rows_arr.shape[0], (rows_arr, c) + ((val_rows, val_c) if validation > 0 else ())
+        if weight_decay is None:  # nflow train's default: a prior of fixed weight against the summed log-likelihood
+            weight_decay = 0.0 if img else 0.1 * min(1.0, 16200.0 / rows)
+            _decay_fits(weight_decay, lr)
         if batch is None:
             batch = min(64 if img else 512, rows)
         D = self._dim
@@ -804,6 +808,12 @@ class Flow:
                 lib.nf_flow_set_training(f, 0)
             self._fitted = True
         return self
+
+
+def _decay_fits(weight_decay, lr):
+    """Refuse a weight decay that would flip the parameters' sign in one step (lr * weight_decay >= 1)."""
+    if weight_decay * lr >= 1:
+        raise invalid("weight_decay %g with lr %g: lr * weight_decay must be below 1" % (weight_decay, lr))
 
 
 def _split_rows(x, c, frac, seed):

@@ -148,14 +148,9 @@ class FlowDensity(DensityMixin, BaseEstimator):
         if self.model in ("maf", "iaf") and self.activation is None:
             arch["activation"] = "tanh"  # nflow train's MADEs on a table
         flow = Flow(self.model, dim=X.shape[1], standardize=self.standardize, **arch)
-        wd = self.weight_decay
-        if wd is None:  # nflow train's on a CSV: a prior of fixed weight against the summed log-likelihood
-            n = X.shape[0]
-            held = max(1, int(round(self.validation * n))) if self.validation and n > 1 else 0
-            wd = 0.1 * min(1.0, 16200.0 / max(1, n - held))
         flow.fit(X, steps=self.steps, batch=self.batch, lr=self.lr, warmup=self.warmup, clip=self.clip,
                  lr_schedule=self.lr_schedule, seed=None if seed is None else int(seed), progress=self.verbose,
-                 weight_decay=wd, ema=self.ema, validation=self.validation, eval_every=self.eval_every,
+                 weight_decay=self.weight_decay, ema=self.ema, validation=self.validation, eval_every=self.eval_every,
                  patience=self.patience)
         self.flow_ = flow
         self.n_features_in_ = X.shape[1]

@@ -104,7 +104,7 @@ static int onednn_wins(int tA, int tB, int64_t m, int64_t n, int64_t k) {
  * pass to the next, so that a library's packing of B is a second trip through memory: nice-mnist's
  * 64-row batches through its 1000-wide layers (19 M weights streamed per batch), measured on an AMD Zen 5
  * (BENCHMARKS.md) — the products 226 against 173 GFLOP/s on one thread, 451 against 338 on two, the
- * evaluation pass 5–13 % faster. With B in cache (the same product repeated, as nflow_gemm_bench does)
+ * evaluation pass 12–14 % faster. With B in cache (the same product repeated, as nflow_gemm_bench does)
  * OpenBLAS and oneDNN are the faster (oneDNN 218 against 178 on 64 × 256 × 1000), hence B of at least
  * 2¹⁸ values (1 MiB); and with fewer than 49 rows a 64-row tile would waste a quarter of its FMAs. */
 static int stream_wins(int64_t m, int64_t n, int64_t k) { return m >= 49 && n >= 16 && k >= 16 && n * k >= (1 << 18); }

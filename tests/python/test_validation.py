@@ -87,3 +87,18 @@ def test_contexts_follow_their_rows():
     (_, _), (vx, vc) = _split_rows(X, C, 0.2, f.config["seed"] + 1)
     assert len(vx) == 120 and np.abs(vx[:, 0] - vc[:, 0]).max() < 0.6  # each held-out row with its own context
     assert -float(np.mean(f.log_prob(vx, context=vc), dtype=np.float64)) == pytest.approx(dict(f.val_history_)[f.best_step_], abs=1e-5)
+
+
+def test_weight_decay_none_is_nflow_trains_rule():
+    # weight_decay=None: 0.1 * 16200 / (rows after the validation rows are held out) above 16 200 rows,
+    # here 0.1 * 16200 / 18000 = 0.09 for 20 000 rows and validation 0.1; the same steps as 0.09 given
+    X = _pairs(20000)
+    a = nflow.Flow("maf", dim=2, hidden=8, seed=3)
+    b = nflow.Flow("maf", dim=2, hidden=8, seed=3)
+    c = nflow.Flow("maf", dim=2, hidden=8, seed=3)
+    kw = dict(steps=20, lr=1e-2, validation=0.1, eval_every=10, patience=0, progress=False)
+    a.fit(X, weight_decay=None, **kw)
+    b.fit(X, weight_decay=0.09, **kw)
+    c.fit(X, weight_decay=0.1, **kw)
+    assert np.array_equal(a.log_prob(X[:50]), b.log_prob(X[:50]))
+    assert not np.array_equal(a.log_prob(X[:50]), c.log_prob(X[:50]))
