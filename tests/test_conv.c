@@ -129,30 +129,39 @@ static void check_shape(const shape *s) {
 
 static void test_conv_shapes(void **state) {
     (void)state;
-    /* Cout < Cin with k = 3 takes the output-side path: {2,4,3,…}, {10,16,3,…} (several gradient chunks), {1,5,1,…};
-     * ≥ 8 output channels the direct kernel: {2,3,9,…} forward (a partly filled channel block), {2,9,12,…} and
-     * {10,16,8,…} forward and input gradient, {1,12,2,…} input gradient only, 1×2 and 7×7 images; the
-     * last also the direct weight gradient */
+    /* Without the direct kernels (and for fewer than 16 input or 8 output channels, or 1×1, on every path)
+     * im2col + BLAS, and for Cout < Cin with k = 3 the output-side form: {2,4,3,…}, {10,16,3,…} (several
+     * gradient chunks), {1,5,1,…}. The direct kernels (k = 3, ≥ 16 channels in, ≥ 8 out; conv.c): {10,16,8,5,6}
+     * forward on the avx2 path only (30 pixels: below the avx512 path's 100), {2,16,9,10,11} forward on
+     * both (a partial channel block and a partial position block), {1,9,16,10,10} the input gradient on
+     * both, {1,16,8,12,12} also the weight gradient (avx2 path, ≥ 144 pixels) */
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
                       {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3},
                       {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1},
                       {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient (avx2 path) */,
                       {3, 9, 12, 5, 6, 1, 2} /* 1×1: 30 pixels = a full block and a partial one */,
-                      {2, 12, 10, 7, 7, 1, 0} /* 1×1: a partial channel block forward, dx direct */};
+                      {2, 12, 10, 7, 7, 1, 0} /* 1×1: a partial channel block forward, dx direct */,
+                      {2, 16, 9, 10, 11, 3, 1} /* ≥ 100 pixels, direct on the avx512 path too: forward, a
+                                                  partial channel block and a partial position block */,
+                      {1, 9, 16, 10, 10, 3, 0} /* the same for the input gradient */,
+                      {1, 16, 8, 12, 12, 3, 0} /* the direct weight gradient (avx2 path) */};
     /* im2col / output-side once (it does not depend on the ISA path: BLAS and portable C), then the direct
      * kernels on every instruction-set path this CPU supports that has them */
     nf_isa old = nf_isa_active();
+    /* the setting before the test, read on the CPU's own path (on a lowered one the kernels read as off,
+     * and restoring that turned them off for every later test) */
+    int was = nf_convd_set(1);
     for (int isa = NF_ISA_GENERIC; isa <= (int)nf_isa_cpu(); isa++) {
         nf_isa_set((nf_isa)isa);
         int path = isa > NF_ISA_GENERIC; /* the direct kernels need AVX2 (and float) */
         if (path && DBL) break;
-        int was = nf_convd_set(path);
+        nf_convd_set(path);
         assert_int_equal(nf_convd_available(), path);
         print_message(" isa %s: %s\n", nf_isa_name((nf_isa)isa), path ? "direct kernels" : "im2col / output-side");
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
-        nf_convd_set(was);
     }
     nf_isa_set(old);
+    nf_convd_set(was);
 }
 
 /* The 3×3 shapes again with Winograd F(4×4, 3×3) for every 3×3 convolution (forward, input and weight
@@ -177,11 +186,19 @@ static void test_conv_winograd(void **state) {
     nf_convw_set(was);
 }
 
+/* run_both's shape: 16 samples, 16 → 70 channels, 12 × 12, k = 3 — every direct kernel where the CPU
+ * and the path have them (forward, input gradient, and on the avx2 path the weight gradient: ≥ 16
+ * channels in, ≥ 8 out, 144 pixels), with partial channel and position blocks */
+#define RB_N 16
+#define RB_C 16
+#define RB_O 70
+
+/* y, dx, dw of run_both's convolution (forward and backward) on `threads` threads. */
 static void run_both(int threads, nf_real *y, nf_real *dx, nf_real *dw) {
     nf_set_threads(threads);
     nf_rng rng;
     nf_rng_seed(&rng, 5);
-    int32_t n = 16, C = 8, O = 70, H = 12, W = 12, k = 3; /* every direct kernel where the CPU has them */
+    int32_t n = RB_N, C = RB_C, O = RB_O, H = 12, W = 12, k = 3;
     int64_t P = H * W;
     nf_real *x = randv(&rng, n * C * P), *w = randv(&rng, (int64_t)O * C * 9), *r = randv(&rng, n * O * P);
     nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_conv2d_work_size(C, O, H, W, k, n));
@@ -198,18 +215,22 @@ static void test_conv_isa_paths_identical(void **state) {
         print_message(" (this CPU has no AVX-512 path: nothing to compare)\n");
         return;
     }
-    size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
+    size_t ny = RB_N * RB_O * 144, nx = RB_N * RB_C * 144, nw = RB_O * RB_C * 9;
     nf_real *y[2], *x[2], *w[2];
     nf_isa old = nf_isa_active();
+    int was = nf_convd_set(1); /* the direct kernels, whatever an earlier test left */
     for (int k = 0; k < 2; k++) {
         y[k] = malloc(ny * sizeof(nf_real)), x[k] = malloc(nx * sizeof(nf_real)), w[k] = malloc(nw * sizeof(nf_real));
         nf_isa_set(k ? NF_ISA_AVX512 : NF_ISA_AVX2);
+        assert_true(nf_convd_available());
         run_both(2, y[k], x[k], w[k]);
     }
     nf_isa_set(old);
+    nf_convd_set(was);
+    /* the weight gradient is not compared: the avx2 path sums it in its direct kernel, the avx512 path
+     * in sgemm over im2col columns (conv.c, direct_dw) */
     assert_memory_equal(y[0], y[1], ny * sizeof(nf_real));
     assert_memory_equal(x[0], x[1], nx * sizeof(nf_real));
-    assert_memory_equal(w[0], w[1], nw * sizeof(nf_real));
     for (int k = 0; k < 2; k++) free(y[k]), free(x[k]), free(w[k]);
 }
 
@@ -217,7 +238,7 @@ static void test_conv_isa_paths_identical(void **state) {
  * contraction), its products the same BLAS calls: every path this CPU supports gives the generic bits. */
 static void test_winograd_isa_paths_identical(void **state) {
     (void)state;
-    size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
+    size_t ny = RB_N * RB_O * 144, nx = RB_N * RB_C * 144, nw = RB_O * RB_C * 9;
     nf_real *y[2], *x[2], *w[2];
     for (int k = 0; k < 2; k++)
         y[k] = malloc(ny * sizeof(nf_real)), x[k] = malloc(nx * sizeof(nf_real)), w[k] = malloc(nw * sizeof(nf_real));
@@ -240,7 +261,7 @@ static void test_winograd_isa_paths_identical(void **state) {
 
 static void test_conv_threads_identical(void **state) {
     (void)state;
-    size_t ny = 16 * 70 * 144, nx = 16 * 8 * 144, nw = 70 * 8 * 9;
+    size_t ny = RB_N * RB_O * 144, nx = RB_N * RB_C * 144, nw = RB_O * RB_C * 9;
     nf_real *y1 = malloc(ny * sizeof(nf_real)), *y2 = malloc(ny * sizeof(nf_real));
     nf_real *x1 = malloc(nx * sizeof(nf_real)), *x2 = malloc(nx * sizeof(nf_real));
     nf_real *w1 = malloc(nw * sizeof(nf_real)), *w2 = malloc(nw * sizeof(nf_real));

@@ -69,9 +69,15 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
  * BENCHMARKS.md likewise), so they always take BLAS. The 3×3 weight gradient reduces each block over the
  * whole image: on small images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
 #define DIRECT_MIN_IN 16
+/* On the AVX-512 path a 48-position block leaves much of a small image's last block idle (7×7: 63
+ * positions on the padded grid, 96 computed), and sgemm over im2col columns was faster there (AMD Zen 5,
+ * batch 64, 2 threads, bench/conv_bench.c: glow's 128 → 8 zero-convolution at 7×7, forward 258–276
+ * GFLOP/s im2col against 204–209 direct; on the avx2 path both 160–164) */
+#define DIRECT_MIN_PIXELS_512 100
 #define WINO_MIN_CH 32
 #define WINO_MIN_PIXELS 196 /* from 14 × 14 up */
-static int direct(int32_t k, int32_t inputs, int32_t outputs) {
+static int direct(int32_t k, int32_t inputs, int32_t outputs, int64_t P) {
+    if (P < DIRECT_MIN_PIXELS_512 && nf_isa_active() >= NF_ISA_AVX512) return 0;
     return k == 3 && inputs >= DIRECT_MIN_IN && outputs >= 8 && nf_convd_available();
 }
 /* 1 when a 3×3 convolution from `inputs` to `outputs` channels on P pixels takes Winograd F(4×4, 3×3)
@@ -286,7 +292,7 @@ static void forward_impl(const nf_real *x, int64_t ldx, const nf_real *w, const 
                          int64_t n, int32_t Cin, int32_t Cout, int32_t H, int32_t W, int32_t k, nf_real *work, int relu,
                          const nf_real *res, int64_t ldres) {
     int64_t P = (int64_t)H * W, K = (int64_t)Cin * k * k, T = thread_stride(Cin, Cout, H, W, k);
-    int wg = winograd(k, Cin, Cout, P), dir = !wg && direct(k, Cin, Cout), osd = !wg && !dir && output_side(Cin, Cout, k);
+    int wg = winograd(k, Cin, Cout, P), dir = !wg && direct(k, Cin, Cout, P), osd = !wg && !dir && output_side(Cin, Cout, k);
     nf_real *Wr = work + (int64_t)max_threads() * T; /* re-laid (output-side), packed (direct) or transformed weights */
     if (wg) nf_convw_pack(w, Cin, Cout, 0, Wr);
     if (dir) nf_convd_pack(w, Cin, Cout, k, 0, Wr);
@@ -361,7 +367,7 @@ static void backward_impl(const nf_real *x, int64_t ldx, const nf_real *w, nf_re
      * convolution with Cin outputs): direct, output-side or im2col — chosen separately */
     int dw_wino = winograd(k, Cin, Cout, P), dw_direct = !dw_wino && direct_dw(k, Cin, Cout, P);
     int dw_osd = !dw_wino && !dw_direct && output_side(Cin, Cout, k);
-    int dx_wino = winograd(k, Cout, Cin, P), dx_direct = !dx_wino && direct(k, Cout, Cin);
+    int dx_wino = winograd(k, Cout, Cin, P), dx_direct = !dx_wino && direct(k, Cout, Cin, P);
     int dx_osd = !dx_wino && !dx_direct && output_side(Cin, Cout, k);
     if (dx && dx_wino) nf_convw_pack(w, Cin, Cout, 1, Wr);
     if (dx && dx_direct) nf_convd_pack(w, Cin, Cout, k, 1, Wr); /* dx = conv(dy, flipped and transposed w) */
