@@ -16,6 +16,16 @@ const char *nf_isa_name(nf_isa isa);
 const char *nf_blas_core(void);    /* the BLAS core in use ("SkylakeX", …, "unknown") */
 nf_isa nf_blas_isa(void);          /* the ISA level of that core (generic if unknown) */
 
+/* ---------------------------------------------------------------- vector math (vmath.c) */
+/* Σ_j softplus(z_j) + softplus(−z_j) over n values, in double: the logistic distribution's −log density.
+ * Vectorised (libmvec) on the avx2 / avx512 paths of float builds; nf_logistic_nll_ref is the scalar
+ * loop (the reference). Within about 1e-15 of each other relative to the sum. */
+double nf_logistic_nll(const nf_real *z, int64_t n);
+double nf_logistic_nll_ref(const nf_real *z, int64_t n);
+/* g_j = −d·tanh(z_j / 2) over n values: d times the derivative of −(softplus(z) + softplus(−z)). */
+void nf_logistic_grad(const nf_real *z, double d, nf_real *g, int64_t n);
+void nf_logistic_grad_ref(const nf_real *z, double d, nf_real *g, int64_t n);
+
 /* ---------------------------------------------------------------- dense kernels (gemm.c, lu.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses
  * BLAS single-threaded per fixed-size tile of rows of C, tiles spread over OpenMP threads, so that the

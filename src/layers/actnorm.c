@@ -20,22 +20,54 @@ typedef struct {
     double stat[];                     /* actnorm: 2C + 1 sums for the initialisation (see sc_forward) */
 } scale_layer;
 
-/* z = (x + b)·exp(logs) (dir > 0) or x·exp(−logs) − b (dir < 0), per channel; logdet ± P·Σ logs */
-static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n, int dir) {
-    const nf_layer *L = &s->base;
-    int32_t C = s->C, P = s->P, S = L->ld;
-    const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
-    nf_real ld = (nf_real)P * sum_vec(logs, C);
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, L->dim)
-    for (int64_t i = 0; i < n; i++) {
+/* zi[p] = xi[p]·e (mode 0: no bias), (xi[p] + bc)·e (mode > 0), xi[p]·e − bc (mode < 0) over P values. */
+static inline void scale_span(const nf_real *xi, nf_real *zi, int32_t P, nf_real e, nf_real bc, int mode) {
+    if (mode == 0)
+        for (int32_t p = 0; p < P; p++) zi[p] = xi[p] * e;
+    else if (mode > 0)
+        for (int32_t p = 0; p < P; p++) zi[p] = (xi[p] + bc) * e;
+    else
+        for (int32_t p = 0; p < P; p++) zi[p] = xi[p] * e - bc;
+}
+
+/* z = (x + b)·e forward (dir > 0), x·e − b inverse (dir < 0), per channel c of P positions in rows of
+ * S floats, e_c = exp(±logs_c) (b may be NULL: no bias). With few positions per channel (NICE's diagonal
+ * scale: P = 1, 784 channels) channel by channel, each exp once per batch instead of once per row (it
+ * was 3 % of nice-mnist's evaluation); otherwise row by row. Each element gets the same operations
+ * either way, so the results do not depend on the order or the thread count. */
+static void scale_rows(int32_t C, int32_t P, int64_t S, const nf_real *logs, const nf_real *b, const nf_real *x,
+                       nf_real *z, int64_t n, int dir) {
+    if (P < 16) {
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, (int64_t)C * P)
+        for (int32_t c = 0; c < C; c++) {
+            nf_real bc = b ? b[c] : 0, e = exp(dir > 0 ? logs[c] : -logs[c]);
+            for (int64_t i = 0; i < n; i++) {
+                const nf_real *xi = x + i * S + (int64_t)c * P;
+                nf_real *zi = z + i * S + (int64_t)c * P;
+                scale_span(xi, zi, P, e, bc, b ? dir : 0);
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, (int64_t)C * P)
+    for (int64_t i = 0; i < n; i++)
         for (int32_t c = 0; c < C; c++) {
             nf_real bc = b ? b[c] : 0, e = exp(dir > 0 ? logs[c] : -logs[c]);
             const nf_real *xi = x + i * S + (int64_t)c * P;
             nf_real *zi = z + i * S + (int64_t)c * P;
-            for (int32_t p = 0; p < P; p++) zi[p] = dir > 0 ? (xi[p] + bc) * e : xi[p] * e - bc;
+            scale_span(xi, zi, P, e, bc, b ? dir : 0);
         }
-        if (logdet) logdet[i] += dir > 0 ? ld : -ld;
-    }
+}
+
+/* z = (x + b)·exp(logs) (dir > 0) or x·exp(−logs) − b (dir < 0), per channel; logdet ± P·Σ logs */
+static void scale_apply(const scale_layer *s, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n, int dir) {
+    const nf_layer *L = &s->base;
+    int32_t C = s->C, P = s->P;
+    const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
+    nf_real ld = (nf_real)P * sum_vec(logs, C);
+    scale_rows(C, P, L->ld, logs, b, x, z, n, dir);
+    if (logdet)
+        for (int64_t i = 0; i < n; i++) logdet[i] += dir > 0 ? ld : -ld;
 }
 
 /* ops->forward: z = (x + b)·exp(logs); in training, ActNorm first sets b, logs from this batch once
@@ -102,12 +134,7 @@ static nf_status sc_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     int32_t C = s->C, P = s->P, S = L->ld;
     const nf_real *logs = NF_P(L, s->off_logs), *b = s->has_bias ? NF_P(L, s->off_b) : NULL;
     nf_real *glogs = NF_G(L, s->off_logs), *gb = s->has_bias ? NF_G(L, s->off_b) : NULL;
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, L->dim)
-    for (int64_t i = 0; i < n; i++)
-        for (int32_t c = 0; c < C; c++) {
-            nf_real e = exp(logs[c]);
-            for (int32_t p = 0; p < P; p++) dx[i * S + (int64_t)c * P + p] = dz[i * S + (int64_t)c * P + p] * e;
-        }
+    scale_rows(C, P, S, logs, NULL, dz, dx, n, 1); /* dx = dz·exp(logs) */
     double sld = 0;
     for (int64_t i = 0; i < n; i++) sld += dld[i];
     for (int32_t c = 0; c < C; c++) {

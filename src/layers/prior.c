@@ -4,16 +4,10 @@
  *   diag Gaussian:  log π(z) = Σ [−½ ((z_j − μ_j)/σ_j)² − log σ_j − ½ log 2π],  σ_j = exp(log_std_j), learned
  *   conditional diag Gaussian (context c of K values): μ_j(c) = μ_j + Σ_k W[j][k] c_k,
  *                   log σ_j(c) = log_std_j + Σ_k W[D + j][k] c_k   (Glow's class-conditional prior) */
+#include "kernels/kernels.h"
 #include "layers/layer.h"
 
 #define LOG_2PI 1.8378770664093453
-
-/* softplus(v) + softplus(−v) = log(1 + e^v) + log(1 + e^−v) = |v| + 2·log(1 + e^−|v|): the logistic's
- * −log density, with one exp and one log1p, stable for every v. */
-static double softplus_pair(double v) {
-    double a = fabs(v);
-    return a + 2 * log1p(exp(-a));
-}
 
 /* See layer.h: set the prior up; the diag Gaussian reserves mean and log_std in c, and with a context
  * (K > 0) the weights W (2D, K) after them (zero at the start: the unconditional prior). */
@@ -58,10 +52,13 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
         const nf_real *zi = z + i * D, *ci = ctx_row(p, c, i);
+        if (p->type == NF_PRIOR_LOGISTIC) { /* −Σ softplus(z_j) + softplus(−z_j), over the row at once */
+            lp[i] = (nf_real)-nf_logistic_nll(zi, D);
+            continue;
+        }
         for (int32_t j = 0; j < D; j++) {
             double v = zi[j];
             switch (p->type) {
-            case NF_PRIOR_LOGISTIC: s -= softplus_pair(v); break;
             case NF_PRIOR_DIAG_GAUSSIAN: {
                 double mu, ls;
                 coord_params(p, ci, j, &mu, &ls);
@@ -83,10 +80,13 @@ void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, co
     int32_t D = p->dim, K = p->ctx;
     for (int64_t i = 0; i < n; i++) {
         const nf_real *ci = ctx_row(p, c, i);
+        if (p->type == NF_PRIOR_LOGISTIC) { /* dz_j = −dlp_i·tanh(z_j / 2): d/dz of −softplus(z) − softplus(−z) */
+            nf_logistic_grad(z + i * D, dlp[i], dz + i * D, D);
+            continue;
+        }
         for (int32_t j = 0; j < D; j++) {
             double v = z[i * D + j], g;
             switch (p->type) {
-            case NF_PRIOR_LOGISTIC: g = -tanh(0.5 * v); break; /* d/dv of −softplus(v) − softplus(−v) */
             case NF_PRIOR_DIAG_GAUSSIAN: {
                 double mu, ls;
                 coord_params(p, ci, j, &mu, &ls);
