@@ -259,7 +259,7 @@ static void test_gemm_stream_matches_reference(void **state) {
                 }
 }
 
-/* The logistic prior's sums (kernels/vmath.c) on every instruction-set path this CPU supports against
+/* The logistic prior's sums and the sigmoid scales (kernels/vmath.c) on every instruction-set path this CPU supports against
  * the scalar libm loop: every length 0–40 (the vector loops' tails) and 1 000, values at 0, ±0, tiny,
  * large and beyond exp's range, within 1e-13 relative (libmvec is within 4 ulp per call); a NaN comes
  * through; the same call twice gives the same bits. */
@@ -281,11 +281,23 @@ static void test_logistic_vmath(void **state) {
             nf_logistic_grad_ref(z, -0.75, g2, n);
             for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 1e-6 * (1 + fabs(g2[j]))); /* float rounding of a 4-ulp tanh */
         }
+        /* the sigmoid scale and its log: σ within a few float ulps (4-ulp expf), the sum of logs within
+         * float rounding of its terms' magnitude */
+        for (int64_t n = 0; n <= N; n = n < 40 ? n + 1 : n < N ? N : N + 1) {
+            double mag = 0;
+            for (int64_t j = 0; j < n; j++) mag += fabs((double)z[j]) + 1;
+            double a = nf_sigmoid_shift(z, 2, g1, n, 1), r = nf_sigmoid_shift_ref(z, 2, g2, n, 1);
+            assert_true(fabs(a - r) <= 1e-5 * (1 + mag));
+            for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 2e-6 * fabs(g2[j]) && g1[j] >= 0 && g1[j] <= 1);
+            assert_true(nf_sigmoid_shift(z, 2, g2, n, 0) == 0);
+            assert_memory_equal(g1, g2, sizeof(nf_real) * (size_t)n); /* the same σ with or without the log */
+        }
         nf_real keep = z[10];
         z[10] = (nf_real)NAN;
         assert_true(isnan(nf_logistic_nll(z, 17)));
+        assert_true(isnan(nf_sigmoid_shift(z, 2, g1, 17, 1)) && isnan(g1[10]));
         z[10] = keep;
-        print_message(" isa %s: logistic sums within bounds\n", nf_isa_name((nf_isa)isa));
+        print_message(" isa %s: logistic sums and sigmoids within bounds\n", nf_isa_name((nf_isa)isa));
     }
     nf_isa_set(old);
 }

@@ -1,13 +1,15 @@
-/* vmath.c — sums of transcendental functions over arrays, vectorised with glibc's vector math library
- * (libmvec: exp, log1p, tanh over 8 doubles on the avx512 path, 4 on the avx2 path; at most 4 ulp from
- * the correctly rounded value) where the build found it, and the scalar libm loop — the reference — on
- * the generic path, in double builds (NFLOW_DOUBLE: the exact reference build) or without it.
+/* vmath.c — transcendental functions over arrays, vectorised with glibc's vector math library (libmvec:
+ * exp, log1p, tanh over 8 doubles and expf, log1pf over 16 floats on the avx512 path, half as many on
+ * the avx2 path; each within 4 ulp of the correctly rounded value) where the build found it, and the
+ * scalar libm loop — the reference — on the generic path, in double builds (NFLOW_DOUBLE, the exact
+ * reference build) or without libmvec.
  *
- * Why: NICE's logistic prior costs one exp and one log1p per value, 784 per image, and the scalar libm
- * calls were 8 % of nice-mnist's evaluation (perf, AMD Zen 5); over arrays they run 7× faster on 8
- * lanes (AVX-512) and 3.7× on 4 (AVX2). The sums are taken in double, in lanes then across them: a
- * path's result is the same for every thread count (one row is one call), and the paths differ from
- * the reference only by rounding (the tests bound it). */
+ * Why: NICE's logistic prior costs one exp and one log1p per value, 784 per image, and Glow's affine
+ * coupling two expf and a log1pf per scaled value; as scalar libm calls they were 8 % of nice-mnist's
+ * evaluation and 3 % of glow-small's training (perf, AMD Zen 5). Over arrays they run 7× faster on 8
+ * double lanes and 3.7× on 4. Sums are taken in lanes, then across them: a path's result is the same
+ * for every thread count (a call covers one row or a fixed block of it), and the paths differ from the
+ * reference only by rounding (test_core's test_logistic_vmath bounds it). */
 #include "kernels/kernels.h"
 
 /* The logistic's −log density of one value, softplus(v) + softplus(−v) = |v| + 2·log1p(e^−|v|): one exp,
@@ -29,6 +31,24 @@ void nf_logistic_grad_ref(const nf_real *z, double d, nf_real *g, int64_t n) {
     for (int64_t j = 0; j < n; j++) g[j] = (nf_real)(-d * tanh(0.5 * (double)z[j]));
 }
 
+/* One value's σ(v) = 1 / (1 + e^−v) and log σ(v), each from e = e^−|v| so that neither overflows:
+ * v ≥ 0: σ = 1 / (1 + e), log σ = −log1p(e); v < 0: σ = e / (1 + e), log σ = v − log1p(e). */
+#define SIGMOID_BODY(v, e, sg, lsg)                                                                           \
+    nf_real e = exp(-fabs(v)), sg = (v) >= 0 ? 1 / (1 + e) : e / (1 + e);                                     \
+    double lsg = (double)((v) >= 0 ? 0 : (v)) - (double)log1p(e)
+
+/* See kernels.h: sg_j = σ(h_j + shift), and Σ_j log σ(h_j + shift) if with_log (else 0); the scalar loop. */
+double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log) {
+    double s = 0;
+    for (int64_t j = 0; j < n; j++) {
+        nf_real v = h[j] + shift;
+        SIGMOID_BODY(v, e, g, l);
+        sg[j] = g;
+        if (with_log) s += l;
+    }
+    return s;
+}
+
 /* GCC only: clang (14) does not map these declarations to libmvec and leaves the loops scalar */
 #if defined(NFLOW_MVEC) && defined(__x86_64__) && defined(_OPENMP) && !defined(NFLOW_DOUBLE) && defined(__GNUC__) && !defined(__clang__)
 /* libmvec's vector variants of these libm functions (what glibc's math.h declares itself only under
@@ -40,8 +60,15 @@ double(exp)(double);
 double(log1p)(double);
 #pragma omp declare simd notinbranch
 double(tanh)(double);
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float log1pf(float);
 #define VMATH 1
 
+/* The vector sigmoid has no selects (GCC 12 leaves a loop with a compare-and-select scalar on the avx2
+ * path): m = min(v, 0) as (v − |v|)/2 (exact), σ = e^m / (1 + e^−|v|), log σ = m − log1p(e^−|v|) — the
+ * same values as the reference's two cases, e^0 = 1 and e^m = e^−|v| for v < 0. */
 #define VMATH_PATH(suffix, isa)                                                                               \
     __attribute__((target(isa))) static double logistic_nll_##suffix(const nf_real *z, int64_t n) {           \
         double s = 0;                                                                                         \
@@ -50,6 +77,18 @@ double(tanh)(double);
             s += a + 2 * (log1p)((exp)(-a));                                                                  \
         }                                                                                                     \
         return s;                                                                                             \
+    }                                                                                                         \
+    __attribute__((target(isa))) static double sigmoid_shift_##suffix(const nf_real *h, nf_real shift,         \
+                                                                      nf_real *sg, int64_t n, int with_log) { \
+        float s = 0; /* in 16 / 8 float lanes, each a sum of at most n / 8 terms */                          \
+        /* always with the log: one loop, so σ is the same bits with or without it (the loop's vector body   \
+         * and its remainder can round differently, and forward and inverse must agree) */                  \
+        _Pragma("omp simd reduction(+ : s)") for (int64_t j = 0; j < n; j++) {                                \
+            float v = h[j] + shift, a = fabsf(v), e = expf(-a), m = 0.5f * (v - a);                           \
+            sg[j] = expf(m) / (1 + e);                                                                        \
+            s += m - log1pf(e);                                                                               \
+        }                                                                                                     \
+        return with_log ? s : 0;                                                                              \
     }                                                                                                         \
     __attribute__((target(isa))) static void logistic_grad_##suffix(const nf_real *z, double d, nf_real *g,  \
                                                                     int64_t n) {                              \
@@ -86,4 +125,14 @@ void nf_logistic_grad(const nf_real *z, double d, nf_real *g, int64_t n) {
     }
 #endif
     nf_logistic_grad_ref(z, d, g, n);
+}
+
+/* See kernels.h. */
+double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log) {
+#if VMATH
+    nf_isa isa = nf_isa_active();
+    if (isa >= NF_ISA_AVX512) return sigmoid_shift_avx512(h, shift, sg, n, with_log);
+    if (isa == NF_ISA_AVX2) return sigmoid_shift_avx2(h, shift, sg, n, with_log);
+#endif
+    return nf_sigmoid_shift_ref(h, shift, sg, n, with_log);
 }
