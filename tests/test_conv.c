@@ -132,7 +132,7 @@ static void test_conv_shapes(void **state) {
     /* Without the direct kernels (and for fewer than 16 input or 8 output channels, or 1×1, on every path)
      * im2col + BLAS, and for Cout < Cin with k = 3 the output-side form: {2,4,3,…}, {10,16,3,…} (several
      * gradient chunks), {1,5,1,…}. The direct kernels (k = 3, ≥ 16 channels in, ≥ 8 out; conv.c): {10,16,8,5,6}
-     * forward on the avx2 path only (30 pixels: below the avx512 path's 100), {2,16,9,10,11} forward on
+     * forward on the avx2 path only (30 pixels: below the avx512 path's 100), {1,16,9,10,11} forward on
      * both (a partial channel block and a partial position block), {1,9,16,10,10} the input gradient on
      * both, {1,16,8,12,12} also the weight gradient (avx2 path, ≥ 144 pixels) */
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
@@ -141,7 +141,7 @@ static void test_conv_shapes(void **state) {
                       {2, 5, 10, 12, 13, 3, 0} /* ≥ 144 pixels: the direct weight gradient (avx2 path) */,
                       {3, 9, 12, 5, 6, 1, 2} /* 1×1: 30 pixels = a full block and a partial one */,
                       {2, 12, 10, 7, 7, 1, 0} /* 1×1: a partial channel block forward, dx direct */,
-                      {2, 16, 9, 10, 11, 3, 1} /* ≥ 100 pixels, direct on the avx512 path too: forward, a
+                      {1, 16, 9, 10, 11, 3, 1} /* ≥ 100 pixels, direct on the avx512 path too: forward, a
                                                   partial channel block and a partial position block */,
                       {1, 9, 16, 10, 10, 3, 0} /* the same for the input gradient */,
                       {1, 16, 8, 12, 12, 3, 0} /* the direct weight gradient (avx2 path) */};
