@@ -292,6 +292,14 @@ static void test_logistic_vmath(void **state) {
             assert_true(nf_sigmoid_shift(z, 2, g2, n, 0) == 0);
             assert_memory_equal(g1, g2, sizeof(nf_real) * (size_t)n); /* the same σ with or without the log */
         }
+        /* logistic draws from uniforms across (0, 1), the tails included: within float rounding */
+        static double u[N];
+        for (int i = 0; i < N; i++) u[i] = i < 3 ? (i + 1) * 1e-300 : i > N - 4 ? 1 - (N - i) * 1e-16 : (i + 0.5) / N;
+        for (int64_t n = 0; n <= N; n = n < 40 ? n + 1 : n < N ? N : N + 1) {
+            nf_logistic_quantile(u, 0.7, g1, n);
+            nf_logistic_quantile_ref(u, 0.7, g2, n);
+            for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 1e-6 * (1 + fabs(g2[j])));
+        }
         nf_real keep = z[10];
         z[10] = (nf_real)NAN;
         assert_true(isnan(nf_logistic_nll(z, 17)));
@@ -322,13 +330,19 @@ static void test_prior_sample_sequential(void **state) {
         double T = 0.7;
         nf_rng r0, r1;
         nf_rng_seed(&r0, 77);
-        for (int64_t i = 0; i < N; i++)
+        for (int64_t i = 0; i < N; i++) {
+            if (types[t] == NF_PRIOR_LOGISTIC) { /* a row's uniforms, then their quantiles in one call (prior.c) */
+                double u[D];
+                for (int j = 0; j < D; j++) u[j] = nf_rng_uniform(&r0);
+                nf_logistic_quantile(u, T, ref + i * D, D);
+                continue;
+            }
             for (int j = 0; j < D; j++) {
-                double v = types[t] == NF_PRIOR_LOGISTIC ? T * nf_rng_logistic(&r0)
-                           : types[t] == NF_PRIOR_NORMAL ? T * nf_rng_normal(&r0)
-                                                         : (double)reg.params[p.off + j] + T * exp((double)reg.params[p.off + D + j]) * nf_rng_normal(&r0);
+                double v = types[t] == NF_PRIOR_NORMAL ? T * nf_rng_normal(&r0)
+                                                       : (double)reg.params[p.off + j] + T * exp((double)reg.params[p.off + D + j]) * nf_rng_normal(&r0);
                 ref[i * D + j] = (nf_real)v;
             }
+        }
         for (int th = 1; th <= 2; th++) {
             nf_set_threads(th);
             nf_rng_seed(&r1, 77);

@@ -25,6 +25,9 @@ double nf_logistic_nll_ref(const nf_real *z, int64_t n);
 /* g_j = −d·tanh(z_j / 2) over n values: d times the derivative of −(softplus(z) + softplus(−z)). */
 void nf_logistic_grad(const nf_real *z, double d, nf_real *g, int64_t n);
 void nf_logistic_grad_ref(const nf_real *z, double d, nf_real *g, int64_t n);
+/* z_j = T·(log u_j − log1p(−u_j)) over n uniforms u_j in (0, 1): logistic draws at temperature T. */
+void nf_logistic_quantile(const double *u, double T, nf_real *z, int64_t n);
+void nf_logistic_quantile_ref(const double *u, double T, nf_real *z, int64_t n);
 /* sg_j = σ(h_j + shift) = 1 / (1 + e^−(h_j + shift)) over n values, and returns Σ_j log σ(h_j + shift) in
  * double if with_log (else 0): Glow's affine coupling scale and its log-det. Vectorised as above. */
 double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log);

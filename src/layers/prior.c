@@ -112,15 +112,27 @@ void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, co
     }
 }
 
+/* Logistic draws are transformed LOGISTIC_BLOCK at a time (kernels/vmath.c); the blocks start at each
+ * row's first value, so a row's values do not depend on which thread draws it. */
+#define LOGISTIC_BLOCK 256
+
 /* Row i of z: D draws of π(· | c_i) at temperature T from g (advanced: one draw of nf_rng_u64 a value
  * for the logistic prior, two for the Gaussians). */
 static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c, nf_real *z, int64_t i) {
     int32_t D = p->dim;
     const nf_real *ci = ctx_row(p, c, i);
+    if (p->type == NF_PRIOR_LOGISTIC) { /* the row's uniforms in blocks of LOGISTIC_BLOCK, then their quantiles at once */
+        double u[LOGISTIC_BLOCK];
+        for (int32_t j0 = 0; j0 < D; j0 += LOGISTIC_BLOCK) {
+            int32_t m = D - j0 < LOGISTIC_BLOCK ? D - j0 : LOGISTIC_BLOCK;
+            for (int32_t j = 0; j < m; j++) u[j] = nf_rng_uniform(g);
+            nf_logistic_quantile(u, T, z + i * D + j0, m);
+        }
+        return;
+    }
     for (int32_t j = 0; j < D; j++) {
         double v;
         switch (p->type) {
-        case NF_PRIOR_LOGISTIC: v = T * nf_rng_logistic(g); break;
         case NF_PRIOR_DIAG_GAUSSIAN: {
             double mu, ls;
             coord_params(p, ci, j, &mu, &ls);
