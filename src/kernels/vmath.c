@@ -1,5 +1,5 @@
 /* vmath.c — transcendental functions over arrays, vectorised with glibc's vector math library (libmvec:
- * exp, log1p, tanh over 8 doubles and expf, log1pf over 16 floats on the avx512 path, half as many on
+ * exp, log, log1p, tanh over 8 doubles and expf, log1pf over 16 floats on the avx512 path, half as many on
  * the avx2 path; each within 4 ulp of the correctly rounded value) where the build found it, and the
  * scalar libm loop — the reference — on the generic path, in double builds (NFLOW_DOUBLE, the exact
  * reference build) or without libmvec.
