@@ -28,6 +28,10 @@ void nf_logistic_grad_ref(const nf_real *z, double d, nf_real *g, int64_t n);
 /* z_j = T·(log u_j − log1p(−u_j)) over n uniforms u_j in (0, 1): logistic draws at temperature T. */
 void nf_logistic_quantile(const double *u, double T, nf_real *z, int64_t n);
 void nf_logistic_quantile_ref(const double *u, double T, nf_real *z, int64_t n);
+/* Numerically stable sigmoid(v) and log sigmoid(v) = −softplus(−v) of one value: the scale of Glow's
+ * affine couplings and of MAF's sigmoid-scaled blocks (nf_sigmoid_shift is the array form). */
+static inline nf_real nf_sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
+static inline nf_real nf_log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
 /* sg_j = σ(h_j + shift) = 1 / (1 + e^−(h_j + shift)) over n values, and returns Σ_j log σ(h_j + shift) in
  * double if with_log (else 0): Glow's affine coupling scale and its log-det. Vectorised as above. */
 double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log);

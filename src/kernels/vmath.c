@@ -37,20 +37,14 @@ void nf_logistic_quantile_ref(const double *u, double T, nf_real *z, int64_t n) 
     for (int64_t j = 0; j < n; j++) z[j] = (nf_real)(T * (log(u[j]) - log1p(-u[j])));
 }
 
-/* One value's σ(v) = 1 / (1 + e^−v) and log σ(v), each from e = e^−|v| so that neither overflows:
- * v ≥ 0: σ = 1 / (1 + e), log σ = −log1p(e); v < 0: σ = e / (1 + e), log σ = v − log1p(e). */
-#define SIGMOID_BODY(v, e, sg, lsg)                                                                           \
-    nf_real e = exp(-fabs(v)), sg = (v) >= 0 ? 1 / (1 + e) : e / (1 + e);                                     \
-    double lsg = (double)((v) >= 0 ? 0 : (v)) - (double)log1p(e)
-
-/* See kernels.h: sg_j = σ(h_j + shift), and Σ_j log σ(h_j + shift) if with_log (else 0); the scalar loop. */
+/* See kernels.h: sg_j = σ(h_j + shift), and Σ_j log σ(h_j + shift) if with_log (else 0); the scalar loop
+ * of the one-value forms. */
 double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log) {
     double s = 0;
     for (int64_t j = 0; j < n; j++) {
         nf_real v = h[j] + shift;
-        SIGMOID_BODY(v, e, g, l);
-        sg[j] = g;
-        if (with_log) s += l;
+        sg[j] = nf_sigmoid(v);
+        if (with_log) s += nf_log_sigmoid(v);
     }
     return s;
 }
@@ -113,54 +107,39 @@ VMATH_PATH(avx2, "avx2,fma")
 #define VMATH 0
 #endif
 
+/* The path's vector form: AVX512 and AVX2 run their statement (a return, or a call then a return); the
+ * generic path, and builds without libmvec, fall through to the reference after it. */
+#if VMATH
+#define VMATH_DISPATCH(on_avx512, on_avx2)                                                                    \
+    do {                                                                                                      \
+        nf_isa isa_ = nf_isa_active();                                                                       \
+        if (isa_ >= NF_ISA_AVX512) { on_avx512; }                                                              \
+        if (isa_ == NF_ISA_AVX2) { on_avx2; }                                                                 \
+    } while (0)
+#else
+#define VMATH_DISPATCH(on_avx512, on_avx2) ((void)0)
+#endif
+
 /* See kernels.h. */
 double nf_logistic_nll(const nf_real *z, int64_t n) {
-#if VMATH
-    nf_isa isa = nf_isa_active();
-    if (isa >= NF_ISA_AVX512) return logistic_nll_avx512(z, n);
-    if (isa == NF_ISA_AVX2) return logistic_nll_avx2(z, n);
-#endif
+    VMATH_DISPATCH(return logistic_nll_avx512(z, n), return logistic_nll_avx2(z, n));
     return nf_logistic_nll_ref(z, n);
 }
 
 /* See kernels.h. */
 void nf_logistic_grad(const nf_real *z, double d, nf_real *g, int64_t n) {
-#if VMATH
-    nf_isa isa = nf_isa_active();
-    if (isa >= NF_ISA_AVX512) {
-        logistic_grad_avx512(z, d, g, n);
-        return;
-    }
-    if (isa == NF_ISA_AVX2) {
-        logistic_grad_avx2(z, d, g, n);
-        return;
-    }
-#endif
+    VMATH_DISPATCH(logistic_grad_avx512(z, d, g, n); return, logistic_grad_avx2(z, d, g, n); return);
     nf_logistic_grad_ref(z, d, g, n);
 }
 
 /* See kernels.h. */
 double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log) {
-#if VMATH
-    nf_isa isa = nf_isa_active();
-    if (isa >= NF_ISA_AVX512) return sigmoid_shift_avx512(h, shift, sg, n, with_log);
-    if (isa == NF_ISA_AVX2) return sigmoid_shift_avx2(h, shift, sg, n, with_log);
-#endif
+    VMATH_DISPATCH(return sigmoid_shift_avx512(h, shift, sg, n, with_log), return sigmoid_shift_avx2(h, shift, sg, n, with_log));
     return nf_sigmoid_shift_ref(h, shift, sg, n, with_log);
 }
 
 /* See kernels.h. */
 void nf_logistic_quantile(const double *u, double T, nf_real *z, int64_t n) {
-#if VMATH
-    nf_isa isa = nf_isa_active();
-    if (isa >= NF_ISA_AVX512) {
-        logistic_quantile_avx512(u, T, z, n);
-        return;
-    }
-    if (isa == NF_ISA_AVX2) {
-        logistic_quantile_avx2(u, T, z, n);
-        return;
-    }
-#endif
+    VMATH_DISPATCH(logistic_quantile_avx512(u, T, z, n); return, logistic_quantile_avx2(u, T, z, n); return);
     nf_logistic_quantile_ref(u, T, z, n);
 }

@@ -7,6 +7,7 @@
 #define NF_LAYER_H
 
 #include "core/registry.h"
+#include "kernels/kernels.h" /* nf_sigmoid, nf_log_sigmoid and the array forms */
 
 #include <math.h>
 
@@ -195,9 +196,5 @@ void nf_layer_no_destroy(nf_layer *L);
 /* buf[0..n) ← its sum over the processes of a data-parallel pass (L->reducer); a no-op with none.
  * NF_ERR_IO (reason set) if the transport failed. */
 nf_status nf_layer_sum(const nf_layer *L, double *buf, int64_t n);
-/* Numerically stable sigmoid(v) and log sigmoid(v) = −softplus(−v): the scale of Glow's affine couplings
- * and of MAF's sigmoid-scaled blocks. */
-static inline nf_real nf_sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
-static inline nf_real nf_log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
 
 #endif
