@@ -349,6 +349,19 @@ nf_status nf_trainer_resume_meta(nf_trainer *t, const char *path, char *meta, si
     return NF_OK;
 }
 
+/* The end of every training step, from the batch's gradient g (summed over the processes): its norm
+ * (*grad_norm, before clipping), Adam's update of the parameters, the step count and the running
+ * average. A non-finite gradient leaves the parameters unchanged: NF_ERR_NUMERIC. */
+static nf_status apply_step(nf_trainer *t, const nf_real *g, double *grad_norm) {
+    double norm = nf_adam_grad_norm(t->adam, g);
+    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "the gradient is not finite");
+    nf_adam_apply(t->adam, nf_flow_params(t->f), g, norm);
+    *grad_norm = norm;
+    t->steps++;
+    average_update(t);
+    return NF_OK;
+}
+
 /* The data-parallel half of nf_trainer_step (t->batch holds the whole global batch, drawn as one
  * process draws it): this process's rows, then the sums across processes — the gradient buffer and
  * (NLL sum, failed) — and one Adam step from the summed gradient, identical on every process. With
@@ -379,13 +392,7 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
         return nf_fail(NF_ERR_NUMERIC, "another process failed on its part of the batch");
     }
     if (!isfinite(*loss)) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
-    double norm = nf_adam_grad_norm(t->adam, g);
-    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "the gradient is not finite");
-    nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
-    *grad_norm = norm;
-    t->steps++;
-    average_update(t);
-    return NF_OK;
+    return apply_step(t, g, grad_norm);
 }
 
 /* One training step on the next batch; *loss = its mean NLL, *grad_norm the pre-clip norm.
@@ -410,14 +417,7 @@ static nf_status step_once(nf_trainer *t, double *loss, double *grad_norm) {
     nf_flow_zero_grad(f);
     nf_status st = t->cbatch ? nf_flow_nll_grad_ctx(f, t->batch, t->cbatch, B, loss, NULL, NULL) : nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
-    const nf_real *g = nf_flow_grads(f);
-    double norm = nf_adam_grad_norm(t->adam, g);
-    if (!isfinite(norm)) return nf_fail(NF_ERR_NUMERIC, "the gradient is not finite");
-    nf_adam_apply(t->adam, nf_flow_params(f), g, norm);
-    *grad_norm = norm;
-    t->steps++;
-    average_update(t);
-    return NF_OK;
+    return apply_step(t, nf_flow_grads(f), grad_norm);
 }
 
 
