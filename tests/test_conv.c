@@ -134,7 +134,8 @@ static void test_conv_shapes(void **state) {
      * gradient chunks), {1,5,1,…}. The direct kernels (k = 3, ≥ 16 channels in, ≥ 8 out; conv.c): {10,16,8,5,6}
      * forward on the avx2 path only (30 pixels: below the avx512 path's 100), {1,16,9,10,11} forward on
      * both (a partial channel block and a partial position block), {1,9,16,10,10} the input gradient on
-     * both, {1,16,8,12,12} also the weight gradient (avx2 path, ≥ 144 pixels) */
+     * both, {1,16,8,12,12} also the weight gradient (avx2 path, ≥ 144 pixels); {1,2,9,10,11} and {2,1,8,10,10}
+     * forward on the avx512 path (any number of input channels there) */
     shape shapes[] = {{2, 3, 4, 5, 7, 3, 0}, {3, 2, 5, 4, 4, 1, 0}, {2, 4, 3, 6, 5, 3, 7}, {1, 1, 1, 1, 1, 3, 0}, {2, 2, 6, 3, 3, 1, 5},
                       {10, 16, 3, 5, 6, 3, 2}, {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3},
                       {10, 16, 8, 5, 6, 3, 2}, {1, 12, 2, 1, 2, 3, 0}, {1, 8, 8, 7, 7, 3, 1},
@@ -144,7 +145,9 @@ static void test_conv_shapes(void **state) {
                       {1, 16, 9, 10, 11, 3, 1} /* ≥ 100 pixels, direct on the avx512 path too: forward, a
                                                   partial channel block and a partial position block */,
                       {1, 9, 16, 10, 10, 3, 0} /* the same for the input gradient */,
-                      {1, 16, 8, 12, 12, 3, 0} /* the direct weight gradient (avx2 path) */};
+                      {1, 16, 8, 12, 12, 3, 0} /* the direct weight gradient (avx2 path) */,
+                      {1, 2, 9, 10, 11, 3, 0} /* few input channels: direct forward on the avx512 path only */,
+                      {2, 1, 8, 10, 10, 3, 0} /* one input channel, likewise */};
     /* im2col / output-side once (it does not depend on the ISA path: BLAS and portable C), then the direct
      * kernels on every instruction-set path this CPU supports that has them */
     nf_isa old = nf_isa_active();

@@ -69,6 +69,12 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
  * BENCHMARKS.md likewise), so they always take BLAS. The 3×3 weight gradient reduces each block over the
  * whole image: on small images (glow's 7×7) those reductions cost more than the sums, and BLAS was faster. */
 #define DIRECT_MIN_IN 16
+/* On the AVX-512 path the 48-position block turned that around: the direct forward beat im2col + BLAS
+ * with any number of input channels (AMD Zen 5, batch 64, 2 threads, `nflow_conv_bench --shape S --path
+ * P`, two or three runs each, forward GFLOP/s direct against im2col: glow's 2 → 128 at 14×14 238–260
+ * against 194–212, realnvp's 1 → 64 at 28×28 206–208 against 166–170, 4 → 64 at 14×14 310–312 against
+ * 259–268; the AVX2 kernel stays below im2col there, 160–168 against 194–212). */
+#define DIRECT_MIN_IN_512 1
 /* On the AVX-512 path a 48-position block leaves much of a small image's last block idle (7×7: 63
  * positions on the padded grid, 96 computed), and sgemm over im2col columns was faster there (AMD Zen 5,
  * batch 64, 2 threads, bench/conv_bench.c: glow's 128 → 8 zero-convolution at 7×7, forward 258–276
@@ -76,9 +82,12 @@ static int64_t weights_size(int32_t Cin, int32_t Cout, int32_t k) {
 #define DIRECT_MIN_PIXELS_512 100
 #define WINO_MIN_CH 32
 #define WINO_MIN_PIXELS 196 /* from 14 × 14 up */
+/* 1 when a k × k convolution from `inputs` to `outputs` channels on P pixels takes the direct kernel
+ * (conv_direct.c) on the active instruction-set path, by the measurements above. */
 static int direct(int32_t k, int32_t inputs, int32_t outputs, int64_t P) {
-    if (P < DIRECT_MIN_PIXELS_512 && nf_isa_active() >= NF_ISA_AVX512) return 0;
-    return k == 3 && inputs >= DIRECT_MIN_IN && outputs >= 8 && nf_convd_available();
+    int avx512 = nf_isa_active() >= NF_ISA_AVX512;
+    if (avx512 && P < DIRECT_MIN_PIXELS_512) return 0;
+    return k == 3 && inputs >= (avx512 ? DIRECT_MIN_IN_512 : DIRECT_MIN_IN) && outputs >= 8 && nf_convd_available();
 }
 /* 1 when a 3×3 convolution from `inputs` to `outputs` channels on P pixels takes Winograd F(4×4, 3×3)
  * (conv_winograd.c): wide enough on both sides that the channel products dominate the transforms, and
