@@ -178,7 +178,7 @@ static void test_conv_winograd(void **state) {
                       {1, 5, 1, 2, 7, 3, 0}, {2, 3, 9, 5, 7, 3, 0}, {2, 9, 12, 4, 6, 3, 3}, {1, 8, 8, 7, 7, 3, 1},
                       {2, 5, 10, 12, 13, 3, 0}, {1, 6, 7, 9, 8, 3, 0} /* a full tile and a partial one each way */,
                       {2, 4, 5, 8, 8, 3, 0} /* whole tiles only */,
-                      {1, 3, 2, 5, 37, 3, 0} /* rows of more than 8 tiles: two of the avx512 shuffles' blocks */};
+                      {1, 3, 2, 5, 37, 3, 0} /* long rows: 9 whole tiles, a partial one and the spare (11 tile columns) */};
     /* the transforms are compiled for each instruction-set path: every one this CPU supports */
     nf_isa old = nf_isa_active();
     for (int isa = NF_ISA_GENERIC; isa <= (int)nf_isa_cpu(); isa++) {
