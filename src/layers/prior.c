@@ -120,7 +120,6 @@ void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, co
  * for the logistic prior, two for the Gaussians). */
 static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c, nf_real *z, int64_t i) {
     int32_t D = p->dim;
-    const nf_real *ci = ctx_row(p, c, i);
     if (p->type == NF_PRIOR_LOGISTIC) { /* the row's uniforms in blocks of LOGISTIC_BLOCK, then their quantiles at once */
         double u[LOGISTIC_BLOCK];
         for (int32_t j0 = 0; j0 < D; j0 += LOGISTIC_BLOCK) {
@@ -130,6 +129,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
         }
         return;
     }
+    const nf_real *ci = ctx_row(p, c, i); /* the context row, read by the diagonal Gaussian only */
     for (int32_t j = 0; j < D; j++) {
         double v;
         switch (p->type) {
