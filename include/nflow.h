@@ -120,6 +120,9 @@ typedef enum { NF_ORDER_NATURAL = 0, NF_ORDER_REVERSE, NF_ORDER_RANDOM } nf_orde
 /* The element-wise map of each autoregressive block; MIXED alternates them, affine first (blocks 0, 2, …
  * affine, 1, 3, … spline). */
 typedef enum { NF_TRANSFORM_AFFINE = 0, NF_TRANSFORM_SPLINE, NF_TRANSFORM_MIXED } nf_transform_type;
+/* How an image model spreads a pixel over its bin (see nf_flow_dequantize): uniform noise, or a learned
+ * noise distribution q(u | pixels) trained with the flow (Flow++'s variational dequantisation). */
+typedef enum { NF_DEQUANT_UNIFORM = 0, NF_DEQUANT_VARIATIONAL } nf_dequant_type;
 
 typedef struct {
     nf_model_type model;
@@ -172,6 +175,8 @@ typedef struct {
     /* Tables (for the CLI): bit j set = column j + 1 of the training CSV is a context column (popcount
      * = context_dim); 0 for class labels and library use. */
     uint64_t context_cols;
+    nf_dequant_type dequant; /* image models: uniform (0) or variational dequantisation (nf_flow_dequantize) */
+    int32_t dequant_hidden;  /* variational: width of the dequantiser's conv net (0: 32) */
 } nf_config;
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
@@ -281,6 +286,20 @@ nf_status nf_flow_log_prob_ctx(nf_flow *f, const nf_real *x, const nf_real *c, n
 nf_status nf_flow_sample_ctx(nf_flow *f, nf_rng *rng, double temperature, const nf_real *c, nf_real *x, int64_t n);
 nf_status nf_flow_nll_grad_ctx(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, double *loss, nf_real *dx,
                                nf_real *dc);
+
+/* Dequantisation of image models. Pixels of b bits are bins; xc (n, D) holds their centres (nf_images_dequantize
+ * with rng NULL) and eps (n, D) standard logistic noise (nf_rng_logistic). x (n, D) = xc + (u − ½)/2^b, the
+ * pixels spread over their bins by u ∈ (0, 1)^D, and logq[i] = log q(u_i | xc_i) (nats; the density of u on
+ * the unit cube): u = σ(eps), logq = 0 with uniform dequantisation (cfg.dequant uniform); with
+ * variational dequantisation u = σ(μ(xc) + e^{s(xc)}·eps), q learned with the flow (layers/dequant.h).
+ * Then −log P(pixels) ≤ E[−log p(x) + log q] + D·ln 2^b, the bound bits/dim report (nf_bits_per_dim of
+ * −log p + log q). NF_ERR_INVALID for a model that is not an image model or bits outside 1..8. */
+nf_status nf_flow_dequantize(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, nf_real *x, nf_real *logq, int64_t n);
+/* The mean over the batch of −log p(x) + log q(u | xc), x and u as nf_flow_dequantize makes them (c: the
+ * contexts of a conditional model, else NULL); its gradient with respect to the flow's and the
+ * dequantiser's parameters ADDED into nf_flow_grads(). */
+nf_status nf_flow_nll_grad_dequant(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, const nf_real *c, int64_t n,
+                                   double *loss);
 
 /* ---------------------------------------------------------------- optimiser */
 typedef struct {

@@ -64,8 +64,9 @@ for kind in toy csv idx dir; do
             applies=0
             has "$data" "$kind" && has "$models" "$model" && applies=1
             case $name in mpi-bucket-mb) applies=0 ;; esac # under mpirun only: refused in a plain run (tests/mpi_test.sh runs it)
-            X=() # the spline's options on an autoregressive model need its spline transform
+            X=() # the spline's options on an autoregressive model need its spline transform; the dequantiser's width its dequantiser
             case $model:$name in maf:bins|maf:bound|iaf:bins|iaf:bound) X=(--transform spline) ;; maf:scale|iaf:scale) X=(--transform affine) ;; esac
+            case $name:$kind in dequant-hidden:idx|dequant-hidden:dir) X=(--dequant variational) ;; esac
             rm -f "$T/x.ckpt"
             "$NFLOW" train "${B[@]}" "${X[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
             rc=$?
@@ -103,6 +104,12 @@ for c in "bins csv --transform affine --bins 5" "bound csv --transform affine --
     rc=$?
     [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--$opt" "$T/err" && [ ! -e "$T/fr.ckpt" ] && ok || bad "maf ($kind) $*: $(cat "$T/err")"
 done
+# --dequant-hidden without the variational dequantiser it sizes
+rm -f "$T/fr.ckpt"
+"$NFLOW" train --model glow --data "$T/i-idx3-ubyte" --test-data "$T/i-idx3-ubyte" --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt" \
+    --dequant-hidden 8 >/dev/null 2>"$T/err"
+[ $? -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "--dequant-hidden: needs --dequant variational" "$T/err" && [ ! -e "$T/fr.ckpt" ] && ok || \
+    bad "--dequant-hidden without --dequant variational: $(cat "$T/err")"
 "$NFLOW" train --model maf $(base_data csv) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr.ckpt" --transform spline --bins 4 --bound 3 >/dev/null 2>&1 && \
     [ -s "$T/fr.ckpt" ] && ok || bad "maf --transform spline --bins 4 --bound 3"
 "$NFLOW" train --model maf $(base_data toy) --depth 1 --hidden 4 --steps 2 --batch 8 --out "$T/fr2.ckpt" --bins 4 >/dev/null 2>&1 && \

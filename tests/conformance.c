@@ -1202,6 +1202,98 @@ static void test_splines_start_as_identity(void **state) {
     }
 }
 
+/* The variational dequantiser (layers/dequant.h) of a small Glow on 1 × 4 × 4 images of 3-bit pixels:
+ * (1) at initialisation q is uniform: x = x̃ + (σ(ε) − ½)/2^b exactly, log q = 0, and the model's test
+ *     bits/dim equal those of the same model with uniform dequantisation (same seed, same noise);
+ * (2) with random parameters every x stays in its pixel's bin and log q(u | x̃) equals the density of u
+ *     by brute force: Σ_d [log Logistic(ε_d) − log ∂u_d/∂ε_d], the derivative by central differences;
+ * (3) the gradient of the training loss mean[−log p(x) + log q] with respect to every parameter of the
+ *     flow and of the dequantiser equals central differences (double build; ε held fixed). */
+static void test_variational_dequantizer(void **state) {
+    NF_UNUSED(state);
+    enum { B = 3, DIM = 16, BITS = 3 };
+    nf_config cu, cv;
+    nf_config_default_image(&cu, NF_MODEL_GLOW, 1, 4, 4);
+    cu.depth = 1, cu.hidden = 3, cu.levels = 1;
+    cv = cu, cv.dequant = NF_DEQUANT_VARIATIONAL;
+    nf_flow *fu, *fv;
+    assert_int_equal(nf_flow_create(&cu, &fu), NF_OK);
+    assert_int_equal(nf_flow_create(&cv, &fv), NF_OK);
+    nf_flow_set_training(fu, 0), nf_flow_set_training(fv, 0);
+    nf_rng rng;
+    nf_rng_seed(&rng, 21);
+    uint8_t pix[B * DIM];
+    for (int k = 0; k < B * DIM; k++) pix[k] = (uint8_t)(nf_rng_u64(&rng) & 255);
+    pix[0] = 0, pix[1] = 255; /* the outermost bins */
+    nf_images im = {B, 1, 4, 4, pix, NULL};
+    nf_real xc[B * DIM], eps[B * DIM], x[B * DIM], lq[B];
+    nf_images_dequantize(&im, NULL, B, BITS, NULL, xc);
+    for (int k = 0; k < B * DIM; k++) eps[k] = (nf_real)nf_rng_logistic(&rng);
+    double h = 1.0 / (1 << BITS);
+    /* (1) */
+    assert_int_equal(nf_flow_dequantize(fv, xc, eps, BITS, x, lq, B), NF_OK);
+    for (int k = 0; k < B * DIM; k++) {
+        double want = (double)xc[k] + (1 / (1 + exp(-(double)eps[k])) - 0.5) * h;
+        assert_true(fabs((double)x[k] - want) <= (DBL ? 1e-15 : 1e-7));
+    }
+    for (int i = 0; i < B; i++) assert_true(fabs((double)lq[i]) <= (DBL ? 1e-12 : 1e-4));
+    double bu, bv, se, rec;
+    assert_int_equal(nf_flow_evaluate_images(fu, &im, BITS, 5, &bu, &se, &rec), NF_OK);
+    assert_int_equal(nf_flow_evaluate_images(fv, &im, BITS, 5, &bv, &se, &rec), NF_OK);
+    assert_true(fabs(bu - bv) <= (DBL ? 1e-9 : 1e-4));
+    /* (2) */
+    int64_t P = nf_flow_num_params(fv);
+    nf_real *p = nf_flow_params(fv);
+    for (int64_t k = 0; k < P; k++) p[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
+    assert_int_equal(nf_flow_dequantize(fv, xc, eps, BITS, x, lq, B), NF_OK);
+    double worst = 0;
+    for (int i = 0; i < B; i++) {
+        double brute = 0;
+        for (int d = 0; d < DIM; d++) {
+            int k = i * DIM + d;
+            assert_true(fabs((double)x[k] - (double)xc[k]) <= 0.5 * h * (1 + 1e-6)); /* inside the bin */
+            nf_real xp[B * DIM], xm[B * DIM], keep = eps[k], l2[B];
+            double st = DBL ? 1e-6 : 1e-2;
+            eps[k] = (nf_real)(keep + st);
+            assert_int_equal(nf_flow_dequantize(fv, xc, eps, BITS, xp, l2, B), NF_OK);
+            eps[k] = (nf_real)(keep - st);
+            assert_int_equal(nf_flow_dequantize(fv, xc, eps, BITS, xm, l2, B), NF_OK);
+            eps[k] = keep;
+            double dudeps = ((double)xp[k] - (double)xm[k]) / (2 * st * h), e = (double)keep;
+            brute += -e - 2 * log1p(exp(-e)) - log(dudeps); /* log Logistic(ε) = −ε − 2 log(1 + e^−ε) */
+        }
+        worst = fmax(worst, fabs(brute - (double)lq[i]) / (1 + fabs(brute)));
+    }
+    assert_true(worst <= (DBL ? 1e-6 : 5e-2));
+    /* (3) */
+    if (DBL) {
+        double loss, lp, lm;
+        nf_flow_zero_grad(fv);
+        assert_int_equal(nf_flow_nll_grad_dequant(fv, xc, eps, BITS, NULL, B, &loss), NF_OK);
+        nf_real *g = malloc(sizeof(nf_real) * (size_t)P);
+        memcpy(g, nf_flow_grads(fv), sizeof(nf_real) * (size_t)P);
+        int64_t bad = 0, dq = 0;
+        for (int64_t k = 0; k < P; k++) {
+            nf_real keep = p[k];
+            p[k] = keep + (nf_real)FD_H;
+            assert_int_equal(nf_flow_nll_grad_dequant(fv, xc, eps, BITS, NULL, B, &lp), NF_OK);
+            p[k] = keep - (nf_real)FD_H;
+            assert_int_equal(nf_flow_nll_grad_dequant(fv, xc, eps, BITS, NULL, B, &lm), NF_OK);
+            p[k] = keep;
+            double num = (lp - lm) / (2 * FD_H);
+            if (rel_err((double)g[k], num) >= 1) {
+                bad++;
+                if (bad <= 3) print_message("param %lld: analytic %.10g, numeric %.10g\n", (long long)k, (double)g[k], num);
+            }
+            dq += g[k] != 0;
+        }
+        assert_int_equal(bad, 0);
+        assert_true(dq > P / 2); /* the gradient reaches (most of) the parameters */
+        free(g);
+    }
+    nf_flow_free(fu), nf_flow_free(fv);
+}
+
 /* MADE itself (nets): its weights are kept masked (the initial parameters equal their masked copy),
  * output p·D + d does not move when an input of degree ≥ deg[d] moves (exactly), and the weight
  * gradient of every masked entry is exactly 0, so an optimiser never unmasks one. */
@@ -1267,7 +1359,7 @@ static void test_made_masks(void **state) {
 int main(void) {
     setup_models();
     setup_nsf_models();
-    struct CMUnitTest tests[NCASES + 13];
+    struct CMUnitTest tests[NCASES + 14];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -1288,5 +1380,6 @@ int main(void) {
     tests[NCASES + 10] = (struct CMUnitTest)cmocka_unit_test(test_rq_spline_edges);
     tests[NCASES + 11] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
     tests[NCASES + 12] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 13, NULL, NULL);
+    tests[NCASES + 13] = (struct CMUnitTest)cmocka_unit_test(test_variational_dequantizer);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 14, NULL, NULL);
 }

@@ -25,7 +25,7 @@ static void apply_arch(const opts *o, nf_config *c) {
     SET(O_PART, partition); SET(O_PERM, perm); SET(O_PRIOR, prior); SET(O_COUPLING, coupling); SET(O_LU, lu);
     SET(O_BN, batchnorm); SET(O_AN, actnorm); SET(O_INITSTD, init_std); SET(O_LEVELS, levels); SET(O_BLOCKS, blocks);
     SET(O_LOGIT, logit_alpha); SET(O_BINS, bins); SET(O_BOUND, bound); SET(O_ELEMWISE, elementwise);
-    SET(O_ORDER, order); SET(O_TRANSFORM, transform);
+    SET(O_ORDER, order); SET(O_TRANSFORM, transform); SET(O_DEQUANT, dequant); SET(O_DQHIDDEN, dequant_hidden);
 #undef SET
 }
 
@@ -37,7 +37,7 @@ static void check_resume_arch(const opts *o, const nf_config *want, const nf_con
         F(O_PART, partition, 0), F(O_PERM, perm, 0), F(O_PRIOR, prior, 0), F(O_COUPLING, coupling, 0), F(O_LU, lu, 0),
         F(O_BN, batchnorm, 0), F(O_AN, actnorm, 0), F(O_INITSTD, init_std, 1), F(O_LEVELS, levels, 0), F(O_BLOCKS, blocks, 0),
         F(O_LOGIT, logit_alpha, 1), F(O_STD, standardize, 0), F(O_BINS, bins, 0), F(O_BOUND, bound, 1), F(O_ELEMWISE, elementwise, 0),
-        F(O_ORDER, order, 0), F(O_TRANSFORM, transform, 0)};
+        F(O_ORDER, order, 0), F(O_TRANSFORM, transform, 0), F(O_DEQUANT, dequant, 0), F(O_DQHIDDEN, dequant_hidden, 0)};
 #undef F
     for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
         if (!GIVEN(o, f[k].code)) continue;

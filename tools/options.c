@@ -118,6 +118,10 @@ const opt_def nf_cli_options[] = {
     {"elementwise", 0, O_ELEMWISE, K_INT, 0, 1, 0, "0|1", "an element-wise spline per coordinate in front (1-D data: 1, the whole model)", C_TRAIN, SRC_VEC, M_NSF, 0, 1, "1"},
     {"order", 0, O_ORDER, K_ENUM, 0, 0, "order", "O", "MADE input ordering of every block: natural, reverse or random (from --seed)", C_TRAIN, SRC_VEC, M_AR, 0, 1, "random"},
     {"transform", 0, O_TRANSFORM, K_ENUM, 0, 0, "transform", "T", "element-wise map of each autoregressive block: affine, spline (rational-quadratic: --bins, --bound) or mixed (blocks alternate, affine first); default spline on 2-D data, mixed on tables", C_TRAIN, SRC_VEC, M_AR, 0, 1, "spline"},
+    {"dequant", 0, O_DEQUANT, K_ENUM, 0, 0, "dequant", "D",
+     "how pixels fill their bins: uniform noise, or variational: a learned noise distribution q(u | pixels) trained "
+     "with the flow (Flow++), a tighter bits/dim bound", C_TRAIN, SRC_IMG, 0, M_CPL, 1, "variational"},
+    {"dequant-hidden", 0, O_DQHIDDEN, K_INT, 1, 4096, 0, "W", "width of the variational dequantiser's conv net (32)", C_TRAIN, SRC_IMG, 0, M_CPL, 1, "8"},
     /* other commands */
     {"num", 'n', O_N, K_INT, 1, 1e8, 0, "N", "samples (1000; image grid 64)", C_SAMPLE, 0, MA, 0, 0},
     {"temperature", 0, O_TEMP, K_REAL, 0, 100, 0, "T", "scale of the prior (1)", C_SAMPLE, 0, MA, 0, 0},
@@ -316,6 +320,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_HIDDEN: o->cfg.hidden = (int32_t)i; break;
     case O_LAYERS: o->cfg.layers = (int32_t)i; break;
     case O_BLOCKS: o->cfg.blocks = (int32_t)i; break;
+    case O_DQHIDDEN: o->cfg.dequant_hidden = (int32_t)i; break;
     case O_LU: o->cfg.lu = (int32_t)i; break;
     case O_BN: o->cfg.batchnorm = (int32_t)i; break;
     case O_AN: o->cfg.actnorm = (int32_t)i; break;
@@ -327,6 +332,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_COUPLING: o->cfg.coupling = (nf_coupling_type)e; break;
     case O_ORDER: o->cfg.order = (nf_order_type)e; break;
     case O_TRANSFORM: o->cfg.transform = (nf_transform_type)e; break;
+    case O_DEQUANT: o->cfg.dequant = (nf_dequant_type)e; break;
     case O_LR: o->lr = r; break;
     case O_CLIP: o->clip = r; break;
     case O_TEMP: o->temperature = r; break;
@@ -489,6 +495,8 @@ void check_applicable(const opts *o, unsigned cmd, unsigned src, int model) {
     /* finer rules than the table's columns */
     if (GIVEN(o, O_SCALE) && model == NF_MODEL_GLOW && GIVEN(o, O_COUPLING) && o->cfg.coupling == NF_COUPLING_ADDITIVE)
         die("option --scale applies to affine couplings only (not with --coupling additive)");
+    if (GIVEN(o, O_DQHIDDEN) && !o->resume && o->cfg.dequant != NF_DEQUANT_VARIATIONAL)
+        die("option --dequant-hidden: needs --dequant variational (uniform dequantisation has no net)");
     if (GIVEN(o, O_TESTFRAC) && o->test_data) die("option --test-frac: not used with --test-data (the test set is given)");
     if (o->val_frac == 0 && (GIVEN(o, O_EVALEVERY) || GIVEN(o, O_PATIENCE)))
         die("option --%s: needs a validation split (--val-fraction 0 holds out none)", GIVEN(o, O_EVALEVERY) ? "eval-every" : "patience");

@@ -19,6 +19,7 @@ static const struct {
     {"perm", {"none", "reverse", "random", "lu", NULL}},
     {"order", {"natural", "reverse", "random", NULL}},
     {"transform", {"affine", "spline", "mixed", NULL}},
+    {"dequant", {"uniform", "variational", NULL}},
 };
 #define ENUM_MAX_NAMES 8
 
@@ -58,6 +59,8 @@ static const nf_config_field config_fields[] = {
     FIELD("context_dim", context_dim, NF_FIELD_INT, NULL, 0),
     FIELD("context_labels", context_labels, NF_FIELD_INT, NULL, 0),
     FIELD("context_cols", context_cols, NF_FIELD_U64, NULL, 0),
+    FIELD("dequant", dequant, NF_FIELD_ENUM, "dequant", 0),
+    FIELD("dequant_hidden", dequant_hidden, NF_FIELD_INT, NULL, 0),
 };
 #undef FIELD
 /* an enum member is read and written through an int: the enums must have int's size */
@@ -65,7 +68,7 @@ _Static_assert(sizeof(nf_model_type) == sizeof(int) && sizeof(nf_activation) == 
                    sizeof(nf_coupling_type) == sizeof(int) && sizeof(nf_scale_type) == sizeof(int) &&
                    sizeof(nf_partition) == sizeof(int) && sizeof(nf_perm_type) == sizeof(int) &&
                    sizeof(nf_prior_type) == sizeof(int) && sizeof(nf_order_type) == sizeof(int) &&
-                   sizeof(nf_transform_type) == sizeof(int),
+                   sizeof(nf_transform_type) == sizeof(int) && sizeof(nf_dequant_type) == sizeof(int),
                "nf_config's enums are accessed as int");
 
 /* See models.h. */
@@ -154,6 +157,8 @@ static const struct {
     {"order", AR_, 0},
     {"transform", AR_, 0},
     {"context_cols", ALL_, 0},
+    {"dequant", 0, NICE_ | RNVP_ | GLOW_ | NSF_},
+    {"dequant_hidden", 0, NICE_ | RNVP_ | GLOW_ | NSF_},
 };
 
 /* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
@@ -165,6 +170,7 @@ int nf_config_field_applies(const nf_config *c, const char *key) {
     if (strcmp(key, "scale") == 0 && c->model == NF_MODEL_GLOW && c->coupling == NF_COUPLING_ADDITIVE) return 0;
     if (!img && (m & AR_) && strcmp(key, "scale") == 0) return c->transform != NF_TRANSFORM_SPLINE; /* the transforms in effect */
     if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) return c->transform != NF_TRANSFORM_AFFINE;
+    if (img && strcmp(key, "dequant_hidden") == 0 && c->dequant != NF_DEQUANT_VARIATIONAL) return 0; /* no dequantiser */
     for (size_t k = 0; k < sizeof field_use / sizeof field_use[0]; k++)
         if (strcmp(key, field_use[k].key) == 0) return ((img ? field_use[k].img : field_use[k].vec) & m) != 0;
     return 1;
@@ -354,6 +360,10 @@ nf_status nf_config_validate(const nf_config *c) {
         return nf_fail(NF_ERR_INVALID, "%s: vector data only (no image model; use glow, realnvp, nsf or nice for images)", nf_model_name(c->model));
     if ((unsigned)c->order > NF_ORDER_RANDOM) return nf_fail(NF_ERR_INVALID, "unknown ordering %d", (int)c->order);
     if ((unsigned)c->transform > NF_TRANSFORM_MIXED) return nf_fail(NF_ERR_INVALID, "unknown transform %d", (int)c->transform);
+    if ((unsigned)c->dequant > NF_DEQUANT_VARIATIONAL) return nf_fail(NF_ERR_INVALID, "unknown dequantisation %d", (int)c->dequant);
+    if (c->dequant != NF_DEQUANT_UNIFORM && !c->channels)
+        return nf_fail(NF_ERR_INVALID, "variational dequantisation: image models only (it spreads pixels over their bins)");
+    if (c->dequant_hidden < 0 || c->dequant_hidden > 4096) return nf_fail(NF_ERR_INVALID, "dequant_hidden %d: must be 0..4096 (0: 32)", (int)c->dequant_hidden);
     if (autoregressive) {
         if (c->dim < 1 || c->dim > 1 << 20)
             return nf_fail(NF_ERR_INVALID, "data dimension %d: an autoregressive flow needs 1 to 1048576 dimensions", (int)c->dim);

@@ -47,6 +47,8 @@ static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t s
     nf_rng rng;
     nf_rng_seed(&rng, seed);
     for (int32_t k = 0; k < f->nlayers; k++) f->layers[k]->ops->init(f->layers[k], &rng);
+    /* drawn after every layer: a model with a dequantiser has the same flow as one without */
+    if (f->cfg.dequant == NF_DEQUANT_VARIATIONAL) nf_dequant_init(&f->dq, f->reg.params, &rng);
     return NF_OK;
 }
 
@@ -60,7 +62,10 @@ nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flo
     if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
     f->cfg = *cfg;
     f->splittable = 1;
-    if (!(st = nf_model_build(f)) && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
+    if (!(st = nf_model_build(f)) && cfg->dequant == NF_DEQUANT_VARIATIONAL &&
+        nf_dequant_reserve(&f->reg, &f->dq, cfg->channels, cfg->height, cfg->width, cfg->dequant_hidden))
+        st = nf_fail(NF_ERR_NOMEM, "out of memory");
+    if (!st && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
         st = nf_fail(NF_ERR_FORMAT, "the config describes a model of %lld values, more than the %lld the file holds",
                      (long long)(f->reg.nparams + f->reg.nbuffers), (long long)max_values);
     if (st || (st = finish(f, cfg->dim, cfg->prior, cfg->seed))) {
@@ -108,7 +113,7 @@ void nf_flow_free(nf_flow *f) {
     for (int32_t k = 0; k < f->nlayers; k++) nf_layer_free(f->layers[k]);
     free(f->layers);
     nf_registry_free(&f->reg);
-    free(f->ws), free(f->act_off), free(f->cache_off), free(f->grad_final);
+    free(f->ws), free(f->act_off), free(f->cache_off), free(f->grad_final), free(f->dq_ws);
     for (int p = 0; p < NF_FLOW_PARTS; p++) nf_flow_free(f->part[p]);
     free(f->columns), free(f);
 }
@@ -170,6 +175,12 @@ nf_status nf_flow_set_standardization(nf_flow *f, const nf_real *mean, const nf_
 static int split_ok(const nf_flow *f, int64_t n);
 static nf_status reserve_parts(nf_flow *f, int64_t n);
 static nf_status create_parts(nf_flow *f);
+static nf_real *dq_x(nf_flow *f);
+static nf_real *dq_logq(nf_flow *f);
+static nf_real *dq_dx(nf_flow *f);
+static nf_real *dq_cache(nf_flow *f);
+static nf_real *dq_work(nf_flow *f);
+static nf_status dq_reserve(nf_flow *f, int64_t n);
 static nf_status eval_split(nf_flow *f, int inverse, const nf_real *in, const nf_real *c, int64_t n, nf_real *out,
                             nf_real *logdet, nf_real *logp);
 
@@ -221,6 +232,7 @@ static nf_status reserve_own(nf_flow *f, int64_t n) {
 nf_status nf_flow_reserve(nf_flow *f, int64_t n) {
     nf_status st = reserve_own(f, n);
     if (!st && split_ok(f, n)) st = reserve_parts(f, n);
+    if (!st && f->cfg.dequant == NF_DEQUANT_VARIATIONAL) st = dq_reserve(f, n);
     return st;
 }
 
@@ -495,15 +507,22 @@ static nf_status grad_ready(nf_flow *f, const nf_reducer *r, int64_t off) {
     return NF_OK;
 }
 
+typedef struct { /* a pass of nf_flow_nll_grad_dequant: x came from nf_dequant_sample of xc (bits) */
+    const nf_real *xc;
+    int32_t bits;
+} dq_pass;
+
 /* The NLL summed over n rows (contexts c, NULL: none) into *nll_sum; grads += ∂loss/∂params, dx (may be
  * NULL) = ∂loss/∂x and dc (may be NULL; n × K, overwritten) = ∂loss/∂c for loss = nll_sum / total (total = n: the mean; total > n: these rows are part of a global batch of
  * total rows, each weighted 1/total). A layer's forward, inverse (recompute mode) or backward failure
  * is returned with its reason. With a reducer r (a data-parallel pass, see carry_on) every layer sees
  * r for the duration of the pass, a non-finite NLL does not stop the pass and a numeric failure is
  * returned at its end; with r->grad_ready, r is told after the prior's and every layer's backward
- * which suffix of the gradient buffer is final (grad_final; the last call: all of it). */
+ * which suffix of the gradient buffer is final (grad_final; the last call: all of it). With dq (x made
+ * by the dequantiser, see nf_flow_nll_grad_dequant) the sum also holds Σ log q(u | x̃) and the
+ * dequantiser's backward runs last, before the last grad_ready (its gradients are final only then). */
 static nf_status nll_grad(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, int64_t total, const nf_reducer *r,
-                          double *nll_sum, nf_real *dx, nf_real *dc) {
+                          double *nll_sum, nf_real *dx, nf_real *dc, const dq_pass *dq) {
     if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
     int32_t D = f->cfg.dim;
     int coll = r != NULL;
@@ -519,6 +538,7 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, const nf_real *c, int64_
     nf_prior_log_prob(&f->prior, z, c, lp, n);
     double s = 0;
     for (int64_t i = 0; i < n; i++) s -= (double)lp[i] + ld[i];
+    for (int64_t i = 0; dq && i < n; i++) s += (double)dq_logq(f)[i];
     *nll_sum = s;
     if (!isfinite(s) && !coll) return nf_fail(NF_ERR_NUMERIC, "the negative log-likelihood is not finite");
     /* loss = −(1/total) Σ_i [lp_i + ld_i]:  ∂loss/∂lp_i = ∂loss/∂ld_i = −1/total */
@@ -547,9 +567,13 @@ static nf_status nll_grad(nf_flow *f, const nf_real *x, const nf_real *c, int64_
         if ((st = carry_on(coll, st, &first, out, n * D))) return st;
         copy_tail(dz, out, n, L->dim, D);
         dxb = dz, dz = out;
-        if ((st = grad_ready(f, r, f->grad_final[k]))) return st;
+        if ((k > 0 || !dq) && (st = grad_ready(f, r, f->grad_final[k]))) return st;
     }
     if (dx && f->nlayers == 0) memcpy(dx, dz, sizeof(nf_real) * (size_t)(n * D));
+    if (dq) {
+        nf_dequant_backward(&f->dq, f->reg.params, f->reg.grads, dq->xc, dq->bits, dq_cache(f), dx, 1.0 / (double)total, n, dq_work(f));
+        if ((st = grad_ready(f, r, 0))) return st;
+    }
     return first;
 }
 
@@ -660,7 +684,7 @@ typedef struct {
 static nf_status grad_part(nf_flow *g, int p, int64_t lo, int64_t m, void *arg) {
     grad_pass *a = arg;
     return nll_grad(g, a->x + lo * a->D, a->c ? a->c + lo * a->K : NULL, m, a->n, NULL, &a->sum[p], a->dx ? a->dx + lo * a->D : NULL,
-                    a->dc ? a->dc + lo * a->K : NULL);
+                    a->dc ? a->dc + lo * a->K : NULL, NULL);
 }
 
 /* nll_grad of n rows in SPLIT_PARTS parts (split_ok): *loss the mean NLL, f's gradient += the sum of the
@@ -720,7 +744,7 @@ nf_status nf_flow_nll_grad_ctx(nf_flow *f, const nf_real *x, const nf_real *c, i
     if (n >= 1 && split_ok(f, n)) return nll_grad_split(f, x, c, n, loss, dx, dc);
     int t = serial_begin(f, n);
     double s = 0;
-    nf_status st = nll_grad(f, x, c, n, n, NULL, &s, dx, dc);
+    nf_status st = nll_grad(f, x, c, n, n, NULL, &s, dx, dc, NULL);
     *loss = s / (double)n;
     serial_end(t);
     return st;
@@ -732,7 +756,95 @@ nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, const nf_real *c, 
     if (total < n) return nf_fail(NF_ERR_INVALID, "a part of %lld rows of a batch of %lld", (long long)n, (long long)total);
     int t = serial_begin(f, n);
     set_reducer(f, r);
-    nf_status st = nll_grad(f, x, c, n, total, r, nll_sum, NULL, NULL);
+    nf_status st = nll_grad(f, x, c, n, total, r, nll_sum, NULL, NULL, NULL);
+    set_reducer(f, NULL);
+    serial_end(t);
+    return st;
+}
+
+/* ------------------------------------------------------------------ dequantisation (nflow.h)
+ * The dequantiser's own workspace for dq_nmax images: x | logq | ∂L/∂x | cache | scratch. */
+static nf_real *dq_x(nf_flow *f) { return f->dq_ws; }
+static nf_real *dq_logq(nf_flow *f) { return f->dq_ws + f->dq_nmax * f->cfg.dim; }
+static nf_real *dq_dx(nf_flow *f) { return dq_logq(f) + f->dq_nmax; }
+static nf_real *dq_cache(nf_flow *f) { return dq_dx(f) + f->dq_nmax * f->cfg.dim; }
+static nf_real *dq_work(nf_flow *f) { return dq_cache(f) + nf_dequant_cache_size(&f->dq, f->dq_nmax); }
+
+#define DQ_CHUNK 256 /* images per dequantiser pass outside training: bounded memory */
+
+/* The dequantiser's workspace for n images (allocated when n grows). */
+static nf_status dq_reserve(nf_flow *f, int64_t n) {
+    if (n <= f->dq_nmax && f->dq_ws) return NF_OK;
+    int64_t D = f->cfg.dim, size = 2 * n * D + n + nf_dequant_cache_size(&f->dq, n) + nf_dequant_work_size(&f->dq, n);
+    nf_real *ws = nf_xcalloc((size_t)size, sizeof(nf_real));
+    if (!ws) return nf_fail(NF_ERR_NOMEM, "out of memory for the dequantiser's workspace (%lld images)", (long long)n);
+    free(f->dq_ws);
+    f->dq_ws = ws, f->dq_nmax = n;
+    return NF_OK;
+}
+
+/* NF_OK when f models images of `bits`-bit pixels (1..8), else NF_ERR_INVALID with the reason. */
+static nf_status dq_check(const nf_flow *f, int32_t bits) {
+    if (f->cfg.channels < 1) return nf_fail(NF_ERR_INVALID, "dequantisation: the model is not an image model");
+    if (bits < 1 || bits > 8) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)bits);
+    return NF_OK;
+}
+
+/* See nflow.h: x and log q of n images from their bin centres and the noise, in chunks. */
+nf_status nf_flow_dequantize(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, nf_real *x, nf_real *logq, int64_t n) {
+    nf_status st = dq_check(f, bits);
+    if (st) return st;
+    int64_t D = f->cfg.dim;
+    if (f->cfg.dequant != NF_DEQUANT_VARIATIONAL) { /* u = σ(ε) uniform: u − ½ = ½·tanh(ε/2) */
+        double h = ldexp(1.0, -bits);
+        for (int64_t k = 0; k < n * D; k++) x[k] = (nf_real)(xc[k] + 0.5 * tanh(0.5 * (double)eps[k]) * h);
+        for (int64_t i = 0; i < n; i++) logq[i] = 0;
+        return NF_OK;
+    }
+    if ((st = dq_reserve(f, n < DQ_CHUNK ? n : DQ_CHUNK))) return st;
+    for (int64_t i0 = 0; i0 < n; i0 += DQ_CHUNK) {
+        int64_t m = n - i0 < DQ_CHUNK ? n - i0 : DQ_CHUNK;
+        nf_dequant_sample(&f->dq, f->reg.params, xc + i0 * D, eps + i0 * D, bits, x + i0 * D, logq + i0, m, dq_cache(f), dq_work(f));
+    }
+    return NF_OK;
+}
+
+/* nll_grad of the n images whose bin centres are xc and noise eps (see nf_flow_nll_grad_dequant). */
+static nf_status dq_nll_grad(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, const nf_real *c, int64_t n,
+                             int64_t total, const nf_reducer *r, double *sum) {
+    nf_status st = dq_check(f, bits);
+    if (st) return st;
+    if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
+    if (f->cfg.dequant != NF_DEQUANT_VARIATIONAL) { /* uniform: log q = 0, nothing to learn */
+        if (!(st = dq_reserve(f, n)) && !(st = nf_flow_dequantize(f, xc, eps, bits, dq_x(f), dq_logq(f), n)))
+            st = nll_grad(f, dq_x(f), c, n, total, r, sum, NULL, NULL, NULL);
+        return st;
+    }
+    if ((st = dq_reserve(f, n))) return st;
+    nf_dequant_sample(&f->dq, f->reg.params, xc, eps, bits, dq_x(f), dq_logq(f), n, dq_cache(f), dq_work(f));
+    dq_pass dq = {xc, bits};
+    return nll_grad(f, dq_x(f), c, n, total, r, sum, dq_dx(f), NULL, &dq);
+}
+
+/* See nflow.h: the dequantised bound's mean over the batch, on one thread for small flows. */
+nf_status nf_flow_nll_grad_dequant(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, const nf_real *c, int64_t n,
+                                   double *loss) {
+    int t = serial_begin(f, n);
+    double s = 0;
+    nf_status st = check_context(f, c);
+    if (!st) st = dq_nll_grad(f, xc, eps, bits, c, n, n, NULL, &s);
+    *loss = s / (double)n;
+    serial_end(t);
+    return st;
+}
+
+/* See models.h: this process's images of a global batch in a data-parallel pass. */
+nf_status nf_flow_nll_grad_dequant_part(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, const nf_real *c, int64_t n,
+                                        int64_t total, const nf_reducer *r, double *nll_sum) {
+    if (total < n) return nf_fail(NF_ERR_INVALID, "a part of %lld rows of a batch of %lld", (long long)n, (long long)total);
+    int t = serial_begin(f, n);
+    set_reducer(f, r);
+    nf_status st = dq_nll_grad(f, xc, eps, bits, c, n, total, r, nll_sum);
     set_reducer(f, NULL);
     serial_end(t);
     return st;

@@ -3,6 +3,7 @@
 #ifndef NF_FLOW_IMPL_H
 #define NF_FLOW_IMPL_H
 
+#include "layers/dequant.h"
 #include "models/models.h"
 
 #define NF_FLOW_PARTS 2 /* row ranges of a small flow's training batch (flow.c) */
@@ -31,6 +32,11 @@ struct nf_flow {
     int splittable;
     struct nf_flow *part[NF_FLOW_PARTS];
     char *columns; /* the modelled table's column names (nf_flow_columns), or NULL */
+    /* Variational dequantisation (cfg.dequant): the dequantiser, its tensors in the flow's registry
+     * ("dequant.*"), and its own workspace for dq_nmax images: x | logq | ∂L/∂x | cache | scratch. */
+    nf_dequant dq;
+    nf_real *dq_ws;
+    int64_t dq_nmax;
 };
 
 /* Append the layers of f->cfg's model to f (recipes.c). */

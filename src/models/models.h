@@ -31,6 +31,10 @@ nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, const nf_real *c, nf_
  * meaningless). Small flows run on one thread (as nf_flow_nll_grad). */
 nf_status nf_flow_nll_grad_part(nf_flow *f, const nf_real *x, const nf_real *c, int64_t n, int64_t total,
                                 const nf_reducer *r, double *nll_sum);
+/* The same for images (nf_flow_nll_grad_dequant): this process's n images of a global batch of total,
+ * their bin centres xc, noise eps and contexts c; *nll_sum = Σ [−log p(x) + log q(u | xc)] over them. */
+nf_status nf_flow_nll_grad_dequant_part(nf_flow *f, const nf_real *xc, const nf_real *eps, int32_t bits, const nf_real *c, int64_t n,
+                                        int64_t total, const nf_reducer *r, double *nll_sum);
 /* nf_flow_create for a model read from a file that holds at most max_values parameter and state
  * values: the layers are sized first and, when they need more than that, NF_ERR_FORMAT is returned
  * before the tensors are allocated (a lying config cannot make nflow allocate what the file does not

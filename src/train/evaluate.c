@@ -37,13 +37,50 @@ nf_status nf_flow_evaluate_ctx(nf_flow *f, const nf_dataset *ds, const nf_datase
     return NF_OK;
 }
 
+/* Scratch for dequantising up to `chunk` images as f does: the log q per image, and for variational
+ * dequantisation the bin centres and the noise. NULL members when out of memory (dq_ok tells). */
+typedef struct {
+    nf_real *lq, *xc, *eps;
+} dq_buf;
+/* The scratch for `chunk` images of f (check it with dq_ok; free it with dq_free). */
+static dq_buf dq_alloc(const nf_flow *f, int64_t chunk) {
+    int vdq = nf_flow_config(f)->dequant == NF_DEQUANT_VARIATIONAL;
+    int64_t D = nf_flow_dim(f);
+    dq_buf b = {nf_xcalloc((size_t)chunk, sizeof(nf_real)), NULL, NULL};
+    if (vdq) b.xc = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), b.eps = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
+    return b;
+}
+/* 1 when b holds everything f's dequantisation needs. */
+static int dq_ok(const nf_flow *f, const dq_buf *b) {
+    return b->lq && (nf_flow_config(f)->dequant != NF_DEQUANT_VARIATIONAL || (b->xc && b->eps));
+}
+/* Release b's buffers (NULL members are fine). */
+static void dq_free(dq_buf *b) { free(b->lq), free(b->xc), free(b->eps); }
+
+/* x (m, D) = the images idx[0..m) spread over their pixel bins as f's training does — uniform noise from
+ * r, or f's dequantiser (nf_flow_dequantize) with logistic noise from r — and b->lq[i] = log q(u_i | x̃_i)
+ * (0 for uniform dequantisation). */
+static nf_status dequantize_as_trained(nf_flow *f, const nf_images *im, const int64_t *idx, int64_t m, int32_t bits, nf_rng *r,
+                                       nf_real *x, dq_buf *b) {
+    if (nf_flow_config(f)->dequant != NF_DEQUANT_VARIATIONAL) {
+        nf_images_dequantize(im, idx, m, bits, r, x);
+        memset(b->lq, 0, sizeof(nf_real) * (size_t)m);
+        return NF_OK;
+    }
+    int64_t D = nf_flow_dim(f);
+    nf_images_dequantize(im, idx, m, bits, NULL, b->xc);
+    for (int64_t k = 0; k < m * D; k++) b->eps[k] = (nf_real)nf_rng_logistic(r);
+    return nf_flow_dequantize(f, b->xc, b->eps, bits, x, b->lq, m);
+}
+
 /* See nflow.h: nf_flow_evaluate_images_ex without the count of images that do not reconstruct. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon) {
     return nf_flow_evaluate_images_ex(f, im, bits, seed, 0, bpd, se, max_recon, NULL);
 }
 
-/* Bits/dim of the images under f (dequantised with seed) and its standard error, and if max_recon is
+/* Bits/dim of the images under f (dequantised with seed as f was trained: the bound −log p(x) + log q(u | x̃),
+ * log q = 0 for uniform dequantisation) and its standard error, and if max_recon is
  * not NULL the largest reconstruction error and (nbad not NULL) how many images have some value off by
  * more than tol; f's training flag restored. A class-conditional f: −log₂ p(x | label) per dimension. */
 nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
@@ -57,7 +94,8 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
     int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
     int32_t K = nf_flow_context_dim(f);
     nf_real *c = K > 0 ? nf_xcalloc((size_t)(chunk * K), sizeof(nf_real)) : NULL;
-    nf_status st = x && z && lp && idx && (K == 0 || c) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    dq_buf q = dq_alloc(f, chunk);
+    nf_status st = x && z && lp && idx && (K == 0 || c) && dq_ok(f, &q) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
     int training = nf_flow_is_training(f);
     nf_flow_set_training(f, 0);
     nf_rng r;
@@ -66,11 +104,11 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
     for (int64_t i0 = 0; i0 < im->n && !st; i0 += chunk) {
         int64_t m = im->n - i0 < chunk ? im->n - i0 : chunk;
         for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
-        nf_images_dequantize(im, idx, m, bits, &r, x);
+        if ((st = dequantize_as_trained(f, im, idx, m, bits, &r, x, &q))) break;
         if (K > 0 && (st = nf_images_onehot(im, idx, m, K, c))) break;
         if ((st = nf_flow_forward_ex(f, x, c, z, NULL, lp, m))) break;
         for (int64_t i = 0; i < m; i++) {
-            double b = nf_bits_per_dim(-(double)lp[i], D, bits);
+            double b = nf_bits_per_dim(-(double)lp[i] + (double)q.lq[i], D, bits);
             s += b, s2 += b * b;
         }
         if (max_recon) { /* |x − G(G⁻¹(x))| */
@@ -86,7 +124,7 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
         }
     }
     nf_flow_set_training(f, training);
-    free(x), free(z), free(lp), free(idx), free(c);
+    free(x), free(z), free(lp), free(idx), free(c), dq_free(&q);
     if (st) return st;
     double mean = s / (double)im->n;
     *bpd = mean;
@@ -116,7 +154,8 @@ nf_status nf_flow_classify_images(nf_flow *f, const nf_images *im, int32_t bits,
     nf_real *x = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), *c = nf_xcalloc((size_t)(chunk * K), sizeof(nf_real));
     nf_real *lp = nf_xcalloc((size_t)(chunk * K), sizeof(nf_real)); /* (class, image) */
     int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
-    nf_status st = x && c && lp && idx ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    dq_buf q = dq_alloc(f, chunk);
+    nf_status st = x && c && lp && idx && dq_ok(f, &q) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
     int training = nf_flow_is_training(f);
     nf_flow_set_training(f, 0);
     nf_rng r;
@@ -126,8 +165,8 @@ nf_status nf_flow_classify_images(nf_flow *f, const nf_images *im, int32_t bits,
     for (int64_t i0 = 0; i0 < n && !st; i0 += chunk) {
         int64_t m = n - i0 < chunk ? n - i0 : chunk;
         for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
-        nf_images_dequantize(im, idx, m, bits, &r, x);
-        st = nf_images_onehot(im, idx, m, K, c); /* only to check the labels: c is refilled per class below */
+        st = dequantize_as_trained(f, im, idx, m, bits, &r, x, &q); /* one x per image for every class */
+        if (!st) st = nf_images_onehot(im, idx, m, K, c); /* only to check the labels: c is refilled per class below */
         for (int32_t k = 0; k < K && !st; k++) { /* every image as class k */
             memset(c, 0, sizeof(nf_real) * (size_t)(m * K));
             for (int64_t i = 0; i < m; i++) c[i * K + k] = 1;
@@ -141,12 +180,12 @@ nf_status nf_flow_classify_images(nf_flow *f, const nf_images *im, int32_t bits,
             double se = 0;
             for (int32_t k = 0; k < K; k++) se += exp((double)lp[k * chunk + i] - top);
             right += best == y;
-            sc += nf_bits_per_dim(-(double)lp[y * chunk + i], D, bits);
-            sm += nf_bits_per_dim(-(top + log(se) - log((double)K)), D, bits);
+            sc += nf_bits_per_dim(-(double)lp[y * chunk + i] + (double)q.lq[i], D, bits);
+            sm += nf_bits_per_dim(-(top + log(se) - log((double)K)) + (double)q.lq[i], D, bits);
         }
     }
     nf_flow_set_training(f, training);
-    free(x), free(c), free(lp), free(idx);
+    free(x), free(c), free(lp), free(idx), dq_free(&q);
     if (st) return st;
     *accuracy = (double)right / (double)n, *cond_bpd = sc / (double)n, *marg_bpd = sm / (double)n;
     if (!isfinite(sc) || !isfinite(sm)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");

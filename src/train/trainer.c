@@ -18,6 +18,8 @@ struct nf_trainer {
     const nf_dataset *ctx; /* conditional flows: the contexts of ds's rows (n, K) … */
     int32_t K;             /* … (or the one-hot labels of im); K = the flow's context_dim, 0: none */
     nf_real *cbatch;       /* (batch, K): the contexts of the batch's rows; NULL when K = 0 */
+    nf_real *eps;          /* variational dequantisation: (batch, D) logistic noise (batch holds the bin
+                            * centres then); NULL otherwise */
     nf_reducer red; /* data-parallel training: this process's rank of size (size 1: alone) */
     int64_t lo, hi; /* this process's rows [lo, hi) of every batch */
     nf_real *avg;   /* o.ema > 0: the moving average of the parameters (nparams); NULL: none */
@@ -118,6 +120,8 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
     if (o->batch < 1 || o->batch > rows)
         return nf_fail(NF_ERR_INVALID, "batch size %lld: must be 1..%lld (the training rows)", (long long)o->batch, (long long)rows);
     if (im && (o->bits < 1 || o->bits > 8)) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)o->bits);
+    int vdq = nf_flow_config(f)->dequant == NF_DEQUANT_VARIATIONAL;
+    if (vdq && !im) return nf_fail(NF_ERR_INVALID, "the model dequantises pixels variationally: train it on images (8-bit pixels), not rows of floats");
     if (!(o->ema >= 0 && o->ema < 1)) return nf_fail(NF_ERR_INVALID, "ema %g: the decay of the parameters' average must be in [0, 1) (0: none)", o->ema);
     if (o->rollbacks < 0) return nf_fail(NF_ERR_INVALID, "rollbacks %d: the divergence guard's roll-backs must be ≥ 0 (0: no guard)", (int)o->rollbacks);
     nf_trainer *t = nf_xcalloc(1, sizeof *t);
@@ -129,11 +133,12 @@ static nf_status trainer_new(nf_flow *f, const nf_dataset *ds, const nf_dataset 
         t->idx = nf_xcalloc((size_t)o->batch, sizeof(int64_t));
         t->batch = nf_xcalloc((size_t)o->batch * (size_t)dim, sizeof(nf_real));
         if (K > 0) t->cbatch = nf_xcalloc((size_t)o->batch * (size_t)K, sizeof(nf_real));
+        if (vdq) t->eps = nf_xcalloc((size_t)o->batch * (size_t)dim, sizeof(nf_real));
         if (o->ema > 0 && (t->avg = nf_xcalloc((size_t)nf_flow_num_params(f), sizeof(nf_real))))
             memcpy(t->avg, nf_flow_params(f), sizeof(nf_real) * (size_t)nf_flow_num_params(f));
         t->snap_len = nf_flow_num_params(f) * (o->ema > 0 ? 2 : 1);
         if (o->rollbacks > 0) t->snap = nf_xcalloc(2 * (size_t)t->snap_len, sizeof(nf_real));
-        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch) || (o->ema > 0 && !t->avg) || (o->rollbacks > 0 && !t->snap))
+        if (!t->perm || !t->batch || !t->idx || (K > 0 && !t->cbatch) || (vdq && !t->eps) || (o->ema > 0 && !t->avg) || (o->rollbacks > 0 && !t->snap))
             st = nf_fail(NF_ERR_NOMEM, "out of memory");
     }
     if (!st) st = nf_flow_reserve(f, o->batch);
@@ -169,7 +174,7 @@ nf_status nf_trainer_create_images(nf_flow *f, const nf_images *im, const nf_tra
 void nf_trainer_free(nf_trainer *t) {
     if (!t) return;
     nf_adam_free(t->adam);
-    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t->avg), free(t->snap), free(t);
+    free(t->perm), free(t->batch), free(t->idx), free(t->cbatch), free(t->eps), free(t->avg), free(t->snap), free(t);
 }
 
 /* See nflow.h: process r->rank of r->size; this process's rows of every batch are [lo, hi). */
@@ -375,8 +380,9 @@ static nf_status step_part(nf_trainer *t, double *loss, double *grad_norm) {
     nf_flow *f = t->f;
     nf_flow_zero_grad(f);
     double part[2] = {0, 0};
-    nf_status st = nf_flow_nll_grad_part(f, t->batch + t->lo * D, t->cbatch ? t->cbatch + t->lo * t->K : NULL, t->hi - t->lo, B,
-                                         &t->red, &part[0]);
+    const nf_real *c = t->cbatch ? t->cbatch + t->lo * t->K : NULL;
+    nf_status st = t->eps ? nf_flow_nll_grad_dequant_part(f, t->batch + t->lo * D, t->eps + t->lo * D, t->o.bits, c, t->hi - t->lo, B, &t->red, &part[0])
+                          : nf_flow_nll_grad_part(f, t->batch + t->lo * D, c, t->hi - t->lo, B, &t->red, &part[0]);
     if (st && st != NF_ERR_NUMERIC) return st;
     char why[200] = "";
     if (st) snprintf(why, sizeof why, "%s", nf_last_error());
@@ -405,7 +411,8 @@ static nf_status step_once(nf_trainer *t, double *loss, double *grad_norm) {
         if (t->ds) memcpy(t->batch + i * D, t->ds->x + t->idx[i] * D, sizeof(nf_real) * (size_t)D);
         if (t->ctx) memcpy(t->cbatch + i * t->K, t->ctx->x + t->idx[i] * t->K, sizeof(nf_real) * (size_t)t->K);
     }
-    if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, &t->rng, t->batch);
+    if (t->im) nf_images_dequantize(t->im, t->idx, B, t->o.bits, t->eps ? NULL : &t->rng, t->batch); /* centres for q */
+    for (int64_t k = 0; t->eps && k < B * D; k++) t->eps[k] = (nf_real)nf_rng_logistic(&t->rng);
     nf_status cst = t->im && t->K > 0 ? nf_images_onehot(t->im, t->idx, B, t->K, t->cbatch) : NF_OK;
     if (cst) return cst;
     if (t->red.size > 1) return step_part(t, loss, grad_norm);
@@ -415,7 +422,9 @@ static nf_status step_once(nf_trainer *t, double *loss, double *grad_norm) {
     int64_t bad = first_nonfinite(nf_flow_params(f), nf_flow_num_params(f));
     if (bad >= 0) return nf_fail(NF_ERR_NUMERIC, "parameter %lld is not finite", (long long)bad);
     nf_flow_zero_grad(f);
-    nf_status st = t->cbatch ? nf_flow_nll_grad_ctx(f, t->batch, t->cbatch, B, loss, NULL, NULL) : nf_flow_nll_grad(f, t->batch, B, loss, NULL);
+    nf_status st = t->eps      ? nf_flow_nll_grad_dequant(f, t->batch, t->eps, t->o.bits, t->cbatch, B, loss)
+                   : t->cbatch ? nf_flow_nll_grad_ctx(f, t->batch, t->cbatch, B, loss, NULL, NULL)
+                               : nf_flow_nll_grad(f, t->batch, B, loss, NULL);
     if (st) return st;
     return apply_step(t, nf_flow_grads(f), grad_norm);
 }

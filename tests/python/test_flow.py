@@ -81,6 +81,11 @@ def test_applicability_equals_the_cli_option_table(cli):
                     assert _lib.lib.nf_config_field_applies(c.ptr, key.encode()) == (key == "scale"), (name, model)
                     checked += 1
                     continue
+                if key == "dequant_hidden" and image:
+                    # the width of a dequantiser: it applies once the model has one, as the CLI checks too
+                    assert got == 0, (name, model)
+                    c.set("dequant", "variational")
+                    got = _lib.lib.nf_config_field_applies(c.ptr, key.encode())
                 assert got == (model in cli_models.split(",")), (name, model, image)
                 checked += 1
     assert checked >= 16 * 6
