@@ -481,8 +481,9 @@ typedef struct {
  * only one of grad_ready and grad_wait is set.
  * Call before the first step. */
 nf_status nf_trainer_set_reducer(nf_trainer *t, const nf_reducer *r);
-/* Test bits/dim of images (uniform dequantisation with seed) with its standard error, and (if
- * max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
+/* Test bits/dim of images with its standard error: each image dequantised once with seed as the model
+ * was trained (uniform or variational, nf_flow_dequantize), the bound −log p(x) + log q(u | x̃) in bits
+ * per dimension; and (if max_recon is not NULL) the largest reconstruction error |x − G(G⁻¹(x))|. */
 nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double *bpd,
                                   double *se, double *max_recon);
 /* The same, and (max_recon and nbad not NULL) *nbad = how many images have some value with
@@ -490,6 +491,12 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
  * 0.5 / 2^bits, the images whose reconstruction would land in another pixel bin. */
 nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
                                      double *se, double *max_recon, int64_t *nbad);
+/* Bits/dim of images by importance weighting (Burda et al. 2016): each image dequantised `draws` times
+ * (seed), scored −log[(1/draws) Σ_k p(x_k)/q(u_k | x̃)]. Still an upper bound on −log P(pixels) in
+ * expectation, tighter as draws grows; draws = 1 is nf_flow_evaluate_images's figure. NF_ERR_INVALID
+ * for draws outside 1..1048576. */
+nf_status nf_flow_evaluate_images_iw(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, int32_t draws, double *bpd,
+                                     double *se);
 /* A class-conditional image model (context_labels) as a classifier by Bayes' rule with a uniform class
  * prior, over the first n images of im (n ≤ 0: all): *accuracy = the fraction whose argmax_k p(x | k)
  * is their label, *cond_bpd = mean −log₂ p(x | label) per dimension, *marg_bpd = mean −log₂ of the

@@ -128,6 +128,12 @@ VD=(--model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" 
     cmp -s "$T/vd.ckpt" "$T/vd2.ckpt" && ok || bad "variational: resumed training differs from an uninterrupted run"
 tb=$(grep -oE "^test [0-9.]+" "$T/vd.out" | cut -d' ' -f2)
 "$NFLOW" eval --model "$T/vd.ckpt" --data "$T/small-idx3-ubyte" >"$T/vde.out" && grep -q "^$tb ± " "$T/vde.out" && ok || bad "variational eval: '$(cat "$T/vde.out")' against train's $tb"
+# eval --draws K: the importance-weighted bound; one draw is the plain figure, to the last digit
+"$NFLOW" eval --model "$T/vd.ckpt" --data "$T/small-idx3-ubyte" --draws 1 >"$T/vd1.out" && \
+    [ "$(sed -n 2p "$T/vd1.out" | cut -d' ' -f1-3)" = "$(sed -n 1p "$T/vd1.out" | cut -d' ' -f1-3)" ] && ok || bad "eval --draws 1: $(cat "$T/vd1.out")"
+"$NFLOW" eval --model "$T/img.ckpt" --data "$T/small-idx3-ubyte" --draws 8 | grep -qE "^[0-9.]+ ± [0-9.]+ bits/dim importance-weighted over 8 " && \
+    ok || bad "eval --draws 8"
+expect_error "option --draws applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --draws 4
 "$NFLOW" train --model realnvp --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --labels "$T/small-labels-idx1-ubyte" \
     --test-labels "$T/small-labels-idx1-ubyte" --condition labels --hidden 4 --blocks 1 --steps 3 --batch 10 --dequant variational \
     --out "$T/vdr.ckpt" --quiet >"$T/vdr.out" 2>&1 && grep -q "bits/dim" "$T/vdr.out" && \

@@ -42,6 +42,12 @@ int cmd_eval(int argc, char **argv) {
                "%lld of %lld image%s reconstruct%s off by more than %.2g (half a %d-bit level)\n",
                bpd, se, K ? "class-conditional " : "", (long long)im->n, plural(im->n), o.data, (int)o.bits, rec, (long long)nbad,
                (long long)im->n, plural(im->n), nbad == 1 ? "s" : "", tol, (int)o.bits);
+        if (o.draws) { /* draws per image from the same seed (draws 1: the figure above) */
+            double iw, iwse;
+            check(nf_flow_evaluate_images_iw(f, im, o.bits, o.seed, (int32_t)o.draws, &iw, &iwse));
+            printf("%.4f ± %.4f %sbits/dim importance-weighted over %lld dequantisation draw%s per image\n", iw, iwse, K ? "class-conditional " : "",
+                   (long long)o.draws, plural(o.draws));
+        }
         if (o.classify) { /* the same dequantisation (seed) as above, so the conditional figure matches it on all images */
             double acc, bc, bm;
             int64_t n = o.classify < im->n ? o.classify : im->n;

@@ -93,6 +93,9 @@ const opt_def nf_cli_options[] = {
     {"classify", 0, O_CLASSIFY, K_INT, 1, 1e9, 0, "N",
      "a class-conditional image model: also classify the first N images by Bayes' rule (argmax_k p(x | k)) and report the "
      "accuracy and the marginal bits/dim of Σ_k p(x | k)/K (K passes per image)", C_EVAL, SRC_IMG, MA, 0, 0},
+    {"draws", 0, O_DRAWS, K_INT, 1, 1 << 20, 0, "K",
+     "images: also the importance-weighted bound over K dequantisation draws per image, −log₂ of the mean of p(x)/q(u | pixels) "
+     "(tighter as K grows; K passes per image)", C_EVAL, SRC_IMG, MA, 0, 0},
     {"class", 0, O_CLASS, K_INT, 0, 65535, 0, "K",
      "a class-conditional image model: a grid of class K only (default: one row per class, -n per row, 10)", C_SAMPLE, 0, MA, 0, 0},
     /* architecture: defaults depend on the model and the data */
@@ -281,6 +284,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_CONDITION: o->condition = v; break;
     case O_CLASS: o->cls = i; break;
     case O_CLASSIFY: o->classify = i; break;
+    case O_DRAWS: o->draws = i; break;
     case O_RESUME: o->resume = v; break;
     case O_STD: o->standardize = v; break;
     case O_SCHED: o->schedule = v; break;

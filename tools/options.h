@@ -38,7 +38,7 @@ typedef enum {
     O_SMPEVERY, O_TESTDATA, O_FROM, O_TO, O_FRAMES, O_CLASSA, O_CLASSB, O_IMAGES, O_STRENGTHS, O_PERCLASS, O_LABELS,
     O_RESUME, O_BLOCKS, O_LOGIT, O_IMGSIZE, O_CHANNELS, O_BACKWARD, O_TIMELIMIT, O_BINS, O_BOUND, O_ELEMWISE, O_ORDER, O_TRANSFORM,
     O_CHECKSYNC, O_MPIBUCKET, O_VALFRAC, O_EVALEVERY, O_PATIENCE, O_WDECAY, O_EMA, O_CTXCOLS, O_CONTEXT, O_CONDITION, O_CLASS,
-    O_TESTLABELS, O_CLASSIFY, O_DEQUANT, O_DQHIDDEN, O_HELP, O_COUNT
+    O_TESTLABELS, O_CLASSIFY, O_DEQUANT, O_DQHIDDEN, O_DRAWS, O_HELP, O_COUNT
 } opt_code;
 
 typedef enum { K_FLAG, K_INT, K_REAL, K_STR, K_ENUM, K_CHOICE, K_INTS, K_REALS } opt_kind;
@@ -73,6 +73,7 @@ typedef struct {
     int64_t steps, batch, n, ntrain, ntest, size, warmup;
     int64_t eval_every, patience;
     int64_t classify;          /* eval --classify N (0: off) */
+    int64_t draws;             /* eval --draws K (0: off) */
     double lr, clip, temperature, test_frac, time_limit, mpi_bucket_mb, val_frac, weight_decay;
     double ema; /* --ema: the decay of the parameters' moving average; < 0 until set: the data's default */
     uint64_t seed;

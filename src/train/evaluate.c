@@ -79,23 +79,28 @@ nf_status nf_flow_evaluate_images(nf_flow *f, const nf_images *im, int32_t bits,
     return nf_flow_evaluate_images_ex(f, im, bits, seed, 0, bpd, se, max_recon, NULL);
 }
 
-/* Bits/dim of the images under f (dequantised with seed as f was trained: the bound −log p(x) + log q(u | x̃),
- * log q = 0 for uniform dequantisation) and its standard error, and if max_recon is
- * not NULL the largest reconstruction error and (nbad not NULL) how many images have some value off by
- * more than tol; f's training flag restored. A class-conditional f: −log₂ p(x | label) per dimension. */
-nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
-                                     double *se, double *max_recon, int64_t *nbad) {
+/* Bits/dim of the images under f and its standard error. Every image is dequantised `draws` times (seed;
+ * as f was trained: log q = 0 for uniform dequantisation, f's dequantiser else) and scored by the
+ * importance-weighted bound −log[(1/draws) Σ_k p(x_k)/q(u_k | x̃)] (Burda et al. 2016; one draw: the
+ * bound −log p(x) + log q(u | x̃) training minimises), a log-sum-exp in double. If max_recon is not NULL,
+ * the largest reconstruction error of the first draws and (nbad not NULL) how many images have some
+ * value off by more than tol; f's training flag restored. A class-conditional f: −log₂ p(x | label) per
+ * dimension. */
+static nf_status eval_images(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, int32_t draws, double tol, double *bpd,
+                             double *se, double *max_recon, int64_t *nbad) {
     int64_t bad = 0;
     int64_t D = (int64_t)im->C * im->H * im->W, chunk = 256;
     if (D != nf_flow_dim(f)) return nf_fail(NF_ERR_INVALID, "images have %lld values, the model expects %d", (long long)D, (int)nf_flow_dim(f));
     if (bits < 1 || bits > 8) return nf_fail(NF_ERR_INVALID, "bits %d: must be 1..8", (int)bits);
+    if (draws < 1 || draws > 1 << 20) return nf_fail(NF_ERR_INVALID, "draws %d: must be 1..1048576", (int)draws);
     nf_real *x = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real)), *z = nf_xcalloc((size_t)(chunk * D), sizeof(nf_real));
     nf_real *lp = nf_xcalloc((size_t)chunk, sizeof(nf_real));
+    double *w = nf_xcalloc((size_t)(chunk * draws), sizeof(double)); /* log p(x_k) − log q(u_k), (image, draw) */
     int64_t *idx = nf_xcalloc((size_t)chunk, sizeof(int64_t));
     int32_t K = nf_flow_context_dim(f);
     nf_real *c = K > 0 ? nf_xcalloc((size_t)(chunk * K), sizeof(nf_real)) : NULL;
     dq_buf q = dq_alloc(f, chunk);
-    nf_status st = x && z && lp && idx && (K == 0 || c) && dq_ok(f, &q) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
+    nf_status st = x && z && lp && w && idx && (K == 0 || c) && dq_ok(f, &q) ? NF_OK : nf_fail(NF_ERR_NOMEM, "out of memory");
     int training = nf_flow_is_training(f);
     nf_flow_set_training(f, 0);
     nf_rng r;
@@ -104,27 +109,34 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
     for (int64_t i0 = 0; i0 < im->n && !st; i0 += chunk) {
         int64_t m = im->n - i0 < chunk ? im->n - i0 : chunk;
         for (int64_t i = 0; i < m; i++) idx[i] = i0 + i;
-        if ((st = dequantize_as_trained(f, im, idx, m, bits, &r, x, &q))) break;
         if (K > 0 && (st = nf_images_onehot(im, idx, m, K, c))) break;
-        if ((st = nf_flow_forward_ex(f, x, c, z, NULL, lp, m))) break;
-        for (int64_t i = 0; i < m; i++) {
-            double b = nf_bits_per_dim(-(double)lp[i] + (double)q.lq[i], D, bits);
-            s += b, s2 += b * b;
-        }
-        if (max_recon) { /* |x − G(G⁻¹(x))| */
-            st = nf_flow_inverse_ctx(f, z, c, z, NULL, m);
-            if (st == NF_ERR_NUMERIC) st = NF_OK, nf_clear_error(); /* counted below: a NaN is off */
-            if (st) break;
-            for (int64_t i = 0; i < m; i++) {
-                double w = 0;
-                for (int64_t k = i * D; k < (i + 1) * D; k++) w = fmax(w, fabs((double)z[k] - (double)x[k]));
-                worst = fmax(worst, w);
-                bad += !(w <= tol); /* a NaN reconstruction counts as off */
+        for (int32_t k = 0; k < draws && !st; k++) {
+            if ((st = dequantize_as_trained(f, im, idx, m, bits, &r, x, &q))) break;
+            if ((st = nf_flow_forward_ex(f, x, c, z, NULL, lp, m))) break;
+            for (int64_t i = 0; i < m; i++) w[i * draws + k] = (double)lp[i] - (double)q.lq[i];
+            if (max_recon && k == 0) { /* |x − G(G⁻¹(x))| */
+                st = nf_flow_inverse_ctx(f, z, c, z, NULL, m);
+                if (st == NF_ERR_NUMERIC) st = NF_OK, nf_clear_error(); /* counted below: a NaN is off */
+                if (st) break;
+                for (int64_t i = 0; i < m; i++) {
+                    double e = 0;
+                    for (int64_t j = i * D; j < (i + 1) * D; j++) e = fmax(e, fabs((double)z[j] - (double)x[j]));
+                    worst = fmax(worst, e);
+                    bad += !(e <= tol); /* a NaN reconstruction counts as off */
+                }
             }
+        }
+        for (int64_t i = 0; i < m && !st; i++) {
+            const double *wi = w + i * draws;
+            double top = wi[0], acc = 0;
+            for (int32_t k = 1; k < draws; k++) top = fmax(top, wi[k]);
+            for (int32_t k = 0; k < draws; k++) acc += exp(wi[k] - top);
+            double b = nf_bits_per_dim(-(draws == 1 ? wi[0] : top + log(acc / draws)), D, bits);
+            s += b, s2 += b * b;
         }
     }
     nf_flow_set_training(f, training);
-    free(x), free(z), free(lp), free(idx), free(c), dq_free(&q);
+    free(x), free(z), free(lp), free(w), free(idx), free(c), dq_free(&q);
     if (st) return st;
     double mean = s / (double)im->n;
     *bpd = mean;
@@ -133,6 +145,18 @@ nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bi
     if (max_recon && nbad) *nbad = bad;
     if (!isfinite(mean)) return nf_fail(NF_ERR_NUMERIC, "a log-likelihood is not finite");
     return NF_OK;
+}
+
+/* See nflow.h: one draw per image (eval_images). */
+nf_status nf_flow_evaluate_images_ex(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, double tol, double *bpd,
+                                     double *se, double *max_recon, int64_t *nbad) {
+    return eval_images(f, im, bits, seed, 1, tol, bpd, se, max_recon, nbad);
+}
+
+/* See nflow.h: `draws` draws per image (eval_images). */
+nf_status nf_flow_evaluate_images_iw(nf_flow *f, const nf_images *im, int32_t bits, uint64_t seed, int32_t draws, double *bpd,
+                                     double *se) {
+    return eval_images(f, im, bits, seed, draws, 0, bpd, se, NULL, NULL);
 }
 
 /* See nflow.h: a class-conditional f as a classifier by Bayes' rule, over the first n images (all when
