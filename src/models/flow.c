@@ -62,10 +62,11 @@ nf_status nf_flow_create_within(const nf_config *cfg, int64_t max_values, nf_flo
     if (!f) return nf_fail(NF_ERR_NOMEM, "out of memory");
     f->cfg = *cfg;
     f->splittable = 1;
-    if (!(st = nf_model_build(f)) && cfg->dequant == NF_DEQUANT_VARIATIONAL &&
-        nf_dequant_reserve(&f->reg, &f->dq, cfg->channels, cfg->height, cfg->width, cfg->dequant_hidden))
+    /* the dequantiser's tensors first: its gradient is final last (nll_grad), so the layers' final
+     * suffixes stay what they are without it (a reducer can sum them while the backward pass runs) */
+    if (cfg->dequant == NF_DEQUANT_VARIATIONAL && nf_dequant_reserve(&f->reg, &f->dq, cfg->channels, cfg->height, cfg->width, cfg->dequant_hidden))
         st = nf_fail(NF_ERR_NOMEM, "out of memory");
-    if (!st && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
+    if (!st && !(st = nf_model_build(f)) && max_values >= 0 && f->reg.nparams + f->reg.nbuffers > max_values)
         st = nf_fail(NF_ERR_FORMAT, "the config describes a model of %lld values, more than the %lld the file holds",
                      (long long)(f->reg.nparams + f->reg.nbuffers), (long long)max_values);
     if (st || (st = finish(f, cfg->dim, cfg->prior, cfg->seed))) {
