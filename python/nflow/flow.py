@@ -578,9 +578,10 @@ class Flow:
         return x.reshape(self._out_shape(n))
 
     def bits_per_dim(self, x, bits=8, seed=1, context=None, labels=None):
-        """Mean bits per dimension of images. uint8 (N, C, H, W): reduced to `bits` (1..8), uniformly
-        dequantised with seed (1, as `nflow eval --seed`), as the CLI computes it (nf_flow_evaluate_images).
-        Float images in the data space [-0.5, 0.5): from their mean log-likelihood, (NLL + D ln 2^bits) /
+        """Mean bits per dimension of images. uint8 (N, C, H, W): reduced to `bits` (1..8), dequantised with
+        seed (1, as `nflow eval --seed`) as the model was trained (uniform noise, or the learned q of
+        dequant="variational", whose log q the figure then includes), as the CLI computes it
+        (nf_flow_evaluate_images). Float images in the data space [-0.5, 0.5): from their mean log-likelihood, (NLL + D ln 2^bits) /
         (D ln 2). Other integer pixels are refused. A class-conditional image model: −log₂ p(x | label)
         per dimension, with labels (N,) (or one-hot context rows (N, K)), as log_prob takes them."""
         self._handle()

@@ -410,6 +410,15 @@ def test_image_model(cli, tmp_path):
     assert float(r.stdout.split()[0]) == pytest.approx(f.bits_per_dim(pix), abs=1e-4)
     back, _ = nflow.load_idx(tmp_path / "x-idx3-ubyte.gz")
     np.testing.assert_array_equal(back, pix)
+    # variational dequantisation from Python: trains, and its bits/dim (the bound with log q) are the CLI's
+    v = nflow.Flow("glow", shape=(1, 8, 8), depth=2, hidden=8, levels=2, dequant="variational", dequant_hidden=4)
+    v.fit(pix, steps=30, batch=16, lr=3e-3, progress=False)
+    assert v.history_[-1] < v.history_[0]
+    v.save(tmp_path / "vd.ckpt")
+    r = subprocess.run([cli, "eval", "--model", str(tmp_path / "vd.ckpt"), "--data", str(tmp_path / "x-idx3-ubyte.gz")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.split()[0]) == pytest.approx(v.bits_per_dim(pix), abs=1e-4)
     with pytest.raises(nflow.InvalidArgumentError, match="uint8 images"):
         f.fit(pix[:, :, :4, :4], steps=1)
 
