@@ -32,9 +32,6 @@ int64_t nf_dequant_work_size(const nf_dequant *q, int64_t n) {
     return nf_convnet_work_size(&q->net, n) + 3 * n * D;
 }
 
-/* See dequant.h. */
-int64_t nf_dequant_flops(const nf_dequant *q) { return nf_convnet_flops(&q->net); }
-
 /* See dequant.h: (μ, s) from the net, then every value moved within its bin; logq per image in double. */
 void nf_dequant_sample(const nf_dequant *q, const nf_real *P, const nf_real *xc, const nf_real *eps, int32_t bits, nf_real *x,
                        nf_real *logq, int64_t n, nf_real *cache, nf_real *work) {

@@ -43,6 +43,5 @@ void nf_dequant_sample(const nf_dequant *q, const nf_real *P, const nf_real *xc,
  * xc and cache as it saw and filled them. */
 void nf_dequant_backward(const nf_dequant *q, const nf_real *P, nf_real *dP, const nf_real *xc, int32_t bits, const nf_real *cache,
                          const nf_real *dx, double wq, int64_t n, nf_real *work);
-int64_t nf_dequant_flops(const nf_dequant *q); /* per image, forward */
 
 #endif
