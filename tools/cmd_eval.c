@@ -14,7 +14,9 @@ static const char *eval_help =
     "the largest reconstruction error |x − G(G⁻¹(x))| and how many images reconstruct off by more than half\n"
     "a quantisation level (another pixel value). A conditional model: log p(x | c) with the context columns\n"
     "of the CSV (the model's), or class-conditional bits/dim −log₂ p(x | label) per dimension (--classify N:\n"
-    "also the model as a classifier by Bayes' rule, and its marginal bits/dim).\n";
+    "also the model as a classifier by Bayes' rule, and its marginal bits/dim). Image bits/dim are the\n"
+    "dequantisation bound −log p(x) + log q(u | pixels) (log q = 0 unless the model was trained with\n"
+    "--dequant variational); --draws K adds its importance-weighted form over K draws per image.\n";
 
 int cmd_eval(int argc, char **argv) {
     opts o;
