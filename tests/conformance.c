@@ -1204,7 +1204,8 @@ static void test_splines_start_as_identity(void **state) {
 
 /* The variational dequantiser (layers/dequant.h) of a small Glow on 1 × 4 × 4 images of 3-bit pixels:
  * (1) at initialisation q is uniform: x = x̃ + (σ(ε) − ½)/2^b exactly, log q = 0, and the model's test
- *     bits/dim equal those of the same model with uniform dequantisation (same seed, same noise);
+ *     bits/dim equal those of the same model with uniform dequantisation (same seed, same noise), whose
+ *     training loss through nf_flow_nll_grad_dequant is the mean −log p of its dequantised pixels;
  * (2) with random parameters every x stays in its pixel's bin and log q(u | x̃) equals the density of u
  *     by brute force: Σ_d [log Logistic(ε_d) − log ∂u_d/∂ε_d], the derivative by central differences;
  * (3) the gradient of the training loss mean[−log p(x) + log q] with respect to every parameter of the
@@ -1241,6 +1242,14 @@ static void test_variational_dequantizer(void **state) {
     assert_int_equal(nf_flow_evaluate_images(fu, &im, BITS, 5, &bu, &se, &rec), NF_OK);
     assert_int_equal(nf_flow_evaluate_images(fv, &im, BITS, 5, &bv, &se, &rec), NF_OK);
     assert_true(fabs(bu - bv) <= (DBL ? 1e-9 : 1e-4));
+    /* the uniform model's training loss through the same call: the mean −log p of its dequantised x */
+    double lu, mu = 0;
+    nf_real xu[B * DIM], lqu[B], lpu[B];
+    assert_int_equal(nf_flow_nll_grad_dequant(fu, xc, eps, BITS, NULL, B, &lu), NF_OK);
+    assert_int_equal(nf_flow_dequantize(fu, xc, eps, BITS, xu, lqu, B), NF_OK);
+    assert_int_equal(nf_flow_log_prob(fu, xu, lpu, B), NF_OK);
+    for (int i = 0; i < B; i++) assert_true(lqu[i] == 0), mu -= (double)lpu[i] / B;
+    assert_true(fabs(lu - mu) <= (DBL ? 1e-9 : 1e-4) * (1 + fabs(mu)));
     /* (2) */
     int64_t P = nf_flow_num_params(fv);
     nf_real *p = nf_flow_params(fv);

@@ -43,11 +43,11 @@ void nf_dequant_sample(const nf_dequant *q, const nf_real *P, const nf_real *xc,
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
         const nf_real *mu = out + i * 2 * D, *s = mu + D;
-        double lq = 0;
+        double lq = -nf_logistic_nll(eps + i * D, D); /* Σ log σ'(ε): the noise's log-density */
         for (int64_t d = 0; d < D; d++) {
             double e = eps[i * D + d], y = mu[d] + exp(s[d]) * e;
             x[i * D + d] = (nf_real)(xc[i * D + d] + 0.5 * tanh(0.5 * y) * h); /* u − ½ = ½·tanh(y/2) */
-            lq += log_dsigmoid(e) - s[d] - log_dsigmoid(y);
+            lq -= s[d] + log_dsigmoid(y);
         }
         logq[i] = (nf_real)lq;
     }

@@ -816,15 +816,12 @@ static nf_status dq_nll_grad(nf_flow *f, const nf_real *xc, const nf_real *eps, 
     nf_status st = dq_check(f, bits);
     if (st) return st;
     if (n < 1) return nf_fail(NF_ERR_INVALID, "empty batch");
-    if (f->cfg.dequant != NF_DEQUANT_VARIATIONAL) { /* uniform: log q = 0, nothing to learn */
-        if (!(st = dq_reserve(f, n)) && !(st = nf_flow_dequantize(f, xc, eps, bits, dq_x(f), dq_logq(f), n)))
-            st = nll_grad(f, dq_x(f), c, n, total, r, sum, NULL, NULL, NULL);
-        return st;
-    }
     if ((st = dq_reserve(f, n))) return st;
-    nf_dequant_sample(&f->dq, f->reg.params, xc, eps, bits, dq_x(f), dq_logq(f), n, dq_cache(f), dq_work(f));
+    int vdq = f->cfg.dequant == NF_DEQUANT_VARIATIONAL; /* else log q = 0, nothing to learn */
+    if (vdq) nf_dequant_sample(&f->dq, f->reg.params, xc, eps, bits, dq_x(f), dq_logq(f), n, dq_cache(f), dq_work(f));
+    else nf_flow_dequantize(f, xc, eps, bits, dq_x(f), dq_logq(f), n);
     dq_pass dq = {xc, bits};
-    return nll_grad(f, dq_x(f), c, n, total, r, sum, dq_dx(f), NULL, &dq);
+    return nll_grad(f, dq_x(f), c, n, total, r, sum, vdq ? dq_dx(f) : NULL, NULL, vdq ? &dq : NULL);
 }
 
 /* See nflow.h: the dequantised bound's mean over the batch, on one thread for small flows. */
