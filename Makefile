@@ -18,7 +18,7 @@ deps:
 	bash scripts/install-deps.sh
 
 test: all
-	ctest --test-dir $(BUILD) --output-on-failure
+	ctest --test-dir $(BUILD) --output-on-failure -j$$(nproc)
 
 demo: all
 	./$(BUILD)/nflow demo
