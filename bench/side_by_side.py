@@ -46,14 +46,20 @@ def torch_env(runtime):
 
 
 def cpu_name():
+    """The CPU as /proc/cpuinfo names it, with its family and model numbers (the model name alone can be as
+    vague as 'AMD EPYC', which covers Zen 3, 4 and 5)."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as fp:
             for line in fp:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, val = line.partition(":")
+                info.setdefault(key.strip(), val.strip())
     except OSError:
         pass
-    return platform.processor()
+    name = info.get("model name", platform.processor())
+    if "cpu family" in info and "model" in info:
+        name += " (family %s model %s)" % (info["cpu family"], info["model"])
+    return name
 
 
 def main():
@@ -64,6 +70,10 @@ def main():
     p.add_argument("--nflow", default=os.path.join(HERE, "..", "build", "nflow"))
     p.add_argument("--markdown")
     a = p.parse_args()
+    # the reference needs PyTorch in this interpreter: say so before minutes of nflow's side are spent
+    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode != 0:
+        raise SystemExit("side_by_side: %s cannot import torch (Debian: apt install python3-torch, and run this "
+                         "script with /usr/bin/python3)" % sys.executable)
     tmp = tempfile.mkdtemp(prefix="nflow-sbs-")
     rows = []
     hdr = "| workload | threads | metric | nflow | PyTorch | nflow / PyTorch |"
