@@ -75,6 +75,7 @@ def main():
         raise SystemExit("side_by_side: %s cannot import torch (Debian: apt install python3-torch, and run this "
                          "script with /usr/bin/python3)" % sys.executable)
     tmp = tempfile.mkdtemp(prefix="nflow-sbs-")
+    started = time.gmtime()
     rows = []
     hdr = "| workload | threads | metric | nflow | PyTorch | nflow / PyTorch |"
     print(hdr)
@@ -103,8 +104,9 @@ def main():
         torch_ver = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                                    text=True).stdout.strip()
         with open(a.markdown + ".tmp", "w") as fp:
-            fp.write("Measured %s on %s (%d logical CPUs), %s, PyTorch %s (Debian python3-torch).\n\n" % (
-                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpu_name(), os.cpu_count(), platform.platform(), torch_ver))
+            fp.write("Measured %s–%s on %s (%d logical CPUs), %s, PyTorch %s (Debian python3-torch).\n\n" % (
+                time.strftime("%Y-%m-%d %H:%M", started), time.strftime("%H:%M UTC", time.gmtime()), cpu_name(), os.cpu_count(),
+                platform.platform(), torch_ver))
             fp.write("nflow: %s. PyTorch's OpenBLAS: %s.\n\n" % (runtime, "OPENBLAS_CORETYPE=" + torch_env(runtime)["OPENBLAS_CORETYPE"]
                      if "OPENBLAS_CORETYPE" in torch_env(runtime) else "its own choice"))
             fp.write("Command: `bench/side_by_side.py %s --threads %s --seconds %s`\n\n" % (" ".join(a.workloads), a.threads, a.seconds))
