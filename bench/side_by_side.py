@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """nflow and the PyTorch reference on the same workloads, in one run, with ratios.
 
-  bench/side_by_side.py [WORKLOAD ...] [--threads 1,2] [--seconds 10] [--nflow build/nflow] [--markdown FILE]
+  bench/side_by_side.py [WORKLOAD ...] [--threads 1,2] [--seconds 10] [--repeat R] [--nflow build/nflow] [--markdown FILE]
 
 For every workload and thread count, `nflow bench` and `torch_reference.py bench` run back to back
 (each in its own process, so peak memory is measured separately); the table shows both and the ratio
 nflow / PyTorch. PyTorch's figure at T threads is its best T-thread setting (torch_reference.py: intra-op
 and OpenBLAS threads tried in three combinations at T > 1, both 1 at T = 1). Runs on a shared machine
-vary by 5-15 %, so only ratios measured in one run count.
+vary by 5-15 % (on some virtual machines by a third from one minute to the next), so only ratios measured in
+one run count, and --repeat R runs each pair R times, alternating the two sides, and reports medians with
+the range of the pairs' ratios.
 A fair reference: where nflow reports that it corrected OpenBLAS's core (Debian's OpenBLAS 0.3.21 falls
 back to SSE3 kernels on Intel models it does not know), the PyTorch process gets OPENBLAS_CORETYPE set to
 the same core, as a careful user would set it; the table header names the core both ran.
@@ -62,6 +64,12 @@ def cpu_name():
     return name
 
 
+def median_run(runs, key):
+    """The run whose `key` is the median of runs' (the upper median for an even count), whole, so that the
+    figures printed beside it (PyTorch's winning setting) are that run's own."""
+    return sorted(runs, key=lambda js: js[key])[len(runs) // 2]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workloads", nargs="*", default=WORKLOADS)
@@ -69,7 +77,10 @@ def main():
     p.add_argument("--seconds", default="10")
     p.add_argument("--nflow", default=os.path.join(HERE, "..", "build", "nflow"))
     p.add_argument("--markdown")
+    p.add_argument("--repeat", type=int, default=1)
     a = p.parse_args()
+    if a.repeat < 1:
+        raise SystemExit("side_by_side: --repeat %d: need at least 1 run per side" % a.repeat)
     # the reference needs PyTorch in this interpreter: say so before minutes of nflow's side are spent
     if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode != 0:
         raise SystemExit("side_by_side: %s cannot import torch (Debian: apt install python3-torch, and run this "
@@ -83,19 +94,26 @@ def main():
     runtime = ""
     for w in a.workloads:
         for t in a.threads.split(","):
-            js = run_json([a.nflow, "bench", w, "--threads", t, "--seconds", a.seconds], os.path.join(tmp, "n.json"), whole=True)
-            n, runtime = js["results"][0], js.get("runtime", "")
-            env = torch_env(runtime)
-            r = run_json([sys.executable, os.path.join(HERE, "torch_reference.py"), "bench", w, "--threads", t, "--seconds",
-                          a.seconds], os.path.join(tmp, "t.json"), env=env)
+            ns, rs = [], []  # --repeat pairs, nflow then PyTorch each time
+            for _ in range(a.repeat):
+                js = run_json([a.nflow, "bench", w, "--threads", t, "--seconds", a.seconds], os.path.join(tmp, "n.json"), whole=True)
+                runtime = js.get("runtime", "")
+                ns.append(js["results"][0])
+                rs.append(run_json([sys.executable, os.path.join(HERE, "torch_reference.py"), "bench", w, "--threads", t,
+                                    "--seconds", a.seconds], os.path.join(tmp, "t.json"), env=torch_env(runtime)))
             for key, label, fmt in [("train_samples_per_s", "train samples/s", "%.1f"), ("eval_samples_per_s", "eval samples/s", "%.1f"),
                                     ("sample_samples_per_s", "sample samples/s", "%.1f"), ("peak_rss_mib", "peak RSS MiB (train)", "%.0f")]:
-                ratio = n[key] / r[key] if r[key] else float("nan")
+                # the medians of both sides, and the median of the pairs' ratios with their range
+                n, r = median_run(ns, key), median_run(rs, key)
+                ratios = sorted(x[key] / y[key] if y[key] else float("nan") for x, y in zip(ns, rs))
+                spread = " (%.2f–%.2f×)" % (ratios[0], ratios[-1]) if len(ratios) > 1 else ""
                 best = r.get("settings", {}).get(key, "")
-                row = "| %s | %s | %s | %s | %s%s | %.2f× |" % (w, t, label, fmt % n[key], fmt % r[key],
-                                                            " (%s)" % best if best and t != "1" else "", ratio)
+                row = "| %s | %s | %s | %s | %s%s | %.2f×%s |" % (w, t, label, fmt % n[key], fmt % r[key],
+                                                              " (%s)" % best if best and t != "1" else "",
+                                                              ratios[len(ratios) // 2], spread)
                 rows.append(row)
                 print(row, flush=True)
+            n, r = median_run(ns, "train_gflops"), median_run(rs, "train_samples_per_s")
             row = "| %s | %s | train GFLOP/s (nflow's count) | %.1f | %.1f | |" % (
                 w, t, n["train_gflops"], 3 * n["forward_flops_per_sample"] * r["train_samples_per_s"] / 1e9)
             rows.append(row)
@@ -109,7 +127,11 @@ def main():
                 platform.platform(), torch_ver))
             fp.write("nflow: %s. PyTorch's OpenBLAS: %s.\n\n" % (runtime, "OPENBLAS_CORETYPE=" + torch_env(runtime)["OPENBLAS_CORETYPE"]
                      if "OPENBLAS_CORETYPE" in torch_env(runtime) else "its own choice"))
-            fp.write("Command: `bench/side_by_side.py %s --threads %s --seconds %s`\n\n" % (" ".join(a.workloads), a.threads, a.seconds))
+            fp.write("Command: `bench/side_by_side.py %s --threads %s --seconds %s%s`\n\n" % (
+                " ".join(a.workloads), a.threads, a.seconds, " --repeat %d" % a.repeat if a.repeat > 1 else ""))
+            if a.repeat > 1:
+                fp.write("Each row: the median of %d runs per side, alternating nflow and PyTorch; the ratio is the median "
+                         "of the %d pairs' ratios, their range in brackets.\n\n" % (a.repeat, a.repeat))
             fp.write(hdr + "\n|---|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
         os.replace(a.markdown + ".tmp", a.markdown)
 
