@@ -819,7 +819,7 @@ static nf_status dq_nll_grad(nf_flow *f, const nf_real *xc, const nf_real *eps, 
     if ((st = dq_reserve(f, n))) return st;
     int vdq = f->cfg.dequant == NF_DEQUANT_VARIATIONAL; /* else log q = 0, nothing to learn */
     if (vdq) nf_dequant_sample(&f->dq, f->reg.params, xc, eps, bits, dq_x(f), dq_logq(f), n, dq_cache(f), dq_work(f));
-    else nf_flow_dequantize(f, xc, eps, bits, dq_x(f), dq_logq(f), n);
+    else if ((st = nf_flow_dequantize(f, xc, eps, bits, dq_x(f), dq_logq(f), n))) return st;
     dq_pass dq = {xc, bits};
     return nll_grad(f, dq_x(f), c, n, total, r, sum, vdq ? dq_dx(f) : NULL, NULL, vdq ? &dq : NULL);
 }
