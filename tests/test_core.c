@@ -300,12 +300,25 @@ static void test_logistic_vmath(void **state) {
             nf_logistic_quantile_ref(u, 0.7, g2, n);
             for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 1e-6 * (1 + fabs(g2[j])));
         }
+        /* the MLPs' tanh layers: tanh(z + b) within a few float ulps, saturated edges at ±1 */
+        static nf_real b[N];
+        for (int i = 0; i < N; i++) b[i] = (nf_real)(0.01 * (i % 7) - 0.03);
+        for (int64_t n = 0; n <= N; n = n < 40 ? n + 1 : n < N ? N : N + 1) {
+            memcpy(g1, z, sizeof(nf_real) * (size_t)n);
+            memcpy(g2, z, sizeof(nf_real) * (size_t)n);
+            nf_tanh_bias(g1, b, n);
+            nf_tanh_bias_ref(g2, b, n);
+            for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 1e-6 * fabs(g2[j]) && fabs(g1[j]) <= 1);
+        }
         nf_real keep = z[10];
         z[10] = (nf_real)NAN;
+        memcpy(g1, z, sizeof(nf_real) * 17);
+        nf_tanh_bias(g1, b, 17);
+        assert_true(isnan(g1[10]) && !isnan(g1[9]));
         assert_true(isnan(nf_logistic_nll(z, 17)));
         assert_true(isnan(nf_sigmoid_shift(z, 2, g1, 17, 1)) && isnan(g1[10]));
         z[10] = keep;
-        print_message(" isa %s: logistic sums and sigmoids within bounds\n", nf_isa_name((nf_isa)isa));
+        print_message(" isa %s: logistic sums, sigmoids and tanh within bounds\n", nf_isa_name((nf_isa)isa));
     }
     nf_isa_set(old);
 }

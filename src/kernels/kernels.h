@@ -36,6 +36,10 @@ static inline nf_real nf_log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)
  * double if with_log (else 0): Glow's affine coupling scale and its log-det. Vectorised as above. */
 double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log);
 double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log);
+/* y_j ← tanh(y_j + b_j) over n values in place: the tanh layers of the MLPs and MADEs (the default on
+ * tables). Vectorised as above; nf_tanh_bias_ref is the scalar loop. Within a few float ulps of it. */
+void nf_tanh_bias(nf_real *y, const nf_real *b, int64_t n);
+void nf_tanh_bias_ref(nf_real *y, const nf_real *b, int64_t n);
 
 /* ---------------------------------------------------------------- dense kernels (gemm.c, lu.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses

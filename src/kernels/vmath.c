@@ -1,5 +1,5 @@
 /* vmath.c — transcendental functions over arrays, vectorised with glibc's vector math library (libmvec:
- * exp, log, log1p, tanh over 8 doubles and expf, log1pf over 16 floats on the avx512 path, half as many on
+ * exp, log1p, log, tanh over 8 doubles and expf, log1pf, tanhf over 16 floats on the avx512 path, half as many on
  * the avx2 path; each within 4 ulp of the correctly rounded value) where the build found it, and the
  * scalar libm loop — the reference — on the generic path, in double builds (NFLOW_DOUBLE, the exact
  * reference build) or without libmvec.
@@ -49,6 +49,11 @@ double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_
     return s;
 }
 
+/* See kernels.h: y_j ← tanh(y_j + b_j), the scalar loop. */
+void nf_tanh_bias_ref(nf_real *y, const nf_real *b, int64_t n) {
+    for (int64_t j = 0; j < n; j++) y[j] = tanh(y[j] + b[j]);
+}
+
 /* GCC only: clang (14) does not map these declarations to libmvec and leaves the loops scalar */
 #if defined(NFLOW_MVEC) && defined(__x86_64__) && defined(_OPENMP) && !defined(NFLOW_DOUBLE) && defined(__GNUC__) && !defined(__clang__)
 /* libmvec's vector variants of these libm functions (what glibc's math.h declares itself only under
@@ -66,6 +71,8 @@ double(log)(double);
 float expf(float);
 #pragma omp declare simd notinbranch
 float log1pf(float);
+#pragma omp declare simd notinbranch
+float tanhf(float);
 #define VMATH 1
 
 /* The vector sigmoid has no selects (GCC 12 leaves a loop with a compare-and-select scalar on the avx2
@@ -99,6 +106,9 @@ float log1pf(float);
     __attribute__((target(isa))) static void logistic_grad_##suffix(const nf_real *z, double d, nf_real *g,  \
                                                                     int64_t n) {                              \
         _Pragma("omp simd") for (int64_t j = 0; j < n; j++) g[j] = (nf_real)(-d * (tanh)(0.5 * (double)z[j])); \
+    }                                                                                                         \
+    __attribute__((target(isa))) static void tanh_bias_##suffix(nf_real *y, const nf_real *b, int64_t n) {   \
+        _Pragma("omp simd") for (int64_t j = 0; j < n; j++) y[j] = tanhf(y[j] + b[j]);                        \
     }
 VMATH_PATH(avx512, "avx512f")
 VMATH_PATH(avx2, "avx2,fma")
@@ -142,4 +152,10 @@ double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n,
 void nf_logistic_quantile(const double *u, double T, nf_real *z, int64_t n) {
     VMATH_DISPATCH(logistic_quantile_avx512(u, T, z, n); return, logistic_quantile_avx2(u, T, z, n); return);
     nf_logistic_quantile_ref(u, T, z, n);
+}
+
+/* See kernels.h. */
+void nf_tanh_bias(nf_real *y, const nf_real *b, int64_t n) {
+    VMATH_DISPATCH(tanh_bias_avx512(y, b, n); return, tanh_bias_avx2(y, b, n); return);
+    nf_tanh_bias_ref(y, b, n);
 }
