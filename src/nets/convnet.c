@@ -67,7 +67,8 @@ static double sum4(const nf_real *d, int64_t P) {
 /* Backward of that bias from dpre (n, C, P), the gradient of the convolution's pre-activation:
  * dW_c += Σ_i s_i c_iᵀ and dc_i += W_cᵀ s_i (dc may be NULL) with s_i[k] = Σ_p dpre[i, k, p]. Row k of
  * dW_c takes the samples in order and row i of dc the channels in order, so channels (then samples)
- * run in parallel and the result does not depend on the thread count. */
+ * run in parallel and the result does not depend on the thread count; dc sums dpre again rather than
+ * keep n·C sums in a scratch buffer (it is asked for only when c itself needs a gradient). */
 void nf_ctx_bias_backward(const nf_real *Wc, nf_real *dWc, const nf_real *c, const nf_real *dpre, nf_real *dc, int64_t n,
                           int32_t C, int64_t P, int32_t K) {
 #pragma omp parallel for schedule(static) if (n * C * P > 16384)
