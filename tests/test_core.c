@@ -259,7 +259,8 @@ static void test_gemm_stream_matches_reference(void **state) {
                 }
 }
 
-/* The logistic prior's sums and the sigmoid scales (kernels/vmath.c) on every instruction-set path this CPU supports against
+/* The logistic prior's sums, the sigmoid scales, the tanh layers and the spline's exponentials
+ * (kernels/vmath.c) on every instruction-set path this CPU supports against
  * the scalar libm loop: every length 0–40 (the vector loops' tails) and 1 000, values at 0, ±0, tiny,
  * large and beyond exp's range, within 1e-13 relative (libmvec is within 4 ulp per call); a NaN comes
  * through; the same call twice gives the same bits. */
@@ -310,6 +311,19 @@ static void test_logistic_vmath(void **state) {
             nf_tanh_bias_ref(g2, b, n);
             for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 1e-6 * fabs(g2[j]) && fabs(g1[j]) <= 1);
         }
+        /* the spline's softmax exponentials in double: within 1e-15 relative (4 ulp), 0 and ∞ at the range's
+         * ends, e^0 = 1 exactly, a NaN through */
+        static double d1[N], d2[N];
+        for (int64_t n = 0; n <= N; n = n < 40 ? n + 1 : n < N ? N : N + 1) {
+            for (int64_t j = 0; j < n; j++) d1[j] = d2[j] = j == 5 ? -800 : j == 6 ? 800 : j == 7 ? 0 : (double)z[j] - 20;
+            nf_exp_inplace(d1, n);
+            nf_exp_inplace_ref(d2, n);
+            for (int64_t j = 0; j < n; j++) assert_true(d1[j] == d2[j] || fabs(d1[j] - d2[j]) <= 1e-15 * d2[j]);
+            if (n > 7) assert_true(d1[5] == 0 && isinf(d1[6]) && d1[7] == 1);
+        }
+        d1[3] = NAN;
+        nf_exp_inplace(d1, 9);
+        assert_true(isnan(d1[3]) && !isnan(d1[2]));
         nf_real keep = z[10];
         z[10] = (nf_real)NAN;
         memcpy(g1, z, sizeof(nf_real) * 17);
@@ -318,7 +332,7 @@ static void test_logistic_vmath(void **state) {
         assert_true(isnan(nf_logistic_nll(z, 17)));
         assert_true(isnan(nf_sigmoid_shift(z, 2, g1, 17, 1)) && isnan(g1[10]));
         z[10] = keep;
-        print_message(" isa %s: logistic sums, sigmoids and tanh within bounds\n", nf_isa_name((nf_isa)isa));
+        print_message(" isa %s: logistic sums, sigmoids, tanh and exp within bounds\n", nf_isa_name((nf_isa)isa));
     }
     nf_isa_set(old);
 }

@@ -54,6 +54,11 @@ void nf_tanh_bias_ref(nf_real *y, const nf_real *b, int64_t n) {
     for (int64_t j = 0; j < n; j++) y[j] = tanh(y[j] + b[j]);
 }
 
+/* See kernels.h: v_j ← e^(v_j), the scalar loop. */
+void nf_exp_inplace_ref(double *v, int64_t n) {
+    for (int64_t j = 0; j < n; j++) v[j] = exp(v[j]);
+}
+
 /* GCC only: clang (14) does not map these declarations to libmvec and leaves the loops scalar */
 #if defined(NFLOW_MVEC) && defined(__x86_64__) && defined(_OPENMP) && !defined(NFLOW_DOUBLE) && defined(__GNUC__) && !defined(__clang__)
 /* libmvec's vector variants of these libm functions (what glibc's math.h declares itself only under
@@ -109,6 +114,9 @@ float tanhf(float);
     }                                                                                                         \
     __attribute__((target(isa))) static void tanh_bias_##suffix(nf_real *y, const nf_real *b, int64_t n) {   \
         _Pragma("omp simd") for (int64_t j = 0; j < n; j++) y[j] = tanhf(y[j] + b[j]);                        \
+    }                                                                                                         \
+    __attribute__((target(isa))) static void exp_inplace_##suffix(double *v, int64_t n) {                     \
+        _Pragma("omp simd") for (int64_t j = 0; j < n; j++) v[j] = (exp)(v[j]);                                \
     }
 VMATH_PATH(avx512, "avx512f")
 VMATH_PATH(avx2, "avx2,fma")
@@ -158,4 +166,10 @@ void nf_logistic_quantile(const double *u, double T, nf_real *z, int64_t n) {
 void nf_tanh_bias(nf_real *y, const nf_real *b, int64_t n) {
     VMATH_DISPATCH(tanh_bias_avx512(y, b, n); return, tanh_bias_avx2(y, b, n); return);
     nf_tanh_bias_ref(y, b, n);
+}
+
+/* See kernels.h. */
+void nf_exp_inplace(double *v, int64_t n) {
+    VMATH_DISPATCH(exp_inplace_avx512(v, n); return, exp_inplace_avx2(v, n); return);
+    nf_exp_inplace_ref(v, n);
 }

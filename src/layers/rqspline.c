@@ -7,20 +7,34 @@ static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp
 /* Numerically stable logistic sigmoid 1/(1 + e^−v) (the derivative of softplus). */
 static double sigmoid(double v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 
-/* The spline's knots from θ: xk[0..K], yk[0..K] (xk[0] = yk[0] = −B, xk[K] = yk[K] = B exactly), knot
- * derivatives d[0..K] (d[0] = d[K] = 1), and the softmax probabilities pw[K], ph[K] that backward
- * needs. u[K] is scratch. */
+/* The spline's knots from θ: xk[0..K], yk[0..K] (xk[0] = yk[0] = −B, xk[K] = yk[K] = B exactly), and
+ * the softmax probabilities pw[K], ph[K] that backward needs; then, once the bin k is known
+ * (bin_derivs), the knot derivatives dk = d_k and dk1 = d_{k+1} — the only two of the K + 1 that
+ * forward, inverse and backward use, so only their softplus is computed. */
 typedef struct {
-    double xk[NF_RQS_MAX_BINS + 1], yk[NF_RQS_MAX_BINS + 1], d[NF_RQS_MAX_BINS + 1];
+    double xk[NF_RQS_MAX_BINS + 1], yk[NF_RQS_MAX_BINS + 1];
     double pw[NF_RQS_MAX_BINS], ph[NF_RQS_MAX_BINS];
+    double dk, dk1;
 } rqs_knots;
 
-/* p[0..K) = softmax of theta[q·stride], q = off … off + K − 1 (max subtracted first). */
-static void softmax(const nf_real *theta, int64_t stride, int32_t off, int32_t K, double *p) {
-    double mx = -HUGE_VAL, s = 0;
-    for (int32_t k = 0; k < K; k++) mx = fmax(mx, (double)theta[(off + k) * stride]);
-    for (int32_t k = 0; k < K; k++) s += p[k] = exp((double)theta[(off + k) * stride] - mx);
-    for (int32_t k = 0; k < K; k++) p[k] /= s;
+/* Subtract the largest of theta[q·stride], q = off … off + K − 1, from each, into t[0..K): the
+ * softmax's arguments (≤ 0, so e^t cannot overflow). A NaN θ makes every probability NaN (through the
+ * exp of θ − max or of the sum). */
+static void shifted(const nf_real *theta, int64_t stride, int32_t off, int32_t K, double *t) {
+    double mx = (double)theta[off * stride];
+    for (int32_t k = 1; k < K; k++) {
+        double v = (double)theta[(off + k) * stride];
+        mx = v > mx ? v : mx;
+    }
+    for (int32_t k = 0; k < K; k++) t[k] = (double)theta[(off + k) * stride] - mx;
+}
+
+/* p[0..K) ← p / Σ p: the exponentials normalised into the softmax's probabilities. */
+static void normalise(double *p, int32_t K) {
+    double s = 0;
+    for (int32_t k = 0; k < K; k++) s += p[k];
+    double r = 1 / s;
+    for (int32_t k = 0; k < K; k++) p[k] *= r;
 }
 
 /* Cumulative knots on [−B, B] from probabilities p with minimum bin size mn: out[0] = −B, out[K] = B. */
@@ -34,16 +48,32 @@ static void knots_from(const double *p, int32_t K, double mn, double B, double *
     out[K] = B;
 }
 
-/* Fill *q from θ (see rqs_knots). */
+/* c₀ = log(e^(1 − m_d) − 1): softplus(c₀) = 1 − m_d, so θ_d = 0 gives d = 1 (GCC folds the constant). */
+static double deriv_c0(void) { return log(expm1(1 - NF_RQS_MIN_DERIV)); }
+
+/* Fill *q's knots and probabilities from θ (see rqs_knots). */
 static void make_knots(const nf_real *theta, int64_t stride, int32_t K, double B, rqs_knots *q) {
-    static const double md = NF_RQS_MIN_DERIV;
-    double c0 = log(expm1(1 - md)); /* softplus(c0) = 1 − m_d: θ_d = 0 gives d = 1 */
-    softmax(theta, stride, 0, K, q->pw);
-    softmax(theta, stride, K, K, q->ph);
+    double e[2 * NF_RQS_MAX_BINS]; /* the widths' and heights' exponentials, in one vector call */
+    shifted(theta, stride, 0, K, e);
+    shifted(theta, stride, K, K, e + K);
+    nf_exp_inplace(e, 2 * K);
+    for (int32_t k = 0; k < K; k++) q->pw[k] = e[k], q->ph[k] = e[K + k];
+    normalise(q->pw, K);
+    normalise(q->ph, K);
     knots_from(q->pw, K, NF_RQS_MIN_WIDTH, B, q->xk);
     knots_from(q->ph, K, NF_RQS_MIN_HEIGHT, B, q->yk);
-    q->d[0] = q->d[K] = 1;
-    for (int32_t k = 1; k < K; k++) q->d[k] = md + softplus((double)theta[(2 * K + k - 1) * stride] + c0);
+}
+
+/* Knot derivative j of the spline (0 ≤ j ≤ K): 1 at the ends, m_d + softplus(θ_d + c₀) inside. */
+static double knot_deriv(const nf_real *theta, int64_t stride, int32_t K, int32_t j) {
+    if (j == 0 || j == K) return 1;
+    return NF_RQS_MIN_DERIV + softplus((double)theta[(2 * K + j - 1) * stride] + deriv_c0());
+}
+
+/* q->dk, q->dk1: the derivatives at bin k's two knots. */
+static void bin_derivs(const nf_real *theta, int64_t stride, int32_t K, int32_t k, rqs_knots *q) {
+    q->dk = knot_deriv(theta, stride, K, k);
+    q->dk1 = knot_deriv(theta, stride, K, k + 1);
 }
 
 /* The bin of v among knots kn[0..K] (kn[k] ≤ v < kn[k+1]; v = kn[K] lands in the last bin). */
@@ -53,13 +83,16 @@ static int32_t find_bin(const double *kn, int32_t K, double v) {
     return k;
 }
 
-/* log g' in bin k at ξ (formula in rqspline.h). */
+/* log g' in bin k at ξ (formula in rqspline.h), as one log of (s/den)²·num instead of three logs: the
+ * minimum bin sizes keep s within [~1e-3, ~1e3], and num and den stay below ~1e39 (derivatives are
+ * softplus of float θ), so (s/den)² ≥ ~1e-84 and the product is far inside double's range. */
 static double log_deriv(const rqs_knots *q, int32_t k, double xi) {
     double w = q->xk[k + 1] - q->xk[k], h = q->yk[k + 1] - q->yk[k], s = h / w;
-    double dk = q->d[k], dk1 = q->d[k + 1], t = xi * (1 - xi);
+    double dk = q->dk, dk1 = q->dk1, t = xi * (1 - xi);
     double den = s + (dk1 + dk - 2 * s) * t;
     double num = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
-    return 2 * log(s) + log(num) - 2 * log(den);
+    double r = s / den;
+    return log(r * r * num);
 }
 
 /* See rqspline.h. */
@@ -78,8 +111,9 @@ void nf_rqs_forward(const nf_real *theta, int64_t stride, int32_t K, double B, d
     rqs_knots q;
     make_knots(theta, stride, K, B, &q);
     int32_t k = find_bin(q.xk, K, x);
+    bin_derivs(theta, stride, K, k, &q);
     double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
-    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.d[k], dk1 = q.d[k + 1];
+    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.dk, dk1 = q.dk1;
     double den = s + (dk1 + dk - 2 * s) * t;
     *y = q.yk[k] + h * (s * xi * xi + dk * t) / den;
     *logdet = log_deriv(&q, k, xi);
@@ -94,8 +128,9 @@ void nf_rqs_inverse(const nf_real *theta, int64_t stride, int32_t K, double B, d
     rqs_knots q;
     make_knots(theta, stride, K, B, &q);
     int32_t k = find_bin(q.yk, K, y);
+    bin_derivs(theta, stride, K, k, &q);
     double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
-    double dk = q.d[k], dk1 = q.d[k + 1], del = y - q.yk[k], D = dk1 + dk - 2 * s;
+    double dk = q.dk, dk1 = q.dk1, del = y - q.yk[k], D = dk1 + dk - 2 * s;
     double a = h * (s - dk) + del * D, b = h * dk - del * D, c = -s * del;
     double disc = b * b - 4 * a * c;
     double den = -b - sqrt(disc > 0 ? disc : 0);
@@ -119,8 +154,9 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
     rqs_knots q;
     make_knots(theta, stride, K, B, &q);
     int32_t k = find_bin(q.xk, K, x);
+    bin_derivs(theta, stride, K, k, &q);
     double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
-    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.d[k], dk1 = q.d[k + 1];
+    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.dk, dk1 = q.dk1;
     double Dl = dk1 + dk - 2 * s;
     double N = s * xi * xi + dk * t, Dn = s + Dl * t;
     double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
@@ -155,13 +191,12 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
         gtheta[(K + j) * stride] = (nf_real)(ch * q.ph[j] * (ghn[j] - sh));
     }
     /* interior derivatives d = m_d + softplus(θ + c₀): ∂d/∂θ = sigmoid(θ + c₀) */
-    double c0 = log(expm1(1 - NF_RQS_MIN_DERIV));
     if (k >= 1) {
         int64_t o = (int64_t)(2 * K + k - 1) * stride;
-        gtheta[o] = (nf_real)(g_dk * sigmoid((double)theta[o] + c0));
+        gtheta[o] = (nf_real)(g_dk * sigmoid((double)theta[o] + deriv_c0()));
     }
     if (k + 1 <= K - 1) {
         int64_t o = (int64_t)(2 * K + k) * stride;
-        gtheta[o] = (nf_real)(g_dk1 * sigmoid((double)theta[o] + c0));
+        gtheta[o] = (nf_real)(g_dk1 * sigmoid((double)theta[o] + deriv_c0()));
     }
 }

@@ -23,7 +23,7 @@
 #ifndef NF_RQSPLINE_H
 #define NF_RQSPLINE_H
 
-#include "core/core.h"
+#include "kernels/kernels.h" /* nf_exp_inplace: the softmaxes over arrays */
 
 #define NF_RQS_MAX_BINS 64       /* K ≤ this (the functions keep per-bin arrays on the stack) */
 #define NF_RQS_MIN_WIDTH 1e-3    /* m_w: no bin narrower than 2B·m_w */
