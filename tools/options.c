@@ -32,7 +32,7 @@ const opt_def nf_cli_options[] = {
     {"out", 'o', O_OUT, K_STR, 0, 0, 0, "DIR", "output folder (demo-out)", C_DEMO, 0, MA, 0, 0},
     {"in", 0, O_IN, K_STR, 0, 0, 0, "FILE.csv", "input rows (-: standard input)", C_ENCODE | C_DECODE, 0, MA, 0, 0},
     {"log", 0, O_LOG, K_STR, 0, 0, 0, "FILE", "metrics CSV (MODEL.ckpt.metrics.csv; appended on --resume); grad_norm in the loss's unit", C_TRAIN, DA, MA, 0, "@FILE"},
-    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 10000; a CSV 20000, early stopping ends sooner)", C_TRAIN, DA, MA, 0, "3"},
+    {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "optimisation steps in all, counting resumed ones (5000; nsf 15000, on images 10000; a CSV 20000, early stopping ends sooner)", C_TRAIN, DA, MA, 0, "3"},
     {"steps", 0, O_STEPS, K_INT, 0, 1e8, 0, "N", "training steps of each model (3000; the image demo 1500)", C_DEMO, DA, MA, 0, 0},
     {"batch", 0, O_BATCH, K_INT, 1, 1 << 20, 0, "B", "batch size (vectors 512, images 64)", C_TRAIN, DA, MA, 0, "8"},
     {"lr", 0, O_LR, K_REAL, 1e-12, 10, 0, "LR", "Adam learning rate (1e-3)", C_TRAIN, DA, MA, 0, "2e-3"},
