@@ -8,13 +8,14 @@ static double softplus(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp
 static double sigmoid(double v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 
 /* The spline's knots from θ: xk[0..K], yk[0..K] (xk[0] = yk[0] = −B, xk[K] = yk[K] = B exactly), and
- * the softmax probabilities pw[K], ph[K] that backward needs; then, once the bin k is known
- * (bin_derivs), the knot derivatives dk = d_k and dk1 = d_{k+1} — the only two of the K + 1 that
- * forward, inverse and backward use, so only their softplus is computed. */
+ * the softmax probabilities pw[K], ph[K] that backward needs; then (locate) the bin k of the point, its
+ * width w, height h and slope s = h/w, and its knot derivatives dk = d_k and dk1 = d_{k+1} — the only
+ * two of the K + 1 that forward, inverse and backward use, so only their softplus is computed. */
 typedef struct {
     double xk[NF_RQS_MAX_BINS + 1], yk[NF_RQS_MAX_BINS + 1];
     double pw[NF_RQS_MAX_BINS], ph[NF_RQS_MAX_BINS];
-    double dk, dk1;
+    int32_t k;
+    double w, h, s, dk, dk1;
 } rqs_knots;
 
 /* Subtract the largest of theta[q·stride], q = off … off + K − 1, from each, into t[0..K): the
@@ -70,12 +71,6 @@ static double knot_deriv(const nf_real *theta, int64_t stride, int32_t K, int32_
     return NF_RQS_MIN_DERIV + softplus((double)theta[(2 * K + j - 1) * stride] + deriv_c0());
 }
 
-/* q->dk, q->dk1: the derivatives at bin k's two knots. */
-static void bin_derivs(const nf_real *theta, int64_t stride, int32_t K, int32_t k, rqs_knots *q) {
-    q->dk = knot_deriv(theta, stride, K, k);
-    q->dk1 = knot_deriv(theta, stride, K, k + 1);
-}
-
 /* The bin of v among knots kn[0..K] (kn[k] ≤ v < kn[k+1]; v = kn[K] lands in the last bin). */
 static int32_t find_bin(const double *kn, int32_t K, double v) {
     int32_t k = 0;
@@ -83,12 +78,21 @@ static int32_t find_bin(const double *kn, int32_t K, double v) {
     return k;
 }
 
+/* Fill all of *q for a point v in [−B, B]: the knots, then the bin holding v among the x knots
+ * (by_y = 0: v is an input) or the y knots (by_y = 1: v is an output), its sizes and derivatives. */
+static void locate(const nf_real *theta, int64_t stride, int32_t K, double B, double v, int by_y, rqs_knots *q) {
+    make_knots(theta, stride, K, B, q);
+    int32_t k = q->k = find_bin(by_y ? q->yk : q->xk, K, v);
+    q->w = q->xk[k + 1] - q->xk[k], q->h = q->yk[k + 1] - q->yk[k], q->s = q->h / q->w;
+    q->dk = knot_deriv(theta, stride, K, k);
+    q->dk1 = knot_deriv(theta, stride, K, k + 1);
+}
+
 /* log g' in bin k at ξ (formula in rqspline.h), as one log of (s/den)²·num instead of three logs: the
  * minimum bin sizes keep s within [~1e-3, ~1e3], and num and den stay below ~1e39 (derivatives are
  * softplus of float θ), so (s/den)² ≥ ~1e-84 and the product is far inside double's range. */
-static double log_deriv(const rqs_knots *q, int32_t k, double xi) {
-    double w = q->xk[k + 1] - q->xk[k], h = q->yk[k + 1] - q->yk[k], s = h / w;
-    double dk = q->dk, dk1 = q->dk1, t = xi * (1 - xi);
+static double log_deriv(const rqs_knots *q, double xi) {
+    double s = q->s, dk = q->dk, dk1 = q->dk1, t = xi * (1 - xi);
     double den = s + (dk1 + dk - 2 * s) * t;
     double num = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
     double r = s / den;
@@ -109,14 +113,12 @@ void nf_rqs_forward(const nf_real *theta, int64_t stride, int32_t K, double B, d
         return;
     }
     rqs_knots q;
-    make_knots(theta, stride, K, B, &q);
-    int32_t k = find_bin(q.xk, K, x);
-    bin_derivs(theta, stride, K, k, &q);
-    double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
-    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.dk, dk1 = q.dk1;
+    locate(theta, stride, K, B, x, 0, &q);
+    double w = q.w, h = q.h, s = q.s, dk = q.dk, dk1 = q.dk1;
+    double xi = (x - q.xk[q.k]) / w, t = xi * (1 - xi);
     double den = s + (dk1 + dk - 2 * s) * t;
-    *y = q.yk[k] + h * (s * xi * xi + dk * t) / den;
-    *logdet = log_deriv(&q, k, xi);
+    *y = q.yk[q.k] + h * (s * xi * xi + dk * t) / den;
+    *logdet = log_deriv(&q, xi);
 }
 
 /* See rqspline.h. */
@@ -126,18 +128,17 @@ void nf_rqs_inverse(const nf_real *theta, int64_t stride, int32_t K, double B, d
         return;
     }
     rqs_knots q;
-    make_knots(theta, stride, K, B, &q);
-    int32_t k = find_bin(q.yk, K, y);
-    bin_derivs(theta, stride, K, k, &q);
-    double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
-    double dk = q.dk, dk1 = q.dk1, del = y - q.yk[k], D = dk1 + dk - 2 * s;
+    locate(theta, stride, K, B, y, 1, &q);
+    int32_t k = q.k;
+    double w = q.w, h = q.h, s = q.s, dk = q.dk, dk1 = q.dk1;
+    double del = y - q.yk[k], D = dk1 + dk - 2 * s;
     double a = h * (s - dk) + del * D, b = h * dk - del * D, c = -s * del;
     double disc = b * b - 4 * a * c;
     double den = -b - sqrt(disc > 0 ? disc : 0);
     double xi = den != 0 ? 2 * c / den : 0;
     xi = xi < 0 ? 0 : xi > 1 ? 1 : xi;
     *x = q.xk[k] + xi * w;
-    *logdet = log_deriv(&q, k, xi);
+    *logdet = log_deriv(&q, xi);
 }
 
 /* See rqspline.h. The chain: (ξ, s, h_k, d_k, d_{k+1}, y_k) → (x_k, w_k, y_k, h_k) → normalised widths
@@ -152,11 +153,10 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
         return;
     }
     rqs_knots q;
-    make_knots(theta, stride, K, B, &q);
-    int32_t k = find_bin(q.xk, K, x);
-    bin_derivs(theta, stride, K, k, &q);
-    double w = q.xk[k + 1] - q.xk[k], h = q.yk[k + 1] - q.yk[k], s = h / w;
-    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi), dk = q.dk, dk1 = q.dk1;
+    locate(theta, stride, K, B, x, 0, &q);
+    int32_t k = q.k;
+    double w = q.w, h = q.h, s = q.s, dk = q.dk, dk1 = q.dk1;
+    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi);
     double Dl = dk1 + dk - 2 * s;
     double N = s * xi * xi + dk * t, Dn = s + Dl * t;
     double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
