@@ -28,7 +28,7 @@ static int32_t level_degree(const nf_made *m, const nf_real *deg, int32_t l, int
  * else 0 (add = 0), or dst += that (add = 1). Output o passes input i iff din ≤ dout − [l is the last
  * linear] (the last one is strict: dout > din). It runs on every weight before every pass, so the
  * inputs' degrees are taken once per block of columns and each row is one vector select (a call per
- * entry, with its modulo, was 8 % of a default table's training). */
+ * entry, with its modulo, was 6–8 % of a default table's training). */
 static void mask_linear(const nf_made *m, const nf_real *deg, int32_t l, const nf_real *src, nf_real *dst, int add) {
     enum { COLS = 256 };
     int32_t dg[COLS];
