@@ -1303,18 +1303,30 @@ static void test_variational_dequantizer(void **state) {
     nf_flow_free(fu), nf_flow_free(fv);
 }
 
+/* The mask rule of nets.h written out per entry: may input i of linear l feed its output o? Hidden unit
+ * k has degree (k mod (D − 1)) + 1 (0 when D = 1), inputs deg[i], outputs deg[o mod D]; the last linear
+ * is strict. */
+static int made_rule(const nf_made *m, const nf_real *deg, int32_t l, int64_t o, int64_t i) {
+    int32_t D = m->D, L = m->mlp.layers;
+    int32_t din = l == 0 ? (int32_t)deg[i] : D > 1 ? (int32_t)(i % (D - 1)) + 1 : 0;
+    int32_t dout = l == L ? (int32_t)deg[o % D] : D > 1 ? (int32_t)(o % (D - 1)) + 1 : 0;
+    return l == L ? dout > din : dout >= din;
+}
+
 /* MADE itself (nets): its weights are kept masked (the initial parameters equal their masked copy),
- * output p·D + d does not move when an input of degree ≥ deg[d] moves (exactly), and the weight
- * gradient of every masked entry is exactly 0, so an optimiser never unmasks one. */
-static void test_made_masks(void **state) {
-    NF_UNUSED(state);
-    enum { D = 5, B = 3 };
+ * the masked copy of dense weights zeroes exactly the entries the rule forbids (with 300 hidden units
+ * too: nf_made_mask takes the degrees in blocks of 256 columns, and with D = 6 a block's first degree
+ * is not 1), output p·D + d does not move when an
+ * input of degree ≥ deg[d] moves (exactly), and the weight gradient of every masked entry is exactly 0,
+ * so an optimiser never unmasks one. */
+static void made_masks_case(int32_t D, int32_t hidden) {
+    enum { B = 3, DM = 8 }; /* D ≤ DM */
     nf_registry r;
     memset(&r, 0, sizeof r);
     nf_made m;
     memset(&m, 0, sizeof m);
     m.D = D, m.P = 2, m.order = NF_ORDER_RANDOM;
-    m.mlp.in = D, m.mlp.out = 2 * D, m.mlp.hidden = 6, m.mlp.layers = 2, m.mlp.act = NF_ACT_TANH, m.mlp.init_std = 0.5;
+    m.mlp.in = D, m.mlp.out = 2 * D, m.mlp.hidden = hidden, m.mlp.layers = 2, m.mlp.act = NF_ACT_TANH, m.mlp.init_std = 0.5;
     assert_int_equal(nf_made_reserve(&r, "made", &m), NF_OK);
     assert_int_equal(nf_registry_allocate(&r), NF_OK);
     nf_rng rng;
@@ -1328,7 +1340,15 @@ static void test_made_masks(void **state) {
     for (int64_t k = 0; k < np; k++) P[k] += (nf_real)(0.5 * nf_rng_normal(&rng)); /* unmask everything … */
     nf_made_mask(&m, P, deg, Pm);                                                   /* … the net still masks */
     for (int64_t k = 0; k < np; k++) nmasked += Pm[k] == 0;
-    nf_real x[B * D], y[B * 2 * D], y2[B * 2 * D], dy[B * 2 * D], dx[B * D];
+    int64_t k0 = 0;
+    for (int32_t l = 0; l <= m.mlp.layers; l++) { /* exactly the rule's entries, biases kept */
+        int64_t in = l == 0 ? D : hidden, out = l == m.mlp.layers ? 2 * D : hidden;
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t i = 0; i < in; i++) assert_true(Pm[k0 + o * in + i] == (made_rule(&m, deg, l, o, i) ? P[k0 + o * in + i] : 0));
+        for (int64_t o = 0; o < out; o++) assert_true(Pm[k0 + out * in + o] == P[k0 + out * in + o]);
+        k0 += out * (in + 1);
+    }
+    nf_real x[B * DM], y[B * 2 * DM], y2[B * 2 * DM], dy[B * 2 * DM], dx[B * DM];
     nf_real *cache = malloc(sizeof(nf_real) * (size_t)nf_made_cache_size(&m, B));
     nf_real *work = malloc(sizeof(nf_real) * (size_t)nf_made_work_size(&m, B));
     fill_normal(&rng, x, B * D, 1.0, 0.0);
@@ -1356,13 +1376,18 @@ static void test_made_masks(void **state) {
         nonzero += r.grads[k] != 0;
         nonzero_masked += Pm[k] == 0 && P[k] != 0 && r.grads[k] != 0;
     }
-    print_message("  MADE D = 5, 2 × 6 hidden: %lld of %lld parameters masked, %lld input-output dependences seen, "
-                  "%lld nonzero gradients, %lld on masked entries\n", (long long)nmasked, (long long)np, (long long)dependent,
-                  (long long)nonzero, (long long)nonzero_masked);
+    print_message("  MADE D = %d, 2 × %d hidden: %lld of %lld parameters masked, %lld input-output dependences seen, "
+                  "%lld nonzero gradients, %lld on masked entries\n", (int)D, (int)hidden, (long long)nmasked, (long long)np,
+                  (long long)dependent, (long long)nonzero, (long long)nonzero_masked);
     assert_true(nmasked > 0 && dependent > 0 && nonzero > 0);
     assert_true(nonzero_masked == 0);
     free(Pm), free(cache), free(work);
     nf_registry_free(&r);
+}
+static void test_made_masks(void **state) {
+    NF_UNUSED(state);
+    made_masks_case(5, 6);
+    made_masks_case(6, 300); /* hidden degrees of period 5: the second block of 256 columns starts at degree 2 */
 }
 
 int main(void) {
