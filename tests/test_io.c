@@ -241,6 +241,49 @@ static void test_checkpoint_bad_files(void **state) {
     nf_flow_free(f);
 }
 
+/* A checkpoint whose state tensors hold finite values their layers never write — a permutation with a
+ * repeated or out-of-range index, MADE degrees that are not a permutation of 1..D (they would break the
+ * autoregressive mask and the density with it, silently), an LU sign other than ±1, a variance or
+ * standard deviation ≤ 0, an ActNorm flag other than 0/1 — is refused on load in one line naming the file
+ * and the tensor, even with a valid checksum (each file written by nf_flow_save after the change). */
+static void test_checkpoint_bad_state(void **state) {
+    (void)state;
+    static const struct { const char *suffix; nf_real bad; } rules[] = {
+        {".perm", 1e6f}, {".degree", 0}, {".sign", 0.5f}, {".running_var", 0}, {".std", -1}, {".initialized", 2}};
+    int hit[sizeof rules / sizeof rules[0]] = {0};
+    nf_model_type models[] = {NF_MODEL_GLOW, NF_MODEL_REALNVP, NF_MODEL_MAF};
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+        nf_config c;
+        nf_config_default(&c, models[m], 4);
+        c.depth = 2, c.hidden = 8, c.standardize = 1, c.actnorm = 1, c.batchnorm = models[m] == NF_MODEL_REALNVP;
+        c.perm = models[m] == NF_MODEL_REALNVP ? NF_PERM_RANDOM : c.perm;
+        nf_flow *f;
+        assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+        for (int32_t i = 0; i < nf_flow_num_tensors(f); i++) {
+            const nf_tensor_info *t = nf_flow_tensor(f, i);
+            for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+                size_t n = strlen(t->name), k = strlen(rules[r].suffix);
+                if (t->kind != NF_TENSOR_BUFFER || n < k || strcmp(t->name + n - k, rules[r].suffix) != 0) continue;
+                nf_real *v = nf_flow_tensor_data(f, i), keep = v[0];
+                v[0] = rules[r].bad;
+                const char *q = path_of("state.ckpt");
+                assert_int_equal(nf_flow_save(f, q), NF_OK);
+                v[0] = keep;
+                expect_load_error(q, "never writes");
+                if (!strstr(nf_last_error(), t->name)) fail_msg("expected '%s' in '%s'", t->name, nf_last_error());
+                hit[r]++;
+            }
+        }
+        const char *q = path_of("state-ok.ckpt"); /* restored: loads */
+        assert_int_equal(nf_flow_save(f, q), NF_OK);
+        nf_flow *g = NULL;
+        assert_int_equal(nf_flow_load(q, &g), NF_OK);
+        nf_flow_free(g), nf_flow_free(f);
+    }
+    for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++)
+        if (!hit[r]) fail_msg("no state tensor '*%s' in the models tried", rules[r].suffix);
+}
+
 /* Column names: a CSV header's fields (trimmed of blanks and quotes, an empty one named by its column)
  * become the dataset's names, survive a split and a write, and a flow keeps them through its checkpoint;
  * a wrong count is refused, in the API and in a checkpoint. */
@@ -536,7 +579,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_valid),          cmocka_unit_test(test_csv_errors),
-        cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad_files),
+        cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad_files), cmocka_unit_test(test_checkpoint_bad_state),
         cmocka_unit_test(test_checkpoint_image_model), cmocka_unit_test(test_column_names),
         cmocka_unit_test(test_toy_generators),     cmocka_unit_test(test_split_and_moments),
         cmocka_unit_test(test_png_and_plot),

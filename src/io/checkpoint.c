@@ -80,22 +80,33 @@ static int ends_with(const char *name, const char *suffix) {
     return n >= k && strcmp(name + n - k, suffix) == 0;
 }
 
+/* 1 if v[0..count) holds each of the integers base … base + count − 1 once; -1 out of memory. */
+static int is_permutation(const nf_real *v, int64_t count, int64_t base) {
+    unsigned char *seen = nf_xcalloc((size_t)count, 1);
+    if (!seen) return -1;
+    int ok = 1;
+    for (int64_t k = 0; k < count && ok; k++) {
+        nf_real u = v[k] - (nf_real)base; /* exact for the small integers in question */
+        ok = u >= 0 && u < (nf_real)count && u == (nf_real)(int64_t)u && !seen[(int64_t)u];
+        if (ok) seen[(int64_t)u] = 1;
+    }
+    free(seen);
+    return ok;
+}
+
 /* The state tensors (buffers) that layers index with or divide by must hold what the layer itself
- * would have written: "perm" (linear.c, permute.c) a permutation of 0..count−1, "sign" (linear.c LU)
- * ±1, "running_var" (batchnorm.c) and "std" (standardize.c) > 0, "initialized" (actnorm.c) 0 or 1.
- * A checkpoint whose values are finite but break these would index out of bounds or divide by zero;
- * NF_ERR_FORMAT naming path and the tensor. */
+ * would have written: "perm" (linear.c, permute.c) a permutation of 0..count−1, "degree" (a MADE's
+ * input degrees, made.c) a permutation of 1..count, "sign" (linear.c LU) ±1, "running_var"
+ * (batchnorm.c) and "std" (standardize.c) > 0, "initialized" (actnorm.c) 0 or 1. A checkpoint whose
+ * values are finite but break these would index out of bounds, divide by zero or (degrees) break the
+ * autoregressive mask, so that the log-density is silently wrong; NF_ERR_FORMAT naming path and the
+ * tensor. */
 static nf_status check_state(const nf_tensor_info *t, const nf_real *v, const char *path) {
     if (t->kind != NF_TENSOR_BUFFER) return NF_OK;
     int ok = 1;
-    if (ends_with(t->name, ".perm")) {
-        unsigned char *seen = nf_xcalloc((size_t)t->count, 1);
-        if (!seen) return nf_fail(NF_ERR_NOMEM, "out of memory");
-        for (int64_t k = 0; k < t->count && ok; k++) {
-            ok = v[k] >= 0 && v[k] < (nf_real)t->count && v[k] == (nf_real)(int64_t)v[k] && !seen[(int64_t)v[k]];
-            if (ok) seen[(int64_t)v[k]] = 1;
-        }
-        free(seen);
+    if (ends_with(t->name, ".perm") || ends_with(t->name, ".degree")) {
+        ok = is_permutation(v, t->count, ends_with(t->name, ".degree"));
+        if (ok < 0) return nf_fail(NF_ERR_NOMEM, "out of memory");
     } else if (ends_with(t->name, ".sign")) {
         for (int64_t k = 0; k < t->count && ok; k++) ok = v[k] == 1 || v[k] == -1;
     } else if (ends_with(t->name, ".running_var") || ends_with(t->name, ".std")) {
