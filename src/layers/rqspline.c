@@ -30,12 +30,12 @@ static void shifted(const nf_real *theta, int64_t stride, int32_t off, int32_t K
     for (int32_t k = 0; k < K; k++) t[k] = (double)theta[(off + k) * stride] - mx;
 }
 
-/* p[0..K) ← p / Σ p: the exponentials normalised into the softmax's probabilities. */
-static void normalise(double *p, int32_t K) {
+/* p[0..K) = e / Σ e: the exponentials e[0..K) normalised into the softmax's probabilities. */
+static void normalise(const double *e, int32_t K, double *p) {
     double s = 0;
-    for (int32_t k = 0; k < K; k++) s += p[k];
+    for (int32_t k = 0; k < K; k++) s += e[k];
     double r = 1 / s;
-    for (int32_t k = 0; k < K; k++) p[k] *= r;
+    for (int32_t k = 0; k < K; k++) p[k] = e[k] * r;
 }
 
 /* Cumulative knots on [−B, B] from probabilities p with minimum bin size mn: out[0] = −B, out[K] = B. */
@@ -58,9 +58,8 @@ static void make_knots(const nf_real *theta, int64_t stride, int32_t K, double B
     shifted(theta, stride, 0, K, e);
     shifted(theta, stride, K, K, e + K);
     nf_exp_inplace(e, 2 * K);
-    for (int32_t k = 0; k < K; k++) q->pw[k] = e[k], q->ph[k] = e[K + k];
-    normalise(q->pw, K);
-    normalise(q->ph, K);
+    normalise(e, K, q->pw);
+    normalise(e + K, K, q->ph);
     knots_from(q->pw, K, NF_RQS_MIN_WIDTH, B, q->xk);
     knots_from(q->ph, K, NF_RQS_MIN_HEIGHT, B, q->yk);
 }
