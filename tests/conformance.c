@@ -1055,6 +1055,94 @@ static void test_autoregressive_triangular(void **state) {
     }
 }
 
+/* The affine autoregressive blocks take their scales 256 coordinates at a time (maf.c): MAF and IAF
+ * blocks on D = 300 (a full block and a partial one), tanh and sigmoid scales, every parameter
+ * perturbed, against finite differences computed here: the one-pass direction's log-det (MAF's forward,
+ * IAF's inverse) equals Σ_d log ∂out_d/∂in_d (the Jacobian is triangular, so its diagonal suffices), the
+ * inverse undoes the forward with the opposite log-det, ∂NLL/∂x at coordinates of both blocks, and the
+ * NLL's derivative along a random direction of all parameters. */
+static void test_autoregressive_wide(void **state) {
+    NF_UNUSED(state);
+    enum { WD = 300, WN = 3 };
+    static nf_real x[WN * WD], z[WN * WD], xr[WN * WD], xp[WN * WD], op[WN * WD], om[WN * WD], dx[WN * WD];
+    nf_real ld[WN], ldi[WN], l2[WN];
+    struct { const char *name; int iaf; nf_scale_type scale; } cs[] = {
+        {"MAF, tanh", 0, NF_SCALE_TANH}, {"MAF, sigmoid", 0, NF_SCALE_SIGMOID}, {"IAF, tanh", 1, NF_SCALE_TANH}, {"IAF, sigmoid", 1, NF_SCALE_SIGMOID}};
+    for (size_t t = 0; t < sizeof cs / sizeof cs[0]; t++) {
+        nf_registry ctx;
+        memset(&ctx, 0, sizeof ctx);
+        nf_layer *L = NULL;
+        nf_flow *f = NULL;
+        assert_int_equal(nf_maf_create(&ctx, "l", WD, cs[t].iaf, 6, 1, NF_ACT_TANH, cs[t].scale, NF_ORDER_RANDOM, 0, &L), NF_OK);
+        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, WD, &f), NF_OK);
+        nf_rng rng;
+        nf_rng_seed(&rng, 300 + t);
+        int64_t P = nf_flow_num_params(f);
+        nf_real *p = nf_flow_params(f);
+        for (int64_t k = 0; k < P; k++) p[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
+        fill_normal(&rng, x, WN * WD, 1.0, 0.0);
+        /* round trip */
+        assert_int_equal(nf_flow_forward_ctx(f, x, NULL, z, ld, WN), NF_OK);
+        assert_int_equal(nf_flow_inverse_ctx(f, z, NULL, xr, ldi, WN), NF_OK);
+        double rt = 0, inv = 0, lderr = 0;
+        for (int64_t i = 0; i < WN * WD; i++) rt = fmax(rt, fabs((double)x[i] - (double)xr[i]));
+        for (int64_t i = 0; i < WN; i++) inv = fmax(inv, fabs((double)ld[i] + (double)ldi[i]) / (1 + fabs((double)ld[i])));
+        /* the one-pass direction's diagonal by central differences: MAF forward x → z, IAF inverse z → x */
+        const nf_real *in = cs[t].iaf ? z : x;
+        double sumlog[WN] = {0};
+        for (int32_t d = 0; d < WD; d++) {
+            double h = JAC_H;
+            for (int sgn = 0; sgn < 2; sgn++) {
+                memcpy(xp, in, sizeof x);
+                for (int64_t i = 0; i < WN; i++) xp[i * WD + d] += (nf_real)(sgn ? -h : h);
+                if (cs[t].iaf) assert_int_equal(nf_flow_inverse_ctx(f, xp, NULL, sgn ? om : op, l2, WN), NF_OK);
+                else assert_int_equal(nf_flow_forward_ctx(f, xp, NULL, sgn ? om : op, l2, WN), NF_OK);
+            }
+            for (int64_t i = 0; i < WN; i++) sumlog[i] += log(((double)op[i * WD + d] - (double)om[i * WD + d]) / (2 * h));
+        }
+        for (int64_t i = 0; i < WN; i++) lderr = fmax(lderr, fabs(sumlog[i] - (double)(cs[t].iaf ? ldi[i] : ld[i])));
+        /* ∂NLL/∂x at coordinates of the first and the second block */
+        nf_flow_zero_grad(f);
+        double loss;
+        assert_int_equal(nf_flow_nll_grad_ctx(f, x, NULL, WN, &loss, dx, NULL), NF_OK);
+        double gerr = 0;
+        static const int32_t probe[] = {0, 131, 255, 256, 277, 299};
+        for (size_t q = 0; q < sizeof probe / sizeof probe[0]; q++)
+            for (int64_t i = 0; i < WN; i++) {
+                int64_t k = i * WD + probe[q];
+                nf_real keep = x[k];
+                x[k] = keep + (nf_real)FD_H;
+                double lp = loss_of(f, x, WN);
+                x[k] = keep - (nf_real)FD_H;
+                double lm = loss_of(f, x, WN);
+                x[k] = keep;
+                gerr = fmax(gerr, rel_err((double)dx[k], (lp - lm) / (2 * FD_H)));
+            }
+        /* the parameters' gradient along a random direction v: g·v against (L(p + hv) − L(p − hv)) / 2h */
+        nf_real *g = malloc(sizeof(nf_real) * (size_t)P), *v = malloc(sizeof(nf_real) * (size_t)P), *p0 = malloc(sizeof(nf_real) * (size_t)P);
+        assert_non_null(g), assert_non_null(v), assert_non_null(p0);
+        memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
+        memcpy(p0, p, sizeof(nf_real) * (size_t)P);
+        fill_normal(&rng, v, P, 1.0 / sqrt((double)P), 0.0);
+        double gv = 0;
+        for (int64_t k = 0; k < P; k++) gv += (double)g[k] * (double)v[k];
+        for (int64_t k = 0; k < P; k++) p[k] = p0[k] + (nf_real)(FD_H * v[k]);
+        double lp = loss_of(f, x, WN);
+        for (int64_t k = 0; k < P; k++) p[k] = p0[k] - (nf_real)(FD_H * v[k]);
+        double lm = loss_of(f, x, WN);
+        memcpy(p, p0, sizeof(nf_real) * (size_t)P);
+        double perr = rel_err(gv, (lp - lm) / (2 * FD_H));
+        print_message("  %-12s D %d: round trip %.2e, forward + inverse log-det %.2e, log-det against the diagonal %.2e, "
+                      "dx %.3f and parameter direction %.3f of the tolerance\n", cs[t].name, WD, rt, inv, lderr, gerr, perr);
+        assert_true(rt <= TOL_RT * 10);
+        assert_true(inv <= TOL_INV * 10);
+        assert_true(lderr <= TOL_LD * 10); /* a sum of 300 logs of float differences */
+        assert_true(gerr <= 1 && perr <= 1);
+        free(g), free(v), free(p0);
+        nf_flow_free(f);
+    }
+}
+
 /* ------------------------------------------------------------------ the spline, element by element */
 /* The knots of spline θ rebuilt here from the parameterisation in rqspline.h (an independent oracle):
  * xk[0..K], yk[0..K]. */
@@ -1393,7 +1481,7 @@ static void test_made_masks(void **state) {
 int main(void) {
     setup_models();
     setup_nsf_models();
-    struct CMUnitTest tests[NCASES + 14];
+    struct CMUnitTest tests[NCASES + 15];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -1415,5 +1503,6 @@ int main(void) {
     tests[NCASES + 11] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
     tests[NCASES + 12] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
     tests[NCASES + 13] = (struct CMUnitTest)cmocka_unit_test(test_variational_dequantizer);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 14, NULL, NULL);
+    tests[NCASES + 14] = (struct CMUnitTest)cmocka_unit_test(test_autoregressive_wide);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 15, NULL, NULL);
 }

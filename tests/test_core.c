@@ -259,8 +259,8 @@ static void test_gemm_stream_matches_reference(void **state) {
                 }
 }
 
-/* The logistic prior's sums, the sigmoid scales, the tanh layers and the spline's exponentials
- * (kernels/vmath.c) on every instruction-set path this CPU supports against
+/* The logistic prior's sums, the sigmoid scales, the tanh layers, the affine blocks' e^tanh and the
+ * spline's exponentials (kernels/vmath.c) on every instruction-set path this CPU supports against
  * the scalar libm loop: every length 0–40 (the vector loops' tails) and 1 000, values at 0, ±0, tiny,
  * large and beyond exp's range, within 1e-13 relative (libmvec is within 4 ulp per call); a NaN comes
  * through; the same call twice gives the same bits. */
@@ -311,6 +311,21 @@ static void test_logistic_vmath(void **state) {
             nf_tanh_bias_ref(g2, b, n);
             for (int64_t j = 0; j < n; j++) assert_true(fabs(g1[j] - g2[j]) <= 1e-6 * fabs(g2[j]) && fabs(g1[j]) <= 1);
         }
+        /* the affine blocks' scales e^tanh(h): t within a few float ulps, e likewise (e ∈ [1/e, e]), the
+         * sum of t within float rounding of Σ|t|; saturated h gives t = ±1 */
+        static nf_real t1[N], t2[N];
+        for (int64_t n = 0; n <= N; n = n < 40 ? n + 1 : n < N ? N : N + 1) {
+            double mag = 0;
+            double a = nf_tanh_exp(z, t1, g1, n), r = nf_tanh_exp_ref(z, t2, g2, n);
+            for (int64_t j = 0; j < n; j++) {
+                mag += fabs((double)t2[j]);
+                assert_true(fabs(t1[j] - t2[j]) <= 1e-6 * fabs(t2[j]) && fabs(t1[j]) <= 1);
+                assert_true(fabs(g1[j] - g2[j]) <= 2e-6 * g2[j] && g1[j] >= 0.36f && g1[j] <= 2.72f);
+            }
+            assert_true(fabs(a - r) <= 1e-6 * (1 + mag));
+            assert_true(a == nf_tanh_exp(z, t1, g1, n));
+        }
+        assert_true(t1[7 * 8 + 3] == 1 && t1[7 * 11 + 3] == -1); /* h = 88 and −1000 */
         /* the spline's softmax exponentials in double: within 1e-15 relative (4 ulp), 0 and ∞ at the range's
          * ends, e^0 = 1 exactly, a NaN through */
         static double d1[N], d2[N];
@@ -331,8 +346,9 @@ static void test_logistic_vmath(void **state) {
         assert_true(isnan(g1[10]) && !isnan(g1[9]));
         assert_true(isnan(nf_logistic_nll(z, 17)));
         assert_true(isnan(nf_sigmoid_shift(z, 2, g1, 17, 1)) && isnan(g1[10]));
+        assert_true(isnan(nf_tanh_exp(z, t1, g1, 17)) && isnan(t1[10]) && isnan(g1[10]) && !isnan(g1[9]));
         z[10] = keep;
-        print_message(" isa %s: logistic sums, sigmoids, tanh and exp within bounds\n", nf_isa_name((nf_isa)isa));
+        print_message(" isa %s: logistic sums, sigmoids, tanh, e^tanh and exp within bounds\n", nf_isa_name((nf_isa)isa));
     }
     nf_isa_set(old);
 }

@@ -45,6 +45,12 @@ void nf_tanh_bias_ref(nf_real *y, const nf_real *b, int64_t n);
  * nf_exp_inplace_ref is the scalar loop. */
 void nf_exp_inplace(double *v, int64_t n);
 void nf_exp_inplace_ref(double *v, int64_t n);
+/* t_j = tanh(h_j) and e_j = e^(t_j) over n values, returning Σ_j t_j in double: the scale e^s and the
+ * log-det Σ s of an affine autoregressive block with s = tanh(h) (maf.c). Vectorised as above (the sum in
+ * float lanes, as nf_sigmoid_shift's); nf_tanh_exp_ref is the scalar loop. t and e within a few float ulps
+ * of it, the sum within float rounding of Σ|t_j|. */
+double nf_tanh_exp(const nf_real *h, nf_real *t, nf_real *e, int64_t n);
+double nf_tanh_exp_ref(const nf_real *h, nf_real *t, nf_real *e, int64_t n);
 
 /* ---------------------------------------------------------------- dense kernels (gemm.c, lu.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses

@@ -7,11 +7,12 @@
  *              give u exactly and the last pass's (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
  * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
- * rqspline.h) is three functions (tau_forward / _inverse / _backward); the passes and the backward
- * below are written for any τ with P parameters per coordinate.
- * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache.
- * Work: Pm (masked parameters) | MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache of
- * a pass that is not cached (MAF's inverse, IAF's inverse). */
+ * rqspline.h) is three functions of a row (tau_row / tau_inverse_row / tau_vjp_row); the passes and the
+ * backward below are written for any τ with P parameters per coordinate.
+ * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache | its masked
+ * parameters (built once by the forward, read by the backward that follows it).
+ * Work: MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache and masked parameters of a
+ * pass that is not cached (MAF's inverse, IAF's inverse). */
 #include "layers/layer.h"
 #include "layers/rqspline.h"
 #include "nets/nets.h"
@@ -27,17 +28,16 @@ typedef struct {
 } ar_layer;
 
 /* ------------------------------------------------------------------ sizes */
-/* Cache floats for n rows: u | h | MADE cache. */
+/* Cache floats for n rows: u | h | MADE cache | masked parameters. */
 static int64_t ar_cache_size(const nf_layer *L, int64_t n) {
     const ar_layer *A = (const ar_layer *)L;
-    return n * L->dim + A->net.P * n * L->dim + nf_made_cache_size(&A->net, n);
+    return n * L->dim + A->net.P * n * L->dim + nf_made_cache_size(&A->net, n) + nf_made_num_params(&A->net);
 }
 
 /* Scratch floats for n rows (see the file comment). */
 static int64_t ar_work_size(const nf_layer *L, int64_t n) {
     const ar_layer *A = (const ar_layer *)L;
-    return nf_made_num_params(&A->net) + nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim +
-           ar_cache_size(L, n);
+    return nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim + ar_cache_size(L, n);
 }
 
 /* FLOPs of one sample's forward: one MADE pass (MAF) or D of them (IAF). */
@@ -47,62 +47,110 @@ static int64_t ar_flops(const nf_layer *L) {
 }
 
 /* ------------------------------------------------------------------ the element-wise transform
- * One coordinate's map v = τ(u; θ) with its parameters θ from the MADE: θ_q = th[q·stride] (the net's
- * output column q·D + d for coordinate d). The layer code below knows τ only through these three. */
+ * One row's map v_d = τ(u_d; θ_d), d = 0 … D − 1, with the parameters θ from the MADE: θ_q of coordinate
+ * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through the three
+ * row functions tau_row / tau_inverse_row / tau_vjp_row. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
+ * = s with s = tanh(h_s) or log σ(h_s + 2), the scales of AFF_BLOCK coordinates at a time through vmath's
+ * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), one coordinate at a time
+ * (rqspline.c). */
+#define AFF_BLOCK 256
 
-/* The affine log-scale s of the net output hs (tanh(hs) or log sigmoid(hs + 2)), and ds/dhs into *ds
- * (may be NULL). */
-static nf_real log_scale(const ar_layer *A, nf_real hs, nf_real *ds) {
-    if (A->scale == NF_SCALE_TANH) {
-        nf_real s = tanh(hs);
-        if (ds) *ds = 1 - s * s;
-        return s;
+/* The affine scales of m ≤ AFF_BLOCK coordinates from their h_s values hs[0..m): e_j = e^(s_j) and
+ * ds_j = ds/dh_s at h_s = hs[j] (ds may be NULL); returns Σ_j s_j. */
+static double affine_scales(const ar_layer *A, const nf_real *hs, int32_t m, nf_real *e, nf_real *ds) {
+    if (A->scale == NF_SCALE_TANH) { /* s = tanh(h_s), ds = 1 − s² */
+        nf_real t[AFF_BLOCK];
+        double sum = nf_tanh_exp(hs, t, e, m);
+        if (ds)
+            for (int32_t j = 0; j < m; j++) ds[j] = 1 - t[j] * t[j];
+        return sum;
     }
-    if (ds) *ds = 1 - nf_sigmoid(hs + 2);
-    return nf_log_sigmoid(hs + 2);
+    double sum = nf_sigmoid_shift(hs, 2, e, m, 1); /* s = log σ(h_s + 2): e^s = σ, ds = 1 − σ */
+    if (ds)
+        for (int32_t j = 0; j < m; j++) ds[j] = 1 - e[j];
+    return sum;
 }
 
-/* τ: affine v = (u − μ)·e^s with θ = (μ, h_s), *ld = log ∂v/∂u = s; spline v = g_θ(u), *ld = log g'(u). */
-static void tau_forward(const ar_layer *A, const nf_real *th, int64_t stride, nf_real u, nf_real *v, nf_real *ld) {
+/* One row of the forward map: v[d] = τ(u[d]; θ_d) for d < D; returns Σ_d log ∂v_d/∂u_d. */
+static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf_real *v) {
+    int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
-        double y, l;
-        nf_rqs_forward(th, stride, A->bins, A->bound, (double)u, &y, &l);
-        *v = (nf_real)y, *ld = (nf_real)l;
-        return;
+        nf_real ld = 0;
+        for (int32_t d = 0; d < D; d++) {
+            double y, l;
+            nf_rqs_forward(th + d, D, A->bins, A->bound, (double)u[d], &y, &l);
+            v[d] = (nf_real)y, ld += (nf_real)l;
+        }
+        return ld;
     }
-    nf_real s = log_scale(A, th[stride], NULL);
-    *v = (u - th[0]) * exp(s);
-    *ld = s;
+    double ld = 0;
+    for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
+        int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
+        const nf_real *mu = th + d0;
+        nf_real e[AFF_BLOCK];
+        ld += affine_scales(A, mu + D, m, e, NULL);
+        for (int32_t j = 0; j < m; j++) v[d0 + j] = (u[d0 + j] - mu[j]) * e[j];
+    }
+    return ld;
 }
 
-/* τ⁻¹: affine u = μ + v·e^−s, spline u = g_θ⁻¹(v) (exact root); *ld = the forward's log ∂v/∂u at u. */
-static void tau_inverse(const ar_layer *A, const nf_real *th, int64_t stride, nf_real v, nf_real *u, nf_real *ld) {
+/* One row of the inverse map: u[d] = τ⁻¹(v[d]; θ_d) (affine u = μ + v / e^s, spline the exact root);
+ * returns Σ_d log ∂v_d/∂u_d at the new u (the forward's). */
+static double tau_inverse_row(const ar_layer *A, const nf_real *th, const nf_real *v, nf_real *u) {
+    int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
-        double x, l;
-        nf_rqs_inverse(th, stride, A->bins, A->bound, (double)v, &x, &l);
-        *u = (nf_real)x, *ld = (nf_real)l;
-        return;
+        nf_real ld = 0;
+        for (int32_t d = 0; d < D; d++) {
+            double x, l;
+            nf_rqs_inverse(th + d, D, A->bins, A->bound, (double)v[d], &x, &l);
+            u[d] = (nf_real)x, ld += (nf_real)l;
+        }
+        return ld;
     }
-    nf_real s = log_scale(A, th[stride], NULL);
-    *u = th[0] + v * exp(-s);
-    *ld = s;
+    double ld = 0;
+    for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
+        int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
+        const nf_real *mu = th + d0;
+        nf_real e[AFF_BLOCK];
+        ld += affine_scales(A, mu + D, m, e, NULL);
+        for (int32_t j = 0; j < m; j++) u[d0 + j] = mu[j] + v[d0 + j] / e[j];
+    }
+    return ld;
 }
 
-/* Backward of τ at u given gv = ∂L/∂v and gld = ∂L/∂ld: *gu = ∂L/∂u through u directly, gth[q·stride]
- * = ∂L/∂θ_q (overwritten). Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s = (gv·v + gld)·ds/dh_s; spline:
- * nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
-static void tau_backward(const ar_layer *A, const nf_real *th, int64_t stride, nf_real u, nf_real gv, nf_real gld,
-                         nf_real *gu, nf_real *gth) {
+/* Backward of one row at u, given gv_d = csign·c[d] = ∂L/∂v_d (c NULL: 0) and gld = ∂L/∂(Σ log ∂v/∂u):
+ * dth[q·D + d] = ∂L/∂θ_q of coordinate d (overwritten); gu[d] (may be NULL) = ∂L/∂u_d through u directly;
+ * diag[d] (may be NULL) = ∂v_d/∂u_d. Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s = (gv·v + gld)·ds/dh_s;
+ * spline: nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
+static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, const nf_real *c, nf_real csign,
+                        nf_real gld, nf_real *dth, nf_real *gu, nf_real *diag) {
+    int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
-        double gx;
-        nf_rqs_backward(th, stride, A->bins, A->bound, (double)u, (double)gv, (double)gld, &gx, gth);
-        *gu = (nf_real)gx;
+        for (int32_t d = 0; d < D; d++) {
+            double gx;
+            nf_rqs_backward(th + d, D, A->bins, A->bound, (double)u[d], c ? (double)(csign * c[d]) : 0, (double)gld, &gx, dth + d);
+            if (gu) gu[d] = (nf_real)gx;
+            if (diag) {
+                double y, l;
+                nf_rqs_forward(th + d, D, A->bins, A->bound, (double)u[d], &y, &l);
+                diag[d] = (nf_real)exp(l);
+            }
+        }
         return;
     }
-    nf_real ds, s = log_scale(A, th[stride], &ds), e = exp(s), v = (u - th[0]) * e;
-    *gu = gv * e;
-    gth[0] = -gv * e;
-    gth[stride] = (gv * v + gld) * ds;
+    for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
+        int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
+        const nf_real *mu = th + d0;
+        nf_real e[AFF_BLOCK], ds[AFF_BLOCK];
+        affine_scales(A, mu + D, m, e, ds);
+        for (int32_t j = 0; j < m; j++) {
+            nf_real gv = c ? csign * c[d0 + j] : 0, g = gv * e[j], v = (u[d0 + j] - mu[j]) * e[j];
+            dth[d0 + j] = -g;
+            dth[D + d0 + j] = (gv * v + gld) * ds[j];
+            if (gu) gu[d0 + j] = g;
+            if (diag) diag[d0 + j] = e[j];
+        }
+    }
 }
 
 /* One pass of A on contiguous u (n, D) with the net output h (n, P·D): v_d = τ(u_d; θ_d) into rows S
@@ -111,11 +159,7 @@ static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        nf_real ld = 0, l;
-        for (int32_t d = 0; d < D; d++) {
-            tau_forward(A, h + i * P * D + d, D, u[i * D + d], &v[i * S + d], &l);
-            ld += l;
-        }
+        nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S);
         if (logdet) logdet[i] += ld;
     }
 }
@@ -126,11 +170,7 @@ static void tau_solve(const ar_layer *A, const nf_real *v, const nf_real *h, nf_
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        nf_real s = 0, l;
-        for (int32_t d = 0; d < D; d++) {
-            tau_inverse(A, h + i * P * D + d, D, v[i * D + d], &u[i * D + d], &l);
-            s += l;
-        }
+        nf_real s = (nf_real)tau_inverse_row(A, h + i * P * D, v + i * D, u + i * D);
         if (ld) ld[i] = s;
     }
 }
@@ -142,19 +182,9 @@ static void tau_vjp(const ar_layer *A, const nf_real *u, const nf_real *h, const
                     const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, nf_real *diag, int64_t n) {
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++) {
-        nf_real dl = dld ? dsign * dld[i] : 0, g;
-        for (int32_t d = 0; d < D; d++) {
-            int64_t k = i * D + d;
-            tau_backward(A, h + i * P * D + d, D, u[k], c ? csign * c[k] : 0, dl, &g, dh + i * P * D + d);
-            if (du) du[k] = g;
-            if (diag) {
-                nf_real v, l;
-                tau_forward(A, h + i * P * D + d, D, u[k], &v, &l);
-                diag[k] = exp(l);
-            }
-        }
-    }
+    for (int64_t i = 0; i < n; i++)
+        tau_vjp_row(A, h + i * P * D, u + i * D, c ? c + i * D : NULL, csign, dld ? dsign * dld[i] : 0, dh + i * P * D,
+                    du ? du + i * D : NULL, diag ? diag + i * D : NULL);
 }
 
 /* ------------------------------------------------------------------ passes */
@@ -168,12 +198,11 @@ static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t 
 }
 
 /* The work buffers of the file comment. */
-typedef struct { nf_real *Pm, *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc; } ar_work;
+typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc; } ar_work;
 /* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
 static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     int64_t D = A->base.dim, P = A->net.P;
     ar_work W;
-    W.Pm = w, w += nf_made_num_params(&A->net);
     W.mwork = w, w += nf_made_work_size(&A->net, n);
     W.a = w, w += n * D;
     W.b = w, w += n * D;
@@ -222,10 +251,10 @@ static nf_status ar_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     NF_UNUSED(training);
     const ar_layer *A = (const ar_layer *)L;
     ar_work W = work_of(A, work, n);
-    nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim;
-    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), W.Pm);
-    if (A->iaf) d_passes(A, W.Pm, x, z, logdet, n, u, h, mc, W.a, W.b);
-    else one_pass(A, W.Pm, x, z, logdet, n, u, h, mc);
+    nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim, *Pm = mc + nf_made_cache_size(&A->net, n);
+    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), Pm);
+    if (A->iaf) d_passes(A, Pm, x, z, logdet, n, u, h, mc, W.a, W.b);
+    else one_pass(A, Pm, x, z, logdet, n, u, h, mc);
     return NF_OK;
 }
 
@@ -233,9 +262,10 @@ static nf_status ar_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
 static nf_status ar_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n, nf_real *work) {
     const ar_layer *A = (const ar_layer *)L;
     ar_work W = work_of(A, work, n);
-    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), W.Pm);
-    if (A->iaf) one_pass(A, W.Pm, z, x, logdet, n, W.u, W.h, W.mc);
-    else d_passes(A, W.Pm, z, x, logdet, n, W.u, W.h, W.mc, W.a, W.b);
+    nf_real *Pm = W.mc + nf_made_cache_size(&A->net, n); /* the cache-shaped part of work */
+    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), Pm);
+    if (A->iaf) one_pass(A, Pm, z, x, logdet, n, W.u, W.h, W.mc);
+    else d_passes(A, Pm, z, x, logdet, n, W.u, W.h, W.mc, W.a, W.b);
     return NF_OK;
 }
 
@@ -247,14 +277,14 @@ static void put_dx(const nf_real *p, const nf_real *q, nf_real *dx, int32_t D, i
 
 /* MAF's backward: z = A(u), log-det Σ log ∂v/∂u. dx = the direct part of A's vjp (c = dz, dld) +
  * MADEᵀ(∂L/∂θ); the MADE's backward adds its masked weight gradients. */
-static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, const nf_real *h, const nf_real *mc,
+static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm, const nf_real *u, const nf_real *h, const nf_real *mc,
                          const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n) {
     const nf_layer *L = &A->base;
     int32_t D = L->dim, S = L->ld;
     nf_real *c = W->b, *du = W->c, *dunet = W->d;
     gather(dz, S, c, D, n);
     tau_vjp(A, u, h, c, 1, dld, 1, W->dh, du, NULL, n);
-    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), NF_B(L, A->net.off_deg), u, L->ctx, mc, W->dh, dunet, L->dctx, n, W->mwork);
+    nf_made_backward(&A->net, Pm, NF_G(L, A->net.mlp.off), NF_B(L, A->net.off_deg), u, L->ctx, mc, W->dh, dunet, L->dctx, n, W->mwork);
     put_dx(du, dunet, dx, D, S, n);
 }
 
@@ -263,7 +293,7 @@ static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, 
  * solved by λ ← (∇Φ − (Jᵀλ − δ ⊙ λ)) / δ — exact after D − 1 rounds (the strictly triangular part is
  * nilpotent), each one input-only MADE backward. Parameters: ∂L/∂θ = −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ,
  * A's vjp with c = −λ and −dld. */
-static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, const nf_real *h, const nf_real *mc,
+static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm, const nf_real *u, const nf_real *h, const nf_real *mc,
                          const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n) {
     const nf_layer *L = &A->base;
     int32_t D = L->dim, S = L->ld;
@@ -273,17 +303,17 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *u, 
     gather(dz, S, g, D, n);
     tau_vjp(A, u, h, NULL, 0, dld, -1, W->dh, t, diag, n);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
-    nf_made_backward(&A->net, W->Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
+    nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k], lam[k] = g[k] / diag[k];
     /* D − 1 rounds through the net's strictly triangular part */
     for (int32_t r = 1; r < D; r++) {
         tau_vjp(A, u, h, lam, 1, NULL, 0, W->dh, NULL, NULL, n);
-        nf_made_backward(&A->net, W->Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
+        nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
         for (int64_t k = 0; k < n * D; k++) lam[k] = (g[k] - t[k]) / diag[k];
     }
     tau_vjp(A, u, h, lam, -1, dld, -1, W->dh, NULL, NULL, n);
     /* the context enters A like a parameter: ∂L/∂c from the same cotangent */
-    nf_made_backward(&A->net, W->Pm, NF_G(L, A->net.mlp.off), deg, u, L->ctx, mc, W->dh, NULL, L->dctx, n, W->mwork);
+    nf_made_backward(&A->net, Pm, NF_G(L, A->net.mlp.off), deg, u, L->ctx, mc, W->dh, NULL, L->dctx, n, W->mwork);
     put_dx(lam, NULL, dx, D, S, n);
 }
 
@@ -293,10 +323,9 @@ static nf_status ar_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     NF_UNUSED(training), NF_UNUSED(x);
     const ar_layer *A = (const ar_layer *)L;
     ar_work W = work_of(A, work, n);
-    const nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim;
-    nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), W.Pm);
-    if (A->iaf) iaf_backward(A, &W, u, h, mc, dz, dld, dx, n);
-    else maf_backward(A, &W, u, h, mc, dz, dld, dx, n);
+    const nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim, *Pm = mc + nf_made_cache_size(&A->net, n);
+    if (A->iaf) iaf_backward(A, &W, Pm, u, h, mc, dz, dld, dx, n);
+    else maf_backward(A, &W, Pm, u, h, mc, dz, dld, dx, n);
     return NF_OK;
 }
 
