@@ -7,7 +7,7 @@
  *              give u exactly and the last pass's (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
  * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
- * rqspline.h) is three functions of a row (tau_row / tau_inverse_row / tau_vjp_row); the passes and the
+ * rqspline.h) is two functions of a row (tau_row, both directions, and tau_vjp_row); the passes and the
  * backward below are written for any τ with P parameters per coordinate.
  * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache | its masked
  * parameters (built once by the forward, read by the backward that follows it).
@@ -48,8 +48,8 @@ static int64_t ar_flops(const nf_layer *L) {
 
 /* ------------------------------------------------------------------ the element-wise transform
  * One row's map v_d = τ(u_d; θ_d), d = 0 … D − 1, with the parameters θ from the MADE: θ_q of coordinate
- * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through the three
- * row functions tau_row / tau_inverse_row / tau_vjp_row. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
+ * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through the two row
+ * functions tau_row (both directions) and tau_vjp_row. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
  * = s with s = tanh(h_s) or log σ(h_s + 2), the scales of AFF_BLOCK coordinates at a time through vmath's
  * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), one coordinate at a time
  * (rqspline.c). */
@@ -71,15 +71,18 @@ static double affine_scales(const ar_layer *A, const nf_real *hs, int32_t m, nf_
     return sum;
 }
 
-/* One row of the forward map: v[d] = τ(u[d]; θ_d) for d < D; returns Σ_d log ∂v_d/∂u_d. */
-static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf_real *v) {
+/* One row of the map (inverse 0: out = v = τ(u) from in = u) or of its inverse (inverse 1: out = u =
+ * τ⁻¹(v) from in = v; affine u = μ + v / e^s, spline the exact root), coordinate by coordinate; returns
+ * Σ_d log ∂v_d/∂u_d at the row's u (the forward's log-det in both directions). */
+static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *in, nf_real *out, int inverse) {
     int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
         nf_real ld = 0;
         for (int32_t d = 0; d < D; d++) {
-            double y, l;
-            nf_rqs_forward(th + d, D, A->bins, A->bound, (double)u[d], &y, &l);
-            v[d] = (nf_real)y, ld += (nf_real)l;
+            double o, l;
+            if (inverse) nf_rqs_inverse(th + d, D, A->bins, A->bound, (double)in[d], &o, &l);
+            else nf_rqs_forward(th + d, D, A->bins, A->bound, (double)in[d], &o, &l);
+            out[d] = (nf_real)o, ld += (nf_real)l;
         }
         return ld;
     }
@@ -89,31 +92,7 @@ static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf
         const nf_real *mu = th + d0;
         nf_real e[AFF_BLOCK];
         ld += affine_scales(A, mu + D, m, e, NULL);
-        for (int32_t j = 0; j < m; j++) v[d0 + j] = (u[d0 + j] - mu[j]) * e[j];
-    }
-    return ld;
-}
-
-/* One row of the inverse map: u[d] = τ⁻¹(v[d]; θ_d) (affine u = μ + v / e^s, spline the exact root);
- * returns Σ_d log ∂v_d/∂u_d at the new u (the forward's). */
-static double tau_inverse_row(const ar_layer *A, const nf_real *th, const nf_real *v, nf_real *u) {
-    int32_t D = A->base.dim;
-    if (A->transform == NF_TRANSFORM_SPLINE) {
-        nf_real ld = 0;
-        for (int32_t d = 0; d < D; d++) {
-            double x, l;
-            nf_rqs_inverse(th + d, D, A->bins, A->bound, (double)v[d], &x, &l);
-            u[d] = (nf_real)x, ld += (nf_real)l;
-        }
-        return ld;
-    }
-    double ld = 0;
-    for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
-        int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
-        const nf_real *mu = th + d0;
-        nf_real e[AFF_BLOCK];
-        ld += affine_scales(A, mu + D, m, e, NULL);
-        for (int32_t j = 0; j < m; j++) u[d0 + j] = mu[j] + v[d0 + j] / e[j];
+        for (int32_t j = 0; j < m; j++) out[d0 + j] = inverse ? mu[j] + in[d0 + j] / e[j] : (in[d0 + j] - mu[j]) * e[j];
     }
     return ld;
 }
@@ -159,7 +138,7 @@ static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S);
+        nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S, 0);
         if (logdet) logdet[i] += ld;
     }
 }
@@ -170,7 +149,7 @@ static void tau_solve(const ar_layer *A, const nf_real *v, const nf_real *h, nf_
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        nf_real s = (nf_real)tau_inverse_row(A, h + i * P * D, v + i * D, u + i * D);
+        nf_real s = (nf_real)tau_row(A, h + i * P * D, v + i * D, u + i * D, 1);
         if (ld) ld[i] = s;
     }
 }
