@@ -217,6 +217,10 @@ expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
 expect_error "option --bins applies to a spline transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
 expect_error "option --scale applies to an affine transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform spline --scale sigmoid --out "$T/x.ckpt"
+# nsf, maf and iaf put --perm between blocks: with one block it cannot apply (the default perm with
+# --depth 1 is fine)
+expect_error "option --perm: the maf model puts it between blocks, and --depth 1 makes one block" "$NFLOW" train --model maf --data "$T/d.csv" --depth 1 --perm lu --out "$T/x.ckpt"
+expect_error "option --perm: the nsf model puts it between blocks" "$NFLOW" train --model nsf --data moons --depth 1 --perm random --out "$T/x.ckpt"
 # mixed blocks take both kinds of option; the checkpoint says so and samples come back finite
 "$NFLOW" train --model maf --data "$T/d.csv" --transform mixed --bins 4 --bound 3 --scale sigmoid --depth 3 --steps 10 --batch 32 --quiet \
     --out "$T/mixed.ckpt" >/dev/null 2>&1 && grep -aq 'transform\\":\\"mixed' "$T/mixed.ckpt" && \

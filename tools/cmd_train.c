@@ -204,7 +204,7 @@ int cmd_train(int argc, char **argv) {
      * stopping: KL 0.119 nats with tanh, 0.186 with ReLU; see docs/tabular.md) */
     if (src == SRC_CSV && (model == NF_MODEL_MAF || model == NF_MODEL_IAF)) cfg.act = NF_ACT_TANH;
     apply_arch(&o, &cfg);
-    check_transform_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own transform */
+    check_config_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own configuration */
     cfg.seed = o.seed;
     if (nf_config_validate(&cfg) != NF_OK) die("%s (the %s model on --data %s)", nf_last_error(), nf_model_name(cfg.model), o.data);
     if (!GIVEN(&o, O_BATCH) && nrows < o.batch) o.batch = nrows; /* a default, not the user's: fit it to the data */

@@ -90,9 +90,10 @@ const opt_def *opt_find(opt_code code, unsigned cmd);
 /* Refuse (one line, exit 1) the first option given to command cmd that cannot apply to data from
  * source `src` (SRC_*) and (train) to model `model` (nf_model_type). */
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model);
-/* Refuse (one line, exit 1) maf/iaf options that the transform in cfg (defaults for the data applied)
- * does not use: --bins/--bound without the spline, --scale without the affine map. */
-void check_transform_options(const opts *o, const nf_config *cfg);
+/* Refuse (one line, exit 1) options that the final configuration cfg (defaults for the data applied)
+ * does not use: maf/iaf's --bins/--bound without the spline, --scale without the affine map; a --perm
+ * between the blocks of an nsf, maf or iaf with a single block (--depth 1). */
+void check_config_options(const opts *o, const nf_config *cfg);
 /* die("missing --NAME") unless v */
 void need(const char *v, const char *name);
 

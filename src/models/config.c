@@ -171,6 +171,7 @@ int nf_config_field_applies(const nf_config *c, const char *key) {
     if (!img && (m & AR_) && strcmp(key, "scale") == 0) return c->transform != NF_TRANSFORM_SPLINE; /* the transforms in effect */
     if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) return c->transform != NF_TRANSFORM_AFFINE;
     if (img && strcmp(key, "dequant_hidden") == 0 && c->dequant != NF_DEQUANT_VARIATIONAL) return 0; /* no dequantiser */
+    if (!img && (m & (NSF_ | AR_)) && strcmp(key, "perm") == 0 && c->depth == 1) return 0; /* only between blocks */
     for (size_t k = 0; k < sizeof field_use / sizeof field_use[0]; k++)
         if (strcmp(key, field_use[k].key) == 0) return ((img ? field_use[k].img : field_use[k].vec) & m) != 0;
     return 1;

@@ -50,7 +50,10 @@ def test_options_that_do_not_apply_are_refused():
         nflow.Flow("glow", shape=(1, 4, 4), standardize=True)
     with pytest.raises(nflow.InvalidArgumentError, match="with additive couplings"):
         nflow.Flow("glow", dim=2, coupling="additive", scale="tanh")
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'perm': the maf model does not use it on vector data with depth 1"):
+        nflow.Flow("maf", dim=4, depth=1, perm="lu")
     nflow.Flow("glow", dim=2, coupling="affine", scale="tanh", lu=0)  # these apply
+    nflow.Flow("maf", dim=4, depth=2, perm="lu")
 
 
 def test_applicability_equals_the_cli_option_table(cli):
