@@ -212,8 +212,9 @@ nf_status nf_config_set_field(nf_config *cfg, const char *key, const char *value
 nf_status nf_config_get_field(const nf_config *cfg, const char *key, char *buf, size_t n);
 /* 1 if the model *cfg describes (its model type, vector or image data, and coupling) uses field key,
  * 0 if the field has no effect on it (e.g. "coupling" for realnvp, "levels" on vectors, "scale" with
- * additive glow couplings, "perm" for a vector nsf, maf or iaf of depth 1: it goes between blocks), -1
- * for an unknown key. The same rules as `nflow train`'s refusals. */
+ * additive glow couplings; "perm" for a vector nsf, maf or iaf and "batchnorm" for a vector realnvp, maf
+ * or iaf of depth 1, as they go between blocks; "bins" for a mixed maf of depth 1, which has only the
+ * affine block), -1 for an unknown key. The same rules as `nflow train`'s refusals. */
 int nf_config_field_applies(const nf_config *cfg, const char *key);
 
 /* ---------------------------------------------------------------- flows */

@@ -215,12 +215,14 @@ expect_error "option --perm: the glow model does not use it on image data" "$NFL
 expect_error "option --standardize applies to vector data only" "$NFLOW" train --model glow --data "$T/small-idx3-ubyte" --test-data "$T/small-idx3-ubyte" --standardize on --out "$T/x.ckpt"
 expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
-expect_error "option --bins applies to a spline transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
+expect_error "option --bins applies to spline blocks only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
 expect_error "option --scale applies to an affine transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform spline --scale sigmoid --out "$T/x.ckpt"
-# nsf, maf and iaf put --perm between blocks: with one block it cannot apply (the default perm with
-# --depth 1 is fine)
+# --perm (nsf, maf, iaf) and --batchnorm (realnvp, maf, iaf) go between blocks: with one block they cannot
+# apply (the default perm with --depth 1 is fine); a mixed maf of depth 1 has no spline block for --bins
 expect_error "option --perm: the maf model puts it between blocks, and --depth 1 makes one block" "$NFLOW" train --model maf --data "$T/d.csv" --depth 1 --perm lu --out "$T/x.ckpt"
 expect_error "option --perm: the nsf model puts it between blocks" "$NFLOW" train --model nsf --data moons --depth 1 --perm random --out "$T/x.ckpt"
+expect_error "option --batchnorm: the realnvp model puts it between blocks" "$NFLOW" train --model realnvp --data moons --depth 1 --batchnorm 1 --out "$T/x.ckpt"
+expect_error "option --bins applies to spline blocks only .*mixed with --depth 1" "$NFLOW" train --model maf --data "$T/d.csv" --depth 1 --bins 4 --out "$T/x.ckpt"
 # mixed blocks take both kinds of option; the checkpoint says so and samples come back finite
 "$NFLOW" train --model maf --data "$T/d.csv" --transform mixed --bins 4 --bound 3 --scale sigmoid --depth 3 --steps 10 --batch 32 --quiet \
     --out "$T/mixed.ckpt" >/dev/null 2>&1 && grep -aq 'transform\\":\\"mixed' "$T/mixed.ckpt" && \

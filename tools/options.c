@@ -473,15 +473,19 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
 
 /* See options.h: maf/iaf's transform is known once the defaults for the data are (spline on 2-D data,
  * mixed on tables); which of --bins, --bound and --scale it uses is the library's rule
- * (nf_config_field_applies), so the CLI and the library cannot disagree; likewise --perm, which nsf, maf
- * and iaf put between blocks only (recipes.c), so that one block has none. */
+ * (nf_config_field_applies), so the CLI and the library cannot disagree; likewise --perm and --batchnorm,
+ * which go between blocks only (recipes.c), so that one block has none. */
 void check_config_options(const opts *o, const nf_config *cfg) {
-    if (GIVEN(o, O_PERM) && nf_config_field_applies(cfg, "perm") == 0)
-        die("option --perm: the %s model puts it between blocks, and --depth 1 makes one block", nf_model_name(cfg->model));
+    for (int k = 0; k < 2; k++) {
+        opt_code code = k ? O_BN : O_PERM;
+        if (GIVEN(o, code) && nf_config_field_applies(cfg, k ? "batchnorm" : "perm") == 0)
+            die("option --%s: the %s model puts it between blocks, and --depth 1 makes one block", k ? "batchnorm" : "perm", nf_model_name(cfg->model));
+    }
     if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
     const char *t = nf_enum_name("transform", (int)cfg->transform);
     if ((GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)) && nf_config_field_applies(cfg, "bins") == 0)
-        die("option --%s applies to a spline transform only (spline or mixed; this %s uses --transform %s)", GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t);
+        die("option --%s applies to spline blocks only (--transform spline, or mixed with --depth 2 or more; this %s uses --transform %s%s)",
+            GIVEN(o, O_BINS) ? "bins" : "bound", nf_model_name(cfg->model), t, cfg->depth == 1 ? " with --depth 1" : "");
     if (GIVEN(o, O_SCALE) && nf_config_field_applies(cfg, "scale") == 0)
         die("option --scale applies to an affine transform only (affine or mixed; this %s uses --transform %s)", nf_model_name(cfg->model), t);
 }

@@ -91,8 +91,8 @@ const opt_def *opt_find(opt_code code, unsigned cmd);
  * source `src` (SRC_*) and (train) to model `model` (nf_model_type). */
 void check_applicable(const opts *o, unsigned cmd, unsigned src, int model);
 /* Refuse (one line, exit 1) options that the final configuration cfg (defaults for the data applied)
- * does not use: maf/iaf's --bins/--bound without the spline, --scale without the affine map; a --perm
- * between the blocks of an nsf, maf or iaf with a single block (--depth 1). */
+ * does not use: maf/iaf's --bins/--bound without a spline block, --scale without an affine one; --perm
+ * and --batchnorm, which go between blocks, with a single block (--depth 1). */
 void check_config_options(const opts *o, const nf_config *cfg);
 /* die("missing --NAME") unless v */
 void need(const char *v, const char *name);

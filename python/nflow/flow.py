@@ -241,7 +241,8 @@ class Flow:
         for name, key in given:  # an option that is accepted must have an effect
             if lib.nf_config_field_applies(cfg.ptr, key.encode()) == 0:
                 extra = " with additive couplings" if key == "scale" and cfg.get("coupling") == "additive" else \
-                    " with depth 1 (it goes between blocks)" if key == "perm" else ""
+                    " with depth 1 (it goes between blocks)" if key in ("perm", "batchnorm") else \
+                    " with depth 1 (a mixed maf/iaf's one block is affine)" if key in ("bins", "bound") and cfg.get("depth") == "1" else ""
                 raise invalid("option '%s': the %s model does not use it on %s data%s" % (
                     name, model, "image" if shape is not None else "vector", extra))
         check(lib.nf_config_validate(cfg.ptr))

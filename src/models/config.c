@@ -169,9 +169,12 @@ int nf_config_field_applies(const nf_config *c, const char *key) {
     unsigned m = 1u << (unsigned)c->model;
     if (strcmp(key, "scale") == 0 && c->model == NF_MODEL_GLOW && c->coupling == NF_COUPLING_ADDITIVE) return 0;
     if (!img && (m & AR_) && strcmp(key, "scale") == 0) return c->transform != NF_TRANSFORM_SPLINE; /* the transforms in effect */
-    if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) return c->transform != NF_TRANSFORM_AFFINE;
+    if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) /* mixed: block 2 on is a spline */
+        return c->transform == NF_TRANSFORM_SPLINE || (c->transform == NF_TRANSFORM_MIXED && c->depth > 1);
     if (img && strcmp(key, "dequant_hidden") == 0 && c->dequant != NF_DEQUANT_VARIATIONAL) return 0; /* no dequantiser */
-    if (!img && (m & (NSF_ | AR_)) && strcmp(key, "perm") == 0 && c->depth == 1) return 0; /* only between blocks */
+    /* layers that go between blocks only (recipes.c): none in a model of one block */
+    if (!img && c->depth == 1 && (((m & (NSF_ | AR_)) && strcmp(key, "perm") == 0) || ((m & (RNVP_ | AR_)) && strcmp(key, "batchnorm") == 0)))
+        return 0;
     for (size_t k = 0; k < sizeof field_use / sizeof field_use[0]; k++)
         if (strcmp(key, field_use[k].key) == 0) return ((img ? field_use[k].img : field_use[k].vec) & m) != 0;
     return 1;

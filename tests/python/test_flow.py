@@ -52,8 +52,12 @@ def test_options_that_do_not_apply_are_refused():
         nflow.Flow("glow", dim=2, coupling="additive", scale="tanh")
     with pytest.raises(nflow.InvalidArgumentError, match="option 'perm': the maf model does not use it on vector data with depth 1"):
         nflow.Flow("maf", dim=4, depth=1, perm="lu")
+    with pytest.raises(nflow.InvalidArgumentError, match="option 'batchnorm': the realnvp model"):
+        nflow.Flow("realnvp", dim=4, depth=1, batchnorm=1)
+    with pytest.raises(nflow.InvalidArgumentError, match="option .bins.: the maf model .* with depth 1 \\(a mixed"):
+        nflow.Flow("maf", dim=4, depth=1, transform="mixed", bins=4)  # a mixed maf's first block is affine
     nflow.Flow("glow", dim=2, coupling="affine", scale="tanh", lu=0)  # these apply
-    nflow.Flow("maf", dim=4, depth=2, perm="lu")
+    nflow.Flow("maf", dim=4, depth=2, perm="lu", batchnorm=1, transform="mixed", bins=4)
 
 
 def test_applicability_equals_the_cli_option_table(cli):
