@@ -40,8 +40,8 @@ double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_
  * tables). Vectorised as above; nf_tanh_bias_ref is the scalar loop. Within a few float ulps of it. */
 void nf_tanh_bias(nf_real *y, const nf_real *b, int64_t n);
 void nf_tanh_bias_ref(nf_real *y, const nf_real *b, int64_t n);
-/* v_j ← e^(v_j) over n doubles in place: the softmaxes of the rational-quadratic spline's bin widths and
- * heights (2K values per transformed scalar). Vectorised as above (libmvec's exp, within 4 ulp);
+/* v_j ← e^(v_j) over n doubles in place: the rational-quadratic spline's softmaxes of bin widths and
+ * heights and its knot derivatives' e^−|a| (3K − 1 values per transformed scalar). Vectorised as above (libmvec's exp, within 4 ulp);
  * nf_exp_inplace_ref is the scalar loop. */
 void nf_exp_inplace(double *v, int64_t n);
 void nf_exp_inplace_ref(double *v, int64_t n);

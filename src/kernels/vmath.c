@@ -8,11 +8,12 @@
  * draw when sampling), and Glow's affine coupling two expf and a log1pf per scaled value; as scalar libm
  * calls they were 8 % of nice-mnist's evaluation and 3 % of glow-small's training (perf, AMD Zen 5). Over
  * arrays they run 7× faster on 8 double lanes and 3.7× on 4. Likewise the MADEs' tanh layers and the
- * rational-quadratic spline's two softmaxes (2K exp per transformed value): a third and a fifth of a
- * default table's training as scalar calls (AMD Zen 3); and the affine autoregressive blocks' scales
- * e^tanh(h). Sums are taken in lanes, then across them: a
- * path's result is the same for every thread count (a call covers one row or a fixed block of it), and
- * the paths differ from the reference only by rounding (test_core's test_logistic_vmath bounds it). */
+ * rational-quadratic spline's softmaxes (2K exp per transformed value): a third and a fifth of a default
+ * table's training as scalar calls (AMD Zen 3); then the spline's knot derivatives (K − 1 exp more in
+ * the same call) and the affine autoregressive blocks' scales e^tanh(h), a tenth together. Sums are taken
+ * in lanes, then across them: a path's result is the same for every thread count (a call covers one row
+ * or a fixed block of it), and the paths differ from the reference only by rounding (test_core's
+ * test_logistic_vmath bounds it). */
 #include "kernels/kernels.h"
 
 /* The logistic's −log density of one value, softplus(v) + softplus(−v) = |v| + 2·log1p(e^−|v|): one exp,
