@@ -77,11 +77,11 @@ static double affine_scales(const ar_layer *A, const nf_real *hs, int32_t m, nf_
 static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *in, nf_real *out, int inverse) {
     int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
+        nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
         nf_real ld = 0;
         for (int32_t d = 0; d < D; d++) {
             double o, l;
-            if (inverse) nf_rqs_inverse(th + d, D, A->bins, A->bound, (double)in[d], &o, &l);
-            else nf_rqs_forward(th + d, D, A->bins, A->bound, (double)in[d], &o, &l);
+            g(th + d, D, A->bins, A->bound, (double)in[d], &o, &l);
             out[d] = (nf_real)o, ld += (nf_real)l;
         }
         return ld;

@@ -13,44 +13,38 @@ typedef struct {
     int64_t off; /* theta (D, 3K − 1) */
 } spline_layer;
 
-/* ops->forward: z_j = g_θj(x_j); logdet[i] += Σ_j log g'. No cache or scratch. NF_OK. */
-static nf_status sp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, nf_real *work, int training) {
-    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+/* z_j = g_θj(x_j), logdet[i] += Σ_j log g' (inverse 0); or x_j = g_θj⁻¹(z_j), logdet[i] −= Σ_j log g'(x_j)
+ * (inverse 1). logdet may be NULL. */
+static void sp_map(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     const spline_layer *s = (const spline_layer *)L;
     int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
     const nf_real *th = NF_P(L, s->off);
+    nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
 #pragma omp parallel for schedule(static) if (n * D > 4096)
     for (int64_t i = 0; i < n; i++) {
         double ld = 0;
         for (int32_t j = 0; j < D; j++) {
-            double y, l;
-            nf_rqs_forward(th + (int64_t)j * P, 1, s->K, s->B, (double)x[i * S + j], &y, &l);
-            z[i * S + j] = (nf_real)y;
+            double o, l;
+            g(th + (int64_t)j * P, 1, s->K, s->B, (double)in[i * S + j], &o, &l);
+            out[i * S + j] = (nf_real)o;
             ld += l;
         }
-        if (logdet) logdet[i] += (nf_real)ld;
+        if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
     }
+}
+
+/* ops->forward: z_j = g_θj(x_j); logdet[i] += Σ_j log g'. No cache or scratch. NF_OK. */
+static nf_status sp_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    sp_map(L, x, z, logdet, n, 0);
     return NF_OK;
 }
 
 /* ops->inverse: x_j = g_θj⁻¹(z_j); logdet[i] −= Σ_j log g'(x_j). NF_OK. */
 static nf_status sp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n, nf_real *work) {
     NF_UNUSED(work);
-    const spline_layer *s = (const spline_layer *)L;
-    int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
-    const nf_real *th = NF_P(L, s->off);
-#pragma omp parallel for schedule(static) if (n * D > 4096)
-    for (int64_t i = 0; i < n; i++) {
-        double ld = 0;
-        for (int32_t j = 0; j < D; j++) {
-            double v, l;
-            nf_rqs_inverse(th + (int64_t)j * P, 1, s->K, s->B, (double)z[i * S + j], &v, &l);
-            x[i * S + j] = (nf_real)v;
-            ld += l;
-        }
-        if (logdet) logdet[i] -= (nf_real)ld;
-    }
+    sp_map(L, z, x, logdet, n, 1);
     return NF_OK;
 }
 

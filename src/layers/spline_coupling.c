@@ -9,48 +9,36 @@
 #include "layers/coupling_impl.h"
 #include "layers/rqspline.h"
 
-/* z_b = g_θ(x_b) element-wise, z_a = x_a; logdet[i] += Σ log g' (logdet may be NULL). */
-static void spline_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+/* z_b = g_θ(x_b) element-wise, z_a = x_a, logdet[i] += Σ log g' (inverse 0); or x_b = g_θ⁻¹(z_b) (the
+ * stable root), x_a = z_a, logdet[i] −= Σ log g'(x_b) (inverse 1). logdet may be NULL. */
+static void spline_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
     int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
     double B = c->bound;
+    nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
 #pragma omp parallel for schedule(static) if (n * D > 4096)
     for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * no;
-        nf_real *zi = z + i * S;
+        const nf_real *ini = in + i * S, *hi = h + i * no;
+        nf_real *outi = out + i * S;
         double ld = 0;
-        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        memcpy(outi, ini, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
-            double y, l;
-            nf_rqs_forward(hi + j, nb, K, B, (double)xi[k], &y, &l);
-            zi[k] = (nf_real)y;
+            double o, l;
+            g(hi + j, nb, K, B, (double)ini[k], &o, &l);
+            outi[k] = (nf_real)o;
             ld += l;
         }
-        if (logdet) logdet[i] += (nf_real)ld;
+        if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
     }
 }
 
-/* x_b = g_θ⁻¹(z_b) (the stable root); logdet[i] −= Σ log g'(x_b) (logdet may be NULL). */
+/* The coupling's forward and inverse (nf_coupling_math): spline_map in each direction. */
+static void spline_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    spline_map(c, x, h, z, logdet, n, 0);
+}
 static void spline_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
-    int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
-    double B = c->bound;
-#pragma omp parallel for schedule(static) if (n * D > 4096)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * S, *hi = h + i * no;
-        nf_real *xi = x + i * S;
-        double ld = 0;
-        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            double v, l;
-            nf_rqs_inverse(hi + j, nb, K, B, (double)zi[k], &v, &l);
-            xi[k] = (nf_real)v;
-            ld += l;
-        }
-        if (logdet) logdet[i] -= (nf_real)ld;
-    }
+    spline_map(c, z, h, x, logdet, n, 1);
 }
 
 /* dx_a = dz_a (the net's share is added by the caller), dx_b = g'·dz_b (+ dld·∂log g'/∂x), dh = ∂L/∂θ. */
