@@ -1055,90 +1055,118 @@ static void test_autoregressive_triangular(void **state) {
     }
 }
 
-/* The affine autoregressive blocks take their scales 256 coordinates at a time (maf.c): MAF and IAF
- * blocks on D = 300 (a full block and a partial one), tanh and sigmoid scales, every parameter
- * perturbed, against finite differences computed here: the one-pass direction's log-det (MAF's forward,
- * IAF's inverse) equals Σ_d log ∂out_d/∂in_d (the Jacobian is triangular, so its diagonal suffices), the
- * inverse undoes the forward with the opposite log-det, ∂NLL/∂x at coordinates of both blocks, and the
- * NLL's derivative along a random direction of all parameters. */
-static void test_autoregressive_wide(void **state) {
+/* The mean NLL of n rows (any n; loss_of is for the suite's N). */
+static double wide_loss(nf_flow *f, const nf_real *x, int64_t n) {
+    nf_real *lp = malloc(sizeof(nf_real) * (size_t)n);
+    assert_non_null(lp);
+    assert_int_equal(nf_flow_log_prob_ctx(f, x, NULL, lp, n), NF_OK);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s -= lp[i];
+    free(lp);
+    return s / (double)n;
+}
+
+static nf_layer *mk_wide(nf_registry *c, int32_t D, int t) {
+    nf_layer *L = NULL;
+    nf_scale_type sc = t % 2 ? NF_SCALE_SIGMOID : NF_SCALE_TANH;
+    if (t < 4) assert_int_equal(nf_maf_create(c, "l", D, t >= 2, 6, 1, NF_ACT_TANH, sc, NF_ORDER_RANDOM, 0, &L), NF_OK);
+    else assert_int_equal(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 6, 1, NF_ACT_TANH, NF_SCALE_TANH, 0, &L), NF_OK);
+    return L;
+}
+
+/* The affine scales go through vector calls in blocks of 256 values (maf.c: 256 coordinates of a row;
+ * coupling.c's tanh coupling: whole rows, 256 a call on 2-D data, or 256 coordinates of a longer row),
+ * where the suite's cases have at most 16 dimensions and 5 rows. MAF and IAF blocks on D = 300 (tanh and
+ * sigmoid scales), the tanh coupling on D = 600 (300 scales a row) and on D = 2 with 600 rows (blocks of
+ * 256 rows, the last partial); every parameter perturbed; against finite differences computed here: the
+ * log-det equals Σ_d log ∂out_d/∂in_d of the one-pass direction (MAF's and the coupling's forward, IAF's
+ * inverse; the Jacobian is triangular, so its diagonal suffices), the inverse undoes the forward with the
+ * opposite log-det, ∂NLL/∂x at rows and coordinates in different blocks, and the NLL's derivative along a
+ * random direction of all parameters. */
+static void test_wide_affine_blocks(void **state) {
     NF_UNUSED(state);
-    enum { WD = 300, WN = 3 };
-    static nf_real x[WN * WD], z[WN * WD], xr[WN * WD], xp[WN * WD], op[WN * WD], om[WN * WD], dx[WN * WD];
-    nf_real ld[WN], ldi[WN], l2[WN];
-    struct { const char *name; int iaf; nf_scale_type scale; } cs[] = {
-        {"MAF, tanh", 0, NF_SCALE_TANH}, {"MAF, sigmoid", 0, NF_SCALE_SIGMOID}, {"IAF, tanh", 1, NF_SCALE_TANH}, {"IAF, sigmoid", 1, NF_SCALE_SIGMOID}};
-    for (size_t t = 0; t < sizeof cs / sizeof cs[0]; t++) {
+    struct { const char *name; int32_t D; int64_t n; } cs[] = {
+        {"MAF, tanh", 300, 3}, {"MAF, sigmoid", 300, 3}, {"IAF, tanh", 300, 3}, {"IAF, sigmoid", 300, 3},
+        {"coupling, tanh", 600, 3}, {"coupling, 2-D", 2, 600}};
+    for (int t = 0; t < (int)(sizeof cs / sizeof cs[0]); t++) {
+        int32_t D = cs[t].D;
+        int64_t n = cs[t].n, nd = n * D;
+        int iaf = t == 2 || t == 3;
         nf_registry ctx;
         memset(&ctx, 0, sizeof ctx);
-        nf_layer *L = NULL;
+        nf_layer *L = mk_wide(&ctx, D, t);
         nf_flow *f = NULL;
-        assert_int_equal(nf_maf_create(&ctx, "l", WD, cs[t].iaf, 6, 1, NF_ACT_TANH, cs[t].scale, NF_ORDER_RANDOM, 0, &L), NF_OK);
-        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, WD, &f), NF_OK);
+        assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, D, &f), NF_OK);
         nf_rng rng;
-        nf_rng_seed(&rng, 300 + t);
+        nf_rng_seed(&rng, 300 + (uint64_t)t);
         int64_t P = nf_flow_num_params(f);
         nf_real *p = nf_flow_params(f);
         for (int64_t k = 0; k < P; k++) p[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
-        fill_normal(&rng, x, WN * WD, 1.0, 0.0);
+        nf_real *x = malloc(sizeof(nf_real) * (size_t)(7 * nd + 3 * n + 3 * P));
+        assert_non_null(x);
+        nf_real *z = x + nd, *xr = z + nd, *xp = xr + nd, *op = xp + nd, *om = op + nd, *dx = om + nd;
+        nf_real *ld = dx + nd, *ldi = ld + n, *l2 = ldi + n, *g = l2 + n, *v = g + P, *p0 = v + P;
+        fill_normal(&rng, x, nd, 1.0, 0.0);
         /* round trip */
-        assert_int_equal(nf_flow_forward_ctx(f, x, NULL, z, ld, WN), NF_OK);
-        assert_int_equal(nf_flow_inverse_ctx(f, z, NULL, xr, ldi, WN), NF_OK);
+        assert_int_equal(nf_flow_forward_ctx(f, x, NULL, z, ld, n), NF_OK);
+        assert_int_equal(nf_flow_inverse_ctx(f, z, NULL, xr, ldi, n), NF_OK);
         double rt = 0, inv = 0, lderr = 0;
-        for (int64_t i = 0; i < WN * WD; i++) rt = fmax(rt, fabs((double)x[i] - (double)xr[i]));
-        for (int64_t i = 0; i < WN; i++) inv = fmax(inv, fabs((double)ld[i] + (double)ldi[i]) / (1 + fabs((double)ld[i])));
-        /* the one-pass direction's diagonal by central differences: MAF forward x → z, IAF inverse z → x */
-        const nf_real *in = cs[t].iaf ? z : x;
-        double sumlog[WN] = {0};
-        for (int32_t d = 0; d < WD; d++) {
-            double h = JAC_H;
+        for (int64_t i = 0; i < nd; i++) rt = fmax(rt, fabs((double)x[i] - (double)xr[i]));
+        for (int64_t i = 0; i < n; i++) inv = fmax(inv, fabs((double)ld[i] + (double)ldi[i]) / (1 + fabs((double)ld[i])));
+        /* the one-pass direction's diagonal by central differences */
+        const nf_real *in = iaf ? z : x;
+        for (int64_t i = 0; i < n; i++) l2[i] = 0;
+        double *sumlog = calloc((size_t)n, sizeof(double));
+        assert_non_null(sumlog);
+        for (int32_t d = 0; d < D; d++) {
             for (int sgn = 0; sgn < 2; sgn++) {
-                memcpy(xp, in, sizeof x);
-                for (int64_t i = 0; i < WN; i++) xp[i * WD + d] += (nf_real)(sgn ? -h : h);
-                if (cs[t].iaf) assert_int_equal(nf_flow_inverse_ctx(f, xp, NULL, sgn ? om : op, l2, WN), NF_OK);
-                else assert_int_equal(nf_flow_forward_ctx(f, xp, NULL, sgn ? om : op, l2, WN), NF_OK);
+                memcpy(xp, in, sizeof(nf_real) * (size_t)nd);
+                for (int64_t i = 0; i < n; i++) xp[i * D + d] += (nf_real)(sgn ? -JAC_H : JAC_H);
+                if (iaf) assert_int_equal(nf_flow_inverse_ctx(f, xp, NULL, sgn ? om : op, l2, n), NF_OK);
+                else assert_int_equal(nf_flow_forward_ctx(f, xp, NULL, sgn ? om : op, l2, n), NF_OK);
             }
-            for (int64_t i = 0; i < WN; i++) sumlog[i] += log(((double)op[i * WD + d] - (double)om[i * WD + d]) / (2 * h));
+            for (int64_t i = 0; i < n; i++) sumlog[i] += log(((double)op[i * D + d] - (double)om[i * D + d]) / (2 * JAC_H));
         }
-        for (int64_t i = 0; i < WN; i++) lderr = fmax(lderr, fabs(sumlog[i] - (double)(cs[t].iaf ? ldi[i] : ld[i])));
-        /* ∂NLL/∂x at coordinates of the first and the second block */
+        for (int64_t i = 0; i < n; i++) lderr = fmax(lderr, fabs(sumlog[i] - (double)(iaf ? ldi[i] : ld[i])));
+        free(sumlog);
+        /* ∂NLL/∂x at rows and coordinates of different blocks */
         nf_flow_zero_grad(f);
         double loss;
-        assert_int_equal(nf_flow_nll_grad_ctx(f, x, NULL, WN, &loss, dx, NULL), NF_OK);
+        assert_int_equal(nf_flow_nll_grad_ctx(f, x, NULL, n, &loss, dx, NULL), NF_OK);
         double gerr = 0;
-        static const int32_t probe[] = {0, 131, 255, 256, 277, 299};
-        for (size_t q = 0; q < sizeof probe / sizeof probe[0]; q++)
-            for (int64_t i = 0; i < WN; i++) {
-                int64_t k = i * WD + probe[q];
+        const int32_t cols[] = {0, D / 2 - 1, D / 2, D > 256 ? 255 : 0, D > 256 ? 256 : D - 1, D - 1};
+        const int64_t rows[] = {0, n > 256 ? 255 : n - 1, n > 256 ? 256 : n / 2, n - 1};
+        for (size_t a = 0; a < sizeof rows / sizeof rows[0]; a++)
+            for (size_t q = 0; q < sizeof cols / sizeof cols[0]; q++) {
+                int64_t k = rows[a] * D + cols[q];
                 nf_real keep = x[k];
                 x[k] = keep + (nf_real)FD_H;
-                double lp = loss_of(f, x, WN);
+                double lp = wide_loss(f, x, n);
                 x[k] = keep - (nf_real)FD_H;
-                double lm = loss_of(f, x, WN);
+                double lm = wide_loss(f, x, n);
                 x[k] = keep;
-                gerr = fmax(gerr, rel_err((double)dx[k], (lp - lm) / (2 * FD_H)));
+                gerr = fmax(gerr, rel_err((double)dx[k] * (double)n, (lp - lm) / (2 * FD_H) * (double)n)); /* per row */
             }
-        /* the parameters' gradient along a random direction v: g·v against (L(p + hv) − L(p − hv)) / 2h */
-        nf_real *g = malloc(sizeof(nf_real) * (size_t)P), *v = malloc(sizeof(nf_real) * (size_t)P), *p0 = malloc(sizeof(nf_real) * (size_t)P);
-        assert_non_null(g), assert_non_null(v), assert_non_null(p0);
+        /* the parameters' gradient along a random direction u: g·u against (L(p + hu) − L(p − hu)) / 2h */
         memcpy(g, nf_flow_grads(f), sizeof(nf_real) * (size_t)P);
         memcpy(p0, p, sizeof(nf_real) * (size_t)P);
         fill_normal(&rng, v, P, 1.0 / sqrt((double)P), 0.0);
         double gv = 0;
         for (int64_t k = 0; k < P; k++) gv += (double)g[k] * (double)v[k];
         for (int64_t k = 0; k < P; k++) p[k] = p0[k] + (nf_real)(FD_H * v[k]);
-        double lp = loss_of(f, x, WN);
+        double lp = wide_loss(f, x, n);
         for (int64_t k = 0; k < P; k++) p[k] = p0[k] - (nf_real)(FD_H * v[k]);
-        double lm = loss_of(f, x, WN);
+        double lm = wide_loss(f, x, n);
         memcpy(p, p0, sizeof(nf_real) * (size_t)P);
         double perr = rel_err(gv, (lp - lm) / (2 * FD_H));
-        print_message("  %-12s D %d: round trip %.2e, forward + inverse log-det %.2e, log-det against the diagonal %.2e, "
-                      "dx %.3f and parameter direction %.3f of the tolerance\n", cs[t].name, WD, rt, inv, lderr, gerr, perr);
+        print_message("  %-14s D %3d, %3lld rows: round trip %.2e, forward + inverse log-det %.2e, log-det against the "
+                      "diagonal %.2e, dx %.3f and parameter direction %.3f of the tolerance\n",
+                      cs[t].name, D, (long long)n, rt, inv, lderr, gerr, perr);
         assert_true(rt <= TOL_RT * 10);
         assert_true(inv <= TOL_INV * 10);
-        assert_true(lderr <= TOL_LD * 10); /* a sum of 300 logs of float differences */
+        assert_true(lderr <= TOL_LD * 10); /* a sum of up to 600 logs of float differences */
         assert_true(gerr <= 1 && perr <= 1);
-        free(g), free(v), free(p0);
+        free(x);
         nf_flow_free(f);
     }
 }
@@ -1503,6 +1531,6 @@ int main(void) {
     tests[NCASES + 11] = (struct CMUnitTest)cmocka_unit_test(test_splines_start_as_identity);
     tests[NCASES + 12] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
     tests[NCASES + 13] = (struct CMUnitTest)cmocka_unit_test(test_variational_dequantizer);
-    tests[NCASES + 14] = (struct CMUnitTest)cmocka_unit_test(test_autoregressive_wide);
+    tests[NCASES + 14] = (struct CMUnitTest)cmocka_unit_test(test_wide_affine_blocks);
     return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 15, NULL, NULL);
 }

@@ -144,59 +144,88 @@ static void additive_backward(const coupling *c, const nf_real *x, const nf_real
 
 const nf_coupling_math nf_coupling_additive = {1, additive_forward, additive_inverse, additive_backward};
 
-/* ------------------------------------------------------------------ affine, tanh scale (RealNVP) */
-/* (h_s, h_t) = h: z_b = x_b·exp(tanh(h_s)) + h_t; log|det| = Σ tanh(h_s). */
-static void affine_tanh_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+/* ------------------------------------------------------------------ affine, tanh scale (RealNVP)
+ * The scales s = tanh(h_s) and e^s go through one vector call (vmath.c's nf_tanh_exp) per block of at
+ * most TANH_BLOCK values: whole rows when a row has at most TANH_BLOCK of them (2-D data: one a row, so
+ * 256 rows a call), else TANH_BLOCK of one row's. The blocks follow from n and nb alone, and a row's
+ * log-det is summed in coordinate order, so results do not depend on the thread count. */
+#define TANH_BLOCK 256
+
+/* Rows per block: all of a block's rows' scales fit one call. */
+static int64_t tanh_rows(int32_t nb) { return nb <= TANH_BLOCK ? TANH_BLOCK / nb : 1; }
+
+/* t[q·m + j] = tanh(h_s) and e[q·m + j] = e^t of rows i0 … i0 + r − 1, coordinates j0 … j0 + m − 1
+ * (r·m ≤ TANH_BLOCK) of the net output h (rows 2·nb apart, the nb h_s first). */
+static void tanh_scales(const nf_real *h, int32_t nb, int64_t i0, int64_t r, int32_t j0, int32_t m, nf_real *t, nf_real *e) {
+    nf_real hs[TANH_BLOCK];
+    for (int64_t q = 0; q < r; q++) memcpy(hs + q * m, h + (i0 + q) * 2 * nb + j0, sizeof(nf_real) * (size_t)m);
+    nf_tanh_exp(hs, t, e, r * m);
+}
+
+/* (h_s, h_t) = h. inverse 0: z_b = x_b·exp(tanh(h_s)) + h_t, logdet += Σ tanh(h_s); inverse 1: x_b =
+ * (z_b − h_t) / exp(tanh(h_s)), logdet −= Σ tanh(h_s). The other coordinates copied; logdet may be NULL. */
+static void affine_tanh_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+    int64_t R = tanh_rows(nb), blocks = (n + R - 1) / R;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb;
-        nf_real *zi = z + i * S, ld = 0;
-        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            nf_real s = tanh(hi[j]);
-            zi[k] = xi[k] * exp(s) + hi[nb + j];
-            ld += s;
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t i0 = b * R, r = n - i0 < R ? n - i0 : R;
+        nf_real ld[TANH_BLOCK], t[TANH_BLOCK], e[TANH_BLOCK];
+        for (int64_t q = 0; q < r; q++) {
+            memcpy(out + (i0 + q) * S, in + (i0 + q) * S, sizeof(nf_real) * (size_t)D);
+            ld[q] = 0;
         }
-        if (logdet) logdet[i] += ld;
+        for (int32_t j0 = 0; j0 < nb; j0 += TANH_BLOCK) {
+            int32_t m = nb - j0 < TANH_BLOCK ? nb - j0 : TANH_BLOCK;
+            tanh_scales(h, nb, i0, r, j0, m, t, e);
+            for (int64_t q = 0; q < r; q++) {
+                const nf_real *ini = in + (i0 + q) * S, *ht = h + (i0 + q) * 2 * nb + nb + j0;
+                nf_real *outi = out + (i0 + q) * S;
+                for (int32_t j = 0; j < m; j++) {
+                    int32_t k = c->ib[j0 + j];
+                    outi[k] = inverse ? (ini[k] - ht[j]) / e[q * m + j] : ini[k] * e[q * m + j] + ht[j];
+                    ld[q] += t[q * m + j];
+                }
+            }
+        }
+        if (logdet)
+            for (int64_t q = 0; q < r; q++) logdet[i0 + q] += inverse ? -ld[q] : ld[q];
     }
 }
 
-/* x_b = (z_b − h_t)·exp(−tanh(h_s)); logdet −= Σ tanh(h_s). */
+/* nf_coupling_math's forward and inverse: affine_tanh_map in each direction. */
+static void affine_tanh_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    affine_tanh_map(c, x, h, z, logdet, n, 0);
+}
 static void affine_tanh_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * S, *hi = h + i * 2 * nb;
-        nf_real *xi = x + i * S, ld = 0;
-        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            nf_real s = tanh(hi[j]);
-            xi[k] = (zi[k] - hi[nb + j]) * exp(-s);
-            ld += s;
-        }
-        if (logdet) logdet[i] -= ld;
-    }
+    affine_tanh_map(c, z, h, x, logdet, n, 1);
 }
 
 /* dx_b = dz_b·e^s; dh_s = (dz_b·x_b·e^s + dld)·(1 − s²); dh_t = dz_b. */
 static void affine_tanh_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
                                  const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+    int64_t R = tanh_rows(nb), blocks = (n + R - 1) / R;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb, *dzi = dz + i * S;
-        nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb;
-        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            nf_real s = tanh(hi[j]), e = exp(s);
-            dxi[k] = dzi[k] * e;
-            nf_real ds = dzi[k] * xi[k] * e + dld[i];
-            dhi[j] = ds * (1 - s * s);
-            dhi[nb + j] = dzi[k];
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t i0 = b * R, r = n - i0 < R ? n - i0 : R;
+        nf_real t[TANH_BLOCK], e[TANH_BLOCK];
+        for (int64_t q = 0; q < r; q++) memcpy(dx + (i0 + q) * S, dz + (i0 + q) * S, sizeof(nf_real) * (size_t)D);
+        for (int32_t j0 = 0; j0 < nb; j0 += TANH_BLOCK) {
+            int32_t m = nb - j0 < TANH_BLOCK ? nb - j0 : TANH_BLOCK;
+            tanh_scales(h, nb, i0, r, j0, m, t, e);
+            for (int64_t q = 0; q < r; q++) {
+                int64_t i = i0 + q;
+                const nf_real *xi = x + i * S, *dzi = dz + i * S;
+                nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb + j0;
+                for (int32_t j = 0; j < m; j++) {
+                    int32_t k = c->ib[j0 + j];
+                    nf_real s = t[q * m + j], ej = e[q * m + j];
+                    dxi[k] = dzi[k] * ej;
+                    dhi[j] = (dzi[k] * xi[k] * ej + dld[i]) * (1 - s * s);
+                    dhi[nb + j] = dzi[k];
+                }
+            }
         }
     }
 }
