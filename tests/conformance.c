@@ -1066,14 +1066,6 @@ static double wide_loss(nf_flow *f, const nf_real *x, int64_t n) {
     return s / (double)n;
 }
 
-static nf_layer *mk_wide(nf_registry *c, int32_t D, int t) {
-    nf_layer *L = NULL;
-    nf_scale_type sc = t % 2 ? NF_SCALE_SIGMOID : NF_SCALE_TANH;
-    if (t < 4) assert_int_equal(nf_maf_create(c, "l", D, t >= 2, 6, 1, NF_ACT_TANH, sc, NF_ORDER_RANDOM, 0, &L), NF_OK);
-    else assert_int_equal(nf_affine_coupling_create(c, "l", D, NF_PART_HALVES, 0, 6, 1, NF_ACT_TANH, NF_SCALE_TANH, 0, &L), NF_OK);
-    return L;
-}
-
 /* The affine scales go through vector calls in blocks of 256 values (maf.c: 256 coordinates of a row;
  * coupling.c's tanh coupling: whole rows, 256 a call on 2-D data, or 256 coordinates of a longer row),
  * where the suite's cases have at most 16 dimensions and 5 rows. MAF and IAF blocks on D = 300 (tanh and
@@ -1085,16 +1077,21 @@ static nf_layer *mk_wide(nf_registry *c, int32_t D, int t) {
  * random direction of all parameters. */
 static void test_wide_affine_blocks(void **state) {
     NF_UNUSED(state);
-    struct { const char *name; int32_t D; int64_t n; } cs[] = {
-        {"MAF, tanh", 300, 3}, {"MAF, sigmoid", 300, 3}, {"IAF, tanh", 300, 3}, {"IAF, sigmoid", 300, 3},
-        {"coupling, tanh", 600, 3}, {"coupling, 2-D", 2, 600}};
+    /* coupling 0: a MAF (iaf 0) or IAF (iaf 1) block with that scale; 1: RealNVP's tanh coupling */
+    struct { const char *name; int coupling, iaf; nf_scale_type scale; int32_t D; int64_t n; } cs[] = {
+        {"MAF, tanh", 0, 0, NF_SCALE_TANH, 300, 3}, {"MAF, sigmoid", 0, 0, NF_SCALE_SIGMOID, 300, 3},
+        {"IAF, tanh", 0, 1, NF_SCALE_TANH, 300, 3}, {"IAF, sigmoid", 0, 1, NF_SCALE_SIGMOID, 300, 3},
+        {"coupling, tanh", 1, 0, NF_SCALE_TANH, 600, 3}, {"coupling, 2-D", 1, 0, NF_SCALE_TANH, 2, 600}};
     for (int t = 0; t < (int)(sizeof cs / sizeof cs[0]); t++) {
         int32_t D = cs[t].D;
         int64_t n = cs[t].n, nd = n * D;
-        int iaf = t == 2 || t == 3;
+        int iaf = cs[t].iaf;
         nf_registry ctx;
         memset(&ctx, 0, sizeof ctx);
-        nf_layer *L = mk_wide(&ctx, D, t);
+        nf_layer *L = NULL;
+        if (cs[t].coupling)
+            assert_int_equal(nf_affine_coupling_create(&ctx, "l", D, NF_PART_HALVES, 0, 6, 1, NF_ACT_TANH, cs[t].scale, 0, &L), NF_OK);
+        else assert_int_equal(nf_maf_create(&ctx, "l", D, iaf, 6, 1, NF_ACT_TANH, cs[t].scale, NF_ORDER_RANDOM, 0, &L), NF_OK);
         nf_flow *f = NULL;
         assert_int_equal(nf_flow_from_layers(&ctx, &L, 1, NF_PRIOR_NORMAL, D, &f), NF_OK);
         nf_rng rng;
@@ -1115,7 +1112,6 @@ static void test_wide_affine_blocks(void **state) {
         for (int64_t i = 0; i < n; i++) inv = fmax(inv, fabs((double)ld[i] + (double)ldi[i]) / (1 + fabs((double)ld[i])));
         /* the one-pass direction's diagonal by central differences */
         const nf_real *in = iaf ? z : x;
-        for (int64_t i = 0; i < n; i++) l2[i] = 0;
         double *sumlog = calloc((size_t)n, sizeof(double));
         assert_non_null(sumlog);
         for (int32_t d = 0; d < D; d++) {

@@ -476,11 +476,10 @@ void parse_options(int argc, char **argv, unsigned cmd, const char *usage, opts 
  * (nf_config_field_applies), so the CLI and the library cannot disagree; likewise --perm and --batchnorm,
  * which go between blocks only (recipes.c), so that one block has none. */
 void check_config_options(const opts *o, const nf_config *cfg) {
-    for (int k = 0; k < 2; k++) {
-        opt_code code = k ? O_BN : O_PERM;
-        if (GIVEN(o, code) && nf_config_field_applies(cfg, k ? "batchnorm" : "perm") == 0)
-            die("option --%s: the %s model puts it between blocks, and --depth 1 makes one block", k ? "batchnorm" : "perm", nf_model_name(cfg->model));
-    }
+    static const struct { opt_code code; const char *field; } between[] = {{O_PERM, "perm"}, {O_BN, "batchnorm"}};
+    for (size_t k = 0; k < sizeof between / sizeof between[0]; k++)
+        if (GIVEN(o, between[k].code) && nf_config_field_applies(cfg, between[k].field) == 0)
+            die("option --%s: the %s model puts it between blocks, and --depth 1 makes one block", between[k].field, nf_model_name(cfg->model));
     if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
     const char *t = nf_enum_name("transform", (int)cfg->transform);
     if ((GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)) && nf_config_field_applies(cfg, "bins") == 0)
