@@ -1067,21 +1067,23 @@ static double wide_loss(nf_flow *f, const nf_real *x, int64_t n) {
 }
 
 /* The affine scales go through vector calls in blocks of 256 values (maf.c: 256 coordinates of a row;
- * coupling.c's tanh coupling: whole rows, 256 a call on 2-D data, or 256 coordinates of a longer row),
- * where the suite's cases have at most 16 dimensions and 5 rows. MAF and IAF blocks on D = 300 (tanh and
- * sigmoid scales), the tanh coupling on D = 600 (300 scales a row) and on D = 2 with 600 rows (blocks of
- * 256 rows, the last partial); every parameter perturbed; against finite differences computed here: the
+ * coupling.c's affine couplings: whole rows, 256 a call on 2-D data, or 256 coordinates of a longer row),
+ * where the suite's cases have at most 16 dimensions and 5 rows. MAF and IAF blocks on D = 300, the
+ * coupling on D = 600 (300 scales a row) and on D = 2 with 600 rows (blocks of 256 rows, the last
+ * partial), each with tanh and sigmoid scales; every parameter perturbed; against finite differences computed here: the
  * log-det equals Σ_d log ∂out_d/∂in_d of the one-pass direction (MAF's and the coupling's forward, IAF's
  * inverse; the Jacobian is triangular, so its diagonal suffices), the inverse undoes the forward with the
  * opposite log-det, ∂NLL/∂x at rows and coordinates in different blocks, and the NLL's derivative along a
  * random direction of all parameters. */
 static void test_wide_affine_blocks(void **state) {
     NF_UNUSED(state);
-    /* coupling 0: a MAF (iaf 0) or IAF (iaf 1) block with that scale; 1: RealNVP's tanh coupling */
+    /* coupling 0: a MAF (iaf 0) or IAF (iaf 1) block with that scale; 1: the affine coupling with it
+     * (RealNVP's tanh, Glow's sigmoid) */
     struct { const char *name; int coupling, iaf; nf_scale_type scale; int32_t D; int64_t n; } cs[] = {
         {"MAF, tanh", 0, 0, NF_SCALE_TANH, 300, 3}, {"MAF, sigmoid", 0, 0, NF_SCALE_SIGMOID, 300, 3},
         {"IAF, tanh", 0, 1, NF_SCALE_TANH, 300, 3}, {"IAF, sigmoid", 0, 1, NF_SCALE_SIGMOID, 300, 3},
-        {"coupling, tanh", 1, 0, NF_SCALE_TANH, 600, 3}, {"coupling, 2-D", 1, 0, NF_SCALE_TANH, 2, 600}};
+        {"coupling, tanh", 1, 0, NF_SCALE_TANH, 600, 3}, {"coupling, tanh 2-D", 1, 0, NF_SCALE_TANH, 2, 600},
+        {"coupling, sigmoid", 1, 0, NF_SCALE_SIGMOID, 600, 3}, {"coupling, sigmoid 2-D", 1, 0, NF_SCALE_SIGMOID, 2, 600}};
     for (int t = 0; t < (int)(sizeof cs / sizeof cs[0]); t++) {
         int32_t D = cs[t].D;
         int64_t n = cs[t].n, nd = n * D;

@@ -32,10 +32,11 @@ void nf_logistic_quantile_ref(const double *u, double T, nf_real *z, int64_t n);
  * affine couplings and of MAF's sigmoid-scaled blocks (nf_sigmoid_shift is the array form). */
 static inline nf_real nf_sigmoid(nf_real v) { return v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)); }
 static inline nf_real nf_log_sigmoid(nf_real v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
-/* sg_j = σ(h_j + shift) = 1 / (1 + e^−(h_j + shift)) over n values, and returns Σ_j log σ(h_j + shift) in
- * double if with_log (else 0): Glow's affine coupling scale and its log-det. Vectorised as above. */
-double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log);
-double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log);
+/* sg_j = σ(h_j + shift) = 1 / (1 + e^−(h_j + shift)) and ls_j = log σ(h_j + shift) over n values: Glow's
+ * affine coupling scale and its log (the log-det's terms). Vectorised as above; within a few float ulps
+ * of the reference (σ relative, log σ absolute). */
+void nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, nf_real *ls, int64_t n);
+void nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, nf_real *ls, int64_t n);
 /* y_j ← tanh(y_j + b_j) over n values in place: the tanh layers of the MLPs and MADEs (the default on
  * tables). Vectorised as above; nf_tanh_bias_ref is the scalar loop. Within a few float ulps of it. */
 void nf_tanh_bias(nf_real *y, const nf_real *b, int64_t n);
@@ -45,12 +46,11 @@ void nf_tanh_bias_ref(nf_real *y, const nf_real *b, int64_t n);
  * nf_exp_inplace_ref is the scalar loop. */
 void nf_exp_inplace(double *v, int64_t n);
 void nf_exp_inplace_ref(double *v, int64_t n);
-/* t_j = tanh(h_j) and e_j = e^(t_j) over n values, returning Σ_j t_j in double: the scale e^s and the
- * log-det Σ s of an affine autoregressive block with s = tanh(h) (maf.c). Vectorised as above (the sum in
- * float lanes, as nf_sigmoid_shift's); nf_tanh_exp_ref is the scalar loop. t and e within a few float ulps
- * of it, the sum within float rounding of Σ|t_j|. */
-double nf_tanh_exp(const nf_real *h, nf_real *t, nf_real *e, int64_t n);
-double nf_tanh_exp_ref(const nf_real *h, nf_real *t, nf_real *e, int64_t n);
+/* t_j = tanh(h_j) and e_j = e^(t_j) over n values: the scale e^s and the log-det's terms s of an affine
+ * coupling or autoregressive block with s = tanh(h). Vectorised as above; nf_tanh_exp_ref is the scalar
+ * loop. t and e within a few float ulps of it. */
+void nf_tanh_exp(const nf_real *h, nf_real *t, nf_real *e, int64_t n);
+void nf_tanh_exp_ref(const nf_real *h, nf_real *t, nf_real *e, int64_t n);
 
 /* ---------------------------------------------------------------- dense kernels (gemm.c, lu.c) */
 /* C(m,n) = alpha·op(A)·op(B) + beta·C, row-major, leading dimensions as in BLAS. The fast version uses

@@ -10,9 +10,10 @@
  * arrays they run 7× faster on 8 double lanes and 3.7× on 4. Likewise the MADEs' tanh layers and the
  * rational-quadratic spline's softmaxes (2K exp per transformed value): a third and a fifth of a default
  * table's training as scalar calls (AMD Zen 3); then the spline's knot derivatives (K − 1 exp more in
- * the same call) and the affine autoregressive blocks' scales e^tanh(h), a tenth together. Sums are taken
- * in lanes, then across them: a path's result is the same for every thread count (a call covers one row
- * or a fixed block of it), and the paths differ from the reference only by rounding (test_core's
+ * the same call) and the affine autoregressive blocks' scales e^tanh(h), a tenth together. The logistic's sum is
+ * taken in lanes, then across them: a path's result is the same for every thread count (a call covers one
+ * row or a fixed block of it); the other functions give one value per element (their callers sum the
+ * log-dets in double, in coordinate order), and the paths differ from the reference only by rounding (test_core's
  * test_logistic_vmath bounds it). */
 #include "kernels/kernels.h"
 
@@ -41,16 +42,14 @@ void nf_logistic_quantile_ref(const double *u, double T, nf_real *z, int64_t n) 
     for (int64_t j = 0; j < n; j++) z[j] = (nf_real)(T * (log(u[j]) - log1p(-u[j])));
 }
 
-/* See kernels.h: sg_j = σ(h_j + shift), and Σ_j log σ(h_j + shift) if with_log (else 0); the scalar loop
- * of the one-value forms. */
-double nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log) {
-    double s = 0;
+/* See kernels.h: sg_j = σ(h_j + shift) and ls_j = log σ(h_j + shift), the scalar loop of the one-value
+ * forms. */
+void nf_sigmoid_shift_ref(const nf_real *h, nf_real shift, nf_real *sg, nf_real *ls, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
         nf_real v = h[j] + shift;
         sg[j] = nf_sigmoid(v);
-        if (with_log) s += nf_log_sigmoid(v);
+        ls[j] = nf_log_sigmoid(v);
     }
-    return s;
 }
 
 /* See kernels.h: y_j ← tanh(y_j + b_j), the scalar loop. */
@@ -63,15 +62,12 @@ void nf_exp_inplace_ref(double *v, int64_t n) {
     for (int64_t j = 0; j < n; j++) v[j] = exp(v[j]);
 }
 
-/* See kernels.h: t_j = tanh(h_j), e_j = e^(t_j), returns Σ_j t_j; the scalar loop, summed in double. */
-double nf_tanh_exp_ref(const nf_real *h, nf_real *t, nf_real *e, int64_t n) {
-    double s = 0;
+/* See kernels.h: t_j = tanh(h_j), e_j = e^(t_j), the scalar loop. */
+void nf_tanh_exp_ref(const nf_real *h, nf_real *t, nf_real *e, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
         t[j] = tanh(h[j]);
         e[j] = exp(t[j]);
-        s += t[j];
     }
-    return s;
 }
 
 /* GCC only: clang (14) does not map these declarations to libmvec and leaves the loops scalar */
@@ -107,17 +103,13 @@ float tanhf(float);
         }                                                                                                     \
         return s;                                                                                             \
     }                                                                                                         \
-    __attribute__((target(isa))) static double sigmoid_shift_##suffix(const nf_real *h, nf_real shift,         \
-                                                                      nf_real *sg, int64_t n, int with_log) { \
-        float s = 0; /* in 16 / 8 float lanes, each a sum of at most n / 8 terms */                          \
-        /* always with the log: one loop, so σ is the same bits with or without it (the loop's vector body   \
-         * and its remainder can round differently, and forward and inverse must agree) */                  \
-        _Pragma("omp simd reduction(+ : s)") for (int64_t j = 0; j < n; j++) {                                \
+    __attribute__((target(isa))) static void sigmoid_shift_##suffix(const nf_real *h, nf_real shift,           \
+                                                                    nf_real *sg, nf_real *ls, int64_t n) {    \
+        _Pragma("omp simd") for (int64_t j = 0; j < n; j++) {                                                 \
             float v = h[j] + shift, a = fabsf(v), e = expf(-a), m = 0.5f * (v - a);                           \
             sg[j] = expf(m) / (1 + e);                                                                        \
-            s += m - log1pf(e);                                                                               \
+            ls[j] = m - log1pf(e);                                                                            \
         }                                                                                                     \
-        return with_log ? s : 0;                                                                              \
     }                                                                                                         \
     __attribute__((target(isa))) static void logistic_quantile_##suffix(const double *u, double T, nf_real *z,  \
                                                                         int64_t n) {                          \
@@ -133,16 +125,13 @@ float tanhf(float);
     __attribute__((target(isa))) static void exp_inplace_##suffix(double *v, int64_t n) {                     \
         _Pragma("omp simd") for (int64_t j = 0; j < n; j++) v[j] = (exp)(v[j]);                                \
     }                                                                                                         \
-    __attribute__((target(isa))) static double tanh_exp_##suffix(const nf_real *h, nf_real *t, nf_real *e,     \
-                                                                 int64_t n) {                                 \
-        float s = 0; /* in float lanes, as sigmoid_shift's */                                                  \
-        _Pragma("omp simd reduction(+ : s)") for (int64_t j = 0; j < n; j++) {                                \
+    __attribute__((target(isa))) static void tanh_exp_##suffix(const nf_real *h, nf_real *t, nf_real *e,       \
+                                                               int64_t n) {                                   \
+        _Pragma("omp simd") for (int64_t j = 0; j < n; j++) {                                                 \
             float a = tanhf(h[j]);                                                                            \
             t[j] = a;                                                                                         \
             e[j] = expf(a);                                                                                   \
-            s += a;                                                                                           \
         }                                                                                                     \
-        return s;                                                                                             \
     }
 VMATH_PATH(avx512, "avx512f")
 VMATH_PATH(avx2, "avx2,fma")
@@ -177,9 +166,9 @@ void nf_logistic_grad(const nf_real *z, double d, nf_real *g, int64_t n) {
 }
 
 /* See kernels.h. */
-double nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, int64_t n, int with_log) {
-    VMATH_DISPATCH(return sigmoid_shift_avx512(h, shift, sg, n, with_log), return sigmoid_shift_avx2(h, shift, sg, n, with_log));
-    return nf_sigmoid_shift_ref(h, shift, sg, n, with_log);
+void nf_sigmoid_shift(const nf_real *h, nf_real shift, nf_real *sg, nf_real *ls, int64_t n) {
+    VMATH_DISPATCH(sigmoid_shift_avx512(h, shift, sg, ls, n); return, sigmoid_shift_avx2(h, shift, sg, ls, n); return);
+    nf_sigmoid_shift_ref(h, shift, sg, ls, n);
 }
 
 /* See kernels.h. */
@@ -201,7 +190,7 @@ void nf_exp_inplace(double *v, int64_t n) {
 }
 
 /* See kernels.h. */
-double nf_tanh_exp(const nf_real *h, nf_real *t, nf_real *e, int64_t n) {
-    VMATH_DISPATCH(return tanh_exp_avx512(h, t, e, n), return tanh_exp_avx2(h, t, e, n));
-    return nf_tanh_exp_ref(h, t, e, n);
+void nf_tanh_exp(const nf_real *h, nf_real *t, nf_real *e, int64_t n) {
+    VMATH_DISPATCH(tanh_exp_avx512(h, t, e, n); return, tanh_exp_avx2(h, t, e, n); return);
+    nf_tanh_exp_ref(h, t, e, n);
 }

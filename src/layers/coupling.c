@@ -144,168 +144,121 @@ static void additive_backward(const coupling *c, const nf_real *x, const nf_real
 
 const nf_coupling_math nf_coupling_additive = {1, additive_forward, additive_inverse, additive_backward};
 
-/* ------------------------------------------------------------------ affine, tanh scale (RealNVP)
- * The scales s = tanh(h_s) and e^s go through one vector call (vmath.c's nf_tanh_exp) per block of at
- * most TANH_BLOCK values: whole rows when a row has at most TANH_BLOCK of them (2-D data: one a row, so
- * 256 rows a call), else TANH_BLOCK of one row's. The blocks follow from n and nb alone, and a row's
- * log-det is summed in coordinate order, so results do not depend on the thread count. */
-#define TANH_BLOCK 256
+/* ------------------------------------------------------------------ affine, bounded scale (RealNVP, Glow)
+ * Both affine couplings are z_b = (x_b + a)·e^s + b with log|det| = Σ s, s bounded (layer.h's
+ * nf_affine_scales):
+ *   tanh (RealNVP):    (h_s, h_t) = h, s = tanh(h_s),       a = 0,   b = h_t
+ *   sigmoid (Glow):    (h_t, h_s) = h, s = log σ(h_s + 2),  a = h_t, b = 0
+ * The scales go through one vector call per block of at most AFF_BLOCK values: whole rows when a row
+ * has at most AFF_BLOCK of them (2-D data: one a row, so 256 rows a call), else AFF_BLOCK of one row's.
+ * The blocks follow from n and nb alone, and a row's log-det is summed in coordinate order, so results
+ * do not depend on the thread count. */
+#define AFF_BLOCK 256
 
 /* Rows per block: all of a block's rows' scales fit one call. */
-static int64_t tanh_rows(int32_t nb) { return nb <= TANH_BLOCK ? TANH_BLOCK / nb : 1; }
+static int64_t aff_rows(int32_t nb) { return nb <= AFF_BLOCK ? AFF_BLOCK / nb : 1; }
 
-/* t[q·m + j] = tanh(h_s) and e[q·m + j] = e^t of rows i0 … i0 + r − 1, coordinates j0 … j0 + m − 1
- * (r·m ≤ TANH_BLOCK) of the net output h (rows 2·nb apart, the nb h_s first). */
-static void tanh_scales(const nf_real *h, int32_t nb, int64_t i0, int64_t r, int32_t j0, int32_t m, nf_real *t, nf_real *e) {
-    nf_real hs[TANH_BLOCK];
-    for (int64_t q = 0; q < r; q++) memcpy(hs + q * m, h + (i0 + q) * 2 * nb + j0, sizeof(nf_real) * (size_t)m);
-    nf_tanh_exp(hs, t, e, r * m);
+/* Where a row of h = (h_s, h_t) or (h_t, h_s) holds h_s and h_t. */
+static int32_t hs_at(nf_scale_type sc, int32_t nb) { return sc == NF_SCALE_TANH ? 0 : nb; }
+static int32_t ht_at(nf_scale_type sc, int32_t nb) { return sc == NF_SCALE_TANH ? nb : 0; }
+
+/* s, e (and ds, may be NULL) at [q·m + j] for rows i0 … i0 + r − 1, coordinates j0 … j0 + m − 1 (r·m ≤
+ * AFF_BLOCK) of the net output h (rows 2·nb apart). */
+static void aff_scales(nf_scale_type sc, const nf_real *h, int32_t nb, int64_t i0, int64_t r, int32_t j0, int32_t m,
+                       nf_real *s, nf_real *e, nf_real *ds) {
+    nf_real hs[AFF_BLOCK];
+    for (int64_t q = 0; q < r; q++) memcpy(hs + q * m, h + (i0 + q) * 2 * nb + hs_at(sc, nb) + j0, sizeof(nf_real) * (size_t)m);
+    nf_affine_scales(sc, hs, r * m, s, e, ds);
 }
 
-/* (h_s, h_t) = h. inverse 0: z_b = x_b·exp(tanh(h_s)) + h_t, logdet += Σ tanh(h_s); inverse 1: x_b =
- * (z_b − h_t) / exp(tanh(h_s)), logdet −= Σ tanh(h_s). The other coordinates copied; logdet may be NULL. */
-static void affine_tanh_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-    int64_t R = tanh_rows(nb), blocks = (n + R - 1) / R;
+/* inverse 0: z_b = (x_b + a)·e^s + b, logdet += Σ s; inverse 1: x_b = (z_b − b)/e^s − a, logdet −= Σ s.
+ * The other coordinates copied; logdet may be NULL. */
+static void affine_map(const coupling *c, nf_scale_type sc, const nf_real *in, const nf_real *h, nf_real *out,
+                       nf_real *logdet, int64_t n, int inverse) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, glow = sc == NF_SCALE_SIGMOID;
+    int64_t R = aff_rows(nb), blocks = (n + R - 1) / R;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t b = 0; b < blocks; b++) {
-        int64_t i0 = b * R, r = n - i0 < R ? n - i0 : R;
-        nf_real ld[TANH_BLOCK], t[TANH_BLOCK], e[TANH_BLOCK];
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        int64_t i0 = blk * R, r = n - i0 < R ? n - i0 : R;
+        double ld[AFF_BLOCK];
+        nf_real s[AFF_BLOCK], e[AFF_BLOCK];
         for (int64_t q = 0; q < r; q++) {
             memcpy(out + (i0 + q) * S, in + (i0 + q) * S, sizeof(nf_real) * (size_t)D);
             ld[q] = 0;
         }
-        for (int32_t j0 = 0; j0 < nb; j0 += TANH_BLOCK) {
-            int32_t m = nb - j0 < TANH_BLOCK ? nb - j0 : TANH_BLOCK;
-            tanh_scales(h, nb, i0, r, j0, m, t, e);
+        for (int32_t j0 = 0; j0 < nb; j0 += AFF_BLOCK) {
+            int32_t m = nb - j0 < AFF_BLOCK ? nb - j0 : AFF_BLOCK;
+            aff_scales(sc, h, nb, i0, r, j0, m, s, e, NULL);
             for (int64_t q = 0; q < r; q++) {
-                const nf_real *ini = in + (i0 + q) * S, *ht = h + (i0 + q) * 2 * nb + nb + j0;
+                const nf_real *ini = in + (i0 + q) * S, *ht = h + (i0 + q) * 2 * nb + ht_at(sc, nb) + j0;
                 nf_real *outi = out + (i0 + q) * S;
                 for (int32_t j = 0; j < m; j++) {
                     int32_t k = c->ib[j0 + j];
-                    outi[k] = inverse ? (ini[k] - ht[j]) / e[q * m + j] : ini[k] * e[q * m + j] + ht[j];
-                    ld[q] += t[q * m + j];
+                    nf_real a = glow ? ht[j] : 0, b = glow ? 0 : ht[j], ej = e[q * m + j];
+                    outi[k] = inverse ? (ini[k] - b) / ej - a : (ini[k] + a) * ej + b;
+                    ld[q] += s[q * m + j];
                 }
             }
         }
         if (logdet)
-            for (int64_t q = 0; q < r; q++) logdet[i0 + q] += inverse ? -ld[q] : ld[q];
+            for (int64_t q = 0; q < r; q++) logdet[i0 + q] += (nf_real)(inverse ? -ld[q] : ld[q]);
     }
 }
 
-/* nf_coupling_math's forward and inverse: affine_tanh_map in each direction. */
-static void affine_tanh_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
-    affine_tanh_map(c, x, h, z, logdet, n, 0);
-}
-static void affine_tanh_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    affine_tanh_map(c, z, h, x, logdet, n, 1);
-}
-
-/* dx_b = dz_b·e^s; dh_s = (dz_b·x_b·e^s + dld)·(1 − s²); dh_t = dz_b. */
-static void affine_tanh_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
-                                 const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-    int64_t R = tanh_rows(nb), blocks = (n + R - 1) / R;
+/* dx_b = dz_b·e^s; dh_s = (dz_b·(x_b + a)·e^s + dld)·ds/dh_s; dh_t = ∂z_b/∂h_t·dz_b = dz_b·e^s (Glow) or
+ * dz_b (RealNVP). */
+static void affine_backward(const coupling *c, nf_scale_type sc, const nf_real *x, const nf_real *h, const nf_real *dz,
+                            const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, glow = sc == NF_SCALE_SIGMOID;
+    int64_t R = aff_rows(nb), blocks = (n + R - 1) / R;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t b = 0; b < blocks; b++) {
-        int64_t i0 = b * R, r = n - i0 < R ? n - i0 : R;
-        nf_real t[TANH_BLOCK], e[TANH_BLOCK];
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        int64_t i0 = blk * R, r = n - i0 < R ? n - i0 : R;
+        nf_real s[AFF_BLOCK], e[AFF_BLOCK], ds[AFF_BLOCK];
         for (int64_t q = 0; q < r; q++) memcpy(dx + (i0 + q) * S, dz + (i0 + q) * S, sizeof(nf_real) * (size_t)D);
-        for (int32_t j0 = 0; j0 < nb; j0 += TANH_BLOCK) {
-            int32_t m = nb - j0 < TANH_BLOCK ? nb - j0 : TANH_BLOCK;
-            tanh_scales(h, nb, i0, r, j0, m, t, e);
+        for (int32_t j0 = 0; j0 < nb; j0 += AFF_BLOCK) {
+            int32_t m = nb - j0 < AFF_BLOCK ? nb - j0 : AFF_BLOCK;
+            aff_scales(sc, h, nb, i0, r, j0, m, s, e, ds);
             for (int64_t q = 0; q < r; q++) {
                 int64_t i = i0 + q;
-                const nf_real *xi = x + i * S, *dzi = dz + i * S;
-                nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb + j0;
+                const nf_real *xi = x + i * S, *dzi = dz + i * S, *ht = h + i * 2 * nb + ht_at(sc, nb) + j0;
+                nf_real *dxi = dx + i * S, *dhs = dh + i * 2 * nb + hs_at(sc, nb) + j0, *dht = dh + i * 2 * nb + ht_at(sc, nb) + j0;
                 for (int32_t j = 0; j < m; j++) {
                     int32_t k = c->ib[j0 + j];
-                    nf_real s = t[q * m + j], ej = e[q * m + j];
-                    dxi[k] = dzi[k] * ej;
-                    dhi[j] = (dzi[k] * xi[k] * ej + dld[i]) * (1 - s * s);
-                    dhi[nb + j] = dzi[k];
+                    nf_real ej = e[q * m + j], g = dzi[k] * ej, a = glow ? ht[j] : 0;
+                    dxi[k] = g;
+                    dht[j] = glow ? g : dzi[k];
+                    dhs[j] = (g * (xi[k] + a) + dld[i]) * ds[q * m + j];
                 }
             }
         }
     }
 }
 
-const nf_coupling_math nf_coupling_affine_tanh = {2, affine_tanh_forward, affine_tanh_inverse, affine_tanh_backward};
-
-/* ------------------------------------------------------------------ affine, sigmoid scale (Glow) */
-
-/* The sigmoid scales of a row are computed SIG_BLOCK at a time into a stack buffer, as one vector call
- * (kernels/vmath.c: libmvec's expf and log1pf; the scalar calls were 3 % of glow-small's training). */
-#define SIG_BLOCK 256
-
-/* (h_t, h_s) = h, σ = sigmoid(h_s + 2): z_b = (x_b + h_t)·σ; log|det| = Σ log σ. */
-static void affine_sigmoid_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb;
-        nf_real *zi = z + i * S, sg[SIG_BLOCK];
-        double ld = 0;
-        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j0 = 0; j0 < nb; j0 += SIG_BLOCK) {
-            int32_t m = nb - j0 < SIG_BLOCK ? nb - j0 : SIG_BLOCK;
-            ld += nf_sigmoid_shift(hi + nb + j0, 2, sg, m, logdet != NULL);
-            for (int32_t j = j0; j < j0 + m; j++) {
-                int32_t k = c->ib[j];
-                zi[k] = (xi[k] + hi[j]) * sg[j - j0];
-            }
-        }
-        if (logdet) logdet[i] += (nf_real)ld;
-    }
+/* nf_coupling_math's three loops for each scale: affine_map in each direction, affine_backward. */
+static void tanh_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    affine_map(c, NF_SCALE_TANH, x, h, z, logdet, n, 0);
+}
+static void tanh_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    affine_map(c, NF_SCALE_TANH, z, h, x, logdet, n, 1);
+}
+static void tanh_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz, const nf_real *dld,
+                          nf_real *dx, nf_real *dh, int64_t n) {
+    affine_backward(c, NF_SCALE_TANH, x, h, dz, dld, dx, dh, n);
+}
+static void sigmoid_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    affine_map(c, NF_SCALE_SIGMOID, x, h, z, logdet, n, 0);
+}
+static void sigmoid_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    affine_map(c, NF_SCALE_SIGMOID, z, h, x, logdet, n, 1);
+}
+static void sigmoid_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz, const nf_real *dld,
+                             nf_real *dx, nf_real *dh, int64_t n) {
+    affine_backward(c, NF_SCALE_SIGMOID, x, h, dz, dld, dx, dh, n);
 }
 
-/* x_b = z_b/σ − h_t; logdet −= Σ log σ. */
-static void affine_sigmoid_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * S, *hi = h + i * 2 * nb;
-        nf_real *xi = x + i * S, sg[SIG_BLOCK];
-        double ld = 0;
-        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j0 = 0; j0 < nb; j0 += SIG_BLOCK) {
-            int32_t m = nb - j0 < SIG_BLOCK ? nb - j0 : SIG_BLOCK;
-            ld += nf_sigmoid_shift(hi + nb + j0, 2, sg, m, logdet != NULL);
-            for (int32_t j = j0; j < j0 + m; j++) {
-                int32_t k = c->ib[j];
-                xi[k] = zi[k] / sg[j - j0] - hi[j];
-            }
-        }
-        if (logdet) logdet[i] -= (nf_real)ld;
-    }
-}
-
-/* dx_b = dz_b·σ; dh_t = dz_b·σ; dh_s = dz_b·(x_b + h_t)·σ(1 − σ) + dld·(1 − σ). */
-static void affine_sigmoid_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
-                                    const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb, *dzi = dz + i * S;
-        nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb;
-        nf_real sgb[SIG_BLOCK];
-        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j0 = 0; j0 < nb; j0 += SIG_BLOCK) {
-            int32_t m = nb - j0 < SIG_BLOCK ? nb - j0 : SIG_BLOCK;
-            nf_sigmoid_shift(hi + nb + j0, 2, sgb, m, 0);
-            for (int32_t j = j0; j < j0 + m; j++) {
-                int32_t k = c->ib[j];
-                nf_real sg = sgb[j - j0];
-                dxi[k] = dzi[k] * sg;
-                dhi[j] = dzi[k] * sg;
-                nf_real dsg = dzi[k] * (xi[k] + hi[j]);
-                dhi[nb + j] = dsg * sg * (1 - sg) + dld[i] * (1 - sg);
-            }
-        }
-    }
-}
-
-const nf_coupling_math nf_coupling_affine_sigmoid = {2, affine_sigmoid_forward, affine_sigmoid_inverse, affine_sigmoid_backward};
+const nf_coupling_math nf_coupling_affine_tanh = {2, tanh_forward, tanh_inverse, tanh_backward};
+const nf_coupling_math nf_coupling_affine_sigmoid = {2, sigmoid_forward, sigmoid_inverse, sigmoid_backward};
 
 /* ------------------------------------------------------------------ construction */
 /* Partition of 0..D−1 into a (conditioning) and b (transformed) into c->ia/ib (owned); parity 1 swaps

@@ -1,7 +1,8 @@
 /* layers/coupling_impl.h — PRIVATE to coupling.c and conv_coupling.c: the coupling struct, the shared
  * bookkeeping (net call on the conditioning half, sizes, net backward and scatter) and the per-variant
  * formulas. Each variant (additive, affine-tanh, affine-sigmoid, split-Gaussian) is one
- * nf_coupling_math: three row loops with the lecture's formula, no mode branches inside.
+ * nf_coupling_math: three row loops with the lecture's formula (the two affine variants share theirs, the
+ * one map z_b = (x_b + a)·e^s + b with the scale type as an argument).
  * Cache layout (n rows): x_a (n, na) | net output h (n, nout) | net cache. */
 #ifndef NF_COUPLING_IMPL_H
 #define NF_COUPLING_IMPL_H

@@ -36,6 +36,14 @@ nf_status nf_layer_sum(const nf_layer *L, double *buf, int64_t n) {
     return NF_OK;
 }
 
+/* See layer.h: vmath.c's e^tanh or shifted sigmoid, then the derivative of s. */
+void nf_affine_scales(nf_scale_type scale, const nf_real *h, int64_t n, nf_real *s, nf_real *e, nf_real *ds) {
+    if (scale == NF_SCALE_TANH) nf_tanh_exp(h, s, e, n);
+    else nf_sigmoid_shift(h, 2, e, s, n); /* e = σ(h + 2), s = log σ */
+    if (ds)
+        for (int64_t j = 0; j < n; j++) ds[j] = scale == NF_SCALE_TANH ? 1 - s[j] * s[j] : 1 - e[j];
+}
+
 /* No matrix products: 0 FLOPs. */
 int64_t nf_no_flops(const nf_layer *L) {
     NF_UNUSED(L);

@@ -196,5 +196,10 @@ void nf_layer_no_destroy(nf_layer *L);
 /* buf[0..n) ← its sum over the processes of a data-parallel pass (L->reducer); a no-op with none.
  * NF_ERR_IO (reason set) if the transport failed. */
 nf_status nf_layer_sum(const nf_layer *L, double *buf, int64_t n);
+/* The bounded log-scales of n affine maps z = (x + a)·e^s + b (the affine couplings, the affine
+ * autoregressive blocks) from their net outputs h_s: s_j = tanh(h_j) (NF_SCALE_TANH, RealNVP) or log σ(h_j
+ * + 2) (NF_SCALE_SIGMOID, Glow), e_j = e^(s_j), and ds_j = ds/dh at h_j (1 − s², or 1 − σ; ds may be
+ * NULL). Over arrays through vmath.c, so one call should cover a block of values. */
+void nf_affine_scales(nf_scale_type scale, const nf_real *h, int64_t n, nf_real *s, nf_real *e, nf_real *ds);
 
 #endif

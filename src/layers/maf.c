@@ -55,22 +55,6 @@ static int64_t ar_flops(const nf_layer *L) {
  * (rqspline.c). */
 #define AFF_BLOCK 256
 
-/* The affine scales of m ≤ AFF_BLOCK coordinates from their h_s values hs[0..m): e_j = e^(s_j) and
- * ds_j = ds/dh_s at h_s = hs[j] (ds may be NULL); returns Σ_j s_j. */
-static double affine_scales(const ar_layer *A, const nf_real *hs, int32_t m, nf_real *e, nf_real *ds) {
-    if (A->scale == NF_SCALE_TANH) { /* s = tanh(h_s), ds = 1 − s² */
-        nf_real t[AFF_BLOCK];
-        double sum = nf_tanh_exp(hs, t, e, m);
-        if (ds)
-            for (int32_t j = 0; j < m; j++) ds[j] = 1 - t[j] * t[j];
-        return sum;
-    }
-    double sum = nf_sigmoid_shift(hs, 2, e, m, 1); /* s = log σ(h_s + 2): e^s = σ, ds = 1 − σ */
-    if (ds)
-        for (int32_t j = 0; j < m; j++) ds[j] = 1 - e[j];
-    return sum;
-}
-
 /* One row of the map (inverse 0: out = v = τ(u) from in = u) or of its inverse (inverse 1: out = u =
  * τ⁻¹(v) from in = v; affine u = μ + v / e^s, spline the exact root), coordinate by coordinate; returns
  * Σ_d log ∂v_d/∂u_d at the row's u (the forward's log-det in both directions). */
@@ -90,9 +74,12 @@ static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *in, n
     for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
         int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
         const nf_real *mu = th + d0;
-        nf_real e[AFF_BLOCK];
-        ld += affine_scales(A, mu + D, m, e, NULL);
-        for (int32_t j = 0; j < m; j++) out[d0 + j] = inverse ? mu[j] + in[d0 + j] / e[j] : (in[d0 + j] - mu[j]) * e[j];
+        nf_real s[AFF_BLOCK], e[AFF_BLOCK];
+        nf_affine_scales(A->scale, mu + D, m, s, e, NULL);
+        for (int32_t j = 0; j < m; j++) {
+            out[d0 + j] = inverse ? mu[j] + in[d0 + j] / e[j] : (in[d0 + j] - mu[j]) * e[j];
+            ld += s[j];
+        }
     }
     return ld;
 }
@@ -120,8 +107,8 @@ static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, 
     for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
         int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
         const nf_real *mu = th + d0;
-        nf_real e[AFF_BLOCK], ds[AFF_BLOCK];
-        affine_scales(A, mu + D, m, e, ds);
+        nf_real s[AFF_BLOCK], e[AFF_BLOCK], ds[AFF_BLOCK];
+        nf_affine_scales(A->scale, mu + D, m, s, e, ds);
         for (int32_t j = 0; j < m; j++) {
             nf_real gv = c ? csign * c[d0 + j] : 0, g = gv * e[j], v = (u[d0 + j] - mu[j]) * e[j];
             dth[d0 + j] = -g;
