@@ -55,6 +55,21 @@ head -3 "$T/test.csv" >"$T/rows.csv"
 "$NFLOW" sample --model "$T/cond.ckpt" --context "$T/rows.csv" --out "$T/s2.csv" >/dev/null 2>"$T/err" && [ "$(wc -l <"$T/s2.csv")" -eq 3 ] && ok ||
     bad "sample --context whole rows: $(cat "$T/err")"
 
+# encode / decode: rows of the training layout in and out, the context columns passed through; latents
+# near N(0, 1) with the right contexts, far out with c1 shifted by 1 (x1 = 2·c1 + noise 0.2); decode(encode(x)) = x
+"$NFLOW" encode --model "$T/cond.ckpt" --in "$T/test.csv" --out "$T/z.csv" 2>"$T/err" && [ "$(head -1 "$T/z.csv")" = "c1,z1,c2,z2" ] &&
+    [ "$(wc -l <"$T/z.csv")" -eq 1001 ] && ok || bad "conditional encode: $(cat "$T/err") $(head -1 "$T/z.csv")"
+awk -F, 'NR == FNR { if (FNR > 1) { c1[FNR] = $1; c2[FNR] = $3 }; next }
+         FNR > 1 { if ($1 - c1[FNR] > 1e-6 || c1[FNR] - $1 > 1e-6 || $3 - c2[FNR] > 1e-6 || c2[FNR] - $3 > 1e-6) bad = 1; s += $2 * $2 + $4 * $4; n += 2 }
+         END { exit bad || s / n > 2 }' "$T/test.csv" "$T/z.csv" && ok || bad "encode: context columns changed, or latents not near N(0, 1)"
+awk -F, 'BEGIN { OFS = "," } NR > 1 { $1 += 1 } { print }' "$T/test.csv" >"$T/shifted.csv"
+"$NFLOW" encode --model "$T/cond.ckpt" --in "$T/shifted.csv" --out "$T/zs.csv" 2>"$T/err" &&
+    awk -F, 'FNR > 1 { s += $2 * $2; n++ } END { exit !(s / n > 20) }' "$T/zs.csv" && ok || bad "encode ignores the context: $(cat "$T/err")"
+"$NFLOW" decode --model "$T/cond.ckpt" --in "$T/z.csv" --out "$T/xd.csv" 2>"$T/err" && [ "$(head -1 "$T/xd.csv")" = "c1,x1,c2,x2" ] &&
+    awk -F, 'NR == FNR { for (j = 1; j <= 4; j++) v[FNR, j] = $j; next }
+             FNR > 1 { for (j = 1; j <= 4; j++) { d = $j - v[FNR, j]; if (d > 1e-4 || d < -1e-4) bad = 1 } }
+             END { exit bad }' "$T/test.csv" "$T/xd.csv" && ok || bad "conditional decode(encode(x)) != x: $(cat "$T/err")"
+
 # refusals
 WANT="--context-cols" refused "$NFLOW" train --model realnvp --data moons --context-cols 1 --steps 2 --out "$T/r.ckpt"
 WANT="nosuch" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --context-cols nosuch --steps 2 --out "$T/r.ckpt"
@@ -63,7 +78,8 @@ WANT="at least one must be modelled" refused "$NFLOW" train --model realnvp --da
 WANT="not conditional" refused "$NFLOW" sample --model "$T/uncond.ckpt" --context "$T/ctx.csv"
 WANT="--context FILE.csv" refused "$NFLOW" sample --model "$T/cond.ckpt"
 WANT="columns" refused "$NFLOW" eval --model "$T/cond.ckpt" --data "$T/test-x.csv"
-WANT="conditional" refused "$NFLOW" encode --model "$T/cond.ckpt" --in "$T/test-x.csv"
+WANT="2 columns; the conditional model .* training layout: 4 columns" refused "$NFLOW" encode --model "$T/cond.ckpt" --in "$T/test-x.csv"
+WANT="4 columns (2 latent, 2 context)" refused "$NFLOW" decode --model "$T/cond.ckpt" --in "$T/test-x.csv"
 WANT="--class" refused "$NFLOW" sample --model "$T/cond.ckpt" --class 1 --context "$T/ctx.csv"
 for m in nice glow nsf maf iaf; do # every vector model takes a context
     "$NFLOW" train --model $m --depth 2 --hidden 8 --steps 3 --batch 16 --data "$T/train.csv" --context-cols c2 --out "$T/m.ckpt" --quiet >/dev/null 2>"$T/err" &&
@@ -148,6 +164,7 @@ WANT="class labels" refused "$NFLOW" train "${I[@]}" --steps 2 --condition label
 WANT="not a class" refused "$NFLOW" sample --model "$T/ci.ckpt" --class 5 --out "$T/x.png"
 WANT="--class" refused "$NFLOW" sample --model "$T/ui.ckpt" --class 1 --out "$T/x.png"
 WANT="class labels" refused "$NFLOW" eval --model "$T/ci.ckpt" --data "$T/i2-idx3-ubyte"
+WANT="class-conditional: encode works on table models" refused "$NFLOW" encode --model "$T/ci.ckpt" --in "$T/test.csv"
 WANT="--condition" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --condition labels --steps 2 --out "$T/r3.ckpt"
 
 finish

@@ -66,6 +66,12 @@ void check_column_order(const nf_flow *f, const nf_dataset *d, const char *path)
 int field_at(const char *s, int32_t k, const char **a, const char **z);
 /* The columns of d split by mask into new datasets *x (the others) and *c (the masked ones, in column order). */
 void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_dataset **c);
+/* split_columns' inverse: rows of D + K values into out, the K context values c (rows of K) in the columns
+ * of mask, the D values x (rows of D) in the others, each in column order. */
+void join_columns(uint64_t mask, const nf_real *x, int32_t D, const nf_real *c, int32_t K, int64_t n, nf_real *out);
+/* The header of a conditional table model f's layout with the modelled columns renamed prefix1, prefix2,
+ * … and the context columns under the model's names (c1, c2, … if it has none); malloc'd. */
+char *layout_names(const nf_flow *f, const char *prefix);
 /* "a,b" (the 1-based numbers of the mask's columns) into buf. */
 void mask_words(uint64_t mask, char *buf, unsigned long n);
 

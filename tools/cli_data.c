@@ -299,6 +299,34 @@ void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_datase
     *x = a, *c = b;
 }
 
+void join_columns(uint64_t mask, const nf_real *x, int32_t D, const nf_real *c, int32_t K, int64_t n, nf_real *out) {
+    int32_t M = D + K;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t a = 0, b = 0;
+        for (int32_t j = 0; j < M; j++) out[i * M + j] = j < 64 && ((mask >> j) & 1u) ? c[i * K + b++] : x[i * D + a++];
+    }
+}
+
+char *layout_names(const nf_flow *f, const char *prefix) {
+    const nf_config *cfg = nf_flow_config(f);
+    const char *mine = nf_flow_columns(f);
+    int32_t M = cfg->dim + cfg->context_dim, a = 0, b = 0;
+    size_t cap = (mine ? strlen(mine) : 0) + (size_t)M * (strlen(prefix) + 12) + 1;
+    char *s = malloc(cap);
+    if (!s) die("out of memory");
+    s[0] = 0;
+    for (int32_t j = 0; j < M; j++) {
+        const char *p = NULL, *z = NULL;
+        size_t len = strlen(s);
+        if (j < 64 && ((cfg->context_cols >> j) & 1u)) {
+            b++;
+            if (mine && field_at(mine, j, &p, &z)) snprintf(s + len, cap - len, "%s%.*s", j ? "," : "", (int)(z - p), p);
+            else snprintf(s + len, cap - len, "%sc%d", j ? "," : "", (int)b);
+        } else snprintf(s + len, cap - len, "%s%s%d", j ? "," : "", prefix, (int)++a);
+    }
+    return s;
+}
+
 void mask_words(uint64_t mask, char *buf, unsigned long n) {
     buf[0] = 0;
     for (int j = 0; j < 64; j++)

@@ -14,10 +14,12 @@ static const char *sample_help =
     "as given); a class-conditional image model: one grid row per class (-n per row, 10) or --class K.\n";
 static const char *encode_help =
     "usage: nflow encode --model MODEL.ckpt --in DATA.csv [--out LATENT.csv]\n"
-    "Inference z = G⁻¹(x) for every row (the forward pass of the flow).\n";
+    "Inference z = G⁻¹(x) for every row (the forward pass of the flow). A conditional table model: z =\n"
+    "G⁻¹(x | c), rows of the training file's layout in and out, the context columns passed through.\n";
 static const char *decode_help =
     "usage: nflow decode --model MODEL.ckpt --in LATENT.csv [--out DATA.csv]\n"
-    "Generation x = G(z) for every row (the inverse pass). decode(encode(x)) = x up to rounding.\n";
+    "Generation x = G(z) for every row (the inverse pass). decode(encode(x)) = x up to rounding. A\n"
+    "conditional table model: x = G(z | c) from rows in encode's layout (latents, context columns).\n";
 
 /* Write d as CSV to the file out, or to standard output when out is NULL or "-": under the model f's
  * column names (its training file's header) when f is not NULL and has them for d's columns, else under
@@ -77,13 +79,7 @@ int cmd_sample(int argc, char **argv) {
         nf_rng r;
         nf_rng_seed(&r, o.seed);
         check_samples(nf_flow_sample_ctx(f, &r, o.temperature, cx, x, n), o.model);
-        for (int64_t i = 0; i < n; i++) { /* the training layout: context values in their columns, samples in the others */
-            int32_t a = 0, b = 0;
-            for (int32_t j = 0; j < M; j++) {
-                int is_c = cfg->context_cols ? (j < 64 && ((cfg->context_cols >> j) & 1u)) : j >= D;
-                out.x[i * M + j] = is_c ? cx[i * K + b++] : x[i * D + a++];
-            }
-        }
+        join_columns(cfg->context_cols, x, D, cx, K, n, out.x); /* the training layout */
         write_rows(&out, f, o.out, "x");
         free(cx), free(x), free(out.x), free(out.names), nf_dataset_free(c), nf_flow_free(f);
         return 0;
@@ -112,19 +108,37 @@ int cmd_code(int argc, char **argv, int encode) {
     parse_options(argc, argv, encode ? C_ENCODE : C_DECODE, encode ? encode_help : decode_help, &o);
     need(o.model, "model"), need(o.in, "in");
     nf_flow *f = load_model(o.model);
-    if (nf_flow_context_dim(f) > 0) die("the model %s is conditional: %s takes no context (not available for conditional models)", o.model, encode ? "encode" : "decode");
-    nf_dataset *d;
+    const nf_config *cfg = nf_flow_config(f);
+    int32_t D = nf_flow_dim(f), K = cfg->context_dim;
+    nf_dataset *d, *c = NULL;
     check(nf_dataset_csv(o.in, &d));
     if (encode) check_column_order(f, d, o.in);
-    if (d->dim != nf_flow_dim(f)) die("%s: %d columns, the model %s expects %d", o.in, (int)d->dim, o.model, (int)nf_flow_dim(f));
-    nf_status st = encode ? nf_flow_forward(f, d->x, d->x, NULL, d->n) : nf_flow_inverse(f, d->x, d->x, NULL, d->n);
+    if (K > 0) { /* a conditional table: rows of the training layout, the context columns read as given */
+        if (!cfg->context_cols) die("the model %s is class-conditional: %s works on table models", o.model, encode ? "encode" : "decode");
+        if (d->dim != D + K)
+            die("%s: %d columns; the conditional model %s takes rows of its training layout: %d columns (%d %s, %d context)", o.in,
+                (int)d->dim, o.model, (int)(D + K), (int)D, encode ? "modelled" : "latent", (int)K);
+        nf_dataset *x;
+        split_columns(d, cfg->context_cols, &x, &c);
+        nf_dataset_free(d), d = x;
+    }
+    if (d->dim != D) die("%s: %d columns, the model %s expects %d", o.in, (int)d->dim, o.model, (int)D);
+    const nf_real *cx = c ? c->x : NULL;
+    nf_status st = encode ? nf_flow_forward_ctx(f, d->x, cx, d->x, NULL, d->n) : nf_flow_inverse_ctx(f, d->x, cx, d->x, NULL, d->n);
     for (int64_t i = 0; st == NF_ERR_NUMERIC && i < d->n * d->dim; i++) /* nothing written rather than rows of inf */
         if (!isfinite(d->x[i]))
             die("%s: data row %lld %ss to a non-finite value (it lies too far out for the model %s); nothing written", o.in,
                 (long long)(i / d->dim + 1), encode ? "encode" : "decode", o.model);
     check(st);
     free(d->names), d->names = NULL; /* latents are z1, z2, …; a decode gets the model's column names */
-    write_rows(d, encode ? NULL : f, o.out, encode ? "z" : "x");
-    nf_dataset_free(d), nf_flow_free(f);
+    if (c) { /* the training layout again: latents (or data) in the modelled columns, the context as read */
+        nf_dataset out = {d->n, D + K, malloc(sizeof(nf_real) * (size_t)(d->n * (D + K)) + 1), NULL};
+        if (!out.x) die("out of memory for %lld rows", (long long)d->n);
+        join_columns(cfg->context_cols, d->x, D, c->x, K, d->n, out.x);
+        if (encode) out.names = layout_names(f, "z");
+        write_rows(&out, encode ? NULL : f, o.out, encode ? "z" : "x");
+        free(out.x), free(out.names);
+    } else write_rows(d, encode ? NULL : f, o.out, encode ? "z" : "x");
+    nf_dataset_free(d), nf_dataset_free(c), nf_flow_free(f);
     return 0;
 }

@@ -507,31 +507,36 @@ class Flow:
                 check(lib.nf_flow_log_prob_ctx(f, x.ctypes.data, c.ctypes.data, out.ctypes.data, x.shape[0]))
         return out
 
-    def encode(self, x, return_logdet=False):
-        """z = f(x), the latents (N, D); with return_logdet, also log|det ∂z/∂x| per row (N,). NumericError
-        (naming the row) when the model overflows on a row: a value too far out for it."""
+    def encode(self, x, return_logdet=False, context=None, labels=None):
+        """z = f(x), the latents (N, D); with return_logdet, also log|det ∂z/∂x| per row (N,). A conditional
+        flow: z = f(x; c) with the contexts as log_prob takes them (context= (N, K) rows, or labels= (N,)
+        for a class-conditional image model). NumericError (naming the row) when the model overflows on
+        a row: a value too far out for it."""
         x = self._rows(x)
+        c = self._context(context, x.shape[0], labels)
         z = np.empty((x.shape[0], self._dim), dtype=np.float32)
         ld = np.empty(x.shape[0], dtype=np.float32) if return_logdet else None
         with self._locked() as f:
-            check(lib.nf_flow_forward(f, x.ctypes.data, z.ctypes.data,
-                                      ld.ctypes.data if ld is not None else None, x.shape[0]))
+            check(lib.nf_flow_forward_ctx(f, x.ctypes.data, None if c is None else c.ctypes.data, z.ctypes.data,
+                                          ld.ctypes.data if ld is not None else None, x.shape[0]))
         return (z, ld) if return_logdet else z
 
-    def decode(self, z, return_logdet=False):
+    def decode(self, z, return_logdet=False, context=None, labels=None):
         """x = f⁻¹(z) of latents z (N, D): rows (N, D), or images (N, C, H, W) for an image model, in the
         data space (the training pixels were x = (pixel + u) / 256 − 0.5, u ∈ [0, 1): [-0.5, 0.5); the
         flow does not bound its output to that range); with return_logdet, also log|det ∂x/∂z| per row.
-        NumericError (naming the row) when the model overflows on a latent."""
+        A conditional flow: x = f⁻¹(z; c), the contexts as for encode. NumericError (naming the row) when
+        the model overflows on a latent."""
         z = _numbers(z, "z")
         if z.ndim != 2 or z.shape[1] != self._dim:
             raise invalid("z: array of shape %s, the model's latents are (N, %d)" % (z.shape, self._dim))
         z = _float32(z, "z")
+        c = self._context(context, z.shape[0], labels)
         x = np.empty(z.shape, dtype=np.float32)
         ld = np.empty(z.shape[0], dtype=np.float32) if return_logdet else None
         with self._locked() as f:
-            check(lib.nf_flow_inverse(f, z.ctypes.data, x.ctypes.data,
-                                      ld.ctypes.data if ld is not None else None, z.shape[0]))
+            check(lib.nf_flow_inverse_ctx(f, z.ctypes.data, None if c is None else c.ctypes.data, x.ctypes.data,
+                                          ld.ctypes.data if ld is not None else None, z.shape[0]))
         x = x.reshape(self._out_shape(z.shape[0]))
         return (x, ld) if return_logdet else x
 

@@ -322,10 +322,10 @@ def test_float32_c_contiguous_passed_without_copy(monkeypatch):
         got = f.log_prob(other)
         assert calls[-1][1] != other.ctypes.data  # converted once, into a buffer of its own
         np.testing.assert_array_equal(got, ref)
-    calls = _spy(monkeypatch, "nf_flow_forward")
+    calls = _spy(monkeypatch, "nf_flow_forward_ctx")
     z = f.encode(x)
     assert calls[-1][1] == x.ctypes.data
-    calls = _spy(monkeypatch, "nf_flow_inverse")
+    calls = _spy(monkeypatch, "nf_flow_inverse_ctx")
     f.decode(z)
     assert calls[-1][1] == z.ctypes.data
 
@@ -481,8 +481,19 @@ def test_conditional_flow():
     assert cond.log_prob(xt, context=ct).mean() > plain.log_prob(xt).mean() + 2
     s = cond.sample(400, seed=3, context=np.tile([[1.0, -1.0]], (400, 1)))
     assert abs(s[:, 0].mean() - 2) < 0.4 and abs(s[:, 1].mean() - 1) < 0.4
+    # z = f(x; c): near-standard latents with the right contexts, far out with the wrong ones; decode
+    # with the same contexts gives x back, and log p(x | c) = log π(z) + log|det|
+    z, ld = cond.encode(xt, context=ct, return_logdet=True)
+    assert (z ** 2).mean() < 2 and (cond.encode(xt, context=ct[::-1]) ** 2).mean() > 10
+    np.testing.assert_allclose(cond.decode(z, context=ct), xt, atol=1e-4)
+    lp = -0.5 * (z.astype(np.float64) ** 2).sum(1) - np.log(2 * np.pi) + ld
+    np.testing.assert_allclose(lp, cond.log_prob(xt, context=ct), atol=1e-3)
     with pytest.raises(nflow.InvalidArgumentError, match="conditional"):
         cond.log_prob(xt)
+    with pytest.raises(nflow.InvalidArgumentError, match="conditional"):
+        cond.encode(xt)
+    with pytest.raises(nflow.InvalidArgumentError, match="not conditional"):
+        plain.decode(z, context=ct)
     with pytest.raises(nflow.InvalidArgumentError, match="not conditional"):
         plain.log_prob(xt, context=ct)
 
