@@ -64,7 +64,7 @@ static int cmp_double(const void *p, const void *q) {
 /* See nflow.h: the three-panel picture of the 2-D flow f (density, samples over data, warped
  * grid) as a PNG at path; f and data (may be NULL) borrowed; NF_ERR_INVALID for a non-2-D flow. */
 nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t S, uint64_t seed) {
-    if (nf_flow_dim(f) != 2) return nf_fail(NF_ERR_INVALID, "plot needs a 2-D model, this one has %d dimensions", (int)nf_flow_dim(f));
+    if (nf_flow_dim(f) != 2) return nf_fail(NF_ERR_INVALID, "plot needs a 2-D model, this one has %d dimension%s", (int)nf_flow_dim(f), nf_flow_dim(f) == 1 ? "" : "s");
     if (S < 32 || S > 4096) return nf_fail(NF_ERR_INVALID, "panel size %d: must be 32..4096 pixels", (int)S);
     if (data && data->dim != 2) return nf_fail(NF_ERR_INVALID, "plot data has %d columns, need 2", (int)data->dim);
     const int64_t NS = 4000, GL = 21, GP = 200; /* samples; grid lines per direction; points per line */
