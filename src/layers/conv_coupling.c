@@ -8,38 +8,30 @@
 #include "layers/coupling_impl.h"
 
 /* ------------------------------------------------------------------ split: conditional Gaussian */
-/* (μ, ls) = h: z_b = (x_b − μ)·exp(−ls); log|det| = −Σ ls. */
-static void gaussian_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+/* (μ, ls) = h. inverse 0: z_b = (x_b − μ)·exp(−ls), logdet += −Σ ls; inverse 1: x_b = z_b·exp(ls) + μ,
+ * logdet −= −Σ ls. The other coordinates copied; logdet may be NULL. */
+static void gaussian_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * 2 * nb;
-        nf_real *zi = z + i * S, ld = 0;
-        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        const nf_real *ini = in + i * S, *hi = h + i * 2 * nb;
+        nf_real *outi = out + i * S, ld = 0;
+        memcpy(outi, ini, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
-            zi[k] = (xi[k] - hi[j]) * exp(-hi[nb + j]);
+            outi[k] = inverse ? ini[k] * exp(hi[nb + j]) + hi[j] : (ini[k] - hi[j]) * exp(-hi[nb + j]);
             ld -= hi[nb + j];
         }
-        if (logdet) logdet[i] += ld;
+        if (logdet) logdet[i] += inverse ? -ld : ld;
     }
 }
 
-/* x_b = z_b·exp(ls) + μ; logdet += Σ ls. */
+/* nf_coupling_math's forward and inverse: gaussian_map in each direction. */
+static void gaussian_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    gaussian_map(c, x, h, z, logdet, n, 0);
+}
 static void gaussian_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * S, *hi = h + i * 2 * nb;
-        nf_real *xi = x + i * S, ld = 0;
-        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t k = c->ib[j];
-            xi[k] = zi[k] * exp(hi[nb + j]) + hi[j];
-            ld -= hi[nb + j];
-        }
-        if (logdet) logdet[i] -= ld;
-    }
+    gaussian_map(c, z, h, x, logdet, n, 1);
 }
 
 /* dx_b = dz_b·e^−ls; dμ = −dz_b·e^−ls; dls = −dz_b·z_b − dld. */
