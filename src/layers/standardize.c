@@ -7,38 +7,34 @@ typedef struct {
     int64_t off_mean, off_std;
 } std_layer;
 
-/* ops->forward: z = (x − μ)/σ with the fixed buffers; logdet −= Σ log σ. NF_OK. */
-static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
-                            nf_real *cache, nf_real *work, int training) {
-    NF_UNUSED(work);
-    NF_UNUSED(cache), NF_UNUSED(training);
-    std_layer *s = (std_layer *)L;
+/* inverse 0: out = (in − μ)/σ, logdet += −Σ log σ; inverse 1: out = in·σ + μ, logdet −= −Σ log σ; with the
+ * fixed buffers (logdet may be NULL). */
+static void st_map(const std_layer *s, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
+    const nf_layer *L = &s->base;
     const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
     int32_t D = L->dim, S = L->ld;
     double ld = 0;
     for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) z[i * S + j] = (x[i * S + j] - mu[j]) / sd[j];
-        if (logdet) logdet[i] += (nf_real)ld;
+        for (int32_t j = 0; j < D; j++) out[i * S + j] = inverse ? in[i * S + j] * sd[j] + mu[j] : (in[i * S + j] - mu[j]) / sd[j];
+        if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
     }
+}
+
+/* ops->forward: z = (x − μ)/σ; logdet −= Σ log σ. NF_OK. */
+static nf_status st_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *logdet, int64_t n,
+                            nf_real *cache, nf_real *work, int training) {
+    NF_UNUSED(work), NF_UNUSED(cache), NF_UNUSED(training);
+    st_map((const std_layer *)L, x, z, logdet, n, 0);
     return NF_OK;
 }
 
-/* ops->inverse: x = z·σ + μ. NF_OK. */
+/* ops->inverse: x = z·σ + μ; logdet += Σ log σ. NF_OK. */
 static nf_status st_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *logdet, int64_t n,
                             nf_real *work) {
     NF_UNUSED(work);
-    std_layer *s = (std_layer *)L;
-    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
-    int32_t D = L->dim, S = L->ld;
-    double ld = 0;
-    for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) x[i * S + j] = z[i * S + j] * sd[j] + mu[j];
-        if (logdet) logdet[i] -= (nf_real)ld;
-    }
+    st_map((const std_layer *)L, z, x, logdet, n, 1);
     return NF_OK;
 }
 
