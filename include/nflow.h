@@ -527,6 +527,13 @@ nf_status nf_images_onehot(const nf_images *im, const int64_t *idx, int64_t n, i
  * (a regular grid in latent space mapped to data space by G). data may be NULL. */
 nf_status nf_plot_2d(nf_flow *f, const nf_dataset *data, const char *path, int32_t panel_px,
                      uint64_t seed);
+/* nf_plot_2d of a conditional 2-D flow (context_dim K > 0): one row of the three panels per context row
+ * (c: nc rows of K values, 1 ≤ nc ≤ 16), each of p(x | c_r) — its density (colours scaled to the row's
+ * maximum), its samples, and the prior's lines around its location given c_r mapped by G(· | c_r) — all
+ * in one view, so that rows compare. data must be NULL (its rows have contexts of their own); an
+ * unconditional flow takes c = NULL (one row, as nf_plot_2d). NF_ERR_INVALID otherwise. */
+nf_status nf_plot_2d_ctx(nf_flow *f, const nf_dataset *data, const nf_real *c, int32_t nc, const char *path,
+                         int32_t panel_px, uint64_t seed);
 /* A grid of n images x (n, C, H, W) (C = 1 or 3, values in [−0.5, 0.5) as nf_images_dequantize makes
  * them; values outside are clamped, NaN drawn black), `cols` per row, each pixel drawn scale × scale,
  * 1-pixel gaps; PNG via temporary file + rename. */

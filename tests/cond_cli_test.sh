@@ -70,7 +70,15 @@ awk -F, 'BEGIN { OFS = "," } NR > 1 { $1 += 1 } { print }' "$T/test.csv" >"$T/sh
              FNR > 1 { for (j = 1; j <= 4; j++) { d = $j - v[FNR, j]; if (d > 1e-4 || d < -1e-4) bad = 1 } }
              END { exit bad }' "$T/test.csv" "$T/xd.csv" && ok || bad "conditional decode(encode(x)) != x: $(cat "$T/err")"
 
+# plot: a row of panels per context row (the PNG's height in its IHDR: 2 rows of 64 pixels)
+"$NFLOW" plot --model "$T/cond.ckpt" --context "$T/ctx.csv" --size 64 --out "$T/cp.png" >/dev/null 2>"$T/err" &&
+    [ "$(od -An -tu1 -j20 -N4 "$T/cp.png" | tr -s ' ')" = " 0 0 0 128" ] && ok || bad "plot --context: $(cat "$T/err")"
+
 # refusals
+WANT="give --context FILE.csv" refused "$NFLOW" plot --model "$T/cond.ckpt" --out "$T/np.png"
+WANT="option --data: the model .* is conditional" refused "$NFLOW" plot --model "$T/cond.ckpt" --context "$T/ctx.csv" --data "$T/test.csv" --out "$T/np.png"
+WANT="option --context: the model .* is not conditional" refused "$NFLOW" plot --model "$T/uncond.ckpt" --context "$T/ctx.csv" --out "$T/np.png"
+[ ! -e "$T/np.png" ] && ok || bad "a refused plot wrote its picture"
 WANT="--context-cols" refused "$NFLOW" train --model realnvp --data moons --context-cols 1 --steps 2 --out "$T/r.ckpt"
 WANT="nosuch" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --context-cols nosuch --steps 2 --out "$T/r.ckpt"
 WANT="at least one must be modelled" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --context-cols 1,2,3,4 --steps 2 --out "$T/r.ckpt"
@@ -164,6 +172,7 @@ WANT="class labels" refused "$NFLOW" train "${I[@]}" --steps 2 --condition label
 WANT="not a class" refused "$NFLOW" sample --model "$T/ci.ckpt" --class 5 --out "$T/x.png"
 WANT="--class" refused "$NFLOW" sample --model "$T/ui.ckpt" --class 1 --out "$T/x.png"
 WANT="class labels" refused "$NFLOW" eval --model "$T/ci.ckpt" --data "$T/i2-idx3-ubyte"
+WANT="class-conditional: plot draws 2-D table models" refused "$NFLOW" plot --model "$T/ci.ckpt" --context "$T/ctx.csv" --out "$T/np.png"
 WANT="class-conditional: encode works on table models" refused "$NFLOW" encode --model "$T/ci.ckpt" --in "$T/test.csv"
 WANT="--condition" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --condition labels --steps 2 --out "$T/r3.ckpt"
 

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <png.h>
+
 #include <cmocka.h>
 
 #include "capture_stderr.h"
@@ -540,6 +542,45 @@ static void test_png_and_plot(void **state) {
     c.dim = 3;
     assert_int_equal(nf_flow_create(&c, &f), NF_OK);
     assert_int_equal(nf_plot_2d(f, NULL, p, 64, 1), NF_ERR_INVALID);
+    nf_flow_free(f);
+    /* a conditional flow: a row of panels per context; the density and warped-grid panels depend on the
+     * context alone (rows 0 and 2 share theirs, row 1's differs), the samples panel on the draws too */
+    c.dim = 2;
+    c.context_dim = 1;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    nf_rng rng;
+    nf_rng_seed(&rng, 5);
+    for (int64_t k = 0; k < nf_flow_num_params(f); k++) nf_flow_params(f)[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
+    const nf_real ctx[3] = {-1, 1, -1};
+    assert_int_equal(nf_plot_2d_ctx(f, NULL, ctx, 3, p, 64, 1), NF_OK);
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    assert_true(png_image_begin_read_from_file(&im, p));
+    assert_int_equal(im.width, 3 * 64);
+    assert_int_equal(im.height, 3 * 64);
+    im.format = PNG_FORMAT_RGB;
+    uint8_t *rgb = malloc(PNG_IMAGE_SIZE(im));
+    assert_non_null(rgb);
+    assert_true(png_image_finish_read(&im, NULL, rgb, 0, NULL));
+    size_t row = (size_t)3 * 64 * 3, panel = 64 * 3; /* bytes of an image row, of a panel's row */
+    int same_density = 1, same_grid = 1, other_density = 0;
+    for (size_t v = 1; v < 64; v++) { /* below the separator line between rows */
+        const uint8_t *r0 = rgb + v * row, *r1 = rgb + (64 + v) * row, *r2 = rgb + (128 + v) * row;
+        same_density &= memcmp(r0, r2, panel - 3) == 0;
+        same_grid &= memcmp(r0 + 2 * panel + 3, r2 + 2 * panel + 3, panel - 3) == 0;
+        other_density |= memcmp(r0, r1, panel - 3) != 0;
+    }
+    assert_true(same_density && same_grid && other_density);
+    free(rgb);
+    assert_int_equal(nf_plot_2d_ctx(f, NULL, NULL, 1, p, 64, 1), NF_ERR_INVALID); /* no contexts */
+    assert_int_equal(nf_plot_2d_ctx(f, NULL, ctx, 17, p, 64, 1), NF_ERR_INVALID);
+    nf_dataset d2 = {1, 2, (nf_real[2]){0, 0}, NULL};
+    assert_int_equal(nf_plot_2d_ctx(f, &d2, ctx, 1, p, 64, 1), NF_ERR_INVALID); /* data of other contexts */
+    nf_flow_free(f);
+    c.context_dim = 0;
+    assert_int_equal(nf_flow_create(&c, &f), NF_OK);
+    assert_int_equal(nf_plot_2d_ctx(f, NULL, ctx, 1, p, 64, 1), NF_ERR_INVALID); /* contexts for an unconditional flow */
     nf_flow_free(f);
     /* a grid of images with non-finite pixels (a sample the model overflowed on) is drawn: NaN black */
     nf_real img[2 * 4] = {-0.5f, 0.0f, 0.49f, NAN, INFINITY, -INFINITY, 0.25f, NAN};

@@ -72,6 +72,10 @@ void join_columns(uint64_t mask, const nf_real *x, int32_t D, const nf_real *c, 
 /* The header of a conditional table model f's layout with the modelled columns renamed prefix1, prefix2,
  * … and the context columns under the model's names (c1, c2, … if it has none); malloc'd. */
 char *layout_names(const nf_flow *f, const char *prefix);
+/* The context rows (n, K) of the conditional table model f (loaded from model) in the CSV at path: its
+ * K context columns, or whole rows of the training layout (their context columns taken); dies with one
+ * line for another column count or a header naming the columns in another order. */
+nf_dataset *read_contexts(const nf_flow *f, const char *model, const char *path);
 /* "a,b" (the 1-based numbers of the mask's columns) into buf. */
 void mask_words(uint64_t mask, char *buf, unsigned long n);
 

@@ -299,6 +299,21 @@ void split_columns(const nf_dataset *d, uint64_t mask, nf_dataset **x, nf_datase
     *x = a, *c = b;
 }
 
+nf_dataset *read_contexts(const nf_flow *f, const char *model, const char *path) {
+    const nf_config *cfg = nf_flow_config(f);
+    int32_t K = cfg->context_dim, M = cfg->dim + K;
+    nf_dataset *cin, *c = NULL;
+    check(nf_dataset_csv(path, &cin));
+    check_column_order(f, cin, path);
+    if (cin->dim == M && cfg->context_cols) { /* whole rows of the training layout: take their context columns */
+        nf_dataset *x;
+        split_columns(cin, cfg->context_cols, &x, &c);
+        nf_dataset_free(x), nf_dataset_free(cin);
+    } else if (cin->dim == K) c = cin;
+    else die("%s: %d columns; the model %s takes %d context values (or rows of all %d columns)", path, (int)cin->dim, model, (int)K, (int)M);
+    return c;
+}
+
 void join_columns(uint64_t mask, const nf_real *x, int32_t D, const nf_real *c, int32_t K, int64_t n, nf_real *out) {
     int32_t M = D + K;
     for (int64_t i = 0; i < n; i++) {

@@ -62,15 +62,7 @@ int cmd_sample(int argc, char **argv) {
     if (cfg->context_dim > 0) { /* a conditional table: samples for each context row */
         if (!o.context) die("the model %s is conditional on %d context columns: give --context FILE.csv", o.model, (int)cfg->context_dim);
         int32_t K = cfg->context_dim, D = cfg->dim, M = D + K;
-        nf_dataset *cin, *c = NULL;
-        check(nf_dataset_csv(o.context, &cin));
-        check_column_order(f, cin, o.context);
-        if (cin->dim == M && cfg->context_cols) { /* whole rows of the training layout: take their context columns */
-            nf_dataset *x;
-            split_columns(cin, cfg->context_cols, &x, &c);
-            nf_dataset_free(x), nf_dataset_free(cin);
-        } else if (cin->dim == K) c = cin;
-        else die("%s: %d columns; the model %s takes %d context values (or rows of all %d columns)", o.context, (int)cin->dim, o.model, (int)K, (int)M);
+        nf_dataset *c = read_contexts(f, o.model, o.context);
         int64_t per = GIVEN(&o, O_N) ? o.n : 1, n = c->n * per;
         nf_real *cx = malloc(sizeof(nf_real) * (size_t)(n * K)), *x = malloc(sizeof(nf_real) * (size_t)(n * D));
         nf_dataset out = {n, M, malloc(sizeof(nf_real) * (size_t)(n * M)), NULL};

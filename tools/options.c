@@ -88,8 +88,9 @@ const opt_def nf_cli_options[] = {
      "learn p(x | class): the class labels (fashion-mnist's, CIFAR-10's, an image folder's class sub-folders, or --labels) "
      "condition every coupling and the prior (diag_gaussian unless --prior is given)", C_TRAIN, SRC_IMG, MA, 0, 0},
     {"context", 0, O_CONTEXT, K_STR, 0, 0, 0, "FILE.csv",
-     "a conditional table model: samples for each row of FILE (its context columns, or whole rows of the training layout), -n per row (1)",
-     C_SAMPLE, 0, MA, 0, 0},
+     "a conditional table model's contexts: the rows of FILE (their context columns, or whole rows of the training layout); "
+     "sample: -n samples per row (1); plot: a row of panels per row (at most 16)",
+     C_SAMPLE | C_PLOT, 0, MA, 0, 0},
     {"classify", 0, O_CLASSIFY, K_INT, 1, 1e9, 0, "N",
      "a class-conditional image model: also classify the first N images by Bayes' rule (argmax_k p(x | k)) and report the "
      "accuracy and the marginal bits/dim of Σ_k p(x | k)/K (K passes per image)", C_EVAL, SRC_IMG, MA, 0, 0},

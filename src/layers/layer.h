@@ -183,6 +183,9 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
 void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, const nf_real *dlp, nf_real *dz,
                        nf_real *dc, int64_t n);
 void nf_prior_sample(const nf_prior *p, nf_rng *rng, double temperature, const nf_real *c, nf_real *z, int64_t n);
+/* mu[j], ls[j] (j < dim): the location and log scale of coordinate j of π(· | c) (c: one row of K values,
+ * NULL without a context): the diag Gaussian's μ_j(c), log σ_j(c); 0 and 0 for the fixed priors. */
+void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *ls);
 
 
 /* ---------------------------------------------------------------- for layer implementations (layer.c) */

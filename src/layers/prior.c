@@ -42,6 +42,14 @@ static void coord_params(const nf_prior *p, const nf_real *ci, int32_t j, double
     *mu = a, *ls = b;
 }
 
+/* See layer.h: coord_params for every coordinate (the fixed priors: 0, 0). */
+void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *ls) {
+    for (int32_t j = 0; j < p->dim; j++) {
+        mu[j] = ls[j] = 0;
+        if (p->type == NF_PRIOR_DIAG_GAUSSIAN) coord_params(p, p->ctx > 0 ? c : NULL, j, mu + j, ls + j);
+    }
+}
+
 /* The context row i of c, or NULL for an unconditional prior or no context. */
 static const nf_real *ctx_row(const nf_prior *p, const nf_real *c, int64_t i) { return p->ctx > 0 && c ? c + i * p->ctx : NULL; }
 

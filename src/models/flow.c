@@ -878,8 +878,8 @@ const nf_real *nf_flow_tensor_cdata(const nf_flow *f, int32_t i) {
 /* The training flag. */
 int nf_flow_is_training(const nf_flow *f) { return f->training; }
 
-/* The learned prior's parameters, or NULL. */
-const nf_real *nf_flow_prior_params(const nf_flow *f) { return f->prior.off >= 0 ? f->reg.params + f->prior.off : NULL; }
+/* See models.h. */
+void nf_flow_prior_moments(const nf_flow *f, const nf_real *c, double *mu, double *ls) { nf_prior_moments(&f->prior, c, mu, ls); }
 
 /* Layer k. */
 nf_layer *nf_flow_layer(nf_flow *f, int32_t k) { return f->layers[k]; }

@@ -16,8 +16,9 @@ nf_real *nf_flow_tensor_data(nf_flow *f, int32_t i);
 const nf_real *nf_flow_tensor_cdata(const nf_flow *f, int32_t i);
 /* 1 while the flow is in training mode (nf_flow_set_training). */
 int nf_flow_is_training(const nf_flow *f);
-/* The diag-Gaussian prior's mean (D) followed by its log std (D), or NULL for a fixed prior. */
-const nf_real *nf_flow_prior_params(const nf_flow *f);
+/* The prior's location mu[j] and log scale ls[j] per coordinate given one context row c (NULL: none):
+ * the diag Gaussian's μ(c), log σ(c); 0 and 0 for the fixed priors (layers/prior.c). */
+void nf_flow_prior_moments(const nf_flow *f, const nf_real *c, double *mu, double *ls);
 /* Forward pass of n rows with contexts c (n, K; NULL for an unconditional flow) in bounded chunks: any of
  * z (n, D), logdet (n), logp (n) may be NULL; logp = log π(z | c) + logdet, the log-likelihood in nats. */
 nf_status nf_flow_forward_ex(nf_flow *f, const nf_real *x, const nf_real *c, nf_real *z, nf_real *logdet, nf_real *logp,
