@@ -159,6 +159,7 @@ _fn("nf_trainer_create_ctx", _st, _p, _p, _p, _p, _p)
 _fn("nf_dataset_split", _st, _p, _dbl, _u64, _p, _p)
 _fn("nf_dataset_free", None, _p)
 _fn("nf_flow_evaluate_ctx", _st, _p, _p, _p, ctypes.POINTER(_dbl), ctypes.POINTER(_dbl))
+_fn("nf_plot_2d_ctx", _st, _p, _p, _p, _i32, _str, _i32, _u64)
 
 
 class Rng(ctypes.Structure):

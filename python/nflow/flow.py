@@ -618,6 +618,37 @@ class Flow:
             raise invalid("bits_per_dim: no images")
         return float(lib.nf_bits_per_dim(-float(np.mean(lp, dtype=np.float64)), self._dim, bits))
 
+    def plot(self, path, data=None, context=None, size=256, seed=1):
+        """Write the three-panel PNG of a 2-D vector model to path, as `nflow plot` draws it: the learned
+        density, samples (orange) over data (blue; rows (N, 2), optional) and the warped latent grid. A
+        conditional model: one row of panels per context row (context (R, K), 1 ≤ R ≤ 16), p(x | c) each;
+        it takes no data (the data's rows have contexts of their own). size: pixels per panel (32..4096);
+        seed: the samples' draws."""
+        self._handle()
+        if self._shape is not None or self._dim != 2:
+            raise invalid("plot needs a 2-D vector model, this one is %s" % (
+                "an image model" if self._shape is not None else "%d-dimensional" % self._dim))
+        size, seed = _integer(size, "size", 32, 4096), _seed(seed)
+        d = None
+        if data is not None:
+            xd = self._rows(data, "data")
+            d = _lib.Dataset(xd.shape[0], 2, xd.ctypes.data, None)
+        c, nc = None, 1
+        if context is not None:
+            if not self._K:
+                raise invalid("the model is not conditional: it takes no context")
+            c = _numbers(context, "context")
+            c = c.reshape(1, -1) if c.ndim == 1 else c
+            if c.ndim != 2 or c.shape[1] != self._K or not 1 <= c.shape[0] <= 16:
+                raise invalid("context: array of shape %s; plot takes 1 to 16 context rows of %d values" % (c.shape, self._K))
+            c, nc = _float32(c, "context"), c.shape[0]
+        elif self._K:
+            raise invalid("the model is conditional on %d context values: give context= (R, %d) rows, a row of "
+                          "panels each" % (self._K, self._K))
+        with self._locked() as f:
+            check(lib.nf_plot_2d_ctx(f, ctypes.byref(d) if d is not None else None,
+                                     c.ctypes.data if c is not None else None, nc, str(path).encode(), size, seed))
+
     # ------------------------------------------------------------------ training
     def fit(self, x, steps=5000, batch=None, lr=1e-3, warmup=None, clip=None, lr_schedule="constant",
             seed=None, bits=8, callback=None, progress=True, context=None, labels=None, ema=0.0, rollbacks=8,

@@ -512,3 +512,33 @@ def test_class_conditional_images_classify():
     assert (f.classify(pix[64:]) == y[64:]).mean() >= 0.95
     with pytest.raises(nflow.InvalidArgumentError, match="class-conditional"):
         nflow.Flow("glow", shape=(1, 8, 8), depth=1, hidden=4, levels=1).classify(pix[:2])
+
+
+def test_plot_png(tmp_path):
+    """plot: the CLI's three panels for a 2-D model (width 3 × size), a row per context row for a
+    conditional one (height R × size); what cannot apply is refused."""
+    import struct
+
+    def dims(p):
+        b = open(p, "rb").read(24)
+        assert b[:8] == b"\x89PNG\r\n\x1a\n"
+        return struct.unpack(">II", b[16:24])
+    x = np.random.default_rng(2).standard_normal((500, 2)).astype(np.float32)
+    f = nflow.Flow("realnvp", dim=2, depth=2, hidden=8).fit(x, steps=20, progress=False)
+    f.plot(tmp_path / "p.png", data=x, size=64)
+    assert dims(tmp_path / "p.png") == (192, 64)
+    c = nflow.Flow("realnvp", dim=2, depth=2, hidden=8, context_dim=1)
+    c.fit(x, context=x[:, :1] * 0.5, steps=20, progress=False)
+    c.plot(str(tmp_path / "c.png"), context=[[-1.0], [0.0], [1.0]], size=48)
+    assert dims(tmp_path / "c.png") == (144, 144)
+    with pytest.raises(nflow.InvalidArgumentError, match="conditional on 1 context"):
+        c.plot(tmp_path / "n.png")
+    with pytest.raises(nflow.InvalidArgumentError, match="takes no data"):
+        c.plot(tmp_path / "n.png", data=x, context=[[0.0]])
+    with pytest.raises(nflow.InvalidArgumentError, match="1 to 16 context rows"):
+        c.plot(tmp_path / "n.png", context=np.zeros((17, 1)))
+    with pytest.raises(nflow.InvalidArgumentError, match="not conditional"):
+        f.plot(tmp_path / "n.png", context=[[0.0]])
+    with pytest.raises(nflow.InvalidArgumentError, match="3-dimensional"):
+        nflow.Flow("realnvp", dim=3, depth=2, hidden=8).plot(tmp_path / "n.png")
+    assert not (tmp_path / "n.png").exists()
