@@ -106,7 +106,11 @@ typedef enum { NF_SCALE_TANH = 0, NF_SCALE_SIGMOID } nf_scale_type;
 /* Which coordinates condition (a) and which are transformed (b); coupling k swaps a and b when k is odd.
  *   HALVES:  a = first ⌊D/2⌋ coordinates, b = the rest.   ODDEVEN: a = even indices, b = odd indices. */
 typedef enum { NF_PART_HALVES = 0, NF_PART_ODDEVEN } nf_partition;
-typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN } nf_prior_type;
+/* The prior π(z): standard normal; logistic (NICE); a learned diagonal Gaussian (Glow's top prior; with a
+ * context, its mean and log std affine in c); GMM: a learned mixture of prior_components diagonal
+ * Gaussians, π(z) = Σ_k w_k N(z; μ_k, diag σ_k²), w = softmax(logits) — a multimodal base, so the flow
+ * need not tear one mode into several (no context). */
+typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN, NF_PRIOR_GMM } nf_prior_type;
 /* What separates consecutive couplings / autoregressive blocks of the vector models: nothing, a fixed
  * reversal or random permutation (log|det| = 0), or LU: a learned invertible linear map
  * W = P·(L + I)·(U + diag(sign·e^log_s)) (Glow's LU parametrisation, starting as a random rotation),
@@ -177,6 +181,8 @@ typedef struct {
     uint64_t context_cols;
     nf_dequant_type dequant; /* image models: uniform (0) or variational dequantisation (nf_flow_dequantize) */
     int32_t dequant_hidden;  /* variational: width of the dequantiser's conv net (0: 32) */
+    uint64_t prior_components; /* prior gmm: the mixture's components K (1..64; default 8; 64 bits, so that
+                                * nf_config has no padding) */
 } nf_config;
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */

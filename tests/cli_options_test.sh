@@ -64,9 +64,11 @@ for kind in toy csv idx dir; do
             applies=0
             has "$data" "$kind" && has "$models" "$model" && applies=1
             case $name in mpi-bucket-mb) applies=0 ;; esac # under mpirun only: refused in a plain run (tests/mpi_test.sh runs it)
-            X=() # the spline's options on an autoregressive model need its spline transform; the dequantiser's width its dequantiser
+            X=() # the spline's options on an autoregressive model need its spline transform; the dequantiser's width its
+            # dequantiser; the mixture's components the gmm prior
             case $model:$name in maf:bins|maf:bound|iaf:bins|iaf:bound) X=(--transform spline) ;; maf:scale|iaf:scale) X=(--transform affine) ;; esac
             case $name:$kind in dequant-hidden:idx|dequant-hidden:dir) X=(--dequant variational) ;; esac
+            case $name in prior-components) X=(--prior gmm) ;; esac # the mixture's size needs the mixture
             rm -f "$T/x.ckpt"
             "$NFLOW" train "${B[@]}" "${X[@]}" --"$name" "${V[@]}" --out "$T/x.ckpt" >"$T/out" 2>"$T/err"
             rc=$?

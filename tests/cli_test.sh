@@ -216,6 +216,7 @@ expect_error "option --standardize applies to vector data only" "$NFLOW" train -
 expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
 expect_error "option --bins applies to spline blocks only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
+expect_error "option --prior-components applies to the gmm prior only .*--prior normal" "$NFLOW" train --model maf --data "$T/d.csv" --prior-components 4 --out "$T/x.ckpt"
 expect_error "option --scale applies to an affine transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform spline --scale sigmoid --out "$T/x.ckpt"
 # --perm (nsf, maf, iaf) and --batchnorm (realnvp, maf, iaf) go between blocks: with one block they cannot
 # apply (the default perm with --depth 1 is fine); a mixed maf of depth 1 has no spline block for --bins

@@ -504,7 +504,7 @@ static nf_config cfg_nice_ctx, cfg_realnvp_ctx, cfg_glow_ctx, cfg_nsf_ctx, cfg_m
     cfg_nsf_img_ctx, cfg_realnvp_img_ctx;
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
     cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline, cfg_maf_mixed,
-    cfg_maf_full_mixed, cfg_iaf_mixed, cfg_maf_ctx_mixed;
+    cfg_maf_full_mixed, cfg_iaf_mixed, cfg_maf_ctx_mixed, cfg_maf_gmm, cfg_glow_img_gmm;
 
 static void setup_models(void) {
     nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
@@ -547,6 +547,9 @@ static void setup_models(void) {
     cfg_maf_full.order = NF_ORDER_RANDOM, cfg_maf_full.perm = NF_PERM_RANDOM, cfg_maf_full.actnorm = 1;
     cfg_maf_full.batchnorm = 1, cfg_maf_full.scale = NF_SCALE_SIGMOID, cfg_maf_full.standardize = 1;
     cfg_iaf.order = NF_ORDER_REVERSE, cfg_iaf.prior = NF_PRIOR_DIAG_GAUSSIAN, cfg_iaf.perm = NF_PERM_LU;
+    /* the learned mixture prior (3 components; means drawn from the seed) under a MAF and a Glow on images */
+    cfg_maf_gmm = cfg_maf, cfg_maf_gmm.prior = NF_PRIOR_GMM, cfg_maf_gmm.prior_components = 3;
+    cfg_glow_img_gmm = cfg_glow_img, cfg_glow_img_gmm.prior = NF_PRIOR_GMM, cfg_glow_img_gmm.prior_components = 3;
     nf_config_default(&cfg_maf_1d, NF_MODEL_MAF, 1); /* one column: each block an affine map with learned constants */
     cfg_maf_1d.depth = 2, cfg_maf_1d.hidden = 3, cfg_maf_1d.act = NF_ACT_TANH;
     /* spline blocks (K 4 on [−2, 2]); maf with random orders and ActNorm, iaf with reversed orders */
@@ -649,6 +652,7 @@ static const conf_case cases[] = {
     {"model glow (additive, logistic prior)", 5, NULL, &cfg_glow_add, 0, 1, 0, 0},
     {"model glow on 1×4×4 images (2 levels, LU, affine)", 16, NULL, &cfg_glow_img, 0, 1, 1, 0},
     {"model glow on 1×4×4 images (additive, plain 1x1, learned prior)", 16, NULL, &cfg_glow_img_add, 0, 1, 1, 0},
+    {"model glow on 1×4×4 images (gmm prior)", 16, NULL, &cfg_glow_img_gmm, 0, 1, 1, 0},
     {"model realnvp on 1×4×4 images (2 scales, logit, ResNet)", 16, NULL, &cfg_realnvp_img, 0, 1, 1, 1},
     {"model realnvp on 2×2×2 images (1 scale, no blocks)", 8, NULL, &cfg_realnvp_img1, 0, 1, 1, 0},
     {"MAF block, tanh scale, natural order", 5, mk_maf_tanh, NULL, NF_PRIOR_NORMAL, 0, 0, 0},
@@ -664,6 +668,7 @@ static const conf_case cases[] = {
     {"model maf (random orders and perms, actnorm, batch norm, sigmoid, standardize)", 5, NULL, &cfg_maf_full, 0, 1, 0, 0},
     {"model iaf (reverse order, learned prior, LU linear maps between blocks)", 5, NULL, &cfg_iaf, 0, 1, 0, 0},
     {"model maf on 1 column", 1, NULL, &cfg_maf_1d, 0, 1, 0, 0},
+    {"model maf (gmm prior, 3 components)", 5, NULL, &cfg_maf_gmm, 0, 1, 0, 0},
     /* (the autoregressive spline cases are "kinked" like the other spline cases: log g' has a kink at every
      * knot and at ±B, and a float stencil of 1e-2 — moved further by the D-pass solve — straddles one now
      * and then) */

@@ -357,21 +357,31 @@ static void test_logistic_vmath(void **state) {
 
 /* The prior's draws (prior.c: blocks of rows on the threads, each from the state a sequential pass has
  * there) are the values of the sequential pass, bit for bit, on 1 and 2 threads, and leave the generator
- * where that pass does — for each prior (the Gaussian's two draws a value, the logistic's one), over more
- * rows than one round of blocks and a partial last block. */
+ * where that pass does — for each prior (the Gaussian's two draws a value, the logistic's one, the
+ * mixture's one more a row for its component), over more rows than one round of blocks and a partial last
+ * block. */
 static void test_prior_sample_sequential(void **state) {
     (void)state;
     enum { N = 1037, D = 7 };
-    nf_prior_type types[] = {NF_PRIOR_NORMAL, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN};
+    nf_prior_type types[] = {NF_PRIOR_NORMAL, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN, NF_PRIOR_GMM};
+    enum { K = 3 };
     int threads = nf_get_threads();
     nf_real *z = malloc(sizeof(nf_real) * N * D), *ref = malloc(sizeof(nf_real) * N * D);
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         nf_registry reg;
         memset(&reg, 0, sizeof reg);
         nf_prior p;
-        nf_prior_init(&p, &reg, types[t], D, 0);
+        nf_prior_init(&p, &reg, types[t], D, 0, K);
         assert_int_equal(nf_registry_allocate(&reg), NF_OK);
-        for (int j = 0; j < D && p.off >= 0; j++) reg.params[p.off + j] = (nf_real)(0.1 * j), reg.params[p.off + D + j] = (nf_real)(-0.05 * j);
+        int gmm = types[t] == NF_PRIOR_GMM;
+        for (int j = 0; j < D && p.off >= 0 && !gmm; j++) reg.params[p.off + j] = (nf_real)(0.1 * j), reg.params[p.off + D + j] = (nf_real)(-0.05 * j);
+        /* the mixture: logits (0, 0.5, −0.3), component k's means 3k − 3 + 0.1 j, log stds −0.05 (j + k) */
+        const nf_real *ga = gmm ? reg.params + p.off : NULL, *gmu = ga + K, *gls = gmu + K * D;
+        for (int k = 0; k < K && gmm; k++) {
+            reg.params[p.off + k] = (nf_real)(k == 1 ? 0.5 : k == 2 ? -0.3 : 0);
+            for (int j = 0; j < D; j++)
+                reg.params[p.off + K + k * D + j] = (nf_real)(3 * k - 3 + 0.1 * j), reg.params[p.off + K + K * D + k * D + j] = (nf_real)(-0.05 * (j + k));
+        }
         double T = 0.7;
         nf_rng r0, r1;
         nf_rng_seed(&r0, 77);
@@ -380,6 +390,14 @@ static void test_prior_sample_sequential(void **state) {
                 double u[D];
                 for (int j = 0; j < D; j++) u[j] = nf_rng_uniform(&r0);
                 nf_logistic_quantile(u, T, ref + i * D, D);
+                continue;
+            }
+            if (gmm) { /* the component from one uniform against the cumulative softmax weights, then D normals */
+                double w[K], s = 0, u = nf_rng_uniform(&r0), cum = 0;
+                for (int k = 0; k < K; k++) s += (w[k] = exp((double)ga[k]));
+                int k = 0;
+                while (k < K - 1 && (cum += w[k] / s) <= u) k++;
+                for (int j = 0; j < D; j++) ref[i * D + j] = (nf_real)(gmu[k * D + j] + T * exp((double)gls[k * D + j]) * nf_rng_normal(&r0));
                 continue;
             }
             for (int j = 0; j < D; j++) {

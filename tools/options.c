@@ -107,7 +107,8 @@ const opt_def nf_cli_options[] = {
     {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's / autoregressive block's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW | M_AR, M_GLOW, 1, "sigmoid"},
     {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_CPL, M_NICE, 1, "halves"},
     {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse, random or lu (a learned LU-parameterised linear map), after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
-    {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic or diag_gaussian", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
+    {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic, diag_gaussian or gmm (a learned mixture of --prior-components diagonal Gaussians)", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
+    {"prior-components", 0, O_PRIORK, K_INT, 1, 64, 0, "K", "components of the gmm prior (8)", C_TRAIN, DA, M_ALL, M_CPL, 1, "4"},
     {"coupling", 0, O_COUPLING, K_ENUM, 0, 0, "coupling", "C", "affine or additive", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "additive"},
     {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW | M_NSF, 1, "0"},
     {"batchnorm", 0, O_BN, K_INT, 0, 1, 0, "0|1", "batch-norm flow layer after each coupling / block but the last", C_TRAIN, SRC_VEC, M_REALNVP | M_AR, 0, 1, "1"},
@@ -334,6 +335,7 @@ static void store(opts *o, const opt_def *d, const char *v) {
     case O_PART: o->cfg.partition = (nf_partition)e; break;
     case O_PERM: o->cfg.perm = (nf_perm_type)e; break;
     case O_PRIOR: o->cfg.prior = (nf_prior_type)e; break;
+    case O_PRIORK: o->cfg.prior_components = (uint64_t)i; break;
     case O_COUPLING: o->cfg.coupling = (nf_coupling_type)e; break;
     case O_ORDER: o->cfg.order = (nf_order_type)e; break;
     case O_TRANSFORM: o->cfg.transform = (nf_transform_type)e; break;
@@ -481,6 +483,9 @@ void check_config_options(const opts *o, const nf_config *cfg) {
     for (size_t k = 0; k < sizeof between / sizeof between[0]; k++)
         if (GIVEN(o, between[k].code) && nf_config_field_applies(cfg, between[k].field) == 0)
             die("option --%s: the %s model puts it between blocks, and --depth 1 makes one block", between[k].field, nf_model_name(cfg->model));
+    if (GIVEN(o, O_PRIORK) && nf_config_field_applies(cfg, "prior_components") == 0)
+        die("option --prior-components applies to the gmm prior only (--prior gmm; this %s uses --prior %s)", nf_model_name(cfg->model),
+            nf_enum_name("prior", (int)cfg->prior));
     if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
     const char *t = nf_enum_name("transform", (int)cfg->transform);
     if ((GIVEN(o, O_BINS) || GIVEN(o, O_BOUND)) && nf_config_field_applies(cfg, "bins") == 0)

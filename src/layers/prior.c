@@ -3,7 +3,9 @@
  *   logistic (NICE): log π(z) = −Σ [softplus(z_j) + softplus(−z_j)]
  *   diag Gaussian:  log π(z) = Σ [−½ ((z_j − μ_j)/σ_j)² − log σ_j − ½ log 2π],  σ_j = exp(log_std_j), learned
  *   conditional diag Gaussian (context c of K values): μ_j(c) = μ_j + Σ_k W[j][k] c_k,
- *                   log σ_j(c) = log_std_j + Σ_k W[D + j][k] c_k   (Glow's class-conditional prior) */
+ *                   log σ_j(c) = log_std_j + Σ_k W[D + j][k] c_k   (Glow's class-conditional prior)
+ *   gmm:            log π(z) = log Σ_k w_k N(z; μ_k, diag σ_k²) = logsumexp_k t_k − logsumexp_k a_k,
+ *                   t_k = a_k + Σ_j [−½ ((z_j − μ_kj)/σ_kj)² − log σ_kj − ½ log 2π], w = softmax(a), learned */
 #include "kernels/kernels.h"
 #include "layers/layer.h"
 
@@ -11,13 +13,21 @@
 
 /* See layer.h: set the prior up; the diag Gaussian reserves mean and log_std in c, and with a context
  * (K > 0) the weights W (2D, K) after them (zero at the start: the unconditional prior). */
-void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim, int32_t context) {
+void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim, int32_t context, int32_t components) {
     p->type = type;
     p->dim = dim;
     p->reg = c;
     p->off = -1;
     p->ctx = 0;
     p->off_ctx = -1;
+    p->comps = 0;
+    if (type == NF_PRIOR_GMM) { /* three tensors, contiguous: logits | means | log stds */
+        int64_t k[1] = {components}, kd[2] = {components, dim};
+        p->comps = components;
+        p->off = nf_registry_reserve(c, "prior", "logits", NF_TENSOR_PARAM, 1, k);
+        nf_registry_reserve(c, "prior", "means", NF_TENSOR_PARAM, 2, kd);
+        nf_registry_reserve(c, "prior", "log_stds", NF_TENSOR_PARAM, 2, kd);
+    }
     if (type == NF_PRIOR_DIAG_GAUSSIAN) {
         int64_t s[1] = {dim};
         p->off = nf_registry_reserve(c, "prior", "mean", NF_TENSOR_PARAM, 1, s);
@@ -28,6 +38,37 @@ void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim,
             p->off_ctx = nf_registry_reserve(c, "prior", "ctx.weight", NF_TENSOR_PARAM, 2, w);
         }
     }
+}
+
+/* See layer.h. */
+void nf_prior_init_params(nf_prior *p, nf_rng *rng) {
+    if (p->type != NF_PRIOR_GMM) return;
+    int32_t K = p->comps, D = p->dim;
+    nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
+    for (int32_t k = 0; k < K; k++) {
+        a[k] = 0;
+        for (int32_t j = 0; j < D; j++) mu[(int64_t)k * D + j] = (nf_real)nf_rng_normal(rng), ls[(int64_t)k * D + j] = 0;
+    }
+}
+
+/* The gmm's t_k of the file comment for one row z (t: K values) and logsumexp_k a_k into *lse_a; returns
+ * log π(z) = logsumexp_k t_k − logsumexp_k a_k. */
+static double gmm_terms(const nf_prior *p, const nf_real *z, double *t, double *lse_a) {
+    int32_t K = p->comps, D = p->dim;
+    const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
+    double am = -INFINITY, tm = -INFINITY, sa = 0, st = 0;
+    for (int32_t k = 0; k < K; k++) {
+        double s = a[k];
+        for (int32_t j = 0; j < D; j++) {
+            double l = ls[(int64_t)k * D + j], u = ((double)z[j] - mu[(int64_t)k * D + j]) * exp(-l);
+            s += -0.5 * u * u - l - 0.5 * LOG_2PI;
+        }
+        t[k] = s;
+        am = fmax(am, a[k]), tm = fmax(tm, s);
+    }
+    for (int32_t k = 0; k < K; k++) sa += exp(a[k] - am), st += exp(t[k] - tm);
+    *lse_a = am + log(sa);
+    return tm + log(st) - *lse_a;
 }
 
 /* Coordinate j's mean and log std for the context row ci (NULL: none): the parameters plus W·ci. */
@@ -42,11 +83,25 @@ static void coord_params(const nf_prior *p, const nf_real *ci, int32_t j, double
     *mu = a, *ls = b;
 }
 
-/* See layer.h: coord_params for every coordinate (the fixed priors: 0, 0). */
+/* See layer.h: coord_params for every coordinate (the fixed priors: 0, 0); the gmm's mixture mean and
+ * half the log of its variance Σ_k w_k (σ_kj² + μ_kj²) − μ_j². */
 void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *ls) {
-    for (int32_t j = 0; j < p->dim; j++) {
+    int32_t K = p->comps, D = p->dim;
+    const nf_real *a = p->type == NF_PRIOR_GMM ? p->reg->params + p->off : NULL;
+    double am = -INFINITY, sa = 0;
+    for (int32_t k = 0; k < K; k++) am = fmax(am, a[k]);
+    for (int32_t k = 0; k < K; k++) sa += exp(a[k] - am);
+    for (int32_t j = 0; j < D; j++) {
         mu[j] = ls[j] = 0;
         if (p->type == NF_PRIOR_DIAG_GAUSSIAN) coord_params(p, p->ctx > 0 ? c : NULL, j, mu + j, ls + j);
+        if (p->type == NF_PRIOR_GMM) {
+            double m = 0, s2 = 0;
+            for (int32_t k = 0; k < K; k++) {
+                double w = exp(a[k] - am) / sa, mk = a[K + (int64_t)k * D + j], sk = exp((double)a[K + (int64_t)K * D + (int64_t)k * D + j]);
+                m += w * mk, s2 += w * (sk * sk + mk * mk);
+            }
+            mu[j] = m, ls[j] = 0.5 * log(fmax(s2 - m * m, 1e-30));
+        }
     }
 }
 
@@ -60,6 +115,11 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
         const nf_real *zi = z + i * D, *ci = ctx_row(p, c, i);
+        if (p->type == NF_PRIOR_GMM) {
+            double t[64], lse_a;
+            lp[i] = (nf_real)gmm_terms(p, zi, t, &lse_a);
+            continue;
+        }
         if (p->type == NF_PRIOR_LOGISTIC) { /* −Σ softplus(z_j) + softplus(−z_j), over the row at once */
             lp[i] = (nf_real)-nf_logistic_nll(zi, D);
             continue;
@@ -81,13 +141,38 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
     }
 }
 
+/* The gmm's backward for row i: with responsibilities r_k = e^(t_k − logsumexp t), dz_j = dlp·Σ_k r_k·(−u_kj/σ_kj),
+ * ∂/∂μ_kj = dlp·r_k·u_kj/σ_kj, ∂/∂log σ_kj = dlp·r_k·(u_kj² − 1), ∂/∂a_k = dlp·(r_k − w_k); u = (z − μ)/σ. */
+static void gmm_backward_row(const nf_prior *p, const nf_real *z, double dlp, nf_real *dz) {
+    int32_t K = p->comps, D = p->dim;
+    const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
+    nf_real *ga = p->reg->grads + p->off, *gmu = ga + K, *gls = gmu + (int64_t)K * D;
+    double t[64], lse_a, lse_t = gmm_terms(p, z, t, &lse_a) + lse_a;
+    for (int32_t j = 0; j < D; j++) dz[j] = 0;
+    for (int32_t k = 0; k < K; k++) {
+        double g = dlp * exp(t[k] - lse_t);
+        ga[k] += (nf_real)(g - dlp * exp(a[k] - lse_a));
+        for (int32_t j = 0; j < D; j++) {
+            int64_t e = (int64_t)k * D + j;
+            double is = exp(-(double)ls[e]), u = ((double)z[j] - mu[e]) * is;
+            dz[j] += (nf_real)(-g * u * is);
+            gmu[e] += (nf_real)(g * u * is);
+            gls[e] += (nf_real)(g * (u * u - 1));
+        }
+    }
+}
+
 /* See layer.h: dz = dlp·∂log π/∂z (overwritten); diag Gaussian: grads of mean, log_std (and W) +=;
- * dc += ∂L/∂c (conditional prior, dc not NULL). */
+ * dc += ∂L/∂c (conditional prior, dc not NULL); gmm: grads of its logits, means and log stds +=. */
 void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, const nf_real *dlp, nf_real *dz,
                        nf_real *dc, int64_t n) {
     int32_t D = p->dim, K = p->ctx;
     for (int64_t i = 0; i < n; i++) {
         const nf_real *ci = ctx_row(p, c, i);
+        if (p->type == NF_PRIOR_GMM) {
+            gmm_backward_row(p, z + i * D, dlp[i], dz + i * D);
+            continue;
+        }
         if (p->type == NF_PRIOR_LOGISTIC) { /* dz_j = −dlp_i·tanh(z_j / 2): d/dz of −softplus(z) − softplus(−z) */
             nf_logistic_grad(z + i * D, dlp[i], dz + i * D, D);
             continue;
@@ -125,7 +210,7 @@ void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, co
 #define LOGISTIC_BLOCK 256
 
 /* Row i of z: D draws of π(· | c_i) at temperature T from g (advanced: one draw of nf_rng_u64 a value
- * for the logistic prior, two for the Gaussians). */
+ * for the logistic prior, two for the Gaussians; the gmm one more a row, for its component). */
 static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c, nf_real *z, int64_t i) {
     int32_t D = p->dim;
     if (p->type == NF_PRIOR_LOGISTIC) { /* the row's uniforms in blocks of LOGISTIC_BLOCK, then their quantiles at once */
@@ -138,6 +223,18 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
         return;
     }
     const nf_real *ci = ctx_row(p, c, i); /* the context row, read by the diagonal Gaussian only */
+    const nf_real *gm = NULL, *gs = NULL; /* gmm: the drawn component's means and log stds */
+    if (p->type == NF_PRIOR_GMM) { /* component k with probability w_k = softmax(a)_k: the first whose cumulative weight passes u */
+        int32_t K = p->comps;
+        const nf_real *a = p->reg->params + p->off;
+        double am = -INFINITY, sa = 0, u = nf_rng_uniform(g), cum = 0;
+        for (int32_t k = 0; k < K; k++) am = fmax(am, a[k]);
+        for (int32_t k = 0; k < K; k++) sa += exp(a[k] - am);
+        int32_t k = 0;
+        for (; k < K - 1; k++)
+            if ((cum += exp(a[k] - am) / sa) > u) break;
+        gm = a + K + (int64_t)k * D, gs = a + K + (int64_t)K * D + (int64_t)k * D;
+    }
     for (int32_t j = 0; j < D; j++) {
         double v;
         switch (p->type) {
@@ -147,6 +244,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
             v = mu + T * exp(ls) * nf_rng_normal(g);
             break;
         }
+        case NF_PRIOR_GMM: v = gm[j] + T * exp((double)gs[j]) * nf_rng_normal(g); break;
         default: v = T * nf_rng_normal(g);
         }
         z[i * D + j] = (nf_real)v;
@@ -162,7 +260,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
  * its first row (found by stepping the generator): the same values for every thread count. */
 void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, const nf_real *c, nf_real *z, int64_t n) {
     int32_t D = p->dim;
-    uint64_t per_row = (uint64_t)D * (p->type == NF_PRIOR_LOGISTIC ? 1 : 2);
+    uint64_t per_row = (uint64_t)D * (p->type == NF_PRIOR_LOGISTIC ? 1 : 2) + (p->type == NF_PRIOR_GMM);
     for (int64_t r0 = 0; r0 < n; r0 += SAMPLE_ROWS * SAMPLE_TASKS) {
         int64_t r1 = n - r0 < SAMPLE_ROWS * SAMPLE_TASKS ? n : r0 + SAMPLE_ROWS * SAMPLE_TASKS;
         int64_t tasks = (r1 - r0 + SAMPLE_ROWS - 1) / SAMPLE_ROWS;

@@ -15,7 +15,7 @@ static const struct {
     {"coupling", {"affine", "additive", NULL, NULL}},
     {"scale", {"tanh", "sigmoid", NULL, NULL}},
     {"partition", {"halves", "oddeven", NULL, NULL}},
-    {"prior", {"normal", "logistic", "diag_gaussian", NULL}},
+    {"prior", {"normal", "logistic", "diag_gaussian", "gmm", NULL}},
     {"perm", {"none", "reverse", "random", "lu", NULL}},
     {"order", {"natural", "reverse", "random", NULL}},
     {"transform", {"affine", "spline", "mixed", NULL}},
@@ -61,6 +61,7 @@ static const nf_config_field config_fields[] = {
     FIELD("context_cols", context_cols, NF_FIELD_U64, NULL, 0),
     FIELD("dequant", dequant, NF_FIELD_ENUM, "dequant", 0),
     FIELD("dequant_hidden", dequant_hidden, NF_FIELD_INT, NULL, 0),
+    FIELD("prior_components", prior_components, NF_FIELD_U64, NULL, 0),
 };
 #undef FIELD
 /* an enum member is read and written through an int: the enums must have int's size */
@@ -159,6 +160,7 @@ static const struct {
     {"context_cols", ALL_, 0},
     {"dequant", 0, NICE_ | RNVP_ | GLOW_ | NSF_},
     {"dequant_hidden", 0, NICE_ | RNVP_ | GLOW_ | NSF_},
+    {"prior_components", ALL_, NICE_ | RNVP_ | GLOW_ | NSF_},
 };
 
 /* See nflow.h: 1 if the model c describes uses field key, 0 if not, -1 for an unknown key. */
@@ -172,6 +174,7 @@ int nf_config_field_applies(const nf_config *c, const char *key) {
     if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) /* mixed: block 2 on is a spline */
         return c->transform == NF_TRANSFORM_SPLINE || (c->transform == NF_TRANSFORM_MIXED && c->depth > 1);
     if (img && strcmp(key, "dequant_hidden") == 0 && c->dequant != NF_DEQUANT_VARIATIONAL) return 0; /* no dequantiser */
+    if (strcmp(key, "prior_components") == 0 && c->prior != NF_PRIOR_GMM) return 0; /* no mixture */
     /* layers that go between blocks only (recipes.c): none in a model of one block */
     if (!img && c->depth == 1 && (((m & (NSF_ | AR_)) && strcmp(key, "perm") == 0) || ((m & (RNVP_ | AR_)) && strcmp(key, "batchnorm") == 0)))
         return 0;
@@ -291,6 +294,7 @@ void nf_config_default(nf_config *c, nf_model_type model, int32_t dim) {
     c->partition = NF_PART_HALVES;
     c->lu = 1;
     c->seed = 1;
+    c->prior_components = 8; /* used by the gmm prior only */
     switch (model) {
     case NF_MODEL_NICE: /* NICE: additive couplings, odd/even partition, diagonal scaling, logistic prior */
         c->depth = 4;
@@ -400,7 +404,11 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->partition > NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "unknown partition %d", (int)c->partition);
     if ((unsigned)c->perm > NF_PERM_LU) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
     if (!(c->init_std >= 0 && c->init_std <= 1)) return nf_fail(NF_ERR_INVALID, "init_std %g: must be in [0, 1]", c->init_std);
-    if ((unsigned)c->prior > NF_PRIOR_DIAG_GAUSSIAN) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
+    if ((unsigned)c->prior > NF_PRIOR_GMM) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
+    if (c->prior == NF_PRIOR_GMM && (c->prior_components < 1 || c->prior_components > 64))
+        return nf_fail(NF_ERR_INVALID, "prior_components %llu: the gmm prior needs 1..64 components", (unsigned long long)c->prior_components);
+    if (c->prior == NF_PRIOR_GMM && c->context_dim > 0)
+        return nf_fail(NF_ERR_INVALID, "the gmm prior takes no context (a conditional flow: normal, logistic or diag_gaussian)");
     if (c->channels || c->height || c->width) {
         if (c->channels < 1 || c->height < 1 || c->width < 1 || (int64_t)c->channels * c->height * c->width != c->dim)
             return nf_fail(NF_ERR_INVALID, "image shape %d × %d × %d does not match dimension %d", (int)c->channels, (int)c->height, (int)c->width, (int)c->dim);

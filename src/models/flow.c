@@ -40,13 +40,14 @@ static nf_status grad_final_offsets(nf_flow *f) {
 /* Reserve the prior, allocate the registry's buffers once and initialise every layer from seed.
  * NF_ERR_NOMEM on allocation failure (f keeps what was allocated; nf_flow_free releases it). */
 static nf_status finish(nf_flow *f, int32_t dim, nf_prior_type prior, uint64_t seed) {
-    nf_prior_init(&f->prior, &f->reg, prior, dim, f->cfg.context_dim);
+    nf_prior_init(&f->prior, &f->reg, prior, dim, f->cfg.context_dim, (int32_t)f->cfg.prior_components);
     nf_status st = nf_registry_allocate(&f->reg);
     if (!st) st = grad_final_offsets(f);
     if (st) return st;
     nf_rng rng;
     nf_rng_seed(&rng, seed);
     for (int32_t k = 0; k < f->nlayers; k++) f->layers[k]->ops->init(f->layers[k], &rng);
+    nf_prior_init_params(&f->prior, &rng); /* after the layers: models of other priors draw as before */
     /* drawn after every layer: a model with a dequantiser has the same flow as one without */
     if (f->cfg.dequant == NF_DEQUANT_VARIATIONAL) nf_dequant_init(&f->dq, f->reg.params, &rng);
     return NF_OK;
