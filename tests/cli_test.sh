@@ -217,6 +217,12 @@ expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
 expect_error "option --bins applies to spline blocks only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
 expect_error "option --prior-components applies to the gmm prior only .*--prior normal" "$NFLOW" train --model maf --data "$T/d.csv" --prior-components 4 --out "$T/x.ckpt"
+# --prior-components takes effect: one component more is 1 + 2·D parameters more (a weight, D means, D log-stds)
+pk() { "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-components "$1" --steps 1 --out "$T/pk-$1.ckpt" 2>&1 | sed -n 's/.*(\([0-9]*\) parameters.*/\1/p' | head -1; }
+nd=$(head -1 "$T/d.csv" | awk -F, '{ print NF }')
+[ "$(( $(pk 4) - $(pk 3) ))" -eq $((1 + 2 * nd)) ] && ok || bad "--prior-components 3 and 4: $(pk 3) and $(pk 4) parameters (D = $nd)"
+"$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-components 3 --steps 2 --out "$T/pk.ckpt" --quiet >/dev/null 2>&1
+expect_error "option --prior-components: differs from the --resume checkpoint" "$NFLOW" train --resume "$T/pk.ckpt" --data "$T/d.csv" --prior-components 4 --steps 3 --out "$T/pk2.ckpt"
 expect_error "option --scale applies to an affine transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform spline --scale sigmoid --out "$T/x.ckpt"
 # --perm (nsf, maf, iaf) and --batchnorm (realnvp, maf, iaf) go between blocks: with one block they cannot
 # apply (the default perm with --depth 1 is fine); a mixed maf of depth 1 has no spline block for --bins

@@ -26,23 +26,27 @@ static void apply_arch(const opts *o, nf_config *c) {
     SET(O_BN, batchnorm); SET(O_AN, actnorm); SET(O_INITSTD, init_std); SET(O_LEVELS, levels); SET(O_BLOCKS, blocks);
     SET(O_LOGIT, logit_alpha); SET(O_BINS, bins); SET(O_BOUND, bound); SET(O_ELEMWISE, elementwise);
     SET(O_ORDER, order); SET(O_TRANSFORM, transform); SET(O_DEQUANT, dequant); SET(O_DQHIDDEN, dequant_hidden);
+    SET(O_PRIORK, prior_components);
 #undef SET
 }
 
 /* With --resume the architecture is the checkpoint's: a given architecture option must agree. */
 static void check_resume_arch(const opts *o, const nf_config *want, const nf_config *have) {
-    static const struct { opt_code code; size_t off; int real; } f[] = {
-#define F(code, field, real) {code, offsetof(nf_config, field), real}
+    static const struct { opt_code code; size_t off; int kind; } f[] = { /* kind: 0 int32, 1 double, 2 uint64 */
+#define F(code, field, kind) {code, offsetof(nf_config, field), kind}
         F(O_DEPTH, depth, 0), F(O_HIDDEN, hidden, 0), F(O_LAYERS, layers, 0), F(O_ACT, act, 0), F(O_SCALE, scale, 0),
         F(O_PART, partition, 0), F(O_PERM, perm, 0), F(O_PRIOR, prior, 0), F(O_COUPLING, coupling, 0), F(O_LU, lu, 0),
         F(O_BN, batchnorm, 0), F(O_AN, actnorm, 0), F(O_INITSTD, init_std, 1), F(O_LEVELS, levels, 0), F(O_BLOCKS, blocks, 0),
         F(O_LOGIT, logit_alpha, 1), F(O_STD, standardize, 0), F(O_BINS, bins, 0), F(O_BOUND, bound, 1), F(O_ELEMWISE, elementwise, 0),
-        F(O_ORDER, order, 0), F(O_TRANSFORM, transform, 0), F(O_DEQUANT, dequant, 0), F(O_DQHIDDEN, dequant_hidden, 0)};
+        F(O_ORDER, order, 0), F(O_TRANSFORM, transform, 0), F(O_DEQUANT, dequant, 0), F(O_DQHIDDEN, dequant_hidden, 0),
+        F(O_PRIORK, prior_components, 2)};
 #undef F
     for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
         if (!GIVEN(o, f[k].code)) continue;
         const char *a = (const char *)want + f[k].off, *b = (const char *)have + f[k].off;
-        int same = f[k].real ? *(const double *)a == *(const double *)b : *(const int32_t *)a == *(const int32_t *)b;
+        int same = f[k].kind == 1   ? *(const double *)a == *(const double *)b
+                   : f[k].kind == 2 ? *(const uint64_t *)a == *(const uint64_t *)b
+                                    : *(const int32_t *)a == *(const int32_t *)b;
         if (!same) die("option --%s: differs from the --resume checkpoint %s (the architecture comes from it)", opt_find(f[k].code, C_TRAIN)->name, o->resume);
     }
 }
