@@ -216,7 +216,7 @@ expect_error "option --standardize applies to vector data only" "$NFLOW" train -
 expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
 expect_error "option --bins applies to spline blocks only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
-expect_error "option --prior-components applies to the gmm prior only .*--prior normal" "$NFLOW" train --model maf --data "$T/d.csv" --prior-components 4 --out "$T/x.ckpt"
+expect_error "option --prior-components applies to the gmm prior only .*--prior normal" "$NFLOW" train --model maf --data "$T/d.csv" --prior normal --prior-components 4 --out "$T/x.ckpt"
 # --prior-components takes effect: one component more is 1 + 2·D parameters more (a weight, D means, D log-stds)
 pk() { "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-components "$1" --steps 1 --out "$T/pk-$1.ckpt" 2>&1 | sed -n 's/.*(\([0-9]*\) parameters.*/\1/p' | head -1; }
 nd=$(head -1 "$T/d.csv" | awk -F, '{ print NF }')
