@@ -1105,6 +1105,12 @@ static void test_wide_affine_blocks(void **state) {
         nf_rng_seed(&rng, 300 + (uint64_t)t);
         int64_t P = nf_flow_num_params(f);
         nf_real *p = nf_flow_params(f);
+        if (D == 2) { /* the 2-D couplings at initialisation (last layer zero, h = 0): the one transformed value's
+                       * log-scale is the scale's at 0 — tanh 0, sigmoid log σ(2) — which tells the two apart */
+            nf_real x0[2] = {0.3f, -0.7f}, z0[2], ld0[1] = {0};
+            assert_int_equal(nf_flow_forward_ctx(f, x0, NULL, z0, ld0, 1), NF_OK);
+            assert_true(fabs(ld0[0] - (cs[t].scale == NF_SCALE_SIGMOID ? -log1p(exp(-2.0)) : 0)) < 1e-5);
+        }
         for (int64_t k = 0; k < P; k++) p[k] += (nf_real)(0.3 * nf_rng_normal(&rng));
         nf_real *x = malloc(sizeof(nf_real) * (size_t)(7 * nd + 3 * n + 3 * P));
         assert_non_null(x);

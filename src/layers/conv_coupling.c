@@ -99,8 +99,10 @@ nf_status nf_conv_coupling_create(nf_registry *r, const char *name, int32_t C, i
                                   nf_layer **out) {
     *out = NULL;
     if (!additive && scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
-    const nf_coupling_math *m = additive ? &nf_coupling_additive : scale == NF_SCALE_TANH ? &nf_coupling_affine_tanh : &nf_coupling_affine_sigmoid;
-    return conv_coupling(r, name, C, H, W, hidden, layers, additive ? &conv_additive_ops : &conv_affine_ops, m, context, out);
+    nf_status st = conv_coupling(r, name, C, H, W, hidden, layers, additive ? &conv_additive_ops : &conv_affine_ops,
+                                 additive ? &nf_coupling_additive : &nf_coupling_affine, context, out);
+    if (!st && !additive) ((coupling *)*out)->scale = scale;
+    return st;
 }
 
 /* See layer.h: Glow's split with a learned conditional Gaussian (a zero-conv3×3, no hidden layers). */

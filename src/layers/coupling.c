@@ -235,30 +235,20 @@ static void affine_backward(const coupling *c, nf_scale_type sc, const nf_real *
     }
 }
 
-/* nf_coupling_math's three loops for each scale: affine_map in each direction, affine_backward. */
-static void tanh_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
-    affine_map(c, NF_SCALE_TANH, x, h, z, logdet, n, 0);
+/* nf_coupling_math's three loops: affine_map in each direction and affine_backward, with the coupling's
+ * scale (c->scale). */
+static void aff_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
+    affine_map(c, c->scale, x, h, z, logdet, n, 0);
 }
-static void tanh_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    affine_map(c, NF_SCALE_TANH, z, h, x, logdet, n, 1);
+static void aff_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    affine_map(c, c->scale, z, h, x, logdet, n, 1);
 }
-static void tanh_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz, const nf_real *dld,
-                          nf_real *dx, nf_real *dh, int64_t n) {
-    affine_backward(c, NF_SCALE_TANH, x, h, dz, dld, dx, dh, n);
-}
-static void sigmoid_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
-    affine_map(c, NF_SCALE_SIGMOID, x, h, z, logdet, n, 0);
-}
-static void sigmoid_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
-    affine_map(c, NF_SCALE_SIGMOID, z, h, x, logdet, n, 1);
-}
-static void sigmoid_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz, const nf_real *dld,
-                             nf_real *dx, nf_real *dh, int64_t n) {
-    affine_backward(c, NF_SCALE_SIGMOID, x, h, dz, dld, dx, dh, n);
+static void aff_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz, const nf_real *dld,
+                         nf_real *dx, nf_real *dh, int64_t n) {
+    affine_backward(c, c->scale, x, h, dz, dld, dx, dh, n);
 }
 
-const nf_coupling_math nf_coupling_affine_tanh = {2, tanh_forward, tanh_inverse, tanh_backward};
-const nf_coupling_math nf_coupling_affine_sigmoid = {2, sigmoid_forward, sigmoid_inverse, sigmoid_backward};
+const nf_coupling_math nf_coupling_affine = {2, aff_forward, aff_inverse, aff_backward};
 
 /* ------------------------------------------------------------------ construction */
 /* Partition of 0..D−1 into a (conditioning) and b (transformed) into c->ia/ib (owned); parity 1 swaps
@@ -340,8 +330,9 @@ nf_status nf_affine_coupling_create(nf_registry *r, const char *name, int32_t di
                                     nf_scale_type scale, int32_t context, nf_layer **out) {
     *out = NULL;
     if (scale != NF_SCALE_TANH && scale != NF_SCALE_SIGMOID) return nf_fail(NF_ERR_INVALID, "%s: unknown scale type %d", name, (int)scale);
-    return vector_coupling(r, name, dim, part, parity, hidden, layers, act, &affine_ops,
-                           scale == NF_SCALE_TANH ? &nf_coupling_affine_tanh : &nf_coupling_affine_sigmoid, context, out);
+    nf_status st = vector_coupling(r, name, dim, part, parity, hidden, layers, act, &affine_ops, &nf_coupling_affine, context, out);
+    if (!st) ((coupling *)*out)->scale = scale;
+    return st;
 }
 
 /* See layer.h: sets the init std of the last layer of the coupling's net (MLP or conv net). */

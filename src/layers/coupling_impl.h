@@ -1,8 +1,8 @@
 /* layers/coupling_impl.h — PRIVATE to coupling.c and conv_coupling.c: the coupling struct, the shared
  * bookkeeping (net call on the conditioning half, sizes, net backward and scatter) and the per-variant
- * formulas. Each variant (additive, affine-tanh, affine-sigmoid, split-Gaussian) is one
- * nf_coupling_math: three row loops with the lecture's formula (the two affine variants share theirs, the
- * one map z_b = (x_b + a)·e^s + b with the scale type as an argument).
+ * formulas. Each variant (additive, affine with a tanh or sigmoid scale, split-Gaussian) is one
+ * nf_coupling_math: three row loops with the lecture's formula (the two affine variants are one, the map
+ * z_b = (x_b + a)·e^s + b with the coupling's scale type).
  * Cache layout (n rows): x_a (n, na) | net output h (n, nout) | net cache. */
 #ifndef NF_COUPLING_IMPL_H
 #define NF_COUPLING_IMPL_H
@@ -33,12 +33,13 @@ struct coupling {
     int conv;         /* 1: cnet, 0: net */
     nf_mlp net;
     nf_convnet cnet;
+    nf_scale_type scale; /* the affine variant: tanh (RealNVP) or sigmoid (Glow) scale */
     int32_t bins;     /* spline variants (spline_coupling.c): K bins on [−bound, bound]; 0 otherwise */
     double bound;
 };
 
 /* The variants of coupling.c (conv_coupling.c adds the split's Gaussian). */
-extern const nf_coupling_math nf_coupling_additive, nf_coupling_affine_tanh, nf_coupling_affine_sigmoid;
+extern const nf_coupling_math nf_coupling_additive, nf_coupling_affine; /* affine: c->scale picks tanh or sigmoid */
 
 /* The shared ops (coupling.c): sizes, FLOPs, net init, freeing the partition. */
 int64_t nf_coupling_cache_size(const nf_layer *L, int64_t n);
