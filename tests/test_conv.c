@@ -64,18 +64,23 @@ static void check_shape(const shape *s) {
     /* backward of L = Σ r ⊙ y */
     nf_real *dx = calloc((size_t)(s->n * ldx), sizeof(nf_real)), *dw = calloc((size_t)nw, sizeof(nf_real)), *db = calloc((size_t)s->Cout, sizeof(nf_real));
     nf_conv2d_backward(x, ldx, w, r, ldy, dx, ldx, dw, db, s->n, s->Cin, s->Cout, s->H, s->W, s->k, work);
-    /* L is linear in each argument: central differences are exact up to rounding */
+    /* L is linear in each argument: central differences are exact up to rounding. An input moves only
+     * its own row's terms of L, so its differences are taken over that row alone (s1: one row) */
     double h = DBL ? 1e-3 : 1e-1, worst = 0;
     nf_real *args[3] = {x, w, b}, *grads[3] = {dx, dw, db};
     int64_t counts[3] = {s->n * ldx, nw, s->Cout};
+    shape s1 = *s;
+    s1.n = 1;
     for (int a = 0; a < 3; a++)
         for (int64_t i = 0; i < counts[a]; i++) {
             if (a == 0 && i % ldx >= s->Cin * P) continue; /* the row's tail is not read */
+            int64_t row = a == 0 ? i / ldx : 0;
+            const shape *sl = a == 0 ? &s1 : s;
             nf_real keep = args[a][i];
             args[a][i] = keep + (nf_real)h;
-            double lp = loss_ref(s, x, w, b, r);
+            double lp = loss_ref(sl, x + row * ldx, w, b, r + row * ldy);
             args[a][i] = keep - (nf_real)h;
-            double lm = loss_ref(s, x, w, b, r);
+            double lm = loss_ref(sl, x + row * ldx, w, b, r + row * ldy);
             args[a][i] = keep;
             double num = (lp - lm) / ((double)(keep + (nf_real)h) - (double)(keep - (nf_real)h));
             worst = fmax(worst, fabs(num - grads[a][i]) / (1 + fabs(num)));
