@@ -2,8 +2,8 @@
  * A conditional block (context K > 0) has the MADE see c too: (μ, s) = MADE(u, c), c unmasked, so the
  * passes below are unchanged. Both use ONE map and its inverse:
  *   one pass   v = A(u):    v_d = (u_d − μ_d(u))·exp(s_d(u))         (u_<d only, by the MADE's masks)
- *   D passes   u = A⁻¹(v):  u_d = μ_d(u) + v_d·exp(−s_d(u)), solved in the MADE's order: after pass k
- *              the coordinates of degree ≤ k are exact (their μ, s see only lower degrees), so D passes
+ *   D passes   u = A⁻¹(v):  u_d = μ_d(u) + v_d·exp(−s_d(u)), solved in the MADE's order: pass k solves
+ *              the coordinate of degree k (its μ, s see only lower degrees, exact by then), so D passes
  *              give u exactly and the last pass's (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
  * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
@@ -130,14 +130,23 @@ static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_
     }
 }
 
-/* The solve step of A⁻¹: u_d = τ⁻¹(v_d; θ_d) for every d (contiguous (n, D)); ld[i] (may be NULL) =
- * Σ log ∂v_d/∂u_d at the new u. */
-static void tau_solve(const ar_layer *A, const nf_real *v, const nf_real *h, nf_real *u, nf_real *ld, int64_t n) {
+/* Pass k's solve step of A⁻¹ (contiguous (n, D)): the coordinate j of degree k + 1 — its θ see only
+ * coordinates of lower degree, solved in earlier passes, so it is exact now and no later pass changes it:
+ * u_j = τ⁻¹(v_j; θ_j) in every row, lj[i·D + j] = log ∂v_j/∂u_j there. The other coordinates are left as
+ * they are (not yet solved: 0 from d_passes; solved: final). */
+static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, nf_real *u, nf_real *lj, int64_t n) {
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        nf_real s = (nf_real)tau_row(A, h + i * P * D, v + i * D, u + i * D, 1);
-        if (ld) ld[i] = s;
+        const nf_real *th = h + i * P * D;
+        double o, l;
+        if (A->transform == NF_TRANSFORM_SPLINE) nf_rqs_inverse(th + j, D, A->bins, A->bound, (double)v[i * D + j], &o, &l);
+        else {
+            nf_real sj, ej;
+            nf_affine_scales(A->scale, th + D + j, 1, &sj, &ej, NULL);
+            o = th[j] + v[i * D + j] / ej, l = sj;
+        }
+        u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
     }
 }
 
@@ -191,22 +200,30 @@ static void one_pass(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf
     tau_apply(A, u, h, out, S, logdet, n);
 }
 
-/* D passes: out = A⁻¹(in) (rows S apart), logdet −= Σ log ∂v/∂u at the result; u, h, mc end as the
- * MADE's input (= the result), output and cache at the result; v, ld: (n, D) and (n) scratch. */
+/* D passes: out = A⁻¹(in) (rows S apart), logdet −= Σ log ∂v/∂u at the result (summed in coordinate
+ * order); u, h, mc end as the MADE's input (= the result), output and cache at the result; v, lj: two
+ * (n, D) scratch buffers. */
 static void d_passes(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf_real *out, nf_real *logdet,
-                     int64_t n, nf_real *u, nf_real *h, nf_real *mc, nf_real *v, nf_real *ld) {
+                     int64_t n, nf_real *u, nf_real *h, nf_real *mc, nf_real *v, nf_real *lj) {
     int32_t D = A->base.dim, S = A->base.ld;
+    const nf_real *deg = NF_B(&A->base, A->net.off_deg); /* a permutation of 1..D (made.c; checked on load) */
     gather(in, S, v, D, n);
     memset(u, 0, sizeof(nf_real) * (size_t)(n * D));
     for (int32_t k = 0; k < D; k++) {
+        int32_t j = 0; /* the coordinate of degree k + 1 (a scan: O(D) against the pass's O(n·D·hidden)) */
+        while (j < D - 1 && (int32_t)deg[j] != k + 1) j++;
         nf_made_forward(&A->net, Pm, u, A->base.ctx, h, n, mc);
-        tau_solve(A, v, h, u, k + 1 == D ? ld : NULL, n);
+        tau_solve(A, j, v, h, u, lj, n);
     }
     /* h and mc are those of the last pass's input, which differs from u only in the coordinate of
      * degree D, which no net output sees: they are exactly the net's at u */
     scatter(u, D, out, S, n);
     if (logdet)
-        for (int64_t i = 0; i < n; i++) logdet[i] -= ld[i];
+        for (int64_t i = 0; i < n; i++) {
+            double ld = 0;
+            for (int32_t d = 0; d < D; d++) ld += lj[i * D + d];
+            logdet[i] -= (nf_real)ld;
+        }
 }
 
 /* ------------------------------------------------------------------ ops */
@@ -271,9 +288,21 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
     nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k], lam[k] = g[k] / diag[k];
-    /* D − 1 rounds through the net's strictly triangular part */
+    /* D − 1 rounds through the net's strictly triangular part. A's vjp with cotangent λ on v is linear in
+     * λ: J = its value at λ = 1 (W->u, W->h: the uncached pass's buffers, free in a backward), once; each
+     * round's is then λ ⊙ J, without recomputing τ (a spline's knots) */
+    nf_real *ones = W->u, *J = W->h;
+    int32_t P = A->net.P;
+    if (D > 1) {
+        for (int64_t k = 0; k < n * D; k++) ones[k] = 1;
+        tau_vjp(A, u, h, ones, 1, NULL, 0, J, NULL, NULL, n);
+    }
     for (int32_t r = 1; r < D; r++) {
-        tau_vjp(A, u, h, lam, 1, NULL, 0, W->dh, NULL, NULL, n);
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, P * D)
+        for (int64_t i = 0; i < n; i++)
+            for (int32_t q = 0; q < P; q++)
+#pragma omp simd
+                for (int32_t d = 0; d < D; d++) W->dh[(i * P + q) * D + d] = lam[i * D + d] * J[(i * P + q) * D + d];
         nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
         for (int64_t k = 0; k < n * D; k++) lam[k] = (g[k] - t[k]) / diag[k];
     }
