@@ -51,24 +51,55 @@ void nf_prior_init_params(nf_prior *p, nf_rng *rng) {
     }
 }
 
-/* The gmm's t_k of the file comment for one row z (t: K values) and logsumexp_k a_k into *lse_a; returns
- * log π(z) = logsumexp_k t_k − logsumexp_k a_k. */
-static double gmm_terms(const nf_prior *p, const nf_real *z, double *t, double *lse_a) {
+/* The gmm's arithmetic runs on blocks of GMM_ROWS rows: each component's 1/σ_kj = e^(−log σ_kj) is taken
+ * once a block (K·D exponentials) instead of once a row, GMM_CHUNK coordinates at a time. */
+#define GMM_ROWS 32
+#define GMM_CHUNK 64
+
+/* logsumexp_k a_k of the gmm's logits (w = softmax(a)). */
+static double gmm_lse_a(const nf_prior *p) {
+    const nf_real *a = p->reg->params + p->off;
+    double am = -INFINITY, sa = 0;
+    for (int32_t k = 0; k < p->comps; k++) am = fmax(am, a[k]);
+    for (int32_t k = 0; k < p->comps; k++) sa += exp(a[k] - am);
+    return am + log(sa);
+}
+
+/* The gmm's t_k of the file comment for the m ≤ GMM_ROWS rows of z (t: m·K values, row r's at t + r·K)
+ * and, returned, the rows' log π(z) = logsumexp_k t_k − logsumexp_k a_k into lp (NULL: not wanted), with
+ * lse_t[r] = logsumexp_k t_rk (NULL: not wanted). */
+static void gmm_block(const nf_prior *p, const nf_real *z, int64_t m, double *t, double *lse_t, nf_real *lp) {
     int32_t K = p->comps, D = p->dim;
     const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
-    double am = -INFINITY, tm = -INFINITY, sa = 0, st = 0;
+    double is[GMM_CHUNK];
     for (int32_t k = 0; k < K; k++) {
-        double s = a[k];
-        for (int32_t j = 0; j < D; j++) {
-            double l = ls[(int64_t)k * D + j], u = ((double)z[j] - mu[(int64_t)k * D + j]) * exp(-l);
-            s += -0.5 * u * u - l - 0.5 * LOG_2PI;
+        const nf_real *mk = mu + (int64_t)k * D, *lk = ls + (int64_t)k * D;
+        double c = a[k] - 0.5 * D * LOG_2PI;
+        for (int32_t j = 0; j < D; j++) c -= lk[j];
+        for (int64_t r = 0; r < m; r++) t[r * K + k] = c;
+        for (int32_t j0 = 0; j0 < D; j0 += GMM_CHUNK) {
+            int32_t nj = D - j0 < GMM_CHUNK ? D - j0 : GMM_CHUNK;
+            for (int32_t j = 0; j < nj; j++) is[j] = exp(-(double)lk[j0 + j]);
+            for (int64_t r = 0; r < m; r++) {
+                const nf_real *zr = z + r * D + j0;
+                double q = 0;
+                for (int32_t j = 0; j < nj; j++) {
+                    double u = ((double)zr[j] - mk[j0 + j]) * is[j];
+                    q += u * u;
+                }
+                t[r * K + k] -= 0.5 * q;
+            }
         }
-        t[k] = s;
-        am = fmax(am, a[k]), tm = fmax(tm, s);
     }
-    for (int32_t k = 0; k < K; k++) sa += exp(a[k] - am), st += exp(t[k] - tm);
-    *lse_a = am + log(sa);
-    return tm + log(st) - *lse_a;
+    double la = gmm_lse_a(p);
+    for (int64_t r = 0; r < m; r++) {
+        const double *tr = t + r * K;
+        double tm = -INFINITY, st = 0;
+        for (int32_t k = 0; k < K; k++) tm = fmax(tm, tr[k]);
+        for (int32_t k = 0; k < K; k++) st += exp(tr[k] - tm);
+        if (lse_t) lse_t[r] = tm + log(st);
+        if (lp) lp[r] = (nf_real)(tm + log(st) - la);
+    }
 }
 
 /* Coordinate j's mean and log std for the context row ci (NULL: none): the parameters plus W·ci. */
@@ -111,15 +142,18 @@ static const nf_real *ctx_row(const nf_prior *p, const nf_real *c, int64_t i) { 
 /* See layer.h: lp[i] = log π(z_i | c_i) for n rows of dim values. */
 void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n) {
     int32_t D = p->dim;
+    if (p->type == NF_PRIOR_GMM) {
+#pragma omp parallel for schedule(static) if (n * D > 16384)
+        for (int64_t i0 = 0; i0 < n; i0 += GMM_ROWS) {
+            double t[GMM_ROWS * 64];
+            gmm_block(p, z + i0 * D, n - i0 < GMM_ROWS ? n - i0 : GMM_ROWS, t, NULL, lp + i0);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (n * D > 16384)
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
         const nf_real *zi = z + i * D, *ci = ctx_row(p, c, i);
-        if (p->type == NF_PRIOR_GMM) {
-            double t[64], lse_a;
-            lp[i] = (nf_real)gmm_terms(p, zi, t, &lse_a);
-            continue;
-        }
         if (p->type == NF_PRIOR_LOGISTIC) { /* −Σ softplus(z_j) + softplus(−z_j), over the row at once */
             lp[i] = (nf_real)-nf_logistic_nll(zi, D);
             continue;
@@ -141,23 +175,38 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
     }
 }
 
-/* The gmm's backward for row i: with responsibilities r_k = e^(t_k − logsumexp t), dz_j = dlp·Σ_k r_k·(−u_kj/σ_kj),
- * ∂/∂μ_kj = dlp·r_k·u_kj/σ_kj, ∂/∂log σ_kj = dlp·r_k·(u_kj² − 1), ∂/∂a_k = dlp·(r_k − w_k); u = (z − μ)/σ. */
-static void gmm_backward_row(const nf_prior *p, const nf_real *z, double dlp, nf_real *dz) {
+/* The gmm's backward for the m ≤ GMM_ROWS rows of z: with responsibilities r_k = e^(t_k − logsumexp t),
+ * dz_j = dlp·Σ_k r_k·(−u_kj/σ_kj) (overwritten), ∂/∂μ_kj = dlp·r_k·u_kj/σ_kj, ∂/∂log σ_kj = dlp·r_k·(u_kj² − 1),
+ * ∂/∂a_k = dlp·(r_k − w_k); u = (z − μ)/σ. The block's parameter gradients are summed in double, then added. */
+static void gmm_backward_block(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t m) {
     int32_t K = p->comps, D = p->dim;
     const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
     nf_real *ga = p->reg->grads + p->off, *gmu = ga + K, *gls = gmu + (int64_t)K * D;
-    double t[64], lse_a, lse_t = gmm_terms(p, z, t, &lse_a) + lse_a;
-    for (int32_t j = 0; j < D; j++) dz[j] = 0;
+    double t[GMM_ROWS * 64], lse_t[GMM_ROWS], is[GMM_CHUNK], la = gmm_lse_a(p), sd = 0;
+    gmm_block(p, z, m, t, lse_t, NULL);
+    for (int64_t r = 0; r < m; r++) { /* t ← dlp·r_k, the responsibilities' weights */
+        sd += dlp[r];
+        for (int32_t k = 0; k < K; k++) t[r * K + k] = dlp[r] * exp(t[r * K + k] - lse_t[r]);
+    }
+    memset(dz, 0, sizeof(nf_real) * (size_t)(m * D));
     for (int32_t k = 0; k < K; k++) {
-        double g = dlp * exp(t[k] - lse_t);
-        ga[k] += (nf_real)(g - dlp * exp(a[k] - lse_a));
-        for (int32_t j = 0; j < D; j++) {
-            int64_t e = (int64_t)k * D + j;
-            double is = exp(-(double)ls[e]), u = ((double)z[j] - mu[e]) * is;
-            dz[j] += (nf_real)(-g * u * is);
-            gmu[e] += (nf_real)(g * u * is);
-            gls[e] += (nf_real)(g * (u * u - 1));
+        double gk = -sd * exp(a[k] - la);
+        for (int64_t r = 0; r < m; r++) gk += t[r * K + k];
+        ga[k] += (nf_real)gk;
+        const nf_real *mk = mu + (int64_t)k * D, *lk = ls + (int64_t)k * D;
+        for (int32_t j0 = 0; j0 < D; j0 += GMM_CHUNK) {
+            int32_t nj = D - j0 < GMM_CHUNK ? D - j0 : GMM_CHUNK;
+            for (int32_t j = 0; j < nj; j++) is[j] = exp(-(double)lk[j0 + j]);
+            for (int32_t j = 0; j < nj; j++) {
+                double gm = 0, gs = 0;
+                for (int64_t r = 0; r < m; r++) {
+                    double g = t[r * K + k], u = ((double)z[r * D + j0 + j] - mk[j0 + j]) * is[j];
+                    dz[r * D + j0 + j] += (nf_real)(-g * u * is[j]);
+                    gm += g * u * is[j], gs += g * (u * u - 1);
+                }
+                gmu[(int64_t)k * D + j0 + j] += (nf_real)gm;
+                gls[(int64_t)k * D + j0 + j] += (nf_real)gs;
+            }
         }
     }
 }
@@ -167,12 +216,13 @@ static void gmm_backward_row(const nf_prior *p, const nf_real *z, double dlp, nf
 void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, const nf_real *dlp, nf_real *dz,
                        nf_real *dc, int64_t n) {
     int32_t D = p->dim, K = p->ctx;
+    if (p->type == NF_PRIOR_GMM) {
+        for (int64_t i0 = 0; i0 < n; i0 += GMM_ROWS)
+            gmm_backward_block(p, z + i0 * D, dlp + i0, dz + i0 * D, n - i0 < GMM_ROWS ? n - i0 : GMM_ROWS);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         const nf_real *ci = ctx_row(p, c, i);
-        if (p->type == NF_PRIOR_GMM) {
-            gmm_backward_row(p, z + i * D, dlp[i], dz + i * D);
-            continue;
-        }
         if (p->type == NF_PRIOR_LOGISTIC) { /* dz_j = −dlp_i·tanh(z_j / 2): d/dz of −softplus(z) − softplus(−z) */
             nf_logistic_grad(z + i * D, dlp[i], dz + i * D, D);
             continue;
