@@ -7,7 +7,7 @@
  *              give u exactly and the last pass's (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
  * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
- * rqspline.h) is two functions of a row (tau_row, both directions, and tau_vjp_row); the passes and the
+ * rqspline.h) is the row functions tau_row and tau_vjp_row and the one-coordinate solve in tau_solve; the passes and the
  * backward below are written for any τ with P parameters per coordinate.
  * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache | its masked
  * parameters (built once by the forward, read by the backward that follows it).
@@ -49,24 +49,21 @@ static int64_t ar_flops(const nf_layer *L) {
 /* ------------------------------------------------------------------ the element-wise transform
  * One row's map v_d = τ(u_d; θ_d), d = 0 … D − 1, with the parameters θ from the MADE: θ_q of coordinate
  * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through the two row
- * functions tau_row (both directions) and tau_vjp_row. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
+ * functions tau_row and tau_vjp_row and the solve step tau_solve. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
  * = s with s = tanh(h_s) or log σ(h_s + 2), the scales of AFF_BLOCK coordinates at a time through vmath's
  * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), one coordinate at a time
  * (rqspline.c). */
 #define AFF_BLOCK 256
 
-/* One row of the map (inverse 0: out = v = τ(u) from in = u) or of its inverse (inverse 1: out = u =
- * τ⁻¹(v) from in = v; affine u = μ + v / e^s, spline the exact root), coordinate by coordinate; returns
- * Σ_d log ∂v_d/∂u_d at the row's u (the forward's log-det in both directions). */
-static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *in, nf_real *out, int inverse) {
+/* One row of the map, v = τ(u) from u, coordinate by coordinate; returns Σ_d log ∂v_d/∂u_d. */
+static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf_real *v) {
     int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
-        nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
         nf_real ld = 0;
         for (int32_t d = 0; d < D; d++) {
             double o, l;
-            g(th + d, D, A->bins, A->bound, (double)in[d], &o, &l);
-            out[d] = (nf_real)o, ld += (nf_real)l;
+            nf_rqs_forward(th + d, D, A->bins, A->bound, (double)u[d], &o, &l);
+            v[d] = (nf_real)o, ld += (nf_real)l;
         }
         return ld;
     }
@@ -77,7 +74,7 @@ static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *in, n
         nf_real s[AFF_BLOCK], e[AFF_BLOCK];
         nf_affine_scales(A->scale, mu + D, m, s, e, NULL);
         for (int32_t j = 0; j < m; j++) {
-            out[d0 + j] = inverse ? mu[j] + in[d0 + j] / e[j] : (in[d0 + j] - mu[j]) * e[j];
+            v[d0 + j] = (u[d0 + j] - mu[j]) * e[j];
             ld += s[j];
         }
     }
@@ -125,7 +122,7 @@ static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S, 0);
+        nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S);
         if (logdet) logdet[i] += ld;
     }
 }
