@@ -222,6 +222,13 @@ pk() { "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-componen
 nd=$(head -1 "$T/d.csv" | awk -F, '{ print NF }')
 [ "$(( $(pk 4) - $(pk 3) ))" -eq $((1 + 2 * nd)) ] && ok || bad "--prior-components 3 and 4: $(pk 3) and $(pk 4) parameters (D = $nd)"
 "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-components 3 --steps 2 --out "$T/pk.ckpt" --quiet >/dev/null 2>&1
+# maf and iaf on a CSV without context columns default to 3 blocks over the mixture: the same parameter
+# count as asking for them, and not the count of the general default (5 blocks, normal prior)
+np_of() { "$NFLOW" train --data "$T/d.csv" --steps 1 --out "$T/np.ckpt" "$@" 2>&1 | sed -n 's/.*(\([0-9]*\) parameters.*/\1/p' | head -1; }
+for m in maf iaf; do
+    d=$(np_of --model $m) e=$(np_of --model $m --depth 3 --prior gmm) g=$(np_of --model $m --depth 5 --prior normal)
+    [ -n "$d" ] && [ "$d" = "$e" ] && [ "$d" != "$g" ] && ok || bad "$m on a CSV: $d parameters by default, $e with --depth 3 --prior gmm, $g with --depth 5 --prior normal"
+done
 expect_error "option --prior-components: differs from the --resume checkpoint" "$NFLOW" train --resume "$T/pk.ckpt" --data "$T/d.csv" --prior-components 4 --steps 3 --out "$T/pk2.ckpt"
 expect_error "option --scale applies to an affine transform only" "$NFLOW" train --model maf --data "$T/d.csv" --transform spline --scale sigmoid --out "$T/x.ckpt"
 # --perm (nsf, maf, iaf) and --batchnorm (realnvp, maf, iaf) go between blocks: with one block they cannot
