@@ -66,9 +66,11 @@ class FlowDensity(DensityMixin, BaseEstimator):
 
     Parameters (None: the model's default, as `nflow train` has it for a CSV table):
       model: "maf" (the default: autoregressive blocks, nflow train's choice for tables), "nice",
-        "realnvp", "glow", "nsf" or "iaf". maf and iaf take tanh MADEs unless activation is given.
-      depth, hidden, mlp_layers, activation, scale, partition, perm, prior, coupling, lu, batchnorm,
-      actnorm, init_std: the architecture (see `nflow train --help`).
+        "realnvp", "glow", "nsf" or "iaf". maf and iaf take tanh MADEs unless activation is given, and
+        three blocks (depth 3) over the learned mixture prior (prior "gmm") unless depth / prior are.
+      depth, hidden, mlp_layers, activation, scale, partition, perm, prior, prior_components, coupling,
+      lu, batchnorm, actnorm, init_std, transform, bins, bound, order, elementwise: the architecture (see
+      `nflow train --help`).
       standardize: per-column standardisation layer from the training data (default True: nflow
         train's choice for data files).
       steps, batch, lr, warmup, clip, lr_schedule: the training (nflow train's defaults for a table:
@@ -88,7 +90,8 @@ class FlowDensity(DensityMixin, BaseEstimator):
 
     def __init__(self, model="maf", depth=None, hidden=None, mlp_layers=None, activation=None, scale=None,
                  partition=None, perm=None, prior=None, coupling=None, lu=None, batchnorm=None, actnorm=None,
-                 init_std=None, standardize=True, steps=20000, batch=None, lr=1e-3, warmup=None, clip=None,
+                 init_std=None, transform=None, bins=None, bound=None, order=None, elementwise=None,
+                 prior_components=None, standardize=True, steps=20000, batch=None, lr=1e-3, warmup=None, clip=None,
                  lr_schedule="constant", seed=1, threads=None, verbose=False, weight_decay=None, ema=0.999,
                  validation=0.1, eval_every=100, patience=20):
         self.model = model
@@ -105,6 +108,12 @@ class FlowDensity(DensityMixin, BaseEstimator):
         self.batchnorm = batchnorm
         self.actnorm = actnorm
         self.init_std = init_std
+        self.transform = transform
+        self.bins = bins
+        self.bound = bound
+        self.order = order
+        self.elementwise = elementwise
+        self.prior_components = prior_components
         self.standardize = standardize
         self.steps = steps
         self.batch = batch
@@ -145,8 +154,10 @@ class FlowDensity(DensityMixin, BaseEstimator):
             if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
                 raise invalid("seed %r: an integer, or None for the model's default" % (seed,))
             arch["seed"] = int(seed)
-        if self.model in ("maf", "iaf") and self.activation is None:
-            arch["activation"] = "tanh"  # nflow train's MADEs on a table
+        if self.model in ("maf", "iaf"):  # nflow train on a table: tanh MADEs, 3 blocks over the mixture
+            for k, v in (("activation", "tanh"), ("depth", 3), ("prior", "gmm")):
+                if getattr(self, k) is None:
+                    arch[k] = v
         flow = Flow(self.model, dim=X.shape[1], standardize=self.standardize, **arch)
         flow.fit(X, steps=self.steps, batch=self.batch, lr=self.lr, warmup=self.warmup, clip=self.clip,
                  lr_schedule=self.lr_schedule, seed=None if seed is None else int(seed), progress=self.verbose,

@@ -74,8 +74,14 @@ def test_flow_density_trains_as_nflow_train_on_a_table():
         ("maf", 20000, 0.999, 0.1, 100, 20, None)
     X = _pairs(2000, 2)
     est = FlowDensity(steps=300, eval_every=50, patience=2).fit(X)
-    assert est.flow_.config["activation"] == "tanh" and est.best_step_ is not None
+    cfg = est.flow_.config
+    assert (cfg["activation"], cfg["depth"], cfg["prior"]) == ("tanh", 3, "gmm") and est.best_step_ is not None
     assert [s for s, _ in est.val_history_][:2] == [50, 100]
+    # the vector architecture options reach the flow; a given depth / prior replaces the table default
+    est = FlowDensity(steps=2, transform="affine", order="reverse", prior_components=3, depth=2).fit(X)
+    cfg = est.flow_.config
+    assert (cfg["transform"], cfg["order"], cfg["prior_components"], cfg["depth"], cfg["prior"]) == ("affine", "reverse", 3, 2, "gmm")
+    assert FlowDensity(steps=2, prior="normal").fit(X).flow_.config["prior"] == "normal"
 
 
 def test_contexts_follow_their_rows():
