@@ -69,7 +69,22 @@ static double train_nll(nf_config *c, const nf_dataset *train, const nf_dataset 
     return -ll;
 }
 
+/* Under AddressSanitizer (CI's second pass over the suite) a toy run takes a tenth of its steps and asks
+ * only for a finite NLL: that pass looks for memory and undefined-behaviour errors, which the first steps
+ * reach as the last do, and the release pass runs the same toys to their bounds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static void run_toy(const char *data, nf_model_type m, int steps, double init_std, double bound_vs_gauss, double abs_bound) {
+    if (SANITIZED) steps /= 10;
     nf_dataset *tr, *te;
     assert_int_equal(nf_dataset_toy(data, 20000, 1, &tr), NF_OK);
     assert_int_equal(nf_dataset_toy(data, 5000, 2, &te), NF_OK);
@@ -77,10 +92,10 @@ static void run_toy(const char *data, nf_model_type m, int steps, double init_st
     nf_config_default(&c, m, 2);
     c.init_std = init_std;
     double g = gaussian_nll(te), nll = train_nll(&c, tr, te, steps);
-    print_message("  %-8s on %-11s: test NLL %.3f nats after %d steps (best Gaussian %.3f; bound %.3f)\n", nf_model_name(m), data, nll, steps, g,
-                  fmin(g - bound_vs_gauss, abs_bound));
-    assert_true(nll < g - bound_vs_gauss);
-    assert_true(nll < abs_bound);
+    print_message("  %-8s on %-11s: test NLL %.3f nats after %d steps (best Gaussian %.3f; bound %.3f%s)\n", nf_model_name(m), data, nll, steps, g,
+                  fmin(g - bound_vs_gauss, abs_bound), SANITIZED ? ", asked in the release build only" : "");
+    assert_true(isfinite(nll));
+    if (!SANITIZED) assert_true(nll < g - bound_vs_gauss && nll < abs_bound);
     nf_dataset_free(tr), nf_dataset_free(te);
 }
 
