@@ -209,9 +209,9 @@ int cmd_train(int argc, char **argv) {
     if (src == SRC_CSV && (model == NF_MODEL_MAF || model == NF_MODEL_IAF)) cfg.act = NF_ACT_TANH;
     /* maf and iaf on a CSV table without context columns: 3 blocks over a learned mixture of 8 Gaussians
      * (the same cases, 16 200 training rows; maf, three seeds: mix8 KL 0.079–0.083 against 0.112 with 5
-     * blocks over the normal prior, pairs8 0.081 against 0.084; with 81 000 rows 0.028 and 0.032; iaf: mix8
-     * 0.089 / 0.089 (two seeds) against 0.187, pairs8 0.133 / 0.150 against 0.120; docs/tabular.md). The mixture takes no context: a
-     * conditional maf or iaf keeps the normal prior and 5 blocks. */
+     * blocks over the normal prior, pairs8 0.081 against 0.084; with 81 000 rows 0.028 and 0.032; iaf, two
+     * seeds: mix8 0.089 / 0.089 against 0.187, pairs8 0.133 / 0.150 against 0.120; docs/tabular.md). The
+     * mixture takes no context: a conditional maf or iaf keeps the normal prior and 5 blocks. */
     if (src == SRC_CSV && (model == NF_MODEL_MAF || model == NF_MODEL_IAF) && cfg.context_dim == 0) cfg.prior = NF_PRIOR_GMM, cfg.depth = 3;
     apply_arch(&o, &cfg);
     check_config_options(&o, f ? nf_flow_config(f) : &cfg); /* a resumed model: its own configuration */
