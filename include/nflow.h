@@ -181,9 +181,10 @@ typedef struct {
     uint64_t context_cols;
     nf_dequant_type dequant; /* image models: uniform (0) or variational dequantisation (nf_flow_dequantize) */
     int32_t dequant_hidden;  /* variational: width of the dequantiser's conv net (0: 32) */
-    uint64_t prior_components; /* prior gmm: the mixture's components K (1..64; default 8; 64 bits, so that
-                                * nf_config has no padding) */
+    uint64_t prior_components; /* prior gmm: the mixture's components K (1..NF_GMM_MAX_COMPONENTS; default 8;
+                                * 64 bits, so that nf_config has no padding) */
 } nf_config;
+#define NF_GMM_MAX_COMPONENTS 64 /* the gmm prior's most components */
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
 void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);

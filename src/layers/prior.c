@@ -119,16 +119,14 @@ static void coord_params(const nf_prior *p, const nf_real *ci, int32_t j, double
 void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *ls) {
     int32_t K = p->comps, D = p->dim;
     const nf_real *a = p->type == NF_PRIOR_GMM ? p->reg->params + p->off : NULL;
-    double am = -INFINITY, sa = 0;
-    for (int32_t k = 0; k < K; k++) am = fmax(am, a[k]);
-    for (int32_t k = 0; k < K; k++) sa += exp(a[k] - am);
+    double la = a ? gmm_lse_a(p) : 0;
     for (int32_t j = 0; j < D; j++) {
         mu[j] = ls[j] = 0;
         if (p->type == NF_PRIOR_DIAG_GAUSSIAN) coord_params(p, p->ctx > 0 ? c : NULL, j, mu + j, ls + j);
         if (p->type == NF_PRIOR_GMM) {
             double m = 0, s2 = 0;
             for (int32_t k = 0; k < K; k++) {
-                double w = exp(a[k] - am) / sa, mk = a[K + (int64_t)k * D + j], sk = exp((double)a[K + (int64_t)K * D + (int64_t)k * D + j]);
+                double w = exp(a[k] - la), mk = a[K + (int64_t)k * D + j], sk = exp((double)a[K + (int64_t)K * D + (int64_t)k * D + j]);
                 m += w * mk, s2 += w * (sk * sk + mk * mk);
             }
             mu[j] = m, ls[j] = 0.5 * log(fmax(s2 - m * m, 1e-30));
@@ -145,7 +143,7 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
     if (p->type == NF_PRIOR_GMM) {
 #pragma omp parallel for schedule(static) if (n * D > 16384)
         for (int64_t i0 = 0; i0 < n; i0 += GMM_ROWS) {
-            double t[GMM_ROWS * 64];
+            double t[GMM_ROWS * NF_GMM_MAX_COMPONENTS];
             gmm_block(p, z + i0 * D, n - i0 < GMM_ROWS ? n - i0 : GMM_ROWS, t, NULL, lp + i0);
         }
         return;
@@ -182,7 +180,7 @@ static void gmm_backward_block(const nf_prior *p, const nf_real *z, const nf_rea
     int32_t K = p->comps, D = p->dim;
     const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
     nf_real *ga = p->reg->grads + p->off, *gmu = ga + K, *gls = gmu + (int64_t)K * D;
-    double t[GMM_ROWS * 64], lse_t[GMM_ROWS], is[GMM_CHUNK], la = gmm_lse_a(p), sd = 0;
+    double t[GMM_ROWS * NF_GMM_MAX_COMPONENTS], lse_t[GMM_ROWS], is[GMM_CHUNK], la = gmm_lse_a(p), sd = 0;
     gmm_block(p, z, m, t, lse_t, NULL);
     for (int64_t r = 0; r < m; r++) { /* t ← dlp·r_k, the responsibilities' weights */
         sd += dlp[r];
@@ -260,8 +258,9 @@ void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, co
 #define LOGISTIC_BLOCK 256
 
 /* Row i of z: D draws of π(· | c_i) at temperature T from g (advanced: one draw of nf_rng_u64 a value
- * for the logistic prior, two for the Gaussians; the gmm one more a row, for its component). */
-static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c, nf_real *z, int64_t i) {
+ * for the logistic prior, two for the Gaussians; the gmm one more a row, for its component; la: the gmm's
+ * gmm_lse_a, taken once by the caller). */
+static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c, nf_real *z, int64_t i, double la) {
     int32_t D = p->dim;
     if (p->type == NF_PRIOR_LOGISTIC) { /* the row's uniforms in blocks of LOGISTIC_BLOCK, then their quantiles at once */
         double u[LOGISTIC_BLOCK];
@@ -277,12 +276,10 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
     if (p->type == NF_PRIOR_GMM) { /* component k with probability w_k = softmax(a)_k: the first whose cumulative weight passes u */
         int32_t K = p->comps;
         const nf_real *a = p->reg->params + p->off;
-        double am = -INFINITY, sa = 0, u = nf_rng_uniform(g), cum = 0;
-        for (int32_t k = 0; k < K; k++) am = fmax(am, a[k]);
-        for (int32_t k = 0; k < K; k++) sa += exp(a[k] - am);
+        double u = nf_rng_uniform(g), cum = 0;
         int32_t k = 0;
         for (; k < K - 1; k++)
-            if ((cum += exp(a[k] - am) / sa) > u) break;
+            if ((cum += exp(a[k] - la)) > u) break;
         gm = a + K + (int64_t)k * D, gs = a + K + (int64_t)K * D + (int64_t)k * D;
     }
     for (int32_t j = 0; j < D; j++) {
@@ -311,6 +308,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
 void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, const nf_real *c, nf_real *z, int64_t n) {
     int32_t D = p->dim;
     uint64_t per_row = (uint64_t)D * (p->type == NF_PRIOR_LOGISTIC ? 1 : 2) + (p->type == NF_PRIOR_GMM);
+    double la = p->type == NF_PRIOR_GMM ? gmm_lse_a(p) : 0;
     for (int64_t r0 = 0; r0 < n; r0 += SAMPLE_ROWS * SAMPLE_TASKS) {
         int64_t r1 = n - r0 < SAMPLE_ROWS * SAMPLE_TASKS ? n : r0 + SAMPLE_ROWS * SAMPLE_TASKS;
         int64_t tasks = (r1 - r0 + SAMPLE_ROWS - 1) / SAMPLE_ROWS;
@@ -324,7 +322,7 @@ void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, const nf_real *c,
         for (int64_t t = 0; t < tasks; t++) {
             nf_rng g = start[t];
             int64_t i1 = r0 + (t + 1) * SAMPLE_ROWS < r1 ? r0 + (t + 1) * SAMPLE_ROWS : r1;
-            for (int64_t i = r0 + t * SAMPLE_ROWS; i < i1; i++) sample_row(p, &g, T, c, z, i);
+            for (int64_t i = r0 + t * SAMPLE_ROWS; i < i1; i++) sample_row(p, &g, T, c, z, i, la);
         }
     }
 }

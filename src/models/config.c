@@ -405,8 +405,9 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->perm > NF_PERM_LU) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
     if (!(c->init_std >= 0 && c->init_std <= 1)) return nf_fail(NF_ERR_INVALID, "init_std %g: must be in [0, 1]", c->init_std);
     if ((unsigned)c->prior > NF_PRIOR_GMM) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
-    if (c->prior == NF_PRIOR_GMM && (c->prior_components < 1 || c->prior_components > 64))
-        return nf_fail(NF_ERR_INVALID, "prior_components %llu: the gmm prior needs 1..64 components", (unsigned long long)c->prior_components);
+    if (c->prior == NF_PRIOR_GMM && (c->prior_components < 1 || c->prior_components > NF_GMM_MAX_COMPONENTS))
+        return nf_fail(NF_ERR_INVALID, "prior_components %llu: the gmm prior needs 1..%d components", (unsigned long long)c->prior_components,
+                       NF_GMM_MAX_COMPONENTS);
     if (c->prior == NF_PRIOR_GMM && c->context_dim > 0)
         return nf_fail(NF_ERR_INVALID, "the gmm prior takes no context (a conditional flow: normal, logistic or diag_gaussian)");
     if (c->channels || c->height || c->width) {
