@@ -44,7 +44,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_orte_tmpdir_base="$T"
 # loaded at exit (else their frames have no module name).
 if ldd "$NFLOW" | grep -q libasan; then
     echo "mpi: AddressSanitizer build: Open MPI's own allocations are suppressed (libopen-rte, libopen-pal, libmpi, libpmix, libevent, libhwloc, mca_*)"
-    printf 'leak:libopen-pal\nleak:libopen-rte\nleak:libmpi\nleak:libpmix\nleak:libhwloc\nleak:libevent\nleak:mca_\n' >"$T/lsan.supp"
+    { grep -v '^#' "$(dirname "$0")/lsan.supp"; printf 'leak:libopen-pal\nleak:libopen-rte\nleak:libmpi\nleak:libpmix\nleak:libhwloc\nleak:libevent\nleak:mca_\n'; } >"$T/lsan.supp"
     export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$T/lsan.supp"
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
     export OMPI_MCA_mca_base_component_disable_dlclose=1
