@@ -1515,6 +1515,79 @@ static void test_made_masks(void **state) {
     made_masks_case(6, 300); /* hidden degrees of period 5: the second block of 256 columns starts at degree 2 */
 }
 
+/* One coordinate's outputs (nets.h, for the D-pass inverse): nf_made_prefix counts the hidden units of
+ * degree ≤ k by the rule, nf_made_forward_coord on the sorted net gives output columns q·D + j of
+ * nf_made_forward, and nf_made_backward_coord the input gradient nf_made_backward gives for a cotangent
+ * on those columns alone, to rounding, for every coordinate — with 0 to 3 hidden layers, fewer hidden units than
+ * degrees, one input, and a context. */
+static void made_coord_case(int32_t D, int32_t hidden, int32_t layers, int32_t K) {
+    enum { B = 5, DM = 8, KM = 2, PM = 3 };
+    nf_registry r;
+    memset(&r, 0, sizeof r);
+    nf_made m;
+    memset(&m, 0, sizeof m);
+    m.D = D, m.P = PM, m.order = NF_ORDER_RANDOM;
+    m.mlp.in = D, m.mlp.out = PM * D, m.mlp.hidden = hidden, m.mlp.layers = layers, m.mlp.act = NF_ACT_TANH;
+    m.mlp.init_std = 0.5, m.mlp.ctx = K;
+    assert_int_equal(nf_made_reserve(&r, "made", &m), NF_OK);
+    assert_int_equal(nf_registry_allocate(&r), NF_OK);
+    nf_rng rng;
+    nf_rng_seed(&rng, 11);
+    nf_real *P = r.params, *deg = r.buffers + m.off_deg;
+    nf_made_init(&m, P, deg, &rng);
+    int64_t np = nf_made_num_params(&m);
+    for (int64_t k = 0; k < np; k++) P[k] += (nf_real)(0.3 * nf_rng_normal(&rng)); /* dense: the mask must act */
+    nf_real *Pm = malloc(sizeof(nf_real) * (size_t)np), *Ps = malloc(sizeof(nf_real) * (size_t)nf_made_sorted_size(&m));
+    nf_real *cache = malloc(sizeof(nf_real) * (size_t)nf_made_cache_size(&m, B)), *work = malloc(sizeof(nf_real) * (size_t)(2 * B * hidden));
+    nf_real x[B * DM], c[B * KM], y[B * PM * DM], th[B * PM];
+    nf_made_mask(&m, P, deg, Pm);
+    nf_made_sort(&m, Pm, Ps);
+    fill_normal(&rng, x, B * D, 1.0, 0.0);
+    fill_normal(&rng, c, B * KM, 1.0, 0.0);
+    nf_made_forward(&m, Pm, x, K ? c : NULL, y, B, cache);
+    for (int32_t k = 0; k < D; k++) {
+        int64_t count = 0;
+        for (int64_t u = 0; u < hidden; u++) count += (D > 1 ? (int32_t)(u % (D - 1)) + 1 : 0) <= k;
+        assert_int_equal(nf_made_prefix(&m, k), count);
+    }
+    double worst = 0, scale = 0, gworst = 0, gscale = 0;
+    nf_real *mwork = malloc(sizeof(nf_real) * (size_t)nf_made_work_size(&m, B));
+    nf_real dy[B * PM * DM], dth[B * PM], dx[B * DM], dx2[B * DM];
+    for (int32_t j = 0; j < D; j++) {
+        nf_made_forward_coord(&m, Ps, deg, j, x, K ? c : NULL, th, B, work);
+        for (int b = 0; b < B; b++)
+            for (int32_t q = 0; q < PM; q++) {
+                double a = th[b * PM + q], e = y[(int64_t)b * PM * D + q * D + j];
+                worst = fmax(worst, fabs(a - e)), scale = fmax(scale, fabs(e));
+            }
+        /* the transpose: a cotangent on coordinate j's outputs alone, against the whole net's backward */
+        memset(dy, 0, sizeof dy);
+        fill_normal(&rng, dth, B * PM, 1.0, 0.0);
+        for (int b = 0; b < B; b++)
+            for (int32_t q = 0; q < PM; q++) dy[(int64_t)b * PM * D + q * D + j] = dth[b * PM + q];
+        nf_made_backward(&m, Pm, NULL, deg, x, K ? c : NULL, cache, dy, dx, NULL, B, mwork);
+        for (int k = 0; k < B * D; k++) dx2[k] = 1; /* accumulated onto */
+        nf_made_backward_coord(&m, Ps, deg, j, cache, dth, dx2, B, work);
+        for (int k = 0; k < B * D; k++) gworst = fmax(gworst, fabs(dx2[k] - 1 - dx[k])), gscale = fmax(gscale, fabs(dx[k]));
+    }
+    print_message("  MADE D = %d, %d × %d hidden, context %d: one coordinate's outputs within %.2g of the whole net's (|y| ≤ %.2g), "
+                  "their input gradients within %.2g (|dx| ≤ %.2g)\n",
+                  (int)D, (int)layers, (int)hidden, (int)K, worst, scale, gworst, gscale);
+    assert_true(scale > 0.1 && worst <= (DBL ? 1e-12 : 1e-5) * scale);
+    assert_true((D == 1 || gscale > 0.1) && gworst <= (DBL ? 1e-12 : 1e-5) * (gscale > 1 ? gscale : 1));
+    free(Pm), free(Ps), free(cache), free(work), free(mwork);
+    nf_registry_free(&r);
+}
+static void test_made_coord(void **state) {
+    NF_UNUSED(state);
+    made_coord_case(5, 7, 2, 0);
+    made_coord_case(8, 16, 1, 0);
+    made_coord_case(6, 3, 3, 0); /* fewer hidden units than degrees: some degrees have none */
+    made_coord_case(4, 6, 0, 0); /* no hidden layer: outputs from the inputs directly */
+    made_coord_case(1, 4, 2, 0); /* one input: its outputs see every hidden unit (degree 0) */
+    made_coord_case(6, 9, 2, 2); /* a context reaches the first hidden layer */
+}
+
 int main(void) {
     /* conformance_f32_<isa> (tests/CMakeLists.txt) caps the path with NFLOW_ISA; where the cap leaves this
      * CPU's own path in place, conformance_f32 has run that path already: skipped (77) */
@@ -1525,7 +1598,7 @@ int main(void) {
     }
     setup_models();
     setup_nsf_models();
-    struct CMUnitTest tests[NCASES + 15];
+    struct CMUnitTest tests[NCASES + 16];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -1548,5 +1621,6 @@ int main(void) {
     tests[NCASES + 12] = (struct CMUnitTest)cmocka_unit_test(test_catches_faulty_spline);
     tests[NCASES + 13] = (struct CMUnitTest)cmocka_unit_test(test_variational_dequantizer);
     tests[NCASES + 14] = (struct CMUnitTest)cmocka_unit_test(test_wide_affine_blocks);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 15, NULL, NULL);
+    tests[NCASES + 15] = (struct CMUnitTest)cmocka_unit_test(test_made_coord);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 16, NULL, NULL);
 }

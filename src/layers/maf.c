@@ -4,7 +4,9 @@
  *   one pass   v = A(u):    v_d = (u_d − μ_d(u))·exp(s_d(u))         (u_<d only, by the MADE's masks)
  *   D passes   u = A⁻¹(v):  u_d = μ_d(u) + v_d·exp(−s_d(u)), solved in the MADE's order: pass k solves
  *              the coordinate of degree k (its μ, s see only lower degrees, exact by then), so D passes
- *              give u exactly and the last pass's (μ, s) are those of A at u.
+ *              give u exactly; passes 1 … D − 1 compute only that coordinate's (μ, s), through the
+ *              hidden units of lower degree (nf_made_forward_coord), and the last pass runs the whole
+ *              MADE, whose (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
  * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
  * rqspline.h) is the row functions tau_row and tau_vjp_row and the one-coordinate solve in tau_solve; the passes and the
@@ -12,7 +14,8 @@
  * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache | its masked
  * parameters (built once by the forward, read by the backward that follows it).
  * Work: MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache and masked parameters of a
- * pass that is not cached (MAF's inverse, IAF's inverse). */
+ * pass that is not cached (MAF's inverse, IAF's inverse) | the D-pass inverse's net sorted by degree and
+ * its activations (n, 2·hidden). */
 #include "layers/layer.h"
 #include "layers/rqspline.h"
 #include "nets/nets.h"
@@ -37,13 +40,17 @@ static int64_t ar_cache_size(const nf_layer *L, int64_t n) {
 /* Scratch floats for n rows (see the file comment). */
 static int64_t ar_work_size(const nf_layer *L, int64_t n) {
     const ar_layer *A = (const ar_layer *)L;
-    return nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim + ar_cache_size(L, n);
+    return nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim + ar_cache_size(L, n) +
+           nf_made_sorted_size(&A->net) + 2 * n * A->net.mlp.hidden;
 }
 
-/* FLOPs of one sample's forward: one MADE pass (MAF) or D of them (IAF). */
+/* FLOPs of one sample's forward: one MADE pass (MAF) or, for IAF, D − 1 one-coordinate passes and a
+ * whole one (d_passes). */
 static int64_t ar_flops(const nf_layer *L) {
     const ar_layer *A = (const ar_layer *)L;
-    return nf_made_flops(&A->net) * (A->iaf ? L->dim : 1);
+    int64_t f = nf_made_flops(&A->net);
+    for (int32_t k = 0; A->iaf && k < L->dim - 1; k++) f += nf_made_coord_flops(&A->net, k);
+    return f;
 }
 
 /* ------------------------------------------------------------------ the element-wise transform
@@ -130,18 +137,20 @@ static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_
 /* Pass k's solve step of A⁻¹ (contiguous (n, D)): the coordinate j of degree k + 1 — its θ see only
  * coordinates of lower degree, solved in earlier passes, so it is exact now and no later pass changes it:
  * u_j = τ⁻¹(v_j; θ_j) in every row, lj[i·D + j] = log ∂v_j/∂u_j there. The other coordinates are left as
- * they are (not yet solved: 0 from d_passes; solved: final). */
-static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, nf_real *u, nf_real *lj, int64_t n) {
-    int32_t D = A->base.dim, P = A->net.P;
+ * they are (not yet solved: 0 from d_passes; solved: final). θ_j's parameter q of row i is at
+ * h[i·hs + q·ps]: the net's whole output (hs = P·D, ps = D, h offset by j) or j's alone (hs = P, ps = 1). */
+static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, int64_t hs, int32_t ps, nf_real *u,
+                      nf_real *lj, int64_t n) {
+    int32_t D = A->base.dim;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
-        const nf_real *th = h + i * P * D;
+        const nf_real *th = h + i * hs;
         double o, l;
-        if (A->transform == NF_TRANSFORM_SPLINE) nf_rqs_inverse(th + j, D, A->bins, A->bound, (double)v[i * D + j], &o, &l);
+        if (A->transform == NF_TRANSFORM_SPLINE) nf_rqs_inverse(th, ps, A->bins, A->bound, (double)v[i * D + j], &o, &l);
         else {
             nf_real sj, ej;
-            nf_affine_scales(A->scale, th + D + j, 1, &sj, &ej, NULL);
-            o = th[j] + v[i * D + j] / ej, l = sj;
+            nf_affine_scales(A->scale, th + ps, 1, &sj, &ej, NULL);
+            o = th[0] + v[i * D + j] / ej, l = sj;
         }
         u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
     }
@@ -170,7 +179,7 @@ static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t 
 }
 
 /* The work buffers of the file comment. */
-typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc; } ar_work;
+typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc, *ps, *act; } ar_work;
 /* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
 static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     int64_t D = A->base.dim, P = A->net.P;
@@ -183,7 +192,9 @@ static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     W.dh = w, w += P * n * D;
     W.u = w, w += n * D;
     W.h = w, w += P * n * D;
-    W.mc = w;
+    W.mc = w, w += ar_cache_size(&A->base, n) - (1 + P) * n * D;
+    W.ps = w, w += nf_made_sorted_size(&A->net);
+    W.act = w;
     return W;
 }
 
@@ -198,19 +209,28 @@ static void one_pass(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf
 }
 
 /* D passes: out = A⁻¹(in) (rows S apart), logdet −= Σ log ∂v/∂u at the result (summed in coordinate
- * order); u, h, mc end as the MADE's input (= the result), output and cache at the result; v, lj: two
- * (n, D) scratch buffers. */
+ * order); u, h, mc end as the MADE's input (= the result), output and cache at the result; W: its
+ * a, b ((n, D): v and the log-derivatives), dh (θ of one coordinate), ps and act are scratch. Passes
+ * 1 … D − 1 compute only the coordinate they solve, on the net sorted by degree (made.c); the last is
+ * the whole net, whose output and cache the caller keeps. */
 static void d_passes(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf_real *out, nf_real *logdet,
-                     int64_t n, nf_real *u, nf_real *h, nf_real *mc, nf_real *v, nf_real *lj) {
-    int32_t D = A->base.dim, S = A->base.ld;
+                     int64_t n, nf_real *u, nf_real *h, nf_real *mc, const ar_work *W) {
+    int32_t D = A->base.dim, S = A->base.ld, P = A->net.P;
     const nf_real *deg = NF_B(&A->base, A->net.off_deg); /* a permutation of 1..D (made.c; checked on load) */
+    nf_real *v = W->a, *lj = W->b, *th = W->dh;
     gather(in, S, v, D, n);
     memset(u, 0, sizeof(nf_real) * (size_t)(n * D));
+    if (D > 1) nf_made_sort(&A->net, Pm, W->ps);
     for (int32_t k = 0; k < D; k++) {
         int32_t j = 0; /* the coordinate of degree k + 1 (a scan: O(D) against the pass's O(n·D·hidden)) */
         while (j < D - 1 && (int32_t)deg[j] != k + 1) j++;
-        nf_made_forward(&A->net, Pm, u, A->base.ctx, h, n, mc);
-        tau_solve(A, j, v, h, u, lj, n);
+        if (k < D - 1) {
+            nf_made_forward_coord(&A->net, W->ps, deg, j, u, A->base.ctx, th, n, W->act);
+            tau_solve(A, j, v, th, P, 1, u, lj, n);
+        } else {
+            nf_made_forward(&A->net, Pm, u, A->base.ctx, h, n, mc);
+            tau_solve(A, j, v, h + j, (int64_t)P * D, D, u, lj, n);
+        }
     }
     /* h and mc are those of the last pass's input, which differs from u only in the coordinate of
      * degree D, which no net output sees: they are exactly the net's at u */
@@ -233,7 +253,7 @@ static nf_status ar_forward(nf_layer *L, const nf_real *x, nf_real *z, nf_real *
     ar_work W = work_of(A, work, n);
     nf_real *u = cache, *h = u + n * L->dim, *mc = h + A->net.P * n * L->dim, *Pm = mc + nf_made_cache_size(&A->net, n);
     nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), Pm);
-    if (A->iaf) d_passes(A, Pm, x, z, logdet, n, u, h, mc, W.a, W.b);
+    if (A->iaf) d_passes(A, Pm, x, z, logdet, n, u, h, mc, &W);
     else one_pass(A, Pm, x, z, logdet, n, u, h, mc);
     return NF_OK;
 }
@@ -245,7 +265,7 @@ static nf_status ar_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     nf_real *Pm = W.mc + nf_made_cache_size(&A->net, n); /* the cache-shaped part of work */
     nf_made_mask(&A->net, NF_P(L, A->net.mlp.off), NF_B(L, A->net.off_deg), Pm);
     if (A->iaf) one_pass(A, Pm, z, x, logdet, n, W.u, W.h, W.mc);
-    else d_passes(A, Pm, z, x, logdet, n, W.u, W.h, W.mc, W.a, W.b);
+    else d_passes(A, Pm, z, x, logdet, n, W.u, W.h, W.mc, &W);
     return NF_OK;
 }
 
@@ -269,14 +289,15 @@ static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
 }
 
 /* IAF's backward: z = u solves A(u) = x, log-det −Σ log ∂v/∂u (u). With Φ(u) = L(u, logdet(u)) and
- * J = ∂A/∂u (triangular in the MADE's order, diagonal δ = ∂v_d/∂u_d): ∂L/∂x = λ with Jᵀλ = ∇Φ,
- * solved by λ ← (∇Φ − (Jᵀλ − δ ⊙ λ)) / δ — exact after D − 1 rounds (the strictly triangular part is
- * nilpotent), each one input-only MADE backward. Parameters: ∂L/∂θ = −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ,
- * A's vjp with c = −λ and −dld. */
+ * J = ∂A/∂u (triangular in the MADE's order, diagonal δ = ∂v_d/∂u_d): ∂L/∂x = λ with Jᵀλ = ∇Φ, solved
+ * by back-substitution from the last coordinate in the order to the first: λ_e = (∇Φ_e − t_e) / δ_e,
+ * then t += λ_e·∂v_e/∂u — coordinate e's vector-Jacobian product through its parameters θ_e, which see
+ * only the inputs (and hidden units) of lower degree (nf_made_backward_coord). Parameters: ∂L/∂θ =
+ * −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ, A's vjp with c = −λ and −dld. */
 static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm, const nf_real *u, const nf_real *h, const nf_real *mc,
                          const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n) {
     const nf_layer *L = &A->base;
-    int32_t D = L->dim, S = L->ld;
+    int32_t D = L->dim, S = L->ld, P = A->net.P;
     const nf_real *deg = NF_B(L, A->net.off_deg);
     nf_real *g = W->a, *lam = W->b, *t = W->c, *diag = W->d;
     /* ∇Φ = dz + (−dld)·∂(Σ log δ)/∂u: directly and through θ */
@@ -284,24 +305,23 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
     tau_vjp(A, u, h, NULL, 0, dld, -1, W->dh, t, diag, n);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
     nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
-    for (int64_t k = 0; k < n * D; k++) g[k] += t[k], lam[k] = g[k] / diag[k];
-    /* D − 1 rounds through the net's strictly triangular part. A's vjp with cotangent λ on v is linear in
-     * λ: J = its value at λ = 1 (W->u, W->h: the uncached pass's buffers, free in a backward), once; each
-     * round's is then λ ⊙ J, without recomputing τ (a spline's knots) */
-    nf_real *ones = W->u, *J = W->h;
-    int32_t P = A->net.P;
+    for (int64_t k = 0; k < n * D; k++) g[k] += t[k], t[k] = 0;
+    /* A's vjp with cotangent λ on v is linear in λ: J = its value at λ = 1 (W->u, W->h: the uncached
+     * pass's buffers, free in a backward), once; coordinate e's part of it is then λ_e·J_e */
+    nf_real *ones = W->u, *J = W->h, *dth = W->dh;
     if (D > 1) {
         for (int64_t k = 0; k < n * D; k++) ones[k] = 1;
         tau_vjp(A, u, h, ones, 1, NULL, 0, J, NULL, NULL, n);
+        nf_made_sort(&A->net, Pm, W->ps);
     }
-    for (int32_t r = 1; r < D; r++) {
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, P * D)
+    for (int32_t k = D; k >= 1; k--) {
+        int32_t e = 0; /* the coordinate of degree k */
+        while (e < D - 1 && (int32_t)deg[e] != k) e++;
+        for (int64_t i = 0; i < n; i++) lam[i * D + e] = (g[i * D + e] - t[i * D + e]) / diag[i * D + e];
+        if (k == 1) break; /* the first coordinate's θ see no input */
         for (int64_t i = 0; i < n; i++)
-            for (int32_t q = 0; q < P; q++)
-#pragma omp simd
-                for (int32_t d = 0; d < D; d++) W->dh[(i * P + q) * D + d] = lam[i * D + d] * J[(i * P + q) * D + d];
-        nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
-        for (int64_t k = 0; k < n * D; k++) lam[k] = (g[k] - t[k]) / diag[k];
+            for (int32_t q = 0; q < P; q++) dth[i * P + q] = lam[i * D + e] * J[(i * P + q) * D + e];
+        nf_made_backward_coord(&A->net, W->ps, deg, e, mc, dth, t, n, W->act);
     }
     tau_vjp(A, u, h, lam, -1, dld, -1, W->dh, NULL, NULL, n);
     /* the context enters A like a parameter: ∂L/∂c from the same cotangent */

@@ -127,3 +127,105 @@ void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf
     }
     for (int64_t k = 0; k < lin_out(&m->mlp, 0) * m->mlp.ctx; k++) dP[k] += g[k]; /* W_c: unmasked */
 }
+
+/* ---------------------------------------------------------------- one coordinate's outputs
+ * Pass k of an autoregressive layer's D-pass inverse needs only the P outputs of the coordinate j of
+ * degree k + 1, and those see only the hidden units of degree ≤ k (in every hidden layer: a unit sees
+ * units below it of degree ≤ its own). With each hidden layer's units sorted by degree (stably), those
+ * units are a prefix of every layer, nf_made_prefix(m, k) long, and the pass is the MLP on the leading
+ * blocks of the sorted weights: a fraction ≈ (k / (D − 1))² of each hidden product and P of the P·D
+ * output columns. The sorted net computes the same function; its products sum fewer exact zeros, so its
+ * outputs agree with nf_made_forward's to rounding. */
+
+/* See nets.h: hidden units (of each layer) of degree ≤ k. */
+int64_t nf_made_prefix(const nf_made *m, int32_t k) {
+    int64_t H = m->mlp.hidden, c = 0;
+    if (m->D <= 1 || k >= m->D - 1) return H; /* D = 1: every unit has degree 0 */
+    for (int32_t d = 1; d <= k; d++) /* the units of degree d: d − 1, d − 1 + (D − 1), … below H */
+        if (d - 1 < H) c += (H - (d - 1) + m->D - 2) / (m->D - 1);
+    return c;
+}
+
+/* See nets.h: nf_made_forward_coord's multiply-adds × 2 for a coordinate of degree k + 1. */
+int64_t nf_made_coord_flops(const nf_made *m, int32_t k) {
+    int64_t nk = m->mlp.layers > 0 ? nf_made_prefix(m, k) : m->D;
+    return 2 * nk * (m->mlp.layers > 0 ? m->D + m->mlp.ctx + (m->mlp.layers - 1) * nk : 0) + 2 * nk * m->P;
+}
+
+/* See nets.h: the sorted parameters and the permutation. */
+int64_t nf_made_sorted_size(const nf_made *m) { return nf_made_num_params(m) + m->mlp.hidden; }
+
+/* See nets.h: Ps = Pm with every hidden layer's units in degree order (stable), perm after them. */
+void nf_made_sort(const nf_made *m, const nf_real *Pm, nf_real *Ps) {
+    int64_t H = m->mlp.hidden, r = 0;
+    int32_t L = m->mlp.layers;
+    nf_real *perm = Ps + nf_made_num_params(m); /* perm[r] = the unit at sorted position r (exact integers) */
+    for (int32_t d = m->D > 1 ? 1 : 0; d < (m->D > 1 ? m->D : 1); d++)
+        for (int64_t u = m->D > 1 ? d - 1 : 0; u < H; u += m->D > 1 ? m->D - 1 : 1) perm[r++] = (nf_real)u;
+    for (int32_t l = 0; l <= L; l++) {
+        int64_t in = lin_in(&m->mlp, l), out = lin_out(&m->mlp, l);
+        for (int64_t o = 0; o < out; o++) {
+            int64_t so = l < L ? (int64_t)perm[o] : o; /* hidden rows and columns permuted */
+            for (int64_t i = 0; i < in; i++) Ps[o * in + i] = Pm[so * in + (l > 0 ? (int64_t)perm[i] : i)];
+            Ps[out * in + o] = Pm[out * in + so];
+        }
+        Pm += out * (in + 1), Ps += out * (in + 1);
+    }
+    for (int64_t o = 0; m->mlp.ctx > 0 && o < H; o++) /* W_c (H, ctx): rows permuted */
+        memcpy(Ps + o * m->mlp.ctx, Pm + (int64_t)perm[o] * m->mlp.ctx, sizeof(nf_real) * (size_t)m->mlp.ctx);
+}
+
+/* See nets.h: th (n, P) = the outputs of coordinate j, from the sorted parameters' leading blocks. */
+void nf_made_forward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *x,
+                           const nf_real *c, nf_real *th, int64_t n, nf_real *work) {
+    int32_t D = m->D, P = m->P, L = m->mlp.layers, K = m->mlp.ctx;
+    int64_t H = m->mlp.hidden, nk = L > 0 ? nf_made_prefix(m, (int32_t)deg[j] - 1) : D, lda = D;
+    const nf_real *a = x, *W = Ps, *Wc = Ps + nf_made_num_params(m) - H * K;
+    for (int32_t l = 0; l < L; l++) { /* hidden layer l on its first nk units */
+        int64_t in = lin_in(&m->mlp, l);
+        nf_real *o = work + (l & 1) * n * H;
+        if (nk > 0) {
+            nf_gemm(0, 1, n, nk, l == 0 ? D : nk, 1, a, lda, W, in, 0, o, nk);
+            if (l == 0 && K > 0 && c) nf_gemm(0, 1, n, nk, K, 1, c, K, Wc, K, 1, o, nk);
+            nf_mlp_bias_act(m->mlp.act, 0, W + H * in, o, n, nk);
+        }
+        a = o, lda = nk, W += H * (in + 1);
+    }
+    /* the output layer's rows q·D + j, q = 0 … P − 1: D rows apart */
+    int64_t in = lin_in(&m->mlp, L);
+    const nf_real *b = W + (int64_t)P * D * in;
+    if (nk > 0) nf_gemm(0, 1, n, P, nk, 1, a, lda, W + j * in, D * in, 0, th, P);
+    else memset(th, 0, sizeof(nf_real) * (size_t)(n * P));
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t q = 0; q < P; q++) th[i * P + q] += b[q * D + j];
+}
+
+/* See nets.h: dx += the input gradient of coordinate j's outputs with cotangent dth, through the sorted
+ * net's leading blocks — nf_made_forward_coord's transpose, at the activations nf_made_forward cached. */
+void nf_made_backward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *cache,
+                            const nf_real *dth, nf_real *dx, int64_t n, nf_real *work) {
+    int32_t D = m->D, P = m->P, L = m->mlp.layers;
+    int64_t H = m->mlp.hidden, nk = L > 0 ? nf_made_prefix(m, (int32_t)deg[j] - 1) : D, off[33];
+    const nf_real *perm = Ps + nf_made_num_params(m);
+    if (nk == 0) return;
+    off[0] = 0;
+    for (int32_t l = 0; l < L; l++) off[l + 1] = off[l] + H * (lin_in(&m->mlp, l) + 1);
+    int64_t in = lin_in(&m->mlp, L);
+    if (L == 0) { /* the outputs from the inputs directly */
+        nf_gemm(0, 0, n, D, P, 1, dth, P, Ps + j * in, D * in, 1, dx, D);
+        return;
+    }
+    nf_real *d = work, *d2 = work + n * H;
+    nf_gemm(0, 0, n, nk, P, 1, dth, P, Ps + off[L] + j * in, D * in, 0, d, nk); /* ∂L/∂(last hidden layer) */
+    for (int32_t l = L - 1; l >= 0; l--) {
+        const nf_real *a = cache + (int64_t)l * n * H; /* layer l's outputs, the units in their own order */
+#pragma omp parallel for schedule(static) if (n * nk > 16384)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t r = 0; r < nk; r++) d[i * nk + r] *= nf_act_df(m->mlp.act, a[i * H + (int64_t)perm[r]]);
+        if (l == 0) break;
+        nf_gemm(0, 0, n, nk, nk, 1, d, nk, Ps + off[l], H, 0, d2, nk);
+        nf_real *t = d;
+        d = d2, d2 = t;
+    }
+    nf_gemm(0, 0, n, D, nk, 1, d, nk, Ps, D, 1, dx, D);
+}

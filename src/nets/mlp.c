@@ -56,20 +56,10 @@ void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
     }
 }
 
-/* the derivative from the activation's output y alone: v > 0 ⟺ y > 0 for ReLU and leaky ReLU (also for
- * v = NaN, where both tests are false), 1 − y² for tanh */
-static nf_real act_df(nf_activation a, nf_real y) {
-    switch (a) {
-    case NF_ACT_TANH: return 1 - y * y;
-    case NF_ACT_LEAKY_RELU: return y > 0 ? 1 : R(0.01);
-    default: return y > 0 ? 1 : 0;
-    }
-}
-
-/* y (n, out) ← act(y + b) row by row, in place (act: the identity for the last layer): one sweep over
- * the layer's output after its product (written with beta = 0, so the bias is not stored first and read
- * back). The same single rounding per element as a product accumulated onto the bias. */
-static void bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out) {
+/* See nets.h: y (n, out) ← act(y + b) row by row, in place (act: the identity for the last layer): one
+ * sweep over the layer's output after its product (written with beta = 0, so the bias is not stored
+ * first and read back). The same single rounding per element as a product accumulated onto the bias. */
+void nf_mlp_bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out) {
 #pragma omp parallel for schedule(static) if (n * out > 16384)
     for (int64_t i = 0; i < n; i++) {
         nf_real *p = y + i * out;
@@ -106,7 +96,7 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const n
         nf_real *o = l == m->layers ? y : cache + (int64_t)l * n * m->hidden;
         nf_gemm(0, 1, n, out, in, 1, h, in, W, in, 0, o, out); /* o = h·Wᵀ */
         if (l == 0 && m->ctx > 0 && c) nf_gemm(0, 1, n, out, m->ctx, 1, c, m->ctx, Wc, m->ctx, 1, o, out); /* + c·W_cᵀ */
-        bias_act(m->act, l == m->layers, b, o, n, out); /* + b, and the activation of a hidden layer */
+        nf_mlp_bias_act(m->act, l == m->layers, b, o, n, out); /* + b, and the activation of a hidden layer */
         if (l == m->layers) break;
         h = o;
     }
@@ -162,7 +152,7 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
             }
         } else {
 #pragma omp parallel for schedule(static) if (cnt > 16384)
-            for (int64_t i = 0; i < cnt; i++) dh[i] *= act_df(m->act, h[i]);
+            for (int64_t i = 0; i < cnt; i++) dh[i] *= nf_act_df(m->act, h[i]);
         }
         dZ = dh;
     }

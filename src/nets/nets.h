@@ -37,6 +37,17 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const n
  * (may be NULL). dy is not modified; work must hold 2·n·hidden floats. x, c and cache as forward saw them. */
 void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_real *x, const nf_real *c,
                      const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n, nf_real *work);
+/* the derivative from the activation's output y alone: v > 0 ⟺ y > 0 for ReLU and leaky ReLU (also for
+ * v = NaN, where both tests are false), 1 − y² for tanh */
+static inline nf_real nf_act_df(nf_activation a, nf_real y) {
+    switch (a) {
+    case NF_ACT_TANH: return 1 - y * y;
+    case NF_ACT_LEAKY_RELU: return y > 0 ? 1 : R(0.01);
+    default: return y > 0 ? 1 : 0;
+    }
+}
+/* y (n, out) ← a(y + b) in place, row by row; last = 1: y + b only (an output layer). */
+void nf_mlp_bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out);
 
 /* ---------------------------------------------------------------- Glow's conv net (convnet.c) */
 typedef struct {
@@ -134,5 +145,23 @@ void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf
                       const nf_real *c, const nf_real *cache, const nf_real *dy, nf_real *dx, nf_real *dc, int64_t n,
                       nf_real *work);
 int64_t nf_made_flops(const nf_made *m); /* per sample, one forward */
+/* One coordinate's outputs, for the passes of a D-pass inverse (made.c explains the sorted net):
+ * nf_made_prefix: the hidden units of each layer with degree ≤ k (all of them when k ≥ D − 1 or D = 1).
+ * nf_made_sort: Ps (nf_made_sorted_size floats) = Pm (nf_made_mask's output) with every hidden layer's
+ * units in degree order, and the permutation after the parameters.
+ * nf_made_forward_coord: th (n, P) = the P outputs of coordinate j (output columns q·D + j) at x (n, D),
+ * c (n, mlp.ctx), equal to nf_made_forward's to rounding; it multiplies only the weights between the
+ * units of degree < deg[j]; work: 2·n·hidden floats; no cache. */
+int64_t nf_made_prefix(const nf_made *m, int32_t k);
+int64_t nf_made_coord_flops(const nf_made *m, int32_t k); /* per sample, one nf_made_forward_coord, deg[j] = k + 1 */
+int64_t nf_made_sorted_size(const nf_made *m);
+void nf_made_sort(const nf_made *m, const nf_real *Pm, nf_real *Ps);
+void nf_made_forward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *x,
+                           const nf_real *c, nf_real *th, int64_t n, nf_real *work);
+/* dx (n, D) += ∂(Σ dth ⊙ th)/∂x: the input gradient of coordinate j's P outputs with cotangent dth (n, P),
+ * through the units of degree < deg[j] only, at the activations nf_made_forward left in cache (with the
+ * Pm that Ps was sorted from); work: 2·n·hidden floats. At most 32 hidden layers (the MLP's limit). */
+void nf_made_backward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *cache,
+                            const nf_real *dth, nf_real *dx, int64_t n, nf_real *work);
 
 #endif
