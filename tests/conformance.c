@@ -1552,6 +1552,7 @@ static void made_coord_case(int32_t D, int32_t hidden, int32_t layers, int32_t K
     }
     double worst = 0, scale = 0, gworst = 0, gscale = 0;
     nf_real *mwork = malloc(sizeof(nf_real) * (size_t)nf_made_work_size(&m, B));
+    nf_real *dact = malloc(sizeof(nf_real) * (size_t)(layers * B * hidden + 1));
     nf_real dy[B * PM * DM], dth[B * PM], dx[B * DM], dx2[B * DM];
     for (int32_t j = 0; j < D; j++) {
         nf_made_forward_coord(&m, Ps, deg, j, x, K ? c : NULL, th, B, work);
@@ -1567,7 +1568,8 @@ static void made_coord_case(int32_t D, int32_t hidden, int32_t layers, int32_t K
             for (int32_t q = 0; q < PM; q++) dy[(int64_t)b * PM * D + q * D + j] = dth[b * PM + q];
         nf_made_backward(&m, Pm, NULL, deg, x, K ? c : NULL, cache, dy, dx, NULL, B, mwork);
         for (int k = 0; k < B * D; k++) dx2[k] = 1; /* accumulated onto */
-        nf_made_backward_coord(&m, Ps, deg, j, cache, dth, dx2, B, work);
+        nf_made_sort_derivs(&m, Ps, cache, B, dact);
+        nf_made_backward_coord(&m, Ps, deg, j, dact, dth, dx2, B, work);
         for (int k = 0; k < B * D; k++) gworst = fmax(gworst, fabs(dx2[k] - 1 - dx[k])), gscale = fmax(gscale, fabs(dx[k]));
     }
     print_message("  MADE D = %d, %d × %d hidden, context %d: one coordinate's outputs within %.2g of the whole net's (|y| ≤ %.2g), "
@@ -1575,13 +1577,14 @@ static void made_coord_case(int32_t D, int32_t hidden, int32_t layers, int32_t K
                   (int)D, (int)layers, (int)hidden, (int)K, worst, scale, gworst, gscale);
     assert_true(scale > 0.1 && worst <= (DBL ? 1e-12 : 1e-5) * scale);
     assert_true((D == 1 || gscale > 0.1) && gworst <= (DBL ? 1e-12 : 1e-5) * (gscale > 1 ? gscale : 1));
-    free(Pm), free(Ps), free(cache), free(work), free(mwork);
+    free(Pm), free(Ps), free(cache), free(work), free(mwork), free(dact);
     nf_registry_free(&r);
 }
 static void test_made_coord(void **state) {
     NF_UNUSED(state);
     made_coord_case(5, 7, 2, 0);
     made_coord_case(8, 16, 1, 0);
+    made_coord_case(8, 64, 2, 0); /* the table default's shape: prefixes of 10, 19, … units, computed 16, 24, … wide */
     made_coord_case(6, 3, 3, 0); /* fewer hidden units than degrees: some degrees have none */
     made_coord_case(4, 6, 0, 0); /* no hidden layer: outputs from the inputs directly */
     made_coord_case(1, 4, 2, 0); /* one input: its outputs see every hidden unit (degree 0) */

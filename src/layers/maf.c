@@ -14,8 +14,8 @@
  * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache | its masked
  * parameters (built once by the forward, read by the backward that follows it).
  * Work: MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache and masked parameters of a
- * pass that is not cached (MAF's inverse, IAF's inverse) | the D-pass inverse's net sorted by degree and
- * its activations (n, 2·hidden). */
+ * pass that is not cached (MAF's inverse, IAF's inverse) | the net sorted by degree, its activations
+ * (n, 2·hidden) and the IAF backward's activation derivatives (layers, n, hidden). */
 #include "layers/layer.h"
 #include "layers/rqspline.h"
 #include "nets/nets.h"
@@ -41,7 +41,7 @@ static int64_t ar_cache_size(const nf_layer *L, int64_t n) {
 static int64_t ar_work_size(const nf_layer *L, int64_t n) {
     const ar_layer *A = (const ar_layer *)L;
     return nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim + ar_cache_size(L, n) +
-           nf_made_sorted_size(&A->net) + 2 * n * A->net.mlp.hidden;
+           nf_made_sorted_size(&A->net) + (2 + A->net.mlp.layers) * n * A->net.mlp.hidden;
 }
 
 /* FLOPs of one sample's forward: one MADE pass (MAF) or, for IAF, D − 1 one-coordinate passes and a
@@ -142,17 +142,26 @@ static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_
 static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, int64_t hs, int32_t ps, nf_real *u,
                       nf_real *lj, int64_t n) {
     int32_t D = A->base.dim;
+    if (A->transform == NF_TRANSFORM_SPLINE) {
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *th = h + i * hs;
-        double o, l;
-        if (A->transform == NF_TRANSFORM_SPLINE) nf_rqs_inverse(th, ps, A->bins, A->bound, (double)v[i * D + j], &o, &l);
-        else {
-            nf_real sj, ej;
-            nf_affine_scales(A->scale, th + ps, 1, &sj, &ej, NULL);
-            o = th[0] + v[i * D + j] / ej, l = sj;
+        for (int64_t i = 0; i < n; i++) {
+            double o, l;
+            nf_rqs_inverse(h + i * hs, ps, A->bins, A->bound, (double)v[i * D + j], &o, &l);
+            u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
         }
-        u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
+        return;
+    }
+    /* affine: the scales of AFF_BLOCK rows at a time through vmath's array functions */
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
+    for (int64_t i0 = 0; i0 < n; i0 += AFF_BLOCK) {
+        nf_real hsc[AFF_BLOCK], s[AFF_BLOCK], e[AFF_BLOCK];
+        int64_t m = n - i0 < AFF_BLOCK ? n - i0 : AFF_BLOCK;
+        for (int64_t r = 0; r < m; r++) hsc[r] = h[(i0 + r) * hs + ps];
+        nf_affine_scales(A->scale, hsc, m, s, e, NULL);
+        for (int64_t r = 0; r < m; r++) {
+            int64_t i = i0 + r;
+            u[i * D + j] = h[i * hs] + v[i * D + j] / e[r], lj[i * D + j] = s[r];
+        }
     }
 }
 
@@ -179,7 +188,7 @@ static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t 
 }
 
 /* The work buffers of the file comment. */
-typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc, *ps, *act; } ar_work;
+typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc, *ps, *act, *dact; } ar_work;
 /* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
 static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     int64_t D = A->base.dim, P = A->net.P;
@@ -194,7 +203,8 @@ static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     W.h = w, w += P * n * D;
     W.mc = w, w += ar_cache_size(&A->base, n) - (1 + P) * n * D;
     W.ps = w, w += nf_made_sorted_size(&A->net);
-    W.act = w;
+    W.act = w, w += 2 * n * A->net.mlp.hidden;
+    W.dact = w;
     return W;
 }
 
@@ -313,6 +323,7 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
         for (int64_t k = 0; k < n * D; k++) ones[k] = 1;
         tau_vjp(A, u, h, ones, 1, NULL, 0, J, NULL, NULL, n);
         nf_made_sort(&A->net, Pm, W->ps);
+        nf_made_sort_derivs(&A->net, W->ps, mc, n, W->dact);
     }
     for (int32_t k = D; k >= 1; k--) {
         int32_t e = 0; /* the coordinate of degree k */
@@ -321,7 +332,7 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
         if (k == 1) break; /* the first coordinate's θ see no input */
         for (int64_t i = 0; i < n; i++)
             for (int32_t q = 0; q < P; q++) dth[i * P + q] = lam[i * D + e] * J[(i * P + q) * D + e];
-        nf_made_backward_coord(&A->net, W->ps, deg, e, mc, dth, t, n, W->act);
+        nf_made_backward_coord(&A->net, W->ps, deg, e, W->dact, dth, t, n, W->act);
     }
     tau_vjp(A, u, h, lam, -1, dld, -1, W->dh, NULL, NULL, n);
     /* the context enters A like a parameter: ∂L/∂c from the same cotangent */

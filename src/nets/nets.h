@@ -158,10 +158,13 @@ int64_t nf_made_sorted_size(const nf_made *m);
 void nf_made_sort(const nf_made *m, const nf_real *Pm, nf_real *Ps);
 void nf_made_forward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *x,
                            const nf_real *c, nf_real *th, int64_t n, nf_real *work);
-/* dx (n, D) += ∂(Σ dth ⊙ th)/∂x: the input gradient of coordinate j's P outputs with cotangent dth (n, P),
- * through the units of degree < deg[j] only, at the activations nf_made_forward left in cache (with the
- * Pm that Ps was sorted from); work: 2·n·hidden floats. At most 32 hidden layers (the MLP's limit). */
-void nf_made_backward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *cache,
+/* nf_made_sort_derivs: dact (layers, n, hidden) = the hidden activations' derivatives at the outputs
+ * nf_made_forward left in cache, the units in Ps's order (Ps sorted from the Pm of that forward).
+ * nf_made_backward_coord: dx (n, D) += ∂(Σ dth ⊙ th)/∂x, the input gradient of coordinate j's P outputs
+ * with cotangent dth (n, P), through the units of degree < deg[j] only, at those derivatives; work:
+ * 2·n·hidden floats. At most 32 hidden layers (the MLP's limit). */
+void nf_made_sort_derivs(const nf_made *m, const nf_real *Ps, const nf_real *cache, int64_t n, nf_real *dact);
+void nf_made_backward_coord(const nf_made *m, const nf_real *Ps, const nf_real *deg, int32_t j, const nf_real *dact,
                             const nf_real *dth, nf_real *dx, int64_t n, nf_real *work);
 
 #endif
