@@ -1438,6 +1438,21 @@ static int made_rule(const nf_made *m, const nf_real *deg, int32_t l, int64_t o,
     return l == L ? dout > din : dout >= din;
 }
 
+/* A MADE of D inputs, P parameters per coordinate, layers × hidden tanh units and K context values, its
+ * registry allocated, initialised (random order, last layer N(0, 0.5²)) from rng seeded with seed. */
+static void made_setup(nf_made *m, nf_registry *r, nf_rng *rng, int32_t D, int32_t P, int32_t hidden, int32_t layers,
+                       int32_t K, uint64_t seed) {
+    memset(r, 0, sizeof *r);
+    memset(m, 0, sizeof *m);
+    m->D = D, m->P = P, m->order = NF_ORDER_RANDOM;
+    m->mlp.in = D, m->mlp.out = P * D, m->mlp.hidden = hidden, m->mlp.layers = layers, m->mlp.act = NF_ACT_TANH;
+    m->mlp.init_std = 0.5, m->mlp.ctx = K;
+    assert_int_equal(nf_made_reserve(r, "made", m), NF_OK);
+    assert_int_equal(nf_registry_allocate(r), NF_OK);
+    nf_rng_seed(rng, seed);
+    nf_made_init(m, r->params, r->buffers + m->off_deg, rng);
+}
+
 /* MADE itself (nets): its weights are kept masked (the initial parameters equal their masked copy),
  * the masked copy of dense weights zeroes exactly the entries the rule forbids (with 300 hidden units
  * too: nf_made_mask takes the degrees in blocks of 256 columns, and with D = 6 a block's first degree
@@ -1447,17 +1462,10 @@ static int made_rule(const nf_made *m, const nf_real *deg, int32_t l, int64_t o,
 static void made_masks_case(int32_t D, int32_t hidden) {
     enum { B = 3, DM = 8 }; /* D ≤ DM */
     nf_registry r;
-    memset(&r, 0, sizeof r);
     nf_made m;
-    memset(&m, 0, sizeof m);
-    m.D = D, m.P = 2, m.order = NF_ORDER_RANDOM;
-    m.mlp.in = D, m.mlp.out = 2 * D, m.mlp.hidden = hidden, m.mlp.layers = 2, m.mlp.act = NF_ACT_TANH, m.mlp.init_std = 0.5;
-    assert_int_equal(nf_made_reserve(&r, "made", &m), NF_OK);
-    assert_int_equal(nf_registry_allocate(&r), NF_OK);
     nf_rng rng;
-    nf_rng_seed(&rng, 8);
+    made_setup(&m, &r, &rng, D, 2, hidden, 2, 0, 8);
     nf_real *P = r.params, *deg = r.buffers + m.off_deg;
-    nf_made_init(&m, P, deg, &rng);
     int64_t np = nf_made_num_params(&m), nmasked = 0;
     nf_real *Pm = malloc(sizeof(nf_real) * (size_t)np);
     nf_made_mask(&m, P, deg, Pm);
@@ -1523,18 +1531,10 @@ static void test_made_masks(void **state) {
 static void made_coord_case(int32_t D, int32_t hidden, int32_t layers, int32_t K) {
     enum { B = 5, DM = 8, KM = 2, PM = 3 };
     nf_registry r;
-    memset(&r, 0, sizeof r);
     nf_made m;
-    memset(&m, 0, sizeof m);
-    m.D = D, m.P = PM, m.order = NF_ORDER_RANDOM;
-    m.mlp.in = D, m.mlp.out = PM * D, m.mlp.hidden = hidden, m.mlp.layers = layers, m.mlp.act = NF_ACT_TANH;
-    m.mlp.init_std = 0.5, m.mlp.ctx = K;
-    assert_int_equal(nf_made_reserve(&r, "made", &m), NF_OK);
-    assert_int_equal(nf_registry_allocate(&r), NF_OK);
     nf_rng rng;
-    nf_rng_seed(&rng, 11);
+    made_setup(&m, &r, &rng, D, PM, hidden, layers, K, 11);
     nf_real *P = r.params, *deg = r.buffers + m.off_deg;
-    nf_made_init(&m, P, deg, &rng);
     int64_t np = nf_made_num_params(&m);
     for (int64_t k = 0; k < np; k++) P[k] += (nf_real)(0.3 * nf_rng_normal(&rng)); /* dense: the mask must act */
     nf_real *Pm = malloc(sizeof(nf_real) * (size_t)np), *Ps = malloc(sizeof(nf_real) * (size_t)nf_made_sorted_size(&m));
