@@ -1526,8 +1526,8 @@ static void test_made_masks(void **state) {
 /* One coordinate's outputs (nets.h, for the D-pass inverse): nf_made_prefix counts the hidden units of
  * degree ≤ k by the rule, nf_made_forward_coord on the sorted net gives output columns q·D + j of
  * nf_made_forward, and nf_made_backward_coord the input gradient nf_made_backward gives for a cotangent
- * on those columns alone, to rounding, for every coordinate — with 0 to 3 hidden layers, fewer hidden units than
- * degrees, one input, and a context. */
+ * on those columns alone, to rounding, for every coordinate — with 0 to 3 hidden layers, fewer hidden
+ * units than degrees, one input, and a context. */
 static void made_coord_case(int32_t D, int32_t hidden, int32_t layers, int32_t K) {
     enum { B = 5, DM = 8, KM = 2, PM = 3 };
     nf_registry r;

@@ -132,10 +132,11 @@ void nf_made_backward(const nf_made *m, const nf_real *Pm, nf_real *dP, const nf
  * Pass k of an autoregressive layer's D-pass inverse needs only the P outputs of the coordinate j of
  * degree k + 1, and those see only the hidden units of degree ≤ k (in every hidden layer: a unit sees
  * units below it of degree ≤ its own). With each hidden layer's units sorted by degree (stably), those
- * units are a prefix of every layer, nf_made_prefix(m, k) long, and the pass is the MLP on the leading
- * blocks of the sorted weights: a fraction ≈ (k / (D − 1))² of each hidden product and P of the P·D
- * output columns. The sorted net computes the same function; its products sum fewer exact zeros, so its
- * outputs agree with nf_made_forward's to rounding. */
+ * units are a prefix of every layer, nf_made_prefix(m, k) long (computed rounded up to whole vectors:
+ * coord_width), and the pass is the MLP on the leading blocks of the sorted weights: a fraction
+ * ≈ (k / (D − 1))² of each hidden product and P of the P·D output columns. The sorted net computes the
+ * same function; its products sum fewer exact zeros, so its outputs agree with nf_made_forward's to
+ * rounding. */
 
 /* See nets.h: hidden units (of each layer) of degree ≤ k. */
 int64_t nf_made_prefix(const nf_made *m, int32_t k) {
@@ -170,8 +171,10 @@ void nf_made_sort(const nf_made *m, const nf_real *Pm, nf_real *Ps) {
     int64_t H = m->mlp.hidden, r = 0;
     int32_t L = m->mlp.layers;
     nf_real *perm = Ps + nf_made_num_params(m); /* perm[r] = the unit at sorted position r (exact integers) */
-    for (int32_t d = m->D > 1 ? 1 : 0; d < (m->D > 1 ? m->D : 1); d++)
-        for (int64_t u = m->D > 1 ? d - 1 : 0; u < H; u += m->D > 1 ? m->D - 1 : 1) perm[r++] = (nf_real)u;
+    if (m->D <= 1) /* every unit has degree 0: the order stays */
+        for (int64_t u = 0; u < H; u++) perm[r++] = (nf_real)u;
+    for (int32_t d = 1; d < m->D; d++) /* the units of degree d: d − 1, d − 1 + (D − 1), … below H */
+        for (int64_t u = d - 1; u < H; u += m->D - 1) perm[r++] = (nf_real)u;
     for (int32_t l = 0; l <= L; l++) {
         int64_t in = lin_in(&m->mlp, l), out = lin_out(&m->mlp, l);
         for (int64_t o = 0; o < out; o++) {

@@ -151,7 +151,8 @@ int64_t nf_made_flops(const nf_made *m); /* per sample, one forward */
  * units in degree order, and the permutation after the parameters.
  * nf_made_forward_coord: th (n, P) = the P outputs of coordinate j (output columns q·D + j) at x (n, D),
  * c (n, mlp.ctx), equal to nf_made_forward's to rounding; it multiplies only the weights between the
- * units of degree < deg[j]; work: 2·n·hidden floats; no cache. */
+ * units of degree < deg[j] (and at most 7 more units a layer, to fill whole vectors); work: 2·n·hidden
+ * floats; no cache. */
 int64_t nf_made_prefix(const nf_made *m, int32_t k);
 int64_t nf_made_coord_flops(const nf_made *m, int32_t k); /* per sample, one nf_made_forward_coord, deg[j] = k + 1 */
 int64_t nf_made_sorted_size(const nf_made *m);
