@@ -15,7 +15,8 @@
  * parameters (built once by the forward, read by the backward that follows it).
  * Work: MADE scratch | four (n, D) buffers | dh (n, P·D) | u, h, MADE cache and masked parameters of a
  * pass that is not cached (MAF's inverse, IAF's inverse) | the net sorted by degree, its activations
- * (n, 2·hidden) and the IAF backward's activation derivatives (layers, n, hidden). */
+ * (n, 2·hidden), the IAF backward's activation derivatives (layers, n, hidden) and one coordinate's
+ * parameter cotangent (n, P). */
 #include "layers/layer.h"
 #include "layers/rqspline.h"
 #include "nets/nets.h"
@@ -41,7 +42,7 @@ static int64_t ar_cache_size(const nf_layer *L, int64_t n) {
 static int64_t ar_work_size(const nf_layer *L, int64_t n) {
     const ar_layer *A = (const ar_layer *)L;
     return nf_made_work_size(&A->net, n) + 4 * n * L->dim + A->net.P * n * L->dim + ar_cache_size(L, n) +
-           nf_made_sorted_size(&A->net) + (2 + A->net.mlp.layers) * n * A->net.mlp.hidden;
+           nf_made_sorted_size(&A->net) + (2 + A->net.mlp.layers) * n * A->net.mlp.hidden + A->net.P * n;
 }
 
 /* FLOPs of one sample's forward: one MADE pass (MAF) or, for IAF, D − 1 one-coordinate passes and a
@@ -188,7 +189,7 @@ static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t 
 }
 
 /* The work buffers of the file comment. */
-typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc, *ps, *act, *dact; } ar_work;
+typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc, *ps, *act, *dact, *dth; } ar_work;
 /* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
 static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     int64_t D = A->base.dim, P = A->net.P;
@@ -204,7 +205,8 @@ static ar_work work_of(const ar_layer *A, nf_real *w, int64_t n) {
     W.mc = w, w += ar_cache_size(&A->base, n) - (1 + P) * n * D;
     W.ps = w, w += nf_made_sorted_size(&A->net);
     W.act = w, w += 2 * n * A->net.mlp.hidden;
-    W.dact = w;
+    W.dact = w, w += (int64_t)A->net.mlp.layers * n * A->net.mlp.hidden;
+    W.dth = w;
     return W;
 }
 
@@ -303,25 +305,27 @@ static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
  * by back-substitution from the last coordinate in the order to the first: λ_e = (∇Φ_e − t_e) / δ_e,
  * then t += λ_e·∂v_e/∂u — coordinate e's vector-Jacobian product through its parameters θ_e, which see
  * only the inputs (and hidden units) of lower degree (nf_made_backward_coord). Parameters: ∂L/∂θ =
- * −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ, A's vjp with c = −λ and −dld. */
+ * −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ, A's vjp with c = −λ and −dld, assembled from its two linear parts. */
 static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm, const nf_real *u, const nf_real *h, const nf_real *mc,
                          const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n) {
     const nf_layer *L = &A->base;
     int32_t D = L->dim, S = L->ld, P = A->net.P;
     const nf_real *deg = NF_B(L, A->net.off_deg);
-    nf_real *g = W->a, *lam = W->b, *t = W->c, *diag = W->d;
+    nf_real *g = W->a, *lam = W->b, *t = W->c, *diag = W->d, *ones = W->u, *Jth = W->h, *dh = W->dh, *dth = W->dth;
+    /* A's vjp is linear in its cotangents (λ on v, dld on the log-det): Jth = its θ-part at λ = 1 (W->u,
+     * W->h: the uncached pass's buffers, free in a backward), whose direct part is the diagonal δ; then
+     * the dld part alone into dh. Coordinate e's share of λ's part is λ_e·Jth_e, and the parameters'
+     * whole cotangent at the end is dh − λ ⊙ Jth: two vector-Jacobian products in all (a spline's knots
+     * built twice an element, not four times) */
+    for (int64_t k = 0; k < n * D; k++) ones[k] = 1;
+    tau_vjp(A, u, h, ones, 1, NULL, 0, Jth, diag, NULL, n);
+    tau_vjp(A, u, h, NULL, 0, dld, -1, dh, t, NULL, n);
     /* ∇Φ = dz + (−dld)·∂(Σ log δ)/∂u: directly and through θ */
     gather(dz, S, g, D, n);
-    tau_vjp(A, u, h, NULL, 0, dld, -1, W->dh, t, diag, n);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
-    nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, W->dh, t, NULL, n, W->mwork);
+    nf_made_backward(&A->net, Pm, NULL, deg, u, L->ctx, mc, dh, t, NULL, n, W->mwork);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k], t[k] = 0;
-    /* A's vjp with cotangent λ on v is linear in λ: J = its value at λ = 1 (W->u, W->h: the uncached
-     * pass's buffers, free in a backward), once; coordinate e's part of it is then λ_e·J_e */
-    nf_real *ones = W->u, *J = W->h, *dth = W->dh;
     if (D > 1) {
-        for (int64_t k = 0; k < n * D; k++) ones[k] = 1;
-        tau_vjp(A, u, h, ones, 1, NULL, 0, J, NULL, NULL, n);
         nf_made_sort(&A->net, Pm, W->ps);
         nf_made_sort_derivs(&A->net, W->ps, mc, n, W->dact);
     }
@@ -331,12 +335,17 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
         for (int64_t i = 0; i < n; i++) lam[i * D + e] = (g[i * D + e] - t[i * D + e]) / diag[i * D + e];
         if (k == 1) break; /* the first coordinate's θ see no input */
         for (int64_t i = 0; i < n; i++)
-            for (int32_t q = 0; q < P; q++) dth[i * P + q] = lam[i * D + e] * J[(i * P + q) * D + e];
+            for (int32_t q = 0; q < P; q++) dth[i * P + q] = lam[i * D + e] * Jth[(i * P + q) * D + e];
         nf_made_backward_coord(&A->net, W->ps, deg, e, W->dact, dth, t, n, W->act);
     }
-    tau_vjp(A, u, h, lam, -1, dld, -1, W->dh, NULL, NULL, n);
+    /* ∂L/∂θ = −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ = dh − λ ⊙ Jth */
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, P * D)
+    for (int64_t i = 0; i < n; i++)
+        for (int32_t q = 0; q < P; q++)
+#pragma omp simd
+            for (int32_t d = 0; d < D; d++) dh[(i * P + q) * D + d] -= lam[i * D + d] * Jth[(i * P + q) * D + d];
     /* the context enters A like a parameter: ∂L/∂c from the same cotangent */
-    nf_made_backward(&A->net, Pm, NF_G(L, A->net.mlp.off), deg, u, L->ctx, mc, W->dh, NULL, L->dctx, n, W->mwork);
+    nf_made_backward(&A->net, Pm, NF_G(L, A->net.mlp.off), deg, u, L->ctx, mc, dh, NULL, L->dctx, n, W->mwork);
     put_dx(lam, NULL, dx, D, S, n);
 }
 
