@@ -90,22 +90,17 @@ static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf
 }
 
 /* Backward of one row at u, given gv_d = csign·c[d] = ∂L/∂v_d (c NULL: 0) and gld = ∂L/∂(Σ log ∂v/∂u):
- * dth[q·D + d] = ∂L/∂θ_q of coordinate d (overwritten); gu[d] (may be NULL) = ∂L/∂u_d through u directly;
- * diag[d] (may be NULL) = ∂v_d/∂u_d. Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s = (gv·v + gld)·ds/dh_s;
- * spline: nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
+ * dth[q·D + d] = ∂L/∂θ_q of coordinate d (overwritten); gu[d] (may be NULL) = ∂L/∂u_d through u directly
+ * (with gv = 1 and gld = 0 it is the diagonal ∂v_d/∂u_d). Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s =
+ * (gv·v + gld)·ds/dh_s; spline: nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
 static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, const nf_real *c, nf_real csign,
-                        nf_real gld, nf_real *dth, nf_real *gu, nf_real *diag) {
+                        nf_real gld, nf_real *dth, nf_real *gu) {
     int32_t D = A->base.dim;
     if (A->transform == NF_TRANSFORM_SPLINE) {
         for (int32_t d = 0; d < D; d++) {
             double gx;
             nf_rqs_backward(th + d, D, A->bins, A->bound, (double)u[d], c ? (double)(csign * c[d]) : 0, (double)gld, &gx, dth + d);
             if (gu) gu[d] = (nf_real)gx;
-            if (diag) {
-                double y, l;
-                nf_rqs_forward(th + d, D, A->bins, A->bound, (double)u[d], &y, &l);
-                diag[d] = (nf_real)exp(l);
-            }
         }
         return;
     }
@@ -119,7 +114,6 @@ static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, 
             dth[d0 + j] = -g;
             dth[D + d0 + j] = (gv * v + gld) * ds[j];
             if (gu) gu[d0 + j] = g;
-            if (diag) diag[d0 + j] = e[j];
         }
     }
 }
@@ -168,14 +162,14 @@ static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_r
 
 /* The vector-Jacobian product of A at u (net output h) with cotangents csign·c on v (c NULL: 0) and
  * dsign·dld[i] on the row's log-det (dld NULL: 0): dh (n, P·D) = ∂L/∂θ for the MADE's backward, and
- * du (may be NULL) = the part through u directly. diag (may be NULL) = ∂v_d/∂u_d. */
+ * du (may be NULL) = the part through u directly. */
 static void tau_vjp(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
-                    const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, nf_real *diag, int64_t n) {
+                    const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t n) {
     int32_t D = A->base.dim, P = A->net.P;
 #pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++)
         tau_vjp_row(A, h + i * P * D, u + i * D, c ? c + i * D : NULL, csign, dld ? dsign * dld[i] : 0, dh + i * P * D,
-                    du ? du + i * D : NULL, diag ? diag + i * D : NULL);
+                    du ? du + i * D : NULL);
 }
 
 /* ------------------------------------------------------------------ passes */
@@ -295,7 +289,7 @@ static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
     int32_t D = L->dim, S = L->ld;
     nf_real *c = W->b, *du = W->c, *dunet = W->d;
     gather(dz, S, c, D, n);
-    tau_vjp(A, u, h, c, 1, dld, 1, W->dh, du, NULL, n);
+    tau_vjp(A, u, h, c, 1, dld, 1, W->dh, du, n);
     nf_made_backward(&A->net, Pm, NF_G(L, A->net.mlp.off), NF_B(L, A->net.off_deg), u, L->ctx, mc, W->dh, dunet, L->dctx, n, W->mwork);
     put_dx(du, dunet, dx, D, S, n);
 }
@@ -318,8 +312,8 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
      * whole cotangent at the end is dh − λ ⊙ Jth: two vector-Jacobian products in all (a spline's knots
      * built twice an element, not four times) */
     for (int64_t k = 0; k < n * D; k++) ones[k] = 1;
-    tau_vjp(A, u, h, ones, 1, NULL, 0, Jth, diag, NULL, n);
-    tau_vjp(A, u, h, NULL, 0, dld, -1, dh, t, NULL, n);
+    tau_vjp(A, u, h, ones, 1, NULL, 0, Jth, diag, n);
+    tau_vjp(A, u, h, NULL, 0, dld, -1, dh, t, n);
     /* ∇Φ = dz + (−dld)·∂(Σ log δ)/∂u: directly and through θ */
     gather(dz, S, g, D, n);
     for (int64_t k = 0; k < n * D; k++) g[k] += t[k];
