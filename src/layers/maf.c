@@ -182,6 +182,14 @@ static void scatter(const nf_real *u, int32_t D, nf_real *x, int32_t S, int64_t 
     for (int64_t i = 0; i < n; i++) memcpy(x + i * S, u + i * D, sizeof(nf_real) * (size_t)D);
 }
 
+/* The coordinate of degree k among the D degrees deg (a permutation of 1..D: made.c, checked on load).
+ * A scan, O(D), against a pass's O(n·D·hidden). */
+static int32_t coord_of_degree(const nf_real *deg, int32_t D, int32_t k) {
+    int32_t j = 0;
+    while (j < D - 1 && (int32_t)deg[j] != k) j++;
+    return j;
+}
+
 /* The work buffers of the file comment. */
 typedef struct { nf_real *mwork, *a, *b, *c, *d, *dh, *u, *h, *mc, *ps, *act, *dact, *dth; } ar_work;
 /* Pointers into w (ar_work_size floats for n rows), in the file comment's order; w stays the caller's. */
@@ -222,14 +230,13 @@ static void one_pass(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf
 static void d_passes(const ar_layer *A, const nf_real *Pm, const nf_real *in, nf_real *out, nf_real *logdet,
                      int64_t n, nf_real *u, nf_real *h, nf_real *mc, const ar_work *W) {
     int32_t D = A->base.dim, S = A->base.ld, P = A->net.P;
-    const nf_real *deg = NF_B(&A->base, A->net.off_deg); /* a permutation of 1..D (made.c; checked on load) */
+    const nf_real *deg = NF_B(&A->base, A->net.off_deg);
     nf_real *v = W->a, *lj = W->b, *th = W->dh;
     gather(in, S, v, D, n);
     memset(u, 0, sizeof(nf_real) * (size_t)(n * D));
     if (D > 1) nf_made_sort(&A->net, Pm, W->ps);
     for (int32_t k = 0; k < D; k++) {
-        int32_t j = 0; /* the coordinate of degree k + 1 (a scan: O(D) against the pass's O(n·D·hidden)) */
-        while (j < D - 1 && (int32_t)deg[j] != k + 1) j++;
+        int32_t j = coord_of_degree(deg, D, k + 1);
         if (k < D - 1) {
             nf_made_forward_coord(&A->net, W->ps, deg, j, u, A->base.ctx, th, n, W->act);
             tau_solve(A, j, v, th, P, 1, u, lj, n);
@@ -324,8 +331,7 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
         nf_made_sort_derivs(&A->net, W->ps, mc, n, W->dact);
     }
     for (int32_t k = D; k >= 1; k--) {
-        int32_t e = 0; /* the coordinate of degree k */
-        while (e < D - 1 && (int32_t)deg[e] != k) e++;
+        int32_t e = coord_of_degree(deg, D, k);
         for (int64_t i = 0; i < n; i++) lam[i * D + e] = (g[i * D + e] - t[i * D + e]) / diag[i * D + e];
         if (k == 1) break; /* the first coordinate's θ see no input */
         for (int64_t i = 0; i < n; i++)
