@@ -109,8 +109,10 @@ typedef enum { NF_PART_HALVES = 0, NF_PART_ODDEVEN } nf_partition;
 /* The prior π(z): standard normal; logistic (NICE); a learned diagonal Gaussian (Glow's top prior; with a
  * context, its mean and log std affine in c); GMM: a learned mixture of prior_components diagonal
  * Gaussians, π(z) = Σ_k w_k N(z; μ_k, diag σ_k²), w = softmax(logits) — a multimodal base, so the flow
- * need not tear one mode into several (no context). */
-typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN, NF_PRIOR_GMM } nf_prior_type;
+ * need not tear one mode into several (no context); GMM_FULL: the same with full covariances, each
+ * component's precision Σ_k⁻¹ = A_kᵀA_k through a learned lower-triangular A_k (at most
+ * NF_GMM_FULL_MAX_DIM dimensions: D(D−1)/2 more values a component; no context). */
+typedef enum { NF_PRIOR_NORMAL = 0, NF_PRIOR_LOGISTIC, NF_PRIOR_DIAG_GAUSSIAN, NF_PRIOR_GMM, NF_PRIOR_GMM_FULL } nf_prior_type;
 /* What separates consecutive couplings / autoregressive blocks of the vector models: nothing, a fixed
  * reversal or random permutation (log|det| = 0), or LU: a learned invertible linear map
  * W = P·(L + I)·(U + diag(sign·e^log_s)) (Glow's LU parametrisation, starting as a random rotation),
@@ -181,10 +183,11 @@ typedef struct {
     uint64_t context_cols;
     nf_dequant_type dequant; /* image models: uniform (0) or variational dequantisation (nf_flow_dequantize) */
     int32_t dequant_hidden;  /* variational: width of the dequantiser's conv net (0: 32) */
-    uint64_t prior_components; /* prior gmm: the mixture's components K (1..NF_GMM_MAX_COMPONENTS; default 8;
+    uint64_t prior_components; /* prior gmm, gmm_full: the mixture's components K (1..NF_GMM_MAX_COMPONENTS; default 8;
                                 * 64 bits, so that nf_config has no padding) */
 } nf_config;
-#define NF_GMM_MAX_COMPONENTS 64 /* the gmm prior's most components */
+#define NF_GMM_MAX_COMPONENTS 64 /* the gmm priors' most components */
+#define NF_GMM_FULL_MAX_DIM 64    /* the gmm_full prior's most dimensions */
 
 /* Fill cfg with the defaults of a model type for data of dimension dim. */
 void nf_config_default(nf_config *cfg, nf_model_type model, int32_t dim);

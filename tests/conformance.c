@@ -504,7 +504,8 @@ static nf_config cfg_nice_ctx, cfg_realnvp_ctx, cfg_glow_ctx, cfg_nsf_ctx, cfg_m
     cfg_nsf_img_ctx, cfg_realnvp_img_ctx;
 static nf_config cfg_nice, cfg_nice_perm, cfg_realnvp, cfg_realnvp_bn, cfg_glow, cfg_glow_plain, cfg_glow_add,
     cfg_glow_img, cfg_glow_img_add, cfg_realnvp_img, cfg_realnvp_img1, cfg_maf, cfg_maf_full, cfg_iaf, cfg_maf_1d, cfg_maf_spline, cfg_iaf_spline, cfg_maf_mixed,
-    cfg_maf_full_mixed, cfg_iaf_mixed, cfg_maf_ctx_mixed, cfg_maf_gmm, cfg_glow_img_gmm;
+    cfg_maf_full_mixed, cfg_iaf_mixed, cfg_maf_ctx_mixed, cfg_maf_gmm, cfg_glow_img_gmm,
+    cfg_maf_gmm_full, cfg_iaf_gmm_full, cfg_maf_1d_gmm_full;
 
 static void setup_models(void) {
     nf_config *all[] = {&cfg_nice, &cfg_nice_perm, &cfg_realnvp, &cfg_realnvp_bn, &cfg_glow, &cfg_glow_plain, &cfg_glow_add};
@@ -550,8 +551,11 @@ static void setup_models(void) {
     /* the learned mixture prior (3 components; means drawn from the seed) under a MAF and a Glow on images */
     cfg_maf_gmm = cfg_maf, cfg_maf_gmm.prior = NF_PRIOR_GMM, cfg_maf_gmm.prior_components = 3;
     cfg_glow_img_gmm = cfg_glow_img, cfg_glow_img_gmm.prior = NF_PRIOR_GMM, cfg_glow_img_gmm.prior_components = 3;
+    cfg_maf_gmm_full = cfg_maf_gmm, cfg_maf_gmm_full.prior = NF_PRIOR_GMM_FULL;
+    cfg_iaf_gmm_full = cfg_iaf, cfg_iaf_gmm_full.prior = NF_PRIOR_GMM_FULL, cfg_iaf_gmm_full.prior_components = 2;
     nf_config_default(&cfg_maf_1d, NF_MODEL_MAF, 1); /* one column: each block an affine map with learned constants */
     cfg_maf_1d.depth = 2, cfg_maf_1d.hidden = 3, cfg_maf_1d.act = NF_ACT_TANH;
+    cfg_maf_1d_gmm_full = cfg_maf_1d, cfg_maf_1d_gmm_full.prior = NF_PRIOR_GMM_FULL, cfg_maf_1d_gmm_full.prior_components = 2;
     /* spline blocks (K 4 on [−2, 2]); maf with random orders and ActNorm, iaf with reversed orders */
     cfg_maf_spline = cfg_maf, cfg_iaf_spline = cfg_iaf;
     cfg_maf_spline.depth = cfg_iaf_spline.depth = 2;
@@ -669,6 +673,9 @@ static const conf_case cases[] = {
     {"model iaf (reverse order, learned prior, LU linear maps between blocks)", 5, NULL, &cfg_iaf, 0, 1, 0, 0},
     {"model maf on 1 column", 1, NULL, &cfg_maf_1d, 0, 1, 0, 0},
     {"model maf (gmm prior, 3 components)", 5, NULL, &cfg_maf_gmm, 0, 1, 0, 0},
+    {"model maf (gmm_full prior, 3 components)", 5, NULL, &cfg_maf_gmm_full, 0, 1, 0, 0},
+    {"model iaf (gmm_full prior, 2 components)", 5, NULL, &cfg_iaf_gmm_full, 0, 1, 0, 0},
+    {"model maf on 1 column (gmm_full prior: no off-diagonal)", 1, NULL, &cfg_maf_1d_gmm_full, 0, 1, 0, 0},
     /* (the autoregressive spline cases are "kinked" like the other spline cases: log g' has a kink at every
      * knot and at ±B, and a float stencil of 1e-2 — moved further by the D-pass solve — straddles one now
      * and then) */

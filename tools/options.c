@@ -107,8 +107,8 @@ const opt_def nf_cli_options[] = {
     {"scale", 0, O_SCALE, K_ENUM, 0, 0, "scale", "S", "affine coupling's / autoregressive block's bounded scale: tanh or sigmoid", C_TRAIN, DA, M_REALNVP | M_GLOW | M_AR, M_GLOW, 1, "sigmoid"},
     {"partition", 0, O_PART, K_ENUM, 0, 0, "partition", "P", "halves or oddeven", C_TRAIN, DA, M_CPL, M_NICE, 1, "halves"},
     {"perm", 0, O_PERM, K_ENUM, 0, 0, "perm", "P", "none, reverse, random or lu (a learned LU-parameterised linear map), after each coupling (nsf: random, 2-D data reverse; maf, iaf: between blocks, reverse)", C_TRAIN, DA, M_NICE | M_REALNVP | M_NSF | M_AR, M_NICE, 1, "reverse"},
-    {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic, diag_gaussian or gmm (a learned mixture of --prior-components diagonal Gaussians; nice: logistic; maf, iaf on a CSV without context columns: gmm; class-conditional images: diag_gaussian; others normal)", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
-    {"prior-components", 0, O_PRIORK, K_INT, 1, NF_GMM_MAX_COMPONENTS, 0, "K", "components of the gmm prior (8)", C_TRAIN, DA, M_ALL, M_CPL, 1, "4"},
+    {"prior", 0, O_PRIOR, K_ENUM, 0, 0, "prior", "P", "normal, logistic, diag_gaussian, gmm (a learned mixture of --prior-components diagonal Gaussians) or gmm_full (full covariances, at most 64 dimensions; nice: logistic; maf, iaf on a CSV without context columns: gmm; class-conditional images: diag_gaussian; others normal)", C_TRAIN, DA, M_ALL, M_CPL, 1, "logistic"},
+    {"prior-components", 0, O_PRIORK, K_INT, 1, NF_GMM_MAX_COMPONENTS, 0, "K", "components of the gmm and gmm_full priors (8)", C_TRAIN, DA, M_ALL, M_CPL, 1, "4"},
     {"coupling", 0, O_COUPLING, K_ENUM, 0, 0, "coupling", "C", "affine or additive", C_TRAIN, DA, M_GLOW, M_GLOW, 1, "additive"},
     {"lu", 0, O_LU, K_INT, 0, 1, 0, "0|1", "LU-parameterised invertible linear", C_TRAIN, DA, M_GLOW, M_GLOW | M_NSF, 1, "0"},
     {"batchnorm", 0, O_BN, K_INT, 0, 1, 0, "0|1", "batch-norm flow layer after each coupling / block but the last", C_TRAIN, SRC_VEC, M_REALNVP | M_AR, 0, 1, "1"},
@@ -484,7 +484,7 @@ void check_config_options(const opts *o, const nf_config *cfg) {
         if (GIVEN(o, between[k].code) && nf_config_field_applies(cfg, between[k].field) == 0)
             die("option --%s: the %s model puts it between blocks, and --depth 1 makes one block", between[k].field, nf_model_name(cfg->model));
     if (GIVEN(o, O_PRIORK) && nf_config_field_applies(cfg, "prior_components") == 0)
-        die("option --prior-components applies to the gmm prior only (--prior gmm; this %s uses --prior %s)", nf_model_name(cfg->model),
+        die("option --prior-components applies to the mixture priors only (--prior gmm or gmm_full; this %s uses --prior %s)", nf_model_name(cfg->model),
             nf_enum_name("prior", (int)cfg->prior));
     if (cfg->model != NF_MODEL_MAF && cfg->model != NF_MODEL_IAF) return;
     const char *t = nf_enum_name("transform", (int)cfg->transform);

@@ -228,8 +228,8 @@ class Flow:
             if dim is None:
                 raise invalid("give dim (vectors) or shape=(C, H, W) (images)")
             dim = _integer(dim, "dim")
-            if dim < 2 or dim > 1 << 20:
-                raise invalid("dim %d: a coupling flow needs 2 to 1048576 dimensions" % dim)
+            if dim < 1 or dim > 1 << 20:  # the model's own bounds (couplings: 2 on) are the library's to check
+                raise invalid("dim %d: must be 1 to 1048576" % dim)
             lib.nf_config_default(cfg.ptr, m, dim)
         known, given = field_names(), []
         for name, value in architecture.items():

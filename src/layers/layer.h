@@ -175,13 +175,15 @@ typedef struct {
     nf_registry *reg;
     int32_t ctx;     /* K: context values per row (diag Gaussian only; 0 otherwise) */
     int64_t off_ctx; /* W (2D, K) */
-    int32_t comps;   /* gmm: components K (0 otherwise); logits (K), means (K, D), log stds (K, D) at off */
+    int32_t comps;   /* gmm, gmm_full: components K (0 otherwise); logits (K), means (K, D), log stds (K, D) at off */
+    int64_t off_tril; /* gmm_full with D > 1: the strictly lower parts of A_k, (K, D(D−1)/2) rows packed; −1 otherwise */
 } nf_prior;
 /* Set p up for dim values (context: K values per row, 0: none; components: the gmm prior's); reserves
  * the learned priors' parameters in c. */
 void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim, int32_t context, int32_t components);
 /* The learned priors' starting values once the registry is allocated: the diag Gaussian's stay 0 (the
- * standard normal); the gmm's means are drawn from N(0, 1) (rng), its weights equal, its stds 1. */
+ * standard normal); the gmm's means are drawn from N(0, 1) (rng), its weights equal, its stds 1
+ * (gmm_full: its tril 0, so diagonal at the start). */
 void nf_prior_init_params(nf_prior *p, nf_rng *rng);
 /* lp[i] = log π(z_i | c_i). */
 void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n);

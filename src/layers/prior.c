@@ -5,7 +5,10 @@
  *   conditional diag Gaussian (context c of K values): μ_j(c) = μ_j + Σ_k W[j][k] c_k,
  *                   log σ_j(c) = log_std_j + Σ_k W[D + j][k] c_k   (Glow's class-conditional prior)
  *   gmm:            log π(z) = log Σ_k w_k N(z; μ_k, diag σ_k²) = logsumexp_k t_k − logsumexp_k a_k,
- *                   t_k = a_k + Σ_j [−½ ((z_j − μ_kj)/σ_kj)² − log σ_kj − ½ log 2π], w = softmax(a), learned */
+ *                   t_k = a_k + Σ_j [−½ ((z_j − μ_kj)/σ_kj)² − log σ_kj − ½ log 2π], w = softmax(a), learned
+ *   gmm_full:       the same with u_k = A_k (z − μ_k) for ((z_j − μ_kj)/σ_kj)_j: A_k lower triangular, diagonal
+ *                   1/σ_kj, below it learned values L_k (0 at the start), so Σ_k = (A_kᵀA_k)⁻¹ and
+ *                   t_k = a_k − ½ ‖u_k‖² − Σ_j log σ_kj − (D/2) log 2π (log|det A_k| = −Σ_j log σ_kj) */
 #include "kernels/kernels.h"
 #include "layers/layer.h"
 
@@ -21,12 +24,14 @@ void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim,
     p->ctx = 0;
     p->off_ctx = -1;
     p->comps = 0;
-    if (type == NF_PRIOR_GMM) { /* three tensors, contiguous: logits | means | log stds */
-        int64_t k[1] = {components}, kd[2] = {components, dim};
+    p->off_tril = -1;
+    if (type == NF_PRIOR_GMM || type == NF_PRIOR_GMM_FULL) { /* contiguous: logits | means | log stds (| tril) */
+        int64_t k[1] = {components}, kd[2] = {components, dim}, kt[2] = {components, (int64_t)dim * (dim - 1) / 2};
         p->comps = components;
         p->off = nf_registry_reserve(c, "prior", "logits", NF_TENSOR_PARAM, 1, k);
         nf_registry_reserve(c, "prior", "means", NF_TENSOR_PARAM, 2, kd);
         nf_registry_reserve(c, "prior", "log_stds", NF_TENSOR_PARAM, 2, kd);
+        if (type == NF_PRIOR_GMM_FULL && dim > 1) p->off_tril = nf_registry_reserve(c, "prior", "tril", NF_TENSOR_PARAM, 2, kt);
     }
     if (type == NF_PRIOR_DIAG_GAUSSIAN) {
         int64_t s[1] = {dim};
@@ -42,7 +47,7 @@ void nf_prior_init(nf_prior *p, nf_registry *c, nf_prior_type type, int32_t dim,
 
 /* See layer.h. */
 void nf_prior_init_params(nf_prior *p, nf_rng *rng) {
-    if (p->type != NF_PRIOR_GMM) return;
+    if (p->comps == 0) return; /* the tril (full covariances) stays 0: diagonal at the start */
     int32_t K = p->comps, D = p->dim;
     nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
     for (int32_t k = 0; k < K; k++) {
@@ -52,9 +57,28 @@ void nf_prior_init_params(nf_prior *p, nf_rng *rng) {
 }
 
 /* The gmm's arithmetic runs on blocks of GMM_ROWS rows: each component's 1/σ_kj = e^(−log σ_kj) is taken
- * once a block (K·D exponentials) instead of once a row, GMM_CHUNK coordinates at a time. */
+ * once a block (K·D exponentials) instead of once a row, GMM_CHUNK coordinates at a time (gmm_full: all
+ * D ≤ NF_GMM_FULL_MAX_DIM at once). */
 #define GMM_ROWS 32
 #define GMM_CHUNK 64
+_Static_assert(NF_GMM_FULL_MAX_DIM <= GMM_CHUNK, "gmm_full takes its 1/σ in one chunk");
+
+/* Row L_k[j][0..j−1] of the strictly lower part of A_k (component Lk's tril, rows packed one after another). */
+static const nf_real *tril_row(const nf_real *Lk, int32_t j) { return Lk + (int64_t)j * (j - 1) / 2; }
+
+/* gmm_full, one row z and component (mk, is = 1/σ_k, Lk): d = z − μ_k, u = A_k d
+ * (u_j = is_j·d_j + Σ_{i<j} L_k[j][i]·d_i); returns ‖u‖². */
+static double full_u(const nf_real *z, const nf_real *mk, const double *is, const nf_real *Lk, int32_t D, double *d, double *u) {
+    double q = 0;
+    for (int32_t j = 0; j < D; j++) d[j] = (double)z[j] - mk[j];
+    for (int32_t j = 0; j < D; j++) {
+        const nf_real *Lj = tril_row(Lk, j);
+        double v = is[j] * d[j];
+        for (int32_t i = 0; i < j; i++) v += (double)Lj[i] * d[i];
+        u[j] = v, q += v * v;
+    }
+    return q;
+}
 
 /* logsumexp_k a_k of the gmm's logits (w = softmax(a)). */
 static double gmm_lse_a(const nf_prior *p) {
@@ -71,12 +95,18 @@ static double gmm_lse_a(const nf_prior *p) {
 static void gmm_block(const nf_prior *p, const nf_real *z, int64_t m, double *t, double *lse_t, nf_real *lp) {
     int32_t K = p->comps, D = p->dim;
     const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
-    double is[GMM_CHUNK];
+    double is[GMM_CHUNK], d[GMM_CHUNK], u[GMM_CHUNK];
     for (int32_t k = 0; k < K; k++) {
         const nf_real *mk = mu + (int64_t)k * D, *lk = ls + (int64_t)k * D;
         double c = a[k] - 0.5 * D * LOG_2PI;
         for (int32_t j = 0; j < D; j++) c -= lk[j];
         for (int64_t r = 0; r < m; r++) t[r * K + k] = c;
+        if (p->off_tril >= 0) { /* gmm_full: −½ ‖A_k (z − μ_k)‖² */
+            const nf_real *Lk = p->reg->params + p->off_tril + (int64_t)k * D * (D - 1) / 2;
+            for (int32_t j = 0; j < D; j++) is[j] = exp(-(double)lk[j]);
+            for (int64_t r = 0; r < m; r++) t[r * K + k] -= 0.5 * full_u(z + r * D, mk, is, Lk, D, d, u);
+            continue;
+        }
         for (int32_t j0 = 0; j0 < D; j0 += GMM_CHUNK) {
             int32_t nj = D - j0 < GMM_CHUNK ? D - j0 : GMM_CHUNK;
             for (int32_t j = 0; j < nj; j++) is[j] = exp(-(double)lk[j0 + j]);
@@ -84,8 +114,8 @@ static void gmm_block(const nf_prior *p, const nf_real *z, int64_t m, double *t,
                 const nf_real *zr = z + r * D + j0;
                 double q = 0;
                 for (int32_t j = 0; j < nj; j++) {
-                    double u = ((double)zr[j] - mk[j0 + j]) * is[j];
-                    q += u * u;
+                    double w = ((double)zr[j] - mk[j0 + j]) * is[j];
+                    q += w * w;
                 }
                 t[r * K + k] -= 0.5 * q;
             }
@@ -114,16 +144,41 @@ static void coord_params(const nf_prior *p, const nf_real *ci, int32_t j, double
     *mu = a, *ls = b;
 }
 
+/* gmm_full: var[j] = (Σ_k)_jj = Σ_m ((A_k⁻¹)_jm)² for the component of log stds lk and tril Lk, the columns
+ * of A_k⁻¹ by forward substitution (D ≤ NF_GMM_FULL_MAX_DIM). */
+static void full_var(const nf_real *lk, const nf_real *Lk, int32_t D, double *var) {
+    double x[GMM_CHUNK];
+    for (int32_t j = 0; j < D; j++) var[j] = 0;
+    for (int32_t m = 0; m < D; m++) /* column m: A x = e_m, x_j = 0 above m */
+        for (int32_t j = m; j < D; j++) {
+            const nf_real *Lj = tril_row(Lk, j);
+            double v = j == m;
+            for (int32_t i = m; i < j; i++) v -= (double)Lj[i] * x[i];
+            x[j] = v * exp((double)lk[j]), var[j] += x[j] * x[j];
+        }
+}
+
 /* See layer.h: coord_params for every coordinate (the fixed priors: 0, 0); the gmm's mixture mean and
- * half the log of its variance Σ_k w_k (σ_kj² + μ_kj²) − μ_j². */
+ * half the log of its variance Σ_k w_k ((Σ_k)_jj + μ_kj²) − μ_j² ((Σ_k)_jj = σ_kj² for the diagonal gmm). */
 void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *ls) {
     int32_t K = p->comps, D = p->dim;
-    const nf_real *a = p->type == NF_PRIOR_GMM ? p->reg->params + p->off : NULL;
+    const nf_real *a = K > 0 ? p->reg->params + p->off : NULL;
     double la = a ? gmm_lse_a(p) : 0;
+    if (p->off_tril >= 0) { /* gmm_full (D ≤ NF_GMM_FULL_MAX_DIM) */
+        double m[GMM_CHUNK] = {0}, s2[GMM_CHUNK] = {0}, var[GMM_CHUNK];
+        for (int32_t k = 0; k < K; k++) {
+            const nf_real *mk = a + K + (int64_t)k * D;
+            double w = exp(a[k] - la);
+            full_var(mk + (int64_t)K * D, p->reg->params + p->off_tril + (int64_t)k * D * (D - 1) / 2, D, var);
+            for (int32_t j = 0; j < D; j++) m[j] += w * mk[j], s2[j] += w * (var[j] + (double)mk[j] * mk[j]);
+        }
+        for (int32_t j = 0; j < D; j++) mu[j] = m[j], ls[j] = 0.5 * log(fmax(s2[j] - m[j] * m[j], 1e-30));
+        return;
+    }
     for (int32_t j = 0; j < D; j++) {
         mu[j] = ls[j] = 0;
         if (p->type == NF_PRIOR_DIAG_GAUSSIAN) coord_params(p, p->ctx > 0 ? c : NULL, j, mu + j, ls + j);
-        if (p->type == NF_PRIOR_GMM) {
+        if (K > 0) {
             double m = 0, s2 = 0;
             for (int32_t k = 0; k < K; k++) {
                 double w = exp(a[k] - la), mk = a[K + (int64_t)k * D + j], sk = exp((double)a[K + (int64_t)K * D + (int64_t)k * D + j]);
@@ -140,7 +195,7 @@ static const nf_real *ctx_row(const nf_prior *p, const nf_real *c, int64_t i) { 
 /* See layer.h: lp[i] = log π(z_i | c_i) for n rows of dim values. */
 void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n) {
     int32_t D = p->dim;
-    if (p->type == NF_PRIOR_GMM) {
+    if (p->comps > 0) {
 #pragma omp parallel for schedule(static) if (n * D > 16384)
         for (int64_t i0 = 0; i0 < n; i0 += GMM_ROWS) {
             double t[GMM_ROWS * NF_GMM_MAX_COMPONENTS];
@@ -173,9 +228,40 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
     }
 }
 
+/* gmm_full's part of the backward for component k over the block's m rows (g: m·K weights dlp·r, row r's
+ * r·K + k): with d = z − μ_k, u = A_k d, v = A_kᵀu: dz −= g·v, ∂/∂μ_k += g·v, ∂/∂log σ_kj += g·(u_j d_j/σ_kj − 1),
+ * ∂/∂L_k[j][i] += −g·u_j·d_i — summed over the rows in double, then added. */
+static void full_backward(const nf_prior *p, int32_t k, const nf_real *z, const double *g, nf_real *dz, int64_t m) {
+    int32_t K = p->comps, D = p->dim;
+    int64_t T = (int64_t)D * (D - 1) / 2;
+    const nf_real *mk = p->reg->params + p->off + K + (int64_t)k * D, *lk = mk + (int64_t)K * D, *Lk = p->reg->params + p->off_tril + k * T;
+    nf_real *gmu = p->reg->grads + p->off + K + (int64_t)k * D, *gls = gmu + (int64_t)K * D, *gL = p->reg->grads + p->off_tril + k * T;
+    double is[GMM_CHUNK], d[GMM_CHUNK], u[GMM_CHUNK], v[GMM_CHUNK], gm[GMM_CHUNK] = {0}, gs[GMM_CHUNK] = {0};
+    double gt[NF_GMM_FULL_MAX_DIM * (NF_GMM_FULL_MAX_DIM - 1) / 2];
+    for (int64_t q = 0; q < T; q++) gt[q] = 0;
+    for (int32_t j = 0; j < D; j++) is[j] = exp(-(double)lk[j]);
+    for (int64_t r = 0; r < m; r++) {
+        double gr = g[r * K + k];
+        full_u(z + r * D, mk, is, Lk, D, d, u);
+        for (int32_t j = 0; j < D; j++) v[j] = is[j] * u[j];
+        for (int32_t j = 1; j < D; j++) {
+            const nf_real *Lj = tril_row(Lk, j);
+            double *gj = gt + (int64_t)j * (j - 1) / 2, guj = gr * u[j];
+            for (int32_t i = 0; i < j; i++) v[i] += (double)Lj[i] * u[j], gj[i] -= guj * d[i];
+        }
+        for (int32_t j = 0; j < D; j++) {
+            dz[r * D + j] += (nf_real)(-gr * v[j]);
+            gm[j] += gr * v[j], gs[j] += gr * (u[j] * is[j] * d[j] - 1);
+        }
+    }
+    for (int32_t j = 0; j < D; j++) gmu[j] += (nf_real)gm[j], gls[j] += (nf_real)gs[j];
+    for (int64_t q = 0; q < T; q++) gL[q] += (nf_real)gt[q];
+}
+
 /* The gmm's backward for the m ≤ GMM_ROWS rows of z: with responsibilities r_k = e^(t_k − logsumexp t),
  * dz_j = dlp·Σ_k r_k·(−u_kj/σ_kj) (overwritten), ∂/∂μ_kj = dlp·r_k·u_kj/σ_kj, ∂/∂log σ_kj = dlp·r_k·(u_kj² − 1),
- * ∂/∂a_k = dlp·(r_k − w_k); u = (z − μ)/σ. The block's parameter gradients are summed in double, then added. */
+ * ∂/∂a_k = dlp·(r_k − w_k); u = (z − μ)/σ (gmm_full: full_backward). The block's parameter gradients are
+ * summed in double, then added. */
 static void gmm_backward_block(const nf_prior *p, const nf_real *z, const nf_real *dlp, nf_real *dz, int64_t m) {
     int32_t K = p->comps, D = p->dim;
     const nf_real *a = p->reg->params + p->off, *mu = a + K, *ls = mu + (int64_t)K * D;
@@ -191,6 +277,10 @@ static void gmm_backward_block(const nf_prior *p, const nf_real *z, const nf_rea
         double gk = -sd * exp(a[k] - la);
         for (int64_t r = 0; r < m; r++) gk += t[r * K + k];
         ga[k] += (nf_real)gk;
+        if (p->off_tril >= 0) {
+            full_backward(p, k, z, t, dz, m);
+            continue;
+        }
         const nf_real *mk = mu + (int64_t)k * D, *lk = ls + (int64_t)k * D;
         for (int32_t j0 = 0; j0 < D; j0 += GMM_CHUNK) {
             int32_t nj = D - j0 < GMM_CHUNK ? D - j0 : GMM_CHUNK;
@@ -214,7 +304,7 @@ static void gmm_backward_block(const nf_prior *p, const nf_real *z, const nf_rea
 void nf_prior_backward(const nf_prior *p, const nf_real *z, const nf_real *c, const nf_real *dlp, nf_real *dz,
                        nf_real *dc, int64_t n) {
     int32_t D = p->dim, K = p->ctx;
-    if (p->type == NF_PRIOR_GMM) {
+    if (p->comps > 0) {
         for (int64_t i0 = 0; i0 < n; i0 += GMM_ROWS)
             gmm_backward_block(p, z + i0 * D, dlp + i0, dz + i0 * D, n - i0 < GMM_ROWS ? n - i0 : GMM_ROWS);
         return;
@@ -272,8 +362,9 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
         return;
     }
     const nf_real *ci = ctx_row(p, c, i); /* the context row, read by the diagonal Gaussian only */
-    const nf_real *gm = NULL, *gs = NULL; /* gmm: the drawn component's means and log stds */
-    if (p->type == NF_PRIOR_GMM) { /* component k with probability w_k = softmax(a)_k: the first whose cumulative weight passes u */
+    const nf_real *gm = NULL, *gs = NULL, *Lk = NULL; /* gmm: the drawn component's means, log stds (and tril) */
+    double d[GMM_CHUNK];                               /* gmm_full: z − μ_k so far */
+    if (p->comps > 0) { /* component k with probability w_k = softmax(a)_k: the first whose cumulative weight passes u */
         int32_t K = p->comps;
         const nf_real *a = p->reg->params + p->off;
         double u = nf_rng_uniform(g), cum = 0;
@@ -281,6 +372,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
         for (; k < K - 1; k++)
             if ((cum += exp(a[k] - la)) > u) break;
         gm = a + K + (int64_t)k * D, gs = a + K + (int64_t)K * D + (int64_t)k * D;
+        if (p->off_tril >= 0) Lk = p->reg->params + p->off_tril + (int64_t)k * D * (D - 1) / 2;
     }
     for (int32_t j = 0; j < D; j++) {
         double v;
@@ -292,6 +384,13 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
             break;
         }
         case NF_PRIOR_GMM: v = gm[j] + T * exp((double)gs[j]) * nf_rng_normal(g); break;
+        case NF_PRIOR_GMM_FULL: { /* A_k d = T·ε by forward substitution: d_j = σ_kj (T ε_j − Σ_{i<j} L_k[j][i] d_i) */
+            double e = T * nf_rng_normal(g);
+            const nf_real *Lj = Lk ? tril_row(Lk, j) : NULL;
+            for (int32_t l = 0; l < j && Lj; l++) e -= (double)Lj[l] * d[l];
+            d[j] = exp((double)gs[j]) * e, v = gm[j] + d[j];
+            break;
+        }
         default: v = T * nf_rng_normal(g);
         }
         z[i * D + j] = (nf_real)v;
@@ -307,8 +406,8 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
  * its first row (found by stepping the generator): the same values for every thread count. */
 void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, const nf_real *c, nf_real *z, int64_t n) {
     int32_t D = p->dim;
-    uint64_t per_row = (uint64_t)D * (p->type == NF_PRIOR_LOGISTIC ? 1 : 2) + (p->type == NF_PRIOR_GMM);
-    double la = p->type == NF_PRIOR_GMM ? gmm_lse_a(p) : 0;
+    uint64_t per_row = (uint64_t)D * (p->type == NF_PRIOR_LOGISTIC ? 1 : 2) + (p->comps > 0);
+    double la = p->comps > 0 ? gmm_lse_a(p) : 0;
     for (int64_t r0 = 0; r0 < n; r0 += SAMPLE_ROWS * SAMPLE_TASKS) {
         int64_t r1 = n - r0 < SAMPLE_ROWS * SAMPLE_TASKS ? n : r0 + SAMPLE_ROWS * SAMPLE_TASKS;
         int64_t tasks = (r1 - r0 + SAMPLE_ROWS - 1) / SAMPLE_ROWS;

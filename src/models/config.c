@@ -15,7 +15,7 @@ static const struct {
     {"coupling", {"affine", "additive", NULL, NULL}},
     {"scale", {"tanh", "sigmoid", NULL, NULL}},
     {"partition", {"halves", "oddeven", NULL, NULL}},
-    {"prior", {"normal", "logistic", "diag_gaussian", "gmm", NULL}},
+    {"prior", {"normal", "logistic", "diag_gaussian", "gmm", "gmm_full", NULL}},
     {"perm", {"none", "reverse", "random", "lu", NULL}},
     {"order", {"natural", "reverse", "random", NULL}},
     {"transform", {"affine", "spline", "mixed", NULL}},
@@ -174,7 +174,7 @@ int nf_config_field_applies(const nf_config *c, const char *key) {
     if (!img && (m & AR_) && (strcmp(key, "bins") == 0 || strcmp(key, "bound") == 0)) /* mixed: block 2 on is a spline */
         return c->transform == NF_TRANSFORM_SPLINE || (c->transform == NF_TRANSFORM_MIXED && c->depth > 1);
     if (img && strcmp(key, "dequant_hidden") == 0 && c->dequant != NF_DEQUANT_VARIATIONAL) return 0; /* no dequantiser */
-    if (strcmp(key, "prior_components") == 0 && c->prior != NF_PRIOR_GMM) return 0; /* no mixture */
+    if (strcmp(key, "prior_components") == 0 && c->prior != NF_PRIOR_GMM && c->prior != NF_PRIOR_GMM_FULL) return 0; /* no mixture */
     /* layers that go between blocks only (recipes.c): none in a model of one block */
     if (!img && c->depth == 1 && (((m & (NSF_ | AR_)) && strcmp(key, "perm") == 0) || ((m & (RNVP_ | AR_)) && strcmp(key, "batchnorm") == 0)))
         return 0;
@@ -404,12 +404,16 @@ nf_status nf_config_validate(const nf_config *c) {
     if ((unsigned)c->partition > NF_PART_ODDEVEN) return nf_fail(NF_ERR_INVALID, "unknown partition %d", (int)c->partition);
     if ((unsigned)c->perm > NF_PERM_LU) return nf_fail(NF_ERR_INVALID, "unknown permutation %d", (int)c->perm);
     if (!(c->init_std >= 0 && c->init_std <= 1)) return nf_fail(NF_ERR_INVALID, "init_std %g: must be in [0, 1]", c->init_std);
-    if ((unsigned)c->prior > NF_PRIOR_GMM) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
-    if (c->prior == NF_PRIOR_GMM && (c->prior_components < 1 || c->prior_components > NF_GMM_MAX_COMPONENTS))
-        return nf_fail(NF_ERR_INVALID, "prior_components %llu: the gmm prior needs 1..%d components", (unsigned long long)c->prior_components,
+    if ((unsigned)c->prior > NF_PRIOR_GMM_FULL) return nf_fail(NF_ERR_INVALID, "unknown prior %d", (int)c->prior);
+    int gmm = c->prior == NF_PRIOR_GMM || c->prior == NF_PRIOR_GMM_FULL;
+    if (gmm && (c->prior_components < 1 || c->prior_components > NF_GMM_MAX_COMPONENTS))
+        return nf_fail(NF_ERR_INVALID, "prior_components %llu: the gmm priors need 1..%d components", (unsigned long long)c->prior_components,
                        NF_GMM_MAX_COMPONENTS);
-    if (c->prior == NF_PRIOR_GMM && c->context_dim > 0)
-        return nf_fail(NF_ERR_INVALID, "the gmm prior takes no context (a conditional flow: normal, logistic or diag_gaussian)");
+    if (gmm && c->context_dim > 0)
+        return nf_fail(NF_ERR_INVALID, "the gmm priors take no context (a conditional flow: normal, logistic or diag_gaussian)");
+    if (c->prior == NF_PRIOR_GMM_FULL && c->dim > NF_GMM_FULL_MAX_DIM)
+        return nf_fail(NF_ERR_INVALID, "the gmm_full prior holds a D × D covariance factor a component: at most %d dimensions (this model has %d; gmm is diagonal)",
+                       NF_GMM_FULL_MAX_DIM, (int)c->dim);
     if (c->channels || c->height || c->width) {
         if (c->channels < 1 || c->height < 1 || c->width < 1 || (int64_t)c->channels * c->height * c->width != c->dim)
             return nf_fail(NF_ERR_INVALID, "image shape %d × %d × %d does not match dimension %d", (int)c->channels, (int)c->height, (int)c->width, (int)c->dim);

@@ -569,3 +569,29 @@ def test_gmm_prior(tmp_path):
     np.testing.assert_array_equal(s, g.sample(2000, seed=1))
     with pytest.raises(nflow.InvalidArgumentError, match="prior_components"):
         nflow.Flow("maf", dim=2, prior="gmm", prior_components=65)
+
+
+def test_gmm_full_prior(tmp_path):
+    """prior="gmm_full": a mixture of full-covariance Gaussians. Two clusters tilted opposite ways (correlation
+    +0.9 and -0.9): its fit comes within 0.05 nats of the data's own density, its samples carry both
+    correlations, the lower-triangular factors survive a checkpoint; more than 64 dimensions are refused."""
+    rng = np.random.default_rng(4)
+    covs = [0.25 * np.array([[1, r], [r, 1]]) for r in (0.9, -0.9)]
+    means = [np.array([0.0, -3.0]), np.array([0.0, 3.0])]
+    x = np.concatenate([rng.normal(size=(1500, 2)) @ np.linalg.cholesky(c).T + m for c, m in zip(covs, means)]).astype(np.float32)
+    rng.shuffle(x)
+    dens = sum(0.5 * np.exp(-0.5 * np.einsum("ni,ij,nj->n", x - m, np.linalg.inv(c), x - m)) / (2 * np.pi * np.sqrt(np.linalg.det(c)))
+               for c, m in zip(covs, means))
+    g = nflow.Flow("maf", dim=2, prior="gmm_full", prior_components=2, depth=1, hidden=4, transform="affine")
+    assert g.config["prior"] == "gmm_full" and g.num_params == nflow.Flow("maf", dim=2, prior="gmm", prior_components=2, depth=1, hidden=4,
+                                                                          transform="affine").num_params + 2  # one tril value a component
+    g.fit(x, steps=2000, batch=256, lr=1e-2, progress=False)
+    assert g.log_prob(x).mean() > np.log(dens).mean() - 0.05
+    s = g.sample(4000, seed=1)
+    for side, r in ((s[:, 1] < 0, 0.9), (s[:, 1] > 0, -0.9)):
+        assert abs(np.corrcoef(s[side].T)[0, 1] - r) < 0.05
+    g.save(tmp_path / "g.ckpt")
+    np.testing.assert_array_equal(nflow.Flow.load(tmp_path / "g.ckpt").log_prob(x[:50]), g.log_prob(x[:50]))
+    with pytest.raises(nflow.InvalidArgumentError, match="at most 64 dimensions"):
+        nflow.Flow("maf", dim=65, prior="gmm_full")
+    assert nflow.Flow("maf", dim=1, prior="gmm_full").log_prob(np.zeros((2, 1), np.float32)).shape == (2,)  # 1-D: no off-diagonal
