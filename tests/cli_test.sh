@@ -216,11 +216,17 @@ expect_error "option --standardize applies to vector data only" "$NFLOW" train -
 expect_error "option --bits applies to image data only" "$NFLOW" eval --model "$T/m.ckpt" --data moons --bits 5
 expect_error "option --test-size applies to built-in toy data only" "$NFLOW" eval --model "$T/g.ckpt" --data "$T/test.csv" --test-size 10
 expect_error "option --bins applies to spline blocks only" "$NFLOW" train --model maf --data "$T/d.csv" --transform affine --bins 4 --out "$T/x.ckpt"
-expect_error "option --prior-components applies to the gmm prior only .*--prior normal" "$NFLOW" train --model maf --data "$T/d.csv" --prior normal --prior-components 4 --out "$T/x.ckpt"
+expect_error "option --prior-components applies to the mixture priors only .*--prior normal" "$NFLOW" train --model maf --data "$T/d.csv" --prior normal --prior-components 4 --out "$T/x.ckpt"
 # --prior-components takes effect: one component more is 1 + 2·D parameters more (a weight, D means, D log-stds)
 pk() { "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-components "$1" --steps 1 --out "$T/pk-$1.ckpt" 2>&1 | sed -n 's/.*(\([0-9]*\) parameters.*/\1/p' | head -1; }
 nd=$(head -1 "$T/d.csv" | awk -F, '{ print NF }')
 [ "$(( $(pk 4) - $(pk 3) ))" -eq $((1 + 2 * nd)) ] && ok || bad "--prior-components 3 and 4: $(pk 3) and $(pk 4) parameters (D = $nd)"
+# gmm_full: each component holds D(D−1)/2 values below its factor's diagonal as well
+pf() { "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm_full --prior-components "$1" --steps 1 --out "$T/pf-$1.ckpt" 2>&1 | sed -n 's/.*(\([0-9]*\) parameters.*/\1/p' | head -1; }
+[ "$(( $(pf 4) - $(pk 4) ))" -eq $((4 * nd * (nd - 1) / 2)) ] && [ "$(( $(pf 4) - $(pf 3) ))" -eq $((1 + 2 * nd + nd * (nd - 1) / 2)) ] && ok ||
+    bad "--prior gmm_full: $(pf 3) and $(pf 4) parameters with 3 and 4 components, gmm $(pk 4) (D = $nd)"
+awk 'BEGIN { for (i = 0; i < 40; i++) { s = ""; for (j = 0; j < 65; j++) s = s (j ? "," : "") ((i + 1) * (j + 3) * 37 % 101) / 101; print s } }' >"$T/wide.csv"
+expect_error "the gmm_full prior holds a D × D covariance factor a component: at most 64 dimensions \\(this model has 65" "$NFLOW" train --model maf --data "$T/wide.csv" --prior gmm_full --out "$T/x.ckpt"
 "$NFLOW" train --model maf --data "$T/d.csv" --prior gmm --prior-components 3 --steps 2 --out "$T/pk.ckpt" --quiet >/dev/null 2>&1
 # maf and iaf on a CSV without context columns default to 3 blocks over the mixture: the same parameter
 # count as asking for them, and not the count of the general default (5 blocks, normal prior)

@@ -81,7 +81,9 @@ WANT="option --context: the model .* is not conditional" refused "$NFLOW" plot -
 [ ! -e "$T/np.png" ] && ok || bad "a refused plot wrote its picture"
 WANT="--context-cols" refused "$NFLOW" train --model realnvp --data moons --context-cols 1 --steps 2 --out "$T/r.ckpt"
 WANT="nosuch" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --context-cols nosuch --steps 2 --out "$T/r.ckpt"
-WANT="the gmm prior takes no context" refused "$NFLOW" train --model maf --data "$T/train.csv" --context-cols c1 --prior gmm --steps 2 --out "$T/r.ckpt"
+for p in gmm gmm_full; do
+    WANT="the gmm priors take no context" refused "$NFLOW" train --model maf --data "$T/train.csv" --context-cols c1 --prior $p --steps 2 --out "$T/r.ckpt"
+done
 WANT="at least one must be modelled" refused "$NFLOW" train --model realnvp --data "$T/train.csv" --context-cols 1,2,3,4 --steps 2 --out "$T/r.ckpt"
 [ ! -e "$T/r.ckpt" ] && ok || bad "a refused run wrote its checkpoint"
 WANT="not conditional" refused "$NFLOW" sample --model "$T/uncond.ckpt" --context "$T/ctx.csv"
