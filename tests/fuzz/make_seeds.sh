@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The checkpoint seeds of tests/fuzz/corpus/ckpt: tiny models of every kind written by nflow itself
-# (a few training steps each, so the files are real checkpoints, a few kB). Usage:
+# (a few training steps each, so the files are real checkpoints, a few kB); the seeds written by earlier
+# builds are kept as they are (a loader must still read them): only seeds not there yet are copied in. Usage:
 #   bash tests/fuzz/make_seeds.sh build/nflow
 set -euo pipefail
 NFLOW="$(realpath "$1")"
@@ -14,7 +15,8 @@ import struct, sys
 n, h, w = 16, 4, 4
 open(sys.argv[1], "wb").write(struct.pack(">IIII", 0x803, n, h, w) + bytes((i * 37) & 255 for i in range(n * h * w)))
 PY
-printf "a,b,c\n1,2,3\n2,1,0\n0.5,0.25,4\n3,3,1\n1,1,1\n2,0,2\n" >"$tmp/v.csv"
+# 16 rows: a quarter for the test, a tenth of the rest for validation, batch 4 from what remains
+awk 'BEGIN { print "a,b,c"; for (i = 0; i < 16; i++) print (i * 7 % 5) / 2 "," (i * 3 % 7) / 4 "," (i * 5 % 11) / 3 }' >"$tmp/v.csv"
 t() { "$NFLOW" train --quiet --steps 2 --batch 4 --threads 1 "$@"; }
 t --model nice --data moons --train-size 16 --test-size 8 --depth 2 --hidden 4 --mlp-layers 1 -o "$tmp/nice_vec.ckpt"
 t --model realnvp --data moons --train-size 16 --test-size 8 --depth 2 --hidden 4 --mlp-layers 1 --batchnorm 1 --actnorm 1 --prior logistic -o "$tmp/realnvp_vec.ckpt"
@@ -24,5 +26,11 @@ t --model glow --data "$tmp/img-idx3-ubyte" --test-data "$tmp/img-idx3-ubyte" --
 t --model glow --data "$tmp/img-idx3-ubyte" --test-data "$tmp/img-idx3-ubyte" --levels 2 --depth 1 --hidden 2 --coupling additive --lu 0 -o "$tmp/glow_img2.ckpt"
 t --model realnvp --data "$tmp/img-idx3-ubyte" --test-data "$tmp/img-idx3-ubyte" --levels 1 --hidden 2 --blocks 1 -o "$tmp/realnvp_img.ckpt"
 t --model nice --data "$tmp/img-idx3-ubyte" --test-data "$tmp/img-idx3-ubyte" --depth 1 --hidden 4 --mlp-layers 1 -o "$tmp/nice_img.ckpt"
-for f in "$tmp"/*.ckpt; do cp "$f" "$out/$(basename "$f" .ckpt)"; done
+# the spline and autoregressive models, the mixture priors and a context (MADE degrees, knots, tril)
+awk 'BEGIN { print "a,b,c,d"; for (i = 0; i < 16; i++) print (i * 7 % 5) / 2 "," (i * 3 % 7) / 4 "," (i * 5 % 11) / 3 "," i % 2 }' >"$tmp/c.csv"
+t --model maf --data "$tmp/v.csv" --test-frac 0.25 --depth 2 --hidden 4 --bins 3 -o "$tmp/maf_csv.ckpt"
+t --model iaf --data "$tmp/v.csv" --test-frac 0.25 --depth 2 --hidden 4 --transform affine --prior gmm_full --prior-components 2 -o "$tmp/iaf_gmm_full.ckpt"
+t --model maf --data "$tmp/c.csv" --context-cols d --test-frac 0.25 --depth 2 --hidden 4 --order random -o "$tmp/maf_ctx.ckpt"
+t --model nsf --data moons --train-size 16 --test-size 8 --depth 2 --hidden 4 --mlp-layers 1 --bins 3 -o "$tmp/nsf_vec.ckpt"
+for f in "$tmp"/*.ckpt; do [ -e "$out/$(basename "$f" .ckpt)" ] || cp "$f" "$out/$(basename "$f" .ckpt)"; done
 ls -l "$out"
