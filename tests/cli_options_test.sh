@@ -34,6 +34,11 @@ base_arch() { # KIND MODEL: a tiny architecture of options that model uses
 }
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 
+# the option parser's fuzzer starts from a dictionary (tests/fuzz/options.dict) that names every option of
+# tools/options.c, so that a new option is fuzzed from the day it is added
+for o in $(grep -oE '^ +\{"[a-z0-9-]+", ' "$(dirname "$0")/../tools/options.c" | grep -oE '"[a-z0-9-]+"' | tr -d '"'); do
+    grep -qx -- "\"--$o\"" "$(dirname "$0")/fuzz/options.dict" && ok || bad "tests/fuzz/options.dict lacks \"--$o\""
+done
 "$NFLOW" options >"$T/table" || bad "nflow options"
 # every option of train --help is in the table (and so walked)
 for o in $("$NFLOW" train --help | grep -oE '^ +(-[a-z], )?--[a-z-]+' | grep -oE -- '--[a-z-]+' | sed 's/^--//'); do
