@@ -39,6 +39,12 @@ has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 for o in $(grep -oE '^ +\{"[a-z0-9-]+", ' "$(dirname "$0")/../tools/options.c" | grep -oE '"[a-z0-9-]+"' | tr -d '"'); do
     grep -qx -- "\"--$o\"" "$(dirname "$0")/fuzz/options.dict" && ok || bad "tests/fuzz/options.dict lacks \"--$o\""
 done
+# and the checkpoint fuzzer's (tests/fuzz/ckpt.dict) every config field and enum name of src/models/config.c
+src="$(dirname "$0")/../src/models/config.c"
+for w in $(grep -oE 'FIELD\("[a-z0-9_]+"' "$src" | grep -oE '"[a-z0-9_]+"' | tr -d '"') \
+    $(awk '/enum_names\[\] = \{/, /^\};/' "$src" | grep -oE '"[a-z0-9_]+"' | tr -d '"'); do
+    grep -qx -- "\"$w\"" "$(dirname "$0")/fuzz/ckpt.dict" && ok || bad "tests/fuzz/ckpt.dict lacks \"$w\""
+done
 "$NFLOW" options >"$T/table" || bad "nflow options"
 # every option of train --help is in the table (and so walked)
 for o in $("$NFLOW" train --help | grep -oE '^ +(-[a-z], )?--[a-z-]+' | grep -oE -- '--[a-z-]+' | sed 's/^--//'); do
