@@ -63,6 +63,10 @@ void nf_prior_init_params(nf_prior *p, nf_rng *rng) {
 #define GMM_CHUNK 64
 _Static_assert(NF_GMM_FULL_MAX_DIM <= GMM_CHUNK, "gmm_full takes its 1/σ in one chunk");
 
+/* gmm_full: where component k's tril starts in the parameter (and gradient) buffer: D(D−1)/2 values a
+ * component, after the log stds. */
+static int64_t tril_offset(const nf_prior *p, int32_t k) { return p->off_tril + (int64_t)k * p->dim * (p->dim - 1) / 2; }
+
 /* Row L_k[j][0..j−1] of the strictly lower part of A_k (component Lk's tril, rows packed one after another). */
 static const nf_real *tril_row(const nf_real *Lk, int32_t j) { return Lk + (int64_t)j * (j - 1) / 2; }
 
@@ -102,7 +106,7 @@ static void gmm_block(const nf_prior *p, const nf_real *z, int64_t m, double *t,
         for (int32_t j = 0; j < D; j++) c -= lk[j];
         for (int64_t r = 0; r < m; r++) t[r * K + k] = c;
         if (p->off_tril >= 0) { /* gmm_full: −½ ‖A_k (z − μ_k)‖² */
-            const nf_real *Lk = p->reg->params + p->off_tril + (int64_t)k * D * (D - 1) / 2;
+            const nf_real *Lk = p->reg->params + tril_offset(p, k);
             for (int32_t j = 0; j < D; j++) is[j] = exp(-(double)lk[j]);
             for (int64_t r = 0; r < m; r++) t[r * K + k] -= 0.5 * full_u(z + r * D, mk, is, Lk, D, d, u);
             continue;
@@ -169,7 +173,7 @@ void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *l
         for (int32_t k = 0; k < K; k++) {
             const nf_real *mk = a + K + (int64_t)k * D;
             double w = exp(a[k] - la);
-            full_var(mk + (int64_t)K * D, p->reg->params + p->off_tril + (int64_t)k * D * (D - 1) / 2, D, var);
+            full_var(mk + (int64_t)K * D, p->reg->params + tril_offset(p, k), D, var);
             for (int32_t j = 0; j < D; j++) m[j] += w * mk[j], s2[j] += w * (var[j] + (double)mk[j] * mk[j]);
         }
         for (int32_t j = 0; j < D; j++) mu[j] = m[j], ls[j] = 0.5 * log(fmax(s2[j] - m[j] * m[j], 1e-30));
@@ -234,8 +238,8 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
 static void full_backward(const nf_prior *p, int32_t k, const nf_real *z, const double *g, nf_real *dz, int64_t m) {
     int32_t K = p->comps, D = p->dim;
     int64_t T = (int64_t)D * (D - 1) / 2;
-    const nf_real *mk = p->reg->params + p->off + K + (int64_t)k * D, *lk = mk + (int64_t)K * D, *Lk = p->reg->params + p->off_tril + k * T;
-    nf_real *gmu = p->reg->grads + p->off + K + (int64_t)k * D, *gls = gmu + (int64_t)K * D, *gL = p->reg->grads + p->off_tril + k * T;
+    const nf_real *mk = p->reg->params + p->off + K + (int64_t)k * D, *lk = mk + (int64_t)K * D, *Lk = p->reg->params + tril_offset(p, k);
+    nf_real *gmu = p->reg->grads + p->off + K + (int64_t)k * D, *gls = gmu + (int64_t)K * D, *gL = p->reg->grads + tril_offset(p, k);
     double is[GMM_CHUNK], d[GMM_CHUNK], u[GMM_CHUNK], v[GMM_CHUNK], gm[GMM_CHUNK] = {0}, gs[GMM_CHUNK] = {0};
     double gt[NF_GMM_FULL_MAX_DIM * (NF_GMM_FULL_MAX_DIM - 1) / 2];
     for (int64_t q = 0; q < T; q++) gt[q] = 0;
@@ -372,7 +376,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
         for (; k < K - 1; k++)
             if ((cum += exp(a[k] - la)) > u) break;
         gm = a + K + (int64_t)k * D, gs = a + K + (int64_t)K * D + (int64_t)k * D;
-        if (p->off_tril >= 0) Lk = p->reg->params + p->off_tril + (int64_t)k * D * (D - 1) / 2;
+        if (p->off_tril >= 0) Lk = p->reg->params + tril_offset(p, k);
     }
     for (int32_t j = 0; j < D; j++) {
         double v;
@@ -386,8 +390,7 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
         case NF_PRIOR_GMM: v = gm[j] + T * exp((double)gs[j]) * nf_rng_normal(g); break;
         case NF_PRIOR_GMM_FULL: { /* A_k d = T·ε by forward substitution: d_j = σ_kj (T ε_j − Σ_{i<j} L_k[j][i] d_i) */
             double e = T * nf_rng_normal(g);
-            const nf_real *Lj = Lk ? tril_row(Lk, j) : NULL;
-            for (int32_t l = 0; l < j && Lj; l++) e -= (double)Lj[l] * d[l];
+            for (int32_t l = 0; l < j; l++) e -= (double)tril_row(Lk, j)[l] * d[l]; /* j > 0: D > 1, so Lk is set */
             d[j] = exp((double)gs[j]) * e, v = gm[j] + d[j];
             break;
         }
