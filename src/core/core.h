@@ -42,6 +42,34 @@ void *nf_xcalloc(size_t n, size_t size);
  * what) when the count differs, a name is empty or holds a double quote or a control character (names
  * are written unquoted in CSV headers), NF_ERR_NOMEM when out of memory. */
 nf_status nf_names_copy(const char *names, int32_t fields, const char *what, char **out);
+/* Whether a parallel loop forks the OpenMP threads: worth (the caller's test that the loop is big enough
+ * to share) holds, more than one thread is available and the caller is not inside a parallel region
+ * already. Where it is 0 the loop runs on the calling thread without entering OpenMP at all: libgomp
+ * enters and leaves even a region of one thread (a false `if` clause, one thread set, a nested region)
+ * through a futex system call — 1.2 µs on a virtual machine with page-table isolation
+ * (bench/omp_region.c), a fifth of realnvp-moons' time at one thread when its small loops went through it. */
+int nf_fork(int worth);
+/* The calling thread's share [*lo, *hi) of [0, n) inside a parallel region (all of it outside one): the
+ * threads' shares are contiguous and in thread order. */
+void nf_share(int64_t n, int64_t *lo, int64_t *hi);
+/* NF_PARALLEL_RANGE(worth, n, CALL): the statement CALL, which reads int64_t lo and hi, over [0, n) —
+ * on every thread over its share (nf_share) where nf_fork(worth), else once with lo = 0, hi = n on the
+ * calling thread. CALL must compute each index the same whichever range holds it, so results do not
+ * depend on the thread count. The one way a loop of the library's layers and nets is shared. */
+#define NF_PARALLEL_RANGE(worth, n, CALL)                                                                      \
+    do {                                                                                                       \
+        int64_t nf_n_ = (n);                                                                                   \
+        if (nf_fork(worth)) {                                                                                  \
+            _Pragma("omp parallel") {                                                                          \
+                int64_t lo, hi;                                                                                \
+                nf_share(nf_n_, &lo, &hi);                                                                     \
+                CALL;                                                                                          \
+            }                                                                                                  \
+        } else {                                                                                               \
+            int64_t lo = 0, hi = nf_n_;                                                                        \
+            CALL;                                                                                              \
+        }                                                                                                      \
+    } while (0)
 /* Advance r by k draws of nf_rng_u64, as k calls would (nf_rng_uniform and nf_rng_logistic take one draw,
  * nf_rng_normal two): the state a sequential pass would reach, so that blocks of a pass can be drawn
  * in parallel from their own starting states and give the same values. */

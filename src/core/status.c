@@ -63,6 +63,26 @@ void nf_set_threads(int n) {
 #endif
 }
 
+/* See core.h. */
+int nf_fork(int worth) {
+#ifdef _OPENMP
+    return worth && omp_get_max_threads() > 1 && !omp_in_parallel();
+#else
+    NF_UNUSED(worth);
+    return 0;
+#endif
+}
+
+/* See core.h: thread t of T takes [n·t/T, n·(t + 1)/T). */
+void nf_share(int64_t n, int64_t *lo, int64_t *hi) {
+#ifdef _OPENMP
+    int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    *lo = n * t / T, *hi = n * (t + 1) / T;
+#else
+    *lo = 0, *hi = n;
+#endif
+}
+
 /* The OpenMP threads a parallel region would use now (1 without OpenMP). */
 int nf_get_threads(void) {
 #ifdef _OPENMP

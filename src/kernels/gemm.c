@@ -154,6 +154,36 @@ static void gemm_tile(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real a
                   (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* Tiles [t0, t1) of nf_gemm's rt × ct tiles of C (row tile t / ct, column tile t % ct; with one column
+ * tile the whole rows, else GEMM_COLS columns a tile), each by gemm_tile. */
+static void gemm_tiles(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A, int64_t lda,
+                       const nf_real *B, int64_t ldb, nf_real beta, nf_real *C, int64_t ldc, int64_t ct, int64_t t0, int64_t t1) {
+    int64_t cw = ct == 1 ? n : GEMM_COLS;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t i0 = (t / ct) * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
+        int64_t j0 = (t % ct) * cw, nj = n - j0 < cw ? n - j0 : cw;
+        const nf_real *At = tA ? A + i0 : A + i0 * lda;
+        const nf_real *Bt = tB ? B + j0 * ldb : B + j0;
+        gemm_tile(tA, tB, mi, nj, k, alpha, At, lda, Bt, ldb, beta, C + i0 * ldc + j0, ldc);
+    }
+}
+
+/* Row tiles [r0, r1) of C = alpha·A·Bᵀ + beta·C (whole rows, GEMM_TILE a tile) by gemm_stream.c's kernel,
+ * each packed into the calling thread's buffer (out of memory: that tile by gemm_tile). */
+static void streamed_rows(int64_t m, int64_t n, int64_t k, nf_real alpha, const nf_real *A, int64_t lda, const nf_real *B,
+                          int64_t ldb, nf_real beta, nf_real *C, int64_t ldc, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t i0 = r * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
+        nf_real *At = nf_gemm_stream_buffer(GEMM_TILE * k);
+        if (!At) {
+            gemm_tile(0, 1, mi, n, k, alpha, A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc);
+            continue;
+        }
+        nf_gemm_stream_pack(A + i0 * lda, lda, mi, 0, k, At);
+        nf_gemm_stream_multiply(At, mi, n, k, alpha, B, ldb, beta, C + i0 * ldc, ldc);
+    }
+}
+
 /* C = alpha·A·Bᵀ + beta·C by gemm_stream.c's kernel on nf_gemm's rt × ct tiles (rows of GEMM_TILE,
  * the columns split into ct equal tiles: 392 columns as 196 + 196, not 256 + 136, which left one of two
  * threads idle for a third of the product), when the per-shape choice says so. With several column
@@ -167,17 +197,7 @@ static int gemm_streamed(int64_t m, int64_t n, int64_t k, nf_real alpha, const n
     if (nf_gemm_mode() != NF_GEMM_AUTO || !nf_gemm_stream_available() || !stream_wins(last < GEMM_TILE ? last : GEMM_TILE, n, k))
         return 0;
     if (ct == 1) {
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rt; r++) {
-            int64_t i0 = r * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
-            nf_real *At = nf_gemm_stream_buffer(GEMM_TILE * k);
-            if (!At) { /* out of memory: this tile by the library */
-                gemm_tile(0, 1, mi, n, k, alpha, A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc);
-                continue;
-            }
-            nf_gemm_stream_pack(A + i0 * lda, lda, mi, 0, k, At);
-            nf_gemm_stream_multiply(At, mi, n, k, alpha, B, ldb, beta, C + i0 * ldc, ldc);
-        }
+        NF_PARALLEL_RANGE(1, rt, streamed_rows(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, lo, hi));
         return 1;
     }
     nf_real *At = nf_gemm_stream_buffer(rt * GEMM_TILE * k);
@@ -220,15 +240,7 @@ void nf_gemm(int tA, int tB, int64_t m, int64_t n, int64_t k, nf_real alpha, con
         return;
     }
     if (!tA && tB && gemm_streamed(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, rt, ct)) return;
-    int64_t cw = ct == 1 ? n : GEMM_COLS;
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < rt * ct; t++) {
-        int64_t i0 = (t / ct) * GEMM_TILE, mi = m - i0 < GEMM_TILE ? m - i0 : GEMM_TILE;
-        int64_t j0 = (t % ct) * cw, nj = n - j0 < cw ? n - j0 : cw;
-        const nf_real *At = tA ? A + i0 : A + i0 * lda;
-        const nf_real *Bt = tB ? B + j0 * ldb : B + j0;
-        gemm_tile(tA, tB, mi, nj, k, alpha, At, lda, Bt, ldb, beta, C + i0 * ldc + j0, ldc);
-    }
+    NF_PARALLEL_RANGE(1, rt * ct, gemm_tiles(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, ct, lo, hi));
 }
 
 /* The same product by the naive triple loop in double accumulation: the tests' oracle. */

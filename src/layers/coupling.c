@@ -102,29 +102,37 @@ nf_status nf_coupling_backward(nf_layer *L, const nf_real *x, const nf_real *cac
 }
 
 /* ------------------------------------------------------------------ additive (NICE): z_b = x_b + h */
+/* Rows [i0, i1): z_b = x_b + sign·h, z_a = x_a (log|det| = 0, so logdet is left as it is). */
+static void additive_rows(const coupling *c, const nf_real *x, const nf_real *h, nf_real sign, nf_real *z, int64_t i0, int64_t i1) {
+    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
+    for (int64_t i = i0; i < i1; i++) {
+        const nf_real *xi = x + i * S, *hr = h + i * nb;
+        nf_real *zi = z + i * S;
+        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) zi[c->ib[j]] = xi[c->ib[j]] + sign * hr[j];
+    }
+}
+
 /* z_b = x_b + h, z_a = x_a; log|det| = 0 (logdet += 0). */
 static void additive_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * nb;
-        nf_real *zi = z + i * S, ld = 0;
-        memcpy(zi, xi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) zi[c->ib[j]] = xi[c->ib[j]] + hi[j];
-        if (logdet) logdet[i] += ld;
-    }
+    NF_UNUSED(logdet);
+    NF_PARALLEL_RANGE(n * c->base.dim > 16384, n, additive_rows(c, x, h, 1, z, lo, hi));
 }
 
 /* x_b = z_b − h; logdet −= 0. */
 static void additive_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
+    NF_UNUSED(logdet);
+    NF_PARALLEL_RANGE(n * c->base.dim > 16384, n, additive_rows(c, z, h, -1, x, lo, hi));
+}
+
+/* Rows [i0, i1) of additive_backward. */
+static void additive_backward_rows(const coupling *c, const nf_real *dz, nf_real *dx, nf_real *dh, int64_t i0, int64_t i1) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *zi = z + i * S, *hi = h + i * nb;
-        nf_real *xi = x + i * S, ld = 0;
-        memcpy(xi, zi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) xi[c->ib[j]] = zi[c->ib[j]] - hi[j];
-        if (logdet) logdet[i] -= ld;
+    for (int64_t i = i0; i < i1; i++) {
+        const nf_real *dzi = dz + i * S;
+        nf_real *dxi = dx + i * S, *dhi = dh + i * nb;
+        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
+        for (int32_t j = 0; j < nb; j++) dhi[j] = dzi[c->ib[j]];
     }
 }
 
@@ -132,14 +140,7 @@ static void additive_inverse(const coupling *c, const nf_real *z, const nf_real 
 static void additive_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
                               const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
     NF_UNUSED(x), NF_UNUSED(h), NF_UNUSED(dld);
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *dzi = dz + i * S;
-        nf_real *dxi = dx + i * S, *dhi = dh + i * nb;
-        memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
-        for (int32_t j = 0; j < nb; j++) dhi[j] = dzi[c->ib[j]];
-    }
+    NF_PARALLEL_RANGE(n * c->base.dim > 16384, n, additive_backward_rows(c, dz, dx, dh, lo, hi));
 }
 
 const nf_coupling_math nf_coupling_additive = {1, additive_forward, additive_inverse, additive_backward};
@@ -171,14 +172,12 @@ static void aff_scales(nf_scale_type sc, const nf_real *h, int32_t nb, int64_t i
     nf_affine_scales(sc, hs, r * m, s, e, ds);
 }
 
-/* inverse 0: z_b = (x_b + a)·e^s + b, logdet += Σ s; inverse 1: x_b = (z_b − b)/e^s − a, logdet −= Σ s.
- * The other coordinates copied; logdet may be NULL. */
-static void affine_map(const coupling *c, nf_scale_type sc, const nf_real *in, const nf_real *h, nf_real *out,
-                       nf_real *logdet, int64_t n, int inverse) {
+/* Blocks [b0, b1) of affine_map (aff_rows rows a block). */
+static void affine_map_blocks(const coupling *c, nf_scale_type sc, const nf_real *in, const nf_real *h, nf_real *out,
+                              nf_real *logdet, int64_t n, int inverse, int64_t b0, int64_t b1) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, glow = sc == NF_SCALE_SIGMOID;
-    int64_t R = aff_rows(nb), blocks = (n + R - 1) / R;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t blk = 0; blk < blocks; blk++) {
+    int64_t R = aff_rows(nb);
+    for (int64_t blk = b0; blk < b1; blk++) {
         int64_t i0 = blk * R, r = n - i0 < R ? n - i0 : R;
         double ld[AFF_BLOCK];
         nf_real s[AFF_BLOCK], e[AFF_BLOCK];
@@ -205,14 +204,20 @@ static void affine_map(const coupling *c, nf_scale_type sc, const nf_real *in, c
     }
 }
 
-/* dx_b = dz_b·e^s; dh_s = (dz_b·(x_b + a)·e^s + dld)·ds/dh_s; dh_t = ∂z_b/∂h_t·dz_b = dz_b·e^s (Glow) or
- * dz_b (RealNVP). */
-static void affine_backward(const coupling *c, nf_scale_type sc, const nf_real *x, const nf_real *h, const nf_real *dz,
-                            const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+/* inverse 0: z_b = (x_b + a)·e^s + b, logdet += Σ s; inverse 1: x_b = (z_b − b)/e^s − a, logdet −= Σ s.
+ * The other coordinates copied; logdet may be NULL. */
+static void affine_map(const coupling *c, nf_scale_type sc, const nf_real *in, const nf_real *h, nf_real *out,
+                       nf_real *logdet, int64_t n, int inverse) {
+    int64_t R = aff_rows(c->nb);
+    NF_PARALLEL_RANGE(n * c->base.dim > 16384, (n + R - 1) / R, affine_map_blocks(c, sc, in, h, out, logdet, n, inverse, lo, hi));
+}
+
+/* Blocks [b0, b1) of affine_backward (aff_rows rows a block). */
+static void affine_backward_blocks(const coupling *c, nf_scale_type sc, const nf_real *x, const nf_real *h, const nf_real *dz,
+                                   const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n, int64_t b0, int64_t b1) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, glow = sc == NF_SCALE_SIGMOID;
-    int64_t R = aff_rows(nb), blocks = (n + R - 1) / R;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t blk = 0; blk < blocks; blk++) {
+    int64_t R = aff_rows(nb);
+    for (int64_t blk = b0; blk < b1; blk++) {
         int64_t i0 = blk * R, r = n - i0 < R ? n - i0 : R;
         nf_real s[AFF_BLOCK], e[AFF_BLOCK], ds[AFF_BLOCK];
         for (int64_t q = 0; q < r; q++) memcpy(dx + (i0 + q) * S, dz + (i0 + q) * S, sizeof(nf_real) * (size_t)D);
@@ -233,6 +238,14 @@ static void affine_backward(const coupling *c, nf_scale_type sc, const nf_real *
             }
         }
     }
+}
+
+/* dx_b = dz_b·e^s; dh_s = (dz_b·(x_b + a)·e^s + dld)·ds/dh_s; dh_t = ∂z_b/∂h_t·dz_b = dz_b·e^s (Glow) or
+ * dz_b (RealNVP). */
+static void affine_backward(const coupling *c, nf_scale_type sc, const nf_real *x, const nf_real *h, const nf_real *dz,
+                            const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    int64_t R = aff_rows(c->nb);
+    NF_PARALLEL_RANGE(n * c->base.dim > 16384, (n + R - 1) / R, affine_backward_blocks(c, sc, x, h, dz, dld, dx, dh, n, lo, hi));
 }
 
 /* nf_coupling_math's three loops: affine_map in each direction and affine_backward, with the coupling's

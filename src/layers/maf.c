@@ -119,38 +119,40 @@ static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, 
 }
 
 /* One pass of A on contiguous u (n, D) with the net output h (n, P·D): v_d = τ(u_d; θ_d) into rows S
- * apart; logdet[i] += Σ log ∂v_d/∂u_d (logdet may be NULL). */
-static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet, int64_t n) {
+ * apart; logdet[i] += Σ log ∂v_d/∂u_d (logdet may be NULL). tau_apply_rows: rows [i0, i1) of it. */
+static void tau_apply_rows(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet,
+                           int64_t i0, int64_t i1) {
     int32_t D = A->base.dim, P = A->net.P;
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S);
         if (logdet) logdet[i] += ld;
     }
+}
+static void tau_apply(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet, int64_t n) {
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, A->base.dim), n, tau_apply_rows(A, u, h, v, S, logdet, lo, hi));
 }
 
 /* Pass k's solve step of A⁻¹ (contiguous (n, D)): the coordinate j of degree k + 1 — its θ see only
  * coordinates of lower degree, solved in earlier passes, so it is exact now and no later pass changes it:
  * u_j = τ⁻¹(v_j; θ_j) in every row, lj[i·D + j] = log ∂v_j/∂u_j there. The other coordinates are left as
  * they are (not yet solved: 0 from d_passes; solved: final). θ_j's parameter q of row i is at
- * h[i·hs + q·ps]: the net's whole output (hs = P·D, ps = D, h offset by j) or j's alone (hs = P, ps = 1). */
-static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, int64_t hs, int32_t ps, nf_real *u,
-                      nf_real *lj, int64_t n) {
+ * h[i·hs + q·ps]: the net's whole output (hs = P·D, ps = D, h offset by j) or j's alone (hs = P, ps = 1).
+ * tau_solve_blocks: blocks [b0, b1) of AFF_BLOCK rows of it. */
+static void tau_solve_blocks(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, int64_t hs, int32_t ps,
+                             nf_real *u, nf_real *lj, int64_t n, int64_t b0, int64_t b1) {
     int32_t D = A->base.dim;
-    if (A->transform == NF_TRANSFORM_SPLINE) {
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-        for (int64_t i = 0; i < n; i++) {
-            double o, l;
-            nf_rqs_inverse(h + i * hs, ps, A->bins, A->bound, (double)v[i * D + j], &o, &l);
-            u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t i0 = b * AFF_BLOCK, m = n - i0 < AFF_BLOCK ? n - i0 : AFF_BLOCK;
+        if (A->transform == NF_TRANSFORM_SPLINE) {
+            for (int64_t i = i0; i < i0 + m; i++) {
+                double o, l;
+                nf_rqs_inverse(h + i * hs, ps, A->bins, A->bound, (double)v[i * D + j], &o, &l);
+                u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
+            }
+            continue;
         }
-        return;
-    }
-    /* affine: the scales of AFF_BLOCK rows at a time through vmath's array functions */
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i0 = 0; i0 < n; i0 += AFF_BLOCK) {
+        /* affine: the block's scales through vmath's array functions */
         nf_real hsc[AFF_BLOCK], s[AFF_BLOCK], e[AFF_BLOCK];
-        int64_t m = n - i0 < AFF_BLOCK ? n - i0 : AFF_BLOCK;
         for (int64_t r = 0; r < m; r++) hsc[r] = h[(i0 + r) * hs + ps];
         nf_affine_scales(A->scale, hsc, m, s, e, NULL);
         for (int64_t r = 0; r < m; r++) {
@@ -159,17 +161,25 @@ static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_r
         }
     }
 }
+static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_real *h, int64_t hs, int32_t ps, nf_real *u,
+                      nf_real *lj, int64_t n) {
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, A->base.dim), (n + AFF_BLOCK - 1) / AFF_BLOCK,
+                      tau_solve_blocks(A, j, v, h, hs, ps, u, lj, n, lo, hi));
+}
 
 /* The vector-Jacobian product of A at u (net output h) with cotangents csign·c on v (c NULL: 0) and
  * dsign·dld[i] on the row's log-det (dld NULL: 0): dh (n, P·D) = ∂L/∂θ for the MADE's backward, and
- * du (may be NULL) = the part through u directly. */
-static void tau_vjp(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
-                    const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t n) {
+ * du (may be NULL) = the part through u directly. tau_vjp_rows: rows [i0, i1) of it. */
+static void tau_vjp_rows(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
+                         const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t i0, int64_t i1) {
     int32_t D = A->base.dim, P = A->net.P;
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = i0; i < i1; i++)
         tau_vjp_row(A, h + i * P * D, u + i * D, c ? c + i * D : NULL, csign, dld ? dsign * dld[i] : 0, dh + i * P * D,
                     du ? du + i * D : NULL);
+}
+static void tau_vjp(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
+                    const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t n) {
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, A->base.dim), n, tau_vjp_rows(A, u, h, c, csign, dld, dsign, dh, du, lo, hi));
 }
 
 /* ------------------------------------------------------------------ passes */
@@ -301,6 +311,14 @@ static void maf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
     put_dx(du, dunet, dx, D, S, n);
 }
 
+/* Rows [i0, i1) of dh (n, P·D) −= λ ⊙ Jth, λ (n, D) broadcast over each row's P parameter blocks. */
+static void sub_lam_jth(const nf_real *lam, const nf_real *Jth, nf_real *dh, int32_t P, int32_t D, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++)
+        for (int32_t q = 0; q < P; q++)
+#pragma omp simd
+            for (int32_t d = 0; d < D; d++) dh[(i * P + q) * D + d] -= lam[i * D + d] * Jth[(i * P + q) * D + d];
+}
+
 /* IAF's backward: z = u solves A(u) = x, log-det −Σ log ∂v/∂u (u). With Φ(u) = L(u, logdet(u)) and
  * J = ∂A/∂u (triangular in the MADE's order, diagonal δ = ∂v_d/∂u_d): ∂L/∂x = λ with Jᵀλ = ∇Φ, solved
  * by back-substitution from the last coordinate in the order to the first: λ_e = (∇Φ_e − t_e) / δ_e,
@@ -339,11 +357,7 @@ static void iaf_backward(const ar_layer *A, const ar_work *W, const nf_real *Pm,
         nf_made_backward_coord(&A->net, W->ps, deg, e, W->dact, dth, t, n, W->act);
     }
     /* ∂L/∂θ = −λᵀ ∂A/∂θ − dld·∂(Σ log δ)/∂θ = dh − λ ⊙ Jth */
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, P * D)
-    for (int64_t i = 0; i < n; i++)
-        for (int32_t q = 0; q < P; q++)
-#pragma omp simd
-            for (int32_t d = 0; d < D; d++) dh[(i * P + q) * D + d] -= lam[i * D + d] * Jth[(i * P + q) * D + d];
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, P * D), n, sub_lam_jth(lam, Jth, dh, P, D, lo, hi));
     /* the context enters A like a parameter: ∂L/∂c from the same cotangent */
     nf_made_backward(&A->net, Pm, NF_G(L, A->net.mlp.off), deg, u, L->ctx, mc, dh, NULL, L->dctx, n, W->mwork);
     put_dx(lam, NULL, dx, D, S, n);

@@ -12,16 +12,20 @@ typedef struct {
 /* perm[j] of the permutation stored as floats at buffer offset off. */
 static int32_t perm_at(const nf_layer *L, int64_t off, int32_t j) { return (int32_t)L->reg->buffers[off + j]; }
 
-/* z[:, j] = x[:, perm[j]] (inv 0) or z[:, perm[j]] = x[:, j] (inv 1), rows ld apart. */
-static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
+/* Rows [i0, i1) of gather_cols. */
+static void gather_rows(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int inv, int64_t i0, int64_t i1) {
     int32_t D = L->dim, S = L->ld;
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = i0; i < i1; i++)
         for (int32_t j = 0; j < D; j++) {
             int32_t p = perm_at(L, off, j);
             if (inv) z[i * S + p] = x[i * S + j];
             else z[i * S + j] = x[i * S + p];
         }
+}
+
+/* z[:, j] = x[:, perm[j]] (inv 0) or z[:, perm[j]] = x[:, j] (inv 1), rows ld apart. */
+static void gather_cols(const nf_layer *L, int64_t off, const nf_real *x, nf_real *z, int64_t n, int inv) {
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, L->dim), n, gather_rows(L, off, x, z, inv, lo, hi));
 }
 
 /* ops->forward: z = x permuted; log-det 0. NF_OK. */

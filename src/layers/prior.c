@@ -196,19 +196,20 @@ void nf_prior_moments(const nf_prior *p, const nf_real *c, double *mu, double *l
 /* The context row i of c, or NULL for an unconditional prior or no context. */
 static const nf_real *ctx_row(const nf_prior *p, const nf_real *c, int64_t i) { return p->ctx > 0 && c ? c + i * p->ctx : NULL; }
 
-/* See layer.h: lp[i] = log π(z_i | c_i) for n rows of dim values. */
-void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n) {
+/* Blocks [b0, b1) of GMM_ROWS rows of nf_prior_log_prob for a mixture prior. */
+static void gmm_log_prob_blocks(const nf_prior *p, const nf_real *z, nf_real *lp, int64_t n, int64_t b0, int64_t b1) {
     int32_t D = p->dim;
-    if (p->comps > 0) {
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-        for (int64_t i0 = 0; i0 < n; i0 += GMM_ROWS) {
-            double t[GMM_ROWS * NF_GMM_MAX_COMPONENTS];
-            gmm_block(p, z + i0 * D, n - i0 < GMM_ROWS ? n - i0 : GMM_ROWS, t, NULL, lp + i0);
-        }
-        return;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t i0 = b * GMM_ROWS;
+        double t[GMM_ROWS * NF_GMM_MAX_COMPONENTS];
+        gmm_block(p, z + i0 * D, n - i0 < GMM_ROWS ? n - i0 : GMM_ROWS, t, NULL, lp + i0);
     }
-#pragma omp parallel for schedule(static) if (n * D > 16384)
-    for (int64_t i = 0; i < n; i++) {
+}
+
+/* Rows [i0, i1) of nf_prior_log_prob for the priors without components. */
+static void log_prob_rows(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t i0, int64_t i1) {
+    int32_t D = p->dim;
+    for (int64_t i = i0; i < i1; i++) {
         double s = 0;
         const nf_real *zi = z + i * D, *ci = ctx_row(p, c, i);
         if (p->type == NF_PRIOR_LOGISTIC) { /* −Σ softplus(z_j) + softplus(−z_j), over the row at once */
@@ -230,6 +231,13 @@ void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf
         }
         lp[i] = (nf_real)s;
     }
+}
+
+/* See layer.h: lp[i] = log π(z_i | c_i) for n rows of dim values. */
+void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n) {
+    int worth = n * p->dim > 16384;
+    if (p->comps > 0) NF_PARALLEL_RANGE(worth, (n + GMM_ROWS - 1) / GMM_ROWS, gmm_log_prob_blocks(p, z, lp, n, lo, hi));
+    else NF_PARALLEL_RANGE(worth, n, log_prob_rows(p, z, c, lp, lo, hi));
 }
 
 /* gmm_full's part of the backward for component k over the block's m rows (g: m·K weights dlp·r, row r's
@@ -403,6 +411,17 @@ static void sample_row(const nf_prior *p, nf_rng *g, double T, const nf_real *c,
 #define SAMPLE_ROWS 8   /* rows a task of a parallel draw */
 #define SAMPLE_TASKS 64 /* tasks whose starting states are found at a time */
 
+/* Tasks [t0, t1) of nf_prior_sample's rows [r0, r1): task t draws rows r0 + t·SAMPLE_ROWS … (at most
+ * SAMPLE_ROWS, below r1) from the generator state start[t]. */
+static void sample_tasks(const nf_prior *p, const nf_rng *start, double T, const nf_real *c, nf_real *z, int64_t r0,
+                         int64_t r1, double la, int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+        nf_rng g = start[t];
+        int64_t i1 = r0 + (t + 1) * SAMPLE_ROWS < r1 ? r0 + (t + 1) * SAMPLE_ROWS : r1;
+        for (int64_t i = r0 + t * SAMPLE_ROWS; i < i1; i++) sample_row(p, &g, T, c, z, i, la);
+    }
+}
+
 /* See layer.h: n samples of π(· | c_i) at temperature T (std scaled by T) into z, from rng — the values
  * of one sequential pass, row after row. The transforms (log, sqrt, cos per value) cost 20–40 times a
  * draw, so blocks of SAMPLE_ROWS rows run on the threads, each from the state the sequential pass has at
@@ -420,11 +439,6 @@ void nf_prior_sample(const nf_prior *p, nf_rng *rng, double T, const nf_real *c,
             start[t] = *rng;
             nf_rng_skip(rng, per_row * (uint64_t)rows);
         }
-#pragma omp parallel for schedule(static) NF_PAR_IF(r1 - r0, D)
-        for (int64_t t = 0; t < tasks; t++) {
-            nf_rng g = start[t];
-            int64_t i1 = r0 + (t + 1) * SAMPLE_ROWS < r1 ? r0 + (t + 1) * SAMPLE_ROWS : r1;
-            for (int64_t i = r0 + t * SAMPLE_ROWS; i < i1; i++) sample_row(p, &g, T, c, z, i, la);
-        }
+        NF_PARALLEL_RANGE(NF_PAR_WORTH(r1 - r0, D), tasks, sample_tasks(p, start, T, c, z, r0, r1, la, lo, hi));
     }
 }

@@ -9,28 +9,33 @@
 #include "layers/coupling_impl.h"
 #include "layers/rqspline.h"
 
-/* z_b = g_θ(x_b) element-wise, z_a = x_a, logdet[i] += Σ log g' (inverse 0); or x_b = g_θ⁻¹(z_b) (the
- * stable root), x_a = z_a, logdet[i] −= Σ log g'(x_b) (inverse 1). logdet may be NULL. */
-static void spline_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
+/* Rows [i0, i1): z_b = g_θ(x_b) element-wise, z_a = x_a, logdet[i] += Σ log g' (inverse 0); or x_b =
+ * g_θ⁻¹(z_b) (the stable root), x_a = z_a, logdet[i] −= Σ log g'(x_b) (inverse 1). logdet may be NULL. */
+static void spline_rows(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int inverse,
+                        int64_t i0, int64_t i1) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
     int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
     double B = c->bound;
     nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
-#pragma omp parallel for schedule(static) if (n * D > 4096)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *ini = in + i * S, *hi = h + i * no;
+    for (int64_t i = i0; i < i1; i++) {
+        const nf_real *ini = in + i * S, *hr = h + i * no;
         nf_real *outi = out + i * S;
         double ld = 0;
         memcpy(outi, ini, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
             double o, l;
-            g(hi + j, nb, K, B, (double)ini[k], &o, &l);
+            g(hr + j, nb, K, B, (double)ini[k], &o, &l);
             outi[k] = (nf_real)o;
             ld += l;
         }
         if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
     }
+}
+
+/* spline_rows on rows [0, n), shared over the threads where the batch is large enough. */
+static void spline_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
+    NF_PARALLEL_RANGE(n * c->base.dim > 4096, n, spline_rows(c, in, h, out, logdet, inverse, lo, hi));
 }
 
 /* The coupling's forward and inverse (nf_coupling_math): spline_map in each direction. */
@@ -41,24 +46,29 @@ static void spline_inverse(const coupling *c, const nf_real *z, const nf_real *h
     spline_map(c, z, h, x, logdet, n, 1);
 }
 
-/* dx_a = dz_a (the net's share is added by the caller), dx_b = g'·dz_b (+ dld·∂log g'/∂x), dh = ∂L/∂θ. */
-static void spline_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
-                            const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+/* Rows [i0, i1) of spline_backward. */
+static void spline_backward_rows(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
+                                 const nf_real *dld, nf_real *dx, nf_real *dh, int64_t i0, int64_t i1) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
     int64_t no = (int64_t)nf_rqs_num_params(K) * nb;
     double B = c->bound;
-#pragma omp parallel for schedule(static) if (n * D > 4096)
-    for (int64_t i = 0; i < n; i++) {
-        const nf_real *xi = x + i * S, *hi = h + i * no, *dzi = dz + i * S;
+    for (int64_t i = i0; i < i1; i++) {
+        const nf_real *xi = x + i * S, *hr = h + i * no, *dzi = dz + i * S;
         nf_real *dxi = dx + i * S, *dhi = dh + i * no;
         memcpy(dxi, dzi, sizeof(nf_real) * (size_t)D);
         for (int32_t j = 0; j < nb; j++) {
             int32_t k = c->ib[j];
             double g;
-            nf_rqs_backward(hi + j, nb, K, B, (double)xi[k], (double)dzi[k], (double)dld[i], &g, dhi + j);
+            nf_rqs_backward(hr + j, nb, K, B, (double)xi[k], (double)dzi[k], (double)dld[i], &g, dhi + j);
             dxi[k] = (nf_real)g;
         }
     }
+}
+
+/* dx_a = dz_a (the net's share is added by the caller), dx_b = g'·dz_b (+ dld·∂log g'/∂x), dh = ∂L/∂θ. */
+static void spline_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
+                            const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
+    NF_PARALLEL_RANGE(n * c->base.dim > 4096, n, spline_backward_rows(c, x, h, dz, dld, dx, dh, lo, hi));
 }
 
 static const nf_coupling_math spline_math = {0, spline_forward, spline_inverse, spline_backward};

@@ -213,6 +213,12 @@ void nf_made_forward_coord(const nf_made *m, const nf_real *Ps, const nf_real *d
         for (int32_t q = 0; q < P; q++) th[i * P + q] += b[q * D + j];
 }
 
+/* Rows [i0, i1) of da (n, H) = act'(·) at a (n, H), unit r of a row from a's unit perm[r]. */
+static void sorted_derivs(nf_activation act, const nf_real *a, const nf_real *perm, nf_real *da, int64_t H, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t r = 0; r < H; r++) da[i * H + r] = nf_act_df(act, a[i * H + (int64_t)perm[r]]);
+}
+
 /* See nets.h: dact (layers, n, hidden) = the activations' derivatives at cache, units in sorted order. */
 void nf_made_sort_derivs(const nf_made *m, const nf_real *Ps, const nf_real *cache, int64_t n, nf_real *dact) {
     int64_t H = m->mlp.hidden;
@@ -220,10 +226,15 @@ void nf_made_sort_derivs(const nf_made *m, const nf_real *Ps, const nf_real *cac
     for (int32_t l = 0; l < m->mlp.layers; l++) {
         const nf_real *a = cache + (int64_t)l * n * H;
         nf_real *da = dact + (int64_t)l * n * H;
-#pragma omp parallel for schedule(static) if (n * H > 16384)
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t r = 0; r < H; r++) da[i * H + r] = nf_act_df(m->mlp.act, a[i * H + (int64_t)perm[r]]);
+        NF_PARALLEL_RANGE(n * H > 16384, n, sorted_derivs(m->mlp.act, a, perm, da, H, lo, hi));
     }
+}
+
+/* Rows [i0, i1) of d (n, nk) ⊙= the first nk columns of da (n, H). */
+static void scale_leading(nf_real *d, int64_t nk, const nf_real *da, int64_t H, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++)
+#pragma omp simd
+        for (int64_t r = 0; r < nk; r++) d[i * nk + r] *= da[i * H + r];
 }
 
 /* See nets.h: dx += the input gradient of coordinate j's outputs with cotangent dth, through the sorted
@@ -244,10 +255,7 @@ void nf_made_backward_coord(const nf_made *m, const nf_real *Ps, const nf_real *
     nf_gemm(0, 0, n, nk, P, 1, dth, P, Ps + off[L] + j * in, D * in, 0, d, nk); /* ∂L/∂(last hidden layer) */
     for (int32_t l = L - 1; l >= 0; l--) {
         const nf_real *da = dact + (int64_t)l * n * H;
-#pragma omp parallel for schedule(static) if (n * nk > 16384)
-        for (int64_t i = 0; i < n; i++)
-#pragma omp simd
-            for (int64_t r = 0; r < nk; r++) d[i * nk + r] *= da[i * H + r];
+        NF_PARALLEL_RANGE(n * nk > 16384, n, scale_leading(d, nk, da, H, lo, hi));
         if (l == 0) break;
         nf_gemm(0, 0, n, nk, nk, 1, d, nk, Ps + off[l], H, 0, d2, nk);
         nf_real *t = d;

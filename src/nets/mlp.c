@@ -56,12 +56,9 @@ void nf_mlp_init(const nf_mlp *m, nf_real *P, nf_rng *rng) {
     }
 }
 
-/* See nets.h: y (n, out) ← act(y + b) row by row, in place (act: the identity for the last layer): one
- * sweep over the layer's output after its product (written with beta = 0, so the bias is not stored
- * first and read back). The same single rounding per element as a product accumulated onto the bias. */
-void nf_mlp_bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out) {
-#pragma omp parallel for schedule(static) if (n * out > 16384)
-    for (int64_t i = 0; i < n; i++) {
+/* Rows [lo, hi) of nf_mlp_bias_act. */
+static void bias_act_rows(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t lo, int64_t hi, int64_t out) {
+    for (int64_t i = lo; i < hi; i++) {
         nf_real *p = y + i * out;
         if (last) {
 #pragma omp simd
@@ -85,6 +82,13 @@ void nf_mlp_bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, in
     }
 }
 
+/* See nets.h: y (n, out) ← act(y + b) row by row, in place (act: the identity for the last layer): one
+ * sweep over the layer's output after its product (written with beta = 0, so the bias is not stored
+ * first and read back). The same single rounding per element as a product accumulated onto the bias. */
+void nf_mlp_bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out) {
+    NF_PARALLEL_RANGE(n * out > 16384, n, bias_act_rows(a, last, b, y, lo, hi, out));
+}
+
 /* See nets.h: y = mlp(x, c), the hidden layers' outputs into cache. */
 void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const nf_real *c, nf_real *y, int64_t n,
                     nf_real *cache) {
@@ -99,6 +103,26 @@ void nf_mlp_forward(const nf_mlp *m, const nf_real *P, const nf_real *x, const n
         nf_mlp_bias_act(m->act, l == m->layers, b, o, n, out); /* + b, and the activation of a hidden layer */
         if (l == m->layers) break;
         h = o;
+    }
+}
+
+/* d[lo, hi) ← d · act'(·) at the hidden layer's output h (ReLU, leaky ReLU, tanh: each a function of h). */
+static void act_backward(nf_activation act, const nf_real *h, nf_real *d, int64_t lo, int64_t hi) {
+    if (act == NF_ACT_TANH) {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) d[i] *= 1 - h[i] * h[i];
+    } else if (act == NF_ACT_LEAKY_RELU) {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            nf_real v = d[i];
+            d[i] = h[i] > 0 ? v : R(0.01) * v;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            nf_real v = d[i];
+            d[i] = h[i] > 0 ? v : 0;
+        }
     }
 }
 
@@ -137,31 +161,11 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
         nf_real *dh = (dZ == bufA) ? bufB : bufA;
         nf_gemm(0, 0, n, in, out, 1, dZ, out, W, in, 0, dh, in);
         /* through the activation of hidden layer l − 1, which is h (this layer's input) */
-        /* blocks over the threads, each one vector loop per activation (as one `parallel for simd` GCC 12
-         * left ReLU's hot path scalar with a branch per element, 16 % of realnvp-moons' training; with the
-         * activation switched per element, tanh's was scalar too, 5 % of a table's default maf training) */
-        int64_t cnt = n * in;
-        nf_activation act = m->act;
-#pragma omp parallel for schedule(static) if (cnt > 16384)
-        for (int64_t i0 = 0; i0 < cnt; i0 += 4096) {
-            int64_t i1 = cnt - i0 < 4096 ? cnt : i0 + 4096;
-            if (act == NF_ACT_TANH) {
-#pragma omp simd
-                for (int64_t i = i0; i < i1; i++) dh[i] *= 1 - h[i] * h[i];
-            } else if (act == NF_ACT_LEAKY_RELU) {
-#pragma omp simd
-                for (int64_t i = i0; i < i1; i++) {
-                    nf_real v = dh[i];
-                    dh[i] = h[i] > 0 ? v : R(0.01) * v;
-                }
-            } else {
-#pragma omp simd
-                for (int64_t i = i0; i < i1; i++) {
-                    nf_real v = dh[i];
-                    dh[i] = h[i] > 0 ? v : 0;
-                }
-            }
-        }
+        /* shares of the elements over the threads, each one vector loop per activation (as one `parallel
+         * for simd` GCC 12 left ReLU's hot path scalar with a branch per element, 16 % of realnvp-moons'
+         * training; with the activation switched per element, tanh's was scalar too, 5 % of a table's
+         * default maf training) */
+        NF_PARALLEL_RANGE(n * in > 16384, n * in, act_backward(m->act, h, dh, lo, hi));
         dZ = dh;
     }
 }
