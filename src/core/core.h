@@ -55,7 +55,8 @@ void nf_share(int64_t n, int64_t *lo, int64_t *hi);
 /* NF_PARALLEL_RANGE(worth, n, CALL): the statement CALL, which reads int64_t lo and hi, over [0, n) —
  * on every thread over its share (nf_share) where nf_fork(worth), else once with lo = 0, hi = n on the
  * calling thread. CALL must compute each index the same whichever range holds it, so results do not
- * depend on the thread count. The one way a loop of the library's layers and nets is shared. */
+ * depend on the thread count. The vector flows' layers and nets share their loops this way; the image
+ * layers' loops, large whenever they run and a few per batch, keep an OpenMP `if` clause. */
 #define NF_PARALLEL_RANGE(worth, n, CALL)                                                                      \
     do {                                                                                                       \
         int64_t nf_n_ = (n);                                                                                   \

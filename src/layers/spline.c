@@ -14,14 +14,13 @@ typedef struct {
 } spline_layer;
 
 /* z_j = g_θj(x_j), logdet[i] += Σ_j log g' (inverse 0); or x_j = g_θj⁻¹(z_j), logdet[i] −= Σ_j log g'(x_j)
- * (inverse 1). logdet may be NULL. */
-static void sp_map(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
+ * (inverse 1). logdet may be NULL. sp_rows: rows [i0, i1) of it. */
+static void sp_rows(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int inverse, int64_t i0, int64_t i1) {
     const spline_layer *s = (const spline_layer *)L;
     int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
     const nf_real *th = NF_P(L, s->off);
     nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
-#pragma omp parallel for schedule(static) if (n * D > 4096)
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         double ld = 0;
         for (int32_t j = 0; j < D; j++) {
             double o, l;
@@ -31,6 +30,9 @@ static void sp_map(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *
         }
         if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
     }
+}
+static void sp_map(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
+    NF_PARALLEL_RANGE(n * L->dim > 4096, n, sp_rows(L, in, out, logdet, inverse, lo, hi));
 }
 
 /* ops->forward: z_j = g_θj(x_j); logdet[i] += Σ_j log g'. No cache or scratch. NF_OK. */
@@ -48,17 +50,14 @@ static nf_status sp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-/* ops->backward: dx_j = ∂L/∂x_j (overwritten), grads of theta += Σ_i ∂L/∂θ. Parallel over coordinates
- * (a thread writes one coordinate's column of dx and its row of grads), rows summed in order. NF_OK. */
-static nf_status sp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
-                             const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
-    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+/* Coordinates [j0, j1) of sp_backward: each its column of dx and its row of grads, rows summed in order. */
+static void sp_backward_coords(const nf_layer *L, const nf_real *x, const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n,
+                               int64_t j0, int64_t j1) {
     const spline_layer *s = (const spline_layer *)L;
-    int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
+    int32_t S = L->ld, P = nf_rqs_num_params(s->K);
     const nf_real *th = NF_P(L, s->off);
     nf_real *gth = NF_G(L, s->off);
-#pragma omp parallel for schedule(static) if (n * D > 4096)
-    for (int32_t j = 0; j < D; j++) {
+    for (int64_t j = j0; j < j1; j++) {
         double acc[3 * NF_RQS_MAX_BINS];
         nf_real g1[3 * NF_RQS_MAX_BINS];
         for (int32_t p = 0; p < P; p++) acc[p] = 0;
@@ -70,6 +69,14 @@ static nf_status sp_backward(nf_layer *L, const nf_real *x, const nf_real *cache
         }
         for (int32_t p = 0; p < P; p++) gth[(int64_t)j * P + p] += (nf_real)acc[p];
     }
+}
+
+/* ops->backward: dx_j = ∂L/∂x_j (overwritten), grads of theta += Σ_i ∂L/∂θ. Parallel over coordinates
+ * (a thread writes one coordinate's column of dx and its row of grads), rows summed in order. NF_OK. */
+static nf_status sp_backward(nf_layer *L, const nf_real *x, const nf_real *cache, const nf_real *dz,
+                             const nf_real *dld, nf_real *dx, int64_t n, nf_real *work, int training) {
+    NF_UNUSED(cache), NF_UNUSED(work), NF_UNUSED(training);
+    NF_PARALLEL_RANGE(n * L->dim > 4096, L->dim, sp_backward_coords(L, x, dz, dld, dx, n, lo, hi));
     return NF_OK;
 }
 

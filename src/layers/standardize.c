@@ -7,19 +7,26 @@ typedef struct {
     int64_t off_mean, off_std;
 } std_layer;
 
+/* Rows [i0, i1) of st_map, each row's log-det term ld. */
+static void st_rows(const std_layer *s, const nf_real *in, nf_real *out, nf_real *logdet, int inverse, nf_real ld, int64_t i0,
+                    int64_t i1) {
+    const nf_layer *L = &s->base;
+    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
+    int32_t D = L->dim, S = L->ld;
+    for (int64_t i = i0; i < i1; i++) {
+        for (int32_t j = 0; j < D; j++) out[i * S + j] = inverse ? in[i * S + j] * sd[j] + mu[j] : (in[i * S + j] - mu[j]) / sd[j];
+        if (logdet) logdet[i] += ld;
+    }
+}
+
 /* inverse 0: out = (in − μ)/σ, logdet += −Σ log σ; inverse 1: out = in·σ + μ, logdet −= −Σ log σ; with the
  * fixed buffers (logdet may be NULL). */
 static void st_map(const std_layer *s, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     const nf_layer *L = &s->base;
-    const nf_real *mu = NF_B(L, s->off_mean), *sd = NF_B(L, s->off_std);
-    int32_t D = L->dim, S = L->ld;
+    const nf_real *sd = NF_B(L, s->off_std);
     double ld = 0;
-    for (int32_t j = 0; j < D; j++) ld -= log((double)sd[j]);
-#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
-    for (int64_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < D; j++) out[i * S + j] = inverse ? in[i * S + j] * sd[j] + mu[j] : (in[i * S + j] - mu[j]) / sd[j];
-        if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
-    }
+    for (int32_t j = 0; j < L->dim; j++) ld -= log((double)sd[j]);
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, L->dim), n, st_rows(s, in, out, logdet, inverse, (nf_real)(inverse ? -ld : ld), lo, hi));
 }
 
 /* ops->forward: z = (x − μ)/σ; logdet −= Σ log σ. NF_OK. */
