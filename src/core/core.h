@@ -47,7 +47,8 @@ nf_status nf_names_copy(const char *names, int32_t fields, const char *what, cha
  * already. Where it is 0 the loop runs on the calling thread without entering OpenMP at all: libgomp
  * enters and leaves even a region of one thread (a false `if` clause, one thread set, a nested region)
  * through a futex system call — 1.2 µs on a virtual machine with page-table isolation
- * (bench/omp_region.c), a fifth of realnvp-moons' time at one thread when its small loops went through it. */
+ * (bench/omp_region.c): with its small loops going through it, a third of realnvp-moons' time at one thread
+ * was in the kernel and libgomp (perf). */
 int nf_fork(int worth);
 /* The calling thread's share [*lo, *hi) of [0, n) inside a parallel region (all of it outside one): the
  * threads' shares are contiguous and in thread order. */
