@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "core/files.h"
 #include "data/data.h"
@@ -620,6 +621,51 @@ static void train_params(int threads, nf_model_type m, nf_real **out, int64_t *n
     nf_trainer_free(t), nf_dataset_free(ds), nf_flow_free(f);
 }
 
+/* count[i]++ for i in [lo, hi); *forked = 1 when run inside a parallel region of several threads. */
+static void mark_range(int *count, int *forked, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) count[i]++;
+    if (omp_in_parallel()) {
+#pragma omp atomic write
+        *forked = 1;
+    }
+}
+
+/* NF_PARALLEL_RANGE covers [0, n) exactly once — for n from 0 to past the thread count, on 1 and 2
+ * threads, with worth 0 and 1, and inside a parallel region — and forks only where nf_fork says:
+ * worth, more than one thread, not already in a parallel region. */
+static void test_parallel_range(void **state) {
+    (void)state;
+    int count[37], forked, was = nf_get_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        nf_set_threads(threads);
+        for (int worth = 0; worth <= 1; worth++) {
+            assert_int_equal(nf_fork(worth), worth && threads > 1);
+            for (int64_t n = 0; n <= 37; n++) {
+                memset(count, 0, sizeof count);
+                forked = 0;
+                NF_PARALLEL_RANGE(worth, n, mark_range(count, &forked, lo, hi));
+                for (int64_t i = 0; i < n; i++) assert_int_equal(count[i], 1);
+                if (n >= 2) assert_int_equal(forked, worth && threads > 1);
+            }
+        }
+    }
+    /* inside a region of two threads: no nested fork, each thread covers its own range whole */
+    int inner[2][37] = {{0}}, nested = 0;
+#pragma omp parallel num_threads(2)
+    {
+        int t = omp_get_thread_num(), f = 0;
+        if (nf_fork(1)) {
+#pragma omp atomic write
+            nested = 1;
+        }
+        NF_PARALLEL_RANGE(1, 37, mark_range(inner[t], &f, lo, hi));
+    }
+    assert_int_equal(nested, 0);
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 37; i++) assert_int_equal(inner[t][i], 1);
+    nf_set_threads(was);
+}
+
 static void test_threads_identical(void **state) {
     (void)state;
     nf_model_type models[] = {NF_MODEL_NICE, NF_MODEL_REALNVP, NF_MODEL_GLOW, NF_MODEL_MAF, NF_MODEL_IAF};
@@ -856,7 +902,7 @@ int main(void) {
         cmocka_unit_test(test_adamw_decoupled_decay),
         cmocka_unit_test(test_rng_reproducible),   cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_gemm_matches_reference), cmocka_unit_test(test_gemm_stream_matches_reference), cmocka_unit_test(test_prior_sample_sequential), cmocka_unit_test(test_gmm_prior_blocks), cmocka_unit_test(test_gmm_full_prior), cmocka_unit_test(test_logistic_vmath), cmocka_unit_test(test_lu),
-        cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_small_flow_split),
+        cmocka_unit_test(test_parallel_range), cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_small_flow_split),
         cmocka_unit_test(test_recompute_matches_store), cmocka_unit_test(test_non_finite_outputs_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
