@@ -55,18 +55,22 @@ void nf_adam_free(nf_adam *a) {
 /* How many updates a has applied. */
 int64_t nf_adam_steps(const nf_adam *a) { return a->t; }
 
-/* ‖g‖₂ of the n gradients (fixed chunks summed in a fixed order: the same for every thread count). */
-double nf_adam_grad_norm(nf_adam *a, const nf_real *g) {
-    int64_t n = a->n, chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
-    double *part = a->part, ss = 0;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t ch = 0; ch < chunks; ch++) {
+/* part[ch] = Σ g_i² over chunk ch of NORM_CHUNK gradients (of n), for the chunks [c0, c1). */
+static void square_sums(const nf_real *g, int64_t n, double *part, int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ch++) {
         int64_t i1 = (ch + 1) * NORM_CHUNK < n ? (ch + 1) * NORM_CHUNK : n;
         double s = 0;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = ch * NORM_CHUNK; i < i1; i++) s += (double)g[i] * g[i];
         part[ch] = s;
     }
+}
+
+/* ‖g‖₂ of the n gradients (fixed chunks summed in a fixed order: the same for every thread count). */
+double nf_adam_grad_norm(nf_adam *a, const nf_real *g) {
+    int64_t n = a->n, chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double *part = a->part, ss = 0;
+    NF_PARALLEL_RANGE(n > 65536, chunks, square_sums(g, n, part, lo, hi));
     for (int64_t ch = 0; ch < chunks; ch++) ss += part[ch];
     return sqrt(ss);
 }
@@ -76,6 +80,24 @@ double nf_adam_step(nf_adam *a, nf_real *p, const nf_real *g) {
     double norm = nf_adam_grad_norm(a, g);
     nf_adam_apply(a, p, g, norm);
     return norm;
+}
+
+/* One step's scalars of the per-element update (nf_adam_apply). */
+typedef struct {
+    nf_real step, ic2, eps, g1, g2, b1, b2, keep;
+} adam_scalars;
+
+/* Elements [i0, i1): m ← β1·m + (1 − β1)·ĝ, v ← β2·v + (1 − β2)·ĝ², p ← keep·p − step·m / (√(v/c2) + ε)
+ * (ĝ the clipped gradient, folded into g1 and g2). */
+static void adam_update(const adam_scalars *k, nf_real *p, const nf_real *g, nf_real *m, nf_real *v, int64_t i0, int64_t i1) {
+    const nf_real step = k->step, ic2 = k->ic2, eps = k->eps, g1 = k->g1, g2 = k->g2, fb1 = k->b1, fb2 = k->b2, keep = k->keep;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+        nf_real gi = g[i];
+        nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
+        m[i] = mi, v[i] = vi;
+        p[i] = keep * p[i] - step * mi / (sqrt(vi * ic2) + eps);
+    }
 }
 
 /* The update itself: clip g to the norm limit using norm, advance the step, warm-up and cosine
@@ -93,7 +115,6 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     }
     double b1 = a->o.beta1, b2 = a->o.beta2;
     double c1 = 1.0 - pow(b1, (double)(a->t - a->t0)), c2 = 1.0 - pow(b2, (double)(a->t - a->t0));
-    nf_real *m = a->m, *v = a->v;
     /* The per-step scalars in double, the per-element work in the parameters' precision: the loop is
      * memory-bound only if its divide and square root run at the vector width of the data (in double they
      * took as long as the whole backward pass of nice-mnist's 19 M parameters on a Zen 4). */
@@ -101,13 +122,8 @@ void nf_adam_apply(nf_adam *a, nf_real *p, const nf_real *g, double norm) {
     const nf_real g1 = (nf_real)((1 - b1) * gs), g2 = (nf_real)((1 - b2) * gs * gs), fb1 = (nf_real)b1, fb2 = (nf_real)b2;
     /* decoupled decay, from p before the step; keep = 1 without decay, and 1·p − u is exactly p − u */
     const nf_real keep = (nf_real)(1.0 - lr * a->o.weight_decay);
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        nf_real gi = g[i];
-        nf_real mi = fb1 * m[i] + g1 * gi, vi = fb2 * v[i] + g2 * (gi * gi);
-        m[i] = mi, v[i] = vi;
-        p[i] = keep * p[i] - step * mi / (sqrt(vi * ic2) + eps);
-    }
+    const adam_scalars k = {step, ic2, eps, g1, g2, fb1, fb2, keep};
+    NF_PARALLEL_RANGE(n > 65536, n, adam_update(&k, p, g, a->m, a->v, lo, hi));
 }
 
 /* Pointers to a's moments (n each), step counter and moment start t0, owned by a (checkpoints read and
