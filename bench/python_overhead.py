@@ -5,6 +5,7 @@ checkpoint (the 2-D RealNVP of the CLI's defaults: 8 couplings, MLPs 2 × 64) an
 Also the bare ctypes call (no argument checks), to split the binding's own cost from ctypes'.
 
     PYTHONPATH=python /usr/bin/python3 bench/python_overhead.py [--build build]
+(both sides use that build's library, libnflow.so, unless NFLOW_LIBRARY names another)
 Takes about 20 s. Prints a Markdown table and the CPU."""
 import argparse
 import os
@@ -14,9 +15,6 @@ import tempfile
 import time
 
 import numpy as np
-
-import nflow
-from nflow import _lib
 
 REPS = {1: 3000, 64: 1000, 65536: 15}
 
@@ -52,6 +50,10 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="a few repetitions only: checks the script, times nothing")
     a = ap.parse_args()
+    # the Python side loads the same build as the C side (unless NFLOW_LIBRARY names one)
+    os.environ.setdefault("NFLOW_LIBRARY", os.path.join(a.build, "libnflow.so"))
+    import nflow
+    from nflow import _lib
     reps_of = {n: (max(r // 100, 2) if a.quick else r) for n, r in REPS.items()}
     cbin = os.path.join(a.build, "nflow_python_overhead")
     nflow.set_threads(a.threads)
