@@ -15,15 +15,11 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
+#include "bench.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #define PEAK_ITERS 20000000
 /* 12 independent FMA chains in named registers (an array would be kept in memory at -O2): enough to fill

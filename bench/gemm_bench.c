@@ -14,6 +14,8 @@
 
 #include "kernels/kernels.h"
 
+#include "bench.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -24,12 +26,6 @@ typedef int (*dnnl_fn)(char, char, int64_t, int64_t, int64_t, float, const float
 /* BLIS's typed API: trans_t (0: no transpose, 8: transpose), dim_t and inc_t 64-bit, row and column strides */
 typedef void (*blis_fn)(int, int, int64_t, int64_t, int64_t, const float *, const float *, int64_t, int64_t, const float *,
                         int64_t, int64_t, const float *, float *, int64_t, int64_t);
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     const char *name;

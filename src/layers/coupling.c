@@ -116,13 +116,13 @@ static void additive_rows(const coupling *c, const nf_real *x, const nf_real *h,
 /* z_b = x_b + h, z_a = x_a; log|det| = 0 (logdet += 0). */
 static void additive_forward(const coupling *c, const nf_real *x, const nf_real *h, nf_real *z, nf_real *logdet, int64_t n) {
     NF_UNUSED(logdet);
-    NF_PARALLEL_RANGE(n * c->base.dim > 16384, n, additive_rows(c, x, h, 1, z, lo, hi));
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, c->base.dim), n, additive_rows(c, x, h, 1, z, lo, hi));
 }
 
 /* x_b = z_b − h; logdet −= 0. */
 static void additive_inverse(const coupling *c, const nf_real *z, const nf_real *h, nf_real *x, nf_real *logdet, int64_t n) {
     NF_UNUSED(logdet);
-    NF_PARALLEL_RANGE(n * c->base.dim > 16384, n, additive_rows(c, z, h, -1, x, lo, hi));
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, c->base.dim), n, additive_rows(c, z, h, -1, x, lo, hi));
 }
 
 /* Rows [i0, i1) of additive_backward. */
@@ -140,7 +140,7 @@ static void additive_backward_rows(const coupling *c, const nf_real *dz, nf_real
 static void additive_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
                               const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
     NF_UNUSED(x), NF_UNUSED(h), NF_UNUSED(dld);
-    NF_PARALLEL_RANGE(n * c->base.dim > 16384, n, additive_backward_rows(c, dz, dx, dh, lo, hi));
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, c->base.dim), n, additive_backward_rows(c, dz, dx, dh, lo, hi));
 }
 
 const nf_coupling_math nf_coupling_additive = {1, additive_forward, additive_inverse, additive_backward};
@@ -209,7 +209,7 @@ static void affine_map_blocks(const coupling *c, nf_scale_type sc, const nf_real
 static void affine_map(const coupling *c, nf_scale_type sc, const nf_real *in, const nf_real *h, nf_real *out,
                        nf_real *logdet, int64_t n, int inverse) {
     int64_t R = aff_rows(c->nb);
-    NF_PARALLEL_RANGE(n * c->base.dim > 16384, (n + R - 1) / R, affine_map_blocks(c, sc, in, h, out, logdet, n, inverse, lo, hi));
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, c->base.dim), (n + R - 1) / R, affine_map_blocks(c, sc, in, h, out, logdet, n, inverse, lo, hi));
 }
 
 /* Blocks [b0, b1) of affine_backward (aff_rows rows a block). */
@@ -245,7 +245,7 @@ static void affine_backward_blocks(const coupling *c, nf_scale_type sc, const nf
 static void affine_backward(const coupling *c, nf_scale_type sc, const nf_real *x, const nf_real *h, const nf_real *dz,
                             const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
     int64_t R = aff_rows(c->nb);
-    NF_PARALLEL_RANGE(n * c->base.dim > 16384, (n + R - 1) / R, affine_backward_blocks(c, sc, x, h, dz, dld, dx, dh, n, lo, hi));
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, c->base.dim), (n + R - 1) / R, affine_backward_blocks(c, sc, x, h, dz, dld, dx, dh, n, lo, hi));
 }
 
 /* nf_coupling_math's three loops: affine_map in each direction and affine_backward, with the coupling's

@@ -235,7 +235,7 @@ static void log_prob_rows(const nf_prior *p, const nf_real *z, const nf_real *c,
 
 /* See layer.h: lp[i] = log π(z_i | c_i) for n rows of dim values. */
 void nf_prior_log_prob(const nf_prior *p, const nf_real *z, const nf_real *c, nf_real *lp, int64_t n) {
-    int worth = n * p->dim > 16384;
+    int worth = NF_PAR_WORTH(n, p->dim);
     if (p->comps > 0) NF_PARALLEL_RANGE(worth, (n + GMM_ROWS - 1) / GMM_ROWS, gmm_log_prob_blocks(p, z, lp, n, lo, hi));
     else NF_PARALLEL_RANGE(worth, n, log_prob_rows(p, z, c, lp, lo, hi));
 }
