@@ -72,6 +72,9 @@ void nf_share(int64_t n, int64_t *lo, int64_t *hi);
             CALL;                                                                                              \
         }                                                                                                      \
     } while (0)
+/* Element-wise loops run on several threads only above this much work (rows × columns): the worth of
+ * NF_PARALLEL_RANGE (and of layer.h's NF_PAR_IF clause) everywhere. */
+#define NF_PAR_WORTH(n, D) ((n) * (D) > 16384)
 /* Advance r by k draws of nf_rng_u64, as k calls would (nf_rng_uniform and nf_rng_logistic take one draw,
  * nf_rng_normal two): the state a sequential pass would reach, so that blocks of a pass can be drawn
  * in parallel from their own starting states and give the same values. */

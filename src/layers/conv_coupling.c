@@ -12,7 +12,7 @@
  * logdet −= −Σ ls. The other coordinates copied; logdet may be NULL. */
 static void gaussian_map(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
         const nf_real *ini = in + i * S, *hi = h + i * 2 * nb;
         nf_real *outi = out + i * S, ld = 0;
@@ -38,7 +38,7 @@ static void gaussian_inverse(const coupling *c, const nf_real *z, const nf_real 
 static void gaussian_backward(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
                               const nf_real *dld, nf_real *dx, nf_real *dh, int64_t n) {
     int32_t D = c->base.dim, S = c->base.ld, nb = c->nb;
-#pragma omp parallel for schedule(static) if (n * D > 16384)
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
         const nf_real *xi = x + i * S, *hi = h + i * 2 * nb, *dzi = dz + i * S;
         nf_real *dxi = dx + i * S, *dhi = dh + i * 2 * nb;

@@ -40,7 +40,7 @@ void nf_dequant_sample(const nf_dequant *q, const nf_real *P, const nf_real *xc,
     nf_convnet_forward(&q->net, P + q->net.off, xc, NULL, out, n, cache, work);
     memcpy(ec, eps, sizeof(nf_real) * (size_t)(n * D));
     double h = ldexp(1.0, -bits);
-#pragma omp parallel for schedule(static) if (n * D > 16384)
+#pragma omp parallel for schedule(static) if (NF_PAR_WORTH(n, D))
     for (int64_t i = 0; i < n; i++) {
         const nf_real *mu = out + i * 2 * D, *s = mu + D;
         double lq = -nf_logistic_nll(eps + i * D, D); /* Σ log σ'(ε): the noise's log-density */
@@ -62,7 +62,7 @@ void nf_dequant_backward(const nf_dequant *q, const nf_real *P, nf_real *dP, con
     const nf_real *out = cache + nf_convnet_cache_size(&q->net, n), *eps = out + 2 * n * D;
     nf_real *dout = work + nf_convnet_work_size(&q->net, n), *dxc = dout + 2 * n * D;
     double h = ldexp(1.0, -bits);
-#pragma omp parallel for schedule(static) if (n * D > 16384)
+#pragma omp parallel for schedule(static) if (NF_PAR_WORTH(n, D))
     for (int64_t i = 0; i < n; i++) {
         const nf_real *mu = out + i * 2 * D, *s = mu + D;
         nf_real *dmu = dout + i * 2 * D, *ds = dmu + D;

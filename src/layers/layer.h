@@ -23,9 +23,7 @@
  *   batchnorm    (RealNVP)  z = (x − μ)/√(v + ε)·exp(log_gamma) + beta
  *                                              log|det| = Σ [log_gamma − ½ log(v + ε)]   batchnorm.c */
 
-/* Element-wise loops run on several threads only above this much work (rows × columns): NF_PAR_WORTH
- * as NF_PARALLEL_RANGE's test (core.h), NF_PAR_IF as an OpenMP `if` clause. */
-#define NF_PAR_WORTH(n, D) ((n) * (D) > 16384)
+/* core.h's NF_PAR_WORTH as an OpenMP `if` clause, for the loops that keep one. */
 #define NF_PAR_IF(n, D) if (NF_PAR_WORTH(n, D))
 
 typedef struct nf_layer nf_layer;

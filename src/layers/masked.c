@@ -59,7 +59,7 @@ static void mk_apply(const masked *c, const nf_real *in, nf_real *out, nf_real *
                      const nf_real *buf, int dir) {
     int32_t D = c->base.dim, S = c->base.ld, P = c->H * c->W;
     const nf_real *h = buf + n * D, *sc = NF_P(&c->base, c->off_scale);
-#pragma omp parallel for schedule(static) if (n * D > 16384)
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int64_t i = 0; i < n; i++) {
         const nf_real *hi = h + i * 2 * D, *a = in + i * S;
         nf_real *b = out + i * S;
@@ -105,7 +105,7 @@ static nf_status mk_backward(nf_layer *L, const nf_real *x, const nf_real *cache
     const nf_real *xm = cache, *h = cache + n * D, *sc = NF_P(L, c->off_scale);
     nf_real *dh = work, *dxm = dh + 2 * n * D, *gsc = NF_G(L, c->off_scale);
     /* channel-outer so that ∂L/∂scale_c is summed in a fixed order whatever the thread count */
-#pragma omp parallel for schedule(static) if (n * D > 16384)
+#pragma omp parallel for schedule(static) NF_PAR_IF(n, D)
     for (int32_t ch = 0; ch < C; ch++) {
         double g = 0;
         for (int64_t i = 0; i < n; i++) {

@@ -38,7 +38,7 @@ static int64_t cn_ctx_off(const nf_convnet *m) { return nf_convnet_num_params(m)
  * its ReLU: y[i, k, ·] = max(0, y[i, k, ·] + Σ_j W_c[k][j]·c[i][j]) for y (n, C, P) in place,
  * W_c (C, K), c (n, K). */
 void nf_ctx_bias_relu(const nf_real *Wc, const nf_real *c, nf_real *y, int64_t n, int32_t C, int64_t P, int32_t K) {
-#pragma omp parallel for schedule(static) if (n * C * P > 16384)
+#pragma omp parallel for schedule(static) if (NF_PAR_WORTH(n, (int64_t)C * P))
     for (int64_t i = 0; i < n; i++)
         for (int32_t k = 0; k < C; k++) {
             double b = 0;
@@ -71,14 +71,14 @@ static double sum4(const nf_real *d, int64_t P) {
  * keep n·C sums in a scratch buffer (it is asked for only when c itself needs a gradient). */
 void nf_ctx_bias_backward(const nf_real *Wc, nf_real *dWc, const nf_real *c, const nf_real *dpre, nf_real *dc, int64_t n,
                           int32_t C, int64_t P, int32_t K) {
-#pragma omp parallel for schedule(static) if (n * C * P > 16384)
+#pragma omp parallel for schedule(static) if (NF_PAR_WORTH(n, (int64_t)C * P))
     for (int32_t k = 0; k < C; k++)
         for (int64_t i = 0; i < n; i++) {
             double s = sum4(dpre + (i * C + k) * P, P);
             for (int32_t j = 0; j < K; j++) dWc[(int64_t)k * K + j] += (nf_real)(s * c[i * K + j]);
         }
     if (!dc) return;
-#pragma omp parallel for schedule(static) if (n * C * P > 16384)
+#pragma omp parallel for schedule(static) if (NF_PAR_WORTH(n, (int64_t)C * P))
     for (int64_t i = 0; i < n; i++)
         for (int32_t k = 0; k < C; k++) {
             double s = sum4(dpre + (i * C + k) * P, P);
@@ -167,12 +167,36 @@ void nf_convnet_forward(const nf_convnet *m, const nf_real *Pm, const nf_real *x
     nf_real *raw = cache + (int64_t)(m->layers - cn_recompute0(m)) * hs;
     nf_conv2d_forward(h, hc * P, w, b, raw, m->cout * P, n, (int32_t)hc, m->cout, m->H, m->W, 3, work);
     int32_t co = m->cout;
-#pragma omp parallel for schedule(static) if (n * co * P > 16384)
+#pragma omp parallel for schedule(static) if (NF_PAR_WORTH(n, (int64_t)co * P))
     for (int64_t i = 0; i < n; i++)
         for (int32_t c = 0; c < co; c++) {
             nf_real e = exp(3 * logs[c]);
             for (int64_t p = 0; p < P; p++) y[(i * co + c) * P + p] = raw[(i * co + c) * P + p] * e;
         }
+}
+
+/* Output channels [c0, c1) of the zero-conv's scale y = raw·e_c, e_c = exp(3·logs_c), backward:
+ * draw = dy·e_c and dlogs_c += 3·e_c·Σ dy·raw, summed in double over four running lanes (position p into
+ * lane p mod 4, the lanes added (l0 + l1) + (l2 + l3)) — an order fixed by the shape, so every thread count
+ * gives the same bits, and additions that do not wait on one another. */
+static void zero_scale_backward(const nf_real *logs, const nf_real *raw, const nf_real *dy, nf_real *draw, nf_real *dlogs,
+                                int64_t n, int32_t co, int64_t P, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+        double e = exp(3.0 * logs[c]), a[4] = {0, 0, 0, 0};
+        for (int64_t i = 0; i < n; i++) {
+            int64_t r = (i * co + c) * P, p = 0;
+            for (; p + 4 <= P; p += 4)
+                for (int l = 0; l < 4; l++) {
+                    draw[r + p + l] = (nf_real)(dy[r + p + l] * e);
+                    a[l] += (double)dy[r + p + l] * raw[r + p + l];
+                }
+            for (; p < P; p++) {
+                draw[r + p] = (nf_real)(dy[r + p] * e);
+                a[0] += (double)dy[r + p] * raw[r + p];
+            }
+        }
+        dlogs[c] += (nf_real)(((a[0] + a[1]) + (a[2] + a[3])) * e * 3.0);
+    }
 }
 
 /* See nets.h: dP += ∂L/∂P, dx = ∂L/∂x (overwritten) from dy; x and cache as the forward left them. */
@@ -190,16 +214,7 @@ void nf_convnet_backward(const nf_convnet *m, const nf_real *Pm, nf_real *dPm, c
     const nf_real *w = Pm + off[m->layers], *logs = w + co * hc * 9 + co;
     nf_real *dw = dPm + off[m->layers], *db = dw + co * hc * 9, *dlogs = db + co;
     const nf_real *raw = cache + (int64_t)(m->layers - cn_recompute0(m)) * hs;
-    for (int32_t c = 0; c < co; c++) {
-        double e = exp(3.0 * logs[c]), g = 0;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t p = 0; p < P; p++) {
-                int64_t k = (i * co + c) * P + p;
-                draw[k] = (nf_real)(dy[k] * e);
-                g += (double)dy[k] * raw[k] * e * 3.0;
-            }
-        dlogs[c] += (nf_real)g;
-    }
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, (int64_t)co * P) && co > 1, co, zero_scale_backward(logs, raw, dy, draw, dlogs, n, co, P, lo, hi));
     const nf_real *h = m->layers ? cn_post(m, m->layers - 1, (nf_real *)cache, work, n) : x;
     nf_real *dh = m->layers ? bufA : dx;
     nf_conv2d_backward(h, hc * P, w, draw, co * P, dh, hc * P, dw, db, n, (int32_t)hc, co, m->H, m->W, 3, cw);

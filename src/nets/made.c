@@ -226,7 +226,7 @@ void nf_made_sort_derivs(const nf_made *m, const nf_real *Ps, const nf_real *cac
     for (int32_t l = 0; l < m->mlp.layers; l++) {
         const nf_real *a = cache + (int64_t)l * n * H;
         nf_real *da = dact + (int64_t)l * n * H;
-        NF_PARALLEL_RANGE(n * H > 16384, n, sorted_derivs(m->mlp.act, a, perm, da, H, lo, hi));
+        NF_PARALLEL_RANGE(NF_PAR_WORTH(n, H), n, sorted_derivs(m->mlp.act, a, perm, da, H, lo, hi));
     }
 }
 
@@ -255,7 +255,7 @@ void nf_made_backward_coord(const nf_made *m, const nf_real *Ps, const nf_real *
     nf_gemm(0, 0, n, nk, P, 1, dth, P, Ps + off[L] + j * in, D * in, 0, d, nk); /* ∂L/∂(last hidden layer) */
     for (int32_t l = L - 1; l >= 0; l--) {
         const nf_real *da = dact + (int64_t)l * n * H;
-        NF_PARALLEL_RANGE(n * nk > 16384, n, scale_leading(d, nk, da, H, lo, hi));
+        NF_PARALLEL_RANGE(NF_PAR_WORTH(n, nk), n, scale_leading(d, nk, da, H, lo, hi));
         if (l == 0) break;
         nf_gemm(0, 0, n, nk, nk, 1, d, nk, Ps + off[l], H, 0, d2, nk);
         nf_real *t = d;

@@ -86,7 +86,7 @@ static void bias_act_rows(nf_activation a, int last, const nf_real *b, nf_real *
  * sweep over the layer's output after its product (written with beta = 0, so the bias is not stored
  * first and read back). The same single rounding per element as a product accumulated onto the bias. */
 void nf_mlp_bias_act(nf_activation a, int last, const nf_real *b, nf_real *y, int64_t n, int64_t out) {
-    NF_PARALLEL_RANGE(n * out > 16384, n, bias_act_rows(a, last, b, y, lo, hi, out));
+    NF_PARALLEL_RANGE(NF_PAR_WORTH(n, out), n, bias_act_rows(a, last, b, y, lo, hi, out));
 }
 
 /* See nets.h: y = mlp(x, c), the hidden layers' outputs into cache. */
@@ -165,7 +165,7 @@ void nf_mlp_backward(const nf_mlp *m, const nf_real *P, nf_real *dP, const nf_re
          * for simd` GCC 12 left ReLU's hot path scalar with a branch per element, 16 % of realnvp-moons'
          * training; with the activation switched per element, tanh's was scalar too, 5 % of a table's
          * default maf training) */
-        NF_PARALLEL_RANGE(n * in > 16384, n * in, act_backward(m->act, h, dh, lo, hi));
+        NF_PARALLEL_RANGE(NF_PAR_WORTH(n, in), n * in, act_backward(m->act, h, dh, lo, hi));
         dZ = dh;
     }
 }
