@@ -1314,6 +1314,82 @@ static void test_rq_spline_edges(void **state) {
     nf_registry_free(&ctx);
 }
 
+/* The block functions (nf_rqs_*_block) against the scalar ones, point by point: lanes with their own θ
+ * (zero, ordinary, large and extreme, as above; read with a stride, as a coupling lays them out), inputs
+ * at every knot, at and around ±B, far outside, random inside and NaN, and every block size 1 … LANES.
+ * On the vector paths the block's logs are libmvec's, so values may differ from the scalar ones by
+ * rounding (bounded here: 1e-10 relative for the doubles, one float rounding for the float θ-gradients);
+ * a point's results must be the same bits whether its block holds other points or only it. */
+static void test_rq_spline_blocks(void **state) {
+    NF_UNUSED(state);
+    enum { K = 6, P = 3 * K - 1, NL = NF_RQS_LANES };
+    const double B = 3;
+    nf_rng rng;
+    nf_rng_seed(&rng, 78);
+    nf_real th[P * NL], gth[P * NL], g1[P * NL];
+    double worst = 0, worst_g = 0;
+    int64_t npts = 0;
+    int differ = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        const nf_real *tp[NL];
+        nf_real *gp[NL], *gq[NL];
+        double x[NL], gy[NL], gld[NL];
+        int n = 1 + trial % NL;
+        for (int j = 0; j < NL; j++) {
+            int regime = (trial / NL + j) % 5;
+            for (int q = 0; q < P; q++) {
+                double v = regime == 0 ? 0 : regime == 1 ? nf_rng_normal(&rng) : regime == 2 ? 20 * nf_rng_normal(&rng) : 0;
+                if (regime == 3) v = q < K ? (q == 0 ? 60 : -60) : q < 2 * K ? (q == 2 * K - 1 ? 60 : -60) : (q % 2 ? 60 : -60);
+                if (regime == 4) v = q < K ? (q == 2 ? 60 : -60) : q < 2 * K ? (q == K ? 60 : -60) : -60;
+                th[q * NL + j] = (nf_real)v;
+            }
+            tp[j] = th + j, gp[j] = gth + j, gq[j] = g1 + j;
+            double xk[K + 1], yk[K + 1], u = nf_rng_uniform(&rng);
+            nf_real tj[P];
+            for (int q = 0; q < P; q++) tj[q] = th[q * NL + j];
+            oracle_knots(tj, K, B, xk, yk);
+            int pick = (int)(nf_rng_uniform(&rng) * 8);
+            x[j] = pick < 3 ? xk[(int)(u * (K + 1)) % (K + 1)] * (pick == 1 ? 1 + 1e-12 : pick == 2 ? 1 - 1e-12 : 1)
+                 : pick == 3 ? (u < 0.5 ? -B : B) : pick == 4 ? (u < 0.5 ? -B - 0.5 : 100)
+                 : pick == 5 && trial % 50 == 0 ? NAN : -B + 2 * B * u;
+            gy[j] = nf_rng_normal(&rng), gld[j] = nf_rng_normal(&rng);
+        }
+        double y[NL], ld[NL], xr[NL], lr[NL], gx[NL];
+        nf_rqs_forward_block(tp, NL, K, B, n, x, y, ld);
+        nf_rqs_inverse_block(tp, NL, K, B, n, y, xr, lr);
+        nf_rqs_backward_block(tp, NL, K, B, n, x, gy, gld, gx, gp);
+        for (int j = 0; j < n; j++, npts++) {
+            double ys, ls, xs, lis, gxs, y1, l1, x1, li1, gx1;
+            nf_rqs_forward(tp[j], NL, K, B, x[j], &ys, &ls);
+            nf_rqs_inverse(tp[j], NL, K, B, y[j], &xs, &lis);
+            nf_rqs_backward(tp[j], NL, K, B, x[j], gy[j], gld[j], &gxs, gq[j]);
+            double got[5] = {y[j], ld[j], xr[j], lr[j], gx[j]}, want[5] = {ys, ls, xs, lis, gxs};
+            for (int v = 0; v < 5; v++) {
+                if (isnan(want[v])) { assert_true(isnan(got[v])); continue; }
+                assert_true(isfinite(got[v]));
+                worst = fmax(worst, fabs(got[v] - want[v]) / (1e-10 * fmax(1, fabs(want[v]))));
+            }
+            for (int q = 0; q < P; q++) {
+                double a = gth[q * NL + j], b = g1[q * NL + j];
+                if (isnan(b)) { assert_true(isnan(a)); continue; }
+                worst_g = fmax(worst_g, fabs(a - b) / ((DBL ? 1e-10 : 2.4e-7) * fmax(1e-3, fabs(b))));
+            }
+            /* the same point alone in its block: the same bits */
+            nf_rqs_forward_block(tp + j, NL, K, B, 1, x + j, &y1, &l1);
+            nf_rqs_inverse_block(tp + j, NL, K, B, 1, y + j, &x1, &li1);
+            nf_rqs_backward_block(tp + j, NL, K, B, 1, x + j, gy + j, gld + j, &gx1, gq + j);
+            differ |= memcmp(&y1, y + j, sizeof y1) || memcmp(&l1, ld + j, sizeof l1) || memcmp(&x1, xr + j, sizeof x1) ||
+                      memcmp(&li1, lr + j, sizeof li1) || memcmp(&gx1, gx + j, sizeof gx1);
+            for (int q = 0; q < P; q++) differ |= memcmp(&g1[q * NL + j], &gth[q * NL + j], sizeof(nf_real)) != 0;
+        }
+    }
+    print_message("  %lld points in blocks (path %s): values %.2f, θ-gradients %.2f of the tolerance; alone in a block: %s\n",
+                  (long long)npts, nf_isa_name(nf_isa_active()), worst, worst_g, differ ? "DIFFERENT bits" : "the same bits");
+    assert_true(worst < 1);
+    assert_true(worst_g < 1);
+    assert_false(differ);
+}
+
 /* Spline couplings and the element-wise spline start as the identity: z == x, log-det 0 (zero net
  * output or zero parameters is the identity spline; rounding only). */
 static void test_splines_start_as_identity(void **state) {
@@ -1608,7 +1684,7 @@ int main(void) {
     }
     setup_models();
     setup_nsf_models();
-    struct CMUnitTest tests[NCASES + 16];
+    struct CMUnitTest tests[NCASES + 17];
     for (size_t i = 0; i < NCASES; i++) {
         tests[i].name = cases[i].name;
         tests[i].test_func = test_case;
@@ -1632,5 +1708,6 @@ int main(void) {
     tests[NCASES + 13] = (struct CMUnitTest)cmocka_unit_test(test_variational_dequantizer);
     tests[NCASES + 14] = (struct CMUnitTest)cmocka_unit_test(test_wide_affine_blocks);
     tests[NCASES + 15] = (struct CMUnitTest)cmocka_unit_test(test_made_coord);
-    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 16, NULL, NULL);
+    tests[NCASES + 16] = (struct CMUnitTest)cmocka_unit_test(test_rq_spline_blocks);
+    return _cmocka_run_group_tests(DBL ? "conformance (double)" : "conformance (float)", tests, NCASES + 17, NULL, NULL);
 }

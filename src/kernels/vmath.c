@@ -16,6 +16,7 @@
  * log-dets in double, in coordinate order), and the paths differ from the reference only by rounding (test_core's
  * test_logistic_vmath bounds it). */
 #include "kernels/kernels.h"
+#include "kernels/mvec.h"
 
 /* The logistic's −log density of one value, softplus(v) + softplus(−v) = |v| + 2·log1p(e^−|v|): one exp,
  * one log1p, stable for every v. */
@@ -70,25 +71,7 @@ void nf_tanh_exp_ref(const nf_real *h, nf_real *t, nf_real *e, int64_t n) {
     }
 }
 
-/* GCC only: clang (14) does not map these declarations to libmvec and leaves the loops scalar */
-#if defined(NFLOW_MVEC) && defined(__x86_64__) && defined(_OPENMP) && !defined(NFLOW_DOUBLE) && defined(__GNUC__) && !defined(__clang__)
-/* libmvec's vector variants of these libm functions (what glibc's math.h declares itself only under
- * -ffast-math): in a vectorised loop compiled for AVX-512 the compiler calls _ZGVeN8v_exp and so on. The
- * names in parentheses: core.h's <tgmath.h> makes them macros, and the loops below call the functions. */
-#pragma omp declare simd notinbranch
-double(exp)(double);
-#pragma omp declare simd notinbranch
-double(log1p)(double);
-#pragma omp declare simd notinbranch
-double(tanh)(double);
-#pragma omp declare simd notinbranch
-double(log)(double);
-#pragma omp declare simd notinbranch
-float expf(float);
-#pragma omp declare simd notinbranch
-float log1pf(float);
-#pragma omp declare simd notinbranch
-float tanhf(float);
+#if NF_MVEC
 #define VMATH 1
 
 /* The vector sigmoid has no selects (GCC 12 leaves a loop with a compare-and-select scalar on the avx2

@@ -9,7 +9,7 @@
  *              MADE, whose (μ, s) are those of A at u.
  * MAF: forward = A (the MADE sees x), inverse = A⁻¹. IAF: forward = A⁻¹ (the MADE sees z), inverse = A.
  * The element-wise map τ (affine: v = (u − μ)·e^s; spline: v = g_θ(u), the rational-quadratic spline of
- * rqspline.h) is the row functions tau_row and tau_vjp_row and the one-coordinate solve in tau_solve; the passes and the
+ * rqspline.h) is tau_apply, tau_vjp and the one-coordinate solve in tau_solve; the passes and the
  * backward below are written for any τ with P parameters per coordinate.
  * Cache (n rows, contiguous): u, the MADE's input (n, D) | h = θ (n, P·D) | the MADE's cache | its masked
  * parameters (built once by the forward, read by the backward that follows it).
@@ -56,25 +56,16 @@ static int64_t ar_flops(const nf_layer *L) {
 
 /* ------------------------------------------------------------------ the element-wise transform
  * One row's map v_d = τ(u_d; θ_d), d = 0 … D − 1, with the parameters θ from the MADE: θ_q of coordinate
- * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through the two row
- * functions tau_row and tau_vjp_row and the solve step tau_solve. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
+ * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through tau_apply,
+ * tau_vjp and the solve step tau_solve. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
  * = s with s = tanh(h_s) or log σ(h_s + 2), the scales of AFF_BLOCK coordinates at a time through vmath's
- * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), one coordinate at a time
- * (rqspline.c). */
+ * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), NF_RQS_LANES values at a time
+ * (rqspline.c's block functions) in row-major order over the rows of a call. */
 #define AFF_BLOCK 256
 
-/* One row of the map, v = τ(u) from u, coordinate by coordinate; returns Σ_d log ∂v_d/∂u_d. */
+/* One row of the affine map, v = τ(u) from u; returns Σ_d log ∂v_d/∂u_d. */
 static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf_real *v) {
     int32_t D = A->base.dim;
-    if (A->transform == NF_TRANSFORM_SPLINE) {
-        nf_real ld = 0;
-        for (int32_t d = 0; d < D; d++) {
-            double o, l;
-            nf_rqs_forward(th + d, D, A->bins, A->bound, (double)u[d], &o, &l);
-            v[d] = (nf_real)o, ld += (nf_real)l;
-        }
-        return ld;
-    }
     double ld = 0;
     for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
         int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
@@ -89,21 +80,13 @@ static double tau_row(const ar_layer *A, const nf_real *th, const nf_real *u, nf
     return ld;
 }
 
-/* Backward of one row at u, given gv_d = csign·c[d] = ∂L/∂v_d (c NULL: 0) and gld = ∂L/∂(Σ log ∂v/∂u):
- * dth[q·D + d] = ∂L/∂θ_q of coordinate d (overwritten); gu[d] (may be NULL) = ∂L/∂u_d through u directly
- * (with gv = 1 and gld = 0 it is the diagonal ∂v_d/∂u_d). Affine: gu = gv·e^s, ∂/∂μ = −gv·e^s, ∂/∂h_s =
- * (gv·v + gld)·ds/dh_s; spline: nf_rqs_backward (gu = gv·g' + gld·∂log g'/∂u). */
+/* Backward of one row of the affine map at u, given gv_d = csign·c[d] = ∂L/∂v_d (c NULL: 0) and gld =
+ * ∂L/∂(Σ log ∂v/∂u): dth[q·D + d] = ∂L/∂θ_q of coordinate d (overwritten); gu[d] (may be NULL) = ∂L/∂u_d
+ * through u directly (with gv = 1 and gld = 0 it is the diagonal ∂v_d/∂u_d): gu = gv·e^s, ∂/∂μ = −gv·e^s,
+ * ∂/∂h_s = (gv·v + gld)·ds/dh_s. */
 static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, const nf_real *c, nf_real csign,
                         nf_real gld, nf_real *dth, nf_real *gu) {
     int32_t D = A->base.dim;
-    if (A->transform == NF_TRANSFORM_SPLINE) {
-        for (int32_t d = 0; d < D; d++) {
-            double gx;
-            nf_rqs_backward(th + d, D, A->bins, A->bound, (double)u[d], c ? (double)(csign * c[d]) : 0, (double)gld, &gx, dth + d);
-            if (gu) gu[d] = (nf_real)gx;
-        }
-        return;
-    }
     for (int32_t d0 = 0; d0 < D; d0 += AFF_BLOCK) {
         int32_t m = D - d0 < AFF_BLOCK ? D - d0 : AFF_BLOCK;
         const nf_real *mu = th + d0;
@@ -118,11 +101,45 @@ static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, 
     }
 }
 
+/* Rows [i0, i1) of the spline map, v = g_θ(u) (θ_d of row i at h[i·P·D + q·D + d]), the values
+ * NF_RQS_LANES at a time in row-major order (a block may span rows: a 2-D flow's rows hold two values),
+ * each row's log-derivatives summed in coordinate order into logdet[i] (may be NULL). */
+static void spline_apply_rows(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet,
+                              int64_t i0, int64_t i1) {
+    int32_t D = A->base.dim, P = A->net.P;
+    int64_t total = (i1 - i0) * D, row = -1;
+    nf_real ld = 0;
+    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
+        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
+        const nf_real *tp[NF_RQS_LANES];
+        double x[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
+        for (int e = 0; e < m; e++) {
+            int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
+            tp[e] = h + i * P * D + d, x[e] = (double)u[i * D + d];
+        }
+        nf_rqs_forward_block(tp, D, A->bins, A->bound, m, x, o, l);
+        for (int e = 0; e < m; e++) {
+            int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
+            v[i * S + d] = (nf_real)o[e];
+            if (i != row) { /* row i begins: the one before is complete */
+                if (row >= 0 && logdet) logdet[row] += ld;
+                row = i, ld = 0;
+            }
+            ld += (nf_real)l[e];
+        }
+    }
+    if (row >= 0 && logdet) logdet[row] += ld;
+}
+
 /* One pass of A on contiguous u (n, D) with the net output h (n, P·D): v_d = τ(u_d; θ_d) into rows S
  * apart; logdet[i] += Σ log ∂v_d/∂u_d (logdet may be NULL). tau_apply_rows: rows [i0, i1) of it. */
 static void tau_apply_rows(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet,
                            int64_t i0, int64_t i1) {
     int32_t D = A->base.dim, P = A->net.P;
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        spline_apply_rows(A, u, h, v, S, logdet, i0, i1);
+        return;
+    }
     for (int64_t i = i0; i < i1; i++) {
         nf_real ld = (nf_real)tau_row(A, h + i * P * D, u + i * D, v + i * S);
         if (logdet) logdet[i] += ld;
@@ -143,11 +160,14 @@ static void tau_solve_blocks(const ar_layer *A, int32_t j, const nf_real *v, con
     int32_t D = A->base.dim;
     for (int64_t b = b0; b < b1; b++) {
         int64_t i0 = b * AFF_BLOCK, m = n - i0 < AFF_BLOCK ? n - i0 : AFF_BLOCK;
-        if (A->transform == NF_TRANSFORM_SPLINE) {
-            for (int64_t i = i0; i < i0 + m; i++) {
-                double o, l;
-                nf_rqs_inverse(h + i * hs, ps, A->bins, A->bound, (double)v[i * D + j], &o, &l);
-                u[i * D + j] = (nf_real)o, lj[i * D + j] = (nf_real)l;
+        if (A->transform == NF_TRANSFORM_SPLINE) { /* NF_RQS_LANES rows at a time */
+            for (int64_t r0 = i0; r0 < i0 + m; r0 += NF_RQS_LANES) {
+                int mm = i0 + m - r0 < NF_RQS_LANES ? (int)(i0 + m - r0) : NF_RQS_LANES;
+                const nf_real *tp[NF_RQS_LANES];
+                double y[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
+                for (int e = 0; e < mm; e++) tp[e] = h + (r0 + e) * hs, y[e] = (double)v[(r0 + e) * D + j];
+                nf_rqs_inverse_block(tp, ps, A->bins, A->bound, mm, y, o, l);
+                for (int e = 0; e < mm; e++) u[(r0 + e) * D + j] = (nf_real)o[e], lj[(r0 + e) * D + j] = (nf_real)l[e];
             }
             continue;
         }
@@ -167,12 +187,42 @@ static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_r
                       tau_solve_blocks(A, j, v, h, hs, ps, u, lj, n, lo, hi));
 }
 
+/* Rows [i0, i1) of the spline map's vector-Jacobian product (see tau_vjp below), the values
+ * NF_RQS_LANES at a time in row-major order: nf_rqs_backward_block (du = gv·g' + gld·∂log g'/∂u). */
+static void spline_vjp_rows(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
+                            const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t i0, int64_t i1) {
+    int32_t D = A->base.dim, P = A->net.P;
+    int64_t total = (i1 - i0) * D;
+    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
+        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
+        const nf_real *tp[NF_RQS_LANES];
+        nf_real *gp[NF_RQS_LANES];
+        double x[NF_RQS_LANES], gy[NF_RQS_LANES], gl[NF_RQS_LANES], gx[NF_RQS_LANES];
+        for (int e = 0; e < m; e++) {
+            int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
+            tp[e] = h + i * P * D + d, gp[e] = dh + i * P * D + d;
+            x[e] = (double)u[i * D + d], gy[e] = c ? (double)(csign * c[i * D + d]) : 0;
+            gl[e] = (double)(nf_real)(dld ? dsign * dld[i] : 0);
+        }
+        nf_rqs_backward_block(tp, D, A->bins, A->bound, m, x, gy, gl, gx, gp);
+        if (du)
+            for (int e = 0; e < m; e++) {
+                int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
+                du[i * D + d] = (nf_real)gx[e];
+            }
+    }
+}
+
 /* The vector-Jacobian product of A at u (net output h) with cotangents csign·c on v (c NULL: 0) and
  * dsign·dld[i] on the row's log-det (dld NULL: 0): dh (n, P·D) = ∂L/∂θ for the MADE's backward, and
  * du (may be NULL) = the part through u directly. tau_vjp_rows: rows [i0, i1) of it. */
 static void tau_vjp_rows(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
                          const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t i0, int64_t i1) {
     int32_t D = A->base.dim, P = A->net.P;
+    if (A->transform == NF_TRANSFORM_SPLINE) {
+        spline_vjp_rows(A, u, h, c, csign, dld, dsign, dh, du, i0, i1);
+        return;
+    }
     for (int64_t i = i0; i < i1; i++)
         tau_vjp_row(A, h + i * P * D, u + i * D, c ? c + i * D : NULL, csign, dld ? dsign * dld[i] : 0, dh + i * P * D,
                     du ? du + i * D : NULL);

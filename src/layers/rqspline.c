@@ -2,6 +2,8 @@
  * One function each for forward, inverse and backward; all three share the knot construction below. */
 #include "layers/rqspline.h"
 
+#include "kernels/mvec.h"
+
 /* Softplus log(1 + e^a) = max(a, 0) + log(1 + e), given e = e^−|a| ∈ [0, 1] (computed over arrays in
  * make_knots). log(1 + e) rather than log1p(e): its absolute error stays below ~2e-16 (the rounding of
  * 1 + e), and the knot derivative it feeds is at least m_d = 1e-3, so the relative error of d is below
@@ -208,4 +210,301 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
         gtheta[(int64_t)(2 * K + k - 1) * stride] = (nf_real)(g_dk * sigmoid_from(deriv_arg(theta, stride, K, k), q.ed[k - 1]));
     if (k + 1 <= K - 1)
         gtheta[(int64_t)(2 * K + k) * stride] = (nf_real)(g_dk1 * sigmoid_from(deriv_arg(theta, stride, K, k + 1), q.ed[k]));
+}
+
+/* ------------------------------------------------------------------ blocks of points
+ * nf_rqs_*_block: the three maps above for up to NF_RQS_LANES points at once, point l's θ at
+ * theta[l][q·stride]. Where libmvec is at hand (kernels/mvec.h) and the active path is AVX2 or AVX-512,
+ * the block keeps its values lane-major — value q of every point side by side, a[q·LANES + l] — so that
+ * each step of the scalar code above becomes a loop over the lanes that the compiler turns into vector
+ * instructions, and exp and log into libmvec's vector calls. The bin is found without gathers: one pass
+ * over the knots counts those at or below the point (the scalar search's bin, as the knots increase) and
+ * carries along the knots, sizes and derivative parameters of the last one passed. Every lane computes
+ * the scalar code's arithmetic in the same order; the logs come from libmvec instead of libm (within 4
+ * ulp), so the two differ by rounding only (test_layers bounds it). Lanes past n take lane 0's θ and are
+ * dropped, so every loop runs whole vectors and a point's result does not depend on its block or on the
+ * thread count. On the generic path, and in builds without libmvec, each point goes through the scalar
+ * function. */
+#if NF_MVEC
+#define LANES NF_RQS_LANES
+#define NF_INLINE static inline __attribute__((always_inline))
+
+/* A block's knots (rqs_knots, lane-major), then each lane's bin k (as a double: compared with doubles in
+ * the vector loops), its left knots, sizes and slope, its two knot derivatives and their parameters. */
+typedef struct {
+    double t[(3 * NF_RQS_MAX_BINS - 1) * LANES]; /* θ as double */
+    double e[3 * NF_RQS_MAX_BINS * LANES];       /* the exponentials, the widths' and heights' normalised */
+    double xk[(NF_RQS_MAX_BINS + 1) * LANES], yk[(NF_RQS_MAX_BINS + 1) * LANES];
+    double k[LANES], xl[LANES], yl[LANES], w[LANES], h[LANES], s[LANES], dk[LANES], dk1[LANES];
+    double ta[LANES], ea[LANES], tb[LANES], eb[LANES]; /* θ + c₀ and e^−|θ + c₀| of interior knots k and k + 1 */
+} rqs_block;
+
+/* Fill q's knots from point l's θ at theta[l][·stride] (lanes ≥ n: lane 0's), as make_knots does. */
+NF_INLINE void block_knots(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, rqs_block *q) {
+    int32_t P = 3 * K - 1;
+    for (int l = 0; l < LANES; l++) {
+        const nf_real *th = theta[l < n ? l : 0];
+        for (int32_t p = 0; p < P; p++) q->t[p * LANES + l] = (double)th[p * stride];
+    }
+    double c0 = deriv_c0();
+    for (int half = 0; half < 2; half++) { /* shifted: θ − max over the widths, then the heights */
+        const double *t = q->t + half * K * LANES;
+        double *e = q->e + half * K * LANES, mx[LANES];
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) mx[l] = t[l];
+        for (int32_t p = 1; p < K; p++)
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) mx[l] = t[p * LANES + l] > mx[l] ? t[p * LANES + l] : mx[l];
+        for (int32_t p = 0; p < K; p++)
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) e[p * LANES + l] = t[p * LANES + l] - mx[l];
+    }
+#pragma omp simd
+    for (int32_t i = 2 * K * LANES; i < P * LANES; i++) q->e[i] = -fabs(q->t[i] + c0);
+#pragma omp simd
+    for (int32_t i = 0; i < P * LANES; i++) q->e[i] = (exp)(q->e[i]);
+    for (int half = 0; half < 2; half++) { /* normalise, then knots_from */
+        double *e = q->e + half * K * LANES, *kn = half ? q->yk : q->xk, mn = half ? NF_RQS_MIN_HEIGHT : NF_RQS_MIN_WIDTH;
+        double sum[LANES], acc[LANES], scale = 1 - mn * K;
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) sum[l] = 0, acc[l] = 0, kn[l] = -B, kn[K * LANES + l] = B;
+        for (int32_t p = 0; p < K; p++)
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) sum[l] += e[p * LANES + l];
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) sum[l] = 1 / sum[l];
+        for (int32_t p = 0; p < K; p++)
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) e[p * LANES + l] *= sum[l];
+        for (int32_t p = 0; p < K - 1; p++)
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                acc[l] += mn + scale * e[p * LANES + l];
+                kn[(p + 1) * LANES + l] = -B + 2 * B * acc[l];
+            }
+    }
+}
+
+/* As locate, for every lane: the knots, then the bin of v[l] among the x knots (by_y = 0) or the y
+ * knots, its sizes and knot derivatives (knot_deriv: 1 at the ends, m_d + softplus inside). */
+NF_INLINE void block_locate(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *v, int by_y,
+                            rqs_block *q) {
+    block_knots(theta, stride, K, B, n, q);
+    const double *kn = by_y ? q->yk : q->xk, *ti = q->t + 2 * K * LANES, *ei = q->e + 2 * K * LANES;
+    double xr[LANES], yr[LANES], da[LANES], db[LANES], c0 = deriv_c0();
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) { /* bin 0 until a knot at or below v is passed */
+        q->k[l] = 0, q->xl[l] = q->xk[l], q->yl[l] = q->yk[l], xr[l] = q->xk[LANES + l], yr[l] = q->yk[LANES + l];
+        q->ta[l] = ti[l], q->ea[l] = ei[l], q->tb[l] = ti[l], q->eb[l] = ei[l];
+    }
+    for (int32_t p = 1; p < K; p++)
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            int ge = v[l] >= kn[p * LANES + l];
+            q->k[l] += ge ? 1 : 0;
+            q->xl[l] = ge ? q->xk[p * LANES + l] : q->xl[l], xr[l] = ge ? q->xk[(p + 1) * LANES + l] : xr[l];
+            q->yl[l] = ge ? q->yk[p * LANES + l] : q->yl[l], yr[l] = ge ? q->yk[(p + 1) * LANES + l] : yr[l];
+            /* knot p's parameters (row p − 1 of the interior ones) and knot p + 1's (row p; none for p = K − 1) */
+            q->ta[l] = ge ? ti[(p - 1) * LANES + l] : q->ta[l], q->ea[l] = ge ? ei[(p - 1) * LANES + l] : q->ea[l];
+            int32_t r = p < K - 1 ? p : p - 1;
+            q->tb[l] = ge ? ti[r * LANES + l] : q->tb[l], q->eb[l] = ge ? ei[r * LANES + l] : q->eb[l];
+        }
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) { /* both softpluses in every lane, the logs outside any select, and
+                                        * max(a, 0) as (a + |a|)/2 (exact; GCC leaves a select scalar on AVX2) */
+        double a = q->ta[l] + c0, b = q->tb[l] + c0;
+        q->ta[l] = a, q->tb[l] = b;
+        da[l] = NF_RQS_MIN_DERIV + 0.5 * (a + fabs(a)) + (log)(1 + q->ea[l]);
+        db[l] = NF_RQS_MIN_DERIV + 0.5 * (b + fabs(b)) + (log)(1 + q->eb[l]);
+    }
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double k = q->k[l];
+        q->w[l] = xr[l] - q->xl[l], q->h[l] = yr[l] - q->yl[l], q->s[l] = q->h[l] / q->w[l];
+        q->dk[l] = k >= 1 ? da[l] : 1, q->dk1[l] = k + 1 <= K - 1 ? db[l] : 1;
+    }
+}
+
+/* log g' of each lane at ξ[l] into ld[l], as log_deriv. */
+NF_INLINE void block_log_deriv(const rqs_block *q, const double *xi, double *ld) {
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double s = q->s[l], dk = q->dk[l], dk1 = q->dk1[l], x = xi[l], t = x * (1 - x);
+        double den = s + (dk1 + dk - 2 * s) * t;
+        double num = dk1 * x * x + 2 * s * t + dk * (1 - x) * (1 - x);
+        double r = s / den;
+        ld[l] = (log)(r * r * num);
+    }
+}
+
+/* Block forward (as nf_rqs_forward) on lanes [0, n). */
+NF_INLINE void forward_block_body(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, double *y,
+                                  double *logdet) {
+    rqs_block q;
+    double v[LANES], xi[LANES], yo[LANES], ld[LANES];
+    for (int l = 0; l < LANES; l++) v[l] = l < n ? x[l] : 0;
+    block_locate(theta, stride, K, B, n, v, 0, &q);
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double s = q.s[l], dk = q.dk[l], dk1 = q.dk1[l];
+        double a = (v[l] - q.xl[l]) / q.w[l], t = a * (1 - a);
+        double den = s + (dk1 + dk - 2 * s) * t;
+        xi[l] = a;
+        yo[l] = q.yl[l] + q.h[l] * (s * a * a + dk * t) / den;
+    }
+    block_log_deriv(&q, xi, ld);
+    for (int l = 0; l < n; l++) {
+        int in = x[l] >= -B && x[l] <= B; /* identity tails */
+        y[l] = in ? yo[l] : x[l], logdet[l] = in ? ld[l] : 0;
+    }
+}
+
+/* Block inverse (as nf_rqs_inverse) on lanes [0, n). The square roots run one lane at a time: libm's
+ * sqrt keeps errno, which stops the compiler from vectorising it (the root's argument is ≥ 0 here). */
+NF_INLINE void inverse_block_body(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *y, double *x,
+                                  double *logdet) {
+    rqs_block q;
+    double v[LANES], b[LANES], c[LANES], rt[LANES], xi[LANES], xo[LANES], ld[LANES];
+    for (int l = 0; l < LANES; l++) v[l] = l < n ? y[l] : 0;
+    block_locate(theta, stride, K, B, n, v, 1, &q);
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double h = q.h[l], s = q.s[l], dk = q.dk[l], dk1 = q.dk1[l];
+        double del = v[l] - q.yl[l], D = dk1 + dk - 2 * s;
+        double a = h * (s - dk) + del * D;
+        b[l] = h * dk - del * D, c[l] = -s * del;
+        double disc = b[l] * b[l] - 4 * a * c[l];
+        rt[l] = disc > 0 ? disc : 0;
+    }
+    for (int l = 0; l < LANES; l++) rt[l] = sqrt(rt[l]);
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double den = -b[l] - rt[l];
+        double r = den != 0 ? 2 * c[l] / den : 0;
+        r = r < 0 ? 0 : r > 1 ? 1 : r;
+        xi[l] = r;
+        xo[l] = q.xl[l] + r * q.w[l];
+    }
+    block_log_deriv(&q, xi, ld);
+    for (int l = 0; l < n; l++) {
+        int in = y[l] >= -B && y[l] <= B;
+        x[l] = in ? xo[l] : y[l], logdet[l] = in ? ld[l] : 0;
+    }
+}
+
+/* Block backward (as nf_rqs_backward) on lanes [0, n); gtheta may be NULL (only gx wanted). */
+NF_INLINE void backward_block_body(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x,
+                                   const double *gy, const double *gld, double *gx, nf_real *const *gtheta) {
+    rqs_block q;
+    double v[LANES], gyv[LANES], gl[LANES], gxo[LANES];
+    double g_xk[LANES], g_w[LANES], g_h[LANES], g_dk[LANES], g_dk1[LANES];
+    for (int l = 0; l < LANES; l++) v[l] = l < n ? x[l] : 0, gyv[l] = l < n ? gy[l] : 0, gl[l] = l < n ? gld[l] : 0;
+    block_locate(theta, stride, K, B, n, v, 0, &q);
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double w = q.w[l], h = q.h[l], s = q.s[l], dk = q.dk[l], dk1 = q.dk1[l], g = gyv[l], gd = gl[l];
+        double xi = (v[l] - q.xl[l]) / w, t = xi * (1 - xi);
+        double Dl = dk1 + dk - 2 * s;
+        double N = s * xi * xi + dk * t, Dn = s + Dl * t;
+        double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
+        double Nxi = 2 * s * xi + dk * (1 - 2 * xi), Dxi = Dl * (1 - 2 * xi);
+        double Ns = xi * xi, Ds = 1 - 2 * t;
+        double Mxi = 2 * dk1 * xi + 2 * s * (1 - 2 * xi) - 2 * dk * (1 - xi), Ms = 2 * t;
+        double Dn2 = Dn * Dn;
+        double y_xi = h * (Nxi * Dn - N * Dxi) / Dn2, y_s = h * (Ns * Dn - N * Ds) / Dn2;
+        double y_dk = h * (t * Dn - N * t) / Dn2, y_dk1 = h * (-N * t) / Dn2, y_h = N / Dn;
+        double l_xi = Mxi / M - 2 * Dxi / Dn, l_s = 2 / s + Ms / M - 2 * Ds / Dn;
+        double l_dk = (1 - xi) * (1 - xi) / M - 2 * t / Dn, l_dk1 = xi * xi / M - 2 * t / Dn;
+        double g_xi = g * y_xi + gd * l_xi, g_s = g * y_s + gd * l_s;
+        g_dk[l] = g * y_dk + gd * l_dk, g_dk1[l] = g * y_dk1 + gd * l_dk1;
+        gxo[l] = g_xi / w;
+        g_xk[l] = -g_xi / w, g_w[l] = -g_xi * xi / w - g_s * s / w, g_h[l] = g * y_h + g_s / w;
+    }
+    int in[LANES];
+    for (int l = 0; l < LANES; l++) in[l] = l < n && x[l] >= -B && x[l] <= B;
+    for (int l = 0; l < n; l++) gx[l] = in[l] ? gxo[l] : gy[l];
+    if (!gtheta) return;
+    /* the widths' and heights' gradients through the softmaxes, lane-major, then each lane's out */
+    double gt[(3 * NF_RQS_MAX_BINS - 1) * LANES], sw[LANES], sh[LANES];
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) sw[l] = 0, sh[l] = 0;
+    for (int32_t i = 0; i < K; i++)
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            double k = q.k[l];
+            double gwn = i < k ? 2 * B * g_xk[l] : i == k ? 2 * B * g_w[l] : 0;
+            double ghn = i < k ? 2 * B * gyv[l] : i == k ? 2 * B * g_h[l] : 0;
+            gt[i * LANES + l] = gwn, gt[(K + i) * LANES + l] = ghn;
+            sw[l] += q.e[i * LANES + l] * gwn, sh[l] += q.e[(K + i) * LANES + l] * ghn;
+        }
+    double cw = 1 - K * NF_RQS_MIN_WIDTH, ch = 1 - K * NF_RQS_MIN_HEIGHT;
+    for (int32_t p = 0; p < K; p++)
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            int32_t i = p * LANES + l, j = (K + p) * LANES + l;
+            gt[i] = cw * q.e[i] * (gt[i] - sw[l]);
+            gt[j] = ch * q.e[j] * (gt[j] - sh[l]);
+        }
+    /* interior derivatives: ∂d/∂θ = sigmoid(θ + c₀) at knots k and k + 1 (sigmoid_from), 0 elsewhere */
+    double sa[LANES], sb[LANES];
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        double a = q.ta[l], ea = q.ea[l], b = q.tb[l], eb = q.eb[l];
+        sa[l] = g_dk[l] * (a >= 0 ? 1 / (1 + ea) : ea / (1 + ea));
+        sb[l] = g_dk1[l] * (b >= 0 ? 1 / (1 + eb) : eb / (1 + eb));
+    }
+    for (int32_t j = 1; j < K; j++)
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            double k = q.k[l];
+            gt[(2 * K + j - 1) * LANES + l] = j == k ? sa[l] : j == k + 1 ? sb[l] : 0;
+        }
+    int32_t P = 3 * K - 1;
+    for (int l = 0; l < n; l++) {
+        nf_real *g = gtheta[l];
+        for (int32_t p = 0; p < P; p++) g[p * stride] = in[l] ? (nf_real)gt[p * LANES + l] : 0;
+    }
+}
+
+#define RQS_PATHS(name, params, args)                                                                           \
+    __attribute__((target("avx512f,fma"))) static void name##_avx512 params { name##_body args; }               \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }
+RQS_PATHS(forward_block, (const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, double *y, double *logdet),
+          (theta, stride, K, B, n, x, y, logdet))
+RQS_PATHS(inverse_block, (const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *y, double *x, double *logdet),
+          (theta, stride, K, B, n, y, x, logdet))
+RQS_PATHS(backward_block, (const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, const double *gy,
+                           const double *gld, double *gx, nf_real *const *gtheta),
+          (theta, stride, K, B, n, x, gy, gld, gx, gtheta))
+#undef RQS_PATHS
+/* The block path's statement on AVX-512 (name_avx512 args) or AVX2, then return; else fall through. */
+#define RQS_DISPATCH(name, args)                                                                                \
+    do {                                                                                                        \
+        nf_isa isa_ = nf_isa_active();                                                                          \
+        if (isa_ >= NF_ISA_AVX512) { name##_avx512 args; return; }                                              \
+        if (isa_ >= NF_ISA_AVX2) { name##_avx2 args; return; }                                                  \
+    } while (0)
+#else
+#define RQS_DISPATCH(name, args) ((void)0)
+#endif
+
+/* See rqspline.h. */
+void nf_rqs_forward_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, double *y,
+                          double *logdet) {
+    RQS_DISPATCH(forward_block, (theta, stride, K, B, n, x, y, logdet));
+    for (int l = 0; l < n; l++) nf_rqs_forward(theta[l], stride, K, B, x[l], y + l, logdet + l);
+}
+
+/* See rqspline.h. */
+void nf_rqs_inverse_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *y, double *x,
+                          double *logdet) {
+    RQS_DISPATCH(inverse_block, (theta, stride, K, B, n, y, x, logdet));
+    for (int l = 0; l < n; l++) nf_rqs_inverse(theta[l], stride, K, B, y[l], x + l, logdet + l);
+}
+
+/* See rqspline.h. */
+void nf_rqs_backward_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, const double *gy,
+                           const double *gld, double *gx, nf_real *const *gtheta) {
+    RQS_DISPATCH(backward_block, (theta, stride, K, B, n, x, gy, gld, gx, gtheta));
+    for (int l = 0; l < n; l++) nf_rqs_backward(theta[l], stride, K, B, x[l], gy[l], gld[l], gx + l, gtheta ? gtheta[l] : NULL);
 }

@@ -29,6 +29,7 @@
 #define NF_RQS_MIN_WIDTH 1e-3    /* m_w: no bin narrower than 2B·m_w */
 #define NF_RQS_MIN_HEIGHT 1e-3   /* m_h */
 #define NF_RQS_MIN_DERIV 1e-3    /* m_d: no knot derivative below this */
+#define NF_RQS_LANES 8           /* points per block of the nf_rqs_*_block functions */
 
 /* NF_OK if K bins on [−B, B] make a spline (2 ≤ K ≤ NF_RQS_MAX_BINS, 0 < B < 1e6), else NF_ERR_INVALID
  * with a reason naming the layer `name`. */
@@ -54,5 +55,20 @@ typedef void nf_rqs_map(const nf_real *theta, int64_t stride, int32_t K, double 
  * gtheta = 0. gtheta may be NULL (only gx wanted). */
 void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, double x, double gy, double gld,
                      double *gx, nf_real *gtheta);
+
+/* The three maps above for a block of n points, 1 ≤ n ≤ NF_RQS_LANES: point l's θ at theta[l][q·stride],
+ * its input x[l] (y[l] for the inverse) and outputs at index l, gtheta[l][q·stride] OVERWRITTEN (gtheta
+ * itself may be NULL). The same values as a call per point up to rounding (on the AVX2 and AVX-512 paths
+ * the block runs as vector code with libmvec's log; on the generic path it is a call per point), and a
+ * point's result does not depend on the other points of its block. */
+void nf_rqs_forward_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, double *y,
+                          double *logdet);
+void nf_rqs_inverse_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *y, double *x,
+                          double *logdet);
+/* The type both of the above have (nf_rqs_map_block *g = inverse ? nf_rqs_inverse_block : nf_rqs_forward_block). */
+typedef void nf_rqs_map_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *in, double *out,
+                              double *logdet);
+void nf_rqs_backward_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, const double *gy,
+                           const double *gld, double *gx, nf_real *const *gtheta);
 
 #endif

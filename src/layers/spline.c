@@ -14,22 +14,35 @@ typedef struct {
 } spline_layer;
 
 /* z_j = g_θj(x_j), logdet[i] += Σ_j log g' (inverse 0); or x_j = g_θj⁻¹(z_j), logdet[i] −= Σ_j log g'(x_j)
- * (inverse 1). logdet may be NULL. sp_rows: rows [i0, i1) of it. */
+ * (inverse 1). logdet may be NULL. sp_rows: rows [i0, i1) of it, the values NF_RQS_LANES at a time in
+ * row-major order (a block may span rows), each row's log-derivatives summed in coordinate order. */
 static void sp_rows(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int inverse, int64_t i0, int64_t i1) {
     const spline_layer *s = (const spline_layer *)L;
     int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
     const nf_real *th = NF_P(L, s->off);
-    nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward;
-    for (int64_t i = i0; i < i1; i++) {
-        double ld = 0;
-        for (int32_t j = 0; j < D; j++) {
-            double o, l;
-            g(th + (int64_t)j * P, 1, s->K, s->B, (double)in[i * S + j], &o, &l);
-            out[i * S + j] = (nf_real)o;
-            ld += l;
+    nf_rqs_map_block *g = inverse ? nf_rqs_inverse_block : nf_rqs_forward_block;
+    int64_t total = (i1 - i0) * D, row = -1;
+    double ld = 0;
+    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
+        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
+        const nf_real *tp[NF_RQS_LANES];
+        double v[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
+        for (int e = 0; e < m; e++) {
+            int64_t i = i0 + (p0 + e) / D, j = (p0 + e) % D;
+            tp[e] = th + j * P, v[e] = (double)in[i * S + j];
         }
-        if (logdet) logdet[i] += (nf_real)(inverse ? -ld : ld);
+        g(tp, 1, s->K, s->B, m, v, o, l);
+        for (int e = 0; e < m; e++) {
+            int64_t i = i0 + (p0 + e) / D, j = (p0 + e) % D;
+            out[i * S + j] = (nf_real)o[e];
+            if (i != row) { /* row i begins: the one before is complete */
+                if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
+                row = i, ld = 0;
+            }
+            ld += l[e];
+        }
     }
+    if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
 }
 static void sp_map(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     NF_PARALLEL_RANGE(n * L->dim > 4096, n, sp_rows(L, in, out, logdet, inverse, lo, hi));
@@ -50,7 +63,8 @@ static nf_status sp_inverse(nf_layer *L, const nf_real *z, nf_real *x, nf_real *
     return NF_OK;
 }
 
-/* Coordinates [j0, j1) of sp_backward: each its column of dx and its row of grads, rows summed in order. */
+/* Coordinates [j0, j1) of sp_backward: each its column of dx and its row of grads, the rows through the
+ * spline NF_RQS_LANES at a time and their gradients summed in row order. */
 static void sp_backward_coords(const nf_layer *L, const nf_real *x, const nf_real *dz, const nf_real *dld, nf_real *dx, int64_t n,
                                int64_t j0, int64_t j1) {
     const spline_layer *s = (const spline_layer *)L;
@@ -59,13 +73,23 @@ static void sp_backward_coords(const nf_layer *L, const nf_real *x, const nf_rea
     nf_real *gth = NF_G(L, s->off);
     for (int64_t j = j0; j < j1; j++) {
         double acc[3 * NF_RQS_MAX_BINS];
-        nf_real g1[3 * NF_RQS_MAX_BINS];
+        nf_real g1[NF_RQS_LANES][3 * NF_RQS_MAX_BINS];
+        const nf_real *tp[NF_RQS_LANES];
+        nf_real *gp[NF_RQS_LANES];
+        for (int e = 0; e < NF_RQS_LANES; e++) tp[e] = th + j * P, gp[e] = g1[e];
         for (int32_t p = 0; p < P; p++) acc[p] = 0;
-        for (int64_t i = 0; i < n; i++) {
-            double g;
-            nf_rqs_backward(th + (int64_t)j * P, 1, s->K, s->B, (double)x[i * S + j], (double)dz[i * S + j], (double)dld[i], &g, g1);
-            dx[i * S + j] = (nf_real)g;
-            for (int32_t p = 0; p < P; p++) acc[p] += (double)g1[p];
+        for (int64_t i0 = 0; i0 < n; i0 += NF_RQS_LANES) {
+            int m = n - i0 < NF_RQS_LANES ? (int)(n - i0) : NF_RQS_LANES;
+            double v[NF_RQS_LANES], gy[NF_RQS_LANES], gl[NF_RQS_LANES], gx[NF_RQS_LANES];
+            for (int e = 0; e < m; e++) {
+                int64_t i = i0 + e;
+                v[e] = (double)x[i * S + j], gy[e] = (double)dz[i * S + j], gl[e] = (double)dld[i];
+            }
+            nf_rqs_backward_block(tp, 1, s->K, s->B, m, v, gy, gl, gx, gp);
+            for (int e = 0; e < m; e++) {
+                dx[(i0 + e) * S + j] = (nf_real)gx[e];
+                for (int32_t p = 0; p < P; p++) acc[p] += (double)g1[e][p];
+            }
         }
         for (int32_t p = 0; p < P; p++) gth[(int64_t)j * P + p] += (nf_real)acc[p];
     }
