@@ -59,8 +59,8 @@ static int64_t ar_flops(const nf_layer *L) {
  * d at th[q·D + d] (the net's output column q·D + d). The layer code below knows τ only through tau_apply,
  * tau_vjp and the solve step tau_solve. Affine: θ = (μ, h_s), v = (u − μ)·e^s, log ∂v/∂u
  * = s with s = tanh(h_s) or log σ(h_s + 2), the scales of AFF_BLOCK coordinates at a time through vmath's
- * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), NF_RQS_LANES values at a time
- * (rqspline.c's block functions) in row-major order over the rows of a call. */
+ * array functions (the h_s of a row are contiguous); spline: v = g_θ(u), through rqspline.c's row
+ * functions (NF_RQS_LANES values at a time, in row-major order over the rows of a call). */
 #define AFF_BLOCK 256
 
 /* One row of the affine map, v = τ(u) from u; returns Σ_d log ∂v_d/∂u_d. */
@@ -101,34 +101,11 @@ static void tau_vjp_row(const ar_layer *A, const nf_real *th, const nf_real *u, 
     }
 }
 
-/* Rows [i0, i1) of the spline map, v = g_θ(u) (θ_d of row i at h[i·P·D + q·D + d]), the values
- * NF_RQS_LANES at a time in row-major order (a block may span rows: a 2-D flow's rows hold two values),
- * each row's log-derivatives summed in coordinate order into logdet[i] (may be NULL). */
-static void spline_apply_rows(const ar_layer *A, const nf_real *u, const nf_real *h, nf_real *v, int32_t S, nf_real *logdet,
-                              int64_t i0, int64_t i1) {
-    int32_t D = A->base.dim, P = A->net.P;
-    int64_t total = (i1 - i0) * D, row = -1;
-    nf_real ld = 0;
-    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
-        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
-        const nf_real *tp[NF_RQS_LANES];
-        double x[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
-            tp[e] = h + i * P * D + d, x[e] = (double)u[i * D + d];
-        }
-        nf_rqs_forward_block(tp, D, A->bins, A->bound, m, x, o, l);
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
-            v[i * S + d] = (nf_real)o[e];
-            if (i != row) { /* row i begins: the one before is complete */
-                if (row >= 0 && logdet) logdet[row] += ld;
-                row = i, ld = 0;
-            }
-            ld += (nf_real)l[e];
-        }
-    }
-    if (row >= 0 && logdet) logdet[row] += ld;
+/* The layout of the spline map's values (u, v) and their θ in the net's output h: θ_q of coordinate d of
+ * row i at h[i·P·D + q·D + d]. */
+static nf_rqs_layout spline_layout(const ar_layer *A) {
+    int64_t D = A->base.dim;
+    return (nf_rqs_layout){A->bins, A->bound, D, NULL, A->net.P * D, 1, D};
 }
 
 /* One pass of A on contiguous u (n, D) with the net output h (n, P·D): v_d = τ(u_d; θ_d) into rows S
@@ -137,7 +114,8 @@ static void tau_apply_rows(const ar_layer *A, const nf_real *u, const nf_real *h
                            int64_t i0, int64_t i1) {
     int32_t D = A->base.dim, P = A->net.P;
     if (A->transform == NF_TRANSFORM_SPLINE) {
-        spline_apply_rows(A, u, h, v, S, logdet, i0, i1);
+        nf_rqs_layout g = spline_layout(A);
+        nf_rqs_map_rows(&g, h, 0, u, D, v, S, logdet, i0, i1);
         return;
     }
     for (int64_t i = i0; i < i1; i++) {
@@ -187,40 +165,15 @@ static void tau_solve(const ar_layer *A, int32_t j, const nf_real *v, const nf_r
                       tau_solve_blocks(A, j, v, h, hs, ps, u, lj, n, lo, hi));
 }
 
-/* Rows [i0, i1) of the spline map's vector-Jacobian product (see tau_vjp below), the values
- * NF_RQS_LANES at a time in row-major order: nf_rqs_backward_block (du = gv·g' + gld·∂log g'/∂u). */
-static void spline_vjp_rows(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
-                            const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t i0, int64_t i1) {
-    int32_t D = A->base.dim, P = A->net.P;
-    int64_t total = (i1 - i0) * D;
-    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
-        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
-        const nf_real *tp[NF_RQS_LANES];
-        nf_real *gp[NF_RQS_LANES];
-        double x[NF_RQS_LANES], gy[NF_RQS_LANES], gl[NF_RQS_LANES], gx[NF_RQS_LANES];
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
-            tp[e] = h + i * P * D + d, gp[e] = dh + i * P * D + d;
-            x[e] = (double)u[i * D + d], gy[e] = c ? (double)(csign * c[i * D + d]) : 0;
-            gl[e] = (double)(nf_real)(dld ? dsign * dld[i] : 0);
-        }
-        nf_rqs_backward_block(tp, D, A->bins, A->bound, m, x, gy, gl, gx, gp);
-        if (du)
-            for (int e = 0; e < m; e++) {
-                int64_t i = i0 + (p0 + e) / D, d = (p0 + e) % D;
-                du[i * D + d] = (nf_real)gx[e];
-            }
-    }
-}
-
 /* The vector-Jacobian product of A at u (net output h) with cotangents csign·c on v (c NULL: 0) and
  * dsign·dld[i] on the row's log-det (dld NULL: 0): dh (n, P·D) = ∂L/∂θ for the MADE's backward, and
  * du (may be NULL) = the part through u directly. tau_vjp_rows: rows [i0, i1) of it. */
 static void tau_vjp_rows(const ar_layer *A, const nf_real *u, const nf_real *h, const nf_real *c, nf_real csign,
                          const nf_real *dld, nf_real dsign, nf_real *dh, nf_real *du, int64_t i0, int64_t i1) {
     int32_t D = A->base.dim, P = A->net.P;
-    if (A->transform == NF_TRANSFORM_SPLINE) {
-        spline_vjp_rows(A, u, h, c, csign, dld, dsign, dh, du, i0, i1);
+    if (A->transform == NF_TRANSFORM_SPLINE) { /* du = gv·g' + gld·∂log g'/∂u */
+        nf_rqs_layout g = spline_layout(A);
+        nf_rqs_backward_rows(&g, h, u, D, c, D, csign, dld, dsign, du, D, dh, i0, i1);
         return;
     }
     for (int64_t i = i0; i < i1; i++)

@@ -103,15 +103,67 @@ static void locate(const nf_real *theta, int64_t stride, int32_t K, double B, do
     q->dk1 = knot_deriv(theta, stride, K, q, k + 1);
 }
 
-/* log g' in bin k at ξ (formula in rqspline.h), as one log of (s/den)²·num instead of three logs: the
- * minimum bin sizes keep s within [~1e-3, ~1e3], and num and den stay below ~1e39 (derivatives are
- * softplus of float θ), so (s/den)² ≥ ~1e-84 and the product is far inside double's range. */
-static double log_deriv(const rqs_knots *q, double xi) {
-    double s = q->s, dk = q->dk, dk1 = q->dk1, t = xi * (1 - xi);
+/* ------------------------------------------------------------------ one bin's formulas
+ * The map inside one bin (sizes w, h, slope s = h/w, knot derivatives dk = d_k, dk1 = d_{k+1}; formulas in
+ * rqspline.h), each in one function, shared by the scalar functions below and the blocks of points at the
+ * end of this file (inlined into their vector loops). */
+#define NF_INLINE static inline __attribute__((always_inline))
+
+/* g(x) − y_k at ξ = (x − x_k)/w: h·[s ξ² + d_k ξ(1 − ξ)] / [s + (d_{k+1} + d_k − 2s) ξ(1 − ξ)]. */
+NF_INLINE double rq_rise(double h, double s, double dk, double dk1, double xi) {
+    double t = xi * (1 - xi), den = s + (dk1 + dk - 2 * s) * t;
+    return h * (s * xi * xi + dk * t) / den;
+}
+
+/* log g' at ξ, as one log of (s/den)²·num instead of three logs: the minimum bin sizes keep s within
+ * [~1e-3, ~1e3], and num and den stay below ~1e39 (derivatives are softplus of float θ), so (s/den)² ≥
+ * ~1e-84 and the product is far inside double's range. */
+NF_INLINE double rq_log_deriv(double s, double dk, double dk1, double xi) {
+    double t = xi * (1 - xi);
     double den = s + (dk1 + dk - 2 * s) * t;
     double num = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
     double r = s / den;
-    return log(r * r * num);
+    return (log)(r * r * num);
+}
+
+/* The inverse's quadratic a ξ² + b ξ + c = 0 for δ = y − y_k: *b, *c, and the discriminant b² − 4ac
+ * clamped at 0 (returned), whose square root rq_root takes. */
+NF_INLINE double rq_quadratic(double h, double s, double dk, double dk1, double del, double *b, double *c) {
+    double D = dk1 + dk - 2 * s, a = h * (s - dk) + del * D;
+    *b = h * dk - del * D, *c = -s * del;
+    double disc = *b * *b - 4 * a * *c;
+    return disc > 0 ? disc : 0;
+}
+
+/* The root ξ = 2c / (−b − √disc) in [0, 1] (no cancellation), given rt = √disc. */
+NF_INLINE double rq_root(double b, double c, double rt) {
+    double den = -b - rt;
+    double xi = den != 0 ? 2 * c / den : 0;
+    return xi < 0 ? 0 : xi > 1 ? 1 : xi;
+}
+
+/* The bin's backward at ξ: given gy = ∂L/∂y and gld = ∂L/∂log g', the gradients through y = y_k + h·N/Dn
+ * and log g' = 2 log s + log M − 2 log Dn: *gx = ∂L/∂x, and on the bin's quantities *g_xk (x_k), *g_w,
+ * *g_h (y_k's is gy itself), *g_dk, *g_dk1. */
+NF_INLINE void rq_bin_backward(double w, double h, double s, double dk, double dk1, double xi, double gy, double gld, double *gx,
+                               double *g_xk, double *g_w, double *g_h, double *g_dk, double *g_dk1) {
+    double t = xi * (1 - xi), Dl = dk1 + dk - 2 * s;
+    double N = s * xi * xi + dk * t, Dn = s + Dl * t;
+    double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
+    /* partials of N, Dn, M in ξ, s, d_k, d_{k+1} */
+    double Nxi = 2 * s * xi + dk * (1 - 2 * xi), Dxi = Dl * (1 - 2 * xi);
+    double Ns = xi * xi, Ds = 1 - 2 * t;
+    double Mxi = 2 * dk1 * xi + 2 * s * (1 - 2 * xi) - 2 * dk * (1 - xi), Ms = 2 * t;
+    double Dn2 = Dn * Dn;
+    double y_xi = h * (Nxi * Dn - N * Dxi) / Dn2, y_s = h * (Ns * Dn - N * Ds) / Dn2;
+    double y_dk = h * (t * Dn - N * t) / Dn2, y_dk1 = h * (-N * t) / Dn2, y_h = N / Dn;
+    double l_xi = Mxi / M - 2 * Dxi / Dn, l_s = 2 / s + Ms / M - 2 * Ds / Dn;
+    double l_dk = (1 - xi) * (1 - xi) / M - 2 * t / Dn, l_dk1 = xi * xi / M - 2 * t / Dn;
+    double g_xi = gy * y_xi + gld * l_xi, g_s = gy * y_s + gld * l_s;
+    *g_dk = gy * y_dk + gld * l_dk, *g_dk1 = gy * y_dk1 + gld * l_dk1;
+    *gx = g_xi / w;
+    /* ξ = (x − x_k)/w, s = h/w */
+    *g_xk = -g_xi / w, *g_w = -g_xi * xi / w - g_s * s / w, *g_h = gy * y_h + g_s / w;
 }
 
 /* See rqspline.h. */
@@ -129,11 +181,9 @@ void nf_rqs_forward(const nf_real *theta, int64_t stride, int32_t K, double B, d
     }
     rqs_knots q;
     locate(theta, stride, K, B, x, 0, &q);
-    double w = q.w, h = q.h, s = q.s, dk = q.dk, dk1 = q.dk1;
-    double xi = (x - q.xk[q.k]) / w, t = xi * (1 - xi);
-    double den = s + (dk1 + dk - 2 * s) * t;
-    *y = q.yk[q.k] + h * (s * xi * xi + dk * t) / den;
-    *logdet = log_deriv(&q, xi);
+    double xi = (x - q.xk[q.k]) / q.w;
+    *y = q.yk[q.k] + rq_rise(q.h, q.s, q.dk, q.dk1, xi);
+    *logdet = rq_log_deriv(q.s, q.dk, q.dk1, xi);
 }
 
 /* See rqspline.h. */
@@ -144,16 +194,10 @@ void nf_rqs_inverse(const nf_real *theta, int64_t stride, int32_t K, double B, d
     }
     rqs_knots q;
     locate(theta, stride, K, B, y, 1, &q);
-    int32_t k = q.k;
-    double w = q.w, h = q.h, s = q.s, dk = q.dk, dk1 = q.dk1;
-    double del = y - q.yk[k], D = dk1 + dk - 2 * s;
-    double a = h * (s - dk) + del * D, b = h * dk - del * D, c = -s * del;
-    double disc = b * b - 4 * a * c;
-    double den = -b - sqrt(disc > 0 ? disc : 0);
-    double xi = den != 0 ? 2 * c / den : 0;
-    xi = xi < 0 ? 0 : xi > 1 ? 1 : xi;
-    *x = q.xk[k] + xi * w;
-    *logdet = log_deriv(&q, xi);
+    double b, c, disc = rq_quadratic(q.h, q.s, q.dk, q.dk1, y - q.yk[q.k], &b, &c);
+    double xi = rq_root(b, c, sqrt(disc));
+    *x = q.xk[q.k] + xi * q.w;
+    *logdet = rq_log_deriv(q.s, q.dk, q.dk1, xi);
 }
 
 /* See rqspline.h. The chain: (ξ, s, h_k, d_k, d_{k+1}, y_k) → (x_k, w_k, y_k, h_k) → normalised widths
@@ -170,27 +214,9 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
     rqs_knots q;
     locate(theta, stride, K, B, x, 0, &q);
     int32_t k = q.k;
-    double w = q.w, h = q.h, s = q.s, dk = q.dk, dk1 = q.dk1;
-    double xi = (x - q.xk[k]) / w, t = xi * (1 - xi);
-    double Dl = dk1 + dk - 2 * s;
-    double N = s * xi * xi + dk * t, Dn = s + Dl * t;
-    double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
-    /* partials of N, Dn, M in ξ, s, d_k, d_{k+1} */
-    double Nxi = 2 * s * xi + dk * (1 - 2 * xi), Dxi = Dl * (1 - 2 * xi);
-    double Ns = xi * xi, Ds = 1 - 2 * t;
-    double Mxi = 2 * dk1 * xi + 2 * s * (1 - 2 * xi) - 2 * dk * (1 - xi), Ms = 2 * t;
-    double Dn2 = Dn * Dn;
-    /* y = y_k + h·N/Dn; log g' = 2 log s + log M − 2 log Dn */
-    double y_xi = h * (Nxi * Dn - N * Dxi) / Dn2, y_s = h * (Ns * Dn - N * Ds) / Dn2;
-    double y_dk = h * (t * Dn - N * t) / Dn2, y_dk1 = h * (-N * t) / Dn2, y_h = N / Dn;
-    double l_xi = Mxi / M - 2 * Dxi / Dn, l_s = 2 / s + Ms / M - 2 * Ds / Dn;
-    double l_dk = (1 - xi) * (1 - xi) / M - 2 * t / Dn, l_dk1 = xi * xi / M - 2 * t / Dn;
-    double g_xi = gy * y_xi + gld * l_xi, g_s = gy * y_s + gld * l_s;
-    double g_dk = gy * y_dk + gld * l_dk, g_dk1 = gy * y_dk1 + gld * l_dk1;
-    *gx = g_xi / w;
+    double xi = (x - q.xk[k]) / q.w, g_xk, g_w, g_h, g_dk, g_dk1, g_yk = gy;
+    rq_bin_backward(q.w, q.h, q.s, q.dk, q.dk1, xi, gy, gld, gx, &g_xk, &g_w, &g_h, &g_dk, &g_dk1);
     if (!gtheta) return;
-    /* ξ = (x − x_k)/w, s = h/w */
-    double g_xk = -g_xi / w, g_w = -g_xi * xi / w - g_s * s / w, g_h = gy * y_h + g_s / w, g_yk = gy;
     /* x_k = −B + 2B·Σ_{i<k} w_i, bin width 2B·w_k (likewise y): gradients on the normalised sizes */
     double gwn[NF_RQS_MAX_BINS], ghn[NF_RQS_MAX_BINS];
     for (int32_t i = 0; i < K; i++) {
@@ -227,7 +253,6 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
  * function. */
 #if NF_MVEC
 #define LANES NF_RQS_LANES
-#define NF_INLINE static inline __attribute__((always_inline))
 
 /* A block's knots (rqs_knots, lane-major), then each lane's bin k (as a double: compared with doubles in
  * the vector loops), its left knots, sizes and slope, its two knot derivatives and their parameters. */
@@ -325,16 +350,10 @@ NF_INLINE void block_locate(const nf_real *const *theta, int64_t stride, int32_t
     }
 }
 
-/* log g' of each lane at ξ[l] into ld[l], as log_deriv. */
+/* log g' of each lane at ξ[l] into ld[l]. */
 NF_INLINE void block_log_deriv(const rqs_block *q, const double *xi, double *ld) {
 #pragma omp simd
-    for (int l = 0; l < LANES; l++) {
-        double s = q->s[l], dk = q->dk[l], dk1 = q->dk1[l], x = xi[l], t = x * (1 - x);
-        double den = s + (dk1 + dk - 2 * s) * t;
-        double num = dk1 * x * x + 2 * s * t + dk * (1 - x) * (1 - x);
-        double r = s / den;
-        ld[l] = (log)(r * r * num);
-    }
+    for (int l = 0; l < LANES; l++) ld[l] = rq_log_deriv(q->s[l], q->dk[l], q->dk1[l], xi[l]);
 }
 
 /* Block forward (as nf_rqs_forward) on lanes [0, n). */
@@ -346,11 +365,8 @@ NF_INLINE void forward_block_body(const nf_real *const *theta, int64_t stride, i
     block_locate(theta, stride, K, B, n, v, 0, &q);
 #pragma omp simd
     for (int l = 0; l < LANES; l++) {
-        double s = q.s[l], dk = q.dk[l], dk1 = q.dk1[l];
-        double a = (v[l] - q.xl[l]) / q.w[l], t = a * (1 - a);
-        double den = s + (dk1 + dk - 2 * s) * t;
-        xi[l] = a;
-        yo[l] = q.yl[l] + q.h[l] * (s * a * a + dk * t) / den;
+        xi[l] = (v[l] - q.xl[l]) / q.w[l];
+        yo[l] = q.yl[l] + rq_rise(q.h[l], q.s[l], q.dk[l], q.dk1[l], xi[l]);
     }
     block_log_deriv(&q, xi, ld);
     for (int l = 0; l < n; l++) {
@@ -368,22 +384,12 @@ NF_INLINE void inverse_block_body(const nf_real *const *theta, int64_t stride, i
     for (int l = 0; l < LANES; l++) v[l] = l < n ? y[l] : 0;
     block_locate(theta, stride, K, B, n, v, 1, &q);
 #pragma omp simd
-    for (int l = 0; l < LANES; l++) {
-        double h = q.h[l], s = q.s[l], dk = q.dk[l], dk1 = q.dk1[l];
-        double del = v[l] - q.yl[l], D = dk1 + dk - 2 * s;
-        double a = h * (s - dk) + del * D;
-        b[l] = h * dk - del * D, c[l] = -s * del;
-        double disc = b[l] * b[l] - 4 * a * c[l];
-        rt[l] = disc > 0 ? disc : 0;
-    }
+    for (int l = 0; l < LANES; l++) rt[l] = rq_quadratic(q.h[l], q.s[l], q.dk[l], q.dk1[l], v[l] - q.yl[l], b + l, c + l);
     for (int l = 0; l < LANES; l++) rt[l] = sqrt(rt[l]);
 #pragma omp simd
     for (int l = 0; l < LANES; l++) {
-        double den = -b[l] - rt[l];
-        double r = den != 0 ? 2 * c[l] / den : 0;
-        r = r < 0 ? 0 : r > 1 ? 1 : r;
-        xi[l] = r;
-        xo[l] = q.xl[l] + r * q.w[l];
+        xi[l] = rq_root(b[l], c[l], rt[l]);
+        xo[l] = q.xl[l] + xi[l] * q.w[l];
     }
     block_log_deriv(&q, xi, ld);
     for (int l = 0; l < n; l++) {
@@ -401,25 +407,9 @@ NF_INLINE void backward_block_body(const nf_real *const *theta, int64_t stride, 
     for (int l = 0; l < LANES; l++) v[l] = l < n ? x[l] : 0, gyv[l] = l < n ? gy[l] : 0, gl[l] = l < n ? gld[l] : 0;
     block_locate(theta, stride, K, B, n, v, 0, &q);
 #pragma omp simd
-    for (int l = 0; l < LANES; l++) {
-        double w = q.w[l], h = q.h[l], s = q.s[l], dk = q.dk[l], dk1 = q.dk1[l], g = gyv[l], gd = gl[l];
-        double xi = (v[l] - q.xl[l]) / w, t = xi * (1 - xi);
-        double Dl = dk1 + dk - 2 * s;
-        double N = s * xi * xi + dk * t, Dn = s + Dl * t;
-        double M = dk1 * xi * xi + 2 * s * t + dk * (1 - xi) * (1 - xi);
-        double Nxi = 2 * s * xi + dk * (1 - 2 * xi), Dxi = Dl * (1 - 2 * xi);
-        double Ns = xi * xi, Ds = 1 - 2 * t;
-        double Mxi = 2 * dk1 * xi + 2 * s * (1 - 2 * xi) - 2 * dk * (1 - xi), Ms = 2 * t;
-        double Dn2 = Dn * Dn;
-        double y_xi = h * (Nxi * Dn - N * Dxi) / Dn2, y_s = h * (Ns * Dn - N * Ds) / Dn2;
-        double y_dk = h * (t * Dn - N * t) / Dn2, y_dk1 = h * (-N * t) / Dn2, y_h = N / Dn;
-        double l_xi = Mxi / M - 2 * Dxi / Dn, l_s = 2 / s + Ms / M - 2 * Ds / Dn;
-        double l_dk = (1 - xi) * (1 - xi) / M - 2 * t / Dn, l_dk1 = xi * xi / M - 2 * t / Dn;
-        double g_xi = g * y_xi + gd * l_xi, g_s = g * y_s + gd * l_s;
-        g_dk[l] = g * y_dk + gd * l_dk, g_dk1[l] = g * y_dk1 + gd * l_dk1;
-        gxo[l] = g_xi / w;
-        g_xk[l] = -g_xi / w, g_w[l] = -g_xi * xi / w - g_s * s / w, g_h[l] = g * y_h + g_s / w;
-    }
+    for (int l = 0; l < LANES; l++)
+        rq_bin_backward(q.w[l], q.h[l], q.s[l], q.dk[l], q.dk1[l], (v[l] - q.xl[l]) / q.w[l], gyv[l], gl[l], gxo + l, g_xk + l, g_w + l,
+                        g_h + l, g_dk + l, g_dk1 + l);
     int in[LANES];
     for (int l = 0; l < LANES; l++) in[l] = l < n && x[l] >= -B && x[l] <= B;
     for (int l = 0; l < n; l++) gx[l] = in[l] ? gxo[l] : gy[l];
@@ -507,4 +497,64 @@ void nf_rqs_backward_block(const nf_real *const *theta, int64_t stride, int32_t 
                            const double *gld, double *gx, nf_real *const *gtheta) {
     RQS_DISPATCH(backward_block, (theta, stride, K, B, n, x, gy, gld, gx, gtheta));
     for (int l = 0; l < n; l++) nf_rqs_backward(theta[l], stride, K, B, x[l], gy[l], gld[l], gx + l, gtheta ? gtheta[l] : NULL);
+}
+
+/* ------------------------------------------------------------------ rows of a layer */
+/* The run of values of rows [i0, i1), one block at a time: value (i, j) is value j of row i, in row-major
+ * order; next_block gathers the next m ≤ NF_RQS_LANES of them (their rows and indices into ri, rj),
+ * advancing (*i, *j), and returns m (0 at the end). */
+static int next_block(const nf_rqs_layout *g, int64_t i1, int64_t *i, int64_t *j, int64_t *ri, int64_t *rj) {
+    int m = 0;
+    for (; m < NF_RQS_LANES && *i < i1; m++) {
+        ri[m] = *i, rj[m] = *j;
+        if (++*j == g->cols) *j = 0, ++*i;
+    }
+    return m;
+}
+
+/* See rqspline.h. */
+void nf_rqs_map_rows(const nf_rqs_layout *g, const nf_real *theta, int inverse, const nf_real *in, int64_t ldi, nf_real *out,
+                     int64_t ldo, nf_real *logdet, int64_t i0, int64_t i1) {
+    nf_rqs_map_block *map = inverse ? nf_rqs_inverse_block : nf_rqs_forward_block;
+    const int32_t *col = g->col;
+    int64_t i = i0, j = 0, row = -1, ri[NF_RQS_LANES], rj[NF_RQS_LANES];
+    double ld = 0;
+    for (int m; g->cols > 0 && (m = next_block(g, i1, &i, &j, ri, rj)) > 0;) {
+        const nf_real *tp[NF_RQS_LANES];
+        double v[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
+        for (int e = 0; e < m; e++)
+            tp[e] = theta + ri[e] * g->th_row + rj[e] * g->th_col, v[e] = (double)in[ri[e] * ldi + (col ? col[rj[e]] : rj[e])];
+        map(tp, g->th_stride, g->K, g->B, m, v, o, l);
+        for (int e = 0; e < m; e++) {
+            out[ri[e] * ldo + (col ? col[rj[e]] : rj[e])] = (nf_real)o[e];
+            if (ri[e] != row) { /* row ri[e] begins: the one before is complete */
+                if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
+                row = ri[e], ld = 0;
+            }
+            ld += l[e];
+        }
+    }
+    if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
+}
+
+/* See rqspline.h. */
+void nf_rqs_backward_rows(const nf_rqs_layout *g, const nf_real *theta, const nf_real *x, int64_t ldx, const nf_real *dy, int64_t ldy,
+                          nf_real ysign, const nf_real *dld, nf_real lsign, nf_real *dx, int64_t lddx, nf_real *dtheta, int64_t i0,
+                          int64_t i1) {
+    const int32_t *col = g->col;
+    int64_t i = i0, j = 0, ri[NF_RQS_LANES], rj[NF_RQS_LANES];
+    for (int m; g->cols > 0 && (m = next_block(g, i1, &i, &j, ri, rj)) > 0;) {
+        const nf_real *tp[NF_RQS_LANES];
+        nf_real *gp[NF_RQS_LANES];
+        double v[NF_RQS_LANES], gy[NF_RQS_LANES], gl[NF_RQS_LANES], gx[NF_RQS_LANES];
+        for (int e = 0; e < m; e++) {
+            int64_t k = col ? col[rj[e]] : rj[e], t = ri[e] * g->th_row + rj[e] * g->th_col;
+            tp[e] = theta + t, gp[e] = dtheta + t;
+            v[e] = (double)x[ri[e] * ldx + k], gy[e] = dy ? (double)(ysign * dy[ri[e] * ldy + k]) : 0;
+            gl[e] = dld ? (double)(lsign * dld[ri[e]]) : 0;
+        }
+        nf_rqs_backward_block(tp, g->th_stride, g->K, g->B, m, v, gy, gl, gx, gp);
+        if (dx)
+            for (int e = 0; e < m; e++) dx[ri[e] * lddx + (col ? col[rj[e]] : rj[e])] = (nf_real)gx[e];
+    }
 }

@@ -71,4 +71,29 @@ typedef void nf_rqs_map_block(const nf_real *const *theta, int64_t stride, int32
 void nf_rqs_backward_block(const nf_real *const *theta, int64_t stride, int32_t K, double B, int n, const double *x, const double *gy,
                            const double *gld, double *gx, nf_real *const *gtheta);
 
+/* How a layer lays out the values a spline transforms, for the two row functions below: value j of row i
+ * (j < cols) is column col[j] (col NULL: column j) of a row of the input and output, and its 3K − 1
+ * parameters are theta[i·th_row + j·th_col + q·th_stride]. */
+typedef struct {
+    int32_t K;
+    double B;
+    int64_t cols;
+    const int32_t *col;
+    int64_t th_row, th_col, th_stride;
+} nf_rqs_layout;
+
+/* Rows [i0, i1) through the spline (inverse 0) or its inverse (1): out[i·ldo + col[j]] = g(in[i·ldi +
+ * col[j]]) or g⁻¹(·), the other columns of out untouched; logdet[i] += Σ_j log g' (the inverse: −=), summed
+ * in double in column order (logdet may be NULL). The values go through the block functions
+ * NF_RQS_LANES at a time in row-major order, so a block may span rows. */
+void nf_rqs_map_rows(const nf_rqs_layout *g, const nf_real *theta, int inverse, const nf_real *in, int64_t ldi, nf_real *out,
+                     int64_t ldo, nf_real *logdet, int64_t i0, int64_t i1);
+
+/* Rows [i0, i1) of the backward, with gy = ysign·dy[i·ldy + col[j]] (dy NULL: 0) and gld = lsign·dld[i]
+ * (dld NULL: 0) at x[i·ldx + col[j]]: dx[i·lddx + col[j]] = ∂L/∂x (dx may be NULL; its other columns
+ * untouched) and dtheta, laid out as theta, = ∂L/∂θ (OVERWRITTEN). */
+void nf_rqs_backward_rows(const nf_rqs_layout *g, const nf_real *theta, const nf_real *x, int64_t ldx, const nf_real *dy, int64_t ldy,
+                          nf_real ysign, const nf_real *dld, nf_real lsign, nf_real *dx, int64_t lddx, nf_real *dtheta, int64_t i0,
+                          int64_t i1);
+
 #endif

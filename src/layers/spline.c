@@ -14,35 +14,11 @@ typedef struct {
 } spline_layer;
 
 /* z_j = g_θj(x_j), logdet[i] += Σ_j log g' (inverse 0); or x_j = g_θj⁻¹(z_j), logdet[i] −= Σ_j log g'(x_j)
- * (inverse 1). logdet may be NULL. sp_rows: rows [i0, i1) of it, the values NF_RQS_LANES at a time in
- * row-major order (a block may span rows), each row's log-derivatives summed in coordinate order. */
+ * (inverse 1). logdet may be NULL. sp_rows: rows [i0, i1) of it (θ_j: row j of theta, the same every row). */
 static void sp_rows(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int inverse, int64_t i0, int64_t i1) {
     const spline_layer *s = (const spline_layer *)L;
-    int32_t D = L->dim, S = L->ld, P = nf_rqs_num_params(s->K);
-    const nf_real *th = NF_P(L, s->off);
-    nf_rqs_map_block *g = inverse ? nf_rqs_inverse_block : nf_rqs_forward_block;
-    int64_t total = (i1 - i0) * D, row = -1;
-    double ld = 0;
-    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
-        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
-        const nf_real *tp[NF_RQS_LANES];
-        double v[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / D, j = (p0 + e) % D;
-            tp[e] = th + j * P, v[e] = (double)in[i * S + j];
-        }
-        g(tp, 1, s->K, s->B, m, v, o, l);
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / D, j = (p0 + e) % D;
-            out[i * S + j] = (nf_real)o[e];
-            if (i != row) { /* row i begins: the one before is complete */
-                if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
-                row = i, ld = 0;
-            }
-            ld += l[e];
-        }
-    }
-    if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
+    nf_rqs_layout g = {s->K, s->B, L->dim, NULL, 0, nf_rqs_num_params(s->K), 1};
+    nf_rqs_map_rows(&g, NF_P(L, s->off), inverse, in, L->ld, out, L->ld, logdet, i0, i1);
 }
 static void sp_map(const nf_layer *L, const nf_real *in, nf_real *out, nf_real *logdet, int64_t n, int inverse) {
     NF_PARALLEL_RANGE(n * L->dim > 4096, n, sp_rows(L, in, out, logdet, inverse, lo, hi));

@@ -9,37 +9,20 @@
 #include "layers/coupling_impl.h"
 #include "layers/rqspline.h"
 
+/* The layout of the transformed values and their θ in the net's output h (parameter-major, see above). */
+static nf_rqs_layout spline_layout(const coupling *c) {
+    int64_t nb = c->nb;
+    return (nf_rqs_layout){c->bins, c->bound, nb, c->ib, (int64_t)nf_rqs_num_params(c->bins) * nb, 1, nb};
+}
+
 /* Rows [i0, i1): z_b = g_θ(x_b) element-wise, z_a = x_a, logdet[i] += Σ log g' (inverse 0); or x_b =
- * g_θ⁻¹(z_b) (the stable root), x_a = z_a, logdet[i] −= Σ log g'(x_b) (inverse 1). logdet may be NULL.
- * The transformed values go through the spline NF_RQS_LANES at a time, in row-major order (row i,
- * coordinate j), so a block may span rows; each row's log-derivatives are summed in coordinate order. */
+ * g_θ⁻¹(z_b) (the stable root), x_a = z_a, logdet[i] −= Σ log g'(x_b) (inverse 1). logdet may be NULL. */
 static void spline_rows(const coupling *c, const nf_real *in, const nf_real *h, nf_real *out, nf_real *logdet, int inverse,
                         int64_t i0, int64_t i1) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
-    int64_t no = (int64_t)nf_rqs_num_params(K) * nb, total = (i1 - i0) * nb, row = -1;
-    double B = c->bound, ld = 0;
-    nf_rqs_map_block *g = inverse ? nf_rqs_inverse_block : nf_rqs_forward_block;
+    int32_t D = c->base.dim, S = c->base.ld;
+    nf_rqs_layout g = spline_layout(c);
     for (int64_t i = i0; i < i1; i++) memcpy(out + i * S, in + i * S, sizeof(nf_real) * (size_t)D);
-    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
-        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
-        const nf_real *tp[NF_RQS_LANES];
-        double v[NF_RQS_LANES], o[NF_RQS_LANES], l[NF_RQS_LANES];
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / nb, j = (p0 + e) % nb;
-            tp[e] = h + i * no + j, v[e] = (double)in[i * S + c->ib[j]];
-        }
-        g(tp, nb, K, B, m, v, o, l);
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / nb, j = (p0 + e) % nb;
-            out[i * S + c->ib[j]] = (nf_real)o[e];
-            if (i != row) { /* row i begins: the one before is complete */
-                if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
-                row = i, ld = 0;
-            }
-            ld += l[e];
-        }
-    }
-    if (row >= 0 && logdet) logdet[row] += (nf_real)(inverse ? -ld : ld);
+    nf_rqs_map_rows(&g, h, inverse, in, S, out, S, logdet, i0, i1);
 }
 
 /* spline_rows on rows [0, n), shared over the threads where the batch is large enough. */
@@ -55,29 +38,13 @@ static void spline_inverse(const coupling *c, const nf_real *z, const nf_real *h
     spline_map(c, z, h, x, logdet, n, 1);
 }
 
-/* Rows [i0, i1) of spline_backward, the transformed values NF_RQS_LANES at a time (as spline_rows). */
+/* Rows [i0, i1) of spline_backward. */
 static void spline_backward_rows(const coupling *c, const nf_real *x, const nf_real *h, const nf_real *dz,
                                  const nf_real *dld, nf_real *dx, nf_real *dh, int64_t i0, int64_t i1) {
-    int32_t D = c->base.dim, S = c->base.ld, nb = c->nb, K = c->bins;
-    int64_t no = (int64_t)nf_rqs_num_params(K) * nb, total = (i1 - i0) * nb;
-    double B = c->bound;
+    int32_t D = c->base.dim, S = c->base.ld;
+    nf_rqs_layout g = spline_layout(c);
     for (int64_t i = i0; i < i1; i++) memcpy(dx + i * S, dz + i * S, sizeof(nf_real) * (size_t)D);
-    for (int64_t p0 = 0; p0 < total; p0 += NF_RQS_LANES) {
-        int m = total - p0 < NF_RQS_LANES ? (int)(total - p0) : NF_RQS_LANES;
-        const nf_real *tp[NF_RQS_LANES];
-        nf_real *gp[NF_RQS_LANES];
-        double v[NF_RQS_LANES], gy[NF_RQS_LANES], gl[NF_RQS_LANES], gx[NF_RQS_LANES];
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / nb, j = (p0 + e) % nb, k = c->ib[j];
-            tp[e] = h + i * no + j, gp[e] = dh + i * no + j;
-            v[e] = (double)x[i * S + k], gy[e] = (double)dz[i * S + k], gl[e] = (double)dld[i];
-        }
-        nf_rqs_backward_block(tp, nb, K, B, m, v, gy, gl, gx, gp);
-        for (int e = 0; e < m; e++) {
-            int64_t i = i0 + (p0 + e) / nb, j = (p0 + e) % nb;
-            dx[i * S + c->ib[j]] = (nf_real)gx[e];
-        }
-    }
+    nf_rqs_backward_rows(&g, h, x, S, dz, S, 1, dld, 1, dx, S, dh, i0, i1);
 }
 
 /* dx_a = dz_a (the net's share is added by the caller), dx_b = g'·dz_b (+ dld·∂log g'/∂x), dh = ∂L/∂θ. */
