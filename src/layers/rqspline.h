@@ -46,10 +46,6 @@ void nf_rqs_forward(const nf_real *theta, int64_t stride, int32_t K, double B, d
  * caller subtracts it to follow the library's inverse convention). */
 void nf_rqs_inverse(const nf_real *theta, int64_t stride, int32_t K, double B, double y, double *x, double *logdet);
 
-/* The type both of the above have: one direction of the map, for callers that write one loop for both
- * (nf_rqs_map *g = inverse ? nf_rqs_inverse : nf_rqs_forward). */
-typedef void nf_rqs_map(const nf_real *theta, int64_t stride, int32_t K, double B, double in, double *out, double *logdet);
-
 /* Backward at x, given gy = ∂L/∂y and gld = ∂L/∂log g'(x): *gx = ∂L/∂x, and gtheta[q·stride] (3K − 1
  * values, OVERWRITTEN, not added) = ∂L/∂θ_q = gy·∂y/∂θ_q + gld·∂log g'/∂θ_q. Outside [−B, B]: *gx = gy,
  * gtheta = 0. gtheta may be NULL (only gx wanted). */
