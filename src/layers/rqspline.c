@@ -4,13 +4,17 @@
 
 #include "kernels/mvec.h"
 
+/* Inlined into the blocks' vector loops at the end of this file as well as into the scalar functions. */
+#define NF_INLINE static inline __attribute__((always_inline))
+
 /* Softplus log(1 + e^a) = max(a, 0) + log(1 + e), given e = e^−|a| ∈ [0, 1] (computed over arrays in
  * make_knots). log(1 + e) rather than log1p(e): its absolute error stays below ~2e-16 (the rounding of
  * 1 + e), and the knot derivative it feeds is at least m_d = 1e-3, so the relative error of d is below
- * ~1e-12 — and libm's log is about twice as fast as its log1p. */
-static double softplus_from(double a, double e) { return (a > 0 ? a : 0) + log(1 + e); }
+ * ~1e-12 — and libm's log is about twice as fast as its log1p. max(a, 0) as (a + |a|)/2, exact, and
+ * with no select (GCC leaves a select scalar in an AVX2 vector loop). */
+NF_INLINE double softplus_from(double a, double e) { return 0.5 * (a + fabs(a)) + (log)(1 + e); }
 /* The logistic sigmoid 1/(1 + e^−a) (softplus's derivative) from the same e = e^−|a|. */
-static double sigmoid_from(double a, double e) { return a >= 0 ? 1 / (1 + e) : e / (1 + e); }
+NF_INLINE double sigmoid_from(double a, double e) { return a >= 0 ? 1 / (1 + e) : e / (1 + e); }
 
 /* The spline's knots from θ: xk[0..K], yk[0..K] (xk[0] = yk[0] = −B, xk[K] = yk[K] = B exactly), the
  * softmax probabilities pw[K], ph[K] that backward needs, and ed[j − 1] = e^−|θ_d + c₀| of interior knot
@@ -107,7 +111,6 @@ static void locate(const nf_real *theta, int64_t stride, int32_t K, double B, do
  * The map inside one bin (sizes w, h, slope s = h/w, knot derivatives dk = d_k, dk1 = d_{k+1}; formulas in
  * rqspline.h), each in one function, shared by the scalar functions below and the blocks of points at the
  * end of this file (inlined into their vector loops). */
-#define NF_INLINE static inline __attribute__((always_inline))
 
 /* g(x) − y_k at ξ = (x − x_k)/w: h·[s ξ² + d_k ξ(1 − ξ)] / [s + (d_{k+1} + d_k − 2s) ξ(1 − ξ)]. */
 NF_INLINE double rq_rise(double h, double s, double dk, double dk1, double xi) {
@@ -247,7 +250,7 @@ void nf_rqs_backward(const nf_real *theta, int64_t stride, int32_t K, double B, 
  * over the knots counts those at or below the point (the scalar search's bin, as the knots increase) and
  * carries along the knots, sizes and derivative parameters of the last one passed. Every lane computes
  * the scalar code's arithmetic in the same order; the logs come from libmvec instead of libm (within 4
- * ulp), so the two differ by rounding only (test_layers bounds it). Lanes past n take lane 0's θ and are
+ * ulp), so the two differ by rounding only (conformance's test_rq_spline_blocks bounds it). Lanes past n take lane 0's θ and are
  * dropped, so every loop runs whole vectors and a point's result does not depend on its block or on the
  * thread count. On the generic path, and in builds without libmvec, each point goes through the scalar
  * function. */
@@ -335,12 +338,10 @@ NF_INLINE void block_locate(const nf_real *const *theta, int64_t stride, int32_t
             q->tb[l] = ge ? ti[r * LANES + l] : q->tb[l], q->eb[l] = ge ? ei[r * LANES + l] : q->eb[l];
         }
 #pragma omp simd
-    for (int l = 0; l < LANES; l++) { /* both softpluses in every lane, the logs outside any select, and
-                                        * max(a, 0) as (a + |a|)/2 (exact; GCC leaves a select scalar on AVX2) */
-        double a = q->ta[l] + c0, b = q->tb[l] + c0;
-        q->ta[l] = a, q->tb[l] = b;
-        da[l] = NF_RQS_MIN_DERIV + 0.5 * (a + fabs(a)) + (log)(1 + q->ea[l]);
-        db[l] = NF_RQS_MIN_DERIV + 0.5 * (b + fabs(b)) + (log)(1 + q->eb[l]);
+    for (int l = 0; l < LANES; l++) { /* both softpluses in every lane: the logs outside any select */
+        q->ta[l] += c0, q->tb[l] += c0;
+        da[l] = NF_RQS_MIN_DERIV + softplus_from(q->ta[l], q->ea[l]);
+        db[l] = NF_RQS_MIN_DERIV + softplus_from(q->tb[l], q->eb[l]);
     }
 #pragma omp simd
     for (int l = 0; l < LANES; l++) {
@@ -438,11 +439,7 @@ NF_INLINE void backward_block_body(const nf_real *const *theta, int64_t stride, 
     /* interior derivatives: ∂d/∂θ = sigmoid(θ + c₀) at knots k and k + 1 (sigmoid_from), 0 elsewhere */
     double sa[LANES], sb[LANES];
 #pragma omp simd
-    for (int l = 0; l < LANES; l++) {
-        double a = q.ta[l], ea = q.ea[l], b = q.tb[l], eb = q.eb[l];
-        sa[l] = g_dk[l] * (a >= 0 ? 1 / (1 + ea) : ea / (1 + ea));
-        sb[l] = g_dk1[l] * (b >= 0 ? 1 / (1 + eb) : eb / (1 + eb));
-    }
+    for (int l = 0; l < LANES; l++) sa[l] = g_dk[l] * sigmoid_from(q.ta[l], q.ea[l]), sb[l] = g_dk1[l] * sigmoid_from(q.tb[l], q.eb[l]);
     for (int32_t j = 1; j < K; j++)
 #pragma omp simd
         for (int l = 0; l < LANES; l++) {
